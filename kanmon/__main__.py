@@ -1,0 +1,5 @@
+"""`python -m kanmon` is `gated`."""
+
+from kanmon.gated.cli import main
+
+main()

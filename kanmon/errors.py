@@ -1,0 +1,36 @@
+"""The root of kanmon's exception tree.
+
+    KanmonError
+    ├── ConfigError                 (kanmon.gated.config)
+    ├── StoreError                  (kanmon.store.errors)
+    │   ├── StoreUnavailable
+    │   ├── NotFound
+    │   └── Conflict
+    ├── InvalidInput
+    │   ├── InvalidFolder
+    │   └── RouteError              (kanmon.router)
+    └── ContainerError              (kanmon.container)
+
+Every error a user can cause is an ``InvalidInput``: the CLI prints its message on one line and exits 2.
+"""
+
+from __future__ import annotations
+
+
+class KanmonError(Exception):
+    """Base class of every error kanmon raises on purpose."""
+
+
+class InvalidInput(KanmonError):
+    """Raised when a value given by a user (flag, config, API body, route) is not acceptable."""
+
+
+class InvalidFolder(InvalidInput):
+    """Raised when a group folder name does not match the folder grammar (SPEC §2)."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(
+            f"invalid group folder {folder!r}: use lowercase letters, digits, '_' and '-', "
+            "segments separated by '/', each starting with a letter or digit (at most 8 segments of 63)"
+        )
+        self.folder = folder

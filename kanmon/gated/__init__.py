@@ -1,0 +1,1 @@
+"""The `gated` entrypoint: click CLI, configuration loading, daemon wiring."""

@@ -1,0 +1,75 @@
+"""What every command needs, built lazily from the CLI's global options: settings, then the store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kanmon.gated.config import load_settings
+from kanmon.gated.settings import Settings
+from kanmon.store import Store, current_revision, describe_url, head_revision, upgrade
+
+__all__ = ["App", "NotMigrated"]
+
+
+class NotMigrated(Exception):
+    """Raised when a command needs the schema but the store has not been migrated."""
+
+
+@dataclass
+class App:
+    """The global options of one ``gated`` invocation and the objects derived from them."""
+
+    data_dir: str | None = None
+    config_path: str | None = None
+    overrides: dict[str, object] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _settings: Settings | None = None
+    _store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The effective configuration (loaded on first use; raises ConfigError)."""
+        if self._settings is None:
+            self._settings = load_settings(
+                data_dir=self.data_dir, config_path=self.config_path, environ=self.environ, overrides=self.overrides
+            )
+        return self._settings
+
+    def store(self, *, migrate: bool | None = None) -> Store:
+        """The store, its schema up to date.
+
+        The embedded SQLite store is migrated on first use, so a fresh data dir just works. A PostgreSQL store is
+        shared and upgraded deliberately: it is migrated only by ``gated migrate`` and ``gated run``.
+        ``migrate`` True or False forces the choice either way.
+        """
+        if self._store is None:
+            settings = self.settings
+            store = Store.open(
+                settings.store_url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
+            )
+            if migrate is None:
+                migrate = store.dialect == "sqlite"
+            if migrate:
+                upgrade(store.engine)
+            elif current_revision(store.engine) != head_revision():
+                store.close()
+                raise NotMigrated(f"the store at {self.describe_store()} is not migrated: run `gated migrate` first")
+            self._store = store
+        return self._store
+
+    def describe_store(self) -> str:
+        """Where the store is, for messages (a PostgreSQL URL without its password)."""
+        return describe_url(self.settings.store_url)
+
+    def group_dir(self, folder: str) -> Path:
+        """Where the files of group ``folder`` live."""
+        return self.settings.data_dir / "groups" / folder
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None

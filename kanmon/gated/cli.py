@@ -1,0 +1,143 @@
+"""The `gated` command line (SPEC §13): thin click commands over the store and the daemon wiring.
+
+Errors a user can cause print one line and exit 2 having changed nothing; no command prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from kanmon.errors import InvalidInput, KanmonError
+from kanmon.gated.app import App, NotMigrated
+from kanmon.gated.config import render_config
+from kanmon.gated.exits import Exit
+from kanmon.gated.registry_commands import group, route
+from kanmon.store import NewMessage, StoreUnavailable, head_revision
+
+__all__ = ["cli", "main"]
+
+pass_app = click.make_pass_decorator(App)
+
+
+class GatedGroup(click.Group):
+    """Turns kanmon's errors into one line on stderr and a named exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidInput as exc:
+            raise _fail(str(exc), Exit.USAGE) from None
+        except (NotMigrated, StoreUnavailable) as exc:
+            raise _fail(str(exc), Exit.FAILURE) from None
+        except KanmonError as exc:
+            raise _fail(str(exc), Exit.FAILURE) from None
+
+
+class _Failure(click.ClickException):
+    exit_code = int(Exit.FAILURE)
+
+
+class _BadInput(click.ClickException):
+    exit_code = int(Exit.USAGE)
+
+
+def _fail(message: str, code: Exit) -> click.ClickException:
+    return _BadInput(message) if code == Exit.USAGE else _Failure(message)
+
+
+@click.group(cls=GatedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data-dir",
+    envvar="KANMON_DATA_DIR",
+    metavar="DIR",
+    help="Where kanmon keeps its store, groups and runs.  [default: ./kanmon-data]",
+)
+@click.option(
+    "--config", "config_path", metavar="FILE", help="YAML config file.  [default: DIR/kanmon.yaml if present]"
+)
+@click.version_option(package_name="kanmon")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> None:
+    """gated: a polling container orchestrator for chat agents."""
+    app = App(data_dir=data_dir, config_path=config_path)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+@cli.command()
+@pass_app
+def migrate(app: App) -> None:
+    """Create or upgrade the store's schema (a no-op when it is current)."""
+    app.store(migrate=True)
+    click.echo(f"store {app.describe_store()} is at schema revision {head_revision()}")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@pass_app
+def config_show(app: App) -> None:
+    """Print the effective configuration, where each value comes from, and what it does (secrets masked)."""
+    click.echo(render_config(app.settings))
+
+
+@cli.command()
+@click.argument("jid")
+@click.argument("text")
+@click.option("--sender", default="cli", show_default=True, help="Sender id of the message.")
+@click.option("--verb", default="message", show_default=True, help="Event type (message, mention, react, …).")
+@click.option("--topic", default="", help="Topic (sub-conversation) of the message.")
+@click.option("--id", "message_id", default=None, help="Message id; re-sending the same id is a no-op.")
+@pass_app
+def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
+    """Put a message into the store as if JID had sent TEXT."""
+    result = app.store().put_message(
+        NewMessage(chat_jid=jid, content=text, sender=sender, verb=verb, topic=topic, id=message_id, origin="cli")
+    )
+    state = "stored" if result.created else "already stored"
+    click.echo(f"{state}: seq {result.message.seq} id {result.message.id} in {jid}")
+
+
+@cli.command()
+@pass_app
+def status(app: App) -> None:
+    """Counts of groups, routes, chats, messages, runs and dead letters."""
+    counts = app.store().counts()
+    click.echo(f"store: {app.describe_store()}")
+    width = max(len(name) for name in counts)
+    for name, value in counts.items():
+        click.echo(f"  {name.replace('_', ' '):<{width}}  {value}")
+
+
+@cli.command()
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema on start.")
+@pass_app
+def run(app: App, no_migrate: bool) -> None:
+    """Run the gateway daemon (migrating the store first unless --no-migrate)."""
+    app.store(migrate=not no_migrate)
+    raise _fail("gated run: the message loop is not implemented yet (the store is migrated)", Exit.FAILURE)
+
+
+def _not_implemented(name: str, summary: str) -> click.Command:
+    def callback(**_: Any) -> None:
+        raise _fail(f"gated {name}: not implemented yet", Exit.FAILURE)
+
+    return click.Command(name, callback=callback, help=f"{summary} (not implemented yet)")
+
+
+for _name, _summary in (("demo", "Run a demo group with the echo agent and the web chat"), ("chat", "Talk to a group")):
+    cli.add_command(_not_implemented(_name, _summary))
+
+cli.add_command(group)
+cli.add_command(route)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="gated")

@@ -1,0 +1,288 @@
+"""The configuration key table (SPEC §13): every setting kanmon reads, with its type, default, doc and validator.
+
+Defaults are stored already typed, exactly as they land in :class:`kanmon.gated.settings.Settings`, so this table is
+the single source of truth for them. ``attr`` says where a key's value lives in the settings tree: the top-level key
+``poll_interval``, for instance, is ``settings.gateway.poll_interval``. Every key is also an environment variable,
+``KANMON_`` + the key upper-cased with ``.`` turned into ``_`` (``store.url`` is ``KANMON_STORE_URL``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from kanmon.gated.config_kinds import (
+    BOOL,
+    FLOAT,
+    INT,
+    PATH,
+    PATHS,
+    SIZE,
+    STR,
+    URL,
+    URLS,
+    Check,
+    Key,
+    Kind,
+    above,
+    at_least,
+    choice,
+    is_listen,
+    is_non_root_user,
+    pattern,
+)
+
+__all__ = ["KEYS", "KEYS_BY_ENV", "KEYS_BY_NAME"]
+
+_NON_NEGATIVE = at_least(0, "a number")
+_NON_NEGATIVE_INT = at_least(0)
+_POSITIVE_INT = at_least(1)
+_POSITIVE = above(0)
+_MIN_MEMORY = 6 << 20  # Docker refuses a memory limit below 6 MiB.
+
+
+def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
+    attr = extra.pop("attr", name)
+    return Key(name=name, attr=attr, kind=kind, default=default, doc=doc, **extra)
+
+
+KEYS: tuple[Key, ...] = (
+    _key(
+        "data_dir",
+        PATH,
+        Path("kanmon-data"),
+        "Where the store, group folders and runs live (--data-dir).",
+        in_file=False,
+    ),
+    _key(
+        "instance",
+        STR,
+        "",
+        "Name on containers and locks; empty = 'k' + 8 hex of sha256(absolute data_dir).",
+        check=pattern("lowercase letters, digits and '-' (at most 32), or empty", r"([a-z0-9][a-z0-9-]{0,31})?"),
+    ),
+    _key(
+        "host_data_dir",
+        STR,
+        "",
+        "The data dir as the Docker host sees it, when gated itself runs in a container.",
+        check=pattern("an absolute path, or empty", r"(/.*)?"),
+    ),
+    _key(
+        "assistant_name",
+        STR,
+        "kanmon",
+        "The assistant's name handed to agents (assistantName, SPEC §9).",
+        check=pattern("a non-empty name", r".+"),
+    ),
+    _key(
+        "store.url",
+        URL,
+        "",
+        "Database URL; empty = sqlite:///<data_dir>/kanmon.db (or postgresql+psycopg://…).",
+        check=pattern(
+            "a URL like sqlite:///path or postgresql+psycopg://host/db, or empty", r"([a-z][a-z0-9+]*:///?\S+)?"
+        ),
+    ),
+    _key(
+        "store.busy_timeout_ms",
+        INT,
+        30000,
+        "How long an SQLite writer waits for the lock, in milliseconds.",
+        check=_NON_NEGATIVE_INT,
+    ),
+    _key("store.pool_size", INT, 5, "Database connections kept in the pool.", check=_POSITIVE_INT),
+    _key(
+        "poll_interval",
+        FLOAT,
+        2.0,
+        "Seconds between two polls of the store (SPEC §5).",
+        check=_POSITIVE,
+        attr="gateway.poll_interval",
+    ),
+    _key(
+        "poll_batch",
+        INT,
+        200,
+        "Most messages read from the store per poll.",
+        check=_POSITIVE_INT,
+        attr="gateway.poll_batch",
+    ),
+    _key(
+        "drain_timeout",
+        FLOAT,
+        30.0,
+        "Seconds a graceful stop waits for running runs before leaving them running.",
+        check=_NON_NEGATIVE,
+        attr="gateway.drain_timeout",
+    ),
+    _key(
+        "session_idle_expiry",
+        FLOAT,
+        0.0,
+        "Seconds after which an idle session starts fresh; 0 = never.",
+        check=_NON_NEGATIVE,
+        attr="gateway.session_idle_expiry",
+    ),
+    _key(
+        "onboarding.enabled",
+        BOOL,
+        False,
+        "Put chats with no owner on a pending list for /approve (SPEC §11).",
+        attr="gateway.onboarding",
+    ),
+    _key(
+        "max_concurrent",
+        INT,
+        5,
+        "Most agent runs at the same time, over all lanes (SPEC §8).",
+        check=_POSITIVE_INT,
+        attr="queue.max_concurrent",
+    ),
+    _key(
+        "max_attempts",
+        INT,
+        3,
+        "Tries of a failing batch before it is dead-lettered.",
+        check=_POSITIVE_INT,
+        attr="queue.max_attempts",
+    ),
+    _key(
+        "retry_base_delay",
+        FLOAT,
+        5.0,
+        "Seconds before the first retry of a failed run; doubles each time.",
+        check=_NON_NEGATIVE,
+        attr="queue.retry_base_delay",
+    ),
+    _key(
+        "impulse.threshold",
+        INT,
+        100,
+        "Accumulated verb weight at which held messages fire (SPEC §7).",
+        check=_POSITIVE_INT,
+    ),
+    _key(
+        "impulse.max_hold_ms",
+        INT,
+        300000,
+        "Longest a held message waits, counted from the first one held.",
+        check=_NON_NEGATIVE_INT,
+    ),
+    _key(
+        "idle_timeout",
+        FLOAT,
+        1800.0,
+        "Seconds without output (heartbeats count) before a run is stopped.",
+        check=_POSITIVE,
+        attr="runtime.idle_timeout",
+    ),
+    _key(
+        "timeout",
+        FLOAT,
+        3600.0,
+        "Hard limit on a run in seconds; at least idle_timeout + 30.",
+        check=_POSITIVE,
+        attr="runtime.timeout",
+    ),
+    _key(
+        "stop_grace",
+        FLOAT,
+        10.0,
+        "Seconds between SIGTERM and kill when a run is stopped.",
+        check=_NON_NEGATIVE,
+        attr="runtime.stop_grace",
+    ),
+    _key("runtime.default", choice("docker", "process"), "docker", "Runtime of groups that do not name one."),
+    _key(
+        "runtime.output_cap",
+        SIZE,
+        10 << 20,
+        "Most agent stdout kept per run; beyond it the run is killed.",
+        check=at_least(1 << 10, "a size like 512k or 10m, at least 1k"),
+        attr="runtime.output_cap_bytes",
+    ),
+    _key("runtime.mount_allowlist", PATHS, (), "Host paths groups may mount besides their folder (SPEC §9)."),
+    _key(
+        "runtime.docker.image",
+        STR,
+        "kanmon-agent:latest",
+        "Agent image of groups that do not name one.",
+        check=pattern("an image reference like kanmon-agent:latest", r"\S+"),
+    ),
+    _key(
+        "runtime.docker.network",
+        STR,
+        "none",
+        "Docker network of groups that do not name one.",
+        check=pattern("a network name like none or bridge", r"\S+"),
+    ),
+    _key(
+        "runtime.docker.memory",
+        SIZE,
+        1 << 30,
+        "Memory limit per agent container.",
+        check=at_least(_MIN_MEMORY, "a size like 512m or 1g, at least 6m"),
+        attr="runtime.docker.memory_bytes",
+    ),
+    _key("runtime.docker.cpus", FLOAT, 1.0, "CPUs per agent container.", check=_POSITIVE),
+    _key("runtime.docker.pids_limit", INT, 256, "Most processes inside one agent container.", check=_POSITIVE_INT),
+    _key(
+        "runtime.docker.user",
+        STR,
+        "1000:1000",
+        "User (uid[:gid]) agents run as; root is refused.",
+        check=Check("a non-root user like 1000:1000", is_non_root_user),
+    ),
+    _key(
+        "http.listen",
+        STR,
+        "127.0.0.1:8080",
+        "Address of the HTTP surface: adapters, web chat, /metrics.",
+        check=Check("host:port like 127.0.0.1:8080", is_listen),
+    ),
+    _key(
+        "http.max_body_bytes", INT, 1 << 20, "Largest request body accepted; bigger ones get 413.", check=_POSITIVE_INT
+    ),
+    _key(
+        "http.channel_secret",
+        STR,
+        "",
+        "Shared secret adapters present to register (SPEC §11); empty = closed.",
+        secret=True,
+    ),
+    _key(
+        "http.trusted_sender_header",
+        STR,
+        "",
+        "Header a trusted proxy sets to the web sender's id; empty = none.",
+        check=pattern("an HTTP header name like X-Remote-User, or empty", r"[A-Za-z0-9-]*"),
+    ),
+    _key(
+        "delivery.deadline",
+        FLOAT,
+        86400.0,
+        "Seconds an outbound message keeps being retried before 'failed'.",
+        check=_POSITIVE,
+    ),
+    _key(
+        "delivery.retry_base_delay",
+        FLOAT,
+        1.0,
+        "Seconds before the first delivery retry; grows exponentially.",
+        check=_NON_NEGATIVE,
+    ),
+    _key(
+        "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
+    ),
+    _key("daemons", URLS, MappingProxyType({}), "URLs of daemon:<name> route targets, as name=URL."),
+    _key(
+        "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."
+    ),
+    _key("log.format", choice("text", "json"), "text", "Log line format."),
+)
+
+KEYS_BY_NAME: Mapping[str, Key] = MappingProxyType({key.name: key for key in KEYS})
+KEYS_BY_ENV: Mapping[str, Key] = MappingProxyType({key.env: key for key in KEYS})

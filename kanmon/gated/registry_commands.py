@@ -1,0 +1,124 @@
+"""`gated group …` and `gated route …`: registering agent folders and routes."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+from kanmon.errors import InvalidInput
+from kanmon.folders import validate_folder
+from kanmon.gated.app import App
+from kanmon.router import validate_route
+from kanmon.store import Group
+
+__all__ = ["group", "route"]
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group()
+def group() -> None:
+    """Register, list and remove agent groups."""
+
+
+@group.command("add")
+@click.argument("folder")
+@click.option("--name", default="", help="Display name.  [default: the folder]")
+@click.option("--runtime", type=click.Choice(["docker", "process"]), default=None, help="Agent runtime for this group.")
+@click.option("--image", default=None, help="Container image (docker runtime).")
+@click.option("--command", "command", default=None, help="Agent command line, split like a shell would (no shell).")
+@click.option("--parent", default=None, help="Parent group folder.")
+@pass_app
+def group_add(
+    app: App, folder: str, name: str, runtime: str | None, image: str | None, command: str | None, parent: str | None
+) -> None:
+    """Register FOLDER (e.g. support, corp/eng) as an agent group."""
+    validate_folder(folder)  # before anything touches the disk
+    container_config = _container_config(runtime, image, command)
+    store = app.store()
+    if parent is not None and store.get_group(validate_folder(parent)) is None:
+        raise InvalidInput(f"parent group {parent!r} does not exist")
+    added = store.add_group(Group(folder=folder, name=name, parent=parent, container_config=container_config))
+    app.group_dir(folder).mkdir(parents=True, exist_ok=True)
+    click.echo(f"added group {added.folder} ({app.group_dir(folder)})")
+
+
+def _container_config(runtime: str | None, image: str | None, command: str | None) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if runtime is not None:
+        config["runtime"] = runtime
+    if image is not None:
+        config["image"] = image
+    if command is not None:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise InvalidInput(f"--command: {exc}") from None
+        if not argv:
+            raise InvalidInput("--command: empty command")
+        config["command"] = argv
+    return config
+
+
+@group.command("list")
+@pass_app
+def group_list(app: App) -> None:
+    """List registered groups."""
+    groups = app.store().list_groups()
+    if not groups:
+        click.echo("no groups registered (add one with `gated group add FOLDER`)")
+    for g in groups:
+        runtime = g.container_config.get("runtime", "default")
+        click.echo(f"{g.folder}\t{g.name}\truntime={runtime}\tweb={'yes' if g.web_token else 'no'}")
+
+
+@group.command("rm")
+@click.argument("folder")
+@pass_app
+def group_rm(app: App, folder: str) -> None:
+    """Unregister FOLDER (its files stay on disk)."""
+    app.store().remove_group(validate_folder(folder))
+    click.echo(f"removed group {folder} (files kept in {app.group_dir(folder)})")
+
+
+@click.group()
+def route() -> None:
+    """Add, list and remove routes (walked in (seq, id) order; the first match wins)."""
+
+
+@route.command("add")
+@click.option("--seq", type=int, default=0, show_default=True, help="Position: lower seq is tried first.")
+@click.option(
+    "--match", "match", default="", help='Space-separated key=glob terms, e.g. "platform=telegram room=-100*".'
+)
+@click.option("--target", required=True, help="folder, folder:<folder>, builtin:<name> or daemon:<name>.")
+@click.option("--impulse", default=None, metavar="JSON", help='Impulse override, e.g. {"threshold": 200}.')
+@pass_app
+def route_add(app: App, seq: int, match: str, target: str, impulse: str | None) -> None:
+    """Add a route."""
+    validate_route(match, target, impulse)
+    added = app.store().add_route(seq=seq, match=match, target=target, impulse_config=impulse)
+    click.echo(f"added route {added.id}: seq={added.seq} match={added.match!r} -> {added.target}")
+
+
+@route.command("list")
+@pass_app
+def route_list(app: App) -> None:
+    """List routes in the order they are tried."""
+    routes = app.store().list_routes()
+    if not routes:
+        click.echo("no routes (add one with `gated route add --target FOLDER`)")
+    for r in routes:
+        impulse = f"\timpulse={r.impulse_config}" if r.impulse_config else ""
+        click.echo(f"{r.id}\tseq={r.seq}\tmatch={r.match!r}\t-> {r.target}{impulse}")
+
+
+@route.command("rm")
+@click.argument("route_id", type=int)
+@pass_app
+def route_rm(app: App, route_id: int) -> None:
+    """Remove route ROUTE_ID."""
+    app.store().remove_route(route_id)
+    click.echo(f"removed route {route_id}")

@@ -1,0 +1,187 @@
+"""The typed settings tree: frozen, keyword-only dataclasses that gated builds once and hands to each component.
+
+Every field's default comes from the key table (:mod:`kanmon.gated.config_keys`), so ``GatewaySettings()`` in a test
+means the same as an empty configuration. :func:`kanmon.gated.config.load_settings` builds the real thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
+
+__all__ = [
+    "DEFAULT_SOURCE",
+    "ConfigEntry",
+    "DeliverySettings",
+    "DockerSettings",
+    "GatewaySettings",
+    "HttpSettings",
+    "ImpulseSettings",
+    "LogSettings",
+    "QueueSettings",
+    "RuntimeSettings",
+    "Settings",
+    "StoreSettings",
+]
+
+DEFAULT_SOURCE = "default"
+
+
+def _default(name: str) -> Any:
+    return KEYS_BY_NAME[name].default
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSettings:
+    """Where the store is and how connections behave (SPEC §3)."""
+
+    url: str = field(default=_default("store.url"), repr=False)  # may carry a password
+    busy_timeout_ms: int = _default("store.busy_timeout_ms")
+    pool_size: int = _default("store.pool_size")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    """The message loop (SPEC §5), sessions (§10), onboarding (§11) and graceful stop (§14)."""
+
+    poll_interval: float = _default("poll_interval")
+    poll_batch: int = _default("poll_batch")
+    drain_timeout: float = _default("drain_timeout")
+    session_idle_expiry: float = _default("session_idle_expiry")
+    onboarding: bool = _default("onboarding.enabled")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSettings:
+    """The global cap and retry policy of the group queue (SPEC §8)."""
+
+    max_concurrent: int = _default("max_concurrent")
+    max_attempts: int = _default("max_attempts")
+    retry_base_delay: float = _default("retry_base_delay")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImpulseSettings:
+    """Default impulse gate parameters; routes may override them (SPEC §7)."""
+
+    threshold: int = _default("impulse.threshold")
+    max_hold_ms: int = _default("impulse.max_hold_ms")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerSettings:
+    """Defaults for agent containers on the docker runtime (SPEC §9)."""
+
+    image: str = _default("runtime.docker.image")
+    network: str = _default("runtime.docker.network")
+    memory_bytes: int = _default("runtime.docker.memory")
+    cpus: float = _default("runtime.docker.cpus")
+    pids_limit: int = _default("runtime.docker.pids_limit")
+    user: str = _default("runtime.docker.user")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSettings:
+    """Which runtime runs agents, and the limits every run gets (SPEC §9)."""
+
+    default: str = _default("runtime.default")
+    idle_timeout: float = _default("idle_timeout")
+    timeout: float = _default("timeout")
+    stop_grace: float = _default("stop_grace")
+    output_cap_bytes: int = _default("runtime.output_cap")
+    mount_allowlist: tuple[Path, ...] = _default("runtime.mount_allowlist")
+    docker: DockerSettings = field(default_factory=DockerSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings:
+    """The HTTP surface: adapter API, web chat, metrics and health (SPEC §11, §12)."""
+
+    listen: str = _default("http.listen")
+    max_body_bytes: int = _default("http.max_body_bytes")
+    channel_secret: str = field(default=_default("http.channel_secret"), repr=False)
+    trusted_sender_header: str = _default("http.trusted_sender_header")
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen`` (0 = any free port)."""
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliverySettings:
+    """Outbound delivery to channel adapters and daemon targets (SPEC §11)."""
+
+    deadline: float = _default("delivery.deadline")
+    retry_base_delay: float = _default("delivery.retry_base_delay")
+    request_timeout: float = _default("delivery.request_timeout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    """Logging level and line format."""
+
+    level: str = _default("log.level")
+    format: str = _default("log.format")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The whole effective configuration of one gated; ``sources`` says where each non-default key came from."""
+
+    data_dir: Path
+    instance: str
+    host_data_dir: str = _default("host_data_dir")
+    assistant_name: str = _default("assistant_name")
+    store: StoreSettings = field(default_factory=StoreSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    impulse: ImpulseSettings = field(default_factory=ImpulseSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    daemons: Mapping[str, str] = field(default_factory=lambda: _default("daemons"))
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def store_url(self) -> str:
+        """The database URL to connect to: ``store.url``, or the SQLite file in the data dir when it is empty."""
+        return self.store.url or f"sqlite:///{self.data_dir / 'kanmon.db'}"
+
+    @property
+    def host_data_path(self) -> Path:
+        """The data dir as the Docker host sees it (for bind mounts): ``host_data_dir`` or else ``data_dir``."""
+        return Path(self.host_data_dir) if self.host_data_dir else self.data_dir
+
+    def value(self, key: str) -> Any:
+        """The typed value of a dotted configuration key, e.g. ``value("store.url")``."""
+        node: Any = self
+        for part in KEYS_BY_NAME[key].attr.split("."):
+            node = getattr(node, part)
+        return node
+
+    def describe(self) -> list[ConfigEntry]:
+        """Every key with its shown value (secrets masked), its source and its doc, in table order."""
+        return [
+            ConfigEntry(key.name, key.show(self.value(key.name)), self.sources.get(key.name, DEFAULT_SOURCE), key.doc)
+            for key in KEYS
+        ]
+
+
+class ConfigEntry(NamedTuple):
+    """One row of ``gated config show``."""
+
+    key: str
+    value: str
+    source: str
+    doc: str

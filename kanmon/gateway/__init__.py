@@ -1,0 +1,1 @@
+"""kanmon.gateway."""

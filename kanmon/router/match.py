@@ -1,0 +1,131 @@
+"""The match language of a route (SPEC §6.4): space-separated ``key=glob`` terms that must all hold.
+
+- A term is split at its first ``=``, so a glob may itself contain ``=``.
+- Tokens without ``=``, or with an empty key, are ignored; an empty match is a wildcard.
+- Keys: ``platform`` and ``room`` (the JID split at its first ``:``), ``chat_jid``, ``sender`` and ``verb`` (an absent
+  verb is ``message``). Any other key sees ``""``, so only a glob that accepts the empty string (``*``, or nothing
+  after the ``=``) matches it.
+- A malformed glob never matches, so a route holding one never matches anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from kanmon.folders import split_jid
+from kanmon.router.errors import GlobError
+from kanmon.router.glob import Glob, compile_glob
+
+__all__ = ["KEYS", "MatchExpr", "MessageFields", "Term", "TermResult", "parse_match"]
+
+KEYS = ("platform", "room", "chat_jid", "sender", "verb")
+DEFAULT_VERB = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFields:
+    """The parts of a message a route can test."""
+
+    chat_jid: str
+    sender: str = ""
+    verb: str = DEFAULT_VERB
+
+    def value(self, key: str) -> str:
+        """The value ``key`` tests: a JID part, the sender, the verb (``message`` when absent), or ``""``."""
+        if key == "platform":
+            return split_jid(self.chat_jid)[0]
+        if key == "room":
+            return split_jid(self.chat_jid)[1]
+        if key == "chat_jid":
+            return self.chat_jid
+        if key == "sender":
+            return self.sender
+        if key == "verb":
+            return self.verb or DEFAULT_VERB
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One ``key=glob`` term; ``glob`` is None when the text is malformed (``error`` says why)."""
+
+    key: str
+    pattern: str
+    glob: Glob | None
+    error: GlobError | None
+
+    @property
+    def text(self) -> str:
+        """The term as written."""
+        return f"{self.key}={self.pattern}"
+
+    def test(self, fields: MessageFields) -> TermResult:
+        """Evaluate this term against a message."""
+        value = fields.value(self.key)
+        matched = self.glob is not None and self.glob.match(value)
+        return TermResult(self, value, matched)
+
+
+@dataclass(frozen=True, slots=True)
+class TermResult:
+    """The outcome of one term on one message, with enough to explain it."""
+
+    term: Term
+    value: str
+    matched: bool
+
+    def describe(self) -> str:
+        """One phrase: ``sender='x' matches 'tg:*'`` or why it does not."""
+        term = self.term
+        if term.error is not None:
+            return f"{term.key}: {term.error}, so it matches nothing"
+        verdict = "matches" if self.matched else "does not match"
+        known = "" if term.key in KEYS else " (unknown key, always empty)"
+        return f"{term.key}={self.value!r}{known} {verdict} {term.pattern!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchExpr:
+    """A parsed match: the terms that count, in the order written."""
+
+    source: str
+    terms: tuple[Term, ...]
+
+    @property
+    def is_wildcard(self) -> bool:
+        """True when no term counts, so every message matches."""
+        return not self.terms
+
+    @property
+    def errors(self) -> tuple[tuple[Term, GlobError], ...]:
+        """The malformed terms, each with its error."""
+        return tuple((term, term.error) for term in self.terms if term.error is not None)
+
+    def evaluate(self, fields: MessageFields) -> Iterator[TermResult]:
+        """Yield each term's result, stopping after the first that fails."""
+        for term in self.terms:
+            result = term.test(fields)
+            yield result
+            if not result.matched:
+                return
+
+    def matches(self, fields: MessageFields) -> bool:
+        """True when every term holds for ``fields``."""
+        return all(term.test(fields).matched for term in self.terms)
+
+
+@lru_cache(maxsize=1024)
+def parse_match(source: str) -> MatchExpr:
+    """Parse a match; never raises (malformed globs become terms that never match)."""
+    terms: list[Term] = []
+    for token in source.split():
+        key, sep, pattern = token.partition("=")
+        if not sep or not key:
+            continue
+        try:
+            terms.append(Term(key, pattern, compile_glob(pattern), None))
+        except GlobError as exc:
+            terms.append(Term(key, pattern, None, exc))
+    return MatchExpr(source, tuple(terms))

@@ -1,0 +1,120 @@
+"""Route targets (SPEC §6.4): where a matched message goes.
+
+Grammar, after ``{sender}`` expansion:
+
+- ``<folder>`` or ``folder:<folder>``: an agent group; the folder must pass :func:`kanmon.folders.validate_folder`;
+- ``builtin:ping`` or ``builtin:drop``: a handler inside the gateway;
+- ``daemon:<name>``: an HTTP POST to the daemon configured under ``<name>`` (a folder-segment-like name).
+
+``{sender}`` may appear only in a folder target; it expands to :func:`sender_file_id` of the message's sender. When
+that id is empty the route is skipped for the message (the caller moves on to the next route).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from kanmon.errors import InvalidFolder
+from kanmon.folders import validate_folder
+from kanmon.router.errors import RouteError
+
+__all__ = [
+    "BUILTINS",
+    "SENDER_PLACEHOLDER",
+    "Target",
+    "TargetKind",
+    "expand_target",
+    "parse_target",
+    "sender_file_id",
+    "validate_target",
+]
+
+BUILTINS = frozenset({"ping", "drop"})
+SENDER_PLACEHOLDER = "{sender}"
+
+_DAEMON_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+_DASHES = re.compile(r"-{2,}")
+_LEADING_JUNK = re.compile(r"^[^a-z0-9]+")
+_SAMPLE_SENDER_ID = "x"
+_MAX_ID = 63
+
+
+class TargetKind(StrEnum):
+    """Where a target sends the message."""
+
+    FOLDER = "folder"
+    BUILTIN = "builtin"
+    DAEMON = "daemon"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed target: its kind and the folder, builtin or daemon name."""
+
+    kind: TargetKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+
+def sender_file_id(sender: str) -> str:
+    """A file-safe id for ``sender``: lowercase ``[a-z0-9_-]``, dashes collapsed, starting alphanumeric, ≤ 63 chars."""
+    text = _UNSAFE.sub("-", sender.lower())
+    text = _DASHES.sub("-", text)
+    text = _LEADING_JUNK.sub("", text)
+    return text[:_MAX_ID]
+
+
+def expand_target(template: str, sender: str) -> str | None:
+    """Replace every ``{sender}``; None when the template needs a sender id and this sender has none."""
+    if SENDER_PLACEHOLDER not in template:
+        return template
+    sender_id = sender_file_id(sender)
+    if not sender_id:
+        return None
+    return template.replace(SENDER_PLACEHOLDER, sender_id)
+
+
+def parse_target(text: str) -> Target:
+    """Parse an expanded target, or raise :class:`RouteError` with one clear line."""
+    kind, sep, name = text.partition(":")
+    if not sep:
+        return Target(TargetKind.FOLDER, _folder(text, text))
+    if kind == TargetKind.FOLDER.value:
+        return Target(TargetKind.FOLDER, _folder(name, text))
+    if kind == TargetKind.BUILTIN.value:
+        if name not in BUILTINS:
+            known = ", ".join(sorted(BUILTINS))
+            raise RouteError(f"target {text!r}: unknown builtin {name!r} (known: {known})")
+        return Target(TargetKind.BUILTIN, name)
+    if kind == TargetKind.DAEMON.value:
+        if _DAEMON_NAME.fullmatch(name) is None:
+            raise RouteError(
+                f"target {text!r}: daemon name must be lowercase letters, digits, '_' or '-', starting with a letter "
+                "or digit (at most 63)"
+            )
+        return Target(TargetKind.DAEMON, name)
+    raise RouteError(f"target {text!r}: unknown kind {kind!r} (use a folder, folder:, builtin: or daemon:)")
+
+
+def validate_target(template: str) -> Target:
+    """Check a target as written (``{sender}`` allowed in folder targets only); return it parsed with a sample id."""
+    leftover = template.replace(SENDER_PLACEHOLDER, "")
+    if "{" in leftover or "}" in leftover:
+        raise RouteError(f"target {template!r}: the only placeholder is {SENDER_PLACEHOLDER}")
+    expanded = template.replace(SENDER_PLACEHOLDER, _SAMPLE_SENDER_ID)
+    target = parse_target(expanded)
+    if SENDER_PLACEHOLDER in template and target.kind is not TargetKind.FOLDER:
+        raise RouteError(f"target {template!r}: {SENDER_PLACEHOLDER} is allowed only in a folder target")
+    return target
+
+
+def _folder(folder: str, text: str) -> str:
+    try:
+        return validate_folder(folder)
+    except InvalidFolder as exc:
+        raise RouteError(f"target {text!r}: {exc}") from exc

@@ -1,0 +1,49 @@
+"""The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
+
+from kanmon.store.engine import describe_url, make_engine, sqlite_url
+from kanmon.store.errors import Conflict, NotFound, StoreError, StoreUnavailable
+from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
+from kanmon.store.records import (
+    Channel,
+    Chat,
+    Group,
+    Message,
+    NewMessage,
+    PutResult,
+    Route,
+    Run,
+    RunStatus,
+    Session,
+    SystemMessage,
+)
+from kanmon.store.store import Store
+
+__all__ = [
+    # records
+    "Channel",
+    "Chat",
+    # errors
+    "Conflict",
+    "Group",
+    "Message",
+    "NewMessage",
+    "NotFound",
+    "PutResult",
+    "Route",
+    "Run",
+    "RunStatus",
+    "Session",
+    # the store
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "SystemMessage",
+    # schema
+    "current_revision",
+    "describe_url",
+    "head_revision",
+    "make_engine",
+    "schema_drift",
+    "sqlite_url",
+    "upgrade",
+]

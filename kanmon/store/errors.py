@@ -1,0 +1,48 @@
+"""Store errors, and the one place SQLAlchemy's exceptions are translated into them.
+
+KanmonError
+└── StoreError
+    ├── StoreUnavailable   the database cannot be reached or stayed locked past the busy timeout
+    ├── NotFound           the row an operation names does not exist
+    └── Conflict           the row an operation would create already exists
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+from kanmon.errors import InvalidInput, KanmonError
+
+__all__ = ["Conflict", "NotFound", "StoreError", "StoreUnavailable", "translate_errors"]
+
+
+class StoreError(KanmonError):
+    """Raised when a store operation fails."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when the database is unreachable or locked; the caller may retry later."""
+
+
+class NotFound(StoreError, InvalidInput):
+    """Raised when the row an operation names does not exist."""
+
+
+class Conflict(StoreError, InvalidInput):
+    """Raised when the row an operation would create already exists."""
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn SQLAlchemy's errors into kanmon's, most specific first."""
+    try:
+        yield
+    except sa_exc.IntegrityError as exc:
+        raise Conflict(f"conflicts with an existing row: {exc.orig}") from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
+    except sa_exc.TimeoutError as exc:
+        raise StoreUnavailable(f"no database connection free: {exc}") from exc

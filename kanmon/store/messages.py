@@ -1,0 +1,157 @@
+"""The message log: the sole appender, the seq cursor, and per-chat state.
+
+Appends must become visible in seq order, or a reader following ``seq > cursor`` would skip a row forever.
+SQLite serialises writers by itself (``BEGIN IMMEDIATE``). A PostgreSQL sequence hands out numbers before commit,
+so appends take a transaction-scoped advisory lock first: the next append cannot draw a number until this one has
+committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text, update
+
+from kanmon.errors import InvalidInput
+from kanmon.store.base import StoreBase, from_row, utcnow
+from kanmon.store.records import Chat, Message, NewMessage, PutResult
+from kanmon.store.tables import chats, messages, router_state
+
+__all__ = ["MessageStore"]
+
+# pg_advisory_xact_lock key for appends to messages: any fixed 64-bit number, spelled so a DBA can recognise it.
+APPEND_LOCK_KEY = 0x6B616E6D6F6E  # "kanmon"
+INBOUND_STATUSES = frozenset({"new", "done", "dead", "skipped"})
+
+
+class MessageStore(StoreBase):
+    """Messages, chats and router_state."""
+
+    # ------------------------------------------------------------------------------------------------ messages
+    def put_message(self, new: NewMessage) -> PutResult:
+        """Append ``new``; if ``(chat_jid, id)`` exists, return that row unchanged and create nothing."""
+        values = _insert_values(new)
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+            existing = _message_by_id(conn, new.chat_jid, values["id"]) or _output_by_index(conn, new)
+            if existing is not None:
+                return PutResult(existing, created=False)
+            row = conn.execute(messages.insert().values(**values).returning(*messages.c)).one()
+            return PutResult(from_row(Message, row), created=True)
+
+    def get_message(self, chat_jid: str, message_id: str) -> Message | None:
+        """The message ``message_id`` of ``chat_jid``, if stored."""
+        with self._read() as conn:
+            return _message_by_id(conn, chat_jid, message_id)
+
+    def new_messages(self, after_seq: int, limit: int = 200) -> list[Message]:
+        """Up to ``limit`` messages with ``seq > after_seq``, in seq order."""
+        query = select(messages).where(messages.c.seq > after_seq).order_by(messages.c.seq).limit(limit)
+        with self._read() as conn:
+            return [from_row(Message, row) for row in conn.execute(query)]
+
+    def max_seq(self) -> int:
+        """The highest seq stored, 0 when empty."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(messages.c.seq), 0))).scalar_one())
+
+    def pending_for_chat(self, jid: str, limit: int = 1000) -> list[Message]:
+        """Inbound messages of ``jid`` past its agent cursor that still wait for an agent, in seq order."""
+        cursor = select(chats.c.agent_cursor).where(chats.c.jid == jid).scalar_subquery()
+        query = (
+            select(messages)
+            .where(messages.c.chat_jid == jid, messages.c.direction == "in", messages.c.status == "new")
+            .where(messages.c.seq > func.coalesce(cursor, 0))
+            .order_by(messages.c.seq)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [from_row(Message, row) for row in conn.execute(query)]
+
+    def mark_messages(self, seqs: Iterable[int], status: str) -> int:
+        """Set the inbound ``status`` of the given rows; returns how many changed."""
+        if status not in INBOUND_STATUSES:
+            raise InvalidInput(f"unknown message status {status!r}")
+        seq_list = list(seqs)
+        if not seq_list:
+            return 0
+        stmt = update(messages).where(messages.c.seq.in_(seq_list), messages.c.direction == "in")
+        with self._write() as conn:
+            return conn.execute(stmt.values(status=status)).rowcount
+
+    # ------------------------------------------------------------------------------------------------ chats
+    def get_chat(self, jid: str) -> Chat | None:
+        """The chat ``jid``, if known."""
+        with self._read() as conn:
+            row = conn.execute(select(chats).where(chats.c.jid == jid)).first()
+            return None if row is None else from_row(Chat, row)
+
+    def ensure_chat(self, jid: str, **fields: Any) -> Chat:
+        """Create the chat ``jid`` if missing, setting ``fields`` when given; return it."""
+        with self._write() as conn:
+            conn.execute(self._upsert(chats, {"jid": jid, **fields}, ["jid"]))
+            return from_row(Chat, conn.execute(select(chats).where(chats.c.jid == jid)).one())
+
+    def agent_cursor(self, jid: str) -> int:
+        """The last seq the agent of ``jid`` has consumed (0 for an unknown chat)."""
+        chat = self.get_chat(jid)
+        return 0 if chat is None else chat.agent_cursor
+
+    def set_agent_cursor(self, jid: str, seq: int) -> None:
+        """Move the agent cursor of ``jid`` to ``seq`` (creating the chat row if needed)."""
+        with self._write() as conn:
+            conn.execute(self._upsert(chats, {"jid": jid, "agent_cursor": seq}, ["jid"]))
+
+    # ------------------------------------------------------------------------------------------------ router_state
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        """A router_state value, or ``default``."""
+        with self._read() as conn:
+            value = conn.execute(select(router_state.c.value).where(router_state.c.key == key)).scalar()
+            return default if value is None else str(value)
+
+    def set_state(self, key: str, value: str) -> None:
+        """Set a router_state value."""
+        with self._write() as conn:
+            conn.execute(self._upsert(router_state, {"key": key, "value": value}, ["key"]))
+
+
+def _message_by_id(conn: Connection, chat_jid: str, message_id: str) -> Message | None:
+    query = select(messages).where(messages.c.chat_jid == chat_jid, messages.c.id == message_id)
+    row = conn.execute(query).first()
+    return None if row is None else from_row(Message, row)
+
+
+def _output_by_index(conn: Connection, new: NewMessage) -> Message | None:
+    """A run's reply recorded before (a reclaimed run replays its output): the same row, not a second one."""
+    if new.run_id is None or new.output_index is None:
+        return None
+    query = select(messages).where(messages.c.run_id == new.run_id, messages.c.output_index == new.output_index)
+    row = conn.execute(query).first()
+    return None if row is None else from_row(Message, row)
+
+
+def _insert_values(new: NewMessage) -> dict[str, Any]:
+    if not new.chat_jid or ":" not in new.chat_jid:
+        raise InvalidInput(f"invalid chat JID {new.chat_jid!r}: expected <platform>:<room>")
+    if new.timestamp is not None and new.timestamp.tzinfo is None:
+        raise InvalidInput("message timestamp must carry a time zone")
+    now = utcnow()
+    values: dict[str, Any] = {
+        key: getattr(new, key)
+        for key in (
+            "chat_jid", "direction", "sender", "sender_name", "content", "verb", "topic", "reply_to_id",
+            "reply_to_text", "reply_to_sender", "attachments", "forwarded_from", "is_bot_message", "origin",
+            "run_id", "output_index", "platform_message_id",
+        )
+    }  # fmt: skip
+    values["id"] = new.id or uuid.uuid4().hex
+    values["timestamp"] = new.timestamp or now
+    values["received_at"] = now
+    if new.direction == "in":
+        values["status"] = "new"
+    else:
+        values["delivery_status"] = "pending"
+    return values

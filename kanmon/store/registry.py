@@ -1,0 +1,183 @@
+"""Groups, routes, sessions, the run log, system messages and channel adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from kanmon.folders import validate_folder
+from kanmon.store.base import StoreBase, from_row, utcnow
+from kanmon.store.errors import Conflict, NotFound
+from kanmon.store.records import Channel, Group, Route, Run, RunStatus, Session, SystemMessage
+from kanmon.store.tables import channels, registered_groups, routes, session_log, sessions, system_messages
+
+__all__ = ["RegistryStore"]
+
+IN_FLIGHT: tuple[RunStatus, ...] = ("starting", "running")
+
+
+class RegistryStore(StoreBase):
+    """Everything but the message log."""
+
+    # ------------------------------------------------------------------------------------------------ groups
+    def add_group(self, group: Group) -> Group:
+        """Register ``group``; raises Conflict if its folder is taken, InvalidFolder if malformed."""
+        validate_folder(group.folder)
+        values = {
+            "folder": group.folder,
+            "name": group.name or group.folder,
+            "added_at": group.added_at or utcnow(),
+            "parent": group.parent,
+            "container_config": group.container_config,
+            "web_token": group.web_token,
+            "impulse_config": group.impulse_config,
+        }
+        with self._write() as conn:
+            if conn.execute(
+                select(registered_groups.c.folder).where(registered_groups.c.folder == group.folder)
+            ).first():
+                raise Conflict(f"group {group.folder!r} already exists")
+            conn.execute(registered_groups.insert().values(**values))
+            return from_row(Group, conn.execute(select(registered_groups).where(_group(group.folder))).one())
+
+    def get_group(self, folder: str) -> Group | None:
+        """The group registered at ``folder``, if any."""
+        with self._read() as conn:
+            row = conn.execute(select(registered_groups).where(_group(folder))).first()
+            return None if row is None else from_row(Group, row)
+
+    def list_groups(self) -> list[Group]:
+        """Every registered group, by folder."""
+        with self._read() as conn:
+            rows = conn.execute(select(registered_groups).order_by(registered_groups.c.folder))
+            return [from_row(Group, row) for row in rows]
+
+    def remove_group(self, folder: str) -> None:
+        """Unregister ``folder`` (its sessions and queued system messages go with it); NotFound if absent."""
+        with self._write() as conn:
+            if conn.execute(delete(registered_groups).where(_group(folder))).rowcount == 0:
+                raise NotFound(f"no group {folder!r}")
+
+    def set_group_web_token(self, folder: str, token_hash: str | None) -> None:
+        """Store the hash of ``folder``'s web token."""
+        with self._write() as conn:
+            stmt = update(registered_groups).where(_group(folder)).values(web_token=token_hash)
+            if conn.execute(stmt).rowcount == 0:
+                raise NotFound(f"no group {folder!r}")
+
+    # ------------------------------------------------------------------------------------------------ routes
+    def add_route(self, *, seq: int, match: str, target: str, impulse_config: str | None = None) -> Route:
+        """Store a route as given (validating it is the router's job, before calling this)."""
+        values = {"seq": seq, "match": match, "target": target, "impulse_config": impulse_config}
+        with self._write() as conn:
+            row = conn.execute(routes.insert().values(**values).returning(*routes.c)).one()
+            return from_row(Route, row)
+
+    def list_routes(self) -> list[Route]:
+        """Every route, in the order the router walks them: ``(seq, id)``."""
+        with self._read() as conn:
+            return [from_row(Route, row) for row in conn.execute(select(routes).order_by(routes.c.seq, routes.c.id))]
+
+    def remove_route(self, route_id: int) -> None:
+        """Delete route ``route_id``; NotFound if absent."""
+        with self._write() as conn:
+            if conn.execute(delete(routes).where(routes.c.id == route_id)).rowcount == 0:
+                raise NotFound(f"no route {route_id}")
+
+    # ------------------------------------------------------------------------------------------------ sessions
+    def get_session(self, folder: str, topic: str = "") -> Session | None:
+        """The agent session of ``(folder, topic)``."""
+        with self._read() as conn:
+            row = conn.execute(select(sessions).where(*_session(folder, topic))).first()
+            return None if row is None else from_row(Session, row)
+
+    def set_session(self, folder: str, topic: str, session_id: str) -> None:
+        """Remember the agent's session id for ``(folder, topic)``."""
+        values = {"group_folder": folder, "topic": topic, "session_id": session_id, "updated_at": utcnow()}
+        with self._write() as conn:
+            conn.execute(self._upsert(sessions, values, ["group_folder", "topic"]))
+
+    def delete_session(self, folder: str, topic: str = "") -> bool:
+        """Forget the session of ``(folder, topic)``; True if there was one."""
+        with self._write() as conn:
+            return bool(conn.execute(delete(sessions).where(*_session(folder, topic))).rowcount)
+
+    # ------------------------------------------------------------------------------------------------ session_log
+    def start_run(self, run: Run) -> None:
+        """Record a run before its container starts (status ``starting``)."""
+        values = dataclasses.asdict(run)
+        with self._write() as conn:
+            conn.execute(session_log.insert().values(**values))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change fields of run ``run_id`` (status, container, output_count, ended_at, error…)."""
+        with self._write() as conn:
+            if conn.execute(update(session_log).where(session_log.c.id == run_id).values(**fields)).rowcount == 0:
+                raise NotFound(f"no run {run_id!r}")
+
+    def get_run(self, run_id: str) -> Run | None:
+        """The run ``run_id``."""
+        with self._read() as conn:
+            row = conn.execute(select(session_log).where(session_log.c.id == run_id)).first()
+            return None if row is None else from_row(Run, row)
+
+    def runs_in_flight(self, instance: str) -> list[Run]:
+        """Runs of ``instance`` still ``starting`` or ``running``: what a restart must reclaim."""
+        query = (
+            select(session_log)
+            .where(session_log.c.instance == instance, session_log.c.status.in_(IN_FLIGHT))
+            .order_by(session_log.c.started_at)
+        )
+        with self._read() as conn:
+            return [from_row(Run, row) for row in conn.execute(query)]
+
+    # ------------------------------------------------------------------------------------------------ system messages
+    def add_system_message(self, folder: str, *, origin: str, event: str, body: str = "") -> SystemMessage:
+        """Queue a note for ``folder``'s next prompt."""
+        values = {"group_folder": folder, "origin": origin, "event": event, "body": body, "created_at": utcnow()}
+        with self._write() as conn:
+            row = conn.execute(system_messages.insert().values(**values).returning(*system_messages.c)).one()
+            return from_row(SystemMessage, row)
+
+    def system_messages_for(self, folder: str) -> list[SystemMessage]:
+        """The notes queued for ``folder``, oldest first."""
+        query = select(system_messages).where(system_messages.c.group_folder == folder).order_by(system_messages.c.id)
+        with self._read() as conn:
+            return [from_row(SystemMessage, row) for row in conn.execute(query)]
+
+    # ------------------------------------------------------------------------------------------------ channels
+    def save_channel(self, channel: Channel) -> None:
+        """Register or re-register a channel adapter."""
+        values = dataclasses.asdict(channel)
+        with self._write() as conn:
+            conn.execute(self._upsert(channels, values, ["name"]))
+
+    def list_channels(self) -> list[Channel]:
+        """Every registered channel adapter."""
+        with self._read() as conn:
+            return [from_row(Channel, row) for row in conn.execute(select(channels).order_by(channels.c.name))]
+
+    def remove_channel(self, name: str) -> bool:
+        """Deregister ``name``; True if it was registered."""
+        with self._write() as conn:
+            return bool(conn.execute(delete(channels).where(channels.c.name == name)).rowcount)
+
+    # ------------------------------------------------------------------------------------------------ status
+    def count_runs(self, since: dt.datetime | None = None) -> dict[str, int]:
+        """Runs by status (since ``since`` when given)."""
+        query = select(session_log.c.status, func.count()).group_by(session_log.c.status)
+        if since is not None:
+            query = query.where(session_log.c.started_at >= since)
+        with self._read() as conn:
+            return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def _group(folder: str) -> Any:
+    return registered_groups.c.folder == folder
+
+
+def _session(folder: str, topic: str) -> tuple[Any, Any]:
+    return sessions.c.group_folder == folder, sessions.c.topic == topic

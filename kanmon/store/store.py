@@ -1,0 +1,47 @@
+"""The Store: the only door to SQL (SPEC §3). Every method is one transaction and returns plain records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from kanmon.store.engine import make_engine
+from kanmon.store.messages import MessageStore
+from kanmon.store.registry import RegistryStore
+from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
+
+__all__ = ["Store"]
+
+
+class Store(MessageStore, RegistryStore):
+    """Messages, chats, routing state, groups, routes, sessions, runs, system messages and channels.
+
+    Methods block: the daemon calls them from worker threads, never on the event loop.
+    """
+
+    @classmethod
+    def open(cls, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5) -> Store:
+        """A store on ``url``; no connection is made until the first operation."""
+        return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size))
+
+    def counts(self) -> dict[str, Any]:
+        """Row counts for ``gated status``."""
+        with self._read() as conn:
+
+            def count(table: Any, *where: Any) -> int:
+                return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+            return {
+                "groups": count(registered_groups),
+                "routes": count(routes),
+                "chats": count(chats),
+                "messages": count(messages),
+                "inbound_new": count(messages, messages.c.direction == "in", messages.c.status == "new"),
+                "dead_letters": count(messages, messages.c.status == "dead"),
+                "skipped": count(messages, messages.c.status == "skipped"),
+                "deliveries_pending": count(messages, messages.c.delivery_status == "pending"),
+                "deliveries_failed": count(messages, messages.c.delivery_status == "failed"),
+                "runs_in_flight": count(session_log, session_log.c.status.in_(("starting", "running"))),
+                "last_seq": int(conn.execute(select(func.coalesce(func.max(messages.c.seq), 0))).scalar_one()),
+            }

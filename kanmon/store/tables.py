@@ -1,0 +1,227 @@
+"""The schema (SPEC §3) as SQLAlchemy Core tables on one MetaData; Alembic migrations must produce exactly this."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+
+__all__ = [
+    "channels",
+    "chats",
+    "messages",
+    "metadata",
+    "registered_groups",
+    "router_state",
+    "routes",
+    "session_log",
+    "sessions",
+    "system_messages",
+]
+
+# Stable constraint names, so Alembic can alter them and both backends agree on what exists.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only aliases the rowid (and so autoincrements) for a column declared exactly INTEGER PRIMARY KEY.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware UTC datetime on every backend: SQLite has no time zones, so naive values are refused on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: kanmon stores aware UTC times only")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _false() -> Any:
+    return text("false")
+
+
+def _empty() -> Any:
+    # spelled as SQL: a plain "" default reads back from SQLite as "''" and Alembic would report drift forever
+    return text("''")
+
+
+messages = Table(
+    "messages",
+    metadata,
+    Column(
+        "seq", SeqType, primary_key=True, autoincrement=True, doc="the one cursor: rows become visible in seq order"
+    ),
+    Column("id", Text, nullable=False, doc="the platform's message id (generated when absent)"),
+    Column("chat_jid", Text, nullable=False),
+    Column("direction", Text, nullable=False, doc="'in' (from a chat) or 'out' (written by the gateway)"),
+    Column("sender", Text, nullable=False, server_default=_empty()),
+    Column("sender_name", Text, nullable=False, server_default=_empty()),
+    Column("content", Text, nullable=False, server_default=_empty()),
+    Column("timestamp", UTCDateTime, nullable=False, doc="platform send time; never used to decide what is new"),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("verb", Text, nullable=False, server_default="message"),
+    Column("topic", Text, nullable=False, server_default=_empty()),
+    Column("reply_to_id", Text),
+    Column("reply_to_text", Text),
+    Column("reply_to_sender", Text),
+    Column("attachments", JSON),
+    Column("forwarded_from", Text),
+    Column("is_bot_message", Boolean, nullable=False, server_default=_false()),
+    Column("origin", Text, nullable=False, server_default=_empty(), doc="adapter:<name> | web | gateway | cli | ..."),
+    Column("run_id", Text, doc="outbound: the run that produced this reply"),
+    Column("output_index", Integer, doc="outbound: position of the reply in its run's output"),
+    Column("delivery_status", Text, doc="outbound: pending | sent | failed"),
+    Column("delivery_attempts", Integer, nullable=False, server_default="0"),
+    Column("deliver_after", UTCDateTime, doc="outbound: earliest next delivery attempt (backoff)"),
+    Column("delivery_error", Text),
+    Column("platform_message_id", Text),
+    Column("status", Text, doc="inbound: new | done | dead | skipped"),
+    UniqueConstraint("chat_jid", "id"),
+    UniqueConstraint("run_id", "output_index"),
+    CheckConstraint("direction IN ('in', 'out')", name="direction"),
+    CheckConstraint("status IS NULL OR status IN ('new', 'done', 'dead', 'skipped')", name="status"),
+    CheckConstraint(
+        "delivery_status IS NULL OR delivery_status IN ('pending', 'sent', 'failed')", name="delivery_status"
+    ),
+    Index(None, "chat_jid", "seq"),
+    Index(None, "delivery_status", "seq"),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    Column("jid", Text, primary_key=True),
+    Column("channel", Text, doc="the adapter of record"),
+    Column("name", Text),
+    Column("is_group", Boolean, nullable=False, server_default=_false()),
+    Column("sticky_group", Text),
+    Column("sticky_topic", Text),
+    Column("agent_cursor", SeqType, nullable=False, server_default="0", doc="last seq the agent has consumed"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retry_at", UTCDateTime),
+)
+
+registered_groups = Table(
+    "registered_groups",
+    metadata,
+    Column("folder", Text, primary_key=True),
+    Column("name", Text, nullable=False, server_default=_empty()),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("parent", Text, ForeignKey("registered_groups.folder", ondelete="SET NULL")),
+    Column("container_config", JSON, doc="runtime, image, command, env, timeouts, limits, network, mounts"),
+    Column("web_token", Text, doc="hash of the web chat token, never the token"),
+    Column("impulse_config", Text),
+)
+
+routes = Table(
+    "routes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Integer, nullable=False, server_default="0"),
+    Column("match", Text, nullable=False, server_default=_empty()),
+    Column("target", Text, nullable=False),
+    Column("impulse_config", Text),
+    Index(None, "seq"),
+)
+
+router_state = Table(
+    "router_state",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), primary_key=True),
+    Column("topic", Text, primary_key=True, server_default=_empty()),
+    Column("session_id", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+session_log = Table(
+    "session_log",
+    metadata,
+    Column("id", Text, primary_key=True, doc="the run id"),
+    Column("instance", Text, nullable=False, server_default=_empty(), doc="the gated instance that owns the run"),
+    Column("group_folder", Text, nullable=False),
+    Column("topic", Text, nullable=False, server_default=_empty()),
+    Column("chat_jid", Text, nullable=False),
+    Column("session_id", Text),
+    Column("runtime", Text, nullable=False),
+    Column("container", Text),
+    Column("status", Text, nullable=False),
+    Column("first_seq", SeqType),
+    Column("last_seq", SeqType),
+    Column("message_count", Integer, nullable=False, server_default="0"),
+    Column("output_count", Integer, nullable=False, server_default="0"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("error", Text),
+    CheckConstraint(
+        "status IN ('starting', 'running', 'ok', 'error', 'timeout', 'stopped', 'reclaimed')", name="status"
+    ),
+    Index(None, "status"),
+    Index(None, "group_folder", "started_at"),
+)
+
+system_messages = Table(
+    "system_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("body", Text, nullable=False, server_default=_empty()),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "group_folder", "id"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("token_hash", Text, nullable=False, doc="sha256 of the adapter token, never the token"),
+    Column("jid_prefixes", JSON, nullable=False),
+    Column("capabilities", JSON, nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+)

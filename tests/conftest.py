@@ -1,0 +1,118 @@
+"""Shared fixtures: where the real services (Docker engine, PostgreSQL) are, and how to get them.
+
+`scripts/test.sh` starts both and exports DOCKER_HOST / KANMON_TEST_PG_URL. Tests marked `docker` or `postgres` skip
+on a developer machine that lacks the service, loudly; under CI=true a missing service fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pgdb import create_pg_database, drop_pg_database
+from sqlalchemy.engine import make_url
+
+from kanmon.store import Store, upgrade
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def service_missing(what: str, why: str) -> None:
+    """Fail under CI, skip (with a warning that shows in the summary) elsewhere."""
+    message = f"{what} is not available: {why}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: integration tests must run, not skip)", pytrace=False)
+    warnings.warn(f"SKIPPING {message}; run scripts/test.sh to start it", stacklevel=2)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A Docker SDK client for the engine the tests run against."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        service_missing("a Docker engine", str(exc))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of the PostgreSQL server the tests may create databases on."""
+    url = os.environ.get("KANMON_TEST_PG_URL")
+    if not url:
+        service_missing("PostgreSQL", "KANMON_TEST_PG_URL is not set")
+    assert url is not None
+    return url
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: Any) -> str:
+    """A local image with python3.11, built by scripts/services.sh from a root filesystem (never pulled)."""
+    name = os.environ.get("KANMON_TEST_PYTHON_IMAGE", "kanmon-test-python:3.11")
+    try:
+        docker_client.images.get(name)
+    except Exception as exc:
+        service_missing(f"the image {name}", f"{exc}; scripts/services.sh builds it")
+    return name
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(postgres_url: str) -> str:
+    """The test server's maintenance database, for CREATE/DROP DATABASE."""
+    return postgres_url
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    """A migrated database that per-test databases are copied from (faster than migrating each one)."""
+    url = create_pg_database(pg_admin_url)
+    store = Store.open(url)
+    upgrade(store.engine)
+    store.close()
+    yield str(make_url(url).database)
+    drop_pg_database(pg_admin_url, url)
+
+
+@pytest.fixture
+def pg_database(pg_admin_url: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    url = create_pg_database(pg_admin_url)
+    yield url
+    drop_pg_database(pg_admin_url, url)
+
+
+SERVICE_MARKERS = ("docker", "postgres")
+_service_outcomes: dict[str, dict[str, int]] = {m: {"passed": 0, "failed": 0, "skipped": 0} for m in SERVICE_MARKERS}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count what happened to the tests that need a real service."""
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    for marker in SERVICE_MARKERS:
+        if marker in report.keywords:
+            _service_outcomes[marker][report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say how many Docker and PostgreSQL tests really ran; under CI a skipped one fails the run."""
+    for marker, outcome in _service_outcomes.items():
+        terminalreporter.write_line(
+            f"{marker} tests: {outcome['passed']} passed, {outcome['failed']} failed, {outcome['skipped']} skipped",
+            yellow=bool(outcome["skipped"]),
+            bold=True,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI=true, integration tests that skipped make the run fail even if nothing else did."""
+    if IN_CI and any(outcome["skipped"] for outcome in _service_outcomes.values()):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,191 @@
+"""The `gated` CLI skeleton: migrate, config show, group, route, send, status, run --no-migrate, placeholders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, inspect
+
+from kanmon.gated.cli import cli
+
+Gated = Callable[..., Result]
+
+SPEC_TABLES = {
+    "messages",
+    "chats",
+    "registered_groups",
+    "routes",
+    "router_state",
+    "sessions",
+    "session_log",
+    "system_messages",
+    "channels",
+}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def gated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gated:
+    """Run `gated --data-dir DATA ARGS…` in-process with a clean KANMON_* environment."""
+    for name in [n for n in os.environ if n.startswith("KANMON_")]:
+        monkeypatch.delenv(name)
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], env=env, catch_exceptions=False)
+
+    return run
+
+
+def assert_one_line_error(result: Result, code: int, fragment: str) -> None:
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def tables(data_dir: Path) -> set[str]:
+    engine = create_engine(f"sqlite:///{data_dir / 'kanmon.db'}")
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    return names
+
+
+def test_migrate_on_an_empty_data_dir_creates_every_spec_table(gated: Gated, data_dir: Path) -> None:
+    result = gated("migrate")
+    assert result.exit_code == 0, result.output
+    assert "schema revision" in result.output
+    assert tables(data_dir) >= SPEC_TABLES
+    assert gated("migrate").exit_code == 0
+
+
+def test_group_add_registers_the_folder_and_creates_its_directory(gated: Gated, data_dir: Path) -> None:
+    result = gated("group", "add", "corp/eng", "--runtime", "process", "--command", "python3 -m agent --flag 'a b'")
+    assert result.exit_code == 0, result.output
+    assert (data_dir / "groups" / "corp" / "eng").is_dir()
+    listing = gated("group", "list").output
+    assert "corp/eng" in listing and "runtime=process" in listing
+
+
+@pytest.mark.parametrize("folder", ["../x", "Bad", "/etc", "a/../../b", "x y"])
+def test_group_add_refuses_a_bad_folder_and_writes_nothing(gated: Gated, data_dir: Path, folder: str) -> None:
+    assert_one_line_error(gated("group", "add", folder), 2, "invalid group folder")
+    assert not data_dir.exists()
+
+
+def test_adding_a_group_twice_is_refused(gated: Gated) -> None:
+    gated("group", "add", "support")
+    assert_one_line_error(gated("group", "add", "support"), 2, "already exists")
+
+
+def test_group_rm_removes_and_a_missing_group_is_a_clear_error(gated: Gated) -> None:
+    gated("group", "add", "support")
+    assert gated("group", "rm", "support").exit_code == 0
+    assert "no groups registered" in gated("group", "list").output
+    assert_one_line_error(gated("group", "rm", "support"), 2, "no group 'support'")
+
+
+def test_route_add_list_rm_round_trip(gated: Gated) -> None:
+    gated("group", "add", "support")
+    added = gated("route", "add", "--seq", "5", "--match", "platform=telegram room=-100*", "--target", "support")
+    assert added.exit_code == 0, added.output
+    assert "seq=5\tmatch='platform=telegram room=-100*'\t-> support" in gated("route", "list").output
+    assert gated("route", "rm", "1").exit_code == 0
+    assert "no routes" in gated("route", "list").output
+    assert_one_line_error(gated("route", "rm", "1"), 2, "no route 1")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        pytest.param(["--match", "room=[a-", "--target", "support"], "room=[a-", id="unclosed-class"),
+        pytest.param(["--match", "sender=x\\", "--target", "support"], "sender=x\\", id="trailing-escape"),
+        pytest.param(["--target", "Bad Folder"], "target", id="bad-target"),
+        pytest.param(["--target", "support", "--impulse", "{not json"], "impulse", id="bad-impulse-json"),
+        pytest.param(["--target", "support", "--impulse", '{"threshold": "high"}'], "threshold", id="bad-threshold"),
+    ],
+)
+def test_route_add_refuses_a_bad_route_and_writes_nothing(gated: Gated, args: list[str], fragment: str) -> None:
+    result = gated("route", "add", *args)
+    assert_one_line_error(result, 2, fragment)
+    assert "no routes" in gated("route", "list").output
+
+
+def test_send_puts_a_message_and_resending_the_same_id_is_a_no_op(gated: Gated) -> None:
+    first = gated("send", "telegram:1", "hello", "--sender", "alice", "--id", "m1")
+    assert first.exit_code == 0 and first.output.startswith("stored: seq 1 id m1")
+    again = gated("send", "telegram:1", "hello", "--id", "m1")
+    assert again.output.startswith("already stored: seq 1")
+    status = gated("status").output
+    assert "messages            1" in status
+
+
+def test_send_refuses_a_malformed_jid(gated: Gated) -> None:
+    assert_one_line_error(gated("send", "nocolon", "hi"), 2, "invalid chat JID")
+
+
+def test_run_with_no_migrate_refuses_an_unmigrated_store(gated: Gated, data_dir: Path) -> None:
+    assert_one_line_error(gated("run", "--no-migrate"), 1, "not migrated")
+    assert "messages" not in tables(data_dir)
+
+
+def test_run_migrates_the_store_on_start(gated: Gated, data_dir: Path) -> None:
+    result = gated("run")
+    assert tables(data_dir) >= SPEC_TABLES
+    assert_one_line_error(result, 1, "not implemented yet")
+
+
+@pytest.mark.parametrize("command", ["demo", "chat"])
+def test_unbuilt_commands_say_so_plainly_and_exit_non_zero(gated: Gated, command: str) -> None:
+    assert_one_line_error(gated(command), 1, "not implemented yet")
+
+
+def test_config_show_masks_secrets_and_names_sources(gated: Gated) -> None:
+    result = gated("config", "show", env={"KANMON_HTTP_CHANNEL_SECRET": "s3cret-value", "KANMON_POLL_INTERVAL": "0.5"})
+    assert result.exit_code == 0, result.output
+    assert "s3cret-value" not in result.output
+    assert "****" in result.output
+    assert any("poll_interval" in line and "KANMON_POLL_INTERVAL" in line for line in result.output.splitlines())
+
+
+def test_an_invalid_config_value_fails_with_one_line_naming_the_key(gated: Gated) -> None:
+    result = gated("status", env={"KANMON_MAX_CONCURRENT": "lots"})
+    assert_one_line_error(result, 2, "max_concurrent")
+
+
+def test_bad_yaml_in_the_data_dir_fails_with_one_line(gated: Gated, data_dir: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "kanmon.yaml").write_text("poll_interval: [unclosed\n")
+    assert_one_line_error(gated("config", "show"), 2, "kanmon.yaml")
+
+
+def test_python_dash_m_kanmon_is_gated(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kanmon", "--data-dir", str(tmp_path), "group", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no groups registered" in result.stdout
+
+
+@pytest.mark.postgres
+def test_the_cli_works_the_same_on_postgresql(gated: Gated, pg_database: str) -> None:
+    env = {"KANMON_STORE_URL": pg_database}
+    assert_one_line_error(gated("status", env=env), 1, "not migrated")
+    assert gated("migrate", env=env).exit_code == 0
+    assert gated("group", "add", "corp/eng", env=env).exit_code == 0
+    assert gated("send", "web:corp/eng", "hi", env=env).exit_code == 0
+    status = gated("status", env=env).output
+    assert "groups              1" in status and "messages            1" in status
