@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 export KANMON_DATA_DIR=${KANMON_DATA_DIR:-$PWD/kanmon-data}
 .venv/bin/gated migrate
-.venv/bin/gated group list | grep -q '^demo' || .venv/bin/gated group add demo --runtime process --command "python3 -m kanmon.container.echo_agent"
+.venv/bin/gated group list | grep -q '^demo' || .venv/bin/gated group add demo --runtime process --command "$PWD/.venv/bin/gated agent echo"
 .venv/bin/gated send web:demo "hello from the demo" --sender demo-user
 .venv/bin/gated status

@@ -124,6 +124,19 @@ def run(app: App, no_migrate: bool) -> None:
     raise _fail("gated run: the message loop is not implemented yet (the store is migrated)", Exit.FAILURE)
 
 
+@cli.group()
+def agent() -> None:
+    """Reference agents that speak the container protocol (SPEC §9)."""
+
+
+@agent.command("echo")
+def agent_echo() -> None:
+    """Read one input document on stdin and answer "echo: <last message>" in an output block."""
+    from kanmon.container import echo_agent
+
+    sys.exit(echo_agent.main())
+
+
 def _not_implemented(name: str, summary: str) -> click.Command:
     def callback(**_: Any) -> None:
         raise _fail(f"gated {name}: not implemented yet", Exit.FAILURE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -189,3 +190,15 @@ def test_the_cli_works_the_same_on_postgresql(gated: Gated, pg_database: str) ->
     assert gated("send", "web:corp/eng", "hi", env=env).exit_code == 0
     status = gated("status", env=env).output
     assert "groups              1" in status and "messages            1" in status
+
+
+def test_agent_echo_speaks_the_container_protocol(tmp_path: Path) -> None:
+    payload = '{"prompt": "<messages><message sender=\\"a\\">hi there</message></messages>", "sessionId": "s1"}'
+    result = subprocess.run(
+        [sys.executable, "-m", "kanmon", "agent", "echo"], input=payload, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("---ARIZUKO_OUTPUT_START---")[1:]
+    outputs = [json.loads(b.split("---ARIZUKO_OUTPUT_END---")[0]) for b in blocks]
+    answers = [o for o in outputs if not o.get("heartbeat")]
+    assert answers == [{"status": "ok", "result": "echo: hi there", "newSessionId": "s1"}]

@@ -1,0 +1,190 @@
+"""What every runtime takes and gives: the run spec, run info, and the ``Runtime`` protocol."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from kanmon.container.errors import InvalidRunSpec
+from kanmon.folders import is_valid_folder
+
+if TYPE_CHECKING:
+    from kanmon.container.handle import RunHandle
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_STOP_GRACE",
+    "DEFAULT_TIMEOUT",
+    "HARD_TIMEOUT_MARGIN",
+    "LABEL_FOLDER",
+    "LABEL_INSTANCE",
+    "LABEL_RUN",
+    "AllowedMount",
+    "Limits",
+    "Mount",
+    "RunInfo",
+    "RunSpec",
+    "Runtime",
+    "folder_slug",
+]
+
+DEFAULT_IDLE_TIMEOUT = 30 * 60.0
+DEFAULT_TIMEOUT = 60 * 60.0
+HARD_TIMEOUT_MARGIN = 30.0  # the hard timeout must exceed the idle one by this much (nanoclaw #164)
+DEFAULT_STOP_GRACE = 10.0
+
+LABEL_INSTANCE = "kanmon.instance"
+LABEL_RUN = "kanmon.run"
+LABEL_FOLDER = "kanmon.folder"
+LABEL_PREFIX = "kanmon."
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Resource limits of one run (the Docker runtime enforces them; the process runtime cannot)."""
+
+    memory_bytes: int = GIB
+    cpus: float = 1.0
+    pids: int = 256
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes < 6 * 1024 * 1024 or self.cpus <= 0 or self.pids < 1:
+            raise InvalidRunSpec(f"limits out of range: {self}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mount:
+    """An extra host path the agent asks for; it must fall under an :class:`AllowedMount`."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllowedMount:
+    """An allowlist entry: host paths under ``root`` may be mounted, writable only when ``writable``."""
+
+    root: Path
+    writable: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpec:
+    """Everything a runtime needs to start one run. Plain values: no store, no loop.
+
+    ``image`` is for container runtimes, ``command`` is the argv (the process runtime's agent, or a container
+    command overriding the image's). ``idle_timeout`` None disables the idle timer. ``stdin`` is the whole input
+    document; it may hold secrets, so runtimes never log it, put it in argv, environment or a file.
+    """
+
+    run_id: str
+    instance: str
+    folder: str
+    group_dir: Path
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: bytes = b""
+    limits: Limits = field(default_factory=Limits)
+    network: str = "none"
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT
+    stop_grace: float = DEFAULT_STOP_GRACE
+    labels: Mapping[str, str] = field(default_factory=dict)
+    user: str = "1000:1000"
+    mounts: tuple[Mount, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, value in (("run_id", self.run_id), ("instance", self.instance)):
+            if not _ID.fullmatch(value):
+                raise InvalidRunSpec(f"{name} {value!r} must be 1-63 of letters, digits, '_', '.', '-'")
+        if not is_valid_folder(self.folder):
+            raise InvalidRunSpec(f"invalid group folder {self.folder!r}")
+        if self.image is None and not self.command:
+            raise InvalidRunSpec("a run needs an image or a command")
+        self._check_timeouts()
+        reserved = [key for key in self.labels if key.startswith(LABEL_PREFIX)]
+        if reserved:
+            raise InvalidRunSpec(f"labels {reserved} use the reserved prefix {LABEL_PREFIX!r}")
+
+    def _check_timeouts(self) -> None:
+        if not (math.isfinite(self.timeout) and self.timeout > 0) or self.stop_grace < 0:
+            raise InvalidRunSpec(f"timeout {self.timeout} and stop grace {self.stop_grace} must be positive")
+        if self.idle_timeout is None:
+            return
+        if self.idle_timeout <= 0:
+            raise InvalidRunSpec(f"idle timeout {self.idle_timeout} must be positive")
+        if self.timeout < self.idle_timeout + HARD_TIMEOUT_MARGIN:
+            raise InvalidRunSpec(
+                f"timeout {self.timeout:g}s must be at least the idle timeout ({self.idle_timeout:g}s) "
+                f"plus {HARD_TIMEOUT_MARGIN:g}s, or every idle run would end as a hard timeout"
+            )
+
+    def run_labels(self) -> dict[str, str]:
+        """The labels a runtime attaches to the run: the spec's own plus kanmon's (which win)."""
+        return {
+            **self.labels,
+            LABEL_INSTANCE: self.instance,
+            LABEL_RUN: self.run_id,
+            LABEL_FOLDER: self.folder,
+            "kanmon.idle_timeout": "" if self.idle_timeout is None else repr(self.idle_timeout),
+            "kanmon.timeout": repr(self.timeout),
+            "kanmon.stop_grace": repr(self.stop_grace),
+        }
+
+
+def timers_from_labels(labels: Mapping[str, str]) -> tuple[float | None, float, float]:
+    """``(idle_timeout, timeout, stop_grace)`` as :meth:`RunSpec.run_labels` recorded them (defaults if absent)."""
+    idle = labels.get("kanmon.idle_timeout", repr(DEFAULT_IDLE_TIMEOUT))
+    return (
+        float(idle) if idle else None,
+        float(labels.get("kanmon.timeout", DEFAULT_TIMEOUT)),
+        float(labels.get("kanmon.stop_grace", DEFAULT_STOP_GRACE)),
+    )
+
+
+def folder_slug(folder: str, limit: int = 40) -> str:
+    """A folder as a name fragment: ``corp/eng`` → ``corp-eng``, cut to ``limit`` characters."""
+    return folder.replace("/", "-")[:limit].strip("-_") or "group"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run a runtime knows about (found by label or state file), for reclaiming after a restart."""
+
+    run_id: str
+    instance: str
+    folder: str
+    name: str
+    running: bool
+    exit_code: int | None = None
+    started_at: float | None = None  # seconds since the epoch
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    """An agent runtime: start runs, and find and re-attach this instance's runs after a restart."""
+
+    async def available(self) -> bool:
+        """True when the runtime can start runs now (e.g. the Docker engine answers)."""
+        ...
+
+    async def start(self, spec: RunSpec) -> RunHandle:
+        """Start a run; its events are read from the returned handle."""
+        ...
+
+    async def list_runs(self, instance: str) -> list[RunInfo]:
+        """The runs (running or finished, not yet removed) of ``instance`` and of no other."""
+        ...
+
+    async def attach(self, instance: str, run_id: str) -> RunHandle:
+        """A handle on an existing run of ``instance`` that replays its output from the start."""
+        ...

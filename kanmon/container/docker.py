@@ -1,0 +1,360 @@
+"""DockerRuntime: one container per run, through the Docker SDK (never the CLI, never a shell).
+
+Every blocking SDK call goes through :meth:`DockerRuntime._call`, which runs it on a thread and translates
+``docker.errors`` into kanmon's (the only module that imports ``docker``). Calls that are safe to repeat are
+retried with tenacity while the engine is unreachable.
+
+A run is created with the low-level API (``containers.run`` would try to pull a missing image), attached
+before it starts so no output is missed, fed its input document on stdin followed by EOF, and read as a
+multiplexed stream. The container is not auto-removed: a gateway restarted after a run finished must still
+be able to read its logs; the handle removes it once its ``Exited`` event has been consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.utils.socket import frames_iter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from kanmon.container.base import (
+    LABEL_INSTANCE,
+    LABEL_RUN,
+    AllowedMount,
+    RunInfo,
+    RunSpec,
+    folder_slug,
+    timers_from_labels,
+)
+from kanmon.container.errors import ContainerError, ImageNotFound, InvalidRunSpec, RunNotFound, RuntimeUnavailable
+from kanmon.container.handle import STDOUT, Chunk, RunHandle
+from kanmon.container.mounts import AGENT_HOME, BoundMount, prepare_group_dir, resolve_mounts
+
+__all__ = ["DockerRunHandle", "DockerRuntime"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_EXIT_STATUS = re.compile(r"Exited \((-?\d+)\)")
+_TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m"}  # noqa: S108 - the container's own /tmp, not the host's
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn the Docker SDK's errors into kanmon's, most specific first."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ImageNotFound(str(exc.explanation or exc)) from exc
+    except docker.errors.APIError as exc:
+        raise ContainerError(f"Docker engine error: {exc.explanation or exc}") from exc
+    except docker.errors.DockerException as exc:
+        # from_env() and friends: the engine's address is wrong or nothing answers there
+        raise RuntimeUnavailable(f"Docker engine unavailable: {exc}") from exc
+    except OSError as exc:
+        # requests' ConnectionError and ReadTimeout are OSErrors too: the engine went away mid-call
+        raise RuntimeUnavailable(f"Docker engine unavailable: {exc}") from exc
+
+
+def _missing(exc: BaseException) -> bool:
+    """True when a translated error says the container is gone or not running (nothing left to do)."""
+    cause = exc.__cause__
+    return isinstance(cause, docker.errors.NotFound) or (
+        isinstance(cause, docker.errors.APIError) and cause.status_code in (304, 409)
+    )
+
+
+def _parse_time(value: str) -> float | None:
+    """Docker's RFC 3339 timestamps (nanoseconds, 'Z') as seconds since the epoch."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", value or "")
+    if match is None or match.group(1).startswith("0001"):
+        return None
+    whole = datetime.fromisoformat(match.group(1) + "+00:00").timestamp()
+    return whole + float("0." + (match.group(2) or "0"))
+
+
+class DockerRuntime:
+    """Run agents in Docker containers with secure defaults (SPEC §9)."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        client: Any = None,
+        client_factory: Callable[[], Any] | None = None,
+        mount_allowlist: Sequence[AllowedMount] = (),
+        read_only_rootfs: bool = True,
+        output_limit: int | None = None,
+        retry_attempts: int = 3,
+        max_threads: int = 512,
+    ) -> None:
+        self.data_dir = data_dir
+        self.mount_allowlist = tuple(mount_allowlist)
+        self.read_only_rootfs = read_only_rootfs
+        self.output_limit = output_limit
+        self._client = client
+        # the client is made on first use: docker.from_env() already talks to the engine
+        self._client_factory = client_factory or partial(docker.from_env, timeout=120)
+        self._retry_attempts = retry_attempts
+        # our own pool, not asyncio.to_thread's default one (5 + cores threads): every live run keeps a thread
+        # blocked reading its stream, and a few runs must not starve every other SDK call; threads start lazily
+        self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="kanmon-docker")
+
+    # ------------------------------------------------------------------------------------- the choke point
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one blocking SDK call on a thread, with errors translated."""
+        loop = asyncio.get_running_loop()
+        with translate_errors():
+            return await loop.run_in_executor(self._threads, partial(fn, *args, **kwargs))
+
+    async def _retried(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`_call` for a call that is safe to repeat, retried while the engine is unreachable."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(RuntimeUnavailable),
+            stop=stop_after_attempt(self._retry_attempts),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._call(fn, *args, **kwargs)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def api(self) -> Any:
+        """The low-level API client, made (and the engine contacted) on first use."""
+        if self._client is None:
+            self._client = await self._retried(self._client_factory)
+        return self._client.api
+
+    async def _quietly(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A call whose 'no such container' or 'not running' answer means there is nothing left to do."""
+        try:
+            await self._retried(fn, *args, **kwargs)
+        except ContainerError as exc:
+            if not _missing(exc):
+                raise
+
+    def close(self) -> None:
+        """Release the runtime's threads (reads still blocked on live streams finish on their own)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # -------------------------------------------------------------------------------------------- runtime
+    async def available(self) -> bool:
+        """True when the Docker engine answers a ping."""
+        try:
+            api = await self.api()
+            return bool(await self._call(api.ping))
+        except ContainerError as exc:
+            logger.warning("Docker engine not available: %s", exc)
+            return False
+
+    async def start(self, spec: RunSpec) -> DockerRunHandle:
+        """Create, attach and start the run's container and send it its input."""
+        if spec.image is None:
+            raise InvalidRunSpec(f"run {spec.run_id}: the Docker runtime needs an image")
+        api = await self.api()
+        group_dir, mounts = await self._call(self._check_mounts, spec)
+        name = f"kanmon-{spec.instance}-{folder_slug(spec.folder)}-{spec.run_id}"
+        container = await self._call(
+            api.create_container,
+            spec.image,
+            command=list(spec.command) or None,
+            name=name,
+            labels=spec.run_labels(),
+            environment={"HOME": AGENT_HOME, **spec.env},
+            user=spec.user,
+            working_dir=AGENT_HOME,
+            stdin_open=True,  # with detach=False the SDK also sets StdinOnce: EOF on our side closes its stdin
+            host_config=self._host_config(api, spec, group_dir, mounts),
+        )
+        cid: str = container["Id"]
+        try:
+            sock = await self._call(api.attach_socket, cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            raw = getattr(sock, "_sock", sock)
+            raw.settimeout(None)  # agents may be silent for long stretches; the timers are ours, not the socket's
+            started_at = time.time()
+            await self._call(api.start, cid)
+        except BaseException:
+            await self._quietly(api.remove_container, cid, force=True)
+            raise
+        logger.info("run %s started: container=%s image=%s", spec.run_id, name, spec.image)
+        handle = DockerRunHandle(self, cid, name, spec.run_labels(), started_at, stream=(sock, raw))
+        handle.feed(spec.stdin)
+        return handle
+
+    def _check_mounts(self, spec: RunSpec) -> tuple[Path, list[BoundMount]]:
+        owner = tuple(int(part) for part in spec.user.split(":")) if re.fullmatch(r"\d+:\d+", spec.user) else None
+        group_dir = prepare_group_dir(self.data_dir, spec.group_dir, owner)  # type: ignore[arg-type]
+        return group_dir, resolve_mounts(spec.mounts, self.mount_allowlist)
+
+    def _host_config(self, api: Any, spec: RunSpec, group_dir: Path, mounts: list[BoundMount]) -> Any:
+        binds = {str(group_dir): {"bind": AGENT_HOME, "mode": "rw"}}
+        binds |= {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+        return api.create_host_config(
+            binds=binds,
+            network_mode=spec.network,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=spec.limits.pids,
+            mem_limit=spec.limits.memory_bytes,
+            memswap_limit=spec.limits.memory_bytes,  # no swap on top of the memory limit
+            nano_cpus=int(spec.limits.cpus * 1e9),
+            read_only=self.read_only_rootfs,
+            # a tiny init as PID 1: the agent gets SIGTERM's default action (PID 1 ignores it) and zombies are reaped
+            init=True,
+            tmpfs=_TMPFS if self.read_only_rootfs else None,
+        )
+
+    async def list_runs(self, instance: str) -> list[RunInfo]:
+        """This instance's containers (by label, running or not); other instances' are never returned."""
+        api = await self.api()
+        found = await self._retried(api.containers, all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]})
+        runs = []
+        for item in found:
+            labels = item.get("Labels") or {}
+            if labels.get(LABEL_INSTANCE) != instance:  # belt and braces: never touch another instance's runs
+                continue
+            status = _EXIT_STATUS.search(item.get("Status") or "")
+            runs.append(
+                RunInfo(
+                    run_id=labels.get(LABEL_RUN, ""),
+                    instance=instance,
+                    folder=labels.get("kanmon.folder", ""),
+                    name=(item.get("Names") or ["/?"])[0].lstrip("/"),
+                    running=item.get("State") == "running",
+                    exit_code=int(status.group(1)) if status else None,
+                    started_at=float(item["Created"]) if item.get("Created") else None,
+                    labels=labels,
+                )
+            )
+        return runs
+
+    async def attach(self, instance: str, run_id: str) -> DockerRunHandle:
+        """A handle on this instance's container of ``run_id``, replaying its stdout from the start."""
+        api = await self.api()
+        labels = [f"{LABEL_INSTANCE}={instance}", f"{LABEL_RUN}={run_id}"]
+        found = await self._retried(api.containers, all=True, filters={"label": labels})
+        if not found:
+            raise RunNotFound(instance, run_id)
+        cid = found[0]["Id"]
+        info = await self._retried(api.inspect_container, cid)
+        state = info["State"]
+        started_at = _parse_time(state.get("StartedAt", "")) or time.time()
+        never_started = state.get("Status") == "created"
+        handle = DockerRunHandle(self, cid, info["Name"].lstrip("/"), info["Config"]["Labels"], started_at)
+        if never_started:
+            handle.lost = True  # the daemon died between create and start: nothing ran, nothing to replay
+        return handle
+
+
+class DockerRunHandle(RunHandle):
+    """One container: read from its attach stream (a run we started) or from its logs (a reclaimed run)."""
+
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        container_id: str,
+        name: str,
+        labels: dict[str, str],
+        started_at: float,
+        *,
+        stream: tuple[Any, Any] | None = None,
+    ) -> None:
+        idle, timeout, grace = timers_from_labels(labels)
+        super().__init__(
+            run_id=labels.get(LABEL_RUN, container_id[:12]),
+            instance=labels.get(LABEL_INSTANCE, ""),
+            name=name,
+            idle_timeout=idle,
+            timeout=timeout,
+            stop_grace=grace,
+            started_at=started_at,
+            output_limit=runtime.output_limit,
+        )
+        self.container_id = container_id
+        self.lost = False
+        self._runtime = runtime
+        self._stream = stream
+        self._frames: Iterator[tuple[int, bytes]] | None = None
+        self._from_logs = stream is None
+        self._feeder: asyncio.Task[None] | None = None
+
+    def feed(self, payload: bytes) -> None:
+        """Send the input document on stdin, then EOF, without blocking the reader (a big input fills the pipe)."""
+        if self._stream is not None:
+            self._feeder = asyncio.create_task(self._runtime._call(self._send, self._stream[1], payload))
+
+    @staticmethod
+    def _send(raw: socket.socket, payload: bytes) -> None:
+        # an agent that exits without reading its input closes its end: not our error
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            raw.sendall(payload)
+            raw.shutdown(socket.SHUT_WR)
+
+    async def _read(self) -> Chunk | None:
+        if self.lost:
+            return None
+        if self._frames is None:
+            self._frames = await self._open_frames()
+        chunk = await self._runtime._call(next, self._frames, None)
+        return None if chunk is None else (int(chunk[0]), bytes(chunk[1]))
+
+    async def _open_frames(self) -> Iterator[tuple[int, bytes]]:
+        if self._stream is not None:
+            frames: Iterator[tuple[int, bytes]] = frames_iter(self._stream[0], tty=False)
+            return frames
+        api = await self._runtime.api()
+        # stdout only, from the very start, following until the container ends; stderr is fetched at the end
+        logs = await self._runtime._retried(api.logs, self.container_id, stdout=True, stderr=False, stream=True)
+        return ((STDOUT, data) for data in logs)
+
+    async def _exit_code(self) -> int | None:
+        if self.lost:
+            return None
+        api = await self._runtime.api()
+        if self._feeder is not None:
+            await self._feeder
+        result = await self._runtime._retried(api.wait, self.container_id)
+        if self._from_logs:
+            stderr = await self._runtime._retried(api.logs, self.container_id, stdout=False, stderr=True)
+            self._stderr.append(stderr)
+        return int(result["StatusCode"])
+
+    async def _terminate(self, grace: float) -> None:
+        api = await self._runtime.api()
+        await self._runtime._quietly(api.stop, self.container_id, timeout=math.ceil(grace))
+
+    async def _kill(self) -> None:
+        api = await self._runtime.api()
+        await self._runtime._quietly(api.kill, self.container_id)
+
+    async def _release(self) -> None:
+        api = await self._runtime.api()
+        self._close_stream()
+        await self._runtime._quietly(api.remove_container, self.container_id, force=True)
+        logger.debug("run %s: container %s removed", self.run_id, self.name)
+
+    async def _abandon(self) -> None:
+        self._close_stream()
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            sock, raw = self._stream
+            # shutdown, not just close: it wakes a thread blocked reading the socket
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()

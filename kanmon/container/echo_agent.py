@@ -1,0 +1,93 @@
+"""The reference agent: speaks the kanmon/arizuko container protocol (SPEC §9) and echoes what it is told.
+
+Runs as ``python3 -m kanmon.container.echo_agent`` or as this file alone (standard library only, no kanmon
+imports), e.g. copied into an image. It reads the input document on stdin, writes a heartbeat, then one output
+block ``{"status": "ok", "result": "echo: <text of the last message>", "newSessionId": ...}`` where the session
+id is the input's ``sessionId`` or a new one.
+
+Knobs for tests, from the environment (all optional):
+
+* ``ECHO_EACH=1``: one output per message instead of one for the last;
+* ``ECHO_DELAY=s``: sleep before each output;
+* ``ECHO_HEARTBEATS=n`` / ``ECHO_HEARTBEAT_INTERVAL=s``: n more heartbeats, s apart, before the outputs;
+* ``ECHO_SILENT=1``: no output at all (heartbeats still go out);
+* ``ECHO_HANG=s``: sleep after the outputs (a run that does not end by itself);
+* ``ECHO_FLOOD=n``: first write n bytes inside a block that never ends (the output cap);
+* ``ECHO_IGNORE_TERM=1``: ignore SIGTERM (so a stop must end in a kill);
+* ``ECHO_TOUCH=name``: create this file in the working directory;
+* ``ECHO_STDERR=text``: write this to stderr;
+* ``ECHO_EXIT=n``: exit status.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from typing import Any
+
+START = "---ARIZUKO_OUTPUT_START---"
+END = "---ARIZUKO_OUTPUT_END---"
+_MESSAGE = re.compile(r"<message\b[^>]*>(.*?)</message>", re.DOTALL)
+
+
+def emit(block: dict[str, Any]) -> None:
+    """Write one output block to stdout, flushed (the protocol is streamed)."""
+    sys.stdout.write(f"{START}\n{json.dumps(block, ensure_ascii=False)}\n{END}\n")
+    sys.stdout.flush()
+
+
+def messages(prompt: str) -> list[str]:
+    """The texts of the ``<message>`` elements of an XML prompt, unescaped; the whole prompt if there are none."""
+    found = [html.unescape(text).strip() for text in _MESSAGE.findall(prompt)]
+    return found or [prompt.strip()]
+
+
+def knob(name: str, default: float = 0.0) -> float:
+    """A numeric test knob from the environment."""
+    return float(os.environ.get(name) or default)
+
+
+def main() -> int:
+    """Read the input document, answer it, exit with ``ECHO_EXIT``."""
+    if os.environ.get("ECHO_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        request = json.load(sys.stdin)
+        prompt = str(request.get("prompt", ""))
+    except (ValueError, AttributeError) as exc:
+        emit({"status": "error", "result": None, "error": f"Failed to parse input: {exc}"})
+        return 1
+    if os.environ.get("ECHO_STDERR"):
+        sys.stderr.write(os.environ["ECHO_STDERR"] + "\n")
+        sys.stderr.flush()
+    if os.environ.get("ECHO_TOUCH"):
+        with open(os.environ["ECHO_TOUCH"], "w") as touched:  # noqa: PTH123 - kept plain for any Python 3
+            touched.write("written by the echo agent\n")
+    flood = int(knob("ECHO_FLOOD"))
+    if flood:
+        sys.stdout.write(START + "\n")
+        for _ in range(0, flood, 65536):
+            sys.stdout.write("x" * 65535 + "\n")
+        sys.stdout.flush()
+    emit({"heartbeat": True})
+    for _ in range(int(knob("ECHO_HEARTBEATS"))):
+        time.sleep(knob("ECHO_HEARTBEAT_INTERVAL", 0.1))
+        emit({"heartbeat": True})
+    session = request.get("sessionId") or str(uuid.uuid4())
+    texts = messages(prompt)
+    if not os.environ.get("ECHO_SILENT"):
+        for text in texts if os.environ.get("ECHO_EACH") else texts[-1:]:
+            time.sleep(knob("ECHO_DELAY"))
+            emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
+    time.sleep(knob("ECHO_HANG"))
+    return int(knob("ECHO_EXIT"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

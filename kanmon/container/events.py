@@ -1,0 +1,77 @@
+"""What a run reports while it runs: outputs, heartbeats, and finally how it ended."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ExitReason", "Exited", "Heartbeat", "Output", "RunEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output block of the agent (SPEC §9), numbered per run from 0.
+
+    ``result`` is the raw text the agent sent; ``text`` is what a chat should see (``clean_result`` applied),
+    empty when there is nothing to deliver.
+    """
+
+    index: int
+    status: Literal["ok", "error"]
+    result: str | None
+    text: str
+    new_session_id: str | None = None
+    error: str | None = None
+
+    @property
+    def deliverable(self) -> bool:
+        """True when this output carries text for the chat."""
+        return bool(self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The agent said it is still alive (``{"heartbeat": true}``); it resets the idle timer and is never delivered."""
+
+
+class ExitReason(enum.StrEnum):
+    """Why a run ended: a closed set."""
+
+    EXIT = "exit"  # the agent exited by itself
+    IDLE_TIMEOUT = "idle_timeout"  # no block within idle_timeout: stopped
+    HARD_TIMEOUT = "hard_timeout"  # ran longer than timeout: stopped
+    OUTPUT_LIMIT = "output_limit"  # wrote more than the output cap: killed
+    STOPPED = "stopped"  # stop() was called (e.g. /stop)
+    KILLED = "killed"  # kill() was called
+    LOST = "lost"  # the run vanished without an exit code (reclaimed after a crash of the host)
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """The last event of every run.
+
+    ``code`` is the exit status (None when unknown), ``outputs`` how many output blocks arrived,
+    ``delivered`` how many of them carried text; ``stderr`` and ``stray`` are capped tails of standard
+    error and of stdout text outside the blocks, for the run log.
+    """
+
+    code: int | None
+    reason: ExitReason
+    outputs: int = 0
+    delivered: int = 0
+    stderr: str = ""
+    stray: str = ""
+
+    @property
+    def had_output(self) -> bool:
+        """True when at least one output carried text for the chat (SPEC §9's "error with output")."""
+        return self.delivered > 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the agent exited by itself with status 0."""
+        return self.reason is ExitReason.EXIT and self.code == 0
+
+
+RunEvent = Output | Heartbeat | Exited

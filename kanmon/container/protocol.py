@@ -1,0 +1,231 @@
+"""The agent output protocol (SPEC §9), sans I/O: bytes in, events out.
+
+An agent writes blocks to stdout::
+
+    ---ARIZUKO_OUTPUT_START---
+    {"status": "ok", "result": "...", "newSessionId": "...", "error": ""}
+    ---ARIZUKO_OUTPUT_END---
+
+:class:`OutputParser` takes stdout in chunks of any size (a marker may be split at any byte, lines may end in
+CRLF) and returns :class:`Output`, :class:`Heartbeat` and diagnostics (:class:`InvalidBlock`,
+:class:`OutputLimitExceeded`). Text outside the blocks is discarded, but a capped tail of it is kept for the run
+log. :func:`clean_result` turns a raw result into what a chat should see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kanmon.container.events import Heartbeat, Output
+
+__all__ = [
+    "END_MARKER",
+    "LOG_LIMIT",
+    "OUTPUT_LIMIT",
+    "START_MARKER",
+    "CappedTail",
+    "InvalidBlock",
+    "OutputLimitExceeded",
+    "OutputParser",
+    "ParserEvent",
+    "clean_result",
+    "encode_block",
+]
+
+START_MARKER = b"---ARIZUKO_OUTPUT_START---"
+END_MARKER = b"---ARIZUKO_OUTPUT_END---"
+OUTPUT_LIMIT = 10 * 1024 * 1024  # bytes of stdout per run; past it the run is killed
+LOG_LIMIT = 64 * 1024  # bytes kept of stray stdout text and of stderr, for the run log
+
+_STATUSES: dict[str, Literal["ok", "error"]] = {"ok": "ok", "success": "ok", "error": "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidBlock:
+    """A block whose body is not a valid output object; it is skipped (but still counts as a sign of life)."""
+
+    reason: str
+    body: str  # the first 200 characters, for the log
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLimitExceeded:
+    """The run wrote more than ``limit`` bytes to stdout; the parser ignores everything after this."""
+
+    limit: int
+
+
+ParserEvent = Output | Heartbeat | InvalidBlock | OutputLimitExceeded
+
+
+class CappedTail:
+    """Keep the last ``limit`` bytes of a stream, counting what was dropped."""
+
+    def __init__(self, limit: int = LOG_LIMIT) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self._data = bytearray()
+
+    def append(self, data: bytes) -> None:
+        """Add ``data``, dropping the oldest bytes past the limit."""
+        self._data += data
+        excess = len(self._data) - self.limit
+        if excess > 0:
+            del self._data[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        """The kept bytes as text, with a note of how much was dropped before them."""
+        body = self._data.decode("utf-8", errors="replace")
+        return f"[... {self.dropped} bytes dropped ...]\n{body}" if self.dropped else body
+
+
+class OutputParser:
+    """Incremental parser of an agent's stdout."""
+
+    def __init__(self, *, output_limit: int = OUTPUT_LIMIT, log_limit: int = LOG_LIMIT) -> None:
+        self.output_limit = output_limit
+        self.stray = CappedTail(log_limit)
+        self.outputs = 0
+        self.received = 0
+        self.exceeded = False
+        self._partial = bytearray()  # the current line, not yet ended by b"\n"
+        self._block: list[bytes] | None = None  # the lines of the block being read, None outside a block
+
+    def feed(self, data: bytes) -> list[ParserEvent]:
+        """Consume a chunk of stdout and return the events it completes."""
+        if self.exceeded or not data:
+            return []
+        room = self.output_limit - self.received
+        self.received += len(data)
+        # bytes up to the cap are parsed as usual, so where the chunks are cut never changes the events
+        events = self._lines(data[:room]) if room > 0 else []
+        if len(data) > room:
+            self.exceeded = True
+            self._partial.clear()
+            self._block = None
+            events.append(OutputLimitExceeded(self.output_limit))
+        return events
+
+    def _lines(self, data: bytes) -> list[ParserEvent]:
+        self._partial += data
+        events: list[ParserEvent] = []
+        start = 0
+        while (end := self._partial.find(b"\n", start)) != -1:
+            event = self._line(bytes(self._partial[start : end + 1]))
+            if event is not None:
+                events.append(event)
+            start = end + 1
+        del self._partial[:start]
+        return events
+
+    def close(self) -> list[ParserEvent]:
+        """End of stream: finish a last line without a newline; a block never closed is dropped."""
+        events: list[ParserEvent] = []
+        if self._partial and not self.exceeded:
+            event = self._line(bytes(self._partial))
+            if event is not None:
+                events.append(event)
+        self._partial.clear()
+        if self._block is not None:
+            body = b"".join(self._block).decode("utf-8", errors="replace")
+            events.append(InvalidBlock("block never closed", body[:200]))
+            self._block = None
+        return events
+
+    def _line(self, line: bytes) -> ParserEvent | None:
+        marker = line.strip()
+        if marker == START_MARKER:
+            if self._block is not None:
+                # a new START inside a block: the agent gave up on the first one; keep its bytes for the log
+                self.stray.append(b"".join(self._block))
+            self._block = []
+            return None
+        if self._block is None:
+            self.stray.append(line)
+            return None
+        if marker == END_MARKER:
+            body, self._block = b"".join(self._block), None
+            return self._decode(body)
+        self._block.append(line)
+        return None
+
+    def _decode(self, body: bytes) -> ParserEvent:
+        try:
+            value = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return InvalidBlock(f"not JSON: {exc}", body[:200].decode("utf-8", errors="replace"))
+        preview = body[:200].decode("utf-8", errors="replace")
+        if not isinstance(value, dict):
+            return InvalidBlock("not a JSON object", preview)
+        if value.get("heartbeat") is True:
+            return Heartbeat()
+        problem = _problem(value)
+        if problem:
+            return InvalidBlock(problem, preview)
+        output = Output(
+            index=self.outputs,
+            status=_STATUSES[value["status"]],
+            result=value.get("result"),
+            text=clean_result(value.get("result") or ""),
+            new_session_id=value.get("newSessionId") or None,
+            error=value.get("error") or None,
+        )
+        self.outputs += 1
+        return output
+
+
+def _problem(value: dict[str, Any]) -> str | None:
+    """What is wrong with an output object, or None."""
+    if value.get("status") not in _STATUSES:
+        return f"status must be one of ok, success, error, not {value.get('status')!r}"
+    for key in ("result", "newSessionId", "error"):
+        if not isinstance(value.get(key), str | None):
+            return f"{key} must be a string or null"
+    return None
+
+
+def encode_block(value: dict[str, Any]) -> bytes:
+    """One output block, as an agent writes it (used by the reference agent's tests and by fakes)."""
+    body = json.dumps(value, ensure_ascii=False).encode()
+    return START_MARKER + b"\n" + body + b"\n" + END_MARKER + b"\n"
+
+
+_HIDDEN_TAG = re.compile(r"<(/?)(think|internal)\s*>", re.IGNORECASE)
+_STATUS_TAG = re.compile(r"<status>(.*?)</status>", re.IGNORECASE | re.DOTALL)
+_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+
+
+def clean_result(text: str) -> str:
+    """What a chat should see of ``text``: hidden sections removed, status tags on their own ``⏳`` lines."""
+    visible = _strip_hidden(text)
+    parts: list[str] = []
+    last = 0
+    for match in _STATUS_TAG.finditer(visible):
+        parts.append(visible[last : match.start()].strip())
+        status = " ".join(match.group(1).split())
+        if status:
+            parts.append(f"⏳ {status}")
+        last = match.end()
+    parts.append(visible[last:].strip())
+    return _BLANK_LINES.sub("\n\n", "\n".join(part for part in parts if part)).strip()
+
+
+def _strip_hidden(text: str) -> str:
+    """Remove ``<think>`` and ``<internal>`` sections (nested); an unclosed one hides the rest of the text."""
+    kept: list[str] = []
+    depth = {"think": 0, "internal": 0}  # each kind is closed only by its own tag
+    last = 0
+    for match in _HIDDEN_TAG.finditer(text):
+        if not any(depth.values()):
+            kept.append(text[last : match.start()])
+        kind = match.group(2).lower()
+        # a stray closing tag outside any section is just dropped
+        depth[kind] = max(depth[kind] - 1, 0) if match.group(1) else depth[kind] + 1
+        last = match.end()
+    if not any(depth.values()):
+        kept.append(text[last:])
+    return "".join(kept)

@@ -1,0 +1,342 @@
+"""DockerRuntime against a real Docker engine, with the reference echo agent in a locally built image."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import signal
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanmon.container import echo_agent
+from kanmon.container.base import AllowedMount, Mount, RunSpec
+from kanmon.container.docker import DockerRuntime
+from kanmon.container.errors import ImageNotFound, RunNotFound, UnsafeMount
+from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
+from kanmon.container.handle import RunHandle
+
+pytestmark = pytest.mark.docker
+
+PROMPT = '<messages><message sender="ann">hi &amp; bye</message><message sender="bob">second</message></messages>'
+GIB = 1024**3
+
+
+@pytest.fixture(scope="session")
+def echo_image(docker_client: Any, python_image: str) -> str:
+    """A tiny image with the echo agent as its command, built from the local python image (never pulled)."""
+    source = Path(echo_agent.__file__).read_bytes()
+    tag = f"kanmon-test-echo:{hashlib.sha256(source).hexdigest()[:12]}"
+    dockerfile = (
+        f"FROM {python_image}\nCOPY echo_agent.py /opt/kanmon/echo_agent.py\n"
+        'CMD ["python3", "-u", "/opt/kanmon/echo_agent.py"]\n'
+    ).encode()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in {"Dockerfile": dockerfile, "echo_agent.py": source}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, pull=False, tag=tag, rm=True)
+    return tag
+
+
+@pytest.fixture
+def instance(docker_client: Any) -> Iterator[str]:
+    """A fresh instance name per test; whatever it leaves behind is removed."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    for container in docker_client.containers.list(all=True, filters={"label": f"kanmon.instance={name}"}):
+        container.remove(force=True)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def runtime(docker_client: Any, data_dir: Path, tmp_path: Path) -> DockerRuntime:
+    allowed = AllowedMount(root=tmp_path / "shared")
+    return DockerRuntime(data_dir=data_dir, client=docker_client, output_limit=1024 * 1024, mount_allowlist=[allowed])
+
+
+def make_spec(image: str, data_dir: Path, instance: str, run_id: str = "run-1", **overrides: Any) -> RunSpec:
+    env = {key: str(value) for key, value in overrides.pop("env", {}).items()}
+    payload = overrides.pop("payload", {"prompt": PROMPT})
+    fields: dict[str, Any] = {
+        "run_id": run_id,
+        "instance": instance,
+        "folder": "corp/eng",
+        "group_dir": data_dir / "groups" / "corp" / "eng",
+        "image": image,
+        "env": env,
+        "stdin": json.dumps(payload).encode(),
+        "stop_grace": 1.0,
+    }
+    return RunSpec(**{**fields, **overrides})
+
+
+async def collect(handle: RunHandle) -> list[RunEvent]:
+    return [event async for event in handle]
+
+
+def outputs(events: list[RunEvent]) -> list[Output]:
+    return [event for event in events if isinstance(event, Output)]
+
+
+def exited(events: list[RunEvent]) -> Exited:
+    last = events[-1]
+    assert isinstance(last, Exited)
+    return last
+
+
+def containers_of(docker_client: Any, instance: str) -> list[Any]:
+    return list(docker_client.containers.list(all=True, filters={"label": f"kanmon.instance={instance}"}))
+
+
+async def test_stdin_reaches_the_agent_and_its_output_comes_back(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    events = await collect(await runtime.start(make_spec(echo_image, data_dir, instance)))
+    assert isinstance(events[0], Heartbeat)
+    [output] = outputs(events)
+    assert output.text == "echo: second"
+    assert exited(events) == Exited(code=0, reason=ExitReason.EXIT, outputs=1, delivered=1)
+    assert containers_of(docker_client, instance) == [], "the container is removed once its output is consumed"
+
+
+async def test_outputs_arrive_in_order_while_the_container_still_runs(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    handle = await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_EACH": 1, "ECHO_DELAY": 0.3}))
+    events: list[RunEvent] = []
+    async for event in handle:
+        if isinstance(event, Output) and event.index == 0:
+            state = docker_client.api.inspect_container(handle.name)["State"]
+            assert state["Running"], "the first output must arrive before the container exits"
+        events.append(event)
+    assert [o.text for o in outputs(events)] == ["echo: hi & bye", "echo: second"]
+
+
+@pytest.mark.parametrize(
+    ("env", "delivered"),
+    [
+        pytest.param({"ECHO_EXIT": 3}, 1, id="with-output"),
+        pytest.param({"ECHO_EXIT": 3, "ECHO_SILENT": 1}, 0, id="silent"),
+    ],
+)
+async def test_a_non_zero_exit_is_reported_with_whether_there_was_output(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, env: dict[str, Any], delivered: int
+) -> None:
+    end = exited(await collect(await runtime.start(make_spec(echo_image, data_dir, instance, env=env))))
+    assert (end.code, end.reason, end.delivered) == (3, ExitReason.EXIT, delivered)
+
+
+async def test_heartbeats_keep_a_container_alive_past_its_idle_timeout(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    env = {"ECHO_HEARTBEATS": 6, "ECHO_HEARTBEAT_INTERVAL": 0.15}
+    spec = make_spec(echo_image, data_dir, instance, env=env, idle_timeout=0.5, timeout=31)
+    events = await collect(await runtime.start(spec))
+    assert exited(events).reason is ExitReason.EXIT
+    assert len(outputs(events)) == 1
+
+
+async def test_a_silent_container_is_stopped_by_its_idle_timeout(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    spec = make_spec(
+        echo_image, data_dir, instance, env={"ECHO_SILENT": 1, "ECHO_HANG": 60}, idle_timeout=0.4, timeout=31
+    )
+    end = exited(await collect(await runtime.start(spec)))
+    assert (end.reason, end.code, end.had_output) == (ExitReason.IDLE_TIMEOUT, 128 + signal.SIGTERM, False)
+    assert containers_of(docker_client, instance) == []
+
+
+async def test_the_hard_timeout_ends_a_container_that_keeps_sending_heartbeats(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    env = {"ECHO_HEARTBEATS": 1000, "ECHO_HEARTBEAT_INTERVAL": 0.05}
+    spec = make_spec(echo_image, data_dir, instance, env=env, idle_timeout=None, timeout=0.6)
+    assert exited(await collect(await runtime.start(spec))).reason is ExitReason.HARD_TIMEOUT
+
+
+async def test_stop_kills_a_container_that_ignores_sigterm_after_the_grace(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    spec = make_spec(echo_image, data_dir, instance, env={"ECHO_IGNORE_TERM": 1, "ECHO_HANG": 60})
+    handle = await runtime.start(spec)
+    events: list[RunEvent] = []
+    async for event in handle:
+        events.append(event)
+        if isinstance(event, Output):
+            await handle.stop(grace=1)
+    assert (exited(events).reason, exited(events).code) == (ExitReason.STOPPED, 128 + signal.SIGKILL)
+
+
+async def test_kill_ends_a_container_at_once(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    handle = await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_SILENT": 1, "ECHO_HANG": 60}))
+    events: list[RunEvent] = []
+    async for event in handle:
+        events.append(event)
+        if isinstance(event, Heartbeat):
+            await handle.kill()
+    assert (exited(events).reason, exited(events).code) == (ExitReason.KILLED, 128 + signal.SIGKILL)
+
+
+async def test_a_container_writing_past_the_output_cap_is_killed(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    spec = make_spec(echo_image, data_dir, instance, env={"ECHO_FLOOD": 2 * 1024 * 1024, "ECHO_HANG": 60})
+    end = exited(await collect(await runtime.start(spec)))
+    assert (end.reason, end.outputs) == (ExitReason.OUTPUT_LIMIT, 0)
+    assert containers_of(docker_client, instance) == []
+
+
+async def test_containers_run_with_secure_defaults_name_and_labels(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    payload = {"prompt": PROMPT, "secrets": {"API_KEY": "s3cr3t-value"}}
+    spec = make_spec(echo_image, data_dir, instance, env={"ECHO_HANG": 60}, payload=payload)
+    handle = await runtime.start(spec)
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+    finally:
+        await handle.kill()
+        await collect(handle)
+    host = info["HostConfig"]
+    assert info["Name"] == f"/kanmon-{instance}-corp-eng-run-1"
+    assert {
+        k: v for k, v in info["Config"]["Labels"].items() if k in {"kanmon.instance", "kanmon.run", "kanmon.folder"}
+    } == {
+        "kanmon.instance": instance,
+        "kanmon.run": "run-1",
+        "kanmon.folder": "corp/eng",
+    }
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (256, GIB, 10**9)
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert not host.get("Privileged")
+    assert info["Config"]["User"] == "1000:1000"
+    writable = [(m["Destination"], m["Source"]) for m in info["Mounts"] if m["RW"]]
+    assert writable == [("/home/agent", str(data_dir / "groups" / "corp" / "eng"))]
+    assert "s3cr3t" not in json.dumps(info), "secrets travel on stdin only, never in the container's config"
+
+
+async def test_the_agent_can_write_only_to_its_group_folder(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    await collect(await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_TOUCH": "note.txt"})))
+    note = data_dir / "groups" / "corp" / "eng" / "note.txt"
+    assert note.read_text() == "written by the echo agent\n"
+    assert note.stat().st_uid == 1000
+    spec = make_spec(echo_image, data_dir, instance, "run-2", env={"ECHO_TOUCH": "/opt/kanmon/x"})
+    end = exited(await collect(await runtime.start(spec)))
+    assert end.code != 0
+    assert "Read-only file system" in end.stderr
+
+
+async def test_a_group_folder_symlink_leaving_the_data_dir_is_refused(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, tmp_path: Path, docker_client: Any
+) -> None:
+    (tmp_path / "outside").mkdir()
+    (data_dir / "groups" / "corp").mkdir(parents=True)
+    (data_dir / "groups" / "corp" / "eng").symlink_to(tmp_path / "outside")
+    with pytest.raises(UnsafeMount):
+        await runtime.start(make_spec(echo_image, data_dir, instance))
+    assert containers_of(docker_client, instance) == []
+
+
+async def test_extra_mounts_come_only_from_the_allowlist_and_are_read_only(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, tmp_path: Path, docker_client: Any
+) -> None:
+    (tmp_path / "shared" / "docs").mkdir(parents=True)
+    wants_rw = Mount(source=tmp_path / "shared" / "docs", target="/workspace/docs", read_only=False)
+    spec = make_spec(echo_image, data_dir, instance, env={"ECHO_HANG": 60}, mounts=(wants_rw,))
+    handle = await runtime.start(spec)
+    try:
+        mounts = {m["Destination"]: m["RW"] for m in docker_client.api.inspect_container(handle.container_id)["Mounts"]}
+    finally:
+        await handle.kill()
+        await collect(handle)
+    assert mounts == {"/home/agent": True, "/workspace/docs": False}
+    stranger = Mount(source=tmp_path, target="/workspace/all")
+    with pytest.raises(UnsafeMount, match="not under any allowed"):
+        await runtime.start(make_spec(echo_image, data_dir, instance, "run-2", mounts=(stranger,)))
+
+
+async def test_list_runs_returns_only_this_instance_runs_and_leaves_others_alone(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    other = f"{instance}x"
+    hang = {"ECHO_HANG": 60}
+    mine = await runtime.start(make_spec(echo_image, data_dir, instance, "mine", env=hang))
+    theirs = await runtime.start(make_spec(echo_image, data_dir, other, "theirs", env=hang))
+    try:
+        runs = await runtime.list_runs(instance)
+        assert [(r.run_id, r.running) for r in runs] == [("mine", True)]
+        with pytest.raises(RunNotFound):
+            await runtime.attach(instance, "theirs")
+        await mine.kill()
+        await collect(mine)
+        assert docker_client.api.inspect_container(theirs.container_id)["State"]["Running"], "never touched"
+    finally:
+        await theirs.kill()
+        await collect(theirs)
+
+
+async def test_attach_replays_a_run_that_finished_while_nobody_watched(
+    docker_client: Any, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    # Given a run whose daemon went away without reading it
+    first = DockerRuntime(data_dir=data_dir, client=docker_client)
+    abandoned = await first.start(make_spec(echo_image, data_dir, instance, env={"ECHO_EACH": 1}))
+    await asyncio.to_thread(docker_client.api.wait, abandoned.container_id, timeout=30)
+    # When a restarted daemon lists and attaches to it
+    restarted = DockerRuntime(data_dir=data_dir, client=docker_client)
+    [info] = await restarted.list_runs(instance)
+    assert (info.running, info.exit_code, info.run_id) == (False, 0, "run-1")
+    events = await collect(await restarted.attach(instance, "run-1"))
+    # Then every output is replayed in order, and the container is removed afterwards
+    assert [o.text for o in outputs(events)] == ["echo: hi & bye", "echo: second"]
+    assert exited(events).code == 0
+    assert containers_of(docker_client, instance) == []
+    await abandoned.close()
+
+
+async def test_attach_follows_a_run_that_is_still_running(
+    docker_client: Any, echo_image: str, data_dir: Path, instance: str
+) -> None:
+    first = DockerRuntime(data_dir=data_dir, client=docker_client)
+    abandoned = await first.start(make_spec(echo_image, data_dir, instance, env={"ECHO_EACH": 1, "ECHO_DELAY": 0.3}))
+    restarted = DockerRuntime(data_dir=data_dir, client=docker_client)
+    events = await collect(await restarted.attach(instance, "run-1"))
+    assert [o.index for o in outputs(events)] == [0, 1]
+    assert exited(events).ok
+    await abandoned.close()
+
+
+async def test_a_missing_image_is_reported_and_never_pulled(
+    runtime: DockerRuntime, data_dir: Path, instance: str
+) -> None:
+    with pytest.raises(ImageNotFound):
+        await runtime.start(make_spec("kanmon-test-no-such-image:0", data_dir, instance))
+
+
+async def test_the_runtime_reports_the_engine_available(runtime: DockerRuntime) -> None:
+    assert await runtime.available()
