@@ -2,12 +2,12 @@
 
 Runs as ``python3 -m kanmon.container.echo_agent`` or as this file alone (standard library only, no kanmon
 imports), e.g. copied into an image. It reads the input document on stdin, writes a heartbeat, then one output
-block ``{"status": "ok", "result": "echo: <text of the last message>", "newSessionId": ...}`` where the session
-id is the input's ``sessionId`` or a new one.
+block per message, ``{"status": "ok", "result": "echo: <text>", "newSessionId": ...}``, where the session id is
+the input's ``sessionId`` or a new one.
 
 Knobs for tests, from the environment (all optional):
 
-* ``ECHO_EACH=1``: one output per message instead of one for the last;
+* ``ECHO_LAST_ONLY=1``: one output for the last message instead of one per message;
 * ``ECHO_DELAY=s``: sleep before each output;
 * ``ECHO_HEARTBEATS=n`` / ``ECHO_HEARTBEAT_INTERVAL=s``: n more heartbeats, s apart, before the outputs;
 * ``ECHO_SILENT=1``: no output at all (heartbeats still go out);
@@ -82,7 +82,7 @@ def main() -> int:
     session = request.get("sessionId") or str(uuid.uuid4())
     texts = messages(prompt)
     if not os.environ.get("ECHO_SILENT"):
-        for text in texts if os.environ.get("ECHO_EACH") else texts[-1:]:
+        for text in texts[-1:] if os.environ.get("ECHO_LAST_ONLY") else texts:
             time.sleep(knob("ECHO_DELAY"))
             emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
     time.sleep(knob("ECHO_HANG"))

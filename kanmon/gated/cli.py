@@ -131,7 +131,7 @@ def agent() -> None:
 
 @agent.command("echo")
 def agent_echo() -> None:
-    """Read one input document on stdin and answer "echo: <last message>" in an output block."""
+    """Read one input document on stdin and answer each message with "echo: <text>" in an output block."""
     from kanmon.container import echo_agent
 
     sys.exit(echo_agent.main())

@@ -110,16 +110,16 @@ async def test_stdin_reaches_the_agent_and_its_output_comes_back(
 ) -> None:
     events = await collect(await runtime.start(make_spec(echo_image, data_dir, instance)))
     assert isinstance(events[0], Heartbeat)
-    [output] = outputs(events)
-    assert output.text == "echo: second"
-    assert exited(events) == Exited(code=0, reason=ExitReason.EXIT, outputs=1, delivered=1)
+    assert [o.text for o in outputs(events)] == ["echo: hi & bye", "echo: second"]
+    output = outputs(events)[-1]
+    assert exited(events) == Exited(code=0, reason=ExitReason.EXIT, outputs=2, delivered=2)
     assert containers_of(docker_client, instance) == [], "the container is removed once its output is consumed"
 
 
 async def test_outputs_arrive_in_order_while_the_container_still_runs(
     runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
 ) -> None:
-    handle = await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_EACH": 1, "ECHO_DELAY": 0.3}))
+    handle = await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_DELAY": 0.3}))
     events: list[RunEvent] = []
     async for event in handle:
         if isinstance(event, Output) and event.index == 0:
@@ -132,7 +132,7 @@ async def test_outputs_arrive_in_order_while_the_container_still_runs(
 @pytest.mark.parametrize(
     ("env", "delivered"),
     [
-        pytest.param({"ECHO_EXIT": 3}, 1, id="with-output"),
+        pytest.param({"ECHO_EXIT": 3}, 2, id="with-output"),
         pytest.param({"ECHO_EXIT": 3, "ECHO_SILENT": 1}, 0, id="silent"),
     ],
 )
@@ -150,7 +150,7 @@ async def test_heartbeats_keep_a_container_alive_past_its_idle_timeout(
     spec = make_spec(echo_image, data_dir, instance, env=env, idle_timeout=0.5, timeout=31)
     events = await collect(await runtime.start(spec))
     assert exited(events).reason is ExitReason.EXIT
-    assert len(outputs(events)) == 1
+    assert len(outputs(events)) == 2
 
 
 async def test_a_silent_container_is_stopped_by_its_idle_timeout(
@@ -305,7 +305,7 @@ async def test_attach_replays_a_run_that_finished_while_nobody_watched(
 ) -> None:
     # Given a run whose daemon went away without reading it
     first = DockerRuntime(data_dir=data_dir, client=docker_client)
-    abandoned = await first.start(make_spec(echo_image, data_dir, instance, env={"ECHO_EACH": 1}))
+    abandoned = await first.start(make_spec(echo_image, data_dir, instance, env={}))
     await asyncio.to_thread(docker_client.api.wait, abandoned.container_id, timeout=30)
     # When a restarted daemon lists and attaches to it
     restarted = DockerRuntime(data_dir=data_dir, client=docker_client)
@@ -323,7 +323,7 @@ async def test_attach_follows_a_run_that_is_still_running(
     docker_client: Any, echo_image: str, data_dir: Path, instance: str
 ) -> None:
     first = DockerRuntime(data_dir=data_dir, client=docker_client)
-    abandoned = await first.start(make_spec(echo_image, data_dir, instance, env={"ECHO_EACH": 1, "ECHO_DELAY": 0.3}))
+    abandoned = await first.start(make_spec(echo_image, data_dir, instance, env={"ECHO_DELAY": 0.3}))
     restarted = DockerRuntime(data_dir=data_dir, client=docker_client)
     events = await collect(await restarted.attach(instance, "run-1"))
     assert [o.index for o in outputs(events)] == [0, 1]

@@ -74,23 +74,22 @@ def exited(events: list[RunEvent]) -> Exited:
     return last
 
 
-async def test_the_agent_reads_its_input_and_echoes_the_last_message(runtime: ProcessRuntime, data_dir: Path) -> None:
+async def test_the_agent_reads_its_input_and_echoes_each_message(runtime: ProcessRuntime, data_dir: Path) -> None:
     events = await collect(await runtime.start(make_spec(data_dir)))
     assert isinstance(events[0], Heartbeat)
-    [output] = outputs(events)
-    assert output.text == "echo: second"
+    assert [o.text for o in outputs(events)] == ["echo: hi & bye", "echo: second"]
+    output = outputs(events)[-1]
     assert output.new_session_id
-    assert exited(events) == Exited(code=0, reason=ExitReason.EXIT, outputs=1, delivered=1)
+    assert exited(events) == Exited(code=0, reason=ExitReason.EXIT, outputs=2, delivered=2)
 
 
 async def test_the_agent_keeps_the_session_it_was_given(runtime: ProcessRuntime, data_dir: Path) -> None:
     spec = make_spec(data_dir, payload={"prompt": PROMPT, "sessionId": "sess-42"})
-    [output] = outputs(await collect(await runtime.start(spec)))
-    assert output.new_session_id == "sess-42"
+    assert {o.new_session_id for o in outputs(await collect(await runtime.start(spec)))} == {"sess-42"}
 
 
 async def test_outputs_arrive_in_order_while_the_agent_still_runs(runtime: ProcessRuntime, data_dir: Path) -> None:
-    handle = await runtime.start(make_spec(data_dir, env={"ECHO_EACH": 1, "ECHO_DELAY": 0.3}))
+    handle = await runtime.start(make_spec(data_dir, env={"ECHO_DELAY": 0.3}))
     seen: list[RunEvent] = []
     async for event in handle:
         if isinstance(event, Output) and event.index == 0:
@@ -103,7 +102,7 @@ async def test_outputs_arrive_in_order_while_the_agent_still_runs(runtime: Proce
 @pytest.mark.parametrize(
     ("env", "delivered"),
     [
-        pytest.param({"ECHO_EXIT": 3}, 1, id="with-output"),
+        pytest.param({"ECHO_EXIT": 3}, 2, id="with-output"),
         pytest.param({"ECHO_EXIT": 3, "ECHO_SILENT": 1}, 0, id="silent"),
     ],
 )
@@ -151,7 +150,7 @@ async def test_stop_kills_an_agent_that_ignores_sigterm_after_the_grace(
         if isinstance(event, Output):
             await handle.stop(grace=0.2)
     end = exited(events)
-    assert (end.reason, end.code, end.delivered) == (ExitReason.STOPPED, 128 + signal.SIGKILL, 1)
+    assert (end.reason, end.code, end.delivered) == (ExitReason.STOPPED, 128 + signal.SIGKILL, 2)
 
 
 async def test_kill_ends_a_run_at_once(runtime: ProcessRuntime, data_dir: Path) -> None:
@@ -208,7 +207,7 @@ async def test_list_runs_returns_only_this_instance_runs(runtime: ProcessRuntime
 
 async def test_attach_replays_a_finished_run_from_the_start(tmp_path: Path, data_dir: Path) -> None:
     first = ProcessRuntime(tmp_path / "runs", data_dir=data_dir, poll_interval=0.01)
-    await first.start(make_spec(data_dir, env={"ECHO_EACH": 1}))  # nobody reads it: the daemon "died"
+    await first.start(make_spec(data_dir, env={}))  # nobody reads it: the daemon "died"
     await asyncio.to_thread(wait_for_file, tmp_path / "runs" / "test" / "run-1" / "exit")
     restarted = ProcessRuntime(tmp_path / "runs", data_dir=data_dir, poll_interval=0.01)
     [info] = await restarted.list_runs("test")
@@ -228,7 +227,7 @@ GATED = textwrap.dedent(
     async def main():
         runtime = ProcessRuntime(Path(sys.argv[1]), poll_interval=0.01)
         spec = RunSpec(run_id="orphan", instance="test", folder="corp", group_dir=Path(sys.argv[2]),
-                       command=tuple(json.loads(sys.argv[3])), env={"ECHO_DELAY": "0.5", "ECHO_EACH": "1"},
+                       command=tuple(json.loads(sys.argv[3])), env={"ECHO_DELAY": "0.5"},
                        stdin=json.dumps({"prompt": "<message>a</message><message>b</message>"}).encode())
         await runtime.start(spec)
         await asyncio.sleep(0.2)  # let the input reach the agent

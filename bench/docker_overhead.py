@@ -1,7 +1,7 @@
 """Docker run overhead (SPEC §15): kanmon's spawn → first output → removal vs `docker run --rm -i` of the same agent.
 
     source /tmp/kanmon-services/env   # DOCKER_HOST of the engine scripts/services.sh started
-    .venv/bin/python bench/bench_docker_overhead.py [--runs 10] [--base-image kanmon-test-python:3.11]
+    .venv/bin/python bench/docker_overhead.py [--runs 10] [--base-image kanmon-test-python:3.11]
 
 Prints the medians and their ratio (target ≤ 1.0); it asserts nothing.
 """
