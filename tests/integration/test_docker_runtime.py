@@ -111,7 +111,6 @@ async def test_stdin_reaches_the_agent_and_its_output_comes_back(
     events = await collect(await runtime.start(make_spec(echo_image, data_dir, instance)))
     assert isinstance(events[0], Heartbeat)
     assert [o.text for o in outputs(events)] == ["echo: hi & bye", "echo: second"]
-    output = outputs(events)[-1]
     assert exited(events) == Exited(code=0, reason=ExitReason.EXIT, outputs=2, delivered=2)
     assert containers_of(docker_client, instance) == [], "the container is removed once its output is consumed"
 
