@@ -1,0 +1,47 @@
+"""Lanes, the unit the queue serialises (SPEC §2), and the closed set of results a run reports back (SPEC §9).
+
+A chat JID's lane is its group folder: every chat of one folder shares the folder's files and session, so their runs
+take turns (arizuko keyed its queue by JID and ran two containers on one folder at once). A ``web:`` JID's lane is
+``(folder, topic)``: web topics are separate conversations with separate sessions, so they run in parallel.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Lane", "LaneResult", "lane_for"]
+
+_WEB_PLATFORM = "web"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Lane:
+    """One serial line of runs: a whole group folder (``topic`` None) or one web topic of a folder."""
+
+    folder: str
+    topic: str | None = None
+
+    def __str__(self) -> str:
+        return self.folder if self.topic is None else f"{self.folder}#{self.topic}"
+
+
+def lane_for(folder: str, chat_jid: str, topic: str = "") -> Lane:
+    """The lane of a message of ``chat_jid`` routed to ``folder``: per topic for ``web:`` JIDs, per folder otherwise."""
+    platform, _, _room = chat_jid.partition(":")
+    if platform == _WEB_PLATFORM:
+        return Lane(folder, topic)
+    return Lane(folder)
+
+
+class LaneResult(enum.StrEnum):
+    """How a run ended, as far as the queue cares: whether and when to run the lane again."""
+
+    #: The batch is done (success, or an error after output was delivered): the cursor moved, nothing to retry.
+    OK = "ok"
+    #: An error without output: the cursor stayed, so the same batch is retried after a backoff (SPEC §8).
+    RETRY = "retry"
+    #: A failure that retrying cannot fix (the group is gone, say): dead-letter the batch now.
+    DEAD = "dead"
+    #: Ended by ``/stop``: the cursor moved, never retried.
+    STOPPED = "stopped"
