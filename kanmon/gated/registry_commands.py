@@ -10,6 +10,7 @@ import click
 from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.gated.app import App
+from kanmon.gateway import IdleQueue, LayerContext, explain, probe_message
 from kanmon.router import validate_route
 from kanmon.store import Group
 
@@ -122,3 +123,20 @@ def route_rm(app: App, route_id: int) -> None:
     """Remove route ROUTE_ID."""
     app.store().remove_route(route_id)
     click.echo(f"removed route {route_id}")
+
+
+@route.command("test")
+@click.option("--chat-jid", required=True, help="The chat the message comes from, e.g. telegram:-1001234.")
+@click.option("--sender", default="", help="The sender, e.g. telegram:42.")
+@click.option("--verb", default="message", show_default=True, help="The event type: message, react, typing, …")
+@click.option("--content", default="", help="The message text (sticky, command and prefix layers look at it).")
+@click.option("--topic", default="", help="The message's own topic (a thread or web conversation).")
+@pass_app
+def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, topic: str) -> None:
+    """Show which layer and which route would take a message, and why (changes nothing)."""
+    if ":" not in chat_jid:
+        raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
+    ctx = LayerContext(app.store(), IdleQueue(), dry_run=True)
+    message = probe_message(chat_jid, content, sender=sender, verb=verb, topic=topic)
+    for line in explain(message, ctx):
+        click.echo(line)

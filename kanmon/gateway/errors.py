@@ -1,0 +1,32 @@
+"""Errors the gateway's layers raise on purpose.
+
+    KanmonError                     (kanmon.errors)
+    ├── GatewayError
+    └── InvalidInput
+        └── CommandError
+
+A :class:`CommandError` never escapes the command layer: its message becomes the reply to the chat, and nothing the
+command would have changed is changed.
+"""
+
+from __future__ import annotations
+
+from kanmon.errors import InvalidInput, KanmonError
+
+__all__ = ["CommandError", "GatewayError"]
+
+
+class GatewayError(KanmonError):
+    """Raised when the gateway cannot act on a message for a reason that is not the user's input."""
+
+
+class CommandError(InvalidInput):
+    """Raised when a chat command's arguments are not acceptable; the message is the one-line reply."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        super().__init__(reason)
+        self.command = command
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"CommandError(command={self.command!r}, reason={self.reason!r})"

@@ -1,0 +1,195 @@
+"""The chat commands of SPEC §6.2, one small function each, and the table the command layer looks them up in.
+
+A handler changes what its command changes and returns the reply text; bad arguments raise
+:class:`~kanmon.gateway.errors.CommandError`, whose message the layer sends instead (and nothing changed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kanmon.errors import InvalidInput
+from kanmon.folders import is_valid_folder
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, lane_topic
+from kanmon.gateway.errors import CommandError
+from kanmon.gateway.owner import resolve_owner
+from kanmon.router import validate_route
+from kanmon.store import Message, NewMessage
+
+__all__ = ["COMMANDS", "CommandRequest", "CommandSpec", "glob_literal", "repost_id"]
+
+logger = logging.getLogger(__name__)
+
+_TOPIC_TOKEN = re.compile(r"#[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+ONBOARDING_KEY = "onboarding:{jid}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """One command to run: its name, the text after it, the message that carried it, and the chat's owner."""
+
+    name: str
+    args: str
+    message: Message
+    ctx: LayerContext
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command's handler and whether only a root group (no ``/`` in its folder) may run it."""
+
+    handler: Callable[[CommandRequest], str]
+    root_only: bool = False
+    usage: str = ""
+
+
+def repost_id(message: Message) -> str:
+    """The id of the message ``/new text`` re-posts: derived, so handling ``/new`` twice posts it once."""
+    return f"gw-new-{message.id}"
+
+
+def glob_literal(text: str) -> str:
+    """A glob that matches exactly ``text``: every metacharacter escaped."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def _new(req: CommandRequest) -> str:
+    # `/new #t rest` clears the topic session #t; `/new rest` clears the chat's own session (topic '' for an
+    # ordinary chat, the conversation of a web topic or platform thread).
+    head, tail = _split_head(req.args)
+    if _TOPIC_TOKEN.fullmatch(head):
+        topic, rest, label = head, tail, f"Topic session {head} cleared."
+        # Re-posted with its #topic prefix, so the prefix layer (not a second code path) puts it in that session.
+        content = f"{head} {rest}"
+    else:
+        topic, rest, label = req.message.topic, req.args, "Session cleared."
+        content = rest
+    req.ctx.store.delete_session(req.owner, topic)
+    logger.info("session reset folder=%s topic=%s chat=%s", req.owner, topic, req.message.chat_jid)
+    if not rest:
+        return label
+    _repost(req, content)
+    return f"{label} Processing your message..."
+
+
+def _split_head(text: str) -> tuple[str, str]:
+    parts = text.split(maxsplit=1)
+    return (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else "")
+
+
+def _repost(req: CommandRequest, content: str) -> None:
+    message = req.message
+    new = NewMessage(
+        chat_jid=message.chat_jid,
+        id=repost_id(message),
+        content=content,
+        sender=message.sender,
+        sender_name=message.sender_name,
+        topic=message.topic,
+        attachments=message.attachments,
+        origin=GATEWAY_ORIGIN,
+    )
+    req.ctx.store.put_message(new)
+
+
+def _ping(req: CommandRequest) -> str:
+    ctx = req.ctx
+    group = ctx.group(req.owner)
+    session = ctx.store.get_session(req.owner, req.message.topic)
+    return "\n".join(
+        [
+            "pong",
+            f"group: {group.name if group else req.owner} ({req.owner})",
+            f"session: {session.session_id[:8] if session else 'none'}",
+            f"active runs: {ctx.queue.running_count()}",
+            f"registered groups: {len(ctx.groups())}",
+        ]
+    )
+
+
+def _chatid(req: CommandRequest) -> str:
+    return req.message.chat_jid
+
+
+def _stop(req: CommandRequest) -> str:
+    chat = req.ctx.store.get_chat(req.message.chat_jid)
+    # The lane this chat's messages go to: the sticky group steers it, else the owner.
+    folder = chat.sticky_group if chat is not None and chat.sticky_group else req.owner
+    if req.ctx.queue.stop(folder, lane_topic(req.message.chat_jid, req.message.topic)):
+        logger.info("stop requested folder=%s chat=%s", folder, req.message.chat_jid)
+        return "Container stopped."
+    return "No active container for this chat."
+
+
+def _status(req: CommandRequest) -> str:
+    ctx = req.ctx
+    counts = ctx.store.counts()
+    cursor = int(ctx.store.get_state("last_seq", "0") or 0)
+    runs = ctx.store.count_runs()
+    by_status = ", ".join(f"{status} {n}" for status, n in sorted(runs.items())) or "none"
+    return "\n".join(
+        [
+            "status",
+            f"groups: {counts['groups']}",
+            f"runs in flight: {counts['runs_in_flight']} (all runs: {by_status})",
+            f"queue: {ctx.queue.running_count()} running, {ctx.queue.waiting_count()} waiting",
+            f"lag: {max(0, counts['last_seq'] - cursor)} messages behind the poll cursor",
+            f"dead letters: {counts['dead_letters']}",
+        ]
+    )
+
+
+def _approve(req: CommandRequest) -> str:
+    parts = req.args.split()
+    if len(parts) != 2:
+        raise CommandError("approve", "usage: /approve <jid> <folder>")
+    jid, folder = parts
+    _check_jid("approve", jid)
+    if not is_valid_folder(folder) or req.ctx.group(folder) is None:
+        raise CommandError("approve", f"group {folder!r} not found")
+    owner = resolve_owner(req.ctx, jid)
+    if owner.folder is not None:
+        raise CommandError("approve", f"{jid} already belongs to {owner.folder}")
+    match = f"chat_jid={glob_literal(jid)}"
+    try:
+        validate_route(match, folder)
+    except InvalidInput as exc:
+        raise CommandError("approve", str(exc)) from exc
+    route = req.ctx.store.add_route(seq=0, match=match, target=folder)
+    req.ctx.store.set_state(ONBOARDING_KEY.format(jid=jid), f"approved {folder}")
+    req.ctx.forget()
+    logger.info("onboarding approved jid=%s folder=%s route=%s by=%s", jid, folder, route.id, req.owner)
+    return f"Approved {jid} → {folder} (route {route.id})."
+
+
+def _reject(req: CommandRequest) -> str:
+    parts = req.args.split()
+    if len(parts) != 1:
+        raise CommandError("reject", "usage: /reject <jid>")
+    jid = parts[0]
+    _check_jid("reject", jid)
+    req.ctx.store.set_state(ONBOARDING_KEY.format(jid=jid), "rejected")
+    logger.info("onboarding rejected jid=%s by=%s", jid, req.owner)
+    return f"Rejected {jid}."
+
+
+def _check_jid(command: str, jid: str) -> None:
+    platform, sep, room = jid.partition(":")
+    if not (platform and sep and room):
+        raise CommandError(command, f"{jid!r} is not a chat JID (<platform>:<room>)")
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    "new": CommandSpec(_new, usage="/new [#topic] [text]"),
+    "ping": CommandSpec(_ping),
+    "chatid": CommandSpec(_chatid),
+    "stop": CommandSpec(_stop),
+    "status": CommandSpec(_status, root_only=True),
+    "approve": CommandSpec(_approve, root_only=True, usage="/approve <jid> <folder>"),
+    "reject": CommandSpec(_reject, root_only=True, usage="/reject <jid>"),
+}

@@ -1,0 +1,90 @@
+"""The command layer (SPEC §6.2): normalise, recognise ``/cmd`` or ``/cmd@bot``, run it, answer, consume.
+
+Normalisation: trim; drop a leading ``[...]`` media placeholder (``[Photo] /new``); drop a leading ``@bot`` mention
+(``@kanmon_bot /ping``). The first token must then be ``/name`` or ``/name@bot`` for a known name, compared
+case-insensitively, and end at whitespace (so ``/new\\nhello`` is ``/new`` with ``hello``). An unknown ``/foo`` is
+not a command: it is ordinary text for the next layers. ``@other_bot`` and ``/ping@other_bot`` address someone else
+when the bot's names are configured, and are text too.
+
+A command runs wherever it falls in a batch and is never forwarded to an agent. Its answer is an outbound row with a
+derived id: when a crash makes the loop read the batch again, the stored answer shows the command already ran, and
+it is not run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kanmon.gateway.context import LayerContext, reply_id
+from kanmon.gateway.decisions import Consumed, Layer
+from kanmon.gateway.errors import CommandError
+from kanmon.gateway.layers.command_handlers import COMMANDS, CommandRequest
+from kanmon.store import Message
+
+__all__ = ["CommandCall", "normalise", "parse_command", "run_command"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    """A recognised command: its lowercase name and the text after it."""
+
+    name: str
+    args: str
+
+
+def normalise(content: str, ctx: LayerContext) -> str:
+    """``content`` without surrounding space, a leading media placeholder or a leading mention of this bot."""
+    text = content.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[text.index("]") + 1 :].strip()
+    if text.startswith("@"):
+        head, rest = _split(text)
+        if ctx.is_bot_name(head[1:]):
+            text = rest
+    return text
+
+
+def parse_command(content: str, ctx: LayerContext) -> CommandCall | None:
+    """The command ``content`` carries, or None when it is ordinary text."""
+    text = normalise(content, ctx)
+    if not text.startswith("/"):
+        return None
+    head, args = _split(text)
+    name, at, bot = head[1:].partition("@")
+    if at and not ctx.is_bot_name(bot):
+        return None
+    name = name.lower()
+    if name not in COMMANDS:
+        return None
+    return CommandCall(name, args)
+
+
+def run_command(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> Consumed:
+    """Run ``call`` for the chat owned by ``owner``, write its answer, and consume the message."""
+    if ctx.dry_run:
+        return Consumed(message, Layer.COMMAND, f"would run /{call.name} for {owner}")
+    answered = ctx.store.get_message(message.chat_jid, reply_id(message))
+    if answered is not None:
+        return Consumed(message, Layer.COMMAND, f"/{call.name} already answered", (answered,), repeated=True)
+    text = _execute(call, message, ctx, owner)
+    return Consumed(message, Layer.COMMAND, f"/{call.name}", (ctx.reply(message, text),))
+
+
+def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> str:
+    spec = COMMANDS[call.name]
+    if spec.root_only and "/" in owner:
+        logger.info("command refused command=%s chat=%s owner=%s (root only)", call.name, message.chat_jid, owner)
+        return "Permission denied: root groups only."
+    try:
+        return spec.handler(CommandRequest(call.name, call.args, message, ctx, owner))
+    except CommandError as exc:
+        logger.info("command failed command=%s chat=%s: %s", call.name, message.chat_jid, exc.reason)
+        return f"Failed: {exc.reason}"
+
+
+def _split(text: str) -> tuple[str, str]:
+    parts = text.split(maxsplit=1)
+    return parts[0], (parts[1].strip() if len(parts) > 1 else "")
