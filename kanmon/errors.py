@@ -1,15 +1,17 @@
 """The root of kanmon's exception tree.
 
     KanmonError
-    ├── ConfigError                 (kanmon.gated.config)
     ├── StoreError                  (kanmon.store.errors)
     │   ├── StoreUnavailable
-    │   ├── NotFound
-    │   └── Conflict
+    │   ├── NotFound                (also an InvalidInput)
+    │   └── Conflict                (also an InvalidInput)
     ├── InvalidInput
     │   ├── InvalidFolder
-    │   └── RouteError              (kanmon.router)
-    └── ContainerError              (kanmon.container)
+    │   ├── ConfigError             (kanmon.gated.config)
+    │   ├── RouteError              (kanmon.router.errors)
+    │   └── CommandError            (kanmon.gateway.errors)
+    ├── ContainerError              (kanmon.container.errors)
+    └── GatewayError                (kanmon.gateway.errors)
 
 Every error a user can cause is an ``InvalidInput``: the CLI prints its message on one line and exits 2.
 """
