@@ -10,40 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import statistics
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import docker
 
-from kanmon.container import DockerRuntime, Output, RunSpec, echo_agent
+from kanmon.container import DockerRuntime, Output, RunSpec
+from kanmon.container.images import build_echo_image
 
 PAYLOAD = json.dumps({"prompt": '<messages><message sender="bench">ping</message></messages>'}).encode()
-
-
-def build_echo_image(client: Any, base_image: str) -> str:
-    """The echo agent on the local python image, built without a registry."""
-    source = Path(echo_agent.__file__).read_bytes()
-    dockerfile = (
-        f'FROM {base_image}\nCOPY echo_agent.py /opt/echo_agent.py\nCMD ["python3", "-u", "/opt/echo_agent.py"]\n'
-    )
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in {"Dockerfile": dockerfile.encode(), "echo_agent.py": source}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    tag = "kanmon-bench-echo:latest"
-    client.images.build(fileobj=context, custom_context=True, pull=False, tag=tag, rm=True)
-    return tag
 
 
 async def kanmon_run(runtime: DockerRuntime, image: str, data_dir: Path) -> tuple[float, float]:

@@ -3,49 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import json
 import signal
-import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from runtime_events import PROMPT, collect, exited, outputs, run_spec
 
-from kanmon.container import echo_agent
 from kanmon.container.base import AllowedMount, Mount, RunSpec
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.errors import ImageNotFound, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
-from kanmon.container.handle import RunHandle
+from kanmon.container.images import build_echo_image
 
 pytestmark = pytest.mark.docker
 
-PROMPT = '<messages><message sender="ann">hi &amp; bye</message><message sender="bob">second</message></messages>'
 GIB = 1024**3
 
 
 @pytest.fixture(scope="session")
 def echo_image(docker_client: Any, python_image: str) -> str:
     """A tiny image with the echo agent as its command, built from the local python image (never pulled)."""
-    source = Path(echo_agent.__file__).read_bytes()
-    tag = f"kanmon-test-echo:{hashlib.sha256(source).hexdigest()[:12]}"
-    dockerfile = (
-        f"FROM {python_image}\nCOPY echo_agent.py /opt/kanmon/echo_agent.py\n"
-        'CMD ["python3", "-u", "/opt/kanmon/echo_agent.py"]\n'
-    ).encode()
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in {"Dockerfile": dockerfile, "echo_agent.py": source}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, pull=False, tag=tag, rm=True)
-    return tag
+    return build_echo_image(docker_client, python_image, repository="kanmon-test-echo")
 
 
 @pytest.fixture
@@ -72,33 +54,7 @@ def runtime(docker_client: Any, data_dir: Path, tmp_path: Path) -> DockerRuntime
 
 
 def make_spec(image: str, data_dir: Path, instance: str, run_id: str = "run-1", **overrides: Any) -> RunSpec:
-    env = {key: str(value) for key, value in overrides.pop("env", {}).items()}
-    payload = overrides.pop("payload", {"prompt": PROMPT})
-    fields: dict[str, Any] = {
-        "run_id": run_id,
-        "instance": instance,
-        "folder": "corp/eng",
-        "group_dir": data_dir / "groups" / "corp" / "eng",
-        "image": image,
-        "env": env,
-        "stdin": json.dumps(payload).encode(),
-        "stop_grace": 1.0,
-    }
-    return RunSpec(**{**fields, **overrides})
-
-
-async def collect(handle: RunHandle) -> list[RunEvent]:
-    return [event async for event in handle]
-
-
-def outputs(events: list[RunEvent]) -> list[Output]:
-    return [event for event in events if isinstance(event, Output)]
-
-
-def exited(events: list[RunEvent]) -> Exited:
-    last = events[-1]
-    assert isinstance(last, Exited)
-    return last
+    return run_spec(data_dir, run_id, instance, **{"image": image, "stop_grace": 1.0, **overrides})
 
 
 def containers_of(docker_client: Any, instance: str) -> list[Any]:

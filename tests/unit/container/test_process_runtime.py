@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 from kanmon.container import echo_agent
 from kanmon.container.base import RunSpec
 from kanmon.container.errors import InvalidRunSpec, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
-from kanmon.container.handle import RunHandle
 from kanmon.container.process import ProcessRuntime
 
 REPO = str(Path(__file__).resolve().parents[3])
 AGENT = (sys.executable, "-I", echo_agent.__file__)
-PROMPT = '<messages><message sender="ann">hi &amp; bye</message><message sender="bob">second</message></messages>'
 
 
 @pytest.fixture
@@ -38,19 +37,7 @@ def runtime(tmp_path: Path, data_dir: Path) -> ProcessRuntime:
 
 
 def make_spec(data_dir: Path, run_id: str = "run-1", *, instance: str = "test", **overrides: Any) -> RunSpec:
-    env = {key: str(value) for key, value in overrides.pop("env", {}).items()}
-    payload = overrides.pop("payload", {"prompt": PROMPT})
-    fields: dict[str, Any] = {
-        "run_id": run_id,
-        "instance": instance,
-        "folder": "corp/eng",
-        "group_dir": data_dir / "groups" / "corp" / "eng",
-        "command": AGENT,
-        "env": env,
-        "stdin": json.dumps(payload).encode(),
-        "stop_grace": 0.5,
-    }
-    return RunSpec(**{**fields, **overrides})
+    return run_spec(data_dir, run_id, instance, **{"command": AGENT, "stop_grace": 0.5, **overrides})
 
 
 def wait_for_file(path: Path, seconds: float = 10.0) -> None:
@@ -58,20 +45,6 @@ def wait_for_file(path: Path, seconds: float = 10.0) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.01)
-
-
-async def collect(handle: RunHandle) -> list[RunEvent]:
-    return [event async for event in handle]
-
-
-def outputs(events: list[RunEvent]) -> list[Output]:
-    return [event for event in events if isinstance(event, Output)]
-
-
-def exited(events: list[RunEvent]) -> Exited:
-    last = events[-1]
-    assert isinstance(last, Exited)
-    return last
 
 
 async def test_the_agent_reads_its_input_and_echoes_each_message(runtime: ProcessRuntime, data_dir: Path) -> None:
