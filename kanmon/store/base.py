@@ -25,10 +25,16 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# record class -> its field names, computed once: from_row runs for every row of every poll
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def from_row(cls: type[T], row: Any) -> T:
     """Build the record ``cls`` from a result row, taking only the fields the record declares."""
     mapping = row._mapping
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     return cls(**{name: mapping[name] for name in names if name in mapping})
 
 
