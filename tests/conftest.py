@@ -6,6 +6,7 @@ on a developer machine that lacks the service, loudly; under CI=true a missing s
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from pgdb import create_pg_database, drop_pg_database
 from sqlalchemy.engine import make_url
 
+from kanmon.gated.logs import HANDLER_NAME
 from kanmon.store import Store, upgrade
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -27,6 +29,15 @@ def service_missing(what: str, why: str) -> None:
         pytest.fail(f"{message} (CI=true: integration tests must run, not skip)", pytrace=False)
     warnings.warn(f"SKIPPING {message}; run scripts/test.sh to start it", stacklevel=2)
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_log_handler() -> Iterator[None]:
+    """A CLI test that configured logging must not leave gated's handler writing into a closed capture stream."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """Agent runtimes (SPEC §9): plain values in, an async stream of events out.
 
 This package knows nothing of SQL, HTTP or the message loop. Start a run from a :class:`RunSpec` with a
-:class:`Runtime` (:class:`DockerRuntime`, :class:`ProcessRuntime`), iterate the :class:`RunHandle` for
-:class:`Output` and :class:`Heartbeat` events and a final :class:`Exited`; ``list_runs`` and ``attach`` find and
-replay this instance's runs after a restart.
+:class:`Runtime` (:class:`DockerRuntime`, :class:`ProcessRuntime`; :class:`InProcessRuntime` for benchmarks and
+fast tests), iterate the :class:`RunHandle` for :class:`Output` and :class:`Heartbeat` events and a final
+:class:`Exited`; ``list_runs`` and ``attach`` find and replay this instance's runs after a restart.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from kanmon.container.errors import (
 )
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
 from kanmon.container.handle import RunHandle
+from kanmon.container.inprocess import AgentCall, AgentFn, InProcessRuntime
 from kanmon.container.payload import AgentInput, PromptMessage, render_prompt
 from kanmon.container.process import ProcessRuntime
 from kanmon.container.protocol import OutputParser, clean_result
 
 __all__ = [
+    "AgentCall",
+    "AgentFn",
     "AgentInput",
     "AllowedMount",
     "ContainerError",
@@ -32,6 +35,7 @@ __all__ = [
     "Exited",
     "Heartbeat",
     "ImageNotFound",
+    "InProcessRuntime",
     "InvalidRunSpec",
     "Limits",
     "Mount",

@@ -15,6 +15,7 @@ from kanmon.gated.app import App, NotMigrated
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
 from kanmon.gated.registry_commands import group, route
+from kanmon.gated.run_commands import chat, demo, run, status
 from kanmon.store import NewMessage, StoreUnavailable, head_revision
 
 __all__ = ["cli", "main"]
@@ -104,26 +105,6 @@ def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, mess
     click.echo(f"{state}: seq {result.message.seq} id {result.message.id} in {jid}")
 
 
-@cli.command()
-@pass_app
-def status(app: App) -> None:
-    """Counts of groups, routes, chats, messages, runs and dead letters."""
-    counts = app.store().counts()
-    click.echo(f"store: {app.describe_store()}")
-    width = max(len(name) for name in counts)
-    for name, value in counts.items():
-        click.echo(f"  {name.replace('_', ' '):<{width}}  {value}")
-
-
-@cli.command()
-@click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema on start.")
-@pass_app
-def run(app: App, no_migrate: bool) -> None:
-    """Run the gateway daemon (migrating the store first unless --no-migrate)."""
-    app.store(migrate=not no_migrate)
-    raise _fail("gated run: the message loop is not implemented yet (the store is migrated)", Exit.FAILURE)
-
-
 @cli.group()
 def agent() -> None:
     """Reference agents that speak the container protocol (SPEC §9)."""
@@ -137,16 +118,8 @@ def agent_echo() -> None:
     sys.exit(echo_agent.main())
 
 
-def _not_implemented(name: str, summary: str) -> click.Command:
-    def callback(**_: Any) -> None:
-        raise _fail(f"gated {name}: not implemented yet", Exit.FAILURE)
-
-    return click.Command(name, callback=callback, help=f"{summary} (not implemented yet)")
-
-
-for _name, _summary in (("demo", "Run a demo group with the echo agent and the web chat"), ("chat", "Talk to a group")):
-    cli.add_command(_not_implemented(_name, _summary))
-
+for _command in (run, demo, chat, status):
+    cli.add_command(_command)
 cli.add_command(group)
 cli.add_command(route)
 

@@ -13,7 +13,7 @@ from kanmon.gateway.decisions import QueueControl
 from kanmon.router import Route
 from kanmon.store import Group, Message, NewMessage, Store
 
-__all__ = ["GATEWAY_ORIGIN", "LayerContext", "lane_topic", "may_route", "reply_id"]
+__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "reply_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,3 @@ def reply_id(message: Message) -> str:
 def may_route(owner: str, folder: str) -> bool:
     """True when ``owner`` may send a chat to ``folder``: the owner itself or one of its descendants."""
     return folder == owner or folder.startswith(owner + "/")
-
-
-def lane_topic(chat_jid: str, topic: str) -> str:
-    """The topic part of the queue lane (SPEC §2): web topics run in parallel, other chats share the folder's lane."""
-    return topic if chat_jid.startswith("web:") else ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from kanmon.queue import Lane
 from kanmon.router import ImpulseConfig
 from kanmon.store import Message
 
@@ -130,8 +131,8 @@ Decision = Consumed | Forward | Builtin | Daemon | Drop | Unowned | Ignored
 class QueueControl(Protocol):
     """What the command layer needs from the queue (``/stop``, ``/ping``, ``/status``); the daemon wires it."""
 
-    def stop(self, folder: str, topic: str) -> bool:
-        """Stop the running container of lane ``(folder, topic)``; True when one was running."""
+    def stop(self, lane: Lane) -> bool:
+        """Stop the running container of ``lane``; True when one was running."""
         ...
 
     def running_count(self) -> int:
@@ -146,7 +147,7 @@ class QueueControl(Protocol):
 class IdleQueue:
     """A queue with nothing running: for dry runs (``gated route test``) and tools without a daemon."""
 
-    def stop(self, folder: str, topic: str) -> bool:
+    def stop(self, lane: Lane) -> bool:
         """Nothing runs, so nothing stops."""
         return False
 

@@ -17,14 +17,17 @@ from kanmon.store.records import (
     SystemMessage,
 )
 from kanmon.store.store import Store
+from kanmon.store.work import BatchEnd, ChatLag, Dispatch, LaneHead
 
 __all__ = [
-    # records
+    "BatchEnd",
     "Channel",
     "Chat",
-    # errors
+    "ChatLag",
     "Conflict",
+    "Dispatch",
     "Group",
+    "LaneHead",
     "Message",
     "NewMessage",
     "NotFound",
@@ -33,12 +36,10 @@ __all__ = [
     "Run",
     "RunStatus",
     "Session",
-    # the store
     "Store",
     "StoreError",
     "StoreUnavailable",
     "SystemMessage",
-    # schema
     "current_revision",
     "describe_url",
     "head_revision",

@@ -79,6 +79,14 @@ class Message:
     delivery_error: str | None
     platform_message_id: str | None
     status: str | None
+    routed_folder: str | None = None
+    routed_topic: str | None = None
+    routed_content: str | None = None
+
+    @property
+    def agent_text(self) -> str:
+        """What the agent is shown: the routed content (a prefix stripped) when the loop recorded one."""
+        return self.content if self.routed_content is None else self.routed_content
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
 from kanmon.store.registry import RegistryStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
+from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore):
+class Store(MessageStore, RegistryStore, WorkStore):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages and channels.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.

@@ -113,6 +113,11 @@ messages = Table(
     Column("delivery_error", Text),
     Column("platform_message_id", Text),
     Column("status", Text, doc="inbound: new | done | dead | skipped"),
+    # The loop's dispatch decision for an inbound row that waits for an agent (SPEC §5.3): recorded with last_seq,
+    # so a run reads where each row goes instead of routing it a second time (sticky and routes may have changed).
+    Column("routed_folder", Text, doc="inbound: the group folder whose agent takes this row"),
+    Column("routed_topic", Text, doc="inbound: the session topic it runs in"),
+    Column("routed_content", Text, doc="inbound: the text the agent sees (a leading @name or #topic stripped)"),
     UniqueConstraint("chat_jid", "id"),
     UniqueConstraint("run_id", "output_index"),
     CheckConstraint("direction IN ('in', 'out')", name="direction"),
@@ -122,6 +127,8 @@ messages = Table(
     ),
     Index(None, "chat_jid", "seq"),
     Index(None, "delivery_status", "seq"),
+    # What waits for an agent: few rows among millions, found without scanning the log.
+    Index(None, "status", "routed_folder", "seq"),
 )
 
 chats = Table(

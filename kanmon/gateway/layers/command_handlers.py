@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from kanmon.errors import InvalidInput
 from kanmon.folders import is_valid_folder
-from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, lane_topic
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.owner import resolve_owner
+from kanmon.queue import lane_for
 from kanmon.router import validate_route
 from kanmon.store import Message, NewMessage
 
@@ -120,7 +121,7 @@ def _stop(req: CommandRequest) -> str:
     chat = req.ctx.store.get_chat(req.message.chat_jid)
     # The lane this chat's messages go to: the sticky group steers it, else the owner.
     folder = chat.sticky_group if chat is not None and chat.sticky_group else req.owner
-    if req.ctx.queue.stop(folder, lane_topic(req.message.chat_jid, req.message.topic)):
+    if req.ctx.queue.stop(lane_for(folder, req.message.chat_jid, req.message.topic)):
         logger.info("stop requested folder=%s chat=%s", folder, req.message.chat_jid)
         return "Container stopped."
     return "No active container for this chat."

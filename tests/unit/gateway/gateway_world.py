@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kanmon.gateway import Decision, LayerContext, process_batch
+from kanmon.queue import Lane
 from kanmon.store import Group, Message, NewMessage, Store
 
 CHAT = "telegram:-100"
@@ -21,9 +22,10 @@ class FakeQueue:
     live: set[tuple[str, str]] = field(default_factory=set)
     stopped: list[tuple[str, str]] = field(default_factory=list)
 
-    def stop(self, folder: str, topic: str) -> bool:
-        self.stopped.append((folder, topic))
-        return (folder, topic) in self.live
+    def stop(self, lane: Lane) -> bool:
+        key = (lane.folder, lane.topic or "")
+        self.stopped.append(key)
+        return key in self.live
 
     def running_count(self) -> int:
         return self.running

@@ -1,0 +1,171 @@
+"""``gated run``: build the gateway from the settings, serve HTTP beside it, and stop cleanly on a signal.
+
+The first SIGINT or SIGTERM stops polling and lets running runs finish for ``drain_timeout``; a second one ends the
+wait at once. Either way runs still going are detached, not killed: their containers keep running (SPEC §14).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from kanmon.container import AllowedMount, Limits, ProcessRuntime
+from kanmon.container.docker import DockerRuntime
+from kanmon.errors import KanmonError
+from kanmon.gated.settings import Settings
+from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
+from kanmon.gateway.runs import Runtimes
+from kanmon.queue import RetryPolicy
+from kanmon.store import Store
+from kanmon.web import create_app
+
+__all__ = ["Daemon", "gateway_config", "make_runtimes"]
+
+logger = logging.getLogger(__name__)
+
+
+def gateway_config(settings: Settings) -> GatewayConfig:
+    """The gateway's plain-value configuration, from gated's settings."""
+    runtime, docker = settings.runtime, settings.runtime.docker
+    defaults = RunDefaults(
+        instance=settings.instance,
+        data_dir=settings.data_dir,
+        runtime=runtime.default,
+        image=docker.image,
+        network=docker.network,
+        limits=Limits(memory_bytes=docker.memory_bytes, cpus=docker.cpus, pids=docker.pids_limit),
+        user=docker.user,
+        idle_timeout=runtime.idle_timeout,
+        timeout=runtime.timeout,
+        stop_grace=runtime.stop_grace,
+        assistant_name=settings.assistant_name,
+        session_idle_expiry=settings.gateway.session_idle_expiry,
+    )
+    queue = settings.queue
+    return GatewayConfig(
+        run=defaults,
+        loop=LoopConfig(
+            poll_interval=settings.gateway.poll_interval,
+            poll_batch=settings.gateway.poll_batch,
+            bot_names=frozenset({settings.assistant_name.lower()}),
+        ),
+        max_concurrent=queue.max_concurrent,
+        retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),
+        drain_timeout=settings.gateway.drain_timeout,
+    )
+
+
+def make_runtimes(settings: Settings) -> Runtimes:
+    """Both runtimes; the Docker one contacts the engine only when a group first runs on it."""
+    allowlist = [AllowedMount(root=path) for path in settings.runtime.mount_allowlist]
+    cap = settings.runtime.output_cap_bytes
+    return {
+        "process": ProcessRuntime(settings.data_dir / "runs", data_dir=settings.data_dir, output_limit=cap),
+        "docker": DockerRuntime(data_dir=settings.data_dir, mount_allowlist=allowlist, output_limit=cap),
+    }
+
+
+@dataclass
+class Daemon:
+    """One ``gated run``: the gateway, the HTTP server, and the signal handling around them."""
+
+    settings: Settings
+    store: Store
+    http: str | None = None  # HOST:PORT, or None for no HTTP
+    runtimes: Runtimes | None = None
+    on_ready: Callable[[Daemon], None] | None = None
+    gateway: Gateway = field(init=False)
+    _server: uvicorn.Server | None = field(default=None, init=False)
+    _signals: int = field(default=0, init=False)
+    _socket: socket.socket | None = field(default=None, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self.gateway = Gateway(self.store, self.runtimes or make_runtimes(self.settings), gateway_config(self.settings))
+
+    @property
+    def http_url(self) -> str | None:
+        """``http://host:port`` once the socket is bound (the real port when 0 was asked for)."""
+        if self._socket is None:
+            return None
+        host, port = self._socket.getsockname()[:2]
+        return f"http://{_url_host(host)}:{port}"
+
+    @property
+    def _host(self) -> str:
+        return (self.http or "").rpartition(":")[0].strip("[]")
+
+    @property
+    def _port(self) -> int:
+        return int((self.http or ":0").rpartition(":")[2])
+
+    async def run(self) -> None:
+        """Serve until a signal; return once drained."""
+        stopping = asyncio.Event()
+        self._install_signals(stopping)
+        http_task = None
+        if self.http is not None:
+            config = uvicorn.Config(
+                create_app(self.gateway), host=self._host, port=self._port, log_config=None, lifespan="off"
+            )
+            try:
+                # bound here, before anything runs: a port in use is one clear error, and the real port is known
+                self._socket = config.bind_socket()
+            except (OSError, SystemExit) as exc:
+                raise KanmonError(f"cannot listen on {self.http}: {exc}") from None
+            self._server = _EmbeddedServer(config)
+            http_task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="kanmon-http")
+        logger.info(
+            "gated running: instance=%s store=%s http=%s",
+            self.settings.instance,
+            self.store.engine.url.render_as_string(hide_password=True),
+            self.http_url or "off",
+        )
+        if self.on_ready is not None:
+            self.on_ready(self)
+        leftovers = await self.gateway.serve(stopping)
+        if self._server is not None and http_task is not None:
+            self._server.should_exit = True
+            await http_task
+        if leftovers:
+            logger.warning("stopped with %d runs still going; their containers keep running", len(leftovers))
+        logger.info("gated stopped")
+
+    def _install_signals(self, stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, stopping, signum)
+
+    def _on_signal(self, stopping: asyncio.Event, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            drain = self.gateway.config.drain_timeout
+            logger.info("%s: stopping; running runs get %.0fs to finish (again to stop waiting)", name, drain)
+            print(f"\nstopping (up to {drain:.0f}s for running agents; Ctrl-C again stops now)", file=sys.stderr)
+            stopping.set()
+        else:
+            logger.warning("%s again: not waiting for running runs; they are left running", name)
+            task = asyncio.create_task(self.gateway.force_stop())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside gated: the signals are gated's (drain first, then stop), so the server takes none of them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,113 @@
+"""Logging setup for gated: one handler on the root logger, in plain text for people or JSON lines for machines.
+
+Log lines carry structured fields through the standard ``extra=`` argument (``logger.info("run finished",
+extra={"lane": "corp", "run_id": "r1"})``): in JSON they become top-level keys, so a log pipeline can filter on
+them; in text they are appended as ``key=value``. Times are UTC with milliseconds, so lines from several hosts
+sort together. Only the standard library is used: logging must work before anything else can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, Final, Literal, TextIO
+
+__all__ = ["LogFormatter", "configure_logging"]
+
+HANDLER_NAME: Final = "kanmon"
+# libraries whose INFO lines (a line per HTTP request, per Docker API call) would drown gated's own
+NOISY_LOGGERS: Final = ("urllib3", "docker", "asyncio", "uvicorn.access", "alembic")
+
+# the attributes every LogRecord has; anything else on a record came from ``extra=``
+_STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """``2026-11-29T18:00:00.123Z``: ISO 8601, UTC, milliseconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def _text_value(value: Any) -> str:
+    # quote only what would make the key=value list ambiguous, so the common case stays readable
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class LogFormatter(logging.Formatter):
+    """Formats a record as one text line or one JSON object, with its ``extra=`` fields."""
+
+    def __init__(self, fmt: Literal["text", "json"] = "text") -> None:
+        super().__init__()
+        if fmt not in ("text", "json"):
+            raise ValueError(f"unknown log format {fmt!r}: expected 'text' or 'json'")
+        self.fmt = fmt
+
+    @staticmethod
+    def extras(record: logging.LogRecord) -> dict[str, Any]:
+        """The fields a call passed with ``extra=``."""
+        return {key: value for key, value in record.__dict__.items() if key not in _STANDARD}
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The whole entry: a text line (traceback on the following lines) or a single JSON line."""
+        message = record.getMessage()
+        exc = self._exception(record)
+        if self.fmt == "json":
+            return self._json(record, message, exc)
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {message}"
+        line += "".join(f" {key}={_text_value(value)}" for key, value in self.extras(record).items())
+        return f"{line}\n{exc}" if exc else line
+
+    def _exception(self, record: logging.LogRecord) -> str:
+        parts: list[str] = []
+        if record.exc_info and not record.exc_text:  # cached on the record, as the base Formatter does
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            parts.append(record.exc_text)
+        if record.stack_info:
+            parts.append(self.formatStack(record.stack_info))
+        return "\n".join(parts)
+
+    def _json(self, record: logging.LogRecord, message: str, exc: str) -> str:
+        entry: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in self.extras(record).items():
+            entry.setdefault(key, value)  # an extra field may not overwrite the four every line has
+        if exc:
+            entry["exc"] = exc
+        # default=str: a field that is not JSON (a Path, a datetime) must not lose the whole line
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, fmt: Literal["text", "json"], stream: TextIO | None = None) -> None:
+    """Log at ``level`` (a name such as ``INFO``) in ``fmt`` to ``stream`` (standard error by default).
+
+    Calling it again replaces the handler it installed, so lines are never written twice; handlers others
+    added to the root logger are left alone.
+    """
+    levels = logging.getLevelNamesMapping()
+    number = levels.get(level.upper())
+    if number is None:
+        raise ValueError(f"unknown log level {level!r}")
+    formatter = LogFormatter(fmt)  # refuses a bad format before anything changes
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler.set_name(HANDLER_NAME)
+    handler.setLevel(number)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(number)
+    # at DEBUG the libraries speak too: whoever asks for DEBUG is chasing something and may need them
+    quiet = logging.NOTSET if number <= logging.DEBUG else logging.WARNING
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)

@@ -1,0 +1,194 @@
+"""``gated run``, ``gated demo``, ``gated chat`` and ``gated status``: the daemon, and talking to and watching it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from typing import Any
+
+import click
+
+from kanmon.container import echo_agent
+from kanmon.errors import InvalidInput
+from kanmon.gated.app import App
+from kanmon.gated.daemon import Daemon
+from kanmon.gated.logs import configure_logging
+from kanmon.gated.terminal import TerminalChat, read_lines
+from kanmon.store import Group, Store
+
+__all__ = ["chat", "demo", "run", "status"]
+
+pass_app = click.make_pass_decorator(App)
+
+DEMO_FOLDER = "demo"
+
+
+def _log_options(fn: Any) -> Any:
+    fn = click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format.")(fn)
+    return click.option(
+        "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), default=None
+    )(fn)
+
+
+def _http_option(fn: Any) -> Any:
+    return click.option(
+        "--http",
+        "http",
+        metavar="HOST:PORT",
+        default=None,
+        help="Serve HTTP here (health, metrics).  [default: http.listen, 127.0.0.1:8080]",
+    )(click.option("--no-http", is_flag=True, help="Serve no HTTP at all.")(fn))
+
+
+def _http_address(app: App, http: str | None, no_http: bool) -> str | None:
+    if no_http:
+        return None
+    address = http or app.settings.http.listen
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InvalidInput(f"--http {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return address
+
+
+def _setup_logging(app: App, level: str | None, fmt: str | None) -> None:
+    settings = app.settings.log
+    configure_logging(level or settings.level, "json" if (fmt or settings.format) == "json" else "text")
+
+
+@click.command()
+@_http_option
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema on start.")
+@_log_options
+@pass_app
+def run(
+    app: App, http: str | None, no_http: bool, no_migrate: bool, log_format: str | None, log_level: str | None
+) -> None:
+    """Run the gateway: poll the store, run agents, deliver their replies (SIGINT/SIGTERM stop it cleanly)."""
+    address = _http_address(app, http, no_http)
+    _setup_logging(app, log_level, log_format)
+    store = app.store(migrate=not no_migrate)
+    daemon = Daemon(app.settings, store, http=address)
+    asyncio.run(daemon.run())
+
+
+@click.command()
+@_http_option
+@click.option("--folder", default=DEMO_FOLDER, show_default=True, help="Folder of the demo group.")
+@_log_options
+@pass_app
+def demo(app: App, http: str | None, no_http: bool, folder: str, log_format: str | None, log_level: str | None) -> None:
+    """Run a demo: a group answered by the echo agent on the process runtime, and a chat with it right here.
+
+    Type a line and the agent answers it; Ctrl-D ends the chat and keeps the gateway running, Ctrl-C stops it.
+    """
+    address = _http_address(app, http, no_http)
+    _setup_logging(app, log_level or "WARNING", log_format)
+    store = app.store()
+    _ensure_demo_group(store, folder)
+    daemon = Daemon(app.settings, store, http=address)
+
+    def ready(daemon: Daemon) -> None:
+        click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
+        if daemon.http_url:
+            click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
+        click.echo("type a message and press Enter; Ctrl-C stops")
+
+    daemon.on_ready = ready
+    asyncio.run(_demo(daemon, store, folder))
+
+
+async def _demo(daemon: Daemon, store: Store, folder: str) -> None:
+    serving = asyncio.create_task(daemon.run())
+    # Lines on standard input (typed, or piped in) go to the demo group; at their end the gateway keeps serving.
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    chat = TerminalChat(store, folder, put=daemon.gateway.put_message)
+    reader = asyncio.create_task(read_lines(sys.stdin, lines))
+    talking = asyncio.create_task(chat.run(lines))
+    await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)
+    for task in (reader, talking):
+        task.cancel()
+    await serving
+
+
+def _ensure_demo_group(store: Store, folder: str) -> None:
+    if store.get_group(folder) is not None:
+        return
+    # `gated agent echo`'s program, run as the standard-library-only file it is: the agent starts in milliseconds
+    # instead of importing all of gated first.
+    command = [sys.executable, "-I", echo_agent.__file__]
+    store.add_group(Group(folder=folder, name="Demo", container_config={"runtime": "process", "command": command}))
+
+
+@click.command()
+@click.argument("folder")
+@click.option("--topic", default="terminal", show_default=True, help="Conversation (web topic) to speak in.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for replies after input ends.")
+@pass_app
+def chat(app: App, folder: str, topic: str, timeout: float) -> None:
+    """Talk to group FOLDER from the terminal; a running `gated run` (or `gated demo`) on this store answers."""
+    store = app.store()
+    if store.get_group(folder) is None:
+        raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
+    if sys.stdin.isatty():
+        click.echo(f"talking to {folder} as web:{folder} #{topic}; Ctrl-D to end", err=True)
+    missing = asyncio.run(_chat(store, folder, topic, reply_timeout=timeout))
+    if missing:
+        raise click.exceptions.Exit(1)
+
+
+async def _chat(store: Store, folder: str, topic: str, reply_timeout: float) -> int:
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    reader = asyncio.create_task(read_lines(sys.stdin, lines, prompt="you> "))
+    try:
+        return await TerminalChat(store, folder, topic=topic, reply_timeout=reply_timeout).run(lines)
+    finally:
+        reader.cancel()
+
+
+@click.command()
+@pass_app
+def status(app: App) -> None:
+    """Runs in flight, recent runs with results, chats waiting for their agent, dead letters."""
+    store = app.store()
+    counts = store.counts()
+    click.echo(f"store: {app.describe_store()}")
+    click.echo(
+        f"groups {counts['groups']}  routes {counts['routes']}  chats {counts['chats']}  messages {counts['messages']}"
+        f"  (poll cursor at seq {store.poll_cursor()} of {counts['last_seq']})"
+    )
+    in_flight = store.runs_in_flight(app.settings.instance)
+    click.echo(f"running: {len(in_flight)}")
+    for run_ in in_flight:
+        click.echo(
+            f"  {_lane(run_.group_folder, run_.chat_jid, run_.topic)}  run {run_.id}  since {_ago(run_.started_at)}"
+        )
+    lag = store.chat_lag()
+    click.echo(f"waiting: {len(lag)} chat(s) with messages for their agent")
+    for chat_lag in lag:
+        click.echo(f"  {chat_lag.chat_jid}  {chat_lag.waiting} waiting from seq {chat_lag.oldest_seq}")
+    click.echo("last runs:")
+    for run_ in store.recent_runs(10):
+        took = f"{(run_.ended_at - run_.started_at).total_seconds():.1f}s" if run_.ended_at else "…"
+        error = f"  {run_.error}" if run_.error else ""
+        click.echo(
+            f"  {run_.status:<8} {_lane(run_.group_folder, run_.chat_jid, run_.topic)}  {run_.message_count} in,"
+            f" {run_.output_count} out, {took}  {_ago(run_.started_at)}{error}"
+        )
+    click.echo(
+        f"dead letters: {counts['dead_letters']}  skipped (no owner): {counts['skipped']}"
+        f"  deliveries pending: {counts['deliveries_pending']}  failed: {counts['deliveries_failed']}"
+    )
+
+
+def _lane(folder: str, chat_jid: str, topic: str) -> str:
+    return f"{folder}#{topic}" if chat_jid.startswith("web:") else folder
+
+
+def _ago(moment: dt.datetime) -> str:
+    seconds = int((dt.datetime.now(dt.UTC) - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"

@@ -1,0 +1,103 @@
+"""Talking to a group from the terminal (``gated chat``, ``gated demo``), through the store like any channel.
+
+Lines typed are stored as messages of the group's web chat (``web:<folder>``, topic ``terminal`` by default);
+replies are read back from the store by seq and printed as they appear. Whoever runs the gateway answers them:
+``gated demo`` in this very process (and then a message is routed at once), or a ``gated run`` elsewhere on the same
+store (within a poll interval). When standard input ends, the chat waits for the replies still due and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from kanmon.store import Message, NewMessage, PutResult, Store
+
+__all__ = ["TerminalChat", "read_lines"]
+
+_FOLLOW_INTERVAL = 0.1
+
+
+@dataclass
+class TerminalChat:
+    """One terminal conversation with the group ``folder``."""
+
+    store: Store
+    folder: str
+    topic: str = "terminal"
+    put: Callable[[NewMessage], Awaitable[PutResult]] | None = None  # the gateway's put_message, when in-process
+    output: TextIO = field(default_factory=lambda: sys.stdout)
+    reply_timeout: float = 60.0
+    _after: int = 0
+    _awaiting: set[str] = field(default_factory=set)
+
+    @property
+    def chat_jid(self) -> str:
+        """The chat the terminal speaks in."""
+        return f"web:{self.folder}"
+
+    async def run(self, lines: asyncio.Queue[str | None]) -> int:
+        """Send each line from ``lines`` (None ends), print replies; returns how many replies are still missing."""
+        self._after = await asyncio.to_thread(self.store.max_seq)
+        follower = asyncio.create_task(self._follow())
+        try:
+            while (line := await lines.get()) is not None:
+                if line.strip():
+                    await self._send(line.strip())
+            await self._settle()
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+        await self._print_new()
+        return len(self._awaiting)
+
+    async def _send(self, text: str) -> None:
+        user = getpass.getuser()
+        new = NewMessage(
+            chat_jid=self.chat_jid, content=text, sender=f"cli:{user}", sender_name=user, topic=self.topic, origin="cli"
+        )
+        result = await (self.put(new) if self.put is not None else asyncio.to_thread(self.store.put_message, new))
+        self._awaiting.add(result.message.id)
+
+    async def _settle(self) -> None:
+        """Wait (up to ``reply_timeout``) until the agent has consumed every message sent (its replies come first)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
+        while self._awaiting and loop.time() < deadline:
+            for message_id in list(self._awaiting):
+                message = await asyncio.to_thread(self.store.get_message, self.chat_jid, message_id)
+                if message is None or message.status != "new":
+                    self._awaiting.discard(message_id)
+            await asyncio.sleep(_FOLLOW_INTERVAL)
+        if self._awaiting:
+            print(f"(no reply yet to {len(self._awaiting)} message(s); is gated running?)", file=self.output)
+
+    async def _follow(self) -> None:
+        while True:
+            await self._print_new()
+            await asyncio.sleep(_FOLLOW_INTERVAL)
+
+    async def _print_new(self) -> None:
+        rows: list[Message] = await asyncio.to_thread(
+            self.store.chat_messages, self.chat_jid, self._after, topic=self.topic
+        )
+        for row in rows:
+            self._after = row.seq
+            if row.direction == "out":
+                print(f"{self.folder}> {row.content}", file=self.output, flush=True)
+
+
+async def read_lines(stream: TextIO, lines: asyncio.Queue[str | None], prompt: str = "") -> None:
+    """Feed ``lines`` from ``stream`` (read in a thread), then None at end of input."""
+    while True:
+        if prompt and stream.isatty():
+            print(prompt, end="", flush=True)
+        line = await asyncio.to_thread(stream.readline)
+        if not line:
+            break
+        await lines.put(line.rstrip("\n"))
+    await lines.put(None)

@@ -1,0 +1,101 @@
+"""Live messages of the web channel, for the browser's event stream (SPEC §11): the built-in web "deliverer".
+
+The loop reads every stored row in seq order, so it publishes each row of a ``web:`` chat here as it passes: the
+user's messages, the agent's replies, command answers and status lines, in one order, each with its seq. A
+subscriber gets what is published after it subscribed; what came before (or what it missed) it reads from the
+store by seq (``Last-Event-ID``), which is why the feed itself keeps no history.
+
+Publishing never waits. A subscriber whose queue is full is cut off (``lagged``): it reconnects and replays from
+the store, and a slow browser never holds up the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from kanmon.store import Message
+
+__all__ = ["ChatFeed", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+_END = None
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One listener on one chat (and topic, when given)."""
+
+    chat_jid: str
+    topic: str | None
+    queue: asyncio.Queue[Message | None] = field(repr=False)
+    lagged: bool = False
+
+    def wants(self, message: Message) -> bool:
+        """True when ``message`` belongs to this subscription's chat and topic."""
+        return message.chat_jid == self.chat_jid and (self.topic is None or message.topic == self.topic)
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Messages as they are published, until the feed closes or cuts this subscriber off."""
+        while (message := await self.queue.get()) is not _END:
+            yield message
+
+
+class ChatFeed:
+    """Fan-out of published messages to per-chat subscribers with bounded queues."""
+
+    def __init__(self, queue_size: int = 1000) -> None:
+        self._queue_size = queue_size
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self.published = 0
+
+    def publish(self, message: Message) -> None:
+        """Hand ``message`` to its chat's subscribers, never waiting."""
+        self.published += 1
+        for subscription in list(self._subscribers.get(message.chat_jid, ())):
+            if not subscription.wants(message):
+                continue
+            try:
+                subscription.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                logger.warning("feed subscriber of %s fell behind; cutting it off to replay", message.chat_jid)
+                self._cut_off(subscription)
+
+    @asynccontextmanager
+    async def subscribe(self, chat_jid: str, topic: str | None = None) -> AsyncIterator[Subscription]:
+        """Listen to ``chat_jid`` (one ``topic`` of it, when given) for as long as the context lasts."""
+        # one slot more than the limit, so the end marker of a cut-off subscriber always fits
+        subscription = Subscription(chat_jid, topic, asyncio.Queue(self._queue_size + 1))
+        self._subscribers.setdefault(chat_jid, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._remove(subscription)
+
+    def subscribers(self, chat_jid: str) -> int:
+        """How many subscriptions listen to ``chat_jid``."""
+        return len(self._subscribers.get(chat_jid, ()))
+
+    def close(self) -> None:
+        """End every subscription (shutdown)."""
+        for subscriptions in list(self._subscribers.values()):
+            for subscription in list(subscriptions):
+                self._cut_off(subscription)
+
+    def _cut_off(self, subscription: Subscription) -> None:
+        subscription.lagged = True
+        self._remove(subscription)
+        while subscription.queue.full():
+            subscription.queue.get_nowait()
+        subscription.queue.put_nowait(_END)
+
+    def _remove(self, subscription: Subscription) -> None:
+        subscriptions = self._subscribers.get(subscription.chat_jid)
+        if subscriptions is not None:
+            subscriptions.discard(subscription)
+            if not subscriptions:
+                del self._subscribers[subscription.chat_jid]

@@ -1,0 +1,151 @@
+"""The gateway as one object: the loop, the impulse gate, the queue, the runner and delivery, wired together.
+
+gated builds a :class:`Gateway` from its settings and runtimes and awaits :meth:`Gateway.serve`; tests and
+benchmarks build one directly. Anything that puts a message into the store from this process (the HTTP surface,
+``gated demo``) does it through :meth:`Gateway.put_message`, which wakes the loop, so the message is routed within
+milliseconds instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.delivery import Deliverer, DeliveryWorker, StoreReadChannel
+from kanmon.gateway.feed import ChatFeed
+from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.loop import LoopConfig, MessageLoop
+from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.runs import LaneRunner, Runtimes
+from kanmon.gateway.spec import RunDefaults
+from kanmon.queue import GroupQueue, Lane, RetryPolicy
+from kanmon.store import NewMessage, PutResult, Store
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayConfig:
+    """Everything the gateway is told: plain values, filled in by gated from its settings."""
+
+    run: RunDefaults
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    max_concurrent: int = 5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    drain_timeout: float = 30.0
+
+
+class Gateway:
+    """One gated's message handling, from stored row to delivered reply."""
+
+    def __init__(
+        self,
+        store: Store,
+        runtimes: Runtimes,
+        config: GatewayConfig,
+        *,
+        deliverers: Sequence[Deliverer] = (),
+        clock: Clock | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or GatewayMetrics()
+        self.gate = ImpulseGate()
+        self.feed = ChatFeed()
+        self.runner = LaneRunner(
+            store,
+            runtimes,
+            config.run,
+            metrics=self.metrics,
+            is_held=lambda jid: self.gate.holding(jid) is not None,
+            on_change=self.wake,
+            requeue=lambda lane: self.queue.enqueue(lane),
+            clock=self.clock,
+        )
+        self.queue = GroupQueue(
+            self.runner.run_lane,
+            on_dead_letter=self.runner.dead_letter,
+            stop_run=self.runner.stop,
+            max_concurrent=config.max_concurrent,
+            retry=config.retry,
+            clock=self.clock,
+        )
+        self.loop = MessageLoop(
+            store,
+            self.queue,
+            config=config.loop,
+            gate=self.gate,
+            feed=self.feed,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
+        self.delivery = DeliveryWorker(
+            store,
+            [*built_in, *deliverers],
+            metrics=self.metrics,
+            interval=config.loop.poll_interval,
+            clock=self.clock,
+        )
+        self._stopping = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was stored: route it and deliver it now."""
+        self.loop.wake()
+        self.delivery.wake()
+
+    async def put_message(self, new: NewMessage) -> PutResult:
+        """Store ``new`` (idempotent on its id) and wake the loop."""
+        result: PutResult = await asyncio.to_thread(self.store.put_message, new)
+        if result.created:
+            self.wake()
+        return result
+
+    async def serve(self, stopping: asyncio.Event | None = None) -> list[Lane]:
+        """Run until ``stopping`` is set (or :meth:`stop`), then drain; returns the lanes left running (detached)."""
+        stopping = stopping or self._stopping
+        await self._abandon_stale_runs()
+        workers = [
+            asyncio.create_task(self.loop.run(stopping), name="kanmon-loop"),
+            asyncio.create_task(self.delivery.run(stopping), name="kanmon-delivery"),
+        ]
+        try:
+            await stopping.wait()
+        finally:
+            leftovers = await self.queue.shutdown(self.config.drain_timeout)
+            stopping.set()
+            await asyncio.gather(*workers, return_exceptions=True)
+            # replies stored during the drain still reach their channels
+            await self.delivery.deliver_due()
+            self.feed.close()
+        return leftovers
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` (started without its own event) to stop: no new runs, then drain."""
+        self._stopping.set()
+
+    async def force_stop(self) -> None:
+        """End the drain now (a second SIGINT): running runs are detached, their containers left running."""
+        await self.queue.shutdown(0.0, force=True)
+
+    async def _abandon_stale_runs(self) -> None:
+        # Runs a previous gated left in flight. Their rows are still waiting, so the batch simply runs again.
+        stale = await asyncio.to_thread(self.store.runs_in_flight, self.config.run.instance)
+        for run in stale:
+            await asyncio.to_thread(
+                self.store.update_run,
+                run.id,
+                status="error",
+                ended_at=self.clock.now(),
+                error="abandoned: gated stopped while the run was in flight",
+            )
+            logger.warning(
+                "run %s of %s was in flight when gated stopped; its batch runs again", run.id, run.group_folder
+            )

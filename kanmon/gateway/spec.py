@@ -1,0 +1,103 @@
+"""From a registered group and the daemon's defaults to the :class:`RunSpec` a runtime starts (SPEC §9).
+
+A group's ``container_config`` (JSON, set by ``gated group add``) may override, per group: ``runtime``, ``image``,
+``command`` (argv list), ``env`` (mapping), ``network``, ``idle_timeout``, ``timeout``, ``memory_bytes``,
+``cpus``, ``pids``. Anything malformed raises :class:`~kanmon.container.InvalidRunSpec`, and the run fails without
+output (retried, then dead-lettered with the reason in the log) rather than running with a guessed value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kanmon.container import InvalidRunSpec, Limits, RunSpec
+from kanmon.store import Group
+
+__all__ = ["RunDefaults", "build_spec", "runtime_name"]
+
+N = TypeVar("N", int, float)
+
+# The process runtime gives the agent only the environment the spec names: enough to find programs and speak UTF-8.
+_PROCESS_BASE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunDefaults:
+    """What every run gets unless its group says otherwise: plain values, filled in by gated from the settings."""
+
+    instance: str
+    data_dir: Path
+    runtime: str = "docker"
+    image: str = "kanmon-agent:latest"
+    command: tuple[str, ...] = ()
+    network: str = "none"
+    limits: Limits = field(default_factory=Limits)
+    user: str = "1000:1000"
+    idle_timeout: float = 30 * 60.0
+    timeout: float = 60 * 60.0
+    stop_grace: float = 10.0
+    assistant_name: str = "kanmon"
+    batch_limit: int = 100
+    session_idle_expiry: float = 0.0
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+def runtime_name(group: Group, defaults: RunDefaults) -> str:
+    """The runtime that runs ``group``'s agent."""
+    return str(group.container_config.get("runtime") or defaults.runtime)
+
+
+def build_spec(group: Group, defaults: RunDefaults, *, run_id: str, stdin: bytes) -> RunSpec:
+    """The spec of one run of ``group``."""
+    config = group.container_config
+    runtime = runtime_name(group, defaults)
+    env = _env(config.get("env", {}), process=runtime == "process")
+    limits = Limits(
+        memory_bytes=_number(config, "memory_bytes", defaults.limits.memory_bytes, int),
+        cpus=_number(config, "cpus", defaults.limits.cpus, float),
+        pids=_number(config, "pids", defaults.limits.pids, int),
+    )
+    return RunSpec(
+        run_id=run_id,
+        instance=defaults.instance,
+        folder=group.folder,
+        group_dir=defaults.data_dir / "groups" / group.folder,
+        image=str(config.get("image") or defaults.image) if runtime != "process" else None,
+        command=_command(config.get("command"), defaults.command),
+        env=env,
+        stdin=stdin,
+        limits=limits,
+        network=str(config.get("network") or defaults.network),
+        idle_timeout=_number(config, "idle_timeout", defaults.idle_timeout, float),
+        timeout=_number(config, "timeout", defaults.timeout, float),
+        stop_grace=defaults.stop_grace,
+        user=defaults.user,
+    )
+
+
+def _command(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(part, str) and part for part in value):
+        raise InvalidRunSpec(f"container_config.command must be a list of non-empty strings, not {value!r}")
+    return tuple(value)
+
+
+def _env(value: Any, *, process: bool) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidRunSpec("container_config.env must map names to strings")
+    base = {name: os.environ[name] for name in _PROCESS_BASE_ENV if process and name in os.environ}
+    return {**base, **value}
+
+
+def _number(config: Mapping[str, Any], key: str, default: N, kind: type[N]) -> N:
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRunSpec(f"container_config.{key} must be a number, not {value!r}")
+    return kind(value)

@@ -1,0 +1,7 @@
+"""kanmon.web: the HTTP surface served inside ``gated run`` (SPEC §11, §12)."""
+
+from __future__ import annotations
+
+from kanmon.web.app import create_app
+
+__all__ = ["create_app"]
