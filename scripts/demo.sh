@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# Install kanmon into .venv and run it on the embedded default (SQLite in ./kanmon-data).
-# Until `gated run`/`gated demo` land, this migrates the store, registers a demo group and shows the store's status.
+# Install kanmon into .venv and run `gated demo` on the embedded default (SQLite in ./kanmon-data): a demo group
+# answered by the echo agent on the process runtime. Type a message and press Enter; Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 export KANMON_DATA_DIR=${KANMON_DATA_DIR:-$PWD/kanmon-data}
-.venv/bin/gated migrate
-.venv/bin/gated group list | grep -q '^demo' || .venv/bin/gated group add demo --runtime process --command "$PWD/.venv/bin/gated agent echo"
-.venv/bin/gated send web:demo "hello from the demo" --sender demo-user
-.venv/bin/gated status
+exec .venv/bin/gated demo "$@"

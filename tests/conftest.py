@@ -16,6 +16,7 @@ import pytest
 from pgdb import create_pg_database, drop_pg_database
 from sqlalchemy.engine import make_url
 
+from kanmon.container.images import build_echo_image
 from kanmon.gated.logs import HANDLER_NAME
 from kanmon.store import Store, upgrade
 
@@ -73,6 +74,12 @@ def python_image(docker_client: Any) -> str:
     except Exception as exc:
         service_missing(f"the image {name}", f"{exc}; scripts/services.sh builds it")
     return name
+
+
+@pytest.fixture(scope="session")
+def echo_image(docker_client: Any, python_image: str) -> str:
+    """A tiny image with the echo agent as its command, built from the local python image (never pulled)."""
+    return build_echo_image(docker_client, python_image, repository="kanmon-test-echo")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,10 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_IGNORE_TERM=1``: ignore SIGTERM (so a stop must end in a kill);
 * ``ECHO_TOUCH=name``: create this file in the working directory;
 * ``ECHO_STDERR=text``: write this to stderr;
-* ``ECHO_EXIT=n``: exit status.
+* ``ECHO_EXIT=n``: exit status;
+* ``ECHO_FAIL_RUNS=n``: the first n runs in this working directory exit 1 with no output (counted in the file
+  ``.echo-runs``), later runs answer normally;
+* ``ECHO_RECORD=name``: append the input document to this file in the working directory, one JSON line per run.
 """
 
 from __future__ import annotations
@@ -63,12 +66,10 @@ def main() -> int:
     except (ValueError, AttributeError) as exc:
         emit({"status": "error", "result": None, "error": f"Failed to parse input: {exc}"})
         return 1
-    if os.environ.get("ECHO_STDERR"):
-        sys.stderr.write(os.environ["ECHO_STDERR"] + "\n")
-        sys.stderr.flush()
-    if os.environ.get("ECHO_TOUCH"):
-        with open(os.environ["ECHO_TOUCH"], "w") as touched:  # noqa: PTH123 - kept plain for any Python 3
-            touched.write("written by the echo agent\n")
+    _side_effects(request)
+    if _failing_run():
+        sys.stderr.write("echo agent: failing this run as ECHO_FAIL_RUNS asks\n")
+        return 1
     flood = int(knob("ECHO_FLOOD"))
     if flood:
         sys.stdout.write(START + "\n")
@@ -87,6 +88,34 @@ def main() -> int:
             emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
     time.sleep(knob("ECHO_HANG"))
     return int(knob("ECHO_EXIT"))
+
+
+def _side_effects(request: dict[str, Any]) -> None:
+    """The knobs that leave traces: the record of inputs, a touched file, a line on stderr."""
+    if os.environ.get("ECHO_RECORD"):
+        with open(os.environ["ECHO_RECORD"], "a") as record:  # noqa: PTH123 - kept plain for any Python 3
+            record.write(json.dumps(request) + "\n")
+    if os.environ.get("ECHO_STDERR"):
+        sys.stderr.write(os.environ["ECHO_STDERR"] + "\n")
+        sys.stderr.flush()
+    if os.environ.get("ECHO_TOUCH"):
+        with open(os.environ["ECHO_TOUCH"], "w") as touched:  # noqa: PTH123 - kept plain for any Python 3
+            touched.write("written by the echo agent\n")
+
+
+def _failing_run() -> bool:
+    """True while fewer than ``ECHO_FAIL_RUNS`` runs have happened in this directory (this one is counted)."""
+    limit = int(knob("ECHO_FAIL_RUNS"))
+    if not limit:
+        return False
+    try:
+        with open(".echo-runs") as counter:  # noqa: PTH123 - kept plain for any Python 3
+            runs = int(counter.read() or 0)
+    except FileNotFoundError:
+        runs = 0
+    with open(".echo-runs", "w") as counter:  # noqa: PTH123 - kept plain for any Python 3
+        counter.write(str(runs + 1))
+    return runs < limit
 
 
 if __name__ == "__main__":

@@ -103,11 +103,10 @@ async def _demo(daemon: Daemon, store: Store, folder: str) -> None:
     # Lines on standard input (typed, or piped in) go to the demo group; at their end the gateway keeps serving.
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     chat = TerminalChat(store, folder, put=daemon.gateway.put_message)
-    reader = asyncio.create_task(read_lines(sys.stdin, lines))
+    await read_lines(sys.stdin, lines)
     talking = asyncio.create_task(chat.run(lines))
     await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)
-    for task in (reader, talking):
-        task.cancel()
+    talking.cancel()
     await serving
 
 
@@ -139,11 +138,8 @@ def chat(app: App, folder: str, topic: str, timeout: float) -> None:
 
 async def _chat(store: Store, folder: str, topic: str, reply_timeout: float) -> int:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    reader = asyncio.create_task(read_lines(sys.stdin, lines, prompt="you> "))
-    try:
-        return await TerminalChat(store, folder, topic=topic, reply_timeout=reply_timeout).run(lines)
-    finally:
-        reader.cancel()
+    await read_lines(sys.stdin, lines, prompt="you> ")
+    return await TerminalChat(store, folder, topic=topic, reply_timeout=reply_timeout).run(lines)
 
 
 @click.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -92,12 +93,23 @@ class TerminalChat:
 
 
 async def read_lines(stream: TextIO, lines: asyncio.Queue[str | None], prompt: str = "") -> None:
-    """Feed ``lines`` from ``stream`` (read in a thread), then None at end of input."""
-    while True:
-        if prompt and stream.isatty():
-            print(prompt, end="", flush=True)
-        line = await asyncio.to_thread(stream.readline)
-        if not line:
-            break
-        await lines.put(line.rstrip("\n"))
-    await lines.put(None)
+    """Feed ``lines`` from ``stream``, then None at end of input.
+
+    The blocking reads happen in a daemon thread of their own, not the event loop's executor: a read still waiting
+    for the user must not keep gated from exiting after Ctrl-C.
+    """
+    loop = asyncio.get_running_loop()
+
+    def read() -> None:
+        while True:
+            if prompt and stream.isatty():
+                print(prompt, end="", flush=True)
+            line = stream.readline()
+            try:
+                loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n") if line else None)
+            except RuntimeError:
+                return  # the loop has closed: gated is exiting
+            if not line:
+                return
+
+    threading.Thread(target=read, name="kanmon-stdin", daemon=True).start()

@@ -59,11 +59,11 @@ class ChatFeed:
         for subscription in list(self._subscribers.get(message.chat_jid, ())):
             if not subscription.wants(message):
                 continue
-            try:
-                subscription.queue.put_nowait(message)
-            except asyncio.QueueFull:
+            if subscription.queue.qsize() >= self._queue_size:
                 logger.warning("feed subscriber of %s fell behind; cutting it off to replay", message.chat_jid)
                 self._cut_off(subscription)
+            else:
+                subscription.queue.put_nowait(message)
 
     @asynccontextmanager
     async def subscribe(self, chat_jid: str, topic: str | None = None) -> AsyncIterator[Subscription]:
@@ -89,8 +89,6 @@ class ChatFeed:
     def _cut_off(self, subscription: Subscription) -> None:
         subscription.lagged = True
         self._remove(subscription)
-        while subscription.queue.full():
-            subscription.queue.get_nowait()
         subscription.queue.put_nowait(_END)
 
     def _remove(self, subscription: Subscription) -> None:

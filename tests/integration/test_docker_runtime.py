@@ -17,17 +17,10 @@ from kanmon.container.base import AllowedMount, Mount, RunSpec
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.errors import ImageNotFound, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
-from kanmon.container.images import build_echo_image
 
 pytestmark = pytest.mark.docker
 
 GIB = 1024**3
-
-
-@pytest.fixture(scope="session")
-def echo_image(docker_client: Any, python_image: str) -> str:
-    """A tiny image with the echo agent as its command, built from the local python image (never pulled)."""
-    return build_echo_image(docker_client, python_image, repository="kanmon-test-echo")
 
 
 @pytest.fixture

@@ -56,3 +56,18 @@ def test_drift_is_detected_when_the_schema_differs(empty_store_url: str) -> None
         conn.exec_driver_sql("CREATE TABLE stray (x INTEGER)")
     assert any(diff[0] == "remove_table" for diff in schema_drift(store.engine))
     store.close()
+
+
+def test_upgrading_a_store_with_messages_keeps_them_and_leaves_them_undispatched(empty_store_url: str) -> None:
+    store = Store.open(empty_store_url)
+    upgrade(store.engine, "0001")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO messages (id, chat_jid, direction, timestamp, received_at, status) "
+            "VALUES ('m1', 'telegram:1', 'in', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'new')"
+        )
+    upgrade(store.engine)
+    assert schema_drift(store.engine) == []
+    [row] = store.new_messages(0)
+    assert (row.id, row.status, row.routed_folder) == ("m1", "new", None)
+    store.close()

@@ -1,0 +1,156 @@
+"""`gated run`, `gated demo`, `gated chat` and `gated status` as a user runs them: real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanmon.container import echo_agent
+
+GATED = [sys.executable, "-m", "kanmon"]
+
+
+def gated(
+    data_dir: Path, *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GATED, "--data-dir", str(data_dir), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_until(condition: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+class LogReader:
+    """The JSON log lines of a running gated (its stderr), collected by a thread as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("{"):
+                self.lines.append(json.loads(line))
+
+    def find(self, message_start: str) -> dict[str, Any] | None:
+        return next((line for line in list(self.lines) if line["message"].startswith(message_start)), None)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def daemon(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], LogReader]]:
+    command = f"{sys.executable} -I {echo_agent.__file__}"
+    added = gated(data_dir, "group", "add", "corp", "--runtime", "process", "--command", command)
+    assert added.returncode == 0, added.stderr
+    proc = subprocess.Popen(
+        [*GATED, "--data-dir", str(data_dir), "run", "--http", "127.0.0.1:0", "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KANMON_POLL_INTERVAL": "0.2"},
+    )
+    logs = LogReader(proc)
+    try:
+        yield proc, logs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_gated_run_answers_serves_health_and_logs_each_run_as_json(
+    data_dir: Path, daemon: tuple[subprocess.Popen[str], LogReader]
+) -> None:
+    proc, logs = daemon
+    ready = wait_until(lambda: logs.find("gated running"), "gated to start")
+    url = ready["message"].split("http=")[1].split()[0]
+    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+        assert json.load(response) == {"ok": True}
+
+    assert gated(data_dir, "send", "web:corp", "hello").returncode == 0
+    finished = wait_until(lambda: logs.find("run finish"), "the run to finish")
+    started = logs.find("run start")
+    assert started is not None and started["lane"] == finished["lane"] == "corp#"
+    assert finished["result"] == "ok" and finished["run_id"] == started["run_id"]
+    assert isinstance(finished["duration"], float)
+
+    status = gated(data_dir, "status").stdout
+    assert "ok       corp#" in status and "1 in, 1 out" in status
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert logs.find("gated stopped") is not None
+
+
+def test_gated_chat_talks_to_a_running_gated_through_the_store(
+    data_dir: Path, daemon: tuple[subprocess.Popen[str], LogReader]
+) -> None:
+    _proc, logs = daemon
+    wait_until(lambda: logs.find("gated running"), "gated to start")
+    result = gated(data_dir, "chat", "corp", "--timeout", "30", stdin="first\nsecond\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["corp> echo: first", "corp> echo: second"]
+
+
+def test_gated_chat_without_a_running_gated_says_no_reply_came_and_fails(data_dir: Path) -> None:
+    assert gated(data_dir, "group", "add", "corp").returncode == 0
+    result = gated(data_dir, "chat", "corp", "--timeout", "0.5", stdin="anyone?\n")
+    assert result.returncode == 1
+    assert "no reply yet" in result.stdout
+
+
+def test_gated_demo_answers_typed_lines_and_stops_cleanly_on_sigint(data_dir: Path) -> None:
+    proc = subprocess.Popen(
+        [*GATED, "--data-dir", str(data_dir), "demo", "--no-http"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("hello demo\n")
+        proc.stdin.flush()
+        lines = []
+        while "demo> echo: hello demo" not in lines:
+            line = proc.stdout.readline()
+            assert line, f"demo ended early: {proc.stderr.read() if proc.stderr else ''}"
+            lines.append(line.rstrip("\n"))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "group 'demo'" in lines[0]
+    listed = gated(data_dir, "group", "list").stdout
+    assert "demo" in listed and "runtime=process" in listed

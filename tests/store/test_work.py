@@ -1,0 +1,172 @@
+"""The loop's work in the store: dispatch with the poll cursor, lanes and batches, a run's end, the outbox.
+
+The anchors lost messages at exactly these seams: a cursor moved past rows that failed (arizuko §11 B4), a web topic
+finishing first moved a shared cursor backwards or past another topic's rows (B5), a re-read batch was routed twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from kanmon.store import BatchEnd, Dispatch, Group, LaneHead, NewMessage, Run, Store
+
+
+def put(store: Store, chat: str = "telegram:1", content: str = "hi", **fields: object) -> int:
+    return store.put_message(NewMessage(chat_jid=chat, content=content, sender="alice", **fields)).message.seq  # type: ignore[arg-type]
+
+
+def route(store: Store, seqs: list[int], folder: str = "corp", topic: str = "") -> None:
+    store.record_dispatch([Dispatch(seq, "new", folder, topic, None) for seq in seqs], max(seqs))
+
+
+def end(store: Store, head: LaneHead, seqs: list[int], rows: str = "done", **fields: object) -> int:
+    values: dict[str, object] = {
+        "run_id": None,
+        "chat_jid": head.chat_jid,
+        "seqs": seqs,
+        "rows": rows,
+        "run_status": "ok",
+        "folder": head.folder,
+        "topic": head.topic,
+    }
+    return store.end_batch(BatchEnd(**{**values, **fields}))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def corp(store: Store) -> Store:
+    store.add_group(Group(folder="corp"))
+    return store
+
+
+def test_record_dispatch_routes_rows_and_moves_the_poll_cursor_in_one_step(corp: Store) -> None:
+    a, b, c = put(corp, content="@child hi"), put(corp, content="/ping"), put(corp, "telegram:2")
+    corp.record_dispatch(
+        [Dispatch(a, "new", "corp", "#t", "hi"), Dispatch(b, "done"), Dispatch(c, "skipped")], last_seq=c
+    )
+    rows = {row.seq: row for row in corp.new_messages(0)}
+    assert (rows[a].status, rows[a].routed_folder, rows[a].routed_topic, rows[a].agent_text) == (
+        "new",
+        "corp",
+        "#t",
+        "hi",
+    )
+    assert rows[b].status == "done" and rows[b].routed_folder is None
+    assert rows[c].status == "skipped"
+    assert corp.poll_cursor() == c
+
+
+def test_a_re_read_batch_changes_nothing_a_run_has_done_since(corp: Store) -> None:
+    seq = put(corp)
+    route(corp, [seq])
+    [head] = corp.lane_heads()
+    end(corp, head, [seq])
+    # the loop crashed before its own commit and reads the batch again: the row stays done, routing unchanged
+    corp.record_dispatch([Dispatch(seq, "new", "elsewhere", "", None)], seq)
+    row = corp.new_messages(0)[0]
+    assert (row.status, row.routed_folder) == ("done", "corp")
+    assert corp.lane_heads() == []
+
+
+def test_the_poll_cursor_never_moves_back(corp: Store) -> None:
+    first, second = put(corp), put(corp)
+    corp.record_dispatch([], second)
+    corp.record_dispatch([], first)
+    assert corp.poll_cursor() == second
+
+
+def test_lane_heads_group_waiting_rows_by_chat_topic_and_origin_oldest_first(corp: Store) -> None:
+    a1 = put(corp, "telegram:1")
+    b1 = put(corp, "telegram:2")
+    a2 = put(corp, "telegram:1")
+    d1 = put(corp, "local:corp", forwarded_from="telegram:3")
+    route(corp, [a1, b1, a2, d1])
+    heads = corp.lane_heads("corp")
+    assert [(h.chat_jid, h.forwarded_from, h.first_seq, h.count) for h in heads] == [
+        ("telegram:1", None, a1, 2),
+        ("telegram:2", None, b1, 1),
+        ("local:corp", "telegram:3", d1, 1),
+    ]
+    assert corp.lane_heads("other") == []
+
+
+def test_a_batch_is_one_topics_consecutive_rows_and_respects_the_limit(corp: Store) -> None:
+    seqs = [put(corp, content=f"m{i}") for i in range(5)]
+    route(corp, seqs[:2], topic="#a")
+    route(corp, seqs[2:3], topic="#b")
+    route(corp, seqs[3:], topic="#a")
+    head = corp.lane_heads()[0]
+    assert [m.seq for m in corp.lane_batch(head)] == seqs[:2]  # stops where #b begins: one session per run
+    assert [m.seq for m in corp.lane_batch(head, limit=1)] == seqs[:1]
+
+
+def test_the_cursor_advances_to_the_batch_and_stays_below_rows_still_waiting(corp: Store) -> None:
+    seqs = [put(corp, content=f"m{i}") for i in range(4)]
+    route(corp, seqs[:2], topic="#a")
+    route(corp, seqs[2:], topic="#b")
+    heads = {h.topic: h for h in corp.lane_heads()}
+    # #b finishes first (web topics run in parallel): the cursor may not jump over #a's waiting rows
+    assert end(corp, heads["#b"], seqs[2:]) == 0
+    assert end(corp, heads["#a"], seqs[:2]) == seqs[-1]
+    assert corp.agent_cursor("telegram:1") == seqs[-1]
+
+
+def test_a_failed_batch_leaves_rows_waiting_and_the_cursor_where_it_was(corp: Store) -> None:
+    seq = put(corp)
+    route(corp, [seq])
+    [head] = corp.lane_heads()
+    corp.set_session("corp", "", "s-old")
+    assert end(corp, head, [seq], rows="new", run_status="error", evict_session=True) == 0
+    assert corp.new_messages(0)[0].status == "new"
+    assert corp.get_session("corp", "") is None
+    assert corp.lane_heads() == [head]
+
+
+def test_a_dead_letter_marks_rows_dead_and_moves_the_cursor_past_them(corp: Store) -> None:
+    seq = put(corp)
+    route(corp, [seq])
+    [head] = corp.lane_heads()
+    assert end(corp, head, [seq], rows="dead", run_status="error", evict_session=True) == seq
+    assert corp.new_messages(0)[0].status == "dead"
+    assert corp.counts()["dead_letters"] == 1
+
+
+def test_a_new_session_id_is_stored_and_the_run_is_closed_with_the_batch(corp: Store) -> None:
+    seq = put(corp)
+    route(corp, [seq])
+    [head] = corp.lane_heads()
+    now = dt.datetime.now(dt.UTC)
+    corp.add_system_message("corp", origin="gateway", event="new_day", body="it is Monday")
+    run = Run(
+        id="r1", instance="i", group_folder="corp", topic="", chat_jid="telegram:1", runtime="process",
+        status="starting", started_at=now, first_seq=seq, last_seq=seq, message_count=1,
+    )  # fmt: skip
+    notes = corp.begin_run(run)
+    assert [n.body for n in notes] == ["it is Monday"]
+    assert corp.system_messages_for("corp") == []  # flushed with the run's record, once
+    end(corp, head, [seq], run_id="r1", session_id="s-new", output_count=2)
+    stored = corp.get_run("r1")
+    assert stored is not None and (stored.status, stored.output_count, stored.ended_at is not None) == ("ok", 2, True)
+    session = corp.get_session("corp", "")
+    assert session is not None and session.session_id == "s-new"
+
+
+def test_pending_deliveries_are_per_channel_in_seq_order_and_marked_once(corp: Store) -> None:
+    web = put(corp, "web:corp", "reply 1", direction="out")
+    put(corp, "telegram:1", "reply 2", direction="out")
+    web2 = put(corp, "web:corp", "reply 3", direction="out")
+    assert [m.seq for m in corp.pending_deliveries(["web:"])] == [web, web2]
+    assert corp.mark_delivery(web, "sent")
+    assert not corp.mark_delivery(web, "sent")  # already sent: a second attempt is refused
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert corp.mark_delivery(web2, "pending", error="503", deliver_after=later)
+    assert corp.pending_deliveries(["web:"]) == []  # backing off
+    assert corp.pending_deliveries(["web_"]) == []  # a prefix is literal, not a LIKE pattern
+
+
+def test_chat_lag_counts_rows_waiting_per_chat(corp: Store) -> None:
+    seqs = [put(corp) for _ in range(3)]
+    route(corp, seqs)
+    [lag] = corp.chat_lag()
+    assert (lag.chat_jid, lag.waiting, lag.oldest_seq, lag.agent_cursor) == ("telegram:1", 3, seqs[0], 0)

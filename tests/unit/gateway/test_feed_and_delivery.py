@@ -1,0 +1,130 @@
+"""The web feed (live messages for the browser) and the delivery outbox.
+
+arizuko's web replies without a reply-to were invisible in the browser, its outbox lived in memory (a restart lost
+it), and a slow browser could hold the gateway up. Here every web row is published in seq order, a slow subscriber
+is cut off to replay from the store, and delivery marks rows sent only once the channel took them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kanmon.gateway import ChatFeed, GatewayMetrics
+from kanmon.gateway.delivery import DeliveryError, DeliveryWorker, StoreReadChannel
+from kanmon.store import Message, NewMessage, Store
+
+
+def stored(store: Store, chat: str, text: str, *, topic: str = "", direction: str = "in") -> Message:
+    new = NewMessage(chat_jid=chat, content=text, topic=topic, direction=direction)  # type: ignore[arg-type]
+    return store.put_message(new).message
+
+
+async def test_a_subscriber_gets_its_chat_and_topic_in_publish_order(store: Store) -> None:
+    feed = ChatFeed()
+    async with feed.subscribe("web:corp", topic="t1") as subscription:
+        for message in [
+            stored(store, "web:corp", "question", topic="t1"),
+            stored(store, "web:corp", "other topic", topic="t2"),
+            stored(store, "web:other", "other chat", topic="t1"),
+            stored(store, "web:corp", "answer", topic="t1", direction="out"),
+        ]:
+            feed.publish(message)
+        feed.close()
+        received = [message.content async for message in subscription.messages()]
+    assert received == ["question", "answer"]
+    assert feed.subscribers("web:corp") == 0
+
+
+async def test_a_slow_subscriber_is_cut_off_and_never_blocks_publishing(store: Store) -> None:
+    feed = ChatFeed(queue_size=2)
+    message = stored(store, "web:corp", "hi")
+    async with feed.subscribe("web:corp") as slow, feed.subscribe("web:corp") as keeping_up:
+        for _ in range(3):
+            feed.publish(message)  # never awaits: the gateway is not held up
+            keeping_up.queue.get_nowait()
+        assert slow.lagged and not keeping_up.lagged
+        # it gets what fitted, then its stream ends: it reconnects and replays the rest from the store by seq
+        assert [m.seq async for m in slow.messages()] == [message.seq, message.seq]
+        assert feed.subscribers("web:corp") == 1
+
+
+class FlakyChannel:
+    """A channel that refuses the first ``failures`` sends (transiently), then takes everything."""
+
+    name = "flaky"
+    prefixes = ("telegram:",)
+
+    def __init__(self, failures: int, *, transient: bool = True) -> None:
+        self.failures = failures
+        self.transient = transient
+        self.sent: list[str] = []
+
+    async def send(self, message: Message) -> str | None:
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError("503 from the adapter", transient=self.transient)
+        self.sent.append(message.content)
+        return f"platform-{message.seq}"
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    return GatewayMetrics()
+
+
+async def test_replies_are_sent_once_and_marked_sent(store: Store, metrics: GatewayMetrics) -> None:
+    channel = FlakyChannel(0)
+    worker = DeliveryWorker(store, [channel, StoreReadChannel("web", ["web:"])], metrics=metrics)
+    tg = stored(store, "telegram:1", "to telegram", direction="out")
+    web = stored(store, "web:corp", "to the browser", direction="out")
+    assert await worker.deliver_due() == 2
+    assert await worker.deliver_due() == 0  # nothing is sent twice
+    assert channel.sent == ["to telegram"]
+    rows = {m.seq: m for m in store.new_messages(0)}
+    assert rows[tg.seq].delivery_status == "sent" and rows[tg.seq].platform_message_id == f"platform-{tg.seq}"
+    assert rows[web.seq].delivery_status == "sent"
+    assert metrics.registry.get_sample_value("kanmon_deliveries_total", {"channel": "web", "result": "sent"}) == 1
+
+
+async def test_a_transient_failure_leaves_the_row_pending_for_the_next_pass(
+    store: Store, metrics: GatewayMetrics
+) -> None:
+    channel = FlakyChannel(1)
+    worker = DeliveryWorker(store, [channel], metrics=metrics)
+    row = stored(store, "telegram:1", "retry me", direction="out")
+    assert await worker.deliver_due() == 0
+    pending = store.new_messages(0)[0]
+    assert (pending.delivery_status, pending.delivery_attempts, pending.delivery_error) == (
+        "pending",
+        1,
+        "503 from the adapter",
+    )
+    assert await worker.deliver_due() == 1
+    assert channel.sent == ["retry me"] and store.new_messages(0)[0].seq == row.seq
+
+
+async def test_a_permanent_failure_marks_the_row_failed(store: Store, metrics: GatewayMetrics) -> None:
+    worker = DeliveryWorker(store, [FlakyChannel(1, transient=False)], metrics=metrics)
+    stored(store, "telegram:1", "cannot go", direction="out")
+    await worker.deliver_due()
+    assert store.new_messages(0)[0].delivery_status == "failed"
+    assert await worker.deliver_due() == 0
+
+
+async def test_the_worker_delivers_when_woken_and_stops_when_told(store: Store, metrics: GatewayMetrics) -> None:
+    channel = FlakyChannel(0)
+    worker = DeliveryWorker(store, [channel], metrics=metrics, interval=60.0)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    await asyncio.sleep(0.05)
+    stored(store, "telegram:1", "wake up", direction="out")
+    worker.wake()
+    for _ in range(100):
+        if channel.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert channel.sent == ["wake up"]
+    stopping.set()
+    await asyncio.wait_for(running, 5)
