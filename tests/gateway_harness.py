@@ -21,6 +21,7 @@ from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.queue import RetryPolicy
+from kanmon.router import ImpulseConfig
 from kanmon.store import Group, Message, NewMessage, Store, upgrade
 
 # Fast enough for tests, slow enough that an exponential backoff is still visible (0.2 s, 0.4 s, …).
@@ -107,6 +108,7 @@ async def running_gateway(
     timeout: float = 120.0,
     store_url: str | None = None,
     runtimes: Mapping[str, Any] | None = None,
+    impulse: ImpulseConfig | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered; on exit, stop it (drain 5 s) and close the store."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +130,7 @@ async def running_gateway(
     )
     config = GatewayConfig(
         run=defaults,
-        loop=LoopConfig(poll_interval=poll_interval),
+        loop=LoopConfig(poll_interval=poll_interval, impulse=impulse or ImpulseConfig()),
         max_concurrent=max_concurrent,
         retry=retry,
         drain_timeout=5.0,
@@ -142,4 +144,3 @@ async def running_gateway(
         stopping.set()
         await serving
         store.close()
-

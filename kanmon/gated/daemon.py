@@ -56,6 +56,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             poll_interval=settings.gateway.poll_interval,
             poll_batch=settings.gateway.poll_batch,
             bot_names=frozenset({settings.assistant_name.lower()}),
+            impulse=settings.impulse.config(),
         ),
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),

@@ -136,7 +136,7 @@ def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, to
     """Show which layer and which route would take a message, and why (changes nothing)."""
     if ":" not in chat_jid:
         raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
-    ctx = LayerContext(app.store(), IdleQueue(), dry_run=True)
+    ctx = LayerContext(app.store(), IdleQueue(), dry_run=True, impulse=app.settings.impulse.config())
     message = probe_message(chat_jid, content, sender=sender, verb=verb, topic=topic)
     for line in explain(message, ctx):
         click.echo(line)

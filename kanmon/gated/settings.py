@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
+from kanmon.router import ImpulseConfig
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -70,6 +71,10 @@ class ImpulseSettings:
 
     threshold: int = _default("impulse.threshold")
     max_hold_ms: int = _default("impulse.max_hold_ms")
+
+    def config(self) -> ImpulseConfig:
+        """These defaults as the gate's config, which a route's ``impulse_config`` is merged over."""
+        return ImpulseConfig(threshold=self.threshold, max_hold_ms=self.max_hold_ms)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kanmon.gateway.decisions import QueueControl
-from kanmon.router import Route
+from kanmon.router import ImpulseConfig, Route
 from kanmon.store import Group, Message, NewMessage, Store
 
 __all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "reply_id"]
@@ -30,6 +30,8 @@ class LayerContext:
     # already decided the message was for us).
     bot_names: frozenset[str] = frozenset()
     dry_run: bool = False
+    # The configured impulse defaults (SPEC §7) that a route's impulse_config is merged over.
+    impulse: ImpulseConfig = field(default_factory=ImpulseConfig)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
 

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kanmon.clock import Clock, SystemClock
@@ -56,6 +56,7 @@ class LoopConfig:
     poll_interval: float = 2.0
     poll_batch: int = 200
     bot_names: frozenset[str] = frozenset()
+    impulse: ImpulseConfig = field(default_factory=ImpulseConfig)
 
 
 def delegation_jid(folder: str) -> str:
@@ -192,7 +193,7 @@ class MessageLoop:
     def _dispatch(self, rows: Sequence[Message]) -> list[_Admitted]:
         """Steps 2–3, in a worker thread: decide every row, then record the decisions with the new cursor."""
         assert self._bridge is not None
-        ctx = LayerContext(self._store, self._bridge, self._config.bot_names)
+        ctx = LayerContext(self._store, self._bridge, self._config.bot_names, impulse=self._config.impulse)
         dispatches: list[Dispatch] = []
         admitted: list[_Admitted] = []
         for row in rows:
@@ -322,12 +323,13 @@ class MessageLoop:
             self._queue.enqueue(rows[0][0].lane)  # it fired, or its hold ran out while gated was down
 
     def _held_rows(self, head: LaneHead) -> list[tuple[_Admitted, float]]:
-        ctx = LayerContext(self._store, IdleQueue())
+        ctx = LayerContext(self._store, IdleQueue(), impulse=self._config.impulse)
         lane = lane_for(head.folder, head.chat_jid, head.topic)
         admitted = []
         for row in self._store.lane_batch(head, _RECOVERY_ROWS):
-            decision = resolve(ctx.routes(), MessageFields(chat_jid=row.chat_jid, sender=row.sender, verb=row.verb))
-            impulse = decision.impulse if decision is not None else ImpulseConfig()
+            fields = MessageFields(chat_jid=row.chat_jid, sender=row.sender, verb=row.verb)
+            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
+            impulse = decision.impulse if decision is not None else ctx.impulse
             admitted.append((_Admitted(row.chat_jid, row.verb, row.seq, lane, impulse), row.received_at.timestamp()))
         return admitted
 

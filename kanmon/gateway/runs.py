@@ -75,7 +75,7 @@ class Batch:
     @property
     def reply_jid(self) -> str:
         """Where the agent's replies go: the originating chat of a delegated batch, else the batch's chat."""
-        return self.head.chat_jid
+        return self.head.forwarded_from or self.head.chat_jid
 
     @property
     def reply_topic(self) -> str:

@@ -116,21 +116,26 @@ def ordered(routes: Iterable[Route]) -> list[Route]:
     return sorted(routes, key=lambda route: (route.seq, route.id))
 
 
-def trace(routes: Iterable[Route], fields: MessageFields) -> RouteTrace:
-    """Walk the routes for ``fields`` and keep every verdict up to and including the first match."""
+def trace(routes: Iterable[Route], fields: MessageFields, *, impulse: ImpulseConfig | None = None) -> RouteTrace:
+    """Walk the routes for ``fields`` and keep every verdict up to and including the first match.
+
+    ``impulse`` is the configured default a route's ``impulse_config`` is merged over (the built-in one if None).
+    """
     checks: list[RouteCheck] = []
     for route in ordered(routes):
         check, target = _check(route, fields)
         checks.append(check)
         if target is not None:
-            decision = RouteDecision(route, target, _impulse(route), check)
+            decision = RouteDecision(route, target, _impulse(route, impulse or ImpulseConfig()), check)
             return RouteTrace(fields, tuple(checks), decision)
     return RouteTrace(fields, tuple(checks), None)
 
 
-def resolve(routes: Iterable[Route], fields: MessageFields) -> RouteDecision | None:
+def resolve(
+    routes: Iterable[Route], fields: MessageFields, *, impulse: ImpulseConfig | None = None
+) -> RouteDecision | None:
     """The first route, in ``(seq, id)`` order, that takes the message; None when none does."""
-    return trace(routes, fields).decision
+    return trace(routes, fields, impulse=impulse).decision
 
 
 def validate_route(match: str, target: str, impulse_config: str | None = None) -> None:
@@ -162,10 +167,10 @@ def _check(route: Route, fields: MessageFields) -> tuple[RouteCheck, Target | No
     return RouteCheck(route, Verdict.MATCHED, results), target
 
 
-def _impulse(route: Route) -> ImpulseConfig:
+def _impulse(route: Route, base: ImpulseConfig) -> ImpulseConfig:
     # Routes are validated when written; a row that slipped past (hand-edited SQL) falls back to the defaults
     # rather than stopping the message.
     try:
-        return parse_impulse_config(route.impulse_config)
+        return parse_impulse_config(route.impulse_config, base)
     except RouteError:
-        return ImpulseConfig()
+        return base

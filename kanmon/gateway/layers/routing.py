@@ -23,7 +23,7 @@ from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import Builtin, Daemon, Decision, Drop, Forward, Layer, Unowned
 from kanmon.gateway.layers.prefix import PrefixSplit
 from kanmon.gateway.owner import DIRECT_PLATFORMS
-from kanmon.router import ImpulseConfig, MessageFields, RouteDecision, TargetKind, resolve
+from kanmon.router import MessageFields, RouteDecision, TargetKind, resolve
 from kanmon.store import Chat, Message
 
 __all__ = ["route_message"]
@@ -35,8 +35,8 @@ def route_message(message: Message, ctx: LayerContext, owner: str, prefix: Prefi
     """Decide where ``message`` goes, given its owner and what the prefix layer made of it."""
     chat = ctx.store.get_chat(message.chat_jid)
     fields = MessageFields(chat_jid=message.chat_jid, sender=message.sender, verb=message.verb)
-    decision = resolve(ctx.routes(), fields)
-    impulse = decision.impulse if decision is not None else ImpulseConfig()
+    decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
+    impulse = decision.impulse if decision is not None else ctx.impulse
     topic = _topic(message, chat, prefix)
     content = prefix.content if prefix is not None else message.content
     if prefix is not None and prefix.folder is not None:
@@ -54,7 +54,7 @@ def route_message(message: Message, ctx: LayerContext, owner: str, prefix: Prefi
         return Forward(message, Layer.ROUTING, why, owner, topic, content, impulse)
     if decision is None:
         return Forward(
-            message, Layer.ROUTING, f"no route matches; owner {owner} takes it{tagged}", owner, topic, content
+            message, Layer.ROUTING, f"no route matches; owner {owner} takes it{tagged}", owner, topic, content, impulse
         )
     return _target(message, ctx, decision, topic, content, tagged)
 
