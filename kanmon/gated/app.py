@@ -28,6 +28,7 @@ class App:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _settings: Settings | None = None
     _store: Store | None = None
+    _checked: bool = False
 
     @property
     def settings(self) -> Settings:
@@ -45,19 +46,26 @@ class App:
         shared and upgraded deliberately: it is migrated only by ``gated migrate`` and ``gated run``.
         ``migrate`` True or False forces the choice either way.
         """
-        if self._store is None:
-            settings = self.settings
-            store = Store.open(
-                settings.store_url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
-            )
+        if not self._checked:
+            store = self.open_store()
             if migrate is None:
                 migrate = store.dialect == "sqlite"
             if migrate:
                 upgrade(store.engine)
             elif current_revision(store.engine) != head_revision():
-                store.close()
+                self.close()
                 raise NotMigrated(f"the store at {self.describe_store()} is not migrated: run `gated migrate` first")
-            self._store = store
+            self._checked = True
+        assert self._store is not None
+        return self._store
+
+    def open_store(self) -> Store:
+        """The store as it is, schema unchecked (``gated run`` locks it before migrating anything)."""
+        if self._store is None:
+            settings = self.settings
+            self._store = Store.open(
+                settings.store_url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
+            )
         return self._store
 
     def describe_store(self) -> str:
@@ -73,3 +81,4 @@ class App:
         if self._store is not None:
             self._store.close()
             self._store = None
+            self._checked = False

@@ -17,6 +17,7 @@ from kanmon.gated.exits import Exit
 from kanmon.gated.registry_commands import group, route
 from kanmon.gated.run_commands import chat, demo, run, status
 from kanmon.store import NewMessage, StoreUnavailable, head_revision
+from kanmon.store.lock import StoreLocked
 
 __all__ = ["cli", "main"]
 
@@ -31,6 +32,8 @@ class GatedGroup(click.Group):
             return super().invoke(ctx)
         except InvalidInput as exc:
             raise _fail(str(exc), Exit.USAGE) from None
+        except StoreLocked as exc:
+            raise _Locked(str(exc)) from None
         except (NotMigrated, StoreUnavailable) as exc:
             raise _fail(str(exc), Exit.FAILURE) from None
         except KanmonError as exc:
@@ -43,6 +46,10 @@ class _Failure(click.ClickException):
 
 class _BadInput(click.ClickException):
     exit_code = int(Exit.USAGE)
+
+
+class _Locked(click.ClickException):
+    exit_code = int(Exit.LOCKED)
 
 
 def _fail(message: str, code: Exit) -> click.ClickException:

@@ -16,6 +16,7 @@ from kanmon.gated.daemon import Daemon
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.store import Group, Store
+from kanmon.store.lock import StoreLock
 
 __all__ = ["chat", "demo", "run", "status"]
 
@@ -56,35 +57,76 @@ def _setup_logging(app: App, level: str | None, fmt: str | None) -> None:
     configure_logging(level or settings.level, "json" if (fmt or settings.format) == "json" else "text")
 
 
+def _instance_option(fn: Any) -> Any:
+    return click.option(
+        "--instance",
+        metavar="NAME",
+        default=None,
+        help="Name on this gated's containers and lock.  [default: instance, or derived from the data dir]",
+    )(fn)
+
+
+def _locked_store(app: App, *, migrate: bool | None) -> tuple[Store, StoreLock]:
+    """The store, locked for this gated before anything else touches it, then migrated (or checked)."""
+    lock = StoreLock(app.open_store().engine, instance=app.settings.instance)
+    lock.acquire()
+    try:
+        return app.store(migrate=migrate), lock
+    except BaseException:
+        lock.release()
+        raise
+
+
 @click.command()
 @_http_option
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema on start.")
+@_instance_option
 @_log_options
 @pass_app
 def run(
-    app: App, http: str | None, no_http: bool, no_migrate: bool, log_format: str | None, log_level: str | None
+    app: App,
+    http: str | None,
+    no_http: bool,
+    no_migrate: bool,
+    instance: str | None,
+    log_format: str | None,
+    log_level: str | None,
 ) -> None:
-    """Run the gateway: poll the store, run agents, deliver their replies (SIGINT/SIGTERM stop it cleanly)."""
+    """Run the gateway: poll the store, run agents, deliver their replies (SIGINT/SIGTERM stop it cleanly).
+
+    One gated per store: a second one on the same store says who holds it and exits with status 3.
+    """
+    app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level, log_format)
-    store = app.store(migrate=not no_migrate)
-    daemon = Daemon(app.settings, store, http=address)
-    asyncio.run(daemon.run())
+    store, lock = _locked_store(app, migrate=not no_migrate)
+    with lock:
+        asyncio.run(Daemon(app.settings, store, http=address).run())
 
 
 @click.command()
 @_http_option
 @click.option("--folder", default=DEMO_FOLDER, show_default=True, help="Folder of the demo group.")
+@_instance_option
 @_log_options
 @pass_app
-def demo(app: App, http: str | None, no_http: bool, folder: str, log_format: str | None, log_level: str | None) -> None:
+def demo(
+    app: App,
+    http: str | None,
+    no_http: bool,
+    folder: str,
+    instance: str | None,
+    log_format: str | None,
+    log_level: str | None,
+) -> None:
     """Run a demo: a group answered by the echo agent on the process runtime, and a chat with it right here.
 
     Type a line and the agent answers it; Ctrl-D ends the chat and keeps the gateway running, Ctrl-C stops it.
     """
+    app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level or "WARNING", log_format)
-    store = app.store()
+    store, lock = _locked_store(app, migrate=None)
     _ensure_demo_group(store, folder)
     daemon = Daemon(app.settings, store, http=address)
 
@@ -95,7 +137,8 @@ def demo(app: App, http: str | None, no_http: bool, folder: str, log_format: str
         click.echo("type a message and press Enter; Ctrl-C stops")
 
     daemon.on_ready = ready
-    asyncio.run(_demo(daemon, store, folder))
+    with lock:
+        asyncio.run(_demo(daemon, store, folder))
 
 
 async def _demo(daemon: Daemon, store: Store, folder: str) -> None:

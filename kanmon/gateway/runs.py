@@ -275,7 +275,7 @@ class LaneRunner:
         if expiry <= 0 or idle <= expiry:
             return session.session_id
         await self._call(self._store.delete_session, group.folder, topic)
-        body = f"The previous session was idle for {idle:.0f}s (limit {expiry:.0f}s); this is a new session."
+        body = f"The previous session was idle for {idle:.0f}s (limit {expiry:g}s); this is a new session."
         await self._call(
             self._store.add_system_message, group.folder, origin=GATEWAY_ORIGIN, event="new_session", body=body
         )

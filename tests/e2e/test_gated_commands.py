@@ -154,3 +154,16 @@ def test_gated_demo_answers_typed_lines_and_stops_cleanly_on_sigint(data_dir: Pa
     assert "group 'demo'" in lines[0]
     listed = gated(data_dir, "group", "list").stdout
     assert "demo" in listed and "runtime=process" in listed
+
+
+def test_a_second_gated_on_the_same_store_says_who_holds_it_and_exits_3(
+    data_dir: Path, daemon: tuple[subprocess.Popen[str], LogReader]
+) -> None:
+    proc, logs = daemon
+    wait_until(lambda: logs.find("gated running"), "gated to start")
+    second = gated(data_dir, "run", "--no-http", timeout=30)
+    assert second.returncode == 3
+    [line] = second.stderr.strip().splitlines()
+    assert f"in use by gated {logs.find('gated running')['message'].split('instance=')[1].split()[0]}" in line
+    assert f"pid {proc.pid}" in line
+    assert proc.poll() is None  # the first one is unaffected
