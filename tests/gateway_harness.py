@@ -109,13 +109,18 @@ async def running_gateway(
     store_url: str | None = None,
     runtimes: Mapping[str, Any] | None = None,
     impulse: ImpulseConfig | None = None,
+    drain_timeout: float = 5.0,
 ) -> AsyncIterator[Harness]:
-    """Serve a gateway with ``groups`` registered; on exit, stop it (drain 5 s) and close the store."""
+    """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
+
+    Entering again with the same ``data_dir`` and ``instance`` is a restart of the same gated.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(store_url or f"sqlite:///{data_dir / 'kanmon.db'}")
     upgrade(store.engine)
     for group in groups:
-        store.add_group(group)
+        if store.get_group(group.folder) is None:
+            store.add_group(group)
     if runtimes is None:
         runtimes = {"process": ProcessRuntime(data_dir / "runs", data_dir=data_dir)}
         if docker_client is not None:
@@ -133,7 +138,7 @@ async def running_gateway(
         loop=LoopConfig(poll_interval=poll_interval, impulse=impulse or ImpulseConfig()),
         max_concurrent=max_concurrent,
         retry=retry,
-        drain_timeout=5.0,
+        drain_timeout=drain_timeout,
     )
     gateway = Gateway(store, runtimes, config)
     stopping = asyncio.Event()

@@ -158,7 +158,7 @@ class DockerRuntime:
             api = await self.api()
             return bool(await self._call(api.ping))
         except ContainerError as exc:
-            logger.warning("Docker engine not available: %s", exc)
+            logger.debug("Docker engine not available: %s", exc)
             return False
 
     async def start(self, spec: RunSpec) -> DockerRunHandle:

@@ -120,6 +120,8 @@ class Daemon:
             try:
                 # bound here, before anything runs: a port in use is one clear error, and the real port is known
                 self._socket = config.bind_socket()
+                # listening now: a client that connects before uvicorn's first accept waits in the backlog
+                self._socket.listen(config.backlog)
             except (OSError, SystemExit) as exc:
                 raise KanmonError(f"cannot listen on {self.http}: {exc}") from None
             self._server = _EmbeddedServer(config)

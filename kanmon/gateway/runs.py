@@ -27,6 +27,15 @@ never into the ``local:`` chat, so a delegate's answer can never come back to it
 
 A cancelled run (gated shutting down after its drain) is *detached*: the container keeps running and its
 ``session_log`` row stays ``running`` for the next gated to reclaim (SPEC §14). Nothing is recorded as failed.
+
+On start, :meth:`LaneRunner.reclaim` takes over the runs a previous gated of this instance left in flight. Each one's
+lane runs it first: a container that still exists (running or finished) is re-attached and its output replayed from
+the start, so the run ends exactly as it would have; replies already stored are found by ``(run_id, output_index)``
+and not stored again. A run whose container never came to be failed without output and its batch runs again.
+Containers of other instances are never looked at.
+
+A runtime that cannot be reached (the Docker engine is down) starts nothing: the lane is ``DEFERRED`` and tried
+again later without using up an attempt, and :attr:`LaneRunner.unavailable` says why for ``/readyz``.
 """
 
 from __future__ import annotations
@@ -40,7 +49,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from kanmon.clock import Clock, SystemClock
-from kanmon.container import AgentInput, ContainerError, Exited, ExitReason, Output, PromptMessage, render_prompt
+from kanmon.container import (
+    AgentInput,
+    ContainerError,
+    Exited,
+    ExitReason,
+    Output,
+    PromptMessage,
+    RunInfo,
+    RunNotFound,
+    RuntimeUnavailable,
+    render_prompt,
+)
 from kanmon.container.handle import RunHandle
 from kanmon.container.payload import xml_escape
 from kanmon.folders import split_jid
@@ -137,10 +157,16 @@ class LaneRunner:
         self._offload = offload
         self._handles: dict[Lane, RunHandle] = {}
         self._failed: dict[Lane, Batch] = {}  # the batch a retry or dead letter is about
+        self._orphaned: dict[Lane, Run] = {}  # runs a previous gated left in flight, resumed before anything else
+        #: runtimes that could not be reached, with the reason (cleared when one answers again)
+        self.unavailable: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------------ queue hooks
     async def run_lane(self, lane: Lane) -> LaneResult:
         """Run the lane's next batch and say how it ended; a lane with nothing waiting is simply OK."""
+        orphan = self._orphaned.get(lane)
+        if orphan is not None:
+            return await self._resume(lane, orphan)
         batch, more = await self._next_batch(lane)
         if batch is None:
             self._failed.pop(lane, None)
@@ -153,6 +179,9 @@ class LaneRunner:
             logger.error("lane=%s: group %s is not registered; dead-lettering its rows", lane, lane.folder)
             self._failed[lane] = batch
             return LaneResult.DEAD
+        runtime_key = runtime_name(group, self._defaults)
+        if not await self._reachable(runtime_key):
+            return LaneResult.DEFERRED
         result = await self._run_batch(lane, group, batch)
         if result is LaneResult.RETRY:
             self._failed[lane] = batch
@@ -200,6 +229,82 @@ class LaneRunner:
             cursor,
         )
         self._on_change()
+
+    async def reclaim(self) -> list[Lane]:
+        """Take over the runs a previous gated of this instance left in flight; returns their lanes (to enqueue).
+
+        Also removes what this instance's finished runs left behind (a container whose outcome was recorded just
+        before a crash). Other instances' containers are never listed, let alone touched.
+        """
+        stale = await self._call(self._store.runs_in_flight, self._defaults.instance)
+        for run in stale:
+            lane = lane_for(run.group_folder, run.chat_jid, run.topic)
+            self._orphaned[lane] = run
+            logger.warning("run %s of lane=%s was in flight when gated stopped: reclaiming it", run.id, lane)
+        await self._remove_leftovers({run.id for run in stale})
+        return list(self._orphaned)
+
+    async def _resume(self, lane: Lane, run: Run) -> LaneResult:
+        runtime = self._runtimes.get(run.runtime)
+        if runtime is None:
+            handle = None
+        else:
+            try:
+                handle = await runtime.attach(self._defaults.instance, run.id)
+            except RunNotFound:
+                handle = None
+            except RuntimeUnavailable as exc:
+                self._mark_unavailable(run.runtime, str(exc))
+                return LaneResult.DEFERRED
+        del self._orphaned[lane]
+        rows = await self._call(self._store.run_rows, run)
+        head = LaneHead(run.group_folder, run.chat_jid, run.topic, _origin(rows), run.first_seq or 0, len(rows))
+        outcome = _Outcome(session_id=run.session_id)
+        began = time.monotonic()
+        if handle is None:
+            outcome.errors.append("its container was gone after the restart: it never started")
+        elif rows:
+            logger.info("run %s of lane=%s re-attached; replaying its output", run.id, lane)
+            await self._watch(lane, handle, Batch(head, rows), run.id, outcome)
+        else:
+            await handle.close()  # its batch was settled already: nothing left to deliver
+        if not rows:
+            await self._call(self._store.update_run, run.id, status="error", ended_at=self._clock.now())
+            return LaneResult.OK
+        result = await self._finish(lane, Batch(head, rows), run.id, outcome, time.monotonic() - began)
+        if result is LaneResult.RETRY:
+            self._failed[lane] = Batch(head, rows)
+        self._on_change()
+        return result
+
+    async def _remove_leftovers(self, in_flight: set[str]) -> None:
+        """Release this instance's runs that are over (their outcome is recorded) but whose container remains."""
+        for key, runtime in self._runtimes.items():
+            try:
+                runs: list[RunInfo] = await runtime.list_runs(self._defaults.instance)
+                for info in runs:
+                    if info.run_id not in in_flight:
+                        handle = await runtime.attach(self._defaults.instance, info.run_id)
+                        await handle.close()
+                        logger.info("removed %s, left over from a finished run", info.name)
+            except ContainerError as exc:
+                logger.warning("could not list the %s runtime's leftovers: %s", key, exc)
+
+    async def _reachable(self, runtime_key: str) -> bool:
+        runtime = self._runtimes.get(runtime_key)
+        if runtime is None:
+            return True  # reported as this run's error by _start
+        if await runtime.available():
+            if self.unavailable.pop(runtime_key, None) is not None:
+                logger.warning("runtime %s is reachable again; waiting lanes start", runtime_key)
+            return True
+        self._mark_unavailable(runtime_key, f"the {runtime_key} runtime does not answer")
+        return False
+
+    def _mark_unavailable(self, runtime_key: str, reason: str) -> None:
+        if runtime_key not in self.unavailable:
+            logger.error("runtime %s unavailable (%s): runs wait until it answers", runtime_key, reason)
+        self.unavailable[runtime_key] = reason
 
     async def stop(self, lane: Lane) -> None:
         """Stop the lane's running agent (``/stop``); the queue records the run as stopped."""
@@ -257,14 +362,18 @@ class LaneRunner:
         outcome = _Outcome(session_id=session_id)
         handle = await self._start(lane, group, batch, run_id, session_id, notes, outcome)
         if handle is not None:
-            try:
-                await self._consume(handle, batch, run_id, outcome)
-            except asyncio.CancelledError:
-                logger.warning("run %s detached at shutdown: its container keeps running for the next gated", run_id)
-                raise
-            finally:
-                self._handles.pop(lane, None)
+            await self._watch(lane, handle, batch, run_id, outcome)
         return await self._finish(lane, batch, run_id, outcome, time.monotonic() - began)
+
+    async def _watch(self, lane: Lane, handle: RunHandle, batch: Batch, run_id: str, outcome: _Outcome) -> None:
+        self._handles[lane] = handle
+        try:
+            await self._consume(handle, batch, run_id, outcome)
+        except asyncio.CancelledError:
+            logger.warning("run %s detached at shutdown: its container keeps running for the next gated", run_id)
+            raise
+        finally:
+            self._handles.pop(lane, None)
 
     async def _session(self, group: Group, topic: str) -> str | None:
         session = await self._call(self._store.get_session, group.folder, topic)
@@ -308,7 +417,6 @@ class LaneRunner:
             logger.error("run %s of lane=%s could not start: %s", run_id, lane, exc)
             return None
         self._metrics.container_start_seconds.observe(time.monotonic() - began)
-        self._handles[lane] = handle
         await self._call(self._store.update_run, run_id, status="running", container=handle.name)
         return handle
 
@@ -426,6 +534,10 @@ def _error_text(exited: Exited, outcome: _Outcome) -> str | None:
         tail = exited.stderr.strip().splitlines()[-1:] if exited.stderr else []
         return f"exit code {exited.code}" + (f": {tail[0][:200]}" if tail else "")
     return outcome.error_block
+
+
+def _origin(rows: Sequence[Message]) -> str | None:
+    return rows[0].forwarded_from if rows else None
 
 
 def _prompt_message(row: Message) -> PromptMessage:

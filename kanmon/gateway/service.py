@@ -111,7 +111,9 @@ class Gateway:
     async def serve(self, stopping: asyncio.Event | None = None) -> list[Lane]:
         """Run until ``stopping`` is set (or :meth:`stop`), then drain; returns the lanes left running (detached)."""
         stopping = stopping or self._stopping
-        await self._abandon_stale_runs()
+        # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
+        for lane in await self.runner.reclaim():
+            self.queue.enqueue(lane)
         workers = [
             asyncio.create_task(self.loop.run(stopping), name="kanmon-loop"),
             asyncio.create_task(self.delivery.run(stopping), name="kanmon-delivery"),
@@ -134,18 +136,3 @@ class Gateway:
     async def force_stop(self) -> None:
         """End the drain now (a second SIGINT): running runs are detached, their containers left running."""
         await self.queue.shutdown(0.0, force=True)
-
-    async def _abandon_stale_runs(self) -> None:
-        # Runs a previous gated left in flight. Their rows are still waiting, so the batch simply runs again.
-        stale = await asyncio.to_thread(self.store.runs_in_flight, self.config.run.instance)
-        for run in stale:
-            await asyncio.to_thread(
-                self.store.update_run,
-                run.id,
-                status="error",
-                ended_at=self.clock.now(),
-                error="abandoned: gated stopped while the run was in flight",
-            )
-            logger.warning(
-                "run %s of %s was in flight when gated stopped; its batch runs again", run.id, run.group_folder
-            )

@@ -15,6 +15,8 @@ The rules, and the anchor bugs they answer:
   the batch silently). A lane in backoff holds no slot, and enqueueing it again does not cut its backoff short:
   the poll loop re-enqueues every lane with rows past its cursor on every tick, so otherwise a backoff would never
   last longer than one tick. Attempts are counted from zero again after a success or a dead letter.
+- A run that could not start because its runtime is unreachable (``DEFERRED``) is tried again after
+  ``defer_delay`` without counting as an attempt, for as long as the outage lasts.
 - An exception from a callback is logged and counts as a failure without output; the queue itself never dies.
 - ``shutdown`` stops starting runs, lets running ones finish for ``drain_timeout``, then cancels the waiting tasks
   and reports their lanes. ``run_lane`` must treat that cancellation as "detach": leave the container running
@@ -79,6 +81,7 @@ class GroupQueue:
         stop_run: LaneHook,
         max_concurrent: int = 5,
         retry: RetryPolicy | None = None,
+        defer_delay: float = 5.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -89,6 +92,7 @@ class GroupQueue:
         self._stop_run = stop_run
         self._max = max_concurrent
         self._retry = retry or RetryPolicy()
+        self._defer_delay = defer_delay
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._lanes: dict[Lane, _LaneState] = {}
@@ -297,6 +301,9 @@ class GroupQueue:
 
     def _account(self, lane: Lane, state: _LaneState, result: LaneResult) -> tuple[float | None, bool]:
         """Count the result: (seconds until a retry or None, whether to dead-letter now)."""
+        if result is LaneResult.DEFERRED:
+            logger.info("lane=%s deferred: its runtime is unavailable; trying again in %.1fs", lane, self._defer_delay)
+            return self._defer_delay, False
         if result is LaneResult.RETRY:
             state.failures += 1
             if not self._retry.gives_up_after(state.failures):

@@ -45,3 +45,6 @@ class LaneResult(enum.StrEnum):
     DEAD = "dead"
     #: Ended by ``/stop``: the cursor moved, never retried.
     STOPPED = "stopped"
+    #: Nothing ran: the runtime is unreachable (the Docker engine is down). The lane tries again later, and the
+    #: wait counts as no attempt: an outage must not dead-letter the messages that arrive during it.
+    DEFERRED = "deferred"

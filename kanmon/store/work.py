@@ -218,6 +218,24 @@ class WorkStore(StoreBase):
             # the session was used: its idle clock (SPEC §10 session_idle_expiry) starts again
             conn.execute(update(sessions).where(*key).values(updated_at=now))
 
+    def run_rows(self, run: Run) -> list[Message]:
+        """The rows of ``run``'s batch that still wait (all of them, unless another outcome settled them)."""
+        if run.first_seq is None or run.last_seq is None:
+            return []
+        query = (
+            select(messages)
+            .where(
+                messages.c.chat_jid == run.chat_jid,
+                messages.c.seq.between(run.first_seq, run.last_seq),
+                messages.c.status == "new",
+                messages.c.routed_folder == run.group_folder,
+                func.coalesce(messages.c.routed_topic, "") == run.topic,
+            )
+            .order_by(messages.c.seq)
+        )
+        with self._read() as conn:
+            return [from_row(Message, row) for row in conn.execute(query)]
+
     def recent_runs(self, limit: int = 10) -> list[Run]:
         """The latest runs, newest first."""
         query = select(session_log).order_by(session_log.c.started_at.desc(), session_log.c.id.desc()).limit(limit)

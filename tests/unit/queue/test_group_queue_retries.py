@@ -228,3 +228,25 @@ async def test_jittered_delays_come_from_the_injected_random_generator(make_queu
 
     expected = 5.0 + random.Random(1337).uniform(0.0, 1.0)
     assert queue.backing_off() == {SUPPORT: pytest.approx(expected)}
+
+
+async def test_a_deferred_run_is_tried_again_without_counting_as_an_attempt(
+    make_queue: MakeQueue, runs: FakeRuns, clock: FakeClock
+) -> None:
+    # the runtime is down for many more tries than max_attempts: the batch must not be dead-lettered by the outage
+    queue = make_queue(defer_delay=5.0)  # max_attempts 3
+    runs.script(SUPPORT, *[LaneResult.DEFERRED] * 6, RETRY, OK)
+    queue.enqueue(SUPPORT)
+    for tries in range(1, 7):
+        await settle(queue)
+        await clock.wait_for_sleepers(1)
+        assert queue.backing_off() == {SUPPORT: 5.0}
+        assert queue.failures(SUPPORT) == 0
+        clock.advance(5.0)
+        await runs.until_runs(SUPPORT, tries + 1)
+    await settle(queue)
+    assert queue.failures(SUPPORT) == 1  # the first real failure is attempt 1
+    await advance_to_retry(clock, 5.0)
+    await runs.until_runs(SUPPORT, 8)
+    await settle(queue)
+    assert runs.dead_letters == []
