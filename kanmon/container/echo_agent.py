@@ -9,6 +9,7 @@ Knobs for tests, from the environment (all optional):
 
 * ``ECHO_LAST_ONLY=1``: one output for the last message instead of one per message;
 * ``ECHO_DELAY=s``: sleep before each output;
+* ``ECHO_DELAY_MAX=s``: sleep a random 0–s seconds before each output (on top of ``ECHO_DELAY``);
 * ``ECHO_HEARTBEATS=n`` / ``ECHO_HEARTBEAT_INTERVAL=s``: n more heartbeats, s apart, before the outputs;
 * ``ECHO_SILENT=1``: no output at all (heartbeats still go out);
 * ``ECHO_HANG=s``: sleep after the outputs (a run that does not end by itself);
@@ -27,6 +28,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -84,7 +86,7 @@ def main() -> int:
     texts = messages(prompt)
     if not os.environ.get("ECHO_SILENT"):
         for text in texts[-1:] if os.environ.get("ECHO_LAST_ONLY") else texts:
-            time.sleep(knob("ECHO_DELAY"))
+            time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
             emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
     time.sleep(knob("ECHO_HANG"))
     return int(knob("ECHO_EXIT"))

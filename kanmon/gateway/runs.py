@@ -158,12 +158,19 @@ class LaneRunner:
         self._handles: dict[Lane, RunHandle] = {}
         self._failed: dict[Lane, Batch] = {}  # the batch a retry or dead letter is about
         self._orphaned: dict[Lane, Run] = {}  # runs a previous gated left in flight, resumed before anything else
+        self._stop_asked: set[Lane] = set()  # /stop arrived before the run's handle existed
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------------ queue hooks
     async def run_lane(self, lane: Lane) -> LaneResult:
         """Run the lane's next batch and say how it ended; a lane with nothing waiting is simply OK."""
+        try:
+            return await self._run_lane(lane)
+        finally:
+            self._stop_asked.discard(lane)  # a /stop is for the run it arrived during, never the next one
+
+    async def _run_lane(self, lane: Lane) -> LaneResult:
         orphan = self._orphaned.get(lane)
         if orphan is not None:
             return await self._resume(lane, orphan)
@@ -309,7 +316,9 @@ class LaneRunner:
     async def stop(self, lane: Lane) -> None:
         """Stop the lane's running agent (``/stop``); the queue records the run as stopped."""
         handle = self._handles.get(lane)
-        if handle is not None:
+        if handle is None:
+            self._stop_asked.add(lane)  # still starting: stopped the moment its handle exists
+        else:
             await handle.stop()
 
     def running(self) -> dict[Lane, str]:
@@ -367,6 +376,8 @@ class LaneRunner:
 
     async def _watch(self, lane: Lane, handle: RunHandle, batch: Batch, run_id: str, outcome: _Outcome) -> None:
         self._handles[lane] = handle
+        if lane in self._stop_asked:
+            await handle.stop()
         try:
             await self._consume(handle, batch, run_id, outcome)
         except asyncio.CancelledError:
