@@ -110,13 +110,14 @@ async def running_gateway(
     runtimes: Mapping[str, Any] | None = None,
     impulse: ImpulseConfig | None = None,
     drain_timeout: float = 5.0,
+    busy_timeout_ms: int = 30_000,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
     Entering again with the same ``data_dir`` and ``instance`` is a restart of the same gated.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open(store_url or f"sqlite:///{data_dir / 'kanmon.db'}")
+    store = Store.open(store_url or f"sqlite:///{data_dir / 'kanmon.db'}", busy_timeout_ms=busy_timeout_ms)
     upgrade(store.engine)
     for group in groups:
         if store.get_group(group.folder) is None:

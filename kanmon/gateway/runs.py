@@ -48,6 +48,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
 from kanmon.clock import Clock, SystemClock
 from kanmon.container import (
     AgentInput,
@@ -68,7 +70,18 @@ from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.spec import RunDefaults, build_spec, runtime_name
 from kanmon.queue import Lane, LaneResult, lane_for
-from kanmon.store import BatchEnd, Group, LaneHead, Message, NewMessage, Run, RunStatus, Store, SystemMessage
+from kanmon.store import (
+    BatchEnd,
+    Group,
+    LaneHead,
+    Message,
+    NewMessage,
+    Run,
+    RunStatus,
+    Store,
+    StoreUnavailable,
+    SystemMessage,
+)
 
 __all__ = ["DEAD_LETTER_TEXT", "Batch", "LaneRunner", "Runtimes", "output_id"]
 
@@ -255,6 +268,8 @@ class LaneRunner:
         runtime = self._runtimes.get(run.runtime)
         if runtime is None:
             handle = None
+        elif not await self._reachable(run.runtime):
+            return LaneResult.DEFERRED
         else:
             try:
                 handle = await runtime.attach(self._defaults.instance, run.id)
@@ -272,7 +287,8 @@ class LaneRunner:
             outcome.errors.append("its container was gone after the restart: it never started")
         elif rows:
             logger.info("run %s of lane=%s re-attached; replaying its output", run.id, lane)
-            await self._watch(lane, handle, Batch(head, rows), run.id, outcome)
+            if not await self._watch(lane, handle, Batch(head, rows), run.id, outcome):
+                return await self._lost_contact(lane, run.id, run.runtime)
         else:
             await handle.close()  # its batch was settled already: nothing left to deliver
         if not rows:
@@ -370,11 +386,12 @@ class LaneRunner:
         )
         outcome = _Outcome(session_id=session_id)
         handle = await self._start(lane, group, batch, run_id, session_id, notes, outcome)
-        if handle is not None:
-            await self._watch(lane, handle, batch, run_id, outcome)
+        if handle is not None and not await self._watch(lane, handle, batch, run_id, outcome):
+            return await self._lost_contact(lane, run_id, runtime_key)
         return await self._finish(lane, batch, run_id, outcome, time.monotonic() - began)
 
-    async def _watch(self, lane: Lane, handle: RunHandle, batch: Batch, run_id: str, outcome: _Outcome) -> None:
+    async def _watch(self, lane: Lane, handle: RunHandle, batch: Batch, run_id: str, outcome: _Outcome) -> bool:
+        """Follow the run to its end; False when the runtime failed us before the run was seen to end."""
         self._handles[lane] = handle
         if lane in self._stop_asked:
             await handle.stop()
@@ -383,8 +400,22 @@ class LaneRunner:
         except asyncio.CancelledError:
             logger.warning("run %s detached at shutdown: its container keeps running for the next gated", run_id)
             raise
+        except ContainerError as exc:
+            # we no longer know how the run ends, but it may well go on: never run its batch a second time
+            logger.error("run %s: lost contact with its runtime (%s); it is re-attached when it answers", run_id, exc)
+            return False
         finally:
             self._handles.pop(lane, None)
+        return True
+
+    async def _lost_contact(self, lane: Lane, run_id: str, runtime_key: str) -> LaneResult:
+        """The run may well go on (the engine is unreachable, not the container gone): re-attach it later, like a
+        run reclaimed after a restart, rather than run its batch a second time."""
+        run = await self._call(self._store.get_run, run_id)
+        if run is not None:
+            self._orphaned[lane] = run
+        self._mark_unavailable(runtime_key, "lost contact during a run")
+        return LaneResult.DEFERRED
 
     async def _session(self, group: Group, topic: str) -> str | None:
         session = await self._call(self._store.get_session, group.folder, topic)
@@ -517,8 +548,31 @@ class LaneRunner:
         return result
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = await self._offload(fn, *args, **kwargs)
+        """A store call off the event loop, retried for as long as the database is unreachable or locked.
+
+        A run's replies and outcome must reach the store; giving up would orphan a live container whose output a
+        later reclaim replays. The lane simply waits, and gated's shutdown can still cancel the wait.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            wait=wait_exponential_jitter(multiplier=0.5, max=30.0),
+            before_sleep=self._store_down,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                result: T = await self._offload(fn, *args, **kwargs)
+            if attempt.retry_state.attempt_number > 1:
+                logger.warning("store reachable again after %d attempts", attempt.retry_state.attempt_number)
         return result
+
+    @staticmethod
+    def _store_down(state: RetryCallState) -> None:
+        if state.attempt_number == 1 or state.attempt_number % 10 == 0:
+            error = state.outcome.exception() if state.outcome is not None else None
+            logger.error(
+                "store unavailable (%s); a run waits to record its work (attempt %d)", error, state.attempt_number
+            )
 
 
 def _judge(

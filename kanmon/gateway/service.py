@@ -20,9 +20,9 @@ from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.runs import LaneRunner, Runtimes
-from kanmon.gateway.spec import RunDefaults
+from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
-from kanmon.store import NewMessage, PutResult, Store
+from kanmon.store import NewMessage, PutResult, Store, StoreError
 
 __all__ = ["Gateway", "GatewayConfig"]
 
@@ -54,6 +54,7 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
+        self.runtimes = runtimes
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics or GatewayMetrics()
@@ -100,6 +101,26 @@ class Gateway:
         """Something was stored: route it and deliver it now."""
         self.loop.wake()
         self.delivery.wake()
+
+    async def readiness(self) -> list[str]:
+        """Why this gated cannot do its work right now (``/readyz``); empty when it can."""
+        reasons: list[str] = []
+        try:
+            groups = await asyncio.to_thread(self.store.list_groups)
+        except StoreError as exc:
+            reasons.append(f"store unreachable: {exc}")
+            groups = []
+        for name in sorted({runtime_name(group, self.config.run) for group in groups}):
+            runtime = self.runtimes.get(name)
+            if runtime is None:
+                reasons.append(f"runtime {name} is not available in this gated")
+            elif not await runtime.available():
+                reasons.append(f"runtime {name} unreachable")
+        limit = 3 * self.config.loop.poll_interval
+        last = self.loop.last_tick_at
+        if last is None or self.clock.monotonic() - last > limit:
+            reasons.append(f"the loop has not completed a tick in the last {limit:g}s")
+        return reasons
 
     async def put_message(self, new: NewMessage) -> PutResult:
         """Store ``new`` (idempotent on its id) and wake the loop."""

@@ -6,6 +6,7 @@ It holds no state of its own: everything comes from the :class:`~kanmon.gateway.
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kanmon.gateway import Gateway
@@ -20,6 +21,15 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/healthz", summary="The process is alive.")
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.get(
+        "/readyz",
+        summary="Ready: the store and the runtimes in use answer, and the loop ticked in the last 3 poll intervals.",
+        responses={503: {"description": "Not ready; `reasons` says why."}},
+    )
+    async def readyz() -> JSONResponse:
+        reasons = await gateway.readiness()
+        return JSONResponse({"ready": not reasons, "reasons": reasons}, status_code=503 if reasons else 200)
 
     @app.get("/metrics", summary="Prometheus metrics (text format).", response_class=Response)
     async def metrics() -> Response:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,15 @@ class LogReader:
         return next((line for line in list(self.lines) if line["message"].startswith(message_start)), None)
 
 
+def _get_json(url: str) -> Any:
+    """The JSON body of a 200 answer, or None for any other status."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except urllib.error.HTTPError:
+        return None
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
@@ -95,6 +105,8 @@ def test_gated_run_answers_serves_health_and_logs_each_run_as_json(
     url = ready["message"].split("http=")[1].split()[0]
     with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
         assert json.load(response) == {"ok": True}
+    ready = wait_until(lambda: _get_json(f"{url}/readyz"), "/readyz to answer 200")
+    assert ready == {"ready": True, "reasons": []}
 
     assert gated(data_dir, "send", "web:corp", "hello").returncode == 0
     finished = wait_until(lambda: logs.find("run finish"), "the run to finish")
