@@ -1,0 +1,205 @@
+"""Pipeline throughput with an in-process runtime (SPEC §15: ≥ 2,000 messages/s, 1,000 groups, SQLite, 2 cores).
+
+    .venv/bin/python bench/throughput.py [--messages 10000] [--groups 1000] [--concurrency 5 [1 20 …]]
+                                         [--ingest batch put]
+
+A real :class:`kanmon.gateway.Gateway` serves a fresh SQLite store in a temp dir with ``--groups`` groups
+(``g0000`` …) on :class:`kanmon.container.InProcessRuntime`. Its agent costs nothing but emits one short result
+per run (``{"status": "ok", "result": "ok"}``), so each run also stores a reply: the messages go through the
+loop's layers and dispatch, the queue, the lane runner (batch, ``begin_run``, output parsing, reply row,
+``end_batch``) and the delivery worker. The messages go round-robin to ``web:<folder>`` chats.
+
+Ingest, with the gateway already serving (its start-up tick is not counted); by default both, one pass each:
+
+* ``batch``: every row in one INSERT transaction, then one ``gateway.wake()``: the pipeline on its own, which is
+  what the SPEC target is about;
+* ``put``: one ``await gateway.put_message(...)`` after another, as an adapter would, each its own
+  transaction and each waking the loop; the gateway works while they arrive (ingest competes with the runs).
+
+The clock runs from the first insert until no inbound row is ``new`` any more (every row consumed, every reply
+recorded) and the queue is idle; messages/s = messages / that time. One pass per ingest mode and per
+``--concurrency`` value (the queue's max_concurrent, default 5), each on a fresh store. Prints figures; asserts
+nothing (these machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from kanmon.container import AgentCall, InProcessRuntime
+from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
+from kanmon.store import Group, NewMessage, Store, upgrade
+from kanmon.store.tables import messages
+
+TARGET_RATE = 2_000.0
+
+
+async def one_reply_agent(call: AgentCall) -> int:
+    """An agent that answers every run with one short result and exits 0."""
+    call.emit({"status": "ok", "result": "ok"})
+    return 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One pass: how long it took and what it produced."""
+
+    ingest: str
+    concurrency: int
+    messages: int
+    ingest_seconds: float
+    total_seconds: float
+    runs: int
+    runs_ok: int
+    replies: int
+    left_new: int
+    dead: int
+
+    def lines(self) -> list[str]:
+        rate = self.messages / self.total_seconds
+        return [
+            f"{self.ingest:<5} max_concurrent {self.concurrency:>2}: {self.messages:,} messages in "
+            f"{self.total_seconds:6.2f} s "
+            f"= {rate:7.0f} messages/s  (target ≥ {TARGET_RATE:,.0f}: {'met' if rate >= TARGET_RATE else 'MISSED'})",
+            f"   ingest {self.ingest_seconds:5.2f} s ({self.messages / self.ingest_seconds:7.0f}/s)   "
+            f"runs {self.runs:,} (ok {self.runs_ok:,}) = {self.runs / self.total_seconds:6.0f} runs/s, "
+            f"{self.messages / max(self.runs, 1):.1f} messages/run   replies {self.replies:,}   "
+            f"left new {self.left_new}   dead {self.dead}",
+        ]
+
+
+def inbound_new(store: Store) -> int:
+    """Inbound rows still waiting (to be routed, or for their agent)."""
+    query = select(func.count()).select_from(messages).where(messages.c.direction == "in", messages.c.status == "new")
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def replies(store: Store) -> int:
+    """Outbound rows written by runs."""
+    query = select(func.count()).select_from(messages).where(messages.c.run_id.is_not(None))
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def batch_insert(store: Store, news: list[NewMessage]) -> None:
+    """Every row in one transaction, with the values ``put_message`` would store for a new inbound row."""
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "chat_jid": new.chat_jid,
+            "direction": "in",
+            "sender": new.sender,
+            "content": new.content,
+            "verb": new.verb,
+            "topic": new.topic,
+            "timestamp": now,
+            "received_at": now,
+            "status": "new",
+        }
+        for new in news
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(insert(messages), rows)
+
+
+async def settle(gateway: Gateway, store: Store) -> None:
+    """Return once the queue is idle and no inbound row is new (the store is asked only when the queue is idle)."""
+    while True:
+        counts = gateway.queue.counts()
+        idle = not (counts.running or counts.waiting or counts.backing_off)
+        if idle and await asyncio.to_thread(inbound_new, store) == 0:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def measure(data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str) -> Result:
+    """One pass on a fresh store in ``data_dir`` (created by ``Store.open``)."""
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    upgrade(store.engine)
+    folders = [f"g{i:04d}" for i in range(groups)]
+    for folder in folders:
+        store.add_group(Group(folder=folder))
+    runtime = InProcessRuntime(one_reply_agent)
+    config = GatewayConfig(
+        run=RunDefaults(instance="bench", data_dir=data_dir, runtime="inprocess", stop_grace=2.0),
+        loop=LoopConfig(),  # production's 2 s poll: the wake-ups drive the work
+        max_concurrent=concurrency,
+    )
+    gateway = Gateway(store, {"inprocess": runtime}, config)
+    news = [
+        NewMessage(chat_jid=f"web:{folders[i % groups]}", content=f"message {i}", sender="user:1") for i in range(count)
+    ]
+    stopping = asyncio.Event()
+    serving = asyncio.create_task(gateway.serve(stopping))
+    try:
+        await asyncio.sleep(0.2)  # the start-up tick (recovery sweep) is not what is measured
+        start = time.perf_counter()
+        if ingest == "batch":
+            await asyncio.to_thread(batch_insert, store, news)
+            gateway.wake()
+        else:
+            for new in news:
+                await gateway.put_message(new)
+        ingested = time.perf_counter()
+        await settle(gateway, store)
+        done = time.perf_counter()
+    finally:
+        stopping.set()
+        await serving
+    runs = await asyncio.to_thread(store.count_runs)
+    counts = await asyncio.to_thread(store.counts)
+    result = Result(
+        ingest=ingest,
+        concurrency=concurrency,
+        messages=count,
+        ingest_seconds=ingested - start,
+        total_seconds=done - start,
+        runs=sum(runs.values()),
+        runs_ok=runs.get("ok", 0),
+        replies=await asyncio.to_thread(replies, store),
+        left_new=counts["inbound_new"],
+        dead=counts["dead_letters"],
+    )
+    store.close()
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--groups", type=int, default=1_000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[5], help="max_concurrent values, one pass each")
+    parser.add_argument(
+        "--ingest", choices=["batch", "put"], nargs="+", default=["batch", "put"], help="see the module docstring"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(
+        f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent, "
+        f"SQLite, {os.cpu_count()} CPUs"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for ingest in args.ingest:
+            for n in args.concurrency:
+                result = await measure(
+                    Path(tmp) / f"{ingest}-{n}", groups=args.groups, count=args.messages, concurrency=n, ingest=ingest
+                )
+                for line in result.lines():
+                    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
