@@ -358,3 +358,5 @@ class DockerRunHandle(RunHandle):
                 raw.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
+            with contextlib.suppress(OSError):
+                raw.close()  # closing the SocketIO wrapper alone leaves the socket itself open

@@ -8,7 +8,8 @@ release); everything the SPEC says about a run's life is here, once:
 * on a timeout the run is stopped (SIGTERM, then kill after the grace period) and output keeps being read;
 * past the output cap the run is killed;
 * the last event is always :class:`Exited`, which says which of these ended the run and whether it had output;
-* the run's resources (container, run directory) are released only after the caller has consumed ``Exited``.
+* the run's resources (container, run directory) are released only after the caller has consumed ``Exited`` and
+  asked for more; a caller that must record the outcome first stops at ``Exited`` and calls ``close()`` itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
@@ -127,7 +128,7 @@ class RunHandle(abc.ABC):
     def __aiter__(self) -> AsyncIterator[RunEvent]:
         return self.events()
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         """Outputs and heartbeats as they arrive, then one :class:`Exited`; the run is released after it."""
         if self._iterating:
             raise RuntimeError(f"the events of run {self.run_id} are already being read")

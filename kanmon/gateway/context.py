@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from kanmon.gateway.decisions import QueueControl
 from kanmon.router import ImpulseConfig, Route
-from kanmon.store import Group, Message, NewMessage, Store
+from kanmon.store import Chat, Group, Message, NewMessage, Store
 
 __all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "reply_id"]
 
@@ -34,6 +34,7 @@ class LayerContext:
     impulse: ImpulseConfig = field(default_factory=ImpulseConfig)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
+    _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)
 
     def routes(self) -> list[Route]:
         """The routes table as router values, in ``(seq, id)`` order (read once per batch)."""
@@ -53,6 +54,22 @@ class LayerContext:
     def group(self, folder: str) -> Group | None:
         """The registered group ``folder``, or None."""
         return self.groups().get(folder)
+
+    def chat(self, jid: str) -> Chat | None:
+        """The chat ``jid`` (its sticky settings), read once per batch unless a layer changed it."""
+        if jid not in self._chats:
+            self._chats[jid] = self.store.get_chat(jid)
+        return self._chats[jid]
+
+    def know_chats(self, jids: list[str]) -> None:
+        """Read the chats of a whole batch in one query (the loop calls this before the layers)."""
+        found = self.store.get_chats(jids)
+        for jid in jids:
+            self._chats.setdefault(jid, found.get(jid))
+
+    def forget_chat(self, jid: str) -> None:
+        """Drop the cached chat ``jid`` (a layer changed it)."""
+        self._chats.pop(jid, None)
 
     def forget(self) -> None:
         """Drop the cached routes and groups (a command changed them)."""

@@ -101,9 +101,23 @@ class DeliveryWorker:
         sent = 0
         for deliverer in self._deliverers:
             rows: list[Message] = await self._offload(self._store.pending_deliveries, deliverer.prefixes)
+            if isinstance(deliverer, StoreReadChannel):
+                sent += await self._reached(deliverer, rows)
+                continue
             for row in rows:
                 sent += await self._deliver(deliverer, row)
         return sent
+
+    async def _reached(self, channel: StoreReadChannel, rows: list[Message]) -> int:
+        """Rows of a channel that reads the store have arrived by being stored: marked sent together."""
+        if not rows:
+            return 0
+        marked: int = await self._offload(self._store.mark_sent, [row.seq for row in rows])
+        self._metrics.deliveries.labels(channel=channel.name, result="sent").inc(marked)
+        now = self._clock.now()
+        for row in rows:
+            self._metrics.delivery_lag_seconds.observe(max(0.0, (now - row.received_at).total_seconds()))
+        return marked
 
     async def _deliver(self, deliverer: Deliverer, row: Message) -> int:
         try:

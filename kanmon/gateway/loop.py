@@ -194,6 +194,7 @@ class MessageLoop:
         """Steps 2–3, in a worker thread: decide every row, then record the decisions with the new cursor."""
         assert self._bridge is not None
         ctx = LayerContext(self._store, self._bridge, self._config.bot_names, impulse=self._config.impulse)
+        ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []
         admitted: list[_Admitted] = []
         for row in rows:

@@ -41,6 +41,7 @@ again later without using up an attempt, and :attr:`LaneRunner.unavailable` says
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -284,7 +285,7 @@ class LaneRunner:
         outcome = _Outcome(session_id=run.session_id)
         began = time.monotonic()
         if handle is None:
-            outcome.errors.append("its container was gone after the restart: it never started")
+            await self._gone(run, outcome)
         elif rows:
             logger.info("run %s of lane=%s re-attached; replaying its output", run.id, lane)
             if not await self._watch(lane, handle, Batch(head, rows), run.id, outcome):
@@ -295,10 +296,31 @@ class LaneRunner:
             await self._call(self._store.update_run, run.id, status="error", ended_at=self._clock.now())
             return LaneResult.OK
         result = await self._finish(lane, Batch(head, rows), run.id, outcome, time.monotonic() - began)
+        await self._release(handle)
         if result is LaneResult.RETRY:
             self._failed[lane] = Batch(head, rows)
         self._on_change()
         return result
+
+    async def _gone(self, run: Run, outcome: _Outcome) -> None:
+        """A reclaimed run whose container no longer exists: it never started, unless it had already answered."""
+        answered = await self._call(self._store.count_outputs, run.id)
+        if answered:
+            # it ran and spoke (removed by hand, say): SPEC §9's error with output, so its batch is not run twice
+            outcome.delivered = answered
+            outcome.exited = Exited(code=None, reason=ExitReason.LOST, outputs=answered, delivered=answered)
+        else:
+            outcome.errors.append("its container was gone after the restart: it never started")
+
+    async def _release(self, handle: RunHandle | None) -> None:
+        """Remove the run's container (or run directory) now that its outcome is recorded."""
+        if handle is None:
+            return
+        try:
+            await handle.close()
+        except ContainerError as exc:
+            # recorded already; the next start removes it as a leftover
+            logger.warning("run %s: could not remove %s yet: %s", handle.run_id, handle.name, exc)
 
     async def _remove_leftovers(self, in_flight: set[str]) -> None:
         """Release this instance's runs that are over (their outcome is recorded) but whose container remains."""
@@ -388,7 +410,9 @@ class LaneRunner:
         handle = await self._start(lane, group, batch, run_id, session_id, notes, outcome)
         if handle is not None and not await self._watch(lane, handle, batch, run_id, outcome):
             return await self._lost_contact(lane, run_id, runtime_key)
-        return await self._finish(lane, batch, run_id, outcome, time.monotonic() - began)
+        result = await self._finish(lane, batch, run_id, outcome, time.monotonic() - began)
+        await self._release(handle)
+        return result
 
     async def _watch(self, lane: Lane, handle: RunHandle, batch: Batch, run_id: str, outcome: _Outcome) -> bool:
         """Follow the run to its end; False when the runtime failed us before the run was seen to end."""
@@ -487,11 +511,16 @@ class LaneRunner:
         )
 
     async def _consume(self, handle: RunHandle, batch: Batch, run_id: str, outcome: _Outcome) -> None:
-        async for event in handle:
-            if isinstance(event, Output):
-                await self._output(event, batch, run_id, outcome)
-            elif isinstance(event, Exited):
-                outcome.exited = event
+        # Stop reading at Exited, before the handle releases the container: it is removed only once the outcome is
+        # recorded (_release_after). Removed first, a crash in between would leave a run in flight with no
+        # container, and its batch, already answered, would run again.
+        async with contextlib.aclosing(handle.events()) as events:
+            async for event in events:
+                if isinstance(event, Output):
+                    await self._output(event, batch, run_id, outcome)
+                elif isinstance(event, Exited):
+                    outcome.exited = event
+                    break
 
     async def _output(self, output: Output, batch: Batch, run_id: str, outcome: _Outcome) -> None:
         if output.new_session_id:

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
 from kanmon.store.base import StoreBase, from_row, utcnow
-from kanmon.store.records import Message, Run, RunStatus, SystemMessage
+from kanmon.store.records import Chat, Message, Run, RunStatus, SystemMessage
 from kanmon.store.tables import chats, messages, router_state, session_log, sessions, system_messages
 
 __all__ = ["BatchEnd", "ChatLag", "Dispatch", "LaneHead", "WorkStore"]
@@ -93,25 +93,28 @@ class WorkStore(StoreBase):
         Only rows still ``new`` and not yet routed change: a batch re-read after a crash cannot undo what a run has
         done since, and the cursor never moves back.
         """
+        undecided = (messages.c.direction == "in", messages.c.status == "new", messages.c.routed_folder.is_(None))
+        routed = [
+            {"b_seq": d.seq, "b_folder": d.folder, "b_topic": d.topic, "b_content": d.content}
+            for d in dispatches
+            if d.status == "new"
+        ]
         with self._write() as conn:
-            for dispatch in dispatches:
-                values: dict[str, Any] = {"status": dispatch.status}
-                if dispatch.status == "new":
-                    values |= {
-                        "routed_folder": dispatch.folder,
-                        "routed_topic": dispatch.topic,
-                        "routed_content": dispatch.content,
-                    }
+            if routed:  # one statement, executed for every row (executemany), compiled once
                 conn.execute(
                     update(messages)
-                    .where(
-                        messages.c.seq == dispatch.seq,
-                        messages.c.direction == "in",
-                        messages.c.status == "new",
-                        messages.c.routed_folder.is_(None),
-                    )
-                    .values(**values)
+                    .where(messages.c.seq == bindparam("b_seq"), *undecided)
+                    .values(
+                        routed_folder=bindparam("b_folder"),
+                        routed_topic=bindparam("b_topic"),
+                        routed_content=bindparam("b_content"),
+                    ),
+                    routed,
                 )
+            for status in ("done", "skipped"):
+                seqs = [d.seq for d in dispatches if d.status == status]
+                if seqs:
+                    conn.execute(update(messages).where(messages.c.seq.in_(seqs), *undecided).values(status=status))
             current = conn.execute(select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)).scalar()
             if current is None or int(current) < last_seq:
                 conn.execute(self._upsert(router_state, {"key": POLL_CURSOR_KEY, "value": str(last_seq)}, ["key"]))
@@ -236,6 +239,12 @@ class WorkStore(StoreBase):
         with self._read() as conn:
             return [from_row(Message, row) for row in conn.execute(query)]
 
+    def count_outputs(self, run_id: str) -> int:
+        """How many replies run ``run_id`` has stored."""
+        with self._read() as conn:
+            query = select(func.count()).select_from(messages).where(messages.c.run_id == run_id)
+            return int(conn.execute(query).scalar_one())
+
     def recent_runs(self, limit: int = 10) -> list[Run]:
         """The latest runs, newest first."""
         query = select(session_log).order_by(session_log.c.started_at.desc(), session_log.c.id.desc()).limit(limit)
@@ -284,6 +293,28 @@ class WorkStore(StoreBase):
         )
         with self._write() as conn:
             return bool(conn.execute(stmt.values(**values)).rowcount)
+
+    def mark_sent(self, seqs: Sequence[int]) -> int:
+        """Mark many pending outbound rows ``sent`` in one statement (channels whose readers read the store)."""
+        if not seqs:
+            return 0
+        stmt = (
+            update(messages)
+            .where(
+                messages.c.seq.in_(list(seqs)), messages.c.direction == "out", messages.c.delivery_status == "pending"
+            )
+            .values(delivery_status="sent", delivery_attempts=messages.c.delivery_attempts + 1)
+        )
+        with self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def get_chats(self, jids: Sequence[str]) -> dict[str, Chat]:
+        """The known chats among ``jids``, by JID, in one query."""
+        if not jids:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(select(chats).where(chats.c.jid.in_(sorted(set(jids)))))
+            return {chat.jid: chat for chat in (from_row(Chat, row) for row in rows)}
 
     def chat_messages(
         self, chat_jid: str, after_seq: int = 0, *, topic: str | None = None, limit: int = 200

@@ -170,3 +170,19 @@ def test_chat_lag_counts_rows_waiting_per_chat(corp: Store) -> None:
     route(corp, seqs)
     [lag] = corp.chat_lag()
     assert (lag.chat_jid, lag.waiting, lag.oldest_seq, lag.agent_cursor) == ("telegram:1", 3, seqs[0], 0)
+
+
+def test_mark_sent_marks_only_pending_outbound_rows_in_one_go(corp: Store) -> None:
+    first = put(corp, "web:corp", "a", direction="out")
+    second = put(corp, "web:corp", "b", direction="out")
+    inbound = put(corp, "web:corp", "question")
+    assert corp.mark_sent([first, second, inbound]) == 2
+    assert corp.mark_sent([first]) == 0
+    assert corp.pending_deliveries(["web:"]) == []
+
+
+def test_get_chats_reads_the_known_chats_of_a_batch_at_once(corp: Store) -> None:
+    corp.ensure_chat("telegram:1", sticky_group="corp")
+    chats = corp.get_chats(["telegram:1", "telegram:2", "telegram:1"])
+    assert list(chats) == ["telegram:1"] and chats["telegram:1"].sticky_group == "corp"
+    assert corp.get_chats([]) == {}

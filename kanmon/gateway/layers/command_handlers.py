@@ -118,7 +118,7 @@ def _chatid(req: CommandRequest) -> str:
 
 
 def _stop(req: CommandRequest) -> str:
-    chat = req.ctx.store.get_chat(req.message.chat_jid)
+    chat = req.ctx.chat(req.message.chat_jid)
     # The lane this chat's messages go to: the sticky group steers it, else the owner.
     folder = chat.sticky_group if chat is not None and chat.sticky_group else req.owner
     if req.ctx.queue.stop(lane_for(folder, req.message.chat_jid, req.message.topic)):

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def route_message(message: Message, ctx: LayerContext, owner: str, prefix: PrefixSplit | None) -> Decision:
     """Decide where ``message`` goes, given its owner and what the prefix layer made of it."""
-    chat = ctx.store.get_chat(message.chat_jid)
+    chat = ctx.chat(message.chat_jid)
     fields = MessageFields(chat_jid=message.chat_jid, sender=message.sender, verb=message.verb)
     decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
     impulse = decision.impulse if decision is not None else ctx.impulse
