@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
+from fastapi import FastAPI
 
 from kanmon.container import AllowedMount, Limits, ProcessRuntime
 from kanmon.container.docker import DockerRuntime
@@ -25,9 +26,9 @@ from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.runs import Runtimes
 from kanmon.queue import RetryPolicy
 from kanmon.store import Store
-from kanmon.web import create_app
+from kanmon.web import WebConfig, create_app
 
-__all__ = ["Daemon", "gateway_config", "make_runtimes"]
+__all__ = ["Daemon", "gateway_config", "make_runtimes", "web_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,19 @@ def gateway_config(settings: Settings) -> GatewayConfig:
     )
 
 
+def web_config(settings: Settings) -> WebConfig:
+    """The HTTP surface's plain-value configuration, from gated's settings."""
+    http, delivery = settings.http, settings.delivery
+    return WebConfig(
+        channel_secret=http.channel_secret,
+        max_body_bytes=http.max_body_bytes,
+        trusted_sender_header=http.trusted_sender_header,
+        delivery_deadline=delivery.deadline,
+        delivery_retry_base=delivery.retry_base_delay,
+        delivery_timeout=delivery.request_timeout,
+    )
+
+
 def make_runtimes(settings: Settings) -> Runtimes:
     """Both runtimes; the Docker one contacts the engine only when a group first runs on it."""
     allowlist = [AllowedMount(root=path) for path in settings.runtime.mount_allowlist]
@@ -84,6 +98,7 @@ class Daemon:
     runtimes: Runtimes | None = None
     on_ready: Callable[[Daemon], None] | None = None
     gateway: Gateway = field(init=False)
+    app: FastAPI = field(init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
     _signals: int = field(default=0, init=False)
     _socket: socket.socket | None = field(default=None, init=False)
@@ -91,6 +106,7 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.gateway = Gateway(self.store, self.runtimes or make_runtimes(self.settings), gateway_config(self.settings))
+        self.app = create_app(self.gateway, web_config(self.settings))
 
     @property
     def http_url(self) -> str | None:
@@ -112,11 +128,10 @@ class Daemon:
         """Serve until a signal; return once drained."""
         stopping = asyncio.Event()
         self._install_signals(stopping)
+        stopping_http_writes = asyncio.create_task(self._refuse_writes_when(stopping))
         http_task = None
         if self.http is not None:
-            config = uvicorn.Config(
-                create_app(self.gateway), host=self._host, port=self._port, log_config=None, lifespan="off"
-            )
+            config = uvicorn.Config(self.app, host=self._host, port=self._port, log_config=None, lifespan="off")
             try:
                 # bound here, before anything runs: a port in use is one clear error, and the real port is known
                 self._socket = config.bind_socket()
@@ -135,12 +150,18 @@ class Daemon:
         if self.on_ready is not None:
             self.on_ready(self)
         leftovers = await self.gateway.serve(stopping)
+        await stopping_http_writes
         if self._server is not None and http_task is not None:
             self._server.should_exit = True
             await http_task
         if leftovers:
             logger.warning("stopped with %d runs still going; their containers keep running", len(leftovers))
         logger.info("gated stopped")
+
+    async def _refuse_writes_when(self, stopping: asyncio.Event) -> None:
+        # the drain begins: health, metrics and the event streams stay up, new messages are refused with 503
+        await stopping.wait()
+        self.app.state.draining = True
 
     def _install_signals(self, stopping: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

@@ -40,6 +40,9 @@ class GatewayMetrics:
         self.delivery_lag_seconds = Histogram(
             "kanmon_delivery_lag_seconds", "From an outbound row's creation to its delivery.", registry=r
         )
+        self.http_requests = Counter(
+            "kanmon_http_requests", "HTTP requests by route template and status.", ["route", "status"], registry=r
+        )
         self.dead_letters = Counter(
             "kanmon_dead_letters", "Batches dead-lettered after their last attempt.", registry=r
         )

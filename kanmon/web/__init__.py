@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from kanmon.web.app import create_app
+from kanmon.web.deps import WebConfig
 
-__all__ = ["create_app"]
+__all__ = ["WebConfig", "create_app"]

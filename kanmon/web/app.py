@@ -1,38 +1,92 @@
-"""The HTTP app: health and metrics now; the adapter API and the web chat join it (SPEC §11, §12).
+"""The HTTP surface of one gated (SPEC §11, §12): one FastAPI app, served by uvicorn inside ``gated run``.
 
-It holds no state of its own: everything comes from the :class:`~kanmon.gateway.Gateway` it is built around.
+It holds no state of its own: everything comes from the :class:`~kanmon.gateway.Gateway` it is built around, and
+every message it accepts goes into the store through the gateway (which wakes the loop). Each area is a router of
+its own module: health and metrics, the channel-adapter API, the web chat.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanmon.gateway import Gateway
+from kanmon.web import health
+from kanmon.web.deps import WebConfig
 
 __all__ = ["create_app"]
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     """The FastAPI app of one gated."""
-    app = FastAPI(title="kanmon", summary="Channel adapters, web chat, metrics and health of one gated.")
-
-    @app.get("/healthz", summary="The process is alive.")
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get(
-        "/readyz",
-        summary="Ready: the store and the runtimes in use answer, and the loop ticked in the last 3 poll intervals.",
-        responses={503: {"description": "Not ready; `reasons` says why."}},
+    config = config or WebConfig()
+    app = FastAPI(
+        title="kanmon",
+        summary="Channel adapters, web chat, metrics and health of one gated.",
+        version="1",
     )
-    async def readyz() -> JSONResponse:
-        reasons = await gateway.readiness()
-        return JSONResponse({"ready": not reasons, "reasons": reasons}, status_code=503 if reasons else 200)
+    app.state.gateway = gateway
+    app.state.config = config
+    app.state.draining = False
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
-    @app.get("/metrics", summary="Prometheus metrics (text format).", response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        gateway.metrics.http_requests.labels(route=_route_template(request), status=str(response.status_code)).inc()
+        return response
 
     return app
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template (``/web/{folder}/messages``), never the raw path: bounded label values."""
+    route = request.scope.get("route")  # set by the router on the scope it shares with this middleware
+    return str(getattr(route, "path", None) or "unmatched")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413 before they are read whole (SPEC §14: 1 MiB default)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted() -> Message:
+            # Past the limit the app is told the client went away, and the client gets 413 from here: raising would
+            # reach the app's body parser, which reports any failure as a 400.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body larger than {self.max_bytes} bytes"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)

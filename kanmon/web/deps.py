@@ -1,0 +1,41 @@
+"""What every route of the HTTP surface may depend on: the gateway, the web settings, and the drain switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+
+from kanmon.gateway import Gateway
+
+__all__ = ["WebConfig", "accepting_writes", "get_config", "get_gateway"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebConfig:
+    """The HTTP surface's settings (SPEC §11, §12), plain values filled in by gated."""
+
+    channel_secret: str = field(default="", repr=False)  # empty: adapter registration is refused
+    max_body_bytes: int = 1024 * 1024
+    trusted_sender_header: str = ""  # a header set by a trusted proxy naming the web user; empty: anonymous
+    delivery_deadline: float = 24 * 3600.0  # seconds an adapter delivery is retried before it is failed
+    delivery_retry_base: float = 1.0
+    delivery_timeout: float = 30.0
+
+
+def get_gateway(request: Request) -> Gateway:
+    """The gateway this app serves."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_config(request: Request) -> WebConfig:
+    """The web settings."""
+    config: WebConfig = request.app.state.config
+    return config
+
+
+def accepting_writes(request: Request) -> None:
+    """Refuse new messages while gated drains (SPEC §14): 503, so a well-behaved sender retries later."""
+    if request.app.state.draining:
+        raise HTTPException(status_code=503, detail="gated is shutting down; retry shortly")
