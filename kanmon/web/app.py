@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanmon.gateway import Gateway
-from kanmon.web import health
+from kanmon.web import adapters, health, webchat
 from kanmon.web.deps import WebConfig
 
 __all__ = ["create_app"]
@@ -32,6 +32,8 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.draining = False
     app.include_router(health.router)
+    app.include_router(adapters.router)
+    app.include_router(webchat.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
     @app.middleware("http")
