@@ -2,7 +2,8 @@
 # Bring up what the integration tests need on this machine, reusing what already runs:
 #   * a Docker engine (the one `docker` already reaches, else a private dockerd started here),
 #   * the local images the tests use, built from root filesystems (no registry is ever contacted),
-#   * a throwaway PostgreSQL cluster (unless KANMON_TEST_PG_URL already answers).
+#   * a throwaway PostgreSQL cluster (unless KANMON_TEST_PG_URL already answers),
+#   * Debian's chromium and chromium-driver for the browser test (nothing is downloaded at test time).
 # Writes "$KANMON_SERVICES_DIR/env" for the test command to source.
 #
 #   scripts/services.sh up      start / reuse everything (idempotent)
@@ -41,6 +42,9 @@ ensure_packages() {
   [ -x /usr/bin/python3.11 ] || missing+=(python3.11)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v psql >/dev/null || missing+=(postgresql-client)
+  # the web chat's browser test: Debian's Chromium and its WebDriver (selenium is pointed at these two files)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
@@ -103,7 +107,12 @@ pg_answers() { timeout 5 psql "postgresql://postgres@127.0.0.1:$PG_PORT/postgres
 
 start_postgres() {
   if [ -n "${KANMON_TEST_PG_URL:-}" ]; then log "using KANMON_TEST_PG_URL"; return; fi
-  if pg_answers; then log "reusing PostgreSQL on 127.0.0.1:$PG_PORT"; return; fi
+  if pg_answers; then
+    # shared from now on: whoever started it must not stop it under this run's feet, so no `down` stops it
+    rm -f "$PG_DIR/started-by-us"
+    log "reusing PostgreSQL on 127.0.0.1:$PG_PORT (left running afterwards)"
+    return
+  fi
   local bin run=()
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)   # initdb and postgres refuse to run as root
