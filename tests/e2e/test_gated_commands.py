@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kanmon.container import echo_agent
+from kanmon.store import Group, NewMessage, Store, upgrade
 
 GATED = [sys.executable, "-m", "kanmon"]
 
@@ -179,3 +180,48 @@ def test_a_second_gated_on_the_same_store_says_who_holds_it_and_exits_3(
     assert f"in use by gated {logs.find('gated running')['message'].split('instance=')[1].split()[0]}" in line
     assert f"pid {proc.pid}" in line
     assert proc.poll() is None  # the first one is unaffected
+
+
+def test_sigterm_leaves_a_long_run_going_and_the_next_gated_delivers_its_reply_once(data_dir: Path) -> None:
+    store_url = f"sqlite:///{data_dir / 'kanmon.db'}"
+    data_dir.mkdir()
+    store = Store.open(store_url)
+    upgrade(store.engine)
+    # the agent answers after 4 s; gated is told to stop after about 1 s and drains for only 0.5 s
+    config = {"runtime": "process", "command": [sys.executable, "-I", echo_agent.__file__], "env": {"ECHO_DELAY": "4"}}
+    store.add_group(Group(folder="slow", container_config=config))
+    store.put_message(NewMessage(chat_jid="web:slow", content="take your time", sender="u"))
+    store.close()
+    env = {**os.environ, "KANMON_POLL_INTERVAL": "0.2", "KANMON_DRAIN_TIMEOUT": "0.5"}
+
+    def serve() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*GATED, "--data-dir", str(data_dir), "run", "--no-http", "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    first = serve()
+    logs = LogReader(first)
+    wait_until(lambda: logs.find("run start"), "the run to start")
+    time.sleep(0.5)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    assert logs.find("stopped with 1 runs still going") is not None
+
+    second = serve()
+    try:
+        second_logs = LogReader(second)
+        finished = wait_until(lambda: second_logs.find("run finish"), "the reclaimed run to finish", timeout=60)
+        assert finished["run_id"] == logs.find("run start")["run_id"]  # the same run, not a second one
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    store = Store.open(store_url)
+    replies = [m.content for m in store.chat_messages("web:slow") if m.direction == "out"]
+    store.close()
+    assert replies == ["echo: take your time"]
