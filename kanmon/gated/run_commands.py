@@ -15,6 +15,7 @@ from kanmon.gated.app import App
 from kanmon.gated.daemon import Daemon
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
+from kanmon.queue import lane_for
 from kanmon.store import Group, Store
 from kanmon.store.lock import StoreLock
 
@@ -221,7 +222,7 @@ def status(app: App) -> None:
 
 
 def _lane(folder: str, chat_jid: str, topic: str) -> str:
-    return f"{folder}#{topic}" if chat_jid.startswith("web:") else folder
+    return str(lane_for(folder, chat_jid, topic))
 
 
 def _ago(moment: dt.datetime) -> str:

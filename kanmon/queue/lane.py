@@ -27,9 +27,13 @@ class Lane:
 
 
 def lane_for(folder: str, chat_jid: str, topic: str = "") -> Lane:
-    """The lane of a message of ``chat_jid`` routed to ``folder``: per topic for ``web:`` JIDs, per folder otherwise."""
+    """The lane of a message of ``chat_jid`` routed to ``folder``: per topic for ``web:`` JIDs, per folder otherwise.
+
+    A web chat's default topic ``''`` is the folder's own session ``(folder, '')``, the one its other chats use, so it
+    runs in the folder's lane: two runs must never resume one session at the same time.
+    """
     platform, _, _room = chat_jid.partition(":")
-    if platform == _WEB_PLATFORM:
+    if platform == _WEB_PLATFORM and topic:
         return Lane(folder, topic)
     return Lane(folder)
 

@@ -112,12 +112,12 @@ def test_gated_run_answers_serves_health_and_logs_each_run_as_json(
     assert gated(data_dir, "send", "web:corp", "hello").returncode == 0
     finished = wait_until(lambda: logs.find("run finish"), "the run to finish")
     started = logs.find("run start")
-    assert started is not None and started["lane"] == finished["lane"] == "corp#"
+    assert started is not None and started["lane"] == finished["lane"] == "corp"
     assert finished["result"] == "ok" and finished["run_id"] == started["run_id"]
     assert isinstance(finished["duration"], float)
 
     status = gated(data_dir, "status").stdout
-    assert "ok       corp#" in status and "1 in, 1 out" in status
+    assert "ok       corp  1 in, 1 out" in status
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0

@@ -13,7 +13,7 @@ from kanmon.queue import Lane, lane_for
         pytest.param("support", "telegram:-1001234", "", Lane("support"), id="telegram-is-per-folder"),
         pytest.param("support", "discord:8812", "thread-9", Lane("support"), id="chat-topics-share-the-folder"),
         pytest.param("corp/eng", "local:corp/eng", "", Lane("corp/eng"), id="local-is-per-folder"),
-        pytest.param("support", "web:support", "", Lane("support", ""), id="web-default-topic"),
+        pytest.param("support", "web:support", "", Lane("support"), id="web-default-topic-is-the-folders-session"),
         pytest.param("support", "web:support", "billing", Lane("support", "billing"), id="web-named-topic"),
     ],
 )
@@ -23,8 +23,13 @@ def test_lane_for_keys_chats_by_folder_and_web_by_folder_and_topic(
     assert lane_for(folder, jid, topic) == expected
 
 
-def test_a_web_lane_is_not_its_folders_chat_lane() -> None:
-    assert lane_for("support", "web:support") != lane_for("support", "telegram:1")
+def test_a_web_topic_lane_is_not_its_folders_chat_lane() -> None:
+    assert lane_for("support", "web:support", "billing") != lane_for("support", "telegram:1")
+
+
+def test_the_web_default_topic_shares_the_folders_lane_because_it_shares_its_session() -> None:
+    # session (support, '') is resumed by both: two runs at once would resume one session twice
+    assert lane_for("support", "web:support", "") == lane_for("support", "telegram:1")
 
 
 def test_only_the_platform_before_the_first_colon_decides() -> None:
