@@ -259,7 +259,7 @@ async def test_stop_ends_a_live_run_as_stopped_without_a_retry(tmp_path: Path) -
         message = await h.send("web:stuck", "think forever")
         # "running" is recorded once the runtime has started the agent, so there is something to stop
         await h.wait_for(lambda: statuses(h, "web:stuck") == ["running"], "the agent to be running")
-        assert h.gateway.queue.running() == [Lane("stuck", "")]
+        assert h.gateway.queue.running() == [Lane("stuck")]  # the web chat's default topic: the folder's lane
 
         stop = await h.send("web:stuck", "/stop")
         await h.wait_for(lambda: statuses(h, "web:stuck") == ["stopped"], "the run to end as stopped", timeout=30)
@@ -374,7 +374,7 @@ async def test_a_message_for_a_group_removed_before_its_run_is_dead_lettered_onc
         await h.send("web:busy", "occupy the slot")
         await h.wait_for(lambda: statuses(h, "web:busy") == ["running"], "busy's agent to be running")
         message = await h.send("web:gone", "hello?")
-        await h.wait_for(lambda: Lane("gone", "") in h.gateway.queue.waiting(), "gone's lane to wait for the slot")
+        await h.wait_for(lambda: Lane("gone") in h.gateway.queue.waiting(), "gone's lane to wait for the slot")
         [row] = [row for row in h.inbound("web:gone") if row.seq == message.seq]
         assert (row.status, row.routed_folder) == ("new", "gone")
 
