@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up what the integration tests need on this machine, reusing what already runs:
 #   * a Docker engine (the one `docker` already reaches, else a private dockerd started here),
-#   * the local images the tests use, built from root filesystems (no registry is ever contacted),
+#   * the local images the tests use, built from root filesystems (no registry is ever contacted), and the images and
+#     compose CLI of the compose deployment (scripts/images.sh),
 #   * a throwaway PostgreSQL cluster (unless KANMON_TEST_PG_URL already answers),
 #   * Debian's chromium and chromium-driver for the browser test (nothing is downloaded at test time).
 # Writes "$KANMON_SERVICES_DIR/env" for the test command to source.
@@ -83,17 +84,25 @@ ensure_engine() {
 }
 
 # ------------------------------------------------------------------------------------------- images
+image_env() {  # the value of environment variable $2 in image $1, empty when the image or the variable is missing
+  docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" 2>/dev/null | sed -n "s/^$2=//p"
+}
+
 build_images() {
   if ! docker image inspect "$BUSYBOX_IMAGE" >/dev/null 2>&1; then
     bash "$ROOT/scripts/rootfs.sh" busybox "$DIR/busybox-rootfs.tar"
     docker import -c 'CMD ["sh"]' "$DIR/busybox-rootfs.tar" "$BUSYBOX_IMAGE" >/dev/null
     log "imported $BUSYBOX_IMAGE"
   fi
-  if ! docker image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then
+  # the python image carries the hash of the script that made its root filesystem: a changed recipe rebuilds it
+  local recipe
+  recipe=$(sha256sum <"$ROOT/scripts/rootfs.sh" | cut -c1-12)
+  if [ "$(image_env "$PYTHON_IMAGE" KANMON_ROOTFS_RECIPE)" != "$recipe" ]; then
     bash "$ROOT/scripts/rootfs.sh" python "$DIR/python-rootfs.tar"
     docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'ENV LANG=C.UTF-8' -c 'ENV PYTHONDONTWRITEBYTECODE=1' \
-      -c 'CMD ["python3"]' "$DIR/python-rootfs.tar" "$PYTHON_IMAGE" >/dev/null
-    log "imported $PYTHON_IMAGE"
+      -c "ENV KANMON_ROOTFS_RECIPE=$recipe" -c 'CMD ["python3"]' "$DIR/python-rootfs.tar" "$PYTHON_IMAGE" >/dev/null
+    rm -f "$DIR/python-rootfs.tar"
+    log "imported $PYTHON_IMAGE (root filesystem recipe $recipe)"
   fi
   local out
   out=$(echo '{"ok": [1, 2]}' | docker run --rm -i --pull=never "$PYTHON_IMAGE" python3 -c 'import json,sys; print(json.load(sys.stdin))')
@@ -145,6 +154,8 @@ up)
   ensure_packages
   ensure_engine
   build_images
+  # the compose deployment's images and compose CLI (tests/deploy): built here once, found cached by the test
+  bash "$ROOT/scripts/images.sh" all >/dev/null
   start_postgres
   {
     [ -n "${DOCKER_HOST:-}" ] && printf 'export DOCKER_HOST=%q\n' "$DOCKER_HOST"

@@ -111,6 +111,7 @@ async def running_gateway(
     impulse: ImpulseConfig | None = None,
     drain_timeout: float = 5.0,
     busy_timeout_ms: int = 30_000,
+    onboarding: bool = False,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -136,7 +137,7 @@ async def running_gateway(
     )
     config = GatewayConfig(
         run=defaults,
-        loop=LoopConfig(poll_interval=poll_interval, impulse=impulse or ImpulseConfig()),
+        loop=LoopConfig(poll_interval=poll_interval, impulse=impulse or ImpulseConfig(), onboarding=onboarding),
         max_concurrent=max_concurrent,
         retry=retry,
         drain_timeout=drain_timeout,

@@ -94,6 +94,7 @@ class DockerRuntime:
         self,
         *,
         data_dir: Path,
+        host_data_dir: Path | None = None,
         client: Any = None,
         client_factory: Callable[[], Any] | None = None,
         mount_allowlist: Sequence[AllowedMount] = (),
@@ -103,6 +104,8 @@ class DockerRuntime:
         max_threads: int = 512,
     ) -> None:
         self.data_dir = data_dir
+        # gated in a container sees the data dir at data_dir; the engine, on the host, finds it at host_data_dir
+        self.host_data_dir = host_data_dir
         self.mount_allowlist = tuple(mount_allowlist)
         self.read_only_rootfs = read_only_rootfs
         self.output_limit = output_limit
@@ -200,9 +203,25 @@ class DockerRuntime:
         group_dir = prepare_group_dir(self.data_dir, spec.group_dir, owner)  # type: ignore[arg-type]
         return group_dir, resolve_mounts(spec.mounts, self.mount_allowlist)
 
+    def host_path(self, path: Path) -> Path:
+        """Where the engine finds ``path``, a checked path as gated sees it.
+
+        Bind-mount sources are resolved by the engine on its host, not in gated's file system. When gated runs in
+        a container with the data dir mounted from the host, a path under ``data_dir`` is the same path under
+        ``host_data_dir``; any other path is passed unchanged (it must then be mounted at the same path in gated).
+        """
+        if self.host_data_dir is None:
+            return path
+        root = self.data_dir.resolve()
+        if path != root and not path.is_relative_to(root):
+            return path
+        return self.host_data_dir / path.relative_to(root)
+
     def _host_config(self, api: Any, spec: RunSpec, group_dir: Path, mounts: list[BoundMount]) -> Any:
-        binds = {str(group_dir): {"bind": AGENT_HOME, "mode": "rw"}}
-        binds |= {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+        binds = {str(self.host_path(group_dir)): {"bind": AGENT_HOME, "mode": "rw"}}
+        binds |= {
+            str(self.host_path(m.source)): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
+        }
         return api.create_host_config(
             binds=binds,
             network_mode=spec.network,

@@ -14,6 +14,7 @@ from kanmon.errors import InvalidInput, KanmonError
 from kanmon.gated.app import App, NotMigrated
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
+from kanmon.gated.onboarding_commands import onboarding_group
 from kanmon.gated.registry_commands import group, route
 from kanmon.gated.run_commands import chat, demo, run, status
 from kanmon.store import NewMessage, StoreUnavailable, head_revision
@@ -129,6 +130,7 @@ for _command in (run, demo, chat, status):
     cli.add_command(_command)
 cli.add_command(group)
 cli.add_command(route)
+cli.add_command(onboarding_group)
 
 
 def main(argv: list[str] | None = None) -> None:

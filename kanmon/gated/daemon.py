@@ -23,6 +23,7 @@ from kanmon.container.docker import DockerRuntime
 from kanmon.errors import KanmonError
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
+from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.runs import Runtimes
 from kanmon.queue import RetryPolicy
 from kanmon.store import Store
@@ -58,23 +59,27 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             poll_batch=settings.gateway.poll_batch,
             bot_names=frozenset({settings.assistant_name.lower()}),
             impulse=settings.impulse.config(),
+            onboarding=settings.gateway.onboarding,
         ),
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),
         drain_timeout=settings.gateway.drain_timeout,
+        adapters=AdapterDeliveryConfig(
+            channel_secret=settings.http.channel_secret,
+            timeout=settings.delivery.request_timeout,
+            retry_base=settings.delivery.retry_base_delay,
+            deadline=settings.delivery.deadline,
+        ),
     )
 
 
 def web_config(settings: Settings) -> WebConfig:
     """The HTTP surface's plain-value configuration, from gated's settings."""
-    http, delivery = settings.http, settings.delivery
+    http = settings.http
     return WebConfig(
         channel_secret=http.channel_secret,
         max_body_bytes=http.max_body_bytes,
         trusted_sender_header=http.trusted_sender_header,
-        delivery_deadline=delivery.deadline,
-        delivery_retry_base=delivery.retry_base_delay,
-        delivery_timeout=delivery.request_timeout,
     )
 
 
@@ -84,7 +89,13 @@ def make_runtimes(settings: Settings) -> Runtimes:
     cap = settings.runtime.output_cap_bytes
     return {
         "process": ProcessRuntime(settings.data_dir / "runs", data_dir=settings.data_dir, output_limit=cap),
-        "docker": DockerRuntime(data_dir=settings.data_dir, mount_allowlist=allowlist, output_limit=cap),
+        "docker": DockerRuntime(
+            data_dir=settings.data_dir,
+            # gated in a container: the engine bind-mounts group folders from the host's path to the data dir
+            host_data_dir=settings.host_data_path if settings.host_data_dir else None,
+            mount_allowlist=allowlist,
+            output_limit=cap,
+        ),
     }
 
 

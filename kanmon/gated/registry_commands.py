@@ -13,6 +13,7 @@ from kanmon.gated.app import App
 from kanmon.gateway import IdleQueue, LayerContext, explain, probe_message
 from kanmon.router import validate_route
 from kanmon.store import Group
+from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["group", "route"]
 
@@ -31,9 +32,17 @@ def group() -> None:
 @click.option("--image", default=None, help="Container image (docker runtime).")
 @click.option("--command", "command", default=None, help="Agent command line, split like a shell would (no shell).")
 @click.option("--parent", default=None, help="Parent group folder.")
+@click.option("--web", is_flag=True, help="Open its web chat: print a new web token (shown once, stored hashed).")
 @pass_app
 def group_add(
-    app: App, folder: str, name: str, runtime: str | None, image: str | None, command: str | None, parent: str | None
+    app: App,
+    folder: str,
+    name: str,
+    runtime: str | None,
+    image: str | None,
+    command: str | None,
+    parent: str | None,
+    web: bool,
 ) -> None:
     """Register FOLDER (e.g. support, corp/eng) as an agent group."""
     validate_folder(folder)  # before anything touches the disk
@@ -44,6 +53,30 @@ def group_add(
     added = store.add_group(Group(folder=folder, name=name, parent=parent, container_config=container_config))
     app.group_dir(folder).mkdir(parents=True, exist_ok=True)
     click.echo(f"added group {added.folder} ({app.group_dir(folder)})")
+    if web:
+        _new_web_token(app, added.folder)
+
+
+@group.command("web-token")
+@click.argument("folder")
+@pass_app
+def group_web_token(app: App, folder: str) -> None:
+    """Give FOLDER's web chat a new token (the old one stops working) and print it, once."""
+    if app.store().get_group(validate_folder(folder)) is None:
+        raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
+    _new_web_token(app, folder)
+
+
+def _new_web_token(app: App, folder: str) -> None:
+    # only the hash is stored: this is the one time anyone sees the token
+    token, token_hash = new_web_token()
+    app.store().set_group_web_token(folder, token_hash)
+    host, port = app.settings.http.host, app.settings.http.port
+    # listening on every address: the local one is the one that surely works from this machine
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)  # noqa: S104
+    click.echo(f"web token for {folder} (shown once; `gated group web-token {folder}` makes a new one):")
+    click.echo(f"  {token}")
+    click.echo(f"chat: {chat_url(f'http://{shown}:{port}', folder, token)}")
 
 
 def _container_config(runtime: str | None, image: str | None, command: str | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.queue import lane_for
 from kanmon.store import Group, Store
 from kanmon.store.lock import StoreLock
+from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["chat", "demo", "run", "status"]
 
@@ -129,12 +130,16 @@ def demo(
     _setup_logging(app, log_level or "WARNING", log_format)
     store, lock = _locked_store(app, migrate=None)
     _ensure_demo_group(store, folder)
+    # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
+    web_token = _new_demo_web_token(store, folder) if address is not None else None
     daemon = Daemon(app.settings, store, http=address)
 
     def ready(daemon: Daemon) -> None:
         click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
         if daemon.http_url:
             click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
+            if web_token is not None:
+                click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token)}")
         click.echo("type a message and press Enter; Ctrl-C stops")
 
     daemon.on_ready = ready
@@ -161,6 +166,12 @@ def _ensure_demo_group(store: Store, folder: str) -> None:
     # instead of importing all of gated first.
     command = [sys.executable, "-I", echo_agent.__file__]
     store.add_group(Group(folder=folder, name="Demo", container_config={"runtime": "process", "command": command}))
+
+
+def _new_demo_web_token(store: Store, folder: str) -> str:
+    token, token_hash = new_web_token()
+    store.set_group_web_token(folder, token_hash)
+    return token
 
 
 @click.command()

@@ -12,15 +12,19 @@ row reached its reader. Channel adapters over HTTP plug in as further :class:`De
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.metrics import GatewayMetrics
-from kanmon.store import Message, Store
+from kanmon.store import Chat, Message, Store
 
-__all__ = ["Deliverer", "DeliveryError", "DeliveryWorker", "StoreReadChannel"]
+__all__ = ["Deliverer", "DeliveryError", "DeliveryPolicy", "DeliveryWorker", "StoreReadChannel"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,56 +60,176 @@ class StoreReadChannel:
         return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeliveryPolicy:
+    """How long a channel's transient failures are retried, and how far apart (SPEC §11).
+
+    A failed attempt leaves the row ``pending`` until ``retry_base * 2**(attempts-1)`` seconds (plus up to a quarter
+    of jitter, at most ``max_backoff``) have passed; once ``deadline`` seconds have passed since the row was stored,
+    the next transient failure fails it for good. ``retry_base`` 0 retries on the next pass; ``deadline`` None never
+    gives up.
+    """
+
+    retry_base: float = 0.0
+    max_backoff: float = 900.0
+    deadline: float | None = None
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (growing, jittered, capped)."""
+        if self.retry_base <= 0:
+            return 0.0
+        grown = self.retry_base * 2.0 ** min(max(attempts - 1, 0), 30)
+        return min(self.max_backoff, grown * (1.0 + random.random() / 4))  # noqa: S311 - jitter, not a secret
+
+
+DeliverersSource = Sequence[Deliverer] | Callable[[], Awaitable[Sequence[Deliverer]]]
+
+
 class DeliveryWorker:
-    """Drains the pending outbound rows, channel by channel, whenever woken and every ``interval`` seconds."""
+    """Drains the pending outbound rows, channel by channel, whenever woken and every ``interval`` seconds.
+
+    ``deliverers`` is a fixed list, or an async callable asked for the current list on every pass (channel adapters
+    come and go while gated runs). Channels are delivered concurrently, each in a task of its own, so an adapter
+    that hangs or fails does not hold up the others; within a channel, the rows of a chat go out in seq order and a
+    chat whose oldest row is waiting for a retry sends nothing newer meanwhile.
+    """
 
     def __init__(
         self,
         store: Store,
-        deliverers: Sequence[Deliverer],
+        deliverers: DeliverersSource,
         *,
         metrics: GatewayMetrics,
         interval: float = 2.0,
         clock: Clock | None = None,
         offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+        policy: DeliveryPolicy | None = None,
     ) -> None:
         self._store = store
-        self._deliverers = list(deliverers)
+        self._source: DeliverersSource = deliverers if callable(deliverers) else list(deliverers)
         self._metrics = metrics
         self._interval = interval
         self._clock: Clock = clock or SystemClock()
         self._offload = offload
+        self.policy = policy or DeliveryPolicy()
         self._wake = asyncio.Event()
+        self._passes: dict[str, asyncio.Task[int]] = {}
+        self._again: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def wake(self) -> None:
         """Look for pending rows now (a run stored a reply)."""
         self._wake.set()
 
+    async def deliverers(self) -> list[Deliverer]:
+        """The channels to deliver to right now."""
+        if callable(self._source):
+            return list(await self._source())
+        return list(self._source)
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Deliver until ``stopping`` is set; a failing pass is logged and tried again on the next wake-up."""
-        while not stopping.is_set():
-            self._wake.clear()
-            try:
-                await self.deliver_due()
-            except Exception:
-                logger.exception("delivery pass failed; retrying")
-            waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stopping.wait())]
-            try:
-                await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in waits:
-                    task.cancel()
+        try:
+            while not stopping.is_set():
+                self._wake.clear()
+                try:
+                    self._start_passes(await self.deliverers())
+                except Exception:
+                    logger.exception("delivery pass failed; retrying")
+                waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stopping.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in waits:
+                        task.cancel()
+        finally:
+            # a pass in flight finishes (its request may already have reached the adapter) before anyone else looks
+            await asyncio.gather(*self._passes.values(), return_exceptions=True)
 
     async def deliver_due(self) -> int:
-        """Send every due pending row once, per channel; return how many were sent."""
+        """Send every due pending row once, all channels at once; return how many were sent."""
+        deliverers = await self.deliverers()
+        results = await asyncio.gather(
+            *(self._channel_pass(deliverer, deliverers) for deliverer in deliverers), return_exceptions=True
+        )
         sent = 0
-        for deliverer in self._deliverers:
-            rows: list[Message] = await self._offload(self._store.pending_deliveries, deliverer.prefixes)
-            if isinstance(deliverer, StoreReadChannel):
-                sent += await self._reached(deliverer, rows)
+        for deliverer, result in zip(deliverers, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("delivery pass of %s failed: %s", deliverer.name, result, exc_info=result)
+            else:
+                sent += result
+        return sent
+
+    def _start_passes(self, deliverers: list[Deliverer]) -> None:
+        """Start a pass for every channel that has none in flight; one in flight gets another when it ends."""
+        for deliverer in deliverers:
+            running = self._passes.get(deliverer.name)
+            if running is not None and not running.done():
+                self._again.add(deliverer.name)
                 continue
-            for row in rows:
-                sent += await self._deliver(deliverer, row)
+            task = asyncio.create_task(
+                self._logged_pass(deliverer, deliverers), name=f"kanmon-deliver-{deliverer.name}"
+            )
+            self._passes[deliverer.name] = task
+            task.add_done_callback(functools.partial(self._pass_done, deliverer.name))
+
+    def _pass_done(self, name: str, task: asyncio.Task[int]) -> None:
+        if self._passes.get(name) is task:
+            del self._passes[name]
+        if name in self._again:  # woken while it was busy: what woke us may be for this channel
+            self._again.discard(name)
+            self._wake.set()
+
+    async def _logged_pass(self, deliverer: Deliverer, deliverers: list[Deliverer]) -> int:
+        try:
+            return await self._channel_pass(deliverer, deliverers)
+        except Exception:
+            logger.exception("delivery pass of %s failed; retrying", deliverer.name)
+            return 0
+
+    async def _channel_pass(self, deliverer: Deliverer, deliverers: Sequence[Deliverer]) -> int:
+        """One pass over ``deliverer``'s due rows (one pass per channel at a time)."""
+        lock = self._locks.setdefault(deliverer.name, asyncio.Lock())
+        async with lock:
+            rows: list[Message] = await self._offload(self._store.pending_deliveries, deliverer.prefixes)
+            rows = await self._owned(deliverer, deliverers, rows)
+            if isinstance(deliverer, StoreReadChannel):
+                return await self._reached(deliverer, rows)
+            return await self._send_in_order(deliverer, rows)
+
+    async def _owned(self, deliverer: Deliverer, deliverers: Sequence[Deliverer], rows: list[Message]) -> list[Message]:
+        """The rows that are ``deliverer``'s to send when other channels' prefixes overlap with its own.
+
+        A chat goes to its channel of record (``chats.channel``) when that channel takes its JID, else to the first
+        channel whose prefix matches: never to two.
+        """
+        rivals = [d for d in deliverers if d is not deliverer and _overlap(d.prefixes, deliverer.prefixes)]
+        if not rows or not rivals:
+            return rows
+        chats: dict[str, Chat] = await self._offload(self._store.get_chats, [row.chat_jid for row in rows])
+        return [row for row in rows if _owner(row.chat_jid, chats.get(row.chat_jid), deliverers) is deliverer]
+
+    async def _send_in_order(self, deliverer: Deliverer, rows: list[Message]) -> int:
+        """Send rows in seq order; a chat whose oldest pending row is not among them waits (it is backing off).
+
+        The pass ends at the first transient failure: the adapter is likely down, and each further row would wait
+        out the same timeouts. The rows left are due and go first on the next pass.
+        """
+        if not rows:
+            return 0
+        heads: dict[str, int] = await self._offload(
+            self._store.oldest_pending_deliveries, sorted({row.chat_jid for row in rows})
+        )
+        due = {row.seq for row in rows}
+        waiting = {jid for jid, seq in heads.items() if seq not in due}
+        sent = 0
+        for row in rows:
+            if row.chat_jid in waiting:
+                continue
+            outcome = await self._deliver(deliverer, row)
+            if outcome == "pending":
+                break
+            sent += outcome == "sent"
         return sent
 
     async def _reached(self, channel: StoreReadChannel, rows: list[Message]) -> int:
@@ -119,16 +243,54 @@ class DeliveryWorker:
             self._metrics.delivery_lag_seconds.observe(max(0.0, (now - row.received_at).total_seconds()))
         return marked
 
-    async def _deliver(self, deliverer: Deliverer, row: Message) -> int:
+    async def _deliver(self, deliverer: Deliverer, row: Message) -> str:
+        """Try ``row`` once; record and return its new status (``sent``, ``pending`` or ``failed``)."""
         try:
             platform_id = await deliverer.send(row)
         except DeliveryError as exc:
-            status = "pending" if exc.transient else "failed"
-            await self._offload(self._store.mark_delivery, row.seq, status, error=str(exc))
+            status, deliver_after = self._after_failure(row, transient=exc.transient)
+            await self._offload(self._store.mark_delivery, row.seq, status, error=str(exc), deliver_after=deliver_after)
             self._metrics.deliveries.labels(channel=deliverer.name, result=status).inc()
-            logger.warning("delivery of seq=%d to %s via %s: %s", row.seq, row.chat_jid, deliverer.name, exc)
-            return 0
+            if status == "failed" and exc.transient:
+                logger.error(
+                    "delivery of seq=%d to %s via %s failed for good: still failing after %gs: %s",
+                    row.seq, row.chat_jid, deliverer.name, self.policy.deadline, exc,
+                )  # fmt: skip
+            else:
+                logger.warning("delivery of seq=%d to %s via %s: %s", row.seq, row.chat_jid, deliverer.name, exc)
+            return status
         await self._offload(self._store.mark_delivery, row.seq, "sent", platform_message_id=platform_id)
         self._metrics.deliveries.labels(channel=deliverer.name, result="sent").inc()
         self._metrics.delivery_lag_seconds.observe(max(0.0, (self._clock.now() - row.received_at).total_seconds()))
-        return 1
+        return "sent"
+
+    def _after_failure(self, row: Message, *, transient: bool) -> tuple[str, dt.datetime | None]:
+        """A failed attempt's outcome: ``failed``, or ``pending`` until a backoff that never passes the deadline."""
+        if not transient:
+            return "failed", None
+        now = self._clock.now()
+        policy = self.policy
+        if policy.deadline is not None and now >= row.received_at + dt.timedelta(seconds=policy.deadline):
+            return "failed", None
+        delay = policy.backoff(row.delivery_attempts + 1)
+        if delay <= 0:
+            return "pending", None
+        retry_at = now + dt.timedelta(seconds=delay)
+        if policy.deadline is not None:  # one last try at the deadline itself
+            retry_at = min(retry_at, row.received_at + dt.timedelta(seconds=policy.deadline))
+        return "pending", retry_at
+
+
+def _overlap(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether a JID could start with a prefix of ``a`` and one of ``b``."""
+    return any(x.startswith(y) or y.startswith(x) for x in a for y in b)
+
+
+def _owner(jid: str, chat: Chat | None, deliverers: Sequence[Deliverer]) -> Deliverer | None:
+    """The channel that sends to ``jid``: its channel of record if that one takes it, else the first that does."""
+    matching = [d for d in deliverers if jid.startswith(d.prefixes)]
+    if chat is not None and chat.channel:
+        for deliverer in matching:
+            if deliverer.name == chat.channel:
+                return deliverer
+    return matching[0] if matching else None

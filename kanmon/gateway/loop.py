@@ -33,6 +33,7 @@ from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, I
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.pipeline import process_message
 from kanmon.queue import GroupQueue, Lane, RetryPolicy, lane_for
@@ -57,6 +58,9 @@ class LoopConfig:
     poll_batch: int = 200
     bot_names: frozenset[str] = frozenset()
     impulse: ImpulseConfig = field(default_factory=ImpulseConfig)
+    # SPEC §11: a chat nobody owns goes on the onboarding list (kanmon.gateway.onboarding); off, its rows are
+    # only skipped.
+    onboarding: bool = False
 
 
 def delegation_jid(folder: str) -> str:
@@ -130,6 +134,7 @@ class MessageLoop:
         self._cursor: int | None = None
         self._held_lanes: dict[str, set[Lane]] = {}
         self._last_sweep: float | None = None
+        self._waiting: int | None = None  # rows waiting for an agent at the last sweep (kanmon_cursor_lag)
         self._bridge: QueueBridge | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ticks = 0
@@ -212,6 +217,8 @@ class MessageLoop:
             return None
         if isinstance(decision, Unowned):
             logger.debug("skipped seq=%d chat=%s: %s", row.seq, row.chat_jid, decision.why)
+            if self._config.onboarding:
+                note_unowned(row, ctx)  # the row stays skipped; approval answers a copy of the newest
             return Dispatch(row.seq, "skipped")
         if isinstance(decision, Consumed | Drop):
             return Dispatch(row.seq, "done")
@@ -306,6 +313,7 @@ class MessageLoop:
     async def _sweep(self) -> None:
         recovering = self.ticks == 0
         heads: list[LaneHead] = await self._offload(self._store.lane_heads)
+        self._waiting = sum(head.count for head in heads)
         busy = set(self._queue.running()) | set(self._queue.waiting()) | set(self._queue.backing_off())
         for head in heads:
             lane = lane_for(head.folder, head.chat_jid, head.topic)
@@ -362,6 +370,8 @@ class MessageLoop:
         self.last_tick_at = self._clock.monotonic()
         self._metrics.poll_seconds.observe(seconds)
         self._metrics.impulse_held.set(self._gate.held())
+        if self._waiting is not None:  # counted by the sweep, once per poll interval, from rows it reads anyway
+            self._metrics.cursor_lag.set(self._waiting)
         counts = self._queue.counts()
         self._metrics.queue_running.set(counts.running)
         self._metrics.queue_waiting.set(counts.waiting)

@@ -13,8 +13,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import httpx
+
 from kanmon.clock import Clock, SystemClock
-from kanmon.gateway.delivery import Deliverer, DeliveryWorker, StoreReadChannel
+from kanmon.gateway.adapters import AdapterDeliveryConfig, HttpChannelDeliverer
+from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.loop import LoopConfig, MessageLoop
@@ -38,6 +41,7 @@ class GatewayConfig:
     max_concurrent: int = 5
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     drain_timeout: float = 30.0
+    adapters: AdapterDeliveryConfig = field(default_factory=AdapterDeliveryConfig)
 
 
 class Gateway:
@@ -88,12 +92,16 @@ class Gateway:
             clock=self.clock,
         )
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
+        self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
+        self.adapter_config = config.adapters
+        self._adapter_client: httpx.AsyncClient | None = None
         self.delivery = DeliveryWorker(
             store,
-            [*built_in, *deliverers],
+            self.deliverers,
             metrics=self.metrics,
             interval=config.loop.poll_interval,
             clock=self.clock,
+            policy=_policy(config.adapters),
         )
         self._stopping = asyncio.Event()
 
@@ -101,6 +109,25 @@ class Gateway:
         """Something was stored: route it and deliver it now."""
         self.loop.wake()
         self.delivery.wake()
+
+    def configure_adapters(self, config: AdapterDeliveryConfig) -> None:
+        """Change how channel adapters are reached (secret, timeouts, backoff, deadline) from the next pass on."""
+        self.adapter_config = config
+        self.delivery.policy = _policy(config)
+
+    async def deliverers(self) -> list[Deliverer]:
+        """The built-in channels, then one HTTP deliverer per channel adapter registered in the store right now."""
+        channels = await asyncio.to_thread(self.store.list_channels)
+        if not channels:
+            return list(self._fixed_deliverers)
+        if self._adapter_client is None:
+            self._adapter_client = httpx.AsyncClient(follow_redirects=False)
+        instance = self.config.run.instance
+        adapters = [
+            HttpChannelDeliverer(channel, self._adapter_client, self.adapter_config, instance=instance)
+            for channel in channels
+        ]
+        return [*self._fixed_deliverers, *adapters]
 
     async def readiness(self) -> list[str]:
         """Why this gated cannot do its work right now (``/readyz``); empty when it can."""
@@ -146,8 +173,13 @@ class Gateway:
             stopping.set()
             await asyncio.gather(*workers, return_exceptions=True)
             # replies stored during the drain still reach their channels
-            await self.delivery.deliver_due()
-            self.feed.close()
+            try:
+                await self.delivery.deliver_due()
+            finally:
+                self.feed.close()
+                if self._adapter_client is not None:
+                    await self._adapter_client.aclose()
+                    self._adapter_client = None
         return leftovers
 
     def stop(self) -> None:
@@ -157,3 +189,7 @@ class Gateway:
     async def force_stop(self) -> None:
         """End the drain now (a second SIGINT): running runs are detached, their containers left running."""
         await self.queue.shutdown(0.0, force=True)
+
+
+def _policy(config: AdapterDeliveryConfig) -> DeliveryPolicy:
+    return DeliveryPolicy(retry_base=config.retry_base, deadline=config.deadline)

@@ -4,7 +4,8 @@ KanmonError
 └── StoreError
     ├── StoreUnavailable   the database cannot be reached or stayed locked past the busy timeout
     ├── NotFound           the row an operation names does not exist
-    └── Conflict           the row an operation would create already exists
+    ├── Conflict           the row an operation would create already exists
+    └── InvalidValue       the database refused a value (a NUL byte in text on PostgreSQL, a number out of range)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 
 from kanmon.errors import InvalidInput, KanmonError
 
-__all__ = ["Conflict", "NotFound", "StoreError", "StoreUnavailable", "translate_errors"]
+__all__ = ["Conflict", "InvalidValue", "NotFound", "StoreError", "StoreUnavailable", "translate_errors"]
 
 
 class StoreError(KanmonError):
@@ -35,6 +36,10 @@ class Conflict(StoreError, InvalidInput):
     """Raised when the row an operation would create already exists."""
 
 
+class InvalidValue(StoreError, InvalidInput):
+    """Raised when the database refuses a value as such; nothing was written."""
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Turn SQLAlchemy's errors into kanmon's, most specific first."""
@@ -42,6 +47,8 @@ def translate_errors() -> Iterator[None]:
         yield
     except sa_exc.IntegrityError as exc:
         raise Conflict(f"conflicts with an existing row: {exc.orig}") from exc
+    except sa_exc.DataError as exc:
+        raise InvalidValue(f"the database refused a value: {exc.orig}") from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
     except sa_exc.TimeoutError as exc:

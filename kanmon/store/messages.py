@@ -8,22 +8,35 @@ committed.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kanmon.errors import InvalidInput
 from kanmon.store.base import StoreBase, from_row, utcnow
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state
 
-__all__ = ["MessageStore"]
+__all__ = ["ChatTopic", "MessageStore"]
 
 # pg_advisory_xact_lock key for appends to messages: any fixed 64-bit number, spelled so a DBA can recognise it.
 APPEND_LOCK_KEY = 0x6B616E6D6F6E  # "kanmon"
 INBOUND_STATUSES = frozenset({"new", "done", "dead", "skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTopic:
+    """One topic of a chat (a web conversation): its last message's seq and time, and how many messages it has."""
+
+    topic: str
+    last_seq: int
+    last_at: dt.datetime
+    messages: int
 
 
 class MessageStore(StoreBase):
@@ -82,6 +95,36 @@ class MessageStore(StoreBase):
         with self._write() as conn:
             return conn.execute(stmt.values(status=status)).rowcount
 
+    def latest_chat_messages(self, chat_jid: str, *, topic: str | None = None, limit: int = 200) -> list[Message]:
+        """The last ``limit`` messages of ``chat_jid`` (of ``topic`` when given), both directions, in seq order."""
+        query = select(messages).where(messages.c.chat_jid == chat_jid)
+        if topic is not None:
+            query = query.where(messages.c.topic == topic)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(messages.c.seq.desc()).limit(limit))
+            return [from_row(Message, row) for row in reversed(rows.all())]
+
+    def chat_topics(self, chat_jid: str, limit: int = 100) -> list[ChatTopic]:
+        """The topics of ``chat_jid``, the most recently active first (by their last message's seq)."""
+        last_seq = func.max(messages.c.seq)
+        query = (
+            select(
+                messages.c.topic,
+                last_seq.label("last_seq"),
+                func.max(messages.c.timestamp).label("last_at"),
+                func.count().label("messages"),
+            )
+            .where(messages.c.chat_jid == chat_jid)
+            .group_by(messages.c.topic)
+            .order_by(last_seq.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [
+                ChatTopic(topic=row.topic, last_seq=int(row.last_seq), last_at=row.last_at, messages=int(row.messages))
+                for row in conn.execute(query)
+            ]
+
     # ------------------------------------------------------------------------------------------------ chats
     def get_chat(self, jid: str) -> Chat | None:
         """The chat ``jid``, if known."""
@@ -116,6 +159,30 @@ class MessageStore(StoreBase):
         """Set a router_state value."""
         with self._write() as conn:
             conn.execute(self._upsert(router_state, {"key": key, "value": value}, ["key"]))
+
+    def swap_state(self, key: str, expected: str | None, value: str) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expected`` now (``None``: only if absent); True if it did.
+
+        A compare-and-set, so two writers (gated's loop and a ``gated`` command) cannot overwrite each other.
+        """
+        with self._write() as conn:
+            if expected is None:
+                module: Any = sqlite if self.dialect == "sqlite" else postgresql
+                insert = module.insert(router_state).values(key=key, value=value)
+                inserted = insert.on_conflict_do_nothing(index_elements=["key"]).returning(router_state.c.key)
+                return conn.execute(inserted).first() is not None
+            stmt = update(router_state).where(router_state.c.key == key, router_state.c.value == expected)
+            return bool(conn.execute(stmt.values(value=value)).rowcount)
+
+    def states(self, prefix: str) -> dict[str, str]:
+        """Every router_state value whose key starts with ``prefix`` (taken literally), by key, in key order."""
+        query = (
+            select(router_state.c.key, router_state.c.value)
+            .where(router_state.c.key.startswith(prefix, autoescape=True))
+            .order_by(router_state.c.key)
+        )
+        with self._read() as conn:
+            return {str(key): str(value) for key, value in conn.execute(query)}
 
 
 def _message_by_id(conn: Connection, chat_jid: str, message_id: str) -> Message | None:

@@ -270,6 +270,18 @@ class WorkStore(StoreBase):
         with self._read() as conn:
             return [from_row(Message, row) for row in conn.execute(query)]
 
+    def oldest_pending_deliveries(self, jids: Sequence[str]) -> dict[str, int]:
+        """The seq of each chat's oldest outbound row still ``pending``, due or backing off (chats without: absent)."""
+        if not jids:
+            return {}
+        query = (
+            select(messages.c.chat_jid, func.min(messages.c.seq))
+            .where(messages.c.delivery_status == "pending", messages.c.chat_jid.in_(sorted(set(jids))))
+            .group_by(messages.c.chat_jid)
+        )
+        with self._read() as conn:
+            return {str(jid): int(seq) for jid, seq in conn.execute(query)}
+
     def mark_delivery(
         self,
         seq: int,

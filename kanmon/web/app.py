@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,7 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.state.gateway = gateway
     app.state.config = config
     app.state.draining = False
+    app.add_exception_handler(RequestValidationError, _plain_validation_errors)
     app.include_router(health.router)
     app.include_router(adapters.router)
     app.include_router(webchat.router)
@@ -43,6 +45,24 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
         return response
 
     return app
+
+
+async def _plain_validation_errors(request: Request, exc: Exception) -> Response:
+    """422 with where, what and the pydantic type of each error, never the offending input.
+
+    FastAPI's default answer echoes the input back; a body holding ``NaN`` or a lone surrogate (both accepted by
+    Python's JSON parser) cannot be encoded again, and the 422 became a 500. An echo of up to 1 MiB helps nobody.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")).encode("utf-8", "backslashreplace").decode(),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
 
 
 def _route_template(request: Request) -> str:

@@ -18,9 +18,6 @@ class WebConfig:
     channel_secret: str = field(default="", repr=False)  # empty: adapter registration is refused
     max_body_bytes: int = 1024 * 1024
     trusted_sender_header: str = ""  # a header set by a trusted proxy naming the web user; empty: anonymous
-    delivery_deadline: float = 24 * 3600.0  # seconds an adapter delivery is retried before it is failed
-    delivery_retry_base: float = 1.0
-    delivery_timeout: float = 30.0
 
 
 def get_gateway(request: Request) -> Gateway:

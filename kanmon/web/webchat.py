@@ -1,9 +1,430 @@
-"""The built-in web chat (SPEC §11): post to ``web:<folder>``, follow a topic as Server-Sent Events, the chat page."""
+"""The built-in web chat (SPEC §11): post to ``web:<folder>``, follow a topic as Server-Sent Events, the chat page.
+
+Why it looks the way it does (arizuko's web channel, research §8.6, got each of these wrong):
+
+* The browser's messages are stored like any channel's, through :meth:`Gateway.put_message`, and stored once. The
+  agent's replies are not "sent" anywhere: the ``web`` deliverer marks them delivered, and the browser reads them
+  from the store. So every row of the chat, whoever wrote it (the user, the agent, a ``⏳`` status line, a command
+  answer, a dead-letter apology), reaches the page by one path: the event stream of its topic.
+* Every event carries ``id: <seq>``. A browser that lost its connection reconnects with ``Last-Event-ID`` and gets
+  exactly what it missed from the store: the stream subscribes to the gateway's live feed *before* it reads the
+  replay, and drops live rows it has already replayed, so nothing falls into the gap and nothing comes twice.
+* A slow browser never holds up the gateway: the feed cuts a subscriber that falls behind, which ends the stream,
+  and the browser's reconnect replays from the store.
+* Each group has its own web token (``gated group web-token FOLDER``), kept only as a sha256 hash and compared in
+  constant time. The page itself holds no secret: the token travels in the URL's fragment, which browsers never
+  send, and the page keeps it in ``sessionStorage``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import functools
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated, Any, Literal
 
-__all__ = ["router"]
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kanmon.folders import is_valid_folder
+from kanmon.gateway import Gateway
+from kanmon.store import Group, Message, NewMessage, Store, StoreError
+from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
+from kanmon.web.validation import storable_text
+
+__all__ = [
+    "KEEPALIVE_SECONDS",
+    "REPLAY_LIMIT",
+    "ChatEvent",
+    "PostMessage",
+    "PostedMessage",
+    "TopicList",
+    "chat_event",
+    "chat_url",
+    "event_stream",
+    "new_web_token",
+    "router",
+    "token_hash",
+]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["web chat"])
+
+KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing an idle stream
+REPLAY_LIMIT = 200  # a stream that starts from nothing (no Last-Event-ID, after=0) gets the topic's last 200 rows
+REPLAY_PAGE = 500  # a reconnect replays everything it missed, read from the store this many rows at a time
+RETRY_MS = 2000  # how long the browser waits before it reconnects a stream that ended
+MAX_CONTENT_CHARS = 1024 * 1024  # the body limit (413) bounds the bytes; this bounds what the schema promises
+MAX_SEQ = 2**62  # a seq never reaches this; larger numbers would not fit the database's integer column
+TOPIC_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
+MAX_SENDER_CHARS = 200
+STATIC = "static"
+ASSETS = {"chat.js": "text/javascript; charset=utf-8", "chat.css": "text/css; charset=utf-8"}
+
+# The page loads nothing but its own script and style, and talks to nothing but this server.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
+        " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+# ------------------------------------------------------------------------------------------------ tokens
+def new_web_token() -> tuple[str, str]:
+    """A fresh web token and its hash: give the token to the user once, store only the hash."""
+    token = secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> str:
+    """The sha256 (hex) of ``token``: what the store keeps instead of it."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chat_url(base_url: str, folder: str, token: str) -> str:
+    """The chat page of ``folder`` with ``token`` in the fragment (browsers never send a fragment to the server)."""
+    return f"{base_url.rstrip('/')}/chat/{folder}#token={token}"
+
+
+def _token_matches(token: str, stored_hash: str | None) -> bool:
+    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing
+    given = token_hash(token).encode()
+    return hmac.compare_digest(given, (stored_hash or "").encode("utf-8", "surrogatepass")) and bool(stored_hash)
+
+
+# ------------------------------------------------------------------------------------------------ bodies
+class PostMessage(BaseModel):
+    """A message typed into the web chat."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="The text; not only white space.")
+    topic: str = Field(
+        default="",
+        pattern=TOPIC_PATTERN,
+        description="The conversation (each topic is its own agent session); the page makes `t-<random>`.",
+    )
+
+    @field_validator("content")
+    @classmethod
+    def _storable_text(cls, content: str) -> str:
+        if not content.strip():
+            raise ValueError("content is empty")
+        try:
+            return storable_text(content)
+        except ValueError as exc:
+            raise ValueError(f"content {exc}") from None
+
+
+class PostedMessage(BaseModel):
+    """The stored message: its position in the log (the event id it will have in the stream) and its id."""
+
+    ok: bool = True
+    seq: int
+    id: str
+
+
+class ChatEvent(BaseModel):
+    """The ``data`` of one ``message`` event of the stream (its ``id:`` is ``seq``)."""
+
+    seq: int
+    id: str
+    direction: Literal["in", "out"]
+    role: Literal["user", "assistant"]
+    sender: str
+    content: str
+    topic: str
+    time: str = Field(description="ISO 8601, UTC")
+
+
+class TopicSummary(BaseModel):
+    """One conversation of the chat."""
+
+    topic: str
+    last_seq: int
+    last_time: str = Field(description="ISO 8601, UTC: when its last message was sent")
+    messages: int
+
+
+class TopicList(BaseModel):
+    """The chat's topics, the most recently active first."""
+
+    topics: list[TopicSummary]
+
+
+# ------------------------------------------------------------------------------------------------ auth
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+ConfigDep = Annotated[WebConfig, Depends(get_config)]
+FolderPath = Annotated[str, Path(description="The group's folder, e.g. `support` or `corp/eng`.")]
+
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong web token."},
+    404: {"description": "No such group."},
+}
+
+
+async def _group(gateway: Gateway, folder: str) -> Group:
+    if not is_valid_folder(folder):
+        raise HTTPException(status_code=404, detail=f"no group {folder!r}: not a valid folder name")
+    group = await asyncio.to_thread(gateway.store.get_group, folder)
+    if group is None:
+        raise HTTPException(status_code=404, detail=f"no group {folder!r}")
+    return group
+
+
+def _authorize(group: Group, token: str | None) -> None:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not token:
+        raise HTTPException(
+            status_code=401, detail="missing web token: send Authorization: Bearer <token>", headers=challenge
+        )
+    if not _token_matches(token, group.web_token):
+        if group.web_token is None:
+            detail = f"group {group.folder!r} has no web chat token; create one with `gated group web-token`"
+        else:
+            detail = "wrong web token"
+        raise HTTPException(status_code=401, detail=detail, headers=challenge)
+
+
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def web_group(
+    folder: FolderPath,
+    gateway: GatewayDep,
+    authorization: Annotated[str | None, Header(description="`Bearer <the group's web token>`")] = None,
+) -> Group:
+    """The group ``folder``, when the request carries its web token (404 / 401 otherwise)."""
+    group = await _group(gateway, folder)
+    _authorize(group, _bearer(authorization))
+    return group
+
+
+async def web_group_for_stream(
+    folder: FolderPath,
+    gateway: GatewayDep,
+    token: Annotated[
+        str | None,
+        Query(description="The group's web token, for EventSource, which cannot set headers.", max_length=512),
+    ] = None,
+    authorization: Annotated[str | None, Header(description="`Bearer <token>`, for clients that can")] = None,
+) -> Group:
+    """Like :func:`web_group`, also taking the token from ``?token=``.
+
+    The browser's ``EventSource`` cannot set request headers, so the page has no other way to present the token
+    than the URL. That URL could reach access logs (gated keeps uvicorn's access log quiet); no other route accepts a
+    token in the URL.
+    """
+    group = await _group(gateway, folder)
+    _authorize(group, _bearer(authorization) or token)
+    return group
+
+
+WebGroup = Annotated[Group, Depends(web_group)]
+StreamGroup = Annotated[Group, Depends(web_group_for_stream)]
+
+
+def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
+    """``(sender, sender_name)``: the trusted proxy's user when it names one, else an anonymous id from the IP."""
+    if config.trusted_sender_header:
+        raw = request.headers.get(config.trusted_sender_header, "")
+        # header bytes arrive decoded as Latin-1; a proxy that sends a UTF-8 name means UTF-8
+        value = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        name = "".join(ch for ch in value if ch.isprintable()).strip()[:MAX_SENDER_CHARS]
+        if name:
+            return f"web:{name}", name
+    host = request.client.host if request.client is not None else ""
+    return f"web:anon-{hashlib.sha256(host.encode()).hexdigest()[:8]}", "Anonymous"
+
+
+# ------------------------------------------------------------------------------------------------ routes
+@router.post(
+    "/web/{folder:path}/messages",
+    summary='Send a message to the group\'s web chat (to the topic "" unless it names one).',
+    dependencies=[Depends(accepting_writes)],
+    responses={**_AUTH_RESPONSES, 413: {"description": "Body too large."}, 503: {"description": "Shutting down."}},
+)
+async def post_message(
+    group: WebGroup, body: PostMessage, request: Request, gateway: GatewayDep, config: ConfigDep
+) -> PostedMessage:
+    sender, sender_name = _sender(request, config)
+    new = NewMessage(
+        chat_jid=f"web:{group.folder}",
+        content=body.content,
+        sender=sender,
+        sender_name=sender_name,
+        topic=body.topic,
+        origin="web",
+    )
+    stored = (await gateway.put_message(new)).message
+    return PostedMessage(seq=stored.seq, id=stored.id)
+
+
+@router.get(
+    "/web/{folder:path}/stream",
+    summary="Follow one topic of the web chat as Server-Sent Events (`id:` = seq; `Last-Event-ID` resumes).",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`event: message` with a ChatEvent as `data`, and `:` keep-alive comments.",
+            "content": {"text/event-stream": {}},
+        },
+        400: {"description": "A malformed Last-Event-ID."},
+        **_AUTH_RESPONSES,
+    },
+)
+async def stream(
+    group: StreamGroup,
+    gateway: GatewayDep,
+    topic: Annotated[str, Query(pattern=TOPIC_PATTERN, description="The topic to follow.")] = "",
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Replay from after this seq; 0: the topic's last 200.")
+    ] = 0,
+    last_event_id: Annotated[
+        str | None, Header(description="Set by a reconnecting browser; wins over `after`.")
+    ] = None,
+) -> StreamingResponse:
+    if last_event_id is not None and last_event_id.strip():
+        value = last_event_id.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            raise HTTPException(status_code=400, detail="Last-Event-ID must be a seq (a non-negative integer)")
+        after = int(value)
+    return StreamingResponse(
+        event_stream(gateway, f"web:{group.folder}", topic, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/web/{folder:path}/topics",
+    summary="The topics of the group's web chat, the most recently active first.",
+    responses=_AUTH_RESPONSES,
+)
+async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
+    found = await asyncio.to_thread(gateway.store.chat_topics, f"web:{group.folder}")
+    return TopicList(
+        topics=[
+            TopicSummary(topic=t.topic, last_seq=t.last_seq, last_time=t.last_at.isoformat(), messages=t.messages)
+            for t in found
+        ]
+    )
+
+
+@router.get(
+    "/chat/{folder:path}",
+    summary="The chat page of a group (open it with `#token=<web token>`).",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}}, 404: {"description": "No such group."}},
+)
+async def chat_page(folder: FolderPath, request: Request, gateway: GatewayDep) -> Response:
+    group = await _group(gateway, folder)
+    root = html.escape(str(request.scope.get("root_path") or ""), quote=True)
+    page = _asset("chat.html").replace("{{root}}", root).replace("{{folder}}", html.escape(group.folder, quote=True))
+    return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@router.get(
+    "/chat-assets/{name}",
+    summary="The chat page's script and style.",
+    response_class=Response,
+    responses={404: {"description": "No such file."}},
+)
+async def chat_asset(name: str) -> Response:
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(status_code=404, detail=f"no asset {name!r}")
+    return Response(_asset(name), media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    return (resources.files("kanmon.web") / STATIC / name).read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ the stream
+async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncIterator[str]:
+    """The text of the event stream: the replay from the store, then live rows, with keep-alive comments."""
+    # Subscribed before the replay is read: a row stored meanwhile is in the replay, or published live, or both
+    # (and then dropped here by its seq); never in neither.
+    async with gateway.feed.subscribe(chat_jid, topic) as subscription:
+        yield f"retry: {RETRY_MS}\n\n"
+        last = after
+        try:
+            async for row in _replay(gateway.store, chat_jid, topic, after):
+                last = row.seq
+                yield _event(row)
+        except StoreError as exc:
+            logger.warning("web stream of %s #%s: replay failed (%s); the browser will reconnect", chat_jid, topic, exc)
+            return
+        live = subscription.messages()
+        upcoming: asyncio.Future[Message] = asyncio.ensure_future(anext(live))
+        try:
+            while True:
+                done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
+                if not done:
+                    yield ": keep-alive\n\n"
+                    continue
+                try:
+                    row = upcoming.result()
+                except StopAsyncIteration:
+                    # cut off (it fell behind) or the gateway is stopping: the browser reconnects with Last-Event-ID
+                    return
+                if row.seq > last:
+                    last = row.seq
+                    yield _event(row)
+                upcoming = asyncio.ensure_future(anext(live))
+        finally:
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
+
+
+async def _replay(store: Store, chat_jid: str, topic: str, after: int) -> AsyncIterator[Message]:
+    if after == 0:
+        for row in await asyncio.to_thread(store.latest_chat_messages, chat_jid, topic=topic, limit=REPLAY_LIMIT):
+            yield row
+        return
+    while True:
+        rows = await asyncio.to_thread(store.chat_messages, chat_jid, after, topic=topic, limit=REPLAY_PAGE)
+        for row in rows:
+            yield row
+        if len(rows) < REPLAY_PAGE:
+            return
+        after = rows[-1].seq
+
+
+def chat_event(row: Message) -> ChatEvent:
+    """What the browser is told about one stored row."""
+    return ChatEvent(
+        seq=row.seq,
+        id=row.id,
+        direction=row.direction,
+        role="user" if row.direction == "in" else "assistant",
+        sender=row.sender,
+        content=row.content,
+        topic=row.topic,
+        time=row.timestamp.isoformat(),
+    )
+
+
+def _event(row: Message) -> str:
+    # JSON escapes every line break, so the data is one line however many lines the message has
+    data = json.dumps(chat_event(row).model_dump(), ensure_ascii=False, separators=(",", ":"))
+    return f"id: {row.seq}\nevent: message\ndata: {data}\n\n"

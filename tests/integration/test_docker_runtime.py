@@ -288,3 +288,28 @@ async def test_a_missing_image_is_reported_and_never_pulled(
 
 async def test_the_runtime_reports_the_engine_available(runtime: DockerRuntime) -> None:
     assert await runtime.available()
+
+
+async def test_with_a_host_data_dir_the_engine_mounts_the_group_folder_from_the_host_path(
+    echo_image: str, data_dir: Path, instance: str, tmp_path: Path, docker_client: Any
+) -> None:
+    # gated in a container sees the data dir at data_dir; the engine finds the same directory at another path
+    host_view = tmp_path / "host-view"
+    host_view.symlink_to(data_dir)
+    runtime = DockerRuntime(data_dir=data_dir, host_data_dir=host_view, client=docker_client)
+    spec = make_spec(echo_image, data_dir, instance, env={"ECHO_TOUCH": "note.txt", "ECHO_HANG": 60})
+    note = data_dir / "groups" / "corp" / "eng" / "note.txt"
+    handle = await runtime.start(spec)
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+        for _ in range(200):  # the agent writes it through the host path's mount, as soon as it has read its input
+            if note.exists():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await handle.kill()
+        await collect(handle)
+    assert {m["Destination"]: m["Source"] for m in info["Mounts"]} == {
+        "/home/agent": str(host_view / "groups" / "corp" / "eng")
+    }
+    assert note.read_text() == "written by the echo agent\n"

@@ -157,3 +157,14 @@ def test_router_state_get_returns_default_until_set_then_the_latest_value(store:
     store.set_state("last_seq", "10")
     store.set_state("last_seq", "12")
     assert store.get_state("last_seq") == "12"
+
+
+def test_a_value_the_database_refuses_is_invalid_input_and_nothing_is_stored(store: Store) -> None:
+    # PostgreSQL refuses NUL in text; SQLite stores it: either way no crash, and a refusal is the caller's error
+    try:
+        store.put_message(inbound(content="nul \x00 byte"))
+    except InvalidInput as exc:
+        assert "refused a value" in str(exc)
+        assert store.max_seq() == 0
+    else:
+        assert store.dialect == "sqlite"

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kanmon.errors import InvalidInput
-from kanmon.folders import is_valid_folder
+from kanmon.gateway import onboarding
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.errors import CommandError
-from kanmon.gateway.owner import resolve_owner
+from kanmon.gateway.onboarding import glob_literal
 from kanmon.queue import lane_for
-from kanmon.router import validate_route
 from kanmon.store import Message, NewMessage
 
 __all__ = ["COMMANDS", "CommandRequest", "CommandSpec", "glob_literal", "repost_id"]
@@ -25,8 +24,6 @@ __all__ = ["COMMANDS", "CommandRequest", "CommandSpec", "glob_literal", "repost_
 logger = logging.getLogger(__name__)
 
 _TOPIC_TOKEN = re.compile(r"#[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-ONBOARDING_KEY = "onboarding:{jid}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +49,6 @@ class CommandSpec:
 def repost_id(message: Message) -> str:
     """The id of the message ``/new text`` re-posts: derived, so handling ``/new`` twice posts it once."""
     return f"gw-new-{message.id}"
-
-
-def glob_literal(text: str) -> str:
-    """A glob that matches exactly ``text``: every metacharacter escaped."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 def _new(req: CommandRequest) -> str:
@@ -150,22 +142,14 @@ def _approve(req: CommandRequest) -> str:
     if len(parts) != 2:
         raise CommandError("approve", "usage: /approve <jid> <folder>")
     jid, folder = parts
-    _check_jid("approve", jid)
-    if not is_valid_folder(folder) or req.ctx.group(folder) is None:
-        raise CommandError("approve", f"group {folder!r} not found")
-    owner = resolve_owner(req.ctx, jid)
-    if owner.folder is not None:
-        raise CommandError("approve", f"{jid} already belongs to {owner.folder}")
-    match = f"chat_jid={glob_literal(jid)}"
     try:
-        validate_route(match, folder)
+        approval = onboarding.approve(req.ctx.store, jid, folder, by=req.owner, ctx=req.ctx)
     except InvalidInput as exc:
         raise CommandError("approve", str(exc)) from exc
-    route = req.ctx.store.add_route(seq=0, match=match, target=folder)
-    req.ctx.store.set_state(ONBOARDING_KEY.format(jid=jid), f"approved {folder}")
-    req.ctx.forget()
-    logger.info("onboarding approved jid=%s folder=%s route=%s by=%s", jid, folder, route.id, req.owner)
-    return f"Approved {jid} → {folder} (route {route.id})."
+    if approval.route_id is None:
+        return f"Approved {jid} → {folder} already."
+    answering = " Answering its newest waiting message." if approval.reposted is not None else ""
+    return f"Approved {jid} → {folder} (route {approval.route_id}).{answering}"
 
 
 def _reject(req: CommandRequest) -> str:
@@ -173,16 +157,11 @@ def _reject(req: CommandRequest) -> str:
     if len(parts) != 1:
         raise CommandError("reject", "usage: /reject <jid>")
     jid = parts[0]
-    _check_jid("reject", jid)
-    req.ctx.store.set_state(ONBOARDING_KEY.format(jid=jid), "rejected")
-    logger.info("onboarding rejected jid=%s by=%s", jid, req.owner)
+    try:
+        onboarding.reject(req.ctx.store, jid, by=req.owner, ctx=req.ctx)
+    except InvalidInput as exc:
+        raise CommandError("reject", str(exc)) from exc
     return f"Rejected {jid}."
-
-
-def _check_jid(command: str, jid: str) -> None:
-    platform, sep, room = jid.partition(":")
-    if not (platform and sep and room):
-        raise CommandError(command, f"{jid!r} is not a chat JID (<platform>:<room>)")
 
 
 COMMANDS: dict[str, CommandSpec] = {

@@ -1,0 +1,78 @@
+"""`gated onboarding …`: the onboarding list (SPEC §11) from the terminal, for operators without a root group's chat.
+
+The same functions as the chat commands ``/approve`` and ``/reject`` (:mod:`kanmon.gateway.onboarding`), so the two
+cannot drift apart. They write to the store; a running gated picks the route and the re-posted message up at its
+next poll.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kanmon.gated.app import App
+from kanmon.gateway import onboarding
+from kanmon.gateway.onboarding import Entry
+
+__all__ = ["onboarding_group"]
+
+pass_app = click.make_pass_decorator(App)
+
+_BY = "cli"
+
+
+@click.group("onboarding")
+def onboarding_group() -> None:
+    """Chats nobody owns, waiting for approval (needs onboarding.enabled: true)."""
+
+
+@onboarding_group.command("list")
+@pass_app
+def onboarding_list(app: App) -> None:
+    """List pending chats (oldest first), then approved and rejected ones."""
+    found = onboarding.entries(app.store())
+    if not found:
+        enabled = "on" if app.settings.gateway.onboarding else "off (set onboarding.enabled: true)"
+        click.echo(f"no chats on the onboarding list (onboarding is {enabled})")
+        return
+    for entry in found:
+        click.echo(_describe(entry))
+
+
+def _describe(entry: Entry) -> str:
+    decision = {"pending": "pending", "approved": f"approved -> {entry.folder}", "rejected": "rejected"}[entry.state]
+    waiting = entry.waiting
+    if waiting is None:
+        return f"{entry.jid}\t{decision}"
+    who = f"{waiting.first_sender_name} ({waiting.first_sender})" if waiting.first_sender_name else waiting.first_sender
+    plural = "" if waiting.count == 1 else "s"
+    return (
+        f"{entry.jid}\t{decision}\t{waiting.count} message{plural} waited\tfirst from {who or '?'} at "
+        f"{waiting.first_at}\tlast at {waiting.last_at}"
+    )
+
+
+@onboarding_group.command("approve")
+@click.argument("jid")
+@click.argument("folder")
+@pass_app
+def onboarding_approve(app: App, jid: str, folder: str) -> None:
+    """Route chat JID to group FOLDER and answer its newest waiting message."""
+    approval = onboarding.approve(app.store(), jid, folder, by=_BY)
+    if approval.route_id is None:
+        click.echo(f"{jid} was already approved -> {folder}; nothing changed")
+        return
+    line = f"approved {jid} -> {folder} (route {approval.route_id})"
+    if approval.reposted is not None:
+        line += f"; its newest waiting message (of {approval.waited}) goes to {folder} as seq {approval.reposted.seq}"
+    else:
+        line += "; no message was waiting"
+    click.echo(line)
+
+
+@onboarding_group.command("reject")
+@click.argument("jid")
+@pass_app
+def onboarding_reject(app: App, jid: str) -> None:
+    """Reject chat JID: its messages stay skipped and it is not listed as pending again."""
+    onboarding.reject(app.store(), jid, by=_BY)
+    click.echo(f"rejected {jid}; its messages will be skipped")
