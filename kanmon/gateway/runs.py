@@ -262,7 +262,10 @@ class LaneRunner:
             lane = lane_for(run.group_folder, run.chat_jid, run.topic)
             self._orphaned[lane] = run
             logger.warning("run %s of lane=%s was in flight when gated stopped: reclaiming it", run.id, lane)
-        await self._remove_leftovers({run.id for run in stale})
+        groups = await self._call(self._store.list_groups)
+        # only runtimes something here uses: a process-only install must not go looking for a Docker engine
+        used = {runtime_name(group, self._defaults) for group in groups} | {run.runtime for run in stale}
+        await self._remove_leftovers({run.id for run in stale}, used)
         return list(self._orphaned)
 
     async def _resume(self, lane: Lane, run: Run) -> LaneResult:
@@ -322,9 +325,11 @@ class LaneRunner:
             # recorded already; the next start removes it as a leftover
             logger.warning("run %s: could not remove %s yet: %s", handle.run_id, handle.name, exc)
 
-    async def _remove_leftovers(self, in_flight: set[str]) -> None:
+    async def _remove_leftovers(self, in_flight: set[str], used: set[str]) -> None:
         """Release this instance's runs that are over (their outcome is recorded) but whose container remains."""
         for key, runtime in self._runtimes.items():
+            if key not in used:
+                continue
             try:
                 runs: list[RunInfo] = await runtime.list_runs(self._defaults.instance)
                 for info in runs:
