@@ -8,6 +8,9 @@ in-process wake-up) and reads what came back from the store, which is the only p
 from __future__ import annotations
 
 import asyncio
+import html
+import json
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,6 +26,10 @@ from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.queue import RetryPolicy
 from kanmon.router import ImpulseConfig
 from kanmon.store import Group, Message, NewMessage, Store, upgrade
+
+#: The file the echo agent appends each run's input document to when a group's env sets ECHO_RECORD to it.
+RECORD = "inputs.jsonl"
+_MESSAGE = re.compile(r"<message\b[^>]*>(.*?)</message>", re.DOTALL)
 
 # Fast enough for tests, slow enough that an exponential backoff is still visible (0.2 s, 0.4 s, …).
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.2)
@@ -41,6 +48,24 @@ def docker_group(folder: str, image: str, env: Mapping[str, Any] | None = None, 
     """A group answered by the echo agent in a container of ``image`` (see the ``echo_image`` fixture)."""
     environment = {key: str(value) for key, value in (env or {}).items()}
     return Group(folder=folder, container_config={"runtime": "docker", "image": image, "env": environment, **config})
+
+
+def inputs(h: Harness, folder: str) -> list[dict[str, Any]]:
+    """The input documents the echo agent of ``folder`` received (``ECHO_RECORD=RECORD``), one per run, in order."""
+    path = h.data_dir / "groups" / folder / RECORD
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def prompt_texts(document: dict[str, Any]) -> list[str]:
+    """The texts of the ``<message>`` elements of a run's prompt."""
+    return [html.unescape(text) for text in _MESSAGE.findall(document["prompt"])]
+
+
+def gateway_answers(h: Harness, chat_jid: str) -> list[str]:
+    """What the gateway itself said in ``chat_jid`` (command and builtin answers), in seq order."""
+    return [row.content for row in h.outbound(chat_jid) if row.run_id is None]
 
 
 @dataclass

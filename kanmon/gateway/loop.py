@@ -240,24 +240,14 @@ class MessageLoop:
         if decision.folder == owner:
             return False
         origin = row.forwarded_from or row.chat_jid  # a delegate delegating further still answers the first chat
-        self._store.put_message(
-            NewMessage(
-                chat_jid=delegation_jid(decision.folder),
-                id=f"dlg-{row.seq}",  # derived: a re-read batch delegates once
-                content=decision.content,
-                sender=row.sender,
-                sender_name=row.sender_name,
-                timestamp=row.timestamp,
-                verb=row.verb,
-                topic=row.topic,
-                reply_to_id=row.reply_to_id,
-                reply_to_text=row.reply_to_text,
-                reply_to_sender=row.reply_to_sender,
-                attachments=row.attachments,
-                forwarded_from=origin,
-                origin=GATEWAY_ORIGIN,
-            )
+        delegated = row.copy_as(
+            chat_jid=delegation_jid(decision.folder),
+            id=f"dlg-{row.seq}",  # derived: a re-read batch delegates once
+            content=decision.content,
+            forwarded_from=origin,
+            origin=GATEWAY_ORIGIN,
         )
+        self._store.put_message(delegated)
         logger.info("delegated seq=%d from %s to %s", row.seq, row.chat_jid, decision.folder)
         return True
 

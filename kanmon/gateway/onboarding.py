@@ -36,7 +36,7 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
 from kanmon.router import validate_route
-from kanmon.store import Message, NewMessage, Store
+from kanmon.store import Message, Store
 
 __all__ = [
     "ONBOARDING_KEY",
@@ -288,21 +288,8 @@ def _repost(store: Store, jid: str, waiting: Waiting | None) -> Message | None:
     newest = store.get_message(jid, waiting.last_id)
     if newest is None:
         return None
-    copy = NewMessage(
-        chat_jid=jid,
-        id=repost_id(newest.seq),
-        content=newest.content,
-        sender=newest.sender,
-        sender_name=newest.sender_name,
-        timestamp=newest.timestamp,
-        verb=newest.verb,
-        topic=newest.topic,
-        reply_to_id=newest.reply_to_id,
-        reply_to_text=newest.reply_to_text,
-        reply_to_sender=newest.reply_to_sender,
-        attachments=newest.attachments,
-        is_bot_message=newest.is_bot_message,
-        origin=GATEWAY_ORIGIN,
+    copy = newest.copy_as(
+        chat_jid=jid, id=repost_id(newest.seq), is_bot_message=newest.is_bot_message, origin=GATEWAY_ORIGIN
     )
     return store.put_message(copy).message
 

@@ -117,6 +117,11 @@ class Batch:
         return self.rows[-1].topic
 
     @property
+    def reply_to(self) -> str | None:
+        """The message a reply answers: the batch's last, unless the reply goes to another chat (a delegation)."""
+        return self.rows[-1].id if self.reply_jid == self.head.chat_jid else None
+
+    @property
     def seqs(self) -> list[int]:
         """The seqs of the rows."""
         return [row.seq for row in self.rows]
@@ -236,7 +241,7 @@ class LaneRunner:
             direction="out",
             origin=GATEWAY_ORIGIN,
             topic=batch.reply_topic,
-            reply_to_id=batch.rows[-1].id if batch.reply_jid == head.chat_jid else None,
+            reply_to_id=batch.reply_to,
         )
         await self._call(self._store.put_message, apology)
         self._metrics.dead_letters.inc()
@@ -541,7 +546,7 @@ class LaneRunner:
             direction="out",
             origin=GATEWAY_ORIGIN,
             topic=batch.reply_topic,
-            reply_to_id=batch.rows[-1].id if batch.reply_jid == batch.head.chat_jid else None,
+            reply_to_id=batch.reply_to,
             run_id=run_id,
             output_index=output.index,
         )

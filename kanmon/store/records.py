@@ -83,6 +83,23 @@ class Message:
     routed_topic: str | None = None
     routed_content: str | None = None
 
+    def copy_as(self, *, chat_jid: str, id: str, **overrides: Any) -> NewMessage:
+        """This message posted again as a new inbound row (a delegation, an approved onboarding): the same sender,
+        time, verb, topic, reply-to and attachments, with ``overrides`` on top."""
+        fields: dict[str, Any] = {
+            "content": self.content,
+            "sender": self.sender,
+            "sender_name": self.sender_name,
+            "timestamp": self.timestamp,
+            "verb": self.verb,
+            "topic": self.topic,
+            "reply_to_id": self.reply_to_id,
+            "reply_to_text": self.reply_to_text,
+            "reply_to_sender": self.reply_to_sender,
+            "attachments": self.attachments,
+        }
+        return NewMessage(chat_jid=chat_jid, id=id, **{**fields, **overrides})
+
     @property
     def agent_text(self) -> str:
         """What the agent is shown: the routed content (a prefix stripped) when the loop recorded one."""

@@ -11,21 +11,16 @@ waiting; ``[/new, text]`` never reset the session). What each run received is re
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import Harness, process_group, running_gateway
+from gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, prompt_texts, running_gateway
 
 from kanmon.store import Dispatch, NewMessage
 
-RECORD = "inputs.jsonl"
-_MESSAGE = re.compile(r"<message\b[^>]*>(.*?)</message>", re.DOTALL)
 # Long enough that the loop only reads when woken: rows put straight into the store land in one batch.
 SLOW_POLL = 5.0
 # How long to watch for something that must NOT happen: a few of the harness's 0.5 s poll intervals.
@@ -33,24 +28,6 @@ QUIET = 1.5
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def inputs(h: Harness, folder: str) -> list[dict[str, Any]]:
-    """The input documents the echo agent of ``folder`` received, one per run, in order."""
-    path = h.data_dir / "groups" / folder / RECORD
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def prompt_texts(document: dict[str, Any]) -> list[str]:
-    """The texts of the ``<message>`` elements of a run's prompt."""
-    return [html.unescape(text) for text in _MESSAGE.findall(document["prompt"])]
-
-
-def gateway_answers(h: Harness, chat_jid: str) -> list[str]:
-    """What the gateway itself said in ``chat_jid`` (command and builtin answers), in seq order."""
-    return [row.content for row in h.outbound(chat_jid) if row.run_id is None]
-
-
 def recorded(**env: Any) -> dict[str, Any]:
     return {"ECHO_RECORD": RECORD, **env}
 

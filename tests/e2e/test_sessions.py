@@ -10,8 +10,6 @@ resumed silently after the expiry the group asked for. What each run received is
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 import re
 import time
 import uuid
@@ -19,34 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import Harness, docker_group, process_group, running_gateway
+from gateway_harness import (
+    RECORD,
+    Harness,
+    docker_group,
+    gateway_answers,
+    inputs,
+    process_group,
+    prompt_texts,
+    running_gateway,
+)
 
 from kanmon.queue import Lane
 from kanmon.store import Group
 
-RECORD = "inputs.jsonl"
-_MESSAGE = re.compile(r"<message\b[^>]*>(.*?)</message>", re.DOTALL)
-
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def inputs(h: Harness, folder: str) -> list[dict[str, Any]]:
-    """The input documents the echo agent of ``folder`` received, one per run, in order."""
-    path = h.data_dir / "groups" / folder / RECORD
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def prompt_texts(document: dict[str, Any]) -> list[str]:
-    """The texts of the ``<message>`` elements of a run's prompt."""
-    return [html.unescape(text) for text in _MESSAGE.findall(document["prompt"])]
-
-
-def gateway_answers(h: Harness, chat_jid: str) -> list[str]:
-    """What the gateway itself said in ``chat_jid`` (command answers), in seq order."""
-    return [row.content for row in h.outbound(chat_jid) if row.run_id is None]
-
-
 def session_id(h: Harness, folder: str, topic: str = "") -> str | None:
     session = h.store.get_session(folder, topic)
     return session.session_id if session is not None else None
