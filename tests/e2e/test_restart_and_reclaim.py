@@ -20,7 +20,7 @@ from gateway_harness import Harness, docker_group, process_group, running_gatewa
 
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
-from kanmon.store import Dispatch, Group, NewMessage, Run, Store, upgrade
+from kanmon.store import BatchEnd, Dispatch, Group, NewMessage, Run, Store, StoreUnavailable, upgrade
 
 RUNTIMES = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 
@@ -198,3 +198,94 @@ async def test_a_run_that_never_got_its_container_fails_without_output_and_its_b
         runs = {run.id: run for run in h.store.recent_runs()}
         assert runs["ghost-run"].status == "error" and "never started" in (runs["ghost-run"].error or "")
         assert [run.status for run in runs.values() if run.id != "ghost-run"] == ["ok"]
+
+
+async def test_a_runs_container_is_removed_only_after_its_outcome_is_recorded(
+    tmp_path: Path, instance: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # removed first, a crash in between would leave a run in flight with no container, and its answered batch
+    # would run again (the chaos test once found exactly that)
+    async with running_gateway(tmp_path / "data", [process_group("corp")], instance=instance) as h:
+        runs_dir = h.data_dir / "runs" / instance
+        present_at_record: list[bool] = []
+        record = h.store.end_batch
+
+        def recording(end: BatchEnd) -> int:
+            present_at_record.append(runs_dir.is_dir() and any(runs_dir.iterdir()))
+            return record(end)
+
+        monkeypatch.setattr(h.store, "end_batch", recording)
+        await h.send("web:corp", "hello")
+        await h.settled()
+        assert present_at_record == [True]
+        assert not any(runs_dir.iterdir())  # and removed right after
+
+
+async def test_a_reclaimed_run_whose_container_is_gone_but_which_answered_is_not_run_again(
+    tmp_path: Path, instance: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store.open(f"sqlite:///{data / 'kanmon.db'}")
+    upgrade(store.engine)
+    store.add_group(process_group("corp"))
+    seq = store.put_message(NewMessage(chat_jid="web:corp", content="answered once", sender="u")).message.seq
+    store.record_dispatch([Dispatch(seq, "new", "corp", "", None)], seq)
+    run = Run(
+        id="spoke-run", instance=instance, group_folder="corp", topic="", chat_jid="web:corp", runtime="process",
+        status="running", started_at=dt.datetime.now(dt.UTC), first_seq=seq, last_seq=seq, message_count=1,
+    )  # fmt: skip
+    store.begin_run(run)
+    reply = NewMessage(
+        chat_jid="web:corp", id="run-spoke-run-0", content="echo: answered once", direction="out",
+        run_id="spoke-run", output_index=0,
+    )  # fmt: skip
+    store.put_message(reply)
+    store.close()
+
+    async with running_gateway(data, [], instance=instance) as h:
+        await h.settled()
+        await asyncio.sleep(1)  # a second run would start within a poll interval or two
+        assert h.replies("web:corp") == ["echo: answered once"]
+        [only] = h.store.recent_runs()
+        assert (only.id, only.status) == ("spoke-run", "error")  # an error with output: the batch is done
+        assert [row.status for row in h.inbound("web:corp")] == ["done"]
+
+
+async def test_a_runs_bookkeeping_waits_out_a_database_that_refuses_for_a_while(
+    tmp_path: Path, instance: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_gateway(tmp_path / "data", [process_group("corp")], instance=instance) as h:
+        record = h.store.end_batch
+        refusals = [StoreUnavailable("database is locked")] * 2
+
+        def flaky(end: BatchEnd) -> int:
+            if refusals:
+                raise refusals.pop()
+            return record(end)
+
+        monkeypatch.setattr(h.store, "end_batch", flaky)
+        await h.send("web:corp", "hello")
+        await h.settled(timeout=30)
+        assert refusals == []
+        assert h.replies("web:corp") == ["echo: hello"]
+        assert [(run.status, run.output_count) for run in h.store.recent_runs()] == [("ok", 1)]  # not retried
+
+
+class Untouchable:
+    """A runtime nothing here uses: reclaim must not even list its runs (a process-only install has no engine)."""
+
+    listed = 0
+
+    async def list_runs(self, instance: str) -> list[Any]:
+        Untouchable.listed += 1
+        return []
+
+
+async def test_reclaim_lists_leftovers_only_in_the_runtimes_groups_use(tmp_path: Path, instance: str) -> None:
+    data = tmp_path / "data"
+    runtimes = {"process": ProcessRuntime(data / "runs", data_dir=data), "docker": Untouchable()}
+    async with running_gateway(data, [process_group("corp")], instance=instance, runtimes=runtimes) as h:
+        await h.send("web:corp", "hello")
+        await h.settled()
+    assert Untouchable.listed == 0
