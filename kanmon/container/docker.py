@@ -42,7 +42,7 @@ from kanmon.container.base import (
 )
 from kanmon.container.errors import ContainerError, ImageNotFound, InvalidRunSpec, RunNotFound, RuntimeUnavailable
 from kanmon.container.handle import STDOUT, Chunk, RunHandle
-from kanmon.container.mounts import AGENT_HOME, BoundMount, prepare_group_dir, resolve_mounts
+from kanmon.container.mounts import AGENT_HOME, BoundMount, agent_owner, prepare_group_dir, resolve_mounts
 
 __all__ = ["DockerRunHandle", "DockerRuntime"]
 
@@ -199,8 +199,8 @@ class DockerRuntime:
         return handle
 
     def _check_mounts(self, spec: RunSpec) -> tuple[Path, list[BoundMount]]:
-        owner = tuple(int(part) for part in spec.user.split(":")) if re.fullmatch(r"\d+:\d+", spec.user) else None
-        group_dir = prepare_group_dir(self.data_dir, spec.group_dir, owner)  # type: ignore[arg-type]
+        # the agent user must own its group folder whoever made it (see give_to_agent); a named user cannot be checked
+        group_dir = prepare_group_dir(self.data_dir, spec.group_dir, agent_owner(spec.user))
         return group_dir, resolve_mounts(spec.mounts, self.mount_allowlist)
 
     def host_path(self, path: Path) -> Path:

@@ -233,7 +233,7 @@ KEYS: tuple[Key, ...] = (
         "runtime.docker.user",
         STR,
         "1000:1000",
-        "User (uid[:gid]) agents run as; root is refused.",
+        "User (uid[:gid]) agents run as, owner of their group folders; not root.",
         check=Check("a non-root user like 1000:1000", is_non_root_user),
     ),
     _key(
