@@ -25,6 +25,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +36,7 @@ from kanmon.container.errors import InvalidRunSpec, RunNotFound
 from kanmon.container.handle import STDERR, STDOUT, Chunk, RunHandle
 from kanmon.container.mounts import prepare_group_dir
 from kanmon.container.process_wrapper import CHILD_FILE, EXIT_FILE, process_start_ticks
+from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
 
 __all__ = ["ProcessRunHandle", "ProcessRuntime"]
 
@@ -92,11 +94,13 @@ class ProcessRuntime:
         data_dir: Path | None = None,
         poll_interval: float = 0.02,
         output_limit: int | None = None,
+        reasoning_tags: Sequence[str] = REASONING_TAGS,
     ) -> None:
         self.runs_dir = runs_dir
         self.data_dir = data_dir
         self.poll_interval = poll_interval
         self.output_limit = output_limit
+        self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
 
     async def available(self) -> bool:
         """Always true: a local process can always be started."""
@@ -215,6 +219,7 @@ class ProcessRunHandle(RunHandle):
             stop_grace=grace,
             started_at=state["started_at"],
             output_limit=runtime.output_limit,
+            reasoning_tags=runtime.reasoning_tags,
         )
         self._files = files
         self._pid: int = state["pid"]

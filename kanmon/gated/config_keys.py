@@ -13,10 +13,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
     INT,
+    NAMES,
     PATH,
     PATHS,
     SIZE,
@@ -205,6 +207,13 @@ KEYS: tuple[Key, ...] = (
         attr="runtime.output_cap_bytes",
     ),
     _key("runtime.mount_allowlist", PATHS, (), "Host paths groups may mount besides their folder (SPEC §9)."),
+    _key(
+        "runtime.reasoning_tags",
+        NAMES,
+        REASONING_TAGS,
+        "Tags whose sections (hidden reasoning) never reach a chat (SPEC §9).",
+        check=Check("tag names like think,reasoning", lambda names: all(map(is_reasoning_tag, names))),
+    ),
     _key(
         "runtime.docker.image",
         STR,
