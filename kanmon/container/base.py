@@ -43,6 +43,7 @@ LABEL_FOLDER = "kanmon.folder"
 LABEL_PREFIX = "kanmon."
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_USER = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
 GIB = 1024**3
 
 
@@ -82,7 +83,8 @@ class RunSpec:
 
     ``image`` is for container runtimes, ``command`` is the argv (the process runtime's agent, or a container
     command overriding the image's). ``idle_timeout`` None disables the idle timer. ``stdin`` is the whole input
-    document; it may hold secrets, so runtimes never log it, put it in argv, environment or a file.
+    document; it may hold secrets, so runtimes never log it, put it in argv, environment or a file. ``user`` is the
+    container's ``user[:group]`` (names or numbers, never root); a numeric user also owns the group folder.
     """
 
     run_id: str
@@ -111,6 +113,9 @@ class RunSpec:
         if self.image is None and not self.command:
             raise InvalidRunSpec("a run needs an image or a command")
         self._check_timeouts()
+        user = _USER.fullmatch(self.user)
+        if user is None or user.group(1) == "root" or user.group(1).strip("0") == "":
+            raise InvalidRunSpec(f"user {self.user!r} must be a non-root user[:group] like 1000:1000")
         reserved = [key for key in self.labels if key.startswith(LABEL_PREFIX)]
         if reserved:
             raise InvalidRunSpec(f"labels {reserved} use the reserved prefix {LABEL_PREFIX!r}")

@@ -42,7 +42,8 @@ from kanmon.container.base import (
 )
 from kanmon.container.errors import ContainerError, ImageNotFound, InvalidRunSpec, RunNotFound, RuntimeUnavailable
 from kanmon.container.handle import STDOUT, Chunk, RunHandle
-from kanmon.container.mounts import AGENT_HOME, BoundMount, prepare_group_dir, resolve_mounts
+from kanmon.container.mounts import AGENT_HOME, BoundMount, agent_owner, prepare_group_dir, resolve_mounts
+from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
 
 __all__ = ["DockerRunHandle", "DockerRuntime"]
 
@@ -100,6 +101,7 @@ class DockerRuntime:
         mount_allowlist: Sequence[AllowedMount] = (),
         read_only_rootfs: bool = True,
         output_limit: int | None = None,
+        reasoning_tags: Sequence[str] = REASONING_TAGS,
         retry_attempts: int = 3,
         max_threads: int = 512,
     ) -> None:
@@ -109,6 +111,7 @@ class DockerRuntime:
         self.mount_allowlist = tuple(mount_allowlist)
         self.read_only_rootfs = read_only_rootfs
         self.output_limit = output_limit
+        self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
         self._client = client
         # the client is made on first use: docker.from_env() already talks to the engine
         self._client_factory = client_factory or partial(docker.from_env, timeout=120)
@@ -199,8 +202,8 @@ class DockerRuntime:
         return handle
 
     def _check_mounts(self, spec: RunSpec) -> tuple[Path, list[BoundMount]]:
-        owner = tuple(int(part) for part in spec.user.split(":")) if re.fullmatch(r"\d+:\d+", spec.user) else None
-        group_dir = prepare_group_dir(self.data_dir, spec.group_dir, owner)  # type: ignore[arg-type]
+        # the agent user must own its group folder whoever made it (see give_to_agent); a named user cannot be checked
+        group_dir = prepare_group_dir(self.data_dir, spec.group_dir, agent_owner(spec.user))
         return group_dir, resolve_mounts(spec.mounts, self.mount_allowlist)
 
     def host_path(self, path: Path) -> Path:
@@ -302,6 +305,7 @@ class DockerRunHandle(RunHandle):
             stop_grace=grace,
             started_at=started_at,
             output_limit=runtime.output_limit,
+            reasoning_tags=runtime.reasoning_tags,
         )
         self.container_id = container_id
         self.lost = False

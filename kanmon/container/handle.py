@@ -19,11 +19,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Final
 
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
-from kanmon.container.protocol import CappedTail, InvalidBlock, OutputLimitExceeded, OutputParser, ParserEvent
+from kanmon.container.protocol import (
+    OUTPUT_LIMIT,
+    REASONING_TAGS,
+    CappedTail,
+    InvalidBlock,
+    OutputLimitExceeded,
+    OutputParser,
+    ParserEvent,
+)
 
 __all__ = ["STDERR", "STDOUT", "Chunk", "RunHandle"]
 
@@ -50,6 +58,7 @@ class RunHandle(abc.ABC):
         stop_grace: float,
         started_at: float | None = None,
         output_limit: int | None = None,
+        reasoning_tags: Sequence[str] = REASONING_TAGS,
     ) -> None:
         self.run_id = run_id
         self.instance = instance
@@ -58,7 +67,9 @@ class RunHandle(abc.ABC):
         self.timeout = timeout
         self.stop_grace = stop_grace
         self.started_at = time.time() if started_at is None else started_at
-        self._parser = OutputParser() if output_limit is None else OutputParser(output_limit=output_limit)
+        self._parser = OutputParser(
+            output_limit=OUTPUT_LIMIT if output_limit is None else output_limit, reasoning_tags=reasoning_tags
+        )
         self._stderr = CappedTail()
         self._reason: ExitReason | None = None
         self._delivered = 0

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,7 +25,7 @@ from kanmon.container.base import RunInfo, RunSpec, folder_slug
 from kanmon.container.echo_agent import messages
 from kanmon.container.errors import InvalidRunSpec, RunNotFound
 from kanmon.container.handle import STDERR, STDOUT, Chunk, RunHandle
-from kanmon.container.protocol import encode_block
+from kanmon.container.protocol import REASONING_TAGS, encode_block, reasoning_tag_names
 
 __all__ = ["AgentCall", "AgentFn", "InProcessRunHandle", "InProcessRuntime", "echo_agent", "null_agent"]
 
@@ -136,9 +136,12 @@ class _Run:
 class InProcessRuntime:
     """Run an async agent callable as an asyncio task per run (benchmarks and fast tests; no isolation)."""
 
-    def __init__(self, agent: AgentFn, *, output_limit: int | None = None) -> None:
+    def __init__(
+        self, agent: AgentFn, *, output_limit: int | None = None, reasoning_tags: Sequence[str] = REASONING_TAGS
+    ) -> None:
         self.agent = agent
         self.output_limit = output_limit
+        self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
         self.started = 0
         self.running = 0
         self.peak_running = 0
@@ -205,6 +208,7 @@ class InProcessRunHandle(RunHandle):
             stop_grace=spec.stop_grace,
             started_at=run.started_at,
             output_limit=run.runtime.output_limit,
+            reasoning_tags=run.runtime.reasoning_tags,
         )
         self._run = run
         self._queue = run.subscribe()

@@ -1,4 +1,5 @@
-"""Which host paths a run may see: the group folder, and extra mounts from the allowlist, never through symlinks.
+"""Which host paths a run may see: the group folder, and extra mounts from the allowlist, never through symlinks;
+and who owns the group folder: the agent's user, whoever created the folder.
 
 Blocking file-system work; the runtimes call these functions off the event loop.
 """
@@ -8,18 +9,32 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kanmon.container.base import AllowedMount, Mount
-from kanmon.container.errors import UnsafeMount
+from kanmon.container.errors import InvalidRunSpec, UnsafeMount
 
-__all__ = ["AGENT_HOME", "BoundMount", "check_no_escaping_symlinks", "prepare_group_dir", "resolve_mounts"]
+__all__ = [
+    "AGENT_HOME",
+    "BoundMount",
+    "Owner",
+    "agent_owner",
+    "check_no_escaping_symlinks",
+    "give_to_agent",
+    "prepare_group_dir",
+    "resolve_mounts",
+]
 
 logger = logging.getLogger(__name__)
 
 AGENT_HOME = "/home/agent"
+
+#: A host owner: (uid, gid), the gid None when only a uid is known (the file's group is then left alone).
+Owner = tuple[int, int | None]
+_NUMERIC_USER = re.compile(r"(\d+)(?::(\d+))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +64,12 @@ def check_no_escaping_symlinks(top: Path, root: Path) -> None:
                 raise UnsafeMount(str(path), f"it is a symlink to {path.resolve()}, outside {root}")
 
 
-def prepare_group_dir(data_dir: Path, group_dir: Path, owner: tuple[int, int] | None = None) -> Path:
-    """Create the group folder if missing and check it; return its resolved path.
+def prepare_group_dir(data_dir: Path, group_dir: Path, owner: Owner | None = None) -> Path:
+    """Create the group folder if missing, check it, and give it to ``owner``; return its resolved path.
 
-    Refuses a folder that is (or passes through, or contains) a symlink leading outside ``data_dir``. A folder
-    created here is given to ``owner`` (uid, gid) when kanmon runs as root, so a non-root agent can write to it.
+    Refuses a folder that is (or passes through, or contains) a symlink leading outside ``data_dir``
+    (:class:`UnsafeMount`). With ``owner`` (the agent's host uid and gid, see :func:`agent_owner`), the folder is
+    made the agent's by :func:`give_to_agent`, which raises :class:`InvalidRunSpec` when that cannot be done.
     """
     root = data_dir.resolve()
     if not group_dir.is_absolute():
@@ -62,11 +78,76 @@ def prepare_group_dir(data_dir: Path, group_dir: Path, owner: tuple[int, int] | 
         raise UnsafeMount(str(group_dir), f"it resolves to {group_dir.resolve()}, outside the data dir {root}")
     if not group_dir.exists():
         group_dir.mkdir(parents=True, mode=0o755)
-        if owner is not None and os.geteuid() == 0:
-            os.chown(group_dir, *owner)
         logger.info("created group folder %s", group_dir)
     check_no_escaping_symlinks(group_dir, root)
-    return group_dir.resolve()
+    resolved = group_dir.resolve()
+    if owner is not None:
+        give_to_agent(resolved, owner)
+    return resolved
+
+
+def agent_owner(user: str) -> Owner | None:
+    """The host owner of a container ``user``: ``1000:1000`` → (1000, 1000), ``1000`` → (1000, None).
+
+    None for a user given by name (``agent``, ``1000:staff``): only the image knows its number, so kanmon cannot
+    tell whether the folder is the agent's and leaves its ownership alone.
+    """
+    match = _NUMERIC_USER.fullmatch(user.strip())
+    if match is None:
+        return None
+    return int(match.group(1)), None if match.group(2) is None else int(match.group(2))
+
+
+def give_to_agent(folder: Path, owner: Owner) -> None:
+    """Make ``owner`` own ``folder`` and, when it did not own the folder, everything in it.
+
+    Cheap when nothing is wrong: one ``stat`` of the folder. A folder of someone else's (made by root with
+    ``gated group add`` or ``mkdir``, restored from a backup, or left by a former agent user) is given away with
+    ``chown -R``, walked with :func:`os.fwalk` so that no symlink is followed (a symlink itself changes owner, its
+    target never), not even one swapped in during the walk.
+
+    Only root can give files away. Any other kanmon accepts a folder the agent may write anyway by its mode bits
+    (world-writable, or group-writable for the agent's group) and raises :class:`InvalidRunSpec` otherwise, saying
+    which command fixes it, rather than letting the agent fail on its first write. Also :class:`InvalidRunSpec`
+    when the ``chown`` itself fails (e.g. root squashed on an NFS export).
+    """
+    uid, gid = owner
+    status = folder.stat()
+    if status.st_uid == uid and gid in (None, status.st_gid):
+        return
+    user = str(uid) if gid is None else f"{uid}:{gid}"
+    found = f"{status.st_uid}:{status.st_gid}"
+    if os.geteuid() != 0:
+        if _agent_may_write(status, uid, gid):
+            logger.debug("group folder %s belongs to %s, but its mode lets the agent %s write", folder, found, user)
+            return
+        raise InvalidRunSpec(
+            f"the group folder {folder} belongs to {found} and the agent runs as {user}, who cannot write it; kanmon "
+            f"(uid {os.geteuid()}) cannot give it away: run `chown -R {user} {folder}` as root"
+        )
+    try:
+        _chown_tree(folder, uid, -1 if gid is None else gid)
+    except OSError as exc:
+        raise InvalidRunSpec(f"cannot give the group folder {folder} to the agent user {user}: {exc}") from exc
+    logger.info(
+        "group folder %s belonged to %s: gave it and everything in it to the agent user %s", folder, found, user
+    )
+
+
+def _agent_may_write(status: os.stat_result, uid: int, gid: int | None) -> bool:
+    mode = status.st_mode
+    if status.st_uid == uid:
+        return mode & 0o300 == 0o300
+    if gid is not None and status.st_gid == gid and mode & 0o030 == 0o030:
+        return True
+    return mode & 0o003 == 0o003
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    os.chown(top, uid, gid, follow_symlinks=False)
+    for _, dirnames, filenames, dir_fd in os.fwalk(top, follow_symlinks=False):
+        for name in (*dirnames, *filenames):
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def resolve_mounts(mounts: Sequence[Mount], allowlist: Sequence[AllowedMount]) -> list[BoundMount]:

@@ -12,6 +12,16 @@ Like a container, a run outlives the daemon that started it. Each run gets a dir
 The runtime reads these files from the start and follows them, for a run it started and for one it reclaims.
 The input document goes through a pipe and never touches the disk (it may hold secrets).
 Resource limits are not enforced by this runtime.
+
+When a run ends (exit, error, timeout, /stop, kill), nothing it started survives it, gated running or not. On
+Linux the wrapper is a child subreaper: the kernel guarantees that a descendant orphaned by its parent's death is
+re-parented to the nearest living subreaper ancestor, so no ``setsid`` or double fork takes a process out of the
+wrapper's tree (a process-group kill would miss them). After the agent exits, the wrapper SIGTERMs what is left,
+SIGKILLs it after a short grace, and reaps it until it has no child; only then does it write ``exit``, so the
+run's events end after its leftovers. The one hole: a wrapper that is itself SIGKILLed (by the OOM killer, or by
+hand) adopts nothing more, and what the agent started then goes to init. The runtime never sends the wrapper a
+SIGKILL once the agent has ended; it sends a SIGTERM, which makes the wrapper kill the leftovers at once.
+Elsewhere than Linux there is no subreaper: a stop reaches only the agent's process group, and what escaped it stays.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +46,7 @@ from kanmon.container.errors import InvalidRunSpec, RunNotFound
 from kanmon.container.handle import STDERR, STDOUT, Chunk, RunHandle
 from kanmon.container.mounts import prepare_group_dir
 from kanmon.container.process_wrapper import CHILD_FILE, EXIT_FILE, process_start_ticks
+from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
 
 __all__ = ["ProcessRunHandle", "ProcessRuntime"]
 
@@ -92,11 +104,13 @@ class ProcessRuntime:
         data_dir: Path | None = None,
         poll_interval: float = 0.02,
         output_limit: int | None = None,
+        reasoning_tags: Sequence[str] = REASONING_TAGS,
     ) -> None:
         self.runs_dir = runs_dir
         self.data_dir = data_dir
         self.poll_interval = poll_interval
         self.output_limit = output_limit
+        self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
 
     async def available(self) -> bool:
         """Always true: a local process can always be started."""
@@ -215,6 +229,7 @@ class ProcessRunHandle(RunHandle):
             stop_grace=grace,
             started_at=state["started_at"],
             output_limit=runtime.output_limit,
+            reasoning_tags=runtime.reasoning_tags,
         )
         self._files = files
         self._pid: int = state["pid"]
@@ -259,10 +274,17 @@ class ProcessRunHandle(RunHandle):
             await asyncio.sleep(self._poll)
 
     def _signal_group(self, signum: int) -> None:
-        """Signal the agent's process group, or the wrapper if the agent has not started yet."""
+        """Signal the agent's process group; the wrapper if the agent has not started yet or has already ended."""
         child = self._files.child()
-        target = child[0] if child is not None and _alive(*child) else self._pid
-        if target == self._pid and not _alive(self._pid, self._start):
+        if child is not None and _alive(*child):
+            target = child[0]
+        elif _alive(self._pid, self._start):
+            target = self._pid
+            if child is not None:
+                # the agent has ended and the wrapper is ending what it left behind: any signal makes it SIGKILL
+                # them at once, while a SIGKILL to the wrapper itself would leave them running
+                signum = signal.SIGTERM
+        else:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(target, signum)

@@ -9,13 +9,16 @@ An agent writes blocks to stdout::
 :class:`OutputParser` takes stdout in chunks of any size (a marker may be split at any byte, lines may end in
 CRLF) and returns :class:`Output`, :class:`Heartbeat` and diagnostics (:class:`InvalidBlock`,
 :class:`OutputLimitExceeded`). Text outside the blocks is discarded, but a capped tail of it is kept for the run
-log. :func:`clean_result` turns a raw result into what a chat should see.
+log. :func:`clean_result` turns a raw result into what a chat should see: without the model's hidden reasoning
+(:data:`REASONING_TAGS` by default), with ``<status>`` lines.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +28,7 @@ __all__ = [
     "END_MARKER",
     "LOG_LIMIT",
     "OUTPUT_LIMIT",
+    "REASONING_TAGS",
     "START_MARKER",
     "CappedTail",
     "InvalidBlock",
@@ -33,12 +37,25 @@ __all__ = [
     "ParserEvent",
     "clean_result",
     "encode_block",
+    "is_reasoning_tag",
+    "reasoning_tag_names",
 ]
 
 START_MARKER = b"---ARIZUKO_OUTPUT_START---"
 END_MARKER = b"---ARIZUKO_OUTPUT_END---"
 OUTPUT_LIMIT = 10 * 1024 * 1024  # bytes of stdout per run; past it the run is killed
 LOG_LIMIT = 64 * 1024  # bytes kept of stray stdout text and of stderr, for the run log
+#: The tags models wrap hidden reasoning in, by default (matched in any case): SPEC §9 names think and internal.
+REASONING_TAGS: tuple[str, ...] = (
+    "think",
+    "thinking",
+    "thought",
+    "thoughts",
+    "reasoning",
+    "reflection",
+    "internal",
+    "scratchpad",
+)
 
 _STATUSES: dict[str, Literal["ok", "error"]] = {"ok": "ok", "success": "ok", "error": "error"}
 
@@ -84,10 +101,21 @@ class CappedTail:
 
 
 class OutputParser:
-    """Incremental parser of an agent's stdout."""
+    """Incremental parser of an agent's stdout.
 
-    def __init__(self, *, output_limit: int = OUTPUT_LIMIT, log_limit: int = LOG_LIMIT) -> None:
+    ``output_limit`` and ``log_limit`` are in bytes; ``reasoning_tags`` are the tag names whose sections
+    :func:`clean_result` hides from each output's ``text`` (a name that is not a tag name raises ``ValueError``).
+    """
+
+    def __init__(
+        self,
+        *,
+        output_limit: int = OUTPUT_LIMIT,
+        log_limit: int = LOG_LIMIT,
+        reasoning_tags: Iterable[str] = REASONING_TAGS,
+    ) -> None:
         self.output_limit = output_limit
+        self.reasoning_tags = reasoning_tag_names(reasoning_tags)
         self.stray = CappedTail(log_limit)
         self.outputs = 0
         self.received = 0
@@ -170,7 +198,7 @@ class OutputParser:
             index=self.outputs,
             status=_STATUSES[value["status"]],
             result=value.get("result"),
-            text=clean_result(value.get("result") or ""),
+            text=clean_result(value.get("result") or "", reasoning_tags=self.reasoning_tags),
             new_session_id=value.get("newSessionId") or None,
             error=value.get("error") or None,
         )
@@ -194,14 +222,51 @@ def encode_block(value: dict[str, Any]) -> bytes:
     return START_MARKER + b"\n" + body + b"\n" + END_MARKER + b"\n"
 
 
-_HIDDEN_TAG = re.compile(r"<(/?)(think|internal)\s*>", re.IGNORECASE)
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 _STATUS_TAG = re.compile(r"<status>(.*?)</status>", re.IGNORECASE | re.DOTALL)
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+_MAX_PASSES = 8  # removing sections may join pieces into a new tag; past this many rounds, nothing is shown
 
 
-def clean_result(text: str) -> str:
-    """What a chat should see of ``text``: hidden sections removed, status tags on their own ``⏳`` lines."""
-    visible = _strip_hidden(text)
+def is_reasoning_tag(name: str) -> bool:
+    """True when ``name`` can be a reasoning tag: a letter, then letters, digits, ``_``, ``.``, ``:`` or ``-``."""
+    return _TAG_NAME.fullmatch(name) is not None
+
+
+def reasoning_tag_names(names: Iterable[str]) -> tuple[str, ...]:
+    """Reasoning tag names as matched: lower-cased, each once; ``ValueError`` for one that is not a tag name."""
+    names = tuple(names)
+    for name in names:
+        if not is_reasoning_tag(name):
+            raise ValueError(f"reasoning tag {name!r} is not a tag name (a letter, then letters, digits, _ . : -)")
+    return tuple(dict.fromkeys(name.lower() for name in names))
+
+
+@functools.lru_cache(maxsize=16)
+def _reasoning_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """An opening, closing or self-closing tag of one of ``names``, attributes and all, in any case.
+
+    The name must end there (``<thinker>`` is no ``<think>``); quoted attribute values may hold ``>``; a tag cut
+    short (no ``>``) ends at the next ``<`` or at the end of the text, and still counts.
+    """
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    return re.compile(
+        rf"<(?P<close>/)?(?P<name>{alternatives})(?![\w.:-])"
+        r"""(?P<attrs>(?:"[^"]*"|'[^']*'|[^'"<>])*)(?P<end>>?)""",
+        re.IGNORECASE,
+    )
+
+
+def clean_result(text: str, *, reasoning_tags: Sequence[str] = REASONING_TAGS) -> str:
+    """What a chat should see of ``text``: reasoning removed, status tags on their own ``⏳`` lines (SPEC §9).
+
+    A section between an opening and a closing tag of a name in ``reasoning_tags`` (any case, any attributes,
+    nested, each closed only by its own name) is removed; ``<name/>`` is an empty one. An opening tag never closed
+    hides the rest of the text, and a closing tag with no opening one (the model's template opened the section)
+    hides everything before it. ``<status>x</status>`` outside such sections becomes a line ``⏳ x``.
+    Raises ``ValueError`` for a tag name that is not one.
+    """
+    visible = _strip_reasoning(text, reasoning_tag_names(reasoning_tags))
     parts: list[str] = []
     last = 0
     for match in _STATUS_TAG.finditer(visible):
@@ -214,18 +279,35 @@ def clean_result(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(part for part in parts if part)).strip()
 
 
-def _strip_hidden(text: str) -> str:
-    """Remove ``<think>`` and ``<internal>`` sections (nested); an unclosed one hides the rest of the text."""
+def _strip_reasoning(text: str, names: tuple[str, ...]) -> str:
+    """``text`` without its reasoning sections, repeated until no tag of ``names`` is left (or nothing is shown)."""
+    if not names:
+        return text
+    pattern = _reasoning_pattern(names)
+    for _ in range(_MAX_PASSES):
+        if pattern.search(text) is None:
+            return text
+        text = _strip_once(text, pattern)
+    return text if pattern.search(text) is None else ""
+
+
+def _strip_once(text: str, pattern: re.Pattern[str]) -> str:
     kept: list[str] = []
-    depth = {"think": 0, "internal": 0}  # each kind is closed only by its own tag
+    depth: dict[str, int] = {}  # open sections by name: each name is closed only by its own tag
     last = 0
-    for match in _HIDDEN_TAG.finditer(text):
-        if not any(depth.values()):
+    for match in pattern.finditer(text):
+        hidden = any(depth.values())
+        if not hidden:
             kept.append(text[last : match.start()])
-        kind = match.group(2).lower()
-        # a stray closing tag outside any section is just dropped
-        depth[kind] = max(depth[kind] - 1, 0) if match.group(1) else depth[kind] + 1
         last = match.end()
+        name = match["name"].lower()
+        if match["close"]:
+            if depth.get(name):
+                depth[name] -= 1
+            elif not hidden:
+                kept.clear()  # a closing tag that opened nothing: all before it was reasoning
+        elif not (match["end"] and match["attrs"].rstrip().endswith("/")):
+            depth[name] = depth.get(name, 0) + 1
     if not any(depth.values()):
         kept.append(text[last:])
     return "".join(kept)

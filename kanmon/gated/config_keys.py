@@ -13,10 +13,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
     INT,
+    NAMES,
     PATH,
     PATHS,
     SIZE,
@@ -206,6 +208,13 @@ KEYS: tuple[Key, ...] = (
     ),
     _key("runtime.mount_allowlist", PATHS, (), "Host paths groups may mount besides their folder (SPEC §9)."),
     _key(
+        "runtime.reasoning_tags",
+        NAMES,
+        REASONING_TAGS,
+        "Tags whose sections (hidden reasoning) never reach a chat (SPEC §9).",
+        check=Check("tag names like think,reasoning", lambda names: all(map(is_reasoning_tag, names))),
+    ),
+    _key(
         "runtime.docker.image",
         STR,
         "kanmon-agent:latest",
@@ -233,7 +242,7 @@ KEYS: tuple[Key, ...] = (
         "runtime.docker.user",
         STR,
         "1000:1000",
-        "User (uid[:gid]) agents run as; root is refused.",
+        "User (uid[:gid]) agents run as, owner of their group folders; not root.",
         check=Check("a non-root user like 1000:1000", is_non_root_user),
     ),
     _key(

@@ -19,6 +19,7 @@ __all__ = [
     "BOOL",
     "FLOAT",
     "INT",
+    "NAMES",
     "PATH",
     "PATHS",
     "SIZE",
@@ -174,6 +175,11 @@ def _parse_paths(raw: object) -> tuple[Path, ...]:
     return paths
 
 
+def _parse_names(raw: object) -> tuple[str, ...]:
+    """Names compared without case (tags, say), lower-cased, each kept once in its first place."""
+    return tuple(dict.fromkeys(item.lower() for item in _items(raw)))
+
+
 def _parse_mapping(raw: object) -> Mapping[str, str]:
     """A YAML mapping, or ``name=value,name=value`` from the environment or a flag."""
     if isinstance(raw, Mapping):
@@ -233,6 +239,7 @@ INT = Kind("an integer", _parse_int)
 FLOAT = Kind("a number", _parse_float)
 BOOL = Kind("true or false", _parse_bool, show=lambda value: str(value).lower())
 PATH = Kind("a non-empty path", _parse_path)
+NAMES = Kind("names (a YAML list, or comma-separated)", _parse_names, show=",".join)
 PATHS = Kind("absolute paths (a YAML list, or comma-separated)", _parse_paths, show=lambda v: ",".join(map(str, v)))
 SIZE = Kind("a size like 512m or 1g", parse_size, show=format_size)
 URL = Kind("a URL", _parse_str, redact=_redact_url, textual=True)

@@ -86,15 +86,18 @@ def web_config(settings: Settings) -> WebConfig:
 def make_runtimes(settings: Settings) -> Runtimes:
     """Both runtimes; the Docker one contacts the engine only when a group first runs on it."""
     allowlist = [AllowedMount(root=path) for path in settings.runtime.mount_allowlist]
-    cap = settings.runtime.output_cap_bytes
+    cap, tags = settings.runtime.output_cap_bytes, settings.runtime.reasoning_tags
     return {
-        "process": ProcessRuntime(settings.data_dir / "runs", data_dir=settings.data_dir, output_limit=cap),
+        "process": ProcessRuntime(
+            settings.data_dir / "runs", data_dir=settings.data_dir, output_limit=cap, reasoning_tags=tags
+        ),
         "docker": DockerRuntime(
             data_dir=settings.data_dir,
             # gated in a container: the engine bind-mounts group folders from the host's path to the data dir
             host_data_dir=settings.host_data_path if settings.host_data_dir else None,
             mount_allowlist=allowlist,
             output_limit=cap,
+            reasoning_tags=tags,
         ),
     }
 

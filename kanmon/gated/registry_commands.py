@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from kanmon.container import InvalidRunSpec
+from kanmon.container.mounts import agent_owner, prepare_group_dir
 from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.gated.app import App
@@ -50,9 +52,12 @@ def group_add(
     store = app.store()
     if parent is not None and store.get_group(validate_folder(parent)) is None:
         raise InvalidInput(f"parent group {parent!r} does not exist")
-    added = store.add_group(Group(folder=folder, name=name, parent=parent, container_config=container_config))
-    app.group_dir(folder).mkdir(parents=True, exist_ok=True)
+    new = Group(folder=folder, name=name, parent=parent, container_config=container_config)
+    problem = _prepare_folder(app, new)  # first: a folder that is a symlink out of the data dir adds no group
+    added = store.add_group(new)
     click.echo(f"added group {added.folder} ({app.group_dir(folder)})")
+    if problem is not None:
+        click.echo(f"warning: {problem}", err=True)
     if web:
         _new_web_token(app, added.folder)
 
@@ -77,6 +82,24 @@ def _new_web_token(app: App, folder: str) -> None:
     click.echo(f"web token for {folder} (shown once; `gated group web-token {folder}` makes a new one):")
     click.echo(f"  {token}")
     click.echo(f"chat: {chat_url(f'http://{shown}:{port}', folder, token)}")
+
+
+def _prepare_folder(app: App, group: Group) -> str | None:
+    """Create the group's folder; on docker, give it (and what a restore left in it) to the agent user.
+
+    The agent of a docker group runs as ``runtime.docker.user`` (or the group's ``user``), not as gated: a folder
+    made here by root would otherwise be read-only to it. Returns why that could not be done (runs will refuse
+    to start, with the same reason, until it is fixed), or None.
+    """
+    settings = app.settings
+    docker = (group.container_config.get("runtime") or settings.runtime.default) == "docker"
+    user = str(group.container_config.get("user") or settings.runtime.docker.user)
+    owner = agent_owner(user) if docker else None
+    try:
+        prepare_group_dir(settings.data_dir.absolute(), app.group_dir(group.folder).absolute(), owner)
+    except InvalidRunSpec as exc:
+        return str(exc)
+    return None
 
 
 def _container_config(runtime: str | None, image: str | None, command: str | None) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class RuntimeSettings:
     stop_grace: float = _default("stop_grace")
     output_cap_bytes: int = _default("runtime.output_cap")
     mount_allowlist: tuple[Path, ...] = _default("runtime.mount_allowlist")
+    reasoning_tags: tuple[str, ...] = _default("runtime.reasoning_tags")
     docker: DockerSettings = field(default_factory=DockerSettings)
 
 

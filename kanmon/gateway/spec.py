@@ -2,8 +2,9 @@
 
 A group's ``container_config`` (JSON, set by ``gated group add``) may override, per group: ``runtime``, ``image``,
 ``command`` (argv list), ``env`` (mapping), ``network``, ``idle_timeout``, ``timeout``, ``memory_bytes``,
-``cpus``, ``pids``. Anything malformed raises :class:`~kanmon.container.InvalidRunSpec`, and the run fails without
-output (retried, then dead-lettered with the reason in the log) rather than running with a guessed value.
+``cpus``, ``pids``, ``user`` (the Docker ``user[:group]``, never root; a numeric one owns the group folder).
+Anything malformed raises :class:`~kanmon.container.InvalidRunSpec`, and the run fails without output (retried,
+then dead-lettered with the reason in the log) rather than running with a guessed value.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def build_spec(group: Group, defaults: RunDefaults, *, run_id: str, stdin: bytes
         idle_timeout=_number(config, "idle_timeout", defaults.idle_timeout, float),
         timeout=_number(config, "timeout", defaults.timeout, float),
         stop_grace=defaults.stop_grace,
-        user=defaults.user,
+        user=_user(config.get("user"), defaults.user),
     )
 
 
@@ -85,6 +86,14 @@ def _command(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(part, str) and part for part in value):
         raise InvalidRunSpec(f"container_config.command must be a list of non-empty strings, not {value!r}")
     return tuple(value)
+
+
+def _user(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidRunSpec(f"container_config.user must be a string like 1000:1000, not {value!r}")
+    return value  # RunSpec refuses root and malformed users
 
 
 def _env(value: Any, *, process: bool) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import uuid
 from collections.abc import Iterator
@@ -197,6 +198,37 @@ async def test_the_agent_can_write_only_to_its_group_folder(
     end = exited(await collect(await runtime.start(spec)))
     assert end.code != 0
     assert "Read-only file system" in end.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder root's needs root")
+@pytest.mark.parametrize(
+    ("overrides", "agent"),
+    [
+        pytest.param({}, (1000, 1000), id="default-user"),
+        pytest.param({"user": "2000:2000"}, (2000, 2000), id="group-user"),
+    ],
+)
+async def test_the_agent_can_write_a_group_folder_root_created_and_filled(
+    runtime: DockerRuntime,
+    echo_image: str,
+    data_dir: Path,
+    instance: str,
+    overrides: dict[str, Any],
+    agent: tuple[int, int],
+) -> None:
+    # Given a group folder made by root (`gated group add` as root, or a restore from backup), files and all
+    group = data_dir / "groups" / "corp" / "eng"
+    (group / "memory").mkdir(parents=True, mode=0o755)
+    (group / "memory" / "notes.md").write_text("restored")
+    for path in (group, group / "memory", group / "memory" / "notes.md"):
+        os.chown(path, 0, 0)
+    # When the agent, running as its own user, writes into its home and into a restored file
+    env = {"ECHO_TOUCH": "memory/notes.md"}
+    end = exited(await collect(await runtime.start(make_spec(echo_image, data_dir, instance, env=env, **overrides))))
+    # Then the run succeeds, and the folder is the agent's
+    assert (end.code, end.reason, end.delivered) == (0, ExitReason.EXIT, 2), end.stderr
+    assert (group / "memory" / "notes.md").read_text() == "written by the echo agent\n"
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in [group, *group.rglob("*")]} == {agent}
 
 
 async def test_a_group_folder_symlink_leaving_the_data_dir_is_refused(

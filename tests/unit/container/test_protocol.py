@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kanmon.container.events import Heartbeat, Output
 from kanmon.container.protocol import (
     END_MARKER,
+    REASONING_TAGS,
     START_MARKER,
     CappedTail,
     InvalidBlock,
@@ -214,17 +215,30 @@ def test_outputs_are_numbered_in_order_whatever_they_hold(results: list[str]) ->
         pytest.param("a<think>x<think>y</think>z</think>b", "ab", id="nested-think"),
         pytest.param("visible<think>never closed… secret", "visible", id="unclosed-think-hides-the-rest"),
         pytest.param("<think>only thoughts</think>", "", id="only-thoughts"),
-        pytest.param("a</think>b", "ab", id="stray-closing-tag"),
-        pytest.param("<think>a</internal>b</think>c", "c", id="only-its-own-tag-closes-a-section"),
+        pytest.param("plan: the user wants X</think>Answer", "Answer", id="orphan-close-hides-what-came-before"),
+        pytest.param("a</think>b", "b", id="stray-closing-tag"),
+        pytest.param("Hi <think>a</internal>b</think>c", "Hi c", id="only-its-own-tag-closes-a-section"),
         pytest.param(
             "before\n<internal>line 1\nline 2</internal>\nafter", "before\n\nafter", id="internal-spans-lines"
         ),
         pytest.param("<THINK>x</Think>y", "y", id="case-insensitive"),
+        pytest.param("<thinking>x</thinking>y", "y", id="thinking"),
+        pytest.param("<Reasoning>x</REASONING>y", "y", id="reasoning"),
+        pytest.param("<reflection>x</reflection>y", "y", id="reflection"),
+        pytest.param('<think type="plan" depth=2>x</think >y', "y", id="attributes-and-spaces"),
+        pytest.param("<think note='a > b'>x</think>y", "y", id="quoted-angle-bracket-in-an-attribute"),
+        pytest.param("a<think/>b<think />c", "abc", id="self-closing-is-empty"),
+        pytest.param("<thinking>a<reasoning>b</thinking>c</reasoning>d", "d", id="different-tags-nest"),
+        pytest.param("ok <reasoning type='x'", "ok", id="unfinished-opening-tag-hides-the-rest"),
+        pytest.param("<thinker> and <thinkpad>", "<thinker> and <thinkpad>", id="longer-names-are-not-tags"),
+        pytest.param("<b>bold</b> 1 < 2 > 0", "<b>bold</b> 1 < 2 > 0", id="other-markup-is-kept"),
+        pytest.param("<thi<think>x</think>nk>secret</think>shown", "shown", id="a-tag-joined-from-pieces-is-hidden"),
         pytest.param(
             "Working <status>searching the web</status> now", "Working\n⏳ searching the web\nnow", id="status"
         ),
         pytest.param("<status>step 1</status><status>step 2</status>", "⏳ step 1\n⏳ step 2", id="two-statuses"),
         pytest.param("<think><status>hidden</status></think>shown", "shown", id="status-inside-think-is-hidden"),
+        pytest.param("<status>gone</status> plan</reasoning>shown", "shown", id="status-before-an-orphan-close"),
         pytest.param("<status> </status>text", "text", id="empty-status"),
         pytest.param("a\n\n\n\n\nb", "a\n\nb", id="collapses-blank-runs"),
         pytest.param("  padded  ", "padded", id="strips"),
@@ -234,6 +248,24 @@ def test_clean_result_shows_only_what_the_chat_should_see(raw: str, clean: str) 
     assert clean_result(raw) == clean
 
 
+def test_the_reasoning_tags_are_configurable() -> None:
+    assert clean_result("<scratch>x</scratch><think>y</think>", reasoning_tags=["Scratch"]) == "<think>y</think>"
+    assert clean_result("<think>kept</think>", reasoning_tags=()) == "<think>kept</think>"
+
+
+@pytest.mark.parametrize("name", ["", "two words", "<think>", "a|b", "9lives"])
+def test_a_reasoning_tag_that_is_not_a_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="reasoning tag"):
+        OutputParser(reasoning_tags=["think", name])
+
+
+def test_the_parser_cleans_results_with_its_reasoning_tags() -> None:
+    parser = OutputParser(reasoning_tags=("scratch",))
+    [event] = parser.feed(encode_block({"status": "ok", "result": "<scratch>plan</scratch>answer"}))
+    assert isinstance(event, Output)
+    assert (event.result, event.text) == ("<scratch>plan</scratch>answer", "answer")
+
+
 def test_an_output_whose_result_is_only_thoughts_is_not_deliverable() -> None:
     [event] = parse(encode_block({"status": "ok", "result": "<think>nothing to say</think>"}))
     assert isinstance(event, Output)
@@ -241,7 +273,64 @@ def test_an_output_whose_result_is_only_thoughts_is_not_deliverable() -> None:
     assert not event.deliverable
 
 
-@given(st.text(max_size=80), st.sampled_from(["think", "internal"]))
+@given(st.text(max_size=80), st.sampled_from(REASONING_TAGS))
 def test_clean_result_never_leaks_text_after_an_unclosed_hidden_tag(text: str, tag: str) -> None:
     rest = re.sub(rf"(?i)</{tag}\s*>", "", text)
     assert "SECRET" not in clean_result(f"<{tag}>SECRET{rest}")
+
+
+# ------------------------------------------------------------------------------------- reasoning never reaches a chat
+MARK = "🔒SECRET"  # no visible piece can spell it: the lock is not in their alphabet
+_VISIBLE = st.text(alphabet=st.characters(blacklist_characters="<🔒", blacklist_categories=["Cs"]), max_size=12)
+
+
+def _any_case(name: str) -> st.SearchStrategy[str]:
+    return st.lists(st.booleans(), min_size=len(name), max_size=len(name)).map(
+        lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(name, upper, strict=True))
+    )
+
+
+_names = st.sampled_from(REASONING_TAGS).flatmap(_any_case)
+_attributes = st.sampled_from(["", " ", ' type="plan"', " a='x > y'", " depth=2", f' note="{MARK}"', "\n"])
+_secret = st.builds(lambda a, b: a + MARK + b, _VISIBLE, _VISIBLE)
+_secret_status = _secret.map(lambda text: f"<status>{text}</status>")
+
+
+def _section(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A closed reasoning section holding the marker, perhaps nested sections, perhaps a status line."""
+    body = st.lists(st.one_of(_secret, _secret_status, inner), min_size=1, max_size=3).map("".join)
+    return st.builds(
+        lambda name, attrs, text, space: f"<{name}{attrs}>{MARK}{text}</{name}{space}>",
+        _names,
+        _attributes,
+        body,
+        st.sampled_from(["", " "]),
+    )
+
+
+_sections = st.recursive(_section(_secret), _section, max_leaves=6)
+_orphan_close = st.builds(lambda text, name: f"{text}</{name}>", _secret, _names)  # everything before is reasoning
+_unclosed_open = st.builds(lambda name, attrs, text: f"<{name}{attrs}>{text}", _names, _attributes, _secret)
+_self_closing = st.builds(lambda name: f"<{name}/>", _names)
+_pieces = st.lists(st.one_of(_VISIBLE, _sections, _orphan_close, _unclosed_open, _self_closing), max_size=8)
+
+
+@settings(max_examples=500)
+@given(pieces=_pieces)
+def test_no_reasoning_tag_or_its_content_ever_reaches_a_chat(pieces: list[str]) -> None:
+    shown = clean_result("".join(pieces)).lower()
+    assert MARK.lower() not in shown
+    for name in REASONING_TAGS:
+        assert f"<{name}" not in shown and f"</{name}" not in shown
+
+
+_plain = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=60).filter(
+    lambda text: (
+        not any(f"<{name}" in text.lower() or f"</{name}" in text.lower() for name in (*REASONING_TAGS, "status"))
+    )
+)
+
+
+@given(text=_plain)
+def test_visible_text_without_reasoning_tags_is_kept(text: str) -> None:
+    assert clean_result(text).split() == text.split()

@@ -27,6 +27,10 @@ def spec(**overrides: Any) -> RunSpec:
         pytest.param({"folder": "../etc"}, id="bad-folder"),
         pytest.param({"image": None}, id="neither-image-nor-command"),
         pytest.param({"labels": {"kanmon.run": "forged"}}, id="reserved-label"),
+        pytest.param({"user": "0:1000"}, id="root-uid"),
+        pytest.param({"user": "00"}, id="root-uid-padded"),
+        pytest.param({"user": "root:root"}, id="root-name"),
+        pytest.param({"user": "1000 1000"}, id="malformed-user"),
     ],
 )
 def test_run_spec_rejects_inconsistent_values(overrides: dict[str, Any]) -> None:

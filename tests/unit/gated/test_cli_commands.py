@@ -78,6 +78,40 @@ def test_group_add_registers_the_folder_and_creates_its_directory(gated: Gated, 
     assert "corp/eng" in listing and "runtime=process" in listing
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a folder away")
+@pytest.mark.parametrize(
+    ("args", "env", "owner"),
+    [
+        pytest.param(["--runtime", "docker", "--image", "agent:1"], {}, (1000, 1000), id="runtime-docker"),
+        pytest.param([], {}, (1000, 1000), id="docker-by-default"),
+        pytest.param(["--runtime", "docker"], {"KANMON_RUNTIME_DOCKER_USER": "2000:2001"}, (2000, 2001), id="user-key"),
+        pytest.param(["--runtime", "process", "--command", "agent"], {}, (0, 0), id="process-runs-as-gated"),
+    ],
+)
+def test_group_add_as_root_gives_a_docker_group_folder_to_the_agent_user(
+    gated: Gated, data_dir: Path, args: list[str], env: dict[str, str], owner: tuple[int, int]
+) -> None:
+    # a restored folder already holds files of root's: they become the agent's too
+    group = data_dir / "groups" / "g"
+    (group / "memory").mkdir(parents=True)
+    (group / "memory" / "notes.md").write_text("restored")
+    result = gated("group", "add", "g", *args, env=env)
+    assert result.exit_code == 0, result.output
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in [group, *group.rglob("*")]} == {owner}
+
+
+def test_group_add_without_root_warns_that_the_agent_cannot_write_its_folder(
+    gated: Gated, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gated not root, the agent another user: the group is added, and the one line says what to run as root
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)
+    result = gated("group", "add", "g", "--runtime", "docker", env={"KANMON_RUNTIME_DOCKER_USER": "4242:4242"})
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "chown -R 4242:4242" in warning[0]
+    assert "g\t" in gated("group", "list").output
+
+
 @pytest.mark.parametrize("folder", ["../x", "Bad", "/etc", "a/../../b", "x y"])
 def test_group_add_refuses_a_bad_folder_and_writes_nothing(gated: Gated, data_dir: Path, folder: str) -> None:
     assert_one_line_error(gated("group", "add", folder), 2, "invalid group folder")

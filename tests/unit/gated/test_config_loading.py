@@ -250,6 +250,8 @@ INVALID_VALUES = [
     ("runtime.docker.user", "root"),
     ("runtime.docker.user", "0:0"),
     ("runtime.mount_allowlist", "/ok,relative/path"),
+    ("runtime.reasoning_tags", "think,two words"),
+    ("runtime.reasoning_tags", "think,<b>"),
     ("host_data_dir", "relative"),
     ("instance", "Has Spaces"),
     ("http.listen", "8080"),
@@ -390,3 +392,11 @@ def test_sizes_render_in_their_short_form(tmp_path: Path) -> None:
     entries = {e.key: e.value for e in load(tmp_path, environ={"KANMON_RUNTIME_DOCKER_MEMORY": "1.5g"}).describe()}
     assert entries["runtime.docker.memory"] == "1536m"
     assert entries["runtime.output_cap"] == "10m"
+
+
+def test_reasoning_tags_are_a_list_of_names_kept_in_lower_case(tmp_path: Path) -> None:
+    assert "reasoning" in load(tmp_path).runtime.reasoning_tags
+    from_env = load(tmp_path, environ={"KANMON_RUNTIME_REASONING_TAGS": "think, Scratch,"})
+    assert from_env.runtime.reasoning_tags == ("think", "scratch")
+    write_yaml(tmp_path, "runtime:\n  reasoning_tags: []\n")
+    assert load(tmp_path).runtime.reasoning_tags == ()
