@@ -1,5 +1,6 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
+from kanmon.store.approvals import RecordedApproval
 from kanmon.store.engine import describe_url, make_engine, sqlite_url
 from kanmon.store.errors import Conflict, InvalidValue, NotFound, StoreError, StoreUnavailable
 from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
@@ -33,6 +34,7 @@ __all__ = [
     "NewMessage",
     "NotFound",
     "PutResult",
+    "RecordedApproval",
     "Route",
     "Run",
     "RunStatus",
