@@ -14,7 +14,6 @@ option left out); a YAML ``null`` also means "use the next layer down".
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from kanmon.errors import InvalidInput
+from kanmon.errors import InvalidInput, closest_name
 from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
 from kanmon.gated.config_kinds import Key
 from kanmon.gated.settings import (
@@ -230,8 +229,8 @@ def _is_section(name: str) -> bool:
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(str(name), [key.name for key in KEYS], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest_name(str(name), (key.name for key in KEYS))
+    return f" (did you mean {close}?)" if close else ""
 
 
 def _merge(layers: tuple[Layer, ...]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -271,7 +271,7 @@ def approve(store: Store, jid: str, folder: str, *, by: str, ctx: LayerContext |
         raise OnboardingError(f"{jid} already belongs to {owner.folder}")
     match = f"chat_jid={glob_literal(jid)}"
     try:
-        validate_route(match, folder)
+        validate_route(match, folder, folders=ctx.groups().keys(), daemons=())  # as for `gated route add`
     except InvalidInput as exc:
         raise OnboardingError(str(exc)) from exc
     # Only a pending chat's newest message is answered; an approved one's copy was posted when it was approved.
