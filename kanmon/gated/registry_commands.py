@@ -47,7 +47,7 @@ def group_add(
     """Register FOLDER (e.g. support, corp/eng) as an agent group."""
     validate_folder(folder)  # before anything touches the disk
     container_config = _container_config(runtime, image, command)
-    store = app.store()
+    store = app.store(create=True)
     if parent is not None and store.get_group(validate_folder(parent)) is None:
         raise InvalidInput(f"parent group {parent!r} does not exist")
     added = store.add_group(Group(folder=folder, name=name, parent=parent, container_config=container_config))

@@ -116,9 +116,14 @@ def test_route_add_list_rm_round_trip(gated: Gated) -> None:
         pytest.param(["--target", "support", "--impulse", '{"threshold": "high"}'], "threshold", id="bad-threshold"),
     ],
 )
-def test_route_add_refuses_a_bad_route_and_writes_nothing(gated: Gated, args: list[str], fragment: str) -> None:
+def test_route_add_refuses_a_bad_route_and_writes_nothing(
+    gated: Gated, data_dir: Path, args: list[str], fragment: str
+) -> None:
     result = gated("route", "add", *args)
     assert_one_line_error(result, 2, fragment)
+    assert not data_dir.exists()  # refused before the store was looked for
+    gated("group", "add", "support")
+    assert_one_line_error(gated("route", "add", *args), 2, fragment)
     assert "no routes" in gated("route", "list").output
 
 
@@ -139,6 +144,7 @@ def test_route_add_refuses_a_route_that_could_never_work(gated: Gated, args: lis
 
 
 def test_route_add_accepts_a_daemon_target_that_is_configured(gated: Gated) -> None:
+    gated("migrate")
     env = {"KANMON_DAEMONS": "hook=http://127.0.0.1:9/hook"}
     added = gated("route", "add", "--match", "verb=join", "--target", "daemon:hook", env=env)
     assert added.exit_code == 0, added.output
@@ -190,6 +196,7 @@ def test_run_refuses_a_bad_http_address_before_touching_the_store(gated: Gated, 
 
 
 def test_chat_with_an_unknown_group_says_so_in_one_line(gated: Gated) -> None:
+    gated("migrate")
     assert_one_line_error(gated("chat", "nosuch"), 2, "no group 'nosuch'")
 
 
@@ -214,13 +221,13 @@ def test_bad_yaml_in_the_data_dir_fails_with_one_line(gated: Gated, data_dir: Pa
 
 def test_python_dash_m_kanmon_is_gated(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "kanmon", "--data-dir", str(tmp_path), "group", "list"],
+        [sys.executable, "-m", "kanmon", "--data-dir", str(tmp_path), "migrate"],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "no groups registered" in result.stdout
+    assert "schema revision" in result.stdout
 
 
 @pytest.mark.postgres
