@@ -9,7 +9,7 @@
 
 That leniency is for matching routes already stored. A route being written goes through :func:`check_match`, which
 refuses what could never work as meant: a token without ``=`` (it would be ignored, leaving a catch-all), an empty or
-unknown key (it would test ``""`` and so never match), a malformed glob.
+unknown key (it would test ``""`` and so never match), an empty glob on a key that is never empty, a malformed glob.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from kanmon.router.glob import Glob, compile_glob
 __all__ = ["KEYS", "MatchExpr", "MessageFields", "Term", "TermResult", "check_match", "parse_match"]
 
 KEYS = ("platform", "room", "chat_jid", "sender", "verb")
+NEVER_EMPTY = frozenset({"chat_jid", "verb"})  # a stored JID has a ':'; an absent verb is "message"
 DEFAULT_VERB = "message"
 
 
@@ -159,6 +160,8 @@ def check_match(source: str) -> MatchExpr:
             close = closest_name(key, KEYS)
             hint = f", did you mean {close}?" if close else ""
             raise RouteError(f"match term {token!r}: unknown key {key!r}{hint} (keys: {keys})")
+        if token == f"{key}=" and key in NEVER_EMPTY:
+            raise RouteError(f"match term {token!r}: an empty glob matches only an empty {key}, and it never is one")
     expr = parse_match(source)
     if expr.errors:
         term, error = expr.errors[0]

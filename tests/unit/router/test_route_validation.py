@@ -46,6 +46,8 @@ def refused(match: str = "", target: str = "support", impulse: str | None = None
         pytest.param("colour=red", ["unknown key 'colour'", "keys: platform, room, chat_jid, sender, verb"], id="far"),
         pytest.param("=telegram", ["'=telegram'", "no key"], id="empty-key"),
         pytest.param("room=[a-", ["match term 'room=[a-'", "bad glob"], id="bad-glob"),
+        pytest.param("platform=tg verb=", ["match term 'verb='", "never"], id="empty-glob-on-verb"),
+        pytest.param("chat_jid=", ["match term 'chat_jid='", "never"], id="empty-glob-on-chat-jid"),
     ],
 )
 def test_a_match_that_could_never_work_as_meant_is_refused_naming_the_problem(match: str, fragments: list[str]) -> None:
@@ -89,6 +91,7 @@ def test_with_no_daemons_configured_the_error_says_so() -> None:
         # Expanded per message: whether the folder exists is decided then (the route falls through if not).
         pytest.param("sender=tg:*", "users/{sender}", id="sender-template"),
         pytest.param("room=a=b*  verb=message", "support", id="equals-in-glob-and-extra-space"),
+        pytest.param("sender= room=", "support", id="empty-globs-on-keys-that-can-be-empty"),
     ],
 )
 def test_routes_that_can_work_are_accepted(match: str, target: str) -> None:
