@@ -18,6 +18,9 @@ Every error a user can cause is an ``InvalidInput``: the CLI prints its message 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class KanmonError(Exception):
     """Base class of every error kanmon raises on purpose."""
@@ -36,3 +39,13 @@ class InvalidFolder(InvalidInput):
             "segments separated by '/', each starting with a letter or digit (at most 8 segments of 63)"
         )
         self.folder = folder
+
+
+def closest_name(word: str, names: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The name in ``names`` most like ``word``, for a "did you mean …?" hint; None when none is close enough.
+
+    Closeness is :class:`difflib.SequenceMatcher`'s ratio, at least ``cutoff`` (0.6, difflib's own default, suits a
+    word typed where a name was expected; callers that must not guess for words meant for someone else ask more).
+    """
+    found = difflib.get_close_matches(word, list(names), n=1, cutoff=cutoff)
+    return found[0] if found else None

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from kanmon.gated.config import load_settings
 from kanmon.gated.settings import Settings
-from kanmon.store import Store, current_revision, describe_url, head_revision, upgrade
+from kanmon.store import (
+    Store,
+    check_schema,
+    check_store_location,
+    current_revision,
+    describe_url,
+    head_revision,
+    upgrade,
+)
 
 __all__ = ["App", "NotMigrated"]
 
@@ -39,15 +47,19 @@ class App:
             )
         return self._settings
 
-    def store(self, *, migrate: bool | None = None) -> Store:
+    def store(self, *, migrate: bool | None = None, create: bool = False) -> Store:
         """The store, its schema up to date.
 
         The embedded SQLite store is migrated on first use, so a fresh data dir just works. A PostgreSQL store is
         shared and upgraded deliberately: it is migrated only by ``gated migrate`` and ``gated run``.
-        ``migrate`` True or False forces the choice either way.
+        ``migrate`` True or False forces the choice either way. Only commands that may create a store pass
+        ``create`` (migrate, run, demo, group add, send); for the others a missing SQLite store is :class:`NoStore`
+        and nothing is created. A URL or database that is not a kanmon store is :class:`UnusableStore`, found
+        before anything is written (:mod:`kanmon.store.identity`).
         """
         if not self._checked:
-            store = self.open_store()
+            store = self.open_store(create=create)
+            check_schema(store.engine, self.describe_store())
             if migrate is None:
                 migrate = store.dialect == "sqlite"
             if migrate:
@@ -59,10 +71,14 @@ class App:
         assert self._store is not None
         return self._store
 
-    def open_store(self) -> Store:
-        """The store as it is, schema unchecked (``gated run`` locks it before migrating anything)."""
+    def open_store(self, *, create: bool) -> Store:
+        """The store as it is, schema unchecked (``gated run`` locks it before migrating anything).
+
+        Raises :class:`NoStore` (unless ``create``) or :class:`UnusableStore` before touching the disk.
+        """
         if self._store is None:
             settings = self.settings
+            check_store_location(settings.store_url, create=create)
             self._store = Store.open(
                 settings.store_url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
             )

@@ -80,7 +80,7 @@ def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> No
 @pass_app
 def migrate(app: App) -> None:
     """Create or upgrade the store's schema (a no-op when it is current)."""
-    app.store(migrate=True)
+    app.store(migrate=True, create=True)
     click.echo(f"store {app.describe_store()} is at schema revision {head_revision()}")
 
 
@@ -106,7 +106,7 @@ def config_show(app: App) -> None:
 @pass_app
 def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
     """Put a message into the store as if JID had sent TEXT."""
-    result = app.store().put_message(
+    result = app.store(create=True).put_message(
         NewMessage(chat_jid=jid, content=text, sender=sender, verb=verb, topic=topic, id=message_id, origin="cli")
     )
     state = "stored" if result.created else "already stored"

@@ -14,7 +14,6 @@ option left out); a YAML ``null`` also means "use the next layer down".
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from kanmon.errors import InvalidInput
-from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
-from kanmon.gated.config_kinds import Key
+from kanmon.errors import InvalidInput, closest_name
+from kanmon.gated.config_keys import KEYS, KEYS_BY_ENV, KEYS_BY_NAME
+from kanmon.gated.config_kinds import ENV_PREFIX, Key, Problem
 from kanmon.gated.settings import (
     DEFAULT_SOURCE,
     ConfigEntry,
@@ -60,6 +59,9 @@ __all__ = [
 ]
 
 CONFIG_FILE_NAME = "kanmon.yaml"
+ENVIRONMENT_SOURCE = "environment"
+# KANMON_* variables of the project's own tooling (tests, scripts/services.sh): never read, never taken for typos.
+TOOL_PREFIXES = ("KANMON_TEST_", "KANMON_SERVICES_")
 OVERRIDE_SOURCE = "command line"
 MIN_RUN_HEADROOM = 30.0  # SPEC §9: the hard timeout is at least idle + 30 s.
 
@@ -139,8 +141,46 @@ def load_settings(
 
 
 def _environment_layer(environ: Mapping[str, str]) -> Layer:
-    # Unknown KANMON_* variables belong to other tools (tests, scripts) and are none of our business.
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and name not in KEYS_BY_ENV and value.strip():
+            meant = _misspelled_variable(name)
+            if meant is not None:
+                raise ConfigError(f"unknown variable (did you mean {meant}?)", key=name, source=ENVIRONMENT_SOURCE)
     return {key.name: (environ[key.env], key.env) for key in KEYS if environ.get(key.env, "").strip()}
+
+
+def _misspelled_variable(name: str) -> str | None:
+    """The variable ``name`` was surely meant to be, or None when it looks like a name of its own.
+
+    Other tools have ``KANMON_*`` variables too (``KANMON_TEST_*`` of the tests, ``KANMON_SERVICES_*`` of
+    scripts/services.sh, ``KANMON_DATA`` and ``KANMON_CHANNEL_SECRET`` of compose.yaml), so only a slip of the
+    keyboard counts: after the prefix, at most one edit (a character dropped, added, wrong, or two swapped) from a
+    key's variable, or two for a name of 8 characters or more. The tools' prefixes are never taken for a typo.
+    """
+    if name.startswith(TOOL_PREFIXES):
+        return None
+    typed = name.removeprefix(ENV_PREFIX)
+    for key in KEYS:
+        real = key.env.removeprefix(ENV_PREFIX)
+        if _edits(typed, real) <= (2 if len(real) >= 8 else 1):
+            return key.env
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: single-character insertions, deletions, substitutions and swaps of two
+    neighbours that turn ``a`` into ``b`` (difflib has ratios, not edit counts)."""
+    before: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, previous = previous, current
+    return previous[-1]
 
 
 def _override_layer(overrides: Mapping[str, object]) -> Layer:
@@ -154,7 +194,10 @@ def _resolve_data_dir(env: Layer, flags: Layer) -> Path:
     # The data dir is settled before any file is read, because the default file lives inside it.
     raw, source = flags.get("data_dir") or env.get("data_dir") or (KEYS_BY_NAME["data_dir"].default, DEFAULT_SOURCE)
     path: Path = _coerce(KEYS_BY_NAME["data_dir"], raw, source)
-    return path.resolve()
+    resolved = path.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError(f"{resolved} exists and is not a directory", key="data_dir", source=source)
+    return resolved
 
 
 def _file_layer(explicit: Path | None, data_dir: Path) -> Layer:
@@ -230,8 +273,8 @@ def _is_section(name: str) -> bool:
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(str(name), [key.name for key in KEYS], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest_name(str(name), (key.name for key in KEYS))
+    return f" (did you mean {close}?)" if close else ""
 
 
 def _merge(layers: tuple[Layer, ...]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -248,6 +291,8 @@ def _merge(layers: tuple[Layer, ...]) -> tuple[dict[str, Any], dict[str, str]]:
 def _coerce(key: Key, raw: object, source: str) -> Any:
     try:
         return key.coerce(raw)
+    except Problem as exc:
+        raise ConfigError(str(exc), key=key.name, source=source) from exc
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"expected {key.expect}, got {key.show_raw(raw)}", key=key.name, source=source) from exc
 

@@ -28,6 +28,7 @@ from kanmon.gated.config_kinds import (
     Check,
     Key,
     Kind,
+    Problem,
     above,
     at_least,
     choice,
@@ -35,6 +36,7 @@ from kanmon.gated.config_kinds import (
     is_non_root_user,
     pattern,
 )
+from kanmon.store import SUPPORTED_URLS, is_url, url_problem
 
 __all__ = ["KEYS", "KEYS_BY_ENV", "KEYS_BY_NAME"]
 
@@ -43,6 +45,18 @@ _NON_NEGATIVE_INT = at_least(0)
 _POSITIVE_INT = at_least(1)
 _POSITIVE = above(0)
 _MIN_MEMORY = 6 << 20  # Docker refuses a memory limit below 6 MiB.
+
+
+def _store_url_ok(url: str) -> bool:
+    """Empty, or a URL kanmon can use; a URL of the wrong kind says which one to write instead (:class:`Problem`)."""
+    if not url:
+        return True
+    if not is_url(url):
+        return False
+    problem = url_problem(url)
+    if problem is not None:
+        raise Problem(problem)
+    return True
 
 
 def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
@@ -84,9 +98,7 @@ KEYS: tuple[Key, ...] = (
         URL,
         "",
         "Database URL; empty = sqlite:///<data_dir>/kanmon.db (or postgresql+psycopg://…).",
-        check=pattern(
-            "a URL like sqlite:///path or postgresql+psycopg://host/db, or empty", r"([a-z][a-z0-9+]*:///?\S+)?"
-        ),
+        check=Check(f"a URL like {SUPPORTED_URLS}, or empty", lambda url: _store_url_ok(url)),
     ),
     _key(
         "store.busy_timeout_ms",

@@ -29,6 +29,7 @@ __all__ = [
     "Check",
     "Key",
     "Kind",
+    "Problem",
     "above",
     "at_least",
     "choice",
@@ -53,9 +54,16 @@ class Kind:
     textual: bool = False  # YAML turns unquoted 1000 or 10:30 into numbers; errors then suggest quoting
 
 
+class Problem(ValueError):
+    """Raised by a check that can say exactly what is wrong; its message replaces "expected …, got …"."""
+
+
 @dataclass(frozen=True)
 class Check:
-    """A validator on an already parsed value; ``expect`` says what passes, e.g. ``a number > 0``."""
+    """A validator on an already parsed value; ``expect`` says what passes, e.g. ``a number > 0``.
+
+    ``ok`` answers False for a value that does not pass, or raises :class:`Problem` to say more precisely why.
+    """
 
     expect: str
     ok: Callable[[Any], bool]

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from kanmon.container import AllowedMount, Limits, ProcessRuntime
 from kanmon.container.docker import DockerRuntime
-from kanmon.errors import KanmonError
+from kanmon.errors import InvalidInput
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
@@ -29,7 +29,9 @@ from kanmon.queue import RetryPolicy
 from kanmon.store import Store
 from kanmon.web import WebConfig, create_app
 
-__all__ = ["Daemon", "gateway_config", "make_runtimes", "web_config"]
+__all__ = ["Daemon", "gateway_config", "listen", "make_runtimes", "web_config"]
+
+_BACKLOG = 2048  # uvicorn's default
 
 logger = logging.getLogger(__name__)
 
@@ -102,20 +104,42 @@ def make_runtimes(settings: Settings) -> Runtimes:
     }
 
 
+def listen(address: str) -> socket.socket:
+    """A socket bound to ``address`` (``HOST:PORT``, ``[v6]:PORT``) and listening, for :class:`Daemon`.
+
+    ``gated run`` binds it before it touches the store, so a port in use or an address this machine does not have is
+    one line (:class:`~kanmon.errors.InvalidInput`, exit 2) and nothing is created. A client that connects before
+    uvicorn's first accept waits in the backlog.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port)))
+        sock.listen(_BACKLOG)
+    except (OSError, OverflowError, ValueError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"cannot listen on {address}: {reason[:1].lower()}{reason[1:]}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 @dataclass
 class Daemon:
-    """One ``gated run``: the gateway, the HTTP server, and the signal handling around them."""
+    """One ``gated run``: the gateway, the HTTP server on ``listener`` (none: no HTTP), and the signal handling."""
 
     settings: Settings
     store: Store
-    http: str | None = None  # HOST:PORT, or None for no HTTP
+    listener: socket.socket | None = None  # from listen(), bound and listening
     runtimes: Runtimes | None = None
     on_ready: Callable[[Daemon], None] | None = None
     gateway: Gateway = field(init=False)
     app: FastAPI = field(init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
     _signals: int = field(default=0, init=False)
-    _socket: socket.socket | None = field(default=None, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
@@ -124,19 +148,11 @@ class Daemon:
 
     @property
     def http_url(self) -> str | None:
-        """``http://host:port`` once the socket is bound (the real port when 0 was asked for)."""
-        if self._socket is None:
+        """``http://host:port`` of the listener (the real port when 0 was asked for); None without HTTP."""
+        if self.listener is None:
             return None
-        host, port = self._socket.getsockname()[:2]
+        host, port = self.listener.getsockname()[:2]
         return f"http://{_url_host(host)}:{port}"
-
-    @property
-    def _host(self) -> str:
-        return (self.http or "").rpartition(":")[0].strip("[]")
-
-    @property
-    def _port(self) -> int:
-        return int((self.http or ":0").rpartition(":")[2])
 
     async def run(self) -> None:
         """Serve until a signal; return once drained."""
@@ -144,17 +160,11 @@ class Daemon:
         self._install_signals(stopping)
         stopping_http_writes = asyncio.create_task(self._refuse_writes_when(stopping))
         http_task = None
-        if self.http is not None:
-            config = uvicorn.Config(self.app, host=self._host, port=self._port, log_config=None, lifespan="off")
-            try:
-                # bound here, before anything runs: a port in use is one clear error, and the real port is known
-                self._socket = config.bind_socket()
-                # listening now: a client that connects before uvicorn's first accept waits in the backlog
-                self._socket.listen(config.backlog)
-            except (OSError, SystemExit) as exc:
-                raise KanmonError(f"cannot listen on {self.http}: {exc}") from None
+        if self.listener is not None:
+            host, port = self.listener.getsockname()[:2]
+            config = uvicorn.Config(self.app, host=host, port=port, log_config=None, lifespan="off")
             self._server = _EmbeddedServer(config)
-            http_task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="kanmon-http")
+            http_task = asyncio.create_task(self._server.serve(sockets=[self.listener]), name="kanmon-http")
         logger.info(
             "gated running: instance=%s store=%s http=%s",
             self.settings.instance,

@@ -58,7 +58,7 @@ def _describe(entry: Entry) -> str:
 def onboarding_approve(app: App, jid: str, folder: str) -> None:
     """Route chat JID to group FOLDER and answer its newest waiting message."""
     approval = onboarding.approve(app.store(), jid, folder, by=_BY)
-    if approval.route_id is None:
+    if not approval.changed:
         click.echo(f"{jid} was already approved -> {folder}; nothing changed")
         return
     line = f"approved {jid} -> {folder} (route {approval.route_id})"

@@ -13,8 +13,8 @@ from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.gated.app import App
 from kanmon.gateway import IdleQueue, LayerContext, explain, probe_message
-from kanmon.router import validate_route
-from kanmon.store import Group
+from kanmon.router import check_route, folder_targets, validate_route
+from kanmon.store import Conflict, Group
 from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["group", "route"]
@@ -49,7 +49,7 @@ def group_add(
     """Register FOLDER (e.g. support, corp/eng) as an agent group."""
     validate_folder(folder)  # before anything touches the disk
     container_config = _container_config(runtime, image, command)
-    store = app.store()
+    store = app.store(create=True)
     if parent is not None and store.get_group(validate_folder(parent)) is None:
         raise InvalidInput(f"parent group {parent!r} does not exist")
     new = Group(folder=folder, name=name, parent=parent, container_config=container_config)
@@ -133,11 +133,20 @@ def group_list(app: App) -> None:
 
 @group.command("rm")
 @click.argument("folder")
+@click.option("--with-routes", is_flag=True, help="Also remove the routes whose target is FOLDER.")
 @pass_app
-def group_rm(app: App, folder: str) -> None:
-    """Unregister FOLDER (its files stay on disk)."""
-    app.store().remove_group(validate_folder(folder))
-    click.echo(f"removed group {folder} (files kept in {app.group_dir(folder)})")
+def group_rm(app: App, folder: str, with_routes: bool) -> None:
+    """Unregister FOLDER (its files stay on disk); refused while routes point at it, unless --with-routes."""
+    validate_folder(folder)
+    try:
+        removed = app.store().remove_group(folder, routes_to=folder_targets(folder), with_routes=with_routes)
+    except Conflict as exc:
+        raise InvalidInput(f"{exc}: remove them first (`gated route rm ID`), or use --with-routes") from None
+    routes = ""
+    if removed:
+        plural = "s" if len(removed) > 1 else ""
+        routes = f" and its route{plural} {', '.join(str(route.id) for route in removed)}"
+    click.echo(f"removed group {folder}{routes} (files kept in {app.group_dir(folder)})")
 
 
 @click.group()
@@ -154,9 +163,12 @@ def route() -> None:
 @click.option("--impulse", default=None, metavar="JSON", help='Impulse override, e.g. {"threshold": 200}.')
 @pass_app
 def route_add(app: App, seq: int, match: str, target: str, impulse: str | None) -> None:
-    """Add a route."""
-    validate_route(match, target, impulse)
-    added = app.store().add_route(seq=seq, match=match, target=target, impulse_config=impulse)
+    """Add a route: refused unless its terms use known keys and its target a registered group or configured daemon."""
+    check_route(match, target, impulse)  # what needs no store, before the store is opened
+    store = app.store()
+    folders = [registered.folder for registered in store.list_groups()]
+    validate_route(match, target, impulse, folders=folders, daemons=app.settings.daemons)
+    added = store.add_route(seq=seq, match=match, target=target, impulse_config=impulse)
     click.echo(f"added route {added.id}: seq={added.seq} match={added.match!r} -> {added.target}")
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -12,7 +15,7 @@ import click
 from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
-from kanmon.gated.daemon import Daemon
+from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.queue import lane_for
@@ -25,6 +28,7 @@ __all__ = ["chat", "demo", "run", "status"]
 pass_app = click.make_pass_decorator(App)
 
 DEMO_FOLDER = "demo"
+MAX_PORT = 65535
 
 
 def _log_options(fn: Any) -> Any:
@@ -51,6 +55,8 @@ def _http_address(app: App, http: str | None, no_http: bool) -> str | None:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise InvalidInput(f"--http {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if int(port) > MAX_PORT:
+        raise InvalidInput(f"--http {address!r}: port {int(port)} is out of range (0-{MAX_PORT}; 0 picks a free one)")
     return address
 
 
@@ -68,12 +74,23 @@ def _instance_option(fn: Any) -> Any:
     )(fn)
 
 
+@contextlib.contextmanager
+def _listening(address: str | None) -> Iterator[socket.socket | None]:
+    """The HTTP socket, bound before the store is touched (a port in use changes nothing); None without HTTP."""
+    listener = listen(address) if address is not None else None
+    try:
+        yield listener
+    finally:
+        if listener is not None:
+            listener.close()
+
+
 def _locked_store(app: App, *, migrate: bool | None) -> tuple[Store, StoreLock]:
     """The store, locked for this gated before anything else touches it, then migrated (or checked)."""
-    lock = StoreLock(app.open_store().engine, instance=app.settings.instance)
+    lock = StoreLock(app.open_store(create=True).engine, instance=app.settings.instance)
     lock.acquire()
     try:
-        return app.store(migrate=migrate), lock
+        return app.store(migrate=migrate, create=True), lock
     except BaseException:
         lock.release()
         raise
@@ -101,9 +118,10 @@ def run(
     app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level, log_format)
-    store, lock = _locked_store(app, migrate=not no_migrate)
-    with lock:
-        asyncio.run(Daemon(app.settings, store, http=address).run())
+    with _listening(address) as listener:
+        store, lock = _locked_store(app, migrate=not no_migrate)
+        with lock:
+            asyncio.run(Daemon(app.settings, store, listener=listener).run())
 
 
 @click.command()
@@ -128,23 +146,23 @@ def demo(
     app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level or "WARNING", log_format)
-    store, lock = _locked_store(app, migrate=None)
-    _ensure_demo_group(store, folder)
-    # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
-    web_token = _new_demo_web_token(store, folder) if address is not None else None
-    daemon = Daemon(app.settings, store, http=address)
+    with _listening(address) as listener:
+        store, lock = _locked_store(app, migrate=None)
+        with lock:
+            _ensure_demo_group(store, folder)
+            # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
+            web_token = _new_demo_web_token(store, folder) if listener is not None else None
 
-    def ready(daemon: Daemon) -> None:
-        click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
-        if daemon.http_url:
-            click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
-            if web_token is not None:
-                click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token)}")
-        click.echo("type a message and press Enter; Ctrl-C stops")
+            def ready(daemon: Daemon) -> None:
+                click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
+                if daemon.http_url:
+                    click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
+                    if web_token is not None:
+                        click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token)}")
+                click.echo("type a message and press Enter; Ctrl-C stops")
 
-    daemon.on_ready = ready
-    with lock:
-        asyncio.run(_demo(daemon, store, folder))
+            daemon = Daemon(app.settings, store, listener=listener, on_ready=ready)
+            asyncio.run(_demo(daemon, store, folder))
 
 
 async def _demo(daemon: Daemon, store: Store, folder: str) -> None:

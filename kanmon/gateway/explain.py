@@ -54,7 +54,8 @@ def _layer_lines(message: Message, ctx: LayerContext, owner: str, decision: Deci
             return [*lines, f"routing: {platform}: chats go to their own folder; routes are not consulted"]
         fields = MessageFields(chat_jid=message.chat_jid, sender=message.sender, verb=message.verb)
         lines.append("routing:")
-        lines += [f"  {line}" for line in trace(ctx.routes(), fields).lines()]
+        routed = trace(ctx.routes(), fields, folders=ctx.groups().keys())
+        lines += [f"  {line}" for line in routed.lines()]
     return lines
 
 

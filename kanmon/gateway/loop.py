@@ -327,7 +327,7 @@ class MessageLoop:
         admitted = []
         for row in self._store.lane_batch(head, _RECOVERY_ROWS):
             fields = MessageFields(chat_jid=row.chat_jid, sender=row.sender, verb=row.verb)
-            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
+            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse, folders=ctx.groups().keys())
             impulse = decision.impulse if decision is not None else ctx.impulse
             admitted.append((_Admitted(row.chat_jid, row.verb, row.seq, lane, impulse), row.received_at.timestamp()))
         return admitted

@@ -8,8 +8,9 @@ The rows themselves stay ``skipped``, exactly as without onboarding.
 ``/approve <jid> <folder>`` (a root group's chat) and ``gated onboarding approve`` call :func:`approve`: it adds a
 ``chat_jid=<jid>`` route to the folder and answers the newest waiting message by posting a copy of it (id
 ``onboard-<seq>``) that the loop then routes like any new row, so the poll cursor never has to move back. Older
-waiting messages stay skipped. ``/reject`` and ``gated onboarding reject`` call :func:`reject`: the chat's later
-messages are skipped without putting it on the list again.
+waiting messages stay skipped. The route, the decision and the copy are one store transaction, and approving again
+to the same folder changes nothing, so a failed approval can simply be retried. ``/reject`` and ``gated onboarding
+reject`` call :func:`reject`: the chat's later messages are skipped without putting it on the list again.
 
 State lives in ``router_state``, two keys per chat:
 
@@ -36,7 +37,7 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
 from kanmon.router import validate_route
-from kanmon.store import Message, Store
+from kanmon.store import Message, NewMessage, NotFound, Store
 
 __all__ = [
     "ONBOARDING_KEY",
@@ -112,14 +113,16 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """What :func:`approve` did: the route it added (None when the chat was already approved to that folder) and
-    the copy of the newest waiting message it posted for the folder's agent (None when nothing waited)."""
+    """What :func:`approve` did: the chat's route (added now, or found), the copy of the newest waiting message
+    posted for the folder's agent (None when nothing waited), how many messages waited, and whether anything
+    changed (False when the chat was approved to that folder already)."""
 
     jid: str
     folder: str
-    route_id: int | None
+    route_id: int
     reposted: Message | None
     waited: int
+    changed: bool
 
 
 def glob_literal(text: str) -> str:
@@ -244,6 +247,12 @@ def _entry(jid: str, decision: str | None, store: Store) -> Entry | None:
 def approve(store: Store, jid: str, folder: str, *, by: str, ctx: LayerContext | None = None) -> Approval:
     """Route ``jid`` to ``folder`` and answer its newest waiting message; raise :class:`OnboardingError` if not.
 
+    The route, the decision and the copy of the newest waiting message are written in one store transaction
+    (:meth:`~kanmon.store.Store.record_approval`): all of them or none. Approving a chat again to the same folder
+    (a retry, a second ``/approve``) succeeds and changes nothing (``Approval.changed`` is False); what an
+    interrupted approval left behind, such as its route, is reused. Raises :class:`OnboardingError` when the JID
+    cannot be onboarded, the folder is not a registered group, or the chat belongs to another folder already.
+
     ``by`` names who decided, for the log. ``ctx`` is the loop's batch context when a chat command calls this (its
     cached routes are dropped once the route is added).
     """
@@ -256,42 +265,50 @@ def approve(store: Store, jid: str, folder: str, *, by: str, ctx: LayerContext |
     waiting = Waiting.from_json(store.get_state(WAITING_KEY.format(jid=jid)))
     waited = waiting.count if waiting is not None and decision == "pending" else 0
     owner = resolve_owner(ctx, jid)
-    if owner.folder is not None:
-        if owner.folder == folder and decision == f"approved {folder}":
-            return Approval(jid, folder, None, _reposted(store, jid, waiting), waited)  # a repeat: done already
+    if owner.folder is not None and owner.folder != folder:
+        if decision == f"approved {owner.folder}":
+            raise OnboardingError(f"{jid} is already approved -> {owner.folder}; remove its route to move it")
         raise OnboardingError(f"{jid} already belongs to {owner.folder}")
     match = f"chat_jid={glob_literal(jid)}"
     try:
-        validate_route(match, folder)
+        validate_route(match, folder, folders=ctx.groups().keys(), daemons=())  # as for `gated route add`
     except InvalidInput as exc:
         raise OnboardingError(str(exc)) from exc
-    # The route first: a copy posted before it existed could be read by the loop and skipped again.
-    route = store.add_route(seq=0, match=match, target=folder)
+    # Only a pending chat's newest message is answered; an approved one's copy was posted when it was approved.
+    repost = _repost(store, jid, waiting) if decision == "pending" else None
+    try:
+        recorded = store.record_approval(
+            folder=folder, match=match, decision_key=key, decision=f"approved {folder}", repost=repost
+        )
+    except NotFound as exc:  # the group went away since it was checked
+        raise OnboardingError(f"group {folder!r} not found") from exc
     ctx.forget()
-    reposted = _repost(store, jid, waiting) if decision == "pending" else None
-    store.set_state(key, f"approved {folder}")
-    logger.info(
-        "onboarding approved jid=%s folder=%s route=%s by=%s waited=%d answering=%s",
-        jid,
-        folder,
-        route.id,
-        by,
-        waited,
-        reposted.id if reposted is not None else "nothing",
-    )
-    return Approval(jid, folder, route.id, reposted, waited)
+    reposted = recorded.reposted if repost is not None else _reposted(store, jid, waiting)
+    approval = Approval(jid, folder, recorded.route.id, reposted, waited, recorded.changed)
+    if approval.changed:
+        logger.info(
+            "onboarding approved jid=%s folder=%s route=%s%s by=%s waited=%d answering=%s",
+            jid,
+            folder,
+            recorded.route.id,
+            "" if recorded.route_added else " (existing)",
+            by,
+            waited,
+            reposted.id if reposted is not None else "nothing",
+        )
+    return approval
 
 
-def _repost(store: Store, jid: str, waiting: Waiting | None) -> Message | None:
+def _repost(store: Store, jid: str, waiting: Waiting | None) -> NewMessage | None:
+    """The copy of the newest waiting message that approval posts (None when nothing waited)."""
     if waiting is None:
         return None
     newest = store.get_message(jid, waiting.last_id)
     if newest is None:
         return None
-    copy = newest.copy_as(
+    return newest.copy_as(
         chat_jid=jid, id=repost_id(newest.seq), is_bot_message=newest.is_bot_message, origin=GATEWAY_ORIGIN
     )
-    return store.put_message(copy).message
 
 
 def _reposted(store: Store, jid: str, waiting: Waiting | None) -> Message | None:

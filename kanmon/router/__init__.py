@@ -9,19 +9,20 @@ from __future__ import annotations
 from kanmon.router.errors import GlobError, RouteError
 from kanmon.router.glob import Glob, compile_glob, glob_match, is_valid_glob
 from kanmon.router.impulse import ImpulseConfig, parse_impulse_config
-from kanmon.router.match import MatchExpr, MessageFields, parse_match
+from kanmon.router.match import MatchExpr, MessageFields, check_match, parse_match
 from kanmon.router.routes import (
     Route,
     RouteCheck,
     RouteDecision,
     RouteTrace,
     Verdict,
+    check_route,
     ordered,
     resolve,
     trace,
     validate_route,
 )
-from kanmon.router.targets import Target, TargetKind, parse_target, sender_file_id
+from kanmon.router.targets import Target, TargetKind, folder_targets, parse_target, sender_file_id
 
 __all__ = [
     "Glob",
@@ -37,7 +38,10 @@ __all__ = [
     "Target",
     "TargetKind",
     "Verdict",
+    "check_match",
+    "check_route",
     "compile_glob",
+    "folder_targets",
     "glob_match",
     "is_valid_glob",
     "ordered",

@@ -6,6 +6,10 @@
   verb is ``message``). Any other key sees ``""``, so only a glob that accepts the empty string (``*``, or nothing
   after the ``=``) matches it.
 - A malformed glob never matches, so a route holding one never matches anything.
+
+That leniency is for matching routes already stored. A route being written goes through :func:`check_match`, which
+refuses what could never work as meant: a token without ``=`` (it would be ignored, leaving a catch-all), an empty or
+unknown key (it would test ``""`` and so never match), an empty glob on a key that is never empty, a malformed glob.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from kanmon.errors import closest_name
 from kanmon.folders import split_jid
-from kanmon.router.errors import GlobError
+from kanmon.router.errors import GlobError, RouteError
 from kanmon.router.glob import Glob, compile_glob
 
-__all__ = ["KEYS", "MatchExpr", "MessageFields", "Term", "TermResult", "parse_match"]
+__all__ = ["KEYS", "MatchExpr", "MessageFields", "Term", "TermResult", "check_match", "parse_match"]
 
 KEYS = ("platform", "room", "chat_jid", "sender", "verb")
+NEVER_EMPTY = frozenset({"chat_jid", "verb"})  # a stored JID has a ':'; an absent verb is "message"
 DEFAULT_VERB = "message"
 
 
@@ -94,6 +100,11 @@ class MatchExpr:
     terms: tuple[Term, ...]
 
     @property
+    def text(self) -> str:
+        """The terms as written, one space apart: what :func:`parse_match` reads back into the same terms."""
+        return " ".join(term.text for term in self.terms)
+
+    @property
     def is_wildcard(self) -> bool:
         """True when no term counts, so every message matches."""
         return not self.terms
@@ -129,3 +140,30 @@ def parse_match(source: str) -> MatchExpr:
         except GlobError as exc:
             terms.append(Term(key, pattern, None, exc))
     return MatchExpr(source, tuple(terms))
+
+
+def check_match(source: str) -> MatchExpr:
+    """Parse a match that is about to be stored, refusing what could never work as meant (:class:`RouteError`).
+
+    Every whitespace-separated token must be ``key=glob`` with a key of :data:`KEYS` and a well-formed glob; an
+    empty ``source`` is the wildcard. The error is one line naming the term, the problem and the valid keys (with a
+    "did you mean" for a misspelled one). SPEC §6.4: these keys, and Go ``path.Match`` globs.
+    """
+    keys = ", ".join(KEYS)
+    for token in source.split():
+        key, sep, _ = token.partition("=")
+        if not sep:
+            raise RouteError(f"match term {token!r} has no '=': terms are key=glob (keys: {keys})")
+        if not key:
+            raise RouteError(f"match term {token!r} has no key before '=' (keys: {keys})")
+        if key not in KEYS:
+            close = closest_name(key, KEYS)
+            hint = f", did you mean {close}?" if close else ""
+            raise RouteError(f"match term {token!r}: unknown key {key!r}{hint} (keys: {keys})")
+        if token == f"{key}=" and key in NEVER_EMPTY:
+            raise RouteError(f"match term {token!r}: an empty glob matches only an empty {key}, and it never is one")
+    expr = parse_match(source)
+    if expr.errors:
+        term, error = expr.errors[0]
+        raise RouteError(f"match term {term.text!r}: {error}")
+    return expr

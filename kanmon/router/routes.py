@@ -2,23 +2,33 @@
 
 Resolution never raises and does no I/O: routes arrive as :class:`Route` values from whoever read them. A route is
 passed over when its match fails, when it holds a malformed glob (which matches nothing), when its target needs a
-``{sender}`` id the message's sender cannot give, or when its expanded target is not valid. :func:`trace` keeps the
+``{sender}`` id the message's sender cannot give, when its expanded target is not valid, or when a ``{sender}``
+target expands to a folder that is not among the registered ``folders`` the caller passes. :func:`trace` keeps the
 verdict for every route it looked at, so ``gated route test`` can say which route took a message and why the earlier
 ones did not; :func:`resolve` is the same walk for the message loop.
 
-:func:`validate_route` is the check made before a route is stored.
+:func:`validate_route` is the check made before a route is stored: :func:`check_route` (its text alone) and that its
+target names a registered group or a configured daemon, which the caller passes in as plain values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from kanmon.router.errors import RouteError
 from kanmon.router.impulse import ImpulseConfig, parse_impulse_config
-from kanmon.router.match import MessageFields, TermResult, parse_match
-from kanmon.router.targets import SENDER_PLACEHOLDER, Target, expand_target, parse_target, validate_target
+from kanmon.router.match import MessageFields, TermResult, check_match, parse_match
+from kanmon.router.targets import (
+    SENDER_PLACEHOLDER,
+    Target,
+    TargetKind,
+    check_target_known,
+    expand_target,
+    parse_target,
+    validate_target,
+)
 
 __all__ = [
     "Route",
@@ -26,6 +36,7 @@ __all__ = [
     "RouteDecision",
     "RouteTrace",
     "Verdict",
+    "check_route",
     "ordered",
     "resolve",
     "trace",
@@ -56,6 +67,7 @@ class Verdict(StrEnum):
     BAD_GLOB = "bad glob"
     NO_SENDER_ID = "no sender id"
     BAD_TARGET = "bad target"
+    NO_FOLDER = "no folder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +128,22 @@ def ordered(routes: Iterable[Route]) -> list[Route]:
     return sorted(routes, key=lambda route: (route.seq, route.id))
 
 
-def trace(routes: Iterable[Route], fields: MessageFields, *, impulse: ImpulseConfig | None = None) -> RouteTrace:
+def trace(
+    routes: Iterable[Route],
+    fields: MessageFields,
+    *,
+    impulse: ImpulseConfig | None = None,
+    folders: Collection[str] | None = None,
+) -> RouteTrace:
     """Walk the routes for ``fields`` and keep every verdict up to and including the first match.
 
     ``impulse`` is the configured default a route's ``impulse_config`` is merged over (the built-in one if None).
+    ``folders``, the registered groups, lets a ``{sender}`` route whose folder is not among them fall through to the
+    next route (verdict ``no folder``); None takes every expanded folder as it is.
     """
     checks: list[RouteCheck] = []
     for route in ordered(routes):
-        check, target = _check(route, fields)
+        check, target = _check(route, fields, folders)
         checks.append(check)
         if target is not None:
             decision = RouteDecision(route, target, _impulse(route, impulse or ImpulseConfig()), check)
@@ -132,23 +152,43 @@ def trace(routes: Iterable[Route], fields: MessageFields, *, impulse: ImpulseCon
 
 
 def resolve(
-    routes: Iterable[Route], fields: MessageFields, *, impulse: ImpulseConfig | None = None
+    routes: Iterable[Route],
+    fields: MessageFields,
+    *,
+    impulse: ImpulseConfig | None = None,
+    folders: Collection[str] | None = None,
 ) -> RouteDecision | None:
-    """The first route, in ``(seq, id)`` order, that takes the message; None when none does."""
-    return trace(routes, fields, impulse=impulse).decision
+    """The first route, in ``(seq, id)`` order, that takes the message; None when none does (see :func:`trace`)."""
+    return trace(routes, fields, impulse=impulse, folders=folders).decision
 
 
-def validate_route(match: str, target: str, impulse_config: str | None = None) -> None:
-    """Refuse a route that could never work as written, with one clear line (:class:`RouteError`)."""
-    errors = parse_match(match).errors
-    if errors:
-        term, error = errors[0]
-        raise RouteError(f"match term {term.text!r}: {error}")
-    validate_target(target)
+def check_route(match: str, target: str, impulse_config: str | None = None) -> Target:
+    """Refuse a route whose text could never work, with one clear line (:class:`RouteError`); return its target.
+
+    The checks that need nothing but the route: :func:`~kanmon.router.match.check_match` (keys, ``=``, globs), the
+    target grammar (:func:`~kanmon.router.targets.validate_target`) and the impulse JSON. SPEC §6.4, §7.
+    """
+    check_match(match)
+    parsed = validate_target(target)
     parse_impulse_config(impulse_config)
+    return parsed
 
 
-def _check(route: Route, fields: MessageFields) -> tuple[RouteCheck, Target | None]:
+def validate_route(
+    match: str,
+    target: str,
+    impulse_config: str | None = None,
+    *,
+    folders: Collection[str],
+    daemons: Collection[str],
+) -> Target:
+    """:func:`check_route`, then that the target names one of ``folders`` (the registered groups) or ``daemons``
+    (the configured daemon names); raises :class:`RouteError` (one line). Returns the parsed target."""
+    check_route(match, target, impulse_config)
+    return check_target_known(target, folders=folders, daemons=daemons)
+
+
+def _check(route: Route, fields: MessageFields, folders: Collection[str] | None) -> tuple[RouteCheck, Target | None]:
     expr = parse_match(route.match)
     if expr.errors:
         term, error = expr.errors[0]
@@ -164,6 +204,10 @@ def _check(route: Route, fields: MessageFields) -> tuple[RouteCheck, Target | No
         target = parse_target(expanded)
     except RouteError as exc:
         return RouteCheck(route, Verdict.BAD_TARGET, results, str(exc)), None
+    templated = SENDER_PLACEHOLDER in route.target and target.kind is TargetKind.FOLDER
+    if templated and folders is not None and target.name not in folders:
+        detail = f"target {route.target} expands to folder {target.name}, which is not registered"
+        return RouteCheck(route, Verdict.NO_FOLDER, results, detail), None
     return RouteCheck(route, Verdict.MATCHED, results), target
 
 

@@ -7,16 +7,21 @@ Grammar, after ``{sender}`` expansion:
 - ``daemon:<name>``: an HTTP POST to the daemon configured under ``<name>`` (a folder-segment-like name).
 
 ``{sender}`` may appear only in a folder target; it expands to :func:`sender_file_id` of the message's sender. When
-that id is empty the route is skipped for the message (the caller moves on to the next route).
+that id is empty, or (given the registered folders) names no registered folder, the route is skipped for the message
+and the caller moves on to the next route.
+
+A target being written must also name something that exists (:func:`check_target_known`): a registered group, a
+configured daemon. The router is told which exist; it never looks them up.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kanmon.errors import InvalidFolder
+from kanmon.errors import InvalidFolder, closest_name
 from kanmon.folders import validate_folder
 from kanmon.router.errors import RouteError
 
@@ -25,7 +30,9 @@ __all__ = [
     "SENDER_PLACEHOLDER",
     "Target",
     "TargetKind",
+    "check_target_known",
     "expand_target",
+    "folder_targets",
     "parse_target",
     "sender_file_id",
     "validate_target",
@@ -111,6 +118,35 @@ def validate_target(template: str) -> Target:
     if SENDER_PLACEHOLDER in template and target.kind is not TargetKind.FOLDER:
         raise RouteError(f"target {template!r}: {SENDER_PLACEHOLDER} is allowed only in a folder target")
     return target
+
+
+def check_target_known(template: str, *, folders: Collection[str], daemons: Collection[str]) -> Target:
+    """Check ``template`` as :func:`validate_target` does, and that what it names exists; return it parsed.
+
+    A folder target must be one of ``folders`` (the registered groups) and a ``daemon:`` target one of ``daemons``
+    (the names in the ``daemons`` setting); a ``{sender}`` template names a folder only per message, so it is left
+    to :func:`kanmon.router.resolve`. Raises :class:`RouteError`, one line, with a "did you mean" when one is close.
+    """
+    target = validate_target(template)
+    if target.kind is TargetKind.FOLDER and SENDER_PLACEHOLDER not in template and target.name not in folders:
+        raise RouteError(f"target {template!r}: no group {target.name!r} is registered{_hint(target.name, folders)}")
+    if target.kind is TargetKind.DAEMON and target.name not in daemons:
+        configured = f"configured: {', '.join(sorted(daemons))}" if daemons else "no daemons are configured"
+        raise RouteError(
+            f"target {template!r}: no daemon {target.name!r} in the daemons setting{_hint(target.name, daemons)} "
+            f"({configured})"
+        )
+    return target
+
+
+def folder_targets(folder: str) -> tuple[str, str]:
+    """The ways a route's target can name ``folder``: ``<folder>`` and ``folder:<folder>``."""
+    return folder, f"{TargetKind.FOLDER.value}:{folder}"
+
+
+def _hint(name: str, known: Collection[str]) -> str:
+    close = closest_name(name, known)
+    return f", did you mean {close}?" if close else ""
 
 
 def _folder(folder: str, text: str) -> str:

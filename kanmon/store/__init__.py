@@ -1,7 +1,17 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
-from kanmon.store.engine import describe_url, make_engine, sqlite_url
-from kanmon.store.errors import Conflict, InvalidValue, NotFound, StoreError, StoreUnavailable
+from kanmon.store.approvals import RecordedApproval
+from kanmon.store.engine import SUPPORTED_URLS, describe_url, is_url, make_engine, sqlite_url, url_problem
+from kanmon.store.errors import (
+    Conflict,
+    InvalidValue,
+    NoStore,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    UnusableStore,
+)
+from kanmon.store.identity import check_schema, check_sqlite_file, check_store_location
 from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
 from kanmon.store.records import (
     Channel,
@@ -20,6 +30,7 @@ from kanmon.store.store import Store
 from kanmon.store.work import BatchEnd, ChatLag, Dispatch, LaneHead
 
 __all__ = [
+    "SUPPORTED_URLS",
     "BatchEnd",
     "Channel",
     "Chat",
@@ -31,8 +42,10 @@ __all__ = [
     "LaneHead",
     "Message",
     "NewMessage",
+    "NoStore",
     "NotFound",
     "PutResult",
+    "RecordedApproval",
     "Route",
     "Run",
     "RunStatus",
@@ -41,11 +54,17 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SystemMessage",
+    "UnusableStore",
+    "check_schema",
+    "check_sqlite_file",
+    "check_store_location",
     "current_revision",
     "describe_url",
     "head_revision",
+    "is_url",
     "make_engine",
     "schema_drift",
     "sqlite_url",
     "upgrade",
+    "url_problem",
 ]

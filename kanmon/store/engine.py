@@ -14,8 +14,25 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["WRITE", "describe_url", "make_engine", "sqlite_url"]
+from kanmon.store.errors import UnusableStore
+
+__all__ = [
+    "SUPPORTED_URLS",
+    "WRITE",
+    "describe_url",
+    "describe_url_safely",
+    "is_url",
+    "make_engine",
+    "sqlite_url",
+    "url_problem",
+]
+
+# What to write instead, in every message about a URL kanmon cannot use.
+SUPPORTED_URLS = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+_SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
+_POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg")
 
 # Execution option that marks a connection as a writer; see _begin.
 WRITE = {"kanmon_write": True}
@@ -26,7 +43,7 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def describe_url(url: str) -> str:
+def describe_url(url: str | URL) -> str:
     """``url`` fit for a log line or a message: the file of a SQLite URL, any other URL without its password."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -34,16 +51,60 @@ def describe_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def is_url(text: str) -> bool:
+    """True when ``text`` parses as a database URL at all (``scheme://…``), whether kanmon can use it or not."""
+    try:
+        make_url(text)
+    except ArgumentError:
+        return False
+    return True
+
+
+def url_problem(url: str | URL) -> str | None:
+    """What is wrong with ``url`` as a store URL, in one line naming the URL to use instead; None when it is fine.
+
+    kanmon speaks SQLite through the standard library (``sqlite:///PATH``, a file: an in-memory database would be
+    a new empty store for each command) and PostgreSQL through psycopg 3 (``postgresql+psycopg://``, or
+    ``postgresql://`` for short). Anything else, ``postgres://`` included (SQLAlchemy does not read it), is refused.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"not a database URL: use {SUPPORTED_URLS}"
+    driver = parsed.drivername
+    if driver in _SQLITE_DRIVERS:
+        if not parsed.database or parsed.database == ":memory:":
+            return "a SQLite store is a file: use sqlite:///PATH (in memory, each command would see a new empty store)"
+        return None
+    if driver in _POSTGRES_DRIVERS:
+        return None
+    if driver == "postgres" or driver.startswith(("postgres+", "postgresql+")):
+        instead = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=True)
+        return f"unsupported scheme {driver!r}: use {instead} (PostgreSQL through psycopg 3)"
+    return f"unsupported scheme {driver!r}: use {SUPPORTED_URLS}"
+
+
 def make_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, pool_size: int = 5) -> Engine:
-    """Create an engine for ``url`` (``sqlite:///…`` or ``postgresql+psycopg://…``)."""
+    """Create an engine for ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``); no connection is made yet.
+
+    Raises :class:`~kanmon.store.errors.UnusableStore` (one line, see :func:`url_problem`) for any other URL.
+    """
+    problem = url_problem(url)
+    if problem is not None:
+        raise UnusableStore(f"store URL {describe_url_safely(url)}: {problem}")
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, busy_timeout_ms, pool_size)
-    if url.get_backend_name() == "postgresql":
-        if url.drivername == "postgresql":
-            url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    raise ValueError(f"unsupported store URL scheme {url.drivername!r}: use sqlite:/// or postgresql+psycopg://")
+    url = url.set(drivername="postgresql+psycopg")
+    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def describe_url_safely(url: str | URL) -> str:
+    """:func:`describe_url`, or the text as given when it does not parse as a URL at all."""
+    try:
+        return describe_url(url)
+    except ArgumentError:
+        return repr(str(url))
 
 
 def _sqlite_engine(url: URL, busy_timeout_ms: int, pool_size: int) -> Engine:

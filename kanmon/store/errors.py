@@ -5,7 +5,9 @@ KanmonError
     ├── StoreUnavailable   the database cannot be reached or stayed locked past the busy timeout
     ├── NotFound           the row an operation names does not exist
     ├── Conflict           the row an operation would create already exists
-    └── InvalidValue       the database refused a value (a NUL byte in text on PostgreSQL, a number out of range)
+    ├── InvalidValue       the database refused a value (a NUL byte in text on PostgreSQL, a number out of range)
+    └── UnusableStore      the URL or the database is not a kanmon store kanmon can use (nothing was changed)
+        └── NoStore        there is no store yet where one was expected
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from sqlalchemy import exc as sa_exc
 
 from kanmon.errors import InvalidInput, KanmonError
 
-__all__ = ["Conflict", "InvalidValue", "NotFound", "StoreError", "StoreUnavailable", "translate_errors"]
+__all__ = [
+    "Conflict",
+    "InvalidValue",
+    "NoStore",
+    "NotFound",
+    "StoreError",
+    "StoreUnavailable",
+    "UnusableStore",
+    "translate_errors",
+]
 
 
 class StoreError(KanmonError):
@@ -38,6 +49,16 @@ class Conflict(StoreError, InvalidInput):
 
 class InvalidValue(StoreError, InvalidInput):
     """Raised when the database refuses a value as such; nothing was written."""
+
+
+class UnusableStore(StoreError, InvalidInput):
+    """Raised when a store URL, file or database cannot be used as a kanmon store: an unsupported URL, a file that
+    is not a SQLite database, another application's database, a schema revision this kanmon does not know.
+    Nothing was created or changed."""
+
+
+class NoStore(UnusableStore):
+    """Raised when a command that only reads or changes a store finds none (it never creates one)."""
 
 
 @contextmanager

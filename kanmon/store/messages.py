@@ -22,7 +22,7 @@ from kanmon.store.base import StoreBase, from_row, utcnow
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state
 
-__all__ = ["ChatTopic", "MessageStore"]
+__all__ = ["ChatTopic", "MessageStore", "append_message", "lock_appends"]
 
 # pg_advisory_xact_lock key for appends to messages: any fixed 64-bit number, spelled so a DBA can recognise it.
 APPEND_LOCK_KEY = 0x6B616E6D6F6E  # "kanmon"
@@ -47,13 +47,8 @@ class MessageStore(StoreBase):
         """Append ``new``; if ``(chat_jid, id)`` exists, return that row unchanged and create nothing."""
         values = _insert_values(new)
         with self._write() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
-            existing = _message_by_id(conn, new.chat_jid, values["id"]) or _output_by_index(conn, new)
-            if existing is not None:
-                return PutResult(existing, created=False)
-            row = conn.execute(messages.insert().values(**values).returning(*messages.c)).one()
-            return PutResult(from_row(Message, row), created=True)
+            lock_appends(conn)
+            return _append_values(conn, new, values)
 
     def get_message(self, chat_jid: str, message_id: str) -> Message | None:
         """The message ``message_id`` of ``chat_jid``, if stored."""
@@ -183,6 +178,28 @@ class MessageStore(StoreBase):
         )
         with self._read() as conn:
             return {str(key): str(value) for key, value in conn.execute(query)}
+
+
+def lock_appends(conn: Connection) -> None:
+    """Take the append lock for the rest of ``conn``'s transaction (PostgreSQL; SQLite's writer lock is enough).
+
+    Every transaction that appends to ``messages`` takes it before anything else, so appends commit in seq order.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+
+
+def append_message(conn: Connection, new: NewMessage) -> PutResult:
+    """:meth:`MessageStore.put_message` inside a transaction of the caller's, which holds :func:`lock_appends`."""
+    return _append_values(conn, new, _insert_values(new))
+
+
+def _append_values(conn: Connection, new: NewMessage, values: dict[str, Any]) -> PutResult:
+    existing = _message_by_id(conn, new.chat_jid, values["id"]) or _output_by_index(conn, new)
+    if existing is not None:
+        return PutResult(existing, created=False)
+    row = conn.execute(messages.insert().values(**values).returning(*messages.c)).one()
+    return PutResult(from_row(Message, row), created=True)
 
 
 def _message_by_id(conn: Connection, chat_jid: str, message_id: str) -> Message | None:

@@ -15,7 +15,7 @@ from kanmon.store.engine import WRITE
 from kanmon.store.errors import translate_errors
 from kanmon.store.tables import metadata
 
-__all__ = ["current_revision", "head_revision", "schema_drift", "upgrade"]
+__all__ = ["current_revision", "head_revision", "known_revisions", "schema_drift", "upgrade"]
 
 
 def _config() -> Config:
@@ -37,6 +37,11 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
+
+
+def known_revisions() -> set[str]:
+    """Every revision shipped with this kanmon: a store at any of them can be upgraded to the head."""
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
 def current_revision(engine: Engine) -> str | None:

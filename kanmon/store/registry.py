@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -55,11 +56,26 @@ class RegistryStore(StoreBase):
             rows = conn.execute(select(registered_groups).order_by(registered_groups.c.folder))
             return [from_row(Group, row) for row in rows]
 
-    def remove_group(self, folder: str) -> None:
-        """Unregister ``folder`` (its sessions and queued system messages go with it); NotFound if absent."""
+    def remove_group(self, folder: str, *, routes_to: Collection[str] = (), with_routes: bool = False) -> list[Route]:
+        """Unregister ``folder`` (its sessions and queued system messages go with it); return the routes removed.
+
+        ``routes_to`` are the targets that name this folder (the router knows how they are spelled:
+        :func:`kanmon.router.folder_targets`). Routes with one of them block the removal (:class:`Conflict`, naming
+        them) unless ``with_routes``, which removes them in the same transaction. NotFound if ``folder`` is absent.
+        """
         with self._write() as conn:
-            if conn.execute(delete(registered_groups).where(_group(folder))).rowcount == 0:
+            if conn.execute(select(registered_groups.c.folder).where(_group(folder))).first() is None:
                 raise NotFound(f"no group {folder!r}")
+            pointing = routes.c.target.in_(list(routes_to))
+            found = [from_row(Route, row) for row in conn.execute(select(routes).where(pointing).order_by(routes.c.id))]
+            if found and not with_routes:
+                plural = "s" if len(found) > 1 else ""
+                ids = ", ".join(str(route.id) for route in found)
+                raise Conflict(f"group {folder!r} is the target of route{plural} {ids}")
+            if found:
+                conn.execute(delete(routes).where(routes.c.id.in_([route.id for route in found])))
+            conn.execute(delete(registered_groups).where(_group(folder)))
+            return found
 
     def set_group_web_token(self, folder: str, token_hash: str | None) -> None:
         """Store the hash of ``folder``'s web token."""

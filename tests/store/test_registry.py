@@ -44,6 +44,26 @@ def test_removing_a_group_removes_its_sessions_and_system_messages(store: Store)
         store.remove_group("support")
 
 
+def test_a_group_that_routes_point_at_is_removed_only_together_with_them(store: Store) -> None:
+    for folder in ("support", "other"):
+        store.add_group(Group(folder=folder))
+    first = store.add_route(seq=0, match="", target="support")
+    second = store.add_route(seq=1, match="verb=join", target="folder:support")
+    kept = store.add_route(seq=2, match="", target="other")
+    spellings = ("support", "folder:support")
+
+    with pytest.raises(Conflict, match=f"group 'support' is the target of routes {first.id}, {second.id}"):
+        store.remove_group("support", routes_to=spellings)
+    assert store.get_group("support") is not None
+    assert store.list_routes() == [first, second, kept]
+
+    removed = store.remove_group("support", routes_to=spellings, with_routes=True)
+
+    assert removed == [first, second]
+    assert store.get_group("support") is None
+    assert store.list_routes() == [kept]
+
+
 def test_routes_are_listed_in_seq_then_id_order(store: Store) -> None:
     late = store.add_route(seq=10, match="platform=telegram", target="support")
     early = store.add_route(seq=0, match="", target="corp/eng")

@@ -146,7 +146,7 @@ def _approve(req: CommandRequest) -> str:
         approval = onboarding.approve(req.ctx.store, jid, folder, by=req.owner, ctx=req.ctx)
     except InvalidInput as exc:
         raise CommandError("approve", str(exc)) from exc
-    if approval.route_id is None:
+    if not approval.changed:
         return f"Approved {jid} → {folder} already."
     answering = " Answering its newest waiting message." if approval.reposted is not None else ""
     return f"Approved {jid} → {folder} (route {approval.route_id}).{answering}"

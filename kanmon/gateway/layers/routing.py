@@ -6,7 +6,8 @@ In order:
 2. the chat's sticky group, if it is still registered;
 3. for ``web:<f>`` and ``local:<f>`` chats, their own folder: they name it, and a catch-all route must not carry a
    group's web chat off to another group;
-4. the routes table: the first match in ``(seq, id)`` order, via :func:`kanmon.router.resolve`;
+4. the routes table: the first match in ``(seq, id)`` order, via :func:`kanmon.router.trace`; a ``{sender}`` route
+   whose folder is not registered falls through to the next route (logged);
 5. the chat's owner.
 
 The topic is the prefix's ``#name``, else the chat's sticky topic, else the message's own topic. Whatever steers the
@@ -23,7 +24,7 @@ from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import Builtin, Daemon, Decision, Drop, Forward, Layer, Unowned
 from kanmon.gateway.layers.prefix import PrefixSplit
 from kanmon.gateway.owner import DIRECT_PLATFORMS
-from kanmon.router import MessageFields, RouteDecision, TargetKind, resolve
+from kanmon.router import MessageFields, RouteDecision, RouteTrace, TargetKind, Verdict, trace
 from kanmon.store import Chat, Message
 
 __all__ = ["route_message"]
@@ -35,7 +36,8 @@ def route_message(message: Message, ctx: LayerContext, owner: str, prefix: Prefi
     """Decide where ``message`` goes, given its owner and what the prefix layer made of it."""
     chat = ctx.chat(message.chat_jid)
     fields = MessageFields(chat_jid=message.chat_jid, sender=message.sender, verb=message.verb)
-    decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
+    routed = trace(ctx.routes(), fields, impulse=ctx.impulse, folders=ctx.groups().keys())
+    decision = routed.decision
     impulse = decision.impulse if decision is not None else ctx.impulse
     topic = _topic(message, chat, prefix)
     content = prefix.content if prefix is not None else message.content
@@ -52,6 +54,8 @@ def route_message(message: Message, ctx: LayerContext, owner: str, prefix: Prefi
     if platform in DIRECT_PLATFORMS:
         why = f"{platform}: chats go to their own folder {owner}{tagged}"
         return Forward(message, Layer.ROUTING, why, owner, topic, content, impulse)
+    if not ctx.dry_run:
+        _log_fall_through(message, routed)
     if decision is None:
         return Forward(
             message, Layer.ROUTING, f"no route matches; owner {owner} takes it{tagged}", owner, topic, content, impulse
@@ -73,6 +77,18 @@ def _target(
     if target.name == "drop":
         return Drop(message, Layer.ROUTING, why, route_id)
     return Builtin(message, Layer.ROUTING, why, target.name, route_id)
+
+
+def _log_fall_through(message: Message, routed: RouteTrace) -> None:
+    for check in routed.checks:
+        if check.verdict is Verdict.NO_FOLDER:
+            logger.info(
+                "%s: %s; seq=%d chat=%s tries the next route",
+                check.route.describe(),
+                check.detail,
+                message.seq,
+                message.chat_jid,
+            )
 
 
 def _topic(message: Message, chat: Chat | None, prefix: PrefixSplit | None) -> str:

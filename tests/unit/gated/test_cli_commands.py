@@ -150,10 +150,60 @@ def test_route_add_list_rm_round_trip(gated: Gated) -> None:
         pytest.param(["--target", "support", "--impulse", '{"threshold": "high"}'], "threshold", id="bad-threshold"),
     ],
 )
-def test_route_add_refuses_a_bad_route_and_writes_nothing(gated: Gated, args: list[str], fragment: str) -> None:
+def test_route_add_refuses_a_bad_route_and_writes_nothing(
+    gated: Gated, data_dir: Path, args: list[str], fragment: str
+) -> None:
     result = gated("route", "add", *args)
     assert_one_line_error(result, 2, fragment)
+    assert not data_dir.exists()  # refused before the store was looked for
+    gated("group", "add", "support")
+    assert_one_line_error(gated("route", "add", *args), 2, fragment)
     assert "no routes" in gated("route", "list").output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        pytest.param(["--match", "platform telegram", "--target", "support"], "has no '='", id="term-without-equals"),
+        pytest.param(["--match", "platfrom=telegram", "--target", "support"], "did you mean platform?", id="typo-key"),
+        pytest.param(["--target", "ghost"], "no group 'ghost'", id="unknown-group"),
+        pytest.param(["--target", "daemon:nothere"], "no daemon 'nothere'", id="unknown-daemon"),
+    ],
+)
+def test_route_add_refuses_a_route_that_could_never_work(gated: Gated, args: list[str], fragment: str) -> None:
+    gated("group", "add", "support")
+    env = {"KANMON_DAEMONS": "hook=http://127.0.0.1:9/hook"}
+    assert_one_line_error(gated("route", "add", *args, env=env), 2, fragment)
+    assert "no routes" in gated("route", "list").output
+
+
+def test_route_add_accepts_a_daemon_target_that_is_configured(gated: Gated) -> None:
+    gated("migrate")
+    env = {"KANMON_DAEMONS": "hook=http://127.0.0.1:9/hook"}
+    added = gated("route", "add", "--match", "verb=join", "--target", "daemon:hook", env=env)
+    assert added.exit_code == 0, added.output
+    assert "-> daemon:hook" in gated("route", "list").output
+
+
+def test_group_rm_refuses_while_routes_point_at_the_group_unless_told_to_remove_them(gated: Gated) -> None:
+    for folder in ("support", "other"):
+        gated("group", "add", folder)
+    for target in ("support", "folder:support", "other"):
+        assert gated("route", "add", "--target", target).exit_code == 0
+
+    refused = gated("group", "rm", "support")
+
+    assert_one_line_error(refused, 2, "routes 1, 2")
+    assert "--with-routes" in refused.output
+    assert "support" in gated("group", "list").output
+    assert len(gated("route", "list").output.splitlines()) == 3
+
+    removed = gated("group", "rm", "support", "--with-routes")
+
+    assert removed.exit_code == 0, removed.output
+    assert "routes 1, 2" in removed.output
+    assert [line.split("\t")[0] for line in gated("group", "list").output.splitlines()] == ["other"]
+    assert [line.split("\t")[0] for line in gated("route", "list").output.splitlines()] == ["3"]
 
 
 def test_send_puts_a_message_and_resending_the_same_id_is_a_no_op(gated: Gated) -> None:
@@ -180,6 +230,7 @@ def test_run_refuses_a_bad_http_address_before_touching_the_store(gated: Gated, 
 
 
 def test_chat_with_an_unknown_group_says_so_in_one_line(gated: Gated) -> None:
+    gated("migrate")
     assert_one_line_error(gated("chat", "nosuch"), 2, "no group 'nosuch'")
 
 
@@ -204,13 +255,13 @@ def test_bad_yaml_in_the_data_dir_fails_with_one_line(gated: Gated, data_dir: Pa
 
 def test_python_dash_m_kanmon_is_gated(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "kanmon", "--data-dir", str(tmp_path), "group", "list"],
+        [sys.executable, "-m", "kanmon", "--data-dir", str(tmp_path), "migrate"],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "no groups registered" in result.stdout
+    assert "schema revision" in result.stdout
 
 
 @pytest.mark.postgres

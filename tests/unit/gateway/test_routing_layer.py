@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from gateway_world import World
 
 from kanmon.gateway import Builtin, Daemon, Drop, Forward, Layer, Unowned, process_message
@@ -73,3 +76,20 @@ def test_a_catch_all_route_does_not_carry_a_web_chat_off_to_another_group(world:
     decision = process_message(world.inbound("hi", chat="web:corp", topic="conv1"), world.ctx())
     assert isinstance(decision, Forward) and decision.layer is Layer.ROUTING
     assert (decision.folder, decision.topic) == ("corp", "conv1")
+
+
+def test_a_sender_route_whose_folder_is_not_registered_falls_through_to_the_next_route_and_says_so(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # telegram:42 has a folder of its own, telegram:7 has none: its message goes on to the next route (corp)
+    world.group("corp/telegram-42")
+    world.route("platform=telegram", "corp/{sender}", seq=0)
+    caplog.set_level(logging.INFO, logger="kanmon.gateway.layers.routing")
+
+    own = process_message(world.inbound("hi"), world.ctx())
+    other = process_message(world.inbound("hi", sender="telegram:7"), world.ctx())
+
+    assert isinstance(own, Forward) and own.folder == "corp/telegram-42"
+    assert isinstance(other, Forward) and other.folder == "corp"
+    [logged] = [r.getMessage() for r in caplog.records if "corp/telegram-7" in r.getMessage()]
+    assert "not registered" in logged and "next route" in logged

@@ -13,12 +13,12 @@ from kanmon.router import (
     RouteError,
     TargetKind,
     Verdict,
+    check_route,
     ordered,
     parse_target,
     resolve,
     sender_file_id,
     trace,
-    validate_route,
 )
 
 TG = MessageFields(chat_jid="telegram:-1001234", sender="telegram:42")
@@ -240,12 +240,12 @@ def test_impulse_merge_keeps_default_weights_it_does_not_name() -> None:
         pytest.param("platform=telegram room=-100*", "folder:corp/eng", "", id="folder-prefix"),
         pytest.param("sender=*", "users/{sender}", "{}", id="sender-template"),
         pytest.param("verb=react", "builtin:drop", '{"threshold": 0}', id="threshold-zero"),
-        pytest.param("colour=red junk", "daemon:hook", '{"weights": {"react": 10}, "max_hold_ms": 500}', id="lenient"),
+        pytest.param("verb=join", "daemon:hook", '{"weights": {"react": 10}, "max_hold_ms": 500}', id="daemon"),
         pytest.param("room=[^a-z]*", "support", '{"threshold": 1, "weights": {}, "max_hold_ms": 1}', id="all-keys"),
     ],
 )
-def test_validate_route_accepts_good_routes(match: str, target: str, impulse: str | None) -> None:
-    validate_route(match, target, impulse)
+def test_check_route_accepts_well_formed_routes(match: str, target: str, impulse: str | None) -> None:
+    check_route(match, target, impulse)
 
 
 @pytest.mark.parametrize(
@@ -271,11 +271,11 @@ def test_validate_route_accepts_good_routes(match: str, target: str, impulse: st
         pytest.param("", "s", '{"weights": {"x": "1"}}', 'not "1"', id="string-weight"),
     ],
 )
-def test_validate_route_refuses_bad_routes_with_one_clear_line(
+def test_check_route_refuses_malformed_routes_with_one_clear_line(
     match: str, target: str, impulse: str | None, fragment: str
 ) -> None:
     with pytest.raises(RouteError) as caught:
-        validate_route(match, target, impulse)
+        check_route(match, target, impulse)
     message = str(caught.value)
     assert fragment in message
     assert "\n" not in message
@@ -283,7 +283,7 @@ def test_validate_route_refuses_bad_routes_with_one_clear_line(
 
 def test_validated_impulse_json_round_trips_through_the_decision() -> None:
     config = {"threshold": 0, "weights": {"typing": 7}, "max_hold_ms": 10}
-    validate_route("", "support", json.dumps(config))
+    check_route("", "support", json.dumps(config))
     decision = resolve([route(1, 0, "", "support", json.dumps(config))], TG)
     assert decision is not None
     assert (decision.impulse.threshold, decision.impulse.weight("typing"), decision.impulse.max_hold_ms) == (0, 7, 10)
