@@ -5,6 +5,7 @@ KanmonError
     ├── StoreUnavailable   the database cannot be reached or stayed locked past the busy timeout
     ├── NotFound           the row an operation names does not exist
     ├── Conflict           the row an operation would create already exists
+    │   └── PrefixTaken    a channel adapter claims a JID prefix another adapter owns
     └── InvalidValue       the database refused a value (a NUL byte in text on PostgreSQL, a number out of range)
 """
 
@@ -17,7 +18,15 @@ from sqlalchemy import exc as sa_exc
 
 from kanmon.errors import InvalidInput, KanmonError
 
-__all__ = ["Conflict", "InvalidValue", "NotFound", "StoreError", "StoreUnavailable", "translate_errors"]
+__all__ = [
+    "Conflict",
+    "InvalidValue",
+    "NotFound",
+    "PrefixTaken",
+    "StoreError",
+    "StoreUnavailable",
+    "translate_errors",
+]
 
 
 class StoreError(KanmonError):
@@ -34,6 +43,18 @@ class NotFound(StoreError, InvalidInput):
 
 class Conflict(StoreError, InvalidInput):
     """Raised when the row an operation would create already exists."""
+
+
+class PrefixTaken(Conflict):
+    """Raised when a channel adapter claims a JID prefix that overlaps one another adapter owns.
+
+    ``prefix`` is the one claimed, ``owned`` the one it overlaps (equal, or one starts with the other), ``owner``
+    the adapter that has it. Nothing was written.
+    """
+
+    def __init__(self, prefix: str, *, owned: str, owner: str) -> None:
+        self.prefix, self.owned, self.owner = prefix, owned, owner
+        super().__init__(f"JID prefix {prefix!r} overlaps {owned!r}, which channel adapter {owner!r} owns")
 
 
 class InvalidValue(StoreError, InvalidInput):

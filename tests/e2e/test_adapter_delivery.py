@@ -220,10 +220,11 @@ async def test_a_reply_reaches_the_adapter_and_its_row_is_marked_sent(tmp_path: 
 async def test_a_reply_goes_to_the_adapter_its_chat_came_from(tmp_path: Path) -> None:
     first, second = FakeAdapter("tg-a"), FakeAdapter("tg-b")
     async with world(tmp_path / "data", first, second) as w:
-        await w.register(first, ["telegram:"])
-        await w.register(second, ["telegram:"])
-        await w.post("tg-b", id="m-1", chat_jid="telegram:7", content="via b")
-        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:7")] == ["sent"], "delivery")
+        # two bots of one platform, each owning its own part of it (a prefix belongs to one adapter at a time)
+        await w.register(first, ["telegram:a:"])
+        await w.register(second, ["telegram:b:"])
+        await w.post("tg-b", id="m-1", chat_jid="telegram:b:7", content="via b")
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:b:7")] == ["sent"], "delivery")
         assert second.shown_texts() == ["echo: via b"]
         assert first.requests == []
 
@@ -320,20 +321,20 @@ async def test_a_refusing_adapter_fails_its_row_while_a_hanging_one_holds_up_no_
     healthy = FakeAdapter("healthy")
     patient = AdapterDeliveryConfig(channel_secret=SECRET, timeout=300.0, quick_tries=1)  # longer than any wait here
     async with world(tmp_path / "data", refusing, hanging, healthy, delivery=patient) as w:
-        await w.register(hanging, ["telegram:"])
+        await w.register(hanging, ["telegram:h:"])
         await w.register(refusing, ["discord:"])
-        await w.post("hanging", id="m-1", chat_jid="telegram:1", content="to the hanging one")
+        await w.post("hanging", id="m-1", chat_jid="telegram:h:1", content="to the hanging one")
         await w.h.wait_for(lambda: len(hanging.requests) == 1, "the hanging adapter to receive its request")
 
         # registered while the other's delivery hangs; its reply must not wait for it
-        await w.register(healthy, ["telegram:"])
-        await w.post("healthy", id="m-2", chat_jid="telegram:2", content="to the healthy one")
+        await w.register(healthy, ["telegram:ok:"])  # its own part of telegram
+        await w.post("healthy", id="m-2", chat_jid="telegram:ok:2", content="to the healthy one")
         await w.post("refusing", id="m-3", chat_jid="discord:3", content="to the refusing one")
-        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:2")] == ["sent"], "delivery")
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:ok:2")] == ["sent"], "delivery")
         await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("discord:3")] == ["failed"], "a failure")
 
         assert healthy.shown_texts() == ["echo: to the healthy one"]
-        assert [r.delivery_status for r in w.reply_rows("telegram:1")] == ["pending"]  # still waiting for an answer
+        assert [r.delivery_status for r in w.reply_rows("telegram:h:1")] == ["pending"]  # still waiting for an answer
         [refused] = w.reply_rows("discord:3")
         assert refused.delivery_attempts == 1 and "refused the message: 400" in (refused.delivery_error or "")
         assert len(refusing.requests) == 1  # a 4xx is not retried
@@ -341,7 +342,7 @@ async def test_a_refusing_adapter_fails_its_row_while_a_hanging_one_holds_up_no_
 
         assert hanging.hold is not None
         hanging.hold.set()
-        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"], "delivery")
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:h:1")] == ["sent"], "delivery")
         assert hanging.shown_texts() == ["echo: to the hanging one"]
 
 
