@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import Channel, NewMessage, PrefixTaken, StoreError
@@ -92,6 +93,7 @@ async def current_adapter(credentials: Credentials, gateway: GatewayDep) -> Chan
             found = channel
     if found is None:
         raise _unauthorized("unknown adapter token: it was rotated or the adapter deregistered; register again")
+    redaction.remember(credentials.credentials)  # a real token, perhaps issued before a restart: never to be logged
     return found
 
 
@@ -141,6 +143,7 @@ def _check_jid(jid: str, adapter: Channel) -> None:
 async def register(body: RegisterBody, gateway: GatewayDep) -> RegisterAnswer:
     """A prefix belongs to one adapter at a time: 409 naming the owner when another adapter's overlaps."""
     token = secrets.token_urlsafe(32)
+    redaction.remember(token)  # never in a log line (SPEC §14)
     channel = Channel(
         name=body.name,
         url=body.url,

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Query
 
+from kanmon import redaction
 from kanmon.folders import is_valid_folder
 from kanmon.gateway import Gateway
 from kanmon.store import Group
@@ -47,8 +48,9 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def new_web_token() -> tuple[str, str]:
-    """A fresh web token and its hash: give the token to the user once, store only the hash."""
+    """A fresh web token and its hash: give the token to the user once, store only the hash (and never log it)."""
     token = secrets.token_urlsafe(32)
+    redaction.remember(token)
     return token, token_hash(token)
 
 
@@ -83,6 +85,7 @@ async def _authorized(gateway: Gateway, folder: str, token: str | None) -> Group
     matches = hmac.compare_digest(given, stored.encode("utf-8", "surrogatepass"))
     if group is None or not group.web_token or not token or not matches:
         raise HTTPException(status_code=401, detail=REFUSED, headers={"WWW-Authenticate": "Bearer"})
+    redaction.remember(token)  # a real token (perhaps printed by `gated group web-token`): never to be logged
     return group
 
 
@@ -114,8 +117,9 @@ async def web_group_for_stream(
     """Like :func:`web_group`, also taking the token from ``?token=``.
 
     The browser's ``EventSource`` cannot set request headers, so the page has no other way to present the token
-    than the URL. That URL could reach access logs (gated keeps uvicorn's access log quiet); no other route accepts a
-    token in the URL.
+    than the URL. That URL reaches uvicorn's access log at DEBUG, where gated's log formatter blanks the token
+    (:mod:`kanmon.redaction`); a proxy's access log is the operator's to keep. No other route accepts a token in the
+    URL.
     """
     return await _authorized(gateway, folder, _bearer(authorization) or token)
 
