@@ -52,7 +52,8 @@ class FakeAdapter:
     ``status`` other than 200 refuses every request without showing anything (the adapter is down), and so does
     ``refuse`` for the texts it holds (with 503);
     ``show_then_fail`` requests are shown and then answered 500 (it failed after receiving); ``hold`` keeps
-    requests waiting for an answer until it is set (the adapter hangs).
+    requests waiting for an answer until it is set (the adapter hangs). ``echo`` puts the credentials it got
+    into its refusals (a badly written adapter).
     """
 
     name: str
@@ -60,6 +61,7 @@ class FakeAdapter:
     show_then_fail: int = 0
     hold: asyncio.Event | None = None
     refuse: set[str] = field(default_factory=set)
+    echo: bool = False
     requests: list[Received] = field(default_factory=list)
     shown: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> body, in arrival order
     ids: dict[str, str] = field(default_factory=dict)
@@ -76,7 +78,8 @@ class FakeAdapter:
         if self.hold is not None:
             await self.hold.wait()
         if self.status != 200 or body["content"] in self.refuse:
-            return JSONResponse({"error": "down"}, status_code=self.status if self.status != 200 else 503)
+            error = {"error": "down", **({"you sent": self.requests[-1].authorization} if self.echo else {})}
+            return JSONResponse(error, status_code=self.status if self.status != 200 else 503)
         key = body["idempotency_key"]
         if key not in self.shown:
             self.shown[key] = body
@@ -313,6 +316,24 @@ async def test_a_pending_reply_survives_a_restart_and_goes_out_after_it(tmp_path
             assert tg.shown_texts() == ["echo: while down"]
             assert {r.body["idempotency_key"] for r in tg.requests} == {f"test-{row.seq}"}
             assert w.metric("tg", "sent") == 1
+
+
+async def test_an_adapter_that_echoes_the_channel_secret_does_not_get_it_into_the_store(tmp_path: Path) -> None:
+    """``delivery_error`` keeps the adapter's answer (SPEC §14: secrets never in the store), so it is redacted."""
+    for status, outcome in ((503, "pending"), (400, "failed")):  # a failure retried, then one final at once
+        echoing = FakeAdapter(f"echo-{status}", status=status, echo=True)
+        async with world(tmp_path / f"data-{status}", echoing) as w:
+            await w.register(echoing, ["telegram:"])
+            await w.post(echoing.name, id="m-1", chat_jid="telegram:1", content="hi")
+
+            def errors() -> list[str]:
+                return [row.delivery_error or "" for row in w.reply_rows("telegram:1") if row.delivery_error]
+
+            await w.h.wait_for(lambda: bool(errors()), "a failed attempt")
+            [row] = w.reply_rows("telegram:1")
+            assert row.delivery_status == outcome and f"{status}" in errors()[0] and '"down"' in errors()[0]
+            assert SECRET not in errors()[0] and "[redacted]" in errors()[0]
+            assert all(request.authorization == f"Bearer {SECRET}" for request in echoing.requests)  # it was sent
 
 
 async def test_a_refusing_adapter_fails_its_row_while_a_hanging_one_holds_up_no_other(tmp_path: Path) -> None:
