@@ -5,6 +5,7 @@
     │   ├── StoreUnavailable
     │   ├── NotFound                (also an InvalidInput)
     │   └── Conflict                (also an InvalidInput)
+    │       └── PrefixTaken         a channel adapter claims another's JID prefix
     ├── InvalidInput
     │   ├── InvalidFolder
     │   ├── ConfigError             (kanmon.gated.config)

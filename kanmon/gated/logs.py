@@ -4,6 +4,10 @@ Log lines carry structured fields through the standard ``extra=`` argument (``lo
 extra={"lane": "corp", "run_id": "r1"})``): in JSON they become top-level keys, so a log pipeline can filter on
 them; in text they are appended as ``key=value``. Times are UTC with milliseconds, so lines from several hosts
 sort together. Only the standard library is used: logging must work before anything else can.
+
+No secret reaches a line (SPEC §14), at any level and from any logger (uvicorn's access log prints query strings at
+DEBUG): the formatter passes the message, every ``extra=`` field and the traceback through :mod:`kanmon.redaction`,
+which blanks credential-shaped values and every secret value kanmon knows.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any, Final, Literal, TextIO
+
+from kanmon.redaction import REDACTED, is_secret_name, redact, remember, scrub
 
 __all__ = ["LogFormatter", "configure_logging"]
 
@@ -38,7 +45,7 @@ def _text_value(value: Any) -> str:
 
 
 class LogFormatter(logging.Formatter):
-    """Formats a record as one text line or one JSON object, with its ``extra=`` fields."""
+    """Formats a record as one text line or one JSON object, with its ``extra=`` fields, secrets redacted."""
 
     def __init__(self, fmt: Literal["text", "json"] = "text") -> None:
         super().__init__()
@@ -48,18 +55,23 @@ class LogFormatter(logging.Formatter):
 
     @staticmethod
     def extras(record: logging.LogRecord) -> dict[str, Any]:
-        """The fields a call passed with ``extra=``."""
-        return {key: value for key, value in record.__dict__.items() if key not in _STANDARD}
+        """The fields a call passed with ``extra=``, redacted (one named like a credential is blanked whole)."""
+        return {
+            key: REDACTED if is_secret_name(key) else scrub(value)
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD
+        }
 
     def format(self, record: logging.LogRecord) -> str:
-        """The whole entry: a text line (traceback on the following lines) or a single JSON line."""
-        message = record.getMessage()
-        exc = self._exception(record)
+        """The whole entry: a text line (traceback on the following lines) or a single JSON line; no secrets."""
+        message = redact(record.getMessage())
+        exc = redact(self._exception(record))
         if self.fmt == "json":
             return self._json(record, message, exc)
         line = f"{_timestamp(record)} {record.levelname} {record.name}: {message}"
         line += "".join(f" {key}={_text_value(value)}" for key, value in self.extras(record).items())
-        return f"{line}\n{exc}" if exc else line
+        # once more as a whole: a secret split between the parts, or escaped by the quoting of a value
+        return redact(f"{line}\n{exc}" if exc else line)
 
     def _exception(self, record: logging.LogRecord) -> str:
         parts: list[str] = []
@@ -82,12 +94,18 @@ class LogFormatter(logging.Formatter):
             entry.setdefault(key, value)  # an extra field may not overwrite the four every line has
         if exc:
             entry["exc"] = exc
-        # default=str: a field that is not JSON (a Path, a datetime) must not lose the whole line
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # extras are redacted as structures before they are encoded (an escaped secret is no longer the secret);
+        # default: a field that is not JSON (a Path, a datetime) must not lose the whole line
+        return json.dumps(entry, ensure_ascii=False, default=lambda value: redact(str(value)))
 
 
-def configure_logging(level: str, fmt: Literal["text", "json"], stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str, fmt: Literal["text", "json"], stream: TextIO | None = None, *, secrets: Iterable[str] = ()
+) -> None:
     """Log at ``level`` (a name such as ``INFO``) in ``fmt`` to ``stream`` (standard error by default).
+
+    ``secrets`` (configured passwords, the channel secret) join the values no line will ever show
+    (:func:`kanmon.redaction.remember`); raises ``ValueError`` for an unknown level or format.
 
     Calling it again replaces the handler it installed, so lines are never written twice; handlers others
     added to the root logger are left alone.
@@ -97,6 +115,8 @@ def configure_logging(level: str, fmt: Literal["text", "json"], stream: TextIO |
     if number is None:
         raise ValueError(f"unknown log level {level!r}")
     formatter = LogFormatter(fmt)  # refuses a bad format before anything changes
+    for secret in secrets:
+        remember(secret)
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.set_name(HANDLER_NAME)
     handler.setLevel(number)

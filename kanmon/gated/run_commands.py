@@ -62,7 +62,8 @@ def _http_address(app: App, http: str | None, no_http: bool) -> str | None:
 
 def _setup_logging(app: App, level: str | None, fmt: str | None) -> None:
     settings = app.settings.log
-    configure_logging(level or settings.level, "json" if (fmt or settings.format) == "json" else "text")
+    json_lines = (fmt or settings.format) == "json"
+    configure_logging(level or settings.level, "json" if json_lines else "text", secrets=app.settings.secret_values())
 
 
 def _instance_option(fn: Any) -> Any:

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
+from kanmon.gated.config_kinds import URL, URLS
 from kanmon.router import ImpulseConfig
 
 __all__ = [
@@ -176,6 +178,20 @@ class Settings:
             node = getattr(node, part)
         return node
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redaction (SPEC §14): the values of the keys marked secret
+        (``http.channel_secret``) and the passwords in URLs (``store.url``, ``daemons``), also percent-decoded."""
+        found: list[str] = []
+        for key in KEYS:
+            value = self.value(key.name)
+            if key.secret and value:
+                found.append(str(value))
+            elif key.kind is URL or key.kind is URLS:
+                urls = value.values() if isinstance(value, Mapping) else [value]
+                for password in filter(None, map(_url_password, urls)):
+                    found.extend(dict.fromkeys([password, unquote(password)]))
+        return found
+
     def describe(self) -> list[ConfigEntry]:
         """Every key with its shown value (secrets masked), its source and its doc, in table order."""
         return [
@@ -191,3 +207,10 @@ class ConfigEntry(NamedTuple):
     value: str
     source: str
     doc: str
+
+
+def _url_password(url: object) -> str | None:
+    try:
+        return urlsplit(str(url)).password
+    except ValueError:
+        return None

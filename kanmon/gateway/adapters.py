@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
+from kanmon import redaction
 from kanmon.gateway.delivery import DeliveryError
 from kanmon.store import Channel, Message
 
@@ -130,5 +131,7 @@ def _platform_id(response: httpx.Response) -> str | None:
 
 
 def _snippet(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+    # it goes into delivery_error and the logs: an adapter that echoes the credentials it got must not put the
+    # channel secret there (SPEC §14). Redacted before the cut, so the cut cannot leave a piece of a secret.
+    text = redaction.redact(response.text.strip().replace("\n", " "))
     return text[:_SNIPPET] or response.reason_phrase

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from kanmon import redaction
 from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.adapters import AdapterDeliveryConfig, HttpChannelDeliverer
 from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
@@ -60,6 +61,9 @@ class Gateway:
         self.store = store
         self.runtimes = runtimes
         self.config = config
+        # never in a log line (SPEC §14): the secret sent to adapters and those handed to agents
+        for secret in (config.adapters.channel_secret, *config.run.secrets.values()):
+            redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics or GatewayMetrics()
         self.gate = ImpulseGate()

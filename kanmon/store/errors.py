@@ -5,6 +5,7 @@ KanmonError
     ├── StoreUnavailable   the database cannot be reached or stayed locked past the busy timeout
     ├── NotFound           the row an operation names does not exist
     ├── Conflict           the row an operation would create already exists
+    │   └── PrefixTaken    a channel adapter claims a JID prefix another adapter owns
     ├── InvalidValue       the database refused a value (a NUL byte in text on PostgreSQL, a number out of range)
     └── UnusableStore      the URL or the database is not a kanmon store kanmon can use (nothing was changed)
         └── NoStore        there is no store yet where one was expected
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidValue",
     "NoStore",
     "NotFound",
+    "PrefixTaken",
     "StoreError",
     "StoreUnavailable",
     "UnusableStore",
@@ -45,6 +47,18 @@ class NotFound(StoreError, InvalidInput):
 
 class Conflict(StoreError, InvalidInput):
     """Raised when the row an operation would create already exists."""
+
+
+class PrefixTaken(Conflict):
+    """Raised when a channel adapter claims a JID prefix that overlaps one another adapter owns.
+
+    ``prefix`` is the one claimed, ``owned`` the one it overlaps (equal, or one starts with the other), ``owner``
+    the adapter that has it. Nothing was written.
+    """
+
+    def __init__(self, prefix: str, *, owned: str, owner: str) -> None:
+        self.prefix, self.owned, self.owner = prefix, owned, owner
+        super().__init__(f"JID prefix {prefix!r} overlaps {owned!r}, which channel adapter {owner!r} owns")
 
 
 class InvalidValue(StoreError, InvalidInput):

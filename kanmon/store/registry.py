@@ -7,17 +7,19 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from kanmon.folders import validate_folder
 from kanmon.store.base import StoreBase, from_row, utcnow
-from kanmon.store.errors import Conflict, NotFound
+from kanmon.store.errors import Conflict, NotFound, PrefixTaken
 from kanmon.store.records import Channel, Group, Route, Run, RunStatus, Session, SystemMessage
 from kanmon.store.tables import channels, registered_groups, routes, session_log, sessions, system_messages
 
 __all__ = ["RegistryStore"]
 
 IN_FLIGHT: tuple[RunStatus, ...] = ("starting", "running")
+# pg_advisory_xact_lock key for registering channel adapters: "kanmon", then "ch"
+CHANNELS_LOCK_KEY = 0x6B616E6D6F6E6368
 
 
 class RegistryStore(StoreBase):
@@ -166,9 +168,22 @@ class RegistryStore(StoreBase):
 
     # ------------------------------------------------------------------------------------------------ channels
     def save_channel(self, channel: Channel) -> None:
-        """Register or re-register a channel adapter."""
+        """Register or re-register a channel adapter (by name: a new token hash, url, prefixes, capabilities).
+
+        A JID prefix belongs to one adapter at a time (SPEC §11: replies go to the adapter that owns the chat's
+        JID): raises :class:`PrefixTaken` naming the owner when one of ``channel.jid_prefixes`` overlaps (equals, or
+        starts or is started by) a prefix of another adapter; the adapter's own prefixes may overlap each other and
+        change freely. Check and write are one transaction, so two adapters registering at once cannot both win.
+        """
         values = dataclasses.asdict(channel)
         with self._write() as conn:
+            if self.dialect == "postgresql":
+                # READ COMMITTED would let two registrations each see the other's prefix free; SQLite's BEGIN
+                # IMMEDIATE already serialises writers
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANNELS_LOCK_KEY})
+            others = select(channels.c.name, channels.c.jid_prefixes).where(channels.c.name != channel.name)
+            for owner, owned in conn.execute(others):
+                _refuse_overlap(channel.jid_prefixes, owned, owner)
             conn.execute(self._upsert(channels, values, ["name"]))
 
     def list_channels(self) -> list[Channel]:
@@ -189,6 +204,13 @@ class RegistryStore(StoreBase):
             query = query.where(session_log.c.started_at >= since)
         with self._read() as conn:
             return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def _refuse_overlap(claimed: list[str], owned: list[str], owner: str) -> None:
+    for prefix in claimed:
+        for theirs in owned:
+            if prefix.startswith(theirs) or theirs.startswith(prefix):
+                raise PrefixTaken(prefix, owned=theirs, owner=owner)
 
 
 def _group(folder: str) -> Any:

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kanmon import redaction
 from kanmon.gateway import Gateway
 from kanmon.web import adapters, health, webchat
 from kanmon.web.deps import WebConfig
@@ -24,6 +25,7 @@ __all__ = ["create_app"]
 def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     """The FastAPI app of one gated."""
     config = config or WebConfig()
+    redaction.remember(config.channel_secret)  # never in a log line (SPEC §14), nor the tokens the routes hand out
     app = FastAPI(
         title="kanmon",
         summary="Channel adapters, web chat, metrics and health of one gated.",

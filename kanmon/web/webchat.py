@@ -12,8 +12,9 @@ Why it looks the way it does (arizuko's web channel, research §8.6, got each of
 * A slow browser never holds up the gateway: the feed cuts a subscriber that falls behind, which ends the stream,
   and the browser's reconnect replays from the store.
 * Each group has its own web token (``gated group web-token FOLDER``), kept only as a sha256 hash and compared in
-  constant time. The page itself holds no secret: the token travels in the URL's fragment, which browsers never
-  send, and the page keeps it in ``sessionStorage``.
+  constant time (:mod:`kanmon.web.webchat_auth`); without it, a group that exists looks exactly like one that does
+  not. The page itself holds no secret and is the same for every folder: the token travels in the URL's fragment,
+  which browsers never send, and the page keeps it in ``sessionStorage``.
 """
 
 from __future__ import annotations
@@ -21,24 +22,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import hmac
 import html
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kanmon.folders import is_valid_folder
 from kanmon.gateway import Gateway
-from kanmon.store import Group, Message, NewMessage, Store, StoreError
+from kanmon.store import Message, NewMessage, Store, StoreError
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
+from kanmon.web.webchat_auth import (
+    AUTH_RESPONSES,
+    FolderPath,
+    StreamGroup,
+    WebGroup,
+    chat_url,
+    new_web_token,
+    token_hash,
+    valid_folder,
+)
 
 __all__ = [
     "KEEPALIVE_SECONDS",
@@ -80,29 +88,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-
-
-# ------------------------------------------------------------------------------------------------ tokens
-def new_web_token() -> tuple[str, str]:
-    """A fresh web token and its hash: give the token to the user once, store only the hash."""
-    token = secrets.token_urlsafe(32)
-    return token, token_hash(token)
-
-
-def token_hash(token: str) -> str:
-    """The sha256 (hex) of ``token``: what the store keeps instead of it."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def chat_url(base_url: str, folder: str, token: str) -> str:
-    """The chat page of ``folder`` with ``token`` in the fragment (browsers never send a fragment to the server)."""
-    return f"{base_url.rstrip('/')}/chat/{folder}#token={token}"
-
-
-def _token_matches(token: str, stored_hash: str | None) -> bool:
-    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing
-    given = token_hash(token).encode()
-    return hmac.compare_digest(given, (stored_hash or "").encode("utf-8", "surrogatepass")) and bool(stored_hash)
 
 
 # ------------------------------------------------------------------------------------------------ bodies
@@ -165,80 +150,9 @@ class TopicList(BaseModel):
     topics: list[TopicSummary]
 
 
-# ------------------------------------------------------------------------------------------------ auth
+# ------------------------------------------------------------------------------------------------ dependencies
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 ConfigDep = Annotated[WebConfig, Depends(get_config)]
-FolderPath = Annotated[str, Path(description="The group's folder, e.g. `support` or `corp/eng`.")]
-
-_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong web token."},
-    404: {"description": "No such group."},
-}
-
-
-async def _group(gateway: Gateway, folder: str) -> Group:
-    if not is_valid_folder(folder):
-        raise HTTPException(status_code=404, detail=f"no group {folder!r}: not a valid folder name")
-    group = await asyncio.to_thread(gateway.store.get_group, folder)
-    if group is None:
-        raise HTTPException(status_code=404, detail=f"no group {folder!r}")
-    return group
-
-
-def _authorize(group: Group, token: str | None) -> None:
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if not token:
-        raise HTTPException(
-            status_code=401, detail="missing web token: send Authorization: Bearer <token>", headers=challenge
-        )
-    if not _token_matches(token, group.web_token):
-        if group.web_token is None:
-            detail = f"group {group.folder!r} has no web chat token; create one with `gated group web-token`"
-        else:
-            detail = "wrong web token"
-        raise HTTPException(status_code=401, detail=detail, headers=challenge)
-
-
-def _bearer(authorization: str | None) -> str | None:
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-async def web_group(
-    folder: FolderPath,
-    gateway: GatewayDep,
-    authorization: Annotated[str | None, Header(description="`Bearer <the group's web token>`")] = None,
-) -> Group:
-    """The group ``folder``, when the request carries its web token (404 / 401 otherwise)."""
-    group = await _group(gateway, folder)
-    _authorize(group, _bearer(authorization))
-    return group
-
-
-async def web_group_for_stream(
-    folder: FolderPath,
-    gateway: GatewayDep,
-    token: Annotated[
-        str | None,
-        Query(description="The group's web token, for EventSource, which cannot set headers.", max_length=512),
-    ] = None,
-    authorization: Annotated[str | None, Header(description="`Bearer <token>`, for clients that can")] = None,
-) -> Group:
-    """Like :func:`web_group`, also taking the token from ``?token=``.
-
-    The browser's ``EventSource`` cannot set request headers, so the page has no other way to present the token
-    than the URL. That URL could reach access logs (gated keeps uvicorn's access log quiet); no other route accepts a
-    token in the URL.
-    """
-    group = await _group(gateway, folder)
-    _authorize(group, _bearer(authorization) or token)
-    return group
-
-
-WebGroup = Annotated[Group, Depends(web_group)]
-StreamGroup = Annotated[Group, Depends(web_group_for_stream)]
 
 
 def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
@@ -259,7 +173,7 @@ def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
     "/web/{folder:path}/messages",
     summary='Send a message to the group\'s web chat (to the topic "" unless it names one).',
     dependencies=[Depends(accepting_writes)],
-    responses={**_AUTH_RESPONSES, 413: {"description": "Body too large."}, 503: {"description": "Shutting down."}},
+    responses={**AUTH_RESPONSES, 413: {"description": "Body too large."}, 503: {"description": "Shutting down."}},
 )
 async def post_message(
     group: WebGroup, body: PostMessage, request: Request, gateway: GatewayDep, config: ConfigDep
@@ -287,7 +201,7 @@ async def post_message(
             "content": {"text/event-stream": {}},
         },
         400: {"description": "A malformed Last-Event-ID."},
-        **_AUTH_RESPONSES,
+        **AUTH_RESPONSES,
     },
 )
 async def stream(
@@ -316,7 +230,7 @@ async def stream(
 @router.get(
     "/web/{folder:path}/topics",
     summary="The topics of the group's web chat, the most recently active first.",
-    responses=_AUTH_RESPONSES,
+    responses=AUTH_RESPONSES,
 )
 async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
     found = await asyncio.to_thread(gateway.store.chat_topics, f"web:{group.folder}")
@@ -332,12 +246,12 @@ async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
     "/chat/{folder:path}",
     summary="The chat page of a group (open it with `#token=<web token>`).",
     response_class=Response,
-    responses={200: {"content": {"text/html": {}}}, 404: {"description": "No such group."}},
+    responses={200: {"content": {"text/html": {}}}, 404: {"description": "Not a valid folder name."}},
 )
-async def chat_page(folder: FolderPath, request: Request, gateway: GatewayDep) -> Response:
-    group = await _group(gateway, folder)
+async def chat_page(folder: FolderPath, request: Request) -> Response:
+    """The same page for every well-formed folder: whether the group exists is for the API to tell its token holder."""
     root = html.escape(str(request.scope.get("root_path") or ""), quote=True)
-    page = _asset("chat.html").replace("{{root}}", root).replace("{{folder}}", html.escape(group.folder, quote=True))
+    page = _asset("chat.html").replace("{{root}}", root).replace("{{folder}}", html.escape(valid_folder(folder)))
     return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 

@@ -162,6 +162,35 @@ async def test_writes_are_refused_while_gated_drains(tmp_path: Path) -> None:
         assert tables(h) == before
 
 
+async def test_a_prefix_another_adapter_owns_is_409_naming_it_and_its_chats_stay_its_own(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", []) as h, api(h) as client:
+        tg = await register(client)  # telegram:
+        before = tables(h)
+        for prefixes in (["telegram:"], ["telegram:-100:"], ["discord:", "telegram:-100:x:"]):
+            body = {**TG, "name": "mallory", "jid_prefixes": prefixes}
+            refused = await client.post("/v1/channels/register", json=body, headers=bearer(SECRET))
+            assert refused.status_code == 409, (prefixes, refused.text)
+            assert "channel adapter 'tg'" in refused.json()["detail"]
+            assert tables(h) == before
+        # the owner may rotate its token and narrow its prefixes; another adapter gets what is free
+        tg = await register(client, jid_prefixes=["telegram:-100:"])
+        other = await register(client, name="other", jid_prefixes=["telegram:-200:", "discord:"])
+        assert {c.name: c.jid_prefixes for c in h.store.list_channels()} == {
+            "other": ["telegram:-200:", "discord:"],
+            "tg": ["telegram:-100:"],
+        }
+
+        # neither writes into the other's chats: replies to a chat go to the one adapter that owns its JID
+        mine = {"chat_jid": "discord:1", "sender": "discord:2", "content": "hi"}
+        assert (await client.post("/v1/messages", json=mine, headers=bearer(other))).status_code == 200
+        for path, body in (("/v1/messages", mine), ("/v1/chats", {"chat_jid": "discord:1", "name": "taken"})):
+            answer = await client.post(path, json=body, headers=bearer(tg))
+            assert answer.status_code == 400 and "prefixes (telegram:-100:)" in answer.json()["detail"]
+        stored = h.store.get_chat("discord:1")
+        assert stored is not None and (stored.channel, stored.name) == ("other", None)
+        assert [row.origin for row in h.inbound("discord:1")] == ["adapter:other"]
+
+
 # ---------------------------------------------------------------------------------------------------- bad input
 MESSAGE = {"chat_jid": "telegram:1", "sender": "telegram:2", "content": "hi"}
 
@@ -495,7 +524,7 @@ EDGE_VALUES: list[Any] = [
     [{"a": "\ud800"}], _nested(15), _nested(40), _nested(900),
 ]  # fmt: skip
 BASE_BODIES = {
-    "/v1/channels/register": {**TG, "name": "edge-adapter"},
+    "/v1/channels/register": {**TG, "name": "edge-adapter", "jid_prefixes": ["edge:"]},  # the probe has telegram:
     "/v1/messages": {**MESSAGE, "id": "edge", "timestamp": 1_700_000_000, "topic": "t", "attachments": [{"a": 1}]},
     "/v1/chats": {"chat_jid": "telegram:1", "name": "a chat", "is_group": False},
 }

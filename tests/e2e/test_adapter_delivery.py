@@ -52,7 +52,8 @@ class FakeAdapter:
     ``status`` other than 200 refuses every request without showing anything (the adapter is down), and so does
     ``refuse`` for the texts it holds (with 503);
     ``show_then_fail`` requests are shown and then answered 500 (it failed after receiving); ``hold`` keeps
-    requests waiting for an answer until it is set (the adapter hangs).
+    requests waiting for an answer until it is set (the adapter hangs). ``echo`` puts the credentials it got
+    into its refusals (a badly written adapter).
     """
 
     name: str
@@ -60,6 +61,7 @@ class FakeAdapter:
     show_then_fail: int = 0
     hold: asyncio.Event | None = None
     refuse: set[str] = field(default_factory=set)
+    echo: bool = False
     requests: list[Received] = field(default_factory=list)
     shown: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> body, in arrival order
     ids: dict[str, str] = field(default_factory=dict)
@@ -76,7 +78,8 @@ class FakeAdapter:
         if self.hold is not None:
             await self.hold.wait()
         if self.status != 200 or body["content"] in self.refuse:
-            return JSONResponse({"error": "down"}, status_code=self.status if self.status != 200 else 503)
+            error = {"error": "down", **({"you sent": self.requests[-1].authorization} if self.echo else {})}
+            return JSONResponse(error, status_code=self.status if self.status != 200 else 503)
         key = body["idempotency_key"]
         if key not in self.shown:
             self.shown[key] = body
@@ -220,10 +223,11 @@ async def test_a_reply_reaches_the_adapter_and_its_row_is_marked_sent(tmp_path: 
 async def test_a_reply_goes_to_the_adapter_its_chat_came_from(tmp_path: Path) -> None:
     first, second = FakeAdapter("tg-a"), FakeAdapter("tg-b")
     async with world(tmp_path / "data", first, second) as w:
-        await w.register(first, ["telegram:"])
-        await w.register(second, ["telegram:"])
-        await w.post("tg-b", id="m-1", chat_jid="telegram:7", content="via b")
-        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:7")] == ["sent"], "delivery")
+        # two bots of one platform, each owning its own part of it (a prefix belongs to one adapter at a time)
+        await w.register(first, ["telegram:a:"])
+        await w.register(second, ["telegram:b:"])
+        await w.post("tg-b", id="m-1", chat_jid="telegram:b:7", content="via b")
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:b:7")] == ["sent"], "delivery")
         assert second.shown_texts() == ["echo: via b"]
         assert first.requests == []
 
@@ -314,26 +318,44 @@ async def test_a_pending_reply_survives_a_restart_and_goes_out_after_it(tmp_path
             assert w.metric("tg", "sent") == 1
 
 
+async def test_an_adapter_that_echoes_the_channel_secret_does_not_get_it_into_the_store(tmp_path: Path) -> None:
+    """``delivery_error`` keeps the adapter's answer (SPEC §14: secrets never in the store), so it is redacted."""
+    for status, outcome in ((503, "pending"), (400, "failed")):  # a failure retried, then one final at once
+        echoing = FakeAdapter(f"echo-{status}", status=status, echo=True)
+        async with world(tmp_path / f"data-{status}", echoing) as w:
+            await w.register(echoing, ["telegram:"])
+            await w.post(echoing.name, id="m-1", chat_jid="telegram:1", content="hi")
+
+            def errors() -> list[str]:
+                return [row.delivery_error or "" for row in w.reply_rows("telegram:1") if row.delivery_error]
+
+            await w.h.wait_for(lambda: bool(errors()), "a failed attempt")
+            [row] = w.reply_rows("telegram:1")
+            assert row.delivery_status == outcome and f"{status}" in errors()[0] and '"down"' in errors()[0]
+            assert SECRET not in errors()[0] and "[redacted]" in errors()[0]
+            assert all(request.authorization == f"Bearer {SECRET}" for request in echoing.requests)  # it was sent
+
+
 async def test_a_refusing_adapter_fails_its_row_while_a_hanging_one_holds_up_no_other(tmp_path: Path) -> None:
     refusing = FakeAdapter("refusing", status=400)
     hanging = FakeAdapter("hanging", hold=asyncio.Event())
     healthy = FakeAdapter("healthy")
     patient = AdapterDeliveryConfig(channel_secret=SECRET, timeout=300.0, quick_tries=1)  # longer than any wait here
     async with world(tmp_path / "data", refusing, hanging, healthy, delivery=patient) as w:
-        await w.register(hanging, ["telegram:"])
+        await w.register(hanging, ["telegram:h:"])
         await w.register(refusing, ["discord:"])
-        await w.post("hanging", id="m-1", chat_jid="telegram:1", content="to the hanging one")
+        await w.post("hanging", id="m-1", chat_jid="telegram:h:1", content="to the hanging one")
         await w.h.wait_for(lambda: len(hanging.requests) == 1, "the hanging adapter to receive its request")
 
         # registered while the other's delivery hangs; its reply must not wait for it
-        await w.register(healthy, ["telegram:"])
-        await w.post("healthy", id="m-2", chat_jid="telegram:2", content="to the healthy one")
+        await w.register(healthy, ["telegram:ok:"])  # its own part of telegram
+        await w.post("healthy", id="m-2", chat_jid="telegram:ok:2", content="to the healthy one")
         await w.post("refusing", id="m-3", chat_jid="discord:3", content="to the refusing one")
-        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:2")] == ["sent"], "delivery")
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:ok:2")] == ["sent"], "delivery")
         await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("discord:3")] == ["failed"], "a failure")
 
         assert healthy.shown_texts() == ["echo: to the healthy one"]
-        assert [r.delivery_status for r in w.reply_rows("telegram:1")] == ["pending"]  # still waiting for an answer
+        assert [r.delivery_status for r in w.reply_rows("telegram:h:1")] == ["pending"]  # still waiting for an answer
         [refused] = w.reply_rows("discord:3")
         assert refused.delivery_attempts == 1 and "refused the message: 400" in (refused.delivery_error or "")
         assert len(refusing.requests) == 1  # a 4xx is not retried
@@ -341,7 +363,7 @@ async def test_a_refusing_adapter_fails_its_row_while_a_hanging_one_holds_up_no_
 
         assert hanging.hold is not None
         hanging.hold.set()
-        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"], "delivery")
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:h:1")] == ["sent"], "delivery")
         assert hanging.shown_texts() == ["echo: to the hanging one"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -221,30 +222,37 @@ async def test_the_trusted_proxy_header_names_the_sender_and_anonymous_senders_a
         assert rows[nameless.json()["seq"]].sender == anon("127.0.0.1")
 
 
-@pytest.mark.parametrize(
-    ("headers", "detail"),
-    [
-        ({}, "missing web token"),
-        ({"Authorization": "Bearer "}, "missing web token"),
-        ({"Authorization": f"Basic {TOKEN}"}, "missing web token"),
-        ({"Authorization": "Bearer wrong"}, "wrong web token"),
-        ({"Authorization": f"Bearer {OTHER_TOKEN}"}, "wrong web token"),
-        ({"Authorization": f"Bearer {TOKEN}x"}, "wrong web token"),
-    ],
-)
-async def test_a_missing_or_wrong_token_is_401_and_nothing_is_stored(
-    tmp_path: Path, headers: dict[str, str], detail: str
-) -> None:
+REFUSED = {"detail": "missing or wrong web token (`gated group web-token FOLDER` makes one)"}
+WRONG_CREDENTIALS = [
+    {},
+    {"Authorization": "Bearer "},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": "Bearer wrong"},
+    {"Authorization": f"Bearer {OTHER_TOKEN}"},  # another group's
+    {"Authorization": f"Bearer {TOKEN}x"},
+    {"Authorization": f"Bearer {token_hash('')}"},  # the hash a group without a token would not match either
+]
+
+
+async def unauthenticated(client: httpx.AsyncClient, folder: str, headers: dict[str, str]) -> list[httpx.Response]:
+    """Each endpoint of the web chat API asked about ``folder`` with ``headers``: post, topics, stream (2 ways)."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    return [
+        await client.post(f"/web/{folder}/messages", json={"content": "let me in"}, headers=headers),
+        await client.get(f"/web/{folder}/topics", headers=headers),
+        await client.get(f"/web/{folder}/stream", headers=headers),
+        # the same token in the stream's query (a Basic one is not a token there either: left out)
+        await client.get(f"/web/{folder}/stream", params={"token": token} if scheme == "Bearer" else {}),
+    ]
+
+
+@pytest.mark.parametrize("headers", WRONG_CREDENTIALS)
+async def test_a_missing_or_wrong_token_is_401_and_nothing_is_stored(tmp_path: Path, headers: dict[str, str]) -> None:
     async with web_chat(tmp_path, other={}) as (h, app), asgi_client(app) as client:
         before = h.store.max_seq()
-        posted = await client.post("/web/corp/messages", json={"content": "let me in"}, headers=headers)
-        listed = await client.get("/web/corp/topics", headers=headers)
-        scheme, _, token = headers.get("Authorization", "").partition(" ")
-        # the same token in the stream's query (a Basic one is not a token there either: left out)
-        streamed = await client.get("/web/corp/stream", params={"token": token} if scheme == "Bearer" else {})
-        assert [r.status_code for r in (posted, listed, streamed)] == [401, 401, 401]
-        assert detail in posted.json()["detail"] and detail in listed.json()["detail"]
-        assert posted.headers["www-authenticate"] == "Bearer"
+        for response in await unauthenticated(client, "corp", headers):
+            assert (response.status_code, response.json()) == (401, REFUSED)
+            assert response.headers["www-authenticate"] == "Bearer"
         assert h.store.max_seq() == before
 
 
@@ -252,22 +260,59 @@ async def test_a_group_without_a_web_token_refuses_every_token(tmp_path: Path) -
     async with web_chat(tmp_path) as (h, app), asgi_client(app) as client:
         h.store.add_group(process_group("closed"))
         response = await client.post("/web/closed/messages", json={"content": "x"}, headers=bearer(token_hash("")))
-        assert response.status_code == 401
-        assert "has no web chat token" in response.json()["detail"]
+        assert (response.status_code, response.json()) == (401, REFUSED)
         assert h.store.max_seq() == 0
 
 
-async def test_an_unknown_or_malformed_folder_is_404(tmp_path: Path) -> None:
+async def test_without_its_token_a_folder_that_exists_looks_exactly_like_one_that_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same status, body and headers, and the same work (a constant-time comparison each), known folder or not."""
+    compared: list[int] = []
+    real_compare = hmac.compare_digest
+
+    def counting(a: Any, b: Any) -> bool:
+        compared.append(1)
+        return real_compare(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    # corp has a token, closed has none, other's token is one of the wrong credentials; the rest do not exist
+    folders = ["corp", "closed", "nobody", "corp/eng", "a/b/c"]
+    async with web_chat(tmp_path, other={}) as (h, app), asgi_client(app) as client:
+        h.store.add_group(process_group("closed"))
+        for headers in WRONG_CREDENTIALS:
+            answers: dict[tuple[str, int], set[Any]] = {}
+            for folder in folders:
+                compared.clear()
+                responses = await unauthenticated(client, folder, headers)
+                for n, response in enumerate(responses):
+                    seen = (response.status_code, response.content, response.headers.get("www-authenticate"))
+                    answers.setdefault(("answer", n), set()).add(seen)
+                answers.setdefault(("comparisons", 0), set()).add(len(compared))
+            for what, seen in answers.items():
+                assert len(seen) == 1, (headers, what, seen)
+        assert h.store.max_seq() == 0
+
+
+async def test_a_malformed_folder_is_404_and_the_page_is_the_same_for_any_valid_folder(tmp_path: Path) -> None:
     async with web_chat(tmp_path) as (h, app), asgi_client(app) as client:
-        for folder in ("nobody", "corp/eng", "Corp", "a..b", "-x"):
+        for folder in ("Corp", "a..b", "-x", "a//b", "x" * 64):
             posted = await client.post(f"/web/{folder}/messages", json={"content": "x"}, headers=bearer())
             listed = await client.get(f"/web/{folder}/topics", headers=bearer())
             streamed = await client.get(f"/web/{folder}/stream", params={"token": TOKEN})
             page = await client.get(f"/chat/{folder}")
             statuses = [r.status_code for r in (posted, listed, streamed, page)]
             assert statuses == [404, 404, 404, 404], (folder, statuses)
-            assert "no group" in posted.json()["detail"]
+            assert "not a valid folder name" in posted.json()["detail"]
         assert (await client.get("/chat-assets/chat.html")).status_code == 404
+
+        # the page is static: whether the group exists is the API's to say, and only to its token's holder
+        known = await client.get("/chat/corp")
+        for folder in ("nobody", "corp/eng"):
+            page = await client.get(f"/chat/{folder}")
+            assert page.status_code == 200
+            assert {**page.headers, "content-length": ""} == {**known.headers, "content-length": ""}
+            assert page.text.replace(folder, "corp") == known.text
         assert h.store.max_seq() == 0
 
 

@@ -388,6 +388,16 @@ def test_secrets_and_store_passwords_stay_out_of_repr(tmp_path: Path) -> None:
     assert "hunter2" not in text and ":pw@" not in text
 
 
+def test_every_secret_the_settings_hold_is_listed_for_the_log_redaction(tmp_path: Path) -> None:
+    environ = {
+        "KANMON_HTTP_CHANNEL_SECRET": "hunter2",
+        "KANMON_STORE_URL": "postgresql+psycopg://kanmon:p%40ss-word@db/k",
+        "KANMON_DAEMONS": "a=http://u:daemon-pw@h:1/x, b=http://h:2/y",
+    }
+    assert set(load(tmp_path, environ=environ).secret_values()) == {"hunter2", "p@ss-word", "p%40ss-word", "daemon-pw"}
+    assert load(tmp_path).secret_values() == []
+
+
 def test_sizes_render_in_their_short_form(tmp_path: Path) -> None:
     entries = {e.key: e.value for e in load(tmp_path, environ={"KANMON_RUNTIME_DOCKER_MEMORY": "1.5g"}).describe()}
     assert entries["runtime.docker.memory"] == "1536m"

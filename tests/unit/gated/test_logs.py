@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kanmon import redaction
 from kanmon.gated.logs import HANDLER_NAME, NOISY_LOGGERS, configure_logging
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -118,3 +119,12 @@ def test_an_error_level_also_silences_library_warnings() -> None:
 def test_an_unknown_level_or_format_is_refused(level: str, fmt: str) -> None:
     with pytest.raises(ValueError, match="unknown log"):
         configure_logging(level, fmt, io.StringIO())  # type: ignore[arg-type]
+
+
+def test_the_secrets_it_is_given_never_appear(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redaction, "SECRETS", redaction.SecretValues())
+    stream = io.StringIO()
+    configure_logging("DEBUG", "text", stream, secrets=["db-pass-4e1f", ""])
+    logging.getLogger("kanmon.test").debug("connecting with db-pass-4e1f to %s", "postgresql://k:db-pass-4e1f@h/k")
+    [line] = lines(stream)
+    assert "db-pass-4e1f" not in line and line.endswith("connecting with [redacted] to postgresql://k:[redacted]@h/k")

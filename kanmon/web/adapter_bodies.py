@@ -1,0 +1,217 @@
+"""The bodies of the channel-adapter API (SPEC §11) and the checks no JSON schema can state.
+
+Every body is validated before anything is written: text every backend can store (no NUL, no lone surrogate),
+finite numbers, bounded JSON, JID prefixes that are a platform name and a colon and never a built-in channel's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kanmon.web.validation import storable_text
+
+__all__ = [
+    "RESERVED_PREFIXES",
+    "ChannelInfo",
+    "ChatAnswer",
+    "ChatBody",
+    "InboundMessage",
+    "MessageAnswer",
+    "OkAnswer",
+    "RegisterAnswer",
+    "RegisterBody",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# a platform name and a colon, optionally narrowed further ("discord:guild-1:"); the JIDs it owns start with it
+PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}:(?:[A-Za-z0-9_.@+-]{1,64}:){0,4}$")
+RESERVED_PREFIXES = ("web:", "local:")  # the built-in channels' (kanmon.gateway.delivery.StoreReadChannel)
+RESERVED_NAMES = frozenset({"web", "local"})
+JID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+VERB_RE = r"^[a-z][a-z0-9_.-]{0,63}$"
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+MAX_JSON_DEPTH = 16
+MAX_JSON_ITEMS = 10_000
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def _json_value(value: T) -> T:
+    """A JSON value every backend can store: storable strings, finite numbers, at most 16 levels and 10,000 items."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    items = 0
+    while stack:
+        node, depth = stack.pop()
+        items += 1
+        if depth > MAX_JSON_DEPTH or items > MAX_JSON_ITEMS:
+            raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels or has over {MAX_JSON_ITEMS} items")
+        if isinstance(node, str):
+            storable_text(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("contains a number that is not finite")
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                storable_text(str(key))
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable_text)]
+Short = Annotated[str, Field(max_length=512), AfterValidator(storable_text)]
+MessageId = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(storable_text)]
+Quote = Annotated[str, Field(max_length=64 * 1024), AfterValidator(storable_text)]
+
+
+class _Body(BaseModel):
+    # arizuko's adapters send fields kanmon does not use (attachment_mime, …): ignored, never an error
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+def _jid(value: str) -> str:
+    if not JID_RE.match(value):
+        raise ValueError("must not contain white space or control characters")
+    return value
+
+
+Jid = Annotated[str, Field(min_length=3, max_length=512), AfterValidator(storable_text), AfterValidator(_jid)]
+
+
+# ------------------------------------------------------------------------------------------------ bodies
+class RegisterBody(_Body):
+    """An adapter introducing itself."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique; registering it again rotates the token.")]
+    url: Annotated[Text, Field(min_length=8, max_length=2048, description="Where kanmon POSTs `<url>/send`.")]
+    jid_prefixes: Annotated[
+        list[Annotated[Text, Field(max_length=128)]],
+        Field(min_length=1, max_length=32, description="The JIDs it owns start with one of these (`telegram:`)."),
+    ]
+    capabilities: Annotated[
+        dict[Annotated[Text, Field(max_length=64)], Any],
+        Field(max_length=64, description="`{send_text, send_file, typing, …}`; `send_text: false` gets no replies."),
+    ] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved_name(cls, name: str) -> str:
+        if name in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is the name of a built-in channel")
+        return name
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            raise ValueError("is not a valid URL") from None
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (kanmon sends the channel secret itself)")
+        if parts.query or parts.fragment or any(ch.isspace() for ch in url):
+            raise ValueError("must have no query, fragment or white space (kanmon appends /send to it)")
+        return url
+
+    @field_validator("jid_prefixes")
+    @classmethod
+    def _prefixes(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            if prefix.startswith(RESERVED_PREFIXES):
+                raise ValueError(f"{prefix!r} is reserved for the built-in {prefix.split(':')[0]} channel")
+            if not PREFIX_RE.match(prefix):
+                raise ValueError(f"{prefix!r} is not a JID prefix: expected a platform name ending with ':'")
+        return list(dict.fromkeys(prefixes))
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities(cls, capabilities: dict[str, Any]) -> dict[str, Any]:
+        return _json_value(capabilities)
+
+
+class RegisterAnswer(BaseModel):
+    ok: bool
+    token: str = Field(description="The adapter's token (shown once; kanmon keeps only its hash).")
+
+
+class InboundMessage(_Body):
+    """A message an adapter received from its platform (arizuko's body)."""
+
+    id: MessageId | None = Field(
+        default=None, description="The platform's message id; a retry with the same id stores nothing new."
+    )
+    chat_jid: Jid
+    sender: Short
+    sender_name: Short = ""
+    content: Annotated[Text, Field(max_length=1024 * 1024)] = Field(
+        description="The text; may be empty only when there are attachments."
+    )
+    timestamp: Annotated[float | None, Field(ge=0, le=MAX_TIMESTAMP)] = Field(
+        default=None, description="When the platform says it was sent, unix seconds; default: now."
+    )
+    topic: Short = Field(default="", description="The platform thread, if any.")
+    verb: Annotated[str, Field(pattern=VERB_RE)] = "message"
+    is_group: bool | None = None
+    reply_to: Short | None = None
+    reply_to_text: Quote | None = None
+    reply_to_sender: Short | None = None
+    attachments: Annotated[list[dict[str, Any]] | None, Field(max_length=64)] = None
+
+    @field_validator("verb", mode="before")
+    @classmethod
+    def _default_verb(cls, verb: Any) -> Any:
+        return "message" if verb == "" or verb is None else verb
+
+    @field_validator("attachments")
+    @classmethod
+    def _attachments(cls, attachments: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return None if attachments is None else _json_value(attachments)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> InboundMessage:
+        if not self.content and not self.attachments:
+            raise ValueError("content is empty and there are no attachments")
+        return self
+
+
+class MessageAnswer(BaseModel):
+    ok: bool
+    seq: int = Field(description="The message's place in the log (the same for a retried id).")
+    id: str
+    duplicate: bool = Field(description="True when this id was stored before: nothing new was stored.")
+
+
+class ChatBody(_Body):
+    """A chat an adapter knows about (its name, whether it is a group)."""
+
+    chat_jid: Jid
+    name: Short | None = None
+    is_group: bool | None = None
+
+
+class ChatAnswer(BaseModel):
+    ok: bool
+    chat_jid: str
+
+
+class OkAnswer(BaseModel):
+    ok: bool
+
+
+class ChannelInfo(BaseModel):
+    """A registered adapter, as listed (never its token or the token's hash)."""
+
+    name: str
+    url: str
+    jid_prefixes: list[str]
+    capabilities: dict[str, Any]
+    registered_at: dt.datetime

@@ -1,0 +1,128 @@
+"""The web chat's tokens (SPEC §11, §14): one per group, kept only as a sha256 hash, compared in constant time.
+
+A request without its folder's token learns nothing, not even whether the folder exists: a group that does not exist,
+one without a web token and one whose token differs all answer the same 401 after the same work (the store read and
+one constant-time comparison, against a dummy hash when there is nothing to compare with). Only a malformed folder
+name is told apart (404): no group can have one, so saying so reveals nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, HTTPException, Path, Query
+
+from kanmon import redaction
+from kanmon.folders import is_valid_folder
+from kanmon.gateway import Gateway
+from kanmon.store import Group
+from kanmon.web.deps import get_gateway
+
+__all__ = [
+    "AUTH_RESPONSES",
+    "REFUSED",
+    "FolderPath",
+    "StreamGroup",
+    "WebGroup",
+    "chat_url",
+    "new_web_token",
+    "token_hash",
+    "valid_folder",
+    "web_group",
+    "web_group_for_stream",
+]
+
+REFUSED = "missing or wrong web token (`gated group web-token FOLDER` makes one)"
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+FolderPath = Annotated[str, Path(description="The group's folder, e.g. `support` or `corp/eng`.")]
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong web token, or no such group: the two look the same without the token."},
+    404: {"description": "Not a valid folder name."},
+}
+
+
+def new_web_token() -> tuple[str, str]:
+    """A fresh web token and its hash: give the token to the user once, store only the hash (and never log it)."""
+    token = secrets.token_urlsafe(32)
+    redaction.remember(token)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> str:
+    """The sha256 (hex) of ``token``: what the store keeps instead of it."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chat_url(base_url: str, folder: str, token: str) -> str:
+    """The chat page of ``folder`` with ``token`` in the fragment (browsers never send a fragment to the server)."""
+    return f"{base_url.rstrip('/')}/chat/{folder}#token={token}"
+
+
+# What a token is compared with when there is no stored hash (no such group, or a group without a token): no token
+# hashes to it that anyone knows, and the comparison takes as long as a real one.
+_NO_HASH = token_hash(secrets.token_urlsafe(32))
+
+
+def valid_folder(folder: str) -> str:
+    """``folder`` if it is a well-formed folder name; 404 otherwise (no group can have it)."""
+    if not is_valid_folder(folder):
+        raise HTTPException(status_code=404, detail=f"no group {folder!r}: not a valid folder name")
+    return folder
+
+
+async def _authorized(gateway: Gateway, folder: str, token: str | None) -> Group:
+    """The group ``folder`` when ``token`` is its web token; the one :data:`REFUSED` 401 in every other case."""
+    group = await asyncio.to_thread(gateway.store.get_group, valid_folder(folder))
+    stored = group.web_token if group is not None and group.web_token else _NO_HASH
+    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing
+    given = token_hash(token or "").encode()
+    matches = hmac.compare_digest(given, stored.encode("utf-8", "surrogatepass"))
+    if group is None or not group.web_token or not token or not matches:
+        raise HTTPException(status_code=401, detail=REFUSED, headers={"WWW-Authenticate": "Bearer"})
+    redaction.remember(token)  # a real token (perhaps printed by `gated group web-token`): never to be logged
+    return group
+
+
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def web_group(
+    folder: FolderPath,
+    gateway: GatewayDep,
+    authorization: Annotated[str | None, Header(description="`Bearer <the group's web token>`")] = None,
+) -> Group:
+    """The group ``folder``, when the request carries its web token (401 otherwise, 404 for a malformed name)."""
+    return await _authorized(gateway, folder, _bearer(authorization))
+
+
+async def web_group_for_stream(
+    folder: FolderPath,
+    gateway: GatewayDep,
+    token: Annotated[
+        str | None,
+        Query(description="The group's web token, for EventSource, which cannot set headers.", max_length=512),
+    ] = None,
+    authorization: Annotated[str | None, Header(description="`Bearer <token>`, for clients that can")] = None,
+) -> Group:
+    """Like :func:`web_group`, also taking the token from ``?token=``.
+
+    The browser's ``EventSource`` cannot set request headers, so the page has no other way to present the token
+    than the URL. That URL reaches uvicorn's access log at DEBUG, where gated's log formatter blanks the token
+    (:mod:`kanmon.redaction`); a proxy's access log is the operator's to keep. No other route accepts a token in the
+    URL.
+    """
+    return await _authorized(gateway, folder, _bearer(authorization) or token)
+
+
+WebGroup = Annotated[Group, Depends(web_group)]
+StreamGroup = Annotated[Group, Depends(web_group_for_stream)]
