@@ -1,7 +1,7 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
 from kanmon.store.engine import describe_url, make_engine, sqlite_url
-from kanmon.store.errors import Conflict, InvalidValue, NotFound, StoreError, StoreUnavailable
+from kanmon.store.errors import Conflict, InvalidValue, NotFound, StoreError, StoreFenced, StoreUnavailable
 from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
 from kanmon.store.records import (
     Channel,
@@ -39,6 +39,7 @@ __all__ = [
     "Session",
     "Store",
     "StoreError",
+    "StoreFenced",
     "StoreUnavailable",
     "SystemMessage",
     "current_revision",
