@@ -17,7 +17,6 @@ from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.queue import lane_for
 from kanmon.store import Group, Store
-from kanmon.store.lock import StoreLock
 from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["chat", "demo", "run", "status"]
@@ -68,20 +67,14 @@ def _instance_option(fn: Any) -> Any:
     )(fn)
 
 
-def _locked_store(app: App, *, migrate: bool | None) -> tuple[Store, StoreLock]:
-    """The store, locked for this gated before anything else touches it, then migrated (or checked)."""
-    lock = StoreLock(app.open_store().engine, instance=app.settings.instance)
-    lock.acquire()
-    try:
-        return app.store(migrate=migrate), lock
-    except BaseException:
-        lock.release()
-        raise
-
-
 @click.command()
 @_http_option
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema on start.")
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="If another gated holds the store, wait and take over when it stops (instead of exiting with status 3).",
+)
 @_instance_option
 @_log_options
 @pass_app
@@ -90,20 +83,24 @@ def run(
     http: str | None,
     no_http: bool,
     no_migrate: bool,
+    standby: bool,
     instance: str | None,
     log_format: str | None,
     log_level: str | None,
 ) -> None:
     """Run the gateway: poll the store, run agents, deliver their replies (SIGINT/SIGTERM stop it cleanly).
 
-    One gated per store: a second one on the same store says who holds it and exits with status 3.
+    One gated per store: a second one on the same store says who holds it and exits with status 3; with --standby it
+    waits instead and takes over within seconds of the holder's end. While the database is unreachable gated waits
+    for it (/readyz says why).
     """
     app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level, log_format)
-    store, lock = _locked_store(app, migrate=not no_migrate)
-    with lock:
-        asyncio.run(Daemon(app.settings, store, http=address).run())
+    daemon = Daemon(
+        app.settings, app.open_store(), http=address, standby=standby, prepare=lambda: app.store(migrate=not no_migrate)
+    )
+    asyncio.run(daemon.run())
 
 
 @click.command()
@@ -128,30 +125,38 @@ def demo(
     app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level or "WARNING", log_format)
-    store, lock = _locked_store(app, migrate=None)
-    _ensure_demo_group(store, folder)
-    # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
-    web_token = _new_demo_web_token(store, folder) if address is not None else None
-    daemon = Daemon(app.settings, store, http=address)
+    web_token: list[str] = []
+
+    def prepare() -> None:
+        store = app.store(migrate=None)
+        _ensure_demo_group(store, folder)
+        # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
+        if address is not None:
+            web_token.append(_new_demo_web_token(store, folder))
 
     def ready(daemon: Daemon) -> None:
         click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
         if daemon.http_url:
             click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
-            if web_token is not None:
-                click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token)}")
+            if web_token:
+                click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token[0])}")
         click.echo("type a message and press Enter; Ctrl-C stops")
 
-    daemon.on_ready = ready
-    with lock:
-        asyncio.run(_demo(daemon, store, folder))
+    daemon = Daemon(app.settings, app.open_store(), http=address, on_ready=ready, prepare=prepare)
+    asyncio.run(_demo(daemon, folder))
 
 
-async def _demo(daemon: Daemon, store: Store, folder: str) -> None:
+async def _demo(daemon: Daemon, folder: str) -> None:
     serving = asyncio.create_task(daemon.run())
+    started = asyncio.create_task(daemon.gateway.started.wait())
+    await asyncio.wait([started, serving], return_when=asyncio.FIRST_COMPLETED)  # the store is ready from here
+    started.cancel()
+    if serving.done():
+        await serving  # it could not start: say why
+        return
     # Lines on standard input (typed, or piped in) go to the demo group; at their end the gateway keeps serving.
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    chat = TerminalChat(store, folder, put=daemon.gateway.put_message)
+    chat = TerminalChat(daemon.store, folder, put=daemon.gateway.put_message)
     await read_lines(sys.stdin, lines)
     talking = asyncio.create_task(chat.run(lines))
     await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)
