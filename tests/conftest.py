@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pgdb import create_pg_database, drop_pg_database
+from pgdb import PrivatePostgres, create_pg_database, drop_pg_database
 from sqlalchemy.engine import make_url
 
 from kanmon.container.images import build_echo_image
@@ -80,6 +83,24 @@ def python_image(docker_client: Any) -> str:
 def echo_image(docker_client: Any, python_image: str) -> str:
     """A tiny image with the echo agent as its command, built from the local python image (never pulled)."""
     return build_echo_image(docker_client, python_image, repository="kanmon-test-echo")
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this test's own (started; stopped afterwards), for tests that restart or stop it."""
+    why = PrivatePostgres.available()
+    if why is not None:
+        service_missing("a private PostgreSQL cluster", why)
+    # not under pytest's tmp_path: the server runs as the postgres user, who may not enter root's 0700 directories
+    directory = Path(tempfile.mkdtemp(prefix="kanmon-pg-"))
+    cluster = PrivatePostgres(directory)
+    try:
+        cluster.init()
+        yield cluster
+    finally:
+        if cluster.running():
+            cluster.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

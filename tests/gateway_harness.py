@@ -170,6 +170,9 @@ async def running_gateway(
     gateway = Gateway(store, runtimes, config)
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
+    started = asyncio.create_task(gateway.started.wait())
+    await asyncio.wait([started, serving], return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
     try:
         yield Harness(store, gateway, data_dir, instance)
     finally:

@@ -109,6 +109,20 @@ KEYS: tuple[Key, ...] = (
     ),
     _key("store.pool_size", INT, 5, "Database connections kept in the pool.", check=_POSITIVE_INT),
     _key(
+        "store.min_free_space",
+        SIZE,
+        64 << 20,
+        "Below this much free disk beside an SQLite store, /readyz says not ready (0 = never).",
+        attr="store.min_free_bytes",
+    ),
+    _key(
+        "store.lock_check_interval",
+        FLOAT,
+        1.0,
+        "Seconds between checks that gated still holds its store lock; also a standby's retry interval.",
+        check=_POSITIVE,
+    ),
+    _key(
         "poll_interval",
         FLOAT,
         2.0,

@@ -12,8 +12,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,12 +22,14 @@ from fastapi import FastAPI
 from kanmon.container import AllowedMount, Limits, ProcessRuntime
 from kanmon.container.docker import DockerRuntime
 from kanmon.errors import InvalidInput
+from kanmon.gated.guard import StoreGuard
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.runs import Runtimes
 from kanmon.queue import RetryPolicy
 from kanmon.store import Store
+from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
 
 __all__ = ["Daemon", "gateway_config", "listen", "make_runtimes", "web_config"]
@@ -66,6 +69,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),
         drain_timeout=settings.gateway.drain_timeout,
+        min_free_bytes=settings.store.min_free_bytes,
         adapters=AdapterDeliveryConfig(
             channel_secret=settings.http.channel_secret,
             timeout=settings.delivery.request_timeout,
@@ -129,15 +133,25 @@ def listen(address: str) -> socket.socket:
 
 @dataclass
 class Daemon:
-    """One ``gated run``: the gateway, the HTTP server on ``listener`` (none: no HTTP), and the signal handling."""
+    """One ``gated run``: the HTTP server, the store lock, the gateway, and the signal handling around them.
+
+    HTTP comes up first, so ``/healthz`` answers and ``/readyz`` says why not while gated waits for its database (an
+    outage at start is waited out, not a crash: SPEC §14) or, with ``standby``, for the store lock. Then, under the
+    lock, ``prepare`` runs (migrations, the demo's group) and the gateway serves until a signal, or until another
+    gated takes the store over (:class:`~kanmon.gated.guard.Overtaken`, exit 3).
+    """
 
     settings: Settings
     store: Store
-    listener: socket.socket | None = None  # from listen(), bound and listening
+    listener: socket.socket | None = None  # from listen(), bound and listening; None: no HTTP
     runtimes: Runtimes | None = None
     on_ready: Callable[[Daemon], None] | None = None
+    #: Blocking set-up done under the lock before serving (migrate the schema, …); run on the store's threads.
+    prepare: Callable[[], object] | None = None
+    standby: bool = False
     gateway: Gateway = field(init=False)
     app: FastAPI = field(init=False)
+    guard: StoreGuard = field(init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
     _signals: int = field(default=0, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -145,6 +159,15 @@ class Daemon:
     def __post_init__(self) -> None:
         self.gateway = Gateway(self.store, self.runtimes or make_runtimes(self.settings), gateway_config(self.settings))
         self.app = create_app(self.gateway, web_config(self.settings))
+        lock = StoreLock(self.store.engine, instance=self.settings.instance)
+        self.guard = StoreGuard(
+            self.gateway.db,
+            lock,
+            check_interval=self.settings.store.lock_check_interval,
+            standby=self.standby,
+            clock=self.gateway.clock,
+        )
+        self.gateway.waiting = lambda: self.guard.waiting
 
     @property
     def http_url(self) -> str | None:
@@ -155,32 +178,81 @@ class Daemon:
         return f"http://{_url_host(host)}:{port}"
 
     async def run(self) -> None:
-        """Serve until a signal; return once drained."""
+        """Serve until a signal; return once drained. Raises StoreLocked (exit 3) when the store is or becomes
+        another gated's."""
         stopping = asyncio.Event()
         self._install_signals(stopping)
         stopping_http_writes = asyncio.create_task(self._refuse_writes_when(stopping))
-        http_task = None
-        if self.listener is not None:
-            host, port = self.listener.getsockname()[:2]
-            config = uvicorn.Config(self.app, host=host, port=port, log_config=None, lifespan="off")
-            self._server = _EmbeddedServer(config)
-            http_task = asyncio.create_task(self._server.serve(sockets=[self.listener]), name="kanmon-http")
+        http_task = self._serve_http()
+        served = False
+        try:
+            if await self._until_stopped(self._activate(), stopping):
+                served = True
+                await self._serve(stopping)
+        finally:
+            stopping.set()
+            await stopping_http_writes
+            if self._server is not None and http_task is not None:
+                self._server.should_exit = True
+                await http_task
+            self.guard.release()
+            self.gateway.db.close()
+            if served:
+                logger.info("gated stopped")
+
+    def _serve_http(self) -> asyncio.Task[None] | None:
+        if self.listener is None:
+            return None
+        host, port = self.listener.getsockname()[:2]
+        config = uvicorn.Config(self.app, host=host, port=port, log_config=None, lifespan="off")
+        self._server = _EmbeddedServer(config)
+        return asyncio.create_task(self._server.serve(sockets=[self.listener]), name="kanmon-http")
+
+    async def _activate(self) -> None:
+        """Take the lock (waiting for the database, or as a standby for the holder), prepare, fence the store."""
+        await self.guard.take()
+        if self.prepare is not None:
+            await self.gateway.db.retrying(self.prepare)
+        await self.guard.fence_writes()
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
         logger.info(
             "gated running: instance=%s store=%s http=%s",
             self.settings.instance,
             self.store.engine.url.render_as_string(hide_password=True),
             self.http_url or "off",
         )
+        serving = asyncio.create_task(self.gateway.serve(stopping), name="kanmon-gateway")
+        keeping = asyncio.create_task(self.guard.keep(self.gateway, stopping), name="kanmon-lock-guard")
+        started = asyncio.create_task(self.gateway.started.wait())
+        await asyncio.wait([started, serving], return_when=asyncio.FIRST_COMPLETED)  # reclaim comes first
+        started.cancel()
         if self.on_ready is not None:
             self.on_ready(self)
-        leftovers = await self.gateway.serve(stopping)
-        await stopping_http_writes
-        if self._server is not None and http_task is not None:
-            self._server.should_exit = True
-            await http_task
+        await asyncio.wait([serving, keeping], return_when=asyncio.FIRST_COMPLETED)
+        if keeping.done() and keeping.exception() is not None:
+            logger.error("%s", keeping.exception())
+            stopping.set()  # fenced already: the drain leaves every run to the gated that holds the store now
+        leftovers = await serving
+        await keeping  # raises Overtaken (exit 3) if that is why we stop
         if leftovers:
             logger.warning("stopped with %d runs still going; their containers keep running", len(leftovers))
-        logger.info("gated stopped")
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
+        """Await ``work`` unless ``stopping`` is set first (then cancel it); True when it completed."""
+        task = asyncio.create_task(work)
+        stopped = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()
+        return True
 
     async def _refuse_writes_when(self, stopping: asyncio.Event) -> None:
         # the drain begins: health, metrics and the event streams stay up, new messages are refused with 503
@@ -193,18 +265,20 @@ class Daemon:
             loop.add_signal_handler(signum, self._on_signal, stopping, signum)
 
     def _on_signal(self, stopping: asyncio.Event, signum: int) -> None:
+        # Act first, speak after: whatever reads our stderr may be gone (`gated run 2>&1 | tee log`, then Ctrl-C),
+        # and a failing write must never cost the stop itself.
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals == 1:
-            drain = self.gateway.config.drain_timeout
-            logger.info("%s: stopping; running runs get %.0fs to finish (again to stop waiting)", name, drain)
-            print(f"\nstopping (up to {drain:.0f}s for running agents; Ctrl-C again stops now)", file=sys.stderr)
             stopping.set()
+            drain = self.gateway.config.drain_timeout
+            _say(f"\nstopping (up to {drain:.0f}s for running agents; Ctrl-C again stops now)")
+            logger.info("%s: stopping; running runs get %.0fs to finish (again to stop waiting)", name, drain)
         else:
-            logger.warning("%s again: not waiting for running runs; they are left running", name)
             task = asyncio.create_task(self.gateway.force_stop())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            logger.warning("%s again: not waiting for running runs; they are left running", name)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -213,6 +287,12 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _say(text: str) -> None:
+    """A line for the person at the terminal, if anyone still reads standard error."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 def _url_host(host: str) -> str:

@@ -25,7 +25,8 @@ __all__ = ["LogFormatter", "configure_logging"]
 
 HANDLER_NAME: Final = "kanmon"
 # libraries whose INFO lines (a line per HTTP request, per Docker API call) would drown gated's own
-NOISY_LOGGERS: Final = ("urllib3", "docker", "asyncio", "uvicorn.access", "alembic")
+# (gated says itself where it serves HTTP; uvicorn's "running on"/"started"/"shutting down" lines add nothing)
+NOISY_LOGGERS: Final = ("urllib3", "docker", "asyncio", "uvicorn.access", "uvicorn.error", "alembic")
 
 # the attributes every LogRecord has; anything else on a record came from ``extra=``
 _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}

@@ -20,7 +20,6 @@ from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.queue import lane_for
 from kanmon.store import Group, Store
-from kanmon.store.lock import StoreLock
 from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["chat", "demo", "run", "status"]
@@ -86,20 +85,14 @@ def _listening(address: str | None) -> Iterator[socket.socket | None]:
             listener.close()
 
 
-def _locked_store(app: App, *, migrate: bool | None) -> tuple[Store, StoreLock]:
-    """The store, locked for this gated before anything else touches it, then migrated (or checked)."""
-    lock = StoreLock(app.open_store(create=True).engine, instance=app.settings.instance)
-    lock.acquire()
-    try:
-        return app.store(migrate=migrate, create=True), lock
-    except BaseException:
-        lock.release()
-        raise
-
-
 @click.command()
 @_http_option
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema on start.")
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="If another gated holds the store, wait and take over when it stops (instead of exiting with status 3).",
+)
 @_instance_option
 @_log_options
 @pass_app
@@ -108,21 +101,24 @@ def run(
     http: str | None,
     no_http: bool,
     no_migrate: bool,
+    standby: bool,
     instance: str | None,
     log_format: str | None,
     log_level: str | None,
 ) -> None:
     """Run the gateway: poll the store, run agents, deliver their replies (SIGINT/SIGTERM stop it cleanly).
 
-    One gated per store: a second one on the same store says who holds it and exits with status 3.
+    One gated per store: a second one on the same store says who holds it and exits with status 3; with --standby it
+    waits instead and takes over within seconds of the holder's end. While the database is unreachable gated waits
+    for it (/readyz says why).
     """
     app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level, log_format)
     with _listening(address) as listener:
-        store, lock = _locked_store(app, migrate=not no_migrate)
-        with lock:
-            asyncio.run(Daemon(app.settings, store, listener=listener).run())
+        store = app.open_store(create=True)
+        prepare = lambda: app.store(migrate=not no_migrate, create=True)  # noqa: E731 - under the lock, later
+        asyncio.run(Daemon(app.settings, store, listener=listener, standby=standby, prepare=prepare).run())
 
 
 @click.command()
@@ -147,30 +143,39 @@ def demo(
     app.overrides["instance"] = instance
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level or "WARNING", log_format)
+    web_token: list[str] = []
+
+    def prepare() -> None:
+        store = app.store(migrate=None, create=True)
+        _ensure_demo_group(store, folder)
+        # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
+        if address is not None:
+            web_token.append(_new_demo_web_token(store, folder))
+
+    def ready(daemon: Daemon) -> None:
+        click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
+        if daemon.http_url:
+            click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
+            if web_token:
+                click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token[0])}")
+        click.echo("type a message and press Enter; Ctrl-C stops")
+
     with _listening(address) as listener:
-        store, lock = _locked_store(app, migrate=None)
-        with lock:
-            _ensure_demo_group(store, folder)
-            # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
-            web_token = _new_demo_web_token(store, folder) if listener is not None else None
-
-            def ready(daemon: Daemon) -> None:
-                click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
-                if daemon.http_url:
-                    click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
-                    if web_token is not None:
-                        click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token)}")
-                click.echo("type a message and press Enter; Ctrl-C stops")
-
-            daemon = Daemon(app.settings, store, listener=listener, on_ready=ready)
-            asyncio.run(_demo(daemon, store, folder))
+        daemon = Daemon(app.settings, app.open_store(create=True), listener=listener, on_ready=ready, prepare=prepare)
+        asyncio.run(_demo(daemon, folder))
 
 
-async def _demo(daemon: Daemon, store: Store, folder: str) -> None:
+async def _demo(daemon: Daemon, folder: str) -> None:
     serving = asyncio.create_task(daemon.run())
+    started = asyncio.create_task(daemon.gateway.started.wait())
+    await asyncio.wait([started, serving], return_when=asyncio.FIRST_COMPLETED)  # the store is ready from here
+    started.cancel()
+    if serving.done():
+        await serving  # it could not start: say why
+        return
     # Lines on standard input (typed, or piped in) go to the demo group; at their end the gateway keeps serving.
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    chat = TerminalChat(store, folder, put=daemon.gateway.put_message)
+    chat = TerminalChat(daemon.store, folder, put=daemon.gateway.put_message)
     await read_lines(sys.stdin, lines)
     talking = asyncio.create_task(chat.run(lines))
     await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)

@@ -45,6 +45,8 @@ class StoreSettings:
     url: str = field(default=_default("store.url"), repr=False)  # may carry a password
     busy_timeout_ms: int = _default("store.busy_timeout_ms")
     pool_size: int = _default("store.pool_size")
+    lock_check_interval: float = _default("store.lock_check_interval")
+    min_free_bytes: int = _default("store.min_free_space")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -116,6 +116,8 @@ class DeliveryWorker:
         self._passes: dict[str, asyncio.Task[int]] = {}
         self._again: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        #: True while gated has lost its store lock: nothing is sent (the new holder may be sending the same rows).
+        self.fenced = False
 
     def wake(self) -> None:
         """Look for pending rows now (a run stored a reply)."""
@@ -133,7 +135,8 @@ class DeliveryWorker:
             while not stopping.is_set():
                 self._wake.clear()
                 try:
-                    self._start_passes(await self.deliverers())
+                    if not self.fenced:
+                        self._start_passes(await self.deliverers())
                 except Exception:
                     logger.exception("delivery pass failed; retrying")
                 waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stopping.wait())]

@@ -140,6 +140,8 @@ class MessageLoop:
         self.ticks = 0
         self.last_tick_at: float | None = None  # monotonic time of the last good tick, for /readyz
         self._failures = 0
+        #: True while gated has lost its store lock (:meth:`kanmon.gateway.Gateway.fence`): nothing is routed.
+        self.fenced = False
 
     # ------------------------------------------------------------------------------------------------ driving
     def wake(self) -> None:
@@ -154,6 +156,9 @@ class MessageLoop:
         while not stopping.is_set():
             self._wake.clear()
             delay = self._next_wait()
+            if self.fenced:
+                await self._wait(stopping, self._config.poll_interval)
+                continue
             try:
                 await self.tick()
             except Exception as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -27,6 +27,7 @@ from kanmon.gateway.runs import LaneRunner, Runtimes
 from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.store import NewMessage, PutResult, Store, StoreError
+from kanmon.store.aio import AsyncStore
 
 __all__ = ["Gateway", "GatewayConfig"]
 
@@ -43,6 +44,8 @@ class GatewayConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     drain_timeout: float = 30.0
     adapters: AdapterDeliveryConfig = field(default_factory=AdapterDeliveryConfig)
+    #: Below this many free bytes beside an SQLite store /readyz says not ready (0: never).
+    min_free_bytes: int = 64 << 20
 
 
 class Gateway:
@@ -57,6 +60,7 @@ class Gateway:
         deliverers: Sequence[Deliverer] = (),
         clock: Clock | None = None,
         metrics: GatewayMetrics | None = None,
+        db: AsyncStore | None = None,
     ) -> None:
         self.store = store
         self.runtimes = runtimes
@@ -65,7 +69,16 @@ class Gateway:
         for secret in (config.adapters.channel_secret, *config.run.secrets.values()):
             redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
+        self.db = db or AsyncStore(store, clock=self.clock)
         self.metrics = metrics or GatewayMetrics()
+        #: Why this gated holds back (``None`` while it may route and run): see :meth:`fence`.
+        self.fenced: str | None = None
+        #: False until :meth:`serve` starts, and again once it stops: the HTTP surface takes no messages meanwhile.
+        self.active = False
+        #: Set once :meth:`serve` has reclaimed what a previous gated left and takes messages.
+        self.started = asyncio.Event()
+        #: Asked by ``/readyz`` for a reason this gated does not serve yet (gated's lock guard sets it).
+        self.waiting: Callable[[], str | None] = lambda: None
         self.gate = ImpulseGate()
         self.feed = ChatFeed()
         self.runner = LaneRunner(
@@ -114,6 +127,21 @@ class Gateway:
         self.loop.wake()
         self.delivery.wake()
 
+    def fence(self, reason: str) -> None:
+        """Stop routing, starting runs and delivering at once (the store lock is lost); running runs go on."""
+        self.fenced = reason
+        self.loop.fenced = True
+        self.delivery.fenced = True
+        self.queue.pause()
+
+    def unfence(self) -> None:
+        """Carry on after :meth:`fence` (the lock was taken back and nobody held the store meanwhile)."""
+        self.fenced = None
+        self.loop.fenced = False
+        self.delivery.fenced = False
+        self.queue.resume()
+        self.wake()
+
     def configure_adapters(self, config: AdapterDeliveryConfig) -> None:
         """Change how channel adapters are reached (secret, timeouts, backoff, deadline) from the next pass on."""
         self.adapter_config = config
@@ -135,12 +163,20 @@ class Gateway:
 
     async def readiness(self) -> list[str]:
         """Why this gated cannot do its work right now (``/readyz``); empty when it can."""
-        reasons: list[str] = []
+        waiting = self.waiting()
+        reasons = [reason for reason in (waiting, self.fenced) if reason is not None]
+        if self.db.outage is not None:
+            return [*reasons, f"store unreachable: {self.db.outage}"]
+        if waiting is not None:
+            return reasons  # not serving yet: nothing else to look at
         try:
-            groups = await asyncio.to_thread(self.store.list_groups)
+            groups = await self.db.once(self.store.list_groups)
+            free = await self.db.once(self.store.free_space)
         except StoreError as exc:
             reasons.append(f"store unreachable: {exc}")
-            groups = []
+            groups, free = [], None
+        if free is not None and free < self.config.min_free_bytes:
+            reasons.append(f"store file system nearly full: {free >> 20} MiB free (store.min_free_space)")
         for name in sorted({runtime_name(group, self.config.run) for group in groups}):
             runtime = self.runtimes.get(name)
             if runtime is None:
@@ -166,6 +202,8 @@ class Gateway:
         # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
         for lane in await self.runner.reclaim():
             self.queue.enqueue(lane)
+        self.active = True
+        self.started.set()
         workers = [
             asyncio.create_task(self.loop.run(stopping), name="kanmon-loop"),
             asyncio.create_task(self.delivery.run(stopping), name="kanmon-delivery"),
@@ -173,12 +211,15 @@ class Gateway:
         try:
             await stopping.wait()
         finally:
-            leftovers = await self.queue.shutdown(self.config.drain_timeout)
+            self.active = False
+            drain = 0.0 if self.fenced is not None else self.config.drain_timeout
+            leftovers = await self.queue.shutdown(drain, force=self.fenced is not None)
             stopping.set()
             await asyncio.gather(*workers, return_exceptions=True)
             # replies stored during the drain still reach their channels
             try:
-                await self.delivery.deliver_due()
+                if self.fenced is None:
+                    await self.delivery.deliver_due()
             finally:
                 self.feed.close()
                 if self._adapter_client is not None:

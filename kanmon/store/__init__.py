@@ -9,6 +9,7 @@ from kanmon.store.errors import (
     NotFound,
     PrefixTaken,
     StoreError,
+    StoreFenced,
     StoreUnavailable,
     UnusableStore,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Session",
     "Store",
     "StoreError",
+    "StoreFenced",
     "StoreUnavailable",
     "SystemMessage",
     "UnusableStore",

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from kanmon.store.engine import WRITE
-from kanmon.store.errors import translate_errors
+from kanmon.store.errors import StoreFenced, translate_errors
+from kanmon.store.tables import router_state
 
-__all__ = ["StoreBase", "from_row", "utcnow"]
+__all__ = ["EPOCH_KEY", "StoreBase", "from_row", "utcnow"]
+
+#: ``router_state`` key of the store's lock epoch: bumped by every gated that takes the store (see ``fence``).
+EPOCH_KEY = "lock_epoch"
 
 T = TypeVar("T")
 
@@ -44,11 +50,27 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**WRITE)
+        #: The lock epoch this store's gated holds (``None``: not fenced, e.g. a CLI command). Fenced writes check
+        #: it inside their own transaction and raise :class:`StoreFenced` once another gated has bumped it.
+        self.fence: int | None = None
 
     @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._engine.dialect.name
+
+    @property
+    def pool_size(self) -> int:
+        """How many connections the engine's pool keeps (5 when the pool does not say)."""
+        size = getattr(self._engine.pool, "size", None)
+        return int(size()) if callable(size) else 5
+
+    def free_space(self) -> int | None:
+        """Bytes free on the file system that holds an SQLite store (None for a server, whose disk is its own)."""
+        database = self._engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return None
+        return shutil.disk_usage(Path(database).parent).free
 
     @property
     def engine(self) -> Engine:
@@ -65,9 +87,22 @@ class StoreBase:
             yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, *, fenced: bool = False) -> Iterator[Connection]:
+        """A write transaction; ``fenced`` ones (routing, runs, delivery) first check that this gated still holds
+        the store (SPEC §14), so a gated that lost its lock to another can no longer change anything."""
         with translate_errors(), self._writer.begin() as conn:
+            if fenced and self.fence is not None:
+                self._check_fence(conn, self.fence)
             yield conn
+
+    def _check_fence(self, conn: Connection, epoch: int) -> None:
+        query = select(router_state.c.value).where(router_state.c.key == EPOCH_KEY)
+        if self.dialect == "postgresql":
+            # FOR SHARE: a taker's bump waits until this transaction ends, and this one then sees the new epoch
+            query = query.with_for_update(read=True)
+        current = conn.execute(query).scalar()
+        if current is None or int(current) != epoch:
+            raise StoreFenced(f"another gated took the store over (lock epoch {current}, ours {epoch})")
 
     def _upsert(self, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> Insert:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET the other values, in this backend's dialect."""

@@ -3,6 +3,7 @@
 KanmonError
 └── StoreError
     ├── StoreUnavailable   the database cannot be reached or stayed locked past the busy timeout
+    ├── StoreFenced        another gated has taken the store over since this one's lock was taken (SPEC §14)
     ├── NotFound           the row an operation names does not exist
     ├── Conflict           the row an operation would create already exists
     │   └── PrefixTaken    a channel adapter claims a JID prefix another adapter owns
@@ -27,6 +28,7 @@ __all__ = [
     "NotFound",
     "PrefixTaken",
     "StoreError",
+    "StoreFenced",
     "StoreUnavailable",
     "UnusableStore",
     "translate_errors",
@@ -39,6 +41,15 @@ class StoreError(KanmonError):
 
 class StoreUnavailable(StoreError):
     """Raised when the database is unreachable or locked; the caller may retry later."""
+
+
+class StoreFenced(StoreError):
+    """Raised by a fenced write when another gated took the store over: this one must stop, not retry.
+
+    The lock that makes one gated per store (:mod:`kanmon.store.lock`) can be lost without the holder noticing at
+    once (a database restart ends its session). Every lock taker bumps the store's epoch; a write that routes or
+    runs checks the epoch in its own transaction, so a gated that was overtaken can no longer change anything.
+    """
 
 
 class NotFound(StoreError, InvalidInput):

@@ -6,11 +6,19 @@ the operating system's or the database's, never a row a crashed process would le
 - SQLite: an ``flock`` on ``<db>.lock`` beside the database file (the kernel drops it when the process dies, even
   by SIGKILL); who holds it is written to ``<db>.owner`` for the refusal message;
 - PostgreSQL: a session-level ``pg_advisory_lock`` on a connection of its own, named after its holder
-  (``application_name``) so the refusal can say who it is; the server drops it when that session ends.
+  (``application_name``) so the refusal can say who it is; the server drops it when that session ends. The session
+  asks the server for TCP keepalives of a few seconds, so a holder whose host vanished (no FIN, no RST) loses the
+  lock within about ten seconds instead of the kernel's default two hours.
+
+A lock can be lost while its holder lives: a database restart ends every session, advisory locks included, and a
+deleted lock file lets the next ``flock`` succeed on a new file. :meth:`StoreLock.check` tells; the daemon checks
+every ``store.lock_check_interval`` and fences itself (:mod:`kanmon.gated.guard`), and the store's epoch
+(:meth:`kanmon.store.Store.take_epoch`) makes the fence hold inside the database too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -28,6 +36,10 @@ __all__ = ["StoreLock", "StoreLocked"]
 # pg_advisory_lock(classid, objid): "kanm" and 1, so pg_locks shows a pair a DBA can recognise.
 _PG_CLASS = 0x6B616E6D
 _PG_OBJECT = 1
+# The lock session's server-side TCP keepalives (seconds): a vanished holder is dropped after about 5 + 2 × 3 s.
+_KEEPALIVE = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
+# A check that gets no answer within this long counts as a lost lock (a server that hangs is no better).
+_CHECK_TIMEOUT_MS = 5000
 
 
 class StoreLocked(StoreError):
@@ -42,6 +54,7 @@ class StoreLock:
         self.instance = instance
         self.holder = f"gated {instance} (pid {os.getpid()} on {socket.gethostname()})"
         self._file: filelock.BaseFileLock | None = None
+        self._inode: int | None = None
         self._connection: Connection | None = None
 
     def acquire(self) -> None:
@@ -53,15 +66,38 @@ class StoreLock:
         else:
             self._acquire_advisory()
 
+    @property
+    def held(self) -> bool:
+        """True between a successful :meth:`acquire` and :meth:`release` (or the discovery of a loss)."""
+        return self._file is not None or self._connection is not None
+
+    def check(self) -> str | None:
+        """``None`` while the lock is still this holder's; else why it is lost (and it is then released).
+
+        Blocks for at most a few seconds (a query on the lock's own session, or a ``stat``).
+        """
+        if self._file is not None:
+            problem = self._check_file()
+        elif self._connection is not None:
+            problem = self._check_advisory()
+        else:
+            return "the lock is not held"
+        if problem is not None:
+            self.release()
+        return problem
+
     def release(self) -> None:
         """Give the lock up (idempotent)."""
         if self._file is not None:
-            self._owner_file().unlink(missing_ok=True)
+            if self._check_file() is None:  # never remove the owner file of a lock file that is not ours any more
+                self._owner_file().unlink(missing_ok=True)
             self._file.release()
             self._file = None
+            self._inode = None
         if self._connection is not None:
             # invalidate, not close: a closed connection goes back to the pool with its session (and lock) alive
-            self._connection.invalidate()
+            with contextlib.suppress(Exception):
+                self._connection.invalidate()
             self._connection = None
 
     def __enter__(self) -> StoreLock:
@@ -84,14 +120,28 @@ class StoreLock:
     def _acquire_file(self) -> None:
         database = self._database()
         database.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(database) + ".lock", timeout=0)
+        lock = filelock.FileLock(str(self._lock_file()), timeout=0)
         try:
             lock.acquire()
         except filelock.Timeout:
             raise StoreLocked(f"the store {database} is in use by {self._file_holder()}") from None
         self._file = lock
+        self._inode = self._lock_file().stat().st_ino
         owner = {"holder": self.holder, "instance": self.instance, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
         self._owner_file().write_text(json.dumps(owner))
+
+    def _lock_file(self) -> Path:
+        return self._database().with_name(self._database().name + ".lock")
+
+    def _check_file(self) -> str | None:
+        # flock cannot be taken from us, but a lock file removed (or replaced) lets the next gated lock a new one
+        try:
+            inode = self._lock_file().stat().st_ino
+        except OSError:
+            return f"the lock file {self._lock_file()} was removed"
+        if inode != self._inode:
+            return f"the lock file {self._lock_file()} was replaced"
+        return None
 
     def _file_holder(self) -> str:
         try:
@@ -106,6 +156,8 @@ class StoreLock:
             connection = self._engine.connect()
             try:
                 connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": self.holder})
+                for name, value in {**_KEEPALIVE, "statement_timeout": str(_CHECK_TIMEOUT_MS)}.items():
+                    connection.execute(text("SELECT set_config(:name, :value, false)"), {"name": name, "value": value})
                 taken = connection.execute(
                     text("SELECT pg_try_advisory_lock(:cls, :obj)"), {"cls": _PG_CLASS, "obj": _PG_OBJECT}
                 ).scalar()
@@ -117,6 +169,22 @@ class StoreLock:
                 connection.close()
                 raise
         self._connection = connection
+
+    def _check_advisory(self) -> str | None:
+        assert self._connection is not None
+        try:
+            with translate_errors():
+                held = self._connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls "
+                        "AND objid = :obj AND pid = pg_backend_pid() AND granted"
+                    ),
+                    {"cls": _PG_CLASS, "obj": _PG_OBJECT},
+                ).scalar()
+                self._connection.commit()
+        except StoreError as exc:
+            return f"the lock's database session ended ({exc})"
+        return None if held else "the database no longer holds the lock for this session"
 
     @staticmethod
     def _advisory_holder(connection: Connection) -> str:

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kanmon.errors import InvalidInput
-from kanmon.store.base import StoreBase, from_row, utcnow
+from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, utcnow
+from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state
 
@@ -43,10 +44,13 @@ class MessageStore(StoreBase):
     """Messages, chats and router_state."""
 
     # ------------------------------------------------------------------------------------------------ messages
-    def put_message(self, new: NewMessage) -> PutResult:
-        """Append ``new``; if ``(chat_jid, id)`` exists, return that row unchanged and create nothing."""
+    def put_message(self, new: NewMessage, *, fenced: bool = False) -> PutResult:
+        """Append ``new``; if ``(chat_jid, id)`` exists, return that row unchanged and create nothing.
+
+        ``fenced``: gated's own writes (a run's replies) fail with StoreFenced once another gated took the store.
+        """
         values = _insert_values(new)
-        with self._write() as conn:
+        with self._write(fenced=fenced) as conn:
             lock_appends(conn)
             return _append_values(conn, new, values)
 
@@ -168,6 +172,22 @@ class MessageStore(StoreBase):
                 return conn.execute(inserted).first() is not None
             stmt = update(router_state).where(router_state.c.key == key, router_state.c.value == expected)
             return bool(conn.execute(stmt.values(value=value)).rowcount)
+
+    def take_epoch(self, previous: int | None = None) -> int:
+        """Bump the store's lock epoch and fence this store's writes with the new one; returns it.
+
+        Called by the holder of the store lock right after taking it (:mod:`kanmon.store.lock`). ``previous`` is the
+        epoch this gated held before it lost the lock: if anyone else took the store meanwhile the epoch moved on,
+        and :class:`StoreFenced` is raised instead, because that gated may have reclaimed this one's runs.
+        """
+        with self._write() as conn:
+            query = select(router_state.c.value).where(router_state.c.key == EPOCH_KEY)
+            current = int(conn.execute(query).scalar() or 0)
+            if previous is not None and current != previous:
+                raise StoreFenced(f"another gated held the store meanwhile (lock epoch {current}, ours {previous})")
+            conn.execute(self._upsert(router_state, {"key": EPOCH_KEY, "value": str(current + 1)}, ["key"]))
+        self.fence = current + 1
+        return current + 1
 
     def states(self, prefix: str) -> dict[str, str]:
         """Every router_state value whose key starts with ``prefix`` (taken literally), by key, in key order."""

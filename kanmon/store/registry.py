@@ -132,7 +132,7 @@ class RegistryStore(StoreBase):
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Change fields of run ``run_id`` (status, container, output_count, ended_at, error…)."""
-        with self._write() as conn:
+        with self._write(fenced=True) as conn:
             if conn.execute(update(session_log).where(session_log.c.id == run_id).values(**fields)).rowcount == 0:
                 raise NotFound(f"no run {run_id!r}")
 

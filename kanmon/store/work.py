@@ -99,7 +99,7 @@ class WorkStore(StoreBase):
             for d in dispatches
             if d.status == "new"
         ]
-        with self._write() as conn:
+        with self._write(fenced=True) as conn:
             if routed:  # one statement, executed for every row (executemany), compiled once
                 conn.execute(
                     update(messages)
@@ -179,7 +179,7 @@ class WorkStore(StoreBase):
     # ------------------------------------------------------------------------------------------------ runs
     def begin_run(self, run: Run) -> list[SystemMessage]:
         """Record ``run`` (``starting``) and take the group's queued system messages, in one transaction."""
-        with self._write() as conn:
+        with self._write(fenced=True) as conn:
             conn.execute(session_log.insert().values(**_run_values(run)))
             query = (
                 select(system_messages)
@@ -194,7 +194,7 @@ class WorkStore(StoreBase):
     def end_batch(self, end: BatchEnd) -> int:
         """Apply a run's outcome (SPEC §9) in one transaction; returns the chat's agent cursor afterwards."""
         now = utcnow()
-        with self._write() as conn:
+        with self._write(fenced=True) as conn:
             if end.rows != "new" and end.seqs:
                 conn.execute(
                     update(messages)
@@ -303,7 +303,7 @@ class WorkStore(StoreBase):
         stmt = update(messages).where(
             messages.c.seq == seq, messages.c.direction == "out", messages.c.delivery_status == "pending"
         )
-        with self._write() as conn:
+        with self._write(fenced=True) as conn:
             return bool(conn.execute(stmt.values(**values)).rowcount)
 
     def mark_sent(self, seqs: Sequence[int]) -> int:
@@ -317,7 +317,7 @@ class WorkStore(StoreBase):
             )
             .values(delivery_status="sent", delivery_attempts=messages.c.delivery_attempts + 1)
         )
-        with self._write() as conn:
+        with self._write(fenced=True) as conn:
             return int(conn.execute(stmt).rowcount)
 
     def get_chats(self, jids: Sequence[str]) -> dict[str, Chat]:

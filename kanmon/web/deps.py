@@ -33,6 +33,10 @@ def get_config(request: Request) -> WebConfig:
 
 
 def accepting_writes(request: Request) -> None:
-    """Refuse new messages while gated drains (SPEC §14): 503, so a well-behaved sender retries later."""
+    """Refuse new messages unless gated is serving (SPEC §14): 503 while it starts, stands by, waits for its store,
+    or drains, so a well-behaved sender retries later."""
     if request.app.state.draining:
         raise HTTPException(status_code=503, detail="gated is shutting down; retry shortly")
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.active:
+        raise HTTPException(status_code=503, detail="gated is not serving yet; retry shortly")

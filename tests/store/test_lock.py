@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from kanmon.store import Store
+from kanmon.store import NewMessage, Store, StoreFenced
 from kanmon.store.lock import StoreLock, StoreLocked
 
 
@@ -56,3 +58,58 @@ def test_the_lock_dies_with_a_killed_holder(store_url: str, store: Store) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_held_lock_checks_out_and_a_released_one_does_not(store: Store) -> None:
+    lock = StoreLock(store.engine, instance="first")
+    lock.acquire()
+    assert lock.check() is None
+    lock.release()
+    assert lock.check() == "the lock is not held"
+
+
+def test_losing_the_lock_is_noticed_and_lets_the_next_gated_in(store: Store) -> None:
+    """A database restart ends the lock's session; a removed lock file lets the next flock succeed: check() tells."""
+    lock = StoreLock(store.engine, instance="first")
+    lock.acquire()
+    if store.dialect == "sqlite":
+        assert store.engine.url.database is not None
+        Path(store.engine.url.database + ".lock").unlink()
+    else:
+        with store.engine.connect() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :cls AND objid = 1 AND granted"
+                ),
+                {"cls": 0x6B616E6D},
+            ).scalar()
+            assert ended
+    problem = lock.check()
+    assert problem is not None and ("removed" in problem or "session" in problem)
+    assert not lock.held
+    with StoreLock(store.engine, instance="second"):  # the store is free for the next one
+        pass
+
+
+def test_fenced_writes_fail_once_another_gated_takes_the_store(store_url: str) -> None:
+    first, second = Store.open(store_url), Store.open(store_url)
+    try:
+        epoch = first.take_epoch()
+        assert first.fence == epoch
+        first.record_dispatch([], 5)  # a fenced write, allowed while the epoch is ours
+        assert second.take_epoch() == epoch + 1
+        with pytest.raises(StoreFenced, match="another gated took the store over"):
+            first.record_dispatch([], 6)
+        with pytest.raises(StoreFenced):
+            first.put_message(NewMessage(chat_jid="web:x", content="reply", direction="out"), fenced=True)
+        first.put_message(NewMessage(chat_jid="web:x", content="an adapter's message"))  # ingest is never fenced
+        second.record_dispatch([], 6)
+        assert second.poll_cursor() == 6
+        # the first one cannot take the store back as if nothing happened: the epoch moved on
+        with pytest.raises(StoreFenced, match="meanwhile"):
+            first.take_epoch(previous=epoch)
+        assert second.take_epoch(previous=epoch + 1) == epoch + 2  # nobody else came in between: fine
+    finally:
+        first.close()
+        second.close()

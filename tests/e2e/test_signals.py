@@ -1,0 +1,38 @@
+"""Signals always stop `gated run`, whatever became of the terminal or pipe its output went to (hardening item 10)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+GATED = [sys.executable, "-m", "kanmon"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_gated_after_whoever_read_its_output_has_gone(tmp_path: Path, signum: int) -> None:
+    """`gated run 2>&1 | tee log`, then Ctrl-C: tee dies first, and every write to the pipe fails from then on."""
+    proc = subprocess.Popen(
+        [*GATED, "--data-dir", str(tmp_path / "data"), "run", "--no-http"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = b""
+        while b"gated running" not in line:
+            line = proc.stdout.readline()
+            assert line and time.monotonic() < deadline, "gated did not start"
+        proc.stdout.close()  # the reader is gone: gated's next write to stderr fails with EPIPE
+        proc.send_signal(signum)
+        assert proc.wait(30) is not None  # stopped, not hung on its own signal handler
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+            pytest.fail(f"{signal.Signals(signum).name} did not stop gated once its output pipe was closed")
