@@ -20,7 +20,8 @@ from pathlib import Path
 
 import docker
 
-from kanmon.container import DockerRuntime, Output, RunSpec
+from kanmon.container import Output, RunSpec
+from kanmon.container.docker import DockerRuntime
 from kanmon.container.images import build_echo_image
 
 PAYLOAD = json.dumps({"prompt": '<messages><message sender="bench">ping</message></messages>'}).encode()

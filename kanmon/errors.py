@@ -1,20 +1,37 @@
-"""The root of kanmon's exception tree.
+"""The root of kanmon's exception tree: every exception kanmon defines is a :class:`KanmonError`.
 
     KanmonError
-    ├── StoreError                  (kanmon.store.errors)
-    │   ├── StoreUnavailable
-    │   ├── NotFound                (also an InvalidInput)
-    │   └── Conflict                (also an InvalidInput)
-    │       └── PrefixTaken         a channel adapter claims another's JID prefix
-    ├── InvalidInput
+    ├── InvalidInput                  a value a user gave is not acceptable (exit 2, one line)
     │   ├── InvalidFolder
-    │   ├── ConfigError             (kanmon.gated.config)
-    │   ├── RouteError              (kanmon.router.errors)
-    │   └── CommandError            (kanmon.gateway.errors)
-    ├── ContainerError              (kanmon.container.errors)
-    └── GatewayError                (kanmon.gateway.errors)
+    │   ├── Problem                   (kanmon.gated.config_kinds; also a ValueError)
+    │   ├── ConfigError               (kanmon.gated.config)
+    │   ├── RouteError                (kanmon.router.errors)
+    │   │   └── GlobError
+    │   ├── CommandError              (kanmon.gateway.errors)
+    │   └── OnboardingError           (kanmon.gateway.onboarding)
+    ├── StoreError                    (kanmon.store.errors)
+    │   ├── NotMigrated
+    │   ├── StoreUnavailable          the database cannot be reached now; retried
+    │   ├── StoreFenced               another gated took the store over
+    │   ├── StoreLocked               (kanmon.store.lock)
+    │   │   └── Overtaken             (kanmon.gated.guard)
+    │   ├── NotFound                  (also an InvalidInput)
+    │   ├── Conflict                  (also an InvalidInput)
+    │   │   └── PrefixTaken
+    │   ├── InvalidValue              (also an InvalidInput)
+    │   └── UnusableStore             (also an InvalidInput)
+    │       └── NoStore
+    ├── ContainerError                (kanmon.container.errors)
+    │   ├── RuntimeUnavailable        the runtime cannot be reached now; runs wait
+    │   ├── RunNotFound
+    │   ├── ImageNotFound
+    │   ├── InvalidRunSpec            (also an InvalidInput)
+    │   └── UnsafeMount               (also an InvalidInput)
+    └── GatewayError                  (kanmon.gateway.errors)
+        └── DeliveryError             (kanmon.gateway.delivery)
 
 Every error a user can cause is an ``InvalidInput``: the CLI prints its message on one line and exits 2.
+``tests/unit/test_exception_tree.py`` checks that this drawing is the tree the code has.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pgdb import PrivatePostgres, create_pg_database, drop_pg_database
 from sqlalchemy.engine import make_url
 
 from kanmon.container.images import build_echo_image
 from kanmon.gated.logs import HANDLER_NAME
 from kanmon.store import Store, upgrade
+from tests.pgdb import PrivatePostgres, create_pg_database, drop_pg_database
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

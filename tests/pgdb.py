@@ -92,6 +92,7 @@ class PrivatePostgres:
 
     def running(self) -> bool:
         """True when the server runs."""
+        assert self.bin is not None
         status = subprocess.run(
             [*self._as, str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "status"],
             capture_output=True,

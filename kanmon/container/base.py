@@ -83,7 +83,8 @@ class RunSpec:
 
     ``image`` is for container runtimes, ``command`` is the argv (the process runtime's agent, or a container
     command overriding the image's). ``idle_timeout`` None disables the idle timer. ``stdin`` is the whole input
-    document; it may hold secrets, so runtimes never log it, put it in argv, environment or a file. ``user`` is the
+    document, fed at start; ``None`` leaves it to the caller's :meth:`RunHandle.feed` once the run is up. It may hold
+    secrets, so runtimes never log it, put it in argv, environment or a file. ``user`` is the
     container's ``user[:group]`` (names or numbers, never root); a numeric user also owns the group folder.
     """
 
@@ -94,7 +95,7 @@ class RunSpec:
     image: str | None = None
     command: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    stdin: bytes = b""
+    stdin: bytes | None = b""
     limits: Limits = field(default_factory=Limits)
     network: str = "none"
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
@@ -176,20 +177,34 @@ class RunInfo:
 
 
 class Runtime(Protocol):
-    """An agent runtime: start runs, and find and re-attach this instance's runs after a restart."""
+    """An agent runtime: start runs, and find and re-attach this instance's runs after a restart.
+
+    Every method may raise :class:`~kanmon.container.RuntimeUnavailable` when the runtime cannot be reached (the
+    Docker engine is down): nothing was done and the call may be made again later.
+    """
 
     async def available(self) -> bool:
-        """True when the runtime can start runs now (e.g. the Docker engine answers)."""
+        """True when the runtime can start runs now (e.g. the Docker engine answers); never raises."""
         ...
 
     async def start(self, spec: RunSpec) -> RunHandle:
-        """Start a run; its events are read from the returned handle."""
+        """Start a run; its events are read from the returned handle.
+
+        Raises :class:`~kanmon.container.InvalidRunSpec` for a spec this runtime cannot run (no image, no command,
+        an unsafe mount or group folder) and :class:`~kanmon.container.ContainerError` when starting failed.
+        """
         ...
 
     async def list_runs(self, instance: str) -> list[RunInfo]:
-        """The runs (running or finished, not yet removed) of ``instance`` and of no other."""
+        """The runs (running or finished, not yet removed) of ``instance`` and of no other.
+
+        Raises :class:`~kanmon.container.ContainerError` when they cannot be listed.
+        """
         ...
 
     async def attach(self, instance: str, run_id: str) -> RunHandle:
-        """A handle on an existing run of ``instance`` that replays its output from the start."""
+        """A handle on an existing run of ``instance`` that replays its output from the start.
+
+        Raises :class:`~kanmon.container.RunNotFound` when there is no such run (never started, or removed).
+        """
         ...

@@ -198,7 +198,8 @@ class DockerRuntime:
             raise
         logger.info("run %s started: container=%s image=%s", spec.run_id, name, spec.image)
         handle = DockerRunHandle(self, cid, name, spec.run_labels(), started_at, stream=(sock, raw))
-        handle.feed(spec.stdin)
+        if spec.stdin is not None:
+            handle.feed(spec.stdin)
         return handle
 
     def _check_mounts(self, spec: RunSpec) -> tuple[Path, list[BoundMount]]:

@@ -98,6 +98,15 @@ class RunHandle(abc.ABC):
     async def _release(self) -> None:
         """Remove what the run left behind (container, run directory); kill it first if it still runs."""
 
+    def feed(self, payload: bytes) -> None:
+        """Send the input document on the run's stdin, then EOF, in the background (never blocking the reader).
+
+        Runtimes feed ``spec.stdin`` themselves at start; a spec with ``stdin=None`` leaves it to the caller, which
+        may start the run first and decide its input afterwards (kanmon takes a lane's batch only once the run's
+        container is up, so messages that arrive meanwhile join the batch). Call it once.
+        """
+        raise NotImplementedError(f"{type(self).__name__} takes its input at start only")
+
     async def _abandon(self) -> None:  # noqa: B027 - optional hook
         """Unblock a pending ``_read`` when the caller stops iterating early."""
 
@@ -197,6 +206,9 @@ class RunHandle(abc.ABC):
     ) -> tuple[Chunk | None, float] | BaseException:
         loop = asyncio.get_running_loop()
         while True:
+            if self._reason is None and loop.time() >= hard_deadline:
+                # checked before taking what is queued: a reader that falls behind must not stretch the run
+                self._end_in_background(ExitReason.HARD_TIMEOUT)
             with contextlib.suppress(asyncio.QueueEmpty):
                 return queue.get_nowait()
             if self._reason is not None:

@@ -80,11 +80,16 @@ class _Run:
         self.exit_code: int | None = None
         self.finished = False
         self.cancel_code = KILLED_CODE  # what a cancelled agent exits with: 143 when terminate cancelled it
-        self.call = AgentCall(spec=spec, request=_parse_request(spec.stdin), _sink=self.write)
+        self.call = AgentCall(spec=spec, request={}, _sink=self.write)
+        #: the input document, once fed (at start from the spec, or later through the handle)
+        self.stdin: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if spec.stdin is not None:
+            self.stdin.set_result(spec.stdin)
         self.task: asyncio.Task[int] = asyncio.create_task(self._main(), name=f"kanmon-agent-{name}")
         self.task.add_done_callback(self._done)
 
     async def _main(self) -> int:
+        self.call.request = _parse_request(await self.stdin)  # as a real agent blocks reading its stdin
         # the agent may return any awaitable, which a task cannot run directly
         return await self.runtime.agent(self.call)
 
@@ -212,6 +217,11 @@ class InProcessRunHandle(RunHandle):
         )
         self._run = run
         self._queue = run.subscribe()
+
+    def feed(self, payload: bytes) -> None:
+        """Hand the agent its input document (once)."""
+        if not self._run.stdin.done():
+            self._run.stdin.set_result(payload)
 
     async def _read(self) -> Chunk | None:
         return await self._queue.get()

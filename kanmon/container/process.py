@@ -152,7 +152,8 @@ class ProcessRuntime:
         process_wrapper.write_atomically(files.state, json.dumps(state))
         logger.info("run %s started: pid=%d folder=%s", spec.run_id, proc.pid, spec.folder)
         handle = ProcessRunHandle(files, state, runtime=self, proc=proc)
-        handle.feed(spec.stdin)
+        if spec.stdin is not None:
+            handle.feed(spec.stdin)
         return handle
 
     async def list_runs(self, instance: str) -> list[RunInfo]:

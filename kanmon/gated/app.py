@@ -18,12 +18,9 @@ from kanmon.store import (
     head_revision,
     upgrade,
 )
+from kanmon.store.errors import NotMigrated
 
 __all__ = ["App", "NotMigrated"]
-
-
-class NotMigrated(Exception):
-    """Raised when a command needs the schema but the store has not been migrated."""
 
 
 @dataclass

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from kanmon.errors import InvalidInput
+
 __all__ = [
     "BOOL",
     "FLOAT",
@@ -54,7 +56,7 @@ class Kind:
     textual: bool = False  # YAML turns unquoted 1000 or 10:30 into numbers; errors then suggest quoting
 
 
-class Problem(ValueError):
+class Problem(InvalidInput, ValueError):
     """Raised by a check that can say exactly what is wrong; its message replaces "expected …, got …"."""
 
 

@@ -26,7 +26,7 @@ from kanmon.gated.guard import StoreGuard
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
-from kanmon.gateway.runs import Runtimes
+from kanmon.gateway.runner import Runtimes
 from kanmon.queue import RetryPolicy
 from kanmon.store import Store
 from kanmon.store.lock import StoreLock

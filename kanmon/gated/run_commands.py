@@ -20,6 +20,7 @@ from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.queue import lane_for
 from kanmon.store import Group, Store
+from kanmon.store.aio import AsyncStore
 from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["chat", "demo", "run", "status"]
@@ -175,7 +176,7 @@ async def _demo(daemon: Daemon, folder: str) -> None:
         return
     # Lines on standard input (typed, or piped in) go to the demo group; at their end the gateway keeps serving.
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    chat = TerminalChat(daemon.store, folder, put=daemon.gateway.put_message)
+    chat = TerminalChat(daemon.gateway.db, folder, put=daemon.gateway.put_message)
     await read_lines(sys.stdin, lines)
     talking = asyncio.create_task(chat.run(lines))
     await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)
@@ -218,7 +219,7 @@ def chat(app: App, folder: str, topic: str, timeout: float) -> None:
 async def _chat(store: Store, folder: str, topic: str, reply_timeout: float) -> int:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     await read_lines(sys.stdin, lines, prompt="you> ")
-    return await TerminalChat(store, folder, topic=topic, reply_timeout=reply_timeout).run(lines)
+    return await TerminalChat(AsyncStore(store), folder, topic=topic, reply_timeout=reply_timeout).run(lines)
 
 
 @click.command()

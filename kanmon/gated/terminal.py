@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from kanmon.store import Message, NewMessage, PutResult, Store
+from kanmon.store import Message, NewMessage, PutResult
+from kanmon.store.aio import AsyncStore
 
 __all__ = ["TerminalChat", "read_lines"]
 
@@ -27,7 +28,7 @@ _FOLLOW_INTERVAL = 0.1
 class TerminalChat:
     """One terminal conversation with the group ``folder``."""
 
-    store: Store
+    db: AsyncStore
     folder: str
     topic: str = "terminal"
     put: Callable[[NewMessage], Awaitable[PutResult]] | None = None  # the gateway's put_message, when in-process
@@ -43,7 +44,7 @@ class TerminalChat:
 
     async def run(self, lines: asyncio.Queue[str | None]) -> int:
         """Send each line from ``lines`` (None ends), print replies; returns how many replies are still missing."""
-        self._after = await asyncio.to_thread(self.store.max_seq)
+        self._after = await self.db.retrying(self.db.store.max_seq)
         follower = asyncio.create_task(self._follow())
         try:
             while (line := await lines.get()) is not None:
@@ -61,7 +62,7 @@ class TerminalChat:
         new = NewMessage(
             chat_jid=self.chat_jid, content=text, sender=f"cli:{user}", sender_name=user, topic=self.topic, origin="cli"
         )
-        result = await (self.put(new) if self.put is not None else asyncio.to_thread(self.store.put_message, new))
+        result = await (self.put(new) if self.put is not None else self.db.retrying(self.db.store.put_message, new))
         self._awaiting.add(result.message.id)
 
     async def _settle(self) -> None:
@@ -70,7 +71,7 @@ class TerminalChat:
         deadline = loop.time() + self.reply_timeout
         while self._awaiting and loop.time() < deadline:
             for message_id in list(self._awaiting):
-                message = await asyncio.to_thread(self.store.get_message, self.chat_jid, message_id)
+                message = await self.db.retrying(self.db.store.get_message, self.chat_jid, message_id)
                 if message is None or message.status != "new":
                     self._awaiting.discard(message_id)
             await asyncio.sleep(_FOLLOW_INTERVAL)
@@ -83,8 +84,8 @@ class TerminalChat:
             await asyncio.sleep(_FOLLOW_INTERVAL)
 
     async def _print_new(self) -> None:
-        rows: list[Message] = await asyncio.to_thread(
-            self.store.chat_messages, self.chat_jid, self._after, topic=self.topic
+        rows: list[Message] = await self.db.retrying(
+            self.db.store.chat_messages, self.chat_jid, self._after, topic=self.topic
         )
         for row in rows:
             self._after = row.seq

@@ -30,7 +30,7 @@ from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.owner import Owner, resolve_owner
 from kanmon.gateway.pipeline import probe_message, process_batch, process_message
-from kanmon.gateway.runs import DEAD_LETTER_TEXT, LaneRunner
+from kanmon.gateway.runner import DEAD_LETTER_TEXT, LaneRunner
 from kanmon.gateway.service import Gateway, GatewayConfig
 from kanmon.gateway.spec import RunDefaults
 

@@ -49,7 +49,7 @@ def idempotency_key(instance: str, message: Message) -> str:
     return f"{instance or 'kanmon'}-{message.seq}"
 
 
-class _Transient(Exception):
+class _Transient(DeliveryError):
     """A failure worth another quick try (no connection, a timeout, 429, 5xx)."""
 
 

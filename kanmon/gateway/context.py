@@ -10,10 +10,11 @@ import logging
 from dataclasses import dataclass, field
 
 from kanmon.gateway.decisions import QueueControl
+from kanmon.gateway.registry import Registry
 from kanmon.router import ImpulseConfig, Route
 from kanmon.store import Chat, Group, Message, NewMessage, Store
 
-__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "reply_id"]
+__all__ = ["GATEWAY_ORIGIN", "STORE_READ_PREFIXES", "LayerContext", "may_route", "read_from_store", "reply_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ class LayerContext:
     dry_run: bool = False
     # The configured impulse defaults (SPEC §7) that a route's impulse_config is merged over.
     impulse: ImpulseConfig = field(default_factory=ImpulseConfig)
+    # The gateway's cached configuration (kanmon.gateway.registry), refreshed before the batch; None: read the store.
+    registry: Registry | None = field(default=None, repr=False)
+    # Where the rows the layers write go: the loop stores them with the batch's decisions, in one transaction. None
+    # (route test, unit tests): each is stored at once.
+    outbox: list[NewMessage] | None = field(default=None, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)
@@ -39,16 +45,22 @@ class LayerContext:
     def routes(self) -> list[Route]:
         """The routes table as router values, in ``(seq, id)`` order (read once per batch)."""
         if self._routes is None:
-            self._routes = [
-                Route(id=r.id, seq=r.seq, match=r.match, target=r.target, impulse_config=r.impulse_config)
-                for r in self.store.list_routes()
-            ]
+            if self.registry is not None:
+                self._routes = self.registry.routes
+            else:
+                self._routes = [
+                    Route(id=r.id, seq=r.seq, match=r.match, target=r.target, impulse_config=r.impulse_config)
+                    for r in self.store.list_routes()
+                ]
         return self._routes
 
     def groups(self) -> dict[str, Group]:
         """Registered groups by folder (read once per batch)."""
         if self._groups is None:
-            self._groups = {group.folder: group for group in self.store.list_groups()}
+            if self.registry is not None:
+                self._groups = self.registry.groups
+            else:
+                self._groups = {group.folder: group for group in self.store.list_groups()}
         return self._groups
 
     def group(self, folder: str) -> Group | None:
@@ -72,15 +84,16 @@ class LayerContext:
         self._chats.pop(jid, None)
 
     def forget(self) -> None:
-        """Drop the cached routes and groups (a command changed them)."""
+        """Drop the cached routes and groups (a command changed them): re-read them from the store itself."""
         self._routes = None
         self._groups = None
+        self.registry = None
 
     def is_bot_name(self, name: str) -> bool:
         """True when ``name`` (without ``@``) addresses this bot."""
         return not self.bot_names or name.lower() in self.bot_names
 
-    def reply(self, message: Message, text: str) -> Message:
+    def reply(self, message: Message, text: str) -> NewMessage:
         """Answer ``message`` with an outbound row; the id is derived, so answering twice stores it once."""
         new = NewMessage(
             chat_jid=message.chat_jid,
@@ -90,10 +103,27 @@ class LayerContext:
             origin=GATEWAY_ORIGIN,
             topic=message.topic,
             reply_to_id=message.id,
+            delivered=read_from_store(message.chat_jid),
         )
-        result = self.store.put_message(new)
-        logger.debug("gateway reply chat=%s to=%s created=%s", message.chat_jid, message.id, result.created)
-        return result.message
+        self.write(new)
+        return new
+
+    def write(self, new: NewMessage) -> None:
+        """Store a row the layers or the loop write for this batch: into the outbox, or at once without one."""
+        if self.outbox is not None:
+            self.outbox.append(new)
+        else:
+            self.store.put_message(new)
+
+
+#: Chats whose readers read the store itself (the web chat's page, a delegate's inbox): a row there is delivered by
+#: being stored (kanmon.gateway.delivery).
+STORE_READ_PREFIXES = ("web:", "local:")
+
+
+def read_from_store(chat_jid: str) -> bool:
+    """True for a chat whose readers read the store itself: storing a row there is its delivery."""
+    return chat_jid.startswith(STORE_READ_PREFIXES)
 
 
 def reply_id(message: Message) -> str:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from kanmon.queue import Lane
 from kanmon.router import ImpulseConfig
-from kanmon.store import Message
+from kanmon.store import Message, NewMessage
 
 __all__ = [
     "Builtin",
@@ -55,7 +55,7 @@ class Consumed:
     message: Message
     layer: Layer
     why: str
-    replies: tuple[Message, ...] = ()
+    replies: tuple[NewMessage | Message, ...] = ()
     # True when an earlier pass already handled this message (a re-read batch): nothing was done again.
     repeated: bool = False
 

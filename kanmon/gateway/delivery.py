@@ -16,20 +16,22 @@ import datetime as dt
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.errors import GatewayError
 from kanmon.gateway.metrics import GatewayMetrics
-from kanmon.store import Chat, Message, Store
+from kanmon.store import Chat, Message
+from kanmon.store.aio import AsyncStore
 
 __all__ = ["Deliverer", "DeliveryError", "DeliveryPolicy", "DeliveryWorker", "StoreReadChannel"]
 
 logger = logging.getLogger(__name__)
 
 
-class DeliveryError(Exception):
+class DeliveryError(GatewayError):
     """A channel did not take a message; ``transient`` ones are tried again later."""
 
     def __init__(self, message: str, *, transient: bool = True) -> None:
@@ -74,12 +76,12 @@ class DeliveryPolicy:
     max_backoff: float = 900.0
     deadline: float | None = None
 
-    def backoff(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt (growing, jittered, capped)."""
+    def backoff(self, attempts: int, rng: random.Random) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (growing, jittered from ``rng``, capped)."""
         if self.retry_base <= 0:
             return 0.0
         grown = self.retry_base * 2.0 ** min(max(attempts - 1, 0), 30)
-        return min(self.max_backoff, grown * (1.0 + random.random() / 4))  # noqa: S311 - jitter, not a secret
+        return min(self.max_backoff, grown * (1.0 + rng.random() / 4))
 
 
 DeliverersSource = Sequence[Deliverer] | Callable[[], Awaitable[Sequence[Deliverer]]]
@@ -96,31 +98,37 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        store: Store,
+        db: AsyncStore,
         deliverers: DeliverersSource,
         *,
         metrics: GatewayMetrics,
         interval: float = 2.0,
         clock: Clock | None = None,
-        offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
         policy: DeliveryPolicy | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        self._store = store
+        self._db = db
+        self._store = db.store
         self._source: DeliverersSource = deliverers if callable(deliverers) else list(deliverers)
         self._metrics = metrics
         self._interval = interval
         self._clock: Clock = clock or SystemClock()
-        self._offload = offload
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.policy = policy or DeliveryPolicy()
         self._wake = asyncio.Event()
+        self._woken_for: set[str] | None = set()  # chats a wake-up was for; None: look at every channel
         self._passes: dict[str, asyncio.Task[int]] = {}
         self._again: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         #: True while gated has lost its store lock: nothing is sent (the new holder may be sending the same rows).
         self.fenced = False
 
-    def wake(self) -> None:
-        """Look for pending rows now (a run stored a reply)."""
+    def wake(self, jids: Iterable[str] | None = None) -> None:
+        """Look for pending rows now: of the channels of ``jids`` (replies just stored there), or of every channel."""
+        if jids is None:
+            self._woken_for = None
+        elif self._woken_for is not None:
+            self._woken_for.update(jids)
         self._wake.set()
 
     async def deliverers(self) -> list[Deliverer]:
@@ -132,19 +140,16 @@ class DeliveryWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Deliver until ``stopping`` is set; a failing pass is logged and tried again on the next wake-up."""
         try:
+            woken_for: set[str] | None = None  # the first pass (and every periodic one) looks at every channel
             while not stopping.is_set():
                 self._wake.clear()
                 try:
                     if not self.fenced:
-                        self._start_passes(await self.deliverers())
+                        self._start_passes(await self.deliverers(), woken_for)
                 except Exception:
                     logger.exception("delivery pass failed; retrying")
-                waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stopping.wait())]
-                try:
-                    await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in waits:
-                        task.cancel()
+                woken = await self._wait(stopping)
+                woken_for, self._woken_for = (self._woken_for if woken else None), set()
         finally:
             # a pass in flight finishes (its request may already have reached the adapter) before anyone else looks
             await asyncio.gather(*self._passes.values(), return_exceptions=True)
@@ -163,8 +168,22 @@ class DeliveryWorker:
                 sent += result
         return sent
 
-    def _start_passes(self, deliverers: list[Deliverer]) -> None:
-        """Start a pass for every channel that has none in flight; one in flight gets another when it ends."""
+    async def _wait(self, stopping: asyncio.Event) -> bool:
+        """Wait for a wake-up (True), the next periodic pass or the stop (False), on the injected clock."""
+        woke = asyncio.create_task(self._wake.wait())
+        waits = [woke, asyncio.create_task(stopping.wait()), asyncio.create_task(self._clock.sleep(self._interval))]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return woke.done() and not woke.cancelled()
+
+    def _start_passes(self, deliverers: list[Deliverer], jids: set[str] | None = None) -> None:
+        """Start a pass for every channel (of ``jids`` when given) that has none in flight; one in flight gets
+        another when it ends."""
+        if jids is not None:
+            deliverers = [d for d in deliverers if any(jid.startswith(d.prefixes) for jid in jids)]
         for deliverer in deliverers:
             running = self._passes.get(deliverer.name)
             if running is not None and not running.done():
@@ -194,7 +213,9 @@ class DeliveryWorker:
         """One pass over ``deliverer``'s due rows (one pass per channel at a time)."""
         lock = self._locks.setdefault(deliverer.name, asyncio.Lock())
         async with lock:
-            rows: list[Message] = await self._offload(self._store.pending_deliveries, deliverer.prefixes)
+            rows: list[Message] = await self._db.retrying(
+                self._store.pending_deliveries, deliverer.prefixes, now=self._clock.now()
+            )
             rows = await self._owned(deliverer, deliverers, rows)
             if isinstance(deliverer, StoreReadChannel):
                 return await self._reached(deliverer, rows)
@@ -209,7 +230,7 @@ class DeliveryWorker:
         rivals = [d for d in deliverers if d is not deliverer and _overlap(d.prefixes, deliverer.prefixes)]
         if not rows or not rivals:
             return rows
-        chats: dict[str, Chat] = await self._offload(self._store.get_chats, [row.chat_jid for row in rows])
+        chats: dict[str, Chat] = await self._db.retrying(self._store.get_chats, [row.chat_jid for row in rows])
         return [row for row in rows if _owner(row.chat_jid, chats.get(row.chat_jid), deliverers) is deliverer]
 
     async def _send_in_order(self, deliverer: Deliverer, rows: list[Message]) -> int:
@@ -220,7 +241,7 @@ class DeliveryWorker:
         """
         if not rows:
             return 0
-        heads: dict[str, int] = await self._offload(
+        heads: dict[str, int] = await self._db.retrying(
             self._store.oldest_pending_deliveries, sorted({row.chat_jid for row in rows})
         )
         due = {row.seq for row in rows}
@@ -239,7 +260,7 @@ class DeliveryWorker:
         """Rows of a channel that reads the store have arrived by being stored: marked sent together."""
         if not rows:
             return 0
-        marked: int = await self._offload(self._store.mark_sent, [row.seq for row in rows])
+        marked: int = await self._db.retrying(self._store.mark_sent, [row.seq for row in rows])
         self._metrics.deliveries.labels(channel=channel.name, result="sent").inc(marked)
         now = self._clock.now()
         for row in rows:
@@ -252,7 +273,9 @@ class DeliveryWorker:
             platform_id = await deliverer.send(row)
         except DeliveryError as exc:
             status, deliver_after = self._after_failure(row, transient=exc.transient)
-            await self._offload(self._store.mark_delivery, row.seq, status, error=str(exc), deliver_after=deliver_after)
+            await self._db.retrying(
+                self._store.mark_delivery, row.seq, status, error=str(exc), deliver_after=deliver_after
+            )
             self._metrics.deliveries.labels(channel=deliverer.name, result=status).inc()
             if status == "failed" and exc.transient:
                 logger.error(
@@ -262,12 +285,14 @@ class DeliveryWorker:
             else:
                 logger.warning("delivery of seq=%d to %s via %s: %s", row.seq, row.chat_jid, deliverer.name, exc)
             return status
-        await self._offload(self._store.mark_delivery, row.seq, "sent", platform_message_id=platform_id)
+        await self._db.retrying(self._store.mark_delivery, row.seq, "sent", platform_message_id=platform_id)
         self._metrics.deliveries.labels(channel=deliverer.name, result="sent").inc()
         self._metrics.delivery_lag_seconds.observe(max(0.0, (self._clock.now() - row.received_at).total_seconds()))
         return "sent"
 
-    def _after_failure(self, row: Message, *, transient: bool) -> tuple[str, dt.datetime | None]:
+    def _after_failure(
+        self, row: Message, *, transient: bool
+    ) -> tuple[Literal["pending", "failed"], dt.datetime | None]:
         """A failed attempt's outcome: ``failed``, or ``pending`` until a backoff that never passes the deadline."""
         if not transient:
             return "failed", None
@@ -275,7 +300,7 @@ class DeliveryWorker:
         policy = self.policy
         if policy.deadline is not None and now >= row.received_at + dt.timedelta(seconds=policy.deadline):
             return "failed", None
-        delay = policy.backoff(row.delivery_attempts + 1)
+        delay = policy.backoff(row.delivery_attempts + 1, self._rng)
         if delay <= 0:
             return "pending", None
         retry_at = now + dt.timedelta(seconds=delay)

@@ -2,20 +2,19 @@
 
 One tick:
 
-1. read up to ``poll_batch`` rows after the poll cursor (``router_state.last_seq``), in seq order;
-2. send **every** inbound row through owner resolution and the four layers (commands and sticky settings take effect
-   here, in order, each before the next row is looked at); rows kanmon wrote itself are never routed again;
-3. record each row's decision and the new poll cursor in **one** transaction: forwarded rows wait for their folder's
-   agent, commands and drops are ``done``, rows of chats nobody owns are ``skipped`` (so when a route appears later
-   the chat starts from its next message, not its whole history). A crash before this commit re-reads the batch:
-   sticky and command effects are idempotent (their replies have derived ids) and routing is recorded only once;
-4. offer the forwarded rows to the impulse gate and enqueue the lanes of chats that fire, or whose hold ran out;
-5. every ``poll_interval``, sweep: any lane with waiting rows that is neither held, running nor waiting is enqueued.
-   The first sweep is the start-up recovery, and it rebuilds the gate's held state from the stored rows.
+1. on a store thread (:class:`~kanmon.gateway.dispatch.Dispatcher`): read up to ``poll_batch`` rows after the poll
+   cursor, send every inbound row through owner resolution and the four layers, and record the decisions, the rows
+   the tick writes and the new cursor in **one** transaction;
+2. publish the rows of ``web:`` chats to the live feed, and wake the deliverers of the rows the tick wrote;
+3. offer the forwarded rows to the impulse gate and enqueue the lanes of chats that fire, or whose hold ran out:
+   at once when the chat was quiet, after a short settle while messages for it are still arriving (a burst becomes
+   one run per group; the single message of a quiet chat waits for nothing);
+4. every ``poll_interval``, sweep: any lane with waiting rows that is neither held, running, settling nor waiting
+   is enqueued. The first sweep is the start-up recovery, and it rebuilds the gate's held state from the stored rows.
 
 The loop ticks every ``poll_interval`` and at once when woken (:meth:`MessageLoop.wake`: a message put through
-kanmon's own API in this process, a reply stored by a run). Store calls run in worker threads; the event loop
-never waits on the database.
+kanmon's own API in this process, a reply stored by a run). All waiting is on the injected clock, so tests drive time
+instead of sleeping. It starts reading at :meth:`kanmon.store.Store.start_cursor`: a lost poll cursor costs one query.
 """
 
 from __future__ import annotations
@@ -23,24 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from kanmon.clock import Clock, SystemClock
-from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
-from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, IdleQueue, Ignored, Unowned
+from kanmon.gateway.dispatch import Admitted, DispatchConfig, Dispatcher, TickWork
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.metrics import GatewayMetrics
-from kanmon.gateway.onboarding import note_unowned
-from kanmon.gateway.owner import resolve_owner
-from kanmon.gateway.pipeline import process_message
+from kanmon.gateway.registry import Registry
+from kanmon.gateway.settle import Settle
 from kanmon.queue import GroupQueue, Lane, RetryPolicy, lane_for
 from kanmon.router import ImpulseConfig, MessageFields, resolve
-from kanmon.store import Dispatch, LaneHead, Message, NewMessage, Store
+from kanmon.store import LaneHead, Message
+from kanmon.store.aio import AsyncStore
 
-__all__ = ["LoopConfig", "MessageLoop", "QueueBridge", "daemon_jid", "delegation_jid"]
+__all__ = ["LoopConfig", "MessageLoop", "QueueBridge"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +58,8 @@ class LoopConfig:
     # SPEC §11: a chat nobody owns goes on the onboarding list (kanmon.gateway.onboarding); off, its rows are
     # only skipped.
     onboarding: bool = False
-
-
-def delegation_jid(folder: str) -> str:
-    """The inbox of a delegation to ``folder``."""
-    return f"local:{folder}"
-
-
-def daemon_jid(name: str) -> str:
-    """The outbox of the daemon target ``name``: rows there are POSTed to the daemon by its deliverer."""
-    return f"daemon:{name}"
+    #: Longest a lane whose chat is busy waits for the rest of a burst before it is enqueued (0: never waits).
+    settle_max: float = 0.25
 
 
 class QueueBridge:
@@ -96,43 +85,47 @@ class QueueBridge:
         return len(self._queue.waiting())
 
 
-@dataclass(frozen=True, slots=True)
-class _Admitted:
-    """A forwarded row on its way to the gate: its chat, verb and seq, the lane it runs in, its impulse settings."""
-
-    chat_jid: str
-    verb: str
-    seq: int
-    lane: Lane
-    impulse: ImpulseConfig
-
-
 class MessageLoop:
     """Polls the store and turns rows into lane work; see the module docstring."""
 
     def __init__(
         self,
-        store: Store,
+        db: AsyncStore,
         queue: GroupQueue,
         *,
         config: LoopConfig,
         gate: ImpulseGate,
         feed: ChatFeed,
         metrics: GatewayMetrics,
+        registry: Registry,
         clock: Clock | None = None,
-        offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+        on_stored: Callable[[list[Message]], None] = lambda rows: None,
     ) -> None:
-        self._store = store
+        self._db = db
         self._queue = queue
         self._config = config
         self._gate = gate
         self._feed = feed
         self._metrics = metrics
         self._clock: Clock = clock or SystemClock()
-        self._offload = offload
+        self._on_stored = on_stored
+        self._dispatcher = Dispatcher(
+            db.store,
+            registry,
+            DispatchConfig(
+                poll_batch=config.poll_batch,
+                bot_names=config.bot_names,
+                impulse=config.impulse,
+                onboarding=config.onboarding,
+            ),
+            metrics=metrics,
+            clock=self._clock,
+        )
+        self._settle = Settle(self._clock, config.settle_max)
         self._wake = asyncio.Event()
         self._cursor: int | None = None
         self._held_lanes: dict[str, set[Lane]] = {}
+        self._settling: dict[Lane, asyncio.Task[None]] = {}
         self._last_sweep: float | None = None
         self._waiting: int | None = None  # rows waiting for an agent at the last sweep (kanmon_cursor_lag)
         self._bridge: QueueBridge | None = None
@@ -153,133 +146,62 @@ class MessageLoop:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick until ``stopping`` is set; a failing tick is logged and retried with backoff, never fatal."""
-        while not stopping.is_set():
-            self._wake.clear()
-            delay = self._next_wait()
-            if self.fenced:
-                await self._wait(stopping, self._config.poll_interval)
-                continue
-            try:
-                await self.tick()
-            except Exception as exc:
-                self._failures += 1
-                delay = _TICK_BACKOFF.delay(self._failures)
-                if self._failures == 1:
-                    logger.exception("loop tick failed; backing off (the batch will be read again)")
+        try:
+            while not stopping.is_set():
+                self._wake.clear()
+                delay = self._next_wait()
+                if self.fenced:
+                    await self._wait(stopping, self._config.poll_interval)
+                    continue
+                try:
+                    await self.tick()
+                except Exception as exc:
+                    delay = self._failed(exc)
                 else:
-                    logger.warning(
-                        "loop tick failed again (%d in a row): %s; next try in %.1fs", self._failures, exc, delay
-                    )
-            else:
-                if self._failures:
-                    logger.info("loop recovered after %d failed ticks", self._failures)
-                self._failures = 0
-            await self._wait(stopping, delay)
+                    if self._failures:
+                        logger.info("loop recovered after %d failed ticks", self._failures)
+                    self._failures = 0
+                await self._wait(stopping, delay)
+        finally:
+            for task in self._settling.values():
+                task.cancel()
 
     async def tick(self) -> int:
-        """One pass (module docstring, steps 1–5); returns how many rows were read."""
+        """One pass (module docstring, steps 1–4); returns how many rows were read."""
         began = time.perf_counter()
         if self._bridge is None:
             self._loop = asyncio.get_running_loop()
             self._bridge = QueueBridge(self._queue, self._loop)
         if self._cursor is None:
-            self._cursor = await self._offload(self._store.poll_cursor)
-        rows: list[Message] = await self._offload(self._store.new_messages, self._cursor, self._config.poll_batch)
-        if rows:
-            admitted = await self._offload(self._dispatch, rows)
-            self._cursor = rows[-1].seq
-            self._publish(rows)
-            self._admit(admitted)
+            self._cursor = await self._db.once(self._db.store.start_cursor)
+        work: TickWork = await self._db.once(self._dispatcher.tick, self._cursor, self._bridge)
+        if work.rows:
+            self._cursor = work.rows[-1].seq
+            self._publish(work.rows)
+            self._admit(work.admitted)
+            # what this tick stored itself, and replies other processes stored for a deliverer
+            fresh = work.stored + [
+                row for row in work.rows if row.direction == "out" and row.delivery_status == "pending"
+            ]
+            if fresh:
+                self._on_stored(fresh)
         for jid in self._gate.tick(self._gate_now()):
             self._release(jid)
         if self._sweep_due():
             await self._sweep()
         self._observe(time.perf_counter() - began)
-        if len(rows) == self._config.poll_batch:
+        if len(work.rows) == self._config.poll_batch:
             self._wake.set()  # a full batch: more are waiting, read on without sleeping
-        return len(rows)
+        return len(work.rows)
 
-    # ------------------------------------------------------------------------------------------------ dispatch
-    def _dispatch(self, rows: Sequence[Message]) -> list[_Admitted]:
-        """Steps 2–3, in a worker thread: decide every row, then record the decisions with the new cursor."""
-        assert self._bridge is not None
-        ctx = LayerContext(self._store, self._bridge, self._config.bot_names, impulse=self._config.impulse)
-        ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
-        dispatches: list[Dispatch] = []
-        admitted: list[_Admitted] = []
-        for row in rows:
-            if row.direction == "in":
-                self._metrics.messages_ingested.labels(platform=row.chat_jid.partition(":")[0]).inc()
-            dispatch = self._decide(row, ctx, admitted)
-            if dispatch is not None:
-                dispatches.append(dispatch)
-        self._store.record_dispatch(dispatches, rows[-1].seq)
-        return admitted
-
-    def _decide(self, row: Message, ctx: LayerContext, admitted: list[_Admitted]) -> Dispatch | None:
-        decision = process_message(row, ctx)
-        if isinstance(decision, Ignored):
-            return None
-        if isinstance(decision, Unowned):
-            logger.debug("skipped seq=%d chat=%s: %s", row.seq, row.chat_jid, decision.why)
-            if self._config.onboarding:
-                note_unowned(row, ctx)  # the row stays skipped; approval answers a copy of the newest
-            return Dispatch(row.seq, "skipped")
-        if isinstance(decision, Consumed | Drop):
-            return Dispatch(row.seq, "done")
-        if isinstance(decision, Builtin):
-            self._builtin(row, ctx, decision.name)
-            return Dispatch(row.seq, "done")
-        if isinstance(decision, Daemon):
-            self._to_daemon(row, decision.name)
-            return Dispatch(row.seq, "done")
-        if self._delegates(row, ctx, decision):
-            return Dispatch(row.seq, "done")
-        lane = lane_for(decision.folder, row.chat_jid, decision.topic)
-        admitted.append(_Admitted(row.chat_jid, row.verb, row.seq, lane, decision.impulse))
-        return Dispatch(row.seq, "new", decision.folder, decision.topic, decision.content)
-
-    def _delegates(self, row: Message, ctx: LayerContext, decision: Forward) -> bool:
-        """A row forwarded to a folder other than its chat's owner goes to that folder's ``local:`` inbox."""
-        owner = resolve_owner(ctx, row.chat_jid).folder
-        if decision.folder == owner:
-            return False
-        origin = row.forwarded_from or row.chat_jid  # a delegate delegating further still answers the first chat
-        delegated = row.copy_as(
-            chat_jid=delegation_jid(decision.folder),
-            id=f"dlg-{row.seq}",  # derived: a re-read batch delegates once
-            content=decision.content,
-            forwarded_from=origin,
-            origin=GATEWAY_ORIGIN,
-        )
-        self._store.put_message(delegated)
-        logger.info("delegated seq=%d from %s to %s", row.seq, row.chat_jid, decision.folder)
-        return True
-
-    def _builtin(self, row: Message, ctx: LayerContext, name: str) -> None:
-        if name == "ping":
-            ctx.reply(row, "pong")
+    def _failed(self, exc: Exception) -> float:
+        self._failures += 1
+        delay = _TICK_BACKOFF.delay(self._failures)
+        if self._failures == 1:
+            logger.exception("loop tick failed; backing off (the batch will be read again)")
         else:
-            logger.warning("seq=%d: unknown builtin handler %r; the message is kept and not answered", row.seq, name)
-
-    def _to_daemon(self, row: Message, name: str) -> None:
-        # Through the outbox like any reply: the daemon's deliverer POSTs it, retrying across restarts.
-        self._store.put_message(
-            NewMessage(
-                chat_jid=daemon_jid(name),
-                id=f"fwd-{row.seq}",
-                content=row.content,
-                direction="out",
-                sender=row.sender,
-                sender_name=row.sender_name,
-                timestamp=row.timestamp,
-                verb=row.verb,
-                topic=row.topic,
-                reply_to_id=row.id,
-                forwarded_from=row.chat_jid,
-                origin=GATEWAY_ORIGIN,
-            )
-        )
+            logger.warning("loop tick failed again (%d in a row): %s; next try in %.1fs", self._failures, exc, delay)
+        return delay
 
     # ------------------------------------------------------------------------------------------------ lanes
     def _publish(self, rows: Sequence[Message]) -> None:
@@ -287,16 +209,32 @@ class MessageLoop:
             if row.chat_jid.startswith("web:"):
                 self._feed.publish(row)
 
-    def _admit(self, admitted: Sequence[_Admitted], now: float | None = None) -> None:
+    def _admit(self, admitted: Sequence[Admitted], now: float | None = None) -> None:
         for item in admitted:
             self._held_lanes.setdefault(item.chat_jid, set()).add(item.lane)
+            self._settle.arrived(item.chat_jid)
             at = self._gate_now() if now is None else now
             if self._gate.offer(item.chat_jid, item.verb, item.seq, at, item.impulse):
                 self._release(item.chat_jid)
 
     def _release(self, jid: str) -> None:
         for lane in sorted(self._held_lanes.pop(jid, ())):
-            self._queue.enqueue(lane)
+            self._enqueue(lane, self._settle.delay(jid))
+
+    def _enqueue(self, lane: Lane, settle: float) -> None:
+        """Enqueue ``lane`` now, or once its chat has settled (a lane already queued or running needs no wait)."""
+        if settle <= 0 or lane in self._settling or self._queue.active(lane):
+            if lane not in self._settling:
+                self._queue.enqueue(lane)
+            return
+        self._settling[lane] = asyncio.create_task(self._enqueue_later(lane, settle), name=f"kanmon-settle-{lane}")
+
+    async def _enqueue_later(self, lane: Lane, settle: float) -> None:
+        try:
+            await self._clock.sleep(settle)
+        finally:
+            self._settling.pop(lane, None)
+        self._queue.enqueue(lane)
 
     def _sweep_due(self) -> bool:
         now = self._clock.monotonic()
@@ -307,9 +245,10 @@ class MessageLoop:
 
     async def _sweep(self) -> None:
         recovering = self.ticks == 0
-        heads: list[LaneHead] = await self._offload(self._store.lane_heads)
+        heads: list[LaneHead] = await self._db.once(self._db.store.lane_heads)
         self._waiting = sum(head.count for head in heads)
         busy = set(self._queue.running()) | set(self._queue.waiting()) | set(self._queue.backing_off())
+        busy |= set(self._settling)
         for head in heads:
             lane = lane_for(head.folder, head.chat_jid, head.topic)
             if recovering:
@@ -320,21 +259,22 @@ class MessageLoop:
 
     async def _recover(self, head: LaneHead) -> None:
         """Rebuild the gate's hold of one stream from its stored rows, each offered at the time it arrived."""
-        rows: list[tuple[_Admitted, float]] = await self._offload(self._held_rows, head)
+        rows: list[tuple[Admitted, float]] = await self._db.once(self._held_rows, head)
         for item, arrived in rows:
             self._admit([item], arrived)
         if rows and self._gate.holding(head.chat_jid) is None:
             self._queue.enqueue(rows[0][0].lane)  # it fired, or its hold ran out while gated was down
 
-    def _held_rows(self, head: LaneHead) -> list[tuple[_Admitted, float]]:
-        ctx = LayerContext(self._store, IdleQueue(), impulse=self._config.impulse)
+    def _held_rows(self, head: LaneHead) -> list[tuple[Admitted, float]]:
+        assert self._bridge is not None
+        ctx = self._dispatcher.context(self._bridge)
         lane = lane_for(head.folder, head.chat_jid, head.topic)
         admitted = []
-        for row in self._store.lane_batch(head, _RECOVERY_ROWS):
+        for row in self._db.store.lane_batch(head, _RECOVERY_ROWS):
             fields = MessageFields(chat_jid=row.chat_jid, sender=row.sender, verb=row.verb)
-            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse, folders=ctx.groups().keys())
+            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
             impulse = decision.impulse if decision is not None else ctx.impulse
-            admitted.append((_Admitted(row.chat_jid, row.verb, row.seq, lane, impulse), row.received_at.timestamp()))
+            admitted.append((Admitted(row.chat_jid, row.verb, row.seq, lane, impulse), row.received_at.timestamp()))
         return admitted
 
     # ------------------------------------------------------------------------------------------------ time
@@ -353,9 +293,13 @@ class MessageLoop:
         if self._wake.is_set() or seconds <= 0:
             await asyncio.sleep(0)
             return
-        waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stopping.wait())]
+        waits = [
+            asyncio.create_task(self._wake.wait()),
+            asyncio.create_task(stopping.wait()),
+            asyncio.create_task(self._clock.sleep(seconds)),
+        ]
         try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()

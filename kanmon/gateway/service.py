@@ -23,10 +23,11 @@ from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.metrics import GatewayMetrics
-from kanmon.gateway.runs import LaneRunner, Runtimes
+from kanmon.gateway.registry import Registry
+from kanmon.gateway.runner import LaneRunner, Runtimes
 from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
-from kanmon.store import NewMessage, PutResult, Store, StoreError
+from kanmon.store import Message, NewMessage, PutResult, Store, StoreError
 from kanmon.store.aio import AsyncStore
 
 __all__ = ["Gateway", "GatewayConfig"]
@@ -81,13 +82,15 @@ class Gateway:
         self.waiting: Callable[[], str | None] = lambda: None
         self.gate = ImpulseGate()
         self.feed = ChatFeed()
+        self.registry = Registry(store)
         self.runner = LaneRunner(
-            store,
+            self.db,
             runtimes,
             config.run,
+            registry=self.registry,
             metrics=self.metrics,
             is_held=lambda jid: self.gate.holding(jid) is not None,
-            on_change=self.wake,
+            on_stored=self._stored,
             requeue=lambda lane: self.queue.enqueue(lane),
             clock=self.clock,
         )
@@ -100,20 +103,22 @@ class Gateway:
             clock=self.clock,
         )
         self.loop = MessageLoop(
-            store,
+            self.db,
             self.queue,
             config=config.loop,
             gate=self.gate,
             feed=self.feed,
             metrics=self.metrics,
+            registry=self.registry,
             clock=self.clock,
+            on_stored=self._stored,
         )
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
         self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
         self.adapter_config = config.adapters
         self._adapter_client: httpx.AsyncClient | None = None
         self.delivery = DeliveryWorker(
-            store,
+            self.db,
             self.deliverers,
             metrics=self.metrics,
             interval=config.loop.poll_interval,
@@ -126,6 +131,19 @@ class Gateway:
         """Something was stored: route it and deliver it now."""
         self.loop.wake()
         self.delivery.wake()
+
+    def _stored(self, rows: list[Message]) -> None:
+        """A run stored replies: the loop publishes them to the live feed, deliverers send the pending ones."""
+        if not rows:
+            return
+        self.loop.wake()
+        pending = {row.chat_jid for row in rows if row.delivery_status == "pending"}
+        if pending:
+            self.delivery.wake(pending)
+        for row in rows:
+            if row.direction == "out" and row.delivery_status == "sent":  # delivered by being stored (web:, local:)
+                self.metrics.deliveries.labels(channel=row.chat_jid.partition(":")[0], result="sent").inc()
+                self.metrics.delivery_lag_seconds.observe(0.0)
 
     def fence(self, reason: str) -> None:
         """Stop routing, starting runs and delivering at once (the store lock is lost); running runs go on."""
@@ -149,7 +167,7 @@ class Gateway:
 
     async def deliverers(self) -> list[Deliverer]:
         """The built-in channels, then one HTTP deliverer per channel adapter registered in the store right now."""
-        channels = await asyncio.to_thread(self.store.list_channels)
+        channels = self.registry.channels  # refreshed by the loop when the configuration changes
         if not channels:
             return list(self._fixed_deliverers)
         if self._adapter_client is None:
@@ -191,14 +209,15 @@ class Gateway:
 
     async def put_message(self, new: NewMessage) -> PutResult:
         """Store ``new`` (idempotent on its id) and wake the loop."""
-        result: PutResult = await asyncio.to_thread(self.store.put_message, new)
+        result: PutResult = await self.db.once(self.store.put_message, new, now=self.clock.now())
         if result.created:
-            self.wake()
+            self.loop.wake()
         return result
 
     async def serve(self, stopping: asyncio.Event | None = None) -> list[Lane]:
         """Run until ``stopping`` is set (or :meth:`stop`), then drain; returns the lanes left running (detached)."""
         stopping = stopping or self._stopping
+        await self.db.retrying(self.registry.refresh)
         # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
         for lane in await self.runner.reclaim():
             self.queue.enqueue(lane)

@@ -44,6 +44,8 @@ class RunDefaults:
     assistant_name: str = "kanmon"
     batch_limit: int = 100
     session_idle_expiry: float = 0.0
+    max_replies: int = 500  # replies of one run, after which kanmon stops it (runtime.max_replies)
+    reply_flush: float = 0.05  # seconds a reply may wait to be stored with the next ones
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -52,8 +54,8 @@ def runtime_name(group: Group, defaults: RunDefaults) -> str:
     return str(group.container_config.get("runtime") or defaults.runtime)
 
 
-def build_spec(group: Group, defaults: RunDefaults, *, run_id: str, stdin: bytes) -> RunSpec:
-    """The spec of one run of ``group``."""
+def build_spec(group: Group, defaults: RunDefaults, *, run_id: str, stdin: bytes | None = None) -> RunSpec:
+    """The spec of one run of ``group`` (``stdin`` None: the caller feeds the input once the run is up)."""
     config = group.container_config
     runtime = runtime_name(group, defaults)
     env = _env(config.get("env", {}), process=runtime == "process")

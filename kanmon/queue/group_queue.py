@@ -161,6 +161,10 @@ class GroupQueue:
         """Lanes waiting for a slot, in the order they will start."""
         return list(self._ready)
 
+    def active(self, lane: Lane) -> bool:
+        """True while ``lane`` runs or waits for a slot (O(1))."""
+        return lane in self._runs or lane in self._ready_set
+
     def backing_off(self) -> dict[Lane, float]:
         """Lanes waiting to retry a failed run, with the seconds left before they become runnable."""
         now = self._clock.monotonic()

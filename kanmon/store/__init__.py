@@ -14,6 +14,7 @@ from kanmon.store.errors import (
     UnusableStore,
 )
 from kanmon.store.identity import check_schema, check_sqlite_file, check_store_location
+from kanmon.store.lanes import LaneHead
 from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
 from kanmon.store.records import (
     Channel,
@@ -28,12 +29,13 @@ from kanmon.store.records import (
     Session,
     SystemMessage,
 )
+from kanmon.store.runs import RunBegin, RunDraft, RunEnd, RunEnded, RunStart
 from kanmon.store.store import Store
-from kanmon.store.work import BatchEnd, ChatLag, Dispatch, LaneHead
+from kanmon.store.text import storable
+from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
     "SUPPORTED_URLS",
-    "BatchEnd",
     "Channel",
     "Chat",
     "ChatLag",
@@ -51,6 +53,11 @@ __all__ = [
     "RecordedApproval",
     "Route",
     "Run",
+    "RunBegin",
+    "RunDraft",
+    "RunEnd",
+    "RunEnded",
+    "RunStart",
     "RunStatus",
     "Session",
     "Store",
@@ -69,6 +76,7 @@ __all__ = [
     "make_engine",
     "schema_drift",
     "sqlite_url",
+    "storable",
     "upgrade",
     "url_problem",
 ]

@@ -62,6 +62,7 @@ class ApprovalStore(StoreBase):
             route_added = row is None
             if row is None:
                 row = conn.execute(routes.insert().values(seq=0, match=match, target=folder).returning(*routes.c)).one()
+                self._config_changed(conn)
             current = conn.execute(select(router_state.c.value).where(router_state.c.key == decision_key)).scalar()
             decision_changed = current != decision
             if decision_changed:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Integer, Table, Text, cast, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -18,10 +18,13 @@ from kanmon.store.engine import WRITE
 from kanmon.store.errors import StoreFenced, translate_errors
 from kanmon.store.tables import router_state
 
-__all__ = ["EPOCH_KEY", "StoreBase", "from_row", "utcnow"]
+__all__ = ["CONFIG_VERSION_KEY", "EPOCH_KEY", "StoreBase", "from_row", "utcnow"]
 
 #: ``router_state`` key of the store's lock epoch: bumped by every gated that takes the store (see ``fence``).
 EPOCH_KEY = "lock_epoch"
+#: ``router_state`` key bumped with every change to groups, routes or channels, so caches (the loop's, the
+#: deliverers') notice a change made by another process within a tick.
+CONFIG_VERSION_KEY = "config_version"
 
 T = TypeVar("T")
 
@@ -87,13 +90,22 @@ class StoreBase:
             yield conn
 
     @contextmanager
-    def _write(self, *, fenced: bool = False) -> Iterator[Connection]:
-        """A write transaction; ``fenced`` ones (routing, runs, delivery) first check that this gated still holds
-        the store (SPEC §14), so a gated that lost its lock to another can no longer change anything."""
+    def _write(self, *, fenced: bool = False, config: bool = False) -> Iterator[Connection]:
+        """A write transaction. ``fenced`` ones (routing, runs, delivery) first check that this gated still holds
+        the store (SPEC §14), so a gated that lost its lock to another can no longer change anything; ``config``
+        ones (groups, routes, channels) bump the configuration version that caches watch."""
         with translate_errors(), self._writer.begin() as conn:
             if fenced and self.fence is not None:
                 self._check_fence(conn, self.fence)
             yield conn
+            if config:
+                self._config_changed(conn)
+
+    def _config_changed(self, conn: Connection) -> None:
+        """Bump the configuration version inside ``conn``'s transaction (groups, routes or channels changed)."""
+        key = router_state.c.key == CONFIG_VERSION_KEY
+        if conn.execute(update(router_state).where(key).values(value=_plus_one(router_state.c.value))).rowcount == 0:
+            conn.execute(self._upsert(router_state, {"key": CONFIG_VERSION_KEY, "value": "1"}, ["key"]))
 
     def _check_fence(self, conn: Connection, epoch: int) -> None:
         query = select(router_state.c.value).where(router_state.c.key == EPOCH_KEY)
@@ -112,3 +124,8 @@ class StoreBase:
         if not updates:
             return stmt.on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[no-any-return]
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)  # type: ignore[no-any-return]
+
+
+def _plus_one(value: Any) -> Any:
+    """``value + 1`` for a number kept as text (``router_state.value``), in SQL."""
+    return cast(cast(value, Integer) + 1, Text)

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidValue",
     "NoStore",
     "NotFound",
+    "NotMigrated",
     "PrefixTaken",
     "StoreError",
     "StoreFenced",
@@ -37,6 +38,10 @@ __all__ = [
 
 class StoreError(KanmonError):
     """Raised when a store operation fails."""
+
+
+class NotMigrated(StoreError):
+    """Raised when a command needs the schema but the store has not been migrated (``gated migrate``)."""
 
 
 class StoreUnavailable(StoreError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, utcnow
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state
+from kanmon.store.text import storable, storable_json
 
 __all__ = ["ChatTopic", "MessageStore", "append_message", "lock_appends"]
 
@@ -44,12 +45,14 @@ class MessageStore(StoreBase):
     """Messages, chats and router_state."""
 
     # ------------------------------------------------------------------------------------------------ messages
-    def put_message(self, new: NewMessage, *, fenced: bool = False) -> PutResult:
+    def put_message(self, new: NewMessage, *, now: dt.datetime | None = None, fenced: bool = False) -> PutResult:
         """Append ``new``; if ``(chat_jid, id)`` exists, return that row unchanged and create nothing.
 
-        ``fenced``: gated's own writes (a run's replies) fail with StoreFenced once another gated took the store.
+        ``now`` stamps ``received_at`` (and ``timestamp`` when the message has none): gated passes its clock's time,
+        other callers may leave it to the wall clock. ``fenced``: gated's own writes fail with StoreFenced once
+        another gated took the store. Text is made storable first (:mod:`kanmon.store.text`).
         """
-        values = _insert_values(new)
+        values = insert_values(new, now or utcnow())
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
             return _append_values(conn, new, values)
@@ -209,9 +212,9 @@ def lock_appends(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
 
 
-def append_message(conn: Connection, new: NewMessage) -> PutResult:
+def append_message(conn: Connection, new: NewMessage, now: dt.datetime | None = None) -> PutResult:
     """:meth:`MessageStore.put_message` inside a transaction of the caller's, which holds :func:`lock_appends`."""
-    return _append_values(conn, new, _insert_values(new))
+    return _append_values(conn, new, insert_values(new, now or utcnow()))
 
 
 def _append_values(conn: Connection, new: NewMessage, values: dict[str, Any]) -> PutResult:
@@ -237,25 +240,63 @@ def _output_by_index(conn: Connection, new: NewMessage) -> Message | None:
     return None if row is None else from_row(Message, row)
 
 
-def _insert_values(new: NewMessage) -> dict[str, Any]:
+def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime) -> list[Message]:
+    """Insert the rows not stored yet (a run's reply by ``(run_id, output_index)``, any other by ``(chat_jid, id)``),
+    many per statement, in a transaction holding :func:`lock_appends`; return the rows created, in seq order."""
+    recorded: set[tuple[str | None, int | None]] = set()
+    keyed = [reply for reply in replies if reply.run_id is not None and reply.output_index is not None]
+    if keyed:
+        query = select(messages.c.run_id, messages.c.output_index).where(
+            messages.c.run_id.in_(sorted({str(reply.run_id) for reply in keyed})),
+            messages.c.output_index.in_(sorted({int(reply.output_index or 0) for reply in keyed})),
+        )
+        recorded = {(str(run_id), int(index)) for run_id, index in conn.execute(query)}
+    taken: set[tuple[str, str | None]] = set()
+    by_id = [reply for reply in replies if reply.run_id is None and reply.id]
+    if by_id:
+        query = select(messages.c.chat_jid, messages.c.id).where(
+            messages.c.chat_jid.in_(sorted({reply.chat_jid for reply in by_id})),
+            messages.c.id.in_(sorted({str(reply.id) for reply in by_id})),
+        )
+        taken = {(str(jid), str(mid)) for jid, mid in conn.execute(query)}
+    fresh = [
+        insert_values(reply, now)
+        for reply in replies
+        if (reply.run_id, reply.output_index) not in recorded and (reply.chat_jid, reply.id) not in taken
+    ]
+    if not fresh:
+        return []
+    rows = conn.execute(messages.insert().returning(*messages.c), fresh)
+    return sorted((from_row(Message, row) for row in rows), key=lambda message: message.seq)
+
+
+_TEXT_FIELDS = (
+    "chat_jid", "sender", "sender_name", "content", "verb", "topic", "reply_to_id", "reply_to_text",
+    "reply_to_sender", "forwarded_from", "origin", "run_id", "platform_message_id",
+)  # fmt: skip
+
+
+def insert_values(new: NewMessage, now: dt.datetime) -> dict[str, Any]:
+    """The column values of ``new`` as a new row received at ``now``: every text made storable, the same keys for
+    every message (so many rows can go in one ``executemany``). Raises InvalidInput for a JID or time kanmon refuses.
+    """
     if not new.chat_jid or ":" not in new.chat_jid:
         raise InvalidInput(f"invalid chat JID {new.chat_jid!r}: expected <platform>:<room>")
     if new.timestamp is not None and new.timestamp.tzinfo is None:
         raise InvalidInput("message timestamp must carry a time zone")
-    now = utcnow()
-    values: dict[str, Any] = {
-        key: getattr(new, key)
-        for key in (
-            "chat_jid", "direction", "sender", "sender_name", "content", "verb", "topic", "reply_to_id",
-            "reply_to_text", "reply_to_sender", "attachments", "forwarded_from", "is_bot_message", "origin",
-            "run_id", "output_index", "platform_message_id",
-        )
-    }  # fmt: skip
-    values["id"] = new.id or uuid.uuid4().hex
+    values: dict[str, Any] = {key: _text(getattr(new, key)) for key in _TEXT_FIELDS}
+    values["id"] = storable(new.id) if new.id else uuid.uuid4().hex
+    values["direction"] = new.direction
+    values["is_bot_message"] = new.is_bot_message
+    values["output_index"] = new.output_index
+    values["attachments"] = None if new.attachments is None else storable_json(new.attachments)
     values["timestamp"] = new.timestamp or now
     values["received_at"] = now
-    if new.direction == "in":
-        values["status"] = "new"
-    else:
-        values["delivery_status"] = "pending"
+    values["status"] = "new" if new.direction == "in" else None
+    # a reply to a chat whose readers read the store (web:, local:) is delivered by being stored
+    values["delivery_status"] = None if new.direction == "in" else ("sent" if new.delivered else "pending")
     return values
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else storable(value)

@@ -47,6 +47,9 @@ class NewMessage:
     run_id: str | None = None
     output_index: int | None = None
     platform_message_id: str | None = None
+    #: An outbound row whose chat's readers read the store itself (web:, local:): storing it is its delivery,
+    #: so it is stored ``sent`` rather than ``pending`` for a deliverer.
+    delivered: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

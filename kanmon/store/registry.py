@@ -38,7 +38,7 @@ class RegistryStore(StoreBase):
             "web_token": group.web_token,
             "impulse_config": group.impulse_config,
         }
-        with self._write() as conn:
+        with self._write(config=True) as conn:
             if conn.execute(
                 select(registered_groups.c.folder).where(registered_groups.c.folder == group.folder)
             ).first():
@@ -65,7 +65,7 @@ class RegistryStore(StoreBase):
         :func:`kanmon.router.folder_targets`). Routes with one of them block the removal (:class:`Conflict`, naming
         them) unless ``with_routes``, which removes them in the same transaction. NotFound if ``folder`` is absent.
         """
-        with self._write() as conn:
+        with self._write(config=True) as conn:
             if conn.execute(select(registered_groups.c.folder).where(_group(folder))).first() is None:
                 raise NotFound(f"no group {folder!r}")
             pointing = routes.c.target.in_(list(routes_to))
@@ -90,7 +90,7 @@ class RegistryStore(StoreBase):
     def add_route(self, *, seq: int, match: str, target: str, impulse_config: str | None = None) -> Route:
         """Store a route as given (validating it is the router's job, before calling this)."""
         values = {"seq": seq, "match": match, "target": target, "impulse_config": impulse_config}
-        with self._write() as conn:
+        with self._write(config=True) as conn:
             row = conn.execute(routes.insert().values(**values).returning(*routes.c)).one()
             return from_row(Route, row)
 
@@ -101,7 +101,7 @@ class RegistryStore(StoreBase):
 
     def remove_route(self, route_id: int) -> None:
         """Delete route ``route_id``; NotFound if absent."""
-        with self._write() as conn:
+        with self._write(config=True) as conn:
             if conn.execute(delete(routes).where(routes.c.id == route_id)).rowcount == 0:
                 raise NotFound(f"no route {route_id}")
 
@@ -142,13 +142,11 @@ class RegistryStore(StoreBase):
             row = conn.execute(select(session_log).where(session_log.c.id == run_id)).first()
             return None if row is None else from_row(Run, row)
 
-    def runs_in_flight(self, instance: str) -> list[Run]:
-        """Runs of ``instance`` still ``starting`` or ``running``: what a restart must reclaim."""
-        query = (
-            select(session_log)
-            .where(session_log.c.instance == instance, session_log.c.status.in_(IN_FLIGHT))
-            .order_by(session_log.c.started_at)
-        )
+    def runs_in_flight(self, instance: str | None = None) -> list[Run]:
+        """Runs still ``starting`` or ``running`` (of ``instance`` only, when given): what a restart must reclaim."""
+        query = select(session_log).where(session_log.c.status.in_(IN_FLIGHT)).order_by(session_log.c.started_at)
+        if instance is not None:
+            query = query.where(session_log.c.instance == instance)
         with self._read() as conn:
             return [from_row(Run, row) for row in conn.execute(query)]
 
@@ -176,7 +174,7 @@ class RegistryStore(StoreBase):
         change freely. Check and write are one transaction, so two adapters registering at once cannot both win.
         """
         values = dataclasses.asdict(channel)
-        with self._write() as conn:
+        with self._write(config=True) as conn:
             if self.dialect == "postgresql":
                 # READ COMMITTED would let two registrations each see the other's prefix free; SQLite's BEGIN
                 # IMMEDIATE already serialises writers
@@ -193,7 +191,7 @@ class RegistryStore(StoreBase):
 
     def remove_channel(self, name: str) -> bool:
         """Deregister ``name``; True if it was registered."""
-        with self._write() as conn:
+        with self._write(config=True) as conn:
             return bool(conn.execute(delete(channels).where(channels.c.name == name)).rowcount)
 
     # ------------------------------------------------------------------------------------------------ status

@@ -7,16 +7,18 @@ from typing import Any
 from sqlalchemy import func, select
 
 from kanmon.store.approvals import ApprovalStore
+from kanmon.store.delivery import DeliveryStore
 from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
 from kanmon.store.registry import RegistryStore
+from kanmon.store.runs import RunStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore, WorkStore, ApprovalStore):
+class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels and approvals.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.

@@ -14,22 +14,19 @@ one, and replies went to whichever wrote into the chat last); and every body is 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kanmon import redaction
-from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
-from kanmon.store import Channel, NewMessage, PrefixTaken, StoreError
+from kanmon.store import Channel, NewMessage
 from kanmon.web.adapter_bodies import (
     RESERVED_PREFIXES,
     ChannelInfo,
@@ -87,7 +84,7 @@ async def current_adapter(credentials: Credentials, gateway: GatewayDep) -> Chan
         raise _unauthorized("missing Authorization: Bearer <adapter token> (POST /v1/channels/register gives one)")
     given = token_hash(credentials.credentials).encode()
     found: Channel | None = None
-    for channel in await _stored(gateway.store.list_channels):
+    for channel in await gateway.db.once(gateway.store.list_channels):
         # every hash compared, none skipped: the time taken does not depend on which one matched
         if hmac.compare_digest(given, channel.token_hash.encode()):
             found = channel
@@ -100,22 +97,6 @@ async def current_adapter(credentials: Credentials, gateway: GatewayDep) -> Chan
 Adapter = Annotated[Channel, Depends(current_adapter)]
 SecretChecked = [Depends(channel_secret)]
 Writes = [Depends(accepting_writes)]
-
-
-async def _stored(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a store call in a thread; an unreachable store is 503 (retry later), a refused value 400.
-
-    A JID prefix another adapter owns is 409: the request is well formed, it conflicts with a registration.
-    """
-    try:
-        return await asyncio.to_thread(call, *args, **kwargs)
-    except PrefixTaken as exc:
-        raise HTTPException(status_code=409, detail=f"{exc}; that adapter must give it up first") from None
-    except InvalidInput as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        logger.warning("adapter API: store unavailable: %s", exc)
-        raise HTTPException(status_code=503, detail="the store is unavailable; retry shortly") from None
 
 
 def _check_jid(jid: str, adapter: Channel) -> None:
@@ -152,7 +133,7 @@ async def register(body: RegisterBody, gateway: GatewayDep) -> RegisterAnswer:
         capabilities=body.capabilities,
         registered_at=dt.datetime.now(dt.UTC),
     )
-    await _stored(gateway.store.save_channel, channel)
+    await gateway.db.once(gateway.store.save_channel, channel)
     logger.info("channel adapter %s registered at %s for %s", body.name, body.url, ", ".join(body.jid_prefixes))
     gateway.wake()  # replies that waited for this adapter go now
     return RegisterAnswer(ok=True, token=token)
@@ -165,7 +146,7 @@ async def register(body: RegisterBody, gateway: GatewayDep) -> RegisterAnswer:
     responses={401: {"description": "Missing or unknown adapter token."}},
 )
 async def deregister(adapter: Adapter, gateway: GatewayDep) -> OkAnswer:
-    await _stored(gateway.store.remove_channel, adapter.name)
+    await gateway.db.once(gateway.store.remove_channel, adapter.name)
     logger.info("channel adapter %s deregistered", adapter.name)
     return OkAnswer(ok=True)
 
@@ -177,7 +158,7 @@ async def deregister(adapter: Adapter, gateway: GatewayDep) -> OkAnswer:
     responses={401: {"description": "Missing or wrong channel secret."}, 403: {"description": "No secret set."}},
 )
 async def list_channels(gateway: GatewayDep) -> list[ChannelInfo]:
-    channels = await _stored(gateway.store.list_channels)
+    channels = await gateway.db.once(gateway.store.list_channels)
     return [
         ChannelInfo(
             name=channel.name,
@@ -205,7 +186,7 @@ async def post_message(body: InboundMessage, adapter: Adapter, gateway: GatewayD
     if body.is_group is not None:
         fields["is_group"] = body.is_group
     # the channel of record first: a reply to this message must find its way back to this adapter
-    await _stored(gateway.store.ensure_chat, body.chat_jid, **fields)
+    await gateway.db.once(gateway.store.ensure_chat, body.chat_jid, **fields)
     timestamp = None if body.timestamp is None else dt.datetime.fromtimestamp(body.timestamp, dt.UTC)
     new = NewMessage(
         chat_jid=body.chat_jid,
@@ -222,19 +203,8 @@ async def post_message(body: InboundMessage, adapter: Adapter, gateway: GatewayD
         attachments=body.attachments,
         origin=f"adapter:{adapter.name}",
     )
-    result = await _stored_put(gateway, new)
-    return MessageAnswer(ok=True, seq=result[0], id=result[1], duplicate=not result[2])
-
-
-async def _stored_put(gateway: Gateway, new: NewMessage) -> tuple[int, str, bool]:
-    try:
-        result = await gateway.put_message(new)
-    except InvalidInput as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    except StoreError as exc:
-        logger.warning("adapter API: store unavailable: %s", exc)
-        raise HTTPException(status_code=503, detail="the store is unavailable; retry shortly") from None
-    return result.message.seq, result.message.id, result.created
+    result = await gateway.put_message(new)
+    return MessageAnswer(ok=True, seq=result.message.seq, id=result.message.id, duplicate=not result.created)
 
 
 @router.post(
@@ -253,5 +223,5 @@ async def post_chat(body: ChatBody, adapter: Adapter, gateway: GatewayDep) -> Ch
         fields["name"] = body.name
     if body.is_group is not None:
         fields["is_group"] = body.is_group
-    await _stored(gateway.store.ensure_chat, body.chat_jid, **fields)
+    await gateway.db.once(gateway.store.ensure_chat, body.chat_jid, **fields)
     return ChatAnswer(ok=True, chat_jid=body.chat_jid)

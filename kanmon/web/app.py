@@ -7,6 +7,7 @@ its own module: health and metrics, the channel-adapter API, the web chat.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -15,11 +16,15 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanmon import redaction
+from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
+from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
 from kanmon.web import adapters, health, webchat
 from kanmon.web.deps import WebConfig
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
@@ -35,6 +40,7 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.draining = False
     app.add_exception_handler(RequestValidationError, _plain_validation_errors)
+    app.add_exception_handler(StoreError, _store_errors)
     app.include_router(health.router)
     app.include_router(adapters.router)
     app.include_router(webchat.router)
@@ -65,6 +71,21 @@ async def _plain_validation_errors(request: Request, exc: Exception) -> Response
         for error in exc.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _store_errors(request: Request, exc: Exception) -> Response:
+    """The one place a store error becomes an HTTP answer: the store unreachable (or this gated overtaken) is 503
+    with Retry-After, a JID prefix another adapter owns 409, a value the store refuses 400."""
+    if isinstance(exc, StoreUnavailable | StoreFenced):
+        logger.warning("%s %s: store unavailable: %s", request.method, _route_template(request), exc)
+        detail = "the store is unavailable; retry shortly"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+    if isinstance(exc, PrefixTaken):
+        return JSONResponse({"detail": f"{exc}; that adapter must give it up first"}, status_code=409)
+    if isinstance(exc, InvalidInput):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+    logger.error("%s %s: store error: %s", request.method, _route_template(request), exc)
+    return JSONResponse({"detail": "the store failed; retry later"}, status_code=503, headers={"Retry-After": "5"})
 
 
 def _route_template(request: Request) -> str:

@@ -25,7 +25,7 @@ import hashlib
 import html
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from importlib import resources
 from typing import Annotated, Literal
 
@@ -34,7 +34,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanmon.gateway import Gateway
-from kanmon.store import Message, NewMessage, Store, StoreError
+from kanmon.store import Message, NewMessage, StoreError
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
 from kanmon.web.webchat_auth import (
@@ -233,7 +233,7 @@ async def stream(
     responses=AUTH_RESPONSES,
 )
 async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
-    found = await asyncio.to_thread(gateway.store.chat_topics, f"web:{group.folder}")
+    found = await gateway.db.once(gateway.store.chat_topics, f"web:{group.folder}")
     return TopicList(
         topics=[
             TopicSummary(topic=t.topic, last_seq=t.last_seq, last_time=t.last_at.isoformat(), messages=t.messages)
@@ -274,7 +274,7 @@ def _asset(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the stream
-async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncIterator[str]:
+async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncGenerator[str, None]:
     """The text of the event stream: the replay from the store, then live rows, with keep-alive comments."""
     # Subscribed before the replay is read: a row stored meanwhile is in the replay, or published live, or both
     # (and then dropped here by its seq); never in neither.
@@ -282,7 +282,7 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
         yield f"retry: {RETRY_MS}\n\n"
         last = after
         try:
-            async for row in _replay(gateway.store, chat_jid, topic, after):
+            async for row in _replay(gateway, chat_jid, topic, after):
                 last = row.seq
                 yield _event(row)
         except StoreError as exc:
@@ -310,13 +310,14 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
             await asyncio.gather(upcoming, return_exceptions=True)
 
 
-async def _replay(store: Store, chat_jid: str, topic: str, after: int) -> AsyncIterator[Message]:
+async def _replay(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncIterator[Message]:
+    store = gateway.store
     if after == 0:
-        for row in await asyncio.to_thread(store.latest_chat_messages, chat_jid, topic=topic, limit=REPLAY_LIMIT):
+        for row in await gateway.db.once(store.latest_chat_messages, chat_jid, topic=topic, limit=REPLAY_LIMIT):
             yield row
         return
     while True:
-        rows = await asyncio.to_thread(store.chat_messages, chat_jid, after, topic=topic, limit=REPLAY_PAGE)
+        rows = await gateway.db.once(store.chat_messages, chat_jid, after, topic=topic, limit=REPLAY_PAGE)
         for row in rows:
             yield row
         if len(rows) < REPLAY_PAGE:

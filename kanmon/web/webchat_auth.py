@@ -8,7 +8,6 @@ name is told apart (404): no group can have one, so saying so reveals nothing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -78,7 +77,7 @@ def valid_folder(folder: str) -> str:
 
 async def _authorized(gateway: Gateway, folder: str, token: str | None) -> Group:
     """The group ``folder`` when ``token`` is its web token; the one :data:`REFUSED` 401 in every other case."""
-    group = await asyncio.to_thread(gateway.store.get_group, valid_folder(folder))
+    group = await gateway.db.once(gateway.store.get_group, valid_folder(folder))
     stored = group.web_token if group is not None and group.web_token else _NO_HASH
     # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing
     given = token_hash(token or "").encode()

@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_harness import Harness, process_group, running_gateway
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kanmon.web import WebConfig, create_app
 from kanmon.web.adapters import token_hash
+from tests.gateway_harness import Harness, process_group, running_gateway
 
 SECRET = "s3cret-for-adapters"
 TG = {"name": "tg", "url": "http://127.0.0.1:9/bot", "jid_prefixes": ["telegram:"], "capabilities": {"send_text": True}}
@@ -181,10 +181,11 @@ async def test_a_prefix_another_adapter_owns_is_409_naming_it_and_its_chats_stay
         }
 
         # neither writes into the other's chats: replies to a chat go to the one adapter that owns its JID
-        mine = {"chat_jid": "discord:1", "sender": "discord:2", "content": "hi"}
+        mine: dict[str, object] = {"chat_jid": "discord:1", "sender": "discord:2", "content": "hi"}
         assert (await client.post("/v1/messages", json=mine, headers=bearer(other))).status_code == 200
-        for path, body in (("/v1/messages", mine), ("/v1/chats", {"chat_jid": "discord:1", "name": "taken"})):
-            answer = await client.post(path, json=body, headers=bearer(tg))
+        chat: dict[str, object] = {"chat_jid": "discord:1", "name": "taken"}
+        for path, sent in (("/v1/messages", mine), ("/v1/chats", chat)):
+            answer = await client.post(path, json=sent, headers=bearer(tg))
             assert answer.status_code == 400 and "prefixes (telegram:-100:)" in answer.json()["detail"]
         stored = h.store.get_chat("discord:1")
         assert stored is not None and (stored.channel, stored.name) == ("other", None)
@@ -482,10 +483,10 @@ async def test_no_request_to_the_adapter_api_gets_a_5xx(probe: Probe, data: st.D
     right = "secret" if path in ("/v1/channels/register", "/v1/channels") else "token"
     auth = data.draw(st.sampled_from([right, right, right, right, "secret", "token", "none", "junk"]), label="auth")
     credential = {"none": None, "secret": SECRET, "token": probe.token, "junk": data.draw(st.text(max_size=30))}[auth]
-    headers: dict[str, str | bytes] = {}
+    headers: dict[bytes, bytes] = {}
     if credential is not None:  # any bytes a real HTTP header can carry (not CR, LF or NUL)
         value = "".join(ch for ch in f"Bearer {credential}" if ch not in "\r\n\x00")
-        headers["Authorization"] = value.encode("utf-8", "surrogatepass")
+        headers[b"Authorization"] = value.encode("utf-8", "surrogatepass")
     kind = data.draw(st.sampled_from(["plausible", "edgy", "edgy", "json-junk", "bytes"]), label="body kind")
     if kind in ("plausible", "edgy") and schema is not None:
         body = data.draw(from_schema(schema, probe.components, edgy=kind == "edgy"), label="body")
@@ -494,8 +495,8 @@ async def test_no_request_to_the_adapter_api_gets_a_5xx(probe: Probe, data: st.D
         content = json.dumps(data.draw(JSON_JUNK, label="body")).encode()
     else:
         content = data.draw(st.binary(max_size=10_000), label="body")
-    headers["Content-Type"] = data.draw(
-        st.sampled_from(["application/json"] * 4 + ["text/plain", "application/x-www-form-urlencoded"])
+    headers[b"Content-Type"] = data.draw(
+        st.sampled_from([b"application/json"] * 4 + [b"text/plain", b"application/x-www-form-urlencoded"])
     )
     try:
         answer = await probe.client.request(method, path, content=content, headers=headers)
@@ -523,7 +524,7 @@ EDGE_VALUES: list[Any] = [
     ["telegram:"] * 40, {f"k{n}": n for n in range(70)}, {"\ud800": 1}, {"a": "\x00"}, {"a": float("nan")},
     [{"a": "\ud800"}], _nested(15), _nested(40), _nested(900),
 ]  # fmt: skip
-BASE_BODIES = {
+BASE_BODIES: dict[str, dict[str, Any]] = {
     "/v1/channels/register": {**TG, "name": "edge-adapter", "jid_prefixes": ["edge:"]},  # the probe has telegram:
     "/v1/messages": {**MESSAGE, "id": "edge", "timestamp": 1_700_000_000, "topic": "t", "attachments": [{"a": 1}]},
     "/v1/chats": {"chat_jid": "telegram:1", "name": "a chat", "is_group": False},

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from gateway_harness import Harness, process_group, running_gateway
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -33,6 +33,7 @@ from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.delivery import DeliveryPolicy
 from kanmon.store import Message
 from kanmon.web import WebConfig, create_app
+from tests.gateway_harness import Harness, process_group, running_gateway
 
 SECRET = "the-channel-secret"
 
@@ -388,8 +389,10 @@ async def test_a_reply_still_failing_at_the_deadline_fails_with_a_metric_and_a_l
 
 def test_the_backoff_grows_with_each_attempt_and_is_capped() -> None:
     policy = DeliveryPolicy(retry_base=1.0, max_backoff=60.0, deadline=None)
+    rng = random.Random(7)  # jitter comes from an injected source
     for attempts, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)]:
         for _ in range(20):
-            assert base <= policy.backoff(attempts) <= base * 1.25
-    assert policy.backoff(40) == 60.0
-    assert DeliveryPolicy().backoff(5) == 0.0  # no base: the next pass retries
+            assert base <= policy.backoff(attempts, rng) <= base * 1.25
+    assert policy.backoff(40, rng) == 60.0
+    assert DeliveryPolicy().backoff(5, rng) == 0.0  # no base: the next pass retries
+    assert [policy.backoff(3, random.Random(1)) for _ in range(2)] == [policy.backoff(3, random.Random(1))] * 2

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import ECHO_COMMAND
 
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
 from kanmon.store import Group, NewMessage, Store, upgrade
+from tests.gateway_harness import ECHO_COMMAND
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import service_missing
-from gated_process import Gated
+
+from tests.conftest import service_missing
+from tests.gated_process import Gated
 
 
 @pytest.fixture

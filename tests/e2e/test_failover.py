@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gated_process import Gated
-from gateway_harness import ECHO_COMMAND
-from pgdb import PrivatePostgres
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from kanmon.store import Group, NewMessage, Store, StoreUnavailable, upgrade
+from tests.gated_process import Gated
+from tests.gateway_harness import ECHO_COMMAND
+from tests.pgdb import PrivatePostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

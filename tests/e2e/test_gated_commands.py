@@ -177,7 +177,9 @@ def test_a_second_gated_on_the_same_store_says_who_holds_it_and_exits_3(
     second = gated(data_dir, "run", "--no-http", timeout=30)
     assert second.returncode == 3
     [line] = second.stderr.strip().splitlines()
-    assert f"in use by gated {logs.find('gated running')['message'].split('instance=')[1].split()[0]}" in line
+    running = logs.find("gated running")
+    assert running is not None
+    assert f"in use by gated {running['message'].split('instance=')[1].split()[0]}" in line
     assert f"pid {proc.pid}" in line
     assert proc.poll() is None  # the first one is unaffected
 
@@ -215,7 +217,8 @@ def test_sigterm_leaves_a_long_run_going_and_the_next_gated_delivers_its_reply_o
     try:
         second_logs = LogReader(second)
         finished = wait_until(lambda: second_logs.find("run finish"), "the reclaimed run to finish", timeout=60)
-        assert finished["run_id"] == logs.find("run start")["run_id"]  # the same run, not a second one
+        started = logs.find("run start")
+        assert started is not None and finished["run_id"] == started["run_id"]  # the same run, not a second one
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway_harness import process_group, running_gateway
+from tests.gateway_harness import process_group, running_gateway
 
 
 async def test_a_web_message_is_answered_by_the_echo_agent(tmp_path: Path) -> None:

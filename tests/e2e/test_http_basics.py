@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 from fastapi import APIRouter
-from gateway_harness import process_group, running_gateway
 
 from kanmon.web import WebConfig, create_app
+from tests.gateway_harness import process_group, running_gateway
 
 
 async def test_health_ready_limit_and_request_metrics(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway_harness import process_group, running_gateway
-
 from kanmon.router import ImpulseConfig
+from tests.gateway_harness import process_group, running_gateway
 
 
 async def test_typing_events_wake_no_agent_until_a_message_comes_and_then_run_together(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, prompt_texts, running_gateway
 
-from kanmon.store import Dispatch, NewMessage
+from kanmon.store import Dispatch, Message, NewMessage
+from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, prompt_texts, running_gateway
 
 # Long enough that the loop only reads when woken: rows put straight into the store land in one batch.
 SLOW_POLL = 5.0
@@ -40,12 +40,13 @@ class DispatchSpy:
         self._fail = fail_first
         self.calls: list[list[int]] = []
 
-    def __call__(self, dispatches: Sequence[Dispatch], last_seq: int) -> None:
+    def __call__(self, dispatches: Sequence[Dispatch], last_seq: int, **rest: Any) -> list[Message]:
         self.calls.append([dispatch.seq for dispatch in dispatches])
         if self._fail:
             self._fail = False
             raise RuntimeError("injected fault: the loop dies before committing the batch")
-        self._real(dispatches, last_seq)
+        stored: list[Message] = self._real(dispatches, last_seq, **rest)
+        return stored
 
 
 async def put_batch(h: Harness, chat_jid: str, texts: Sequence[str]) -> list[int]:

@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from gateway_harness import FAST_RETRY, Harness, process_group, running_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
 from kanmon.gateway import DEAD_LETTER_TEXT
 from kanmon.web import create_app
+from tests.gateway_harness import FAST_RETRY, Harness, process_group, running_gateway
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

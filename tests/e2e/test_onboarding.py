@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from gateway_harness import Harness, process_group, running_gateway
 
 from kanmon.gated.cli import cli
 from kanmon.gateway.onboarding import Entry, entries, get_entry, repost_id
 from kanmon.store import Message, Store
+from tests.gateway_harness import Harness, process_group, running_gateway
 
 GROUPS = [process_group("root"), process_group("root/child"), process_group("corp")]
 ROOT_CHAT = "web:root"

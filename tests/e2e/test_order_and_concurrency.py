@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import Harness, docker_group, process_group, running_gateway
 
 from kanmon.store import Group, Run
+from tests.gateway_harness import Harness, docker_group, process_group, running_gateway
 
 
 @pytest.fixture(

@@ -21,10 +21,10 @@ from typing import Any
 
 import docker
 import pytest
-from gateway_harness import Harness, docker_group, process_group, running_gateway
 
 from kanmon.container.docker import DockerRuntime
 from kanmon.store import NewMessage
+from tests.gateway_harness import Harness, docker_group, process_group, running_gateway
 
 
 class EngineProxy:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import Harness, docker_group, process_group, running_gateway
 
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
-from kanmon.store import BatchEnd, Dispatch, Group, NewMessage, Run, Store, StoreUnavailable, upgrade
+from kanmon.store import Dispatch, Group, NewMessage, Run, RunEnd, RunEnded, Store, StoreUnavailable, upgrade
+from tests.gateway_harness import Harness, docker_group, process_group, running_gateway
 
 RUNTIMES = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 
@@ -189,7 +189,7 @@ async def test_a_run_that_never_got_its_container_fails_without_output_and_its_b
         id="ghost-run", instance=instance, group_folder="corp", topic="", chat_jid="web:corp", runtime="process",
         status="starting", started_at=dt.datetime.now(dt.UTC), first_seq=seq, last_seq=seq, message_count=1,
     )  # fmt: skip
-    store.begin_run(ghost)
+    store.start_run(ghost)
     store.close()
 
     async with running_gateway(data, [], instance=instance) as h:
@@ -208,13 +208,13 @@ async def test_a_runs_container_is_removed_only_after_its_outcome_is_recorded(
     async with running_gateway(tmp_path / "data", [process_group("corp")], instance=instance) as h:
         runs_dir = h.data_dir / "runs" / instance
         present_at_record: list[bool] = []
-        record = h.store.end_batch
+        record = h.store.finish_runs
 
-        def recording(end: BatchEnd) -> int:
+        def recording(ends: Sequence[RunEnd], *, now: dt.datetime) -> list[RunEnded]:
             present_at_record.append(runs_dir.is_dir() and any(runs_dir.iterdir()))
-            return record(end)
+            return record(ends, now=now)
 
-        monkeypatch.setattr(h.store, "end_batch", recording)
+        monkeypatch.setattr(h.store, "finish_runs", recording)
         await h.send("web:corp", "hello")
         await h.settled()
         assert present_at_record == [True]
@@ -235,7 +235,7 @@ async def test_a_reclaimed_run_whose_container_is_gone_but_which_answered_is_not
         id="spoke-run", instance=instance, group_folder="corp", topic="", chat_jid="web:corp", runtime="process",
         status="running", started_at=dt.datetime.now(dt.UTC), first_seq=seq, last_seq=seq, message_count=1,
     )  # fmt: skip
-    store.begin_run(run)
+    store.start_run(run)
     reply = NewMessage(
         chat_jid="web:corp", id="run-spoke-run-0", content="echo: answered once", direction="out",
         run_id="spoke-run", output_index=0,
@@ -256,15 +256,15 @@ async def test_a_runs_bookkeeping_waits_out_a_database_that_refuses_for_a_while(
     tmp_path: Path, instance: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running_gateway(tmp_path / "data", [process_group("corp")], instance=instance) as h:
-        record = h.store.end_batch
+        record = h.store.finish_runs
         refusals = [StoreUnavailable("database is locked")] * 2
 
-        def flaky(end: BatchEnd) -> int:
+        def flaky(ends: Sequence[RunEnd], *, now: dt.datetime) -> list[RunEnded]:
             if refusals:
                 raise refusals.pop()
-            return record(end)
+            return record(ends, now=now)
 
-        monkeypatch.setattr(h.store, "end_batch", flaky)
+        monkeypatch.setattr(h.store, "finish_runs", flaky)
         await h.send("web:corp", "hello")
         await h.settled(timeout=30)
         assert refusals == []

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import Harness, docker_group, process_group, running_gateway
 
 from kanmon.container import InvalidRunSpec
 from kanmon.gated.settings import RuntimeSettings
@@ -26,6 +25,7 @@ from kanmon.gateway import DEAD_LETTER_TEXT, RunDefaults
 from kanmon.gateway.spec import build_spec
 from kanmon.queue import Lane, RetryPolicy
 from kanmon.store import Group, Run
+from tests.gateway_harness import Harness, docker_group, process_group, running_gateway
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.2)
 # Longer than every backoff of FAST_RETRY (0.2 s, 0.4 s): a retry that was going to happen has happened by then.

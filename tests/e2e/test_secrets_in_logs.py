@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_harness import process_group, running_gateway
 
 from kanmon import redaction
 from kanmon.container import echo_agent
@@ -35,6 +34,7 @@ from kanmon.redaction import REDACTED, SecretValues
 from kanmon.store import Channel
 from kanmon.web import WebConfig, create_app
 from kanmon.web.webchat import new_web_token, token_hash
+from tests.gateway_harness import process_group, running_gateway
 
 GATED = [sys.executable, "-m", "kanmon"]
 CHANNEL_SECRET = "chan-SECRET-4f1d9a7e2b"
@@ -213,7 +213,7 @@ def exercise(url: str, web_token: str, adapter: FakeAdapter) -> str:
             with client.stream("GET", "/web/corp/stream", params={"topic": "t", **params}, headers=headers) as stream:
                 assert stream.status_code == 200
                 lines = stream.iter_lines()
-                wait_until(lambda lines=lines: next(lines).startswith("data:"), "an event")  # type: ignore[misc]
+                wait_until(lambda lines=lines: next(lines).startswith("data:"), "an event")
         for params, headers in (({"token": WRONG_WEB_TOKEN}, {}), ({}, {"Authorization": f"Bearer {WRONG_WEB_TOKEN}"})):
             assert client.get("/web/corp/stream", params=params, headers=headers).status_code == 401
         assert client.get("/web/corp/topics", headers={"Authorization": f"Bearer {WRONG_WEB_TOKEN}"}).status_code == 401

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import (
+
+from kanmon.queue import Lane
+from kanmon.store import Group
+from tests.gateway_harness import (
     RECORD,
     Harness,
     docker_group,
@@ -27,9 +30,6 @@ from gateway_harness import (
     prompt_texts,
     running_gateway,
 )
-
-from kanmon.queue import Lane
-from kanmon.store import Group
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway_harness import running_gateway
-
 from kanmon.container import InProcessRuntime, RunSpec
 from kanmon.container.handle import RunHandle
 from kanmon.container.inprocess import AgentCall
 from kanmon.store import Group
+from tests.gateway_harness import running_gateway
 
 
 class SlowToStart:

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from test_web_chat import TIMEOUT, TOKEN, serve_http, web_chat
+
+from tests.e2e.test_web_chat import TIMEOUT, TOKEN, serve_http, web_chat
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

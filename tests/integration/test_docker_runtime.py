@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 from kanmon.container.base import AllowedMount, Mount, RunSpec
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.errors import ImageNotFound, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
+from tests.runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 pytestmark = pytest.mark.docker
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgdb import create_pg_database, drop_pg_database
 
 from kanmon.store import Store, upgrade
+from tests.pgdb import create_pg_database, drop_pg_database
 
 
 @pytest.fixture

@@ -159,12 +159,17 @@ def test_router_state_get_returns_default_until_set_then_the_latest_value(store:
     assert store.get_state("last_seq") == "12"
 
 
-def test_a_value_the_database_refuses_is_invalid_input_and_nothing_is_stored(store: Store) -> None:
-    # PostgreSQL refuses NUL in text; SQLite stores it: either way no crash, and a refusal is the caller's error
-    try:
-        store.put_message(inbound(content="nul \x00 byte"))
-    except InvalidInput as exc:
-        assert "refused a value" in str(exc)
-        assert store.max_seq() == 0
-    else:
-        assert store.dialect == "sqlite"
+def test_text_no_backend_takes_is_stored_the_same_on_both_as_the_replacement_character(store: Store) -> None:
+    """A lone surrogate cannot be UTF-8 at all and PostgreSQL refuses NUL: both become U+FFFD, on both backends,
+    in every text column and inside attachments (hardening item 4: the reply is stored, not lost to its bytes)."""
+    stored = store.put_message(
+        inbound(
+            content="plan \ud83d ok \x00 end",
+            sender_name="na\x00me",
+            attachments=[{"name": "f\udc00.txt", "n\x00": ["\ud800"]}],
+        )
+    ).message
+    assert stored.content == "plan \ufffd ok \ufffd end"
+    assert stored.sender_name == "na\ufffdme"
+    assert stored.attachments == [{"name": "f\ufffd.txt", "n\ufffd": ["\ufffd"]}]
+    assert store.new_messages(0)[0].content == stored.content  # read back exactly as stored

@@ -10,7 +10,9 @@ import datetime as dt
 
 import pytest
 
-from kanmon.store import BatchEnd, Dispatch, Group, LaneHead, NewMessage, Run, Store
+from kanmon.store import Dispatch, Group, LaneHead, NewMessage, RunBegin, RunDraft, RunEnd, Store
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
 
 def put(store: Store, chat: str = "telegram:1", content: str = "hi", **fields: object) -> int:
@@ -31,7 +33,8 @@ def end(store: Store, head: LaneHead, seqs: list[int], rows: str = "done", **fie
         "folder": head.folder,
         "topic": head.topic,
     }
-    return store.end_batch(BatchEnd(**{**values, **fields}))  # type: ignore[arg-type]
+    [ended] = store.finish_runs([RunEnd(**{**values, **fields})], now=NOW)  # type: ignore[arg-type]
+    return ended.cursor
 
 
 @pytest.fixture
@@ -132,37 +135,110 @@ def test_a_dead_letter_marks_rows_dead_and_moves_the_cursor_past_them(corp: Stor
     assert corp.counts()["dead_letters"] == 1
 
 
+def begin(store: Store, run_id: str = "r1", **fields: object) -> RunBegin:
+    draft = RunDraft(id=run_id, instance="i", runtime="process", started_at=NOW)
+    values: dict[str, object] = {"draft": draft, "folder": "corp", "accept": lambda head: True, **fields}
+    return RunBegin(**values)  # type: ignore[arg-type]
+
+
 def test_a_new_session_id_is_stored_and_the_run_is_closed_with_the_batch(corp: Store) -> None:
     seq = put(corp)
     route(corp, [seq])
-    [head] = corp.lane_heads()
-    now = dt.datetime.now(dt.UTC)
     corp.add_system_message("corp", origin="gateway", event="new_day", body="it is Monday")
-    run = Run(
-        id="r1", instance="i", group_folder="corp", topic="", chat_jid="telegram:1", runtime="process",
-        status="starting", started_at=now, first_seq=seq, last_seq=seq, message_count=1,
-    )  # fmt: skip
-    notes = corp.begin_run(run)
-    assert [n.body for n in notes] == ["it is Monday"]
+    [start] = corp.begin_runs([begin(corp)], now=NOW)
+    assert start is not None and [row.seq for row in start.rows] == [seq] and not start.more
+    assert [n.body for n in start.notes] == ["it is Monday"]
     assert corp.system_messages_for("corp") == []  # flushed with the run's record, once
-    end(corp, head, [seq], run_id="r1", session_id="s-new", output_count=2)
+    recorded = corp.get_run("r1")
+    assert recorded is not None and (recorded.status, recorded.first_seq, recorded.last_seq) == ("starting", seq, seq)
+    end(corp, start.head, [seq], run_id="r1", session_id="s-new", output_count=2)
     stored = corp.get_run("r1")
-    assert stored is not None and (stored.status, stored.output_count, stored.ended_at is not None) == ("ok", 2, True)
+    assert stored is not None and (stored.status, stored.output_count, stored.ended_at) == ("ok", 2, NOW)
     session = corp.get_session("corp", "")
     assert session is not None and session.session_id == "s-new"
+
+
+def test_begin_takes_the_first_stream_the_lane_accepts_and_says_when_more_waits(corp: Store) -> None:
+    held = [put(corp, "telegram:1") for _ in range(2)]
+    free = [put(corp, "telegram:2") for _ in range(3)]
+    route(corp, held + free)
+    not_held = begin(corp, accept=lambda head: head.chat_jid != "telegram:1", limit=2)
+    [start] = corp.begin_runs([not_held], now=NOW)
+    assert start is not None and [row.seq for row in start.rows] == free[:2] and start.more  # past the limit
+    assert corp.begin_runs([begin(corp, "r2", accept=lambda head: False)], now=NOW) == [None]
+    assert corp.get_run("r2") is None  # nothing to take: nothing recorded
+
+
+def test_an_idle_session_expires_when_the_run_begins(corp: Store) -> None:
+    corp.set_session("corp", "", "old-session")
+    route(corp, [put(corp)])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    [start] = corp.begin_runs([begin(corp, session_expiry=3600)], now=later)
+    assert start is not None and start.session_id is None and start.expired_idle is not None
+    assert start.expired_idle > 3600 and corp.get_session("corp", "") is None
+
+
+def test_replies_recorded_twice_are_stored_once_with_or_without_the_outcome(corp: Store) -> None:
+    seq = put(corp)
+    route(corp, [seq])
+    [start] = corp.begin_runs([begin(corp)], now=NOW)
+    assert start is not None
+
+    def reply(index: int) -> NewMessage:
+        return NewMessage(
+            chat_jid="telegram:1", id=f"run-r1-{index}", content=f"part {index}", direction="out", run_id="r1",
+            output_index=index,
+        )  # fmt: skip
+
+    assert [row.content for row in corp.record_replies([reply(0), reply(1)], now=NOW)] == ["part 0", "part 1"]
+    assert corp.record_replies([reply(1)], now=NOW) == []  # a replay after a restart stores nothing twice
+    [ended] = corp.finish_runs(
+        [RunEnd(run_id="r1", chat_jid="telegram:1", seqs=[seq], rows="done", run_status="ok", folder="corp",
+                topic="", output_count=3, replies=[reply(1), reply(2)])],
+        now=NOW,
+    )  # fmt: skip
+    assert [row.content for row in ended.stored] == ["part 2"] and ended.cursor >= seq
+    assert [row.content for row in corp.new_messages(0) if row.direction == "out"] == ["part 0", "part 1", "part 2"]
+
+
+def test_a_lost_poll_cursor_starts_past_every_decided_row(corp: Store) -> None:
+    decided = [put(corp) for _ in range(5)]
+    route(corp, decided)
+    corp.put_message(NewMessage(chat_jid="web:corp", content="a reply", direction="out"))
+    assert corp.start_cursor() == corp.max_seq()  # nothing undecided: start at the end
+    undecided = put(corp, content="new since")
+    corp.set_state("last_seq", "0")  # lost, or restored from an old backup
+    assert corp.start_cursor() == undecided - 1
+
+
+def test_every_change_to_groups_routes_or_channels_moves_the_configuration_version(corp: Store) -> None:
+    versions = [corp.config_version()]
+    corp.add_group(Group(folder="other"))
+    versions.append(corp.config_version())
+    route_id = corp.add_route(seq=1, match="", target="corp").id
+    versions.append(corp.config_version())
+    corp.remove_route(route_id)
+    versions.append(corp.config_version())
+    corp.remove_group("other")
+    versions.append(corp.config_version())
+    assert versions == sorted(set(versions)) and len(versions) == 5
+    put(corp)  # messages are not configuration
+    assert corp.config_version() == versions[-1]
 
 
 def test_pending_deliveries_are_per_channel_in_seq_order_and_marked_once(corp: Store) -> None:
     web = put(corp, "web:corp", "reply 1", direction="out")
     put(corp, "telegram:1", "reply 2", direction="out")
     web2 = put(corp, "web:corp", "reply 3", direction="out")
-    assert [m.seq for m in corp.pending_deliveries(["web:"])] == [web, web2]
+    assert [m.seq for m in corp.pending_deliveries(["web:"], now=dt.datetime.now(dt.UTC))] == [web, web2]
     assert corp.mark_delivery(web, "sent")
     assert not corp.mark_delivery(web, "sent")  # already sent: a second attempt is refused
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     assert corp.mark_delivery(web2, "pending", error="503", deliver_after=later)
-    assert corp.pending_deliveries(["web:"]) == []  # backing off
-    assert corp.pending_deliveries(["web_"]) == []  # a prefix is literal, not a LIKE pattern
+    assert corp.pending_deliveries(["web:"], now=dt.datetime.now(dt.UTC)) == []  # backing off
+    assert (
+        corp.pending_deliveries(["web_"], now=dt.datetime.now(dt.UTC)) == []
+    )  # a prefix is literal, not a LIKE pattern
 
 
 def test_chat_lag_counts_rows_waiting_per_chat(corp: Store) -> None:
@@ -178,7 +254,7 @@ def test_mark_sent_marks_only_pending_outbound_rows_in_one_go(corp: Store) -> No
     inbound = put(corp, "web:corp", "question")
     assert corp.mark_sent([first, second, inbound]) == 2
     assert corp.mark_sent([first]) == 0
-    assert corp.pending_deliveries(["web:"]) == []
+    assert corp.pending_deliveries(["web:"], now=dt.datetime.now(dt.UTC)) == []
 
 
 def test_get_chats_reads_the_known_chats_of_a_batch_at_once(corp: Store) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 from kanmon.container import AgentCall, InProcessRuntime, Runtime
 from kanmon.container.base import RunSpec
 from kanmon.container.errors import InvalidRunSpec, RunNotFound
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
 from kanmon.container.inprocess import echo_agent, null_agent
+from tests.runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 
 def make_spec(run_id: str = "run-1", *, instance: str = "test", **overrides: Any) -> RunSpec:

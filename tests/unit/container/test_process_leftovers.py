@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_events import collect, exited, run_spec
 
 from kanmon.container.base import RunSpec
 from kanmon.container.events import ExitReason, Output, RunEvent
 from kanmon.container.process import ProcessRuntime
 from kanmon.container.process_wrapper import process_start_ticks
+from tests.runtime_events import collect, exited, run_spec
 
 REPO = str(Path(__file__).resolve().parents[3])
 
@@ -100,7 +100,7 @@ def agent_env(grandchild: Grandchild, **extra: object) -> dict[str, object]:
     return {"PIDFILE": grandchild.pidfile, "PATH": os.environ["PATH"], **extra}
 
 
-def spec_for(tmp_path: Path, grandchild: Grandchild, run_id: str = "run-1", **extra: object) -> RunSpec:
+def spec_for(tmp_path: Path, grandchild: Grandchild, extra: dict[str, object], run_id: str = "run-1") -> RunSpec:
     command = (sys.executable, "-I", "-c", AGENT)
     return run_spec(tmp_path / "data", run_id, "test", command=command, env=agent_env(grandchild, **extra))
 
@@ -116,7 +116,7 @@ def spec_for(tmp_path: Path, grandchild: Grandchild, run_id: str = "run-1", **ex
 async def test_a_grandchild_in_its_own_session_ends_with_the_run(
     runtime: ProcessRuntime, tmp_path: Path, grandchild: Grandchild, extra: dict[str, object]
 ) -> None:
-    events = await collect(await runtime.start(spec_for(tmp_path, grandchild, **extra)))
+    events = await collect(await runtime.start(spec_for(tmp_path, grandchild, extra)))
     assert exited(events).reason is ExitReason.EXIT
     assert exited(events).code == extra.get("CODE", 0)
     assert not grandchild.alive()
@@ -128,7 +128,7 @@ async def test_a_grandchild_ends_when_the_run_is_stopped_or_killed(
     runtime: ProcessRuntime, tmp_path: Path, grandchild: Grandchild, how: str, stubborn: bool
 ) -> None:
     extra: dict[str, object] = {"LINGER": 60, **({"STUBBORN": 1} if stubborn else {})}
-    handle = await runtime.start(spec_for(tmp_path, grandchild, **extra))
+    handle = await runtime.start(spec_for(tmp_path, grandchild, extra))
     events: list[RunEvent] = []
     async for event in handle:
         events.append(event)

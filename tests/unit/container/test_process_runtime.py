@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 from kanmon.container import echo_agent
 from kanmon.container.base import RunSpec
 from kanmon.container.errors import InvalidRunSpec, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
 from kanmon.container.process import ProcessRuntime
+from tests.runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 REPO = str(Path(__file__).resolve().parents[3])
 AGENT = (sys.executable, "-I", echo_agent.__file__)

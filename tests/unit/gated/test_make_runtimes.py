@@ -6,11 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from runtime_events import collect, outputs, run_spec
-
 from kanmon.container import echo_agent
 from kanmon.gated.daemon import make_runtimes
 from kanmon.gated.settings import RuntimeSettings, Settings
+from tests.runtime_events import collect, outputs, run_spec
 
 # the echo agent answers "echo: <text>": the text carries a reasoning section in the configured tag
 PROMPT = "<message>&lt;Scratch note='x'&gt;SECRET&lt;/scratch&gt;shown &lt;think&gt;kept&lt;/think&gt;</message>"

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_world import FakeQueue, World
 
 from kanmon.store import Store, upgrade
+from tests.unit.gateway.gateway_world import FakeQueue, World
 
 
 @pytest.fixture

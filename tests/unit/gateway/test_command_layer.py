@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from gateway_world import CHAT, SENDER, World
 
 from kanmon.gateway import (
     Consumed,
@@ -16,6 +15,7 @@ from kanmon.gateway import (
     resolve_owner,
 )
 from kanmon.gateway.layers.commands import CommandCall, normalise, parse_command
+from tests.unit.gateway.gateway_world import CHAT, SENDER, World
 
 
 @pytest.fixture
@@ -89,7 +89,8 @@ def test_ping_answers_pong_with_group_session_runs_and_group_count(world: World)
     assert isinstance(decision, Consumed) and decision.layer is Layer.COMMAND
     [reply] = decision.replies
     assert (reply.direction, reply.origin, reply.reply_to_id) == ("out", "gateway", decision.message.id)
-    assert reply.delivery_status == "pending"
+    stored = world.store.get_message(reply.chat_jid, str(reply.id))
+    assert stored is not None and stored.delivery_status == "pending"  # in the outbox, for the chat's adapter
     assert reply.content.splitlines() == [
         "pong",
         "group: Corp (corp)",

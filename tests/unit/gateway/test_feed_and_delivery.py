@@ -8,12 +8,16 @@ is cut off to replay from the store, and delivery marks rows sent only once the 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 
+from kanmon.clock import FakeClock
 from kanmon.gateway import ChatFeed, GatewayMetrics
-from kanmon.gateway.delivery import DeliveryError, DeliveryWorker, StoreReadChannel
+from kanmon.gateway.delivery import DeliveryError, DeliveryPolicy, DeliveryWorker, StoreReadChannel
 from kanmon.store import Message, NewMessage, Store
+from kanmon.store.aio import AsyncStore
 
 
 def stored(store: Store, chat: str, text: str, *, topic: str = "", direction: str = "in") -> Message:
@@ -53,8 +57,8 @@ async def test_a_slow_subscriber_is_cut_off_and_never_blocks_publishing(store: S
 class FlakyChannel:
     """A channel that refuses the first ``failures`` sends (transiently), then takes everything."""
 
-    name = "flaky"
-    prefixes = ("telegram:",)
+    name: str = "flaky"
+    prefixes: tuple[str, ...] = ("telegram:",)
 
     def __init__(self, failures: int, *, transient: bool = True) -> None:
         self.failures = failures
@@ -76,7 +80,7 @@ def metrics() -> GatewayMetrics:
 
 async def test_replies_are_sent_once_and_marked_sent(store: Store, metrics: GatewayMetrics) -> None:
     channel = FlakyChannel(0)
-    worker = DeliveryWorker(store, [channel, StoreReadChannel("web", ["web:"])], metrics=metrics)
+    worker = DeliveryWorker(AsyncStore(store), [channel, StoreReadChannel("web", ["web:"])], metrics=metrics)
     tg = stored(store, "telegram:1", "to telegram", direction="out")
     web = stored(store, "web:corp", "to the browser", direction="out")
     assert await worker.deliver_due() == 2
@@ -92,7 +96,7 @@ async def test_a_transient_failure_leaves_the_row_pending_for_the_next_pass(
     store: Store, metrics: GatewayMetrics
 ) -> None:
     channel = FlakyChannel(1)
-    worker = DeliveryWorker(store, [channel], metrics=metrics)
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=metrics)
     row = stored(store, "telegram:1", "retry me", direction="out")
     assert await worker.deliver_due() == 0
     pending = store.new_messages(0)[0]
@@ -106,7 +110,7 @@ async def test_a_transient_failure_leaves_the_row_pending_for_the_next_pass(
 
 
 async def test_a_permanent_failure_marks_the_row_failed(store: Store, metrics: GatewayMetrics) -> None:
-    worker = DeliveryWorker(store, [FlakyChannel(1, transient=False)], metrics=metrics)
+    worker = DeliveryWorker(AsyncStore(store), [FlakyChannel(1, transient=False)], metrics=metrics)
     stored(store, "telegram:1", "cannot go", direction="out")
     await worker.deliver_due()
     assert store.new_messages(0)[0].delivery_status == "failed"
@@ -115,7 +119,7 @@ async def test_a_permanent_failure_marks_the_row_failed(store: Store, metrics: G
 
 async def test_the_worker_delivers_when_woken_and_stops_when_told(store: Store, metrics: GatewayMetrics) -> None:
     channel = FlakyChannel(0)
-    worker = DeliveryWorker(store, [channel], metrics=metrics, interval=60.0)
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=metrics, interval=60.0)
     stopping = asyncio.Event()
     running = asyncio.create_task(worker.run(stopping))
     await asyncio.sleep(0.05)
@@ -128,3 +132,52 @@ async def test_the_worker_delivers_when_woken_and_stops_when_told(store: Store, 
     assert channel.sent == ["wake up"]
     stopping.set()
     await asyncio.wait_for(running, 5)
+
+
+async def test_backoff_is_on_the_injected_clock_so_a_clock_standing_still_retries_nothing(
+    store: Store, metrics: GatewayMetrics
+) -> None:
+    """Issue 13: the store compared "due" against the wall clock while the worker computed backoff on its own clock;
+    a fake clock standing still then gave three attempts where one was due."""
+    clock = FakeClock()
+    channel = FlakyChannel(5)
+    worker = DeliveryWorker(
+        AsyncStore(store, clock=clock), [channel], metrics=metrics, clock=clock, policy=DeliveryPolicy(retry_base=10.0)
+    )
+    stored(store, "telegram:1", "later", direction="out")
+    for _ in range(3):
+        await worker.deliver_due()
+    assert store.new_messages(0)[0].delivery_attempts == 1  # backing off: time has not moved
+    clock.advance(13.0)  # past the first backoff (10 s plus at most a quarter of jitter)
+    await worker.deliver_due()
+    assert store.new_messages(0)[0].delivery_attempts == 2
+
+
+async def test_a_wake_up_for_one_chat_looks_only_at_that_chats_channel(store: Store, metrics: GatewayMetrics) -> None:
+    telegram, matrix = FlakyChannel(0), FlakyChannel(0)
+    matrix.name, matrix.prefixes = "matrix", ("matrix:",)
+    asked: list[tuple[str, ...]] = []
+    pending = store.pending_deliveries
+
+    def counting(prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100) -> list[Message]:
+        asked.append(tuple(prefixes))
+        return pending(prefixes, now=now, limit=limit)
+
+    store.pending_deliveries = counting  # type: ignore[method-assign]
+    worker = DeliveryWorker(AsyncStore(store), [telegram, matrix], metrics=metrics, interval=3600.0)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    for _ in range(100):  # the first pass looks at every channel
+        if len(asked) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    asked.clear()
+    stored(store, "telegram:1", "only here", direction="out")
+    worker.wake(["telegram:1"])
+    for _ in range(100):
+        if telegram.sent:
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(running, 5)
+    assert telegram.sent == ["only here"] and asked == [("telegram:",)]

@@ -6,10 +6,10 @@ import ast
 from pathlib import Path
 
 import pytest
-from gateway_world import CHAT, World
 
 import kanmon.gateway
 from kanmon.gateway import GatewayError, explain, probe_message
+from tests.unit.gateway.gateway_world import CHAT, World
 
 GATEWAY_DIR = Path(kanmon.gateway.__file__).parent
 

@@ -3,10 +3,9 @@ and a route's own ``impulse_config`` is merged over them, not over the built-in 
 
 from __future__ import annotations
 
-from gateway_world import World
-
 from kanmon.gateway import Forward
 from kanmon.router import ImpulseConfig
+from tests.unit.gateway.gateway_world import World
 
 CONFIGURED = ImpulseConfig(threshold=300, max_hold_ms=2_000)
 

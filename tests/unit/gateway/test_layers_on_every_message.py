@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gateway_world import CHAT, World
-
 from kanmon.gateway import Consumed, Forward, process_batch
+from tests.unit.gateway.gateway_world import CHAT, World
 
 
 def test_a_ping_in_the_middle_of_five_messages_is_answered_and_the_other_four_are_forwarded(world: World) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gateway_world import CHAT, World
-
 from kanmon.gateway import Consumed, Ignored, Unowned, process_message, resolve_owner
+from tests.unit.gateway.gateway_world import CHAT, World
 
 
 def test_web_and_local_chats_belong_to_their_folder_directly(world: World) -> None:
@@ -53,4 +52,5 @@ def test_outbound_rows_are_never_routed_again(world: World) -> None:
     [ping] = world.send("/ping")
     assert isinstance(ping, Consumed)
     [reply] = ping.replies
-    assert isinstance(process_message(reply, world.ctx()), Ignored)
+    stored = world.store.get_message(reply.chat_jid, str(reply.id))
+    assert stored is not None and isinstance(process_message(stored, world.ctx()), Ignored)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from gateway_world import World
 
 from kanmon.gateway import Forward, Layer, LayerContext
 from kanmon.gateway.layers.prefix import PrefixSplit, split_prefix
+from tests.unit.gateway.gateway_world import World
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from gateway_world import World
 
 from kanmon.gateway import Builtin, Daemon, Drop, Forward, Layer, Unowned, process_message
 from kanmon.router import ImpulseConfig
+from tests.unit.gateway.gateway_world import World
 
 
 def test_a_lower_seq_route_is_tried_first(world: World) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from gateway_world import CHAT, World
 
 from kanmon.gateway import Consumed, Forward, Layer, process_message
 from kanmon.gateway.layers.sticky import StickyRequest, parse_sticky
+from tests.unit.gateway.gateway_world import CHAT, World
 
 
 @pytest.mark.parametrize(

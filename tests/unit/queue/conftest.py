@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from queue_fakes import FakeRuns, MakeQueue
 
 from kanmon.clock import FakeClock
 from kanmon.queue import GroupQueue, RetryPolicy
+from tests.unit.queue.queue_fakes import FakeRuns, MakeQueue
 
 
 @pytest.fixture

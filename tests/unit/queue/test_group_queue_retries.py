@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 import pytest
-from queue_fakes import FakeRuns, MakeQueue, settle
 
 from kanmon.clock import FakeClock
 from kanmon.queue import Lane, LaneResult, RetryPolicy
+from tests.unit.queue.queue_fakes import FakeRuns, MakeQueue, settle
 
 SUPPORT = Lane("support")
 SALES = Lane("sales")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from queue_fakes import FakeRuns, MakeQueue, settle
-
 from kanmon.queue import Lane, lane_for
+from tests.unit.queue.queue_fakes import FakeRuns, MakeQueue, settle
 
 SUPPORT = Lane("support")
 

@@ -1,0 +1,192 @@
+"""One tick's store work, on a store thread: read new rows, decide each, record everything in one transaction.
+
+The :class:`~kanmon.gateway.loop.MessageLoop` hands :meth:`Dispatcher.tick` to the store facade, so the whole tick's
+blocking work is one hop off the event loop:
+
+1. refresh the cached configuration if it changed (:class:`~kanmon.gateway.registry.Registry`: one indexed read);
+2. read up to ``poll_batch`` rows after the poll cursor, in seq order;
+3. send **every** inbound row through owner resolution and the four layers, in order (commands and sticky settings
+   take effect here, each before the next row is looked at); rows kanmon wrote itself are never routed again;
+4. record each row's decision, every row the tick writes (command answers, ``local:`` delegation copies, ``daemon:``
+   outbox rows) and the new poll cursor in **one** transaction. A crash before it commits re-reads the batch: the
+   rows the tick writes carry derived ids, and routing is recorded only once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from kanmon.clock import Clock
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, read_from_store
+from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Unowned
+from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.onboarding import note_unowned
+from kanmon.gateway.owner import resolve_owner
+from kanmon.gateway.pipeline import process_message
+from kanmon.gateway.registry import Registry
+from kanmon.queue import Lane, lane_for
+from kanmon.router import ImpulseConfig
+from kanmon.store import Dispatch, Message, NewMessage, Store
+
+__all__ = ["Admitted", "Dispatcher", "TickWork", "daemon_jid", "delegation_jid"]
+
+logger = logging.getLogger(__name__)
+
+
+def delegation_jid(folder: str) -> str:
+    """The inbox of a delegation to ``folder``."""
+    return f"local:{folder}"
+
+
+def daemon_jid(name: str) -> str:
+    """The outbox of the daemon target ``name``: rows there are POSTed to the daemon by its deliverer."""
+    return f"daemon:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A forwarded row on its way to the gate: its chat, verb and seq, the lane it runs in, its impulse settings."""
+
+    chat_jid: str
+    verb: str
+    seq: int
+    lane: Lane
+    impulse: ImpulseConfig
+
+
+@dataclass(slots=True)
+class TickWork:
+    """What one tick read and decided: the rows, those admitted to the gate, and the rows it stored itself."""
+
+    rows: list[Message] = field(default_factory=list)
+    admitted: list[Admitted] = field(default_factory=list)
+    stored: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatchConfig:
+    """The knobs :class:`Dispatcher` needs (from the loop's configuration)."""
+
+    poll_batch: int
+    bot_names: frozenset[str]
+    impulse: ImpulseConfig
+    onboarding: bool
+
+
+class Dispatcher:
+    """Decides and records ticks; every method blocks (call it on a store thread)."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        config: DispatchConfig,
+        *,
+        metrics: GatewayMetrics,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+
+    def tick(self, cursor: int, queue: QueueControl) -> TickWork:
+        """Steps 1–4 of the module docstring for the rows after ``cursor``."""
+        self._registry.refresh()
+        rows = self._store.new_messages(cursor, self._config.poll_batch)
+        work = TickWork(rows=rows)
+        if not rows:
+            return work
+        ctx = LayerContext(
+            self._store,
+            queue,
+            self._config.bot_names,
+            impulse=self._config.impulse,
+            registry=self._registry,
+            outbox=[],
+        )
+        ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
+        dispatches: list[Dispatch] = []
+        for row in rows:
+            if row.direction == "in":
+                self._metrics.messages_ingested.labels(platform=row.chat_jid.partition(":")[0]).inc()
+            dispatch = self._decide(row, ctx, work.admitted)
+            if dispatch is not None:
+                dispatches.append(dispatch)
+        assert ctx.outbox is not None
+        work.stored = self._store.record_dispatch(dispatches, rows[-1].seq, outbox=ctx.outbox, now=self._clock.now())
+        return work
+
+    def context(self, queue: QueueControl) -> LayerContext:
+        """A layer context on the cached configuration (start-up recovery)."""
+        return LayerContext(self._store, queue, impulse=self._config.impulse, registry=self._registry)
+
+    def _decide(self, row: Message, ctx: LayerContext, admitted: list[Admitted]) -> Dispatch | None:
+        decision = process_message(row, ctx)
+        if isinstance(decision, Ignored):
+            return None
+        if isinstance(decision, Unowned):
+            logger.debug("skipped seq=%d chat=%s: %s", row.seq, row.chat_jid, decision.why)
+            if self._config.onboarding:
+                note_unowned(row, ctx)  # the row stays skipped; approval answers a copy of the newest
+            return Dispatch(row.seq, "skipped")
+        if isinstance(decision, Consumed | Drop):
+            return Dispatch(row.seq, "done")
+        if isinstance(decision, Builtin):
+            self._builtin(row, ctx, decision.name)
+            return Dispatch(row.seq, "done")
+        if isinstance(decision, Daemon):
+            ctx.write(_to_daemon(row, decision.name))
+            return Dispatch(row.seq, "done")
+        if self._delegates(row, ctx, decision):
+            return Dispatch(row.seq, "done")
+        lane = lane_for(decision.folder, row.chat_jid, decision.topic)
+        admitted.append(Admitted(row.chat_jid, row.verb, row.seq, lane, decision.impulse))
+        return Dispatch(row.seq, "new", decision.folder, decision.topic, decision.content)
+
+    @staticmethod
+    def _delegates(row: Message, ctx: LayerContext, decision: Forward) -> bool:
+        """A row forwarded to a folder other than its chat's owner goes to that folder's ``local:`` inbox."""
+        owner = resolve_owner(ctx, row.chat_jid).folder
+        if decision.folder == owner:
+            return False
+        origin = row.forwarded_from or row.chat_jid  # a delegate delegating further still answers the first chat
+        ctx.write(
+            row.copy_as(
+                chat_jid=delegation_jid(decision.folder),
+                id=f"dlg-{row.seq}",  # derived: a re-read batch delegates once
+                content=decision.content,
+                forwarded_from=origin,
+                origin=GATEWAY_ORIGIN,
+            )
+        )
+        logger.info("delegated seq=%d from %s to %s", row.seq, row.chat_jid, decision.folder)
+        return True
+
+    @staticmethod
+    def _builtin(row: Message, ctx: LayerContext, name: str) -> None:
+        if name == "ping":
+            ctx.reply(row, "pong")
+        else:
+            logger.warning("seq=%d: unknown builtin handler %r; the message is kept and not answered", row.seq, name)
+
+
+def _to_daemon(row: Message, name: str) -> NewMessage:
+    # Through the outbox like any reply: the daemon's deliverer POSTs it, retrying across restarts.
+    return NewMessage(
+        chat_jid=daemon_jid(name),
+        id=f"fwd-{row.seq}",
+        content=row.content,
+        direction="out",
+        sender=row.sender,
+        sender_name=row.sender_name,
+        timestamp=row.timestamp,
+        verb=row.verb,
+        topic=row.topic,
+        reply_to_id=row.id,
+        forwarded_from=row.chat_jid,
+        origin=GATEWAY_ORIGIN,
+        delivered=read_from_store(daemon_jid(name)),
+    )

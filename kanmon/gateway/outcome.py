@@ -1,0 +1,98 @@
+"""SPEC §9's outcome rules as one pure function: how a run ended → its rows, cursor, session, and what the queue hears.
+
+============================================  ===========  ==========  ==================  ===================
+how the run ended                             rows         cursor      session             queue is told
+============================================  ===========  ==========  ==================  ===================
+it never started                              still new    stays       evicted             RETRY
+``/stop``                                     done         advances    newSessionId kept   STOPPED (no retry)
+it produced replies (even if it then failed,  done         advances    newSessionId kept   OK
+timed out, hit the reply cap, or kanmon
+could not store them)
+exit 0, nothing to say                        done         advances    newSessionId kept   OK
+anything else (exit ≠ 0, timeout, crash,      still new    stays       evicted             RETRY
+an error block with nothing to say)
+============================================  ===========  ==========  ==================  ===================
+
+After the last attempt the queue dead-letters the batch (rows ``dead``, cursor past them, session evicted, one
+apology). "Produced" counts replies the agent wrote, not rows kanmon managed to store: kanmon's own bookkeeping
+trouble is never the agent's failure, and an agent that already answered is never run a second time for it
+(hardening item 4). The run's status is ``ok``, ``error``, ``timeout`` or ``stopped``; its error says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from kanmon.container import Exited, ExitReason
+from kanmon.queue import LaneResult
+from kanmon.store import RunStatus
+
+__all__ = ["Ending", "Outcome", "judge"]
+
+_TIMEOUTS = (ExitReason.IDLE_TIMEOUT, ExitReason.HARD_TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ending:
+    """How a run ended, as its runner saw it.
+
+    ``exited`` is None when the run never started (or its container was gone after a restart without a reply).
+    ``produced`` counts the replies it wrote for the chat; ``error_block`` is the error of an output block that had
+    nothing to say; ``capped`` the reply cap when kanmon stopped the run for reaching it; ``problems`` why it could
+    not start, or what kanmon itself could not record.
+    """
+
+    exited: Exited | None
+    produced: int = 0
+    error_block: str | None = None
+    capped: int | None = None
+    problems: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What becomes of a run's batch (SPEC §9)."""
+
+    result: LaneResult
+    rows: Literal["done", "new"]
+    status: RunStatus
+    error: str | None
+
+    @property
+    def evict_session(self) -> bool:
+        """A batch left for a retry starts its next attempt without the session (SPEC §9)."""
+        return self.result is LaneResult.RETRY
+
+
+def judge(ending: Ending) -> Outcome:
+    """The outcome of ``ending`` by the table in the module docstring."""
+    exited = ending.exited
+    if exited is None:
+        return Outcome(LaneResult.RETRY, "new", "error", _join(ending.problems) or "the run did not start")
+    if exited.reason is ExitReason.STOPPED and ending.capped is None:
+        return Outcome(LaneResult.STOPPED, "done", "stopped", _join(ending.problems))
+    error = _join([*_agent_error(ending, exited), *ending.problems])
+    timed_out = exited.reason in _TIMEOUTS
+    if ending.produced:
+        status: RunStatus = "timeout" if timed_out else ("ok" if error is None else "error")
+        return Outcome(LaneResult.OK, "done", status, error)
+    if error is None:
+        return Outcome(LaneResult.OK, "done", "ok", None)  # exit 0 with nothing to say is the agent's choice
+    return Outcome(LaneResult.RETRY, "new", "timeout" if timed_out else "error", error)
+
+
+def _agent_error(ending: Ending, exited: Exited) -> list[str]:
+    if ending.capped is not None:
+        return [f"stopped after {ending.capped} replies (runtime.max_replies)"]
+    if exited.reason is not ExitReason.EXIT:
+        return [f"{exited.reason.value} (exit code {exited.code})"]
+    if exited.code != 0:
+        tail = exited.stderr.strip().splitlines()[-1:] if exited.stderr else []
+        return [f"exit code {exited.code}" + (f": {tail[0][:200]}" if tail else "")]
+    return [ending.error_block] if ending.error_block else []
+
+
+def _join(parts: Sequence[str]) -> str | None:
+    return "; ".join(parts) or None

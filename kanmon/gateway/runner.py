@@ -1,0 +1,397 @@
+"""Runs lanes for the queue (SPEC §8–§10): start the agent, take the batch, record the replies, apply the outcome.
+
+The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
+
+1. starts the group's agent first, its input left open: a container takes a hundred milliseconds or more to come
+   up, and messages for the lane that arrive meanwhile join the batch instead of waiting for another run;
+2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
+   the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
+   (``starting``), flushes the group's system messages and resolves the session (an idle one expires);
+3. feeds the agent its input document and follows it (:mod:`kanmon.gateway.watch`), storing replies as they stream,
+   a few transactions a second at most (:mod:`kanmon.gateway.recorder`);
+4. ends in **one** transaction (:meth:`~kanmon.store.Store.finish_runs`, shared by lanes ending together): the replies
+   not stored yet, the rows, the session, the run and the chat's cursor, by SPEC §9's table
+   (:mod:`kanmon.gateway.outcome`); only then is the container removed.
+
+Runs a previous gated left in flight are reclaimed (:mod:`kanmon.gateway.reclaim`) and end through the same steps 3
+and 4. A runtime that cannot be reached starts nothing: the lane is ``DEFERRED`` and tried again later without using
+up an attempt, and :attr:`LaneRunner.unavailable` says why for ``/readyz``. A store fenced by another gated ends a
+run's bookkeeping at once and leaves its container to that gated.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from kanmon.clock import Clock, SystemClock
+from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, RuntimeUnavailable
+from kanmon.container.handle import RunHandle
+from kanmon.gateway.context import GATEWAY_ORIGIN
+from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
+from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.outcome import Ending, Outcome, judge
+from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, render_note
+from kanmon.gateway.reclaim import Reclaimer
+from kanmon.gateway.recorder import ReplyRecorder
+from kanmon.gateway.registry import Registry
+from kanmon.gateway.spec import RunDefaults, build_spec, runtime_name
+from kanmon.gateway.watch import Watched, watch
+from kanmon.queue import Lane, LaneResult, lane_for
+from kanmon.store import (
+    LaneHead,
+    Message,
+    Run,
+    RunBegin,
+    RunDraft,
+    RunEnd,
+    RunEnded,
+    RunStart,
+    StoreError,
+    StoreFenced,
+)
+from kanmon.store.aio import AsyncStore, GroupCommit
+
+__all__ = ["DEAD_LETTER_TEXT", "LaneRunner", "Runtimes"]
+
+logger = logging.getLogger(__name__)
+
+#: The runtimes by name (``docker``, ``process``, …): a group's ``container_config.runtime`` picks one.
+Runtimes = Mapping[str, Runtime]
+
+
+@dataclass(slots=True)
+class _LaneState:
+    """What the runner keeps per lane between and during its runs (dropped once there is nothing to keep)."""
+
+    handle: RunHandle | None = None  # the live run's, for /stop
+    failed: Batch | None = None  # the batch a retry or dead letter is about
+    orphan: Run | None = None  # a run a previous gated left in flight, resumed before anything else
+    stop_asked: bool = False  # /stop arrived before the run's handle existed
+
+    @property
+    def idle(self) -> bool:
+        return self.handle is None and self.failed is None and self.orphan is None and not self.stop_asked
+
+
+def new_run_id(now: float) -> str:
+    """A run id that sorts by start time and is unique without coordination: ``YYYYmmddHHMMSS-<8 hex>``."""
+    return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}-{secrets.token_hex(4)}"
+
+
+class LaneRunner:
+    """Runs lanes for the queue: batches in, replies and outcomes out, all through the store."""
+
+    def __init__(
+        self,
+        db: AsyncStore,
+        runtimes: Runtimes,
+        defaults: RunDefaults,
+        *,
+        registry: Registry,
+        metrics: GatewayMetrics,
+        is_held: Callable[[str], bool] = lambda jid: False,
+        on_stored: Callable[[list[Message]], None] = lambda rows: None,
+        requeue: Callable[[Lane], None] = lambda lane: None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._db = db
+        self._runtimes = runtimes
+        self._defaults = defaults
+        self._registry = registry
+        self._metrics = metrics
+        self._is_held = is_held
+        self._on_stored = on_stored
+        self._requeue = requeue
+        self._clock: Clock = clock or SystemClock()
+        self._lanes: dict[Lane, _LaneState] = {}
+        store = db.store
+        self._begins: GroupCommit[RunBegin, RunStart | None] = GroupCommit(
+            db, lambda items: store.begin_runs(items, now=self._clock.now()), name="begin"
+        )
+        self._ends: GroupCommit[RunEnd, RunEnded] = GroupCommit(
+            db, lambda items: store.finish_runs(items, now=self._clock.now()), name="end"
+        )
+        self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self._live_runs)
+        #: runtimes that could not be reached, with the reason (cleared when one answers again)
+        self.unavailable = self.reclaimer.unavailable
+
+    # ------------------------------------------------------------------------------------------------ queue hooks
+    async def run_lane(self, lane: Lane) -> LaneResult:
+        """Run the lane's next batch and say how it ended; a lane with nothing waiting is simply OK."""
+        state = self._lanes.setdefault(lane, _LaneState())
+        try:
+            if state.orphan is not None:
+                return await self._resume(lane, state, state.orphan)
+            return await self._run_next(lane, state)
+        except StoreFenced as exc:
+            logger.error("lane=%s: %s; its run is left to the gated that holds the store now", lane, exc)
+            return LaneResult.DEFERRED
+        finally:
+            state.stop_asked = False  # a /stop is for the run it arrived during, never the next one
+            state.handle = None
+            if state.idle:
+                self._lanes.pop(lane, None)
+
+    async def dead_letter(self, lane: Lane) -> None:
+        """Give up on the lane's failed batch: rows dead, cursor past them, session evicted, one apology."""
+        state = self._lanes.get(lane)
+        batch = state.failed if state is not None else None
+        if state is not None:
+            state.failed = None
+            if state.idle:
+                self._lanes.pop(lane, None)
+        batch = batch or await peek_batch(self._db, lane, self._defaults.batch_limit)
+        if batch is None:
+            return
+        head, end = batch.head, dead_letter_end(batch)
+        ended: RunEnded = await self._ends(end)
+        self._on_stored(ended.stored)
+        self._metrics.dead_letters.inc()
+        logger.error(
+            "dead letter lane=%s chat=%s seqs=%d..%d (%d rows); cursor now %d",
+            lane, head.chat_jid, batch.rows[0].seq, batch.rows[-1].seq, len(batch.rows), ended.cursor,
+        )  # fmt: skip
+
+    async def reclaim(self) -> list[Lane]:
+        """Take over the runs a previous gated left in flight; returns their lanes (to enqueue first)."""
+        used = {runtime_name(group, self._defaults) for group in self._registry.groups.values()}
+        orphans = await self.reclaimer.reclaim(used)
+        for run in orphans:
+            lane = lane_for(run.group_folder, run.chat_jid, run.topic)
+            self._lanes.setdefault(lane, _LaneState()).orphan = run
+        return [lane for lane, state in self._lanes.items() if state.orphan is not None]
+
+    async def stop(self, lane: Lane) -> None:
+        """Stop the lane's running agent (``/stop``); the queue records the run as stopped."""
+        state = self._lanes.setdefault(lane, _LaneState())
+        if state.handle is None:
+            state.stop_asked = True  # still starting: stopped the moment its handle exists
+        else:
+            await state.handle.stop()
+
+    def running(self) -> dict[Lane, str]:
+        """Lanes with a live run, and the run ids."""
+        return {lane: state.handle.run_id for lane, state in self._lanes.items() if state.handle is not None}
+
+    def _live_runs(self) -> set[str]:
+        return {state.handle.run_id for state in self._lanes.values() if state.handle is not None} | {
+            state.orphan.id for state in self._lanes.values() if state.orphan is not None
+        }
+
+    # ------------------------------------------------------------------------------------------------ a run
+    async def _run_next(self, lane: Lane, state: _LaneState) -> LaneResult:
+        group = self._registry.group(lane.folder) or await self._db.retrying(self._db.store.get_group, lane.folder)
+        if group is None:
+            logger.error("lane=%s: group %s is not registered; dead-lettering its rows", lane, lane.folder)
+            return LaneResult.DEAD
+        runtime_key = runtime_name(group, self._defaults)
+        run_id = new_run_id(self._clock.now().timestamp())
+        problems: list[str] = []
+        began = self._clock.monotonic()
+        try:
+            state.handle = await self._start(runtime_key, build_spec(group, self._defaults, run_id=run_id))
+        except RuntimeUnavailable as exc:
+            self.reclaimer.mark_unavailable(runtime_key, str(exc))
+            return LaneResult.DEFERRED
+        except (ContainerError, InvalidRunSpec, KeyError) as exc:
+            problems.append(f"start failed: {exc}")
+            logger.error("run %s of lane=%s could not start: %s", run_id, lane, exc)
+        handle = state.handle
+        begun = False
+        try:
+            start = await self._begin(lane, group.container_config, run_id, runtime_key, handle)
+            begun = start is not None
+        finally:
+            if not begun and handle is not None:
+                await self._release(handle)  # nothing to run after all (or the store failed us): no leftover
+        if start is None:
+            return LaneResult.OK
+        if handle is not None:
+            self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
+        return await self._run(lane, state, start, handle, problems, began)
+
+    async def _start(self, runtime_key: str, spec: RunSpec) -> RunHandle:
+        runtime = self._runtimes.get(runtime_key)
+        if runtime is None:
+            raise KeyError(f"runtime {runtime_key!r} is not available in this gated")
+        handle = await runtime.start(spec)
+        self.reclaimer.mark_available(runtime_key)
+        return handle
+
+    async def _begin(
+        self, lane: Lane, config: Mapping[str, object], run_id: str, runtime_key: str, handle: RunHandle | None
+    ) -> RunStart | None:
+        def runnable(head: LaneHead) -> bool:
+            return lane_for(head.folder, head.chat_jid, head.topic) == lane and not self._is_held(head.chat_jid)
+
+        expiry = config.get("session_idle_expiry") or self._defaults.session_idle_expiry
+        draft = RunDraft(
+            id=run_id,
+            instance=self._defaults.instance,
+            runtime=runtime_key,
+            started_at=self._clock.now(),
+            container=handle.name if handle is not None else None,
+            status="running" if handle is not None else "starting",
+        )
+        begin = RunBegin(
+            draft=draft,
+            folder=lane.folder,
+            accept=runnable,
+            limit=self._defaults.batch_limit,
+            session_expiry=float(expiry) if isinstance(expiry, int | float) else 0.0,
+        )
+        start: RunStart | None = await self._begins(begin)
+        if start is not None and start.more:
+            self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
+        return start
+
+    async def _run(
+        self,
+        lane: Lane,
+        state: _LaneState,
+        start: RunStart,
+        handle: RunHandle | None,
+        problems: list[str],
+        began: float,
+    ) -> LaneResult:
+        run, batch = start.run, Batch(start.head, start.rows)
+        notes = notes_of(start.notes)
+        if start.expired_idle is not None:
+            body = f"The previous session was idle for {start.expired_idle:.0f}s; this is a new session."
+            notes.append(render_note(GATEWAY_ORIGIN, "new_session", body))
+        logger.info(
+            "run start lane=%s run=%s chat=%s messages=%d",
+            lane, run.id, run.chat_jid, len(batch.rows),
+            extra={"lane": str(lane), "run_id": run.id, "chat": run.chat_jid, "messages": len(batch.rows)},
+        )  # fmt: skip
+        watched = Watched(session_id=start.session_id, problems=problems)
+        if handle is not None:
+            document = input_document(
+                batch, folder=run.group_folder, run_id=run.id, session_id=start.session_id, notes=notes,
+                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=self._defaults.secrets,
+            )  # fmt: skip
+            handle.feed(document.to_bytes())
+            if state.stop_asked:
+                await handle.stop()
+        return await self._follow(lane, state, run, batch, handle, watched, began)
+
+    async def _resume(self, lane: Lane, state: _LaneState, run: Run) -> LaneResult:
+        resumed = await self.reclaimer.resume(run)
+        if resumed is None:
+            return LaneResult.DEFERRED
+        state.orphan = None
+        handle, rows = resumed
+        if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
+            if handle is not None:
+                await self._release(handle)
+            end = RunEnd(
+                run_id=run.id, chat_jid=run.chat_jid, seqs=[], rows="done", run_status="error", folder=run.group_folder,
+                topic=run.topic, error="its batch was settled while gated was away",
+            )  # fmt: skip
+            await self._ends(end)
+            return LaneResult.OK
+        head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
+        watched = Watched(session_id=run.session_id)
+        if handle is None:
+            answered = await self._db.retrying(self._db.store.count_outputs, run.id)
+            ending = self.reclaimer.gone(answered)
+            return await self._finish(
+                lane, state, run, Batch(head, rows), ending, watched, began=self._clock.monotonic()
+            )
+        logger.info("run %s of lane=%s re-attached; replaying its output", run.id, lane)
+        state.handle = handle
+        return await self._follow(lane, state, run, Batch(head, rows), handle, watched, self._clock.monotonic())
+
+    async def _follow(
+        self,
+        lane: Lane,
+        state: _LaneState,
+        run: Run,
+        batch: Batch,
+        handle: RunHandle | None,
+        watched: Watched,
+        began: float,
+    ) -> LaneResult:
+        recorder = self._recorder()
+        if handle is not None and not await watch(handle, batch, recorder, watched, clock=self._clock):
+            await recorder.abandon()
+            state.orphan = await self._db.retrying(self._db.store.get_run, run.id)  # re-attach when it answers
+            self.reclaimer.mark_unavailable(run.runtime, "lost contact during a run")
+            return LaneResult.DEFERRED
+        result = await self._finish(lane, state, run, batch, watched.ending(recorder), watched, recorder, began=began)
+        if handle is not None:
+            await self._release(handle)
+        return result
+
+    def _recorder(self) -> ReplyRecorder:
+        return ReplyRecorder(
+            lambda replies: self._db.retrying(self._db.store.record_replies, replies, now=self._clock.now()),
+            clock=self._clock,
+            cap=self._defaults.max_replies,
+            flush_after=self._defaults.reply_flush,
+            on_stored=self._on_stored,
+        )
+
+    async def _finish(
+        self,
+        lane: Lane,
+        state: _LaneState,
+        run: Run,
+        batch: Batch,
+        ending: Ending,
+        watched: Watched,
+        recorder: ReplyRecorder | None = None,
+        *,
+        began: float,
+    ) -> LaneResult:
+        outcome = judge(ending)
+        unrecorded = await recorder.close() if recorder is not None else []
+        end = RunEnd(
+            run_id=run.id, chat_jid=batch.head.chat_jid, seqs=batch.seqs, rows=outcome.rows,
+            run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
+            session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,
+            output_count=ending.produced, error=outcome.error, replies=unrecorded,
+        )  # fmt: skip
+        ended = await self._end(end, outcome)
+        self._on_stored(ended.stored)
+        state.failed = batch if outcome.result is LaneResult.RETRY else None
+        seconds = self._clock.monotonic() - began
+        self._metrics.runs.labels(result=outcome.status).inc()
+        self._metrics.run_seconds.observe(seconds)
+        logger.info(
+            "run finish lane=%s run=%s result=%s duration=%.2fs outputs=%d cursor=%d%s",
+            lane, run.id, outcome.status, seconds, ending.produced, ended.cursor,
+            f" error={outcome.error}" if outcome.error else "",
+            extra={"lane": str(lane), "run_id": run.id, "result": outcome.status, "duration": round(seconds, 3)},
+        )  # fmt: skip
+        return outcome.result
+
+    async def _end(self, end: RunEnd, outcome: Outcome) -> RunEnded:
+        """The run's last transaction; if kanmon cannot record it (a bookkeeping fault, not an outage), record at
+        least the run's end and its rows' fate, so the session_log row never stays ``running`` while gated lives."""
+        try:
+            ended: RunEnded = await self._ends(end)
+            return ended
+        except StoreFenced:
+            raise
+        except StoreError as exc:
+            logger.error("run %s: its outcome could not be recorded (%s); recording the bare end", end.run_id, exc)
+        bare = RunEnd(
+            run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
+            folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count,
+            error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
+        )  # fmt: skip
+        fallback: RunEnded = await self._ends(bare)
+        return fallback
+
+    async def _release(self, handle: RunHandle) -> None:
+        """Remove the run's container (or run directory) now that its outcome is recorded."""
+        try:
+            await handle.close()
+        except ContainerError as exc:
+            # recorded already; it is removed as a leftover when its runtime answers again or at the next start
+            logger.warning("run %s: could not remove %s yet: %s", handle.run_id, handle.name, exc)

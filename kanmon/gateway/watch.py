@@ -1,0 +1,144 @@
+"""Following one run from its first event to :class:`~kanmon.container.Exited`, for fresh and reclaimed runs alike.
+
+:func:`watch` reads the handle's events and hands each reply to the run's :class:`~kanmon.gateway.recorder
+.ReplyRecorder`; it stops the run once the reply cap is reached, and bounds the whole run, recording included, by the
+run's hard timeout plus its stop grace and a little slack: a run whose output cannot be stored fast enough is killed
+and ends as a timeout rather than running on (hardening item 9). It stops reading at ``Exited``, before the handle
+releases the run's container: a container is removed only once its outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from kanmon.clock import Clock
+from kanmon.container import ContainerError, Exited, ExitReason, Output
+from kanmon.container.handle import RunHandle
+from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.outcome import Ending
+from kanmon.gateway.prompt import Batch
+from kanmon.gateway.recorder import ReplyRecorder
+from kanmon.store import NewMessage
+
+__all__ = ["Watched", "output_id", "reply", "watch"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds past a run's hard timeout and stop grace after which kanmon gives up on it, recording included.
+WATCH_SLACK = 30.0
+
+
+@dataclass(slots=True)
+class Watched:
+    """What a run produced while it was followed."""
+
+    exited: Exited | None = None
+    session_id: str | None = None
+    error_block: str | None = None
+    capped: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def ending(self, recorder: ReplyRecorder) -> Ending:
+        """The run's :class:`Ending`, for the outcome table."""
+        return Ending(
+            exited=self.exited,
+            produced=recorder.produced,
+            error_block=self.error_block,
+            capped=recorder.cap if self.capped else None,
+            problems=[*self.problems, *recorder.problems],
+        )
+
+
+def output_id(run_id: str, index: int) -> str:
+    """The message id of output ``index`` of run ``run_id`` (unique in any chat)."""
+    return f"run-{run_id}-{index}"
+
+
+def reply(batch: Batch, run_id: str, output: Output) -> NewMessage:
+    """The outbound row of one of a run's outputs: into the batch's reply chat and topic, keyed by its index."""
+    return NewMessage(
+        chat_jid=batch.reply_jid,
+        id=output_id(run_id, output.index),
+        content=output.text,
+        direction="out",
+        origin=GATEWAY_ORIGIN,
+        topic=batch.reply_topic,
+        reply_to_id=batch.reply_to,
+        run_id=run_id,
+        output_index=output.index,
+        delivered=read_from_store(batch.reply_jid),
+    )
+
+
+async def watch(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, *, clock: Clock) -> bool:
+    """Follow ``handle`` to its end into ``watched``; False when the runtime failed us before the run was seen to end.
+
+    A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` (wall time since it started) is killed and ends as a
+    hard timeout with whatever it recorded until then.
+    """
+    budget = handle.started_at + handle.timeout + handle.stop_grace + WATCH_SLACK - clock.now().timestamp()
+    following = asyncio.create_task(_follow(handle, batch, recorder, watched), name=f"kanmon-watch-{handle.run_id}")
+    timer = asyncio.create_task(clock.sleep(max(budget, 0.0)))
+    try:
+        await asyncio.wait([following, timer], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # gated is stopping: the run is detached, its container left running
+        await _cancel(following)
+        raise
+    finally:
+        timer.cancel()
+    if following.done():
+        return following.result()
+    await _cancel(following)
+    await _overstayed(handle, recorder, watched)
+    return True
+
+
+async def _cancel(task: asyncio.Task[bool]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _follow(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched) -> bool:
+    try:
+        async with contextlib.aclosing(handle.events()) as events:
+            async for event in events:
+                if isinstance(event, Output):
+                    await _output(handle, batch, recorder, watched, event)
+                elif isinstance(event, Exited):
+                    watched.exited = event
+                    break
+    except ContainerError as exc:
+        # we no longer know how the run ends, but it may well go on: never run its batch a second time
+        logger.error(
+            "run %s: lost contact with its runtime (%s); it is re-attached when it answers", handle.run_id, exc
+        )
+        return False
+    return True
+
+
+async def _output(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, output: Output) -> None:
+    if output.new_session_id:
+        watched.session_id = output.new_session_id
+    if output.status == "error" and not output.deliverable:
+        watched.error_block = output.error or "the agent reported an error"
+    if not output.deliverable or watched.capped:
+        return
+    await recorder.add(reply(batch, handle.run_id, output))
+    if recorder.full:
+        watched.capped = True
+        logger.warning("run %s reached %d replies (runtime.max_replies): stopping it", handle.run_id, recorder.cap)
+        await handle.stop()
+
+
+async def _overstayed(handle: RunHandle, recorder: ReplyRecorder, watched: Watched) -> None:
+    logger.error("run %s outlasted its hard timeout with its recording: killing it", handle.run_id)
+    with contextlib.suppress(ContainerError):
+        await handle.kill()
+    watched.problems.append("its output could not all be recorded within its hard timeout")
+    watched.exited = Exited(
+        code=None, reason=ExitReason.HARD_TIMEOUT, outputs=recorder.produced, delivered=recorder.produced
+    )

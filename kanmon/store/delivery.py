@@ -1,0 +1,88 @@
+"""The outbox's reads and marks (SPEC §11): outbound rows ``pending`` until a deliverer says what became of them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import func, or_, select, update
+
+from kanmon.store.base import StoreBase, from_row
+from kanmon.store.records import Message
+from kanmon.store.tables import messages
+from kanmon.store.text import storable
+
+__all__ = ["DeliveryStore"]
+
+
+class DeliveryStore(StoreBase):
+    """Pending outbound rows and their delivery attempts."""
+
+    def pending_deliveries(self, prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100) -> list[Message]:
+        """Outbound rows still to send to chats whose JID starts with one of ``prefixes``, due at ``now``, in seq
+        order."""
+        if not prefixes:
+            return []
+        query = (
+            select(messages)
+            .where(
+                messages.c.delivery_status == "pending",
+                or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes)),
+                or_(messages.c.deliver_after.is_(None), messages.c.deliver_after <= now),
+            )
+            .order_by(messages.c.seq)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [from_row(Message, row) for row in conn.execute(query)]
+
+    def oldest_pending_deliveries(self, jids: Sequence[str]) -> dict[str, int]:
+        """The seq of each chat's oldest outbound row still ``pending``, due or backing off (chats without: absent)."""
+        if not jids:
+            return {}
+        query = (
+            select(messages.c.chat_jid, func.min(messages.c.seq))
+            .where(messages.c.delivery_status == "pending", messages.c.chat_jid.in_(sorted(set(jids))))
+            .group_by(messages.c.chat_jid)
+        )
+        with self._read() as conn:
+            return {str(jid): int(seq) for jid, seq in conn.execute(query)}
+
+    def mark_delivery(
+        self,
+        seq: int,
+        status: Literal["pending", "sent", "failed"],
+        *,
+        error: str | None = None,
+        deliver_after: dt.datetime | None = None,
+        platform_message_id: str | None = None,
+    ) -> bool:
+        """Record one delivery attempt of outbound row ``seq``; False when it was no longer pending."""
+        values: dict[str, Any] = {
+            "delivery_status": status,
+            "delivery_attempts": messages.c.delivery_attempts + 1,
+            "delivery_error": None if error is None else storable(error),
+            "deliver_after": deliver_after,
+        }
+        if platform_message_id is not None:
+            values["platform_message_id"] = storable(platform_message_id)
+        stmt = update(messages).where(
+            messages.c.seq == seq, messages.c.direction == "out", messages.c.delivery_status == "pending"
+        )
+        with self._write(fenced=True) as conn:
+            return bool(conn.execute(stmt.values(**values)).rowcount)
+
+    def mark_sent(self, seqs: Sequence[int]) -> int:
+        """Mark many pending outbound rows ``sent`` in one statement (channels whose readers read the store)."""
+        if not seqs:
+            return 0
+        stmt = (
+            update(messages)
+            .where(
+                messages.c.seq.in_(list(seqs)), messages.c.direction == "out", messages.c.delivery_status == "pending"
+            )
+            .values(delivery_status="sent", delivery_attempts=messages.c.delivery_attempts + 1)
+        )
+        with self._write(fenced=True) as conn:
+            return int(conn.execute(stmt).rowcount)

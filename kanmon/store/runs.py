@@ -1,0 +1,252 @@
+"""A run's bookkeeping in two write transactions (SPEC §9, §10): one to begin it, one to end it.
+
+* :meth:`RunStore.begin_runs` takes a lane's next batch and records the run (``starting``) in one transaction, with
+  the group's queued system messages flushed and the session resolved (an idle one expired). Several lanes starting
+  together begin in one transaction.
+* :meth:`RunStore.record_replies` stores replies while a run streams, many per transaction; a reply recorded before
+  (a reclaimed run replays its output from the start) is recognised by ``(run_id, output_index)`` and skipped.
+* :meth:`RunStore.finish_runs` applies outcomes: the replies not yet recorded, the rows' new status, the session,
+  the run's status and the chat's cursor, for any number of runs in one transaction.
+
+All three are fenced writes (:class:`~kanmon.store.StoreFenced` once another gated holds the store).
+
+Each chat's ``agent_cursor`` is its low-water mark: the highest seq below which no row of the chat still waits.
+Two web topics of one chat run in parallel and finish in any order, so "the batch's last seq" alone could jump over
+rows the other topic has not consumed yet; the low-water mark never does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, and_, delete, func, select, update
+
+from kanmon.store.base import StoreBase, from_row
+from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
+from kanmon.store.messages import insert_new, lock_appends
+from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
+from kanmon.store.tables import chats, messages, session_log, sessions, system_messages
+from kanmon.store.text import storable
+
+__all__ = ["RunBegin", "RunDraft", "RunEnd", "RunEnded", "RunStart", "RunStore"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunDraft:
+    """A run about to take a batch: what is known before the batch is (the rest comes from the batch)."""
+
+    id: str
+    instance: str
+    runtime: str
+    started_at: dt.datetime
+    container: str | None = None
+    #: ``running`` when the agent is already up, waiting for its input (kanmon starts it before taking the batch)
+    status: RunStatus = "starting"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunBegin:
+    """Begin ``draft`` on the next batch of ``folder`` whose head ``accept`` takes (streams oldest first).
+
+    ``session_expiry``: seconds after which an idle session of ``(folder, topic)`` starts fresh (0: never).
+    """
+
+    draft: RunDraft
+    folder: str
+    accept: Callable[[LaneHead], bool]
+    limit: int = 100
+    session_expiry: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStart:
+    """A run recorded as ``starting`` with its batch: consecutive waiting rows of one chat, topic and origin."""
+
+    run: Run
+    head: LaneHead
+    rows: list[Message]
+    notes: list[SystemMessage]
+    session_id: str | None
+    expired_idle: float | None = None  # seconds the expired session had been idle (None: nothing expired)
+    more: bool = False  # rows of the lane wait beyond this batch (another stream, or past the batch limit)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnd:
+    """How a run's batch ends (SPEC §9): the rows' new status, the run's, the session's, and replies to record.
+
+    ``run_id`` None is a dead letter, which closes no run. ``replies`` are stored with the outcome (those not yet
+    recorded while the run streamed, an apology); ones already recorded are skipped.
+    """
+
+    run_id: str | None
+    chat_jid: str
+    seqs: Sequence[int]
+    rows: Literal["done", "dead", "new"]  # "new": left waiting for a retry
+    run_status: RunStatus
+    folder: str
+    topic: str
+    session_id: str | None = None  # stored as the session of (folder, topic) when given
+    evict_session: bool = False
+    output_count: int = 0
+    error: str | None = None
+    replies: Sequence[NewMessage] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    """What :meth:`RunStore.finish_runs` did for one end: the chat's cursor afterwards, the replies it stored."""
+
+    cursor: int
+    stored: list[Message]
+
+
+class RunStore(StoreBase):
+    """The run log's writes and the reads that go with them."""
+
+    def begin_runs(self, begins: Sequence[RunBegin], *, now: dt.datetime) -> list[RunStart | None]:
+        """Begin each run on its lane's next batch (None where nothing waits), all in one transaction."""
+        with self._write(fenced=True) as conn:
+            return [_begin(conn, self, begin, now) for begin in begins]
+
+    def record_replies(self, replies: Sequence[NewMessage], *, now: dt.datetime) -> list[Message]:
+        """Store run replies in one transaction; returns the rows created (those recorded before are skipped)."""
+        if not replies:
+            return []
+        with self._write(fenced=True) as conn:
+            lock_appends(conn)
+            return insert_new(conn, replies, now)
+
+    def finish_runs(self, ends: Sequence[RunEnd], *, now: dt.datetime) -> list[RunEnded]:
+        """Apply each outcome (SPEC §9) in one transaction, in order."""
+        with self._write(fenced=True) as conn:
+            if any(end.replies for end in ends):
+                lock_appends(conn)
+            return [_finish(conn, self, end, now) for end in ends]
+
+    def run_rows(self, run: Run) -> list[Message]:
+        """The rows of ``run``'s batch that still wait (all of them, unless another outcome settled them)."""
+        if run.first_seq is None or run.last_seq is None:
+            return []
+        query = (
+            select(messages)
+            .where(
+                messages.c.chat_jid == run.chat_jid,
+                messages.c.seq.between(run.first_seq, run.last_seq),
+                messages.c.status == "new",
+                messages.c.routed_folder == run.group_folder,
+                func.coalesce(messages.c.routed_topic, "") == run.topic,
+            )
+            .order_by(messages.c.seq)
+        )
+        with self._read() as conn:
+            return [from_row(Message, row) for row in conn.execute(query)]
+
+    def count_outputs(self, run_id: str) -> int:
+        """How many replies run ``run_id`` has stored."""
+        with self._read() as conn:
+            query = select(func.count()).select_from(messages).where(messages.c.run_id == run_id)
+            return int(conn.execute(query).scalar_one())
+
+    def recent_runs(self, limit: int = 10) -> list[Run]:
+        """The latest runs, newest first."""
+        query = select(session_log).order_by(session_log.c.started_at.desc(), session_log.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [from_row(Run, row) for row in conn.execute(query)]
+
+
+def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime) -> RunStart | None:
+    heads = [head for head in lane_heads(conn, begin.folder) if begin.accept(head)]
+    for index, head in enumerate(heads):
+        rows = lane_batch(conn, head, begin.limit)
+        if rows:
+            more = index + 1 < len(heads) or head.count > len(rows)
+            break
+    else:
+        return None
+    session_id, expired_idle = _session(conn, begin, head, now)
+    draft = begin.draft
+    run = Run(
+        id=draft.id,
+        instance=draft.instance,
+        group_folder=begin.folder,
+        topic=head.topic,
+        chat_jid=head.chat_jid,
+        runtime=draft.runtime,
+        status=draft.status,
+        started_at=draft.started_at,
+        session_id=session_id,
+        container=draft.container,
+        first_seq=rows[0].seq,
+        last_seq=rows[-1].seq,
+        message_count=len(rows),
+    )
+    conn.execute(session_log.insert().values(**dataclasses.asdict(run)))
+    query = select(system_messages).where(system_messages.c.group_folder == begin.folder).order_by(system_messages.c.id)
+    notes = [from_row(SystemMessage, row) for row in conn.execute(query)]
+    if notes:
+        conn.execute(delete(system_messages).where(system_messages.c.id.in_([note.id for note in notes])))
+    return RunStart(
+        run=run, head=head, rows=rows, notes=notes, session_id=session_id, expired_idle=expired_idle, more=more
+    )
+
+
+def _session(conn: Connection, begin: RunBegin, head: LaneHead, now: dt.datetime) -> tuple[str | None, float | None]:
+    """The session the run resumes, and how long it had been idle if it expired now instead (SPEC §10)."""
+    key = (sessions.c.group_folder == begin.folder, sessions.c.topic == head.topic)
+    row = conn.execute(select(sessions.c.session_id, sessions.c.updated_at).where(*key)).first()
+    if row is None:
+        return None, None
+    idle = (now - row.updated_at).total_seconds()
+    if begin.session_expiry <= 0 or idle <= begin.session_expiry:
+        return str(row.session_id), None
+    conn.execute(delete(sessions).where(*key))
+    return None, idle
+
+
+def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> RunEnded:
+    stored = insert_new(conn, end.replies, now) if end.replies else []
+    if end.rows != "new" and end.seqs:
+        conn.execute(
+            update(messages)
+            .where(messages.c.seq.in_(list(end.seqs)), messages.c.status == "new")
+            .values(status=end.rows)
+        )
+    _apply_session(conn, store, end, now)
+    if end.run_id is not None:
+        values: dict[str, Any] = {"status": end.run_status, "ended_at": now, "output_count": end.output_count}
+        values["error"] = None if end.error is None else storable(end.error)
+        conn.execute(update(session_log).where(session_log.c.id == end.run_id).values(**values))
+    return RunEnded(advance_cursor(conn, store, end.chat_jid), stored)
+
+
+def _apply_session(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> None:
+    key = (sessions.c.group_folder == end.folder, sessions.c.topic == end.topic)
+    if end.evict_session:
+        conn.execute(delete(sessions).where(*key))
+    elif end.session_id:
+        values = {"group_folder": end.folder, "topic": end.topic, "session_id": storable(end.session_id)}
+        conn.execute(store._upsert(sessions, {**values, "updated_at": now}, ["group_folder", "topic"]))
+    else:
+        # the session was used: its idle clock (SPEC §10 session_idle_expiry) starts again
+        conn.execute(update(sessions).where(*key).values(updated_at=now))
+
+
+def advance_cursor(conn: Connection, store: StoreBase, chat_jid: str) -> int:
+    """Move the chat's agent cursor to its low-water mark (never backwards); return it."""
+    current = int(conn.execute(select(chats.c.agent_cursor).where(chats.c.jid == chat_jid)).scalar() or 0)
+    # only rows past the cursor can still wait: the (chat_jid, seq) index starts there, not at the chat's first row
+    ahead = and_(messages.c.chat_jid == chat_jid, messages.c.direction == "in", messages.c.seq > current)
+    oldest_waiting = conn.execute(select(func.min(messages.c.seq)).where(ahead, messages.c.status == "new")).scalar()
+    if oldest_waiting is not None:
+        mark = int(oldest_waiting) - 1
+    else:
+        mark = int(conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(ahead)).scalar_one())
+    if mark <= current:
+        return current
+    conn.execute(store._upsert(chats, {"jid": chat_jid, "agent_cursor": mark}, ["jid"]))
+    return mark
