@@ -214,6 +214,7 @@ async def test_a_reply_reaches_the_adapter_and_its_row_is_marked_sent(tmp_path: 
         assert request.authorization == f"Bearer {SECRET}"
         assert request.idempotency_header == f"test-{row.seq}"
         assert (row.delivery_status, row.delivery_attempts, row.platform_message_id) == ("sent", 1, "tg-msg-1")
+        assert row.is_bot_message  # the reply is kanmon speaking
         [inbound] = w.h.inbound("telegram:42")
         assert (inbound.seq, inbound.id, inbound.origin) == (posted["seq"], "m-1", "adapter:tg")
         assert w.h.store.get_chat("telegram:42").channel == "tg"  # type: ignore[union-attr]

@@ -186,3 +186,13 @@ def test_get_chats_reads_the_known_chats_of_a_batch_at_once(corp: Store) -> None
     chats = corp.get_chats(["telegram:1", "telegram:2", "telegram:1"])
     assert list(chats) == ["telegram:1"] and chats["telegram:1"].sticky_group == "corp"
     assert corp.get_chats([]) == {}
+
+
+def test_the_platform_s_message_id_is_kept_when_a_delivery_is_taken(corp: Store) -> None:
+    """An adapter (or daemon) answers ``{"ok": true, "id": …}``; the id lands in ``platform_message_id``."""
+    seq = put(corp, "telegram:1", "reply", direction="out")
+    assert corp.mark_delivery(seq, "pending", error="503")
+    assert corp.mark_delivery(seq, "sent", platform_message_id="tg-981")
+    [row] = [m for m in corp.new_messages(0) if m.seq == seq]
+    assert (row.delivery_status, row.delivery_attempts, row.platform_message_id) == ("sent", 2, "tg-981")
+    assert row.is_bot_message
