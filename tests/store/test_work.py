@@ -196,3 +196,11 @@ def test_the_platform_s_message_id_is_kept_when_a_delivery_is_taken(corp: Store)
     [row] = [m for m in corp.new_messages(0) if m.seq == seq]
     assert (row.delivery_status, row.delivery_attempts, row.platform_message_id) == ("sent", 2, "tg-981")
     assert row.is_bot_message
+
+
+def test_pending_deliveries_of_whole_jids_leave_out_the_jids_they_begin(corp: Store) -> None:
+    """A daemon's outbox ``daemon:hook`` is one chat: ``daemon:hook-2``'s rows are not its to send."""
+    hook = put(corp, "daemon:hook", "for hook", direction="out")
+    put(corp, "daemon:hook-2", "for hook-2", direction="out")
+    assert [m.seq for m in corp.pending_deliveries(["daemon:hook"], exact=True)] == [hook]
+    assert len(corp.pending_deliveries(["daemon:hook"])) == 2  # as a prefix it takes both
