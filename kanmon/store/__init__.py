@@ -28,6 +28,7 @@ from kanmon.store.records import (
     Session,
     SystemMessage,
 )
+from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
 from kanmon.store.work import BatchEnd, ChatLag, Dispatch, LaneHead
 
@@ -59,6 +60,8 @@ __all__ = [
     "StoreUnavailable",
     "SystemMessage",
     "UnusableStore",
+    "WaitingChat",
+    "WaitingRow",
     "check_schema",
     "check_sqlite_file",
     "check_store_location",
