@@ -32,12 +32,13 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, IdleQueue, Ignored, Unowned
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.pipeline import process_message
 from kanmon.queue import GroupQueue, Lane, RetryPolicy, lane_for
-from kanmon.router import ImpulseConfig, MessageFields, resolve
+from kanmon.router import ImpulseConfig
 from kanmon.store import Dispatch, LaneHead, Message, NewMessage, Store
 
 __all__ = ["LoopConfig", "MessageLoop", "QueueBridge", "daemon_jid", "delegation_jid"]
@@ -331,9 +332,7 @@ class MessageLoop:
         lane = lane_for(head.folder, head.chat_jid, head.topic)
         admitted = []
         for row in self._store.lane_batch(head, _RECOVERY_ROWS):
-            fields = MessageFields(chat_jid=row.chat_jid, sender=row.sender, verb=row.verb)
-            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse, folders=ctx.groups().keys())
-            impulse = decision.impulse if decision is not None else ctx.impulse
+            impulse = stored_impulse(ctx, row.chat_jid, row.sender, row.verb)
             admitted.append((_Admitted(row.chat_jid, row.verb, row.seq, lane, impulse), row.received_at.timestamp()))
         return admitted
 

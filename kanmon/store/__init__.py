@@ -14,7 +14,7 @@ from kanmon.store.errors import (
     UnusableStore,
 )
 from kanmon.store.identity import check_schema, check_sqlite_file, check_store_location
-from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
+from kanmon.store.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
 from kanmon.store.records import (
     Channel,
     Chat,
@@ -28,6 +28,7 @@ from kanmon.store.records import (
     Session,
     SystemMessage,
 )
+from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
 from kanmon.store.work import BatchEnd, ChatLag, Dispatch, LaneHead
 
@@ -59,11 +60,14 @@ __all__ = [
     "StoreUnavailable",
     "SystemMessage",
     "UnusableStore",
+    "WaitingChat",
+    "WaitingRow",
     "check_schema",
     "check_sqlite_file",
     "check_store_location",
     "current_revision",
     "describe_url",
+    "downgrade",
     "head_revision",
     "is_url",
     "make_engine",

@@ -258,4 +258,8 @@ def _insert_values(new: NewMessage) -> dict[str, Any]:
         values["status"] = "new"
     else:
         values["delivery_status"] = "pending"
+        # Every outbound row is kanmon speaking (a reply, a command answer, an apology, a daemon forward), so it is
+        # the bot's own message whatever the writer passed. Inbound rows keep the flag their channel gave: a copy the
+        # gateway posts (a delegation, an onboarding re-post) speaks for its original sender (Message.copy_as).
+        values["is_bot_message"] = True
     return values

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, or_, select, update
 
 from kanmon.store.base import StoreBase, from_row, utcnow
 from kanmon.store.records import Chat, Message, Run, RunStatus, SystemMessage
@@ -252,16 +252,22 @@ class WorkStore(StoreBase):
             return [from_row(Run, row) for row in conn.execute(query)]
 
     # ------------------------------------------------------------------------------------------------ delivery
-    def pending_deliveries(self, prefixes: Sequence[str], limit: int = 100) -> list[Message]:
-        """Outbound rows still to send to chats whose JID starts with one of ``prefixes``, due now, in seq order."""
+    def pending_deliveries(self, prefixes: Sequence[str], limit: int = 100, *, exact: bool = False) -> list[Message]:
+        """Outbound rows still to send to chats whose JID starts with one of ``prefixes`` (with ``exact``: is one of
+        them), due now, in seq order."""
         if not prefixes:
             return []
         now = utcnow()
+        chats_matching: ColumnElement[bool]
+        if exact:
+            chats_matching = messages.c.chat_jid.in_(list(prefixes))
+        else:
+            chats_matching = or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes))
         query = (
             select(messages)
             .where(
                 messages.c.delivery_status == "pending",
-                or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes)),
+                chats_matching,
                 or_(messages.c.deliver_after.is_(None), messages.c.deliver_after <= now),
             )
             .order_by(messages.c.seq)
