@@ -137,6 +137,7 @@ async def running_gateway(
     drain_timeout: float = 5.0,
     busy_timeout_ms: int = 30_000,
     onboarding: bool = False,
+    daemons: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -166,6 +167,7 @@ async def running_gateway(
         max_concurrent=max_concurrent,
         retry=retry,
         drain_timeout=drain_timeout,
+        daemons=dict(daemons or {}),
     )
     gateway = Gateway(store, runtimes, config)
     stopping = asyncio.Event()

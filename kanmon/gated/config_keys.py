@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_kinds import (
@@ -36,6 +37,7 @@ from kanmon.gated.config_kinds import (
     is_non_root_user,
     pattern,
 )
+from kanmon.router import is_daemon_name
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
 
 __all__ = ["KEYS", "KEYS_BY_ENV", "KEYS_BY_NAME"]
@@ -45,6 +47,20 @@ _NON_NEGATIVE_INT = at_least(0)
 _POSITIVE_INT = at_least(1)
 _POSITIVE = above(0)
 _MIN_MEMORY = 6 << 20  # Docker refuses a memory limit below 6 MiB.
+
+
+def _daemons_ok(daemons: Mapping[str, str]) -> bool:
+    """Every name a valid ``daemon:<name>`` target (SPEC §6.4) and every URL one kanmon can POST to."""
+    return all(is_daemon_name(name) and _http_url_ok(url) for name, url in daemons.items())
+
+
+def _http_url_ok(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _store_url_ok(url: str) -> bool:
@@ -312,7 +328,13 @@ KEYS: tuple[Key, ...] = (
     _key(
         "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
     ),
-    _key("daemons", URLS, MappingProxyType({}), "URLs of daemon:<name> route targets, as name=URL."),
+    _key(
+        "daemons",
+        URLS,
+        MappingProxyType({}),
+        "URLs of daemon:<name> route targets, as name=URL; each routed message is POSTed there.",
+        check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
+    ),
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."
     ),

@@ -76,6 +76,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             retry_base=settings.delivery.retry_base_delay,
             deadline=settings.delivery.deadline,
         ),
+        daemons=dict(settings.daemons),
     )
 
 

@@ -1,19 +1,31 @@
-"""Delivery to HTTP channel adapters (SPEC §11): one :class:`HttpChannelDeliverer` per registered channel.
+"""Delivery over HTTP (SPEC §6.4, §11): to channel adapters, and to the daemons of ``daemon:<name>`` routes.
 
-The outbound row is the outbox. A deliverer only tries to hand one row to its adapter, by ``POST <url>/send``; the
+One class, :class:`HttpDeliverer`, sends the outbound rows of one destination: a registered channel adapter
+(``POST <url>/send``, :func:`adapter_deliverer`) or a configured daemon (``POST <its URL>``, :func:`daemon_deliverer`).
+The two differ only in the URL, the JSON body and whether the channel secret goes along.
+
+The outbound row is the outbox. A deliverer only tries to hand one row over; the
 :class:`~kanmon.gateway.delivery.DeliveryWorker` records what came of it (``sent``, ``pending`` with a growing
 ``deliver_after``, or ``failed`` past the deadline), so a retry survives a restart (arizuko kept failed sends in an
 in-memory outbox that was never replayed).
 
-Every request carries an idempotency key derived from the row, the same on each retry and after a restart, so an
-adapter that took a message and then failed to answer can recognise the repeat and drop it. A few quick tries
-(tenacity, exponential with jitter) absorb a blip within one attempt; longer outages are the worker's backoff across
-passes. An answer in 4xx (other than 408, 425 and 429) is the adapter saying no: retrying cannot help, so the row
-fails at once.
+Every request carries an idempotency key derived from the row (body field ``idempotency_key`` and header
+``Idempotency-Key``), the same on each retry and after a restart, so a receiver that took a message and then failed
+to answer can recognise the repeat and drop it. A few quick tries (tenacity, exponential with jitter) absorb a blip
+within one attempt; longer outages are the worker's backoff across passes. An answer in 4xx (other than 408, 425 and
+429) is the receiver saying no: retrying cannot help, so the row fails at once. A 2xx answer may be
+``{"ok": true, "id": "<platform message id>"}``; the id is stored in the row's ``platform_message_id``.
+
+Daemons (:func:`daemon_body`) receive the message the route sent them as it was stored, with the chat it came from,
+not the outbox row. They do not get the channel secret: it is the credential that registers adapters, and a daemon
+is an arbitrary URL from the configuration. A daemon that wants kanmon to authenticate puts credentials in its URL
+(``https://kanmon:TOKEN@host/hook``), which httpx sends as HTTP Basic; the URL's password never shows in logs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,18 +36,32 @@ from kanmon import redaction
 from kanmon.gateway.delivery import DeliveryError
 from kanmon.store import Channel, Message
 
-__all__ = ["AdapterDeliveryConfig", "HttpChannelDeliverer", "idempotency_key"]
+__all__ = [
+    "AdapterDeliveryConfig",
+    "Body",
+    "HttpDeliverer",
+    "adapter_body",
+    "adapter_deliverer",
+    "daemon_body",
+    "daemon_deliverer",
+    "idempotency_key",
+]
 
 # Answers that mean "not now" rather than "no": request timeout, too early, too many requests (and every 5xx).
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
-_SNIPPET = 200  # characters of an adapter's error answer kept in delivery_error
+_SNIPPET = 200  # characters of a receiver's error answer kept in delivery_error
+
+#: Builds the JSON body of one row's request from the row and its idempotency key.
+Body = Callable[[Message, str], Awaitable[dict[str, Any]]]
+#: Finds the stored message a daemon outbox row carries (None when it is gone).
+FindOriginal = Callable[[Message], Awaitable[Message | None]]
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdapterDeliveryConfig:
-    """How kanmon talks to channel adapters: plain values, filled in by gated from its settings."""
+    """How kanmon talks to channel adapters and daemons: plain values, filled in by gated from its settings."""
 
-    channel_secret: str = field(default="", repr=False)  # sent as ``Authorization: Bearer``; never logged
+    channel_secret: str = field(default="", repr=False)  # sent to adapters as ``Authorization: Bearer``; never logged
     timeout: float = 30.0  # seconds per request
     retry_base: float = 1.0  # first backoff between passes; doubles per failed attempt
     deadline: float = 24 * 3600.0  # seconds after a row was stored when it stops being retried and fails
@@ -53,36 +79,51 @@ class _Transient(DeliveryError):
     """A failure worth another quick try (no connection, a timeout, 429, 5xx)."""
 
 
-class HttpChannelDeliverer:
-    """Sends the outbound rows of one registered channel adapter by ``POST <url>/send``."""
+class HttpDeliverer:
+    """POSTs the outbound rows of one destination to ``url``, one request per row (see the module docstring).
+
+    ``name`` labels metrics and logs (an adapter's name; ``daemon:<name>``); ``prefixes`` are the JID prefixes whose
+    rows it sends, or with ``exact`` the whole JIDs. ``bearer``, when given, goes as ``Authorization: Bearer``.
+    ``refusal``, when given, fails every row at once with that reason (an adapter that takes no text).
+    """
 
     def __init__(
-        self, channel: Channel, client: httpx.AsyncClient, config: AdapterDeliveryConfig, *, instance: str
+        self,
+        *,
+        name: str,
+        prefixes: Sequence[str],
+        url: str,
+        body: Body,
+        client: httpx.AsyncClient,
+        config: AdapterDeliveryConfig,
+        instance: str,
+        label: str,
+        bearer: str | None = None,
+        exact: bool = False,
+        refusal: str | None = None,
     ) -> None:
-        self.name = channel.name
-        self.prefixes = tuple(channel.jid_prefixes)
-        self.channel = channel
+        self.name = name
+        self.prefixes = tuple(prefixes)
+        self.exact = exact
+        self.url = url
+        self._body = body
         self._client = client
         self._config = config
         self._instance = instance
-        self._send_url = channel.url.rstrip("/") + "/send"
+        self._label = label
+        self._bearer = bearer
+        self._refusal = refusal
+        self._shown_url = _without_credentials(url)
 
-    def body(self, message: Message) -> dict[str, Any]:
-        """The JSON body of the ``/send`` request for ``message`` (arizuko's fields plus the idempotency key)."""
-        return {
-            "chat_jid": message.chat_jid,
-            "content": message.content,
-            "format": "markdown",
-            "reply_to": message.reply_to_id,
-            "thread_id": message.topic or None,  # the platform thread the conversation came from, if any
-            "idempotency_key": idempotency_key(self._instance, message),
-        }
+    async def body(self, message: Message) -> dict[str, Any]:
+        """The JSON body of the request for ``message``."""
+        return await self._body(message, idempotency_key(self._instance, message))
 
     async def send(self, message: Message) -> str | None:
-        """Deliver ``message``; return the adapter's ``id`` for it; raise DeliveryError if it was not taken."""
-        if self.channel.capabilities.get("send_text") is False:
-            raise DeliveryError(f"adapter {self.name} does not take text (send_text is false)", transient=False)
-        body = self.body(message)
+        """Deliver ``message``; return the receiver's ``id`` for it; raise DeliveryError if it was not taken."""
+        if self._refusal is not None:
+            raise DeliveryError(self._refusal, transient=False)
+        body = await self.body(message)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(1, self._config.quick_tries)),
             wait=wait_exponential(multiplier=self._config.quick_wait, max=self._config.quick_wait_max)
@@ -97,28 +138,123 @@ class HttpChannelDeliverer:
         return _platform_id(response)
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
-        headers = {
-            "Authorization": f"Bearer {self._config.channel_secret}",
-            "Idempotency-Key": str(body["idempotency_key"]),
-        }
+        headers = {"Idempotency-Key": str(body["idempotency_key"])}
+        if self._bearer is not None:
+            headers["Authorization"] = f"Bearer {self._bearer}"
+        label = self._label
         try:
-            response = await self._client.post(self._send_url, json=body, headers=headers, timeout=self._config.timeout)
+            response = await self._client.post(self.url, json=body, headers=headers, timeout=self._config.timeout)
         except httpx.TimeoutException:
-            raise _Transient(f"adapter {self.name} did not answer within {self._config.timeout:g}s") from None
+            raise _Transient(f"{label} did not answer within {self._config.timeout:g}s") from None
         except httpx.TransportError as exc:
-            raise _Transient(f"adapter {self.name} unreachable at {self._send_url}: {type(exc).__name__}") from None
+            raise _Transient(f"{label} unreachable at {self._shown_url}: {type(exc).__name__}") from None
         status = response.status_code
         if status in TRANSIENT_STATUSES or status >= 500:
-            raise _Transient(f"adapter {self.name} answered {status}: {_snippet(response)}")
+            raise _Transient(f"{label} answered {status}: {_snippet(response)}")
         if not 200 <= status < 300:
-            raise DeliveryError(
-                f"adapter {self.name} refused the message: {status}: {_snippet(response)}", transient=False
-            )
+            raise DeliveryError(f"{label} refused the message: {status}: {_snippet(response)}", transient=False)
         return response
 
 
+# ---------------------------------------------------------------------------------------------------- adapters
+async def adapter_body(message: Message, key: str) -> dict[str, Any]:
+    """The body of an adapter's ``/send``: arizuko's fields plus the idempotency key."""
+    return {
+        "chat_jid": message.chat_jid,
+        "content": message.content,
+        "format": "markdown",
+        "reply_to": message.reply_to_id,
+        "thread_id": message.topic or None,  # the platform thread the conversation came from, if any
+        "idempotency_key": key,
+    }
+
+
+def adapter_deliverer(
+    channel: Channel, client: httpx.AsyncClient, config: AdapterDeliveryConfig, *, instance: str
+) -> HttpDeliverer:
+    """The deliverer of a registered channel adapter: ``POST <url>/send`` with the channel secret as bearer."""
+    takes_text = channel.capabilities.get("send_text") is not False
+    return HttpDeliverer(
+        name=channel.name,
+        prefixes=channel.jid_prefixes,
+        url=channel.url.rstrip("/") + "/send",
+        body=adapter_body,
+        client=client,
+        config=config,
+        instance=instance,
+        label=f"adapter {channel.name}",
+        bearer=config.channel_secret,
+        refusal=None if takes_text else f"adapter {channel.name} does not take text (send_text is false)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- daemons
+def daemon_body(name: str, find_original: FindOriginal) -> Body:
+    """The body a daemon receives: the message its route sent, as stored, and where it came from.
+
+    ``{chat_jid, id, seq, sender, sender_name, content, verb, topic, timestamp, reply_to, reply_to_text,
+    reply_to_sender, attachments, is_bot_message, daemon, idempotency_key}``: ``chat_jid`` is the chat the message
+    came from, ``id`` and ``seq`` its own, ``timestamp`` its platform send time (ISO 8601, UTC, ``Z``), ``reply_to``
+    the id of the message it answers; ``daemon`` is the target's name. The outbox row (``daemon:<name>``) names the
+    message by ``forwarded_from`` (its chat) and ``reply_to_id`` (its id); one no longer stored fails the row.
+    """
+
+    async def build(row: Message, key: str) -> dict[str, Any]:
+        original = await find_original(row)
+        if original is None:
+            raise DeliveryError(
+                f"the message {row.reply_to_id!r} of {row.forwarded_from} sent to daemon {name} is no longer stored",
+                transient=False,
+            )
+        return {
+            "chat_jid": original.chat_jid,
+            "id": original.id,
+            "seq": original.seq,
+            "sender": original.sender,
+            "sender_name": original.sender_name,
+            "content": row.content,
+            "verb": original.verb,
+            "topic": original.topic,
+            "timestamp": _utc(original.timestamp),
+            "reply_to": original.reply_to_id,
+            "reply_to_text": original.reply_to_text,
+            "reply_to_sender": original.reply_to_sender,
+            "attachments": original.attachments,
+            "is_bot_message": original.is_bot_message,
+            "daemon": name,
+            "idempotency_key": key,
+        }
+
+    return build
+
+
+def daemon_deliverer(
+    name: str,
+    url: str,
+    client: httpx.AsyncClient,
+    config: AdapterDeliveryConfig,
+    *,
+    instance: str,
+    find_original: FindOriginal,
+    outbox: str,
+) -> HttpDeliverer:
+    """The deliverer of daemon ``name``: ``POST <url>`` of each row in its outbox (the JID ``outbox``), no bearer."""
+    return HttpDeliverer(
+        name=outbox,
+        prefixes=[outbox],
+        exact=True,  # daemon:hook's outbox is not daemon:hook-2's
+        url=url,
+        body=daemon_body(name, find_original),
+        client=client,
+        config=config,
+        instance=instance,
+        label=f"daemon {name}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- answers
 def _platform_id(response: httpx.Response) -> str | None:
-    """The ``id`` an adapter answered with (arizuko's ``{"ok": true, "id": …}``), if any."""
+    """The ``id`` a receiver answered with (arizuko's ``{"ok": true, "id": …}``), if any."""
     try:
         answer = response.json()
     except ValueError:
@@ -131,7 +267,19 @@ def _platform_id(response: httpx.Response) -> str | None:
 
 
 def _snippet(response: httpx.Response) -> str:
-    # it goes into delivery_error and the logs: an adapter that echoes the credentials it got must not put the
+    # it goes into delivery_error and the logs: a receiver that echoes the credentials it got must not put the
     # channel secret there (SPEC §14). Redacted before the cut, so the cut cannot leave a piece of a secret.
     text = redaction.redact(response.text.strip().replace("\n", " "))
     return text[:_SNIPPET] or response.reason_phrase
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` as logs may show it: without a user name or password."""
+    try:
+        return str(httpx.URL(url).copy_with(username=None, password=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(an invalid URL)"
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

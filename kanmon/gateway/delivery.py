@@ -40,7 +40,11 @@ class DeliveryError(GatewayError):
 
 
 class Deliverer(Protocol):
-    """Sends outbound rows of the chats whose JIDs start with one of ``prefixes``."""
+    """Sends outbound rows of the chats whose JIDs start with one of ``prefixes``.
+
+    A deliverer that also has ``exact = True`` takes its ``prefixes`` as whole JIDs instead (a daemon's outbox
+    ``daemon:hook`` is not ``daemon:hook-2``'s).
+    """
 
     name: str
     prefixes: tuple[str, ...]
@@ -214,7 +218,7 @@ class DeliveryWorker:
         lock = self._locks.setdefault(deliverer.name, asyncio.Lock())
         async with lock:
             rows: list[Message] = await self._db.retrying(
-                self._store.pending_deliveries, deliverer.prefixes, now=self._clock.now()
+                self._store.pending_deliveries, deliverer.prefixes, now=self._clock.now(), exact=_exact(deliverer)
             )
             rows = await self._owned(deliverer, deliverers, rows)
             if isinstance(deliverer, StoreReadChannel):
@@ -310,13 +314,23 @@ class DeliveryWorker:
 
 
 def _overlap(a: Sequence[str], b: Sequence[str]) -> bool:
-    """Whether a JID could start with a prefix of ``a`` and one of ``b``."""
+    """Whether a JID could start with a prefix of ``a`` and one of ``b`` (whole JIDs count as prefixes: may overlap)."""
     return any(x.startswith(y) or y.startswith(x) for x in a for y in b)
+
+
+def _exact(deliverer: Deliverer) -> bool:
+    """Whether ``deliverer``'s prefixes are whole JIDs (see :class:`Deliverer`)."""
+    return getattr(deliverer, "exact", False) is True
+
+
+def _takes(deliverer: Deliverer, jid: str) -> bool:
+    """Whether ``jid`` is among the chats ``deliverer`` sends to."""
+    return jid in deliverer.prefixes if _exact(deliverer) else jid.startswith(deliverer.prefixes)
 
 
 def _owner(jid: str, chat: Chat | None, deliverers: Sequence[Deliverer]) -> Deliverer | None:
     """The channel that sends to ``jid``: its channel of record if that one takes it, else the first that does."""
-    matching = [d for d in deliverers if jid.startswith(d.prefixes)]
+    matching = [d for d in deliverers if _takes(d, jid)]
     if chat is not None and chat.channel:
         for deliverer in matching:
             if deliverer.name == chat.channel:

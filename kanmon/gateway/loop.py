@@ -29,11 +29,12 @@ from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.dispatch import Admitted, DispatchConfig, Dispatcher, TickWork
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.settle import Settle
 from kanmon.queue import GroupQueue, Lane, RetryPolicy, lane_for
-from kanmon.router import ImpulseConfig, MessageFields, resolve
+from kanmon.router import ImpulseConfig
 from kanmon.store import LaneHead, Message
 from kanmon.store.aio import AsyncStore
 
@@ -271,9 +272,7 @@ class MessageLoop:
         lane = lane_for(head.folder, head.chat_jid, head.topic)
         admitted = []
         for row in self._db.store.lane_batch(head, _RECOVERY_ROWS):
-            fields = MessageFields(chat_jid=row.chat_jid, sender=row.sender, verb=row.verb)
-            decision = resolve(ctx.routes(), fields, impulse=ctx.impulse)
-            impulse = decision.impulse if decision is not None else ctx.impulse
+            impulse = stored_impulse(ctx, row.chat_jid, row.sender, row.verb)
             admitted.append((Admitted(row.chat_jid, row.verb, row.seq, lane, impulse), row.received_at.timestamp()))
         return admitted
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
 from kanmon import redaction
 from kanmon.clock import Clock, SystemClock
-from kanmon.gateway.adapters import AdapterDeliveryConfig, HttpChannelDeliverer
+from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer, daemon_deliverer
 from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
+from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.loop import LoopConfig, MessageLoop
@@ -45,6 +46,8 @@ class GatewayConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     drain_timeout: float = 30.0
     adapters: AdapterDeliveryConfig = field(default_factory=AdapterDeliveryConfig)
+    #: ``daemon:<name>`` route targets: name -> the URL each message routed there is POSTed to (SPEC §6.4).
+    daemons: Mapping[str, str] = field(default_factory=dict)
     #: Below this many free bytes beside an SQLite store /readyz says not ready (0: never).
     min_free_bytes: int = 64 << 20
 
@@ -66,8 +69,9 @@ class Gateway:
         self.store = store
         self.runtimes = runtimes
         self.config = config
-        # never in a log line (SPEC §14): the secret sent to adapters and those handed to agents
-        for secret in (config.adapters.channel_secret, *config.run.secrets.values()):
+        # never in a log line (SPEC §14): the secret sent to adapters, those handed to agents, daemons' passwords
+        daemon_passwords = [httpx.URL(url).password or "" for url in config.daemons.values()]
+        for secret in (config.adapters.channel_secret, *config.run.secrets.values(), *daemon_passwords):
             redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
         self.db = db or AsyncStore(store, clock=self.clock)
@@ -161,23 +165,35 @@ class Gateway:
         self.wake()
 
     def configure_adapters(self, config: AdapterDeliveryConfig) -> None:
-        """Change how channel adapters are reached (secret, timeouts, backoff, deadline) from the next pass on."""
+        """Change how channel adapters and daemons are reached (secret, timeouts, backoff, deadline) from the next
+        pass on."""
         self.adapter_config = config
         self.delivery.policy = _policy(config)
 
     async def deliverers(self) -> list[Deliverer]:
-        """The built-in channels, then one HTTP deliverer per channel adapter registered in the store right now."""
-        channels = self.registry.channels  # refreshed by the loop when the configuration changes
-        if not channels:
+        """The built-in channels, one HTTP deliverer per configured daemon, and one per channel adapter registered
+        in the store (as of the loop's last look at the configuration)."""
+        channels = self.registry.channels
+        if not channels and not self.config.daemons:
             return list(self._fixed_deliverers)
         if self._adapter_client is None:
             self._adapter_client = httpx.AsyncClient(follow_redirects=False)
-        instance = self.config.run.instance
-        adapters = [
-            HttpChannelDeliverer(channel, self._adapter_client, self.adapter_config, instance=instance)
-            for channel in channels
+        client, config, instance = self._adapter_client, self.adapter_config, self.config.run.instance
+        daemons = [
+            daemon_deliverer(
+                name, url, client, config, instance=instance, find_original=self._original, outbox=daemon_jid(name)
+            )
+            for name, url in sorted(self.config.daemons.items())
         ]
-        return [*self._fixed_deliverers, *adapters]
+        adapters = [adapter_deliverer(channel, client, config, instance=instance) for channel in channels]
+        return [*self._fixed_deliverers, *daemons, *adapters]
+
+    async def _original(self, row: Message) -> Message | None:
+        """The stored message a daemon outbox row carries (``reply_to_id`` in the chat ``forwarded_from``)."""
+        if row.forwarded_from is None or row.reply_to_id is None:
+            return None
+        found: Message | None = await asyncio.to_thread(self.store.get_message, row.forwarded_from, row.reply_to_id)
+        return found
 
     async def readiness(self) -> list[str]:
         """Why this gated cannot do its work right now (``/readyz``); empty when it can."""

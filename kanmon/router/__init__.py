@@ -22,7 +22,7 @@ from kanmon.router.routes import (
     trace,
     validate_route,
 )
-from kanmon.router.targets import Target, TargetKind, folder_targets, parse_target, sender_file_id
+from kanmon.router.targets import Target, TargetKind, folder_targets, is_daemon_name, parse_target, sender_file_id
 
 __all__ = [
     "Glob",
@@ -43,6 +43,7 @@ __all__ = [
     "compile_glob",
     "folder_targets",
     "glob_match",
+    "is_daemon_name",
     "is_valid_glob",
     "ordered",
     "parse_impulse_config",

@@ -33,6 +33,7 @@ __all__ = [
     "check_target_known",
     "expand_target",
     "folder_targets",
+    "is_daemon_name",
     "parse_target",
     "sender_file_id",
     "validate_target",
@@ -86,6 +87,12 @@ def expand_target(template: str, sender: str) -> str | None:
     return template.replace(SENDER_PLACEHOLDER, sender_id)
 
 
+def is_daemon_name(name: str) -> bool:
+    """Whether ``name`` may follow ``daemon:`` in a target: lowercase letters, digits, ``_`` or ``-``, starting with a
+    letter or digit, at most 63 characters (the names of the ``daemons`` setting must be such names)."""
+    return _DAEMON_NAME.fullmatch(name) is not None
+
+
 def parse_target(text: str) -> Target:
     """Parse an expanded target, or raise :class:`RouteError` with one clear line."""
     kind, sep, name = text.partition(":")
@@ -99,7 +106,7 @@ def parse_target(text: str) -> Target:
             raise RouteError(f"target {text!r}: unknown builtin {name!r} (known: {known})")
         return Target(TargetKind.BUILTIN, name)
     if kind == TargetKind.DAEMON.value:
-        if _DAEMON_NAME.fullmatch(name) is None:
+        if not is_daemon_name(name):
             raise RouteError(
                 f"target {text!r}: daemon name must be lowercase letters, digits, '_' or '-', starting with a letter "
                 "or digit (at most 63)"

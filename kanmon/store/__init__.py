@@ -15,7 +15,7 @@ from kanmon.store.errors import (
 )
 from kanmon.store.identity import check_schema, check_sqlite_file, check_store_location
 from kanmon.store.lanes import LaneHead
-from kanmon.store.migrate import current_revision, head_revision, schema_drift, upgrade
+from kanmon.store.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
 from kanmon.store.records import (
     Channel,
     Chat,
@@ -30,6 +30,7 @@ from kanmon.store.records import (
     SystemMessage,
 )
 from kanmon.store.runs import RunBegin, RunDraft, RunEnd, RunEnded, RunStart
+from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
 from kanmon.store.text import storable
 from kanmon.store.work import ChatLag, Dispatch
@@ -66,11 +67,14 @@ __all__ = [
     "StoreUnavailable",
     "SystemMessage",
     "UnusableStore",
+    "WaitingChat",
+    "WaitingRow",
     "check_schema",
     "check_sqlite_file",
     "check_store_location",
     "current_revision",
     "describe_url",
+    "downgrade",
     "head_revision",
     "is_url",
     "make_engine",

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 
 from kanmon.store.base import StoreBase, from_row
 from kanmon.store.records import Message
@@ -19,16 +19,23 @@ __all__ = ["DeliveryStore"]
 class DeliveryStore(StoreBase):
     """Pending outbound rows and their delivery attempts."""
 
-    def pending_deliveries(self, prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100) -> list[Message]:
-        """Outbound rows still to send to chats whose JID starts with one of ``prefixes``, due at ``now``, in seq
-        order."""
+    def pending_deliveries(
+        self, prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100, exact: bool = False
+    ) -> list[Message]:
+        """Outbound rows still to send to chats whose JID starts with one of ``prefixes`` (with ``exact``: is one of
+        them), due at ``now``, in seq order."""
         if not prefixes:
             return []
+        chats_matching: ColumnElement[bool]
+        if exact:
+            chats_matching = messages.c.chat_jid.in_(list(prefixes))
+        else:
+            chats_matching = or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes))
         query = (
             select(messages)
             .where(
                 messages.c.delivery_status == "pending",
-                or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes)),
+                chats_matching,
                 or_(messages.c.deliver_after.is_(None), messages.c.deliver_after <= now),
             )
             .order_by(messages.c.seq)

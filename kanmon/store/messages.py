@@ -295,6 +295,11 @@ def insert_values(new: NewMessage, now: dt.datetime) -> dict[str, Any]:
     values["status"] = "new" if new.direction == "in" else None
     # a reply to a chat whose readers read the store (web:, local:) is delivered by being stored
     values["delivery_status"] = None if new.direction == "in" else ("sent" if new.delivered else "pending")
+    if new.direction == "out":
+        # Every outbound row is kanmon speaking (a reply, a command answer, an apology, a daemon forward), so it is
+        # the bot's own message whatever the writer passed. Inbound rows keep the flag their channel gave: a copy the
+        # gateway posts (a delegation, an onboarding re-post) speaks for its original sender (Message.copy_as).
+        values["is_bot_message"] = True
     return values
 
 

@@ -15,7 +15,7 @@ from kanmon.store.engine import WRITE
 from kanmon.store.errors import translate_errors
 from kanmon.store.tables import metadata
 
-__all__ = ["current_revision", "head_revision", "known_revisions", "schema_drift", "upgrade"]
+__all__ = ["current_revision", "downgrade", "head_revision", "known_revisions", "schema_drift", "upgrade"]
 
 
 def _config() -> Config:
@@ -30,6 +30,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with translate_errors(), engine.execution_options(**WRITE).begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (an older one), undoing each newer migration's changes in turn."""
+    config = _config()
+    with translate_errors(), engine.execution_options(**WRITE).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
 
 
 def head_revision() -> str:

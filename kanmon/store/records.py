@@ -87,12 +87,13 @@ class Message:
     routed_content: str | None = None
 
     def copy_as(self, *, chat_jid: str, id: str, **overrides: Any) -> NewMessage:
-        """This message posted again as a new inbound row (a delegation, an approved onboarding): the same sender,
-        time, verb, topic, reply-to and attachments, with ``overrides`` on top."""
+        """This message posted again as a new inbound row (a delegation, an approved onboarding): the same sender
+        (and whether it is a bot), time, verb, topic, reply-to and attachments, with ``overrides`` on top."""
         fields: dict[str, Any] = {
             "content": self.content,
             "sender": self.sender,
             "sender_name": self.sender_name,
+            "is_bot_message": self.is_bot_message,
             "timestamp": self.timestamp,
             "verb": self.verb,
             "topic": self.topic,

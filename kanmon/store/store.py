@@ -12,13 +12,14 @@ from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
 from kanmon.store.registry import RegistryStore
 from kanmon.store.runs import RunStore
+from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore):
+class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels and approvals.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
@@ -30,7 +31,8 @@ class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, App
         return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size))
 
     def counts(self) -> dict[str, Any]:
-        """Row counts for ``gated status``."""
+        """Row counts for ``gated status`` and ``/status``; ``chats`` counts the chats table, which holds only chats
+        with state (how many chats messages came from: :meth:`chat_count`)."""
         with self._read() as conn:
 
             def count(table: Any, *where: Any) -> int:
@@ -39,7 +41,7 @@ class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, App
             return {
                 "groups": count(registered_groups),
                 "routes": count(routes),
-                "chats": count(chats),
+                "chats": count(chats),  # rows of the chats table: the chats with state (how many chats: chat_count)
                 "messages": count(messages),
                 "inbound_new": count(messages, messages.c.direction == "in", messages.c.status == "new"),
                 "dead_letters": count(messages, messages.c.status == "dead"),

@@ -31,7 +31,7 @@ __all__ = [
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # a platform name and a colon, optionally narrowed further ("discord:guild-1:"); the JIDs it owns start with it
 PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}:(?:[A-Za-z0-9_.@+-]{1,64}:){0,4}$")
-RESERVED_PREFIXES = ("web:", "local:")  # the built-in channels' (kanmon.gateway.delivery.StoreReadChannel)
+RESERVED_PREFIXES = ("web:", "local:", "daemon:")  # the built-in channels and the outboxes of daemon targets
 RESERVED_NAMES = frozenset({"web", "local"})
 JID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 VERB_RE = r"^[a-z][a-z0-9_.-]{0,63}$"

@@ -7,9 +7,9 @@ own; with that token it posts the messages it receives (``POST /v1/messages``) a
 What differs from arizuko, on purpose: registrations live in the ``channels`` table, so a token survives a restart
 (arizuko's registry was in memory and every token died with gated); only a sha256 of the token is stored; a retried
 message answers with the seq it already has instead of a bare ``ok``; ``web:`` and ``local:`` belong to the built-in
-channels and cannot be claimed; a JID prefix belongs to one adapter at a time (arizuko let a second adapter claim
-one, and replies went to whichever wrote into the chat last); and every body is validated before anything is written
-(:mod:`kanmon.web.adapter_bodies`).
+channels and ``daemon:`` to the outboxes of daemon targets, and none can be claimed; a JID prefix belongs to one
+adapter at a time (arizuko let a second adapter claim one, and replies went to whichever wrote into the chat last); and
+every body is validated before anything is written (:mod:`kanmon.web.adapter_bodies`).
 """
 
 from __future__ import annotations

@@ -228,6 +228,7 @@ BAD = [
     Bad("a prefix without ':'", "/v1/channels/register", "secret", {**TG, "jid_prefixes": ["telegram"]}, 422, "prefix"),
     Bad("web: is reserved", "/v1/channels/register", "secret", {**TG, "jid_prefixes": ["web:"]}, 422, "reserved"),
     Bad("local: is reserved", "/v1/channels/register", "secret", {**TG, "jid_prefixes": ["local:x:"]}, 422, "reserved"),
+    Bad("daemon: is reserved", "/v1/channels/register", "secret", {**TG, "jid_prefixes": ["daemon:"]}, 422, "reserved"),
     Bad("capabilities as a list", "/v1/channels/register", "secret", {**TG, "capabilities": ["typing"]}, 422, ""),
     Bad("an oversized body", "/v1/channels/register", "secret", {**TG, "pad": "x" * 5000}, 413, "larger than"),
     # messages

@@ -15,14 +15,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,6 +33,7 @@ from kanmon.gateway.delivery import DeliveryPolicy
 from kanmon.store import Message
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import Harness, process_group, running_gateway
+from tests.http_serving import serving
 
 SECRET = "the-channel-secret"
 
@@ -92,34 +92,6 @@ class FakeAdapter:
 
     def shown_texts(self) -> list[str]:
         return [body["content"] for body in self.shown.values()]
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn inside a test: the test runner's signals stay its own."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in this event loop; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
-    sock = config.bind_socket()
-    server = _QuietServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(1000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 # ---------------------------------------------------------------------------------------------------- the world
@@ -215,6 +187,7 @@ async def test_a_reply_reaches_the_adapter_and_its_row_is_marked_sent(tmp_path: 
         assert request.authorization == f"Bearer {SECRET}"
         assert request.idempotency_header == f"test-{row.seq}"
         assert (row.delivery_status, row.delivery_attempts, row.platform_message_id) == ("sent", 1, "tg-msg-1")
+        assert row.is_bot_message  # the reply is kanmon speaking
         [inbound] = w.h.inbound("telegram:42")
         assert (inbound.seq, inbound.id, inbound.origin) == (posted["seq"], "m-1", "adapter:tg")
         assert w.h.store.get_chat("telegram:42").channel == "tg"  # type: ignore[union-attr]

@@ -173,3 +173,23 @@ def test_text_no_backend_takes_is_stored_the_same_on_both_as_the_replacement_cha
     assert stored.sender_name == "na\ufffdme"
     assert stored.attachments == [{"name": "f\ufffd.txt", "n\ufffd": ["\ufffd"]}]
     assert store.new_messages(0)[0].content == stored.content  # read back exactly as stored
+
+
+def test_every_outbound_row_is_the_bot_s_own_message_and_inbound_rows_keep_their_sender_s_flag(store: Store) -> None:
+    """Replies, gateway answers and apologies are kanmon speaking: ``is_bot_message`` is true on every ``out`` row,
+    whatever the writer passed; an inbound row keeps the flag its channel gave (another bot's message is one too)."""
+    reply = store.put_message(NewMessage(chat_jid="telegram:1", content="answer", direction="out", run_id="r1"))
+    answer = store.put_message(NewMessage(chat_jid="web:corp", content="pong", direction="out", origin="gateway"))
+    assert reply.message.is_bot_message and answer.message.is_bot_message
+    assert not store.put_message(inbound(id="u1")).message.is_bot_message
+    assert store.put_message(inbound(id="b1", is_bot_message=True)).message.is_bot_message
+
+
+def test_a_copy_the_gateway_posts_keeps_the_original_sender_s_flag(store: Store) -> None:
+    """A delegation copy or an onboarding re-post is inbound and speaks for its original sender, not for kanmon."""
+    user = store.put_message(inbound(id="u1")).message
+    bot = store.put_message(inbound(id="b1", is_bot_message=True)).message
+    user_copy = store.put_message(user.copy_as(chat_jid="local:corp", id="dlg-1", origin="gateway")).message
+    bot_copy = store.put_message(bot.copy_as(chat_jid="local:corp", id="dlg-2", origin="gateway")).message
+    assert (user_copy.direction, user_copy.is_bot_message) == ("in", False)
+    assert (bot_copy.direction, bot_copy.is_bot_message) == ("in", True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from kanmon.store import Store, current_revision, head_revision, schema_drift, upgrade
+from kanmon.store import Store, current_revision, downgrade, head_revision, schema_drift, upgrade
 
 SPEC_TABLES = {
     "messages",
@@ -70,4 +70,31 @@ def test_upgrading_a_store_with_messages_keeps_them_and_leaves_them_undispatched
     assert schema_drift(store.engine) == []
     [row] = store.new_messages(0)
     assert (row.id, row.status, row.routed_folder) == ("m1", "new", None)
+    store.close()
+
+
+def _bot_flags(store: Store) -> dict[str, bool]:
+    with store.engine.connect() as conn:
+        return {str(i): bool(flag) for i, flag in conn.exec_driver_sql("SELECT id, is_bot_message FROM messages")}
+
+
+def test_upgrading_marks_stored_outbound_rows_as_the_bot_s_own_and_downgrading_undoes_it(empty_store_url: str) -> None:
+    store = Store.open(empty_store_url)
+    upgrade(store.engine, "0002")
+    with store.engine.begin() as conn:
+        for message_id, direction, bot in (("reply", "out", False), ("user", "in", False), ("other-bot", "in", True)):
+            conn.exec_driver_sql(
+                "INSERT INTO messages (id, chat_jid, direction, timestamp, received_at, is_bot_message) "
+                f"VALUES ('{message_id}', 'telegram:1', '{direction}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, "
+                f"{'true' if bot else 'false'})"
+            )
+    upgrade(store.engine)
+    assert _bot_flags(store) == {"reply": True, "user": False, "other-bot": True}
+    assert schema_drift(store.engine) == []
+
+    downgrade(store.engine, "0002")
+    assert current_revision(store.engine) == "0002"
+    assert _bot_flags(store) == {"reply": False, "user": False, "other-bot": True}
+    upgrade(store.engine)
+    assert _bot_flags(store)["reply"] is True
     store.close()

@@ -262,3 +262,22 @@ def test_get_chats_reads_the_known_chats_of_a_batch_at_once(corp: Store) -> None
     chats = corp.get_chats(["telegram:1", "telegram:2", "telegram:1"])
     assert list(chats) == ["telegram:1"] and chats["telegram:1"].sticky_group == "corp"
     assert corp.get_chats([]) == {}
+
+
+def test_the_platform_s_message_id_is_kept_when_a_delivery_is_taken(corp: Store) -> None:
+    """An adapter (or daemon) answers ``{"ok": true, "id": …}``; the id lands in ``platform_message_id``."""
+    seq = put(corp, "telegram:1", "reply", direction="out")
+    assert corp.mark_delivery(seq, "pending", error="503")
+    assert corp.mark_delivery(seq, "sent", platform_message_id="tg-981")
+    [row] = [m for m in corp.new_messages(0) if m.seq == seq]
+    assert (row.delivery_status, row.delivery_attempts, row.platform_message_id) == ("sent", 2, "tg-981")
+    assert row.is_bot_message
+
+
+def test_pending_deliveries_of_whole_jids_leave_out_the_jids_they_begin(corp: Store) -> None:
+    """A daemon's outbox ``daemon:hook`` is one chat: ``daemon:hook-2``'s rows are not its to send."""
+    hook = put(corp, "daemon:hook", "for hook", direction="out")
+    put(corp, "daemon:hook-2", "for hook-2", direction="out")
+    now = dt.datetime.now(dt.UTC)
+    assert [m.seq for m in corp.pending_deliveries(["daemon:hook"], now=now, exact=True)] == [hook]
+    assert len(corp.pending_deliveries(["daemon:hook"], now=now)) == 2  # as a prefix it takes both

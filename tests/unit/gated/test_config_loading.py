@@ -9,6 +9,7 @@ import pytest
 
 from kanmon.errors import InvalidInput
 from kanmon.gated.config import ConfigError, Settings, derive_instance, load_settings, render_config
+from kanmon.gated.daemon import gateway_config
 
 
 def load(
@@ -263,6 +264,10 @@ INVALID_VALUES = [
     ("session_idle_expiry", "-1"),
     ("onboarding.enabled", "maybe"),
     ("daemons", "noequals"),
+    ("daemons", "hook=ftp://h/x"),
+    ("daemons", "hook=not-a-url"),
+    ("daemons", "hook=http:///no-host"),
+    ("daemons", "Bad Name=http://h/x"),
     ("log.level", "LOUD"),
     ("log.format", "xml"),
 ]
@@ -330,6 +335,13 @@ def test_daemon_targets_are_a_mapping_in_yaml_and_pairs_in_the_environment(tmp_p
     assert dict(from_env.daemons) == {"a": "http://h:1/x", "b": "http://h:2/y"}
     write_yaml(tmp_path, "daemons:\n  triage: http://127.0.0.1:9000/hook\n")
     assert dict(load(tmp_path).daemons) == {"triage": "http://127.0.0.1:9000/hook"}
+
+
+def test_the_configured_daemons_reach_the_gateway_with_the_delivery_settings(tmp_path: Path) -> None:
+    settings = load(tmp_path, environ={"KANMON_DAEMONS": "triage=http://h:1/x", "KANMON_DELIVERY_DEADLINE": "60"})
+    config = gateway_config(settings)
+    assert dict(config.daemons) == {"triage": "http://h:1/x"}
+    assert config.adapters.deadline == 60.0
 
 
 def test_http_listen_splits_into_host_and_port_including_ipv6(tmp_path: Path) -> None:

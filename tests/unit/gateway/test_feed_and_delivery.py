@@ -159,9 +159,9 @@ async def test_a_wake_up_for_one_chat_looks_only_at_that_chats_channel(store: St
     asked: list[tuple[str, ...]] = []
     pending = store.pending_deliveries
 
-    def counting(prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100) -> list[Message]:
+    def counting(prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100, exact: bool = False) -> list[Message]:
         asked.append(tuple(prefixes))
-        return pending(prefixes, now=now, limit=limit)
+        return pending(prefixes, now=now, limit=limit, exact=exact)
 
     store.pending_deliveries = counting  # type: ignore[method-assign]
     worker = DeliveryWorker(AsyncStore(store), [telegram, matrix], metrics=metrics, interval=3600.0)
