@@ -138,6 +138,7 @@ async def running_gateway(
     busy_timeout_ms: int = 30_000,
     onboarding: bool = False,
     daemons: Mapping[str, str] | None = None,
+    max_replies: int = 500,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -160,6 +161,7 @@ async def running_gateway(
         idle_timeout=idle_timeout,
         timeout=timeout,
         stop_grace=2.0,
+        max_replies=max_replies,
     )
     config = GatewayConfig(
         run=defaults,

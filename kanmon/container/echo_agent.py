@@ -20,7 +20,10 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_EXIT=n``: exit status;
 * ``ECHO_FAIL_RUNS=n``: the first n runs in this working directory exit 1 with no output (counted in the file
   ``.echo-runs``), later runs answer normally;
-* ``ECHO_RECORD=name``: append the input document to this file in the working directory, one JSON line per run.
+* ``ECHO_RECORD=name``: append the input document to this file in the working directory, one JSON line per run;
+* ``ECHO_REPEAT=n``: answer each message n times (``echo: <text> #i``), as fast as possible;
+* ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
+  (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``).
 """
 
 from __future__ import annotations
@@ -87,9 +90,21 @@ def main() -> int:
     if not os.environ.get("ECHO_SILENT"):
         for text in texts[-1:] if os.environ.get("ECHO_LAST_ONLY") else texts:
             time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
-            emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
+            _answer(text, session)
     time.sleep(knob("ECHO_HANG"))
     return int(knob("ECHO_EXIT"))
+
+
+def _answer(text: str, session: str) -> None:
+    raw = os.environ.get("ECHO_RESULT_JSON")
+    repeat = int(knob("ECHO_REPEAT"))
+    for n in range(repeat or 1):
+        if raw is not None:
+            block = f'{{"status": "ok", "result": {raw}, "newSessionId": {json.dumps(session)}}}'
+            sys.stdout.write(f"{START}\n{block}\n{END}\n")
+        else:
+            emit({"status": "ok", "result": f"echo: {text}" + (f" #{n}" if repeat else ""), "newSessionId": session})
+    sys.stdout.flush()
 
 
 def _side_effects(request: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from kanmon.container.docker import DockerRuntime
 from kanmon.store import NewMessage
-from tests.gateway_harness import Harness, docker_group, process_group, running_gateway
+from tests.gateway_harness import RECORD, Harness, docker_group, inputs, process_group, running_gateway
 
 
 class EngineProxy:
@@ -128,10 +128,10 @@ async def test_an_unreachable_engine_defers_runs_keeps_ingesting_and_recovers(
 async def test_losing_the_engine_mid_run_re_attaches_the_run_and_answers_once(
     tmp_path: Path, instance: str, echo_image: str, proxy: EngineProxy, docker_client: Any
 ) -> None:
-    group = docker_group("corp", echo_image, {"ECHO_DELAY": 3.0})
+    group = docker_group("corp", echo_image, {"ECHO_DELAY": 3.0, "ECHO_RECORD": RECORD})
     async with gateway_behind(proxy, tmp_path, instance, group) as h:
         await h.send("web:corp", "across the outage")
-        await h.wait_for(lambda: any(r.status == "running" for r in h.store.recent_runs()), "the run to start")
+        await h.wait_for(lambda: inputs(h, "corp") != [], "the agent to have read its input")
         await proxy.cut()
         # the container lives on in the engine and finishes its answer while gated cannot see it
         [container] = docker_client.containers.list(all=True, filters={"label": f"kanmon.instance={instance}"})
@@ -174,3 +174,49 @@ async def test_a_database_locked_past_its_busy_timeout_is_waited_out_and_nothing
         await h.settled()
         assert await h.gateway.readiness() == []
     assert "loop tick failed" in caplog.text and "loop recovered" in caplog.text
+
+
+class StartCuttingProxy(EngineProxy):
+    """An engine proxy that goes down the moment a container is being started (while ``armed``): the container is
+    left ``Created``."""
+
+    armed = True
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:  # type: ignore[override]
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                if self.armed and b"/start HTTP/1.1" in data and self._server is not None:
+                    asyncio.get_running_loop().create_task(self.cut())
+                    return
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+
+
+@pytest.mark.docker
+async def test_a_container_left_created_by_an_outage_is_removed_when_the_engine_returns(
+    tmp_path: Path, instance: str, echo_image: str, docker_client: Any
+) -> None:
+    """Hardening item 12: removed when the engine answers again, not only at the next start of gated."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip("the engine proxy needs a Unix-socket DOCKER_HOST")
+    proxy = StartCuttingProxy(host.removeprefix("unix://"), tmp_path / "engine.sock")
+    await proxy.start()
+    labels = {"label": f"kanmon.instance={instance}"}
+    async with gateway_behind(proxy, tmp_path, instance, docker_group("corp", echo_image)) as h:
+        await h.send("web:corp", "through the outage")
+        await h.wait_for(lambda: bool(h.gateway.runner.unavailable), "the start to fail with the engine gone")
+        [left] = docker_client.containers.list(all=True, filters=labels)
+        assert left.status == "created"  # created, never started, and the engine gone before it could be removed
+
+        proxy.armed = False
+        await proxy.start()  # the engine is back
+        await h.wait_for(lambda: h.replies("web:corp") == ["echo: through the outage"], "the run after the outage")
+        await h.wait_for(
+            lambda: [c.id for c in docker_client.containers.list(all=True, filters=labels)] == [],
+            "the created container to be removed",
+            timeout=30,
+        )
+        assert h.store.counts()["dead_letters"] == 0

@@ -34,6 +34,7 @@ from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.runner import DEAD_LETTER_TEXT
 from kanmon.queue import RetryPolicy
 from kanmon.store import Message, NewMessage, Store, upgrade
+from kanmon.store.aio import AsyncStore
 from kanmon.web import WebConfig, create_app, webchat
 from kanmon.web.webchat import token_hash
 from tests.gateway_harness import Harness, process_group, running_gateway
@@ -505,7 +506,7 @@ async def test_a_row_both_replayed_and_published_live_is_sent_once(tmp_path: Pat
 
         first = [put("a"), put("b")]
         feed = ChatFeed()
-        gateway: Any = SimpleNamespace(feed=feed, store=store)
+        gateway: Any = SimpleNamespace(feed=feed, store=store, db=AsyncStore(store))
         stream = webchat.event_stream(gateway, "web:corp", "t", after=0)
         assert (await anext(stream)).startswith("retry:")  # subscribed now; the replay is read on the next step
         # stored and published by the loop in the gap between the subscription and the replay's read
@@ -538,7 +539,7 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_its_stream_ends(tmp
             store.put_message(NewMessage(chat_jid="web:corp", content=f"m{i}", topic="t")).message for i in range(4)
         ]
         feed = ChatFeed(queue_size=2)
-        gateway: Any = SimpleNamespace(feed=feed, store=store)
+        gateway: Any = SimpleNamespace(feed=feed, store=store, db=AsyncStore(store))
         stream = webchat.event_stream(gateway, "web:corp", "t", after=rows[0].seq)
         assert (await anext(stream)).startswith("retry:")
         replayed = [await anext(stream) for _ in range(3)]
