@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from kanmon.store.apikeys import ApiKeyStore
 from kanmon.store.approvals import ApprovalStore
 from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
@@ -16,8 +17,9 @@ from kanmon.store.work import WorkStore
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore, WorkStore, ApprovalStore):
-    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels and approvals.
+class Store(MessageStore, RegistryStore, WorkStore, ApprovalStore, ApiKeyStore):
+    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals and API
+    keys.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """
