@@ -9,6 +9,7 @@ Knobs for tests, from the environment (all optional):
 
 * ``ECHO_LAST_ONLY=1``: one output for the last message instead of one per message;
 * ``ECHO_DELAY=s``: sleep before each output;
+* ``ECHO_REPEAT=n``: answer each message n times, ``echo (i/n): <text>`` (several replies to one message);
 * ``ECHO_DELAY_MAX=s``: sleep a random 0–s seconds before each output (on top of ``ECHO_DELAY``);
 * ``ECHO_HEARTBEATS=n`` / ``ECHO_HEARTBEAT_INTERVAL=s``: n more heartbeats, s apart, before the outputs;
 * ``ECHO_SILENT=1``: no output at all (heartbeats still go out);
@@ -85,9 +86,12 @@ def main() -> int:
     session = request.get("sessionId") or str(uuid.uuid4())
     texts = messages(prompt)
     if not os.environ.get("ECHO_SILENT"):
+        repeat = max(1, int(knob("ECHO_REPEAT", 1)))
         for text in texts[-1:] if os.environ.get("ECHO_LAST_ONLY") else texts:
-            time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
-            emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
+            for n in range(1, repeat + 1):
+                time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
+                label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"
+                emit({"status": "ok", "result": f"{label}: {text}", "newSessionId": session})
     time.sleep(knob("ECHO_HANG"))
     return int(knob("ECHO_EXIT"))
 

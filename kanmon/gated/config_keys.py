@@ -296,6 +296,14 @@ KEYS: tuple[Key, ...] = (
         check=pattern("an HTTP header name like X-Remote-User, or empty", r"[A-Za-z0-9-]*"),
     ),
     _key(
+        "openai.timeout",
+        FLOAT,
+        300.0,
+        "Seconds /v1/chat/completions waits for the agent before 504 (the run goes on into the store).",
+        check=_POSITIVE,
+        attr="http.openai_timeout",
+    ),
+    _key(
         "delivery.deadline",
         FLOAT,
         86400.0,

@@ -115,6 +115,7 @@ class HttpSettings:
     max_body_bytes: int = _default("http.max_body_bytes")
     channel_secret: str = field(default=_default("http.channel_secret"), repr=False)
     trusted_sender_header: str = _default("http.trusted_sender_header")
+    openai_timeout: float = _default("openai.timeout")
 
     @property
     def host(self) -> str:
