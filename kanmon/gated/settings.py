@@ -29,6 +29,7 @@ __all__ = [
     "RuntimeSettings",
     "Settings",
     "StoreSettings",
+    "TelegramSettings",
 ]
 
 DEFAULT_SOURCE = "default"
@@ -138,6 +139,21 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TelegramSettings:
+    """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
+
+    bot_token: str = field(default=_default("telegram.bot_token"), repr=False)
+    name: str = _default("telegram.name")
+    listen: str = _default("telegram.listen")
+    url: str = _default("telegram.url")
+    gated_url: str = _default("telegram.gated_url")
+    api_url: str = _default("telegram.api_url")
+    state_dir: str = _default("telegram.state_dir")
+    poll_timeout: float = _default("telegram.poll_timeout")
+    typing_limit: float = _default("telegram.typing_limit")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """Logging level and line format."""
 
@@ -161,6 +177,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     log: LogSettings = field(default_factory=LogSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
     daemons: Mapping[str, str] = field(default_factory=lambda: _default("daemons"))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

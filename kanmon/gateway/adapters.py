@@ -68,8 +68,9 @@ class HttpChannelDeliverer:
         self._send_url = channel.url.rstrip("/") + "/send"
 
     def body(self, message: Message) -> dict[str, Any]:
-        """The JSON body of the ``/send`` request for ``message`` (arizuko's fields plus the idempotency key)."""
-        return {
+        """The JSON body of the ``/send`` request for ``message`` (arizuko's fields plus the idempotency key, and the
+        reply's ``attachments`` when it has any)."""
+        body: dict[str, Any] = {
             "chat_jid": message.chat_jid,
             "content": message.content,
             "format": "markdown",
@@ -77,6 +78,9 @@ class HttpChannelDeliverer:
             "thread_id": message.topic or None,  # the platform thread the conversation came from, if any
             "idempotency_key": idempotency_key(self._instance, message),
         }
+        if message.attachments:
+            body["attachments"] = message.attachments
+        return body
 
     async def send(self, message: Message) -> str | None:
         """Deliver ``message``; return the adapter's ``id`` for it; raise DeliveryError if it was not taken."""
