@@ -179,10 +179,10 @@ class FakeBotApi:
         self._notify()
         return update_id
 
-    def flood(self, method: str, *retry_after: int) -> None:
-        """Answer the next calls of ``method`` with 429, one per ``retry_after`` given."""
+    def flood(self, method: str, *retry_after: int, after: int = 0) -> None:
+        """Answer the next calls of ``method`` (after ``after`` more that succeed) with 429, one per ``retry_after``."""
         with self._lock:
-            self._floods.setdefault(method, []).extend(retry_after)
+            self._floods.setdefault(method, []).extend([-1] * after + list(retry_after))
 
     def add_file(self, file_id: str, path: str, content: bytes) -> None:
         with self._lock:
@@ -240,8 +240,8 @@ class FakeBotApi:
     async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
         with self._lock:
             floods = self._floods.get(method)
-            if floods:
-                seconds = floods.pop(0)
+            seconds = floods.pop(0) if floods else -1
+            if seconds >= 0:
                 raise ApiError(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
         handlers = {
             "getMe": lambda p: BOT,
@@ -332,8 +332,10 @@ class FakeBotApi:
         with self._lock:
             chat = self._chat(params)
             file_id = f"sent-{kind}-{len(self.sent)}"
-            media = {"file_id": file_id, "file_unique_id": file_id, "source": source}
-            return self._message(chat, params, **({"photo": [media]} if kind == "photo" else {"document": media}))
+            media: dict[str, Any] = {"file_id": file_id, "file_unique_id": file_id}
+            if kind == "photo":
+                return self._message(chat, params, photo=[{**media, "width": 100, "height": 100}])
+            return self._message(chat, params, document=media)
 
     def _chat_action(self, params: dict[str, Any]) -> bool:
         with self._lock:

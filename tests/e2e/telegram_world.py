@@ -18,6 +18,7 @@ from gateway_harness import Harness, process_group, running_gateway
 from telegram_fake import TOKEN, FakeBotApi
 
 from kanmon.adapters.telegram.adapter import TelegramAdapter, TelegramConfig
+from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.web import WebConfig, create_app
 
 SECRET = "channel-secret-for-telegram-tests"
@@ -91,6 +92,9 @@ async def telegram_world(
     async with contextlib.AsyncExitStack() as stack:
         h = await stack.enter_async_context(
             running_gateway(tmp_path / "data", [process_group("corp")], poll_interval=0.2)
+        )
+        h.gateway.configure_adapters(
+            AdapterDeliveryConfig(channel_secret=SECRET, retry_base=0.05, deadline=600.0, quick_wait=0.01)
         )
         if routes and not h.store.list_routes():
             h.store.add_route(seq=0, match="platform=telegram", target="corp")
