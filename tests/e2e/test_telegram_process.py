@@ -85,7 +85,7 @@ class Adapter:
 
 
 class World:
-    def __init__(self, tmp_path: Path, fake: FakeBotApi) -> None:
+    def __init__(self, tmp_path: Path, fake: FakeBotApi, log_level: str) -> None:
         self.fake = fake
         self.data = tmp_path / "data"
         self.data.mkdir()
@@ -104,6 +104,7 @@ class World:
             "KANMON_TELEGRAM_API_URL": fake.url,
             "KANMON_TELEGRAM_LISTEN": f"127.0.0.1:{free_port()}",
             "KANMON_TELEGRAM_POLL_TIMEOUT": "1",
+            "KANMON_LOG_LEVEL": log_level,
         }
         self.gated = Gated(self.data, tmp_path / "gated.log", args=["--http", f"127.0.0.1:{port}"], env=env)
         self.adapter = Adapter(self.data, tmp_path / "adapter.log", env, f"http://127.0.0.1:{port}")
@@ -127,9 +128,9 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     with running_fake() as fake:
-        world = World(tmp_path, fake)
+        world = World(tmp_path, fake, getattr(request, "param", "INFO"))
         try:
             yield world
         finally:
@@ -142,6 +143,7 @@ def post(fake: FakeBotApi, chat_id: int, message_id: int, text: str) -> int:
     return fake.add_update(message=message(chat, message_id, user(abs(chat_id) % 1000 + 1), text))
 
 
+@pytest.mark.parametrize("world", ["DEBUG"], indirect=True)
 def test_restarts_of_the_adapter_and_of_gated_lose_and_repeat_nothing(world: World) -> None:
     fake, texts = world.fake, []
     world.gated.start().wait_logged("gated running")
@@ -176,6 +178,9 @@ def test_restarts_of_the_adapter_and_of_gated_lose_and_repeat_nothing(world: Wor
     assert sorted(text for _, text in replies) == sorted(f"echo: {text}" for text in texts)
     assert set(replies.values()) == {1}, [key for key, count in replies.items() if count > 1]
     wait(lambda: fake.pending() == 0, "every update to be confirmed", logs=world.logs)
+    for secret in (TOKEN, SECRET):  # the adapter logged at DEBUG, Bot API URLs (which carry the token) included
+        assert secret not in world.adapter.logged() and secret not in world.gated.logged()
+    assert "getUpdates" in world.adapter.logged()
 
 
 def test_a_flood_of_500_messages_from_20_chats_is_answered_exactly_once(world: World) -> None:

@@ -122,9 +122,11 @@ class TelegramAdapter:
             await self.bot.initialize()
             await self.bot.delete_webhook(drop_pending_updates=False)
         except (InvalidToken, Forbidden) as exc:
-            raise InvalidInput(f"telegram.bot_token: Telegram refused it ({exc})") from None
+            # PTB's message quotes the token: redacted like every line that could carry it
+            raise InvalidInput(f"telegram.bot_token: Telegram refused it ({redaction.redact(str(exc))})") from None
         except NetworkError as exc:
-            raise InvalidInput(f"telegram.api_url {self.config.api_url}: unreachable ({exc})") from None
+            reason = redaction.redact(str(exc))
+            raise InvalidInput(f"telegram.api_url {self.config.api_url}: unreachable ({reason})") from None
         return self.bot.bot
 
     # ------------------------------------------------------------------------------------------------ polling

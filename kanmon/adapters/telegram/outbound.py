@@ -37,6 +37,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
+from kanmon import redaction
 from kanmon.adapters.state import AdapterState, SentPart
 from kanmon.adapters.telegram.split import split_message
 
@@ -168,11 +169,16 @@ class TelegramSender:
                 self._not_before = max(self._not_before, time.monotonic() + seconds)
                 logger.warning("Telegram's flood control: nothing is sent for %gs", seconds)
             except (BadRequest, Forbidden) as exc:
-                raise SendRefused(f"Telegram refused it: {exc}") from None
+                raise SendRefused(f"Telegram refused it: {_said(exc)}") from None
             except NetworkError as exc:
-                raise SendLater(f"Telegram unreachable: {exc}") from None
+                raise SendLater(f"Telegram unreachable: {_said(exc)}") from None
             except TelegramError as exc:
-                raise SendRefused(f"Telegram refused it: {exc}") from None
+                raise SendRefused(f"Telegram refused it: {_said(exc)}") from None
+
+
+def _said(exc: TelegramError) -> str:
+    """What Telegram's error says, fit to go to gated (which stores it) and to logs: the bot token blanked."""
+    return redaction.redact(str(exc))
 
 
 def _parts(request: SendRequest) -> list[_Part]:

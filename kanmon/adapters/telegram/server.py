@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from telegram import Bot
 from telegram.error import BadRequest, TelegramError
 
+from kanmon import redaction
 from kanmon.adapters.telegram.chat_action import Typing
 from kanmon.adapters.telegram.outbound import SendLater, SendRefused, SendRequest, TelegramSender
 
@@ -144,9 +145,9 @@ def create_app(*, bot: Bot, sender: TelegramSender, typing: Typing, channel_secr
             found = await bot.get_file(file_id)
             data = bytes(await found.download_as_bytearray())
         except BadRequest as exc:
-            raise HTTPException(status_code=404, detail=f"no such file: {exc}") from None
+            raise HTTPException(status_code=404, detail=f"no such file: {redaction.redact(str(exc))}") from None
         except TelegramError as exc:
-            raise HTTPException(status_code=502, detail=f"Telegram unreachable: {exc}") from None
+            raise HTTPException(status_code=502, detail=f"Telegram unreachable: {redaction.redact(str(exc))}") from None
         media_type = mimetypes.guess_type(found.file_path or "")[0] or "application/octet-stream"
         return Response(data, media_type=media_type)
 
