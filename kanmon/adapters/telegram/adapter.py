@@ -138,6 +138,8 @@ class TelegramAdapter:
             except RetryAfter as exc:
                 await _sleep(retry_after_seconds(exc), stopping)
                 continue
+            except (InvalidToken, Forbidden) as exc:  # the token was revoked while running
+                raise InvalidInput(f"telegram.bot_token: Telegram refused it ({redaction.redact(str(exc))})") from None
             except (NetworkError, Conflict) as exc:
                 failures += 1
                 logger.warning("getUpdates failed (%s); retrying", exc)
@@ -165,7 +167,12 @@ class TelegramAdapter:
             return
         chat = update.effective_chat
         if chat is not None and chat.id not in self._named:
-            await gated.post_chat({"chat_jid": body["chat_jid"], "name": chat_name(chat), "is_group": body["is_group"]})
+            try:
+                await gated.post_chat(
+                    {"chat_jid": body["chat_jid"], "name": chat_name(chat), "is_group": body["is_group"]}
+                )
+            except MessageRefused as exc:  # only the chat's name is lost
+                logger.warning("chat %s not named: %s", body["chat_jid"], exc)
             self._named.add(chat.id)
         try:
             await gated.post_message(body)

@@ -128,6 +128,8 @@ def _outside_code(text: str, position: int, blocks: list[_Block]) -> bool:
     """Whether a cut at ``position`` is outside every code block and inline code span."""
     if any(block.start < position < block.end for block in blocks):
         return False
+    if text[position] == "\n":  # an inline span ends with its line
+        return True
     line_start = text.rfind("\n", 0, position) + 1
     return text.count("`", line_start, position) % 2 == 0
 
@@ -137,7 +139,10 @@ def _cut_block(text: str, block: _Block, limit: int) -> tuple[str, str]:
     and opening it again at the top of the rest."""
     closing = "\n" + block.closing
     room = _fit(text, limit - utf16_len(closing))
+    if room <= block.body:  # not even the fence line and one character fit: cut it like a word
+        budget = _fit(text, limit)
+        return text[:budget], text[budget:]
     line_end = text.rfind("\n", block.body, room)
-    cut = line_end if line_end > block.body else max(room, block.body)
+    cut = line_end if line_end > block.body else room
     rest = text[cut + 1 :] if line_end > block.body else text[cut:]
     return text[:cut] + closing, block.opening + "\n" + rest
