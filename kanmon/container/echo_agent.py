@@ -9,6 +9,7 @@ Knobs for tests, from the environment (all optional):
 
 * ``ECHO_LAST_ONLY=1``: one output for the last message instead of one per message;
 * ``ECHO_DELAY=s``: sleep before each output;
+* ``ECHO_REPEAT=n``: answer each message n times, ``echo (i/n): <text>`` (several replies to one message);
 * ``ECHO_DELAY_MAX=s``: sleep a random 0–s seconds before each output (on top of ``ECHO_DELAY``);
 * ``ECHO_HEARTBEATS=n`` / ``ECHO_HEARTBEAT_INTERVAL=s``: n more heartbeats, s apart, before the outputs;
 * ``ECHO_SILENT=1``: no output at all (heartbeats still go out);
@@ -21,7 +22,6 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_FAIL_RUNS=n``: the first n runs in this working directory exit 1 with no output (counted in the file
   ``.echo-runs``), later runs answer normally;
 * ``ECHO_RECORD=name``: append the input document to this file in the working directory, one JSON line per run;
-* ``ECHO_REPEAT=n``: answer each message n times (``echo: <text> #i``), as fast as possible;
 * ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
   (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``).
 """
@@ -88,22 +88,24 @@ def main() -> int:
     session = request.get("sessionId") or str(uuid.uuid4())
     texts = messages(prompt)
     if not os.environ.get("ECHO_SILENT"):
+        repeat = max(1, int(knob("ECHO_REPEAT", 1)))
         for text in texts[-1:] if os.environ.get("ECHO_LAST_ONLY") else texts:
-            time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
-            _answer(text, session)
+            for n in range(1, repeat + 1):
+                time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
+                label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"
+                _answer(f"{label}: {text}", session)
     time.sleep(knob("ECHO_HANG"))
     return int(knob("ECHO_EXIT"))
 
 
-def _answer(text: str, session: str) -> None:
+def _answer(result: str, session: str) -> None:
+    """One output block with ``result`` (or, with ``ECHO_RESULT_JSON``, that raw JSON instead)."""
     raw = os.environ.get("ECHO_RESULT_JSON")
-    repeat = int(knob("ECHO_REPEAT"))
-    for n in range(repeat or 1):
-        if raw is not None:
-            block = f'{{"status": "ok", "result": {raw}, "newSessionId": {json.dumps(session)}}}'
-            sys.stdout.write(f"{START}\n{block}\n{END}\n")
-        else:
-            emit({"status": "ok", "result": f"echo: {text}" + (f" #{n}" if repeat else ""), "newSessionId": session})
+    if raw is None:
+        emit({"status": "ok", "result": result, "newSessionId": session})
+        return
+    block = f'{{"status": "ok", "result": {raw}, "newSessionId": {json.dumps(session)}}}'
+    sys.stdout.write(f"{START}\n{block}\n{END}\n")
     sys.stdout.flush()
 
 

@@ -37,6 +37,7 @@ from kanmon.gated.settings import (
     RuntimeSettings,
     Settings,
     StoreSettings,
+    TelegramSettings,
 )
 
 __all__ = [
@@ -110,6 +111,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("http", HttpSettings),
     ("delivery", DeliverySettings),
     ("log", LogSettings),
+    ("telegram", TelegramSettings),
 )
 
 

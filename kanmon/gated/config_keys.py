@@ -312,6 +312,14 @@ KEYS: tuple[Key, ...] = (
         check=pattern("an HTTP header name like X-Remote-User, or empty", r"[A-Za-z0-9-]*"),
     ),
     _key(
+        "openai.timeout",
+        FLOAT,
+        300.0,
+        "Seconds /v1/chat/completions waits for the agent before 504 (the run goes on into the store).",
+        check=_POSITIVE,
+        attr="http.openai_timeout",
+    ),
+    _key(
         "delivery.deadline",
         FLOAT,
         86400.0,
@@ -327,6 +335,68 @@ KEYS: tuple[Key, ...] = (
     ),
     _key(
         "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
+    ),
+    _key(
+        "telegram.bot_token",
+        STR,
+        "",
+        "The bot's token from @BotFather, for `gated adapter telegram`.",
+        secret=True,
+    ),
+    _key(
+        "telegram.name",
+        STR,
+        "telegram",
+        "The Telegram adapter's name at gated (the channel of its chats).",
+        check=pattern("a name of lowercase letters, digits, '_' and '-'", r"[a-z0-9][a-z0-9_-]{0,62}"),
+    ),
+    _key(
+        "telegram.listen",
+        STR,
+        "127.0.0.1:8081",
+        "Address of the Telegram adapter's /send endpoint.",
+        check=Check("host:port like 127.0.0.1:8081", is_listen),
+    ),
+    _key(
+        "telegram.url",
+        STR,
+        "",
+        "URL gated reaches the Telegram adapter at; empty = http://<telegram.listen>.",
+        check=pattern("an http(s):// URL, or empty", r"(https?://[^\s/?#]+(/[^\s?#]*)?)?"),
+    ),
+    _key(
+        "telegram.gated_url",
+        STR,
+        "",
+        "URL of gated for the Telegram adapter (--gated); empty = http://<http.listen>.",
+        check=pattern("an http(s):// URL, or empty", r"(https?://[^\s/?#]+(/[^\s?#]*)?)?"),
+    ),
+    _key(
+        "telegram.api_url",
+        STR,
+        "https://api.telegram.org",
+        "The Bot API server (a local telegram-bot-api server, say).",
+        check=pattern("an http(s):// URL", r"https?://[^\s/?#]+(/[^\s?#]*)?"),
+    ),
+    _key(
+        "telegram.state_dir",
+        STR,
+        "",
+        "Where the Telegram adapter keeps its update offset and sent journal; empty = DATA/adapters/<name>.",
+    ),
+    _key(
+        "telegram.poll_timeout",
+        FLOAT,
+        30.0,
+        "Seconds one getUpdates long poll may wait for updates.",
+        check=_POSITIVE,
+    ),
+    _key(
+        "telegram.typing_limit",
+        FLOAT,
+        120.0,
+        "Longest 'typing…' shown while a message waits for its answer, in seconds; 0 = never.",
+        check=_NON_NEGATIVE,
     ),
     _key(
         "daemons",

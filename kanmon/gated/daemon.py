@@ -87,6 +87,7 @@ def web_config(settings: Settings) -> WebConfig:
         channel_secret=http.channel_secret,
         max_body_bytes=http.max_body_bytes,
         trusted_sender_header=http.trusted_sender_header,
+        openai_timeout=http.openai_timeout,
     )
 
 

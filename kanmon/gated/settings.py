@@ -29,6 +29,7 @@ __all__ = [
     "RuntimeSettings",
     "Settings",
     "StoreSettings",
+    "TelegramSettings",
 ]
 
 DEFAULT_SOURCE = "default"
@@ -115,6 +116,7 @@ class HttpSettings:
     max_body_bytes: int = _default("http.max_body_bytes")
     channel_secret: str = field(default=_default("http.channel_secret"), repr=False)
     trusted_sender_header: str = _default("http.trusted_sender_header")
+    openai_timeout: float = _default("openai.timeout")
 
     @property
     def host(self) -> str:
@@ -134,6 +136,21 @@ class DeliverySettings:
     deadline: float = _default("delivery.deadline")
     retry_base_delay: float = _default("delivery.retry_base_delay")
     request_timeout: float = _default("delivery.request_timeout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelegramSettings:
+    """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
+
+    bot_token: str = field(default=_default("telegram.bot_token"), repr=False)
+    name: str = _default("telegram.name")
+    listen: str = _default("telegram.listen")
+    url: str = _default("telegram.url")
+    gated_url: str = _default("telegram.gated_url")
+    api_url: str = _default("telegram.api_url")
+    state_dir: str = _default("telegram.state_dir")
+    poll_timeout: float = _default("telegram.poll_timeout")
+    typing_limit: float = _default("telegram.typing_limit")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +177,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     log: LogSettings = field(default_factory=LogSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
     daemons: Mapping[str, str] = field(default_factory=lambda: _default("daemons"))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -192,7 +192,7 @@ class Gateway:
         """The stored message a daemon outbox row carries (``reply_to_id`` in the chat ``forwarded_from``)."""
         if row.forwarded_from is None or row.reply_to_id is None:
             return None
-        found: Message | None = await asyncio.to_thread(self.store.get_message, row.forwarded_from, row.reply_to_id)
+        found: Message | None = await self.db.retrying(self.store.get_message, row.forwarded_from, row.reply_to_id)
         return found
 
     async def readiness(self) -> list[str]:

@@ -1,5 +1,6 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
+from kanmon.store.apikeys import ApiKey
 from kanmon.store.approvals import RecordedApproval
 from kanmon.store.engine import SUPPORTED_URLS, describe_url, is_url, make_engine, sqlite_url, url_problem
 from kanmon.store.errors import (
@@ -37,6 +38,7 @@ from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
     "SUPPORTED_URLS",
+    "ApiKey",
     "Channel",
     "Chat",
     "ChatLag",

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from kanmon.store.apikeys import ApiKeyStore
 from kanmon.store.approvals import ApprovalStore
 from kanmon.store.delivery import DeliveryStore
 from kanmon.store.engine import make_engine
@@ -19,8 +20,9 @@ from kanmon.store.work import WorkStore
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore):
-    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels and approvals.
+class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore):
+    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals and API
+    keys.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

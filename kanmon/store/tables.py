@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "api_key_groups",
+    "api_keys",
     "channels",
     "chats",
     "messages",
@@ -237,4 +239,20 @@ channels = Table(
     Column("jid_prefixes", JSON, nullable=False),
     Column("capabilities", JSON, nullable=False),
     Column("registered_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True, doc="the key's public id, which the key itself starts with"),
+    Column("key_hash", Text, nullable=False, doc="sha256 of the whole key, never the key"),
+    Column("name", Text, nullable=False, server_default=_empty()),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_key_groups = Table(
+    "api_key_groups",
+    metadata,
+    Column("key_id", Text, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), primary_key=True),
 )

@@ -2,7 +2,7 @@
 
 It holds no state of its own: everything comes from the :class:`~kanmon.gateway.Gateway` it is built around, and
 every message it accepts goes into the store through the gateway (which wakes the loop). Each area is a router of
-its own module: health and metrics, the channel-adapter API, the web chat.
+its own module: health and metrics, the channel-adapter API, the web chat, the OpenAI-compatible API.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
-from kanmon.web import adapters, health, webchat
+from kanmon.web import adapters, health, openai_api, webchat
 from kanmon.web.deps import WebConfig
+from kanmon.web.openai_auth import ApiError
 
 __all__ = ["create_app"]
 
@@ -41,9 +42,11 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.state.draining = False
     app.add_exception_handler(RequestValidationError, _plain_validation_errors)
     app.add_exception_handler(StoreError, _store_errors)
+    app.add_exception_handler(ApiError, openai_api.api_error)
     app.include_router(health.router)
     app.include_router(adapters.router)
     app.include_router(webchat.router)
+    app.include_router(openai_api.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
     @app.middleware("http")

@@ -18,6 +18,7 @@ class WebConfig:
     channel_secret: str = field(default="", repr=False)  # empty: adapter registration is refused
     max_body_bytes: int = 1024 * 1024
     trusted_sender_header: str = ""  # a header set by a trusted proxy naming the web user; empty: anonymous
+    openai_timeout: float = 300.0  # seconds a chat completion waits for the agent's replies before 504
 
 
 def get_gateway(request: Request) -> Gateway:

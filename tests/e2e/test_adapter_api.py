@@ -469,6 +469,10 @@ async def probe(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             "/v1/channels",
             "/v1/messages",
             "/v1/chats",
+            # the OpenAI-compatible API shares the prefix: fuzzed the same way (no 5xx for any body or credential)
+            "/v1/models",
+            "/v1/models/{model}",
+            "/v1/chat/completions",
         }
         yield Probe(h, client, token, operations, document["components"]["schemas"])
 

@@ -40,8 +40,8 @@ def test_the_keys_the_spec_names_are_all_there() -> None:
     assert required <= names
 
 
-def test_only_the_channel_secret_is_flagged_secret() -> None:
-    assert [key.name for key in KEYS if key.secret] == ["http.channel_secret"]
+def test_only_the_channel_secret_and_the_bot_token_are_flagged_secret() -> None:
+    assert [key.name for key in KEYS if key.secret] == ["http.channel_secret", "telegram.bot_token"]
 
 
 def leaf_fields(cls: type, prefix: str = "") -> set[str]:

@@ -1,0 +1,200 @@
+"""Posting gated's replies to Telegram: split, formatted, threaded, rate-limited and never twice.
+
+A reply (``/send``) becomes parts: its text cut into messages (:mod:`kanmon.adapters.telegram.split`), then one
+message per attachment. Each text part is sent as HTML (the agent's Markdown converted by ``chatgpt-md-converter``);
+when Telegram refuses the entities (``can't parse entities``), that part is sent again as the plain Markdown it came
+from, which loses the formatting and nothing else. The first part replies to the message gated names
+(``reply_to``; sent even if that message is gone), and every part goes to the forum topic (``thread_id``).
+
+**Never twice.** Every posted part is journaled under gated's idempotency key before ``/send`` answers
+(:class:`~kanmon.adapters.state.AdapterState`); a retried ``/send`` posts only the parts the journal lacks, and
+concurrent requests with one key wait for each other. The one gap no client can close: Telegram posted a message
+but its answer was lost (a timeout), in which case gated's retry may post it again.
+
+**429.** Telegram's ``retry_after`` is honoured for the whole bot: nothing is sent to Telegram before it has passed.
+A wait up to ``max_inline_wait`` seconds happens inside the request; a longer one answers gated ``429`` with
+``Retry-After`` (:class:`SendLater`), and gated's delivery backs off and retries, resuming at the part that was next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import logging
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatgpt_md_converter import telegram_format
+from telegram import Bot, InputFile, ReplyParameters
+from telegram import Message as TelegramMessage
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
+
+from kanmon import redaction
+from kanmon.adapters.state import AdapterState, SentPart
+from kanmon.adapters.telegram.split import split_message
+
+__all__ = ["SendLater", "SendRefused", "SendRequest", "TelegramSender", "retry_after_seconds"]
+
+logger = logging.getLogger(__name__)
+
+# Telegram's words for "your HTML is not valid": then the plain text goes instead
+_ENTITY_ERRORS = ("can't parse entities", "message is too long", "entity")
+
+
+class SendRefused(Exception):
+    """Telegram (or the request) said no for good: a chat the bot cannot post to, a bad chat id, no content."""
+
+
+class SendLater(Exception):
+    """Not now: flood control (``retry_after`` seconds) or Telegram unreachable (``retry_after`` None)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendRequest:
+    """One ``/send`` from gated, checked: where, what, in reply to what, and its idempotency key."""
+
+    chat_id: int
+    content: str
+    key: str
+    reply_to: int | None = None
+    thread_id: int | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    text: str | None = None
+    attachment: dict[str, Any] | None = None
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """The seconds a :class:`RetryAfter` asks for (PTB 22 gives an int or a timedelta)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+class TelegramSender:
+    """Sends :class:`SendRequest` s through ``bot``, journaling each posted part in ``state``."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        state: AdapterState,
+        *,
+        max_inline_wait: float = 5.0,
+        on_sent: Callable[[int], None] = lambda chat_id: None,
+    ) -> None:
+        self._bot = bot
+        self._state = state
+        self._max_inline_wait = max_inline_wait
+        self._on_sent = on_sent
+        self._not_before = 0.0  # time.monotonic() before which Telegram asked us to send nothing
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def send(self, request: SendRequest) -> str:
+        """Post every part of ``request`` not yet posted for its key; return the first part's Telegram message id.
+
+        Raises :class:`SendRefused` (answer 4xx: gated marks the row failed) or :class:`SendLater` (answer 429/502:
+        gated retries, and the retry resumes where this one stopped).
+        """
+        parts = _parts(request)
+        if not parts:
+            raise SendRefused("nothing to send: content is empty and there are no attachments")
+        if len(self._locks) > 1000:  # forget idle keys (a lock that is held or awaited stays)
+            self._locks = {key: lock for key, lock in self._locks.items() if lock.locked()}
+        async with self._locks.setdefault(request.key, asyncio.Lock()):
+            done = {part.index: part.message_id for part in self._state.sent(request.key)}
+            for index, part in enumerate(parts):
+                if index not in done:
+                    posted = await self._post(request, part, first=index == 0)
+                    self._state.record_sent(request.key, SentPart(index, str(posted.message_id)))
+                    done[index] = str(posted.message_id)
+        self._on_sent(request.chat_id)
+        return done[0]
+
+    # ------------------------------------------------------------------------------------------------ one part
+    async def _post(self, request: SendRequest, part: _Part, *, first: bool) -> TelegramMessage:
+        where: dict[str, Any] = {"chat_id": request.chat_id}
+        if request.thread_id is not None:
+            where["message_thread_id"] = request.thread_id
+        if first and request.reply_to is not None:
+            where["reply_parameters"] = ReplyParameters(request.reply_to, allow_sending_without_reply=True)
+        if part.attachment is not None:
+            return await self._file(part.attachment, where)
+        assert part.text is not None
+        markdown = part.text
+        try:
+            return await self._call(
+                lambda: self._bot.send_message(text=telegram_format(markdown), parse_mode=ParseMode.HTML, **where)
+            )
+        except SendRefused as exc:
+            if not any(words in str(exc).lower() for words in _ENTITY_ERRORS):
+                raise
+            logger.info("Telegram refused the HTML of a part (%s); sending it as plain text", exc)
+        return await self._call(lambda: self._bot.send_message(text=markdown, **where))
+
+    async def _file(self, attachment: dict[str, Any], where: dict[str, Any]) -> TelegramMessage:
+        source = _file_source(attachment)
+        mime = str(attachment.get("mime_type") or "")
+        if attachment.get("type") == "photo" or (mime.startswith("image/") and mime != "image/gif"):
+            return await self._call(lambda: self._bot.send_photo(photo=source, **where))
+        return await self._call(lambda: self._bot.send_document(document=source, **where))
+
+    async def _call(self, send: Callable[[], Awaitable[TelegramMessage]]) -> TelegramMessage:
+        """``send()``, after any wait Telegram asked for; a 429 is waited out here or handed back as SendLater."""
+        while True:
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                if wait > self._max_inline_wait:
+                    raise SendLater(f"Telegram's flood control: retry in {wait:.0f}s", retry_after=wait)
+                await asyncio.sleep(wait)
+            try:
+                return await send()
+            except RetryAfter as exc:
+                seconds = retry_after_seconds(exc)
+                self._not_before = max(self._not_before, time.monotonic() + seconds)
+                logger.warning("Telegram's flood control: nothing is sent for %gs", seconds)
+            except (BadRequest, Forbidden) as exc:
+                raise SendRefused(f"Telegram refused it: {_said(exc)}") from None
+            except NetworkError as exc:
+                raise SendLater(f"Telegram unreachable: {_said(exc)}") from None
+            except TelegramError as exc:
+                raise SendRefused(f"Telegram refused it: {_said(exc)}") from None
+
+
+def _said(exc: TelegramError) -> str:
+    """What Telegram's error says, fit to go to gated (which stores it) and to logs: the bot token blanked."""
+    return redaction.redact(str(exc))
+
+
+def _parts(request: SendRequest) -> list[_Part]:
+    texts = [_Part(text=piece) for piece in split_message(request.content)]
+    return texts + [_Part(attachment=attachment) for attachment in request.attachments]
+
+
+def _file_source(attachment: dict[str, Any]) -> str | InputFile:
+    """What Telegram is given: a ``file_id`` it knows, a URL it fetches itself, or the bytes of ``data`` (base64)."""
+    for key in ("file_id", "url"):
+        value = attachment.get(key)
+        if isinstance(value, str) and value:
+            return value
+    data = attachment.get("data")
+    if isinstance(data, str) and data:
+        with contextlib.suppress(binascii.Error, ValueError):
+            return InputFile(base64.b64decode(data, validate=True), filename=attachment.get("filename"))
+        raise SendRefused("an attachment's data is not base64")
+    raise SendRefused("an attachment has no file_id, url or data")

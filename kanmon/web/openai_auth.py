@@ -1,0 +1,97 @@
+"""API keys of the OpenAI-compatible API (:mod:`kanmon.web.openai_api`): issuing them, and checking a request's.
+
+A key looks like ``kmk_<id>_<secret>``: ``id`` (8 hex digits) is public and names the key in ``gated apikey list``;
+the whole key is shown once by ``gated apikey add`` and only its sha256 is stored (SPEC §14). A request is checked
+by looking its id up and comparing hashes with :func:`hmac.compare_digest`; a malformed key, an unknown id and a
+wrong secret do the same work (a comparison against a dummy hash) and get the same 401, in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from kanmon import redaction
+from kanmon.gateway import Gateway
+from kanmon.store import ApiKey, StoreError
+from kanmon.web.deps import get_gateway
+
+__all__ = ["KEY_PREFIX", "ApiError", "IssuedKey", "api_key", "key_hash", "new_api_key"]
+
+KEY_PREFIX = "kmk"
+_KEY_RE = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{8}})_[A-Za-z0-9_-]{{20,128}}$")
+_DUMMY_HASH = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+
+
+class ApiError(Exception):
+    """An answer in OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """The JSON body OpenAI's clients parse (``openai.APIStatusError.body``)."""
+        return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just made: ``key`` is shown to the operator once; ``key_hash`` is what the store keeps."""
+
+    key_id: str
+    key: str
+    key_hash: str
+
+
+def key_hash(key: str) -> str:
+    """The sha256 (hex) of a whole API key: what the store keeps instead of it."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_api_key() -> IssuedKey:
+    """A fresh key ``kmk_<8 hex>_<43 url-safe characters>`` (256 bits of secret), its id and hash."""
+    key_id = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    redaction.remember(key)
+    return IssuedKey(key_id=key_id, key=key, key_hash=key_hash(key))
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
+        401, "Incorrect API key provided: make one with `gated apikey add --group FOLDER`.", code="invalid_api_key"
+    )
+
+
+async def api_key(
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+    authorization: Annotated[str | None, Header(description="`Bearer kmk_…` (from `gated apikey add`)")] = None,
+) -> ApiKey:
+    """The stored key the request's ``Authorization: Bearer`` names; :class:`ApiError` 401 otherwise (503 while
+    the store is unreachable)."""
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" else ""
+    found = _KEY_RE.match(given)
+    stored: ApiKey | None = None
+    if found is not None:
+        try:
+            stored = await gateway.db.once(gateway.store.get_api_key, found.group(1))
+        except StoreError:
+            raise ApiError(503, "The store is unavailable; retry shortly.", type="server_error") from None
+    expected = stored.key_hash if stored is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(key_hash(given).encode(), expected.encode())
+    if stored is None or not matches:
+        raise _unauthorized()
+    redaction.remember(given)  # a real key: never to be logged
+    return stored

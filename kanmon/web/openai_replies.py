@@ -1,0 +1,77 @@
+"""Following the agent's answer to one message through the store, for the OpenAI-compatible API.
+
+The answer to a message is every outbound row of its chat that replies to it (``reply_to_id`` = the message's id: a
+run's replies to its batch, a command's answer, a dead letter's apology), and it is complete once the message is no
+longer waiting (``status`` left ``new``: the run recorded its outcome, or a command consumed it). Nothing here
+trusts memory alone: rows are read from the store by seq, and the gateway's live feed only says when to look again
+(the same feed the web chat streams from), with a short poll as the floor, since a run's outcome changes a status
+and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from kanmon.gateway import Gateway, Subscription
+from kanmon.store import Message
+
+__all__ = ["PAGE", "POLL_SECONDS", "Answer", "follow_answer"]
+
+POLL_SECONDS = 0.5  # the floor: how often the message's status is looked at when the feed says nothing
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One event of an answer: a reply row, or the end (``settled`` is the message's final status)."""
+
+    reply: Message | None = None
+    settled: str | None = None
+
+
+async def follow_answer(gateway: Gateway, subscription: Subscription, message: Message) -> AsyncIterator[Answer]:
+    """The replies to ``message`` as they are stored, in seq order, then one :class:`Answer` with its final status.
+
+    ``subscription`` must be a feed subscription to ``message``'s chat taken before the message was stored, so no
+    reply can fall between the store read and the wake-up. Runs until the message is settled; the caller bounds it
+    with a timeout (the run goes on regardless and its replies stay in the store).
+    """
+    store = gateway.store
+    after = message.seq
+    live = subscription.messages()
+    upcoming: asyncio.Future[Message | None] | None = None
+    try:
+        while True:
+            # the status first, then the rows: a reply stored before the status changed is in this read
+            current = await gateway.db.once(store.get_message, message.chat_jid, message.id)
+            status = current.status if current is not None else "done"
+            rows = await gateway.db.once(store.chat_messages, message.chat_jid, after, limit=PAGE)
+            for row in rows:
+                after = row.seq
+                if row.direction == "out" and row.reply_to_id == message.id:
+                    yield Answer(reply=row)
+            if len(rows) == PAGE:
+                continue
+            if status != "new":
+                yield Answer(settled=status)
+                return
+            if upcoming is None or upcoming.done():
+                upcoming = asyncio.ensure_future(_next(live))
+            await asyncio.wait({upcoming}, timeout=POLL_SECONDS)
+    finally:
+        if upcoming is not None:
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await upcoming
+
+
+async def _next(live: AsyncIterator[Message]) -> Message | None:
+    """The next live row, or None once the feed ended (cut off, or the gateway stops): then polling alone goes on."""
+    try:
+        return await anext(live)
+    except StopAsyncIteration:
+        await asyncio.sleep(POLL_SECONDS)
+        return None
