@@ -1,9 +1,10 @@
 """Pipeline throughput with an in-process runtime (SPEC §15: ≥ 2,000 messages/s, 1,000 groups, SQLite, 2 cores).
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--groups 1000] [--concurrency 5 [1 20 …]]
-                                         [--ingest batch put]
+                                         [--ingest batch put] [--url postgresql+psycopg://…/postgres]
 
-A real :class:`kanmon.gateway.Gateway` serves a fresh SQLite store in a temp dir with ``--groups`` groups
+A real :class:`kanmon.gateway.Gateway` serves a fresh store (SQLite in a temp dir, or a fresh database on the
+PostgreSQL server ``--url`` names) with ``--groups`` groups
 (``g0000`` …) on :class:`kanmon.container.InProcessRuntime`. Its agent costs nothing but emits one short result
 per run (``{"status": "ok", "result": "ok"}``), so each run also stores a reply: the messages go through the
 loop's layers and dispatch, the queue, the lane runner (batch, ``begin_run``, output parsing, reply row,
@@ -28,18 +29,18 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
-import os
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, insert, select
+from benchkit import add_url_option, describe, fresh_store
+from sqlalchemy import event, func, insert, select
 
 from kanmon.container import AgentCall, InProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
-from kanmon.store import Group, NewMessage, Store, upgrade
+from kanmon.store import Group, NewMessage, Store
 from kanmon.store.tables import messages
 
 TARGET_RATE = 2_000.0
@@ -65,6 +66,7 @@ class Result:
     replies: int
     left_new: int
     dead: int
+    transactions: int  # every commit on the store during the pass, ingest included
 
     def lines(self) -> list[str]:
         rate = self.messages / self.total_seconds
@@ -76,6 +78,8 @@ class Result:
             f"runs {self.runs:,} (ok {self.runs_ok:,}) = {self.runs / self.total_seconds:6.0f} runs/s, "
             f"{self.messages / max(self.runs, 1):.1f} messages/run   replies {self.replies:,}   "
             f"left new {self.left_new}   dead {self.dead}",
+            f"   {self.transactions:,} transactions = {self.transactions / max(self.runs, 1):.2f} per run "
+            f"(ingest's own included: {self.messages if self.ingest == 'put' else 1:,})",
         ]
 
 
@@ -125,10 +129,8 @@ async def settle(gateway: Gateway, store: Store) -> None:
         await asyncio.sleep(0.005)
 
 
-async def measure(data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str) -> Result:
-    """One pass on a fresh store in ``data_dir`` (created by ``Store.open``)."""
-    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
-    upgrade(store.engine)
+async def measure(store: Store, data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str) -> Result:
+    """One pass on the fresh, empty ``store``."""
     folders = [f"g{i:04d}" for i in range(groups)]
     for folder in folders:
         store.add_group(Group(folder=folder))
@@ -144,8 +146,11 @@ async def measure(data_dir: Path, *, groups: int, count: int, concurrency: int, 
     ]
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
+    commits = [0]
+    event.listen(store.engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1))
     try:
         await asyncio.sleep(0.2)  # the start-up tick (recovery sweep) is not what is measured
+        commits[0] = 0
         start = time.perf_counter()
         if ingest == "batch":
             await asyncio.to_thread(batch_insert, store, news)
@@ -156,6 +161,7 @@ async def measure(data_dir: Path, *, groups: int, count: int, concurrency: int, 
         ingested = time.perf_counter()
         await settle(gateway, store)
         done = time.perf_counter()
+        transactions = commits[0]
     finally:
         stopping.set()
         await serving
@@ -172,8 +178,8 @@ async def measure(data_dir: Path, *, groups: int, count: int, concurrency: int, 
         replies=await asyncio.to_thread(replies, store),
         left_new=counts["inbound_new"],
         dead=counts["dead_letters"],
+        transactions=transactions,
     )
-    store.close()
     return result
 
 
@@ -185,18 +191,19 @@ async def main() -> None:
     parser.add_argument(
         "--ingest", choices=["batch", "put"], nargs="+", default=["batch", "put"], help="see the module docstring"
     )
+    add_url_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(
-        f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent, "
-        f"SQLite, {os.cpu_count()} CPUs"
-    )
+    print(f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent")
+    print(f"on {describe(args.url)}")
     with tempfile.TemporaryDirectory() as tmp:
         for ingest in args.ingest:
             for n in args.concurrency:
-                result = await measure(
-                    Path(tmp) / f"{ingest}-{n}", groups=args.groups, count=args.messages, concurrency=n, ingest=ingest
-                )
+                with fresh_store(args.url, Path(tmp)) as store:
+                    result = await measure(
+                        store, Path(tmp) / f"{ingest}-{n}", groups=args.groups, count=args.messages, concurrency=n,
+                        ingest=ingest,
+                    )  # fmt: skip
                 for line in result.lines():
                     print(line, flush=True)
 
