@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from kanmon.errors import InvalidInput, KanmonError
+from kanmon.gated.adapter_commands import adapter
 from kanmon.gated.app import App, NotMigrated
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
@@ -131,6 +132,7 @@ for _command in (run, demo, chat, status):
 cli.add_command(group)
 cli.add_command(route)
 cli.add_command(onboarding_group)
+cli.add_command(adapter)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ from kanmon.gated.settings import (
     HttpSettings,
     ImpulseSettings,
     LogSettings,
+    MatrixSettings,
     QueueSettings,
     RuntimeSettings,
     Settings,
@@ -110,6 +111,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("http", HttpSettings),
     ("delivery", DeliverySettings),
     ("log", LogSettings),
+    ("matrix", MatrixSettings),
 )
 
 

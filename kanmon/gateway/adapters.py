@@ -158,8 +158,9 @@ class HttpDeliverer:
 
 # ---------------------------------------------------------------------------------------------------- adapters
 async def adapter_body(message: Message, key: str) -> dict[str, Any]:
-    """The body of an adapter's ``/send``: arizuko's fields plus the idempotency key."""
-    return {
+    """The body of an adapter's ``/send``: arizuko's fields plus the idempotency key, and ``attachments`` when the
+    reply carries files (``[{"url", "filename", "mime", …}]``)."""
+    body: dict[str, Any] = {
         "chat_jid": message.chat_jid,
         "content": message.content,
         "format": "markdown",
@@ -167,6 +168,9 @@ async def adapter_body(message: Message, key: str) -> dict[str, Any]:
         "thread_id": message.topic or None,  # the platform thread the conversation came from, if any
         "idempotency_key": key,
     }
+    if message.attachments:
+        body["attachments"] = message.attachments
+    return body
 
 
 def adapter_deliverer(

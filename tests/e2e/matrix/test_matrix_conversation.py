@@ -1,0 +1,52 @@
+"""A person on Matrix talks to a kanmon agent: a real Synapse, a real gated, the adapter, and a nio client.
+
+The message reaches the echo agent through gated, and the answer comes back into the room as a notice that replies
+to it, or into the thread it came from (arizuko's adapters answered threads in the main channel, or failed).
+"""
+
+from __future__ import annotations
+
+import pytest
+from matrix_harness import Human, Stack, room_with_bot
+
+pytestmark = [pytest.mark.synapse, pytest.mark.slow]
+
+
+def relation(event: dict[str, object]) -> dict[str, object]:
+    content = event.get("content")
+    assert isinstance(content, dict)
+    found = content.get("m.relates_to") or {}
+    assert isinstance(found, dict)
+    return found
+
+
+async def test_a_room_message_is_answered_in_the_room_and_a_thread_message_in_its_thread(
+    stack: Stack, alice: Human
+) -> None:
+    room = await room_with_bot(alice, stack)
+    asked = await alice.send(room, "hello kanmon")
+    bot = stack.bot.user_id
+    await alice.wait(lambda: len(alice.from_user(room, bot)) >= 1, "the agent's answer")
+    [answer] = alice.from_user(room, bot)
+    assert answer["content"]["body"] == "echo: hello kanmon"
+    assert answer["content"]["msgtype"] == "m.notice"  # bot output: other bots do not answer it
+    assert relation(answer) == {"m.in_reply_to": {"event_id": asked}}
+
+    in_thread = await alice.send(
+        room,
+        {"msgtype": "m.text", "body": "and in a thread",
+         "m.relates_to": {"rel_type": "m.thread", "event_id": asked, "is_falling_back": True,
+                          "m.in_reply_to": {"event_id": asked}}},
+    )  # fmt: skip
+    await alice.wait(lambda: len(alice.from_user(room, bot)) >= 2, "the answer in the thread")
+    threaded = alice.from_user(room, bot)[1]
+    assert threaded["content"]["body"] == "echo: and in a thread"
+    assert relation(threaded)["rel_type"] == "m.thread"
+    assert relation(threaded)["event_id"] == asked  # the thread it came from
+    assert relation(threaded)["m.in_reply_to"] == {"event_id": in_thread}
+
+    stored = {row.id: row for row in stack.messages("in")}
+    assert stored[asked].chat_jid == f"matrix:{room}" and stored[asked].topic == ""
+    assert stored[in_thread].topic == asked  # a thread is a topic: its own agent session
+    assert stored[asked].sender == alice.user_id
+    assert not [row for row in stack.messages("in") if row.sender == bot]  # its own answers are never ingested
