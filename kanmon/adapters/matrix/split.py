@@ -25,6 +25,7 @@ __all__ = ["json_size", "split_message"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _WORD = re.compile(r"\S+\s*|\s+")
+_LINE = re.compile(r"[^\n]*\n|[^\n]+")  # lines end at \n only (str.splitlines also cuts at \r, \x1c, \u2028…)
 _JOINERS = {0x200D}  # zero-width joiner: glues the characters on both sides
 _GLUED = re.compile(
     r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe00-\ufe0f\ufe20-\ufe2f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f\U000e0100-\U000e01ef]"
@@ -74,7 +75,7 @@ def _units(text: str) -> list[str]:
     units: list[str] = []
     current: list[str] = []
     fence: str | None = None  # the fence of the open code block
-    for line in text.splitlines(keepends=True):
+    for line in _LINE.findall(text):
         match = _FENCE.match(line.rstrip("\r\n"))
         if fence is None and match is not None:  # a code block starts: it is a unit of its own
             if current:
@@ -101,7 +102,7 @@ def _units(text: str) -> list[str]:
 
 def _split_code(block: str, limit: int) -> list[str]:
     """A code block too long for one message, cut between lines; each piece a closed block of its own."""
-    lines = block.splitlines(keepends=True)
+    lines = _LINE.findall(block)
     opening = lines[0].rstrip("\r\n")
     match = _FENCE.match(opening)
     assert match is not None
@@ -132,7 +133,7 @@ def _split_code(block: str, limit: int) -> list[str]:
 
 def _split_text(text: str, limit: int) -> list[str]:
     """Plain text cut between lines, else words, else characters; pieces of at most ``limit`` bytes."""
-    tokens = [token for line in text.splitlines(keepends=True) for token in _WORD.findall(line)]
+    tokens = [token for line in _LINE.findall(text) for token in _WORD.findall(line)]
     pieces: list[str] = []
     current = ""
     for token in tokens:
