@@ -32,6 +32,7 @@ from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse,
 from kanmon.store import Message, Store, upgrade
 
 CHANNEL_SECRET = "matrix-test-channel-secret"
+HUMAN_FILTER = {"room": {"timeline": {"limit": 1000}}}  # a human must see every event, even in a flood
 
 
 def free_port() -> int:
@@ -93,7 +94,11 @@ class Human:
         return str(self.client.user_id)
 
     async def sync(self, timeout_ms: int = 0) -> None:
-        answer = await self.client.sync(timeout=timeout_ms, since=self._token, full_state=self._token is None)
+        answer = await self.client.sync(
+            timeout=timeout_ms, since=self._token, full_state=self._token is None, sync_filter=HUMAN_FILTER
+        )
+        gaps = [room for room, info in answer.rooms.join.items() if info.timeline.limited and room in self.events]
+        assert not gaps, f"this human missed events in {gaps}"  # (a room's first appearance is always "limited")
         assert isinstance(answer, SyncResponse), answer
         for room_id, info in answer.rooms.join.items():
             self.events.setdefault(room_id, []).extend(e.source for e in info.timeline.events)
