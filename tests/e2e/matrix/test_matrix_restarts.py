@@ -85,3 +85,20 @@ async def test_invites_are_accepted_only_from_allowed_inviters(stack: Stack, ali
         assert not [row for row in stack.messages("in") if row.chat_jid == f"matrix:{theirs}"]
     finally:
         await mallory.close()
+
+
+async def test_more_events_than_one_sync_carries_are_fetched_back_not_skipped(stack: Stack, alice: Human) -> None:
+    room = await room_with_bot(alice, stack)
+    bot = stack.bot.user_id
+    stack.kill_adapter()
+    count = 140  # more than the adapter's sync timeline (100): the server answers with a gap ("limited")
+    for i in range(count):
+        await alice.send(room, f"backlog {i}")
+    stack.start_adapter()
+    expected = collections.Counter(f"echo: backlog {i}" for i in range(count))
+    await alice.wait(lambda: answers(alice, room, bot) >= expected, "the whole backlog answered", timeout=240)
+    assert "events fetched that one sync did not carry" in stack.adapter_logged()
+    await asyncio.sleep(2)
+    await alice.sync()
+    assert answers(alice, room, bot) == expected
+    assert [row.content for row in stack.messages("in")] == [f"backlog {i}" for i in range(count)]  # in order
