@@ -6,8 +6,10 @@ to it, or into the thread it came from (arizuko's adapters answered threads in t
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
-from matrix_harness import Human, Stack, room_with_bot
+from matrix_harness import CHANNEL_SECRET, Human, Stack, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
@@ -50,3 +52,17 @@ async def test_a_room_message_is_answered_in_the_room_and_a_thread_message_in_it
     assert stored[in_thread].topic == asked  # a thread is a topic: its own agent session
     assert stored[asked].sender == alice.user_id
     assert not [row for row in stack.messages("in") if row.sender == bot]  # its own answers are never ingested
+
+
+async def test_no_log_line_shows_a_password_token_or_secret(stack: Stack, alice: Human) -> None:
+    room = await room_with_bot(alice, stack)
+    await alice.send(room, f"my password is {stack.bot.password}")  # even said in a chat, gated's logs blank it
+    await alice.wait(lambda: bool(alice.from_user(room, stack.bot.user_id)), "the answer")
+    stack.stop()
+    with sqlite3.connect(stack.data_dir / "adapters" / "matrix" / "state.db") as state:
+        [(token,)] = state.execute("select value from kv where key = 'access_token'").fetchall()
+    assert stack.gated is not None
+    logs = stack.adapter_logged() + stack.gated.logged()
+    assert "logged in to" in logs
+    for secret in (stack.bot.password, token, CHANNEL_SECRET):
+        assert secret not in logs
