@@ -7,6 +7,8 @@ Matrix convention for automated output: other bots do not answer notices, so two
   reply; a topic that is not a Matrix thread (``#name``, a sticky topic) is kanmon's own and the reply goes to the
   main timeline (arizuko's Discord adapter sent such topics as channel ids, and the sends failed);
 - ``reply_to`` (an event id): the first piece is a rich reply to it;
+- markdown (gated's ``format``) is rendered to Matrix HTML (``formatted_body``, markdown-it-py's CommonMark with raw
+  HTML escaped) beside the plain ``body``, when the text has any markup and both fit in one event;
 - ``attachments``: each ``{"url": "mxc://…" | "https://…", "filename", "mime"}`` becomes an ``m.image``,
   ``m.audio``, ``m.video`` or ``m.file`` event after the text; an https file is fetched (at most
   ``max_file_bytes``) and uploaded to the content repository first.
@@ -21,22 +23,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from markdown_it import MarkdownIt
 from nio import AsyncClient, ErrorResponse, RoomSendResponse, UploadResponse
 
-from kanmon.adapters.matrix.split import split_message
+from kanmon.adapters.matrix.split import json_size, split_message
 from kanmon.adapters.matrix.state import AdapterState
 
-__all__ = ["Outgoing", "SendFailed", "SendRefused", "Sender", "text_contents"]
+__all__ = ["Outgoing", "SendFailed", "SendRefused", "Sender", "formatted", "text_contents"]
 
 NOTICE = "m.notice"
 TRANSIENT_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN"})
 MEDIA_MSGTYPES = {"image/": "m.image", "audio/": "m.audio", "video/": "m.video"}
+EVENT_TEXT_BUDGET = 60000  # body + formatted_body of one event: the rest of 65,536 bytes is envelope and signatures
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+_MARKUP = re.compile(r"<(?!/?p>|br ?/?>)")  # any tag besides paragraphs and line breaks
 
 
 class SendRefused(Exception):
@@ -57,6 +64,7 @@ class Outgoing:
     reply_to: str | None = None
     thread_id: str | None = None
     attachments: tuple[Mapping[str, Any], ...] = ()
+    markdown: bool = True  # the text is markdown (gated's ``format``): send it rendered too
 
 
 def _relation(thread_id: str | None, reply_to: str | None, first: bool) -> dict[str, Any] | None:
@@ -73,11 +81,21 @@ def _relation(thread_id: str | None, reply_to: str | None, first: bool) -> dict[
     return None
 
 
-def text_contents(text: str, *, thread_id: str | None, reply_to: str | None, limit: int) -> list[dict[str, Any]]:
+def formatted(piece: str) -> dict[str, str]:
+    """``format`` and ``formatted_body`` of a markdown piece; nothing for text without markup, or too large."""
+    rendered = _MARKDOWN.render(piece).strip()
+    if not _MARKUP.search(rendered) or json_size(piece) + json_size(rendered) > EVENT_TEXT_BUDGET:
+        return {}
+    return {"format": "org.matrix.custom.html", "formatted_body": rendered}
+
+
+def text_contents(
+    text: str, *, thread_id: str | None, reply_to: str | None, limit: int, markdown: bool = True
+) -> list[dict[str, Any]]:
     """The event contents of a text reply: notices of at most ``limit`` bytes each, in the right thread."""
     contents: list[dict[str, Any]] = []
     for index, piece in enumerate(split_message(text, limit)):
-        content: dict[str, Any] = {"msgtype": NOTICE, "body": piece}
+        content: dict[str, Any] = {"msgtype": NOTICE, "body": piece, **(formatted(piece) if markdown else {})}
         relation = _relation(thread_id, reply_to, index == 0)
         if relation is not None:
             content["m.relates_to"] = relation
@@ -118,7 +136,11 @@ class Sender:
 
     async def _post(self, outgoing: Outgoing) -> list[str]:
         contents = text_contents(
-            outgoing.content, thread_id=outgoing.thread_id, reply_to=outgoing.reply_to, limit=self._limit
+            outgoing.content,
+            thread_id=outgoing.thread_id,
+            reply_to=outgoing.reply_to,
+            limit=self._limit,
+            markdown=outgoing.markdown,
         )
         for attachment in outgoing.attachments:
             content = await self._file_content(attachment)

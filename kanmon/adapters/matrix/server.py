@@ -42,6 +42,7 @@ class SendBody(BaseModel):
     thread_id: str | None = None
     idempotency_key: Annotated[str | None, Field(max_length=512)] = None
     attachments: Annotated[list[dict[str, Any]] | None, Field(max_length=32)] = None
+    format: str | None = None  # "markdown" (what gated sends) or absent: rendered; anything else: plain text
 
 
 def _digest(value: str) -> bytes:
@@ -63,6 +64,7 @@ def outgoing(body: SendBody, header_key: str | None) -> Outgoing:
         reply_to=body.reply_to,
         thread_id=body.thread_id,
         attachments=tuple(body.attachments or ()),
+        markdown=body.format in (None, "markdown"),
     )
 
 

@@ -64,6 +64,8 @@ async def test_a_long_answer_is_split_between_paragraphs_and_code_blocks_stay_wh
     assert len(pieces) >= 2
     assert all(json_size(body(piece)) <= 32000 for piece in pieces)
     assert all(body(piece).count("```") % 2 == 0 for piece in pieces)  # every code block closed where it opened
+    coded = [piece["content"] for piece in pieces if "```python" in body(piece)]
+    assert coded and all('<pre><code class="language-python">' in c["formatted_body"] for c in coded)
     assert "\n".join(body(p) for p in pieces).replace("\n", "") == f"echo: {prose}{code}the end".replace("\n", "")
     assert pieces[0]["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": asked}}
 

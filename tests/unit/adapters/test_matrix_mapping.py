@@ -147,3 +147,15 @@ def test_the_command_fails_in_one_line_with_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot listen on 127.0.0.1" in result.output
     shown = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "config", "show"], env=env).output
     assert "pw-not-shown" not in shown and "****" in shown
+
+
+def test_markdown_goes_out_rendered_beside_the_plain_text_and_raw_html_is_escaped() -> None:
+    [content] = text_contents("**done** <script>x</script>\n\n```py\nx = 1\n```", thread_id=None, reply_to=None,
+                              limit=1000)  # fmt: skip
+    assert content["body"].startswith("**done**")
+    assert content["format"] == "org.matrix.custom.html"
+    assert "<strong>done</strong> &lt;script&gt;" in content["formatted_body"]
+    assert '<pre><code class="language-py">x = 1' in content["formatted_body"]
+    assert "formatted_body" not in text_contents("plain words", thread_id=None, reply_to=None, limit=1000)[0]
+    [plain] = text_contents("**as is**", thread_id=None, reply_to=None, limit=1000, markdown=False)
+    assert plain == {"msgtype": "m.notice", "body": "**as is**"}
