@@ -17,13 +17,14 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from kanmon import redaction
+from kanmon.errors import KanmonError
 
 __all__ = ["GatedClient", "GatedRefused"]
 
 logger = logging.getLogger(__name__)
 
 
-class GatedRefused(Exception):
+class GatedRefused(KanmonError):
     """gated answered 4xx: the request is wrong and will stay wrong (the message says why)."""
 
 

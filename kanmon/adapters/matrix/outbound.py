@@ -114,14 +114,15 @@ class Sender:
         self._http = http
         self._limit = limit
         self._max_file_bytes = max_file_bytes
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, requests holding or awaiting it)
 
     async def send(self, outgoing: Outgoing) -> list[str]:
         """Post ``outgoing``; return its event ids (the first is the reply's id). A key seen before posts nothing.
 
         Raises :class:`SendRefused` or :class:`SendFailed`.
         """
-        lock = self._locks.setdefault(outgoing.key, asyncio.Lock())
+        lock, users = self._locks.get(outgoing.key, (asyncio.Lock(), 0))
+        self._locks[outgoing.key] = (lock, users + 1)
         try:
             async with lock:
                 done = await asyncio.to_thread(self._state.sent, outgoing.key)
@@ -131,8 +132,11 @@ class Sender:
                 await asyncio.to_thread(self._state.record_sent, outgoing.key, ids, time.time())
                 return ids
         finally:
-            if not lock.locked() and self._locks.get(outgoing.key) is lock:
+            lock, users = self._locks[outgoing.key]
+            if users == 1:  # the last request of this key: its lock goes (nobody else holds or awaits it)
                 del self._locks[outgoing.key]
+            else:
+                self._locks[outgoing.key] = (lock, users - 1)
 
     async def _post(self, outgoing: Outgoing) -> list[str]:
         contents = text_contents(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -28,6 +29,9 @@ __all__ = ["SendBody", "create_app", "outgoing", "streamed"]
 
 logger = logging.getLogger(__name__)
 
+# the parts of an mxc:// URI (Matrix spec, "Matrix Content (mxc://) URIs"): a server name, an opaque media id
+_SERVER = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9.:\[\]-]{1,255}")  # never "." or "..": no path tricks
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
@@ -119,6 +123,8 @@ def create_app(
 
     @app.get("/media/{server}/{media_id}", dependencies=checked)
     async def get_media(server: str, media_id: str) -> StreamingResponse:
+        if not _SERVER.fullmatch(server) or not _MEDIA_ID.fullmatch(media_id):  # nothing but a content URI's parts
+            raise HTTPException(404, "not a Matrix content URI")
         response = await media(server, media_id)
         if response.status_code >= 400:
             await response.aclose()

@@ -6,10 +6,13 @@ to it, or into the thread it came from (arizuko's adapters answered threads in t
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 
 import pytest
-from matrix_harness import CHANNEL_SECRET, Human, Stack, room_with_bot
+from gated_process import GATED
+from matrix_harness import CHANNEL_SECRET, Human, Stack, free_port, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
@@ -66,3 +69,17 @@ async def test_no_log_line_shows_a_password_token_or_secret(stack: Stack, alice:
     assert "logged in to" in logs
     for secret in (stack.bot.password, token, CHANNEL_SECRET):
         assert secret not in logs
+
+
+def test_an_adapter_gated_refuses_says_why_in_one_line_and_exits(stack: Stack) -> None:
+    env = {
+        **os.environ,
+        "KANMON_HTTP_CHANNEL_SECRET": "not the secret",
+        "KANMON_MATRIX_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [*GATED, "--data-dir", str(stack.data_dir), "adapter", "matrix"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.decode().splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "401" in errors[0] and "Traceback" not in done.stderr.decode()

@@ -15,6 +15,7 @@ from kanmon.store import Store
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
+AUTH_HEADER = {"Authorization": f"Bearer {CHANNEL_SECRET}"}
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\0" * 40
 
 
@@ -95,7 +96,7 @@ async def test_every_message_kind_is_ingested_as_what_it_is(stack: Stack, alice:
 
         # the media URL serves the file to gated (with the channel secret), from the homeserver's content repository
         async with httpx.AsyncClient() as http:
-            served = await http.get(attachment["url"], headers={"Authorization": f"Bearer {CHANNEL_SECRET}"})
+            served = await http.get(attachment["url"], headers=AUTH_HEADER)
             assert served.status_code == 200 and served.content == PNG
             assert (await http.get(attachment["url"])).status_code == 401
 

@@ -10,13 +10,16 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from kanmon.adapters.matrix.adapter import inviter_allowed
 from kanmon.adapters.matrix.config import MatrixConfig
 from kanmon.adapters.matrix.inbound import Bot, Room, inbound_body, joined_at, strip_reply_fallback
-from kanmon.adapters.matrix.outbound import text_contents
+from kanmon.adapters.matrix.outbound import Outgoing, text_contents
+from kanmon.adapters.matrix.server import create_app
 from kanmon.errors import InvalidInput
 from kanmon.gated.cli import cli
 from kanmon.gated.config import load_settings
@@ -159,3 +162,23 @@ def test_markdown_goes_out_rendered_beside_the_plain_text_and_raw_html_is_escape
     assert "formatted_body" not in text_contents("plain words", thread_id=None, reply_to=None, limit=1000)[0]
     [plain] = text_contents("**as is**", thread_id=None, reply_to=None, limit=1000, markdown=False)
     assert plain == {"msgtype": "m.notice", "body": "**as is**"}
+
+
+def test_the_media_route_passes_on_only_a_content_uris_parts() -> None:
+    asked: list[tuple[str, str]] = []
+
+    async def media(server: str, media_id: str) -> httpx.Response:
+        asked.append((server, media_id))
+        return httpx.Response(200, content=b"file", headers={"content-type": "image/png"})
+
+    async def send(outgoing: Outgoing) -> list[str]:
+        raise AssertionError("not sent")
+
+    app = create_app(send, "s3cret", media=media, health=lambda: {"ok": True})
+    with TestClient(app) as client:
+        auth = {"Authorization": "Bearer s3cret"}
+        assert client.get("/media/hs.example:8448/AbC_1-2", headers=auth).content == b"file"
+        assert client.get("/media/hs.example/AbC", headers={"Authorization": "Bearer nope"}).status_code == 401
+        for server, media_id in [("%2E%2E", "x"), ("hs", "a%2Eb"), ("h%24s", "x")]:
+            assert client.get(f"/media/{server}/{media_id}", headers=auth).status_code == 404
+    assert asked == [("hs.example:8448", "AbC_1-2")]
