@@ -7,8 +7,10 @@ to it, or into the thread it came from (arizuko's adapters answered threads in t
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 from gated_process import GATED
@@ -83,3 +85,17 @@ def test_an_adapter_gated_refuses_says_why_in_one_line_and_exits(stack: Stack) -
     assert done.returncode == 1
     errors = [line for line in done.stderr.decode().splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "401" in errors[0] and "Traceback" not in done.stderr.decode()
+
+
+def test_a_refused_login_says_why_in_one_line_and_exits(stack: Stack, tmp_path: Path) -> None:
+    other = tmp_path / "other"  # no saved login here: the adapter must log in with the password
+    other.mkdir()
+    shutil.copy(stack.data_dir / "kanmon.yaml", other / "kanmon.yaml")
+    env = {**os.environ, "KANMON_MATRIX_PASSWORD": "wrong-password", "KANMON_MATRIX_LISTEN": f"127.0.0.1:{free_port()}"}
+    done = subprocess.run(
+        [*GATED, "--data-dir", str(other), "adapter", "matrix"], env=env, capture_output=True, timeout=60
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1
+    [error] = [line for line in stderr.splitlines() if line.startswith("Error")]
+    assert "refused the password login" in error and "wrong-password" not in stderr and "Traceback" not in stderr
