@@ -47,6 +47,8 @@ _NON_NEGATIVE_INT = at_least(0)
 _POSITIVE_INT = at_least(1)
 _POSITIVE = above(0)
 _MIN_MEMORY = 6 << 20  # Docker refuses a memory limit below 6 MiB.
+_HTTP_URL = pattern("an http:// or https:// URL, or empty", r"(https?://\S+)?")
+_LISTEN = Check("host:port like 127.0.0.1:8090", is_listen)
 
 
 def _daemons_ok(daemons: Mapping[str, str]) -> bool:
@@ -336,13 +338,7 @@ KEYS: tuple[Key, ...] = (
         check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
     ),
     # the Matrix adapter (`gated adapter matrix`, kanmon.adapters.matrix): a process of its own, same file and variables
-    _key(
-        "matrix.homeserver",
-        STR,
-        "",
-        "Matrix homeserver URL of the adapter's bot account, e.g. https://matrix.example.org.",
-        check=pattern("an http:// or https:// URL, or empty", r"(https?://\S+)?"),
-    ),
+    _key("matrix.homeserver", STR, "", "The bot's homeserver URL, e.g. https://matrix.example.org.", check=_HTTP_URL),
     _key(
         "matrix.user_id",
         STR,
@@ -359,26 +355,16 @@ KEYS: tuple[Key, ...] = (
         "Users whose room invites the bot accepts (globs like @*:example.org); others are declined.",
         check=Check("user ids or globs like @alice:example.org", lambda names: all(n.startswith("@") for n in names)),
     ),
+    _key("matrix.listen", STR, "127.0.0.1:8090", "Where the Matrix adapter serves /send for gated.", check=_LISTEN),
     _key(
-        "matrix.listen",
-        STR,
-        "127.0.0.1:8090",
-        "Where the Matrix adapter serves /send for gated.",
-        check=Check("host:port like 127.0.0.1:8090", is_listen),
-    ),
-    _key(
-        "matrix.url",
-        STR,
-        "",
-        "The adapter's URL as gated reaches it; empty = http://<matrix.listen>.",
-        check=pattern("an http:// or https:// URL, or empty", r"(https?://\S+)?"),
+        "matrix.url", STR, "", "The adapter's URL as gated reaches it; empty = http://<matrix.listen>.", check=_HTTP_URL
     ),
     _key(
         "matrix.gated_url",
         STR,
         "",
-        "gated's HTTP surface as the adapter reaches it; empty = http://<http.listen> (--gated).",
-        check=pattern("an http:// or https:// URL, or empty", r"(https?://\S+)?"),
+        "gated's URL for the adapter; empty = http://<http.listen> (--gated).",
+        check=_HTTP_URL,
     ),
     _key(
         "matrix.max_message_bytes",
