@@ -32,8 +32,13 @@ install() {
   fi
   log "installing matrix-synapse $VERSION into $DIR/venv"
   rm -rf "$DIR/venv"
-  # the virtualenv of kanmon's tests exists by now (scripts/venv.sh installs python3-venv where it is missing)
-  "$PYTHON" -m venv "$DIR/venv"
+  "$PYTHON" -m venv "$DIR/venv" 2>/dev/null || {
+    # Debian's own python3 needs python3-venv for ensurepip
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$DIR/venv"
+    "$PYTHON" -m venv "$DIR/venv"
+  }
   "$DIR/venv/bin/pip" install -q "matrix-synapse==$VERSION" 2>&1 | grep -v "^WARNING: Location" || true
   "$DIR/venv/bin/python" -c "import synapse" || die "matrix-synapse did not install; see the pip output above"
   log "installed matrix-synapse $VERSION"
