@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import tempfile
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,22 +66,6 @@ def postgres_url() -> str:
         service_missing("PostgreSQL", "KANMON_TEST_PG_URL is not set")
     assert url is not None
     return url
-
-
-@pytest.fixture(scope="session")
-def synapse() -> Any:
-    """The Synapse homeserver of scripts/services.sh (scripts/synapse.sh), as a ``matrix_harness.Homeserver``."""
-    from matrix_harness import homeserver_from_env
-
-    homeserver = homeserver_from_env()
-    if homeserver is None:
-        service_missing("a Synapse homeserver", "KANMON_TEST_SYNAPSE_URL is not set")
-    assert homeserver is not None
-    try:
-        urllib.request.urlopen(f"{homeserver.url}/_matrix/client/versions", timeout=5).close()
-    except OSError as exc:
-        service_missing("a Synapse homeserver", f"{homeserver.url} does not answer: {exc}")
-    return homeserver
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,6 @@ from typing import Any
 
 import httpx
 import yaml
-from gated_process import GATED, Gated
-from gateway_harness import process_group
 from nio import (
     AsyncClient,
     RoomCreateResponse,
@@ -37,6 +35,8 @@ from nio import (
 )
 
 from kanmon.store import Message, Store, upgrade
+from tests.gated_process import GATED, Gated
+from tests.gateway_harness import process_group
 
 CHANNEL_SECRET = "matrix-test-channel-secret"
 HUMAN_FILTER = {"room": {"timeline": {"limit": 100}}}  # Synapse sends at most 100 a room; gaps are read back

@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from gated_process import GATED
-from matrix_harness import CHANNEL_SECRET, Human, Stack, free_port, room_with_bot
+
+from tests.gated_process import GATED
+from tests.matrix_harness import CHANNEL_SECRET, Human, Stack, free_port, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from matrix_harness import CHANNEL_SECRET, Human, Stack, room_with_bot
 
 from kanmon.adapters.matrix.split import json_size
+from tests.matrix_harness import CHANNEL_SECRET, Human, Stack, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 

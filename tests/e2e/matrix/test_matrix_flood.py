@@ -12,7 +12,8 @@ import collections
 import time
 
 import pytest
-from matrix_harness import Human, Stack, room_with_bot
+
+from tests.matrix_harness import Human, Stack, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from matrix_harness import CHANNEL_SECRET, Homeserver, Human, Stack, room_with_bot
 
 from kanmon.store import Store
+from tests.matrix_harness import CHANNEL_SECRET, Homeserver, Human, Stack, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 

@@ -11,7 +11,8 @@ import asyncio
 import collections
 
 import pytest
-from matrix_harness import Homeserver, Human, Stack, room_with_bot
+
+from tests.matrix_harness import Homeserver, Human, Stack, room_with_bot
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 

@@ -102,7 +102,7 @@ def test_a_limit_too_small_is_refused() -> None:
 markdownish = st.lists(
     st.one_of(
         # fence characters only come in whole fence lines, so "is a fence line" means the same before and after
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="`~"), max_size=120),
+        st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="`~"), max_size=120),
         st.sampled_from(["\n", "\n\n", "\n```py\n", "\n```\n", "\n~~~\n", "    ", "👍🏽", "e\u0301", "\r\n", "\u2028"]),
     ),
     max_size=40,
