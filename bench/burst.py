@@ -173,9 +173,7 @@ async def main() -> None:
                     seconds, runs, seen = await k.burst(200)
                 name = f"burst 200/{groups}"
                 figures.setdefault(name, []).append(seconds)
-                print(
-                    f"round {round_ + 1}: {name}: {seconds:.2f} s, {runs} runs, {seen} of 200 messages reached the agent"
-                )
+                print(f"round {round_ + 1}: {name}: {seconds:.2f} s, {runs} runs, {seen} of 200 reached the agent")
     report(figures)
 
 

@@ -4,7 +4,8 @@
 #   * the local images the tests use, built from root filesystems (no registry is ever contacted), and the images and
 #     compose CLI of the compose deployment (scripts/images.sh),
 #   * a throwaway PostgreSQL cluster (unless KANMON_TEST_PG_URL already answers),
-#   * Debian's chromium and chromium-driver for the browser test (nothing is downloaded at test time).
+#   * Debian's chromium and chromium-driver for the browser test (nothing is downloaded at test time),
+#   * a Synapse homeserver for the Matrix adapter's tests (scripts/synapse.sh: its own virtualenv, SQLite, 127.0.0.1).
 # Writes "$KANMON_SERVICES_DIR/env" for the test command to source.
 #
 #   scripts/services.sh up      start / reuse everything (idempotent)
@@ -157,10 +158,12 @@ up)
   # the compose deployment's images and compose CLI (tests/deploy): built here once, found cached by the test
   bash "$ROOT/scripts/images.sh" all >/dev/null
   start_postgres
+  bash "$ROOT/scripts/synapse.sh" up
   {
     [ -n "${DOCKER_HOST:-}" ] && printf 'export DOCKER_HOST=%q\n' "$DOCKER_HOST"
     printf 'export KANMON_TEST_PG_URL=%q\n' "${KANMON_TEST_PG_URL:-$(pg_url)}"
     printf 'export KANMON_TEST_BUSYBOX_IMAGE=%q\nexport KANMON_TEST_PYTHON_IMAGE=%q\n' "$BUSYBOX_IMAGE" "$PYTHON_IMAGE"
+    cat "$DIR/synapse/env"
   } >"$DIR/env"
   log "ready: source $DIR/env"
   ;;

@@ -128,7 +128,7 @@ def pg_database(pg_admin_url: str) -> Iterator[str]:
     drop_pg_database(pg_admin_url, url)
 
 
-SERVICE_MARKERS = ("docker", "postgres")
+SERVICE_MARKERS = ("docker", "postgres", "synapse")
 _service_outcomes: dict[str, dict[str, int]] = {m: {"passed": 0, "failed": 0, "skipped": 0} for m in SERVICE_MARKERS}
 
 

@@ -1,9 +1,10 @@
-"""`gated adapter …`: channel adapters, each a process of its own beside gated (``gated adapter telegram``).
+"""`gated adapter …`: channel adapters, each a process of its own beside gated (``gated adapter telegram|matrix``).
 
 An adapter reads the same configuration as gated (kanmon.yaml, ``KANMON_*``, flags): its own section
-(``telegram.*``), ``http.channel_secret`` to register and to check gated's deliveries, and ``http.listen`` to find
-gated unless told otherwise. Its platform's library is an extra (``pip install 'kanmon[telegram]'``); without it the
-command says so in one line.
+(``telegram.*``, ``matrix.*``), ``http.channel_secret`` to register and to check gated's deliveries, and
+``http.listen`` to find gated unless told otherwise. Its platform's library is an extra (``pip install
+'kanmon[telegram]'``, ``'kanmon[matrix]'``), imported only when the command runs; without it the command says so in
+one line.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any, Literal
 
 import click
 
-from kanmon.errors import InvalidInput
+from kanmon.errors import InvalidInput, KanmonError
 from kanmon.gated.app import App
 from kanmon.gated.daemon import listen
 from kanmon.gated.logs import configure_logging
@@ -24,6 +26,7 @@ from kanmon.gated.settings import Settings
 __all__ = ["adapter"]
 
 pass_app = click.make_pass_decorator(App)
+QUIET_LOGGERS = ("nio", "httpx", "aiohttp")
 
 
 @click.group()
@@ -101,3 +104,38 @@ def _local(address: str) -> str:
     if host in ("0.0.0.0", "[::]", "::", ""):  # noqa: S104 - recognising the wildcard, not binding it
         host = "127.0.0.1"
     return f"{host}:{port}"
+
+
+@adapter.command("matrix")
+@click.option(
+    "--gated",
+    "gated_url",
+    metavar="URL",
+    default=None,
+    help="gated's HTTP surface.  [default: matrix.gated_url, else http://<http.listen>]",
+)
+@click.option("--listen", metavar="HOST:PORT", default=None, help="Serve /send here.  [default: matrix.listen]")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format.")
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), default=None
+)
+@pass_app
+def matrix(app: App, gated_url: str | None, listen: str | None, log_format: Any, log_level: str | None) -> None:
+    """Connect a Matrix bot account to gated: rooms become chats, threads topics (needs kanmon[matrix])."""
+    try:
+        from kanmon.adapters.matrix.config import MatrixConfig
+        from kanmon.adapters.matrix.run import bind, serve
+    except ImportError as exc:
+        raise KanmonError(f"the Matrix adapter needs matrix-nio: pip install 'kanmon[matrix]' ({exc})") from None
+    settings = app.settings
+    config = MatrixConfig.from_settings(settings, gated_url=gated_url, listen=listen)
+    sock = bind(config)
+    try:
+        fmt: Literal["text", "json"] = "json" if (log_format or settings.log.format) == "json" else "text"
+        configure_logging(log_level or settings.log.level, fmt, secrets=settings.secret_values())
+        if logging.getLogger().level > logging.DEBUG:  # a line per request and per room event is DEBUG's business
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    asyncio.run(serve(config, sock))

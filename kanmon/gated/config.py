@@ -33,6 +33,7 @@ from kanmon.gated.settings import (
     HttpSettings,
     ImpulseSettings,
     LogSettings,
+    MatrixSettings,
     QueueSettings,
     RuntimeSettings,
     Settings,
@@ -112,6 +113,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("delivery", DeliverySettings),
     ("log", LogSettings),
     ("telegram", TelegramSettings),
+    ("matrix", MatrixSettings),
 )
 
 

@@ -47,6 +47,8 @@ _NON_NEGATIVE_INT = at_least(0)
 _POSITIVE_INT = at_least(1)
 _POSITIVE = above(0)
 _MIN_MEMORY = 6 << 20  # Docker refuses a memory limit below 6 MiB.
+_HTTP_URL = pattern("an http:// or https:// URL, or empty", r"(https?://\S+)?")
+_LISTEN = Check("host:port like 127.0.0.1:8090", is_listen)
 
 
 def _daemons_ok(daemons: Mapping[str, str]) -> bool:
@@ -404,6 +406,42 @@ KEYS: tuple[Key, ...] = (
         MappingProxyType({}),
         "URLs of daemon:<name> route targets, as name=URL; each routed message is POSTed there.",
         check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
+    ),
+    # the Matrix adapter (`gated adapter matrix`, kanmon.adapters.matrix): a process of its own, same file and variables
+    _key("matrix.homeserver", STR, "", "The bot's homeserver URL, e.g. https://matrix.example.org.", check=_HTTP_URL),
+    _key(
+        "matrix.user_id",
+        STR,
+        "",
+        "The bot's Matrix user id, e.g. @kanmon:example.org.",
+        check=pattern("a Matrix user id like @bot:example.org, or empty", r"(@[^:\s]+:\S+)?"),
+    ),
+    _key("matrix.access_token", STR, "", "The bot's access token (or set matrix.password).", secret=True),
+    _key("matrix.password", STR, "", "The bot's password, used to log in once when there is no token.", secret=True),
+    _key(
+        "matrix.allowed_inviters",
+        NAMES,
+        (),
+        "Users whose room invites the bot accepts (globs like @*:example.org); others are declined.",
+        check=Check("user ids or globs like @alice:example.org", lambda names: all(n.startswith("@") for n in names)),
+    ),
+    _key("matrix.listen", STR, "127.0.0.1:8090", "Where the Matrix adapter serves /send for gated.", check=_LISTEN),
+    _key(
+        "matrix.url", STR, "", "The adapter's URL as gated reaches it; empty = http://<matrix.listen>.", check=_HTTP_URL
+    ),
+    _key(
+        "matrix.gated_url",
+        STR,
+        "",
+        "gated's URL for the adapter; empty = http://<http.listen> (--gated).",
+        check=_HTTP_URL,
+    ),
+    _key(
+        "matrix.max_message_bytes",
+        SIZE,
+        32000,
+        "Largest text of one Matrix message; longer replies are split (JSON-escaped UTF-8).",
+        check=at_least(1024, "a size like 32k, at least 1k"),
     ),
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."

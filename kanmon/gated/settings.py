@@ -25,6 +25,7 @@ __all__ = [
     "HttpSettings",
     "ImpulseSettings",
     "LogSettings",
+    "MatrixSettings",
     "QueueSettings",
     "RuntimeSettings",
     "Settings",
@@ -154,6 +155,21 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MatrixSettings:
+    """The Matrix adapter, a process of its own (``gated adapter matrix``, :mod:`kanmon.adapters.matrix`)."""
+
+    homeserver: str = _default("matrix.homeserver")
+    user_id: str = _default("matrix.user_id")
+    access_token: str = field(default=_default("matrix.access_token"), repr=False)
+    password: str = field(default=_default("matrix.password"), repr=False)
+    allowed_inviters: tuple[str, ...] = _default("matrix.allowed_inviters")
+    listen: str = _default("matrix.listen")
+    url: str = _default("matrix.url")
+    gated_url: str = _default("matrix.gated_url")
+    max_message_bytes: int = _default("matrix.max_message_bytes")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """Logging level and line format."""
 
@@ -178,6 +194,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    matrix: MatrixSettings = field(default_factory=MatrixSettings)
     daemons: Mapping[str, str] = field(default_factory=lambda: _default("daemons"))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

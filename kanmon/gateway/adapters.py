@@ -158,8 +158,8 @@ class HttpDeliverer:
 
 # ---------------------------------------------------------------------------------------------------- adapters
 async def adapter_body(message: Message, key: str) -> dict[str, Any]:
-    """The body of an adapter's ``/send``: arizuko's fields plus the idempotency key, and the reply's
-    ``attachments`` when it has any."""
+    """The body of an adapter's ``/send``: arizuko's fields plus the idempotency key, and ``attachments`` when the
+    reply carries files (``[{"url", "filename", "mime", …}]``)."""
     body: dict[str, Any] = {
         "chat_jid": message.chat_jid,
         "content": message.content,

@@ -40,8 +40,12 @@ def test_the_keys_the_spec_names_are_all_there() -> None:
     assert required <= names
 
 
-def test_only_the_channel_secret_and_the_bot_token_are_flagged_secret() -> None:
-    assert [key.name for key in KEYS if key.secret] == ["http.channel_secret", "telegram.bot_token"]
+def test_the_credentials_and_only_they_are_flagged_secret() -> None:
+    credential = ("secret", "token", "password")
+    assert {key.name for key in KEYS if key.secret} == {key.name for key in KEYS if key.name.endswith(credential)}
+    assert {"http.channel_secret", "matrix.access_token", "matrix.password", "telegram.bot_token"} <= {
+        k.name for k in KEYS if k.secret
+    }
 
 
 def leaf_fields(cls: type, prefix: str = "") -> set[str]:
