@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
+from kanmon.gated.config_adapter_keys import ADAPTER_KEYS
 from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
@@ -339,110 +340,13 @@ KEYS: tuple[Key, ...] = (
         "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
     ),
     _key(
-        "telegram.bot_token",
-        STR,
-        "",
-        "The bot's token from @BotFather, for `gated adapter telegram`.",
-        secret=True,
-    ),
-    _key(
-        "telegram.name",
-        STR,
-        "telegram",
-        "The Telegram adapter's name at gated (the channel of its chats).",
-        check=pattern("a name of lowercase letters, digits, '_' and '-'", r"[a-z0-9][a-z0-9_-]{0,62}"),
-    ),
-    _key(
-        "telegram.listen",
-        STR,
-        "127.0.0.1:8081",
-        "Address of the Telegram adapter's /send endpoint.",
-        check=Check("host:port like 127.0.0.1:8081", is_listen),
-    ),
-    _key(
-        "telegram.url",
-        STR,
-        "",
-        "URL gated reaches the Telegram adapter at; empty = http://<telegram.listen>.",
-        check=pattern("an http(s):// URL, or empty", r"(https?://[^\s/?#]+(/[^\s?#]*)?)?"),
-    ),
-    _key(
-        "telegram.gated_url",
-        STR,
-        "",
-        "URL of gated for the Telegram adapter (--gated); empty = http://<http.listen>.",
-        check=pattern("an http(s):// URL, or empty", r"(https?://[^\s/?#]+(/[^\s?#]*)?)?"),
-    ),
-    _key(
-        "telegram.api_url",
-        STR,
-        "https://api.telegram.org",
-        "The Bot API server (a local telegram-bot-api server, say).",
-        check=pattern("an http(s):// URL", r"https?://[^\s/?#]+(/[^\s?#]*)?"),
-    ),
-    _key(
-        "telegram.state_dir",
-        STR,
-        "",
-        "Where the Telegram adapter keeps its update offset and sent journal; empty = DATA/adapters/<name>.",
-    ),
-    _key(
-        "telegram.poll_timeout",
-        FLOAT,
-        30.0,
-        "Seconds one getUpdates long poll may wait for updates.",
-        check=_POSITIVE,
-    ),
-    _key(
-        "telegram.typing_limit",
-        FLOAT,
-        120.0,
-        "Longest 'typing…' shown while a message waits for its answer, in seconds; 0 = never.",
-        check=_NON_NEGATIVE,
-    ),
-    _key(
         "daemons",
         URLS,
         MappingProxyType({}),
         "URLs of daemon:<name> route targets, as name=URL; each routed message is POSTed there.",
         check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
     ),
-    # the Matrix adapter (`gated adapter matrix`, kanmon.adapters.matrix): a process of its own, same file and variables
-    _key("matrix.homeserver", STR, "", "The bot's homeserver URL, e.g. https://matrix.example.org.", check=_HTTP_URL),
-    _key(
-        "matrix.user_id",
-        STR,
-        "",
-        "The bot's Matrix user id, e.g. @kanmon:example.org.",
-        check=pattern("a Matrix user id like @bot:example.org, or empty", r"(@[^:\s]+:\S+)?"),
-    ),
-    _key("matrix.access_token", STR, "", "The bot's access token (or set matrix.password).", secret=True),
-    _key("matrix.password", STR, "", "The bot's password, used to log in once when there is no token.", secret=True),
-    _key(
-        "matrix.allowed_inviters",
-        NAMES,
-        (),
-        "Users whose room invites the bot accepts (globs like @*:example.org); others are declined.",
-        check=Check("user ids or globs like @alice:example.org", lambda names: all(n.startswith("@") for n in names)),
-    ),
-    _key("matrix.listen", STR, "127.0.0.1:8090", "Where the Matrix adapter serves /send for gated.", check=_LISTEN),
-    _key(
-        "matrix.url", STR, "", "The adapter's URL as gated reaches it; empty = http://<matrix.listen>.", check=_HTTP_URL
-    ),
-    _key(
-        "matrix.gated_url",
-        STR,
-        "",
-        "gated's URL for the adapter; empty = http://<http.listen> (--gated).",
-        check=_HTTP_URL,
-    ),
-    _key(
-        "matrix.max_message_bytes",
-        SIZE,
-        32000,
-        "Largest text of one Matrix message; longer replies are split (JSON-escaped UTF-8).",
-        check=at_least(1024, "a size like 32k, at least 1k"),
-    ),
+    *ADAPTER_KEYS,
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."
     ),
