@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kanmon.errors import InvalidInput
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, utcnow
@@ -169,25 +168,29 @@ class MessageStore(StoreBase):
         """
         with self._write() as conn:
             if expected is None:
-                module: Any = sqlite if self.dialect == "sqlite" else postgresql
-                insert = module.insert(router_state).values(key=key, value=value)
+                insert = self._insert(router_state).values(key=key, value=value)
                 inserted = insert.on_conflict_do_nothing(index_elements=["key"]).returning(router_state.c.key)
                 return conn.execute(inserted).first() is not None
             stmt = update(router_state).where(router_state.c.key == key, router_state.c.value == expected)
             return bool(conn.execute(stmt.values(value=value)).rowcount)
 
     def take_epoch(self, previous: int | None = None) -> int:
-        """Bump the store's lock epoch and fence this store's writes with the new one; returns it.
+        """Fence this store's writes with a lock epoch of this gated's own; returns it.
 
-        Called by the holder of the store lock right after taking it (:mod:`kanmon.store.lock`). ``previous`` is the
-        epoch this gated held before it lost the lock: if anyone else took the store meanwhile the epoch moved on,
-        and :class:`StoreFenced` is raised instead, because that gated may have reclaimed this one's runs.
+        Called by the holder of the store lock right after taking it (:mod:`kanmon.store.lock`): the epoch is bumped,
+        so every write of an earlier holder fails from now on. ``previous`` is the epoch this gated held before it
+        lost the lock: if the epoch is still that one, nobody took the store meanwhile and it is kept (the writes
+        this gated has in flight stay valid); if it moved on, :class:`StoreFenced` is raised instead, because that
+        other gated may have reclaimed this one's runs.
         """
         with self._write() as conn:
             query = select(router_state.c.value).where(router_state.c.key == EPOCH_KEY)
             current = int(conn.execute(query).scalar() or 0)
-            if previous is not None and current != previous:
-                raise StoreFenced(f"another gated held the store meanwhile (lock epoch {current}, ours {previous})")
+            if previous is not None:
+                if current != previous:
+                    raise StoreFenced(f"another gated held the store meanwhile (lock epoch {current}, ours {previous})")
+                self.fence = previous
+                return previous
             conn.execute(self._upsert(router_state, {"key": EPOCH_KEY, "value": str(current + 1)}, ["key"]))
         self.fence = current + 1
         return current + 1
