@@ -8,7 +8,9 @@
     │   ├── RouteError                (kanmon.router.errors)
     │   │   └── GlobError
     │   ├── CommandError              (kanmon.gateway.errors)
-    │   └── OnboardingError           (kanmon.gateway.onboarding)
+    │   ├── OnboardingError           (kanmon.gateway.onboarding)
+    │   ├── RegistrationRefused       (kanmon.adapters.gated_client)
+    │   └── StateBusy                 (kanmon.adapters.state)
     ├── StoreError                    (kanmon.store.errors)
     │   ├── NotMigrated
     │   ├── StoreUnavailable          the database cannot be reached now; retried
@@ -27,8 +29,16 @@
     │   ├── ImageNotFound
     │   ├── InvalidRunSpec            (also an InvalidInput)
     │   └── UnsafeMount               (also an InvalidInput)
-    └── GatewayError                  (kanmon.gateway.errors)
-        └── DeliveryError             (kanmon.gateway.delivery)
+    ├── GatewayError                  (kanmon.gateway.errors)
+    │   └── DeliveryError             (kanmon.gateway.delivery)
+    ├── ApiError                      (kanmon.web.openai_auth) an answer in OpenAI's error shape
+    └── AdapterError                  (kanmon.adapters.errors) raised by a channel adapter's own process
+        ├── SendRefused               the platform said no for good
+        ├── SendLater                 not now (flood control, platform unreachable)
+        ├── Stopped
+        ├── MessageRefused
+        ├── GatedRefused              (kanmon.adapters.matrix.gated)
+        └── LoginFailed               (kanmon.adapters.matrix.run)
 
 Every error a user can cause is an ``InvalidInput``: the CLI prints its message on one line and exits 2.
 ``tests/unit/test_exception_tree.py`` checks that this drawing is the tree the code has.

@@ -18,6 +18,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from kanmon import redaction
+from kanmon.adapters.errors import AdapterError, MessageRefused, Stopped
 from kanmon.errors import InvalidInput
 
 __all__ = ["GatedClient", "MessageRefused", "RegistrationRefused", "Stopped"]
@@ -27,19 +28,11 @@ logger = logging.getLogger(__name__)
 _REFUSED = frozenset({400, 413, 422})
 
 
-class Stopped(Exception):
-    """The adapter is stopping; the request was abandoned (and will be made again after a restart)."""
-
-
 class RegistrationRefused(InvalidInput):
     """Gated refused the registration for good (a wrong channel secret, a JID prefix another adapter owns)."""
 
 
-class MessageRefused(Exception):
-    """Gated refused one message for good (malformed, too large): retrying cannot help."""
-
-
-class _Retry(Exception):
+class _Retry(AdapterError):
     """A failure worth waiting out (gated unreachable, starting, draining, overloaded, or our token unknown)."""
 
     def __init__(self, reason: str, *, reregister: bool = False) -> None:

@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Header
 
 from kanmon import redaction
+from kanmon.errors import KanmonError
 from kanmon.gateway import Gateway
 from kanmon.store import ApiKey, StoreError
 from kanmon.web.deps import get_gateway
@@ -29,7 +30,7 @@ _KEY_RE = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{8}})_[A-Za-z0-9_-]{{20,128}}$")
 _DUMMY_HASH = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
 
 
-class ApiError(Exception):
+class ApiError(KanmonError):
     """An answer in OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
 
     def __init__(

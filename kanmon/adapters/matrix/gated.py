@@ -17,22 +17,22 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from kanmon import redaction
-from kanmon.errors import KanmonError
+from kanmon.adapters.errors import AdapterError
 
 __all__ = ["GatedClient", "GatedRefused"]
 
 logger = logging.getLogger(__name__)
 
 
-class GatedRefused(KanmonError):
+class GatedRefused(AdapterError):
     """gated answered 4xx: the request is wrong and will stay wrong (the message says why)."""
 
 
-class _Retry(Exception):
+class _Retry(AdapterError):
     """gated is unreachable or busy: try again."""
 
 
-class _Unauthorized(Exception):
+class _Unauthorized(AdapterError):
     """The adapter's token is not (or no longer) valid."""
 
 

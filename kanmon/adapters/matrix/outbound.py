@@ -33,10 +33,11 @@ import httpx
 from markdown_it import MarkdownIt
 from nio import AsyncClient, ErrorResponse, RoomSendResponse, UploadResponse
 
+from kanmon.adapters.errors import SendLater, SendRefused
 from kanmon.adapters.matrix.split import json_size, split_message
 from kanmon.adapters.matrix.state import AdapterState
 
-__all__ = ["Outgoing", "SendFailed", "SendRefused", "Sender", "formatted", "text_contents"]
+__all__ = ["Outgoing", "SendLater", "SendRefused", "Sender", "formatted", "text_contents"]
 
 NOTICE = "m.notice"
 TRANSIENT_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN"})
@@ -44,14 +45,6 @@ MEDIA_MSGTYPES = {"image/": "m.image", "audio/": "m.audio", "video/": "m.video"}
 EVENT_TEXT_BUDGET = 60000  # body + formatted_body of one event: the rest of 65,536 bytes is envelope and signatures
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 _MARKUP = re.compile(r"<(?!/?p>|br ?/?>)")  # any tag besides paragraphs and line breaks
-
-
-class SendRefused(Exception):
-    """The homeserver or the request says no for good (not in the room, no such room, too large, bad input)."""
-
-
-class SendFailed(Exception):
-    """Not sent this time (homeserver unreachable, rate limited, 5xx): worth a retry."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +112,7 @@ class Sender:
     async def send(self, outgoing: Outgoing) -> list[str]:
         """Post ``outgoing``; return its event ids (the first is the reply's id). A key seen before posts nothing.
 
-        Raises :class:`SendRefused` or :class:`SendFailed`.
+        Raises :class:`SendRefused` or :class:`SendLater`.
         """
         lock, users = self._locks.get(outgoing.key, (asyncio.Lock(), 0))
         self._locks[outgoing.key] = (lock, users + 1)
@@ -162,7 +155,7 @@ class Sender:
                     outgoing.room_id, "m.room.message", content, tx_id=f"kanmon-{base}-{index}"
                 )
             except (OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
-                raise SendFailed(f"homeserver unreachable: {type(exc).__name__}") from None
+                raise SendLater(f"homeserver unreachable: {type(exc).__name__}") from None
             if isinstance(answer, RoomSendResponse):
                 ids.append(str(answer.event_id))
                 continue
@@ -192,7 +185,7 @@ class Sender:
         try:
             async with self._http.stream("GET", url, follow_redirects=True) as response:
                 if response.status_code >= 400:
-                    error = SendFailed if response.status_code >= 500 else SendRefused
+                    error = SendLater if response.status_code >= 500 else SendRefused
                     raise error(f"attachment {url}: answered {response.status_code}")
                 chunks: list[bytes] = []
                 total = 0
@@ -203,7 +196,7 @@ class Sender:
                     chunks.append(chunk)
                 kind = response.headers.get("content-type", "").partition(";")[0].strip()
         except httpx.HTTPError as exc:
-            raise SendFailed(f"attachment {url}: {type(exc).__name__}") from None
+            raise SendLater(f"attachment {url}: {type(exc).__name__}") from None
         return b"".join(chunks), (mime if mime != "application/octet-stream" else kind or mime)
 
     async def _upload(self, data: bytes, mime: str, filename: str) -> str:
@@ -212,19 +205,19 @@ class Sender:
                 io.BytesIO(data), content_type=mime, filename=filename, filesize=len(data)
             )
         except (OSError, TimeoutError) as exc:
-            raise SendFailed(f"homeserver unreachable: {type(exc).__name__}") from None
+            raise SendLater(f"homeserver unreachable: {type(exc).__name__}") from None
         if isinstance(answer, UploadResponse):
             return str(answer.content_uri)
         raise _failure(answer, "upload")
 
 
 def _failure(answer: Any, what: str) -> Exception:
-    """A nio error answer as :class:`SendFailed` (worth a retry) or :class:`SendRefused`."""
+    """A nio error answer as :class:`SendLater` (worth a retry) or :class:`SendRefused`."""
     if not isinstance(answer, ErrorResponse):
-        return SendFailed(f"{what}: unexpected answer {type(answer).__name__}")
+        return SendLater(f"{what}: unexpected answer {type(answer).__name__}")
     transport = getattr(answer, "transport_response", None)
     status = int(getattr(transport, "status", 0) or 0)
     text = f"{what}: {answer.status_code or status} {answer.message}"
     if status >= 500 or status == 429 or answer.status_code in TRANSIENT_ERRCODES or not answer.status_code:
-        return SendFailed(text)
+        return SendLater(text)
     return SendRefused(text)

@@ -21,6 +21,7 @@ import uvicorn
 from nio import AsyncClient, AsyncClientConfig, LoginResponse, ProfileGetDisplayNameResponse, WhoamiResponse
 
 from kanmon import redaction
+from kanmon.adapters.errors import AdapterError
 from kanmon.adapters.matrix.adapter import Syncer, http_client, registration
 from kanmon.adapters.matrix.config import ADAPTER_NAME, MatrixConfig
 from kanmon.adapters.matrix.gated import GatedClient
@@ -28,14 +29,14 @@ from kanmon.adapters.matrix.inbound import Bot
 from kanmon.adapters.matrix.outbound import Sender
 from kanmon.adapters.matrix.server import create_app
 from kanmon.adapters.matrix.state import AdapterState
-from kanmon.errors import InvalidInput, KanmonError
+from kanmon.errors import InvalidInput
 
 __all__ = ["LoginFailed", "bind", "serve"]
 
 logger = logging.getLogger(__name__)
 
 
-class LoginFailed(KanmonError):
+class LoginFailed(AdapterError):
     """The homeserver refused the configured credentials."""
 
 

@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanmon.adapters.matrix.config import JID_PREFIX
-from kanmon.adapters.matrix.outbound import Outgoing, SendFailed, SendRefused
+from kanmon.adapters.matrix.outbound import Outgoing, SendLater, SendRefused
 
 __all__ = ["SendBody", "create_app", "outgoing", "streamed"]
 
@@ -116,7 +116,7 @@ def create_app(
         except SendRefused as exc:
             logger.error("send to %s refused: %s", body.chat_jid, exc)
             raise HTTPException(422, str(exc)) from None
-        except SendFailed as exc:
+        except SendLater as exc:
             logger.warning("send to %s failed, gated will retry: %s", body.chat_jid, exc)
             raise HTTPException(503, str(exc)) from None
         return {"ok": True, "id": ids[0], "ids": ids}

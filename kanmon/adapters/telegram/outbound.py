@@ -38,6 +38,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.warnings import PTBDeprecationWarning
 
 from kanmon import redaction
+from kanmon.adapters.errors import SendLater, SendRefused
 from kanmon.adapters.state import AdapterState, SentPart
 from kanmon.adapters.telegram.split import split_message
 
@@ -47,18 +48,6 @@ logger = logging.getLogger(__name__)
 
 # Telegram's words for "your HTML is not valid": then the plain text goes instead
 _ENTITY_ERRORS = ("can't parse entities", "message is too long", "entity")
-
-
-class SendRefused(Exception):
-    """Telegram (or the request) said no for good: a chat the bot cannot post to, a bad chat id, no content."""
-
-
-class SendLater(Exception):
-    """Not now: flood control (``retry_after`` seconds) or Telegram unreachable (``retry_after`` None)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, kw_only=True)
