@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import add_url_option, describe, fresh_store
 from sqlalchemy import insert
 
-from kanmon.store import NewMessage, Store, upgrade
+from kanmon.store import NewMessage, Store
 from kanmon.store.tables import messages
 
 ROWS_PER_CHUNK = 20_000
@@ -66,24 +67,23 @@ def append_rate(store: Store, count: int = 2_000) -> float:
     return count / (time.perf_counter() - start)
 
 
-def measure(url: str, history: int) -> tuple[float, float]:
-    store = Store.open(url)
-    upgrade(store.engine)
-    fill(store, history)
-    cost = poll_cost(store)
-    rate = append_rate(store)
-    store.close()
-    return cost, rate
+def measure(url: str, directory: Path, history: int) -> tuple[float, float]:
+    """Poll cost and append rate on a fresh store with ``history`` rows."""
+    with fresh_store(url, directory) as store:
+        fill(store, history)
+        return poll_cost(store), append_rate(store)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=1_000_000)
+    add_url_option(parser)
     args = parser.parse_args()
+    print(f"on {describe(args.url)}")
     with tempfile.TemporaryDirectory() as tmp:
-        small_cost, small_rate = measure(f"sqlite:///{Path(tmp) / 'small.db'}", args.small)
-        large_cost, large_rate = measure(f"sqlite:///{Path(tmp) / 'large.db'}", args.large)
+        small_cost, small_rate = measure(args.url, Path(tmp), args.small)
+        large_cost, large_rate = measure(args.url, Path(tmp), args.large)
     print(f"poll with {args.small:>9,} rows: {small_cost * 1e6:8.1f} µs   appends: {small_rate:8.0f}/s")
     print(f"poll with {args.large:>9,} rows: {large_cost * 1e6:8.1f} µs   appends: {large_rate:8.0f}/s")
     print(f"poll cost ratio large/small: {large_cost / small_cost:.2f}  (target ≤ 1.5)")

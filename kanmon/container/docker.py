@@ -26,9 +26,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import docker
-import docker.errors
-from docker.utils.socket import frames_iter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from kanmon.container.base import (
@@ -54,16 +51,27 @@ _EXIT_STATUS = re.compile(r"Exited \((-?\d+)\)")
 _TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m"}  # noqa: S108 - the container's own /tmp, not the host's
 
 
+def _sdk() -> Any:
+    """The Docker SDK, imported on first use: a gated whose groups all run as processes never loads it (and the
+    requests stack under it, several MiB of memory; issue 13)."""
+    import docker
+    import docker.errors
+    import docker.utils.socket
+
+    return docker
+
+
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     """Turn the Docker SDK's errors into kanmon's, most specific first."""
+    errors = _sdk().errors
     try:
         yield
-    except docker.errors.ImageNotFound as exc:
+    except errors.ImageNotFound as exc:
         raise ImageNotFound(str(exc.explanation or exc)) from exc
-    except docker.errors.APIError as exc:
+    except errors.APIError as exc:
         raise ContainerError(f"Docker engine error: {exc.explanation or exc}") from exc
-    except docker.errors.DockerException as exc:
+    except errors.DockerException as exc:
         # from_env() and friends: the engine's address is wrong or nothing answers there
         raise RuntimeUnavailable(f"Docker engine unavailable: {exc}") from exc
     except OSError as exc:
@@ -73,9 +81,9 @@ def translate_errors() -> Iterator[None]:
 
 def _missing(exc: BaseException) -> bool:
     """True when a translated error says the container is gone or not running (nothing left to do)."""
-    cause = exc.__cause__
-    return isinstance(cause, docker.errors.NotFound) or (
-        isinstance(cause, docker.errors.APIError) and cause.status_code in (304, 409)
+    cause, errors = exc.__cause__, _sdk().errors
+    return isinstance(cause, errors.NotFound) or (
+        isinstance(cause, errors.APIError) and cause.status_code in (304, 409)
     )
 
 
@@ -114,7 +122,7 @@ class DockerRuntime:
         self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
         self._client = client
         # the client is made on first use: docker.from_env() already talks to the engine
-        self._client_factory = client_factory or partial(docker.from_env, timeout=120)
+        self._client_factory = client_factory or (lambda: _sdk().from_env(timeout=120))
         self._retry_attempts = retry_attempts
         # our own pool, not asyncio.to_thread's default one (5 + cores threads): every live run keeps a thread
         # blocked reading its stream, and a few runs must not starve every other SDK call; threads start lazily
@@ -338,7 +346,7 @@ class DockerRunHandle(RunHandle):
 
     async def _open_frames(self) -> Iterator[tuple[int, bytes]]:
         if self._stream is not None:
-            frames: Iterator[tuple[int, bytes]] = frames_iter(self._stream[0], tty=False)
+            frames: Iterator[tuple[int, bytes]] = _sdk().utils.socket.frames_iter(self._stream[0], tty=False)
             return frames
         api = await self._runtime.api()
         # stdout only, from the very start, following until the container ends; stderr is fetched at the end

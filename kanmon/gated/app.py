@@ -16,7 +16,7 @@ from kanmon.store import (
     current_revision,
     describe_url,
     head_revision,
-    upgrade,
+    upgrade_if_behind,
 )
 from kanmon.store.errors import NotMigrated
 
@@ -60,7 +60,7 @@ class App:
             if migrate is None:
                 migrate = store.dialect == "sqlite"
             if migrate:
-                upgrade(store.engine)
+                upgrade_if_behind(store.engine)
             elif current_revision(store.engine) != head_revision():
                 self.close()
                 raise NotMigrated(f"the store at {self.describe_store()} is not migrated: run `gated migrate` first")

@@ -16,6 +16,7 @@ from kanmon.gated.apikey_commands import apikey
 from kanmon.gated.app import App, NotMigrated
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
+from kanmon.gated.memory import limit_malloc_arenas
 from kanmon.gated.onboarding_commands import onboarding_group
 from kanmon.gated.registry_commands import group, route
 from kanmon.gated.run_commands import chat, demo, run, status
@@ -139,4 +140,5 @@ cli.add_command(adapter)
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    limit_malloc_arenas()
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="gated")

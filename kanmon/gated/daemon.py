@@ -206,7 +206,8 @@ class Daemon:
         if self.listener is None:
             return None
         host, port = self.listener.getsockname()[:2]
-        config = uvicorn.Config(self.app, host=host, port=port, log_config=None, lifespan="off")
+        # no WebSocket protocol: gated serves none, and loading one costs memory for nothing
+        config = uvicorn.Config(self.app, host=host, port=port, log_config=None, lifespan="off", ws="none")
         self._server = _EmbeddedServer(config)
         return asyncio.create_task(self._server.serve(sockets=[self.listener]), name="kanmon-http")
 

@@ -16,7 +16,14 @@ from kanmon.store.errors import (
 )
 from kanmon.store.identity import check_schema, check_sqlite_file, check_store_location
 from kanmon.store.lanes import LaneHead
-from kanmon.store.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
+from kanmon.store.migrate import (
+    current_revision,
+    downgrade,
+    head_revision,
+    schema_drift,
+    upgrade,
+    upgrade_if_behind,
+)
 from kanmon.store.records import (
     Channel,
     Chat,
@@ -84,5 +91,6 @@ __all__ = [
     "sqlite_url",
     "storable",
     "upgrade",
+    "upgrade_if_behind",
     "url_problem",
 ]

@@ -44,7 +44,8 @@ R = TypeVar("R")
 class AsyncStore:
     """One store's blocking calls, run off the event loop and retried while the database is away.
 
-    ``max_wait`` caps one backoff step (seconds); ``threads`` defaults to the store's pool size plus two.
+    ``max_wait`` caps one backoff step (seconds); ``threads`` defaults to the store's pool size (a connection per
+    thread, none waiting in the pool).
     """
 
     def __init__(
@@ -59,9 +60,7 @@ class AsyncStore:
     ) -> None:
         self.store = store
         self._clock: Clock = clock or SystemClock()
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads or store.pool_size + 2, thread_name_prefix="kanmon-store"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=threads or store.pool_size, thread_name_prefix="kanmon-store")
         self._first_wait = first_wait
         self._max_wait = max_wait
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret

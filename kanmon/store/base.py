@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Integer, Table, Text, cast, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from kanmon.store.engine import WRITE
@@ -124,10 +123,19 @@ class StoreBase:
         if current is None or int(current) != epoch:
             raise StoreFenced(f"another gated took the store over (lock epoch {current}, ours {epoch})")
 
+    def _insert(self, table: Table) -> Any:
+        """This backend's INSERT (with ``on_conflict_…``); the other backend's dialect is never imported."""
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            return sqlite.insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+
     def _upsert(self, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> Insert:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET the other values, in this backend's dialect."""
-        module: Any = sqlite if self.dialect == "sqlite" else postgresql
-        stmt = module.insert(table).values(**values)
+        stmt = self._insert(table).values(**values)
         updates = {name: stmt.excluded[name] for name in values if name not in keys}
         if not updates:
             return stmt.on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[no-any-return]

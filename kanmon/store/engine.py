@@ -114,7 +114,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, pool_size: int) -> Engine:
         url,
         pool_size=pool_size,
         # connections travel between worker threads (asyncio.to_thread); the pool hands each to one thread at a time
-        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000, "cached_statements": 16},
     )
 
     @event.listens_for(engine, "connect")
@@ -126,6 +126,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, pool_size: int) -> Engine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA cache_size = -256")
         cursor.close()
 
     @event.listens_for(engine, "begin")

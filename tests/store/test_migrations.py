@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from kanmon.store import Store, current_revision, downgrade, head_revision, schema_drift, upgrade
+from kanmon.store import Store, current_revision, downgrade, head_revision, schema_drift, upgrade, upgrade_if_behind
 
 SPEC_TABLES = {
     "messages",
@@ -98,3 +98,27 @@ def test_upgrading_marks_stored_outbound_rows_as_the_bot_s_own_and_downgrading_u
     upgrade(store.engine)
     assert _bot_flags(store)["reply"] is True
     store.close()
+
+
+def test_the_revisions_read_without_alembic_are_alembics_own() -> None:
+    """gated reads the head and the known revisions from the files itself (so a current store never loads Alembic):
+    they must be exactly what Alembic finds."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from kanmon.store.migrate import known_revisions
+
+    config = Config()
+    config.set_main_option("script_location", "kanmon:migrations")
+    scripts = ScriptDirectory.from_config(config)
+    assert head_revision() == scripts.get_current_head()
+    assert known_revisions() == {script.revision for script in scripts.walk_revisions()}
+
+
+def test_a_current_store_is_not_upgraded_again(store_url: str) -> None:
+    store = Store.open(store_url)
+    try:
+        assert current_revision(store.engine) == head_revision()
+        assert not upgrade_if_behind(store.engine)
+    finally:
+        store.close()
