@@ -139,6 +139,7 @@ async def running_gateway(
     onboarding: bool = False,
     daemons: Mapping[str, str] | None = None,
     max_replies: int = 500,
+    poll_batch: int = 200,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -165,7 +166,12 @@ async def running_gateway(
     )
     config = GatewayConfig(
         run=defaults,
-        loop=LoopConfig(poll_interval=poll_interval, impulse=impulse or ImpulseConfig(), onboarding=onboarding),
+        loop=LoopConfig(
+            poll_interval=poll_interval,
+            poll_batch=poll_batch,
+            impulse=impulse or ImpulseConfig(),
+            onboarding=onboarding,
+        ),
         max_concurrent=max_concurrent,
         retry=retry,
         drain_timeout=drain_timeout,

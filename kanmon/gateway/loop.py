@@ -7,8 +7,9 @@ One tick:
    the tick writes and the new cursor in **one** transaction;
 2. publish the rows of ``web:`` chats to the live feed, and wake the deliverers of the rows the tick wrote;
 3. offer the forwarded rows to the impulse gate and enqueue the lanes of chats that fire, or whose hold ran out:
-   at once when the chat was quiet, after a short settle while messages for it are still arriving (a burst becomes
-   one run per group; the single message of a quiet chat waits for nothing);
+   at once when the chat was quiet, after a short settle while messages for it are still arriving, and, while the
+   loop reads a backlog (full batches), once it has caught up (a burst becomes one run per group; the single message
+   of a quiet chat waits for nothing);
 4. every ``poll_interval``, sweep: any lane with waiting rows that is neither held, running, settling nor waiting
    is enqueued. The first sweep is the start-up recovery, and it rebuilds the gate's held state from the stored rows.
 
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 # How many held rows per chat recovery reads back to rebuild the gate (a chat's hold is decided by its first rows).
 _RECOVERY_ROWS = 1000
+# While the loop reads a backlog (full batches), lanes wait to be enqueued until it has caught up, at most this long.
+_BACKLOG_HOLD = 1.0
 # A failing tick (the database is down or locked) is tried again after 0.5 s, 1 s, 2 s … up to 30 s, with jitter.
 _TICK_BACKOFF = RetryPolicy(max_attempts=1, base_delay=0.5, max_delay=30.0, jitter=0.5)
 
@@ -127,6 +130,10 @@ class MessageLoop:
         self._cursor: int | None = None
         self._held_lanes: dict[str, set[Lane]] = {}
         self._settling: dict[Lane, asyncio.Task[None]] = {}
+        # lanes released while the loop reads a backlog, in order: enqueued once it has caught up (or after
+        # _BACKLOG_HOLD), so that each takes all of its rows in one run instead of its first few now and the rest later
+        self._backlog: dict[Lane, None] = {}
+        self._behind_since: float | None = None
         self._last_sweep: float | None = None
         self._waiting: int | None = None  # rows waiting for an agent at the last sweep (kanmon_cursor_lag)
         self._bridge: QueueBridge | None = None
@@ -176,6 +183,9 @@ class MessageLoop:
         if self._cursor is None:
             self._cursor = await self._db.once(self._db.store.start_cursor)
         work: TickWork = await self._db.once(self._dispatcher.tick, self._cursor, self._bridge)
+        full = len(work.rows) == self._config.poll_batch
+        if full and self._behind_since is None:
+            self._behind_since = self._clock.monotonic()
         if work.rows:
             self._cursor = work.rows[-1].seq
             self._publish(work.rows)
@@ -188,6 +198,7 @@ class MessageLoop:
                 self._on_stored(fresh)
         for jid in self._gate.tick(self._gate_now()):
             self._release(jid)
+        self._release_backlog(caught_up=not full)
         if self._sweep_due():
             await self._sweep()
         self._observe(time.perf_counter() - began)
@@ -223,12 +234,26 @@ class MessageLoop:
             self._enqueue(lane, self._settle.delay(jid))
 
     def _enqueue(self, lane: Lane, settle: float) -> None:
-        """Enqueue ``lane`` now, or once its chat has settled (a lane already queued or running needs no wait)."""
+        """Enqueue ``lane`` now, once the loop has caught up with a backlog, or once its chat has settled (a lane
+        already queued or running needs no wait)."""
+        if self._behind_since is not None and not self._queue.active(lane):
+            self._backlog[lane] = None
+            return
         if settle <= 0 or lane in self._settling or self._queue.active(lane):
             if lane not in self._settling:
                 self._queue.enqueue(lane)
             return
         self._settling[lane] = asyncio.create_task(self._enqueue_later(lane, settle), name=f"kanmon-settle-{lane}")
+
+    def _release_backlog(self, *, caught_up: bool) -> None:
+        if self._behind_since is None:
+            return
+        if not caught_up and self._clock.monotonic() - self._behind_since < _BACKLOG_HOLD:
+            return
+        lanes, self._backlog = list(self._backlog), {}
+        self._behind_since = None if caught_up else self._clock.monotonic()
+        for lane in lanes:
+            self._queue.enqueue(lane)
 
     async def _enqueue_later(self, lane: Lane, settle: float) -> None:
         try:
@@ -249,7 +274,7 @@ class MessageLoop:
         heads: list[LaneHead] = await self._db.once(self._db.store.lane_heads)
         self._waiting = sum(head.count for head in heads)
         busy = set(self._queue.running()) | set(self._queue.waiting()) | set(self._queue.backing_off())
-        busy |= set(self._settling)
+        busy |= set(self._settling) | set(self._backlog)
         for head in heads:
             lane = lane_for(head.folder, head.chat_jid, head.topic)
             if recovering:

@@ -1,0 +1,82 @@
+"""Bursts become one run per group (issue 13) without a single message waiting for anything.
+
+Three mechanisms, each tested alone: a run takes its batch only once its agent is up (so what arrives while the
+container starts joins it), a loop reading a backlog enqueues lanes once it has caught up, and a chat whose messages
+keep coming settles briefly (a quiet chat not at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanmon.clock import FakeClock
+from kanmon.container.process import ProcessRuntime
+from kanmon.gateway.settle import Settle
+from kanmon.store import NewMessage
+from tests.gateway_harness import RECORD, inputs, process_group, prompt_texts, running_gateway
+
+
+class SlowStart:
+    """A process runtime whose containers take as long to start as the test says (a Docker start is 100–300 ms)."""
+
+    def __init__(self, runtime: ProcessRuntime) -> None:
+        self.runtime = runtime
+        self.starting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def start(self, spec: Any) -> Any:
+        self.starting.set()
+        await self.go.wait()
+        return await self.runtime.start(spec)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runtime, name)
+
+
+async def test_messages_that_arrive_while_the_agent_starts_join_its_first_run(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    slow = SlowStart(ProcessRuntime(data / "runs", data_dir=data))
+    group = process_group("corp", {"ECHO_RECORD": RECORD, "ECHO_LAST_ONLY": 1})
+    async with running_gateway(data, [group], runtimes={"process": slow}) as h:
+        await h.send("web:corp", "m0")
+        await asyncio.wait_for(slow.starting.wait(), 30)  # the run's container is coming up
+        for n in range(1, 5):
+            await h.send("web:corp", f"m{n}")
+        await h.wait_for(lambda: h.store.poll_cursor() >= h.sent[-1].seq, "the burst to be routed")
+        slow.go.set()
+        await h.settled()
+        assert [prompt_texts(document) for document in inputs(h, "corp")] == [[f"m{n}" for n in range(5)]]
+        assert len(h.store.recent_runs()) == 1
+
+
+async def test_a_backlog_is_read_before_its_lanes_run_so_each_group_runs_once(tmp_path: Path) -> None:
+    groups = [process_group(f"g{n}", {"ECHO_RECORD": RECORD, "ECHO_LAST_ONLY": 1}) for n in range(3)]
+    async with running_gateway(tmp_path / "data", groups, poll_batch=4) as h:
+        await h.wait_for(lambda: h.gateway.loop.ticks > 0, "the loop's first tick")
+        for n in range(30):  # stored without waking the loop: a backlog of 30 rows, read 4 at a time
+            h.store.put_message(NewMessage(chat_jid=f"web:g{n % 3}", content=f"m{n}", sender="u"))
+        h.gateway.wake()
+        await h.settled()
+        for n in range(3):
+            [document] = inputs(h, f"g{n}")  # one run per group, with all ten of its messages
+            assert len(prompt_texts(document)) == 10
+
+
+def test_a_quiet_chat_settles_for_nothing_and_a_busy_one_briefly() -> None:
+    clock = FakeClock()
+    settle = Settle(clock, cap=0.25, quiet=1.0)
+    settle.arrived("web:a")
+    assert settle.delay("web:a") == 0.0  # its first message: no wait at all
+    clock.advance(5.0)
+    settle.arrived("web:a")
+    assert settle.delay("web:a") == 0.0  # quiet for a while: still none
+    clock.advance(0.08)
+    settle.arrived("web:a")
+    assert settle.delay("web:a") == pytest.approx(0.08)  # messages 80 ms apart: wait about one gap for the next
+    clock.advance(0.6)
+    settle.arrived("web:a")
+    assert settle.delay("web:a") == 0.25  # never longer than the cap
