@@ -271,8 +271,16 @@ class ProcessRunHandle(RunHandle):
                 if data:
                     return stream, data
             if finished:
+                self._close_streams()  # all read: the files stay in the run directory until release
                 return None
             await asyncio.sleep(self._poll)
+
+    def _close_streams(self) -> None:
+        for _, file in self._streams:
+            file.close()
+
+    async def _abandon(self) -> None:
+        self._close_streams()  # a later attach opens its own; a daemon that detaches runs often must not leak them
 
     def _signal_group(self, signum: int) -> None:
         """Signal the agent's process group; the wrapper if the agent has not started yet or has already ended."""
@@ -325,6 +333,5 @@ class ProcessRunHandle(RunHandle):
             await self._feeder
         if self._proc is not None:
             await self._proc.wait()
-        for _, file in self._streams:
-            file.close()
+        self._close_streams()
         shutil.rmtree(self._files.directory, ignore_errors=True)
