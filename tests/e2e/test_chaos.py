@@ -6,7 +6,10 @@ cleanup code runs) at least five times, restarting it each time. The agent answe
 At the end every message has exactly one reply, nothing was dead-lettered, nothing of this instance is left running,
 and a neighbouring kanmon instance's container on the same engine was never touched.
 
-Runs once on the process runtime and once on Docker (marked ``docker``); the counts are printed either way.
+Runs on the process runtime with SQLite, on Docker (marked ``docker``), and on PostgreSQL with the database server
+itself restarted once in the middle of the kills (``pg_ctl restart -m fast``: every session ends, gated waits the
+outage out and the driver retries its puts, as an adapter would). The counts are printed either way; ``CHAOS_SEED``
+replays one schedule.
 """
 
 from __future__ import annotations
@@ -15,30 +18,32 @@ import asyncio
 import collections
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
-from kanmon.store import Group, NewMessage, Store, upgrade
+from kanmon.store import Group, NewMessage, Store, StoreUnavailable, upgrade
+from tests.gated_process import Gated
 from tests.gateway_harness import ECHO_COMMAND
+from tests.pgdb import PrivatePostgres
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHATS = 20
 MESSAGES = 500
 KILLS = 5
 AGENT_ENV = {"ECHO_DELAY_MAX": "2.0"}
-FINISH_WITHIN = 420.0
-GATED_RUN = [sys.executable, "-m", "kanmon"]  # seconds after the last restart
+FINISH_WITHIN = 420.0  # seconds after the last restart
+FAST = {"KANMON_POLL_INTERVAL": "0.3", "KANMON_RETRY_BASE_DELAY": "0.5", "KANMON_STORE_LOCK_CHECK_INTERVAL": "0.5"}
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -46,49 +51,21 @@ def instance() -> str:
     return f"chaos{uuid.uuid4().hex[:8]}"
 
 
-class Gated:
-    """`gated run` as a child process that the driver kills and restarts."""
+@dataclass
+class Tally:
+    """How the 500 messages ended: replies per text, dead-lettered and still-waiting inbound rows."""
 
-    def __init__(self, data_dir: Path, instance: str, log: Path) -> None:
-        self.data_dir = data_dir
-        self.instance = instance
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-
-    def start(self) -> None:
-        env = {**os.environ, "KANMON_POLL_INTERVAL": "0.3", "KANMON_RETRY_BASE_DELAY": "0.5"}
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*GATED_RUN, "--data-dir", str(self.data_dir), "run", "--no-http", "--instance", self.instance],
-                stdout=log,
-                stderr=log,
-                env=env,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self.kills += 1
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    answered: collections.Counter[str]
+    dead: int
+    waiting: int
 
 
-def reply_counts(store: Store) -> tuple[collections.Counter[str], int, int]:
-    """How often each message text was answered, how many rows are dead, how many still wait."""
+def tally(store: Store) -> Tally:
     rows = store.new_messages(0, limit=10 * MESSAGES)
     answered = collections.Counter(row.content.removeprefix("echo: ") for row in rows if row.direction == "out")
     dead = sum(1 for row in rows if row.direction == "in" and row.status == "dead")
     waiting = sum(1 for row in rows if row.direction == "in" and row.status == "new")
-    return answered, dead, waiting
+    return Tally(answered, dead, waiting)
 
 
 def explain(store: Store, answered: collections.Counter[str], log: Path) -> str:
@@ -101,19 +78,41 @@ def explain(store: Store, answered: collections.Counter[str], log: Path) -> str:
     return "\n".join(["duplicated replies and their runs:", *lines, "their log lines:", *history])
 
 
-async def drive(tmp_path: Path, instance: str, groups: list[Group], runtime: Any, seed: int) -> None:
+async def through_outages(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a thread, retried while the database is away (a restart takes a second or two)."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(StoreUnavailable), wait=wait_fixed(0.2), stop=stop_after_delay(60), reraise=True
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await asyncio.to_thread(call, *args)
+    raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying either returns or reraises
+
+
+async def drive(
+    tmp_path: Path,
+    instance: str,
+    groups: list[Group],
+    runtime: Any,
+    seed: int,
+    *,
+    pg: PrivatePostgres | None = None,
+) -> None:
+    """Send, kill and restart as the module says; with ``pg`` the store lives there and is restarted once."""
     data = tmp_path / "data"
     data.mkdir(parents=True)
-    store = Store.open(f"sqlite:///{data / 'kanmon.db'}")
+    url = pg.url if pg is not None else f"sqlite:///{data / 'kanmon.db'}"
+    store = Store.open(url)
     upgrade(store.engine)
     for group in groups:
         store.add_group(group)
     rng = random.Random(seed)
-    gated = Gated(data, instance, tmp_path / "gated.log")
-    gated.start()
+    env = {**FAST, "KANMON_STORE_URL": url}
+    gated = Gated(data, tmp_path / "gated.log", args=["--no-http", "--instance", instance], env=env).start()
     texts = [f"c{n % CHATS:02d}-m{n:03d}" for n in range(MESSAGES)]
     try:
         kill_at = sorted(rng.uniform(1.0, 40.0) for _ in range(KILLS + 2))
+        restart_at = restart_time(kill_at) if pg is not None else None
         began = time.monotonic()
         sent = 0
         while sent < MESSAGES or kill_at:
@@ -123,49 +122,70 @@ async def drive(tmp_path: Path, instance: str, groups: list[Group], runtime: Any
                 gated.kill()
                 await asyncio.sleep(rng.uniform(0.0, 1.0))
                 gated.start()
+            if pg is not None and restart_at is not None and now >= restart_at:
+                restart_at = None
+                await asyncio.to_thread(pg.restart)
             for _ in range(min(rng.randint(5, 20), MESSAGES - sent)):
                 text = texts[sent]
-                await asyncio.to_thread(
-                    store.put_message, NewMessage(chat_jid=f"web:g{text[1:3]}", content=text, sender="driver")
-                )
+                message = NewMessage(chat_jid=f"web:g{text[1:3]}", content=text, sender="driver", id=text)
+                await through_outages(store.put_message, message)
                 sent += 1
             await asyncio.sleep(rng.uniform(0.05, 0.4))
         deadline = time.monotonic() + FINISH_WITHIN
         while time.monotonic() < deadline:
-            answered, dead, waiting = await asyncio.to_thread(reply_counts, store)
-            if not waiting and len(answered) >= MESSAGES:
+            seen = await through_outages(tally, store)
+            if not seen.waiting and len(seen.answered) >= MESSAGES:
                 break
             await asyncio.sleep(1.0)
         await asyncio.sleep(2.0)  # a duplicate that was about to be stored would land now
         gated.stop()
-        answered, dead, waiting = reply_counts(store)
-        duplicates = sum(count - 1 for count in answered.values() if count > 1)
-        lost = sum(1 for text in texts if answered[text] == 0)
+        seen = tally(store)
+        duplicates = sum(count - 1 for count in seen.answered.values() if count > 1)
+        lost = sum(1 for text in texts if seen.answered[text] == 0)
+        where = "PostgreSQL, restarted once" if pg is not None else "SQLite"
         print(
-            f"\nchaos ({type(runtime).__name__}, seed {seed}): sent {MESSAGES}, answered {len(answered)}, "
-            f"duplicates {duplicates}, lost {lost}, dead {dead}, kills {gated.kills}, runs {store.count_runs()}"
+            f"\nchaos ({type(runtime).__name__}, {where}, seed {seed}): sent {MESSAGES}, "
+            f"answered {len(seen.answered)}, duplicates {duplicates}, "
+            f"lost {lost}, dead {seen.dead}, kills {gated.kills}, runs {store.count_runs()}"
         )
         assert gated.kills >= KILLS
-        assert (duplicates, lost, dead, waiting) == (0, 0, 0, 0), explain(store, answered, tmp_path / "gated.log")
+        if pg is not None:  # the restart landed on a running gated, which noticed it
+            assert "store lock lost" in gated.logged(), gated.logged()[-3000:]
+        outcome = (duplicates, lost, seen.dead, seen.waiting)
+        assert outcome == (0, 0, 0, 0), explain(store, seen.answered, gated.log)
         assert await runtime.list_runs(instance) == []  # nothing of this instance is left running or lying around
     finally:
         gated.stop()
         store.close()
 
 
+def restart_time(kill_at: list[float]) -> float:
+    """When to restart the database: amid the widest gap between two kills, so that a gated is up to feel it."""
+    gaps = zip([0.0, *kill_at], kill_at, strict=False)
+    start, end = max(gaps, key=lambda gap: gap[1] - gap[0])
+    return (start + end) / 2
+
+
+def chaos_seed() -> int:
+    return int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(1 << 30)))
+
+
+def process_groups() -> list[Group]:
+    config = {"runtime": "process", "command": ECHO_COMMAND, "env": AGENT_ENV}
+    return [Group(folder=f"g{n:02d}", container_config=config) for n in range(CHATS)]
+
+
 async def test_sigkill_chaos_on_the_process_runtime_loses_and_repeats_nothing(tmp_path: Path, instance: str) -> None:
-    groups = [
-        Group(folder=f"g{n:02d}", container_config={"runtime": "process", "command": ECHO_COMMAND, "env": AGENT_ENV})
-        for n in range(CHATS)
-    ]
     runtime = ProcessRuntime(tmp_path / "data" / "runs")
-    await drive(
-        tmp_path,
-        instance,
-        groups,
-        runtime,
-        seed=int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(1 << 30))),
-    )
+    await drive(tmp_path, instance, process_groups(), runtime, chaos_seed())
+
+
+@pytest.mark.postgres
+async def test_sigkill_chaos_with_a_postgres_restart_loses_and_repeats_nothing(
+    tmp_path: Path, instance: str, private_pg: PrivatePostgres
+) -> None:
+    runtime = ProcessRuntime(tmp_path / "data" / "runs")
+    await drive(tmp_path, instance, process_groups(), runtime, chaos_seed(), pg=private_pg)
 
 
 @pytest.fixture
@@ -181,19 +201,11 @@ def neighbour(docker_client: Any, echo_image: str, instance: str) -> Iterator[An
 async def test_sigkill_chaos_on_docker_loses_and_repeats_nothing_and_spares_other_instances(
     tmp_path: Path, instance: str, docker_client: Any, echo_image: str, neighbour: Any
 ) -> None:
-    groups = [
-        Group(folder=f"g{n:02d}", container_config={"runtime": "docker", "image": echo_image, "env": AGENT_ENV})
-        for n in range(CHATS)
-    ]
+    config = {"runtime": "docker", "image": echo_image, "env": AGENT_ENV}
+    groups = [Group(folder=f"g{n:02d}", container_config=config) for n in range(CHATS)]
     runtime = DockerRuntime(data_dir=tmp_path / "data", client=docker_client)
     try:
-        await drive(
-            tmp_path,
-            instance,
-            groups,
-            runtime,
-            seed=int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(1 << 30))),
-        )
+        await drive(tmp_path, instance, groups, runtime, chaos_seed())
     finally:
         for container in docker_client.containers.list(all=True, filters={"label": f"kanmon.instance={instance}"}):
             container.remove(force=True)
