@@ -251,6 +251,13 @@ KEYS: tuple[Key, ...] = (
         check=at_least(1 << 10, "a size like 512k or 10m, at least 1k"),
         attr="runtime.output_cap_bytes",
     ),
+    _key(
+        "runtime.max_replies",
+        INT,
+        500,
+        "Replies one run may send; the run is stopped when it reaches this many.",
+        check=at_least(1, "an integer, at least 1"),
+    ),
     _key("runtime.mount_allowlist", PATHS, (), "Host paths groups may mount besides their folder (SPEC §9)."),
     _key(
         "runtime.reasoning_tags",

@@ -53,6 +53,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         idle_timeout=runtime.idle_timeout,
         timeout=runtime.timeout,
         stop_grace=runtime.stop_grace,
+        max_replies=runtime.max_replies,
         assistant_name=settings.assistant_name,
         session_idle_expiry=settings.gateway.session_idle_expiry,
     )

@@ -104,6 +104,7 @@ class RuntimeSettings:
     timeout: float = _default("timeout")
     stop_grace: float = _default("stop_grace")
     output_cap_bytes: int = _default("runtime.output_cap")
+    max_replies: int = _default("runtime.max_replies")
     mount_allowlist: tuple[Path, ...] = _default("runtime.mount_allowlist")
     reasoning_tags: tuple[str, ...] = _default("runtime.reasoning_tags")
     docker: DockerSettings = field(default_factory=DockerSettings)

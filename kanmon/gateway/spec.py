@@ -44,7 +44,7 @@ class RunDefaults:
     assistant_name: str = "kanmon"
     batch_limit: int = 100
     session_idle_expiry: float = 0.0
-    max_replies: int = 500  # replies of one run, after which kanmon stops it (runtime.max_replies)
+    max_replies: int = 500  # replies of one run, after which it is stopped (runtime.max_replies)
     reply_flush: float = 0.05  # seconds a reply may wait to be stored with the next ones
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 

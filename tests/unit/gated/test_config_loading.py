@@ -344,6 +344,14 @@ def test_the_configured_daemons_reach_the_gateway_with_the_delivery_settings(tmp
     assert config.adapters.deadline == 60.0
 
 
+def test_the_reply_cap_a_log_names_is_a_key_that_reaches_every_run(tmp_path: Path) -> None:
+    """watch.py stops a run "(runtime.max_replies)": the key it names must exist and be the cap runs get."""
+    assert gateway_config(load(tmp_path)).run.max_replies == 500
+    settings = load(tmp_path, environ={"KANMON_RUNTIME_MAX_REPLIES": "20"})
+    assert gateway_config(settings).run.max_replies == 20
+    assert "runtime.max_replies" in error_of(tmp_path, environ={"KANMON_RUNTIME_MAX_REPLIES": "0"})
+
+
 def test_http_listen_splits_into_host_and_port_including_ipv6(tmp_path: Path) -> None:
     http = load(tmp_path, overrides={"http.listen": "[::1]:0"}).http
     assert (http.host, http.port) == ("::1", 0)
