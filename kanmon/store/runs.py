@@ -237,16 +237,25 @@ def _apply_session(conn: Connection, store: StoreBase, end: RunEnd, now: dt.date
 
 
 def advance_cursor(conn: Connection, store: StoreBase, chat_jid: str) -> int:
-    """Move the chat's agent cursor to its low-water mark (never backwards); return it."""
-    current = int(conn.execute(select(chats.c.agent_cursor).where(chats.c.jid == chat_jid)).scalar() or 0)
+    """Move the chat's agent cursor to its low-water mark (never backwards); return it.
+
+    One read for all three figures (the cursor, the oldest row still waiting past it, the newest row past it) and a
+    write only when the cursor moves: this runs at the end of every run.
+    """
+    current = func.coalesce(select(chats.c.agent_cursor).where(chats.c.jid == chat_jid).scalar_subquery(), 0)
     # only rows past the cursor can still wait: the (chat_jid, seq) index starts there, not at the chat's first row
     ahead = and_(messages.c.chat_jid == chat_jid, messages.c.direction == "in", messages.c.seq > current)
-    oldest_waiting = conn.execute(select(func.min(messages.c.seq)).where(ahead, messages.c.status == "new")).scalar()
-    if oldest_waiting is not None:
-        mark = int(oldest_waiting) - 1
-    else:
-        mark = int(conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(ahead)).scalar_one())
-    if mark <= current:
-        return current
+    figures = select(
+        current,
+        select(func.min(messages.c.seq)).where(ahead, messages.c.status == "new").scalar_subquery(),
+        select(func.max(messages.c.seq)).where(ahead).scalar_subquery(),
+    )
+    cursor, oldest_waiting, newest = conn.execute(figures).one()
+    cursor = int(cursor)
+    # before the oldest row still waiting, else past the newest row (all answered), else where it is
+    last = cursor if newest is None else int(newest)
+    mark = last if oldest_waiting is None else int(oldest_waiting) - 1
+    if mark <= cursor:
+        return cursor
     conn.execute(store._upsert(chats, {"jid": chat_jid, "agent_cursor": mark}, ["jid"]))
     return mark
