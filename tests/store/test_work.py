@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import event
 
 from kanmon.store import Dispatch, Group, LaneHead, NewMessage, RunBegin, RunDraft, RunEnd, Store
 
@@ -209,6 +210,53 @@ def test_a_lost_poll_cursor_starts_past_every_decided_row(corp: Store) -> None:
     undecided = put(corp, content="new since")
     corp.set_state("last_seq", "0")  # lost, or restored from an old backup
     assert corp.start_cursor() == undecided - 1
+
+
+class CommitsBetweenStatements:
+    """After the first statement of ``store`` whose SQL contains ``marker``, another writer (an adapter, the
+    driver of the failover test) commits a message: the read that follows in the same transaction must not see a
+    world in which it exists and a world in which it does not."""
+
+    def __init__(self, store: Store, writer: Store, marker: str) -> None:
+        self.store, self.writer, self.marker, self.seq = store, writer, marker, 0
+
+    def __enter__(self) -> CommitsBetweenStatements:
+        event.listen(self.store.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.store.engine, "after_cursor_execute", self._after)
+
+    def _after(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not self.seq and self.marker in statement:
+            self.seq = put(self.writer, "web:corp", "arrived in between")
+
+
+def test_a_row_committed_while_the_start_cursor_is_read_is_never_skipped(corp: Store, store_url: str) -> None:
+    """The failover test lost one message on PostgreSQL: the start cursor read "nothing undecided" and then the
+    newest seq in two snapshots, with the driver's first message committed in between, and started past it."""
+    writer = Store.open(store_url)
+    try:
+        with CommitsBetweenStatements(corp, writer, "min(messages.seq)") as between:
+            cursor = corp.start_cursor()
+        assert between.seq and cursor < between.seq
+    finally:
+        writer.close()
+
+
+def test_a_row_committed_while_a_run_ends_keeps_the_chat_cursor_before_it(corp: Store, store_url: str) -> None:
+    if corp.dialect == "sqlite":
+        pytest.skip("SQLite has one writer at a time: nothing commits while a run's end holds the write lock")
+    seq = put(corp, "web:corp")
+    route(corp, [seq])
+    [head] = corp.lane_heads("corp")
+    writer = Store.open(store_url)
+    try:
+        with CommitsBetweenStatements(corp, writer, "min(messages.seq)") as between:
+            cursor = end(corp, head, [seq])
+        assert between.seq and cursor < between.seq
+    finally:
+        writer.close()
 
 
 def test_every_change_to_groups_routes_or_channels_moves_the_configuration_version(corp: Store) -> None:
