@@ -12,14 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Integer, Table, Text, cast, select, update
+from sqlalchemy import Connection, Engine, Integer, Result, Table, Text, cast, select, update
 from sqlalchemy.sql.dml import Insert
 
 from kanmon.store.engine import WRITE
 from kanmon.store.errors import StoreFenced, translate_errors
 from kanmon.store.tables import router_state
 
-__all__ = ["CONFIG_VERSION_KEY", "EPOCH_KEY", "StoreBase", "from_row", "utcnow"]
+__all__ = ["CONFIG_VERSION_KEY", "EPOCH_KEY", "StoreBase", "from_row", "from_rows", "utcnow"]
 
 #: ``router_state`` key of the store's lock epoch: bumped by every gated that takes the store (see ``fence``).
 EPOCH_KEY = "lock_epoch"
@@ -35,17 +35,28 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# record class -> its field names, computed once: from_row runs for every row of every poll
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+# (record class, a result's column names) -> (field name, column position) pairs, computed once per query shape:
+# rows become records on every poll, and a row's values by position cost a fifth of its values by name
+_LAYOUTS: dict[tuple[type, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
+
+
+def _layout(cls: type, columns: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    layout = _LAYOUTS.get((cls, columns))
+    if layout is None:
+        fields = (field.name for field in dataclasses.fields(cls))
+        layout = _LAYOUTS[(cls, columns)] = tuple((name, columns.index(name)) for name in fields if name in columns)
+    return layout
 
 
 def from_row(cls: type[T], row: Any) -> T:
     """Build the record ``cls`` from a result row, taking only the fields the record declares."""
-    mapping = row._mapping
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    return cls(**{name: mapping[name] for name in names if name in mapping})
+    return cls(**{name: row[index] for name, index in _layout(cls, row._fields)})
+
+
+def from_rows(cls: type[T], result: Result[Any]) -> list[T]:
+    """:func:`from_row` for every row of ``result``, with the columns looked up once."""
+    layout = _layout(cls, tuple(result.keys()))
+    return [cls(**{name: row[index] for name, index in layout}) for row in result]
 
 
 class StoreBase:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 
-from kanmon.store.base import StoreBase, from_row
+from kanmon.store.base import StoreBase, from_rows
 from kanmon.store.records import Message
 from kanmon.store.tables import messages
 from kanmon.store.text import storable
@@ -42,7 +42,7 @@ class DeliveryStore(StoreBase):
             .limit(limit)
         )
         with self._read() as conn:
-            return [from_row(Message, row) for row in conn.execute(query)]
+            return from_rows(Message, conn.execute(query))
 
     def oldest_pending_deliveries(self, jids: Sequence[str]) -> dict[str, int]:
         """The seq of each chat's oldest outbound row still ``pending``, due or backing off (chats without: absent)."""

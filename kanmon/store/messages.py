@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text, update
 
 from kanmon.errors import InvalidInput
-from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, utcnow
+from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state
@@ -65,7 +65,7 @@ class MessageStore(StoreBase):
         """Up to ``limit`` messages with ``seq > after_seq``, in seq order."""
         query = select(messages).where(messages.c.seq > after_seq).order_by(messages.c.seq).limit(limit)
         with self._read() as conn:
-            return [from_row(Message, row) for row in conn.execute(query)]
+            return from_rows(Message, conn.execute(query))
 
     def max_seq(self) -> int:
         """The highest seq stored, 0 when empty."""
@@ -83,7 +83,7 @@ class MessageStore(StoreBase):
             .limit(limit)
         )
         with self._read() as conn:
-            return [from_row(Message, row) for row in conn.execute(query)]
+            return from_rows(Message, conn.execute(query))
 
     def mark_messages(self, seqs: Iterable[int], status: str) -> int:
         """Set the inbound ``status`` of the given rows; returns how many changed."""
@@ -270,7 +270,7 @@ def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime
     if not fresh:
         return []
     rows = conn.execute(messages.insert().returning(*messages.c), fresh)
-    return sorted((from_row(Message, row) for row in rows), key=lambda message: message.seq)
+    return sorted(from_rows(Message, rows), key=lambda message: message.seq)
 
 
 _TEXT_FIELDS = (

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 
 from kanmon.folders import validate_folder
-from kanmon.store.base import StoreBase, from_row, utcnow
+from kanmon.store.base import StoreBase, from_row, from_rows, utcnow
 from kanmon.store.errors import Conflict, NotFound, PrefixTaken
 from kanmon.store.records import Channel, Group, Route, Run, RunStatus, Session, SystemMessage
 from kanmon.store.tables import channels, registered_groups, routes, session_log, sessions, system_messages
@@ -69,7 +69,7 @@ class RegistryStore(StoreBase):
             if conn.execute(select(registered_groups.c.folder).where(_group(folder))).first() is None:
                 raise NotFound(f"no group {folder!r}")
             pointing = routes.c.target.in_(list(routes_to))
-            found = [from_row(Route, row) for row in conn.execute(select(routes).where(pointing).order_by(routes.c.id))]
+            found = from_rows(Route, conn.execute(select(routes).where(pointing).order_by(routes.c.id)))
             if found and not with_routes:
                 plural = "s" if len(found) > 1 else ""
                 ids = ", ".join(str(route.id) for route in found)
@@ -97,7 +97,7 @@ class RegistryStore(StoreBase):
     def list_routes(self) -> list[Route]:
         """Every route, in the order the router walks them: ``(seq, id)``."""
         with self._read() as conn:
-            return [from_row(Route, row) for row in conn.execute(select(routes).order_by(routes.c.seq, routes.c.id))]
+            return from_rows(Route, conn.execute(select(routes).order_by(routes.c.seq, routes.c.id)))
 
     def remove_route(self, route_id: int) -> None:
         """Delete route ``route_id``; NotFound if absent."""
@@ -148,7 +148,7 @@ class RegistryStore(StoreBase):
         if instance is not None:
             query = query.where(session_log.c.instance == instance)
         with self._read() as conn:
-            return [from_row(Run, row) for row in conn.execute(query)]
+            return from_rows(Run, conn.execute(query))
 
     # ------------------------------------------------------------------------------------------------ system messages
     def add_system_message(self, folder: str, *, origin: str, event: str, body: str = "") -> SystemMessage:
@@ -162,7 +162,7 @@ class RegistryStore(StoreBase):
         """The notes queued for ``folder``, oldest first."""
         query = select(system_messages).where(system_messages.c.group_folder == folder).order_by(system_messages.c.id)
         with self._read() as conn:
-            return [from_row(SystemMessage, row) for row in conn.execute(query)]
+            return from_rows(SystemMessage, conn.execute(query))
 
     # ------------------------------------------------------------------------------------------------ channels
     def save_channel(self, channel: Channel) -> None:
@@ -187,7 +187,7 @@ class RegistryStore(StoreBase):
     def list_channels(self) -> list[Channel]:
         """Every registered channel adapter."""
         with self._read() as conn:
-            return [from_row(Channel, row) for row in conn.execute(select(channels).order_by(channels.c.name))]
+            return from_rows(Channel, conn.execute(select(channels).order_by(channels.c.name)))
 
     def remove_channel(self, name: str) -> bool:
         """Deregister ``name``; True if it was registered."""

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from kanmon.store.base import StoreBase, from_row
+from kanmon.store.base import StoreBase, from_rows
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
@@ -144,7 +144,7 @@ class RunStore(StoreBase):
             .order_by(messages.c.seq)
         )
         with self._read() as conn:
-            return [from_row(Message, row) for row in conn.execute(query)]
+            return from_rows(Message, conn.execute(query))
 
     def count_outputs(self, run_id: str) -> int:
         """How many replies run ``run_id`` has stored."""
@@ -156,7 +156,7 @@ class RunStore(StoreBase):
         """The latest runs, newest first."""
         query = select(session_log).order_by(session_log.c.started_at.desc(), session_log.c.id.desc()).limit(limit)
         with self._read() as conn:
-            return [from_row(Run, row) for row in conn.execute(query)]
+            return from_rows(Run, conn.execute(query))
 
 
 def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime) -> RunStart | None:
@@ -187,7 +187,7 @@ def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime
     )
     conn.execute(session_log.insert().values(**dataclasses.asdict(run)))
     query = select(system_messages).where(system_messages.c.group_folder == begin.folder).order_by(system_messages.c.id)
-    notes = [from_row(SystemMessage, row) for row in conn.execute(query)]
+    notes = from_rows(SystemMessage, conn.execute(query))
     if notes:
         conn.execute(delete(system_messages).where(system_messages.c.id.in_([note.id for note in notes])))
     return RunStart(

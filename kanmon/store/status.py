@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
 
-from kanmon.store.base import StoreBase, from_row
+from kanmon.store.base import StoreBase, from_rows
 from kanmon.store.records import Run
 from kanmon.store.registry import IN_FLIGHT
 from kanmon.store.tables import messages, session_log
@@ -68,7 +68,7 @@ class StatusStore(StoreBase):
             .order_by(session_log.c.started_at, session_log.c.id)
         )
         with self._read() as conn:
-            return [from_row(Run, row) for row in conn.execute(query)]
+            return from_rows(Run, conn.execute(query))
 
     def waiting_chats(self) -> list[WaitingChat]:
         """Every chat with rows waiting outside a running batch, the one waiting longest (lowest seq) first."""
@@ -109,7 +109,7 @@ class StatusStore(StoreBase):
             .order_by(ranked.c.chat_first, ranked.c.seq)
         )
         with self._read() as conn:
-            return [from_row(WaitingRow, row) for row in conn.execute(query)]
+            return from_rows(WaitingRow, conn.execute(query))
 
     def chat_count(self) -> int:
         """How many chats messages came from (distinct JIDs of inbound rows).

@@ -15,7 +15,7 @@ from typing import Literal
 
 from sqlalchemy import bindparam, func, select, update
 
-from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row
+from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Chat, Message, NewMessage
@@ -169,4 +169,4 @@ class WorkStore(StoreBase):
         if topic is not None:
             query = query.where(messages.c.topic == topic)
         with self._read() as conn:
-            return [from_row(Message, row) for row in conn.execute(query)]
+            return from_rows(Message, conn.execute(query))
