@@ -145,6 +145,14 @@ class MessageLoop:
         self.fenced = False
 
     # ------------------------------------------------------------------------------------------------ driving
+    def run_ended(self, jid: str) -> None:
+        """A run of ``jid`` ended (its runner says): the chat's next message is a new turn, not more of a burst."""
+        self._settle.ended(jid)
+
+    def settle_delay(self, jid: str) -> float:
+        """Seconds a lane of ``jid`` made ready now would wait for more of its messages (:mod:`.settle`)."""
+        return self._settle.delay(jid)
+
     def wake(self) -> None:
         """Tick now instead of at the next poll (safe from any thread)."""
         if self._loop is None or _running_loop() is self._loop:

@@ -95,6 +95,7 @@ class LaneRunner:
         metrics: GatewayMetrics,
         is_held: Callable[[str], bool] = lambda jid: False,
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
+        on_ended: Callable[[str], None] = lambda jid: None,
         requeue: Callable[[Lane], None] = lambda lane: None,
         clock: Clock | None = None,
     ) -> None:
@@ -104,7 +105,7 @@ class LaneRunner:
         self._registry = registry
         self._metrics = metrics
         self._is_held = is_held
-        self._on_stored = on_stored
+        self._on_stored, self._on_ended = on_stored, on_ended
         self._requeue = requeue
         self._clock: Clock = clock or SystemClock()
         self._lanes: dict[Lane, _LaneState] = {}
@@ -358,6 +359,7 @@ class LaneRunner:
         )  # fmt: skip
         ended = await self._end(end, outcome)
         self._on_stored(ended.stored)
+        self._on_ended(batch.head.chat_jid)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began
         self._metrics.runs.labels(result=outcome.status).inc()

@@ -3,7 +3,9 @@
 A chat that was quiet gets no wait at all: a single message runs at once. A chat whose messages keep arriving (the
 loop saw rows of it less than ``quiet`` seconds ago) waits about as long as the last gap between them, capped at
 ``cap``, so a run started for the first messages of a burst does not leave the rest for a second run. The lane's run
-then takes everything that arrived meanwhile.
+then takes everything that arrived meanwhile. A run of the chat ending ends its burst: what arrives next is a new
+turn (someone answering the agent, the next message of a script that waits for each answer), and waits for nothing
+however quickly it came.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class Settle:
             horizon = now - self.quiet
             self._seen = {chat: seen for chat, seen in self._seen.items() if seen >= horizon}
             self._gap = {chat: gap for chat, gap in self._gap.items() if chat in self._seen}
+
+    def ended(self, jid: str) -> None:
+        """A run of ``jid`` ended: what arrives next starts afresh (no gap to the messages before)."""
+        self._seen.pop(jid, None)
+        self._gap.pop(jid, None)
 
     def delay(self, jid: str) -> float:
         """Seconds ``jid``'s lane should wait before it runs: 0 for a quiet chat, at most ``cap``."""

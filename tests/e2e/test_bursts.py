@@ -2,7 +2,7 @@
 
 Three mechanisms, each tested alone: a run takes its batch only once its agent is up (so what arrives while the
 container starts joins it), a loop reading a backlog enqueues lanes once it has caught up, and a chat whose messages
-keep coming settles briefly (a quiet chat not at all).
+keep coming settles briefly (a quiet chat not at all, nor a message that follows a run of its chat).
 """
 
 from __future__ import annotations
@@ -80,3 +80,29 @@ def test_a_quiet_chat_settles_for_nothing_and_a_busy_one_briefly() -> None:
     clock.advance(0.6)
     settle.arrived("web:a")
     assert settle.delay("web:a") == 0.25  # never longer than the cap
+
+
+def test_a_run_ending_ends_a_burst_so_the_next_message_waits_for_nothing() -> None:
+    clock = FakeClock()
+    settle = Settle(clock, cap=0.25, quiet=1.0)
+    settle.arrived("web:a")
+    clock.advance(0.1)
+    settle.arrived("web:a")
+    assert settle.delay("web:a") == pytest.approx(0.1)  # a burst
+    settle.ended("web:b")
+    assert settle.delay("web:a") == pytest.approx(0.1)  # another chat's run ending changes nothing here
+    settle.ended("web:a")
+    clock.advance(0.1)
+    settle.arrived("web:a")
+    assert settle.delay("web:a") == 0.0  # what comes after a run of the chat, however quick, is a new turn
+
+
+async def test_a_quick_conversation_never_settles(tmp_path: Path) -> None:
+    """SPEC §15's latency with the wake-up: a message sent as soon as the last run ended (bench/latency.py's
+    pattern) is a new turn, not the rest of a burst, and runs at once."""
+    async with running_gateway(tmp_path / "data", [process_group("corp")]) as h:
+        for n in range(4):
+            await h.send("web:corp", f"turn {n}")
+            await h.wait_for(lambda n=n: len(h.replies("web:corp")) == n + 1, f"reply {n}")  # type: ignore[misc]
+            await h.wait_for(lambda: h.store.poll_cursor() >= h.store.max_seq(), "the loop to read the reply")
+            assert h.gateway.loop.settle_delay("web:corp") == 0.0
