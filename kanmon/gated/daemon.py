@@ -12,9 +12,8 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -28,6 +27,7 @@ from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.runner import Runtimes
 from kanmon.queue import RetryPolicy
+from kanmon.stopping import unless_stopped
 from kanmon.store import Store
 from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
@@ -189,7 +189,7 @@ class Daemon:
         http_task = self._serve_http()
         served = False
         try:
-            if await self._until_stopped(self._activate(), stopping):
+            if await unless_stopped(self._activate(), stopping):
                 served = True
                 await self._serve(stopping)
         finally:
@@ -241,22 +241,6 @@ class Daemon:
         await keeping  # raises Overtaken (exit 3) if that is why we stop
         if leftovers:
             logger.warning("stopped with %d runs still going; their containers keep running", len(leftovers))
-
-    async def _until_stopped(self, work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
-        """Await ``work`` unless ``stopping`` is set first (then cancel it); True when it completed."""
-        task = asyncio.create_task(work)
-        stopped = asyncio.create_task(stopping.wait())
-        try:
-            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return False
-        task.result()
-        return True
 
     async def _refuse_writes_when(self, stopping: asyncio.Event) -> None:
         # the drain begins: health, metrics and the event streams stay up, new messages are refused with 503

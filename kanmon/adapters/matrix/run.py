@@ -30,6 +30,7 @@ from kanmon.adapters.matrix.outbound import Sender
 from kanmon.adapters.matrix.server import create_app
 from kanmon.adapters.matrix.state import AdapterState
 from kanmon.errors import InvalidInput
+from kanmon.stopping import unless_stopped
 
 __all__ = ["LoginFailed", "bind", "serve"]
 
@@ -69,7 +70,7 @@ async def serve(config: MatrixConfig, sock: socket.socket) -> None:
     )
     http = http_client(config.request_timeout)
     try:
-        if not await _until(stopping, _login(client, config, state)):
+        if await unless_stopped(_login(client, config, state), stopping) is None:
             return
         await _serve_logged_in(config, sock, client, state, http, stopping)
     finally:
@@ -105,9 +106,9 @@ async def _serve_logged_in(
     server = _QuietServer(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
     http_task = asyncio.create_task(server.serve(sockets=[sock]), name="matrix-http")
     try:
-        if await _until(stopping, gated.register()):
+        if await unless_stopped(gated.register(), stopping):
             logger.info("matrix adapter running: %s on %s, /send at %s", config.user_id, config.homeserver, config.url)
-            await _until(stopping, syncer.run(stopping))
+            await unless_stopped(syncer.run(stopping), stopping)
     finally:
         server.should_exit = True
         await http_task
@@ -155,23 +156,6 @@ async def _retry(call: Any, *args: Any) -> Any:
             logger.warning("homeserver not reachable, again in %.0fs: %s", pause, type(exc).__name__)
             await asyncio.sleep(pause)
             pause = min(30.0, pause * 2)
-
-
-async def _until(stopping: asyncio.Event, work: Any) -> bool:
-    """Await ``work`` unless ``stopping`` is set first (then it is cancelled); True when it completed."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return False
-    task.result()
-    return True
 
 
 class _QuietServer(uvicorn.Server):

@@ -19,10 +19,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import uvicorn
 from telegram import Bot, Update, User
@@ -37,11 +36,11 @@ from kanmon.adapters.telegram.inbound import ALLOWED_UPDATES, chat_name, to_inbo
 from kanmon.adapters.telegram.outbound import TelegramSender, retry_after_seconds
 from kanmon.adapters.telegram.server import PREFIX, create_app
 from kanmon.errors import InvalidInput
+from kanmon.stopping import unless_stopped
 
 __all__ = ["TelegramAdapter", "TelegramConfig"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +133,7 @@ class TelegramAdapter:
         failures = 0
         while not stopping.is_set():
             try:
-                updates = await _unless_stopped(self._fetch(), stopping)
+                fetched = await unless_stopped(self._fetch(), stopping)
             except RetryAfter as exc:
                 await _sleep(retry_after_seconds(exc), stopping)
                 continue
@@ -146,7 +145,7 @@ class TelegramAdapter:
                 await _sleep(min(30.0, 0.5 * 2**failures), stopping)
                 continue
             failures = 0
-            for update in updates or ():
+            for update in fetched.result() if fetched is not None else ():
                 if stopping.is_set():
                     return  # not stored, offset not saved: Telegram sends it again after the restart
                 await self._ingest(update, gated, typing)
@@ -190,22 +189,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-async def _unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
-    """``work``'s result, or None when ``stopping`` is set first (``work`` is then cancelled)."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return None
-    return task.result()
 
 
 async def _sleep(seconds: float, stopping: asyncio.Event) -> None:
