@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from kanmon.serving import EmbeddedServer
+
 __all__ = ["serving"]
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn inside a test: the test runner's signals stay its own."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @contextlib.asynccontextmanager
@@ -25,7 +19,7 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in this event loop; yield its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
     sock = config.bind_socket()
-    server = _QuietServer(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(1000):

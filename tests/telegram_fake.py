@@ -43,6 +43,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kanmon.serving import EmbeddedServer
+
 TOKEN = "123456:TEST-token-for-the-fake-bot-api"
 BOT = {
     "id": 999,
@@ -390,19 +392,13 @@ async def _params(request: Request) -> dict[str, Any]:
     return params
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.contextmanager
 def running_fake() -> Iterator[FakeBotApi]:
     """A fake Bot API on 127.0.0.1 (a free port) in a thread; ``fake.url`` is its base URL (telegram.api_url)."""
     fake = FakeBotApi()
     config = uvicorn.Config(fake.app(), host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
     sock = config.bind_socket()
-    server = _Server(config)
+    server = EmbeddedServer(config)
     ready = threading.Event()
 
     def serve() -> None:

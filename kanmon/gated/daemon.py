@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -27,6 +27,7 @@ from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.runner import Runtimes
 from kanmon.queue import RetryPolicy
+from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
 from kanmon.store import Store
 from kanmon.store.lock import StoreLock
@@ -209,7 +210,7 @@ class Daemon:
         host, port = self.listener.getsockname()[:2]
         # no WebSocket protocol: gated serves none, and loading one costs memory for nothing
         config = uvicorn.Config(self.app, host=host, port=port, log_config=None, lifespan="off", ws="none")
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         return asyncio.create_task(self._server.serve(sockets=[self.listener]), name="kanmon-http")
 
     async def _activate(self) -> None:
@@ -267,14 +268,6 @@ class Daemon:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             logger.warning("%s again: not waiting for running runs; they are left running", name)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside gated: the signals are gated's (drain first, then stop), so the server takes none of them."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _say(text: str) -> None:

@@ -7,45 +7,21 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from kanmon.adapters.telegram.adapter import TelegramAdapter, TelegramConfig
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import Harness, process_group, running_gateway
+from tests.http_serving import serving
 from tests.telegram_fake import TOKEN, FakeBotApi
 
 SECRET = "channel-secret-for-telegram-tests"
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in this loop; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
-    sock = config.bind_socket()
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn ended before it started"
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 def bound() -> socket.socket:

@@ -17,7 +17,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +33,7 @@ from kanmon.gated.cli import cli
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.runner import DEAD_LETTER_TEXT
 from kanmon.queue import RetryPolicy
+from kanmon.serving import EmbeddedServer
 from kanmon.store import Message, NewMessage, Store, upgrade
 from kanmon.store.aio import AsyncStore
 from kanmon.web import WebConfig, create_app, webchat
@@ -49,12 +50,6 @@ def anon(ip: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the test runner keeps Ctrl-C."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +57,7 @@ async def serve_http(app: FastAPI) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 (a free port) in this event loop; yields the base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", timeout_graceful_shutdown=5)
     sock = config.bind_socket()
-    server = _Server(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

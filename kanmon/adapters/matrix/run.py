@@ -9,11 +9,9 @@ unfinished sync batch is simply not confirmed, and the next start takes it again
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,6 +28,7 @@ from kanmon.adapters.matrix.outbound import Sender
 from kanmon.adapters.matrix.server import create_app
 from kanmon.adapters.matrix.state import AdapterState
 from kanmon.errors import InvalidInput
+from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
 
 __all__ = ["LoginFailed", "bind", "serve"]
@@ -103,7 +102,7 @@ async def _serve_logged_in(
         return {"ok": True, "user_id": config.user_id, "synced": syncer.synced.is_set()}
 
     app = create_app(sender.send, config.channel_secret, media=media, health=health)
-    server = _QuietServer(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
+    server = EmbeddedServer(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
     http_task = asyncio.create_task(server.serve(sockets=[sock]), name="matrix-http")
     try:
         if await unless_stopped(gated.register(), stopping):
@@ -156,11 +155,3 @@ async def _retry(call: Any, *args: Any) -> Any:
             logger.warning("homeserver not reachable, again in %.0fs: %s", pause, type(exc).__name__)
             await asyncio.sleep(pause)
             pause = min(30.0, pause * 2)
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn inside the adapter: the signals are the adapter's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from kanmon.adapters.telegram.inbound import ALLOWED_UPDATES, chat_name, to_inbo
 from kanmon.adapters.telegram.outbound import TelegramSender, retry_after_seconds
 from kanmon.adapters.telegram.server import PREFIX, create_app
 from kanmon.errors import InvalidInput
+from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
 
 __all__ = ["TelegramAdapter", "TelegramConfig"]
@@ -93,7 +93,7 @@ class TelegramAdapter:
                 bot=self.bot, sender=sender, typing=typing, channel_secret=self.config.channel_secret,
                 name=self.config.name,
             )  # fmt: skip
-            server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
+            server = EmbeddedServer(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
             serving = asyncio.create_task(server.serve(sockets=[self.listener]), name="telegram-http")
             await gated.register()
             logger.info("Telegram adapter %s polling as @%s", self.config.name, self.me.username)
@@ -181,14 +181,6 @@ class TelegramAdapter:
         addressed = body["verb"] == "mention" or (body["verb"] == "message" and not body["is_group"])
         if chat is not None and addressed:  # an agent will most likely answer: show it working
             typing.start(chat.id, int(body["topic"]) if body["topic"] else None)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn inside the adapter: the signals are the command's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def _sleep(seconds: float, stopping: asyncio.Event) -> None:
