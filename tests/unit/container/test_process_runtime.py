@@ -275,3 +275,25 @@ async def test_starting_the_same_run_twice_is_refused(runtime: ProcessRuntime, d
 async def test_attach_to_an_unknown_run_raises_run_not_found(runtime: ProcessRuntime) -> None:
     with pytest.raises(RunNotFound):
         await runtime.attach("test", "nope")
+
+
+async def test_attaching_and_letting_go_again_and_again_leaks_no_file(runtime: ProcessRuntime, data_dir: Path) -> None:
+    """A daemon that detaches from a live run (a lost engine, a stop) and re-attaches later opens the run's output
+    files each time; the handle it let go must have closed them."""
+    handle = await runtime.start(make_spec(data_dir, env={"ECHO_HANG": 60}))
+
+    async def first_output(run: Any) -> None:
+        async for event in run:
+            if isinstance(event, Output):
+                return  # let go of a live run: the handle is abandoned, not released
+
+    try:
+        await first_output(handle)
+        before = len(list(Path("/proc/self/fd").iterdir()))
+        let_go = [await runtime.attach("test", "run-1") for _ in range(20)]  # kept: no garbage collector helps
+        for run in let_go:
+            await first_output(run)
+        assert len(list(Path("/proc/self/fd").iterdir())) <= before + 2
+    finally:
+        await handle.kill()
+        await handle.close()
