@@ -4,12 +4,16 @@ exactly once.
 Both are child processes (`gated run`, `gated adapter telegram`), talking over HTTP; Telegram is the local fake Bot
 API in a thread of the test. The adapter is killed with SIGKILL at random points and gated is stopped while updates
 arrive: every update must be stored once and answered once, and Telegram must never be told an update is done
-(the getUpdates offset past it) before gated has stored it.
+(the getUpdates offset past it) before gated has stored it. The one exception is the gap no Bot API client can close
+(``sendMessage`` takes no idempotency key): a reply Telegram took in the instant before the SIGKILL, which the
+adapter's sent journal therefore lacks, may be posted again; the test reads the journal at the kill and allows a
+second copy of exactly those replies, and of nothing else.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import socket
@@ -122,6 +126,19 @@ class World:
     def replies(self) -> collections.Counter[tuple[int, str]]:
         return collections.Counter((m["chat"]["id"], m["text"]) for m in self.fake.sent_messages())
 
+    def unjournaled(self) -> set[tuple[int, str]]:
+        """Replies Telegram took that the adapter's sent journal lacks: posted, but killed before it wrote them down.
+
+        Read while the adapter is dead. This is the one gap the adapter documents and no Bot API client can close
+        (``sendMessage`` has no idempotency key): gated's retry of such a reply may post it again.
+        """
+        journal = self.data / "adapters" / "telegram" / "sent.jsonl"
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        journaled = {json.loads(line)["id"] for line in lines if line.strip()}
+        return {
+            (m["chat"]["id"], m["text"]) for m in self.fake.sent_messages() if str(m["message_id"]) not in journaled
+        }
+
     def close(self) -> None:
         self.adapter.stop()
         self.gated.stop()
@@ -153,6 +170,8 @@ def test_restarts_of_the_adapter_and_of_gated_lose_and_repeat_nothing(world: Wor
         post(fake, 100 + n % 3, n + 1, texts[-1])
     wait(lambda: len(world.inbound()) >= 8, "some of the first wave to be stored", logs=world.logs)
     world.adapter.kill()  # mid-flow: some stored, some not, perhaps one stored whose offset was not saved
+    in_the_gap = world.unjournaled()
+    assert len(in_the_gap) <= 3, in_the_gap  # a kill lands in at most the sends in flight, never a backlog
     world.adapter.start()
     wait(lambda: len(world.inbound()) == 30, "the whole first wave", logs=world.logs)
 
@@ -176,7 +195,9 @@ def test_restarts_of_the_adapter_and_of_gated_lose_and_repeat_nothing(world: Wor
     assert sorted(row.content for row in stored) == sorted(texts)  # each stored once (ids are per chat)
     replies = world.replies()
     assert sorted(text for _, text in replies) == sorted(f"echo: {text}" for text in texts)
-    assert set(replies.values()) == {1}, [key for key, count in replies.items() if count > 1]
+    twice = {key for key, count in replies.items() if count > 1}
+    assert set(replies.values()) <= {1, 2}
+    assert twice <= in_the_gap, twice - in_the_gap  # only a reply posted but not journaled when killed
     wait(lambda: fake.pending() == 0, "every update to be confirmed", logs=world.logs)
     for secret in (TOKEN, SECRET):  # the adapter logged at DEBUG, Bot API URLs (which carry the token) included
         assert secret not in world.adapter.logged() and secret not in world.gated.logged()
