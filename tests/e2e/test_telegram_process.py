@@ -117,9 +117,12 @@ class World:
         return f"--- gated:\n{self.gated.logged()[-4000:]}\n--- adapter:\n{self.adapter.logged()[-4000:]}"
 
     def inbound(self) -> list[Message]:
+        return self.rows("in")
+
+    def rows(self, direction: str) -> list[Message]:
         store = Store.open(f"sqlite:///{self.data / 'kanmon.db'}")
         try:
-            return [row for row in store.new_messages(0, limit=1_000_000) if row.direction == "in"]
+            return [row for row in store.new_messages(0, limit=1_000_000) if row.direction == direction]
         finally:
             store.close()
 
@@ -195,6 +198,8 @@ def test_restarts_of_the_adapter_and_of_gated_lose_and_repeat_nothing(world: Wor
     assert sorted(row.content for row in stored) == sorted(texts)  # each stored once (ids are per chat)
     replies = world.replies()
     assert sorted(text for _, text in replies) == sorted(f"echo: {text}" for text in texts)
+    answers = sorted(row.content for row in world.rows("out"))
+    assert answers == sorted(f"echo: {text}" for text in texts)  # gated answered each once: a second post is not its
     twice = {key for key, count in replies.items() if count > 1}
     assert set(replies.values()) <= {1, 2}
     assert twice <= in_the_gap, twice - in_the_gap  # only a reply posted but not journaled when killed
