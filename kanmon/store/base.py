@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +20,16 @@ from kanmon.store.engine import WRITE
 from kanmon.store.errors import StoreFenced, translate_errors
 from kanmon.store.tables import router_state
 
-__all__ = ["CONFIG_VERSION_KEY", "EPOCH_KEY", "StoreBase", "from_row", "from_rows", "utcnow"]
+__all__ = [
+    "CONFIG_VERSION_KEY",
+    "EPOCH_KEY",
+    "StoreBase",
+    "dialect_insert",
+    "from_row",
+    "from_rows",
+    "upsert_statement",
+    "utcnow",
+]
 
 #: ``router_state`` key of the store's lock epoch: bumped by every gated that takes the store (see ``fence``).
 EPOCH_KEY = "lock_epoch"
@@ -132,23 +142,15 @@ class StoreBase:
             conn.execute(self._upsert(router_state, {"key": CONFIG_VERSION_KEY, "value": "1"}, ["key"]))
 
     def _check_fence(self, conn: Connection, epoch: int) -> None:
-        query = select(router_state.c.value).where(router_state.c.key == EPOCH_KEY)
-        if self.dialect == "postgresql":
-            # FOR SHARE: a taker's bump waits until this transaction ends, and this one then sees the new epoch
-            query = query.with_for_update(read=True)
+        # FOR SHARE on PostgreSQL: a taker's bump waits until this transaction ends, and this one then sees it
+        query = _EPOCH_FOR_SHARE if self.dialect == "postgresql" else _EPOCH
         current = conn.execute(query).scalar()
         if current is None or int(current) != epoch:
             raise StoreFenced(f"another gated took the store over (lock epoch {current}, ours {epoch})")
 
     def _insert(self, table: Table) -> Any:
         """This backend's INSERT (with ``on_conflict_…``); the other backend's dialect is never imported."""
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects import sqlite
-
-            return sqlite.insert(table)
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
+        return dialect_insert(self.dialect, table)
 
     def _upsert(self, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> Insert:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET the other values, in this backend's dialect."""
@@ -157,6 +159,35 @@ class StoreBase:
         if not updates:
             return stmt.on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[no-any-return]
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)  # type: ignore[no-any-return]
+
+
+def dialect_insert(dialect: str, table: Table) -> Any:
+    """``dialect``'s INSERT of ``table`` (with ``on_conflict_…``); the other backend's dialect is never imported."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert(table)
+
+
+@functools.cache
+def upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Insert:
+    """A reusable ``INSERT … ON CONFLICT (keys) DO UPDATE SET columns = excluded.columns`` in ``dialect``.
+
+    Executed with one parameter per column of the row (``conn.execute(statement, {"jid": …, …})``). Built once:
+    a statement object used again skips SQLAlchemy's construction and cache-key work, which the issue 13 profile
+    found to be most of a run's bookkeeping time.
+    """
+    stmt = dialect_insert(dialect, table)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=list(keys), set_={name: stmt.excluded[name] for name in columns}
+    )
+
+
+_EPOCH = select(router_state.c.value).where(router_state.c.key == EPOCH_KEY)
+_EPOCH_FOR_SHARE = _EPOCH.with_for_update(read=True)
 
 
 def _plus_one(value: Any) -> Any:

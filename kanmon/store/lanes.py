@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Integer, bindparam, func, select
 
 from kanmon.store.base import from_row
 from kanmon.store.records import Message
@@ -29,20 +29,35 @@ class LaneHead:
     count: int
 
 
+# Built once and executed with parameters: every run begins with these two, and building a statement costs more
+# than SQLite takes to run it (the issue 13 profile).
+_KEY = (messages.c.routed_folder, messages.c.chat_jid, messages.c.routed_topic, messages.c.forwarded_from)
+_HEADS = (
+    select(*_KEY, func.min(messages.c.seq), func.count())
+    .where(messages.c.status == "new", messages.c.routed_folder.is_not(None))
+    .group_by(*_KEY)
+    .order_by(func.min(messages.c.seq))
+)
+_FOLDER_HEADS = _HEADS.where(messages.c.routed_folder == bindparam("folder"))
+_BATCH = (
+    select(messages)
+    .where(
+        messages.c.status == "new",
+        messages.c.routed_folder == bindparam("folder"),
+        messages.c.chat_jid == bindparam("chat_jid"),
+        messages.c.seq >= bindparam("first_seq"),
+    )
+    .order_by(messages.c.seq)
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
 def lane_heads(conn: Connection, folder: str | None = None) -> list[LaneHead]:
     """Every stream of rows waiting for an agent (of ``folder`` only, when given), oldest first."""
-    key = (messages.c.routed_folder, messages.c.chat_jid, messages.c.routed_topic, messages.c.forwarded_from)
-    query = (
-        select(*key, func.min(messages.c.seq), func.count())
-        .where(messages.c.status == "new", messages.c.routed_folder.is_not(None))
-        .group_by(*key)
-        .order_by(func.min(messages.c.seq))
-    )
-    if folder is not None:
-        query = query.where(messages.c.routed_folder == folder)
+    rows = conn.execute(_HEADS) if folder is None else conn.execute(_FOLDER_HEADS, {"folder": folder})
     return [
         LaneHead(str(f), str(jid), str(topic or ""), origin, int(first), int(n))
-        for f, jid, topic, origin, first, n in conn.execute(query)
+        for f, jid, topic, origin, first, n in rows
     ]
 
 
@@ -52,19 +67,9 @@ def lane_batch(conn: Connection, head: LaneHead, limit: int = 100) -> list[Messa
     The batch stops at the first row of the same chat and folder in another topic or from another origin, so a batch
     is always one session's consecutive messages and the cursor can move past all of it.
     """
-    query = (
-        select(messages)
-        .where(
-            messages.c.status == "new",
-            messages.c.routed_folder == head.folder,
-            messages.c.chat_jid == head.chat_jid,
-            messages.c.seq >= head.first_seq,
-        )
-        .order_by(messages.c.seq)
-        .limit(limit)
-    )
+    params = {"folder": head.folder, "chat_jid": head.chat_jid, "first_seq": head.first_seq, "limit": limit}
     batch: list[Message] = []
-    for row in conn.execute(query):
+    for row in conn.execute(_BATCH, params):
         message = from_row(Message, row)
         if (message.routed_topic or "") != head.topic or message.forwarded_from != head.forwarded_from:
             break

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, Integer, bindparam, func, select, text, update
 
 from kanmon.errors import InvalidInput
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
@@ -63,9 +63,8 @@ class MessageStore(StoreBase):
 
     def new_messages(self, after_seq: int, limit: int = 200) -> list[Message]:
         """Up to ``limit`` messages with ``seq > after_seq``, in seq order."""
-        query = select(messages).where(messages.c.seq > after_seq).order_by(messages.c.seq).limit(limit)
         with self._read() as conn:
-            return from_rows(Message, conn.execute(query))
+            return from_rows(Message, conn.execute(_AFTER, {"b_after": after_seq, "b_limit": limit}))
 
     def max_seq(self) -> int:
         """The highest seq stored, 0 when empty."""
@@ -224,13 +223,12 @@ def _append_values(conn: Connection, new: NewMessage, values: dict[str, Any]) ->
     existing = _message_by_id(conn, new.chat_jid, values["id"]) or _output_by_index(conn, new)
     if existing is not None:
         return PutResult(existing, created=False)
-    row = conn.execute(messages.insert().values(**values).returning(*messages.c)).one()
+    row = conn.execute(_INSERT_RETURNING, values).one()
     return PutResult(from_row(Message, row), created=True)
 
 
 def _message_by_id(conn: Connection, chat_jid: str, message_id: str) -> Message | None:
-    query = select(messages).where(messages.c.chat_jid == chat_jid, messages.c.id == message_id)
-    row = conn.execute(query).first()
+    row = conn.execute(_BY_ID, {"b_chat": chat_jid, "b_id": message_id}).first()
     return None if row is None else from_row(Message, row)
 
 
@@ -238,8 +236,7 @@ def _output_by_index(conn: Connection, new: NewMessage) -> Message | None:
     """A run's reply recorded before (a reclaimed run replays its output): the same row, not a second one."""
     if new.run_id is None or new.output_index is None:
         return None
-    query = select(messages).where(messages.c.run_id == new.run_id, messages.c.output_index == new.output_index)
-    row = conn.execute(query).first()
+    row = conn.execute(_BY_OUTPUT, {"b_run": new.run_id, "b_index": new.output_index}).first()
     return None if row is None else from_row(Message, row)
 
 
@@ -249,19 +246,15 @@ def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime
     recorded: set[tuple[str | None, int | None]] = set()
     keyed = [reply for reply in replies if reply.run_id is not None and reply.output_index is not None]
     if keyed:
-        query = select(messages.c.run_id, messages.c.output_index).where(
-            messages.c.run_id.in_(sorted({str(reply.run_id) for reply in keyed})),
-            messages.c.output_index.in_(sorted({int(reply.output_index or 0) for reply in keyed})),
-        )
-        recorded = {(str(run_id), int(index)) for run_id, index in conn.execute(query)}
+        runs = sorted({str(reply.run_id) for reply in keyed})
+        indexes = sorted({int(reply.output_index or 0) for reply in keyed})
+        found = conn.execute(_RECORDED, {"b_runs": runs, "b_indexes": indexes})
+        recorded = {(str(run_id), int(index)) for run_id, index in found}
     taken: set[tuple[str, str | None]] = set()
     by_id = [reply for reply in replies if reply.run_id is None and reply.id]
     if by_id:
-        query = select(messages.c.chat_jid, messages.c.id).where(
-            messages.c.chat_jid.in_(sorted({reply.chat_jid for reply in by_id})),
-            messages.c.id.in_(sorted({str(reply.id) for reply in by_id})),
-        )
-        taken = {(str(jid), str(mid)) for jid, mid in conn.execute(query)}
+        chats, ids = sorted({reply.chat_jid for reply in by_id}), sorted({str(reply.id) for reply in by_id})
+        taken = {(str(jid), str(mid)) for jid, mid in conn.execute(_TAKEN, {"b_chats": chats, "b_ids": ids})}
     fresh = [
         insert_values(reply, now)
         for reply in replies
@@ -269,8 +262,32 @@ def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime
     ]
     if not fresh:
         return []
-    rows = conn.execute(messages.insert().returning(*messages.c), fresh)
+    rows = conn.execute(_INSERT_RETURNING, fresh)
     return sorted(from_rows(Message, rows), key=lambda message: message.seq)
+
+
+# insert_new's statements, built once (it runs at the end of every run): reused statement objects skip SQLAlchemy's
+# construction and cache-key work, which cost more than executing them (the issue 13 profile)
+_RECORDED = select(messages.c.run_id, messages.c.output_index).where(
+    messages.c.run_id.in_(bindparam("b_runs", expanding=True)),
+    messages.c.output_index.in_(bindparam("b_indexes", expanding=True)),
+)
+_TAKEN = select(messages.c.chat_jid, messages.c.id).where(
+    messages.c.chat_jid.in_(bindparam("b_chats", expanding=True)),
+    messages.c.id.in_(bindparam("b_ids", expanding=True)),
+)
+_INSERT_RETURNING = messages.insert().returning(*messages.c)
+# and put_message's and the poll's
+_BY_ID = select(messages).where(messages.c.chat_jid == bindparam("b_chat"), messages.c.id == bindparam("b_id"))
+_BY_OUTPUT = select(messages).where(
+    messages.c.run_id == bindparam("b_run"), messages.c.output_index == bindparam("b_index")
+)
+_AFTER = (
+    select(messages)
+    .where(messages.c.seq > bindparam("b_after"))
+    .order_by(messages.c.seq)
+    .limit(bindparam("b_limit", type_=Integer))
+)
 
 
 _TEXT_FIELDS = (

@@ -15,7 +15,7 @@ from typing import Literal
 
 from sqlalchemy import bindparam, func, select, update
 
-from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows
+from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Chat, Message, NewMessage
@@ -87,7 +87,6 @@ class WorkStore(StoreBase):
         done since, and the cursor never moves back. Outbox rows carry derived ids, so a re-read batch stores each
         once.
         """
-        undecided = (messages.c.direction == "in", messages.c.status == "new", messages.c.routed_folder.is_(None))
         routed = [
             {"b_seq": d.seq, "b_folder": d.folder, "b_topic": d.topic, "b_content": d.content}
             for d in dispatches
@@ -99,29 +98,21 @@ class WorkStore(StoreBase):
                 lock_appends(conn)
                 stored = insert_new(conn, outbox, now or dt.datetime.now(dt.UTC))
             if routed:  # one statement, executed for every row (executemany), compiled once
-                conn.execute(
-                    update(messages)
-                    .where(messages.c.seq == bindparam("b_seq"), *undecided)
-                    .values(
-                        routed_folder=bindparam("b_folder"),
-                        routed_topic=bindparam("b_topic"),
-                        routed_content=bindparam("b_content"),
-                    ),
-                    routed,
-                )
+                conn.execute(_ROUTE, routed)
             for status in ("done", "skipped"):
                 seqs = [d.seq for d in dispatches if d.status == status]
                 if seqs:
-                    conn.execute(update(messages).where(messages.c.seq.in_(seqs), *undecided).values(status=status))
-            current = conn.execute(select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)).scalar()
+                    conn.execute(_SETTLE_UNDECIDED, {"b_seqs": seqs, "b_status": status})
+            current = conn.execute(_POLL_CURSOR).scalar()
             if current is None or int(current) < last_seq:
-                conn.execute(self._upsert(router_state, {"key": POLL_CURSOR_KEY, "value": str(last_seq)}, ["key"]))
+                upsert = upsert_statement(self.dialect, router_state, ("key",), ("value",))
+                conn.execute(upsert, {"key": POLL_CURSOR_KEY, "value": str(last_seq)})
             return stored
 
     def config_version(self) -> int:
         """A number that changes whenever groups, routes or channels change (in any process): caches compare it."""
         with self._read() as conn:
-            value = conn.execute(select(router_state.c.value).where(router_state.c.key == CONFIG_VERSION_KEY)).scalar()
+            value = conn.execute(_CONFIG_VERSION).scalar()
             return int(value or 0)
 
     # ------------------------------------------------------------------------------------------------ lanes
@@ -170,3 +161,22 @@ class WorkStore(StoreBase):
             query = query.where(messages.c.topic == topic)
         with self._read() as conn:
             return from_rows(Message, conn.execute(query))
+
+
+# record_dispatch's statements (every tick) and config_version's (every cache check), built once: a reused statement
+# skips SQLAlchemy's construction and cache-key work (the issue 13 profile). Only rows still new and undecided change.
+_UNDECIDED = (messages.c.direction == "in", messages.c.status == "new", messages.c.routed_folder.is_(None))
+_ROUTE = (
+    update(messages)
+    .where(messages.c.seq == bindparam("b_seq"), *_UNDECIDED)
+    .values(
+        routed_folder=bindparam("b_folder"), routed_topic=bindparam("b_topic"), routed_content=bindparam("b_content")
+    )
+)
+_SETTLE_UNDECIDED = (
+    update(messages)
+    .where(messages.c.seq.in_(bindparam("b_seqs", expanding=True)), *_UNDECIDED)
+    .values(status=bindparam("b_status"))
+)
+_POLL_CURSOR = select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)
+_CONFIG_VERSION = select(router_state.c.value).where(router_state.c.key == CONFIG_VERSION_KEY)
