@@ -1,8 +1,9 @@
 """Inbound attachments as kanmon reads them from a stored row, and the inbox file names they are saved under.
 
 An adapter's ``attachments`` (SPEC §11, arizuko's shape) are dicts; kanmon reads ``name`` (or ``filename``, as the
-Matrix adapter says), ``mime`` (or ``mime_type``), ``size``, and where the bytes are: ``url`` (http or https) or
-``data`` (base64). Other keys (``type``, ``file_id``, ``mxc``, …) are kept in the row and ignored here.
+Matrix adapter says; else the ``type`` or ``kind`` and an extension, ``photo.jpg``), ``mime`` (or ``mime_type``),
+``size``, and where the bytes are: ``url`` (http or https) or ``data`` (base64). Other keys (``file_id``, ``mxc``,
+…) are kept in the row and ignored here.
 
 A file is saved as ``inbox/<seq>-<safe name>`` in the group folder (issue 14). :func:`safe_name` makes any name a
 single harmless path component: never empty, ``.`` or ``..``, never a dot file, no separator (``/`` or ``\\``), no
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mimetypes
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,8 +59,8 @@ def read_attachments(raw: Sequence[Mapping[str, Any]] | None) -> list[InboundAtt
     for item in raw or ():
         if not isinstance(item, Mapping):
             continue
-        name = item.get("name") or item.get("filename") or "file"
         mime = item.get("mime") or item.get("mime_type") or DEFAULT_MIME
+        name = item.get("name") or item.get("filename") or _unnamed(item.get("type") or item.get("kind"), str(mime))
         size = item.get("size")
         url, data = item.get("url"), item.get("data")
         found.append(
@@ -71,6 +73,13 @@ def read_attachments(raw: Sequence[Mapping[str, Any]] | None) -> list[InboundAtt
             )
         )
     return found
+
+
+def _unnamed(kind: object, mime: str) -> str:
+    """A name for a file its sender did not name: its kind (``photo``, ``voice``) or ``file``, and an extension for
+    its mime type (``photo.jpg``)."""
+    base = kind if isinstance(kind, str) and kind.isidentifier() else "file"
+    return base + (mimetypes.guess_extension(mime, strict=False) or "")
 
 
 def attachment_problem(item: object) -> str | None:

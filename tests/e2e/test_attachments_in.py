@@ -21,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.fetch import FetchPolicy
-from kanmon.store import Group
+from kanmon.store import Channel, Group
 from tests.gateway_harness import RECORD, Harness, docker_group, inputs, process_group, running_gateway
 from tests.http_serving import serving
 
@@ -123,6 +124,38 @@ async def test_a_retried_batch_finds_its_files_without_fetching_them_again(tmp_p
         assert h.replies("web:corp") == ["echo: once", f"file r.txt: sha256 {sha(REPORT)}"]
         assert (h.data_dir / "groups" / "corp" / "inbox" / f"{sent.seq}-r.txt").read_bytes() == REPORT
     assert hits == ["/report.txt"]
+
+
+async def test_a_registered_adapter_on_loopback_is_fetched_from_with_the_channel_secret(tmp_path: Path) -> None:
+    secret = "channel-secret-of-this-test"
+    asked: list[str | None] = []
+
+    async def adapter_file(request: Request) -> Response:
+        asked.append(request.headers.get("authorization"))
+        if request.headers.get("authorization") != f"Bearer {secret}":
+            return Response("who are you?", status_code=401)
+        return Response(PICTURE, media_type="image/png")
+
+    app = Starlette(routes=[Route("/files/{file_id}", adapter_file)])
+    group = process_group("corp", {"ECHO_FILES": 1})
+    async with serving(app) as url, running_gateway(tmp_path / "data", [group]) as h:  # default policy: no private
+        h.gateway.configure_adapters(AdapterDeliveryConfig(channel_secret=secret))
+        channel = Channel(
+            name="tg", url=url, token_hash="0" * 64, jid_prefixes=["telegram:"], capabilities={},
+            registered_at=h.gateway.clock.now(),
+        )  # fmt: skip
+        h.store.save_channel(channel)
+        await h.wait_for(lambda: bool(h.gateway.registry.channels), "the gateway to see the adapter")
+        photo = {"type": "photo", "file_id": "AgAD", "mime": "image/png", "url": f"{url}/files/AgAD"}
+        await h.send("web:corp", "[Photo]", attachments=[photo])
+        stranger = {"name": "x.png", "url": url.replace("127.0.0.1", "localhost") + "/files/AgAD"}
+        await h.send("web:corp", "from elsewhere", attachments=[stranger])
+        await h.wait_for(lambda: len(h.replies("web:corp")) >= 4, "both answers")
+        replies = h.replies("web:corp")
+    assert replies[:2] == ["echo: [Photo]", f"file photo.png: sha256 {sha(PICTURE)}"]
+    assert replies[2] == "echo: from elsewhere"  # same port, another origin: a loopback address, refused
+    assert replies[3].startswith("file x.png: not received: localhost is a private, loopback or link-local address")
+    assert asked == [f"Bearer {secret}"]
 
 
 @pytest.mark.docker

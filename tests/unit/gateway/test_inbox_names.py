@@ -146,12 +146,16 @@ def test_attachment_metadata_and_problems() -> None:
         {"filename": "b.jpg", "mime_type": "image/jpeg", "url": "https://x/b"},
         "not an object",
         {"size": True},
+        {"type": "photo", "mime": "image/jpeg", "file_id": "AgAD"},
+        {"kind": "../x", "mime": "no/such"},
     ]
     found = read_attachments(raw)
     assert [(a.name, a.mime, a.size, a.url, a.data) for a in found] == [
         ("a.png", "image/png", 5, None, data),
         ("b.jpg", "image/jpeg", None, "https://x/b", None),
-        ("file", "application/octet-stream", None, None, None),
+        ("file.bin", "application/octet-stream", None, None, None),
+        ("photo.jpg", "image/jpeg", None, None, None),
+        ("file", "no/such", None, None, None),
     ]
     assert decode_data(base64.b64encode(b"x").decode().rstrip("=")) == b"x"
     assert attachment_problem({"name": "a", "url": "https://h/a", "size": 3}) is None
