@@ -23,6 +23,7 @@ from kanmon.container import echo_agent
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
+from kanmon.gateway.fetch import FetchPolicy
 from kanmon.queue import RetryPolicy
 from kanmon.router import ImpulseConfig
 from kanmon.store import Group, Message, NewMessage, Store, upgrade
@@ -140,6 +141,7 @@ async def running_gateway(
     daemons: Mapping[str, str] | None = None,
     max_replies: int = 500,
     poll_batch: int = 200,
+    attachments: FetchPolicy | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -176,6 +178,7 @@ async def running_gateway(
         retry=retry,
         drain_timeout=drain_timeout,
         daemons=dict(daemons or {}),
+        attachments=attachments or FetchPolicy(),
     )
     gateway = Gateway(store, runtimes, config)
     stopping = asyncio.Event()

@@ -20,7 +20,7 @@ from kanmon.container.errors import (
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
 from kanmon.container.handle import RunHandle
 from kanmon.container.inprocess import AgentCall, AgentFn, InProcessRuntime
-from kanmon.container.payload import AgentInput, PromptMessage, render_prompt
+from kanmon.container.payload import AgentInput, PromptAttachment, PromptMessage, render_prompt
 from kanmon.container.process import ProcessRuntime
 from kanmon.container.protocol import OutputParser, clean_result
 
@@ -42,6 +42,7 @@ __all__ = [
     "Output",
     "OutputParser",
     "ProcessRuntime",
+    "PromptAttachment",
     "PromptMessage",
     "RunEvent",
     "RunHandle",

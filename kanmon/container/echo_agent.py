@@ -22,12 +22,16 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_FAIL_RUNS=n``: the first n runs in this working directory exit 1 with no output (counted in the file
   ``.echo-runs``), later runs answer normally;
 * ``ECHO_RECORD=name``: append the input document to this file in the working directory, one JSON line per run;
+* ``ECHO_FILES=1``: after each message's echo, one reply per ``<attachment/>`` of it: ``file <name>: sha256 <hex>``
+  of the file at its ``path`` as this agent reads it, or ``file <name>: <error>`` (the note kanmon wrote, or why
+  the file could not be read);
 * ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
   (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -42,6 +46,8 @@ from typing import Any
 START = "---ARIZUKO_OUTPUT_START---"
 END = "---ARIZUKO_OUTPUT_END---"
 _MESSAGE = re.compile(r"<message\b[^>]*>(.*?)</message>", re.DOTALL)
+_ATTACHMENT = re.compile(r"<attachment\b([^>]*)/>")
+_ATTRIBUTE = re.compile(r'([a-z_]+)="([^"]*)"')
 
 
 def emit(block: dict[str, Any]) -> None:
@@ -52,8 +58,28 @@ def emit(block: dict[str, Any]) -> None:
 
 def messages(prompt: str) -> list[str]:
     """The texts of the ``<message>`` elements of an XML prompt, unescaped; the whole prompt if there are none."""
-    found = [html.unescape(text).strip() for text in _MESSAGE.findall(prompt)]
+    found = [html.unescape(_ATTACHMENT.sub("", text)).strip() for text in _MESSAGE.findall(prompt)]
     return found or [prompt.strip()]
+
+
+def attachments(prompt: str) -> list[list[dict[str, str]]]:
+    """The attributes of each message's ``<attachment/>`` elements, unescaped, one list per message."""
+    return [
+        [{key: html.unescape(value) for key, value in _ATTRIBUTE.findall(attrs)} for attrs in _ATTACHMENT.findall(body)]
+        for body in _MESSAGE.findall(prompt)
+    ]
+
+
+def file_report(attachment: dict[str, str]) -> str:
+    """``file <name>: sha256 <hex>`` of the file at the attachment's path, or why there is none."""
+    name = attachment.get("name", "")
+    if not attachment.get("path"):
+        return f"file {name}: {attachment.get('error', 'no path')}"
+    try:
+        with open(attachment["path"], "rb") as received:  # noqa: PTH123 - kept plain for any Python 3
+            return f"file {name}: sha256 {hashlib.sha256(received.read()).hexdigest()}"
+    except OSError as exc:
+        return f"file {name}: cannot read {attachment['path']}: {exc.strerror}"
 
 
 def knob(name: str, default: float = 0.0) -> float:
@@ -86,16 +112,26 @@ def main() -> int:
         time.sleep(knob("ECHO_HEARTBEAT_INTERVAL", 0.1))
         emit({"heartbeat": True})
     session = request.get("sessionId") or str(uuid.uuid4())
-    texts = messages(prompt)
     if not os.environ.get("ECHO_SILENT"):
-        repeat = max(1, int(knob("ECHO_REPEAT", 1)))
-        for text in texts[-1:] if os.environ.get("ECHO_LAST_ONLY") else texts:
-            for n in range(1, repeat + 1):
-                time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
-                label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"
-                _answer(f"{label}: {text}", session)
+        _answer_all(prompt, session)
     time.sleep(knob("ECHO_HANG"))
     return int(knob("ECHO_EXIT"))
+
+
+def _answer_all(prompt: str, session: str) -> None:
+    """The replies: each message echoed (``ECHO_REPEAT`` times), then, with ``ECHO_FILES``, its files' reports."""
+    texts = messages(prompt)
+    files = attachments(prompt) if os.environ.get("ECHO_FILES") else []
+    files += [[]] * (len(texts) - len(files))
+    repeat = max(1, int(knob("ECHO_REPEAT", 1)))
+    answered = list(zip(texts, files, strict=True))
+    for text, received in answered[-1:] if os.environ.get("ECHO_LAST_ONLY") else answered:
+        for n in range(1, repeat + 1):
+            time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
+            label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"
+            _answer(f"{label}: {text}", session)
+        for attachment in received:
+            _answer(file_report(attachment), session)
 
 
 def _answer(result: str, session: str) -> None:

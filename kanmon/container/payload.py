@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["AgentInput", "PromptMessage", "render_prompt", "xml_escape"]
+__all__ = ["AgentInput", "PromptAttachment", "PromptMessage", "render_prompt", "xml_escape"]
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
@@ -24,6 +24,27 @@ def xml_escape(text: str) -> str:
 
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptAttachment:
+    """A file that came with a message: saved where the agent can open it (``path``), or the ``error`` that kept it
+    from being saved (then there is no path)."""
+
+    name: str
+    mime: str
+    size: int | None = None  # bytes
+    path: str = ""  # as the agent sees it: /home/agent/inbox/<seq>-<name> in a container
+    error: str = ""
+
+    def render(self) -> str:
+        """``<attachment name=… mime=… size=… path=…/>``, with ``error=…`` instead of ``path`` when it failed."""
+        attributes = [("name", self.name), ("mime", self.mime)]
+        if self.size is not None:
+            attributes.append(("size", str(self.size)))
+        attributes.append(("path", self.path) if self.path else ("error", self.error or "not received"))
+        rendered = " ".join(f'{name}="{xml_escape(value)}"' for name, value in attributes)
+        return f"<attachment {rendered}/>"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,9 +60,11 @@ class PromptMessage:
     verb: str = "message"
     thread: str = ""
     reply_to: str = ""
+    attachments: Sequence[PromptAttachment] = ()
 
     def render(self) -> str:
-        """``<message …>escaped text</message>``; verb, thread and reply_to only when they say something."""
+        """``<message …>escaped text</message>``; verb, thread and reply_to only when they say something; the
+        message's attachments as ``<attachment/>`` elements after the text."""
         attributes = [
             ("sender", self.sender),
             ("sender_id", self.sender_id),
@@ -53,7 +76,8 @@ class PromptMessage:
             attributes.append(("verb", self.verb))
         attributes += [(name, value) for name, value in (("thread", self.thread), ("reply_to", self.reply_to)) if value]
         rendered = " ".join(f'{name}="{xml_escape(value)}"' for name, value in attributes)
-        return f"<message {rendered}>{xml_escape(self.text)}</message>"
+        files = "".join(attachment.render() for attachment in self.attachments)
+        return f"<message {rendered}>{xml_escape(self.text)}{files}</message>"
 
 
 def render_prompt(messages: Sequence[PromptMessage], *, now: datetime, system: Sequence[str] = ()) -> str:

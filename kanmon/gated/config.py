@@ -26,6 +26,7 @@ from kanmon.gated.config_keys import KEYS, KEYS_BY_ENV, KEYS_BY_NAME
 from kanmon.gated.config_kinds import ENV_PREFIX, Key, Problem
 from kanmon.gated.settings import (
     DEFAULT_SOURCE,
+    AttachmentSettings,
     ConfigEntry,
     DeliverySettings,
     DockerSettings,
@@ -111,6 +112,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("impulse", ImpulseSettings),
     ("http", HttpSettings),
     ("delivery", DeliverySettings),
+    ("attachments", AttachmentSettings),
     ("log", LogSettings),
     ("telegram", TelegramSettings),
     ("matrix", MatrixSettings),

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_adapter_keys import ADAPTER_KEYS
+from kanmon.gated.config_attachment_keys import ATTACHMENT_KEYS
 from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
@@ -346,6 +347,7 @@ KEYS: tuple[Key, ...] = (
     _key(
         "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
     ),
+    *ATTACHMENT_KEYS,
     _key(
         "daemons",
         URLS,

@@ -25,6 +25,7 @@ from kanmon.gated.guard import StoreGuard
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
+from kanmon.gateway.fetch import FetchPolicy
 from kanmon.gateway.runner import Runtimes
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
@@ -79,6 +80,12 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             deadline=settings.delivery.deadline,
         ),
         daemons=dict(settings.daemons),
+        attachments=FetchPolicy(
+            max_bytes=settings.attachments.max_bytes,
+            timeout=settings.attachments.fetch_timeout,
+            attempts=settings.attachments.fetch_attempts,
+            allow_private=settings.attachments.allow_private,
+        ),
     )
 
 
@@ -90,6 +97,7 @@ def web_config(settings: Settings) -> WebConfig:
         max_body_bytes=http.max_body_bytes,
         trusted_sender_header=http.trusted_sender_header,
         openai_timeout=http.openai_timeout,
+        max_upload_bytes=settings.attachments.max_bytes,
     )
 
 

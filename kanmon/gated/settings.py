@@ -18,6 +18,7 @@ from kanmon.router import ImpulseConfig
 
 __all__ = [
     "DEFAULT_SOURCE",
+    "AttachmentSettings",
     "ConfigEntry",
     "DeliverySettings",
     "DockerSettings",
@@ -141,6 +142,16 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AttachmentSettings:
+    """Files that come with inbound messages (issue 14): size cap and how their urls are fetched."""
+
+    max_bytes: int = _default("attachments.max_bytes")
+    fetch_timeout: float = _default("attachments.fetch_timeout")
+    fetch_attempts: int = _default("attachments.fetch_attempts")
+    allow_private: tuple[str, ...] = _default("attachments.allow_private")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelegramSettings:
     """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
 
@@ -193,6 +204,7 @@ class Settings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from kanmon.container import AgentInput, PromptMessage, render_prompt
+from kanmon.container import AgentInput, PromptAttachment, PromptMessage, render_prompt
 from kanmon.container.payload import xml_escape
 from kanmon.folders import split_jid
 from kanmon.queue import Lane, lane_for
@@ -69,10 +69,13 @@ def input_document(
     now: datetime,
     assistant_name: str,
     secrets: Mapping[str, str],
+    files: Mapping[int, Sequence[PromptAttachment]] | None = None,
 ) -> AgentInput:
-    """The input document of a run over ``batch``; ``notes`` are rendered system messages for the prompt's head."""
+    """The input document of a run over ``batch``; ``notes`` are rendered system messages for the prompt's head;
+    ``files`` are the rows' received attachments by seq (:class:`kanmon.gateway.inbox.Inbox`)."""
     last = batch.rows[-1]
-    prompt = render_prompt([_prompt_message(row) for row in batch.rows], now=now, system=notes)
+    files = files or {}
+    prompt = render_prompt([_prompt_message(row, files.get(row.seq, ())) for row in batch.rows], now=now, system=notes)
     return AgentInput(
         prompt=prompt,
         chat_jid=batch.reply_jid,
@@ -98,7 +101,7 @@ def notes_of(messages: Sequence[SystemMessage]) -> list[str]:
     return [render_note(note.origin, note.event, note.body) for note in messages]
 
 
-def _prompt_message(row: Message) -> PromptMessage:
+def _prompt_message(row: Message, files: Sequence[PromptAttachment] = ()) -> PromptMessage:
     platform = split_jid(row.chat_jid)[0]
     return PromptMessage(
         sender=row.sender_name or row.sender,
@@ -110,4 +113,5 @@ def _prompt_message(row: Message) -> PromptMessage:
         verb=row.verb,
         thread=row.routed_topic or row.topic,
         reply_to=row.reply_to_id or "",
+        attachments=files,
     )

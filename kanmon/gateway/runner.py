@@ -32,6 +32,7 @@ from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, R
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
+from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, judge
 from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, render_note
@@ -41,18 +42,7 @@ from kanmon.gateway.registry import Registry
 from kanmon.gateway.spec import RunDefaults, build_spec, runtime_name
 from kanmon.gateway.watch import Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
-from kanmon.store import (
-    LaneHead,
-    Message,
-    Run,
-    RunBegin,
-    RunDraft,
-    RunEnd,
-    RunEnded,
-    RunStart,
-    StoreError,
-    StoreFenced,
-)
+from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
 from kanmon.store.aio import AsyncStore, GroupCommit
 
 __all__ = ["DEAD_LETTER_TEXT", "LaneRunner", "Runtimes"]
@@ -98,8 +88,10 @@ class LaneRunner:
         on_ended: Callable[[str], None] = lambda jid: None,
         requeue: Callable[[Lane], None] = lambda lane: None,
         clock: Clock | None = None,
+        inbox: Inbox | None = None,  # receives the batch's attachments before the prompt is written
     ) -> None:
         self._db = db
+        self._inbox = inbox
         self._runtimes = runtimes
         self._defaults = defaults
         self._registry = registry
@@ -271,9 +263,11 @@ class LaneRunner:
         )  # fmt: skip
         watched = Watched(session_id=start.session_id, problems=problems)
         if handle is not None:
+            files = await self._inbox.receive(batch.rows, run.group_folder, run.runtime) if self._inbox else None
             document = input_document(
                 batch, folder=run.group_folder, run_id=run.id, session_id=start.session_id, notes=notes,
                 now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=self._defaults.secrets,
+                files=files,
             )  # fmt: skip
             handle.feed(document.to_bytes())
             if state.stop_asked:

@@ -21,7 +21,9 @@ from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer, da
 from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
 from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
+from kanmon.gateway.fetch import Fetcher, FetchPolicy
 from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
@@ -50,6 +52,8 @@ class GatewayConfig:
     daemons: Mapping[str, str] = field(default_factory=dict)
     #: Below this many free bytes beside an SQLite store /readyz says not ready (0: never).
     min_free_bytes: int = 64 << 20
+    #: How attachments are fetched into a group's inbox at run start (size cap, timeout, tries, private networks).
+    attachments: FetchPolicy = field(default_factory=FetchPolicy)
 
 
 class Gateway:
@@ -87,6 +91,12 @@ class Gateway:
         self.gate = ImpulseGate()
         self.feed = ChatFeed()
         self.registry = Registry(store)
+        self.fetcher = Fetcher(
+            config.attachments,
+            trusted=lambda: [channel.url for channel in self.registry.channels],
+            secret=lambda: self.adapter_config.channel_secret,
+            clock=self.clock,
+        )
         self.runner = LaneRunner(
             self.db,
             runtimes,
@@ -98,6 +108,7 @@ class Gateway:
             on_ended=lambda jid: self.loop.run_ended(jid),  # a new turn of the chat: no settle (gateway/settle.py)
             requeue=lambda lane: self.queue.enqueue(lane),
             clock=self.clock,
+            inbox=Inbox(self.fetcher, config.run.data_dir),
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -258,6 +269,7 @@ class Gateway:
                     await self.delivery.deliver_due()
             finally:
                 self.feed.close()
+                await self.fetcher.aclose()
                 if self._adapter_client is not None:
                     await self._adapter_client.aclose()
                     self._adapter_client = None

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kanmon.gateway.attachments import attachment_problem
 from kanmon.web.validation import storable_text
 
 __all__ = [
@@ -164,7 +165,13 @@ class InboundMessage(_Body):
     reply_to: Short | None = None
     reply_to_text: Quote | None = None
     reply_to_sender: Short | None = None
-    attachments: Annotated[list[dict[str, Any]] | None, Field(max_length=64)] = None
+    attachments: Annotated[list[dict[str, Any]] | None, Field(max_length=64)] = Field(
+        default=None,
+        description=(
+            "Files: `name`, `mime`, `size`, and `url` (http or https, fetched by gated when a run takes the message)"
+            " or `data` (base64); other keys are kept as they are."
+        ),
+    )
 
     @field_validator("verb", mode="before")
     @classmethod
@@ -174,6 +181,10 @@ class InboundMessage(_Body):
     @field_validator("attachments")
     @classmethod
     def _attachments(cls, attachments: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for item in attachments or ():
+            problem = attachment_problem(item)
+            if problem is not None:
+                raise ValueError(problem)
         return None if attachments is None else _json_value(attachments)
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ its own module: health and metrics, the channel-adapter API, the web chat, the O
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -19,13 +20,16 @@ from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
-from kanmon.web import adapters, health, openai_api, webchat
+from kanmon.web import adapters, health, openai_api, webchat, webchat_files
 from kanmon.web.deps import WebConfig
 from kanmon.web.openai_auth import ApiError
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+
+_UPLOAD_PATH = re.compile(r"/web/.+/uploads")
 
 
 def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
@@ -46,8 +50,11 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(adapters.router)
     app.include_router(webchat.router)
+    app.include_router(webchat_files.router)
     app.include_router(openai_api.router)
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    # a web chat upload may be as large as a file is allowed to be, plus the rest of an ordinary request
+    upload_bytes = config.max_upload_bytes + config.max_body_bytes
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=upload_bytes)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -100,17 +107,19 @@ def _route_template(request: Request) -> str:
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with 413 before they are read whole (SPEC §14: 1 MiB default)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max(upload_bytes, max_bytes)  # the limit of web chat uploads (/web/FOLDER/uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes if _UPLOAD_PATH.fullmatch(scope.get("path", "")) else self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         seen = 0
         refused = False
@@ -123,9 +132,9 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 refused = True
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, limit)
                 return {"type": "http.disconnect"}
             return message
 
@@ -135,6 +144,6 @@ class BodyLimit:
 
         await self.app(scope, counted, unless_refused)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"request body larger than {self.max_bytes} bytes"
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        detail = f"request body larger than {limit} bytes"
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)

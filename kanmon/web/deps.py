@@ -19,6 +19,7 @@ class WebConfig:
     max_body_bytes: int = 1024 * 1024
     trusted_sender_header: str = ""  # a header set by a trusted proxy naming the web user; empty: anonymous
     openai_timeout: float = 300.0  # seconds a chat completion waits for the agent's replies before 504
+    max_upload_bytes: int = 10 << 20  # largest file uploaded in the web chat (attachments.max_bytes)
 
 
 def get_gateway(request: Request) -> Gateway:

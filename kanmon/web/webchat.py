@@ -37,6 +37,7 @@ from kanmon.gateway import Gateway
 from kanmon.store import Message, NewMessage, StoreError
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
+from kanmon.web.webchat_attachments import ChatAttachment, chat_attachments
 from kanmon.web.webchat_auth import (
     AUTH_RESPONSES,
     FolderPath,
@@ -81,7 +82,7 @@ ASSETS = {"chat.js": "text/javascript; charset=utf-8", "chat.css": "text/css; ch
 # The page loads nothing but its own script and style, and talks to nothing but this server.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data: blob:;"
         " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -133,6 +134,7 @@ class ChatEvent(BaseModel):
     content: str
     topic: str
     time: str = Field(description="ISO 8601, UTC")
+    attachments: list[ChatAttachment] = Field(default_factory=list, description="Files the message came with.")
 
 
 class TopicSummary(BaseModel):
@@ -336,6 +338,7 @@ def chat_event(row: Message) -> ChatEvent:
         content=row.content,
         topic=row.topic,
         time=row.timestamp.isoformat(),
+        attachments=chat_attachments(row) if row.direction == "in" else [],
     )
 
 

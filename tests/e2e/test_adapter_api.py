@@ -253,6 +253,22 @@ BAD = [
         "timestamp",
     ),
     Bad("attachments as a dict", "/v1/messages", "token", {**MESSAGE, "attachments": {"a": 1}}, 422, "attachments"),
+    Bad(
+        "an attachment url that is not http",
+        "/v1/messages",
+        "token",
+        {**MESSAGE, "attachments": [{"name": "p", "url": "file:///etc/passwd"}]},
+        422,
+        "an attachment's url must be an http:// or https:// URL",
+    ),
+    Bad(
+        "attachment data that is not base64",
+        "/v1/messages",
+        "token",
+        {**MESSAGE, "attachments": [{"name": "p", "data": "%%%"}]},
+        422,
+        "an attachment's data is not base64",
+    ),
     Bad("a NUL in the content", "/v1/messages", "token", {**MESSAGE, "content": "a\x00b"}, 422, "NUL"),
     Bad(
         "a lone surrogate",

@@ -193,6 +193,7 @@ async def test_a_posted_message_and_the_echo_reply_arrive_in_the_topic_stream(tm
             "content": "hello\nsecond line",
             "topic": "t-1",
             "time": user.timestamp.isoformat(),
+            "attachments": [],
         }
         assert stream.retry == webchat.RETRY_MS
 

@@ -31,6 +31,8 @@
     dialog: $("token-dialog"),
     tokenForm: $("token-form"),
     tokenInput: $("token-input"),
+    fileInput: $("file-input"),
+    fileName: $("file-name"),
   };
 
   let token = takeToken();
@@ -239,7 +241,7 @@
     meta.className = "msg-meta";
     const who = message.role === "user" ? message.sender.replace(/^web:/, "") : "agent";
     meta.textContent = who + " · " + when(message.time);
-    item.append(text, meta);
+    item.append(text, filesOf(message.attachments || []), meta);
     // in seq order even if an event ever arrives late
     const after = Array.from(els.messages.children).find((li) => Number(li.dataset.seq) > message.seq);
     const atBottom = els.messages.scrollHeight - els.messages.scrollTop - els.messages.clientHeight < 80;
@@ -258,15 +260,18 @@
   // ------------------------------------------------------------------------------------------- sending
   async function send() {
     const content = els.input.value;
-    if (!content.trim() || !token) return;
+    const file = chosenFile();
+    if ((!content.trim() && !file) || !token) return;
     els.send.disabled = true;
     showError("");
     try {
-      const response = await fetch(api + "/messages", {
-        method: "POST",
-        headers: authHeaders({ "Content-Type": "application/json" }),
-        body: JSON.stringify({ content: content, topic: topic }),
-      });
+      const response = file
+        ? await upload(file, content)
+        : await fetch(api + "/messages", {
+            method: "POST",
+            headers: authHeaders({ "Content-Type": "application/json" }),
+            body: JSON.stringify({ content: content, topic: topic }),
+          });
       if (response.status === 401) {
         askForToken("token rejected");
         return;
@@ -276,6 +281,7 @@
         return;
       }
       els.input.value = "";
+      clearFile();
       autosize();
       renderTopics();
     } catch (err) {
@@ -304,6 +310,88 @@
     els.input.style.overflowY = els.input.scrollHeight > 200 ? "auto" : "hidden";
   }
   els.input.addEventListener("input", autosize);
+
+  // ------------------------------------------------------------------------------------------- files in
+  // A file chosen in the composer goes with the next send as a multipart upload (POST /web/<folder>/uploads), the
+  // typed text with it. The transcript shows a message's files: images inline, other files as download links. Their
+  // bytes are fetched with the token in the Authorization header and shown from blob: URLs, never a token in a URL.
+  const inlineImages = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+  function chosenFile() {
+    return els.fileInput && els.fileInput.files.length ? els.fileInput.files[0] : null;
+  }
+
+  function clearFile() {
+    if (!els.fileInput) return;
+    els.fileInput.value = "";
+    els.fileName.textContent = "";
+    els.fileName.hidden = true;
+  }
+
+  function upload(file, content) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("content", content);
+    form.append("topic", topic);
+    return fetch(api + "/uploads", { method: "POST", headers: authHeaders(), body: form });
+  }
+
+  async function blobOf(url) {
+    const response = await fetch(root + url, { headers: authHeaders(), cache: "no-store" });
+    if (!response.ok) throw new Error(await detailOf(response));
+    return URL.createObjectURL(await response.blob());
+  }
+
+  function sizeText(size) {
+    if (typeof size !== "number") return "";
+    if (size < 1024) return " (" + size + " B)";
+    return size < 1048576 ? " (" + Math.round(size / 1024) + " KiB)" : " (" + (size / 1048576).toFixed(1) + " MiB)";
+  }
+
+  function filesOf(files) {
+    const box = document.createElement("div");
+    box.className = "msg-files";
+    box.hidden = files.length === 0;
+    for (const file of files) {
+      if (file.url && inlineImages.includes(file.mime)) {
+        const image = document.createElement("img");
+        image.className = "msg-image";
+        image.alt = file.name;
+        image.title = file.name + sizeText(file.size);
+        blobOf(file.url).then((url) => (image.src = url), (err) => (image.alt = file.name + ": " + err.message));
+        box.append(image);
+      } else {
+        const link = document.createElement(file.url ? "a" : "span");
+        link.className = "msg-file";
+        link.textContent = "↓ " + file.name + sizeText(file.size);
+        if (file.url) {
+          link.href = "#";
+          link.addEventListener("click", async (event) => {
+            event.preventDefault();
+            try {
+              const save = document.createElement("a");
+              save.href = await blobOf(file.url);
+              save.download = file.name;
+              save.click();
+              setTimeout(() => URL.revokeObjectURL(save.href), 60000);
+            } catch (err) {
+              showError("cannot download " + file.name + ": " + err.message);
+            }
+          });
+        }
+        box.append(link);
+      }
+    }
+    return box;
+  }
+
+  if (els.fileInput) {
+    els.fileInput.addEventListener("change", () => {
+      const file = chosenFile();
+      els.fileName.textContent = file ? file.name : "";
+      els.fileName.hidden = !file;
+    });
+  }
 
   // ------------------------------------------------------------------------------------------- start
   async function start() {
