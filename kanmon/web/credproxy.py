@@ -1,0 +1,243 @@
+"""The credential-injecting proxy (issue 19): an agent calls its API through gated, which adds the real key.
+
+A group that opts in to an upstream (``anthropic``: ``https://api.anthropic.com``, key in ``x-api-key``) gets, in
+its runs' environment, the upstream's base-URL variable pointing here (``ANTHROPIC_BASE_URL=http://<gated>:<port>
+/anthropic``) and a placeholder key (``ANTHROPIC_API_KEY=kanmon-run-…``): a token valid for that run and upstream
+only (:class:`~kanmon.gateway.run_tokens.RunTokens`). Each request:
+
+1. ``/<upstream>/<path>?<query>`` names a configured upstream (else 404) and carries a live token for it, in
+   ``x-api-key`` or ``Authorization: Bearer`` (else 401, and nothing reaches the upstream);
+2. goes to the upstream's base URL joined with ``<path>``: only that host is ever contacted, so this is no open
+   proxy; the agent's own credentials and hop-by-hop headers are dropped, the real key is added in the configured
+   header, and ``Accept-Encoding: identity`` is asked for so the answer can be scrubbed;
+3. streams both ways (a server-sent-event completion arrives chunk by chunk, never buffered whole), with the real
+   key masked (``*`` × its length, so ``Content-Length`` still holds) wherever the upstream echoes it, even across
+   chunk boundaries: only a chunk's tail that could begin the key is held back until the next chunk decides.
+
+The key is read from its secret at each request (a rotated file takes effect at once) and appears nowhere else: not
+in logs (the proxy logs upstream, path, status and run only), not in errors, not in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from kanmon.gateway.run_tokens import Grant, RunTokens
+
+__all__ = ["CredentialProxy", "KeyScrubber", "ProxyUsage", "Upstream", "upstream_client"]
+
+logger = logging.getLogger(__name__)
+
+# RFC 9110 §7.6.1 connection-specific fields, and what the proxy sets itself
+_DROPPED_REQUEST = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
+     "authorization", "x-api-key", "accept-encoding", "proxy-authorization", "cookie"}
+)  # fmt: skip
+_DROPPED_RESPONSE = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "set-cookie"}
+)
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """One API the proxy reaches (``credential_proxy.upstreams.<name>`` in kanmon.yaml).
+
+    ``header``/``template``: where and how the key goes (``x-api-key`` + ``{secret}``, or ``authorization`` +
+    ``Bearer {secret}``); ``secret``: the name in the ``secrets:`` section that supplies it; ``base_url_env`` and
+    ``key_env``: the variables the agent's SDK reads (``ANTHROPIC_BASE_URL``/``ANTHROPIC_API_KEY``).
+    """
+
+    name: str
+    base_url: str
+    secret: str
+    header: str = "x-api-key"
+    template: str = "{secret}"
+    base_url_env: str = ""
+    key_env: str = ""
+
+    def agent_env(self, proxy_url: str, token: str) -> dict[str, str]:
+        """The variables a run gets for this upstream: the proxy's URL for it and the run's token (not a secret)."""
+        env = {}
+        if self.base_url_env:
+            env[self.base_url_env] = f"{proxy_url.rstrip('/')}/{self.name}"
+        if self.key_env:
+            env[self.key_env] = token
+        return env
+
+
+@dataclass
+class ProxyUsage:
+    """What one run sent through the proxy: requests, and bytes each way (request bodies up, responses down)."""
+
+    requests: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+class KeyScrubber:
+    """Masks every occurrence of ``secret`` in a byte stream fed chunk by chunk, holding back no more than needed.
+
+    Only the longest tail of what was fed that could be the start of ``secret`` waits for the next chunk; a tail
+    that cannot is passed on at once, so a stream that never echoes the key is not delayed at all.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._mask = b"*" * len(secret)
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The part of ``chunk`` (after what was held) that can go on now, masked."""
+        if not self._secret:
+            return chunk
+        data = (self._held + chunk).replace(self._secret, self._mask)
+        keep = self._partial(data)
+        self._held = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep]
+
+    def finish(self) -> bytes:
+        """What was still held at the end of the stream (it never became the key)."""
+        held, self._held = self._held, b""
+        return held
+
+    def _partial(self, data: bytes) -> int:
+        for size in range(min(len(data), len(self._secret) - 1), 0, -1):
+            if data.endswith(self._secret[:size]):
+                return size
+        return 0
+
+
+def _token(request: Request) -> str:
+    """The run token an SDK presented: ``x-api-key`` (Anthropic) or ``Authorization: Bearer`` (OpenAI)."""
+    key = request.headers.get("x-api-key", "")
+    if key:
+        return key
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _target(upstream: Upstream, request: Request, rest: str) -> httpx.URL:
+    """The upstream URL of this request: its base URL's path, then ``rest`` (raw, as the agent encoded it)."""
+    base = httpx.URL(upstream.base_url)
+    path = base.raw_path.split(b"?")[0].rstrip(b"/") + b"/" + rest.encode()
+    query = request.scope.get("query_string", b"")
+    return base.copy_with(raw_path=path + (b"?" + query if query else b""))
+
+
+class CredentialProxy:
+    """The proxy's request handling; :meth:`app` is the ASGI app to serve on the addresses agents reach, only there.
+
+    ``secret_value(name)`` returns a secret's current value or raises when it cannot be read: the request then gets
+    502, naming the secret, never its value. ``client`` makes the upstream requests (its owner closes it; make it
+    with :func:`upstream_client`). ``usage`` (run id → :class:`ProxyUsage`) is filled as requests pass.
+    """
+
+    def __init__(
+        self,
+        upstreams: Mapping[str, Upstream],
+        tokens: RunTokens,
+        secret_value: Callable[[str], str],
+        *,
+        client: httpx.AsyncClient,
+    ) -> None:
+        self._upstreams = upstreams
+        self._tokens = tokens
+        self._secret_value = secret_value
+        self._http = client
+        self.usage: dict[str, ProxyUsage] = {}
+
+    def app(self) -> Starlette:
+        """``/<upstream>`` and ``/<upstream>/<path>``, any method."""
+        return Starlette(
+            routes=[
+                Route("/{upstream}", self.handle, methods=_METHODS),
+                Route("/{upstream}/{path:path}", self.handle, methods=_METHODS),
+            ]
+        )
+
+    async def handle(self, request: Request) -> Response:
+        """Check the request's run token and path, then forward it with the real key (module docstring)."""
+        name, rest = request.path_params["upstream"], _raw_rest(request)
+        upstream = self._upstreams.get(name)
+        if upstream is None:
+            return JSONResponse({"error": f"no upstream {name!r}"}, status_code=404)
+        presented = _token(request)
+        grant = self._tokens.check(presented, name) if presented else None
+        if grant is None:
+            logger.info("credential proxy: %s %s/%s refused: no live run token for it", request.method, name, rest)
+            return JSONResponse({"error": "a live run token for this upstream is required"}, status_code=401)
+        if ".." in request.path_params.get("path", "").split("/") or "\\" in rest:
+            return JSONResponse({"error": "the path may not climb out of the upstream's base URL"}, status_code=400)
+        try:
+            key = self._secret_value(upstream.secret)
+        except Exception:  # which secret failed is said; the reason may quote its value, so it is not
+            logger.warning("credential proxy: the secret %r of upstream %s cannot be read", upstream.secret, name)
+            return JSONResponse({"error": f"the secret {upstream.secret!r} cannot be read"}, status_code=502)
+        return await self._forward(request, upstream, grant, rest, key)
+
+    async def _forward(self, request: Request, upstream: Upstream, grant: Grant, rest: str, key: str) -> Response:
+        run = self.usage.setdefault(grant.run_id, ProxyUsage())
+        run.requests += 1
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROPPED_REQUEST]
+        headers += [(upstream.header, upstream.template.format(secret=key)), ("accept-encoding", "identity")]
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                run.bytes_up += len(chunk)
+                yield chunk
+
+        target = _target(upstream, request, rest)
+        outgoing = self._http.build_request(request.method, target, headers=headers, content=body())
+        try:
+            answer = await self._http.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "credential proxy: %s unreachable (%s), run %s", upstream.name, type(exc).__name__, grant.run_id
+            )
+            return JSONResponse({"error": f"upstream {upstream.name} unreachable"}, status_code=502)
+        logger.debug(
+            "credential proxy: run %s %s %s/%s: %d",
+            grant.run_id,
+            request.method,
+            upstream.name,
+            rest,
+            answer.status_code,
+        )
+        scrubber = KeyScrubber(key.encode())
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in answer.aiter_raw():
+                    run.bytes_down += len(chunk)
+                    if out := scrubber.feed(chunk):
+                        yield out
+                if tail := scrubber.finish():
+                    yield tail
+            finally:
+                await answer.aclose()
+
+        mask = "*" * len(key)
+        kept = {k: v.replace(key, mask) for k, v in answer.headers.items() if k.lower() not in _DROPPED_RESPONSE}
+        return StreamingResponse(relay(), status_code=answer.status_code, headers=kept)
+
+
+def upstream_client() -> httpx.AsyncClient:
+    """The client the proxy forwards with: no redirects followed (a redirect goes back to the agent as it came),
+    30 s to connect and write, 10 minutes between two chunks of an answer (a long completion streams slowly)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=600.0), follow_redirects=False, trust_env=False)
+
+
+def _raw_rest(request: Request) -> str:
+    """The request path after ``/<upstream>/``, still percent-encoded as the agent sent it."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    _, _, rest = raw.split(b"?")[0].lstrip(b"/").partition(b"/")
+    return rest.decode("ascii", errors="replace")
