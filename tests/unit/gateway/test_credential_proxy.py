@@ -179,9 +179,10 @@ async def test_the_real_key_echoed_by_the_upstream_is_masked_in_body_and_headers
 
 async def test_an_unreadable_secret_is_a_502_naming_it_and_nothing_is_sent(world: Any) -> None:
     _proxy_url, _upstream, tokens, _ = world
+    configured: dict[str, str] = {}
     async with upstream_client() as client:
         upstreams = {"x": Upstream(name="x", base_url="http://127.0.0.1:9/", secret="MISSING")}
-        proxy = CredentialProxy(upstreams, tokens, lambda name: {}[name], client=client)
+        proxy = CredentialProxy(upstreams, tokens, lambda name: configured[name], client=client)
         async with serving(proxy.app()) as url, httpx.AsyncClient() as agent:
             token = tokens.issue("run-2", "corp", ["x"])["x"]
             answer = await agent.get(f"{url}/x/anything", headers={"x-api-key": token})
