@@ -144,7 +144,7 @@ class WorkStore(StoreBase):
         if not jids:
             return {}
         with self._read() as conn:
-            rows = conn.execute(select(chats).where(chats.c.jid.in_(sorted(set(jids)))))
+            rows = conn.execute(_CHATS, {"b_jids": sorted(set(jids))})
             return {chat.jid: chat for chat in (from_row(Chat, row) for row in rows)}
 
     def chat_messages(
@@ -179,4 +179,5 @@ _SETTLE_UNDECIDED = (
     .values(status=bindparam("b_status"))
 )
 _POLL_CURSOR = select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)
+_CHATS = select(chats).where(chats.c.jid.in_(bindparam("b_jids", expanding=True)))
 _CONFIG_VERSION = select(router_state.c.value).where(router_state.c.key == CONFIG_VERSION_KEY)
