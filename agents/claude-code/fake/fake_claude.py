@@ -15,6 +15,11 @@ A transcript is a file ``<scenario>.jsonl`` (one invocation: every line is print
 ``--resume ID`` plays the file after the one whose ``result`` had ``session_id`` ID). The exit status is 1 when the
 played ``result`` has ``is_error``, else 0 (Claude Code's print mode).
 
+``transcripts/auth-error.jsonl`` is a real recording: Claude Code 2.1.332 (the npm package's linux-x64 binary) run
+as ``claude -p --output-format stream-json --verbose --permission-mode bypassPermissions`` without credentials, with
+only its paths replaced by ``/home/agent``. The others are written in the same format (the system ``init``, the
+``assistant``/``user`` messages and the ``result`` of Claude Code's headless mode and Agent SDK message types).
+
 Knobs, from the environment (the runner passes its environment on):
 
 * ``FAKE_CLAUDE_SCENARIO`` (default ``multi-turn``); ``FAKE_CLAUDE_TRANSCRIPTS``: the directory of transcripts

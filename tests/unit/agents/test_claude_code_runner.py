@@ -112,9 +112,11 @@ def test_an_error_before_any_text_is_an_error_block_without_output(tmp_path: Pat
 
 
 def test_an_assistant_message_that_reports_an_error_is_not_sent_to_the_chat(tmp_path: Path) -> None:
+    # recorded from the real Claude Code 2.1.332 without credentials: the "answer" is the CLI's error, and the
+    # result says is_error with subtype "success"
     run = run_runner(tmp_path, {"prompt": PROMPT}, FAKE_CLAUDE_SCENARIO="auth-error")
-    assert run.code == 1 and run.texts == [], "'Invalid API key' is claude's error, not the assistant's answer"
-    assert "authentication_failed: Invalid API key" in (run.last.error or "")
+    assert run.code == 1 and run.texts == [], "'Not logged in' is claude's error, not the assistant's answer"
+    assert "authentication_failed: Not logged in · Please run /login" in (run.last.error or "")
     assert run.outcome().result is LaneResult.RETRY
 
 
