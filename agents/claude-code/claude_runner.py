@@ -38,16 +38,21 @@ Standard library only (the image needs python3 and the ``claude`` CLI, nothing e
    a stale ``--resume`` fails this way and the retry starts fresh); after text, the text already sent stands, the
    block also carries ``newSessionId`` and kanmon records the error with the batch answered.
 
-A heartbeat also goes out every ``KANMON_CLAUDE_HEARTBEAT`` seconds (default 30) while ``claude`` runs, for the idle
-timer. Timeouts are kanmon's: SIGTERM (and SIGINT) are forwarded to ``claude``, and the run ends as above when it has
-gone. Knobs (environment, e.g. the group's ``--env``): ``KANMON_CLAUDE_BIN`` (default ``claude``),
+With ``KANMON_CLAUDE_HEARTBEAT=s`` a heartbeat also goes out every s seconds while ``claude`` runs. It is off by
+default: claude's own events already reset kanmon's idle timer during long work, and a claude that hangs (one that
+retries an unreachable API, say) should meet that timer rather than run until the hard timeout. Timeouts are
+kanmon's: SIGTERM (and SIGINT) are forwarded to ``claude``, and the run ends as above when it has gone.
+
+Knobs (environment, e.g. the group's ``--env``): ``KANMON_CLAUDE_BIN`` (default ``claude``),
 ``KANMON_CLAUDE_PERMISSION_MODE`` (default ``bypassPermissions``), ``KANMON_CLAUDE_SYSTEM_PROMPT`` (replaces the
-appended system prompt; empty for none), ``KANMON_CLAUDE_TOOL_STATUS``, ``KANMON_CLAUDE_HEARTBEAT``.
+appended system prompt; empty for none), ``KANMON_CLAUDE_TOOL_STATUS``, ``KANMON_CLAUDE_HEARTBEAT``. Claude Code's
+own variables (``ANTHROPIC_MODEL``, ``ANTHROPIC_BASE_URL``, ``HTTPS_PROXY``, …) reach it the same way.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -252,8 +257,17 @@ def _feed_stdin(pipe: IO[str], prompt: str) -> None:
         pass  # claude exited before reading its prompt: its exit status says why
 
 
-def _heartbeats(out: Output, interval: float, done: threading.Event) -> None:
-    while not done.wait(interval):
+def heartbeat_interval(env: Mapping[str, str]) -> float | None:
+    """Seconds between timed heartbeats (``KANMON_CLAUDE_HEARTBEAT``), or None: off unless a positive number."""
+    try:
+        interval = float(env.get("KANMON_CLAUDE_HEARTBEAT") or 0)
+    except ValueError:
+        return None
+    return interval if 0 < interval < math.inf else None
+
+
+def _heartbeats(out: Output, interval: float | None, done: threading.Event) -> None:
+    while interval is not None and not done.wait(interval):
         out.emit(HEARTBEAT)
 
 
@@ -289,7 +303,7 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     threads = [
         threading.Thread(target=_feed_stdin, args=(child.stdin, str(request.get("prompt", ""))), daemon=True),
         threading.Thread(target=_forward_stderr, args=(child.stderr, redact, tail), daemon=True),
-        threading.Thread(target=_heartbeats, args=(out, float(env.get("KANMON_CLAUDE_HEARTBEAT") or 30), done)),
+        threading.Thread(target=_heartbeats, args=(out, heartbeat_interval(env), done)),
     ]
     for thread in threads:
         thread.daemon = True

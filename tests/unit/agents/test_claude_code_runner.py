@@ -200,3 +200,13 @@ def test_a_missing_claude_is_an_error_block_not_a_crash(tmp_path: Path) -> None:
     run = run_runner(tmp_path, {"prompt": PROMPT}, KANMON_CLAUDE_BIN=str(tmp_path / "no-such-claude"))
     assert run.code == 1 and run.texts == [] and "cannot start" in (run.last.error or "")
     assert run.outcome().result is LaneResult.RETRY
+
+
+def test_a_quiet_claude_gets_timed_heartbeats_only_when_the_group_asks(tmp_path: Path) -> None:
+    # by default the idle timer sees claude's own activity only, so a claude that hangs is stopped by it
+    quick = run_runner(tmp_path, {"prompt": PROMPT})
+    quiet = run_runner(tmp_path, {"prompt": PROMPT}, FAKE_CLAUDE_HANG=1.2)
+    asked = run_runner(tmp_path, {"prompt": PROMPT}, FAKE_CLAUDE_HANG=1.2, KANMON_CLAUDE_HEARTBEAT=0.25)
+    assert quiet.heartbeats == quick.heartbeats
+    assert asked.heartbeats >= quick.heartbeats + 3
+    assert quiet.texts == asked.texts == [result_of("multi-turn.1.jsonl")["result"]]

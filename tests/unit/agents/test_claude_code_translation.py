@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from claude_runner import HEARTBEAT, REDACTED, Redactor, Translator
+from claude_runner import HEARTBEAT, REDACTED, Redactor, Translator, heartbeat_interval
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +126,11 @@ def test_a_sub_agents_text_is_a_heartbeat_not_a_reply() -> None:
         HEARTBEAT
     ]
     assert translator.texts == 0
+
+
+def test_timed_heartbeats_are_off_unless_the_group_sets_a_sane_interval() -> None:
+    # off by default: the idle timer must be able to stop a claude that hangs (e.g. retrying an unreachable API)
+    assert heartbeat_interval({}) is None
+    assert heartbeat_interval({"KANMON_CLAUDE_HEARTBEAT": "0.25"}) == 0.25
+    for bad in ("", "0", "-1", "abc", "nan", "inf"):
+        assert heartbeat_interval({"KANMON_CLAUDE_HEARTBEAT": bad}) is None, bad
