@@ -275,11 +275,11 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     """Run ``claude`` for one input document; return the runner's exit status (0 ok, 1 failed)."""
     secrets, notes = accepted_secrets(request.get("secrets"))
     env = child_environment(base_env, secrets)
-    argv, more = claude_argv(request, env)
+    argv, more = claude_argv(request, base_env)  # the runner's knobs come from its own environment, never a secret
     for note in [*notes, *more]:
         sys.stderr.write(f"claude-runner: {note}\n")
     redact = Redactor(secrets.values())
-    translator = Translator(redact, tool_status=env.get("KANMON_CLAUDE_TOOL_STATUS", "") not in ("", "0"))
+    translator = Translator(redact, tool_status=base_env.get("KANMON_CLAUDE_TOOL_STATUS", "") not in ("", "0"))
     out.emit(HEARTBEAT)
     try:
         child = subprocess.Popen(
@@ -303,7 +303,7 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     threads = [
         threading.Thread(target=_feed_stdin, args=(child.stdin, str(request.get("prompt", ""))), daemon=True),
         threading.Thread(target=_forward_stderr, args=(child.stderr, redact, tail), daemon=True),
-        threading.Thread(target=_heartbeats, args=(out, heartbeat_interval(env), done)),
+        threading.Thread(target=_heartbeats, args=(out, heartbeat_interval(base_env), done)),
     ]
     for thread in threads:
         thread.daemon = True

@@ -210,3 +210,13 @@ def test_a_quiet_claude_gets_timed_heartbeats_only_when_the_group_asks(tmp_path:
     assert quiet.heartbeats == quick.heartbeats
     assert asked.heartbeats >= quick.heartbeats + 3
     assert quiet.texts == asked.texts == [result_of("multi-turn.1.jsonl")["result"]]
+
+
+def test_a_secret_never_configures_the_runner(tmp_path: Path) -> None:
+    record = tmp_path / "record.json"
+    secrets = {"KANMON_CLAUDE_BIN": "/no/such/claude-from-a-secret", "KANMON_CLAUDE_SYSTEM_PROMPT": "secret prompt"}
+    run = run_runner(tmp_path, {"prompt": PROMPT, "secrets": secrets}, FAKE_CLAUDE_RECORD=record)
+    assert run.code == 0, run.stderr
+    got = recorded(record)
+    assert got["env"]["KANMON_CLAUDE_BIN"] == secrets["KANMON_CLAUDE_BIN"], "claude still gets it"
+    assert not any("secret prompt" in arg for arg in got["argv"]), "a secret's value is never an argument"
