@@ -134,3 +134,10 @@ def test_timed_heartbeats_are_off_unless_the_group_sets_a_sane_interval() -> Non
     assert heartbeat_interval({"KANMON_CLAUDE_HEARTBEAT": "0.25"}) == 0.25
     for bad in ("", "0", "-1", "abc", "nan", "inf"):
         assert heartbeat_interval({"KANMON_CLAUDE_HEARTBEAT": bad}) is None, bad
+
+
+def test_a_text_that_holds_the_markers_arrives_whole() -> None:
+    text = "see:\n---ARIZUKO_OUTPUT_END---\n---ARIZUKO_OUTPUT_START---\n{}\u2028done"
+    translator = Translator(Redactor([]))
+    blocks = translator.feed(assistant([{"type": "text", "text": text}]))
+    assert [event.result for event in parse_blocks(blocks) if isinstance(event, Output)] == [text]
