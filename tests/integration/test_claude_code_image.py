@@ -72,6 +72,24 @@ async def test_the_image_answers_and_claude_alone_gets_the_secret(
     assert secret not in json.dumps(spec.env) and secret not in json.dumps(dict(spec.run_labels()))
 
 
+async def test_a_stopped_run_stops_claude_too(
+    claude_code_image: str, docker_client: Any, tmp_path: Path, instance: str
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    spec = run_spec(
+        data_dir, "run-1", instance, image=claude_code_image, stop_grace=20.0, idle_timeout=2.0, timeout=40.0,
+        env={"FAKE_CLAUDE_HANG": 60, "FAKE_CLAUDE_RECORD": "/home/agent/claude-invocation.json"},
+    )  # fmt: skip
+    started = time.monotonic()
+    events = await collect(await DockerRuntime(data_dir=data_dir, client=docker_client).start(spec))
+    assert exited(events).reason is ExitReason.IDLE_TIMEOUT
+    assert time.monotonic() - started < 20.0, "claude ended on SIGTERM, long before the kill after the grace"
+    assert (spec.group_dir / "claude-invocation.json.signals").read_text() == "SIGTERM\n"
+    answer = result_of("multi-turn.1.jsonl")["result"]
+    assert [output.text for output in outputs(events) if output.deliverable] == [answer], "it stands"
+
+
 async def test_a_conversation_through_gated_resumes_claudes_session(
     claude_code_image: str, docker_client: Any, tmp_path: Path, instance: str
 ) -> None:
