@@ -28,8 +28,9 @@ Standard library only (the image needs python3 and the ``claude`` CLI, nothing e
      ``rate_limit``, …) is a failure, and its text is not sent to the chat;
    * ``{"type":"user",…}`` (tool results) and any other type: a heartbeat;
    * ``{"type":"result","subtype":"success"|"error_max_turns"|"error_during_execution"|…,"is_error":…,
-     "result":…,"session_id":…}``: ``is_error`` or a subtype other than ``success`` is a failure; a successful
-     ``result`` whose text no assistant message carried is sent (never twice).
+     "result":…,"errors":[…],"session_id":…}``: ``is_error`` or a subtype other than ``success`` is a failure
+     (described by its ``result`` and ``errors``: Claude Code 2.1.332 reports "No conversation found with session
+     ID: …" there); a successful ``result`` whose text no assistant message carried is sent (never twice).
 
 5. End with one block: ``{"status":"ok","result":null,"newSessionId":ID}`` and exit 0, where ID is the
    ``session_id`` of the ``result`` (else the last one seen). A failure (the above, or ``claude`` exiting non-zero,
@@ -188,7 +189,10 @@ class Translator:
         text = said if isinstance(said, str) else ""
         subtype = event.get("subtype")
         if event.get("is_error") or subtype != "success":
-            self._fail(f"claude: {subtype or 'error'}" + (f": {text.strip()}" if text.strip() else ""))
+            listed = event.get("errors")
+            errors: list[object] = listed if isinstance(listed, list) else []
+            details = [str(detail).strip() for detail in [text, *errors] if str(detail).strip()]
+            self._fail(f"claude: {subtype or 'error'}" + (f": {'; '.join(details)}" if details else ""))
             return [HEARTBEAT]
         if text.strip() and not self.texts:
             return [self._text(text)]

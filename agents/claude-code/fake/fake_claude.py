@@ -8,17 +8,21 @@ It accepts what Claude Code's print mode accepts here (``-p``/``--print``, ``--o
 ``--verbose``, ``--resume ID``, ``--permission-mode MODE``, ``--append-system-prompt TEXT``, ``--model M``) and
 checks what the real CLI checks: without ``--verbose``, stream-json output is refused with the real error message
 (Claude Code 2.1: "When using --print, --output-format=stream-json requires --verbose"), and ``--resume`` of an
-unknown session fails with "No conversation found with session ID: …", exit 1.
+unknown session fails as Claude Code 2.1.332 does: the ``result`` of ``transcripts/no-conversation.jsonl`` (a real
+recording, for the requested id) on stdout, "No conversation found with session ID: …" on stderr, exit 1.
 
 A transcript is a file ``<scenario>.jsonl`` (one invocation: every line is printed as is) or a series
 ``<scenario>.1.jsonl``, ``<scenario>.2.jsonl``, … (one invocation each: without ``--resume`` the first is played;
 ``--resume ID`` plays the file after the one whose ``result`` had ``session_id`` ID). The exit status is 1 when the
 played ``result`` has ``is_error``, else 0 (Claude Code's print mode).
 
-``transcripts/auth-error.jsonl`` is a real recording: Claude Code 2.1.332 (the npm package's linux-x64 binary) run
-as ``claude -p --output-format stream-json --verbose --permission-mode bypassPermissions`` without credentials, with
-only its paths replaced by ``/home/agent``. The others are written in the same format (the system ``init``, the
-``assistant``/``user`` messages and the ``result`` of Claude Code's headless mode and Agent SDK message types).
+Two transcripts are real recordings of Claude Code 2.1.332 (the npm package's linux-x64 binary) run as ``claude -p
+--output-format stream-json --verbose --permission-mode bypassPermissions``, with only paths replaced by
+``/home/agent``: ``auth-error.jsonl`` without credentials, ``no-conversation.jsonl`` with ``--resume`` of an unknown
+session. The others are written in the same format (the system ``init``, the ``assistant``/``user`` messages and the
+``result`` of Claude Code's headless mode and Agent SDK message types).
+``multi-turn.2.jsonl``, the resumed turn, reports a session id of its own, as Claude Code did before 2.1
+(anthropics/claude-code#8069); 2.1.332 keeps the resumed id. The runner keeps whichever id the ``result`` reports.
 
 Knobs, from the environment (the runner passes its environment on):
 
@@ -82,9 +86,18 @@ def transcript(directory: Path, scenario: str, resume: str | None) -> Path:
             return directory / f"{scenario}.{turn + 1}.jsonl"
         turn += 1
     if resume is not None:
-        fail(f"No conversation found with session ID: {resume}")
+        no_conversation(directory, resume)
     fail(f"fake claude: no transcript {scenario!r} in {directory}")
     raise AssertionError("unreachable")
+
+
+def no_conversation(directory: Path, session: str) -> None:
+    """Fail like Claude Code asked to resume a session it does not have: the recorded result, for ``session``."""
+    recorded = json.loads((directory / "no-conversation.jsonl").read_text(encoding="utf-8"))
+    line = json.dumps(recorded, separators=(",", ":")).replace(recorded["session_id"], session)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    fail(f"No conversation found with session ID: {session}")
 
 
 def result_session(path: Path) -> str | None:
