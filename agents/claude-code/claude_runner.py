@@ -9,7 +9,7 @@ Standard library only (the image needs python3 and the ``claude`` CLI, nothing e
    [--resume SESSION] --append-system-prompt TEXT`` with the prompt on its **stdin** (print mode reads the prompt
    from stdin when no prompt argument is given: Claude Code CLI reference, "cat file | claude -p"), so the chat's
    text is never in argv. ``--verbose`` is required with stream-json in print mode since Claude Code 2.1 ("When
-   using --print, --output-format=stream-json requires --verbose"; e.g. anthropics/claude-code#733, nullclaw#125).
+   using --print, --output-format=stream-json requires --verbose": nullclaw#125, and so does 2.1.332 here).
    ``bypassPermissions`` (= ``--dangerously-skip-permissions``) because nobody can answer a permission prompt
    here; the container is the sandbox (no capabilities, no network unless the group grants one, one folder).
 3. The child's environment is this process's environment (kanmon puts no secrets there) plus the document's
