@@ -12,8 +12,8 @@ source "${KANMON_SERVICES_DIR:-/tmp/kanmon-services}/env"
 trap 'bash scripts/services.sh down' EXIT
 
 echo "== ruff"
-.venv/bin/ruff check kanmon tests bench
-.venv/bin/ruff format --check kanmon tests bench
+.venv/bin/ruff check kanmon tests bench agents
+.venv/bin/ruff format --check kanmon tests bench agents
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
