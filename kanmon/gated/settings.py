@@ -26,6 +26,7 @@ __all__ = [
     "ImpulseSettings",
     "LogSettings",
     "MatrixSettings",
+    "MediaSettings",
     "QueueSettings",
     "RuntimeSettings",
     "Settings",
@@ -141,6 +142,16 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MediaSettings:
+    """Files agents send (issue 14, item 4): sizes in bytes, the download links' lifetime and base URL."""
+
+    max_bytes: int = _default("media.max_bytes")
+    inline_bytes: int = _default("media.inline_bytes")
+    url_ttl: float = _default("media.url_ttl")
+    public_url: str = _default("media.public_url")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelegramSettings:
     """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
 
@@ -193,6 +204,7 @@ class Settings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import mimetypes
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +36,8 @@ from kanmon.gateway.folder_files import open_folder_file, relative_parts
 __all__ = ["MediaConfig", "MediaStore", "StoredFile", "is_sha256", "safe_name", "sniff"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 16
@@ -174,13 +177,32 @@ class MediaStore:
     # ------------------------------------------------------------------------------------------ async
     async def collect_async(self, folder: Path, ref: AttachmentRef) -> StoredFile:
         """:meth:`collect`, on the media store's threads."""
-        return await self._off_loop(partial(self.collect, folder, ref))
+        return await self.run(partial(self.collect, folder, ref))
+
+    async def collect_all(self, folder: Path, refs: Sequence[AttachmentRef]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Collect each of ``refs`` from ``folder``: the stored files' records (for a row's ``attachments``), and one
+        line for each file that could not be (refused, or the media store's disk failing)."""
+        records: list[dict[str, Any]] = []
+        refused: list[str] = []
+        for ref in refs:
+            try:
+                stored = await self.collect_async(folder, ref)
+            except AttachmentRefused as exc:
+                refused.append(str(exc))
+                logger.warning("%s", exc)
+            except OSError as exc:
+                refused.append(f"attachment {ref.path[:200]!r}: could not be stored ({exc.strerror or exc})")
+                logger.error("the media store at %s failed: %s", self.root, exc)
+            else:
+                records.append(stored.record())
+        return records, refused
 
     async def read_async(self, sha256: str) -> bytes:
         """:meth:`read`, on the media store's threads."""
-        return await self._off_loop(partial(self.read, sha256))
+        return await self.run(partial(self.read, sha256))
 
-    async def _off_loop(self, call: Callable[[], T]) -> T:
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()`` on the media store's threads (file I/O that must not hold up the event loop)."""
         if self._threads is None:
             self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kanmon-media")
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)

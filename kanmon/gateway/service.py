@@ -17,12 +17,15 @@ import httpx
 
 from kanmon import redaction
 from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer, daemon_deliverer
 from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
 from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.loop import LoopConfig, MessageLoop
+from kanmon.gateway.media import MediaConfig, MediaStore
+from kanmon.gateway.media_links import MediaLinks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.runner import LaneRunner, Runtimes
@@ -50,6 +53,8 @@ class GatewayConfig:
     daemons: Mapping[str, str] = field(default_factory=dict)
     #: Below this many free bytes beside an SQLite store /readyz says not ready (0: never).
     min_free_bytes: int = 64 << 20
+    #: Files agents send: size cap, inline threshold, download links (``media.*``).
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 class Gateway:
@@ -87,6 +92,13 @@ class Gateway:
         self.gate = ImpulseGate()
         self.feed = ChatFeed()
         self.registry = Registry(store)
+        media_root = config.run.data_dir / "media"
+        #: The files agents sent, content-addressed under ``<data_dir>/media`` (:mod:`kanmon.gateway.media`).
+        self.media = MediaStore(media_root, max_bytes=config.media.max_bytes)
+        #: Signed download links to them for adapters; gated sets ``base_url`` once it listens.
+        self.media_links = MediaLinks(
+            media_root / "url.key", ttl=config.media.url_ttl, clock=self.clock, base_url=config.media.public_url
+        )
         self.runner = LaneRunner(
             self.db,
             runtimes,
@@ -98,6 +110,7 @@ class Gateway:
             on_ended=lambda jid: self.loop.run_ended(jid),  # a new turn of the chat: no settle (gateway/settle.py)
             requeue=lambda lane: self.queue.enqueue(lane),
             clock=self.clock,
+            collect=lambda folder, refs: self.media.collect_all(config.run.data_dir / "groups" / folder, refs),
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -186,7 +199,8 @@ class Gateway:
             )
             for name, url in sorted(self.config.daemons.items())
         ]
-        adapters = [adapter_deliverer(channel, client, config, instance=instance) for channel in channels]
+        files = AdapterFiles(self.media, self.media_links, inline_bytes=self.config.media.inline_bytes)
+        adapters = [adapter_deliverer(channel, client, config, instance=instance, files=files) for channel in channels]
         return [*self._fixed_deliverers, *daemons, *adapters]
 
     async def _original(self, row: Message) -> Message | None:
@@ -258,6 +272,7 @@ class Gateway:
                     await self.delivery.deliver_due()
             finally:
                 self.feed.close()
+                self.media.close()
                 if self._adapter_client is not None:
                     await self._adapter_client.aclose()
                     self._adapter_client = None

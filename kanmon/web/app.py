@@ -19,7 +19,7 @@ from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
-from kanmon.web import adapters, health, openai_api, webchat
+from kanmon.web import adapters, health, media, openai_api, webchat, webchat_media
 from kanmon.web.deps import WebConfig
 from kanmon.web.openai_auth import ApiError
 
@@ -45,7 +45,9 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, openai_api.api_error)
     app.include_router(health.router)
     app.include_router(adapters.router)
+    app.include_router(webchat_media.router)  # before the chat's {folder:path} routes could swallow its paths
     app.include_router(webchat.router)
+    app.include_router(media.router)
     app.include_router(openai_api.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 

@@ -47,6 +47,7 @@ from kanmon.web.webchat_auth import (
     token_hash,
     valid_folder,
 )
+from kanmon.web.webchat_media import ChatFile, chat_files
 
 __all__ = [
     "KEEPALIVE_SECONDS",
@@ -81,7 +82,7 @@ ASSETS = {"chat.js": "text/javascript; charset=utf-8", "chat.css": "text/css; ch
 # The page loads nothing but its own script and style, and talks to nothing but this server.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data: blob:;"
         " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -133,6 +134,7 @@ class ChatEvent(BaseModel):
     content: str
     topic: str
     time: str = Field(description="ISO 8601, UTC")
+    attachments: list[ChatFile] = Field(default_factory=list, description="Files an agent sent with it.")
 
 
 class TopicSummary(BaseModel):
@@ -336,6 +338,7 @@ def chat_event(row: Message) -> ChatEvent:
         content=row.content,
         topic=row.topic,
         time=row.timestamp.isoformat(),
+        attachments=chat_files(row),
     )
 
 
