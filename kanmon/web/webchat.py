@@ -134,7 +134,7 @@ class ChatEvent(BaseModel):
     content: str
     topic: str
     time: str = Field(description="ISO 8601, UTC")
-    attachments: list[ChatFile] = Field(default_factory=list, description="Files an agent sent with it.")
+    attachments: list[ChatFile] | None = Field(default=None, description="Files an agent sent with it (or absent).")
 
 
 class TopicSummary(BaseModel):
@@ -338,11 +338,11 @@ def chat_event(row: Message) -> ChatEvent:
         content=row.content,
         topic=row.topic,
         time=row.timestamp.isoformat(),
-        attachments=chat_files(row),
+        attachments=chat_files(row) or None,
     )
 
 
 def _event(row: Message) -> str:
     # JSON escapes every line break, so the data is one line however many lines the message has
-    data = json.dumps(chat_event(row).model_dump(), ensure_ascii=False, separators=(",", ":"))
+    data = json.dumps(chat_event(row).model_dump(exclude_none=True), ensure_ascii=False, separators=(",", ":"))
     return f"id: {row.seq}\nevent: message\ndata: {data}\n\n"

@@ -239,7 +239,9 @@
     meta.className = "msg-meta";
     const who = message.role === "user" ? message.sender.replace(/^web:/, "") : "agent";
     meta.textContent = who + " · " + when(message.time);
-    item.append(text, meta);
+    item.append(text);
+    if (message.attachments && message.attachments.length) item.append(agentFiles(message));
+    item.append(meta);
     // in seq order even if an event ever arrives late
     const after = Array.from(els.messages.children).find((li) => Number(li.dataset.seq) > message.seq);
     const atBottom = els.messages.scrollHeight - els.messages.scrollTop - els.messages.clientHeight < 80;
@@ -253,6 +255,54 @@
       known.last_time = message.time;
       renderTopics();
     }
+  }
+
+  // ------------------------------------------------------------------------------------------- files agents send
+  // Each file is fetched with the token (an <img src> could not send it) and shown from a blob: URL: an image
+  // inline, anything else as a download link with its name and size.
+  function agentFiles(message) {
+    const list = document.createElement("div");
+    list.className = "msg-files";
+    for (const file of message.attachments) {
+      const url = api + "/media/" + encodeURIComponent(message.id) + "/" + file.index;
+      const holder = document.createElement(file.inline ? "figure" : "div");
+      holder.className = file.inline ? "msg-file msg-image" : "msg-file";
+      holder.textContent = file.name + " (loading…)";
+      list.append(holder);
+      loadAgentFile(url, file, holder);
+    }
+    return list;
+  }
+
+  async function loadAgentFile(url, file, holder) {
+    try {
+      const response = await fetch(url, { headers: authHeaders() });
+      if (!response.ok) throw new Error(await detailOf(response));
+      const blobUrl = URL.createObjectURL(await response.blob());
+      holder.textContent = "";
+      if (file.inline) {
+        const image = document.createElement("img");
+        image.src = blobUrl;
+        image.alt = file.name;
+        const caption = document.createElement("figcaption");
+        caption.textContent = file.name;
+        holder.append(image, caption);
+      } else {
+        const link = document.createElement("a");
+        link.href = blobUrl;
+        link.download = file.name;
+        link.textContent = "↓ " + file.name + " (" + sizeText(file.size) + ")";
+        holder.append(link);
+      }
+    } catch (err) {
+      holder.textContent = file.name + " (not available: " + err.message + ")";
+    }
+  }
+
+  function sizeText(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
+    return (bytes / 1024 / 1024).toFixed(1) + " MiB";
   }
 
   // ------------------------------------------------------------------------------------------- sending
