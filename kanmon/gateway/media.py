@@ -14,6 +14,7 @@ on the store's own two threads (:class:`MediaStore`'s async methods), never on t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import mimetypes
@@ -169,6 +170,22 @@ class MediaStore:
             return stored
         finally:
             Path(temporary).unlink(missing_ok=True)
+
+    def sweep(self, *, now: float, older_than: float) -> int:
+        """Remove temporary files a crash left in the spool, last changed more than ``older_than`` seconds before
+        ``now`` (Unix seconds; a copy in progress, perhaps a standby's beside the same data dir, is never that
+        old). Returns how many went. Blocking."""
+        removed = 0
+        try:
+            leftovers = list((self.root / "tmp").iterdir())
+        except FileNotFoundError:
+            return 0
+        for path in leftovers:
+            with contextlib.suppress(FileNotFoundError):
+                if now - path.lstat().st_mtime > older_than:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def read(self, sha256: str) -> bytes:
         """The bytes of the file ``sha256``. Blocking. Raises ``FileNotFoundError`` when it is not kept here."""

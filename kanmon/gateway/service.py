@@ -9,6 +9,7 @@ milliseconds instead of at the next poll.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -252,6 +253,7 @@ class Gateway:
         # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
         for lane in await self.runner.reclaim():
             self.queue.enqueue(lane)
+        await self._sweep_media()
         self.active = True
         self.started.set()
         workers = [
@@ -277,6 +279,17 @@ class Gateway:
                     await self._adapter_client.aclose()
                     self._adapter_client = None
         return leftovers
+
+    async def _sweep_media(self) -> None:
+        """Remove what a crash left half-copied in the media store's spool (an hour old at least)."""
+        now = self.clock.now().timestamp()
+        try:
+            removed = await self.media.run(functools.partial(self.media.sweep, now=now, older_than=3600.0))
+        except OSError as exc:
+            logger.warning("the media store's spool could not be swept: %s", exc)
+            return
+        if removed:
+            logger.info("removed %d half-copied files from the media store's spool", removed)
 
     def stop(self) -> None:
         """Ask :meth:`serve` (started without its own event) to stop: no new runs, then drain."""

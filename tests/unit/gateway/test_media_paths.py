@@ -187,3 +187,17 @@ def test_a_shown_name_never_holds_a_directory_or_a_control_character(name: str |
     shown = safe_name(name, path)
     assert shown and "/" not in shown and "\\" not in shown and len(shown) <= 200
     assert all(ch.isprintable() for ch in shown) and shown not in (".", "..")
+
+
+def test_a_copy_a_crash_left_half_done_is_swept_once_old(tmp_path: Path) -> None:
+    media = MediaStore(tmp_path / "media", max_bytes=1 << 20)
+    spool = tmp_path / "media" / "tmp"
+    spool.mkdir(parents=True)
+    old, fresh = spool / "in-old", spool / "in-fresh"
+    old.write_bytes(b"half a file")
+    fresh.write_bytes(b"being copied right now")
+    os.utime(old, (1000.0, 1000.0))
+    os.utime(fresh, (5000.0, 5000.0))
+    assert media.sweep(now=5000.0 + 10, older_than=3600.0) == 1
+    assert sorted(p.name for p in spool.iterdir()) == ["in-fresh"]
+    assert MediaStore(tmp_path / "nothing-yet", max_bytes=1).sweep(now=0.0, older_than=1.0) == 0
