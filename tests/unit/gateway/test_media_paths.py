@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from kanmon.container.events import AttachmentRef
 from kanmon.gateway.errors import AttachmentRefused
 from kanmon.gateway.folder_files import MAX_PATH_BYTES, open_folder_file, relative_parts
-from kanmon.gateway.media import MediaStore, safe_name
+from kanmon.gateway.media import MediaStore, safe_name, sniff
 
 INSIDE = b"the agent's own chart\n"
 OUTSIDE = b"SECRET-OUTSIDE-THE-FOLDER\n"
@@ -201,3 +201,20 @@ def test_a_copy_a_crash_left_half_done_is_swept_once_old(tmp_path: Path) -> None
     assert media.sweep(now=5000.0 + 10, older_than=3600.0) == 1
     assert sorted(p.name for p in spool.iterdir()) == ["in-fresh"]
     assert MediaStore(tmp_path / "nothing-yet", max_bytes=1).sweep(now=0.0, older_than=1.0) == 0
+
+
+@pytest.mark.parametrize(
+    ("head", "name", "mime"),
+    [
+        pytest.param(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "notes.txt", "image/png", id="png-whatever-its-name"),
+        pytest.param(b"<svg xmlns='http://www.w3.org/2000/svg'><script/></svg>", "x.svg", "text/plain", id="svg"),
+        pytest.param(b"<html><script>alert(1)</script>", "chart.png", "text/plain", id="html-named-png"),
+        pytest.param(b"a,b\n1,2\n", "data.csv", "text/csv", id="csv"),
+        pytest.param(b'{"a": 1}', "x.json", "application/json", id="json"),
+        pytest.param("caf\u00e9".encode()[:-1], "t.txt", "text/plain", id="utf8-cut-in-a-character"),
+        pytest.param(b"\x00\x01\x02\xff", "chart.png", "application/octet-stream", id="binary"),
+        pytest.param(b"", "empty.png", "text/plain", id="empty"),
+    ],
+)
+def test_a_files_type_comes_from_its_bytes_never_its_name(head: bytes, name: str, mime: str) -> None:
+    assert sniff(head, name) == mime
