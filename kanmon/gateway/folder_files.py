@@ -80,21 +80,31 @@ def _descriptor(fd: int) -> Iterator[int]:
         os.close(fd)
 
 
-def open_folder_file(folder: Path, path: str, *, max_bytes: int) -> tuple[int, os.stat_result]:
+def open_folder_file(
+    folder: Path, path: str, *, max_bytes: int, root: Path | None = None
+) -> tuple[int, os.stat_result]:
     """A descriptor open for reading on the regular file ``path`` inside ``folder``, and its ``fstat``.
 
-    The caller closes the descriptor. ``max_bytes`` caps the file's size (the caller still stops reading past it: a
-    file may grow while it is read). Blocking (a few system calls): call it off the event loop. Raises
-    :class:`AttachmentRefused` when the path leaves the folder in any way, crosses a symlink, names something
-    other than a regular file with one link, is larger than ``max_bytes``, or does not exist.
+    With ``root`` (``<data_dir>/groups``), ``folder`` must lie under it, and the folder's own components below it are
+    opened without following symlinks too: a nested group's folder (``corp/eng``) lies inside its parent's, whose
+    agent could swap it for a symlink while the child runs. The caller closes the descriptor. ``max_bytes`` caps the
+    file's size (the caller still stops reading past it: a file may grow while it is read). Blocking (a few system
+    calls): call it off the event loop. Raises :class:`AttachmentRefused` when the path leaves the folder in any
+    way, crosses a symlink, names something other than a regular file with one link, is larger than ``max_bytes``,
+    or does not exist.
     """
     parts = relative_parts(path)
     shown = _shown(path)
+    start, below = (folder, ()) if root is None else (root, folder.relative_to(root).parts)
     try:
-        current = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        current = os.open(start, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise AttachmentRefused(f"attachment {shown}: the agent's folder cannot be opened ({exc.strerror})") from None
     try:
+        for part in below:
+            following = _open_at(current, part, _DIR_FLAGS, f"{shown} (its group folder)", directory=True)
+            os.close(current)
+            current = following
         for part in parts[:-1]:
             following = _open_at(current, part, _DIR_FLAGS, shown, directory=True)
             os.close(current)

@@ -132,14 +132,15 @@ class MediaStore:
         return self.root / sha256[:2] / sha256[2:]
 
     # ------------------------------------------------------------------------------------------ blocking
-    def collect(self, folder: Path, ref: AttachmentRef) -> StoredFile:
-        """Copy the file ``ref`` names in ``folder`` into the store (once per content). Blocking.
+    def collect(self, folder: Path, ref: AttachmentRef, *, root: Path | None = None) -> StoredFile:
+        """Copy the file ``ref`` names in ``folder`` (under ``root``, when given) into the store (once per content).
+        Blocking.
 
         Raises :class:`AttachmentRefused` (see :func:`~kanmon.gateway.folder_files.open_folder_file`), also for a
         file that grows past ``max_bytes`` while it is read.
         """
         name = safe_name(ref.name, "/".join(relative_parts(ref.path)))
-        fd, _ = open_folder_file(folder, ref.path, max_bytes=self.max_bytes)
+        fd, _ = open_folder_file(folder, ref.path, max_bytes=self.max_bytes, root=root)
         with os.fdopen(fd, "rb", buffering=0) as source:
             return self._store(source, name, ref.path)
 
@@ -192,18 +193,21 @@ class MediaStore:
         return self.path_of(sha256).read_bytes()
 
     # ------------------------------------------------------------------------------------------ async
-    async def collect_async(self, folder: Path, ref: AttachmentRef) -> StoredFile:
+    async def collect_async(self, folder: Path, ref: AttachmentRef, *, root: Path | None = None) -> StoredFile:
         """:meth:`collect`, on the media store's threads."""
-        return await self.run(partial(self.collect, folder, ref))
+        return await self.run(partial(self.collect, folder, ref, root=root))
 
-    async def collect_all(self, folder: Path, refs: Sequence[AttachmentRef]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Collect each of ``refs`` from ``folder``: the stored files' records (for a row's ``attachments``), and one
-        line for each file that could not be (refused, or the media store's disk failing)."""
+    async def collect_all(
+        self, folder: Path, refs: Sequence[AttachmentRef], *, root: Path | None = None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Collect each of ``refs`` from ``folder`` (under ``root``): the stored files' records (for a row's
+        ``attachments``), and one line for each file that could not be (refused, or the media store's disk
+        failing)."""
         records: list[dict[str, Any]] = []
         refused: list[str] = []
         for ref in refs:
             try:
-                stored = await self.collect_async(folder, ref)
+                stored = await self.collect_async(folder, ref, root=root)
             except AttachmentRefused as exc:
                 refused.append(str(exc))
                 logger.warning("%s", exc)

@@ -93,7 +93,7 @@ class Gateway:
         self.gate = ImpulseGate()
         self.feed = ChatFeed()
         self.registry = Registry(store)
-        media_root = config.run.data_dir / "media"
+        media_root, groups = config.run.data_dir / "media", config.run.data_dir / "groups"
         #: The files agents sent, content-addressed under ``<data_dir>/media`` (:mod:`kanmon.gateway.media`).
         self.media = MediaStore(media_root, max_bytes=config.media.max_bytes)
         #: Signed download links to them for adapters; gated sets ``base_url`` once it listens.
@@ -111,7 +111,7 @@ class Gateway:
             on_ended=lambda jid: self.loop.run_ended(jid),  # a new turn of the chat: no settle (gateway/settle.py)
             requeue=lambda lane: self.queue.enqueue(lane),
             clock=self.clock,
-            collect=lambda folder, refs: self.media.collect_all(config.run.data_dir / "groups" / folder, refs),
+            collect=lambda folder, refs: self.media.collect_all(groups / folder, refs, root=groups),
         )
         self.queue = GroupQueue(
             self.runner.run_lane,

@@ -218,3 +218,20 @@ def test_a_copy_a_crash_left_half_done_is_swept_once_old(tmp_path: Path) -> None
 )
 def test_a_files_type_comes_from_its_bytes_never_its_name(head: bytes, name: str, mime: str) -> None:
     assert sniff(head, name) == mime
+
+
+def test_a_nested_group_folder_swapped_for_a_symlink_by_its_parents_agent_is_not_followed(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    (groups / "corp" / "eng" / "out").mkdir(parents=True)
+    (groups / "corp" / "eng" / "out" / "chart.png").write_bytes(INSIDE)
+    media = MediaStore(tmp_path / "media", max_bytes=1 << 20)
+    ref = AttachmentRef("out/chart.png")
+    assert media.read(media.collect(groups / "corp" / "eng", ref, root=groups).sha256) == INSIDE
+    # corp's agent has corp/ mounted, eng/ inside it: it swaps eng/ for a symlink to somewhere else
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "out").mkdir(parents=True)
+    (elsewhere / "out" / "chart.png").write_bytes(OUTSIDE)
+    (groups / "corp" / "eng").rename(tmp_path / "eng-moved")
+    (groups / "corp" / "eng").symlink_to(elsewhere)
+    with pytest.raises(AttachmentRefused, match="its group folder"):
+        media.collect(groups / "corp" / "eng", ref, root=groups)
