@@ -21,12 +21,12 @@ import mimetypes
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import filetype
 
@@ -221,6 +221,27 @@ class MediaStore:
     async def read_async(self, sha256: str) -> bytes:
         """:meth:`read`, on the media store's threads."""
         return await self.run(partial(self.read, sha256))
+
+    async def open_async(self, sha256: str) -> tuple[BinaryIO, int, bytes]:
+        """The file ``sha256`` opened for reading, its size in bytes and its first :data:`SNIFF_BYTES` (already
+        read: :meth:`chunks` starts after them). Raises ``FileNotFoundError`` when it is not kept here."""
+
+        def opened() -> tuple[BinaryIO, int, bytes]:
+            file = self.path_of(sha256).open("rb")
+            return file, os.fstat(file.fileno()).st_size, file.read(SNIFF_BYTES)
+
+        return await self.run(opened)
+
+    async def chunks(self, file: BinaryIO, head: bytes = b"") -> AsyncIterator[bytes]:
+        """``head``, then the rest of ``file`` in 256 KiB pieces, each read on the media store's threads; closes
+        ``file`` at the end (or when the reader stops early)."""
+        try:
+            if head:
+                yield head
+            while chunk := await self.run(partial(file.read, _CHUNK * 4)):
+                yield chunk
+        finally:
+            file.close()
 
     async def run(self, call: Callable[[], T]) -> T:
         """``call()`` on the media store's threads (file I/O that must not hold up the event loop)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi.responses import StreamingResponse
 
 from kanmon.gateway import Gateway
-from kanmon.gateway.media import SNIFF_BYTES, sniff
+from kanmon.gateway.media import sniff
 from kanmon.web.deps import get_gateway
 
 __all__ = ["FILE_HEADERS", "router"]
@@ -53,8 +54,8 @@ async def media_file(
     if not await gateway.media.run(lambda: links.valid(sha256, exp, sig)):
         raise HTTPException(status_code=403, detail=REFUSED)
     try:
-        data = await gateway.media.read_async(sha256)
+        file, size, head = await gateway.media.open_async(sha256)
     except FileNotFoundError:
         raise HTTPException(status_code=404, detail="no such file in this gated's media store") from None
-    headers = {**FILE_HEADERS, "Content-Disposition": "attachment"}
-    return Response(data, media_type=sniff(data[:SNIFF_BYTES], ""), headers=headers)
+    headers = {**FILE_HEADERS, "Content-Disposition": "attachment", "Content-Length": str(size)}
+    return StreamingResponse(gateway.media.chunks(file, head), media_type=sniff(head, ""), headers=headers)

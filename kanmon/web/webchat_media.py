@@ -15,6 +15,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from kanmon.gateway import Gateway
@@ -77,12 +78,12 @@ async def chat_file(
     if stored is None:
         raise HTTPException(status_code=404, detail="no such file in this chat")
     try:
-        data = await gateway.media.read_async(stored.sha256)
+        file, size, head = await gateway.media.open_async(stored.sha256)
     except FileNotFoundError:
         raise HTTPException(status_code=404, detail="this file is not kept any more") from None
+    body = gateway.media.chunks(file, head)
     if stored.mime in INLINE_TYPES:
-        return Response(data, media_type=stored.mime, headers=FILE_HEADERS)
+        return StreamingResponse(body, media_type=stored.mime, headers={**FILE_HEADERS, "Content-Length": str(size)})
     disposition = f"attachment; filename*=UTF-8''{quote(stored.name, safe='')}"
-    return Response(
-        data, media_type="application/octet-stream", headers={**FILE_HEADERS, "Content-Disposition": disposition}
-    )
+    headers = {**FILE_HEADERS, "Content-Disposition": disposition, "Content-Length": str(size)}
+    return StreamingResponse(body, media_type="application/octet-stream", headers=headers)

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from kanmon.container.echo_agent import png
+from kanmon.container.events import AttachmentRef
 from kanmon.web import create_app
 from kanmon.web.webchat import chat_event, token_hash
 from tests.e2e.test_web_browser import ARTIFACTS, browser  # noqa: F401 - the fixture
@@ -138,3 +139,17 @@ async def test_the_chat_page_shows_an_agents_image_inline_and_a_file_as_a_link(
     assert seen["link_download"] == "notes.txt" and seen["link_href"].startswith("blob:")
     assert seen["console_errors"] == []
     assert (ARTIFACTS / "web-chat-agent-files.png").stat().st_size > 0
+
+
+async def test_a_large_file_is_streamed_whole_by_its_signed_link(tmp_path: Path) -> None:
+    async with file_chat(tmp_path) as (h, app), asgi_client(app) as client:
+        folder = h.data_dir / "groups" / "corp"
+        folder.mkdir(parents=True, exist_ok=True)
+        big = bytes(range(256)) * 5000  # 1.2 MiB: many pieces after the sniffed head
+        (folder / "big.bin").write_bytes(big)
+        stored = h.gateway.media.collect(folder, AttachmentRef("big.bin"))
+        answer = await client.get(h.gateway.media_links.url(stored.sha256))
+        assert answer.status_code == 200
+        assert answer.content == big
+        assert answer.headers["content-length"] == str(len(big))
+        assert answer.headers["content-type"] == "application/octet-stream"
