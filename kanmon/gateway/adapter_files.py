@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from kanmon.gateway.delivery import DeliveryError
 from kanmon.gateway.media import MediaStore, StoredFile
 from kanmon.gateway.media_links import MediaLinks
 
@@ -37,7 +38,8 @@ class AdapterFiles:
         self.inline_bytes = inline_bytes
 
     async def describe(self, attachments: Sequence[Any]) -> list[Any]:
-        """``/send``'s ``attachments`` for a row's; reads files up to ``inline_bytes`` off the event loop."""
+        """``/send``'s ``attachments`` for a row's; reads files up to ``inline_bytes`` off the event loop. Raises
+        :class:`~kanmon.gateway.delivery.DeliveryError` (transient) when no link can be signed (the key file)."""
         described: list[Any] = []
         for entry in attachments:
             stored = StoredFile.from_record(entry)
@@ -45,7 +47,10 @@ class AdapterFiles:
                 described.append(entry)
                 continue
             # the first link may read (or make) the signing key: a file, so off the loop like the rest
-            url = await self.media.run(functools.partial(self.links.url, stored.sha256))
+            try:
+                url = await self.media.run(functools.partial(self.links.url, stored.sha256))
+            except (OSError, ValueError) as exc:  # the signing key cannot be read or made: tried again later
+                raise DeliveryError(f"no download link for attachment {stored.name!r}: {exc}") from None
             item: dict[str, Any] = {
                 "url": url,
                 "filename": stored.name,

@@ -8,11 +8,13 @@ import hashlib
 from pathlib import Path
 
 import httpx
+import pytest
 
 from kanmon.clock import FakeClock
 from kanmon.container.events import AttachmentRef
 from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer
+from kanmon.gateway.delivery import DeliveryError
 from kanmon.gateway.media import MediaStore
 from kanmon.gateway.media_links import MediaLinks
 from kanmon.store import Channel
@@ -54,4 +56,15 @@ async def test_small_files_go_inline_and_every_file_by_a_link(tmp_path: Path) ->
     media.path_of(hashlib.sha256(SMALL).hexdigest()).unlink()  # lost (another machine's data dir, a restore)
     [gone, _] = await files.describe(records)
     assert "data" not in gone and gone["url"]  # still described; its link answers 404
+    media.close()
+
+
+async def test_a_key_that_cannot_be_read_fails_the_attempt_with_one_line_to_retry(tmp_path: Path) -> None:
+    media, records = stored(tmp_path)
+    key = tmp_path / "media" / "url.key"
+    key.write_bytes(b"damaged")
+    files = AdapterFiles(media, MediaLinks(key, ttl=60.0, clock=FakeClock()), inline_bytes=0)
+    expected = r"no download link for attachment 'small.csv': .* is not a media signing key"
+    with pytest.raises(DeliveryError, match=expected):
+        await files.describe(records)
     media.close()
