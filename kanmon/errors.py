@@ -8,6 +8,7 @@
     │   ├── RouteError                (kanmon.router.errors)
     │   │   └── GlobError
     │   ├── CommandError              (kanmon.gateway.errors)
+    │   ├── AttachmentRefused         (kanmon.gateway.errors)
     │   ├── OnboardingError           (kanmon.gateway.onboarding)
     │   ├── RegistrationRefused       (kanmon.adapters.gated_client)
     │   └── StateBusy                 (kanmon.adapters.state)

@@ -25,12 +25,16 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_FILES=1``: after each message's echo, one reply per ``<attachment/>`` of it: ``file <name>: sha256 <hex>``
   of the file at its ``path`` as this agent reads it, or ``file <name>: <error>`` (the note kanmon wrote, or why
   the file could not be read);
+* ``ECHO_ATTACH=1``: a message ``attach NAME`` makes the agent write ``out/NAME`` (a 96x64 PNG when NAME ends in
+  ``.png``, else a line of text) and list it in its output's ``attachments``; ``list PATH`` lists PATH as is,
+  writing nothing (a file that is not there, or not the agent's to send);
 * ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
   (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``).
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import html
 import json
@@ -38,9 +42,11 @@ import os
 import random
 import re
 import signal
+import struct
 import sys
 import time
 import uuid
+import zlib
 from typing import Any
 
 START = "---ARIZUKO_OUTPUT_START---"
@@ -129,20 +135,50 @@ def _answer_all(prompt: str, session: str) -> None:
         for n in range(1, repeat + 1):
             time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
             label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"
-            _answer(f"{label}: {text}", session)
+            _answer(f"{label}: {text}", session, _attachments(text))
         for attachment in received:
             _answer(file_report(attachment), session)
 
 
-def _answer(result: str, session: str) -> None:
+def _answer(result: str, session: str, attachments: list[dict[str, str]] | None = None) -> None:
     """One output block with ``result`` (or, with ``ECHO_RESULT_JSON``, that raw JSON instead)."""
     raw = os.environ.get("ECHO_RESULT_JSON")
     if raw is None:
-        emit({"status": "ok", "result": result, "newSessionId": session})
+        block: dict[str, Any] = {"status": "ok", "result": result, "newSessionId": session}
+        if attachments:
+            block["attachments"] = attachments
+        emit(block)
         return
-    block = f'{{"status": "ok", "result": {raw}, "newSessionId": {json.dumps(session)}}}'
-    sys.stdout.write(f"{START}\n{block}\n{END}\n")
+    text = f'{{"status": "ok", "result": {raw}, "newSessionId": {json.dumps(session)}}}'
+    sys.stdout.write(f"{START}\n{text}\n{END}\n")
     sys.stdout.flush()
+
+
+def _attachments(text: str) -> list[dict[str, str]] | None:
+    """With ``ECHO_ATTACH``: the file ``attach NAME`` asks for (written first), or the path ``list PATH`` names."""
+    if not os.environ.get("ECHO_ATTACH"):
+        return None
+    verb, _, argument = text.partition(" ")
+    if verb == "list" and argument:
+        return [{"path": argument}]
+    if verb != "attach" or not argument or "/" in argument:
+        return None
+    os.makedirs("out", exist_ok=True)  # noqa: PTH103 - kept plain for any Python 3
+    with open(os.path.join("out", argument), "wb") as file:  # noqa: PTH118, PTH123 - kept plain for any Python 3
+        file.write(png(96, 64) if argument.endswith(".png") else f"{argument}, written by the echo agent\n".encode())
+    return [{"path": f"out/{argument}", "name": argument}]
+
+
+def png(width: int, height: int) -> bytes:
+    """A small PNG of colour stripes: a real image a browser shows (standard library only)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", binascii.crc32(kind + data))
+
+    pixel = [[bytes((255 * x // width, 96, 255 * y // height)) for x in range(width)] for y in range(height)]
+    rows = b"".join(b"\x00" + b"".join(row) for row in pixel)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def _side_effects(request: dict[str, Any]) -> None:

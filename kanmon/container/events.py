@@ -6,7 +6,19 @@ import enum
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ExitReason", "Exited", "Heartbeat", "Output", "RunEvent"]
+__all__ = ["AttachmentRef", "ExitReason", "Exited", "Heartbeat", "Output", "RunEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """A file an output block lists (``{"path": "out/chart.png", "name": "chart.png"}``), as the agent wrote it.
+
+    ``path`` is relative to the agent's folder (unchecked here: :mod:`kanmon.gateway.folder_files` checks it);
+    ``name`` is what the chat should call the file (None: the path's last part).
+    """
+
+    path: str
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +26,7 @@ class Output:
     """One output block of the agent (SPEC §9), numbered per run from 0.
 
     ``result`` is the raw text the agent sent; ``text`` is what a chat should see (``clean_result`` applied),
-    empty when there is nothing to deliver.
+    empty when there is nothing to deliver; ``attachments`` the files the block lists.
     """
 
     index: int
@@ -23,11 +35,12 @@ class Output:
     text: str
     new_session_id: str | None = None
     error: str | None = None
+    attachments: tuple[AttachmentRef, ...] = ()
 
     @property
     def deliverable(self) -> bool:
-        """True when this output carries text for the chat."""
-        return bool(self.text)
+        """True when this output carries text or files for the chat."""
+        return bool(self.text) or bool(self.attachments)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kanmon.container.events import Heartbeat, Output
+from kanmon.container.events import AttachmentRef, Heartbeat, Output
 
 __all__ = [
     "END_MARKER",
     "LOG_LIMIT",
+    "MAX_ATTACHMENTS",
     "OUTPUT_LIMIT",
     "REASONING_TAGS",
     "START_MARKER",
@@ -44,6 +45,7 @@ __all__ = [
 START_MARKER = b"---ARIZUKO_OUTPUT_START---"
 END_MARKER = b"---ARIZUKO_OUTPUT_END---"
 OUTPUT_LIMIT = 10 * 1024 * 1024  # bytes of stdout per run; past it the run is killed
+MAX_ATTACHMENTS = 10  # files one output block may list
 LOG_LIMIT = 64 * 1024  # bytes kept of stray stdout text and of stderr, for the run log
 #: The tags models wrap hidden reasoning in, by default (matched in any case): SPEC §9 names think and internal.
 REASONING_TAGS: tuple[str, ...] = (
@@ -201,6 +203,7 @@ class OutputParser:
             text=clean_result(value.get("result") or "", reasoning_tags=self.reasoning_tags),
             new_session_id=value.get("newSessionId") or None,
             error=value.get("error") or None,
+            attachments=tuple(AttachmentRef(item["path"], item.get("name")) for item in value.get("attachments") or ()),
         )
         self.outputs += 1
         return output
@@ -213,6 +216,24 @@ def _problem(value: dict[str, Any]) -> str | None:
     for key in ("result", "newSessionId", "error"):
         if not isinstance(value.get(key), str | None):
             return f"{key} must be a string or null"
+    return _attachments_problem(value.get("attachments"))
+
+
+def _attachments_problem(attachments: object) -> str | None:
+    """What is wrong with a block's ``attachments`` (null, or a list of ``{"path": str, "name"?: str}``), or None."""
+    if attachments is None:
+        return None
+    if not isinstance(attachments, list):
+        return "attachments must be a list of {path, name} objects"
+    if len(attachments) > MAX_ATTACHMENTS:
+        return f"at most {MAX_ATTACHMENTS} attachments per block, not {len(attachments)}"
+    for index, item in enumerate(attachments):
+        if not isinstance(item, dict):
+            return f"attachments[{index}] must be an object"
+        if not isinstance(item.get("path"), str) or not item["path"]:
+            return f"attachments[{index}].path must be a non-empty string"
+        if not isinstance(item.get("name"), str | None):
+            return f"attachments[{index}].name must be a string"
     return None
 
 

@@ -26,6 +26,7 @@ from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.fetch import FetchPolicy
+from kanmon.gateway.media import MediaConfig
 from kanmon.gateway.runner import Runtimes
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
@@ -85,6 +86,12 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             timeout=settings.attachments.fetch_timeout,
             attempts=settings.attachments.fetch_attempts,
             allow_private=settings.attachments.allow_private,
+        ),
+        media=MediaConfig(
+            max_bytes=settings.media.max_bytes,
+            inline_bytes=settings.media.inline_bytes,
+            url_ttl=settings.media.url_ttl,
+            public_url=settings.media.public_url,
         ),
     )
 
@@ -180,6 +187,11 @@ class Daemon:
             clock=self.gateway.clock,
         )
         self.gateway.waiting = lambda: self.guard.waiting
+        if not self.settings.media.public_url and self.listener is not None:
+            # adapters download agents' files from here: a wildcard address is reached as this host's loopback
+            host, port = self.listener.getsockname()[:2]
+            reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
+            self.gateway.media_links.base_url = f"http://{_url_host(reachable)}:{port}"
 
     @property
     def http_url(self) -> str | None:

@@ -27,6 +27,7 @@ __all__ = [
     "ImpulseSettings",
     "LogSettings",
     "MatrixSettings",
+    "MediaSettings",
     "QueueSettings",
     "RuntimeSettings",
     "Settings",
@@ -152,6 +153,16 @@ class AttachmentSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MediaSettings:
+    """Files agents send (issue 14, item 4): sizes in bytes, the download links' lifetime and base URL."""
+
+    max_bytes: int = _default("media.max_bytes")
+    inline_bytes: int = _default("media.inline_bytes")
+    url_ttl: float = _default("media.url_ttl")
+    public_url: str = _default("media.public_url")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelegramSettings:
     """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
 
@@ -205,6 +216,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)

@@ -25,6 +25,7 @@ is an arbitrary URL from the configuration. A daemon that wants kanmon to authen
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from kanmon import redaction
+from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.delivery import DeliveryError
 from kanmon.store import Channel, Message
 
@@ -157,9 +159,10 @@ class HttpDeliverer:
 
 
 # ---------------------------------------------------------------------------------------------------- adapters
-async def adapter_body(message: Message, key: str) -> dict[str, Any]:
+async def adapter_body(message: Message, key: str, files: AdapterFiles | None = None) -> dict[str, Any]:
     """The body of an adapter's ``/send``: arizuko's fields plus the idempotency key, and ``attachments`` when the
-    reply carries files (``[{"url", "filename", "mime", …}]``)."""
+    reply carries files (``[{"url", "filename", "mime", …}]``: an agent's files as :mod:`kanmon.gateway.adapter_files`
+    describes them when ``files`` is given)."""
     body: dict[str, Any] = {
         "chat_jid": message.chat_jid,
         "content": message.content,
@@ -169,20 +172,26 @@ async def adapter_body(message: Message, key: str) -> dict[str, Any]:
         "idempotency_key": key,
     }
     if message.attachments:
-        body["attachments"] = message.attachments
+        body["attachments"] = await files.describe(message.attachments) if files else message.attachments
     return body
 
 
 def adapter_deliverer(
-    channel: Channel, client: httpx.AsyncClient, config: AdapterDeliveryConfig, *, instance: str
+    channel: Channel,
+    client: httpx.AsyncClient,
+    config: AdapterDeliveryConfig,
+    *,
+    instance: str,
+    files: AdapterFiles | None = None,
 ) -> HttpDeliverer:
-    """The deliverer of a registered channel adapter: ``POST <url>/send`` with the channel secret as bearer."""
+    """The deliverer of a registered channel adapter: ``POST <url>/send`` with the channel secret as bearer (and the
+    agents' files as ``files`` describes them)."""
     takes_text = channel.capabilities.get("send_text") is not False
     return HttpDeliverer(
         name=channel.name,
         prefixes=channel.jid_prefixes,
         url=channel.url.rstrip("/") + "/send",
-        body=adapter_body,
+        body=adapter_body if files is None else functools.partial(adapter_body, files=files),
         client=client,
         config=config,
         instance=instance,

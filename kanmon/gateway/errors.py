@@ -3,7 +3,8 @@
     KanmonError                     (kanmon.errors)
     ├── GatewayError
     └── InvalidInput
-        └── CommandError
+        ├── CommandError
+        └── AttachmentRefused
 
 A :class:`CommandError` never escapes the command layer: its message becomes the reply to the chat, and nothing the
 command would have changed is changed.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from kanmon.errors import InvalidInput, KanmonError
 
-__all__ = ["CommandError", "GatewayError"]
+__all__ = ["AttachmentRefused", "CommandError", "GatewayError"]
 
 
 class GatewayError(KanmonError):
@@ -30,3 +31,8 @@ class CommandError(InvalidInput):
 
     def __repr__(self) -> str:
         return f"CommandError(command={self.command!r}, reason={self.reason!r})"
+
+
+class AttachmentRefused(InvalidInput):
+    """Raised when a file an agent's output lists cannot be sent: outside its folder, not a regular file, too big,
+    gone. The message is one line naming the path as the agent gave it and why."""

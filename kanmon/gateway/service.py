@@ -9,6 +9,7 @@ milliseconds instead of at the next poll.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import httpx
 
 from kanmon import redaction
 from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer, daemon_deliverer
 from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
 from kanmon.gateway.dispatch import daemon_jid
@@ -25,6 +27,8 @@ from kanmon.gateway.fetch import Fetcher, FetchPolicy
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.loop import LoopConfig, MessageLoop
+from kanmon.gateway.media import MediaConfig, MediaStore
+from kanmon.gateway.media_links import MediaLinks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.runner import LaneRunner, Runtimes
@@ -54,6 +58,8 @@ class GatewayConfig:
     min_free_bytes: int = 64 << 20
     #: How attachments are fetched into a group's inbox at run start (size cap, timeout, tries, private networks).
     attachments: FetchPolicy = field(default_factory=FetchPolicy)
+    #: Files agents send: size cap, inline threshold, download links (``media.*``).
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 class Gateway:
@@ -97,6 +103,13 @@ class Gateway:
             secret=lambda: self.adapter_config.channel_secret,
             clock=self.clock,
         )
+        media_root, groups = config.run.data_dir / "media", config.run.data_dir / "groups"
+        #: The files agents sent, content-addressed under ``<data_dir>/media`` (:mod:`kanmon.gateway.media`).
+        self.media = MediaStore(media_root, max_bytes=config.media.max_bytes)
+        #: Signed download links to them for adapters; gated sets ``base_url`` once it listens.
+        self.media_links = MediaLinks(
+            media_root / "url.key", ttl=config.media.url_ttl, clock=self.clock, base_url=config.media.public_url
+        )
         self.runner = LaneRunner(
             self.db,
             runtimes,
@@ -109,6 +122,7 @@ class Gateway:
             requeue=lambda lane: self.queue.enqueue(lane),
             clock=self.clock,
             inbox=Inbox(self.fetcher, config.run.data_dir),
+            collect=lambda folder, refs: self.media.collect_all(groups / folder, refs, root=groups),
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -197,7 +211,8 @@ class Gateway:
             )
             for name, url in sorted(self.config.daemons.items())
         ]
-        adapters = [adapter_deliverer(channel, client, config, instance=instance) for channel in channels]
+        files = AdapterFiles(self.media, self.media_links, inline_bytes=self.config.media.inline_bytes)
+        adapters = [adapter_deliverer(channel, client, config, instance=instance, files=files) for channel in channels]
         return [*self._fixed_deliverers, *daemons, *adapters]
 
     async def _original(self, row: Message) -> Message | None:
@@ -249,6 +264,7 @@ class Gateway:
         # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
         for lane in await self.runner.reclaim():
             self.queue.enqueue(lane)
+        await self._sweep_media()
         self.active = True
         self.started.set()
         workers = [
@@ -270,10 +286,22 @@ class Gateway:
             finally:
                 self.feed.close()
                 await self.fetcher.aclose()
+                self.media.close()
                 if self._adapter_client is not None:
                     await self._adapter_client.aclose()
                     self._adapter_client = None
         return leftovers
+
+    async def _sweep_media(self) -> None:
+        """Remove what a crash left half-copied in the media store's spool (an hour old at least)."""
+        now = self.clock.now().timestamp()
+        try:
+            removed = await self.media.run(functools.partial(self.media.sweep, now=now, older_than=3600.0))
+        except OSError as exc:
+            logger.warning("the media store's spool could not be swept: %s", exc)
+            return
+        if removed:
+            logger.info("removed %d half-copied files from the media store's spool", removed)
 
     def stop(self) -> None:
         """Ask :meth:`serve` (started without its own event) to stop: no new runs, then drain."""

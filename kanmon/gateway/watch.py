@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kanmon.clock import Clock
 from kanmon.container import ContainerError, Exited, ExitReason, Output
+from kanmon.container.events import AttachmentRef
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
 from kanmon.gateway.outcome import Ending
@@ -23,9 +26,13 @@ from kanmon.gateway.prompt import Batch
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.store import NewMessage
 
-__all__ = ["Watched", "output_id", "reply", "watch"]
+__all__ = ["Collect", "Watched", "output_id", "reply", "watch"]
 
 logger = logging.getLogger(__name__)
+
+#: Copies the files an output lists out of a group folder into the media store: ``(folder, refs)`` to the rows'
+#: ``attachments`` entries and one line per file refused (:meth:`kanmon.gateway.media.MediaStore.collect_all`).
+Collect = Callable[[str, Sequence[AttachmentRef]], Awaitable[tuple[list[dict[str, Any]], list[str]]]]
 
 #: Seconds past a run's hard timeout and stop grace after which kanmon gives up on it, recording included.
 WATCH_SLACK = 30.0
@@ -57,12 +64,21 @@ def output_id(run_id: str, index: int) -> str:
     return f"run-{run_id}-{index}"
 
 
-def reply(batch: Batch, run_id: str, output: Output) -> NewMessage:
-    """The outbound row of one of a run's outputs: into the batch's reply chat and topic, keyed by its index."""
+def reply(
+    batch: Batch,
+    run_id: str,
+    output: Output,
+    attachments: list[dict[str, Any]] | None = None,
+    refused: Sequence[str] = (),
+) -> NewMessage:
+    """The outbound row of one of a run's outputs: into the batch's reply chat and topic, keyed by its index, with
+    the files stored for it (``attachments``) and a ``⚠`` line for each file that could not be sent (``refused``)."""
+    notes = [f"⚠ not sent: {line}" for line in refused]
     return NewMessage(
         chat_jid=batch.reply_jid,
         id=output_id(run_id, output.index),
-        content=output.text,
+        content="\n\n".join(part for part in (output.text, "\n".join(notes)) if part),
+        attachments=attachments or None,
         direction="out",
         origin=GATEWAY_ORIGIN,
         topic=batch.reply_topic,
@@ -73,14 +89,24 @@ def reply(batch: Batch, run_id: str, output: Output) -> NewMessage:
     )
 
 
-async def watch(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, *, clock: Clock) -> bool:
+async def watch(
+    handle: RunHandle,
+    batch: Batch,
+    recorder: ReplyRecorder,
+    watched: Watched,
+    *,
+    clock: Clock,
+    collect: Collect | None = None,
+) -> bool:
     """Follow ``handle`` to its end into ``watched``; False when the runtime failed us before the run was seen to end.
 
     A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` (wall time since it started) is killed and ends as a
     hard timeout with whatever it recorded until then.
     """
     budget = handle.started_at + handle.timeout + handle.stop_grace + WATCH_SLACK - clock.now().timestamp()
-    following = asyncio.create_task(_follow(handle, batch, recorder, watched), name=f"kanmon-watch-{handle.run_id}")
+    following = asyncio.create_task(
+        _follow(handle, batch, recorder, watched, collect), name=f"kanmon-watch-{handle.run_id}"
+    )
     timer = asyncio.create_task(clock.sleep(max(budget, 0.0)))
     try:
         await asyncio.wait([following, timer], return_when=asyncio.FIRST_COMPLETED)
@@ -102,12 +128,14 @@ async def _cancel(task: asyncio.Task[bool]) -> None:
         await task
 
 
-async def _follow(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched) -> bool:
+async def _follow(
+    handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, collect: Collect | None
+) -> bool:
     try:
         async with contextlib.aclosing(handle.events()) as events:
             async for event in events:
                 if isinstance(event, Output):
-                    await _output(handle, batch, recorder, watched, event)
+                    await _output(handle, batch, recorder, watched, event, collect)
                 elif isinstance(event, Exited):
                     watched.exited = event
                     break
@@ -120,14 +148,29 @@ async def _follow(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watc
     return True
 
 
-async def _output(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, output: Output) -> None:
+async def _output(
+    handle: RunHandle,
+    batch: Batch,
+    recorder: ReplyRecorder,
+    watched: Watched,
+    output: Output,
+    collect: Collect | None,
+) -> None:
     if output.new_session_id:
         watched.session_id = output.new_session_id
     if output.status == "error" and not output.deliverable:
         watched.error_block = output.error or "the agent reported an error"
     if not output.deliverable or watched.capped:
         return
-    await recorder.add(reply(batch, handle.run_id, output))
+    files: list[dict[str, Any]] = []
+    refused: list[str] = []
+    if output.attachments:
+        if collect is None:
+            refused = [f"attachment {ref.path!r}: this gated keeps no files" for ref in output.attachments]
+        else:
+            files, refused = await collect(batch.head.folder, output.attachments)
+        watched.problems.extend(refused)
+    await recorder.add(reply(batch, handle.run_id, output, files, refused))
     if recorder.full:
         watched.capped = True
         logger.warning("run %s reached %d replies (runtime.max_replies): stopping it", handle.run_id, recorder.cap)

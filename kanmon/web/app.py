@@ -20,7 +20,7 @@ from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
-from kanmon.web import adapters, health, openai_api, webchat, webchat_files
+from kanmon.web import adapters, health, media, openai_api, webchat, webchat_files, webchat_media
 from kanmon.web.deps import WebConfig
 from kanmon.web.openai_auth import ApiError
 
@@ -49,8 +49,10 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, openai_api.api_error)
     app.include_router(health.router)
     app.include_router(adapters.router)
+    app.include_router(webchat_media.router)  # before the chat's {folder:path} routes could swallow its paths
     app.include_router(webchat.router)
     app.include_router(webchat_files.router)
+    app.include_router(media.router)
     app.include_router(openai_api.router)
     # a web chat upload may be as large as a file is allowed to be, plus the rest of an ordinary request
     upload_bytes = config.max_upload_bytes + config.max_body_bytes

@@ -48,6 +48,7 @@ from kanmon.web.webchat_auth import (
     token_hash,
     valid_folder,
 )
+from kanmon.web.webchat_media import chat_files
 
 __all__ = [
     "KEEPALIVE_SECONDS",
@@ -134,7 +135,7 @@ class ChatEvent(BaseModel):
     content: str
     topic: str
     time: str = Field(description="ISO 8601, UTC")
-    attachments: list[ChatAttachment] = Field(default_factory=list, description="Files the message came with.")
+    attachments: list[ChatAttachment] = Field(default_factory=list, description="The user's files, or the agent's.")
 
 
 class TopicSummary(BaseModel):
@@ -338,11 +339,11 @@ def chat_event(row: Message) -> ChatEvent:
         content=row.content,
         topic=row.topic,
         time=row.timestamp.isoformat(),
-        attachments=chat_attachments(row) if row.direction == "in" else [],
+        attachments=chat_attachments(row) if row.direction == "in" else chat_files(row),
     )
 
 
 def _event(row: Message) -> str:
     # JSON escapes every line break, so the data is one line however many lines the message has
-    data = json.dumps(chat_event(row).model_dump(), ensure_ascii=False, separators=(",", ":"))
+    data = json.dumps(chat_event(row).model_dump(exclude_none=True), ensure_ascii=False, separators=(",", ":"))
     return f"id: {row.seq}\nevent: message\ndata: {data}\n\n"

@@ -3,21 +3,28 @@ gets the bytes (:mod:`kanmon.web.webchat_files` serves them behind the chat's to
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kanmon.gateway.attachments import read_attachments
 from kanmon.store import Message
 
-__all__ = ["ChatAttachment", "chat_attachments"]
+__all__ = ["INLINE_TYPES", "ChatAttachment", "chat_attachments"]
+
+#: Images a browser is shown as images, whoever sent them (no SVG: it can hold script); any other file is a download.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"})
 
 
 class ChatAttachment(BaseModel):
-    """A file of a transcript message."""
+    """A file of a transcript message, the user's or the agent's: the page fetches ``url`` with the chat's token."""
 
+    index: int = Field(description="Its place in the message's attachments.")
     name: str
     mime: str
     size: int | None
-    url: str | None = None  # relative to the server: GET it with the chat's token; None when kanmon keeps no copy
+    url: str | None = Field(
+        default=None, description="Relative to the server; GET it with the chat's token. None: kanmon keeps no copy."
+    )
+    inline: bool = Field(default=False, description="An image the page shows inline (else a download link).")
 
 
 def chat_attachments(row: Message) -> list[ChatAttachment]:
@@ -25,10 +32,12 @@ def chat_attachments(row: Message) -> list[ChatAttachment]:
     folder = row.chat_jid.removeprefix("web:")
     return [
         ChatAttachment(
+            index=index,
             name=found.name,
             mime=found.mime,
             size=found.size,
             url=f"/web/{folder}/files/{row.seq}/{index}" if found.data is not None else None,
+            inline=found.data is not None and found.mime in INLINE_TYPES,
         )
         for index, found in enumerate(read_attachments(row.attachments))
     ]

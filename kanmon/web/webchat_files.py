@@ -27,14 +27,13 @@ from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
 from kanmon.web.webchat import TOPIC_PATTERN
 from kanmon.web.webchat import _sender as sender_of  # the chat's one rule for who is speaking
+from kanmon.web.webchat_attachments import INLINE_TYPES
 from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 
-__all__ = ["INLINE_IMAGES", "Uploaded", "router"]
+__all__ = ["Uploaded", "router"]
 
 router = APIRouter(tags=["web chat"])
 
-#: Image types shown inline in the page; any other file is served as a download.
-INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _MAX_NAME_CHARS = 255
 
 
@@ -104,7 +103,7 @@ async def file_of(group: WebGroup, gateway: GatewayDep, seq: int, index: int) ->
         raise HTTPException(status_code=404, detail="no such file in this chat")
     attachment = found[index]
     body = decode_data(attachment.data or "")
-    inline = attachment.mime in INLINE_IMAGES
+    inline = attachment.mime in INLINE_TYPES
     disposition = "inline" if inline else "attachment"
     headers = {
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(attachment.name, safe='')}",

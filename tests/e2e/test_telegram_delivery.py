@@ -149,6 +149,22 @@ async def test_attachments_go_out_as_files_after_the_text(tmp_path: Path) -> Non
             assert files_only.status_code == 200
 
 
+async def test_a_file_gated_sends_inline_goes_up_as_its_bytes_not_by_its_link(tmp_path: Path) -> None:
+    # gated's download link is on its own network, which Telegram's servers cannot reach: the bytes win
+    with running_fake() as fake:
+        fake.chat(42)
+        async with telegram_world(tmp_path, fake, routes=False) as w:
+            chart = {
+                "url": "http://127.0.0.1:9/media/ab?exp=1&sig=x", "data": "iVBORw0KGgo=", "filename": "chart.png",
+                "name": "chart.png", "mime": "image/png", "mime_type": "image/png", "size": 8,
+            }  # fmt: skip
+            linked = {**chart, "data": None, "url": "https://example.org/big.png", "filename": "big.png"}
+            answer = await w.send({"chat_jid": "telegram:42", "content": "", "attachments": [chart, linked]})
+            assert answer.status_code == 200, answer.text
+            assert [call.params["photo"] for call in fake.calls_of("sendPhoto")] == [
+                {"upload": "chart.png"}, "https://example.org/big.png"]  # fmt: skip
+
+
 async def test_typing_shows_while_the_agent_works_and_stops_with_the_reply(tmp_path: Path) -> None:
     with running_fake() as fake:
         private = fake.chat(42)

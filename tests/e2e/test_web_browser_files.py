@@ -60,7 +60,8 @@ def attach_in_the_browser(driver: Any, url: str, picture: Path, notes: Path) -> 
     wait.until(lambda _: picture_report in texts(".msg-assistant .msg-text"))
     image = wait.until(
         lambda _: next(
-            (i for i in driver.find_elements(By.CSS_SELECTOR, ".msg-user .msg-image") if i.get_attribute("src")), None
+            (i for i in driver.find_elements(By.CSS_SELECTOR, ".msg-user .msg-image img") if i.get_attribute("src")),
+            None,
         )
     )
     wait.until(lambda _: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
@@ -73,7 +74,7 @@ def attach_in_the_browser(driver: Any, url: str, picture: Path, notes: Path) -> 
     driver.find_element(By.ID, "send").click()
     notes_report = f"file notes.txt: sha256 {hashlib.sha256(NOTES).hexdigest()}"
     wait.until(lambda _: notes_report in texts(".msg-assistant .msg-text"))
-    seen["links"] = texts(".msg-user .msg-file")
+    seen["links"] = texts(".msg-user .msg-file a[download]")
     seen["user_texts"] = texts(".msg-user .msg-text")
     seen["replies"] = texts(".msg-assistant .msg-text")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

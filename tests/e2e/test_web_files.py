@@ -67,7 +67,14 @@ async def test_an_uploaded_file_reaches_the_agent_the_stream_and_comes_back_only
         mine = next(event for event in events if event["seq"] == seq)
         assert mine["content"] == "what is this?" and mine["role"] == "user"
         assert mine["attachments"] == [
-            {"name": "dot.png", "mime": "image/png", "size": len(PNG), "url": f"/web/corp/files/{seq}/0"}
+            {
+                "index": 0,
+                "name": "dot.png",
+                "mime": "image/png",
+                "size": len(PNG),
+                "url": f"/web/corp/files/{seq}/0",
+                "inline": True,
+            }
         ]
         assert [e["content"] for e in events if e["role"] == "assistant"][:1] == ["echo: what is this?"]
         assert (h.data_dir / "groups" / "corp" / "inbox" / f"{seq}-dot.png").read_bytes() == PNG

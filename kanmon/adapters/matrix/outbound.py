@@ -11,7 +11,8 @@ Matrix convention for automated output: other bots do not answer notices, so two
   HTML escaped) beside the plain ``body``, when the text has any markup and both fit in one event;
 - ``attachments``: each ``{"url": "mxc://…" | "https://…", "filename", "mime"}`` becomes an ``m.image``,
   ``m.audio``, ``m.video`` or ``m.file`` event after the text; an https file is fetched (at most
-  ``max_file_bytes``) and uploaded to the content repository first.
+  ``max_file_bytes``) and uploaded to the content repository first, and one with base64 ``data`` (gated sends
+  its agents' small files so) is uploaded from those bytes without a fetch.
 
 A retried send never posts twice: its events' transaction ids derive from the idempotency key, so the homeserver
 answers a repeat with the event it already has (even after a crash between posting and recording), and the adapter
@@ -21,6 +22,8 @@ records the answer under the key (:class:`~kanmon.adapters.matrix.state.AdapterS
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import io
 import re
@@ -165,10 +168,15 @@ class Sender:
     async def _file_content(self, attachment: Mapping[str, Any]) -> dict[str, Any]:
         url = str(attachment.get("url") or attachment.get("mxc") or "")
         filename = str(attachment.get("filename") or url.rstrip("/").rpartition("/")[2] or "file")
-        mime = str(attachment.get("mime") or "application/octet-stream")
+        mime = str(attachment.get("mime") or attachment.get("mime_type") or "application/octet-stream")
         size = attachment.get("size")
+        inline = attachment.get("data")
         if url.startswith("mxc://"):
             mxc = url
+        elif isinstance(inline, str) and inline:  # the bytes themselves (gated's small files): no fetch needed
+            data = _base64(inline, filename, self._max_file_bytes)
+            mxc = await self._upload(data, mime, filename)
+            size = len(data)
         elif url.startswith(("https://", "http://")):
             data, mime = await self._fetch(url, mime)
             mxc = await self._upload(data, mime, filename)
@@ -209,6 +217,17 @@ class Sender:
         if isinstance(answer, UploadResponse):
             return str(answer.content_uri)
         raise _failure(answer, "upload")
+
+
+def _base64(data: str, filename: str, limit: int) -> bytes:
+    """The bytes of an attachment's ``data``; :class:`SendRefused` when it is not base64 or larger than ``limit``."""
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise SendRefused(f"attachment {filename!r}: data is not base64") from None
+    if len(decoded) > limit:
+        raise SendRefused(f"attachment {filename!r}: larger than {limit} bytes")
+    return decoded
 
 
 def _failure(answer: Any, what: str) -> Exception:

@@ -176,14 +176,20 @@ def _parts(request: SendRequest) -> list[_Part]:
 
 
 def _file_source(attachment: dict[str, Any]) -> str | InputFile:
-    """What Telegram is given: a ``file_id`` it knows, a URL it fetches itself, or the bytes of ``data`` (base64)."""
-    for key in ("file_id", "url"):
-        value = attachment.get(key)
-        if isinstance(value, str) and value:
-            return value
+    """What Telegram is given: a ``file_id`` it knows, the bytes of ``data`` (base64), or a URL it fetches itself.
+
+    The bytes come before the URL: gated sends both for an agent's small files, and its download link is usually on
+    a network Telegram's servers cannot reach.
+    """
+    file_id = attachment.get("file_id")
+    if isinstance(file_id, str) and file_id:
+        return file_id
     data = attachment.get("data")
     if isinstance(data, str) and data:
         with contextlib.suppress(binascii.Error, ValueError):
             return InputFile(base64.b64decode(data, validate=True), filename=attachment.get("filename"))
         raise SendRefused("an attachment's data is not base64")
+    url = attachment.get("url")
+    if isinstance(url, str) and url:
+        return url
     raise SendRefused("an attachment has no file_id, url or data")

@@ -257,6 +257,59 @@
     }
   }
 
+  // ------------------------------------------------------------------------------------------- a message's files
+  // The user's uploads and the agent's files alike: each is fetched from its url with the token (an <img src> could
+  // not send it) and shown from a blob: URL, an image inline and anything else as a download link with its name and
+  // size. A file kanmon keeps no copy of (no url) is only named.
+  function filesOf(files) {
+    const list = document.createElement("div");
+    list.className = "msg-files";
+    list.hidden = files.length === 0;
+    for (const file of files) {
+      const holder = document.createElement(file.inline ? "figure" : "div");
+      holder.className = file.inline ? "msg-file msg-image" : "msg-file";
+      list.append(holder);
+      if (file.url) {
+        holder.textContent = file.name + " (loading…)";
+        loadFile(root + file.url, file, holder);
+      } else {
+        holder.textContent = file.name + " (not kept)";
+      }
+    }
+    return list;
+  }
+
+  async function loadFile(url, file, holder) {
+    try {
+      const response = await fetch(url, { headers: authHeaders() });
+      if (!response.ok) throw new Error(await detailOf(response));
+      const blobUrl = URL.createObjectURL(await response.blob());
+      holder.textContent = "";
+      if (file.inline) {
+        const image = document.createElement("img");
+        image.src = blobUrl;
+        image.alt = file.name;
+        const caption = document.createElement("figcaption");
+        caption.textContent = file.name;
+        holder.append(image, caption);
+      } else {
+        const link = document.createElement("a");
+        link.href = blobUrl;
+        link.download = file.name;
+        link.textContent = "↓ " + file.name + " (" + sizeText(file.size) + ")";
+        holder.append(link);
+      }
+    } catch (err) {
+      holder.textContent = file.name + " (not available: " + err.message + ")";
+    }
+  }
+
+  function sizeText(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
+    return (bytes / 1024 / 1024).toFixed(1) + " MiB";
+  }
+
   // ------------------------------------------------------------------------------------------- sending
   async function send() {
     const content = els.input.value;
@@ -313,9 +366,7 @@
 
   // ------------------------------------------------------------------------------------------- files in
   // A file chosen in the composer goes with the next send as a multipart upload (POST /web/<folder>/uploads), the
-  // typed text with it. The transcript shows a message's files: images inline, other files as download links. Their
-  // bytes are fetched with the token in the Authorization header and shown from blob: URLs, never a token in a URL.
-  const inlineImages = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+  // typed text with it; the transcript shows the file like any other (filesOf above).
 
   function chosenFile() {
     return els.fileInput && els.fileInput.files.length ? els.fileInput.files[0] : null;
@@ -334,55 +385,6 @@
     form.append("content", content);
     form.append("topic", topic);
     return fetch(api + "/uploads", { method: "POST", headers: authHeaders(), body: form });
-  }
-
-  async function blobOf(url) {
-    const response = await fetch(root + url, { headers: authHeaders(), cache: "no-store" });
-    if (!response.ok) throw new Error(await detailOf(response));
-    return URL.createObjectURL(await response.blob());
-  }
-
-  function sizeText(size) {
-    if (typeof size !== "number") return "";
-    if (size < 1024) return " (" + size + " B)";
-    return size < 1048576 ? " (" + Math.round(size / 1024) + " KiB)" : " (" + (size / 1048576).toFixed(1) + " MiB)";
-  }
-
-  function filesOf(files) {
-    const box = document.createElement("div");
-    box.className = "msg-files";
-    box.hidden = files.length === 0;
-    for (const file of files) {
-      if (file.url && inlineImages.includes(file.mime)) {
-        const image = document.createElement("img");
-        image.className = "msg-image";
-        image.alt = file.name;
-        image.title = file.name + sizeText(file.size);
-        blobOf(file.url).then((url) => (image.src = url), (err) => (image.alt = file.name + ": " + err.message));
-        box.append(image);
-      } else {
-        const link = document.createElement(file.url ? "a" : "span");
-        link.className = "msg-file";
-        link.textContent = "↓ " + file.name + sizeText(file.size);
-        if (file.url) {
-          link.href = "#";
-          link.addEventListener("click", async (event) => {
-            event.preventDefault();
-            try {
-              const save = document.createElement("a");
-              save.href = await blobOf(file.url);
-              save.download = file.name;
-              save.click();
-              setTimeout(() => URL.revokeObjectURL(save.href), 60000);
-            } catch (err) {
-              showError("cannot download " + file.name + ": " + err.message);
-            }
-          });
-        }
-        box.append(link);
-      }
-    }
-    return box;
   }
 
   if (els.fileInput) {

@@ -4,6 +4,7 @@ posts twice (arizuko's adapters refused long replies or cut code blocks in half,
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.server
 import threading
 from collections.abc import Iterator
@@ -68,6 +69,24 @@ async def test_a_long_answer_is_split_between_paragraphs_and_code_blocks_stay_wh
     assert coded and all('<pre><code class="language-python">' in c["formatted_body"] for c in coded)
     assert "\n".join(body(p) for p in pieces).replace("\n", "") == f"echo: {prose}{code}the end".replace("\n", "")
     assert pieces[0]["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": asked}}
+
+
+async def test_a_file_with_its_bytes_inline_is_uploaded_without_fetching_its_link(stack: Stack, alice: Human) -> None:
+    room = await room_with_bot(alice, stack)
+    chart = {  # as gated sends an agent's small file: its download link (unreachable here) and its bytes
+        "url": "http://127.0.0.1:9/media/ab?exp=1&sig=x", "data": base64.b64encode(PNG).decode(),
+        "filename": "chart.png", "name": "chart.png", "mime": "image/png", "mime_type": "image/png", "size": len(PNG),
+    }  # fmt: skip
+    send = {"chat_jid": f"matrix:{room}", "content": "", "attachments": [chart]}
+    async with httpx.AsyncClient(base_url=stack.adapter_url, timeout=60) as http:
+        answer = await http.post("/send", json=send, headers={**AUTH, "Idempotency-Key": "k-file-1"})
+        assert answer.status_code == 200, answer.text
+    bot = stack.bot.user_id
+    await alice.wait(lambda: len(sent(alice, room, bot)) >= 1, "the file")
+    [image] = sent(alice, room, bot)
+    assert image["content"]["msgtype"] == "m.image" and image["content"]["body"] == "chart.png"
+    assert image["content"]["info"] == {"mimetype": "image/png", "size": len(PNG)}
+    assert image["content"]["url"].startswith("mxc://")
 
 
 async def test_send_posts_once_per_key_into_its_thread_with_files(stack: Stack, alice: Human, file_server: str) -> None:
