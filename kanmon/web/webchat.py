@@ -78,7 +78,8 @@ MAX_SEQ = 2**62  # a seq never reaches this; larger numbers would not fit the da
 TOPIC_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
 MAX_SENDER_CHARS = 200
 STATIC = "static"
-ASSETS = {"chat.js": "text/javascript; charset=utf-8", "chat.css": "text/css; charset=utf-8"}
+JS = "text/javascript; charset=utf-8"
+ASSETS = {"chat.js": JS, "chat-files.js": JS, "chat.css": "text/css; charset=utf-8"}
 
 # The page loads nothing but its own script and style, and talks to nothing but this server.
 PAGE_HEADERS = {
