@@ -39,6 +39,7 @@ from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.spec import RunDefaults, build_spec, runtime_name
+from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.watch import Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import (
@@ -98,15 +99,12 @@ class LaneRunner:
         on_ended: Callable[[str], None] = lambda jid: None,
         requeue: Callable[[Lane], None] = lambda lane: None,
         clock: Clock | None = None,
+        typing: TypingSignal | None = None,  # told when a run works on a chat topic (kanmon.gateway.typing)
     ) -> None:
-        self._db = db
-        self._runtimes = runtimes
-        self._defaults = defaults
-        self._registry = registry
-        self._metrics = metrics
-        self._is_held = is_held
+        self._db, self._runtimes, self._defaults = db, runtimes, defaults
+        self._registry, self._metrics, self._is_held = registry, metrics, is_held
         self._on_stored, self._on_ended = on_stored, on_ended
-        self._requeue = requeue
+        self._requeue, self._typing = requeue, typing
         self._clock: Clock = clock or SystemClock()
         self._lanes: dict[Lane, _LaneState] = {}
         store = db.store
@@ -318,7 +316,9 @@ class LaneRunner:
         began: float,
     ) -> LaneResult:
         recorder = self._recorder()
-        if handle is not None and not await watch(handle, batch, recorder, watched, clock=self._clock):
+        if handle is not None and not await watch(
+            handle, batch, recorder, watched, clock=self._clock, typing=self._typing
+        ):
             await recorder.abandon()
             state.orphan = await self._db.retrying(self._db.store.get_run, run.id)  # re-attach when it answers
             self.reclaimer.mark_unavailable(run.runtime, "lost contact during a run")

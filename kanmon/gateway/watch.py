@@ -4,7 +4,8 @@
 .ReplyRecorder`; it stops the run once the reply cap is reached, and bounds the whole run, recording included, by the
 run's hard timeout plus its stop grace and a little slack: a run whose output cannot be stored fast enough is killed
 and ends as a timeout rather than running on (hardening item 9). It stops reading at ``Exited``, before the handle
-releases the run's container: a container is removed only once its outcome is recorded.
+releases the run's container: a container is removed only once its outcome is recorded. While it follows a run, it
+keeps the run's :class:`~kanmon.gateway.typing.TypingSignal` on from the start to the first reply or the end.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kanmon.clock import Clock
@@ -21,6 +23,7 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
 from kanmon.gateway.outcome import Ending
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.recorder import ReplyRecorder
+from kanmon.gateway.typing import TypingSignal, is_status_only
 from kanmon.store import NewMessage
 
 __all__ = ["Watched", "output_id", "reply", "watch"]
@@ -73,14 +76,32 @@ def reply(batch: Batch, run_id: str, output: Output) -> NewMessage:
     )
 
 
-async def watch(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, *, clock: Clock) -> bool:
+async def watch(
+    handle: RunHandle,
+    batch: Batch,
+    recorder: ReplyRecorder,
+    watched: Watched,
+    *,
+    clock: Clock,
+    typing: TypingSignal | None = None,
+) -> bool:
     """Follow ``handle`` to its end into ``watched``; False when the runtime failed us before the run was seen to end.
 
     A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` (wall time since it started) is killed and ends as a
-    hard timeout with whatever it recorded until then.
+    hard timeout with whatever it recorded until then. ``typing`` is told the run started working on the batch's
+    reply chat and topic, and that it stopped at its first reply (not only ``⏳`` lines) or however it ended.
     """
     budget = handle.started_at + handle.timeout + handle.stop_grace + WATCH_SLACK - clock.now().timestamp()
-    following = asyncio.create_task(_follow(handle, batch, recorder, watched), name=f"kanmon-watch-{handle.run_id}")
+
+    def replied() -> None:
+        if typing is not None:
+            typing.stopped(handle.run_id)
+
+    if typing is not None:
+        typing.started(handle.run_id, batch.reply_jid, batch.reply_topic)
+    following = asyncio.create_task(
+        _follow(handle, batch, recorder, watched, replied), name=f"kanmon-watch-{handle.run_id}"
+    )
     timer = asyncio.create_task(clock.sleep(max(budget, 0.0)))
     try:
         await asyncio.wait([following, timer], return_when=asyncio.FIRST_COMPLETED)
@@ -89,6 +110,7 @@ async def watch(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watche
         raise
     finally:
         timer.cancel()
+        replied()
     if following.done():
         return following.result()
     await _cancel(following)
@@ -102,12 +124,16 @@ async def _cancel(task: asyncio.Task[bool]) -> None:
         await task
 
 
-async def _follow(handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched) -> bool:
+async def _follow(
+    handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, replied: Callable[[], None]
+) -> bool:
     try:
         async with contextlib.aclosing(handle.events()) as events:
             async for event in events:
                 if isinstance(event, Output):
                     await _output(handle, batch, recorder, watched, event)
+                    if event.deliverable and not is_status_only(event.text):
+                        replied()
                 elif isinstance(event, Exited):
                     watched.exited = event
                     break
