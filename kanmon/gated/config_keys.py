@@ -347,6 +347,13 @@ KEYS: tuple[Key, ...] = (
         "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
     ),
     _key(
+        "delivery.typing_interval",
+        FLOAT,
+        4.0,
+        "Seconds between POST /typing to an adapter that takes typing while a run works; 0 = never.",
+        check=_NON_NEGATIVE,
+    ),
+    _key(
         "daemons",
         URLS,
         MappingProxyType({}),

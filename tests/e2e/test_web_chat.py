@@ -29,8 +29,8 @@ import uvicorn
 from click.testing import CliRunner
 from fastapi import FastAPI
 
-from kanmon.gated.cli import cli
 from kanmon.clock import SystemClock
+from kanmon.gated.cli import cli
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.runner import DEAD_LETTER_TEXT
 from kanmon.gateway.typing import TypingSignal

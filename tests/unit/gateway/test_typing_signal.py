@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from kanmon.clock import FakeClock
+from kanmon.gateway import ChatFeed
 from kanmon.gateway.typing import Ping, TypingSignal, Working, is_status_only
 
 
@@ -129,3 +130,23 @@ def test_status_only_outputs_are_not_a_reply() -> None:
     assert not is_status_only("⏳ searching\nfound it")
     assert not is_status_only("the answer")
     assert not is_status_only("")
+
+
+async def test_the_feed_hands_a_working_change_to_its_chat_topic_only() -> None:
+    feed = ChatFeed()
+    async with (
+        feed.subscribe("web:corp", topic="t1") as mine,
+        feed.subscribe("web:corp", topic="t2") as other_topic,
+        feed.subscribe("web:corp") as whole_chat,
+        feed.subscribe("web:other", topic="t1") as other_chat,
+    ):
+        feed.signal(Working("web:corp", "t1", True))
+        feed.close()
+        assert [event async for event in mine.events()] == [Working("web:corp", "t1", True)]
+        assert [event async for event in whole_chat.events()] == [Working("web:corp", "t1", True)]
+        assert [event async for event in other_topic.events()] == []
+        assert [event async for event in other_chat.events()] == []
+    async with feed.subscribe("web:corp", topic="t1") as messages_only:
+        feed.signal(Working("web:corp", "t1", True))
+        feed.close()
+        assert [message async for message in messages_only.messages()] == []  # messages() never yields one
