@@ -161,16 +161,18 @@ async def test_typing_goes_at_run_start_and_every_interval_until_the_first_reply
     assert ok == len(typing)
 
 
-async def test_an_adapter_that_did_not_declare_typing_gets_none(tmp_path: Path) -> None:
-    for n, capabilities in enumerate([{"send_text": True}, {"send_text": True, "typing": False}, {"typing": "yes"}]):
-        adapter = TypingAdapter("tg")
-        async with world(tmp_path / f"data-{n}", adapter, {"ECHO_DELAY": 1.2}) as w:
-            token = await w.register(adapter, capabilities)
-            await w.post(token, id="m-1", chat_jid="telegram:42", content="hello")
-            await w.h.wait_for(lambda adapter=adapter: bool(adapter.sends()), "the reply at /send")
-            await asyncio.sleep(2 * INTERVAL)
-        assert adapter.typing() == [], capabilities
-        assert len(adapter.sends()) == 1
+@pytest.mark.parametrize(
+    "capabilities", [{"send_text": True}, {"send_text": True, "typing": False}, {"typing": "yes"}], ids=str
+)
+async def test_an_adapter_that_did_not_declare_typing_gets_none(tmp_path: Path, capabilities: dict[str, Any]) -> None:
+    adapter = TypingAdapter("tg")
+    async with world(tmp_path / "data", adapter, {"ECHO_DELAY": 1.2}) as w:
+        token = await w.register(adapter, capabilities)
+        await w.post(token, id="m-1", chat_jid="telegram:42", content="hello")
+        await w.h.wait_for(lambda: bool(adapter.sends()), "the reply at /send")
+        await asyncio.sleep(2 * INTERVAL)
+    assert adapter.typing() == []
+    assert len(adapter.sends()) == 1
 
 
 @pytest.mark.parametrize(("mode", "result"), [("hang", "timeout"), ("fail", "refused"), ("closed", "unreachable")])
