@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -263,6 +264,38 @@ async def test_runs_in_two_chats_of_one_group_type_into_each_chat_and_its_thread
         assert [h.body["on"] for h in typing][-1] is False
         assert not [h for h in typing if h.body["on"] and h.at > send.at]
     assert w.runs() == 2
+
+
+# an agent that says what it is doing (a <status> line) before it answers: still working, typing goes on
+STATUS_FIRST = """
+import json, sys, time
+json.load(sys.stdin)
+def emit(result):
+    print("---ARIZUKO_OUTPUT_START---", json.dumps({"status": "ok", "result": result}), "---ARIZUKO_OUTPUT_END---",
+          sep="\\n", flush=True)
+emit("<status>looking it up</status>")
+time.sleep(1.6)
+emit("found it")
+time.sleep(2.0)
+"""
+
+
+async def test_a_status_line_is_not_the_first_reply_typing_goes_on_until_the_answer(tmp_path: Path) -> None:
+    tg = TypingAdapter("tg")
+    command = [sys.executable, "-I", "-c", STATUS_FIRST]
+    async with world(tmp_path / "data", tg, {}, command=command) as w:
+        token = await w.register(tg, {"send_text": True, "typing": True})
+        await w.post(token, id="m-1", chat_jid="telegram:42", content="hello")
+        await w.h.wait_for(lambda: len(tg.sends()) == 2, "the status line and the answer at /send")
+        await asyncio.sleep(3 * INTERVAL)
+
+    status, answer = tg.sends()
+    assert (status.body["content"], answer.body["content"]) == ("⏳ looking it up", "found it")
+    typing = tg.typing()
+    on_after_status = [h for h in typing if h.body["on"] and status.at < h.at < answer.at]
+    assert len(on_after_status) >= 2  # the status line did not end it
+    assert [h.body["on"] for h in typing].count(False) == 1
+    assert not [h for h in typing if h.body["on"] and h.at > answer.at]
 
 
 async def test_the_web_chat_stream_says_working_from_run_start_to_the_reply_and_stores_nothing(
