@@ -152,10 +152,10 @@ async def test_typing_goes_at_run_start_and_every_interval_until_the_first_reply
     assert len(still_running) == 1
     assert all(h.body == {"chat_jid": "telegram:42", "thread_id": "77", "on": h.body["on"]} for h in typing)
     assert all(h.authorization == f"Bearer {SECRET}" for h in typing)
-    # at the start (within the agent's start-up), then every interval for the two seconds the agent took
-    assert on[0].at - posted < 1.5
-    assert 4 <= len(on) <= 8, gaps(on)
-    assert all(0.8 * INTERVAL <= gap <= 3 * INTERVAL for gap in gaps(on)), gaps(on)
+    # at the start (not at some later tick: the agent took two seconds), then every interval until the reply
+    assert on[0].at - posted < 5.0 and send.at - on[0].at >= 1.5
+    assert 3 <= len(on) <= 8, gaps(on)
+    assert all(0.6 * INTERVAL <= gap <= 5 * INTERVAL for gap in gaps(on)), gaps(on)
     # then exactly one "off", and nothing after the reply
     assert len(off) == 1 and typing[-1] is off[0]
     assert not [h for h in on if h.at > send.at]
@@ -186,7 +186,7 @@ async def test_typing_that_hangs_fails_or_cannot_connect_costs_only_the_indicato
         with socket.socket() as sock:  # a port nobody listens on: connection refused
             sock.bind(("127.0.0.1", 0))
             tg.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with world(tmp_path / "data", tg, {"ECHO_DELAY": 1.6}) as w:
+    async with world(tmp_path / "data", tg, {"ECHO_DELAY": 2.4}) as w:
         token = await w.register(tg, {"send_text": True, "typing": True})
         await w.post(token, id="m-1", chat_jid="telegram:42", content="hello")
         await w.h.wait_for(lambda: w.h.store.count_runs().get("ok") == 1, "the run to end well")
@@ -201,8 +201,8 @@ async def test_typing_that_hangs_fails_or_cannot_connect_costs_only_the_indicato
     assert failures >= 2  # a ping every interval, each failing on its own
     on = [h for h in tg.typing() if h.body["on"]]
     # never retried: one request per interval, none right after a failure
-    assert all(gap >= 0.8 * INTERVAL for gap in gaps(on)), gaps(on)
-    assert len(on) <= 1.6 / INTERVAL + 3
+    assert all(gap >= 0.6 * INTERVAL for gap in gaps(on)), gaps(on)
+    assert len(on) <= 2.4 / INTERVAL + 3
     lines = [r for r in caplog.records if r.name == "kanmon.gateway.typing"]
     assert lines and all(r.levelno == logging.DEBUG for r in lines)
 
@@ -210,14 +210,15 @@ async def test_typing_that_hangs_fails_or_cannot_connect_costs_only_the_indicato
 async def test_a_hanging_typing_adapter_never_holds_up_the_reply(tmp_path: Path) -> None:
     # each ping may take min(delivery.request_timeout, interval) = 10 s: the reply must not wait for one
     tg = TypingAdapter("tg", hold=True)
-    async with world(tmp_path / "data", tg, {}, interval=30.0) as w:
+    async with world(tmp_path / "data", tg, {"ECHO_DELAY": 1.0}, interval=30.0) as w:
         token = await w.register(tg, {"send_text": True, "typing": True})
         posted = time.monotonic()
         await w.post(token, id="m-1", chat_jid="telegram:42", content="hello")
+        await w.h.wait_for(lambda: bool(tg.typing()), "the first ping, left hanging")
         await w.h.wait_for(lambda: bool(tg.sends()), "the reply at /send", timeout=30)
         took = tg.sends()[0].at - posted
-    assert took < 5.0
-    assert [h.body["on"] for h in tg.typing()][:1] == [True]
+    assert took < 6.0  # the agent's second and the machinery, never a ping's ten
+    assert tg.typing()[0].body["on"] is True
 
 
 @pytest.mark.parametrize("ending", ["error", "timeout"])

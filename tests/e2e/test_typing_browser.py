@@ -1,6 +1,6 @@
 """The chat page's "agent is working" indicator in headless Chromium (see tests/e2e/test_web_browser.py).
 
-A slow echo agent (eight seconds to its reply, then two more before it exits) answers the group ``slow``. The
+A slow echo agent (twelve seconds to its reply, then three more before it exits) answers the group ``slow``. The
 indicator appears once the run starts, comes back after a reload and when the user returns to the topic (the
 stream says it again), is absent from another topic, and goes away with the first reply although the run is still
 going. Screenshot: tests/artifacts/web-chat-working.png.
@@ -17,7 +17,7 @@ from tests.e2e.test_web_chat import OTHER_TOKEN, TIMEOUT, serve_http, web_chat
 
 __all__ = ["browser"]  # the fixture, shared with test_web_browser.py
 
-AGENT = {"ECHO_DELAY": 8.0, "ECHO_HANG": 2.0}
+AGENT = {"ECHO_DELAY": 12.0, "ECHO_HANG": 3.0}
 
 
 def watch_the_indicator(driver: Any, url: str) -> dict[str, Any]:
