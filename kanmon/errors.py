@@ -31,7 +31,8 @@
     │   ├── InvalidRunSpec            (also an InvalidInput)
     │   └── UnsafeMount               (also an InvalidInput)
     ├── GatewayError                  (kanmon.gateway.errors)
-    │   └── DeliveryError             (kanmon.gateway.delivery)
+    │   ├── DeliveryError             (kanmon.gateway.delivery)
+    │   └── FetchFailed               (kanmon.gateway.fetch) an attachment could not be fetched
     ├── ApiError                      (kanmon.web.openai_auth) an answer in OpenAI's error shape
     └── AdapterError                  (kanmon.adapters.errors) raised by a channel adapter's own process
         ├── SendRefused               the platform said no for good

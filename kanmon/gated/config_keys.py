@@ -350,6 +350,13 @@ KEYS: tuple[Key, ...] = (
     ),
     *ATTACHMENT_KEYS,
     _key(
+        "delivery.typing_interval",
+        FLOAT,
+        4.0,
+        "Seconds between POST /typing to an adapter that takes typing while a run works; 0 = never.",
+        check=_NON_NEGATIVE,
+    ),
+    _key(
         "daemons",
         URLS,
         MappingProxyType({}),

@@ -140,6 +140,7 @@ class DeliverySettings:
     deadline: float = _default("delivery.deadline")
     retry_base_delay: float = _default("delivery.retry_base_delay")
     request_timeout: float = _default("delivery.request_timeout")
+    typing_interval: float = _default("delivery.typing_interval")
 
 
 @dataclass(frozen=True, kw_only=True)

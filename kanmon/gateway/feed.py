@@ -5,6 +5,9 @@ user's messages, the agent's replies, command answers and status lines, in one o
 subscriber gets what is published after it subscribed; what came before (or what it missed) it reads from the
 store by seq (``Last-Event-ID``), which is why the feed itself keeps no history.
 
+Beside rows, the feed carries :class:`~kanmon.gateway.typing.Working` changes (a run started or stopped working on a
+topic): never stored, so never replayed; a stream that starts asks :class:`~kanmon.gateway.typing.TypingSignal`.
+
 Publishing never waits. A subscriber whose queue is full is cut off (``lagged``): it reconnects and replays from
 the store, and a slow browser never holds up the gateway.
 """
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from kanmon.gateway.typing import Working
 from kanmon.store import Message
 
 __all__ = ["ChatFeed", "Subscription"]
@@ -32,7 +36,7 @@ class Subscription:
 
     chat_jid: str
     topic: str | None
-    queue: asyncio.Queue[Message | None] = field(repr=False)
+    queue: asyncio.Queue[Message | Working | None] = field(repr=False)
     lagged: bool = False
 
     def wants(self, message: Message) -> bool:
@@ -41,8 +45,14 @@ class Subscription:
 
     async def messages(self) -> AsyncIterator[Message]:
         """Messages as they are published, until the feed closes or cuts this subscriber off."""
-        while (message := await self.queue.get()) is not _END:
-            yield message
+        async for event in self.events():
+            if isinstance(event, Message):
+                yield event
+
+    async def events(self) -> AsyncIterator[Message | Working]:
+        """Messages and :class:`Working` changes of the chat topic, in the order published."""
+        while (event := await self.queue.get()) is not _END:
+            yield event
 
 
 class ChatFeed:
@@ -64,6 +74,13 @@ class ChatFeed:
                 self._cut_off(subscription)
             else:
                 subscription.queue.put_nowait(message)
+
+    def signal(self, working: Working) -> None:
+        """Hand a chat topic's :class:`Working` change to its subscribers, never waiting (dropped for a full queue:
+        the subscriber is being cut off anyway)."""
+        for subscription in list(self._subscribers.get(working.chat_jid, ())):
+            if subscription.topic in (None, working.topic) and subscription.queue.qsize() < self._queue_size:
+                subscription.queue.put_nowait(working)
 
     @asynccontextmanager
     async def subscribe(self, chat_jid: str, topic: str | None = None) -> AsyncIterator[Subscription]:

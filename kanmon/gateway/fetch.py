@@ -27,6 +27,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.errors import GatewayError
 
 __all__ = ["FetchFailed", "FetchPolicy", "Fetcher", "origin_of"]
 
@@ -52,7 +53,7 @@ class FetchPolicy:
         object.__setattr__(self, "networks", nets)
 
 
-class FetchFailed(Exception):
+class FetchFailed(GatewayError):
     """The file could not be fetched; ``str()`` is the reason, one line fit for the agent's prompt."""
 
     def __init__(self, reason: str, *, transient: bool = False) -> None:

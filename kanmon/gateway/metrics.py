@@ -43,6 +43,10 @@ class GatewayMetrics:
         self.http_requests = Counter(
             "kanmon_http_requests", "HTTP requests by route template and status.", ["route", "status"], registry=r
         )
+        self.typing_requests = Counter(
+            "kanmon_typing_requests", "POST /typing to adapters by result (ok, refused, timeout, unreachable).",
+            ["result"], registry=r,
+        )  # fmt: skip
         self.dead_letters = Counter(
             "kanmon_dead_letters", "Batches dead-lettered after their last attempt.", registry=r
         )

@@ -40,6 +40,7 @@ from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.spec import RunDefaults, build_spec, runtime_name
+from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
@@ -89,16 +90,13 @@ class LaneRunner:
         requeue: Callable[[Lane], None] = lambda lane: None,
         clock: Clock | None = None,
         inbox: Inbox | None = None,  # receives the batch's attachments before the prompt is written
-        collect: Collect | None = None,
+        collect: Collect | None = None,  # the files outputs list, into the media store
+        typing: TypingSignal | None = None,  # told when a run works on a chat topic (kanmon.gateway.typing)
     ) -> None:
-        self._db = db
-        self._inbox = inbox
-        self._runtimes = runtimes
-        self._defaults = defaults
-        self._registry, self._metrics = registry, metrics
-        self._is_held = is_held
+        self._db, self._runtimes, self._defaults = db, runtimes, defaults
+        self._registry, self._metrics, self._is_held = registry, metrics, is_held
         self._on_stored, self._on_ended = on_stored, on_ended
-        self._requeue, self._collect = requeue, collect
+        self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
         self._clock: Clock = clock or SystemClock()
         self._lanes: dict[Lane, _LaneState] = {}
         store = db.store
@@ -312,8 +310,9 @@ class LaneRunner:
         began: float,
     ) -> LaneResult:
         recorder = self._recorder()
-        collect, clock = self._collect, self._clock  # collect: the files outputs list, into the media store
-        if handle is not None and not await watch(handle, batch, recorder, watched, clock=clock, collect=collect):
+        if handle is not None and not await watch(
+            handle, batch, recorder, watched, clock=self._clock, collect=self._collect, typing=self._typing
+        ):
             await recorder.abandon()
             state.orphan = await self._db.retrying(self._db.store.get_run, run.id)  # re-attach when it answers
             self.reclaimer.mark_unavailable(run.runtime, "lost contact during a run")

@@ -33,6 +33,7 @@ from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.runner import LaneRunner, Runtimes
 from kanmon.gateway.spec import RunDefaults, runtime_name
+from kanmon.gateway.typing import Ping, TypingSignal, adapter_ping, typing_channel
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.store import Message, NewMessage, PutResult, Store, StoreError
 from kanmon.store.aio import AsyncStore
@@ -110,6 +111,13 @@ class Gateway:
         self.media_links = MediaLinks(
             media_root / "url.key", ttl=config.media.url_ttl, clock=self.clock, base_url=config.media.public_url
         )
+        #: which chat topics a run works on now; pings adapters that take typing (kanmon.gateway.typing)
+        self.typing = TypingSignal(
+            clock=self.clock,
+            interval=config.adapters.typing_interval,
+            pinger=self._typing_ping,
+            on_change=self.feed.signal,
+        )
         self.runner = LaneRunner(
             self.db,
             runtimes,
@@ -123,6 +131,7 @@ class Gateway:
             clock=self.clock,
             inbox=Inbox(self.fetcher, config.run.data_dir),
             collect=lambda folder, refs: self.media.collect_all(groups / folder, refs, root=groups),
+            typing=self.typing,
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -195,6 +204,7 @@ class Gateway:
         pass on."""
         self.adapter_config = config
         self.delivery.policy = _policy(config)
+        self.typing.interval = config.typing_interval
 
     async def deliverers(self) -> list[Deliverer]:
         """The built-in channels, one HTTP deliverer per configured daemon, and one per channel adapter registered
@@ -202,9 +212,7 @@ class Gateway:
         channels = self.registry.channels
         if not channels and not self.config.daemons:
             return list(self._fixed_deliverers)
-        if self._adapter_client is None:
-            self._adapter_client = httpx.AsyncClient(follow_redirects=False)
-        client, config, instance = self._adapter_client, self.adapter_config, self.config.run.instance
+        client, config, instance = self._client(), self.adapter_config, self.config.run.instance
         daemons = [
             daemon_deliverer(
                 name, url, client, config, instance=instance, find_original=self._original, outbox=daemon_jid(name)
@@ -214,6 +222,27 @@ class Gateway:
         files = AdapterFiles(self.media, self.media_links, inline_bytes=self.config.media.inline_bytes)
         adapters = [adapter_deliverer(channel, client, config, instance=instance, files=files) for channel in channels]
         return [*self._fixed_deliverers, *daemons, *adapters]
+
+    def _client(self) -> httpx.AsyncClient:
+        """The one HTTP client for adapters and daemons (closed when :meth:`serve` ends)."""
+        if self._adapter_client is None:
+            self._adapter_client = httpx.AsyncClient(follow_redirects=False)
+        return self._adapter_client
+
+    def _typing_ping(self, chat_jid: str) -> Ping | None:
+        """The typing ping of the adapter that owns ``chat_jid``, when it declared ``typing: true``."""
+        channel = typing_channel(self.registry.channels, chat_jid)
+        if channel is None:
+            return None
+        config = self.adapter_config
+        timeout = min(config.timeout, self.typing.interval)
+        return adapter_ping(
+            channel,
+            self._client(),
+            secret=config.channel_secret,
+            timeout=timeout,
+            requests=self.metrics.typing_requests,
+        )
 
     async def _original(self, row: Message) -> Message | None:
         """The stored message a daemon outbox row carries (``reply_to_id`` in the chat ``forwarded_from``)."""
@@ -284,6 +313,7 @@ class Gateway:
                 if self.fenced is None:
                     await self.delivery.deliver_due()
             finally:
+                await self.typing.close()
                 self.feed.close()
                 await self.fetcher.aclose()
                 self.media.close()

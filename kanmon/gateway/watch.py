@@ -4,7 +4,8 @@
 .ReplyRecorder`; it stops the run once the reply cap is reached, and bounds the whole run, recording included, by the
 run's hard timeout plus its stop grace and a little slack: a run whose output cannot be stored fast enough is killed
 and ends as a timeout rather than running on (hardening item 9). It stops reading at ``Exited``, before the handle
-releases the run's container: a container is removed only once its outcome is recorded.
+releases the run's container: a container is removed only once its outcome is recorded. While it follows a run, it
+keeps the run's :class:`~kanmon.gateway.typing.TypingSignal` on from the start to the first reply or the end.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
 from kanmon.gateway.outcome import Ending
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.recorder import ReplyRecorder
+from kanmon.gateway.typing import TypingSignal, is_status_only
 from kanmon.store import NewMessage
 
 __all__ = ["Collect", "Watched", "output_id", "reply", "watch"]
@@ -97,15 +99,24 @@ async def watch(
     *,
     clock: Clock,
     collect: Collect | None = None,
+    typing: TypingSignal | None = None,
 ) -> bool:
     """Follow ``handle`` to its end into ``watched``; False when the runtime failed us before the run was seen to end.
 
     A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` (wall time since it started) is killed and ends as a
-    hard timeout with whatever it recorded until then.
+    hard timeout with whatever it recorded until then. ``typing`` is told the run started working on the batch's
+    reply chat and topic, and that it stopped at its first reply (not only ``⏳`` lines) or however it ended.
     """
     budget = handle.started_at + handle.timeout + handle.stop_grace + WATCH_SLACK - clock.now().timestamp()
+
+    def replied() -> None:
+        if typing is not None:
+            typing.stopped(handle.run_id)
+
+    if typing is not None:
+        typing.started(handle.run_id, batch.reply_jid, batch.reply_topic)
     following = asyncio.create_task(
-        _follow(handle, batch, recorder, watched, collect), name=f"kanmon-watch-{handle.run_id}"
+        _follow(handle, batch, recorder, watched, collect, replied), name=f"kanmon-watch-{handle.run_id}"
     )
     timer = asyncio.create_task(clock.sleep(max(budget, 0.0)))
     try:
@@ -115,6 +126,7 @@ async def watch(
         raise
     finally:
         timer.cancel()
+        replied()
     if following.done():
         return following.result()
     await _cancel(following)
@@ -129,13 +141,20 @@ async def _cancel(task: asyncio.Task[bool]) -> None:
 
 
 async def _follow(
-    handle: RunHandle, batch: Batch, recorder: ReplyRecorder, watched: Watched, collect: Collect | None
+    handle: RunHandle,
+    batch: Batch,
+    recorder: ReplyRecorder,
+    watched: Watched,
+    collect: Collect | None,
+    replied: Callable[[], None],
 ) -> bool:
     try:
         async with contextlib.aclosing(handle.events()) as events:
             async for event in events:
                 if isinstance(event, Output):
                     await _output(handle, batch, recorder, watched, event, collect)
+                    if event.deliverable and not is_status_only(event.text):
+                        replied()
                 elif isinstance(event, Exited):
                     watched.exited = event
                     break

@@ -97,7 +97,13 @@ class RegisterBody(_Body):
     ]
     capabilities: Annotated[
         dict[Annotated[Text, Field(max_length=64)], Any],
-        Field(max_length=64, description="`{send_text, send_file, typing, …}`; `send_text: false` gets no replies."),
+        Field(
+            max_length=64,
+            description=(
+                "`{send_text, send_file, typing, …}`; `send_text: false` gets no replies; `typing: true` gets"
+                " `POST <url>/typing` `{chat_jid, thread_id, on}` while a run works on one of its chats."
+            ),
+        ),
     ] = {}
 
     @field_validator("name")

@@ -34,6 +34,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanmon.gateway import Gateway
+from kanmon.gateway.typing import Working
 from kanmon.store import Message, NewMessage, StoreError
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
@@ -201,7 +202,11 @@ async def post_message(
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "`event: message` with a ChatEvent as `data`, and `:` keep-alive comments.",
+            "description": (
+                "`event: message` with a ChatEvent as `data`; `event: working` with `{topic, working}` (no id, never"
+                " stored) when a run starts working on the topic (`true`) and at its first reply or end (`false`);"
+                " `:` keep-alive comments."
+            ),
             "content": {"text/event-stream": {}},
         },
         400: {"description": "A malformed Last-Event-ID."},
@@ -292,8 +297,10 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
         except StoreError as exc:
             logger.warning("web stream of %s #%s: replay failed (%s); the browser will reconnect", chat_jid, topic, exc)
             return
-        live = subscription.messages()
-        upcoming: asyncio.Future[Message] = asyncio.ensure_future(anext(live))
+        if gateway.typing.working(chat_jid, topic):  # a change from now on comes live; this one came before
+            yield _working_event(Working(chat_jid, topic, True))
+        live = subscription.events()
+        upcoming: asyncio.Future[Message | Working] = asyncio.ensure_future(anext(live))
         try:
             while True:
                 done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
@@ -301,13 +308,15 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
                     yield ": keep-alive\n\n"
                     continue
                 try:
-                    row = upcoming.result()
+                    event = upcoming.result()
                 except StopAsyncIteration:
                     # cut off (it fell behind) or the gateway is stopping: the browser reconnects with Last-Event-ID
                     return
-                if row.seq > last:
-                    last = row.seq
-                    yield _event(row)
+                if isinstance(event, Working):
+                    yield _working_event(event)
+                elif event.seq > last:
+                    last = event.seq
+                    yield _event(event)
                 upcoming = asyncio.ensure_future(anext(live))
         finally:
             upcoming.cancel()
@@ -348,3 +357,9 @@ def _event(row: Message) -> str:
     # JSON escapes every line break, so the data is one line however many lines the message has
     data = json.dumps(chat_event(row).model_dump(exclude_none=True), ensure_ascii=False, separators=(",", ":"))
     return f"id: {row.seq}\nevent: message\ndata: {data}\n\n"
+
+
+def _working_event(working: Working) -> str:
+    # no id: it is not a row of the log, and a reconnect must resume after the last row, not after this
+    data = json.dumps({"topic": working.topic, "working": working.on}, ensure_ascii=False, separators=(",", ":"))
+    return f"event: working\ndata: {data}\n\n"

@@ -260,8 +260,9 @@ def web_events(
     ) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
-            if line.startswith("data:"):
-                events.append(json.loads(line.removeprefix("data:")))
+            data = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+            if "seq" in data:  # a message; `working` events carry no seq
+                events.append(data)
                 if until(events):
                     return events
             assert time.monotonic() < deadline, f"no such events within {REPLY_TIMEOUT}s; got {events}"

@@ -62,15 +62,25 @@ class TelegramWorld:
 
 @contextlib.asynccontextmanager
 async def telegram_world(
-    tmp_path: Path, fake: FakeBotApi, *, routes: bool = True, typing_limit: float = 0.0, **adapter: Any
+    tmp_path: Path,
+    fake: FakeBotApi,
+    *,
+    routes: bool = True,
+    typing_limit: float = 0.0,
+    agent_env: dict[str, Any] | None = None,
+    typing_interval: float = 4.0,
+    **adapter: Any,
 ) -> AsyncIterator[TelegramWorld]:
-    """gated (echo agent ``corp``, routed ``platform=telegram`` when ``routes``) and a running adapter."""
+    """gated (echo agent ``corp`` with ``agent_env``, routed ``platform=telegram`` when ``routes``) and a running
+    adapter; gated sends ``/typing`` every ``typing_interval`` seconds while a run works."""
     async with contextlib.AsyncExitStack() as stack:
         h = await stack.enter_async_context(
-            running_gateway(tmp_path / "data", [process_group("corp")], poll_interval=0.2)
+            running_gateway(tmp_path / "data", [process_group("corp", agent_env)], poll_interval=0.2)
         )
         h.gateway.configure_adapters(
-            AdapterDeliveryConfig(channel_secret=SECRET, retry_base=0.05, deadline=600.0, quick_wait=0.01)
+            AdapterDeliveryConfig(
+                channel_secret=SECRET, retry_base=0.05, deadline=600.0, quick_wait=0.01, typing_interval=typing_interval
+            )
         )
         if routes and not h.store.list_routes():
             h.store.add_route(seq=0, match="platform=telegram", target="corp")

@@ -29,9 +29,11 @@ import uvicorn
 from click.testing import CliRunner
 from fastapi import FastAPI
 
+from kanmon.clock import SystemClock
 from kanmon.gated.cli import cli
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.runner import DEAD_LETTER_TEXT
+from kanmon.gateway.typing import TypingSignal
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
 from kanmon.store import Message, NewMessage, Store, upgrade
@@ -100,6 +102,7 @@ class Stream:
     response: httpx.Response
     events: list[dict[str, Any]] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    working: list[dict[str, Any]] = field(default_factory=list)  # `working` events (no id), after `len(events)`
     retry: int | None = None
     _lines: AsyncIterator[str] | None = None
 
@@ -119,7 +122,10 @@ class Stream:
             raise AssertionError("the stream ended")
         if "retry" in fields:
             self.retry = int(fields["retry"])
-        if "data" in fields:
+        if fields.get("event") == "working":
+            assert "id" not in fields  # not a row: a reconnect must not resume after it
+            self.working.append({"after": len(self.events), **json.loads(fields["data"])})
+        elif "data" in fields:
             data = json.loads(fields["data"])
             assert fields["id"] == str(data["seq"])
             self.events.append({"event_id": int(fields["id"]), "event": fields["event"], **data})
@@ -502,7 +508,8 @@ async def test_a_row_both_replayed_and_published_live_is_sent_once(tmp_path: Pat
 
         first = [put("a"), put("b")]
         feed = ChatFeed()
-        gateway: Any = SimpleNamespace(feed=feed, store=store, db=AsyncStore(store))
+        typing = TypingSignal(clock=SystemClock(), interval=0.0, pinger=lambda jid: None)
+        gateway: Any = SimpleNamespace(feed=feed, store=store, db=AsyncStore(store), typing=typing)
         stream = webchat.event_stream(gateway, "web:corp", "t", after=0)
         assert (await anext(stream)).startswith("retry:")  # subscribed now; the replay is read on the next step
         # stored and published by the loop in the gap between the subscription and the replay's read
@@ -535,7 +542,8 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_its_stream_ends(tmp
             store.put_message(NewMessage(chat_jid="web:corp", content=f"m{i}", topic="t")).message for i in range(4)
         ]
         feed = ChatFeed(queue_size=2)
-        gateway: Any = SimpleNamespace(feed=feed, store=store, db=AsyncStore(store))
+        typing = TypingSignal(clock=SystemClock(), interval=0.0, pinger=lambda jid: None)
+        gateway: Any = SimpleNamespace(feed=feed, store=store, db=AsyncStore(store), typing=typing)
         stream = webchat.event_stream(gateway, "web:corp", "t", after=rows[0].seq)
         assert (await anext(stream)).startswith("retry:")
         replayed = [await anext(stream) for _ in range(3)]
@@ -648,7 +656,7 @@ def test_gated_demo_prints_a_chat_url_whose_token_works(tmp_path: Path) -> None:
             with client.stream("GET", "/web/demo/stream", params={"topic": "t-demo", "token": token}) as response:
                 assert response.status_code == 200
                 for line in response.iter_lines():
-                    if line.startswith("data:") and json.loads(line[5:])["content"] == "echo: hi from the web":
+                    if line.startswith("data:") and json.loads(line[5:]).get("content") == "echo: hi from the web":
                         break
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

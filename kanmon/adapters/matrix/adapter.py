@@ -196,7 +196,7 @@ def registration(config: MatrixConfig, name: str) -> dict[str, Any]:
         "name": name,
         "url": config.url,
         "jid_prefixes": [JID_PREFIX],
-        "capabilities": {"send_text": True, "send_file": True, "threads": True},
+        "capabilities": {"send_text": True, "send_file": True, "threads": True, "typing": True},
     }
 
 

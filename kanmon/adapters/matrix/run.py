@@ -16,7 +16,14 @@ from typing import Any
 
 import httpx
 import uvicorn
-from nio import AsyncClient, AsyncClientConfig, LoginResponse, ProfileGetDisplayNameResponse, WhoamiResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    LoginResponse,
+    ProfileGetDisplayNameResponse,
+    RoomTypingError,
+    WhoamiResponse,
+)
 
 from kanmon import redaction
 from kanmon.adapters.errors import AdapterError
@@ -34,6 +41,8 @@ from kanmon.stopping import unless_stopped
 __all__ = ["LoginFailed", "bind", "serve"]
 
 logger = logging.getLogger(__name__)
+
+TYPING_MS = 10_000  # how long one typing notice lasts unless renewed (gated renews every delivery.typing_interval)
 
 
 class LoginFailed(AdapterError):
@@ -101,7 +110,17 @@ async def _serve_logged_in(
     def health() -> dict[str, Any]:
         return {"ok": True, "user_id": config.user_id, "synced": syncer.synced.is_set()}
 
-    app = create_app(sender.send, config.channel_secret, media=media, health=health)
+    async def typing(room_id: str, on: bool) -> None:
+        """The bot's typing notice in ``room_id``; it lapses by itself after TYPING_MS (gated renews it)."""
+        try:
+            answer = await client.room_typing(room_id, typing_state=on, timeout=TYPING_MS)
+        except (OSError, TimeoutError) as exc:
+            logger.debug("typing in %s: homeserver unreachable: %s", room_id, type(exc).__name__)
+            return
+        if isinstance(answer, RoomTypingError):
+            logger.debug("typing in %s refused: %s", room_id, answer.message)
+
+    app = create_app(sender.send, config.channel_secret, media=media, health=health, typing=typing)
     server = EmbeddedServer(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
     http_task = asyncio.create_task(server.serve(sockets=[sock]), name="matrix-http")
     try:

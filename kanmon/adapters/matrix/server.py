@@ -1,10 +1,12 @@
-"""The Matrix adapter's HTTP side, for gated: ``POST /send``, ``GET /media/{server}/{id}``, ``GET /health``.
+"""The Matrix adapter's HTTP side, for gated: ``POST /send``, ``POST /typing``, ``GET /media/{server}/{id}``,
+``GET /health``.
 
 Every request must carry ``Authorization: Bearer <http.channel_secret>`` (compared in constant time), as gated's
 deliverer sends it. ``/send`` answers ``{"ok": true, "id": "<first event id>", "ids": [...]}``; a send the
 homeserver refused for good (the bot is not in the room, say) is 422 and gated fails the row; one that may work
 later (homeserver down, rate limited) is 503 and gated retries it with the same ``Idempotency-Key``, which posts
-nothing twice (:mod:`kanmon.adapters.matrix.outbound`).
+nothing twice (:mod:`kanmon.adapters.matrix.outbound`). ``/typing`` ``{chat_jid, on}`` sets or clears the bot's typing
+notice in the room (Matrix has none per thread); it answers ``{"ok": true}`` whatever the homeserver says.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kanmon.adapters.matrix.config import JID_PREFIX
 from kanmon.adapters.matrix.outbound import Outgoing, SendLater, SendRefused
 
-__all__ = ["SendBody", "create_app", "outgoing", "streamed"]
+__all__ = ["SendBody", "TypingBody", "create_app", "outgoing", "room_of", "streamed"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,37 @@ class SendBody(BaseModel):
     format: str | None = None  # "markdown" (what gated sends) or absent: rendered; anything else: plain text
 
 
+class TypingBody(BaseModel):
+    """gated's ``/typing`` body (kanmon.gateway.typing.adapter_ping; arizuko's ``{chat_jid, on}``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    chat_jid: Annotated[str, Field(min_length=len(JID_PREFIX) + 2, max_length=512)]
+    on: bool = True
+    thread_id: str | None = None
+
+
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def room_of(chat_jid: str) -> str:
+    """The room id of ``matrix:!<room id>``; HTTPException 400 for any other JID."""
+    room_id = chat_jid.removeprefix(JID_PREFIX)
+    if not chat_jid.startswith(JID_PREFIX) or not room_id.startswith("!"):
+        raise HTTPException(400, f"chat_jid must be {JID_PREFIX}!<room id>, got {chat_jid!r}")
+    return room_id
+
+
+async def _no_typing(room_id: str, on: bool) -> None:
+    return None
+
+
+def _typing_route(app: FastAPI, checked: list[Any], typing: Callable[[str, bool], Awaitable[None]]) -> None:
+    @app.post("/typing", dependencies=checked)
+    async def post_typing(body: TypingBody) -> dict[str, bool]:
+        await typing(room_of(body.chat_jid), body.on)
+        return {"ok": True}
 
 
 def outgoing(body: SendBody, header_key: str | None) -> Outgoing:
@@ -58,11 +89,8 @@ def outgoing(body: SendBody, header_key: str | None) -> Outgoing:
     key = header_key or body.idempotency_key
     if not key:
         raise HTTPException(400, "an Idempotency-Key header (or idempotency_key) is required")
-    room_id = body.chat_jid.removeprefix(JID_PREFIX)
-    if not body.chat_jid.startswith(JID_PREFIX) or not room_id.startswith("!"):
-        raise HTTPException(400, f"chat_jid must be {JID_PREFIX}!<room id>, got {body.chat_jid!r}")
     return Outgoing(
-        room_id=room_id,
+        room_id=room_of(body.chat_jid),
         content=body.content,
         key=key,
         reply_to=body.reply_to,
@@ -95,8 +123,10 @@ def create_app(
     *,
     media: Callable[[str, str], Awaitable[httpx.Response]],
     health: Callable[[], dict[str, Any]],
+    typing: Callable[[str, bool], Awaitable[None]] = _no_typing,
 ) -> FastAPI:
-    """The adapter's app: ``send`` posts a reply, ``media`` opens a download stream, ``health`` describes state."""
+    """The adapter's app: ``send`` posts a reply, ``media`` opens a download stream, ``health`` describes state,
+    ``typing(room_id, on)`` sets the bot's typing notice (best effort: it never raises)."""
     app = FastAPI(title="kanmon matrix adapter", version="1")
     secret = _digest(channel_secret)
 
@@ -120,6 +150,8 @@ def create_app(
             logger.warning("send to %s failed, gated will retry: %s", body.chat_jid, exc)
             raise HTTPException(503, str(exc)) from None
         return {"ok": True, "id": ids[0], "ids": ids}
+
+    _typing_route(app, checked, typing)
 
     @app.get("/media/{server}/{media_id}", dependencies=checked)
     async def get_media(server: str, media_id: str) -> StreamingResponse:

@@ -7,6 +7,9 @@
 // The web token arrives in the URL fragment (#token=…), never sent to the server; it is kept in sessionStorage and
 // removed from the address bar. Requests send it as `Authorization: Bearer`; the stream has to put it in its URL
 // (?token=) because EventSource cannot set headers.
+//
+// `working` events (no id, never stored) say whether a run is working on the topic: the page shows "agent is
+// working…" from the run's start to its first reply or its end. A (re)connected stream says it again if so.
 "use strict";
 
 (function () {
@@ -24,6 +27,7 @@
     newTopic: $("new-topic"),
     title: $("topic-title"),
     messages: $("messages"),
+    working: $("working"),
     error: $("error"),
     composer: $("composer"),
     input: $("message-input"),
@@ -98,6 +102,10 @@
   function showError(text) {
     els.error.textContent = text || "";
     els.error.hidden = !text;
+  }
+
+  function setWorking(on) {
+    els.working.hidden = !on;
   }
 
   function setConnection(text, state) {
@@ -190,6 +198,7 @@
 
   // ------------------------------------------------------------------------------------------- the stream
   function closeStream() {
+    setWorking(false);
     if (reconnectTimer) clearTimeout(reconnectTimer);
     reconnectTimer = null;
     if (source) source.close();
@@ -204,11 +213,18 @@
     source = current;
     setConnection("connecting…", "wait");
     current.addEventListener("open", () => {
-      if (source === current) setConnection("live", "ok");
+      if (source !== current) return;
+      setConnection("live", "ok");
+      setWorking(false); // the stream says so again right after its replay if a run is still working
     });
     current.addEventListener("message", (event) => {
       if (source !== current) return;
       show(JSON.parse(event.data));
+    });
+    current.addEventListener("working", (event) => {
+      if (source !== current) return;
+      const data = JSON.parse(event.data);
+      if (data.topic === topic) setWorking(data.working === true);
     });
     current.addEventListener("error", () => {
       if (source !== current) return;
