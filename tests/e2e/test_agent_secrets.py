@@ -3,10 +3,10 @@
 Two secret values are planted (one in gated's environment, one in a file outside the data dir, as a Docker or
 Kubernetes secret would be). The probe agent (``tests/probe_agent.py``) answers with their sha256, which proves it
 received them without repeating them, and then waits, so the test can look at the live agent: its
-``/proc/<pid>/environ`` and ``cmdline`` and its wrapper's (process runtime), or ``docker inspect`` of its container
-and the container's output (docker runtime). Afterwards every byte kanmon wrote is searched: the data dir (the SQLite
-store, the run directories, the group folder), gated's DEBUG log, ``/metrics`` and ``/readyz``, ``gated config
-show`` and ``gated group show``. None of them may hold a value.
+``/proc/<pid>/environ`` and ``cmdline`` and its wrapper's (process runtime), or ``docker inspect`` of its container,
+the container's output and its first process's ``/proc`` entries on the host (docker runtime). Afterwards every
+byte kanmon wrote is searched: the data dir (the SQLite store, the run directories, the group folder), gated's DEBUG
+log, ``/metrics`` and ``/readyz``, ``gated config show`` and ``gated group show``. None of them may hold a value.
 """
 
 from __future__ import annotations
@@ -95,9 +95,14 @@ def test_a_secret_reaches_the_agent_on_stdin_and_nowhere_else(
             assert live[f"/proc/{seen['pid']}/cmdline"], "the agent is still running"
         else:
             [container] = docker_client.containers.list(filters={"label": "kanmon.folder=corp"})
-            live["docker inspect"] = json.dumps(docker_client.api.inspect_container(container.id)).encode()
+            info = docker_client.api.inspect_container(container.id)
+            live["docker inspect"] = json.dumps(info).encode()
             live["docker logs"] = container.logs(stdout=True, stderr=True)
             assert b"PROBE_WAIT_FOR" in live["docker inspect"], "the inspection shows the container's environment"
+            # the container's first process (docker's init) as the host sees it: its environment is the container's
+            for part in ("environ", "cmdline"):
+                live[f"/proc/{info['State']['Pid']}/{part}"] = Path(f"/proc/{info['State']['Pid']}/{part}").read_bytes()
+            assert b"PROBE_WAIT_FOR" in live[f"/proc/{info['State']['Pid']}/environ"]
         live["run directories"] = b"".join(p.read_bytes() for p in (data_dir / "runs").rglob("*") if p.is_file())
         with httpx.Client(base_url=url, timeout=30) as client:
             live["/metrics"] = client.get("/metrics").content
