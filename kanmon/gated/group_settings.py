@@ -323,6 +323,8 @@ def _list(value: Any) -> list[Any]:
 def _check_timeouts(config: Mapping[str, Any], settings: Settings) -> None:
     idle = config.get("idle_timeout", settings.runtime.idle_timeout)
     hard = config.get("timeout", settings.runtime.timeout)
+    if not all(isinstance(value, int | float) for value in (idle, hard)):
+        return  # written by hand, not by this command: the run reports it (kanmon.gateway.spec)
     if hard < idle + HARD_TIMEOUT_MARGIN:
         raise InvalidInput(
             f"--timeout: {format_duration(hard)} must be at least the idle timeout ({format_duration(idle)}) plus "

@@ -76,7 +76,10 @@ def render_group(view: dict[str, Any], settings: Settings) -> list[str]:
     ]
     values = view["settings"]
     for key, label in _LABELS.items():
-        lines = _shown(key, values[key], settings) or ["-"]
+        try:
+            lines = _shown(key, values[key], settings) or ["-"]
+        except (ValueError, TypeError, KeyError, AttributeError):  # written by hand into the store, not by gated
+            lines = [f"{values[key]!r}  (not a valid {label}: its runs fail to start)"]
         if key in view["defaults"]:
             lines[0] += "  (default)"
         rows += [(label if n == 0 else "", line) for n, line in enumerate(lines)]

@@ -259,3 +259,15 @@ def test_show_flags_a_secret_no_longer_configured(gated: Gated, data_dir: Path) 
     ok(gated("group", "add", "corp", "--secret", "GH_TOKEN"))
     (data_dir / "kanmon.yaml").write_text("secrets:\n  API_KEY: env:KANMON_TEST_API_KEY\n")
     assert "GH_TOKEN  (not in the secrets: section" in ok(gated("group", "show", "corp")).output
+
+
+def test_a_hand_written_setting_set_cannot_read_is_left_to_the_run_to_report(gated: Gated, data_dir: Path) -> None:
+    ok(gated("group", "add", "corp"))
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    try:
+        store.update_group_config("corp", lambda config: {"timeout": "soon", "secrets": ["API_KEY"]})
+    finally:
+        store.close()
+    ok(gated("group", "set", "corp", "--idle-timeout", "60"))
+    assert config_of(data_dir) == {"timeout": "soon", "secrets": ["API_KEY"], "idle_timeout": 60.0}
+    assert "'soon'  (not a valid timeout: its runs fail to start)" in ok(gated("group", "show", "corp")).output
