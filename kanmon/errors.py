@@ -29,6 +29,7 @@
     │   ├── RunNotFound
     │   ├── ImageNotFound
     │   ├── InvalidRunSpec            (also an InvalidInput)
+    │   │   └── MissingSecret         (kanmon.container.agent_secrets) a secret a run needs cannot be read
     │   └── UnsafeMount               (also an InvalidInput)
     ├── GatewayError                  (kanmon.gateway.errors)
     │   ├── DeliveryError             (kanmon.gateway.delivery)

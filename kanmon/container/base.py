@@ -30,6 +30,7 @@ __all__ = [
     "RunSpec",
     "Runtime",
     "folder_slug",
+    "is_agent_user",
 ]
 
 DEFAULT_IDLE_TIMEOUT = 30 * 60.0
@@ -114,8 +115,7 @@ class RunSpec:
         if self.image is None and not self.command:
             raise InvalidRunSpec("a run needs an image or a command")
         self._check_timeouts()
-        user = _USER.fullmatch(self.user)
-        if user is None or user.group(1) == "root" or user.group(1).strip("0") == "":
+        if not is_agent_user(self.user):
             raise InvalidRunSpec(f"user {self.user!r} must be a non-root user[:group] like 1000:1000")
         reserved = [key for key in self.labels if key.startswith(LABEL_PREFIX)]
         if reserved:
@@ -145,6 +145,12 @@ class RunSpec:
             "kanmon.timeout": repr(self.timeout),
             "kanmon.stop_grace": repr(self.stop_grace),
         }
+
+
+def is_agent_user(user: str) -> bool:
+    """Whether ``user`` may run an agent: a ``user[:group]`` of names or numbers, and not root (``root``, ``0``)."""
+    match = _USER.fullmatch(user)
+    return match is not None and match.group(1) != "root" and match.group(1).strip("0") != ""
 
 
 def timers_from_labels(labels: Mapping[str, str]) -> tuple[float | None, float, float]:

@@ -40,6 +40,7 @@ from kanmon.container.base import (
 from kanmon.container.errors import ContainerError, ImageNotFound, InvalidRunSpec, RunNotFound, RuntimeUnavailable
 from kanmon.container.handle import STDOUT, Chunk, RunHandle
 from kanmon.container.mounts import AGENT_HOME, BoundMount, agent_owner, prepare_group_dir, resolve_mounts
+from kanmon.container.networks import missing_network
 from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
 
 __all__ = ["DockerRunHandle", "DockerRuntime"]
@@ -52,8 +53,7 @@ _TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m"}  # noqa: S108 - the container's ow
 
 
 def _sdk() -> Any:
-    """The Docker SDK, imported on first use: a gated whose groups all run as processes never loads it (and the
-    requests stack under it, several MiB of memory; issue 13)."""
+    """The Docker SDK, imported on first use: a gated of process groups never loads it (several MiB; issue 13)."""
     import docker
     import docker.errors
     import docker.utils.socket
@@ -182,18 +182,21 @@ class DockerRuntime:
         api = await self.api()
         group_dir, mounts = await self._call(self._check_mounts, spec)
         name = f"kanmon-{spec.instance}-{folder_slug(spec.folder)}-{spec.run_id}"
-        container = await self._call(
-            api.create_container,
-            spec.image,
-            command=list(spec.command) or None,
-            name=name,
-            labels=spec.run_labels(),
-            environment={"HOME": AGENT_HOME, **spec.env},
-            user=spec.user,
-            working_dir=AGENT_HOME,
-            stdin_open=True,  # with detach=False the SDK also sets StdinOnce: EOF on our side closes its stdin
-            host_config=self._host_config(api, spec, group_dir, mounts),
-        )
+        try:
+            container = await self._call(
+                api.create_container,
+                spec.image,
+                command=list(spec.command) or None,
+                name=name,
+                labels=spec.run_labels(),
+                environment={"HOME": AGENT_HOME, **spec.env},
+                user=spec.user,
+                working_dir=AGENT_HOME,
+                stdin_open=True,  # with detach=False the SDK also sets StdinOnce: EOF on our side closes its stdin
+                host_config=self._host_config(api, spec, group_dir, mounts),
+            )
+        except ContainerError as exc:
+            raise missing_network(spec, exc) or exc  # noqa: B904 - exc itself, or one line naming the network
         cid: str = container["Id"]
         try:
             sock = await self._call(api.attach_socket, cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -201,9 +204,9 @@ class DockerRuntime:
             raw.settimeout(None)  # agents may be silent for long stretches; the timers are ours, not the socket's
             started_at = time.time()
             await self._call(api.start, cid)
-        except BaseException:
+        except BaseException as exc:
             await self._quietly(api.remove_container, cid, force=True)
-            raise
+            raise missing_network(spec, exc) or exc  # noqa: B904 - exc itself, or one line naming the network
         logger.info("run %s started: container=%s image=%s", spec.run_id, name, spec.image)
         handle = DockerRunHandle(self, cid, name, spec.run_labels(), started_at, stream=(sock, raw))
         if spec.stdin is not None:

@@ -22,7 +22,9 @@ __all__ = [
     "BoundMount",
     "Owner",
     "agent_owner",
+    "bind_mount",
     "check_no_escaping_symlinks",
+    "check_target",
     "give_to_agent",
     "prepare_group_dir",
     "resolve_mounts",
@@ -151,26 +153,51 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
 
 
 def resolve_mounts(mounts: Sequence[Mount], allowlist: Sequence[AllowedMount]) -> list[BoundMount]:
-    """Check extra mounts against the allowlist: each must exist under an allowed root; writable only if allowed."""
-    bound = []
-    for mount in mounts:
-        target = _check_target(mount.target)
-        source = mount.source.resolve()
-        entry = next((a for a in allowlist if _inside(source, a.root.resolve())), None)
-        if entry is None:
-            raise UnsafeMount(str(mount.source), "it is not under any allowed mount root")
-        if not source.exists():
-            raise UnsafeMount(str(mount.source), "it does not exist")
-        check_no_escaping_symlinks(source, entry.root.resolve())
-        read_only = mount.read_only or not entry.writable
-        if read_only and not mount.read_only:
-            logger.warning("mount %s asked to be writable but its allowlist entry is read-only", mount.source)
-        bound.append(BoundMount(source, target, read_only))
-    return bound
+    """Check extra mounts against the allowlist: each must exist under an allowed root; writable only if allowed.
+
+    At run time a writable mount under a root the allowlist has since made read-only is mounted read-only (with a
+    warning), not refused: the run loses a permission rather than its start.
+    """
+    return [bind_mount(mount, allowlist) for mount in mounts]
 
 
-def _check_target(target: str) -> str:
+def bind_mount(mount: Mount, allowlist: Sequence[AllowedMount], *, strict: bool = False) -> BoundMount:
+    """Check one mount (see :func:`resolve_mounts`); ``strict`` refuses a writable one under a read-only root.
+
+    Raises :class:`UnsafeMount` when the host path is not under an allowed root, does not exist, or is (or holds) a
+    symlink leading out of its root, and when the container path is not one a mount may take.
+    """
+    target = check_target(mount.target)
+    source = mount.source.resolve()
+    entry = next((a for a in allowlist if _inside(source, a.root.resolve())), None)
+    if entry is None:
+        roots = ", ".join(str(a.root) for a in allowlist) or "none configured"
+        raise UnsafeMount(str(mount.source), f"it is not under any allowed root (runtime.mount_allowlist: {roots})")
+    if not source.exists():
+        raise UnsafeMount(str(mount.source), "it does not exist")
+    check_no_escaping_symlinks(source, entry.root.resolve())
+    read_only = mount.read_only or not entry.writable
+    if read_only and not mount.read_only:
+        if strict:
+            why = f"its allowed root {entry.root} is read-only (write {entry.root}:rw in runtime.mount_allowlist)"
+            raise UnsafeMount(str(mount.source), f"it cannot be writable: {why}")
+        logger.warning("mount %s asked to be writable but its allowlist entry is read-only", mount.source)
+    return BoundMount(source, target, read_only)
+
+
+#: Container paths no mount may take or go under: the kernel's and the runtime's own.
+_RESERVED_TARGETS = ("/proc", "/sys", "/dev", "/tmp")  # noqa: S108 - the container's own /tmp (a tmpfs)
+
+
+def check_target(target: str) -> str:
+    """A mount's container path, normalised; :class:`UnsafeMount` unless absolute, without ``..``, and not ``/``,
+    the agent's home (its group folder), or ``/proc``, ``/sys``, ``/dev``, ``/tmp`` or under them."""
     normal = posixpath.normpath(target)
-    if not target.startswith("/") or ".." in target.split("/") or normal in {"/", AGENT_HOME}:
-        raise UnsafeMount(target, f"the container path must be absolute, without '..', and neither / nor {AGENT_HOME}")
+    reserved = any(normal == path or normal.startswith(path + "/") for path in _RESERVED_TARGETS)
+    if not target.startswith("/") or ".." in target.split("/") or normal in {"/", AGENT_HOME} or reserved:
+        raise UnsafeMount(
+            target,
+            f"the container path must be absolute, without '..', and neither /, {AGENT_HOME}, nor under "
+            f"{', '.join(_RESERVED_TARGETS)}",
+        )
     return normal

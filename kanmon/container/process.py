@@ -11,7 +11,9 @@ Like a container, a run outlives the daemon that started it. Each run gets a dir
 
 The runtime reads these files from the start and follows them, for a run it started and for one it reclaims.
 The input document goes through a pipe and never touches the disk (it may hold secrets).
-Resource limits are not enforced by this runtime.
+Resource limits are not enforced by this runtime, and it has no mounts: the agent runs as gated's user and sees
+the host's file system as that user does, so a spec with extra mounts is refused (:data:`PROCESS_MOUNTS`) rather
+than run as if it were confined to them.
 
 When a run ends (exit, error, timeout, /stop, kill), nothing it started survives it, gated running or not. On
 Linux the wrapper is a child subreaper: the kernel guarantees that a descendant orphaned by its parent's death is
@@ -48,11 +50,16 @@ from kanmon.container.mounts import prepare_group_dir
 from kanmon.container.process_wrapper import CHILD_FILE, EXIT_FILE, process_start_ticks
 from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
 
-__all__ = ["ProcessRunHandle", "ProcessRuntime"]
+__all__ = ["PROCESS_MOUNTS", "ProcessRunHandle", "ProcessRuntime"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+#: Why a process run cannot have mounts (and what to do instead).
+PROCESS_MOUNTS = (
+    "the process runtime has no mounts (its agent sees the host's files as gated's user does): use the docker "
+    "runtime, or tell the agent the host path with --env"
+)
 _READ_SIZE = 64 * 1024
 
 
@@ -120,6 +127,8 @@ class ProcessRuntime:
         """Start the agent command of ``spec`` in its group folder and feed it the input document."""
         if not spec.command:
             raise InvalidRunSpec(f"run {spec.run_id}: the process runtime needs a command")
+        if spec.mounts:
+            raise InvalidRunSpec(f"run {spec.run_id}: {PROCESS_MOUNTS}")
         if self.data_dir is not None:
             prepare_group_dir(self.data_dir, spec.group_dir)
         else:

@@ -21,9 +21,10 @@ from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
     INT,
+    MOUNT_ROOTS,
     NAMES,
     PATH,
-    PATHS,
+    SECRETS,
     SIZE,
     STR,
     URL,
@@ -260,7 +261,12 @@ KEYS: tuple[Key, ...] = (
         "Replies one run may send; the run is stopped when it reaches this many.",
         check=at_least(1, "an integer, at least 1"),
     ),
-    _key("runtime.mount_allowlist", PATHS, (), "Host paths groups may mount besides their folder (SPEC §9)."),
+    _key(
+        "runtime.mount_allowlist",
+        MOUNT_ROOTS,
+        (),
+        "Host roots groups may mount (--mount), read-only; PATH:rw lets them mount it writable.",
+    ),
     _key(
         "runtime.reasoning_tags",
         NAMES,
@@ -364,6 +370,12 @@ KEYS: tuple[Key, ...] = (
         check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
     ),
     *MEDIA_KEYS,
+    _key(
+        "secrets",
+        SECRETS,
+        MappingProxyType({}),
+        "Agent secrets by name: where each value is read (env: VAR or file: PATH); values never shown.",
+    ),
     *ADAPTER_KEYS,
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."

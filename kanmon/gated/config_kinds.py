@@ -15,15 +15,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from kanmon.container.agent_secrets import SecretSource, is_secret_name, parse_source
+from kanmon.container.base import AllowedMount
 from kanmon.errors import InvalidInput
 
 __all__ = [
     "BOOL",
     "FLOAT",
     "INT",
+    "MOUNT_ROOTS",
     "NAMES",
     "PATH",
     "PATHS",
+    "SECRETS",
     "SIZE",
     "STR",
     "URL",
@@ -204,6 +208,48 @@ def _parse_mapping(raw: object) -> Mapping[str, str]:
     return MappingProxyType(dict(pairs))
 
 
+def _parse_mount_roots(raw: object) -> tuple[AllowedMount, ...]:
+    """Allowed mount roots: ``/srv/shared`` (read-only) or ``/srv/scratch:rw`` (groups may mount it writable)."""
+    roots = []
+    for item in _items(raw):
+        path, sep, mode = item.rpartition(":")
+        if not sep or mode not in ("ro", "rw"):
+            path, mode = item, "ro"
+        root = Path(path).expanduser()
+        if not root.is_absolute():
+            raise ValueError(item)
+        roots.append(AllowedMount(root=root, writable=mode == "rw"))
+    return tuple(roots)
+
+
+def _show_mount_roots(roots: tuple[AllowedMount, ...]) -> str:
+    return ",".join(f"{root.root}:rw" if root.writable else str(root.root) for root in roots)
+
+
+def _parse_secrets(raw: object) -> Mapping[str, SecretSource]:
+    """Secret sources: a YAML mapping ``NAME: {env: VAR}`` / ``NAME: {file: /path}``, or ``NAME=env:VAR,…`` as text."""
+    if isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:
+        split = [item.partition("=") for item in _items(raw)]
+        if not all(sep for _, sep, _ in split):
+            raise ValueError(raw)
+        pairs = [(name.strip(), source) for name, _, source in split]
+    sources = {}
+    for name, source in pairs:
+        if not isinstance(name, str) or not is_secret_name(name):
+            raise Problem(f"{name!r} is not a secret name (letters, digits and _, not starting with a digit)")
+        try:
+            sources[name] = parse_source(source)
+        except ValueError as exc:
+            raise Problem(f"secret {name}: {exc}") from None
+    return MappingProxyType(sources)
+
+
+def _show_secrets(sources: Mapping[str, SecretSource]) -> str:
+    return ",".join(f"{name}={source}" for name, source in sources.items())
+
+
 def parse_size(raw: object) -> int:
     """Bytes from an integer or a size like ``512m``, ``1g``, ``1.5GiB`` (binary units, as Docker uses)."""
     _not_bool(raw)
@@ -251,6 +297,14 @@ BOOL = Kind("true or false", _parse_bool, show=lambda value: str(value).lower())
 PATH = Kind("a non-empty path", _parse_path)
 NAMES = Kind("names (a YAML list, or comma-separated)", _parse_names, show=",".join)
 PATHS = Kind("absolute paths (a YAML list, or comma-separated)", _parse_paths, show=lambda v: ",".join(map(str, v)))
+MOUNT_ROOTS = Kind(
+    "absolute paths, each PATH or PATH:rw (a YAML list, or comma-separated)", _parse_mount_roots, _show_mount_roots
+)
+SECRETS = Kind(
+    "NAME: {env: VARIABLE} or NAME: {file: /path} (a YAML mapping), or NAME=env:VARIABLE,NAME=file:/path",
+    _parse_secrets,
+    _show_secrets,
+)
 SIZE = Kind("a size like 512m or 1g", parse_size, show=format_size)
 URL = Kind("a URL", _parse_str, redact=_redact_url, textual=True)
 URLS = Kind("name=URL pairs (a YAML mapping, or comma-separated)", _parse_mapping, _show_mapping, _redact_url)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from fastapi import FastAPI
 
-from kanmon.container import AllowedMount, Limits, ProcessRuntime
+from kanmon.container import Limits, ProcessRuntime
 from kanmon.container.docker import DockerRuntime
 from kanmon.errors import InvalidInput
 from kanmon.gated.guard import StoreGuard
@@ -59,6 +59,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         max_replies=runtime.max_replies,
         assistant_name=settings.assistant_name,
         session_idle_expiry=settings.gateway.session_idle_expiry,
+        secrets=settings.secrets,
     )
     queue = settings.queue
     return GatewayConfig(
@@ -111,7 +112,6 @@ def web_config(settings: Settings) -> WebConfig:
 
 def make_runtimes(settings: Settings) -> Runtimes:
     """Both runtimes; the Docker one contacts the engine only when a group first runs on it."""
-    allowlist = [AllowedMount(root=path) for path in settings.runtime.mount_allowlist]
     cap, tags = settings.runtime.output_cap_bytes, settings.runtime.reasoning_tags
     return {
         "process": ProcessRuntime(
@@ -121,7 +121,7 @@ def make_runtimes(settings: Settings) -> Runtimes:
             data_dir=settings.data_dir,
             # gated in a container: the engine bind-mounts group folders from the host's path to the data dir
             host_data_dir=settings.host_data_path if settings.host_data_dir else None,
-            mount_allowlist=allowlist,
+            mount_allowlist=settings.runtime.mount_allowlist,
             output_limit=cap,
             reasoning_tags=tags,
         ),

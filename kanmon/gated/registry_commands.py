@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
+import json
 from typing import Any
 
 import click
@@ -12,9 +12,11 @@ from kanmon.container.mounts import agent_owner, prepare_group_dir
 from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.gated.app import App
+from kanmon.gated.group_settings import parse_change, settings_options
+from kanmon.gated.group_view import describe_group, render_group
 from kanmon.gateway import IdleQueue, LayerContext, explain, probe_message
 from kanmon.router import check_route, folder_targets, validate_route
-from kanmon.store import Conflict, Group
+from kanmon.store import Conflict, Group, NotFound
 from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["group", "route"]
@@ -30,25 +32,14 @@ def group() -> None:
 @group.command("add")
 @click.argument("folder")
 @click.option("--name", default="", help="Display name.  [default: the folder]")
-@click.option("--runtime", type=click.Choice(["docker", "process"]), default=None, help="Agent runtime for this group.")
-@click.option("--image", default=None, help="Container image (docker runtime).")
-@click.option("--command", "command", default=None, help="Agent command line, split like a shell would (no shell).")
 @click.option("--parent", default=None, help="Parent group folder.")
 @click.option("--web", is_flag=True, help="Open its web chat: print a new web token (shown once, stored hashed).")
+@settings_options
 @pass_app
-def group_add(
-    app: App,
-    folder: str,
-    name: str,
-    runtime: str | None,
-    image: str | None,
-    command: str | None,
-    parent: str | None,
-    web: bool,
-) -> None:
-    """Register FOLDER (e.g. support, corp/eng) as an agent group."""
+def group_add(app: App, /, folder: str, name: str, parent: str | None, web: bool, **options: Any) -> None:
+    """Register FOLDER (e.g. support, corp/eng) as an agent group, with its agent settings (see `group set`)."""
     validate_folder(folder)  # before anything touches the disk
-    container_config = _container_config(runtime, image, command)
+    container_config = parse_change(options, app.settings).apply({}, app.settings)
     store = app.store(create=True)
     if parent is not None and store.get_group(validate_folder(parent)) is None:
         raise InvalidInput(f"parent group {parent!r} does not exist")
@@ -60,6 +51,48 @@ def group_add(
         click.echo(f"warning: {problem}", err=True)
     if web:
         _new_web_token(app, added.folder)
+
+
+@group.command("set")
+@click.argument("folder")
+@settings_options
+@pass_app
+def group_set(app: App, /, folder: str, **options: Any) -> None:
+    """Change FOLDER's agent settings; they apply from its next run (a run going on keeps its own).
+
+    Options not given stay as they are; --reset SETTING goes back to gated's default. Secrets are named here and
+    configured in the secrets: section of kanmon.yaml; their values reach the agent only on its stdin.
+    """
+    validate_folder(folder)
+    change = parse_change(options, app.settings)  # every value checked before the store is opened
+    if change.empty:
+        raise InvalidInput("nothing to change: give at least one setting (gated group set --help lists them)")
+    store = app.store()
+    try:
+        updated = store.update_group_config(folder, lambda config: change.apply(config, app.settings))
+    except NotFound:
+        raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`") from None
+    problem = _prepare_folder(app, updated)  # a new user or runtime: the folder becomes the new agent user's
+    click.echo(f"updated group {folder}; its next run uses the new settings (`gated group show {folder}`)")
+    if problem is not None:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@group.command("show")
+@click.argument("folder")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def group_show(app: App, folder: str, as_json: bool) -> None:
+    """Show FOLDER's agent settings, its own and gated's defaults (secrets by name only, never a value)."""
+    found = app.store().get_group(validate_folder(folder))
+    if found is None:
+        raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
+    view = describe_group(found, app.settings)
+    if as_json:
+        click.echo(json.dumps(view, ensure_ascii=False))
+        return
+    for line in render_group(view, app.settings):
+        click.echo(line)
 
 
 @group.command("web-token")
@@ -100,23 +133,6 @@ def _prepare_folder(app: App, group: Group) -> str | None:
     except InvalidRunSpec as exc:
         return str(exc)
     return None
-
-
-def _container_config(runtime: str | None, image: str | None, command: str | None) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if runtime is not None:
-        config["runtime"] = runtime
-    if image is not None:
-        config["image"] = image
-    if command is not None:
-        try:
-            argv = shlex.split(command)
-        except ValueError as exc:
-            raise InvalidInput(f"--command: {exc}") from None
-        if not argv:
-            raise InvalidInput("--command: empty command")
-        config["command"] = argv
-    return config
 
 
 @group.command("list")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from kanmon.container.agent_secrets import SecretSource
+from kanmon.container.base import AllowedMount
 from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
 from kanmon.gated.config_kinds import URL, URLS
 from kanmon.router import ImpulseConfig
@@ -107,7 +109,7 @@ class RuntimeSettings:
     stop_grace: float = _default("stop_grace")
     output_cap_bytes: int = _default("runtime.output_cap")
     max_replies: int = _default("runtime.max_replies")
-    mount_allowlist: tuple[Path, ...] = _default("runtime.mount_allowlist")
+    mount_allowlist: tuple[AllowedMount, ...] = _default("runtime.mount_allowlist")
     reasoning_tags: tuple[str, ...] = _default("runtime.reasoning_tags")
     docker: DockerSettings = field(default_factory=DockerSettings)
 
@@ -222,6 +224,8 @@ class Settings:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)
     daemons: Mapping[str, str] = field(default_factory=lambda: _default("daemons"))
+    #: Where each agent secret's value is read (names and sources only: values are read at each run's start).
+    secrets: Mapping[str, SecretSource] = field(default_factory=lambda: _default("secrets"))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -2,8 +2,9 @@
 
 The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
 
-1. starts the group's agent first, its input left open: a container takes a hundred milliseconds or more to come
-   up, and messages for the lane that arrive meanwhile join the batch instead of waiting for another run;
+1. reads the group afresh (a ``gated group set`` counts from the next run) and its secrets' values (a rotated file
+   too), then starts its agent, input left open: a container takes a hundred milliseconds or more to come up, and
+   messages for the lane that arrive meanwhile join the batch instead of waiting for another run;
 2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
    the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
    (``starting``), flushes the group's system messages and resolves the session (an idle one expires);
@@ -22,8 +23,6 @@ run's bookkeeping at once and leaves its container to that gated.
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, r
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
-from kanmon.gateway.spec import RunDefaults, build_spec, runtime_name
+from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
@@ -66,11 +65,6 @@ class _LaneState:
     @property
     def idle(self) -> bool:
         return self.handle is None and self.failed is None and self.orphan is None and not self.stop_asked
-
-
-def new_run_id(now: float) -> str:
-    """A run id that sorts by start time and is unique without coordination: ``YYYYmmddHHMMSS-<8 hex>``."""
-    return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}-{secrets.token_hex(4)}"
 
 
 class LaneRunner:
@@ -175,16 +169,20 @@ class LaneRunner:
 
     # ------------------------------------------------------------------------------------------------ a run
     async def _run_next(self, lane: Lane, state: _LaneState) -> LaneResult:
-        group = self._registry.group(lane.folder) or await self._db.retrying(self._db.store.get_group, lane.folder)
+        # read afresh, not from the registry: `gated group set` applies from the very next run, whatever the tick
+        group = await self._db.retrying(self._db.store.get_group, lane.folder)
         if group is None:
             logger.error("lane=%s: group %s is not registered; dead-lettering its rows", lane, lane.folder)
             return LaneResult.DEAD
         runtime_key = runtime_name(group, self._defaults)
         run_id = new_run_id(self._clock.now().timestamp())
         problems: list[str] = []
+        secrets: dict[str, str] = {}
         began = self._clock.monotonic()
         try:
-            state.handle = await self._start(runtime_key, build_spec(group, self._defaults, run_id=run_id))
+            spec = build_spec(group, self._defaults, run_id=run_id)
+            secrets = await run_secrets(group, self._defaults)  # read at every start: a rotated value counts
+            state.handle = await self._start(runtime_key, spec)
         except RuntimeUnavailable as exc:
             self.reclaimer.mark_unavailable(runtime_key, str(exc))
             return LaneResult.DEFERRED
@@ -203,7 +201,7 @@ class LaneRunner:
             return LaneResult.OK
         if handle is not None:
             self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
-        return await self._run(lane, state, start, handle, problems, began)
+        return await self._run(lane, state, start, handle, problems, began, secrets)
 
     async def _start(self, runtime_key: str, spec: RunSpec) -> RunHandle:
         runtime = self._runtimes.get(runtime_key)
@@ -248,6 +246,7 @@ class LaneRunner:
         handle: RunHandle | None,
         problems: list[str],
         began: float,
+        secrets: Mapping[str, str],
     ) -> LaneResult:
         run, batch = start.run, Batch(start.head, start.rows)
         notes = notes_of(start.notes)
@@ -264,7 +263,7 @@ class LaneRunner:
             files = await self._inbox.receive(batch.rows, run.group_folder, run.runtime) if self._inbox else None
             document = input_document(
                 batch, folder=run.group_folder, run_id=run.id, session_id=start.session_id, notes=notes,
-                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=self._defaults.secrets,
+                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=secrets,
                 files=files,
             )  # fmt: skip
             handle.feed(document.to_bytes())

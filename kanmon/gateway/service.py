@@ -80,9 +80,10 @@ class Gateway:
         self.store = store
         self.runtimes = runtimes
         self.config = config
-        # never in a log line (SPEC §14): the secret sent to adapters, those handed to agents, daemons' passwords
+        # never in a log line (SPEC §14): the secret sent to adapters, daemons' passwords (agents' secrets are
+        # remembered as each run start reads them: kanmon.container.agent_secrets)
         daemon_passwords = [httpx.URL(url).password or "" for url in config.daemons.values()]
-        for secret in (config.adapters.channel_secret, *config.run.secrets.values(), *daemon_passwords):
+        for secret in (config.adapters.channel_secret, *daemon_passwords):
             redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
         self.db = db or AsyncStore(store, clock=self.clock)

@@ -1,24 +1,31 @@
 """From a registered group and the daemon's defaults to the :class:`RunSpec` a runtime starts (SPEC §9).
 
-A group's ``container_config`` (JSON, set by ``gated group add``) may override, per group: ``runtime``, ``image``,
-``command`` (argv list), ``env`` (mapping), ``network``, ``idle_timeout``, ``timeout``, ``memory_bytes``,
-``cpus``, ``pids``, ``user`` (the Docker ``user[:group]``, never root; a numeric one owns the group folder).
-Anything malformed raises :class:`~kanmon.container.InvalidRunSpec`, and the run fails without output (retried,
-then dead-lettered with the reason in the log) rather than running with a guessed value.
+A group's ``container_config`` (JSON, set by ``gated group add`` and ``gated group set``, validated there by
+:mod:`kanmon.gated.group_settings`) may override, per group: ``runtime``, ``image``, ``command`` (argv list), ``env``
+(mapping), ``network``, ``idle_timeout``, ``timeout``, ``memory_bytes``, ``cpus``, ``pids``, ``user`` (the Docker
+``user[:group]``, never root; a numeric one owns the group folder) and ``mounts`` (``[{"source", "target",
+"read_only"}]``, checked against ``runtime.mount_allowlist`` by the runtime); ``secrets`` lists the names of the
+secrets its agent receives on stdin (:func:`run_secrets`). It is read afresh for every run, so a change applies from
+the group's next run. Anything malformed raises :class:`~kanmon.container.InvalidRunSpec`, and the run fails without
+output (retried, then dead-lettered with the reason in the log) rather than running with a guessed value.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kanmon.container import InvalidRunSpec, Limits, RunSpec
+from kanmon.container import InvalidRunSpec, Limits, Mount, RunSpec
+from kanmon.container.agent_secrets import SecretSource, read_secrets
 from kanmon.store import Group
 
-__all__ = ["RunDefaults", "build_spec", "runtime_name"]
+__all__ = ["RunDefaults", "build_spec", "new_run_id", "run_secrets", "runtime_name", "secret_names"]
 
 N = TypeVar("N", int, float)
 
@@ -46,7 +53,15 @@ class RunDefaults:
     session_idle_expiry: float = 0.0
     max_replies: int = 500  # replies of one run, after which it is stopped (runtime.max_replies)
     reply_flush: float = 0.05  # seconds a reply may wait to be stored with the next ones
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Where each configured secret's value is read (the ``secrets:`` section); a group receives those it names.
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    #: The environment ``env:`` secrets are read from: gated's own (``os.environ``) when None.
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+def new_run_id(now: float) -> str:
+    """A run id that sorts by start time and is unique without coordination: ``YYYYmmddHHMMSS-<8 hex>``."""
+    return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}-{secrets.token_hex(4)}"
 
 
 def runtime_name(group: Group, defaults: RunDefaults) -> str:
@@ -79,7 +94,29 @@ def build_spec(group: Group, defaults: RunDefaults, *, run_id: str, stdin: bytes
         timeout=_number(config, "timeout", defaults.timeout, float),
         stop_grace=defaults.stop_grace,
         user=_user(config.get("user"), defaults.user),
+        mounts=_mounts(config.get("mounts")),
     )
+
+
+def secret_names(group: Group) -> tuple[str, ...]:
+    """The names of the secrets ``group``'s agent receives (its ``container_config.secrets``)."""
+    value = group.container_config.get("secrets")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise InvalidRunSpec("container_config.secrets must be a list of secret names")
+    return tuple(value)
+
+
+async def run_secrets(group: Group, defaults: RunDefaults) -> dict[str, str]:
+    """The values of ``group``'s secrets, read now (a rotated file counts from the next run), files off the loop.
+
+    Raises :class:`~kanmon.container.agent_secrets.MissingSecret` (an :class:`InvalidRunSpec`) naming the secret.
+    """
+    names = secret_names(group)
+    if not names:
+        return {}
+    return await asyncio.to_thread(read_secrets, names, defaults.secrets, defaults.environ)
 
 
 def _command(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -88,6 +125,24 @@ def _command(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(part, str) and part for part in value):
         raise InvalidRunSpec(f"container_config.command must be a list of non-empty strings, not {value!r}")
     return tuple(value)
+
+
+def _mounts(value: Any) -> tuple[Mount, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRunSpec(f"container_config.mounts must be a list, not {value!r}")
+    mounts = []
+    for item in value:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("source"), str)
+            and isinstance(item.get("target"), str)
+            and isinstance(item.get("read_only", True), bool)
+        ):
+            raise InvalidRunSpec(f"container_config.mounts: {item!r} is not {{source, target, read_only}}")
+        mounts.append(Mount(source=Path(item["source"]), target=item["target"], read_only=item.get("read_only", True)))
+    return tuple(mounts)
 
 
 def _user(value: Any, default: str) -> str:

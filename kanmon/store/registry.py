@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
@@ -78,6 +78,22 @@ class RegistryStore(StoreBase):
                 conn.execute(delete(routes).where(routes.c.id.in_([route.id for route in found])))
             conn.execute(delete(registered_groups).where(_group(folder)))
             return found
+
+    def update_group_config(self, folder: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Group:
+        """Replace ``folder``'s ``container_config`` with ``change(current)``, in one transaction; the new group.
+
+        ``change`` sees the configuration as stored at that moment (two concurrent updates never lose one another's
+        change) and may raise to leave it as it was. NotFound if ``folder`` is absent. Bumps the configuration
+        version, so every cache (and the next run of the group) sees the change.
+        """
+        with self._write(config=True) as conn:
+            query = select(registered_groups.c.container_config).where(_group(folder)).with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                raise NotFound(f"no group {folder!r}")
+            config = change(dict(row.container_config or {}))
+            conn.execute(update(registered_groups).where(_group(folder)).values(container_config=config))
+            return from_row(Group, conn.execute(select(registered_groups).where(_group(folder))).one())
 
     def set_group_web_token(self, folder: str, token_hash: str | None) -> None:
         """Store the hash of ``folder``'s web token."""

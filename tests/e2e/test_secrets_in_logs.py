@@ -28,6 +28,7 @@ import pytest
 
 from kanmon import redaction
 from kanmon.container import echo_agent
+from kanmon.container.agent_secrets import SecretSource, read_secrets
 from kanmon.gateway import Gateway, GatewayConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.redaction import REDACTED, SecretValues
@@ -231,8 +232,12 @@ async def test_every_secret_kanmon_holds_issues_or_accepts_is_remembered_and_not
         return redaction.SECRETS.redact(f"<{value}>") == f"<{REDACTED}>"
 
     async with running_gateway(tmp_path / "data", [process_group("corp")]) as h:
-        run = RunDefaults(instance="t", data_dir=tmp_path, secrets={"API_KEY": "agent-SECRET-0f9e"})
+        run = RunDefaults(instance="t", data_dir=tmp_path)
         Gateway(h.store, {}, GatewayConfig(run=run, adapters=AdapterDeliveryConfig(channel_secret="deliver-SECRET-1")))
+        # an agent's secret once a run start has read it (kanmon.container.agent_secrets)
+        source = {"API_KEY": SecretSource("env", "AGENT_KEY")}
+        assert not remembered("agent-SECRET-0f9e")
+        read_secrets(["API_KEY"], source, {"AGENT_KEY": "agent-SECRET-0f9e"})
         app = create_app(h.gateway, WebConfig(channel_secret=CHANNEL_SECRET))
         assert remembered("agent-SECRET-0f9e") and remembered("deliver-SECRET-1") and remembered(CHANNEL_SECRET)
 

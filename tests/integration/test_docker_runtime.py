@@ -15,7 +15,7 @@ import pytest
 
 from kanmon.container.base import AllowedMount, Mount, RunSpec
 from kanmon.container.docker import DockerRuntime
-from kanmon.container.errors import ImageNotFound, RunNotFound, UnsafeMount
+from kanmon.container.errors import ContainerError, ImageNotFound, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
 from tests.runtime_events import PROMPT, collect, exited, outputs, run_spec
 
@@ -258,6 +258,44 @@ async def test_extra_mounts_come_only_from_the_allowlist_and_are_read_only(
     stranger = Mount(source=tmp_path, target="/workspace/all")
     with pytest.raises(UnsafeMount, match="not under any allowed"):
         await runtime.start(make_spec(echo_image, data_dir, instance, "run-2", mounts=(stranger,)))
+
+
+async def test_a_missing_network_fails_the_start_saying_which_and_leaves_no_container(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    missing = f"kanmon-no-such-net-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(ContainerError, match=f"no Docker network '{missing}'.*`docker network create {missing}`"):
+        await runtime.start(make_spec(echo_image, data_dir, instance, network=missing))
+    assert containers_of(docker_client, instance) == []
+
+
+async def test_a_writable_mount_under_a_root_made_read_only_since_is_mounted_read_only(
+    docker_client: Any, echo_image: str, data_dir: Path, instance: str, tmp_path: Path
+) -> None:
+    (tmp_path / "scratch").mkdir()
+    rw = DockerRuntime(
+        data_dir=data_dir,
+        client=docker_client,
+        mount_allowlist=[AllowedMount(root=tmp_path / "scratch", writable=True)],
+    )
+    wants_rw = (Mount(source=tmp_path / "scratch", target="/scratch", read_only=False),)
+    handle = await rw.start(make_spec(echo_image, data_dir, instance, env={"ECHO_HANG": 60}, mounts=wants_rw))
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+        assert {m["Destination"]: m["RW"] for m in info["Mounts"]}["/scratch"] is True
+    finally:
+        await handle.kill()
+        await collect(handle)
+    ro = DockerRuntime(
+        data_dir=data_dir, client=docker_client, mount_allowlist=[AllowedMount(root=tmp_path / "scratch")]
+    )
+    handle = await ro.start(make_spec(echo_image, data_dir, instance, "run-2", env={"ECHO_HANG": 60}, mounts=wants_rw))
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+        assert {m["Destination"]: m["RW"] for m in info["Mounts"]}["/scratch"] is False
+    finally:
+        await handle.kill()
+        await collect(handle)
 
 
 async def test_list_runs_returns_only_this_instance_runs_and_leaves_others_alone(

@@ -32,6 +32,30 @@ def test_a_malformed_folder_is_refused_and_nothing_is_written(store: Store, fold
     assert store.list_groups() == []
 
 
+def test_a_group_config_is_updated_in_one_transaction_and_caches_see_it(store: Store) -> None:
+    store.add_group(Group(folder="corp", name="Corp", container_config={"env": {"A": "1"}, "cpus": 2}))
+    version = store.config_version()
+    updated = store.update_group_config("corp", lambda config: {**config, "env": {"A": "2"}})
+    assert updated.container_config == {"env": {"A": "2"}, "cpus": 2} and updated.name == "Corp"
+    assert store.get_group("corp") == updated
+    assert store.config_version() > version  # the registry and every cache of groups reload
+
+
+def test_a_refused_group_config_change_leaves_it_as_it_was(store: Store) -> None:
+    store.add_group(Group(folder="corp", container_config={"cpus": 2}))
+    version = store.config_version()
+
+    def refuse(config: dict[str, object]) -> dict[str, object]:
+        raise InvalidFolder("no")
+
+    with pytest.raises(InvalidFolder):
+        store.update_group_config("corp", refuse)
+    assert store.get_group("corp") == store.list_groups()[0]
+    assert store.list_groups()[0].container_config == {"cpus": 2} and store.config_version() == version
+    with pytest.raises(NotFound):
+        store.update_group_config("nope", dict)
+
+
 def test_removing_a_group_removes_its_sessions_and_system_messages(store: Store) -> None:
     store.add_group(Group(folder="support"))
     store.set_session("support", "", "s1")

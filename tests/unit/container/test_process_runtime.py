@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kanmon.container import echo_agent
-from kanmon.container.base import RunSpec
+from kanmon.container.base import Mount, RunSpec
 from kanmon.container.errors import InvalidRunSpec, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
 from kanmon.container.process import ProcessRuntime
@@ -263,6 +263,15 @@ async def test_a_symlink_inside_the_group_folder_leading_out_is_refused(
     (group / "sub" / "passwd").symlink_to("/etc/passwd")
     with pytest.raises(UnsafeMount, match="passwd"):
         await runtime.start(make_spec(data_dir))
+
+
+async def test_a_spec_with_mounts_is_refused_since_a_process_sees_the_host_anyway(
+    runtime: ProcessRuntime, data_dir: Path, tmp_path: Path
+) -> None:
+    mount = Mount(source=tmp_path, target="/data")
+    with pytest.raises(InvalidRunSpec, match="the process runtime has no mounts"):
+        await runtime.start(make_spec(data_dir, mounts=(mount,)))
+    assert not (data_dir / "runs").exists() or not any((data_dir / "runs").rglob("state.json"))
 
 
 async def test_starting_the_same_run_twice_is_refused(runtime: ProcessRuntime, data_dir: Path) -> None:

@@ -325,9 +325,9 @@ def test_booleans_accept_the_usual_spellings(tmp_path: Path, raw: str, expected:
 
 def test_lists_are_comma_separated_in_the_environment_and_yaml_lists_in_the_file(tmp_path: Path) -> None:
     from_env = load(tmp_path, environ={"KANMON_RUNTIME_MOUNT_ALLOWLIST": "/srv/a, /srv/b,"})
-    assert from_env.runtime.mount_allowlist == (Path("/srv/a"), Path("/srv/b"))
+    assert [entry.root for entry in from_env.runtime.mount_allowlist] == [Path("/srv/a"), Path("/srv/b")]
     write_yaml(tmp_path, "runtime:\n  mount_allowlist:\n    - /srv/c\n")
-    assert load(tmp_path).runtime.mount_allowlist == (Path("/srv/c"),)
+    assert [entry.root for entry in load(tmp_path).runtime.mount_allowlist] == [Path("/srv/c")]
 
 
 def test_daemon_targets_are_a_mapping_in_yaml_and_pairs_in_the_environment(tmp_path: Path) -> None:

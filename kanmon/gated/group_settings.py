@@ -1,0 +1,388 @@
+"""A group's agent settings as ``gated group add`` and ``gated group set`` take them: one option declaration for
+both, each value checked with one clear line (:class:`~kanmon.errors.InvalidInput`, exit 2), then merged into the
+group's ``container_config`` (read by :func:`kanmon.gateway.spec.build_spec` at each run's start).
+
+Parsing happens before the store is touched (:func:`parse_change`); merging (:meth:`Change.apply`) runs inside the
+store's update transaction, so a refused change leaves the group exactly as it was. What a change cannot know alone
+(whether a timeout leaves room for the idle timeout, whether a process group asks for mounts) is checked against the
+group's resulting settings and gated's defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from kanmon.container.agent_secrets import is_env_name
+from kanmon.container.base import HARD_TIMEOUT_MARGIN, AllowedMount, Mount, is_agent_user
+from kanmon.container.mounts import bind_mount, check_target
+from kanmon.container.process import PROCESS_MOUNTS
+from kanmon.errors import InvalidInput
+from kanmon.gated.config_kinds import parse_size
+from kanmon.gated.settings import Settings
+
+__all__ = [
+    "RESETTABLE",
+    "Change",
+    "format_duration",
+    "parse_change",
+    "parse_duration",
+    "parse_env_pair",
+    "parse_memory",
+    "parse_mount",
+    "settings_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--reset NAME``: the setting's ``container_config`` key (back to gated's default, or to none).
+RESETTABLE: Mapping[str, str] = {
+    "runtime": "runtime",
+    "image": "image",
+    "command": "command",
+    "network": "network",
+    "memory": "memory_bytes",
+    "cpus": "cpus",
+    "pids": "pids",
+    "timeout": "timeout",
+    "idle-timeout": "idle_timeout",
+    "user": "user",
+    "env": "env",
+    "secrets": "secrets",
+    "mounts": "mounts",
+}
+_MIN_MEMORY = 6 << 20  # Docker refuses less
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+# Docker's image reference grammar: [host[:port]/]path[:tag][@digest]
+_NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?:[A-Za-z0-9.-]+(?::\d+)?/)?{_NAME_PART}(?:/{_NAME_PART})*(?::\w[\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+)
+_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_REFUSED_NETWORKS = {"host": "shares the host's network (gated's own ports included)", "default": "is ambiguous"}
+# words of an environment variable name that say it holds a credential (the last word "key" too: API_KEY, SSH_KEY)
+_CREDENTIAL_WORDS = frozenset(
+    {"token", "tokens", "secret", "secrets", "password", "passwd", "passphrase", "pwd", "credential", "credentials",
+     "apikey", "auth"}
+)  # fmt: skip
+
+
+def settings_options(command: F) -> F:
+    """Declare the agent-setting options on a click command (``group add`` and ``group set`` share them).
+
+    Every value arrives as text and is checked by :func:`parse_change`, so a bad one is one line, never click's usage
+    block.
+    """
+    options = [
+        click.option("--runtime", metavar="docker|process", help="Agent runtime.  [default: runtime.default]"),
+        click.option("--image", metavar="IMAGE", help="Container image (docker).  [default: runtime.docker.image]"),
+        click.option("--command", metavar="CMD", help="Agent command line, split like a shell would (no shell)."),
+        click.option("--env", "env", metavar="KEY=VALUE", multiple=True, help="Set an environment variable (repeat)."),
+        click.option("--unset-env", metavar="KEY", multiple=True, help="Remove an environment variable (repeat)."),
+        click.option(
+            "--secret",
+            "secrets",
+            metavar="NAME",
+            multiple=True,
+            help="Give the agent this secret (from secrets: in kanmon.yaml) on stdin (repeat).",
+        ),
+        click.option("--unset-secret", metavar="NAME", multiple=True, help="Stop giving this secret (repeat)."),
+        click.option("--network", metavar="none|bridge|NAME", help="Docker network. [default: runtime.docker.network]"),
+        click.option(
+            "--mount",
+            "mounts",
+            metavar="HOST:CONTAINER[:ro|rw]",
+            multiple=True,
+            help="Bind-mount HOST (under runtime.mount_allowlist; read-only unless rw) at CONTAINER (repeat).",
+        ),
+        click.option("--unset-mount", metavar="CONTAINER", multiple=True, help="Remove the mount at CONTAINER."),
+        click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512m or 2g."),
+        click.option("--cpus", metavar="N", help="CPU limit, e.g. 0.5 or 2."),
+        click.option("--pids", metavar="N", help="Most processes in the container."),
+        click.option("--timeout", metavar="DURATION", help="Hard limit on a run: seconds, or 90s, 30m, 2h, 1h30m."),
+        click.option("--idle-timeout", metavar="DURATION", help="Longest silence (heartbeats count) before a stop."),
+        click.option("--user", metavar="UID[:GID]", help="User the container runs as (never root)."),
+        click.option(
+            "--reset", metavar="SETTING", multiple=True, help=f"Back to the default: {', '.join(RESETTABLE)} (repeat)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+# --- parsers ---------------------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``1.5``, ``90s``, ``30m``, ``2h``, ``1d`` or ``1h30m``; ``ValueError`` unless > 0."""
+    text = text.strip().lower()
+    if _SECONDS.fullmatch(text):
+        seconds = float(text)
+    elif _DURATION.fullmatch(text):
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+    else:
+        raise ValueError(text)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(text)
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest spelling :func:`parse_duration` reads back: ``90s`` → ``1m30s``, ``3600`` → ``1h``."""
+    if seconds != int(seconds):
+        text = repr(float(seconds))  # the shortest spelling that reads back exactly
+        return f"{text if 'e' not in text else format(seconds, 'f')}s"
+    rest, parts = int(seconds), []
+    for unit in "dhms":
+        size = _DURATION_UNITS[unit]
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+def parse_memory(text: str) -> int:
+    """Bytes from a size like ``512m`` or ``2g`` (binary units), at least 6m; ``ValueError`` otherwise."""
+    size = parse_size(text)
+    if size < _MIN_MEMORY:
+        raise ValueError(text)
+    return size
+
+
+def parse_env_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (the value may be empty, and hold ``=``); raises :class:`InvalidInput`."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise InvalidInput(f"--env {text!r}: expected KEY=VALUE")
+    check_env_name(key, "--env")
+    if "\0" in value:
+        raise InvalidInput(f"--env {key}: the value holds a NUL character")
+    return key, value
+
+
+def check_env_name(key: str, option: str) -> str:
+    """``key`` when it is a POSIX variable name that does not look like a credential's; raises InvalidInput."""
+    if not is_env_name(key):
+        raise InvalidInput(f"{option} {key!r}: not a variable name (letters, digits and _, not starting with a digit)")
+    words = [word for word in re.split(r"[_]+", key.lower()) if word]
+    if option == "--env" and (_CREDENTIAL_WORDS.intersection(words) or (words and words[-1] == "key")):
+        raise InvalidInput(
+            f"--env {key}: looks like a credential, and the environment is no place for one: name its source in the "
+            f"secrets: section of kanmon.yaml and give the group --secret {key} (it then reaches the agent on stdin)"
+        )
+    return key
+
+
+def parse_mount(text: str) -> Mount:
+    """``HOST:CONTAINER[:ro|rw]`` (read-only unless ``rw``); both paths absolute. Raises InvalidInput.
+
+    No file-system check here: see :func:`kanmon.container.mounts.bind_mount`.
+    """
+    parts = text.split(":")
+    mode = parts.pop() if len(parts) == 3 else "ro"
+    if len(parts) != 2 or mode not in ("ro", "rw") or not all(parts):
+        raise InvalidInput(f"--mount {text!r}: expected HOST:CONTAINER or HOST:CONTAINER:ro|rw")
+    host, target = parts
+    if not host.startswith("/"):
+        raise InvalidInput(f"--mount {text!r}: the host path must be absolute")
+    try:
+        target = check_target(target)
+    except InvalidInput as exc:
+        raise InvalidInput(f"--mount {text!r}: {exc}") from None
+    return Mount(source=Path(posixpath.normpath(host)), target=target, read_only=mode == "ro")
+
+
+def _checked(option: str, text: str | None, parse: Callable[[str], Any], expect: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{option}: expected {expect}, got {text!r}") from None
+
+
+def _image(text: str) -> str:
+    if not _IMAGE.fullmatch(text.strip()):
+        raise ValueError(text)
+    return text.strip()
+
+
+def _network(text: str) -> str:
+    name = text.strip()
+    if name in _REFUSED_NETWORKS:
+        raise InvalidInput(f"--network {name}: refused, it {_REFUSED_NETWORKS[name]}; use none, bridge or a network")
+    if not _NETWORK.fullmatch(name):
+        raise ValueError(text)
+    return name
+
+
+def _command(text: str) -> list[str]:
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidInput(f"--command: {exc}") from None
+    if not argv:
+        raise InvalidInput("--command: empty command")
+    return argv
+
+
+def _cpus(text: str) -> float:
+    cpus = float(text)
+    if not (math.isfinite(cpus) and cpus >= 0.01):
+        raise ValueError(text)
+    return cpus
+
+
+def _pids(text: str) -> int:
+    pids = int(text.strip(), 10)
+    if pids < 1:
+        raise ValueError(text)
+    return pids
+
+
+def _user(text: str) -> str:
+    if not is_agent_user(text.strip()):
+        raise ValueError(text)
+    return text.strip()
+
+
+def _runtime(text: str) -> str:
+    if text.strip() not in ("docker", "process"):
+        raise ValueError(text)
+    return text.strip()
+
+
+# --- the change ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """A checked change to a group's settings: values to set, keys and entries to remove."""
+
+    values: dict[str, Any] = field(default_factory=dict)  # container_config key -> new value
+    reset: tuple[str, ...] = ()  # container_config keys back to their defaults
+    env: dict[str, str] = field(default_factory=dict)
+    unset_env: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    unset_secrets: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    unset_mounts: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when the change changes nothing."""
+        return not any(
+            (self.values, self.reset, self.env, self.unset_env, self.secrets, self.unset_secrets, self.mounts,
+             self.unset_mounts)
+        )  # fmt: skip
+
+    def apply(self, current: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+        """``current`` (a ``container_config``) with this change made; raises InvalidInput for a result that cannot
+        run (mounts on the process runtime, a timeout without room for the idle timeout)."""
+        config = {key: value for key, value in current.items() if key not in self.reset}
+        config.update(self.values)
+        env = {k: v for k, v in _mapping(config.get("env")).items() if k not in self.unset_env} | self.env
+        secrets = [name for name in _list(config.get("secrets")) if name not in self.unset_secrets]
+        secrets += [name for name in self.secrets if name not in secrets]
+        targets = {m.target for m in self.mounts} | {posixpath.normpath(t) for t in self.unset_mounts}
+        mounts = [m for m in _list(config.get("mounts")) if isinstance(m, dict) and m.get("target") not in targets]
+        mounts += [{"source": str(m.source), "target": m.target, "read_only": m.read_only} for m in self.mounts]
+        for key, value in (("env", env), ("secrets", secrets), ("mounts", mounts)):
+            if value:
+                config[key] = value
+            else:
+                config.pop(key, None)
+        if mounts and (config.get("runtime") or settings.runtime.default) == "process":
+            given = "--mount" if self.mounts else "the group's mounts (--reset mounts removes them)"
+            raise InvalidInput(f"{given}: {PROCESS_MOUNTS}")
+        if {"timeout", "idle_timeout"} & (set(self.values) | set(self.reset)):
+            _check_timeouts(config, settings)
+        return config
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _check_timeouts(config: Mapping[str, Any], settings: Settings) -> None:
+    idle = config.get("idle_timeout", settings.runtime.idle_timeout)
+    hard = config.get("timeout", settings.runtime.timeout)
+    if not all(isinstance(value, int | float) for value in (idle, hard)):
+        return  # written by hand, not by this command: the run reports it (kanmon.gateway.spec)
+    if hard < idle + HARD_TIMEOUT_MARGIN:
+        raise InvalidInput(
+            f"--timeout: {format_duration(hard)} must be at least the idle timeout ({format_duration(idle)}) plus "
+            f"{HARD_TIMEOUT_MARGIN:g}s, or every idle run would end as a hard timeout"
+        )
+
+
+def parse_change(options: Mapping[str, Any], settings: Settings) -> Change:
+    """Check every option of :func:`settings_options` (file-system checks of mounts included); raises InvalidInput."""
+    parsed: dict[str, Any] = {
+        "runtime": _checked("--runtime", options.get("runtime"), _runtime, "docker or process"),
+        "image": _checked("--image", options.get("image"), _image, "an image reference like kanmon-agent:latest"),
+        "command": None if options.get("command") is None else _command(options["command"]),
+        "network": _checked("--network", options.get("network"), _network, "none, bridge or a network name"),
+        "memory_bytes": _checked("--memory", options.get("memory"), parse_memory, "a size like 512m or 2g, >= 6m"),
+        "cpus": _checked("--cpus", options.get("cpus"), _cpus, "a number of CPUs >= 0.01, like 0.5 or 2"),
+        "pids": _checked("--pids", options.get("pids"), _pids, "an integer >= 1"),
+        "timeout": _checked("--timeout", options.get("timeout"), parse_duration, "seconds > 0, or like 90s, 30m, 2h"),
+        "idle_timeout": _checked(
+            "--idle-timeout", options.get("idle_timeout"), parse_duration, "seconds > 0, or like 90s, 30m, 2h"
+        ),
+        "user": _checked("--user", options.get("user"), _user, "a non-root user[:group] like 1000:1000"),
+    }
+    reset = []
+    for name in options.get("reset", ()):
+        if name not in RESETTABLE:
+            raise InvalidInput(f"--reset {name!r}: expected one of {', '.join(RESETTABLE)}")
+        reset.append(RESETTABLE[name])
+    unset_mounts = tuple(options.get("unset_mount", ()))
+    for target in unset_mounts:
+        if not target.startswith("/"):
+            raise InvalidInput(f"--unset-mount {target!r}: expected the mount's absolute container path")
+    return Change(
+        values={key: value for key, value in parsed.items() if value is not None},
+        reset=tuple(reset),
+        env=dict(parse_env_pair(pair) for pair in options.get("env", ())),
+        unset_env=tuple(check_env_name(key, "--unset-env") for key in options.get("unset_env", ())),
+        secrets=tuple(dict.fromkeys(_secret(name, settings) for name in options.get("secrets", ()))),
+        unset_secrets=tuple(options.get("unset_secret", ())),
+        mounts=_mounts(options.get("mounts", ()), settings.runtime.mount_allowlist),
+        unset_mounts=unset_mounts,
+    )
+
+
+def _secret(name: str, settings: Settings) -> str:
+    if name not in settings.secrets:
+        known = ", ".join(sorted(settings.secrets)) or "none is configured"
+        raise InvalidInput(f"--secret {name}: not in the secrets: section of kanmon.yaml ({known})")
+    return name
+
+
+def _mounts(specs: Sequence[str], allowlist: Sequence[AllowedMount]) -> tuple[Mount, ...]:
+    mounts: dict[str, Mount] = {}
+    for spec in specs:
+        mount = parse_mount(spec)
+        try:
+            bind_mount(mount, allowlist, strict=True)
+        except InvalidInput as exc:
+            raise InvalidInput(f"--mount {spec}: {exc}") from None
+        mounts[mount.target] = mount  # the last one given for a container path wins
+    return tuple(mounts.values())

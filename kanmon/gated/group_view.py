@@ -1,0 +1,108 @@
+"""``gated group show``: a group's effective agent settings, its own and gated's defaults, never a secret's value.
+
+Secrets are shown by name only: their values are not in the store at all, and ``show`` does not read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kanmon.gated.config_kinds import format_size
+from kanmon.gated.group_settings import format_duration
+from kanmon.gated.settings import Settings
+from kanmon.store import Group
+
+__all__ = ["describe_group", "render_group"]
+
+_LABELS = {
+    "runtime": "runtime",
+    "image": "image",
+    "command": "command",
+    "env": "env",
+    "secrets": "secrets",
+    "network": "network",
+    "mounts": "mounts",
+    "memory_bytes": "memory",
+    "cpus": "cpus",
+    "pids": "pids",
+    "timeout": "timeout",
+    "idle_timeout": "idle timeout",
+    "user": "user",
+}
+
+
+def describe_group(group: Group, settings: Settings) -> dict[str, Any]:
+    """The group as ``group show --json`` prints it: ``settings`` holds every effective value, ``defaults`` names
+    those that come from gated's configuration rather than the group."""
+    config = group.container_config
+    docker = settings.runtime.docker
+    defaults: dict[str, Any] = {
+        "runtime": settings.runtime.default,
+        "image": docker.image,
+        "command": None,  # the image's own (docker); a process group needs one
+        "network": docker.network,
+        "memory_bytes": docker.memory_bytes,
+        "cpus": docker.cpus,
+        "pids": docker.pids_limit,
+        "timeout": settings.runtime.timeout,
+        "idle_timeout": settings.runtime.idle_timeout,
+        "user": docker.user,
+    }
+    values = {key: config.get(key, default) for key, default in defaults.items()}
+    values["env"] = dict(config.get("env") or {})
+    values["secrets"] = [str(name) for name in config.get("secrets") or []]  # names: the values are never here
+    values["mounts"] = [
+        {"host": m.get("source"), "container": m.get("target"), "mode": "ro" if m.get("read_only", True) else "rw"}
+        for m in config.get("mounts") or []
+        if isinstance(m, dict)
+    ]
+    return {
+        "folder": group.folder,
+        "name": group.name,
+        "parent": group.parent,
+        "web_chat": group.web_token is not None,
+        "settings": {key: values[key] for key in _LABELS},
+        "defaults": [key for key in defaults if key not in config],
+    }
+
+
+def render_group(view: dict[str, Any], settings: Settings) -> list[str]:
+    """The lines of ``group show``: one per setting, ``(default)`` after those the group does not set."""
+    rows: list[tuple[str, str]] = [
+        ("folder", view["folder"]),
+        ("name", view["name"]),
+        ("parent", view["parent"] or "-"),
+        ("web chat", "yes" if view["web_chat"] else "no"),
+    ]
+    values = view["settings"]
+    for key, label in _LABELS.items():
+        try:
+            lines = _shown(key, values[key], settings) or ["-"]
+        except (ValueError, TypeError, KeyError, AttributeError):  # written by hand into the store, not by gated
+            lines = [f"{values[key]!r}  (not a valid {label}: its runs fail to start)"]
+        if key in view["defaults"]:
+            lines[0] += "  (default)"
+        rows += [(label if n == 0 else "", line) for n, line in enumerate(lines)]
+    width = max(len(label) for label, _ in rows) + 2
+    return [f"{label.ljust(width)}{text}".rstrip() for label, text in rows]
+
+
+def _shown(key: str, value: Any, settings: Settings) -> list[str]:
+    if value is None or value in ([], {}):
+        return ["the image's own" if key == "command" else "-"]
+    if key == "command":
+        return [" ".join(map(str, value))]
+    if key == "env":
+        return [f"{name}={text}" for name, text in value.items()]
+    if key == "secrets":
+        missing = "  (not in the secrets: section of kanmon.yaml: its runs fail)"
+        return [name if name in settings.secrets else name + missing for name in value]
+    if key == "mounts":
+        return [f"{m['host']} -> {m['container']} ({m['mode']})" for m in value]
+    if key == "memory_bytes":
+        return [format_size(int(value))]
+    if key in ("timeout", "idle_timeout"):
+        return [format_duration(float(value))]
+    if key == "cpus":
+        return [f"{float(value):g}"]
+    return [str(value)]
