@@ -15,14 +15,17 @@ from kanmon.store.registry import RegistryStore
 from kanmon.store.runs import RunStore
 from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
+from kanmon.store.tasks import TaskStore
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore):
-    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals and API
-    keys.
+class Store(
+    MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore, TaskStore
+):
+    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
+    keys and scheduled tasks.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

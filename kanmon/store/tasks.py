@@ -1,0 +1,229 @@
+"""Scheduled tasks (issue 15): the ``tasks`` table, and firing an occurrence in one transaction with its message.
+
+The store knows nothing of cron: callers (the scheduler in ``kanmon.gateway``, the CLI) compute occurrences and next
+fire times and hand over ready messages. What the store guarantees is the exactly-once part: :meth:`TaskStore.fire_task`
+moves ``next_fire_at`` on and appends the occurrences' messages in **one** transaction, only if the task is still
+active and still due at the time the caller saw (a task paused, changed or fired meanwhile is left alone), and each
+message goes in at most once by its ``(chat_jid, id)``, whatever happened before (a crash, another gated, a restore).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from kanmon.store.base import StoreBase, from_row, from_rows
+from kanmon.store.errors import NotFound
+from kanmon.store.messages import append_message, lock_appends
+from kanmon.store.records import NewMessage
+from kanmon.store.tables import registered_groups, tasks
+
+__all__ = ["Fired", "NewTask", "Task", "TaskStatus", "TaskStore"]
+
+TaskStatus = Literal["active", "paused", "done", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewTask:
+    """A task to add: its group, target chat and topic, prompt, schedule (``kind``, ``expression``, ``timezone``;
+    see :mod:`kanmon.gateway.schedule`), missed policy, first occurrence (aware), author and creation time."""
+
+    group_folder: str
+    chat_jid: str
+    prompt: str
+    kind: Literal["cron", "every", "at"]
+    expression: str
+    next_fire_at: dt.datetime
+    created_at: dt.datetime
+    topic: str = ""
+    timezone: str = "UTC"
+    missed: Literal["latest", "skip", "all"] = "latest"
+    created_by: str = "operator"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A stored task; times are aware UTC; ``next_fire_at`` is None once it is done or failed."""
+
+    id: int
+    group_folder: str
+    chat_jid: str
+    topic: str
+    prompt: str
+    kind: Literal["cron", "every", "at"]
+    expression: str
+    timezone: str
+    missed: Literal["latest", "skip", "all"]
+    status: TaskStatus
+    reason: str | None
+    next_fire_at: dt.datetime | None
+    last_fire_at: dt.datetime | None
+    fire_count: int
+    created_by: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What :meth:`TaskStore.fire_task` did: how many messages it stored (0 when each was there already), and the
+    task as it is now; ``stale`` when the task was no longer active and due as the caller saw it (nothing done)."""
+
+    stored: int
+    task: Task | None
+    stale: bool = False
+
+
+class TaskStore(StoreBase):
+    """``tasks``, and firing them."""
+
+    def add_task(self, new: NewTask) -> Task:
+        """Store ``new`` as an active task; raises :class:`NotFound` when its group is not registered."""
+        with self._write() as conn:
+            found = select(registered_groups.c.folder).where(registered_groups.c.folder == new.group_folder)
+            if conn.execute(found).first() is None:
+                raise NotFound(f"no group {new.group_folder!r}: add it with `gated group add {new.group_folder}`")
+            values: dict[str, Any] = {name: getattr(new, name) for name in NewTask.__dataclass_fields__}
+            row = conn.execute(tasks.insert().values(**values, status="active").returning(*tasks.c)).one()
+            return from_row(Task, row)
+
+    def get_task(self, task_id: int) -> Task | None:
+        """The task ``task_id``, or None."""
+        with self._read() as conn:
+            return _task(conn, task_id)
+
+    def list_tasks(self, folder: str | None = None, *, statuses: Sequence[TaskStatus] = ()) -> list[Task]:
+        """Tasks (of ``folder`` when given, of these ``statuses`` when given), by id."""
+        query = select(tasks).order_by(tasks.c.id)
+        if folder is not None:
+            query = query.where(tasks.c.group_folder == folder)
+        if statuses:
+            query = query.where(tasks.c.status.in_(list(statuses)))
+        with self._read() as conn:
+            return from_rows(Task, conn.execute(query))
+
+    def due_tasks(self, now: dt.datetime, limit: int = 500) -> list[Task]:
+        """Up to ``limit`` active tasks whose next occurrence is at or before ``now``, the most overdue first."""
+        query = (
+            select(tasks)
+            .where(tasks.c.status == "active", tasks.c.next_fire_at <= now)
+            .order_by(tasks.c.next_fire_at, tasks.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return from_rows(Task, conn.execute(query))
+
+    def upcoming_tasks(self, limit: int = 5) -> list[Task]:
+        """The next ``limit`` active tasks to fire, soonest first (``gated status``)."""
+        query = (
+            select(tasks)
+            .where(tasks.c.status == "active", tasks.c.next_fire_at.is_not(None))
+            .order_by(tasks.c.next_fire_at, tasks.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return from_rows(Task, conn.execute(query))
+
+    def next_fire_time(self) -> dt.datetime | None:
+        """The earliest ``next_fire_at`` of any active task (when the scheduler must look next), or None."""
+        query = select(func.min(tasks.c.next_fire_at)).where(tasks.c.status == "active")
+        with self._read() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else _aware(value)
+
+    def fire_task(
+        self,
+        task_id: int,
+        *,
+        due_at: dt.datetime,
+        messages: Sequence[NewMessage],
+        next_fire_at: dt.datetime | None,
+        now: dt.datetime,
+        done_reason: str | None = None,
+        fenced: bool = False,
+    ) -> Fired:
+        """In one transaction: if the task is active with ``next_fire_at == due_at``, append ``messages`` (each only
+        if its ``(chat_jid, id)`` is not stored yet), set ``next_fire_at`` (None with ``done_reason``: the task is
+        done) and ``last_fire_at`` (the newest message's timestamp), and count what was stored.
+
+        Otherwise nothing is written and the result is ``stale``. ``fenced``: gated's scheduler, which must stop
+        writing once another gated holds the store (:class:`~kanmon.store.errors.StoreFenced`).
+        """
+        with self._write(fenced=fenced) as conn:
+            lock_appends(conn)
+            values: dict[str, Any] = {"next_fire_at": next_fire_at}
+            if next_fire_at is None:
+                values.update(status="done", reason=done_reason or "no further occurrence")
+            moved = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == "active", tasks.c.next_fire_at == due_at)
+                .values(**values)
+            )
+            if moved.rowcount == 0:
+                return Fired(0, _task(conn, task_id), stale=True)
+            stored = _append(conn, task_id, messages, now)
+            return Fired(stored, _task(conn, task_id))
+
+    def fire_task_now(self, task_id: int, message: NewMessage, *, now: dt.datetime) -> Fired:
+        """Append one extra occurrence of the task (``gated task run-now``) whatever its status or schedule; its
+        ``next_fire_at`` stays. Raises :class:`NotFound` for an unknown task."""
+        with self._write() as conn:
+            lock_appends(conn)
+            if _task(conn, task_id) is None:
+                raise NotFound(f"no task {task_id}")
+            stored = _append(conn, task_id, [message], now)
+            return Fired(stored, _task(conn, task_id))
+
+    def set_task_status(
+        self,
+        task_id: int,
+        status: TaskStatus,
+        *,
+        next_fire_at: dt.datetime | None,
+        reason: str | None = None,
+        only_from: Sequence[TaskStatus] = ("active", "paused", "done", "failed"),
+        folder: str | None = None,
+        expected_next: dt.datetime | None = None,
+    ) -> Task | None:
+        """Set the task's status, next occurrence and reason if its status is one of ``only_from`` (and it belongs to
+        ``folder``, and is still due at ``expected_next``, when those are given); the task as it is now, or None
+        when there is no such task. Compare ``status`` of the result to see whether it changed."""
+        condition = [tasks.c.id == task_id, tasks.c.status.in_(list(only_from))]
+        if folder is not None:
+            condition.append(tasks.c.group_folder == folder)
+        if expected_next is not None:
+            condition.append(tasks.c.next_fire_at == expected_next)
+        with self._write() as conn:
+            values = {"status": status, "next_fire_at": next_fire_at, "reason": reason}
+            conn.execute(update(tasks).where(*condition).values(**values))
+            task = _task(conn, task_id)
+            return None if task is None or (folder is not None and task.group_folder != folder) else task
+
+    def remove_task(self, task_id: int) -> bool:
+        """Delete the task; True when there was one. Its stored messages stay (they are chat history)."""
+        with self._write() as conn:
+            return bool(conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount)
+
+
+def _task(conn: Connection, task_id: int) -> Task | None:
+    row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+    return None if row is None else from_row(Task, row)
+
+
+def _append(conn: Connection, task_id: int, messages: Sequence[NewMessage], now: dt.datetime) -> int:
+    """Append the messages not stored yet; count them on the task and move its ``last_fire_at`` forward."""
+    stored = sum(append_message(conn, message, now).created for message in messages)
+    newest = max((message.timestamp for message in messages if message.timestamp is not None), default=None)
+    task = _task(conn, task_id)
+    values: dict[str, Any] = {"fire_count": tasks.c.fire_count + stored}
+    if newest is not None and task is not None and (task.last_fire_at is None or task.last_fire_at < newest):
+        values["last_fire_at"] = newest
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values))
+    return stored
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
