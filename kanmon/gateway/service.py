@@ -26,6 +26,7 @@ from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.runner import LaneRunner, Runtimes
+from kanmon.gateway.scheduler import SchedulerConfig, TaskScheduler
 from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.store import Message, NewMessage, PutResult, Store, StoreError
@@ -50,6 +51,8 @@ class GatewayConfig:
     daemons: Mapping[str, str] = field(default_factory=dict)
     #: Below this many free bytes beside an SQLite store /readyz says not ready (0: never).
     min_free_bytes: int = 64 << 20
+    #: Scheduled tasks (``scheduler.*`` settings; issue 15).
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
 class Gateway:
@@ -118,6 +121,9 @@ class Gateway:
             clock=self.clock,
             on_stored=self._stored,
         )
+        self.scheduler = TaskScheduler(
+            self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake
+        )
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
         self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
         self.adapter_config = config.adapters
@@ -155,6 +161,7 @@ class Gateway:
         self.fenced = reason
         self.loop.fenced = True
         self.delivery.fenced = True
+        self.scheduler.fenced = True
         self.queue.pause()
 
     def unfence(self) -> None:
@@ -162,6 +169,7 @@ class Gateway:
         self.fenced = None
         self.loop.fenced = False
         self.delivery.fenced = False
+        self.scheduler.fenced = False
         self.queue.resume()
         self.wake()
 
@@ -243,6 +251,7 @@ class Gateway:
         workers = [
             asyncio.create_task(self.loop.run(stopping), name="kanmon-loop"),
             asyncio.create_task(self.delivery.run(stopping), name="kanmon-delivery"),
+            asyncio.create_task(self.scheduler.run(stopping), name="kanmon-scheduler"),
         ]
         try:
             await stopping.wait()

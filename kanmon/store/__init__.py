@@ -40,7 +40,7 @@ from kanmon.store.records import (
 from kanmon.store.runs import RunBegin, RunDraft, RunEnd, RunEnded, RunStart
 from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
-from kanmon.store.tasks import Fired, NewTask, Task, TaskStatus
+from kanmon.store.tasks import Fired, FirePlan, NewTask, Task, TaskStatus
 from kanmon.store.text import storable
 from kanmon.store.work import ChatLag, Dispatch
 
@@ -52,6 +52,7 @@ __all__ = [
     "ChatLag",
     "Conflict",
     "Dispatch",
+    "FirePlan",
     "Fired",
     "Group",
     "InvalidValue",

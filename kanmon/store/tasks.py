@@ -22,7 +22,7 @@ from kanmon.store.messages import append_message, lock_appends
 from kanmon.store.records import NewMessage
 from kanmon.store.tables import registered_groups, tasks
 
-__all__ = ["Fired", "NewTask", "Task", "TaskStatus", "TaskStore"]
+__all__ = ["FirePlan", "Fired", "NewTask", "Task", "TaskStatus", "TaskStore"]
 
 TaskStatus = Literal["active", "paused", "done", "failed"]
 
@@ -75,6 +75,18 @@ class Fired:
     stored: int
     task: Task | None
     stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FirePlan:
+    """One task's firing for :meth:`TaskStore.fire_tasks`: the task, the ``next_fire_at`` it was due at, the
+    occurrences' messages, and its next occurrence after them (None: done, with ``done_reason``)."""
+
+    task_id: int
+    due_at: dt.datetime
+    messages: tuple[NewMessage, ...]
+    next_fire_at: dt.datetime | None
+    done_reason: str | None = None
 
 
 class TaskStore(StoreBase):
@@ -146,26 +158,20 @@ class TaskStore(StoreBase):
         fenced: bool = False,
     ) -> Fired:
         """In one transaction: if the task is active with ``next_fire_at == due_at``, append ``messages`` (each only
-        if its ``(chat_jid, id)`` is not stored yet), set ``next_fire_at`` (None with ``done_reason``: the task is
-        done) and ``last_fire_at`` (the newest message's timestamp), and count what was stored.
+        if its ``(chat_jid, id)`` is not stored yet), set ``next_fire_at`` (None: the task is done, with
+        ``done_reason``) and ``last_fire_at`` (the newest message's timestamp), and count what was stored.
 
         Otherwise nothing is written and the result is ``stale``. ``fenced``: gated's scheduler, which must stop
         writing once another gated holds the store (:class:`~kanmon.store.errors.StoreFenced`).
         """
+        plan = FirePlan(task_id, due_at, tuple(messages), next_fire_at, done_reason)
+        return self.fire_tasks([plan], now=now, fenced=fenced)[0]
+
+    def fire_tasks(self, plans: Sequence[FirePlan], *, now: dt.datetime, fenced: bool = False) -> list[Fired]:
+        """:meth:`fire_task` for each plan, all in one transaction (the scheduler fires what is due together)."""
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
-            values: dict[str, Any] = {"next_fire_at": next_fire_at}
-            if next_fire_at is None:
-                values.update(status="done", reason=done_reason or "no further occurrence")
-            moved = conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status == "active", tasks.c.next_fire_at == due_at)
-                .values(**values)
-            )
-            if moved.rowcount == 0:
-                return Fired(0, _task(conn, task_id), stale=True)
-            stored = _append(conn, task_id, messages, now)
-            return Fired(stored, _task(conn, task_id))
+            return [_fire(conn, plan, now) for plan in plans]
 
     def fire_task_now(self, task_id: int, message: NewMessage, *, now: dt.datetime) -> Fired:
         """Append one extra occurrence of the task (``gated task run-now``) whatever its status or schedule; its
@@ -206,6 +212,21 @@ class TaskStore(StoreBase):
         """Delete the task; True when there was one. Its stored messages stay (they are chat history)."""
         with self._write() as conn:
             return bool(conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount)
+
+
+def _fire(conn: Connection, plan: FirePlan, now: dt.datetime) -> Fired:
+    values: dict[str, Any] = {"next_fire_at": plan.next_fire_at}
+    if plan.next_fire_at is None:
+        values.update(status="done", reason=plan.done_reason or "no further occurrence")
+    moved = conn.execute(
+        update(tasks)
+        .where(tasks.c.id == plan.task_id, tasks.c.status == "active", tasks.c.next_fire_at == plan.due_at)
+        .values(**values)
+    )
+    if moved.rowcount == 0:
+        return Fired(0, _task(conn, plan.task_id), stale=True)
+    stored = _append(conn, plan.task_id, plan.messages, now)
+    return Fired(stored, _task(conn, plan.task_id))
 
 
 def _task(conn: Connection, task_id: int) -> Task | None:
