@@ -38,6 +38,7 @@ from kanmon.gated.config_kinds import (
     is_non_root_user,
     pattern,
 )
+from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.router import is_daemon_name
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
 
@@ -353,6 +354,7 @@ KEYS: tuple[Key, ...] = (
         "URLs of daemon:<name> route targets, as name=URL; each routed message is POSTed there.",
         check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
     ),
+    *SCHEDULER_KEYS,
     *ADAPTER_KEYS,
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."

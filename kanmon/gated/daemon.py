@@ -26,6 +26,7 @@ from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.runner import Runtimes
+from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
@@ -79,6 +80,11 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             deadline=settings.delivery.deadline,
         ),
         daemons=dict(settings.daemons),
+        scheduler=SchedulerConfig(
+            interval=settings.scheduler.interval,
+            grace=settings.scheduler.grace,
+            catch_up=settings.scheduler.catch_up,
+        ),
     )
 
 

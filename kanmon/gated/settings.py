@@ -28,6 +28,7 @@ __all__ = [
     "MatrixSettings",
     "QueueSettings",
     "RuntimeSettings",
+    "SchedulerSettings",
     "Settings",
     "StoreSettings",
     "TelegramSettings",
@@ -141,6 +142,16 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SchedulerSettings:
+    """Scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`)."""
+
+    timezone: str = _default("scheduler.timezone")
+    interval: float = _default("scheduler.interval")
+    grace: float = _default("scheduler.grace")
+    catch_up: int = _default("scheduler.catch_up")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelegramSettings:
     """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
 
@@ -193,6 +204,7 @@ class Settings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)
