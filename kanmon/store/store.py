@@ -14,7 +14,7 @@ from kanmon.store.messages import MessageStore
 from kanmon.store.registry import RegistryStore
 from kanmon.store.runs import RunStore
 from kanmon.store.status import StatusStore
-from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
+from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
 from kanmon.store.tasks import TaskStore
 from kanmon.store.work import WorkStore
 
@@ -54,5 +54,6 @@ class Store(
                 "deliveries_pending": count(messages, messages.c.delivery_status == "pending"),
                 "deliveries_failed": count(messages, messages.c.delivery_status == "failed"),
                 "runs_in_flight": count(session_log, session_log.c.status.in_(("starting", "running"))),
+                "tasks_active": count(tasks, tasks.c.status == "active"),
                 "last_seq": int(conn.execute(select(func.coalesce(func.max(messages.c.seq), 0))).scalar_one()),
             }

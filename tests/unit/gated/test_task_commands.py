@@ -141,3 +141,16 @@ def test_run_now_puts_one_manual_occurrence(gated: Gated, store: Store) -> None:
     assert task is not None and task.fire_count == 1 and task.status == "active"
     ok(gated("group", "rm", "corp"))
     assert "group corp is not registered" in gated("task", "run-now", "1").output
+
+
+def test_status_shows_the_next_fires(gated: Gated) -> None:
+    assert "next task fires: none" in ok(gated("status"))
+    ok(gated("task", "add", "corp", "--at", "2099-01-01T09:00", "--tz", "Europe/Berlin", "--prompt", "later"))
+    ok(gated("task", "add", "corp", "--at", "2098-01-01T09:00Z", "--prompt", "sooner"))
+    ok(gated("task", "add", "corp", "--every", "1h", "--prompt", "paused"))
+    ok(gated("task", "pause", "3"))
+    out = ok(gated("status"))
+    listed = out[out.index("next task fires:") :].splitlines()
+    assert listed[0] == "next task fires: 2 active task(s)"
+    assert listed[1].startswith("  2098-01-01 09:00 UTC  task 2  corp → web:corp  at ")
+    assert listed[2].startswith("  2099-01-01 09:00 CET (2099-01-01 08:00 UTC)  task 1  corp → web:corp  at ")
