@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kanmon.store import Group, NewTask, Store, Task, upgrade
-from tests.gateway_harness import ECHO_COMMAND
 from tests.gated_process import Gated
+from tests.gateway_harness import ECHO_COMMAND
 from tests.pgdb import create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
