@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, Integer, bindparam, delete, func, select, update
 
 from kanmon.store.base import StoreBase, from_row, from_rows
 from kanmon.store.errors import NotFound
-from kanmon.store.messages import append_message, lock_appends
+from kanmon.store.messages import append_message, insert_new, lock_appends
 from kanmon.store.records import NewMessage
-from kanmon.store.tables import registered_groups, tasks
+from kanmon.store.tables import UTCDateTime, registered_groups, tasks
 
 __all__ = ["FirePlan", "Fired", "NewTask", "Task", "TaskStatus", "TaskStore"]
 
@@ -171,7 +171,33 @@ class TaskStore(StoreBase):
         """:meth:`fire_task` for each plan, all in one transaction (the scheduler fires what is due together)."""
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
-            return [_fire(conn, plan, now) for plan in plans]
+            ids = list(dict.fromkeys(plan.task_id for plan in plans))
+            current = _tasks_by_id(conn, ids, lock=True)  # PostgreSQL: no status change slips in between
+            fresh: dict[int, FirePlan] = {}
+            for plan in plans:
+                task = current.get(plan.task_id)
+                if task is not None and task.status == "active" and task.next_fire_at == plan.due_at:
+                    fresh.setdefault(plan.task_id, plan)
+            created = insert_new(conn, [message for plan in fresh.values() for message in plan.messages], now)
+            made = {(row.chat_jid, row.id) for row in created}
+            counts = {
+                task_id: sum((message.chat_jid, message.id) in made for message in plan.messages)
+                for task_id, plan in fresh.items()
+            }
+            after = dict(current)
+            if fresh:
+                rows = [_fired_values(current[task_id], plan, counts[task_id]) for task_id, plan in fresh.items()]
+                conn.execute(_FIRED, rows)
+                for row in rows:  # the tasks as the statement left them, without reading them back
+                    after[row["b_id"]] = replace(
+                        current[row["b_id"]], next_fire_at=row["b_next"], last_fire_at=row["b_last"],
+                        status=row["b_status"], reason=row["b_reason"],
+                        fire_count=current[row["b_id"]].fire_count + row["b_count"],
+                    )  # fmt: skip
+            return [
+                Fired(counts.get(plan.task_id, 0), after.get(plan.task_id), stale=plan.task_id not in fresh)
+                for plan in plans
+            ]
 
     def fire_task_now(self, task_id: int, message: NewMessage, *, now: dt.datetime) -> Fired:
         """Append one extra occurrence of the task (``gated task run-now``) whatever its status or schedule; its
@@ -214,19 +240,43 @@ class TaskStore(StoreBase):
             return bool(conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount)
 
 
-def _fire(conn: Connection, plan: FirePlan, now: dt.datetime) -> Fired:
-    values: dict[str, Any] = {"next_fire_at": plan.next_fire_at}
-    if plan.next_fire_at is None:
-        values.update(status="done", reason=plan.done_reason or "no further occurrence")
-    moved = conn.execute(
-        update(tasks)
-        .where(tasks.c.id == plan.task_id, tasks.c.status == "active", tasks.c.next_fire_at == plan.due_at)
-        .values(**values)
+# One statement for every task a batch fires (executemany): the values are worked out in Python from the rows read
+# at the start of the transaction, which nobody else can change meanwhile (the write lock; FOR UPDATE).
+_FIRED = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"))
+    .values(
+        next_fire_at=bindparam("b_next", type_=UTCDateTime()),
+        last_fire_at=bindparam("b_last", type_=UTCDateTime()),
+        status=bindparam("b_status"),
+        reason=bindparam("b_reason"),
+        fire_count=tasks.c.fire_count + bindparam("b_count", type_=Integer()),
     )
-    if moved.rowcount == 0:
-        return Fired(0, _task(conn, plan.task_id), stale=True)
-    stored = _append(conn, plan.task_id, plan.messages, now)
-    return Fired(stored, _task(conn, plan.task_id))
+)
+
+
+def _fired_values(task: Task, plan: FirePlan, stored: int) -> dict[str, Any]:
+    instants = [message.timestamp for message in plan.messages if message.timestamp is not None]
+    if task.last_fire_at is not None:
+        instants.append(task.last_fire_at)
+    done = plan.next_fire_at is None
+    return {
+        "b_id": task.id,
+        "b_next": plan.next_fire_at,
+        "b_last": max(instants, default=None),
+        "b_status": "done" if done else task.status,
+        "b_reason": (plan.done_reason or "no further occurrence") if done else task.reason,
+        "b_count": stored,
+    }
+
+
+def _tasks_by_id(conn: Connection, ids: Sequence[int], *, lock: bool = False) -> dict[int, Task]:
+    if not ids:
+        return {}
+    query = select(tasks).where(tasks.c.id.in_(list(ids)))
+    if lock:
+        query = query.with_for_update()
+    return {task.id: task for task in from_rows(Task, conn.execute(query))}
 
 
 def _task(conn: Connection, task_id: int) -> Task | None:
