@@ -218,7 +218,8 @@ class TaskScheduler:
             logger.info("task %d: %d missed occurrences skipped (missed=%s)", task.id, due.skipped, task.missed)
         result.lateness.extend((now - instant).total_seconds() for instant in due.fire)
         messages = tuple(occurrence_message(task, instant) for instant in due.fire)
-        return FirePlan(task.id, task.next_fire_at, messages, due.next_fire_at)
+        reason = None if messages else f"its last occurrence was missed while gated was away (missed={task.missed})"
+        return FirePlan(task.id, task.next_fire_at, messages, due.next_fire_at, reason)
 
     def _failed(self, exc: Exception) -> float:
         self._failures += 1

@@ -21,6 +21,7 @@ from kanmon.store.errors import NotFound
 from kanmon.store.messages import append_message, insert_new, lock_appends
 from kanmon.store.records import NewMessage
 from kanmon.store.tables import UTCDateTime, registered_groups, tasks
+from kanmon.store.text import storable
 
 __all__ = ["FirePlan", "Fired", "NewTask", "Task", "TaskStatus", "TaskStore"]
 
@@ -99,6 +100,7 @@ class TaskStore(StoreBase):
             if conn.execute(found).first() is None:
                 raise NotFound(f"no group {new.group_folder!r}: add it with `gated group add {new.group_folder}`")
             values: dict[str, Any] = {name: getattr(new, name) for name in NewTask.__dataclass_fields__}
+            values.update(prompt=storable(new.prompt), topic=storable(new.topic))
             row = conn.execute(tasks.insert().values(**values, status="active").returning(*tasks.c)).one()
             return from_row(Task, row)
 

@@ -207,3 +207,12 @@ async def test_the_scheduler_sleeps_until_the_next_fire_on_the_injected_clock(wo
     finally:
         stopping.set()
         await running
+
+
+async def test_a_missed_one_shot_task_under_skip_is_done_with_the_reason(world: World) -> None:
+    task = world.add("at", "+1h", missed="skip")
+    await world.at(T0 + 3 * HOUR)
+    done = world.store.get_task(task.id)
+    assert world.fired() == [] and world.count("skips") == 1
+    assert done is not None and done.status == "done"
+    assert done.reason == "its last occurrence was missed while gated was away (missed=skip)"

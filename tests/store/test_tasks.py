@@ -151,3 +151,8 @@ def test_a_removed_task_is_gone_and_its_messages_stay(corp: Store) -> None:
     corp.fire_task(task.id, due_at=T0, messages=[occurrence(task, T0)], next_fire_at=T0 + HOUR, now=T0)
     assert corp.remove_task(task.id) and not corp.remove_task(task.id)
     assert corp.get_task(task.id) is None and corp.max_seq() == 1
+
+
+def test_a_prompt_is_stored_as_storable_text(corp: Store) -> None:
+    task = add(corp, topic="a\x00b")
+    assert corp.get_task(task.id) == task and task.topic == "a\ufffdb"

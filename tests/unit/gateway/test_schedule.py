@@ -278,3 +278,24 @@ def test_occurrence_ids() -> None:
     instant = dt.datetime(2026, 11, 30, 10, 0, tzinfo=BERLIN)
     assert occurrence_id(7, instant) == "task:7:2026-11-30T09:00:00Z"
     assert occurrence_id(7, instant, manual=True) == "task:7:manual:2026-11-30T09:00:00Z"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(_EXPRESSIONS),
+    st.sampled_from(["latest", "skip", "all"]),
+    st.integers(min_value=0, max_value=3 * 86400),
+    st.integers(min_value=1, max_value=5),
+)
+def test_missed_occurrences_invariants(expression: str, policy: MissedPolicy, down: int, cap: int) -> None:
+    """Whatever the downtime: what fires is due, in order, once, at most ``cap`` (one for latest and skip); fired and
+    skipped add up to what was due; the next occurrence lies after now."""
+    schedule = Schedule("cron", expression, "Europe/Berlin")
+    first = schedule.next_after(NOW)
+    assert first is not None
+    now = first + dt.timedelta(seconds=down)
+    due = due_occurrences(schedule, first, now, policy=policy, grace=60, cap=cap)
+    assert list(due.fire) == sorted(set(due.fire)) and all(first <= instant <= now for instant in due.fire)
+    assert len(due.fire) <= (cap if policy == "all" else 1)
+    assert due.next_fire_at is not None and due.next_fire_at > now
+    assert len(due.fire) + due.skipped == len(fires(schedule, first - dt.timedelta(seconds=1), now))
