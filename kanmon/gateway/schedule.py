@@ -50,7 +50,8 @@ MIN_INTERVAL = 60
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Offset changes never move a wall clock by more than this; near one, the careful search looks this far around.
 _SHIFT = dt.timedelta(hours=3)
-_SCAN_LIMIT = 20_000  # occurrences looked at per call at most (an every-minute task down for two weeks)
+_SCAN_LIMIT = 1000  # missed occurrences walked one by one before jumping close to now
+_CAREFUL_LIMIT = 2000  # wall times the search near an offset change looks at, at most (every minute: 6 h)
 _UTC = dt.UTC
 
 
@@ -195,14 +196,17 @@ def due_occurrences(
     each, but at most the newest ``cap`` of them. The rest count as skipped.
     """
     window: deque[dt.datetime] = deque(maxlen=max(cap, 1))
-    count, current = 0, next_fire_at.astimezone(_UTC)
-    following: dt.datetime | None = current
+    count, following = 0, next_fire_at.astimezone(_UTC)
     while following is not None and following <= now:
         window.append(following)
         count += 1
-        if count >= _SCAN_LIMIT:  # a very long outage: look only at the last day for the newest ones
-            following = schedule.next_after(max(following, now - dt.timedelta(days=1)))
-            continue
+        if count % _SCAN_LIMIT == 0:
+            # a long outage (an every-minute task down for weeks): jump close to now rather than walk every
+            # occurrence; the occurrences jumped over count as one skip
+            jumped = _near(schedule, following, now)
+            if jumped is not None:
+                following, count = jumped, count + 1
+                continue
         following = schedule.next_after(following)
     newest = list(window)
     if policy == "all":
@@ -213,6 +217,17 @@ def due_occurrences(
         fresh_after = now - dt.timedelta(seconds=grace)
         fire = [instant for instant in newest[-1:] if instant >= fresh_after]
     return Due(tuple(fire), max(0, count - len(fire)), following)
+
+
+def _near(schedule: Schedule, after: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    """An occurrence not long before ``now`` and well after ``after``, or None when there is none to jump to."""
+    for span in (dt.timedelta(hours=2), dt.timedelta(days=2), dt.timedelta(days=62), dt.timedelta(days=400)):
+        start = now - span
+        if start > after:
+            found = schedule.next_after(start)
+            if found is not None and found <= now:
+                return found
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------ cron
@@ -233,7 +248,7 @@ def _cron_next_near_change(expression: str, zone: ZoneInfo, after: dt.datetime, 
     """The careful search: every wall time from ``after - 3 h`` on, both folds, the least instant after ``after``."""
     walls = croniter(expression, _wall(after - _SHIFT, zone))
     best: dt.datetime | None = None
-    for _ in range(_SCAN_LIMIT):
+    for _ in range(_CAREFUL_LIMIT):
         wall = walls.get_next(dt.datetime)
         instants = _instants(wall, zone, every_hour)
         for instant in instants:
