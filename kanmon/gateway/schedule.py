@@ -196,7 +196,8 @@ def due_occurrences(
     each, but at most the newest ``cap`` of them. The rest count as skipped.
     """
     window: deque[dt.datetime] = deque(maxlen=max(cap, 1))
-    count, following = 0, next_fire_at.astimezone(_UTC)
+    count = 0
+    following: dt.datetime | None = next_fire_at.astimezone(_UTC)
     while following is not None and following <= now:
         window.append(following)
         count += 1
