@@ -159,6 +159,7 @@ class TaskScheduler:
         self.ticks += 1
         self.last = done
         if done.stored:
+            logger.info("scheduler: %d task occurrence(s) stored", done.stored)
             self._on_stored()
         self._metrics.task_fires.inc(done.stored)
         self._metrics.task_skips.inc(done.skipped)

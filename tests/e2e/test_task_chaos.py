@@ -102,3 +102,48 @@ def test_a_kill_around_the_fire_time_fires_the_occurrence_exactly_once(
     finally:
         gated.stop()
         store.close()
+
+
+def test_a_standby_fires_nothing_until_it_holds_the_store_then_fires_what_is_due(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Two gated on one store, one a hot standby: the holder fires the first task; killed, the standby takes over
+    and fires the second (due while nobody held the store), and nothing is stored or answered twice."""
+    store = Store.open(store_url)
+    upgrade(store.engine)
+    store.add_group(Group(folder="corp", container_config={"runtime": "process", "command": ECHO_COMMAND}))
+    env = {**FAST, "KANMON_STORE_URL": store_url}
+    data = tmp_path / "data"
+    holder = Gated(data, tmp_path / "holder.log", args=["--no-http"], env=env)
+    standby = Gated(data, tmp_path / "standby.log", args=["--no-http", "--standby"], env=env)
+    try:
+        holder.start().wait_logged("gated running")
+        standby.start().wait_logged("standby:")
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        first, second = (
+            store.add_task(
+                NewTask(
+                    group_folder="corp",
+                    chat_jid="web:corp",
+                    prompt=PROMPT,
+                    kind="cron",
+                    expression="0 0 1 1 *",
+                    next_fire_at=now + dt.timedelta(seconds=delay),
+                    created_at=now,
+                )
+            )
+            for delay in (2, 6)
+        )
+        wait(lambda: answers(store) == 1, "the holder's answer to the first task", holder)
+        holder.kill()
+        standby.wait_logged("gated running", timeout=30)
+        wait(lambda: answers(store) == 2 and not store.active_runs(), "the standby's answer", standby)
+        time.sleep(2.0)
+        assert len(occurrences(store, first)) == len(occurrences(store, second)) == 1
+        assert answers(store) == 2
+        assert "task occurrence(s) stored" not in standby.logged().split("gated running")[0]
+        assert "task occurrence(s) stored" in standby.logged().split("gated running")[1]
+    finally:
+        holder.stop()
+        standby.stop()
+        store.close()
