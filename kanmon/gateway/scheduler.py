@@ -174,9 +174,10 @@ class TaskScheduler:
     def fire_due(self, now: dt.datetime) -> SchedulerTick:
         """The blocking part of a tick (a store thread): steps 1–3 of the module docstring."""
         store: Store = self._db.store
-        self._registry.refresh()
         due = store.due_tasks(now, self._config.batch)
         result = SchedulerTick(full=len(due) == self._config.batch)
+        if due:
+            self._registry.refresh()  # only then: an idle tick costs two indexed reads
         ctx = LayerContext(store, IdleQueue(), registry=self._registry)
         plans: list[FirePlan] = []
         for task in due:
