@@ -20,6 +20,7 @@ from kanmon.gated.memory import limit_malloc_arenas
 from kanmon.gated.onboarding_commands import onboarding_group
 from kanmon.gated.registry_commands import group, route
 from kanmon.gated.run_commands import chat, demo, run, status
+from kanmon.gated.task_commands import task
 from kanmon.store import NewMessage, StoreUnavailable, head_revision
 from kanmon.store.lock import StoreLocked
 
@@ -135,6 +136,7 @@ cli.add_command(group)
 cli.add_command(route)
 cli.add_command(onboarding_group)
 cli.add_command(apikey)
+cli.add_command(task)
 cli.add_command(adapter)
 
 

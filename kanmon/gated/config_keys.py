@@ -41,6 +41,7 @@ from kanmon.gated.config_kinds import (
     pattern,
 )
 from kanmon.gated.config_media_keys import MEDIA_KEYS
+from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.router import is_daemon_name
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
 
@@ -376,6 +377,7 @@ KEYS: tuple[Key, ...] = (
         MappingProxyType({}),
         "Agent secrets by name: where each value is read (env: VAR or file: PATH); values never shown.",
     ),
+    *SCHEDULER_KEYS,
     *ADAPTER_KEYS,
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."

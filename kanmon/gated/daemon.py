@@ -28,6 +28,7 @@ from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.fetch import FetchPolicy
 from kanmon.gateway.media import MediaConfig
 from kanmon.gateway.runner import Runtimes
+from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
@@ -94,6 +95,11 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             inline_bytes=settings.media.inline_bytes,
             url_ttl=settings.media.url_ttl,
             public_url=settings.media.public_url,
+        ),
+        scheduler=SchedulerConfig(
+            interval=settings.scheduler.interval,
+            grace=settings.scheduler.grace,
+            catch_up=settings.scheduler.catch_up,
         ),
     )
 

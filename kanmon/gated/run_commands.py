@@ -20,8 +20,9 @@ from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
 from kanmon.gateway.held import HeldStatus, held_chats
+from kanmon.gateway.tasks import describe_schedule, when
 from kanmon.queue import lane_for
-from kanmon.store import Group, Run, Store, WaitingChat
+from kanmon.store import Group, Run, Store, Task, WaitingChat
 from kanmon.store.aio import AsyncStore
 from kanmon.web.webchat import chat_url, new_web_token
 
@@ -31,6 +32,7 @@ pass_app = click.make_pass_decorator(App)
 
 DEMO_FOLDER = "demo"
 _LISTED = 20  # lines listed per section of `gated status`; the counts are always complete
+_NEXT_FIRES = 5  # the next task fires `gated status` shows
 MAX_PORT = 65535
 
 
@@ -248,6 +250,7 @@ def status(app: App) -> None:
     _show_held(held, {chat.chat_jid: chat for chat in waiting}, now)
     held_jids = {status.chat_jid for status in held}
     _show_waiting([chat for chat in waiting if chat.chat_jid not in held_jids])
+    _show_tasks(store.upcoming_tasks(_NEXT_FIRES), counts["tasks_active"])
     click.echo("last runs:")
     for run_ in store.recent_runs(10):
         took = f"{(run_.ended_at - run_.started_at).total_seconds():.1f}s" if run_.ended_at else "…"
@@ -260,6 +263,15 @@ def status(app: App) -> None:
         f"dead letters: {counts['dead_letters']}  skipped (no owner): {counts['skipped']}"
         f"  deliveries pending: {counts['deliveries_pending']}  failed: {counts['deliveries_failed']}"
     )
+
+
+def _show_tasks(upcoming: list[Task], active: int) -> None:
+    click.echo(f"next task fires: {active} active task(s)" if active else "next task fires: none")
+    for task in upcoming:
+        click.echo(f"  {when(task.next_fire_at, task.timezone)}  task {task.id}  {task.group_folder} → {task.chat_jid}"
+                   f"  {describe_schedule(task)}")  # fmt: skip
+    if active > len(upcoming):
+        click.echo(f"  … and {active - len(upcoming)} more (`gated task list`)")
 
 
 def _show_running(runs: list[Run], instance: str, now: dt.datetime) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "MediaSettings",
     "QueueSettings",
     "RuntimeSettings",
+    "SchedulerSettings",
     "Settings",
     "StoreSettings",
     "TelegramSettings",
@@ -166,6 +167,16 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SchedulerSettings:
+    """Scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`)."""
+
+    timezone: str = _default("scheduler.timezone")
+    interval: float = _default("scheduler.interval")
+    grace: float = _default("scheduler.grace")
+    catch_up: int = _default("scheduler.catch_up")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelegramSettings:
     """The Telegram adapter, ``gated adapter telegram`` (:mod:`kanmon.adapters.telegram`)."""
 
@@ -220,6 +231,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)

@@ -14,6 +14,9 @@ The hold is measured from the **first** held message: later messages never move 
 trickle below the threshold is still flushed at ``first + max_hold`` (arizuko measured from the latest event, and a
 trickle postponed the flush forever). A chat held only by zero-weight events (reactions, typing) is flushed too.
 
+A scheduled task's occurrence (verb :data:`TASK_VERB`, issue 15) fires its chat at once, whatever weights and
+threshold the route gives: waking the agent is what a task is for.
+
 Held state lives in memory, but it is derivable from the store: after a restart, offer each row past a chat's agent
 cursor again, in seq order, with the row's own arrival time as ``now``; the deadline comes out where it was.
 """
@@ -24,9 +27,11 @@ from dataclasses import dataclass, replace
 
 from kanmon.router.impulse import ImpulseConfig
 
-__all__ = ["HeldChat", "ImpulseGate"]
+__all__ = ["TASK_VERB", "HeldChat", "ImpulseGate"]
 
 _DEFAULTS = ImpulseConfig()
+#: The verb of a task occurrence (kanmon.gateway.scheduler): it always fires its chat.
+TASK_VERB = "task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ class ImpulseGate:
             # A later message may bring a stricter route config; it can pull the deadline in, never push it out.
             deadline=min(held.deadline, held.first_at + config.max_hold_seconds),
         )
-        if held.weight >= config.threshold:
+        if held.weight >= config.threshold or verb == TASK_VERB:
             self._held.pop(jid, None)
             return True
         self._held[jid] = held

@@ -50,3 +50,12 @@ class GatewayMetrics:
         self.dead_letters = Counter(
             "kanmon_dead_letters", "Batches dead-lettered after their last attempt.", registry=r
         )
+        self.task_fires = Counter("kanmon_task_fires", "Task occurrences stored as messages.", registry=r)
+        self.task_skips = Counter(
+            "kanmon_task_skips", "Task occurrences missed while gated was away and skipped by policy.", registry=r
+        )
+        self.task_failures = Counter(
+            "kanmon_task_failures",
+            "Tasks marked failed (their group or chat is gone, or the scheduler failed).",
+            registry=r,
+        )

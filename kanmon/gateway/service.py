@@ -32,6 +32,7 @@ from kanmon.gateway.media_links import MediaLinks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.runner import LaneRunner, Runtimes
+from kanmon.gateway.scheduler import SchedulerConfig, TaskScheduler
 from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.gateway.typing import Ping, TypingSignal, adapter_ping, typing_channel
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
@@ -61,6 +62,8 @@ class GatewayConfig:
     attachments: FetchPolicy = field(default_factory=FetchPolicy)
     #: Files agents send: size cap, inline threshold, download links (``media.*``).
     media: MediaConfig = field(default_factory=MediaConfig)
+    #: Scheduled tasks (``scheduler.*`` settings; issue 15).
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
 class Gateway:
@@ -153,6 +156,9 @@ class Gateway:
             clock=self.clock,
             on_stored=self._stored,
         )
+        self.scheduler = TaskScheduler(
+            self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake
+        )
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
         self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
         self.adapter_config = config.adapters
@@ -190,6 +196,7 @@ class Gateway:
         self.fenced = reason
         self.loop.fenced = True
         self.delivery.fenced = True
+        self.scheduler.fenced = True
         self.queue.pause()
 
     def unfence(self) -> None:
@@ -197,6 +204,7 @@ class Gateway:
         self.fenced = None
         self.loop.fenced = False
         self.delivery.fenced = False
+        self.scheduler.fenced = False
         self.queue.resume()
         self.wake()
 
@@ -300,6 +308,7 @@ class Gateway:
         workers = [
             asyncio.create_task(self.loop.run(stopping), name="kanmon-loop"),
             asyncio.create_task(self.delivery.run(stopping), name="kanmon-delivery"),
+            asyncio.create_task(self.scheduler.run(stopping), name="kanmon-scheduler"),
         ]
         try:
             await stopping.wait()

@@ -40,6 +40,7 @@ from kanmon.store.records import (
 from kanmon.store.runs import RunBegin, RunDraft, RunEnd, RunEnded, RunStart
 from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
+from kanmon.store.tasks import Fired, FirePlan, NewTask, Task, TaskStatus
 from kanmon.store.text import storable
 from kanmon.store.work import ChatLag, Dispatch
 
@@ -51,11 +52,14 @@ __all__ = [
     "ChatLag",
     "Conflict",
     "Dispatch",
+    "FirePlan",
+    "Fired",
     "Group",
     "InvalidValue",
     "LaneHead",
     "Message",
     "NewMessage",
+    "NewTask",
     "NoStore",
     "NotFound",
     "PrefixTaken",
@@ -75,6 +79,8 @@ __all__ = [
     "StoreFenced",
     "StoreUnavailable",
     "SystemMessage",
+    "Task",
+    "TaskStatus",
     "UnusableStore",
     "WaitingChat",
     "WaitingRow",

@@ -14,15 +14,18 @@ from kanmon.store.messages import MessageStore
 from kanmon.store.registry import RegistryStore
 from kanmon.store.runs import RunStore
 from kanmon.store.status import StatusStore
-from kanmon.store.tables import chats, messages, registered_groups, routes, session_log
+from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
+from kanmon.store.tasks import TaskStore
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
 
 
-class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore):
-    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals and API
-    keys.
+class Store(
+    MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore, TaskStore
+):
+    """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
+    keys and scheduled tasks.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """
@@ -51,5 +54,6 @@ class Store(MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, App
                 "deliveries_pending": count(messages, messages.c.delivery_status == "pending"),
                 "deliveries_failed": count(messages, messages.c.delivery_status == "failed"),
                 "runs_in_flight": count(session_log, session_log.c.status.in_(("starting", "running"))),
+                "tasks_active": count(tasks, tasks.c.status == "active"),
                 "last_seq": int(conn.execute(select(func.coalesce(func.max(messages.c.seq), 0))).scalar_one()),
             }

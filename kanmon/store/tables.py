@@ -37,6 +37,7 @@ __all__ = [
     "session_log",
     "sessions",
     "system_messages",
+    "tasks",
 ]
 
 # Stable constraint names, so Alembic can alter them and both backends agree on what exists.
@@ -255,4 +256,37 @@ api_key_groups = Table(
     metadata,
     Column("key_id", Text, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
     Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), primary_key=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "group_folder",
+        Text,
+        nullable=False,
+        doc="the group the task belongs to (no foreign key: a task whose "
+        "group is removed fails with a reason instead of vanishing)",
+    ),
+    Column("chat_jid", Text, nullable=False, doc="where each occurrence is put as an inbound message"),
+    Column("topic", Text, nullable=False, server_default=_empty()),
+    Column("prompt", Text, nullable=False),
+    Column("kind", Text, nullable=False, doc="cron | every | at"),
+    Column("expression", Text, nullable=False, doc="cron: the expression; every: seconds; at: ISO 8601 UTC"),
+    Column("timezone", Text, nullable=False, server_default="UTC", doc="IANA zone cron times are read in"),
+    Column("missed", Text, nullable=False, server_default="latest", doc="latest | skip | all: after downtime"),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("reason", Text, doc="why the task is done or failed"),
+    Column("next_fire_at", UTCDateTime, doc="the next occurrence (null once done or failed)"),
+    Column("last_fire_at", UTCDateTime, doc="the newest occurrence stored"),
+    Column("fire_count", Integer, nullable=False, server_default="0", doc="occurrences stored"),
+    Column("created_by", Text, nullable=False, doc="'operator', or the run id of the agent that made it"),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('cron', 'every', 'at')", name="kind"),
+    CheckConstraint("missed IN ('latest', 'skip', 'all')", name="missed"),
+    CheckConstraint("status IN ('active', 'paused', 'done', 'failed')", name="status"),
+    # the scheduler's one question: which active tasks are due
+    Index(None, "status", "next_fire_at"),
+    Index(None, "group_folder"),
 )

@@ -16,6 +16,7 @@ from kanmon.gateway import onboarding
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.onboarding import glob_literal
+from kanmon.gateway.tasks import task_line
 from kanmon.queue import lane_for
 from kanmon.store import Message, NewMessage
 
@@ -164,6 +165,29 @@ def _reject(req: CommandRequest) -> str:
     return f"Rejected {jid}."
 
 
+def _tasks(req: CommandRequest) -> str:
+    """``/tasks``: the tasks of the chat's group; ``/tasks cancel ID``: end one of them (issue 15)."""
+    parts = req.args.split()
+    if not parts:
+        tasks = req.ctx.store.list_tasks(req.owner)
+        if not tasks:
+            return f"No tasks for {req.owner}."
+        return "\n".join([f"Tasks of {req.owner}:", *(task_line(task) for task in tasks)])
+    if len(parts) != 2 or parts[0].lower() != "cancel" or not parts[1].isdigit():
+        raise CommandError("tasks", "usage: /tasks [cancel ID]")
+    task_id, message = int(parts[1]), req.message
+    reason = f"cancelled in {message.chat_jid} by {message.sender or 'someone'}"
+    task = req.ctx.store.set_task_status(
+        task_id, "done", next_fire_at=None, reason=reason, only_from=["active", "paused"], folder=req.owner
+    )
+    if task is None:
+        raise CommandError("tasks", f"no task {task_id} in {req.owner}")
+    if task.reason != reason:
+        return f"Task {task_id} is {task.status} already."
+    logger.info("task %d cancelled from chat=%s by %s", task_id, message.chat_jid, message.sender)
+    return f"Task {task_id} cancelled."
+
+
 COMMANDS: dict[str, CommandSpec] = {
     "new": CommandSpec(_new, usage="/new [#topic] [text]"),
     "ping": CommandSpec(_ping),
@@ -172,4 +196,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "status": CommandSpec(_status, root_only=True),
     "approve": CommandSpec(_approve, root_only=True, usage="/approve <jid> <folder>"),
     "reject": CommandSpec(_reject, root_only=True, usage="/reject <jid>"),
+    "tasks": CommandSpec(_tasks, usage="/tasks [cancel ID]"),
 }

@@ -213,3 +213,15 @@ def test_a_chat_of_only_zero_weight_events_is_still_flushed() -> None:
     assert held is not None
     assert (held.weight, held.count, held.first_at) == (0, 5, 1.0)
     assert gate.tick(1 + 5 * MIN) == [J]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [DEFAULTS, ImpulseConfig(threshold=1000), DEFAULTS.merged({"weights": {"task": 0}, "threshold": 500})],
+)
+def test_a_task_occurrence_fires_its_chat_at_once_whatever_the_route_says(config: ImpulseConfig) -> None:
+    """Issue 15: a scheduled task is the reason to wake the agent; a route that holds chatter holds no task."""
+    gate = ImpulseGate()
+    assert not gate.offer(J, "react", 1, 0.0, config)
+    assert gate.offer(J, "task", 2, 1.0, config)
+    assert gate.holding(J) is None

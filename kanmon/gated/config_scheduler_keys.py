@@ -1,0 +1,58 @@
+"""The configuration keys of scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`): the ``scheduler`` section.
+
+:mod:`kanmon.gated.config_keys` puts them in the one key table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kanmon.errors import InvalidInput
+from kanmon.gated.config_kinds import FLOAT, INT, STR, Check, Key, Kind, above, at_least
+from kanmon.gateway.schedule import parse_zone
+
+__all__ = ["SCHEDULER_KEYS"]
+
+
+def _zone_ok(name: str) -> bool:
+    try:
+        parse_zone(name)
+    except InvalidInput:
+        return False
+    return True
+
+
+def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
+    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
+
+
+SCHEDULER_KEYS: tuple[Key, ...] = (
+    _key(
+        "scheduler.timezone",
+        STR,
+        "UTC",
+        "IANA zone of `gated task add --cron` and --at times when --tz is not given.",
+        check=Check("an IANA time zone like UTC or Europe/Berlin", _zone_ok),
+    ),
+    _key(
+        "scheduler.interval",
+        FLOAT,
+        1.0,
+        "Seconds between looks at the tasks: the most a task added by another process fires late.",
+        check=above(0),
+    ),
+    _key(
+        "scheduler.grace",
+        FLOAT,
+        60.0,
+        "Seconds after which an occurrence not fired counts as missed (its task's --missed policy applies).",
+        check=at_least(0, "a number"),
+    ),
+    _key(
+        "scheduler.catch_up",
+        INT,
+        10,
+        "The most missed occurrences a task with --missed all fires after downtime (the newest ones).",
+        check=at_least(1),
+    ),
+)
