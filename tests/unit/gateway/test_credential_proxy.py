@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from kanmon.gateway.run_tokens import TOKEN_PREFIX, RunTokens
+from kanmon.gateway.run_tokens import TOKEN_PREFIX, Grant, RunTokens
 from kanmon.web.credproxy import CredentialProxy, KeyScrubber, Upstream, upstream_client
 from tests.http_serving import serving
 
@@ -64,10 +64,15 @@ class FakeApi:
         return Starlette(routes=[Route("/{path:path}", record, methods=["GET", "POST"])])
 
 
+LIVE: set[str] = set()
+
+
 @pytest.fixture
 async def world() -> AsyncIterator[tuple[str, FakeApi, RunTokens, CredentialProxy]]:
     upstream = FakeApi()
-    tokens = RunTokens()
+    LIVE.clear()
+    LIVE.update({"run-1", "run-2"})
+    tokens = RunTokens(b"k" * 32, is_live=LIVE.__contains__)
     async with serving(upstream.app()) as upstream_url, upstream_client() as client:
         upstream.url = upstream_url
         upstreams = {
@@ -127,7 +132,7 @@ async def test_a_request_without_a_live_token_for_that_upstream_gets_401_and_rea
         "prefix only": {"x-api-key": TOKEN_PREFIX},
     }[case]
     if case == "revoked":
-        assert tokens.revoke("run-1") == 2
+        LIVE.discard("run-1")  # the run ended
     async with httpx.AsyncClient() as agent:
         answer = await agent.post(f"{proxy_url}/anthropic/v1/messages", headers=headers, json={})
     assert answer.status_code == 401
@@ -217,3 +222,35 @@ def test_the_scrubber_holds_nothing_back_when_no_tail_could_begin_the_key(text: 
         assert scrubber.feed(data[last:cut]) == data[last:cut]
         last = cut
     assert scrubber.finish() == b""
+
+
+# ------------------------------------------------------------------------------------------------ the tokens
+def test_a_token_is_good_for_its_run_group_and_upstream_only_and_while_the_run_lives() -> None:
+    live = {"20261130-ab12", "other"}
+    tokens = RunTokens(b"s" * 32, is_live=live.__contains__)
+    token = tokens.issue("20261130-ab12", "corp/eng", ["anthropic"])["anthropic"]
+    assert tokens.check(token, "anthropic") == Grant("20261130-ab12", "corp/eng", "anthropic")
+    assert tokens.check(token, "openai") is None
+    assert RunTokens(b"t" * 32, is_live=live.__contains__).check(token, "anthropic") is None  # another data dir
+    other_payload = tokens.issue("other", "corp/eng", ["anthropic"])["anthropic"].removeprefix(TOKEN_PREFIX)
+    forged = TOKEN_PREFIX + other_payload.split(".")[0] + "." + token.rsplit(".", 1)[1]
+    assert tokens.check(forged, "anthropic") is None  # another run's payload under this run's signature
+    live.discard("20261130-ab12")
+    assert tokens.check(token, "anthropic") is None  # the run ended: revoked
+
+
+@given(token=st.text(max_size=200))
+def test_no_made_up_token_is_accepted(token: str) -> None:
+    tokens = RunTokens(b"s" * 32, is_live=lambda run_id: True)
+    assert tokens.check(token, "anthropic") is None
+    assert tokens.check(TOKEN_PREFIX + token, "anthropic") is None
+
+
+@given(position=st.integers(min_value=len(TOKEN_PREFIX), max_value=200), char=st.sampled_from("AZaz09-_."))
+def test_changing_any_character_of_a_token_spoils_it(position: int, char: str) -> None:
+    tokens = RunTokens(b"s" * 32, is_live=lambda run_id: True)
+    token = tokens.issue("run-1", "corp", ["anthropic"])["anthropic"]
+    position %= len(token)
+    changed = token[:position] + char + token[position + 1 :]
+    if changed != token:
+        assert tokens.check(changed, "anthropic") is None
