@@ -10,7 +10,10 @@ block whose ``result`` is a JSON object:
 * ``secret_in_env``, ``secret_in_argv``: whether any received value is in its environment or its argv;
 * ``env``: the variables named by ``PROBE_ENV`` (comma-separated), None when unset;
 * ``read``: for each path in ``PROBE_READ``, its text or ``error: <errno name>``;
-* ``write``: for each path in ``PROBE_WRITE``, ``ok`` once a file was written there, or ``error: <errno name>``.
+* ``write``: for each path in ``PROBE_WRITE``, ``ok`` once a file was written there, or ``error: <errno name>``;
+* ``call``: with ``PROBE_CALL=PATH``, what a POST of ``{"probe": true}`` to ``$ANTHROPIC_BASE_URL`` + PATH with
+  ``x-api-key: $ANTHROPIC_API_KEY`` (as Anthropic's SDK sends it) answered: ``status`` and ``body`` (its chunks, as
+  they arrived), or ``error``. ``PROBE_CALL_KEY`` overrides the key sent.
 
 Then, with ``PROBE_WAIT_FOR=name``, it waits (at most ``PROBE_WAIT_MAX`` seconds, default 60) until a file of that
 name appears in its working directory, so the test can look at the live process or container before it ends.
@@ -24,6 +27,8 @@ import json
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 START = "---ARIZUKO_OUTPUT_START---"
@@ -55,6 +60,24 @@ def _write(path: str) -> str:
     return "ok"
 
 
+def _call(path: str) -> dict[str, Any]:
+    base = os.environ.get("ANTHROPIC_BASE_URL", "")
+    key = os.environ.get("PROBE_CALL_KEY", os.environ.get("ANTHROPIC_API_KEY", ""))
+    request = urllib.request.Request(
+        base + path, data=b'{"probe": true}', headers={"x-api-key": key, "content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            chunks = []
+            while chunk := answer.read1(65536):
+                chunks.append(chunk.decode(errors="replace"))
+            return {"status": answer.status, "body": chunks}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "body": [exc.read().decode(errors="replace")]}
+    except OSError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def report(request: dict[str, Any]) -> dict[str, Any]:
     """What the agent sees, secrets only as digests."""
     secrets = {str(k): str(v) for k, v in (request.get("secrets") or {}).items()}
@@ -69,6 +92,7 @@ def report(request: dict[str, Any]) -> dict[str, Any]:
         "env": {name: os.environ.get(name) for name in _names("PROBE_ENV")},
         "read": {path: _read(path) for path in _names("PROBE_READ")},
         "write": {path: _write(path) for path in _names("PROBE_WRITE")},
+        "call": _call(os.environ["PROBE_CALL"]) if os.environ.get("PROBE_CALL") else None,
     }
 
 

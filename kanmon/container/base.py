@@ -193,6 +193,14 @@ class Runtime(Protocol):
         """True when the runtime can start runs now (e.g. the Docker engine answers); never raises."""
         ...
 
+    async def agent_host(self, network: str) -> str:
+        """The address of this machine that an agent of this runtime on ``network`` reaches (gated's credential
+        proxy listens there): loopback for local runtimes, the network's gateway for containers.
+
+        Raises :class:`~kanmon.container.InvalidRunSpec` when no address is reachable from ``network``.
+        """
+        ...
+
     async def start(self, spec: RunSpec) -> RunHandle:
         """Start a run; its events are read from the returned handle.
 

@@ -152,6 +152,10 @@ class InProcessRuntime:
         self.peak_running = 0
         self._runs: dict[tuple[str, str], _Run] = {}
 
+    async def agent_host(self, network: str) -> str:
+        """Loopback: a task in gated reaches this machine there, whatever the group's network."""
+        return "127.0.0.1"
+
     async def available(self) -> bool:
         """Always true: a task can always be started."""
         return True

@@ -119,6 +119,10 @@ class ProcessRuntime:
         self.output_limit = output_limit
         self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
 
+    async def agent_host(self, network: str) -> str:
+        """Loopback: a local process reaches this machine there, whatever the group's network."""
+        return "127.0.0.1"
+
     async def available(self) -> bool:
         """Always true: a local process can always be started."""
         return True

@@ -41,6 +41,7 @@ from kanmon.gated.config_kinds import (
     pattern,
 )
 from kanmon.gated.config_media_keys import MEDIA_KEYS
+from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.router import is_daemon_name
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
@@ -371,6 +372,7 @@ KEYS: tuple[Key, ...] = (
         check=Check("name=URL pairs: daemon names like my-hook, http(s) URLs with a host", lambda d: _daemons_ok(d)),
     ),
     *MEDIA_KEYS,
+    *PROXY_KEYS,
     _key(
         "secrets",
         SECRETS,

@@ -29,12 +29,14 @@ from kanmon.gateway.fetch import FetchPolicy
 from kanmon.gateway.media import MediaConfig
 from kanmon.gateway.runner import Runtimes
 from kanmon.gateway.scheduler import SchedulerConfig
+from kanmon.gateway.upstreams import ProxyConfig
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
 from kanmon.store import Store
 from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
+from kanmon.web.credproxy_servers import serving_proxy
 
 __all__ = ["Daemon", "gateway_config", "listen", "make_runtimes", "web_config"]
 
@@ -100,6 +102,11 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             interval=settings.scheduler.interval,
             grace=settings.scheduler.grace,
             catch_up=settings.scheduler.catch_up,
+        ),
+        credential_proxy=ProxyConfig(
+            upstreams=settings.credential_proxy.upstreams,
+            port=settings.credential_proxy.port,
+            agent_host=settings.credential_proxy.agent_host,
         ),
     )
 
@@ -219,7 +226,8 @@ class Daemon:
         try:
             if await unless_stopped(self._activate(), stopping):
                 served = True
-                await self._serve(stopping)
+                async with serving_proxy(self.gateway, self.settings.secrets):  # issue 19: only with upstreams
+                    await self._serve(stopping)
         finally:
             stopping.set()
             await stopping_http_writes

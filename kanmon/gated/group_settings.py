@@ -26,7 +26,7 @@ from kanmon.container.base import HARD_TIMEOUT_MARGIN, AllowedMount, Mount, is_a
 from kanmon.container.mounts import bind_mount, check_target
 from kanmon.container.process import PROCESS_MOUNTS
 from kanmon.errors import InvalidInput
-from kanmon.gated.config_kinds import parse_size
+from kanmon.gated.setting_values import format_duration, parse_duration, parse_memory
 from kanmon.gated.settings import Settings
 
 __all__ = [
@@ -58,12 +58,8 @@ RESETTABLE: Mapping[str, str] = {
     "env": "env",
     "secrets": "secrets",
     "mounts": "mounts",
+    "upstreams": "upstreams",
 }
-_MIN_MEMORY = 6 << 20  # Docker refuses less
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 # Docker's image reference grammar: [host[:port]/]path[:tag][@digest]
 _NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
@@ -90,14 +86,10 @@ def settings_options(command: F) -> F:
         click.option("--command", metavar="CMD", help="Agent command line, split like a shell would (no shell)."),
         click.option("--env", "env", metavar="KEY=VALUE", multiple=True, help="Set an environment variable (repeat)."),
         click.option("--unset-env", metavar="KEY", multiple=True, help="Remove an environment variable (repeat)."),
-        click.option(
-            "--secret",
-            "secrets",
-            metavar="NAME",
-            multiple=True,
-            help="Give the agent this secret (from secrets: in kanmon.yaml) on stdin (repeat).",
-        ),
+        click.option("--secret", "secrets", metavar="NAME", multiple=True, help="Give the agent this secret on stdin."),
         click.option("--unset-secret", metavar="NAME", multiple=True, help="Stop giving this secret (repeat)."),
+        click.option("--upstream", "upstreams", metavar="NAME", multiple=True, help="Reach this API via the proxy."),
+        click.option("--unset-upstream", metavar="NAME", multiple=True, help="Stop reaching it (repeat)."),
         click.option("--network", metavar="none|bridge|NAME", help="Docker network. [default: runtime.docker.network]"),
         click.option(
             "--mount",
@@ -123,42 +115,6 @@ def settings_options(command: F) -> F:
 
 
 # --- parsers ---------------------------------------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``1.5``, ``90s``, ``30m``, ``2h``, ``1d`` or ``1h30m``; ``ValueError`` unless > 0."""
-    text = text.strip().lower()
-    if _SECONDS.fullmatch(text):
-        seconds = float(text)
-    elif _DURATION.fullmatch(text):
-        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
-    else:
-        raise ValueError(text)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(text)
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest spelling :func:`parse_duration` reads back: ``90s`` → ``1m30s``, ``3600`` → ``1h``."""
-    if seconds != int(seconds):
-        text = repr(float(seconds))  # the shortest spelling that reads back exactly
-        return f"{text if 'e' not in text else format(seconds, 'f')}s"
-    rest, parts = int(seconds), []
-    for unit in "dhms":
-        size = _DURATION_UNITS[unit]
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts) or "0s"
-
-
-def parse_memory(text: str) -> int:
-    """Bytes from a size like ``512m`` or ``2g`` (binary units), at least 6m; ``ValueError`` otherwise."""
-    size = parse_size(text)
-    if size < _MIN_MEMORY:
-        raise ValueError(text)
-    return size
 
 
 def parse_env_pair(text: str) -> tuple[str, str]:
@@ -279,13 +235,15 @@ class Change:
     unset_secrets: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
     unset_mounts: tuple[str, ...] = ()
+    upstreams: tuple[str, ...] = ()
+    unset_upstreams: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when the change changes nothing."""
         return not any(
             (self.values, self.reset, self.env, self.unset_env, self.secrets, self.unset_secrets, self.mounts,
-             self.unset_mounts)
+             self.unset_mounts, self.upstreams, self.unset_upstreams)
         )  # fmt: skip
 
     def apply(self, current: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -294,12 +252,12 @@ class Change:
         config = {key: value for key, value in current.items() if key not in self.reset}
         config.update(self.values)
         env = {k: v for k, v in _mapping(config.get("env")).items() if k not in self.unset_env} | self.env
-        secrets = [name for name in _list(config.get("secrets")) if name not in self.unset_secrets]
-        secrets += [name for name in self.secrets if name not in secrets]
+        secrets = _merged(config.get("secrets"), self.secrets, self.unset_secrets)
+        upstreams = _merged(config.get("upstreams"), self.upstreams, self.unset_upstreams)
         targets = {m.target for m in self.mounts} | {posixpath.normpath(t) for t in self.unset_mounts}
         mounts = [m for m in _list(config.get("mounts")) if isinstance(m, dict) and m.get("target") not in targets]
         mounts += [{"source": str(m.source), "target": m.target, "read_only": m.read_only} for m in self.mounts]
-        for key, value in (("env", env), ("secrets", secrets), ("mounts", mounts)):
+        for key, value in (("env", env), ("secrets", secrets), ("mounts", mounts), ("upstreams", upstreams)):
             if value:
                 config[key] = value
             else:
@@ -307,6 +265,9 @@ class Change:
         if mounts and (config.get("runtime") or settings.runtime.default) == "process":
             given = "--mount" if self.mounts else "the group's mounts (--reset mounts removes them)"
             raise InvalidInput(f"{given}: {PROCESS_MOUNTS}")
+        docker = (config.get("runtime") or settings.runtime.default) == "docker"
+        if upstreams and docker and config.get("network", settings.runtime.docker.network) in ("none", "host"):
+            raise InvalidInput("--upstream: the agent reaches gated's credential proxy over a network: give --network")
         if {"timeout", "idle_timeout"} & (set(self.values) | set(self.reset)):
             _check_timeouts(config, settings)
         return config
@@ -318,6 +279,11 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
+
+
+def _merged(current: Any, added: Sequence[str], removed: Sequence[str]) -> list[str]:
+    names = [name for name in _list(current) if name not in removed]
+    return names + [name for name in added if name not in names]
 
 
 def _check_timeouts(config: Mapping[str, Any], settings: Settings) -> None:
@@ -366,7 +332,16 @@ def parse_change(options: Mapping[str, Any], settings: Settings) -> Change:
         unset_secrets=tuple(options.get("unset_secret", ())),
         mounts=_mounts(options.get("mounts", ()), settings.runtime.mount_allowlist),
         unset_mounts=unset_mounts,
+        upstreams=tuple(dict.fromkeys(_upstream(name, settings) for name in options.get("upstreams", ()))),
+        unset_upstreams=tuple(options.get("unset_upstream", ())),
     )
+
+
+def _upstream(name: str, settings: Settings) -> str:
+    if name not in settings.credential_proxy.upstreams:
+        known = ", ".join(sorted(settings.credential_proxy.upstreams)) or "none is configured"
+        raise InvalidInput(f"--upstream {name}: not in credential_proxy.upstreams of kanmon.yaml ({known})")
+    return name
 
 
 def _secret(name: str, settings: Settings) -> str:

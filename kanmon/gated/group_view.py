@@ -20,6 +20,7 @@ _LABELS = {
     "command": "command",
     "env": "env",
     "secrets": "secrets",
+    "upstreams": "upstreams",
     "network": "network",
     "mounts": "mounts",
     "memory_bytes": "memory",
@@ -51,6 +52,7 @@ def describe_group(group: Group, settings: Settings) -> dict[str, Any]:
     values = {key: config.get(key, default) for key, default in defaults.items()}
     values["env"] = dict(config.get("env") or {})
     values["secrets"] = [str(name) for name in config.get("secrets") or []]  # names: the values are never here
+    values["upstreams"] = [str(name) for name in config.get("upstreams") or []]  # through the credential proxy
     values["mounts"] = [
         {"host": m.get("source"), "container": m.get("target"), "mode": "ro" if m.get("read_only", True) else "rw"}
         for m in config.get("mounts") or []

@@ -16,6 +16,7 @@ from kanmon.container.agent_secrets import SecretSource
 from kanmon.container.base import AllowedMount
 from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
 from kanmon.gated.config_kinds import URL, URLS
+from kanmon.gateway.upstreams import Upstream
 from kanmon.router import ImpulseConfig
 
 __all__ = [
@@ -167,6 +168,15 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CredentialProxySettings:
+    """APIs agents reach through gated's credential proxy (issue 19), which adds their keys."""
+
+    upstreams: Mapping[str, Upstream] = field(default_factory=lambda: _default("credential_proxy.upstreams"))
+    port: int = _default("credential_proxy.port")
+    agent_host: str = _default("credential_proxy.agent_host")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SchedulerSettings:
     """Scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`)."""
 
@@ -231,6 +241,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    credential_proxy: CredentialProxySettings = field(default_factory=CredentialProxySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)

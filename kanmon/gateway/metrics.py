@@ -47,6 +47,14 @@ class GatewayMetrics:
             "kanmon_typing_requests", "POST /typing to adapters by result (ok, refused, timeout, unreachable).",
             ["result"], registry=r,
         )  # fmt: skip
+        self.proxy_requests = Counter(
+            "kanmon_proxy_requests", "Requests through the credential proxy by upstream and outcome (2xx … 5xx, "
+            "refused: no live run token, unreachable).", ["upstream", "outcome"], registry=r,
+        )  # fmt: skip
+        self.proxy_bytes = Counter(
+            "kanmon_proxy_bytes", "Bytes through the credential proxy by upstream and direction (up, down).",
+            ["upstream", "direction"], registry=r,
+        )  # fmt: skip
         self.dead_letters = Counter(
             "kanmon_dead_letters", "Batches dead-lettered after their last attempt.", registry=r
         )

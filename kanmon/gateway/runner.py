@@ -40,6 +40,7 @@ from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
 from kanmon.gateway.typing import TypingSignal
+from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
@@ -86,11 +87,13 @@ class LaneRunner:
         inbox: Inbox | None = None,  # receives the batch's attachments before the prompt is written
         collect: Collect | None = None,  # the files outputs list, into the media store
         typing: TypingSignal | None = None,  # told when a run works on a chat topic (kanmon.gateway.typing)
+        credentials: CredentialGrants | None = None,  # runs' proxy URLs and tokens per upstream (issue 19)
     ) -> None:
         self._db, self._runtimes, self._defaults = db, runtimes, defaults
         self._registry, self._metrics, self._is_held = registry, metrics, is_held
         self._on_stored, self._on_ended = on_stored, on_ended
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
+        self._credentials = credentials
         self._clock: Clock = clock or SystemClock()
         self._lanes: dict[Lane, _LaneState] = {}
         store = db.store
@@ -100,7 +103,7 @@ class LaneRunner:
         self._ends: GroupCommit[RunEnd, RunEnded] = GroupCommit(
             db, lambda items: store.finish_runs(items, now=self._clock.now()), name="end"
         )
-        self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self._live_runs)
+        self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self.live_runs)
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
 
@@ -162,7 +165,7 @@ class LaneRunner:
         """Lanes with a live run, and the run ids."""
         return {lane: state.handle.run_id for lane, state in self._lanes.items() if state.handle is not None}
 
-    def _live_runs(self) -> set[str]:
+    def live_runs(self) -> set[str]:
         return {state.handle.run_id for state in self._lanes.values() if state.handle is not None} | {
             state.orphan.id for state in self._lanes.values() if state.orphan is not None
         }
@@ -181,6 +184,8 @@ class LaneRunner:
         began = self._clock.monotonic()
         try:
             spec = build_spec(group, self._defaults, run_id=run_id)
+            if self._credentials is not None:
+                spec = await self._credentials.grant(spec, group, self._runtimes.get(runtime_key))
             secrets = await run_secrets(group, self._defaults)  # read at every start: a rotated value counts
             state.handle = await self._start(runtime_key, spec)
         except RuntimeUnavailable as exc:

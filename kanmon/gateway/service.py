@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -28,13 +28,15 @@ from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.media import MediaConfig, MediaStore
-from kanmon.gateway.media_links import MediaLinks
+from kanmon.gateway.media_links import MediaLinks, load_key
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
+from kanmon.gateway.run_tokens import RunTokens
 from kanmon.gateway.runner import LaneRunner, Runtimes
 from kanmon.gateway.scheduler import SchedulerConfig, TaskScheduler
 from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.gateway.typing import Ping, TypingSignal, adapter_ping, typing_channel
+from kanmon.gateway.upstreams import CredentialGrants, ProxyConfig
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.store import Message, NewMessage, PutResult, Store, StoreError
 from kanmon.store.aio import AsyncStore
@@ -64,6 +66,8 @@ class GatewayConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     #: Scheduled tasks (``scheduler.*`` settings; issue 15).
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    #: APIs agents reach through gated's credential proxy (``credential_proxy.*``; issue 19).
+    credential_proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
 class Gateway:
@@ -122,6 +126,21 @@ class Gateway:
             pinger=self._typing_ping,
             on_change=self.feed.signal,
         )
+        #: Where the credential proxy must listen for a run (gated sets it when it serves the proxy; issue 19).
+        self.proxy_listen: Callable[[str], Awaitable[None]] = _nowhere
+        proxy = config.credential_proxy
+        key_path = config.run.data_dir / "credential_proxy.key"
+        self.credentials = (
+            CredentialGrants(
+                proxy.upstreams,
+                RunTokens(load_key(key_path), is_live=lambda run_id: run_id in self.runner.live_runs()),
+                port=proxy.port,
+                listen=lambda host: self.proxy_listen(host),
+                agent_host=proxy.agent_host,
+            )
+            if proxy.upstreams
+            else None
+        )
         self.runner = LaneRunner(
             self.db,
             runtimes,
@@ -136,6 +155,7 @@ class Gateway:
             inbox=Inbox(self.fetcher, config.run.data_dir),
             collect=lambda folder, refs: self.media.collect_all(groups / folder, refs, root=groups),
             typing=self.typing,
+            credentials=self.credentials,
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -354,3 +374,7 @@ class Gateway:
 
 def _policy(config: AdapterDeliveryConfig) -> DeliveryPolicy:
     return DeliveryPolicy(retry_base=config.retry_base, deadline=config.deadline)
+
+
+async def _nowhere(host: str) -> None:
+    """No credential proxy is served (a gateway without gated's HTTP side): runs get its URL all the same."""

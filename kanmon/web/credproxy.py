@@ -21,7 +21,8 @@ in logs (the proxy logs upstream, path, status and run only), not in errors, not
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -30,9 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.run_tokens import Grant, RunTokens
+from kanmon.gateway.upstreams import Upstream
 
-__all__ = ["CredentialProxy", "KeyScrubber", "ProxyUsage", "Upstream", "upstream_client"]
+__all__ = ["CredentialProxy", "KeyScrubber", "ProxyUsage", "upstream_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,33 +48,7 @@ _DROPPED_RESPONSE = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "set-cookie"}
 )
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Upstream:
-    """One API the proxy reaches (``credential_proxy.upstreams.<name>`` in kanmon.yaml).
-
-    ``header``/``template``: where and how the key goes (``x-api-key`` + ``{secret}``, or ``authorization`` +
-    ``Bearer {secret}``); ``secret``: the name in the ``secrets:`` section that supplies it; ``base_url_env`` and
-    ``key_env``: the variables the agent's SDK reads (``ANTHROPIC_BASE_URL``/``ANTHROPIC_API_KEY``).
-    """
-
-    name: str
-    base_url: str
-    secret: str
-    header: str = "x-api-key"
-    template: str = "{secret}"
-    base_url_env: str = ""
-    key_env: str = ""
-
-    def agent_env(self, proxy_url: str, token: str) -> dict[str, str]:
-        """The variables a run gets for this upstream: the proxy's URL for it and the run's token (not a secret)."""
-        env = {}
-        if self.base_url_env:
-            env[self.base_url_env] = f"{proxy_url.rstrip('/')}/{self.name}"
-        if self.key_env:
-            env[self.key_env] = token
-        return env
+KEEP_RUNS = 1000  # runs whose figures :attr:`CredentialProxy.usage` keeps
 
 
 @dataclass
@@ -136,24 +113,28 @@ def _target(upstream: Upstream, request: Request, rest: str) -> httpx.URL:
 class CredentialProxy:
     """The proxy's request handling; :meth:`app` is the ASGI app to serve on the addresses agents reach, only there.
 
-    ``secret_value(name)`` returns a secret's current value or raises when it cannot be read: the request then gets
-    502, naming the secret, never its value. ``client`` makes the upstream requests (its owner closes it; make it
-    with :func:`upstream_client`). ``usage`` (run id → :class:`ProxyUsage`) is filled as requests pass.
+    ``secret_value(name)`` reads a secret's current value (off the event loop) or raises when it cannot: the
+    request then gets 502, naming the secret, never its value. ``client`` makes the upstream requests (its owner
+    closes it; make it with :func:`upstream_client`). :attr:`usage` (run id → :class:`ProxyUsage`) fills as
+    requests pass.
     """
 
     def __init__(
         self,
         upstreams: Mapping[str, Upstream],
         tokens: RunTokens,
-        secret_value: Callable[[str], str],
+        secret_value: Callable[[str], Awaitable[str]],
         *,
         client: httpx.AsyncClient,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or GatewayMetrics()
         self._upstreams = upstreams
         self._tokens = tokens
         self._secret_value = secret_value
         self._http = client
-        self.usage: dict[str, ProxyUsage] = {}
+        #: What the latest runs sent through (at most :data:`KEEP_RUNS` of them, oldest dropped first).
+        self.usage: OrderedDict[str, ProxyUsage] = OrderedDict()
 
     def app(self) -> Starlette:
         """``/<upstream>`` and ``/<upstream>/<path>``, any method."""
@@ -173,12 +154,13 @@ class CredentialProxy:
         presented = _token(request)
         grant = self._tokens.check(presented, name) if presented else None
         if grant is None:
+            self._metrics.proxy_requests.labels(upstream=name, outcome="refused").inc()
             logger.info("credential proxy: %s %s/%s refused: no live run token for it", request.method, name, rest)
             return JSONResponse({"error": "a live run token for this upstream is required"}, status_code=401)
         if ".." in request.path_params.get("path", "").split("/") or "\\" in rest:
             return JSONResponse({"error": "the path may not climb out of the upstream's base URL"}, status_code=400)
         try:
-            key = self._secret_value(upstream.secret)
+            key = await self._secret_value(upstream.secret)
         except Exception:  # which secret failed is said; the reason may quote its value, so it is not
             logger.warning("credential proxy: the secret %r of upstream %s cannot be read", upstream.secret, name)
             return JSONResponse({"error": f"the secret {upstream.secret!r} cannot be read"}, status_code=502)
@@ -186,13 +168,18 @@ class CredentialProxy:
 
     async def _forward(self, request: Request, upstream: Upstream, grant: Grant, rest: str, key: str) -> Response:
         run = self.usage.setdefault(grant.run_id, ProxyUsage())
+        self.usage.move_to_end(grant.run_id)
+        while len(self.usage) > KEEP_RUNS:
+            self.usage.popitem(last=False)
         run.requests += 1
+        counted = self._metrics.proxy_bytes
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROPPED_REQUEST]
         headers += [(upstream.header, upstream.template.format(secret=key)), ("accept-encoding", "identity")]
 
         async def body() -> AsyncIterator[bytes]:
             async for chunk in request.stream():
                 run.bytes_up += len(chunk)
+                counted.labels(upstream=upstream.name, direction="up").inc(len(chunk))
                 yield chunk
 
         target = _target(upstream, request, rest)
@@ -200,6 +187,7 @@ class CredentialProxy:
         try:
             answer = await self._http.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
+            self._metrics.proxy_requests.labels(upstream=upstream.name, outcome="unreachable").inc()
             logger.warning(
                 "credential proxy: %s unreachable (%s), run %s", upstream.name, type(exc).__name__, grant.run_id
             )
@@ -212,12 +200,14 @@ class CredentialProxy:
             rest,
             answer.status_code,
         )
+        self._metrics.proxy_requests.labels(upstream=upstream.name, outcome=f"{answer.status_code // 100}xx").inc()
         scrubber = KeyScrubber(key.encode())
 
         async def relay() -> AsyncIterator[bytes]:
             try:
                 async for chunk in answer.aiter_raw():
                     run.bytes_down += len(chunk)
+                    counted.labels(upstream=upstream.name, direction="down").inc(len(chunk))
                     if out := scrubber.feed(chunk):
                         yield out
                 if tail := scrubber.finish():

@@ -35,6 +35,7 @@ def data_dir(tmp_path: Path, roots: dict[str, Path]) -> Path:
     path.mkdir()
     config = (
         "secrets:\n  API_KEY:\n    env: KANMON_TEST_API_KEY\n  GH_TOKEN: file:/run/secrets/gh\n"
+        "credential_proxy:\n  upstreams:\n    anthropic: {secret: API_KEY}\n"
         f"runtime:\n  mount_allowlist:\n    - {roots['shared']}\n    - {roots['scratch']}:rw\n"
     )
     (path / "kanmon.yaml").write_text(config)
@@ -85,6 +86,9 @@ GOOD: list[tuple[list[str], dict[str, Any]]] = [
     (["--env", "A=1", "--env", "B=", "--env", "C=x=y", "--env", "_D=a b"],
      {"env": {"A": "1", "B": "", "C": "x=y", "_D": "a b"}}),
     (["--secret", "API_KEY", "--secret", "GH_TOKEN", "--secret", "API_KEY"], {"secrets": ["API_KEY", "GH_TOKEN"]}),
+    (["--upstream", "anthropic", "--network", "bridge"], {"upstreams": ["anthropic"], "network": "bridge"}),
+    (["--runtime", "process", "--command", "a", "--upstream", "anthropic"],
+     {"runtime": "process", "command": ["a"], "upstreams": ["anthropic"]}),
     (["--network", "none"], {"network": "none"}),
     (["--network", "bridge"], {"network": "bridge"}),
     (["--network", "my-net_1.x"], {"network": "my-net_1.x"}),
@@ -150,6 +154,8 @@ BAD: list[tuple[list[str], str]] = [
     (["--env", "db_password=x"], "--env db_password: looks like a credential"),
     (["--unset-env", "1A"], "--unset-env '1A': not a variable name"),
     (["--secret", "NOPE"], "--secret NOPE: not in the secrets: section of kanmon.yaml (API_KEY, GH_TOKEN)"),
+    (["--upstream", "openai", "--network", "bridge"], "--upstream openai: not in credential_proxy.upstreams"),
+    (["--upstream", "anthropic"], "--upstream: the agent reaches gated's credential proxy over a network"),
     (["--network", "host"], "--network host: refused"),
     (["--network", "default"], "--network default: refused"),
     (["--network", "container:other"], "--network: expected none, bridge or a network name"),

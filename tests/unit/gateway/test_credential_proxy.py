@@ -21,7 +21,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from kanmon.gateway.run_tokens import TOKEN_PREFIX, Grant, RunTokens
-from kanmon.web.credproxy import CredentialProxy, KeyScrubber, Upstream, upstream_client
+from kanmon.gateway.upstreams import Upstream
+from kanmon.web.credproxy import CredentialProxy, KeyScrubber, upstream_client
 from tests.http_serving import serving
 
 KEY = "sk-ant-api03-REAL-KEY-7f3a9c1e5b2d4f6a8c0e"
@@ -83,7 +84,11 @@ async def world() -> AsyncIterator[tuple[str, FakeApi, RunTokens, CredentialProx
             ),
         }  # fmt: skip
         secrets = {"ANTHROPIC_API_KEY": KEY, "OPENAI": "sk-openai-other"}
-        proxy = CredentialProxy(upstreams, tokens, lambda name: secrets[name], client=client)
+
+        async def secret(name: str) -> str:
+            return secrets[name]
+
+        proxy = CredentialProxy(upstreams, tokens, secret, client=client)
         async with serving(proxy.app()) as proxy_url:
             yield proxy_url, upstream, tokens, proxy
 
@@ -187,7 +192,11 @@ async def test_an_unreadable_secret_is_a_502_naming_it_and_nothing_is_sent(world
     configured: dict[str, str] = {}
     async with upstream_client() as client:
         upstreams = {"x": Upstream(name="x", base_url="http://127.0.0.1:9/", secret="MISSING")}
-        proxy = CredentialProxy(upstreams, tokens, lambda name: configured[name], client=client)
+
+        async def secret(name: str) -> str:
+            return configured[name]
+
+        proxy = CredentialProxy(upstreams, tokens, secret, client=client)
         async with serving(proxy.app()) as url, httpx.AsyncClient() as agent:
             token = tokens.issue("run-2", "corp", ["x"])["x"]
             answer = await agent.get(f"{url}/x/anything", headers={"x-api-key": token})
