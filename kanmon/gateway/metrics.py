@@ -55,6 +55,10 @@ class GatewayMetrics:
             "kanmon_proxy_bytes", "Bytes through the credential proxy by upstream and direction (up, down).",
             ["upstream", "direction"], registry=r,
         )  # fmt: skip
+        self.proxy_tokens = Counter(
+            "kanmon_proxy_tokens", "Tokens the credential proxy's answers said they cost, by upstream and kind "
+            "(input, output, cache_read, cache_write).", ["upstream", "kind"], registry=r,
+        )  # fmt: skip
         self.dead_letters = Counter(
             "kanmon_dead_letters", "Batches dead-lettered after their last attempt.", registry=r
         )

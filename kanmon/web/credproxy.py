@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from starlette.applications import Starlette
@@ -34,6 +34,7 @@ from starlette.routing import Route
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.run_tokens import Grant, RunTokens
 from kanmon.gateway.upstreams import Upstream
+from kanmon.web.proxy_usage import TokenCounts, UsageReader
 
 __all__ = ["CredentialProxy", "KeyScrubber", "ProxyUsage", "upstream_client"]
 
@@ -53,11 +54,13 @@ KEEP_RUNS = 1000  # runs whose figures :attr:`CredentialProxy.usage` keeps
 
 @dataclass
 class ProxyUsage:
-    """What one run sent through the proxy: requests, and bytes each way (request bodies up, responses down)."""
+    """What one run sent through the proxy: requests, bytes each way (bodies up, answers down), and the tokens the
+    answers said they cost (:mod:`kanmon.web.proxy_usage`)."""
 
     requests: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    tokens: TokenCounts = field(default_factory=TokenCounts)
 
 
 class KeyScrubber:
@@ -91,6 +94,10 @@ class KeyScrubber:
             if data.endswith(self._secret[:size]):
                 return size
         return 0
+
+
+def _tokens_of(counts: TokenCounts) -> dict[str, int]:
+    return {kind: getattr(counts, kind) for kind in ("input", "output", "cache_read", "cache_write")}
 
 
 def _token(request: Request) -> str:
@@ -202,22 +209,31 @@ class CredentialProxy:
         )
         self._metrics.proxy_requests.labels(upstream=upstream.name, outcome=f"{answer.status_code // 100}xx").inc()
         scrubber = KeyScrubber(key.encode())
+        reader = UsageReader(event_stream="text/event-stream" in answer.headers.get("content-type", ""))
 
         async def relay() -> AsyncIterator[bytes]:
             try:
                 async for chunk in answer.aiter_raw():
                     run.bytes_down += len(chunk)
                     counted.labels(upstream=upstream.name, direction="down").inc(len(chunk))
+                    reader.feed(chunk)
                     if out := scrubber.feed(chunk):
                         yield out
                 if tail := scrubber.finish():
                     yield tail
+                self._count_tokens(run, upstream.name, reader.finish())
             finally:
                 await answer.aclose()
 
         mask = "*" * len(key)
         kept = {k: v.replace(key, mask) for k, v in answer.headers.items() if k.lower() not in _DROPPED_RESPONSE}
         return StreamingResponse(relay(), status_code=answer.status_code, headers=kept)
+
+    def _count_tokens(self, run: ProxyUsage, upstream: str, counts: TokenCounts) -> None:
+        run.tokens += counts
+        for kind, value in _tokens_of(counts).items():
+            if value:
+                self._metrics.proxy_tokens.labels(upstream=upstream, kind=kind).inc(value)
 
 
 def upstream_client() -> httpx.AsyncClient:

@@ -111,6 +111,7 @@ async def test_a_live_run_token_is_swapped_for_the_real_key_and_only_the_upstrea
     assert seen["headers"]["accept-encoding"] == "identity"
     assert b'"model"' in seen["body"]
     assert proxy.usage["run-1"].requests == 1 and proxy.usage["run-1"].bytes_up == len(seen["body"])
+    assert (proxy.usage["run-1"].tokens.input, proxy.usage["run-1"].tokens.output) == (3, 5)  # the answer's usage
 
 
 async def test_a_bearer_upstream_gets_its_key_in_authorization(world: Any) -> None:
