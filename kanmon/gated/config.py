@@ -27,6 +27,7 @@ from kanmon.gated.config_kinds import ENV_PREFIX, Key, Problem
 from kanmon.gated.settings import (
     DEFAULT_SOURCE,
     AttachmentSettings,
+    AuthSettings,
     ConfigEntry,
     DeliverySettings,
     DockerSettings,
@@ -117,6 +118,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("attachments", AttachmentSettings),
     ("media", MediaSettings),
     ("scheduler", SchedulerSettings),
+    ("auth", AuthSettings),
     ("log", LogSettings),
     ("telegram", TelegramSettings),
     ("matrix", MatrixSettings),

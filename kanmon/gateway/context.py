@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.registry import Registry
 from kanmon.router import ImpulseConfig, Route
-from kanmon.store import Chat, Group, Message, NewMessage, Store
+from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
 
 __all__ = ["GATEWAY_ORIGIN", "STORE_READ_PREFIXES", "LayerContext", "may_route", "read_from_store", "reply_id"]
 
@@ -38,6 +39,8 @@ class LayerContext:
     # Where the rows the layers write go: the loop stores them with the batch's decisions, in one transaction. None
     # (route test, unit tests): each is stored at once.
     outbox: list[NewMessage] | None = field(default=None, repr=False)
+    # Sender authorisation (kanmon.gateway.auth); the default lets everyone through.
+    auth: AuthConfig = field(default_factory=AuthConfig)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)
@@ -62,6 +65,12 @@ class LayerContext:
             else:
                 self._groups = {group.folder: group for group in self.store.list_groups()}
         return self._groups
+
+    def allowlist(self) -> list[AllowEntry]:
+        """The sender allowlist (the registry's cached copy, else read from the store)."""
+        if self.registry is not None:
+            return self.registry.allow
+        return self.store.list_allow()
 
     def group(self, folder: str) -> Group | None:
         """The registered group ``folder``, or None."""
