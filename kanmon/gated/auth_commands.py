@@ -17,9 +17,9 @@ from kanmon.gated.settings import Settings
 from kanmon.gateway import pairing
 from kanmon.gateway.auth import AuthConfig, Mode
 from kanmon.router.glob import is_valid_glob
-from kanmon.store import AllowEntry
+from kanmon.store import AllowEntry, Store
 
-__all__ = ["allow_group", "auth_config", "pairing_group"]
+__all__ = ["allow_group", "auth_config", "pairing_group", "show_refused"]
 
 pass_app = click.make_pass_decorator(App)
 
@@ -136,3 +136,18 @@ def pairing_deny(app: App, code: str) -> None:
     """Deny pairing code CODE (or the request id pairing list shows); its sender stays refused."""
     request = pairing.deny(app.store(), code, by=_BY, now=_now(), config=auth_config(app.settings))
     click.echo(f"denied request {request.id} from {request.sender}")
+
+
+def show_refused(store: Store, now: dt.datetime, limit: int = 5) -> None:
+    """``gated status``'s lines on sender authorisation: refused senders (most recent first) and live pairing codes."""
+    refused, senders, messages = store.refused_senders(limit)
+    pending = len(store.pairing_codes(live_at=now))
+    click.echo(f"refused senders: {senders} ({messages} messages)  pending pairing codes: {pending}")
+    for sender in refused:
+        name = f" ({sender.sender_name})" if sender.sender_name else ""
+        click.echo(
+            f"  {sender.sender}{name} in {sender.chat_jid}: {sender.count} refused, last seq {sender.last_seq}"
+            f" at {sender.last_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if senders > len(refused):
+        click.echo(f"  … and {senders - len(refused)} more")

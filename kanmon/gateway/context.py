@@ -6,9 +6,11 @@ are read once per batch (not once per message) and re-read after a command chang
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from kanmon.clock import Clock
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.registry import Registry
@@ -41,6 +43,8 @@ class LayerContext:
     outbox: list[NewMessage] | None = field(default=None, repr=False)
     # Sender authorisation (kanmon.gateway.auth); the default lets everyone through.
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # The injected clock (the loop's); None: the system's time.
+    clock: Clock | None = field(default=None, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)
@@ -97,6 +101,10 @@ class LayerContext:
         self._routes = None
         self._groups = None
         self.registry = None
+
+    def now(self) -> dt.datetime:
+        """The current time, aware, from the injected clock when there is one."""
+        return self.clock.now() if self.clock is not None else dt.datetime.now(dt.UTC)
 
     def is_bot_name(self, name: str) -> bool:
         """True when ``name`` (without ``@``) addresses this bot."""

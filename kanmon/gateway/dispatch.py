@@ -114,6 +114,7 @@ class Dispatcher:
             registry=self._registry,
             outbox=[],
             auth=self._config.auth,
+            clock=self._clock,
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []

@@ -262,3 +262,25 @@ def test_wrong_codes_lock_approvals_for_an_hour(world: World) -> None:
 def test_malformed_codes_are_one_clear_line(world: World) -> None:
     with pytest.raises(PairingError, match="8 characters"):
         approve(world.store, "abc", by="test", now=world.clock.now())
+
+
+def test_pair_from_a_root_group_allows_the_sender(world: World) -> None:
+    world.store.add_group(Group(folder="main/sub", parent="main"))
+    world.store.add_route(seq=-1, match="chat_jid=tg:sub", target="main/sub")
+    world.store.add_allow(FRIEND, now=world.clock.now())
+    world.say(DM, STRANGER, is_group=False)
+    world.tick()
+    (code,) = world.codes(DM)
+    world.say("tg:sub", FRIEND, f"/pair {code}", is_group=True)  # a child group may not
+    world.say(PUBLIC, STRANGER, f"/pair {code}", is_group=True)  # nor a stranger in the root group's chat
+    world.tick()
+    assert world.answers("tg:sub") == ["Permission denied: root groups only."]
+    assert world.answers(PUBLIC) == []
+    world.say(PUBLIC, FRIEND, f"/pair {code}", is_group=True)
+    row = world.say(DM, STRANGER, "in the same batch", is_group=False)
+    world.tick()
+    assert world.answers(PUBLIC)[-1].startswith(f"Paired {STRANGER}")
+    assert world.row(row).routed_folder == "main"
+    world.say(PUBLIC, FRIEND, "/pair ABCDEFGH", is_group=True)
+    world.tick()
+    assert "no live pairing code" in world.answers(PUBLIC)[-1]
