@@ -19,7 +19,7 @@ from kanmon.store.messages import append_message, lock_appends
 from kanmon.store.records import NewMessage
 from kanmon.store.tables import pairing_codes, refused_senders, sender_allow
 
-__all__ = ["AllowEntry", "AuthStore", "Issued", "PairingCode", "PairingRequest", "RefusedSender"]
+__all__ = ["AllowEntry", "AuthStore", "Issued", "PairingCode", "PairingRequest", "RefusedSender", "literal_glob"]
 
 PairingStatus = Literal["pending", "approved", "denied"]
 #: What :meth:`AuthStore.issue_pairing` did: stored a code (and its notice), or nothing because the sender had one
@@ -180,7 +180,7 @@ class AuthStore(StoreBase):
             if status != "approved":
                 return code, None
             note = f"paired by {by}: request {code.id} from {code.chat_jid}"
-            entry, _ = _add_allow(conn, _literal(code.sender), code.platform, folder, note, now)
+            entry, _ = _add_allow(conn, literal_glob(code.sender), code.platform, folder, note, now)
             return code, entry
 
     # ------------------------------------------------------------------------------------------------ refusals
@@ -234,6 +234,6 @@ def _add_allow(
     return from_row(AllowEntry, row), True
 
 
-def _literal(sender: str) -> str:
+def literal_glob(sender: str) -> str:
     """``sender`` as a glob that matches only itself (Go path.Match: escape ``*?[\\``)."""
     return "".join("\\" + ch if ch in "*?[\\" else ch for ch in sender)
