@@ -81,8 +81,8 @@ def refusal(
 ) -> Refused | None:
     """The refusal of ``message`` in a chat owned by ``owner``, or None when its sender may go on to the layers.
 
-    A chat is direct when the adapter said ``is_group: false`` for it (a chat never described counts as a group,
-    so a stranger in an unknown chat is never sent a code)."""
+    A chat is direct when its row says ``is_group`` false and names its adapter (``channel``): adapters must send
+    ``is_group`` (README, "Channel adapters"); a chat without a row (no adapter ever stored it) is never direct."""
     if not message.origin.startswith(CHECKED_ORIGIN_PREFIX):
         return None
     platform = platform_of(message.chat_jid)

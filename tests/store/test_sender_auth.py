@@ -182,7 +182,7 @@ def test_a_dm_stranger_gets_one_code_per_window_and_one_notice(world: World) -> 
     assert len(world.codes(DM)) == 2 and world.codes(DM)[0] != world.codes(DM)[1]
 
 
-def test_a_code_stored_in_a_chat_that_never_said_is_group_counts_as_a_group(world: World) -> None:
+def test_a_chat_no_adapter_described_gets_no_code(world: World) -> None:
     world.store.put_message(NewMessage(chat_jid="tg:unknown", content="hi", sender=STRANGER, origin="adapter:tg"))
     world.tick()
     assert world.answers("tg:unknown") == []
