@@ -144,6 +144,7 @@ class Dispatcher:
                 note_unowned(row, ctx)  # the row stays skipped; approval answers a copy of the newest
             return Dispatch(row.seq, "skipped")
         if isinstance(decision, Refused):  # never routed; a direct chat may be offered a pairing code, once
+            self._metrics.messages_refused.labels(platform=row.chat_jid.partition(":")[0]).inc()
             on_refused(self._store, decision, self._config.auth, self._clock.now(), self._rng)
             return Dispatch(row.seq, "skipped")
         if isinstance(decision, Consumed | Drop):

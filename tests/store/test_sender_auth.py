@@ -41,6 +41,7 @@ class World:
     config: AuthConfig = ALLOWLIST
     store: Store = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     cursor: int = 0
     n: int = 0
 
@@ -59,7 +60,7 @@ class World:
             self.store,
             Registry(self.store),
             dispatch,
-            metrics=GatewayMetrics(),
+            metrics=self.metrics,
             clock=self.clock,
             rng=random.Random(len(self.url) + self.n),
         )
@@ -118,6 +119,8 @@ def test_a_stranger_in_a_group_is_refused_silently_and_counted(world: World) -> 
     assert world.answers(PUBLIC) == []  # a group never gets an answer
     refused, senders, messages = world.store.refused_senders()
     assert (senders, messages) == (1, 3)
+    refused_total = world.metrics.registry.get_sample_value("kanmon_messages_refused_total", {"platform": "tg"})
+    assert refused_total == 3
     assert (refused[0].sender, refused[0].first_seq, refused[0].last_seq) == (STRANGER, rows[0].seq, rows[2].seq)
 
 
