@@ -51,7 +51,9 @@ def explain(message: Message, ctx: LayerContext) -> list[str]:
 
 
 def _layer_lines(message: Message, ctx: LayerContext, owner: str, decision: Decision) -> list[str]:
-    lines = []
+    lines: list[str] = []
+    if decision.layer is Layer.AUTH:  # refused before the layers
+        return lines
     for layer in _ORDER:
         if layer is decision.layer:
             break

@@ -70,9 +70,15 @@ def _layers(message: Message, ctx: LayerContext, owner: str) -> Decision:
 
 
 def probe_message(
-    chat_jid: str, content: str = "", *, sender: str = "", verb: str = "message", topic: str = ""
+    chat_jid: str,
+    content: str = "",
+    *,
+    sender: str = "",
+    verb: str = "message",
+    topic: str = "",
+    origin: str = "cli",
 ) -> Message:
-    """An unstored inbound message (seq 0) for dry runs such as ``gated route test``."""
+    """An unstored inbound message (seq 0) for dry runs such as ``gated route test``, from ``origin``."""
     now = dt.datetime.now(dt.UTC)
     return Message(
         seq=0,
@@ -92,7 +98,7 @@ def probe_message(
         attachments=None,
         forwarded_from=None,
         is_bot_message=False,
-        origin="cli",
+        origin=origin,
         run_id=None,
         output_index=None,
         delivery_status=None,

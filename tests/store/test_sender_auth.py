@@ -185,6 +185,17 @@ def test_a_dm_stranger_gets_one_code_per_window_and_one_notice(world: World) -> 
     assert len(world.codes(DM)) == 2 and world.codes(DM)[0] != world.codes(DM)[1]
 
 
+def test_the_window_holds_across_a_restart(world: World) -> None:
+    world.say(DM, STRANGER, is_group=False)
+    world.tick()
+    world.clock.advance(300)
+    world.restart()
+    world.say(DM, STRANGER, "still there?", is_group=False)
+    world.tick()
+    assert len(world.answers(DM)) == 1
+    assert world.store.refused_senders()[2] == 2
+
+
 def test_a_chat_no_adapter_described_gets_no_code(world: World) -> None:
     world.store.put_message(NewMessage(chat_jid="tg:unknown", content="hi", sender=STRANGER, origin="adapter:tg"))
     world.tick()

@@ -117,3 +117,14 @@ def test_auth_keys_load(data_dir: Path, gated: Gated) -> None:
     assert "auth.mode: allowlist (tg=open)" in gated("allow", "list").output
     data_dir.joinpath("kanmon.yaml").write_text("auth:\n  platforms:\n    tg: sometimes\n")
     refused_one_line(gated("allow", "list"), "auth.platforms")
+
+
+def test_route_test_shows_a_refusal(data_dir: Path, gated: Gated) -> None:
+    data_dir.joinpath("kanmon.yaml").write_text("auth:\n  mode: allowlist\n")
+    assert gated("route", "add", "--seq", "0", "--match", "chat_jid=tg:*", "--target", "main").exit_code == 0
+    probe = ("route", "test", "--chat-jid", "tg:1", "--sender", "tg:9")
+    refused = gated(*probe).output
+    assert "=> refused by the auth layer" in refused and "tg:9 is not on the tg allowlist of main" in refused
+    assert "routing" not in refused
+    gated("allow", "add", "tg:9")
+    assert "=> forward to folder main" in gated(*probe).output
