@@ -10,6 +10,7 @@
     │   ├── CommandError              (kanmon.gateway.errors)
     │   ├── AttachmentRefused         (kanmon.gateway.errors)
     │   ├── OnboardingError           (kanmon.gateway.onboarding)
+    │   ├── PairingError              (kanmon.gateway.pairing)
     │   ├── RegistrationRefused       (kanmon.adapters.gated_client)
     │   └── StateBusy                 (kanmon.adapters.state)
     ├── StoreError                    (kanmon.store.errors)

@@ -23,6 +23,7 @@ from kanmon.container import echo_agent
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
+from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.fetch import FetchPolicy
 from kanmon.queue import RetryPolicy
 from kanmon.router import ImpulseConfig
@@ -142,6 +143,7 @@ async def running_gateway(
     max_replies: int = 500,
     poll_batch: int = 200,
     attachments: FetchPolicy | None = None,
+    auth: AuthConfig | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -173,6 +175,7 @@ async def running_gateway(
             poll_batch=poll_batch,
             impulse=impulse or ImpulseConfig(),
             onboarding=onboarding,
+            auth=auth or AuthConfig(),
         ),
         max_concurrent=max_concurrent,
         retry=retry,

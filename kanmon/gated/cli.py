@@ -14,6 +14,7 @@ from kanmon.errors import InvalidInput, KanmonError
 from kanmon.gated.adapter_commands import adapter
 from kanmon.gated.apikey_commands import apikey
 from kanmon.gated.app import App, NotMigrated
+from kanmon.gated.auth_commands import allow_group, pairing_group
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
 from kanmon.gated.memory import limit_malloc_arenas
@@ -138,6 +139,8 @@ cli.add_command(onboarding_group)
 cli.add_command(apikey)
 cli.add_command(task)
 cli.add_command(adapter)
+cli.add_command(allow_group)
+cli.add_command(pairing_group)
 
 
 def main(argv: list[str] | None = None) -> None:

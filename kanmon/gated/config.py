@@ -27,6 +27,7 @@ from kanmon.gated.config_kinds import ENV_PREFIX, Key, Problem
 from kanmon.gated.settings import (
     DEFAULT_SOURCE,
     AttachmentSettings,
+    AuthSettings,
     ConfigEntry,
     CredentialProxySettings,
     DeliverySettings,
@@ -119,6 +120,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("media", MediaSettings),
     ("credential_proxy", CredentialProxySettings),
     ("scheduler", SchedulerSettings),
+    ("auth", AuthSettings),
     ("log", LogSettings),
     ("telegram", TelegramSettings),
     ("matrix", MatrixSettings),

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_adapter_keys import ADAPTER_KEYS
 from kanmon.gated.config_attachment_keys import ATTACHMENT_KEYS
+from kanmon.gated.config_auth_keys import AUTH_KEYS
 from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
@@ -373,6 +374,7 @@ KEYS: tuple[Key, ...] = (
     ),
     *MEDIA_KEYS,
     *PROXY_KEYS,
+    *AUTH_KEYS,
     _key(
         "secrets",
         SECRETS,

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from kanmon.container import Limits, ProcessRuntime
 from kanmon.container.docker import DockerRuntime
 from kanmon.errors import InvalidInput
+from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.guard import StoreGuard
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
@@ -73,6 +74,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             bot_names=frozenset({settings.assistant_name.lower()}),
             impulse=settings.impulse.config(),
             onboarding=settings.gateway.onboarding,
+            auth=auth_config(settings),
         ),
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),

@@ -12,9 +12,12 @@ from kanmon.container.mounts import agent_owner, prepare_group_dir
 from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.gated.app import App
+from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.group_settings import parse_change, settings_options
 from kanmon.gated.group_view import describe_group, render_group
 from kanmon.gateway import IdleQueue, LayerContext, explain, probe_message
+from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
+from kanmon.gateway.context import STORE_READ_PREFIXES
 from kanmon.router import check_route, folder_targets, validate_route
 from kanmon.store import Conflict, Group, NotFound
 from kanmon.web.webchat import chat_url, new_web_token
@@ -220,7 +223,10 @@ def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, to
     """Show which layer and which route would take a message, and why (changes nothing)."""
     if ":" not in chat_jid:
         raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
-    ctx = LayerContext(app.store(), IdleQueue(), dry_run=True, impulse=app.settings.impulse.config())
-    message = probe_message(chat_jid, content, sender=sender, verb=verb, topic=topic)
+    auth = auth_config(app.settings)
+    ctx = LayerContext(app.store(), IdleQueue(), dry_run=True, impulse=app.settings.impulse.config(), auth=auth)
+    # a platform chat's message comes through an adapter, so sender authorisation applies to it as in the loop
+    origin = "web" if chat_jid.startswith(STORE_READ_PREFIXES) else f"{CHECKED_ORIGIN_PREFIX}probe"
+    message = probe_message(chat_jid, content, sender=sender, verb=verb, topic=topic, origin=origin)
     for line in explain(message, ctx):
         click.echo(line)

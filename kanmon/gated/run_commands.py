@@ -16,6 +16,7 @@ from kanmon.clock import SystemClock
 from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.auth_commands import show_refused
 from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
@@ -259,8 +260,9 @@ def status(app: App) -> None:
             f"  {run_.status:<8} {_lane(run_.group_folder, run_.chat_jid, run_.topic)}  {run_.message_count} in,"
             f" {run_.output_count} out, {took}  {_ago(run_.started_at, now)}{error}"
         )
+    show_refused(store, now)
     click.echo(
-        f"dead letters: {counts['dead_letters']}  skipped (no owner): {counts['skipped']}"
+        f"dead letters: {counts['dead_letters']}  skipped (no owner, refused): {counts['skipped']}"
         f"  deliveries pending: {counts['deliveries_pending']}  failed: {counts['deliveries_failed']}"
     )
 

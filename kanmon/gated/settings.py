@@ -22,6 +22,7 @@ from kanmon.router import ImpulseConfig
 __all__ = [
     "DEFAULT_SOURCE",
     "AttachmentSettings",
+    "AuthSettings",
     "ConfigEntry",
     "DeliverySettings",
     "DockerSettings",
@@ -177,6 +178,18 @@ class CredentialProxySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuthSettings:
+    """Sender authorisation and DM pairing (issue 16 item 1, :mod:`kanmon.gateway.auth`); times in seconds."""
+
+    mode: str = _default("auth.mode")
+    platforms: Mapping[str, str] = field(default_factory=lambda: _default("auth.platforms"))
+    pairing: bool = _default("auth.pairing")
+    pairing_ttl: float = _default("auth.pairing_ttl")
+    pairing_window: float = _default("auth.pairing_window")
+    pairing_max_pending: int = _default("auth.pairing_max_pending")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SchedulerSettings:
     """Scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`)."""
 
@@ -243,6 +256,7 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     credential_proxy: CredentialProxySettings = field(default_factory=CredentialProxySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)

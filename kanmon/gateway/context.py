@@ -6,13 +6,16 @@ are read once per batch (not once per message) and re-read after a command chang
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from kanmon.clock import Clock
+from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.registry import Registry
 from kanmon.router import ImpulseConfig, Route
-from kanmon.store import Chat, Group, Message, NewMessage, Store
+from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
 
 __all__ = ["GATEWAY_ORIGIN", "STORE_READ_PREFIXES", "LayerContext", "may_route", "read_from_store", "reply_id"]
 
@@ -38,6 +41,10 @@ class LayerContext:
     # Where the rows the layers write go: the loop stores them with the batch's decisions, in one transaction. None
     # (route test, unit tests): each is stored at once.
     outbox: list[NewMessage] | None = field(default=None, repr=False)
+    # Sender authorisation (kanmon.gateway.auth); the default lets everyone through.
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    # The injected clock (the loop's); None: the system's time.
+    clock: Clock | None = field(default=None, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)
@@ -62,6 +69,12 @@ class LayerContext:
             else:
                 self._groups = {group.folder: group for group in self.store.list_groups()}
         return self._groups
+
+    def allowlist(self) -> list[AllowEntry]:
+        """The sender allowlist (the registry's cached copy, else read from the store)."""
+        if self.registry is not None:
+            return self.registry.allow
+        return self.store.list_allow()
 
     def group(self, folder: str) -> Group | None:
         """The registered group ``folder``, or None."""
@@ -88,6 +101,10 @@ class LayerContext:
         self._routes = None
         self._groups = None
         self.registry = None
+
+    def now(self) -> dt.datetime:
+        """The current time, aware, from the injected clock when there is one."""
+        return self.clock.now() if self.clock is not None else dt.datetime.now(dt.UTC)
 
     def is_bot_name(self, name: str) -> bool:
         """True when ``name`` (without ``@``) addresses this bot."""

@@ -9,6 +9,8 @@ Every decision names the layer that took the message and says why in one phrase 
 - :class:`Daemon`: HTTP POST of the message to the daemon ``name``.
 - :class:`Drop`: a route said ``builtin:drop``; the row is kept, nothing runs.
 - :class:`Unowned`: no group owns the chat (or a route names an unregistered folder); the loop marks the row skipped.
+- :class:`Refused`: the sender is not allowed to talk to the chat's agents (issue 16, :mod:`kanmon.gateway.auth`);
+  the loop marks the row skipped, counts the sender, and in a direct chat may offer a pairing code.
 - :class:`Ignored`: not an inbound row (replies the gateway wrote are never routed again).
 """
 
@@ -33,6 +35,7 @@ __all__ = [
     "Ignored",
     "Layer",
     "QueueControl",
+    "Refused",
     "Unowned",
 ]
 
@@ -42,6 +45,7 @@ class Layer(StrEnum):
 
     INPUT = "input"
     OWNER = "owner"
+    AUTH = "auth"
     STICKY = "sticky"
     COMMAND = "command"
     PREFIX = "prefix"
@@ -117,6 +121,16 @@ class Unowned:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """The sender may not talk to this chat's agents; ``direct`` when the adapter said the chat is not a group."""
+
+    message: Message
+    layer: Layer
+    why: str
+    direct: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """Not a row to route: an outbound reply or status line written by kanmon itself."""
 
@@ -125,7 +139,7 @@ class Ignored:
     why: str
 
 
-Decision = Consumed | Forward | Builtin | Daemon | Drop | Unowned | Ignored
+Decision = Consumed | Forward | Builtin | Daemon | Drop | Unowned | Refused | Ignored
 
 
 class QueueControl(Protocol):

@@ -5,8 +5,9 @@ blocking work is one hop off the event loop:
 
 1. refresh the cached configuration if it changed (:class:`~kanmon.gateway.registry.Registry`: one indexed read);
 2. read up to ``poll_batch`` rows after the poll cursor, in seq order;
-3. send **every** inbound row through owner resolution and the four layers, in order (commands and sticky settings
-   take effect here, each before the next row is looked at); rows kanmon wrote itself are never routed again;
+3. send **every** inbound row through owner resolution, sender authorisation and the four layers, in order
+   (commands and sticky settings take effect here, each before the next row is looked at); rows kanmon wrote
+   itself are never routed again; refused rows are skipped (:mod:`kanmon.gateway.auth`);
 4. record each row's decision, every row the tick writes (command answers, ``local:`` delegation copies, ``daemon:``
    outbox rows) and the new poll cursor in **one** transaction. A crash before it commits re-reads the batch: the
    rows the tick writes carry derived ids, and routing is recorded only once.
@@ -15,14 +16,17 @@ blocking work is one hop off the event loop:
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 
 from kanmon.clock import Clock
+from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, read_from_store
-from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Unowned
+from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.owner import resolve_owner
+from kanmon.gateway.pairing import on_refused
 from kanmon.gateway.pipeline import process_message
 from kanmon.gateway.registry import Registry
 from kanmon.queue import Lane, lane_for
@@ -72,6 +76,7 @@ class DispatchConfig:
     bot_names: frozenset[str]
     impulse: ImpulseConfig
     onboarding: bool
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
 
 class Dispatcher:
@@ -85,7 +90,9 @@ class Dispatcher:
         *,
         metrics: GatewayMetrics,
         clock: Clock,
+        rng: random.Random | None = None,
     ) -> None:
+        self._rng = rng  # pairing codes: None = secrets.SystemRandom (tests inject a seeded one)
         self._store = store
         self._registry = registry
         self._config = config
@@ -106,6 +113,8 @@ class Dispatcher:
             impulse=self._config.impulse,
             registry=self._registry,
             outbox=[],
+            auth=self._config.auth,
+            clock=self._clock,
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []
@@ -121,7 +130,9 @@ class Dispatcher:
 
     def context(self, queue: QueueControl) -> LayerContext:
         """A layer context on the cached configuration (start-up recovery)."""
-        return LayerContext(self._store, queue, impulse=self._config.impulse, registry=self._registry)
+        return LayerContext(
+            self._store, queue, impulse=self._config.impulse, registry=self._registry, auth=self._config.auth
+        )
 
     def _decide(self, row: Message, ctx: LayerContext, admitted: list[Admitted]) -> Dispatch | None:
         decision = process_message(row, ctx)
@@ -131,6 +142,10 @@ class Dispatcher:
             logger.debug("skipped seq=%d chat=%s: %s", row.seq, row.chat_jid, decision.why)
             if self._config.onboarding:
                 note_unowned(row, ctx)  # the row stays skipped; approval answers a copy of the newest
+            return Dispatch(row.seq, "skipped")
+        if isinstance(decision, Refused):  # never routed; a direct chat may be offered a pairing code, once
+            self._metrics.messages_refused.labels(platform=row.chat_jid.partition(":")[0]).inc()
+            on_refused(self._store, decision, self._config.auth, self._clock.now(), self._rng)
             return Dispatch(row.seq, "skipped")
         if isinstance(decision, Consumed | Drop):
             return Dispatch(row.seq, "done")

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from kanmon.folders import split_jid
 from kanmon.gateway.context import LayerContext
-from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Decision, Drop, Forward, Ignored, Layer, Unowned
+from kanmon.gateway.decisions import (
+    Builtin,
+    Consumed,
+    Daemon,
+    Decision,
+    Drop,
+    Forward,
+    Ignored,
+    Layer,
+    Refused,
+    Unowned,
+)
 from kanmon.gateway.errors import GatewayError
 from kanmon.gateway.layers.prefix import split_prefix
 from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
@@ -40,7 +51,9 @@ def explain(message: Message, ctx: LayerContext) -> list[str]:
 
 
 def _layer_lines(message: Message, ctx: LayerContext, owner: str, decision: Decision) -> list[str]:
-    lines = []
+    lines: list[str] = []
+    if decision.layer is Layer.AUTH:  # refused before the layers
+        return lines
     for layer in _ORDER:
         if layer is decision.layer:
             break
@@ -75,5 +88,7 @@ def _outcome(decision: Decision) -> str:
             return f"dropped by the {layer} layer ({decision.why})"
         case Unowned():
             return f"unowned, the row would be skipped ({decision.why})"
+        case Refused():
+            return f"refused by the {layer} layer, the row would be skipped ({decision.why})"
         case Ignored():
             return f"ignored ({decision.why})"

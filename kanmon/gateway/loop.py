@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.dispatch import Admitted, DispatchConfig, Dispatcher, TickWork
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
@@ -62,6 +63,8 @@ class LoopConfig:
     # SPEC §11: a chat nobody owns goes on the onboarding list (kanmon.gateway.onboarding); off, its rows are
     # only skipped.
     onboarding: bool = False
+    #: Sender authorisation and DM pairing (kanmon.gateway.auth); the default lets everyone through.
+    auth: AuthConfig = field(default_factory=AuthConfig)
     #: Longest a lane whose chat is busy waits for the rest of a burst before it is enqueued (0: never waits).
     settle_max: float = 0.25
 
@@ -121,6 +124,7 @@ class MessageLoop:
                 bot_names=config.bot_names,
                 impulse=config.impulse,
                 onboarding=config.onboarding,
+                auth=config.auth,
             ),
             metrics=metrics,
             clock=self._clock,

@@ -22,6 +22,12 @@ class GatewayMetrics:
         self.messages_ingested = Counter(
             "kanmon_messages_ingested", "Inbound messages read by the loop.", ["platform"], registry=r
         )
+        self.messages_refused = Counter(
+            "kanmon_messages_refused",
+            "Inbound messages whose sender was not allowed (auth.*).",
+            ["platform"],
+            registry=r,
+        )
         self.poll_seconds = Histogram("kanmon_poll_seconds", "Time of one loop tick.", registry=r)
         self.cursor_lag = Gauge(
             "kanmon_cursor_lag", "Inbound rows stored but not yet consumed by an agent (status new).", registry=r

@@ -1,4 +1,4 @@
-"""One inbound message through owner resolution and the four layers (SPEC §5.2, §6), in that order.
+"""One inbound message through owner resolution, sender authorisation and the four layers (SPEC §5.2, §6).
 
 The loop calls :func:`process_message` for **every** message of a batch, in seq order, never only the last one of a
 chat (arizuko ran the layers on the last message per tick, so ``[A, /ping]`` left A waiting and ``[/new, hello]``
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from kanmon.gateway.auth import refusal
 from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import Decision, Ignored, Layer, Unowned
 from kanmon.gateway.layers.commands import parse_command, run_command
@@ -35,6 +36,10 @@ def process_message(message: Message, ctx: LayerContext) -> Decision:
     owner = resolve_owner(ctx, message.chat_jid)
     if owner.folder is None:
         return Unowned(message, Layer.OWNER, owner.why)
+    if not ctx.auth.everyone_allowed:
+        refused = refusal(message, ctx.auth, ctx.allowlist(), owner.folder, ctx.chat(message.chat_jid))
+        if refused is not None:
+            return refused
     decision = _layers(message, ctx, owner.folder)
     logger.debug(
         "routed seq=%s chat=%s layer=%s decision=%s why=%s",
@@ -65,9 +70,15 @@ def _layers(message: Message, ctx: LayerContext, owner: str) -> Decision:
 
 
 def probe_message(
-    chat_jid: str, content: str = "", *, sender: str = "", verb: str = "message", topic: str = ""
+    chat_jid: str,
+    content: str = "",
+    *,
+    sender: str = "",
+    verb: str = "message",
+    topic: str = "",
+    origin: str = "cli",
 ) -> Message:
-    """An unstored inbound message (seq 0) for dry runs such as ``gated route test``."""
+    """An unstored inbound message (seq 0) for dry runs such as ``gated route test``, from ``origin``."""
     now = dt.datetime.now(dt.UTC)
     return Message(
         seq=0,
@@ -87,7 +98,7 @@ def probe_message(
         attachments=None,
         forwarded_from=None,
         is_bot_message=False,
-        origin="cli",
+        origin=origin,
         run_id=None,
         output_index=None,
         delivery_status=None,

@@ -1,4 +1,4 @@
-"""Groups, routes and channel adapters in memory, re-read only when they change (issue 13: not on every tick).
+"""Groups, routes, channels and the sender allowlist in memory, re-read only when they change (issue 13).
 
 The loop used to read every group and route on every tick (19 ms per tick at 1,000 groups) and the deliverers every
 channel on every pass. Every write to those tables, by any process, bumps the store's configuration version in the
@@ -14,7 +14,7 @@ import logging
 import threading
 
 from kanmon.router import Route
-from kanmon.store import Channel, Group, Store
+from kanmon.store import AllowEntry, Channel, Group, Store
 
 __all__ = ["Registry"]
 
@@ -31,6 +31,7 @@ class Registry:
         self.groups: dict[str, Group] = {}
         self.routes: list[Route] = []
         self.channels: list[Channel] = []
+        self.allow: list[AllowEntry] = []  # the sender allowlist (kanmon.gateway.auth)
 
     def refresh(self) -> bool:
         """Reload if the configuration changed since the last look (blocking; a store thread); True if it did."""
@@ -43,8 +44,10 @@ class Registry:
             for r in self._store.list_routes()
         ]
         channels = self._store.list_channels()
+        allow = self._store.list_allow()
         with self._lock:
             self.groups, self.routes, self.channels, self.version = groups, routes, channels, version
+            self.allow = allow
         logger.debug("configuration version %d: %d groups, %d routes, %d channels", version, len(groups), len(routes),
                      len(channels))  # fmt: skip
         return True

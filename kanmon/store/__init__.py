@@ -2,6 +2,7 @@
 
 from kanmon.store.apikeys import ApiKey
 from kanmon.store.approvals import RecordedApproval
+from kanmon.store.auth import AllowEntry, Issued, PairingCode, PairingRequest, RefusedSender
 from kanmon.store.engine import SUPPORTED_URLS, describe_url, is_url, make_engine, sqlite_url, url_problem
 from kanmon.store.errors import (
     Conflict,
@@ -46,6 +47,7 @@ from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
     "SUPPORTED_URLS",
+    "AllowEntry",
     "ApiKey",
     "Channel",
     "Chat",
@@ -56,15 +58,19 @@ __all__ = [
     "Fired",
     "Group",
     "InvalidValue",
+    "Issued",
     "LaneHead",
     "Message",
     "NewMessage",
     "NewTask",
     "NoStore",
     "NotFound",
+    "PairingCode",
+    "PairingRequest",
     "PrefixTaken",
     "PutResult",
     "RecordedApproval",
+    "RefusedSender",
     "Route",
     "Run",
     "RunBegin",

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from kanmon.store.apikeys import ApiKeyStore
 from kanmon.store.approvals import ApprovalStore
+from kanmon.store.auth import AuthStore
 from kanmon.store.delivery import DeliveryStore
 from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
@@ -22,10 +23,19 @@ __all__ = ["Store"]
 
 
 class Store(
-    MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore, TaskStore
+    MessageStore,
+    RegistryStore,
+    WorkStore,
+    RunStore,
+    DeliveryStore,
+    ApprovalStore,
+    StatusStore,
+    ApiKeyStore,
+    TaskStore,
+    AuthStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys and scheduled tasks.
+    keys, scheduled tasks and sender authorisation.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

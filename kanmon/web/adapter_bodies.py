@@ -39,6 +39,11 @@ VERB_RE = r"^[a-z][a-z0-9_.-]{0,63}$"
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 MAX_JSON_DEPTH = 16
 MAX_JSON_ITEMS = 10_000
+IS_GROUP = (
+    "Send it: true for a chat more than one person can write in (group, channel, room of more than two), false only"
+    " for a one-to-one chat with the bot. Sender authorisation offers DM pairing codes only where it is false;"
+    " absent keeps the stored value, which starts false (direct)."
+)
 T = TypeVar("T")
 
 
@@ -167,7 +172,7 @@ class InboundMessage(_Body):
     )
     topic: Short = Field(default="", description="The platform thread, if any.")
     verb: Annotated[str, Field(pattern=VERB_RE)] = "message"
-    is_group: bool | None = None
+    is_group: bool | None = Field(default=None, description=IS_GROUP)
     reply_to: Short | None = None
     reply_to_text: Quote | None = None
     reply_to_sender: Short | None = None
@@ -212,7 +217,7 @@ class ChatBody(_Body):
 
     chat_jid: Jid
     name: Short | None = None
-    is_group: bool | None = None
+    is_group: bool | None = Field(default=None, description=IS_GROUP)
 
 
 class ChatAnswer(BaseModel):

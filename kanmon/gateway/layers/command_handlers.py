@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kanmon.errors import InvalidInput
-from kanmon.gateway import onboarding
+from kanmon.gateway import onboarding, pairing
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.onboarding import glob_literal
@@ -165,6 +165,24 @@ def _reject(req: CommandRequest) -> str:
     return f"Rejected {jid}."
 
 
+def _pair(req: CommandRequest) -> str:
+    """``/pair CODE [FOLDER]`` (root groups): approve a DM pairing code, as ``gated pairing approve`` does."""
+    parts = req.args.split()
+    if len(parts) not in (1, 2):
+        raise CommandError("pair", "usage: /pair CODE [folder]")
+    folder = parts[1] if len(parts) == 2 else ""
+    by = f"{req.message.sender or 'someone'} in {req.message.chat_jid}"
+    try:
+        code, entry = pairing.approve(
+            req.ctx.store, parts[0], by=by, now=req.ctx.now(), folder=folder, config=req.ctx.auth
+        )
+    except InvalidInput as exc:
+        raise CommandError("pair", str(exc)) from exc
+    req.ctx.forget()  # the allowlist changed: the rest of the batch reads it from the store
+    where = f" in {folder}" if folder else ""
+    return f"Paired {code.sender_name or code.sender} ({code.sender}){where}: allowlist entry {entry.id}."
+
+
 def _tasks(req: CommandRequest) -> str:
     """``/tasks``: the tasks of the chat's group; ``/tasks cancel ID``: end one of them (issue 15)."""
     parts = req.args.split()
@@ -197,4 +215,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "approve": CommandSpec(_approve, root_only=True, usage="/approve <jid> <folder>"),
     "reject": CommandSpec(_reject, root_only=True, usage="/reject <jid>"),
     "tasks": CommandSpec(_tasks, usage="/tasks [cancel ID]"),
+    "pair": CommandSpec(_pair, root_only=True, usage="/pair CODE [folder]"),
 }

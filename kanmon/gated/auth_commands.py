@@ -1,0 +1,153 @@
+"""`gated allow …` and `gated pairing …`: the sender allowlist and DM pairing (issue 16 item 1) from the terminal.
+
+The same functions as the chat command ``/pair`` (:mod:`kanmon.gateway.pairing`). They write to the store; a running
+gated picks an allowlist change up at its next tick (the configuration version moves).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import cast
+
+import click
+
+from kanmon.errors import InvalidInput
+from kanmon.gated.app import App
+from kanmon.gated.settings import Settings
+from kanmon.gateway import pairing
+from kanmon.gateway.auth import AuthConfig, Mode
+from kanmon.router.glob import is_valid_glob
+from kanmon.store import AllowEntry, Store
+
+__all__ = ["allow_group", "auth_config", "pairing_group", "show_refused"]
+
+pass_app = click.make_pass_decorator(App)
+
+_BY = "cli"
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    """The gateway's :class:`AuthConfig` from the ``auth.*`` keys."""
+    auth = settings.auth
+    return AuthConfig(
+        mode=cast(Mode, auth.mode),
+        platforms={name: cast(Mode, mode) for name, mode in auth.platforms.items()},
+        pairing=auth.pairing,
+        pairing_ttl=auth.pairing_ttl,
+        pairing_window=auth.pairing_window,
+        pairing_max_pending=auth.pairing_max_pending,
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@click.group("allow")
+def allow_group() -> None:
+    """The sender allowlist (used where auth.mode or auth.platforms says allowlist)."""
+
+
+@allow_group.command("add")
+@click.argument("pattern")
+@click.option("--platform", default="", help="Only on this platform (a JID prefix such as telegram); default: all.")
+@click.option("--group", "folder", default="", metavar="FOLDER", help="Only in chats of this group; default: all.")
+@click.option("--note", default="", help="Why (shown by allow list).")
+@pass_app
+def allow_add(app: App, pattern: str, platform: str, folder: str, note: str) -> None:
+    """Allow senders matching PATTERN: a sender id (telegram:123) or a glob (telegram:*, Go path.Match rules)."""
+    if not pattern.strip() or not is_valid_glob(pattern):
+        raise InvalidInput(f"not a sender id or glob: {pattern!r}")
+    if platform and (":" in platform or not platform.strip()):
+        raise InvalidInput(f"--platform is a JID prefix without ':', e.g. telegram; got {platform!r}")
+    store = app.store()
+    if folder and store.get_group(folder) is None:
+        raise InvalidInput(f"no group {folder!r}")
+    entry, created = store.add_allow(
+        pattern, platform=platform, folder=folder, note=note or f"added by {_BY}", now=_now()
+    )
+    click.echo(f"{'added' if created else 'already there'}: {_describe(entry)}")
+
+
+@allow_group.command("rm")
+@click.argument("entry_id", type=int)
+@pass_app
+def allow_rm(app: App, entry_id: int) -> None:
+    """Remove allowlist entry ENTRY_ID (as allow list shows it)."""
+    entry = app.store().remove_allow(entry_id)
+    click.echo(f"removed: {_describe(entry)}")
+
+
+@allow_group.command("list")
+@pass_app
+def allow_list(app: App) -> None:
+    """List the allowlist: id, platform, group, pattern, note."""
+    config = auth_config(app.settings)
+    modes = ", ".join(f"{name}={mode}" for name, mode in config.platforms.items())
+    click.echo(f"auth.mode: {config.mode}" + (f" ({modes})" if modes else ""))
+    entries = app.store().list_allow()
+    if not entries:
+        click.echo("no allowlist entries")
+    for entry in entries:
+        click.echo(_describe(entry))
+
+
+def _describe(entry: AllowEntry) -> str:
+    platform = entry.platform or "any platform"
+    folder = entry.folder or "every group"
+    return f"{entry.id}\t{entry.pattern}\t{platform}\t{folder}\t{entry.note}"
+
+
+@click.group("pairing")
+def pairing_group() -> None:
+    """DM pairing codes: strangers in direct chats asking to be allowed."""
+
+
+@pairing_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also decided and expired requests.")
+@pass_app
+def pairing_list(app: App, show_all: bool) -> None:
+    """List pending pairing requests (newest first): id, sender, chat, expiry. Codes are never stored or shown."""
+    now = _now()
+    codes = app.store().pairing_codes(live_at=None if show_all else now)
+    if not codes:
+        click.echo("no pending pairing requests")
+    for code in codes:
+        state = code.status if code.status != "pending" or code.expires_at > now else "expired"
+        who = f"{code.sender_name} ({code.sender})" if code.sender_name else code.sender
+        click.echo(f"{code.id}\t{state}\t{who}\t{code.chat_jid}\texpires {code.expires_at:%Y-%m-%d %H:%M} UTC")
+
+
+@pairing_group.command("approve")
+@click.argument("code")
+@click.option("--group", "folder", default="", metavar="FOLDER", help="Allow the sender in this group only.")
+@pass_app
+def pairing_approve(app: App, code: str, folder: str) -> None:
+    """Approve pairing code CODE: its sender is allowed on its platform (in every group, or only in FOLDER)."""
+    config = auth_config(app.settings)
+    request, entry = pairing.approve(app.store(), code, by=_BY, now=_now(), folder=folder, config=config)
+    click.echo(f"approved request {request.id}: {request.sender} allowed (allowlist entry {entry.id})")
+
+
+@pairing_group.command("deny")
+@click.argument("code")
+@pass_app
+def pairing_deny(app: App, code: str) -> None:
+    """Deny pairing code CODE (or the request id pairing list shows); its sender stays refused."""
+    request = pairing.deny(app.store(), code, by=_BY, now=_now(), config=auth_config(app.settings))
+    click.echo(f"denied request {request.id} from {request.sender}")
+
+
+def show_refused(store: Store, now: dt.datetime, limit: int = 5) -> None:
+    """``gated status``'s lines on sender authorisation: refused senders (most recent first) and live pairing codes."""
+    refused, senders, messages = store.refused_senders(limit)
+    pending = len(store.pairing_codes(live_at=now))
+    click.echo(f"refused senders: {senders} ({messages} messages)  pending pairing codes: {pending}")
+    for sender in refused:
+        name = f" ({sender.sender_name})" if sender.sender_name else ""
+        click.echo(
+            f"  {sender.sender}{name} in {sender.chat_jid}: {sender.count} refused, last seq {sender.last_seq}"
+            f" at {sender.last_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if senders > len(refused):
+        click.echo(f"  … and {senders - len(refused)} more")

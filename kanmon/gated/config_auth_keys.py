@@ -1,0 +1,71 @@
+"""The configuration keys of sender authorisation and DM pairing (``auth.*``, issue 16 item 1:
+:mod:`kanmon.gateway.auth`, :mod:`kanmon.gateway.pairing`).
+
+:mod:`kanmon.gated.config_keys` puts them in the one key table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from kanmon.gated.config_kinds import BOOL, FLOAT, INT, URLS, Key, Kind, above, at_least, choice
+
+__all__ = ["AUTH_KEYS"]
+
+_MODES = ("open", "allowlist")
+
+
+def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
+    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
+
+
+def _parse_modes(raw: object) -> Mapping[str, str]:
+    modes: Mapping[str, str] = URLS.parse(raw)
+    if not all(mode in _MODES for mode in modes.values()):
+        raise ValueError(raw)
+    return modes
+
+
+_PLATFORM_MODES = Kind(
+    "platform=mode pairs, each mode open or allowlist (a YAML mapping, or comma-separated)",
+    _parse_modes,
+    show=lambda value: ",".join(f"{name}={mode}" for name, mode in value.items()),
+)
+
+AUTH_KEYS: tuple[Key, ...] = (
+    _key(
+        "auth.mode",
+        choice(*_MODES),
+        "open",
+        "Who may talk to agents via channel adapters: open (everyone) or allowlist (gated allow add).",
+    ),
+    _key(
+        "auth.platforms",
+        _PLATFORM_MODES,
+        MappingProxyType({}),
+        "auth.mode per platform (the JID prefix), e.g. telegram=allowlist,matrix=open.",
+    ),
+    _key(
+        "auth.pairing",
+        BOOL,
+        True,
+        "Under allowlist, a stranger in a direct chat gets a pairing code (gated pairing approve CODE).",
+    ),
+    _key("auth.pairing_ttl", FLOAT, 3600.0, "Seconds a pairing code stays valid.", check=above(0)),
+    _key(
+        "auth.pairing_window",
+        FLOAT,
+        600.0,
+        "Seconds before a sender who got a code (now expired) may get another.",
+        check=above(0),
+    ),
+    _key(
+        "auth.pairing_max_pending",
+        INT,
+        3,
+        "Most live pairing codes per platform; more strangers get none until one is decided or expires.",
+        check=at_least(1),
+    ),
+)

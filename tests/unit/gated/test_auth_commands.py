@@ -1,0 +1,130 @@
+"""`gated allow add|rm|list` and `gated pairing list|approve|deny`; refused senders in `gated status`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from kanmon.gated.cli import cli
+from kanmon.gateway.auth import AuthConfig, platform_of
+from kanmon.gateway.decisions import Layer, Refused
+from kanmon.gateway.pairing import on_refused
+from kanmon.store import NewMessage, Store
+
+Gated = Callable[..., Result]
+CODE = re.compile(r"pairing code is ([A-Z2-9]{8})")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def gated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gated:
+    for name in [n for n in os.environ if n.startswith("KANMON_")]:
+        monkeypatch.delenv(name)
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
+
+    assert run("group", "add", "main").exit_code == 0
+    return run
+
+
+@pytest.fixture
+def store(gated: Gated, data_dir: Path) -> Iterator[Store]:
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    yield store
+    store.close()
+
+
+def refuse(store: Store, chat: str, sender: str, *, direct: bool, seed: int = 7) -> str | None:
+    """What the loop does with a refused row from ``sender``; returns the code it sent, if any."""
+    row = store.put_message(NewMessage(chat_jid=chat, content="hi", sender=sender, origin="adapter:tg")).message
+    decision = Refused(row, Layer.AUTH, "test", direct=direct)
+    on_refused(store, decision, AuthConfig(mode="allowlist"), dt.datetime.now(dt.UTC), random.Random(seed))
+    sent = [m.content for m in store.chat_messages(chat) if m.direction == "out"]
+    found = CODE.search(sent[-1]) if sent else None
+    return found.group(1) if found else None
+
+
+def refused_one_line(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(fragment in lines[0] for fragment in fragments), result.stderr
+
+
+def test_allow_add_list_rm(gated: Gated, store: Store) -> None:
+    assert gated("allow", "add", "tg:42").exit_code == 0
+    assert "already there" in gated("allow", "add", "tg:42").output
+    added = gated("allow", "add", "tg:*", "--platform", "tg", "--group", "main", "--note", "team")
+    assert added.exit_code == 0, added.output
+    listed = gated("allow", "list").output
+    assert "auth.mode: open" in listed
+    assert re.search(r"tg:42\tany platform\tevery group\tadded by cli", listed)
+    assert re.search(r"tg:\*\ttg\tmain\tteam", listed)
+    (entry,) = [e for e in store.list_allow() if e.pattern == "tg:42"]
+    assert gated("allow", "rm", str(entry.id)).exit_code == 0
+    assert [e.pattern for e in store.list_allow()] == ["tg:*"]
+
+
+def test_allow_bad_input_is_one_line_and_changes_nothing(gated: Gated, store: Store) -> None:
+    refused_one_line(gated("allow", "add", "tg:[oops"), "not a sender id or glob")
+    refused_one_line(gated("allow", "add", "tg:1", "--group", "nope"), "no group 'nope'")
+    refused_one_line(gated("allow", "add", "tg:1", "--platform", "tg:"), "--platform")
+    refused_one_line(gated("allow", "rm", "99"), "no allowlist entry 99")
+    assert store.list_allow() == []
+
+
+def test_pairing_list_approve_deny(gated: Gated, store: Store) -> None:
+    assert "no pending pairing requests" in gated("pairing", "list").output
+    code = refuse(store, "tg:dm-1", "tg:666", direct=True)
+    other = refuse(store, "tg:dm-2", "tg:777", direct=True, seed=8)
+    assert code and other
+    listed = gated("pairing", "list").output
+    assert "tg:666" in listed and "tg:777" in listed and code not in listed
+    refused_one_line(gated("pairing", "approve", "ABCDEFGH"), "no live pairing code")
+    refused_one_line(gated("pairing", "approve", code, "--group", "nope"), "no group 'nope'")
+    approved = gated("pairing", "approve", code.lower(), "--group", "main")
+    assert approved.exit_code == 0 and "tg:666 allowed" in approved.output
+    (entry,) = store.list_allow()
+    assert (entry.pattern, entry.platform, entry.folder) == ("tg:666", platform_of("tg:dm-1"), "main")
+    (pending,) = store.pairing_codes(live_at=dt.datetime.now(dt.UTC))
+    assert gated("pairing", "deny", str(pending.id)).exit_code == 0
+    assert "no pending pairing requests" in gated("pairing", "list").output
+    assert "denied" in gated("pairing", "list", "--all").output
+
+
+def test_status_shows_refused_senders(gated: Gated, store: Store) -> None:
+    for _ in range(2):
+        assert refuse(store, "tg:public", "tg:666", direct=False) is None  # a group: no code
+    status = gated("status").output
+    assert "refused senders: 1 (2 messages)  pending pairing codes: 0" in status
+    assert "tg:666 in tg:public: 2 refused" in status
+
+
+def test_auth_keys_load(data_dir: Path, gated: Gated) -> None:
+    data_dir.joinpath("kanmon.yaml").write_text("auth:\n  mode: allowlist\n  platforms:\n    tg: open\n")
+    assert "auth.mode: allowlist (tg=open)" in gated("allow", "list").output
+    data_dir.joinpath("kanmon.yaml").write_text("auth:\n  platforms:\n    tg: sometimes\n")
+    refused_one_line(gated("allow", "list"), "auth.platforms")
+
+
+def test_route_test_shows_a_refusal(data_dir: Path, gated: Gated) -> None:
+    data_dir.joinpath("kanmon.yaml").write_text("auth:\n  mode: allowlist\n")
+    assert gated("route", "add", "--seq", "0", "--match", "chat_jid=tg:*", "--target", "main").exit_code == 0
+    probe = ("route", "test", "--chat-jid", "tg:1", "--sender", "tg:9")
+    refused = gated(*probe).output
+    assert "=> refused by the auth layer" in refused and "tg:9 is not on the tg allowlist of main" in refused
+    assert "routing" not in refused
+    gated("allow", "add", "tg:9")
+    assert "=> forward to folder main" in gated(*probe).output
