@@ -1,5 +1,6 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
+from kanmon.store.actions import ActionApplied, ActionEffect, RunAction, TaskCancel
 from kanmon.store.apikeys import ApiKey
 from kanmon.store.approvals import RecordedApproval
 from kanmon.store.engine import SUPPORTED_URLS, describe_url, is_url, make_engine, sqlite_url, url_problem
@@ -46,6 +47,8 @@ from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
     "SUPPORTED_URLS",
+    "ActionApplied",
+    "ActionEffect",
     "ApiKey",
     "Channel",
     "Chat",
@@ -67,6 +70,7 @@ __all__ = [
     "RecordedApproval",
     "Route",
     "Run",
+    "RunAction",
     "RunBegin",
     "RunDraft",
     "RunEnd",
@@ -80,6 +84,7 @@ __all__ = [
     "StoreUnavailable",
     "SystemMessage",
     "Task",
+    "TaskCancel",
     "TaskStatus",
     "UnusableStore",
     "WaitingChat",

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from kanmon.store.actions import ActionStore
 from kanmon.store.apikeys import ApiKeyStore
 from kanmon.store.approvals import ApprovalStore
 from kanmon.store.delivery import DeliveryStore
@@ -22,10 +23,19 @@ __all__ = ["Store"]
 
 
 class Store(
-    MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore, TaskStore
+    MessageStore,
+    RegistryStore,
+    WorkStore,
+    RunStore,
+    DeliveryStore,
+    ApprovalStore,
+    StatusStore,
+    ApiKeyStore,
+    TaskStore,
+    ActionStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys and scheduled tasks.
+    keys, scheduled tasks and agent actions.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """
