@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kanmon.container.events import AttachmentRef
+from kanmon.errors import InvalidInput
 
 __all__ = [
     "ACTION_TYPES",
@@ -28,6 +29,7 @@ __all__ = [
     "BadAction",
     "CancelTaskAction",
     "ListTasksAction",
+    "MalformedAction",
     "ScheduleAction",
     "SendAction",
     "actions_problem",
@@ -107,7 +109,7 @@ def parse_actions(value: list[Any] | None) -> tuple[Action, ...]:
 def _parse(index: int, item: object) -> Action:
     try:
         if not isinstance(item, dict):
-            raise _Bad("must be an object")
+            raise MalformedAction("must be an object")
         kind = item.get("type")
         if kind == "send":
             return SendAction(
@@ -119,22 +121,22 @@ def _parse(index: int, item: object) -> Action:
         if kind == "cancel_task":
             task_id = item.get("id")
             if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id <= 0:
-                raise _Bad("id must be a positive integer (a task id)")
+                raise MalformedAction("id must be a positive integer (a task id)")
             return CancelTaskAction(task_id)
         if kind == "list_tasks":
             return ListTasksAction(_optional(item, "folder"))
-        raise _Bad(f"type must be one of {', '.join(ACTION_TYPES)}, not {kind!r}")
-    except _Bad as bad:
+        raise MalformedAction(f"type must be one of {', '.join(ACTION_TYPES)}, not {kind!r}")
+    except MalformedAction as bad:
         return BadAction(f"actions[{index}]: {bad}")
 
 
 def _schedule(item: dict[str, Any]) -> ScheduleAction:
     given = [(kind, item[kind]) for kind in _KINDS if item.get(kind) is not None]
     if len(given) != 1:
-        raise _Bad("schedule needs exactly one of cron, every or at")
+        raise MalformedAction("schedule needs exactly one of cron, every or at")
     [(kind, expression)] = given
     if not isinstance(expression, str) or not expression.strip():
-        raise _Bad(f"{kind} must be a non-empty string")
+        raise MalformedAction(f"{kind} must be a non-empty string")
     return ScheduleAction(
         kind=kind, expression=expression, prompt=_text(item, "prompt"), tz=_optional(item, "tz"),
         chat=_optional(item, "chat"), topic=_text(item, "topic", default=""),
@@ -142,8 +144,8 @@ def _schedule(item: dict[str, Any]) -> ScheduleAction:
     )  # fmt: skip
 
 
-class _Bad(Exception):
-    """Why an entry is malformed (internal: becomes a :class:`BadAction`)."""
+class MalformedAction(InvalidInput):
+    """Why an action entry is malformed; :func:`parse_actions` turns it into a :class:`BadAction`, never raises it."""
 
 
 def _text(item: dict[str, Any], key: str, *, empty: bool = False, default: str | None = None) -> str:
@@ -151,14 +153,14 @@ def _text(item: dict[str, Any], key: str, *, empty: bool = False, default: str |
     if value is None and empty:
         return ""
     if not isinstance(value, str) or (not value.strip() and not empty and default is None):
-        raise _Bad(f"{key} must be a non-empty string")
+        raise MalformedAction(f"{key} must be a non-empty string")
     return value
 
 
 def _optional(item: dict[str, Any], key: str) -> str | None:
     value = item.get(key)
     if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise _Bad(f"{key} must be a non-empty string or absent")
+        raise MalformedAction(f"{key} must be a non-empty string or absent")
     return value
 
 
@@ -166,12 +168,12 @@ def _refs(value: object) -> tuple[AttachmentRef, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > 10:
-        raise _Bad("attachments must be a list of at most 10 {path, name} objects")
+        raise MalformedAction("attachments must be a list of at most 10 {path, name} objects")
     refs = []
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
-            raise _Bad("each attachment needs a non-empty string path")
+            raise MalformedAction("each attachment needs a non-empty string path")
         if not isinstance(item.get("name"), str | None):
-            raise _Bad("an attachment's name must be a string")
+            raise MalformedAction("an attachment's name must be a string")
         refs.append(AttachmentRef(item["path"], item.get("name")))
     return tuple(refs)

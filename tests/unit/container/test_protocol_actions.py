@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kanmon.container.actions import (
@@ -93,6 +93,7 @@ _ENTRY = st.fixed_dictionaries(
 )
 
 
+@settings(deadline=None)  # a loaded shared machine is no reason to fail
 @given(st.lists(_ENTRY | _JSON, max_size=MAX_ACTIONS))
 def test_any_entries_parse_to_one_action_each_without_raising(entries: list[Any]) -> None:
     actions = parse_actions(entries)
