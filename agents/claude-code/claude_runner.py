@@ -64,6 +64,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # noqa: PTH100, PTH120 - run as a script, with -I
+try:  # the MCP tools (issue 15): optional, so an image with the runner alone still works
+    from action_bridge import ActionBridge, close
+except ImportError:  # pragma: no cover - an image without it
+    ActionBridge = None  # type: ignore[assignment, misc]
+
+    def close(bridge: ActionBridge | None) -> None:
+        """Nothing to close."""
+
+
 START = "---ARIZUKO_OUTPUT_START---"
 END = "---ARIZUKO_OUTPUT_END---"
 REDACTED = "[redacted]"
@@ -285,6 +295,8 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     redact = Redactor(secrets.values())
     translator = Translator(redact, tool_status=base_env.get("KANMON_CLAUDE_TOOL_STATUS", "") not in ("", "0"))
     out.emit(HEARTBEAT)
+    bridge = ActionBridge(out.emit, redact) if ActionBridge is not None and ActionBridge.wanted(base_env) else None
+    argv += bridge.claude_args() if bridge is not None else []
     try:
         child = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -325,6 +337,7 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     done.set()
     threads[1].join(timeout=5)  # the last lines of stderr, for the error message
     threads[2].join()
+    close(bridge)
     last = translator.finish(code, tail, signalled=signalled[0] if signalled else None)
     out.emit(last)
     return 0 if last["status"] == "ok" else 1
