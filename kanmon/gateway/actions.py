@@ -45,7 +45,17 @@ from kanmon.gateway.prompt import Batch
 from kanmon.gateway.schedule import ScheduleKind
 from kanmon.gateway.tasks import new_task, task_line
 from kanmon.gateway.watch import Collect
-from kanmon.store import ActionEffect, Message, NewMessage, NewTask, Store, TaskCancel
+from kanmon.store import (
+    ActionEffect,
+    Message,
+    NewMessage,
+    NewTask,
+    Store,
+    StoreError,
+    StoreFenced,
+    StoreUnavailable,
+    TaskCancel,
+)
 from kanmon.store.aio import AsyncStore
 
 __all__ = ["AgentActions", "action_id", "decide", "family_parent", "send_problem"]
@@ -224,10 +234,18 @@ class AgentActions:
                 else:
                     files, refused = await self._collect(batch.head.folder, action.attachments)
             now = self._clock.now()
-            effect = await self._db.retrying(
-                decide, store, batch, run_id, output.index, index, action, now=now, files=files, refused_files=refused
-            )
-            applied = await self._db.retrying(store.apply_action, effect, now=now)
+            try:
+                effect = await self._db.retrying(
+                    decide, store, batch, run_id, output.index, index, action, now=now, files=files,
+                    refused_files=refused,
+                )  # fmt: skip
+                applied = await self._db.retrying(store.apply_action, effect, now=now)
+            except (StoreFenced, StoreUnavailable):
+                raise
+            except StoreError as exc:  # kanmon's trouble, not the agent's: noted, and the run goes on
+                logger.error("run %s: action %d.%d could not be applied: %s", run_id, output.index, index, exc)
+                problems.append(f"action {output.index}.{index} could not be applied: {exc}")
+                continue
             if applied.messages:
                 self._on_stored(applied.messages)
             if applied.applied and effect.outcome == "refused":

@@ -42,7 +42,7 @@ class Ending:
     ``exited`` is None when the run never started (or its container was gone after a restart without a reply).
     ``produced`` counts the replies it wrote for the chat; ``error_block`` is the error of an output block that had
     nothing to say; ``capped`` the reply cap when kanmon stopped the run for reaching it; ``problems`` why it could
-    not start, or what kanmon itself could not record or refused; ``acted`` counts the outputs that carried actions.
+    not start, or what kanmon itself could not record or refused; ``acted`` counts the actions its outputs carried.
     """
 
     exited: Exited | None

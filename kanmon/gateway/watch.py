@@ -53,7 +53,7 @@ class Watched:
     error_block: str | None = None
     capped: bool = False
     problems: list[str] = field(default_factory=list)
-    acted: int = 0  # outputs that carried actions
+    acted: int = 0  # actions its outputs carried
 
     def ending(self, recorder: ReplyRecorder) -> Ending:
         """The run's :class:`Ending`, for the outcome table."""
@@ -190,9 +190,13 @@ async def _output(
     if output.status == "error" and not output.deliverable:
         watched.error_block = output.error or "the agent reported an error"
     if output.actions and not watched.capped:
-        watched.acted += 1
+        watched.acted += len(output.actions)
         unapplied = [f"action {output.index}: this gated applies no actions"] * (act is None)
         watched.problems.extend(await act(batch, handle.run_id, output) if act is not None else unapplied)
+        if watched.acted >= recorder.cap:  # actions count against runtime.max_replies like replies
+            watched.capped = True
+            logger.warning("run %s reached %d actions (runtime.max_replies): stopping it", handle.run_id, recorder.cap)
+            await handle.stop()
     if not output.deliverable or watched.capped:
         return
     files: list[dict[str, Any]] = []

@@ -97,14 +97,13 @@ async def test_a_task_created_by_an_agent_action_and_replayed_from_a_reclaimed_r
     tmp_path: Path,
 ) -> None:
     instance = f"t{uuid.uuid4().hex[:10]}"
-    group = process_group("corp", {**ENV, "ECHO_DELAY": 1.5})
+    group = process_group("corp", {**ENV, "ECHO_HANG": 3})  # the run goes on after its action block
     data = tmp_path / "data"
     async with running_gateway(data, [group], instance=instance, drain_timeout=0.1) as h:
         await h.send("web:corp", actions({"type": "schedule", "every": "2h", "prompt": "once only"},
                                          {"type": "send", "chat": "web:corp", "text": "sent once"}))  # fmt: skip
-        await h.send("web:corp", "still working")
-        await h.wait_for(lambda: len(h.store.list_tasks("corp")) == 1, "the task of the first output")
-    # gated went away after the action was applied, while the run still works on its second output
+        await h.wait_for(lambda: len(h.store.list_tasks("corp")) == 1, "the task of the action block")
+    # gated went away after the action was applied, while the run still works
     [left] = h.store.runs_in_flight(instance)
     async with running_gateway(data, [group], instance=instance) as again:
         await again.settled()
@@ -114,3 +113,13 @@ async def test_a_task_created_by_an_agent_action_and_replayed_from_a_reclaimed_r
         assert [row.content for row in again.outbound("web:corp")].count("sent once") == 1
         assert [(a.output_index, a.action_index) for a in again.store.run_actions(left.id)] == [(0, 0), (0, 1)]
         assert [run.id for run in again.store.recent_runs()] == [left.id]  # replayed, not run again
+
+
+async def test_actions_count_against_the_reply_cap(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family(), max_replies=2) as h:
+        for _ in range(3):
+            await h.send("web:corp", actions({"type": "list_tasks"}))
+        await h.settled()
+        [run] = h.store.recent_runs()
+        assert [row.output_index for row in h.store.run_actions(run.id)] == [0, 1]
+        assert run.error is not None and "stopped after 2 replies" in run.error
