@@ -123,3 +123,19 @@ async def test_actions_count_against_the_reply_cap(tmp_path: Path) -> None:
         [run] = h.store.recent_runs()
         assert [row.output_index for row in h.store.run_actions(run.id)] == [0, 1]
         assert run.error is not None and "stopped after 2 replies" in run.error
+
+
+async def test_a_send_carries_files_of_the_agents_folder_and_names_those_it_cannot(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with running_gateway(data, family()) as h:
+        (data / "groups" / "corp" / "out").mkdir(parents=True)
+        (data / "groups" / "corp" / "out" / "notes.txt").write_text("release notes\n")
+        await h.send("web:corp", actions({
+            "type": "send", "chat": "web:other", "text": "see the notes",
+            "attachments": [{"path": "out/notes.txt", "name": "release.txt"}, {"path": "../other/secret"}],
+        }))  # fmt: skip
+        await h.settled()
+        [row] = h.outbound("web:other")
+        assert row.content.startswith("see the notes\n\n⚠ not sent: attachment '../other/secret'")
+        [stored] = row.attachments or []
+        assert (stored["name"], stored["size"]) == ("release.txt", len("release notes\n"))
