@@ -48,6 +48,10 @@ Knobs (environment, e.g. the group's ``--env``): ``KANMON_CLAUDE_BIN`` (default 
 ``KANMON_CLAUDE_PERMISSION_MODE`` (default ``bypassPermissions``), ``KANMON_CLAUDE_SYSTEM_PROMPT`` (replaces the
 appended system prompt; empty for none), ``KANMON_CLAUDE_TOOL_STATUS``, ``KANMON_CLAUDE_HEARTBEAT``. Claude Code's
 own variables (``ANTHROPIC_MODEL``, ``ANTHROPIC_BASE_URL``, ``HTTPS_PROXY``, …) reach it the same way.
+
+kanmon's agent actions (issue 15) are offered to Claude as the MCP tools ``send_message``, ``schedule_task``,
+``list_tasks`` and ``cancel_task`` when ``action_bridge.py`` and ``kanmon_mcp.py`` are beside this file and the
+``mcp`` package is importable (``KANMON_CLAUDE_MCP=0``: never): each call becomes one block with that action.
 """
 
 from __future__ import annotations
