@@ -7,6 +7,7 @@
     │   ├── ConfigError               (kanmon.gated.config)
     │   ├── RouteError                (kanmon.router.errors)
     │   │   └── GlobError
+    │   ├── MalformedAction           (kanmon.container.actions) an agent action of the wrong shape
     │   ├── CommandError              (kanmon.gateway.errors)
     │   ├── AttachmentRefused         (kanmon.gateway.errors)
     │   ├── OnboardingError           (kanmon.gateway.onboarding)

@@ -48,6 +48,10 @@ Knobs (environment, e.g. the group's ``--env``): ``KANMON_CLAUDE_BIN`` (default 
 ``KANMON_CLAUDE_PERMISSION_MODE`` (default ``bypassPermissions``), ``KANMON_CLAUDE_SYSTEM_PROMPT`` (replaces the
 appended system prompt; empty for none), ``KANMON_CLAUDE_TOOL_STATUS``, ``KANMON_CLAUDE_HEARTBEAT``. Claude Code's
 own variables (``ANTHROPIC_MODEL``, ``ANTHROPIC_BASE_URL``, ``HTTPS_PROXY``, …) reach it the same way.
+
+kanmon's agent actions (issue 15) are offered to Claude as the MCP tools ``send_message``, ``schedule_task``,
+``list_tasks`` and ``cancel_task`` when ``action_bridge.py`` and ``kanmon_mcp.py`` are beside this file and the
+``mcp`` package is importable (``KANMON_CLAUDE_MCP=0``: never): each call becomes one block with that action.
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # noqa: PTH100, PTH120 - run as a script, with -I
+try:  # the MCP tools (issue 15): optional, so an image with the runner alone still works
+    from action_bridge import ActionBridge, close
+except ImportError:  # pragma: no cover - an image without it
+    ActionBridge = None  # type: ignore[assignment, misc]
+
+    def close(bridge: ActionBridge | None) -> None:
+        """Nothing to close."""
+
 
 START = "---ARIZUKO_OUTPUT_START---"
 END = "---ARIZUKO_OUTPUT_END---"
@@ -285,6 +299,8 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     redact = Redactor(secrets.values())
     translator = Translator(redact, tool_status=base_env.get("KANMON_CLAUDE_TOOL_STATUS", "") not in ("", "0"))
     out.emit(HEARTBEAT)
+    bridge = ActionBridge(out.emit, redact) if ActionBridge is not None and ActionBridge.wanted(base_env) else None
+    argv += bridge.claude_args() if bridge is not None else []
     try:
         child = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -325,6 +341,7 @@ def run(request: Mapping[str, Any], out: Output, base_env: Mapping[str, str]) ->
     done.set()
     threads[1].join(timeout=5)  # the last lines of stderr, for the error message
     threads[2].join()
+    close(bridge)
     last = translator.finish(code, tail, signalled=signalled[0] if signalled else None)
     out.emit(last)
     return 0 if last["status"] == "ok" else 1

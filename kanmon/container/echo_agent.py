@@ -28,6 +28,8 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_ATTACH=1``: a message ``attach NAME`` makes the agent write ``out/NAME`` (a 96x64 PNG when NAME ends in
   ``.png``, else a line of text) and list it in its output's ``attachments``; ``list PATH`` lists PATH as is,
   writing nothing (a file that is not there, or not the agent's to send);
+* ``ECHO_ACTIONS=1``: a message ``actions JSON`` (an action object or a list of them, issue 15) makes the agent
+  write one block with those ``actions`` and the result ``acted: <n>`` instead of its echo;
 * ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
   (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``).
 """
@@ -132,6 +134,11 @@ def _answer_all(prompt: str, session: str) -> None:
     repeat = max(1, int(knob("ECHO_REPEAT", 1)))
     answered = list(zip(texts, files, strict=True))
     for text, received in answered[-1:] if os.environ.get("ECHO_LAST_ONLY") else answered:
+        if os.environ.get("ECHO_ACTIONS") and text.startswith("actions "):
+            actions = json.loads(text[len("actions ") :])
+            actions = actions if isinstance(actions, list) else [actions]
+            emit({"status": "ok", "result": f"acted: {len(actions)}", "actions": actions, "newSessionId": session})
+            continue
         for n in range(1, repeat + 1):
             time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
             label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"

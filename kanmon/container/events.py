@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from kanmon.container.actions import Action
 
 __all__ = ["AttachmentRef", "ExitReason", "Exited", "Heartbeat", "Output", "RunEvent"]
 
@@ -26,7 +29,8 @@ class Output:
     """One output block of the agent (SPEC §9), numbered per run from 0.
 
     ``result`` is the raw text the agent sent; ``text`` is what a chat should see (``clean_result`` applied),
-    empty when there is nothing to deliver; ``attachments`` the files the block lists.
+    empty when there is nothing to deliver; ``attachments`` the files the block lists; ``actions`` what else it
+    asks kanmon to do (:mod:`kanmon.container.actions`: send elsewhere, schedule, cancel or list tasks).
     """
 
     index: int
@@ -36,6 +40,7 @@ class Output:
     new_session_id: str | None = None
     error: str | None = None
     attachments: tuple[AttachmentRef, ...] = ()
+    actions: tuple[Action, ...] = ()
 
     @property
     def deliverable(self) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kanmon.container.actions import actions_problem, parse_actions
 from kanmon.container.events import AttachmentRef, Heartbeat, Output
 
 __all__ = [
@@ -204,6 +205,7 @@ class OutputParser:
             new_session_id=value.get("newSessionId") or None,
             error=value.get("error") or None,
             attachments=tuple(AttachmentRef(item["path"], item.get("name")) for item in value.get("attachments") or ()),
+            actions=parse_actions(value.get("actions")),
         )
         self.outputs += 1
         return output
@@ -216,7 +218,7 @@ def _problem(value: dict[str, Any]) -> str | None:
     for key in ("result", "newSessionId", "error"):
         if not isinstance(value.get(key), str | None):
             return f"{key} must be a string or null"
-    return _attachments_problem(value.get("attachments"))
+    return _attachments_problem(value.get("attachments")) or actions_problem(value.get("actions"))
 
 
 def _attachments_problem(attachments: object) -> str | None:

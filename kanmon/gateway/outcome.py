@@ -5,16 +5,17 @@ how the run ended                             rows         cursor      session  
 ============================================  ===========  ==========  ==================  ===================
 it never started                              still new    stays       evicted             RETRY
 ``/stop``                                     done         advances    newSessionId kept   STOPPED (no retry)
-it produced replies (even if it then failed,  done         advances    newSessionId kept   OK
-timed out, hit the reply cap, or kanmon
-could not store them)
+it produced replies or actions (even if it   done         advances    newSessionId kept   OK
+then failed, timed out, hit the reply cap,
+or kanmon could not store or refused them)
 exit 0, nothing to say                        done         advances    newSessionId kept   OK
 anything else (exit ≠ 0, timeout, crash,      still new    stays       evicted             RETRY
 an error block with nothing to say)
 ============================================  ===========  ==========  ==================  ===================
 
 After the last attempt the queue dead-letters the batch (rows ``dead``, cursor past them, session evicted, one
-apology). "Produced" counts replies the agent wrote, not rows kanmon managed to store: kanmon's own bookkeeping
+apology). "Produced" counts replies the agent wrote (and outputs with actions: a run that acted is never run a
+second time, which would act again), not rows kanmon managed to store: kanmon's own bookkeeping
 trouble is never the agent's failure, and an agent that already answered is never run a second time for it
 (hardening item 4). The run's status is ``ok``, ``error``, ``timeout`` or ``stopped``; its error says why.
 """
@@ -41,7 +42,7 @@ class Ending:
     ``exited`` is None when the run never started (or its container was gone after a restart without a reply).
     ``produced`` counts the replies it wrote for the chat; ``error_block`` is the error of an output block that had
     nothing to say; ``capped`` the reply cap when kanmon stopped the run for reaching it; ``problems`` why it could
-    not start, or what kanmon itself could not record.
+    not start, or what kanmon itself could not record or refused; ``acted`` counts the actions its outputs carried.
     """
 
     exited: Exited | None
@@ -49,6 +50,7 @@ class Ending:
     error_block: str | None = None
     capped: int | None = None
     problems: Sequence[str] = ()
+    acted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def judge(ending: Ending) -> Outcome:
         return Outcome(LaneResult.STOPPED, "done", "stopped", _join(ending.problems))
     error = _join([*_agent_error(ending, exited), *ending.problems])
     timed_out = exited.reason in _TIMEOUTS
-    if ending.produced:
+    if ending.produced or ending.acted:
         status: RunStatus = "timeout" if timed_out else ("ok" if error is None else "error")
         return Outcome(LaneResult.OK, "done", status, error)
     if error is None:

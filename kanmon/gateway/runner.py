@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from kanmon.clock import Clock, SystemClock
 from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, RuntimeUnavailable
 from kanmon.container.handle import RunHandle
+from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.inbox import Inbox
@@ -95,6 +96,7 @@ class LaneRunner:
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
         self._credentials = credentials
         self._clock: Clock = clock or SystemClock()
+        self._act = AgentActions(db, clock=self._clock, collect=collect, on_stored=on_stored)  # issue 15
         self._lanes: dict[Lane, _LaneState] = {}
         store = db.store
         self._begins: GroupCommit[RunBegin, RunStart | None] = GroupCommit(
@@ -315,8 +317,9 @@ class LaneRunner:
     ) -> LaneResult:
         recorder = self._recorder()
         if handle is not None and not await watch(
-            handle, batch, recorder, watched, clock=self._clock, collect=self._collect, typing=self._typing
-        ):
+            handle, batch, recorder, watched, clock=self._clock, collect=self._collect, typing=self._typing,
+            act=self._act,
+        ):  # fmt: skip
             await recorder.abandon()
             state.orphan = await self._db.retrying(self._db.store.get_run, run.id)  # re-attach when it answers
             self.reclaimer.mark_unavailable(run.runtime, "lost contact during a run")

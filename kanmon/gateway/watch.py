@@ -28,13 +28,17 @@ from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.typing import TypingSignal, is_status_only
 from kanmon.store import NewMessage
 
-__all__ = ["Collect", "Watched", "output_id", "reply", "watch"]
+__all__ = ["Act", "Collect", "Watched", "output_id", "reply", "watch"]
 
 logger = logging.getLogger(__name__)
 
 #: Copies the files an output lists out of a group folder into the media store: ``(folder, refs)`` to the rows'
 #: ``attachments`` entries and one line per file refused (:meth:`kanmon.gateway.media.MediaStore.collect_all`).
 Collect = Callable[[str, Sequence[AttachmentRef]], Awaitable[tuple[list[dict[str, Any]], list[str]]]]
+
+#: Applies an output's actions (:class:`kanmon.gateway.actions.AgentActions`): ``(batch, run_id, output)`` to the
+#: lines for the run log, one per action refused.
+Act = Callable[[Batch, str, Output], Awaitable[list[str]]]
 
 #: Seconds past a run's hard timeout and stop grace after which kanmon gives up on it, recording included.
 WATCH_SLACK = 30.0
@@ -49,6 +53,7 @@ class Watched:
     error_block: str | None = None
     capped: bool = False
     problems: list[str] = field(default_factory=list)
+    acted: int = 0  # actions its outputs carried
 
     def ending(self, recorder: ReplyRecorder) -> Ending:
         """The run's :class:`Ending`, for the outcome table."""
@@ -58,6 +63,7 @@ class Watched:
             error_block=self.error_block,
             capped=recorder.cap if self.capped else None,
             problems=[*self.problems, *recorder.problems],
+            acted=self.acted,
         )
 
 
@@ -100,12 +106,14 @@ async def watch(
     clock: Clock,
     collect: Collect | None = None,
     typing: TypingSignal | None = None,
+    act: Act | None = None,
 ) -> bool:
     """Follow ``handle`` to its end into ``watched``; False when the runtime failed us before the run was seen to end.
 
     A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` (wall time since it started) is killed and ends as a
     hard timeout with whatever it recorded until then. ``typing`` is told the run started working on the batch's
     reply chat and topic, and that it stopped at its first reply (not only ``⏳`` lines) or however it ended.
+    ``act`` applies each output's actions (None: they are refused, one problem line each).
     """
     budget = handle.started_at + handle.timeout + handle.stop_grace + WATCH_SLACK - clock.now().timestamp()
 
@@ -116,7 +124,7 @@ async def watch(
     if typing is not None:
         typing.started(handle.run_id, batch.reply_jid, batch.reply_topic)
     following = asyncio.create_task(
-        _follow(handle, batch, recorder, watched, collect, replied), name=f"kanmon-watch-{handle.run_id}"
+        _follow(handle, batch, recorder, watched, collect, replied, act), name=f"kanmon-watch-{handle.run_id}"
     )
     timer = asyncio.create_task(clock.sleep(max(budget, 0.0)))
     try:
@@ -147,12 +155,13 @@ async def _follow(
     watched: Watched,
     collect: Collect | None,
     replied: Callable[[], None],
+    act: Act | None = None,
 ) -> bool:
     try:
         async with contextlib.aclosing(handle.events()) as events:
             async for event in events:
                 if isinstance(event, Output):
-                    await _output(handle, batch, recorder, watched, event, collect)
+                    await _output(handle, batch, recorder, watched, event, collect, act)
                     if event.deliverable and not is_status_only(event.text):
                         replied()
                 elif isinstance(event, Exited):
@@ -174,11 +183,20 @@ async def _output(
     watched: Watched,
     output: Output,
     collect: Collect | None,
+    act: Act | None = None,
 ) -> None:
     if output.new_session_id:
         watched.session_id = output.new_session_id
     if output.status == "error" and not output.deliverable:
         watched.error_block = output.error or "the agent reported an error"
+    if output.actions and not watched.capped:
+        watched.acted += len(output.actions)
+        unapplied = [f"action {output.index}: this gated applies no actions"] * (act is None)
+        watched.problems.extend(await act(batch, handle.run_id, output) if act is not None else unapplied)
+        if watched.acted >= recorder.cap:  # actions count against runtime.max_replies like replies
+            watched.capped = True
+            logger.warning("run %s reached %d actions (runtime.max_replies): stopping it", handle.run_id, recorder.cap)
+            await handle.stop()
     if not output.deliverable or watched.capped:
         return
     files: list[dict[str, Any]] = []

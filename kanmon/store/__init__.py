@@ -1,5 +1,6 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
+from kanmon.store.actions import ActionApplied, ActionEffect, RunAction, TaskCancel
 from kanmon.store.apikeys import ApiKey
 from kanmon.store.approvals import RecordedApproval
 from kanmon.store.auth import AllowEntry, Issued, PairingCode, PairingRequest, RefusedSender
@@ -47,6 +48,8 @@ from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
     "SUPPORTED_URLS",
+    "ActionApplied",
+    "ActionEffect",
     "AllowEntry",
     "ApiKey",
     "Channel",
@@ -73,6 +76,7 @@ __all__ = [
     "RefusedSender",
     "Route",
     "Run",
+    "RunAction",
     "RunBegin",
     "RunDraft",
     "RunEnd",
@@ -86,6 +90,7 @@ __all__ = [
     "StoreUnavailable",
     "SystemMessage",
     "Task",
+    "TaskCancel",
     "TaskStatus",
     "UnusableStore",
     "WaitingChat",

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from kanmon.store.actions import ActionStore
 from kanmon.store.apikeys import ApiKeyStore
 from kanmon.store.approvals import ApprovalStore
 from kanmon.store.auth import AuthStore
@@ -33,9 +34,10 @@ class Store(
     ApiKeyStore,
     TaskStore,
     AuthStore,
+    ActionStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys, scheduled tasks and sender authorisation.
+    keys, scheduled tasks, sender authorisation and agent actions.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

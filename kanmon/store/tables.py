@@ -37,6 +37,7 @@ __all__ = [
     "router_state",
     "routes",
     "sender_allow",
+    "run_actions",
     "session_log",
     "sessions",
     "system_messages",
@@ -340,4 +341,18 @@ refused_senders = Table(
     Column("last_seq", SeqType, nullable=False),
     Column("first_at", UTCDateTime, nullable=False),
     Column("last_at", UTCDateTime, nullable=False),
+)
+
+run_actions = Table(
+    "run_actions",
+    metadata,
+    Column("run_id", Text, primary_key=True, doc="the run whose output asked for the action"),
+    Column("output_index", Integer, primary_key=True, doc="the output block, numbered per run from 0"),
+    Column("action_index", Integer, primary_key=True, doc="the action's place in the block's actions list"),
+    Column("group_folder", Text, nullable=False, doc="the agent's folder"),
+    Column("kind", Text, nullable=False, doc="send | schedule | cancel_task | list_tasks | invalid"),
+    Column("outcome", Text, nullable=False, doc="done | refused"),
+    Column("detail", Text, nullable=False, server_default=_empty(), doc="what was done, or why it was refused"),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("outcome IN ('done', 'refused')", name="outcome"),
 )

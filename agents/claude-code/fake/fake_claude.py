@@ -31,6 +31,10 @@ Knobs, from the environment (the runner passes its environment on):
 * ``FAKE_CLAUDE_DELAY=s``: sleep before each line after the first;
 * ``FAKE_CLAUDE_HANG=s``: sleep after the last line (a run that does not end by itself);
 * ``FAKE_CLAUDE_STDERR=text``: write this line to stderr first;
+* a transcript line ``{"type": "fake_mcp_call", "tool": T, "arguments": {...}}`` is no recording: the fake calls
+  tool ``T`` of the ``kanmon`` server of ``--mcp-config`` (a stdio server it starts, as Claude Code does, through
+  the ``mcp`` SDK's client; only then is ``mcp`` imported) and prints what Claude Code prints for a tool call: the
+  assistant's ``tool_use`` of ``mcp__kanmon__T`` and the ``user`` message with its ``tool_result``;
 * ``FAKE_CLAUDE_RECORD=path``: write ``{"argv", "env", "stdin"}`` of this invocation to ``path`` (JSON), and append
   ``"SIGTERM"`` to ``path + ".signals"`` when terminated.
 """
@@ -42,10 +46,12 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_VALUED = {"--output-format", "--resume", "-r", "--permission-mode", "--append-system-prompt", "--model"}
+_VALUED = {"--output-format", "--resume", "-r", "--permission-mode", "--append-system-prompt", "--model",
+           "--mcp-config", "--allowedTools"}  # fmt: skip
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -121,6 +127,18 @@ def record(path: str, argv: list[str], stdin: str) -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
+def play(lines: list[str], mcp_config: str | None, write: Callable[[str], None]) -> None:
+    """Write each line; a transcript that calls MCP tools is played by :mod:`fake_mcp` (which needs the mcp SDK)."""
+    if not any('"fake_mcp_call"' in line for line in lines):
+        for line in lines:
+            write(line)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fake_mcp import play_with_tools  # only transcripts that call tools need the mcp SDK
+
+    play_with_tools(lines, mcp_config, write)
+
+
 def main() -> int:
     """Check the arguments like Claude Code's print mode, then replay the transcript on stdout."""
     argv = sys.argv[1:]
@@ -142,15 +160,18 @@ def main() -> int:
     directory = Path(os.environ.get("FAKE_CLAUDE_TRANSCRIPTS") or Path(__file__).resolve().parent / "transcripts")
     path = transcript(directory, os.environ.get("FAKE_CLAUDE_SCENARIO") or "multi-turn", options.get("resume"))
     delay = float(os.environ.get("FAKE_CLAUDE_DELAY") or 0)
-    is_error = False
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if number and delay:
+    errors: list[bool] = []
+
+    def write(line: str) -> None:
+        if errors and delay:
             time.sleep(delay)
         event = json.loads(line)
-        if event.get("type") == "result":
-            is_error = bool(event.get("is_error"))
+        errors.append(event.get("type") == "result" and bool(event.get("is_error")))
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+    play(path.read_text(encoding="utf-8").splitlines(), options.get("mcp-config"), write)
+    is_error = any(errors)
     time.sleep(float(os.environ.get("FAKE_CLAUDE_HANG") or 0))
     return 1 if is_error else 0
 

@@ -1,0 +1,141 @@
+"""Agent actions through a whole gateway (issue 15): the echo agent's output blocks send, schedule, list and cancel;
+refusals reach the run log and the agent's next prompt; a reclaimed run replaying its output acts once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kanmon.store import Group
+from tests.gateway_harness import RECORD, Harness, inputs, process_group, running_gateway
+
+ENV = {"ECHO_ACTIONS": 1, "ECHO_RECORD": RECORD}
+
+
+def actions(*items: dict[str, Any]) -> str:
+    return "actions " + json.dumps(list(items))
+
+
+def family() -> list[Group]:
+    corp = process_group("corp", ENV)
+    eng = process_group("corp/eng", ENV)
+    return [corp, Group(folder=eng.folder, parent="corp", container_config=eng.container_config),
+            process_group("other", ENV)]  # fmt: skip
+
+
+async def test_a_root_group_sends_schedules_and_lists_and_the_answers_come_next_turn(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family()) as h:
+        await h.send("web:corp", actions(
+            {"type": "send", "chat": "web:other", "text": "hello other"},
+            {"type": "schedule", "every": "1h", "prompt": "ping the team", "folder": "corp/eng"},
+            {"type": "list_tasks", "folder": "corp/eng"},
+        ))  # fmt: skip
+        await h.settled()
+        assert h.replies("web:corp") == ["acted: 3"]
+        [sent] = [row for row in h.outbound("web:other")]
+        assert (sent.content, sent.id) == ("hello other", f"run-{sent_run(h)}-0-a0")
+        [task] = h.store.list_tasks("corp/eng")
+        assert (task.prompt, task.created_by, task.chat_jid) == ("ping the team", sent_run(h), "web:corp/eng")
+        await h.send("web:corp", "what did you do?")
+        await h.settled()
+        prompt = inputs(h, "corp")[-1]["prompt"]
+        assert f"Task {task.id} scheduled" in prompt and "ping the team" in prompt  # the listing, next turn
+        assert h.replies("web:corp") == ["acted: 3", "echo: what did you do?"]
+
+
+def sent_run(h: Harness) -> str:
+    [run] = [run for run in h.store.recent_runs() if run.group_folder == "corp"][-1:]
+    return run.id
+
+
+async def test_a_child_may_not_send_to_another_family_and_hears_why_next_turn(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family()) as h:
+        operator_task = h.store.list_tasks("corp")
+        assert operator_task == []
+        await h.send("web:corp/eng", actions(
+            {"type": "send", "chat": "web:other", "text": "sneaky"},
+            {"type": "send", "chat": "web:corp", "text": "to my parent"},
+            {"type": "schedule", "every": "1h", "prompt": "x", "folder": "corp"},
+            {"type": "cancel_task", "id": 99},
+            {"type": "launch"},
+        ))  # fmt: skip
+        await h.settled()
+        assert h.outbound("web:other") == []
+        assert [row.content for row in h.outbound("web:corp")] == ["to my parent"]
+        assert h.store.list_tasks() == []
+        [run] = h.store.recent_runs()
+        assert run.status == "error" and run.error is not None  # answered: its batch is not run again
+        assert run.error.count("refused") == 4, run.error
+        await h.send("web:corp/eng", "and now?")
+        await h.settled()
+        prompt = inputs(h, "corp/eng")[-1]["prompt"]
+        assert "belongs to other" in prompt and "only a root group" in prompt and "no task 99" in prompt
+        assert "type must be one of" in prompt
+
+
+async def test_an_agent_cancels_its_own_task_but_not_another_groups(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family()) as h:
+        standup = {"type": "schedule", "cron": "0 9 * * *", "tz": "Europe/Berlin", "prompt": "standup"}
+        await h.send("web:corp/eng", actions(standup))
+        await h.send("web:other", actions(standup))
+        await h.settled()
+        [mine], [theirs] = h.store.list_tasks("corp/eng"), h.store.list_tasks("other")
+        await h.send("web:corp/eng", actions({"type": "cancel_task", "id": theirs.id}))
+        await h.send("web:corp/eng", actions({"type": "cancel_task", "id": mine.id}))
+        await h.settled()
+        after, untouched = h.store.get_task(mine.id), h.store.get_task(theirs.id)
+        assert after is not None and after.status == "done" and after.reason is not None
+        assert after.reason.startswith("cancelled by run")
+        assert untouched is not None and untouched.status == "active"
+        errors = [run.error for run in h.store.recent_runs() if run.group_folder == "corp/eng" and run.error]
+        assert errors == [f"action 0.0 (cancel_task) refused: no task {theirs.id} in corp/eng"]
+
+
+async def test_a_task_created_by_an_agent_action_and_replayed_from_a_reclaimed_run_is_one_task(
+    tmp_path: Path,
+) -> None:
+    instance = f"t{uuid.uuid4().hex[:10]}"
+    group = process_group("corp", {**ENV, "ECHO_HANG": 3})  # the run goes on after its action block
+    data = tmp_path / "data"
+    async with running_gateway(data, [group], instance=instance, drain_timeout=0.1) as h:
+        await h.send("web:corp", actions({"type": "schedule", "every": "2h", "prompt": "once only"},
+                                         {"type": "send", "chat": "web:corp", "text": "sent once"}))  # fmt: skip
+        await h.wait_for(lambda: len(h.store.list_tasks("corp")) == 1, "the task of the action block")
+    # gated went away after the action was applied, while the run still works
+    [left] = h.store.runs_in_flight(instance)
+    async with running_gateway(data, [group], instance=instance) as again:
+        await again.settled()
+        await again.wait_for(lambda: again.store.get_run(left.id).status == "ok", "the reclaimed run's end")  # type: ignore[union-attr]
+        [task] = again.store.list_tasks("corp")
+        assert task.created_by == left.id
+        assert [row.content for row in again.outbound("web:corp")].count("sent once") == 1
+        assert [(a.output_index, a.action_index) for a in again.store.run_actions(left.id)] == [(0, 0), (0, 1)]
+        assert [run.id for run in again.store.recent_runs()] == [left.id]  # replayed, not run again
+
+
+async def test_actions_count_against_the_reply_cap(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family(), max_replies=2) as h:
+        for _ in range(3):
+            await h.send("web:corp", actions({"type": "list_tasks"}))
+        await h.settled()
+        [run] = h.store.recent_runs()
+        assert [row.output_index for row in h.store.run_actions(run.id)] == [0, 1]
+        assert run.error is not None and "stopped after 2 replies" in run.error
+
+
+async def test_a_send_carries_files_of_the_agents_folder_and_names_those_it_cannot(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with running_gateway(data, family()) as h:
+        (data / "groups" / "corp" / "out").mkdir(parents=True)
+        (data / "groups" / "corp" / "out" / "notes.txt").write_text("release notes\n")
+        await h.send("web:corp", actions({
+            "type": "send", "chat": "web:other", "text": "see the notes",
+            "attachments": [{"path": "out/notes.txt", "name": "release.txt"}, {"path": "../other/secret"}],
+        }))  # fmt: skip
+        await h.settled()
+        [row] = h.outbound("web:other")
+        assert row.content.startswith("see the notes\n\n⚠ not sent: attachment '../other/secret'")
+        [stored] = row.attachments or []
+        assert (stored["name"], stored["size"]) == ("release.txt", len("release notes\n"))
