@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kanmon.container.events import AttachmentRef, Heartbeat, Output
+from kanmon.container.usage import parse_usage
 
 __all__ = [
     "END_MARKER",
@@ -196,6 +197,7 @@ class OutputParser:
         problem = _problem(value)
         if problem:
             return InvalidBlock(problem, preview)
+        usage, usage_problem = parse_usage(value.get("usage"))
         output = Output(
             index=self.outputs,
             status=_STATUSES[value["status"]],
@@ -204,6 +206,8 @@ class OutputParser:
             new_session_id=value.get("newSessionId") or None,
             error=value.get("error") or None,
             attachments=tuple(AttachmentRef(item["path"], item.get("name")) for item in value.get("attachments") or ()),
+            usage=usage,
+            usage_problem=usage_problem,
         )
         self.outputs += 1
         return output

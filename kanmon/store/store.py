@@ -16,16 +16,26 @@ from kanmon.store.runs import RunStore
 from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
 from kanmon.store.tasks import TaskStore
+from kanmon.store.usage import UsageStore
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
 
 
 class Store(
-    MessageStore, RegistryStore, WorkStore, RunStore, DeliveryStore, ApprovalStore, StatusStore, ApiKeyStore, TaskStore
+    MessageStore,
+    RegistryStore,
+    WorkStore,
+    RunStore,
+    DeliveryStore,
+    ApprovalStore,
+    StatusStore,
+    ApiKeyStore,
+    TaskStore,
+    UsageStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys and scheduled tasks.
+    keys, scheduled tasks and usage.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """
