@@ -61,6 +61,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         assistant_name=settings.assistant_name,
         session_idle_expiry=settings.gateway.session_idle_expiry,
         secrets=settings.secrets,
+        timezone=settings.scheduler.timezone,
     )
     queue = settings.queue
     return GatewayConfig(
@@ -71,6 +72,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             bot_names=frozenset({settings.assistant_name.lower()}),
             impulse=settings.impulse.config(),
             onboarding=settings.gateway.onboarding,
+            timezone=settings.scheduler.timezone,
         ),
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),

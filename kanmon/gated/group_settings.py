@@ -26,6 +26,7 @@ from kanmon.container.base import HARD_TIMEOUT_MARGIN, AllowedMount, Mount, is_a
 from kanmon.container.mounts import bind_mount, check_target
 from kanmon.container.process import PROCESS_MOUNTS
 from kanmon.errors import InvalidInput
+from kanmon.gated.budget_settings import budget_options, parse_budget
 from kanmon.gated.config_kinds import parse_size
 from kanmon.gated.settings import Settings
 
@@ -58,6 +59,8 @@ RESETTABLE: Mapping[str, str] = {
     "env": "env",
     "secrets": "secrets",
     "mounts": "mounts",
+    "daily-budget": "daily_budget",
+    "timezone": "timezone",
 }
 _MIN_MEMORY = 6 << 20  # Docker refuses less
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -117,6 +120,7 @@ def settings_options(command: F) -> F:
             "--reset", metavar="SETTING", multiple=True, help=f"Back to the default: {', '.join(RESETTABLE)} (repeat)."
         ),
     ]
+    options[-1:-1] = budget_options()  # before --reset
     for option in reversed(options):
         command = option(command)
     return command
@@ -347,6 +351,7 @@ def parse_change(options: Mapping[str, Any], settings: Settings) -> Change:
             "--idle-timeout", options.get("idle_timeout"), parse_duration, "seconds > 0, or like 90s, 30m, 2h"
         ),
         "user": _checked("--user", options.get("user"), _user, "a non-root user[:group] like 1000:1000"),
+        **parse_budget(options),
     }
     reset = []
     for name in options.get("reset", ()):

@@ -38,6 +38,8 @@ class LayerContext:
     # Where the rows the layers write go: the loop stores them with the batch's decisions, in one transaction. None
     # (route test, unit tests): each is stored at once.
     outbox: list[NewMessage] | None = field(default=None, repr=False)
+    # The zone a group's days are counted in unless it names its own (``scheduler.timezone``): ``/status`` usage.
+    timezone: str = "UTC"
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)

@@ -72,6 +72,7 @@ class DispatchConfig:
     bot_names: frozenset[str]
     impulse: ImpulseConfig
     onboarding: bool
+    timezone: str = "UTC"  # scheduler.timezone: the days of groups without a zone of their own (/status usage)
 
 
 class Dispatcher:
@@ -106,6 +107,7 @@ class Dispatcher:
             impulse=self._config.impulse,
             registry=self._registry,
             outbox=[],
+            timezone=self._config.timezone,
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []

@@ -64,6 +64,8 @@ class LoopConfig:
     onboarding: bool = False
     #: Longest a lane whose chat is busy waits for the rest of a burst before it is enqueued (0: never waits).
     settle_max: float = 0.25
+    #: The zone a group's days are counted in unless it names its own (``scheduler.timezone``; ``/status`` usage).
+    timezone: str = "UTC"
 
 
 class QueueBridge:
@@ -121,6 +123,7 @@ class MessageLoop:
                 bot_names=config.bot_names,
                 impulse=config.impulse,
                 onboarding=config.onboarding,
+                timezone=config.timezone,
             ),
             metrics=metrics,
             clock=self._clock,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from kanmon.clock import Clock, SystemClock
 from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, RuntimeUnavailable
 from kanmon.container.handle import RunHandle
+from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.inbox import Inbox
@@ -40,6 +41,7 @@ from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
 from kanmon.gateway.typing import TypingSignal
+from kanmon.gateway.usage import UsageMetrics
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
@@ -93,6 +95,7 @@ class LaneRunner:
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
         self._clock: Clock = clock or SystemClock()
         self._lanes: dict[Lane, _LaneState] = {}
+        self._budget, self._usage = DailyBudget(db, defaults.timezone, self._clock, on_stored), UsageMetrics(metrics)
         store = db.store
         self._begins: GroupCommit[RunBegin, RunStart | None] = GroupCommit(
             db, lambda items: store.begin_runs(items, now=self._clock.now()), name="begin"
@@ -174,6 +177,8 @@ class LaneRunner:
         if group is None:
             logger.error("lane=%s: group %s is not registered; dead-lettering its rows", lane, lane.folder)
             return LaneResult.DEAD
+        if await self._budget.holds(group, lane):
+            return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
         runtime_key = runtime_name(group, self._defaults)
         run_id = new_run_id(self._clock.now().timestamp())
         problems: list[str] = []
@@ -349,9 +354,11 @@ class LaneRunner:
             run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
             session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,
             output_count=ending.produced, error=outcome.error, replies=unrecorded,
+            usage=self._budget.usage(run, batch, watched.usage, self._registry.groups.get(run.group_folder)),
         )  # fmt: skip
         ended = await self._end(end, outcome)
         self._on_stored(ended.stored)
+        self._usage.count(ended.usage)
         self._on_ended(batch.head.chat_jid)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began
@@ -377,7 +384,7 @@ class LaneRunner:
             logger.error("run %s: its outcome could not be recorded (%s); recording the bare end", end.run_id, exc)
         bare = RunEnd(
             run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
-            folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count,
+            folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
             error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
         )  # fmt: skip
         fallback: RunEnded = await self._ends(bare)
