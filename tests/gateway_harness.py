@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kanmon.clock import Clock
 from kanmon.container import echo_agent
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
@@ -144,6 +145,8 @@ async def running_gateway(
     poll_batch: int = 200,
     attachments: FetchPolicy | None = None,
     auth: AuthConfig | None = None,
+    clock: Clock | None = None,
+    timezone: str = "UTC",
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -167,6 +170,7 @@ async def running_gateway(
         timeout=timeout,
         stop_grace=2.0,
         max_replies=max_replies,
+        timezone=timezone,
     )
     config = GatewayConfig(
         run=defaults,
@@ -176,6 +180,7 @@ async def running_gateway(
             impulse=impulse or ImpulseConfig(),
             onboarding=onboarding,
             auth=auth or AuthConfig(),
+            timezone=timezone,
         ),
         max_concurrent=max_concurrent,
         retry=retry,
@@ -183,7 +188,7 @@ async def running_gateway(
         daemons=dict(daemons or {}),
         attachments=attachments or FetchPolicy(),
     )
-    gateway = Gateway(store, runtimes, config)
+    gateway = Gateway(store, runtimes, config, clock=clock)
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
     started = asyncio.create_task(gateway.started.wait())

@@ -38,6 +38,9 @@ Standard library only (the image needs python3 and the ``claude`` CLI, nothing e
    before any text that is "an error without output", so kanmon evicts the session and retries the batch (SPEC §9;
    a stale ``--resume`` fails this way and the retry starts fresh); after text, the text already sent stands, the
    block also carries ``newSessionId`` and kanmon records the error with the batch answered.
+   Either last block carries ``usage``, from the ``result`` message: ``input_tokens``, ``output_tokens``,
+   ``cache_read_tokens`` (its ``cache_read_input_tokens``), ``cache_write_tokens`` (``cache_creation_input_tokens``)
+   and ``cost_usd`` (``total_cost_usd``), once per run, so kanmon counts the run's spend once.
 
 With ``KANMON_CLAUDE_HEARTBEAT=s`` a heartbeat also goes out every s seconds while ``claude`` runs. It is off by
 default: claude's own events already reset kanmon's idle timer during long work, and a claude that hangs (one that
@@ -165,6 +168,7 @@ class Translator:
         self.texts = 0  # blocks sent with text for the chat
         self.failure: str | None = None
         self.result_seen = False
+        self.usage: dict[str, int | float] | None = None  # what the result says the run used, for the last block
 
     def feed(self, event: object) -> list[Block]:
         """The blocks one parsed stream-JSON line gives (a heartbeat at least, for a sign of life)."""
@@ -199,6 +203,7 @@ class Translator:
 
     def _result(self, event: dict[str, Any]) -> list[Block]:
         self.result_seen = True
+        self.usage = result_usage(event)
         said = event.get("result")
         text = said if isinstance(said, str) else ""
         subtype = event.get("subtype")
@@ -229,12 +234,39 @@ class Translator:
             self.failure = self.redact(f"claude {why} (exit status {exit_code})" + (f": {tail}" if tail else ""))
         if self.failure is None and not self.result_seen:
             self.failure = "claude ended without a result"
-        if self.failure is None:
-            return {"status": "ok", "result": None, "newSessionId": self.session_id}
-        block: Block = {"status": "error", "result": None, "error": self.failure}
-        if self.texts and self.session_id:
-            block["newSessionId"] = self.session_id  # the batch is answered: the session goes on
+        block: Block = {"status": "ok", "result": None, "newSessionId": self.session_id}
+        if self.failure is not None:
+            block = {"status": "error", "result": None, "error": self.failure}
+            if self.texts and self.session_id:
+                block["newSessionId"] = self.session_id  # the batch is answered: the session goes on
+        if self.usage:
+            block["usage"] = self.usage  # once per run, on its last block: spent whether it failed or not
         return block
+
+
+#: kanmon's usage fields and the ``usage`` keys of Claude Code's ``result`` message they come from.
+_USAGE_KEYS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_input_tokens",
+    "cache_write_tokens": "cache_creation_input_tokens",
+}
+
+
+def result_usage(event: Mapping[str, Any]) -> dict[str, int | float] | None:
+    """kanmon's ``usage`` object from a ``result`` message: its ``usage`` token counts and ``total_cost_usd``
+    (numbers that are missing or not counts are left out, so kanmon reads them as 0); None when there are none."""
+    reported = event.get("usage")
+    used: Mapping[str, Any] = reported if isinstance(reported, dict) else {}
+    usage: dict[str, int | float] = {
+        ours: value
+        for ours, theirs in _USAGE_KEYS.items()
+        if isinstance(value := used.get(theirs), int) and not isinstance(value, bool) and value >= 0
+    }
+    cost = event.get("total_cost_usd")
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
+        usage["cost_usd"] = cost
+    return usage or None
 
 
 def _tool_line(part: Mapping[str, Any]) -> str:

@@ -31,7 +31,8 @@ Knobs for tests, from the environment (all optional):
 * ``ECHO_ACTIONS=1``: a message ``actions JSON`` (an action object or a list of them, issue 15) makes the agent
   write one block with those ``actions`` and the result ``acted: <n>`` instead of its echo;
 * ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
-  (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``).
+  (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``);
+* ``ECHO_USAGE=json``: this raw JSON as each output's ``usage`` (what the model used: tokens and ``cost_usd``).
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ def _answer(result: str, session: str, attachments: list[dict[str, str]] | None 
         block: dict[str, Any] = {"status": "ok", "result": result, "newSessionId": session}
         if attachments:
             block["attachments"] = attachments
+        if os.environ.get("ECHO_USAGE"):
+            block["usage"] = json.loads(os.environ["ECHO_USAGE"])
         emit(block)
         return
     text = f'{{"status": "ok", "result": {raw}, "newSessionId": {json.dumps(session)}}}'

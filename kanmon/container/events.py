@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from kanmon.container.actions import Action
 
-__all__ = ["AttachmentRef", "ExitReason", "Exited", "Heartbeat", "Output", "RunEvent"]
+__all__ = ["AttachmentRef", "ExitReason", "Exited", "Heartbeat", "Output", "RunEvent", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +25,28 @@ class AttachmentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """What the model used for one output block, as the agent reported it (``usage`` in the block, issue 16 item 4).
+
+    Token counts are whole numbers >= 0; ``cost_usd`` is US dollars >= 0. A number the agent left out is 0.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Output:
     """One output block of the agent (SPEC §9), numbered per run from 0.
 
     ``result`` is the raw text the agent sent; ``text`` is what a chat should see (``clean_result`` applied),
     empty when there is nothing to deliver; ``attachments`` the files the block lists; ``actions`` what else it
-    asks kanmon to do (:mod:`kanmon.container.actions`: send elsewhere, schedule, cancel or list tasks).
+    asks kanmon to do (:mod:`kanmon.container.actions`: send elsewhere, schedule, cancel or list tasks); ``usage``
+    what the model used (None when the block says nothing, or said it wrongly: then ``usage_problem`` says why, and
+    the block still counts).
     """
 
     index: int
@@ -41,6 +57,8 @@ class Output:
     error: str | None = None
     attachments: tuple[AttachmentRef, ...] = ()
     actions: tuple[Action, ...] = ()
+    usage: Usage | None = None
+    usage_problem: str | None = None
 
     @property
     def deliverable(self) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from kanmon.container.actions import actions_problem, parse_actions
 from kanmon.container.events import AttachmentRef, Heartbeat, Output
+from kanmon.container.usage import parse_usage
 
 __all__ = [
     "END_MARKER",
@@ -197,6 +198,7 @@ class OutputParser:
         problem = _problem(value)
         if problem:
             return InvalidBlock(problem, preview)
+        usage, usage_problem = parse_usage(value.get("usage"))
         output = Output(
             index=self.outputs,
             status=_STATUSES[value["status"]],
@@ -206,6 +208,8 @@ class OutputParser:
             error=value.get("error") or None,
             attachments=tuple(AttachmentRef(item["path"], item.get("name")) for item in value.get("attachments") or ()),
             actions=parse_actions(value.get("actions")),
+            usage=usage,
+            usage_problem=usage_problem,
         )
         self.outputs += 1
         return output

@@ -22,6 +22,7 @@ from kanmon.gated.onboarding_commands import onboarding_group
 from kanmon.gated.registry_commands import group, route
 from kanmon.gated.run_commands import chat, demo, run, status
 from kanmon.gated.task_commands import task
+from kanmon.gated.usage_commands import usage
 from kanmon.store import NewMessage, StoreUnavailable, head_revision
 from kanmon.store.lock import StoreLocked
 
@@ -138,6 +139,7 @@ cli.add_command(route)
 cli.add_command(onboarding_group)
 cli.add_command(apikey)
 cli.add_command(task)
+cli.add_command(usage)
 cli.add_command(adapter)
 cli.add_command(allow_group)
 cli.add_command(pairing_group)

@@ -31,7 +31,7 @@ SCHEDULER_KEYS: tuple[Key, ...] = (
         "scheduler.timezone",
         STR,
         "UTC",
-        "IANA zone of `gated task add --cron` and --at times when --tz is not given.",
+        "IANA zone of task times without --tz, and of the days of groups without --timezone (budgets).",
         check=Check("an IANA time zone like UTC or Europe/Berlin", _zone_ok),
     ),
     _key(

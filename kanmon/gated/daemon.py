@@ -64,6 +64,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         assistant_name=settings.assistant_name,
         session_idle_expiry=settings.gateway.session_idle_expiry,
         secrets=settings.secrets,
+        timezone=settings.scheduler.timezone,
     )
     queue = settings.queue
     return GatewayConfig(
@@ -75,6 +76,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             impulse=settings.impulse.config(),
             onboarding=settings.gateway.onboarding,
             auth=auth_config(settings),
+            timezone=settings.scheduler.timezone,
         ),
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),

@@ -26,6 +26,7 @@ from kanmon.container.base import HARD_TIMEOUT_MARGIN, AllowedMount, Mount, is_a
 from kanmon.container.mounts import bind_mount, check_target
 from kanmon.container.process import PROCESS_MOUNTS
 from kanmon.errors import InvalidInput
+from kanmon.gated.budget_settings import budget_options, parse_budget
 from kanmon.gated.setting_values import format_duration, parse_duration, parse_memory
 from kanmon.gated.settings import Settings
 
@@ -59,6 +60,8 @@ RESETTABLE: Mapping[str, str] = {
     "secrets": "secrets",
     "mounts": "mounts",
     "upstreams": "upstreams",
+    "daily-budget": "daily_budget",
+    "timezone": "timezone",
 }
 # Docker's image reference grammar: [host[:port]/]path[:tag][@digest]
 _NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -109,6 +112,7 @@ def settings_options(command: F) -> F:
             "--reset", metavar="SETTING", multiple=True, help=f"Back to the default: {', '.join(RESETTABLE)} (repeat)."
         ),
     ]
+    options[-1:-1] = budget_options()  # before --reset
     for option in reversed(options):
         command = option(command)
     return command
@@ -313,6 +317,7 @@ def parse_change(options: Mapping[str, Any], settings: Settings) -> Change:
             "--idle-timeout", options.get("idle_timeout"), parse_duration, "seconds > 0, or like 90s, 30m, 2h"
         ),
         "user": _checked("--user", options.get("user"), _user, "a non-root user[:group] like 1000:1000"),
+        **parse_budget(options),
     }
     reset = []
     for name in options.get("reset", ()):

@@ -29,6 +29,8 @@ _LABELS = {
     "timeout": "timeout",
     "idle_timeout": "idle timeout",
     "user": "user",
+    "daily_budget": "daily budget",
+    "timezone": "time zone",
 }
 
 
@@ -48,6 +50,8 @@ def describe_group(group: Group, settings: Settings) -> dict[str, Any]:
         "timeout": settings.runtime.timeout,
         "idle_timeout": settings.runtime.idle_timeout,
         "user": docker.user,
+        "daily_budget": None,  # no budget
+        "timezone": settings.scheduler.timezone,
     }
     values = {key: config.get(key, default) for key, default in defaults.items()}
     values["env"] = dict(config.get("env") or {})
@@ -105,6 +109,8 @@ def _shown(key: str, value: Any, settings: Settings) -> list[str]:
         return [format_size(int(value))]
     if key in ("timeout", "idle_timeout"):
         return [format_duration(float(value))]
+    if key == "daily_budget":
+        return [f"${float(value):.2f} a day"]
     if key == "cpus":
         return [f"{float(value):g}"]
     return [str(value)]

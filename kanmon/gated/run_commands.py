@@ -20,6 +20,7 @@ from kanmon.gated.auth_commands import show_refused
 from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import TerminalChat, read_lines
+from kanmon.gated.usage_commands import show_today
 from kanmon.gateway.held import HeldStatus, held_chats
 from kanmon.gateway.tasks import describe_schedule, when
 from kanmon.queue import lane_for
@@ -252,6 +253,7 @@ def status(app: App) -> None:
     held_jids = {status.chat_jid for status in held}
     _show_waiting([chat for chat in waiting if chat.chat_jid not in held_jids])
     _show_tasks(store.upcoming_tasks(_NEXT_FIRES), counts["tasks_active"])
+    show_today(store, app.settings.scheduler.timezone, now)
     click.echo("last runs:")
     for run_ in store.recent_runs(10):
         took = f"{(run_.ended_at - run_.started_at).total_seconds():.1f}s" if run_.ended_at else "…"

@@ -45,6 +45,8 @@ class LayerContext:
     auth: AuthConfig = field(default_factory=AuthConfig)
     # The injected clock (the loop's); None: the system's time.
     clock: Clock | None = field(default=None, repr=False)
+    # The zone a group's days are counted in unless it names its own (``scheduler.timezone``): ``/status`` usage.
+    timezone: str = "UTC"
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)

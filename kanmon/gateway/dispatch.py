@@ -77,6 +77,7 @@ class DispatchConfig:
     impulse: ImpulseConfig
     onboarding: bool
     auth: AuthConfig = field(default_factory=AuthConfig)
+    timezone: str = "UTC"  # scheduler.timezone: the days of groups without a zone of their own (/status usage)
 
 
 class Dispatcher:
@@ -115,6 +116,7 @@ class Dispatcher:
             outbox=[],
             auth=self._config.auth,
             clock=self._clock,
+            timezone=self._config.timezone,
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []

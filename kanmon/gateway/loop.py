@@ -67,6 +67,8 @@ class LoopConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     #: Longest a lane whose chat is busy waits for the rest of a burst before it is enqueued (0: never waits).
     settle_max: float = 0.25
+    #: The zone a group's days are counted in unless it names its own (``scheduler.timezone``; ``/status`` usage).
+    timezone: str = "UTC"
 
 
 class QueueBridge:
@@ -125,6 +127,7 @@ class MessageLoop:
                 impulse=config.impulse,
                 onboarding=config.onboarding,
                 auth=config.auth,
+                timezone=config.timezone,
             ),
             metrics=metrics,
             clock=self._clock,

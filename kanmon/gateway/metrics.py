@@ -68,6 +68,14 @@ class GatewayMetrics:
         self.dead_letters = Counter(
             "kanmon_dead_letters", "Batches dead-lettered after their last attempt.", registry=r
         )
+        self.usage_tokens = Counter(
+            "kanmon_usage_tokens", "Tokens agents reported, by group folder (bounded: then 'other') and kind "
+            "(input, output, cache_read, cache_write).", ["folder", "kind"], registry=r,
+        )  # fmt: skip
+        self.usage_cost = Counter(
+            "kanmon_usage_cost_usd", "US dollars agents reported, by group folder (bounded: then 'other').",
+            ["folder"], registry=r,
+        )  # fmt: skip
         self.task_fires = Counter("kanmon_task_fires", "Task occurrences stored as messages.", registry=r)
         self.task_skips = Counter(
             "kanmon_task_skips", "Task occurrences missed while gated was away and skipped by policy.", registry=r

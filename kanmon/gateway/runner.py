@@ -2,9 +2,8 @@
 
 The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
 
-1. reads the group afresh (a ``gated group set`` counts from the next run) and its secrets' values (a rotated file
-   too), then starts its agent, input left open: a container takes a hundred milliseconds or more to come up, and
-   messages for the lane that arrive meanwhile join the batch instead of waiting for another run;
+1. reads the group afresh (a ``gated group set`` counts from the next run) and, unless its daily budget is spent
+   (:mod:`kanmon.gateway.budget`), starts its agent with its input left open (:mod:`kanmon.gateway.starter`);
 2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
    the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
    (``starting``), flushes the group's system messages and resolves the session (an idle one expires);
@@ -27,9 +26,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kanmon.clock import Clock, SystemClock
-from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, RuntimeUnavailable
+from kanmon.container import ContainerError
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
+from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.inbox import Inbox
@@ -39,9 +39,11 @@ from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, r
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
-from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
+from kanmon.gateway.spec import RunDefaults, runtime_name
+from kanmon.gateway.starter import RunStarter, Runtimes
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
+from kanmon.gateway.usage import UsageMetrics
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
@@ -50,9 +52,6 @@ from kanmon.store.aio import AsyncStore, GroupCommit
 __all__ = ["DEAD_LETTER_TEXT", "LaneRunner", "Runtimes"]
 
 logger = logging.getLogger(__name__)
-
-#: The runtimes by name (``docker``, ``process``, …): a group's ``container_config.runtime`` picks one.
-Runtimes = Mapping[str, Runtime]
 
 
 @dataclass(slots=True)
@@ -94,10 +93,10 @@ class LaneRunner:
         self._registry, self._metrics, self._is_held = registry, metrics, is_held
         self._on_stored, self._on_ended = on_stored, on_ended
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
-        self._credentials = credentials
         self._clock: Clock = clock or SystemClock()
         self._act = AgentActions(db, clock=self._clock, collect=collect, on_stored=on_stored)  # issue 15
         self._lanes: dict[Lane, _LaneState] = {}
+        self._budget, self._usage = DailyBudget(db, defaults.timezone, self._clock, on_stored), UsageMetrics(metrics)
         store = db.store
         self._begins: GroupCommit[RunBegin, RunStart | None] = GroupCommit(
             db, lambda items: store.begin_runs(items, now=self._clock.now()), name="begin"
@@ -106,6 +105,9 @@ class LaneRunner:
             db, lambda items: store.finish_runs(items, now=self._clock.now()), name="end"
         )
         self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self.live_runs)
+        self._starter = RunStarter(
+            runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials
+        )
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
 
@@ -179,27 +181,15 @@ class LaneRunner:
         if group is None:
             logger.error("lane=%s: group %s is not registered; dead-lettering its rows", lane, lane.folder)
             return LaneResult.DEAD
-        runtime_key = runtime_name(group, self._defaults)
-        run_id = new_run_id(self._clock.now().timestamp())
-        problems: list[str] = []
-        secrets: dict[str, str] = {}
-        began = self._clock.monotonic()
+        if await self._budget.holds(group, lane):
+            return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
+        started = await self._starter.start(group, lane)
+        if started is None:
+            return LaneResult.DEFERRED  # its runtime cannot be reached: tried again later, no attempt used
+        state.handle = handle = started.handle
+        began, begun = started.began, False
         try:
-            spec = build_spec(group, self._defaults, run_id=run_id)
-            if self._credentials is not None:
-                spec = await self._credentials.grant(spec, group, self._runtimes.get(runtime_key))
-            secrets = await run_secrets(group, self._defaults)  # read at every start: a rotated value counts
-            state.handle = await self._start(runtime_key, spec)
-        except RuntimeUnavailable as exc:
-            self.reclaimer.mark_unavailable(runtime_key, str(exc))
-            return LaneResult.DEFERRED
-        except (ContainerError, InvalidRunSpec, KeyError) as exc:
-            problems.append(f"start failed: {exc}")
-            logger.error("run %s of lane=%s could not start: %s", run_id, lane, exc)
-        handle = state.handle
-        begun = False
-        try:
-            start = await self._begin(lane, group.container_config, run_id, runtime_key, handle)
+            start = await self._begin(lane, group.container_config, started.run_id, started.runtime, handle)
             begun = start is not None
         finally:
             if not begun and handle is not None:
@@ -208,15 +198,7 @@ class LaneRunner:
             return LaneResult.OK
         if handle is not None:
             self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
-        return await self._run(lane, state, start, handle, problems, began, secrets)
-
-    async def _start(self, runtime_key: str, spec: RunSpec) -> RunHandle:
-        runtime = self._runtimes.get(runtime_key)
-        if runtime is None:
-            raise KeyError(f"runtime {runtime_key!r} is not available in this gated")
-        handle = await runtime.start(spec)
-        self.reclaimer.mark_available(runtime_key)
-        return handle
+        return await self._run(lane, state, start, handle, started.problems, began, started.secrets)
 
     async def _begin(
         self, lane: Lane, config: Mapping[str, object], run_id: str, runtime_key: str, handle: RunHandle | None
@@ -357,9 +339,11 @@ class LaneRunner:
             run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
             session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,
             output_count=ending.produced, error=outcome.error, replies=unrecorded,
+            usage=self._budget.usage(run, batch, watched.usage, self._registry.groups.get(run.group_folder)),
         )  # fmt: skip
         ended = await self._end(end, outcome)
         self._on_stored(ended.stored)
+        self._usage.count(ended.usage)
         self._on_ended(batch.head.chat_jid)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began
@@ -385,7 +369,7 @@ class LaneRunner:
             logger.error("run %s: its outcome could not be recorded (%s); recording the bare end", end.run_id, exc)
         bare = RunEnd(
             run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
-            folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count,
+            folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
             error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
         )  # fmt: skip
         fallback: RunEnded = await self._ends(bare)

@@ -53,6 +53,8 @@ class RunDefaults:
     session_idle_expiry: float = 0.0
     max_replies: int = 500  # replies of one run, after which it is stopped (runtime.max_replies)
     reply_flush: float = 0.05  # seconds a reply may wait to be stored with the next ones
+    #: The zone a group's days are counted in (usage, daily budget) unless it names its own (``scheduler.timezone``).
+    timezone: str = "UTC"
     #: Where each configured secret's value is read (the ``secrets:`` section); a group receives those it names.
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     #: The environment ``env:`` secrets are read from: gated's own (``os.environ``) when None.

@@ -26,6 +26,7 @@ from kanmon.gateway.outcome import Ending
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.typing import TypingSignal, is_status_only
+from kanmon.gateway.usage import Reported, note_usage
 from kanmon.store import NewMessage
 
 __all__ = ["Act", "Collect", "Watched", "output_id", "reply", "watch"]
@@ -54,6 +55,7 @@ class Watched:
     capped: bool = False
     problems: list[str] = field(default_factory=list)
     acted: int = 0  # actions its outputs carried
+    usage: list[Reported] = field(default_factory=list)  # the outputs that reported usage (kanmon.gateway.usage)
 
     def ending(self, recorder: ReplyRecorder) -> Ending:
         """The run's :class:`Ending`, for the outcome table."""
@@ -187,6 +189,7 @@ async def _output(
 ) -> None:
     if output.new_session_id:
         watched.session_id = output.new_session_id
+    note_usage(handle.run_id, output, watched.usage, watched.session_id)
     if output.status == "error" and not output.deliverable:
         watched.error_block = output.error or "the agent reported an error"
     if output.actions and not watched.capped:

@@ -44,6 +44,7 @@ from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
 from kanmon.store.tasks import Fired, FirePlan, NewTask, Task, TaskStatus
 from kanmon.store.text import storable
+from kanmon.store.usage import UsageEntry, UsageSum
 from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
@@ -93,6 +94,8 @@ __all__ = [
     "TaskCancel",
     "TaskStatus",
     "UnusableStore",
+    "UsageEntry",
+    "UsageSum",
     "WaitingChat",
     "WaitingRow",
     "check_schema",

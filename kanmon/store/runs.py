@@ -31,6 +31,7 @@ from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
 from kanmon.store.tables import chats, messages, session_log, sessions, system_messages
 from kanmon.store.text import storable
+from kanmon.store.usage import UsageEntry, record_usage
 
 __all__ = ["RunBegin", "RunDraft", "RunEnd", "RunEnded", "RunStart", "RunStore"]
 
@@ -95,14 +96,17 @@ class RunEnd:
     output_count: int = 0
     error: str | None = None
     replies: Sequence[NewMessage] = ()
+    usage: Sequence[UsageEntry] = ()  # what the outputs reported; entries recorded before are skipped
 
 
 @dataclass(frozen=True, slots=True)
 class RunEnded:
-    """What :meth:`RunStore.finish_runs` did for one end: the chat's cursor afterwards, the replies it stored."""
+    """What :meth:`RunStore.finish_runs` did for one end: the chat's cursor afterwards, the replies it stored, the
+    usage entries it recorded (not those recorded before)."""
 
     cursor: int
     stored: list[Message]
+    usage: list[UsageEntry] = dataclasses.field(default_factory=list)
 
 
 class RunStore(StoreBase):
@@ -209,6 +213,7 @@ def _session(conn: Connection, begin: RunBegin, head: LaneHead, now: dt.datetime
 
 def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> RunEnded:
     stored = insert_new(conn, end.replies, now) if end.replies else []
+    recorded = record_usage(conn, end.usage)
     if end.rows != "new" and end.seqs:
         conn.execute(_SETTLE_ROWS, {"b_seqs": list(end.seqs), "b_status": end.rows})
     _apply_session(conn, store, end, now)
@@ -216,7 +221,7 @@ def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -
         error = None if end.error is None else storable(end.error)
         values = {"b_id": end.run_id, "status": end.run_status, "ended_at": now, "output_count": end.output_count}
         conn.execute(_END_RUN, {**values, "error": error})
-    return RunEnded(advance_cursor(conn, store, end.chat_jid), stored)
+    return RunEnded(advance_cursor(conn, store, end.chat_jid), stored, recorded)
 
 
 def _apply_session(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> None:

@@ -18,6 +18,7 @@ from kanmon.store.runs import RunStore
 from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
 from kanmon.store.tasks import TaskStore
+from kanmon.store.usage import UsageStore
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
@@ -35,9 +36,10 @@ class Store(
     TaskStore,
     AuthStore,
     ActionStore,
+    UsageStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys, scheduled tasks, sender authorisation and agent actions.
+    keys, scheduled tasks, sender authorisation, agent actions and usage.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -42,6 +43,7 @@ __all__ = [
     "sessions",
     "system_messages",
     "tasks",
+    "usage",
 ]
 
 # Stable constraint names, so Alembic can alter them and both backends agree on what exists.
@@ -355,4 +357,25 @@ run_actions = Table(
     Column("detail", Text, nullable=False, server_default=_empty(), doc="what was done, or why it was refused"),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("outcome IN ('done', 'refused')", name="outcome"),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("output_index", Integer, primary_key=True, doc="the output block that reported it: a replay adds nothing"),
+    Column("group_folder", Text, nullable=False, doc="no foreign key: spend outlives a removed group"),
+    Column("topic", Text, nullable=False, server_default=_empty()),
+    Column("chat_jid", Text, nullable=False),
+    Column("session_id", Text, doc="the agent session the output belonged to (null: none known)"),
+    Column("day", Text, nullable=False, doc="YYYY-MM-DD in the group's time zone when it was recorded"),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0", doc="US dollars"),
+    # a group's spend of a day (the budget check before every run of a group with a budget) and gated usage
+    Index(None, "group_folder", "day"),
+    Index(None, "day"),
 )

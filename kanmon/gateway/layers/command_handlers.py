@@ -17,6 +17,7 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.onboarding import glob_literal
 from kanmon.gateway.tasks import task_line
+from kanmon.gateway.usage_report import today_spend
 from kanmon.queue import lane_for
 from kanmon.store import Message, NewMessage
 
@@ -134,8 +135,17 @@ def _status(req: CommandRequest) -> str:
             f"queue: {ctx.queue.running_count()} running, {ctx.queue.waiting_count()} waiting",
             f"lag: {max(0, counts['last_seq'] - cursor)} messages behind the poll cursor",
             f"dead letters: {counts['dead_letters']}",
+            *_usage_today(req),
         ]
     )
+
+
+def _usage_today(req: CommandRequest) -> list[str]:
+    """``/status``'s usage lines: each group's spend of its today (of groups with a budget or spend today), today
+    being the day the command was sent."""
+    spends = today_spend(req.ctx.store, req.ctx.groups().values(), req.ctx.timezone, req.message.timestamp)
+    spends = [spend for spend in spends if spend.spent or spend.budget is not None]
+    return ["usage today:" if spends else "usage today: none", *(f"  {spend.line()}" for spend in spends)]
 
 
 def _approve(req: CommandRequest) -> str:

@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from kanmon.container.events import Output
+from kanmon.container.events import Output, Usage
 from kanmon.queue import LaneResult
 from tests.unit.agents.claude_code import (
     PROMPT,
@@ -220,3 +220,16 @@ def test_a_secret_never_configures_the_runner(tmp_path: Path) -> None:
     got = recorded(record)
     assert got["env"]["KANMON_CLAUDE_BIN"] == secrets["KANMON_CLAUDE_BIN"], "claude still gets it"
     assert not any("secret prompt" in arg for arg in got["argv"]), "a secret's value is never an argument"
+
+
+def test_the_last_block_reports_what_claude_said_the_run_used(tmp_path: Path) -> None:
+    run = run_runner(tmp_path, {"prompt": PROMPT}, FAKE_CLAUDE_SCENARIO="multi-turn")
+    result = result_of("multi-turn.1.jsonl")
+    used = result["usage"]
+    assert run.last.usage == Usage(
+        input_tokens=used["input_tokens"], output_tokens=used["output_tokens"],
+        cache_read_tokens=used["cache_read_input_tokens"], cache_write_tokens=used["cache_creation_input_tokens"],
+        cost_usd=result["total_cost_usd"],
+    )  # fmt: skip
+    assert run.last.usage_problem is None
+    assert [output.usage for output in run.outputs[:-1]] == [None] * (len(run.outputs) - 1), "counted once"

@@ -13,7 +13,7 @@ from claude_runner import HEARTBEAT, REDACTED, Redactor, Translator, heartbeat_i
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kanmon.container.events import Heartbeat, Output
+from kanmon.container.events import Heartbeat, Output, Usage
 from kanmon.container.protocol import InvalidBlock, OutputParser, ParserEvent, clean_result, encode_block
 
 SESSION = "0f0e0d0c-0b0a-4908-8706-050403020100"
@@ -141,3 +141,16 @@ def test_a_text_that_holds_the_markers_arrives_whole() -> None:
     translator = Translator(Redactor([]))
     blocks = translator.feed(assistant([{"type": "text", "text": text}]))
     assert [event.result for event in parse_blocks(blocks) if isinstance(event, Output)] == [text]
+
+
+def test_a_failed_run_still_reports_its_usage_and_odd_numbers_are_left_out() -> None:
+    translator = Translator(Redactor([]))
+    translator.feed({"type": "result", "subtype": "error_max_turns", "is_error": True, "total_cost_usd": 0.5,
+                     "usage": {"input_tokens": 7, "output_tokens": -1, "cache_read_input_tokens": "3",
+                               "cache_creation_input_tokens": True}})  # fmt: skip
+    [event] = parse_blocks([translator.finish(1, [])])
+    assert isinstance(event, Output) and event.status == "error"
+    assert event.usage == Usage(input_tokens=7, cost_usd=0.5)
+    silent = Translator(Redactor([]))
+    silent.feed({"type": "result", "subtype": "success", "result": "hi", "usage": "lots"})
+    assert "usage" not in silent.finish(0, [])

@@ -254,7 +254,9 @@ def test_show_prints_effective_settings_and_secret_names_never_their_values(
     assert view["settings"]["secrets"] == ["API_KEY"] and view["settings"]["idle_timeout"] == 90.0
     assert view["settings"]["memory_bytes"] == 512 << 20 and view["settings"]["env"] == {"A": "1"}
     assert view["settings"]["mounts"] == [{"host": str(roots["scratch"]), "container": "/data", "mode": "rw"}]
-    assert set(view["defaults"]) == {"runtime", "image", "command", "network", "cpus", "pids", "timeout", "user"}
+    assert set(view["defaults"]) == {
+        "runtime", "image", "command", "network", "cpus", "pids", "timeout", "user", "daily_budget", "timezone"
+    }  # fmt: skip
     assert (view["folder"], view["web_chat"], view["parent"]) == ("corp", False, None)
     shown = text + json.dumps(view) + ok(gated("config", "show")).output
     assert PLANTED not in shown

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from kanmon.gateway import (
@@ -15,6 +18,7 @@ from kanmon.gateway import (
     resolve_owner,
 )
 from kanmon.gateway.layers.commands import CommandCall, normalise, parse_command
+from kanmon.store import Group, UsageEntry
 from tests.unit.gateway.gateway_world import CHAT, SENDER, World
 
 
@@ -261,3 +265,18 @@ def test_a_command_from_a_bot_message_is_not_run(world: World) -> None:
     [decision] = process_batch([message], world.ctx())
     assert isinstance(decision, Forward)
     assert world.store.get_session("corp", "") is not None
+
+
+def test_status_shows_each_groups_spend_of_its_today_against_its_budget(world: World) -> None:
+    world.store.add_group(Group(folder="ops", container_config={"daily_budget": 1.0, "timezone": "Asia/Tokyo"}))
+    now = dt.datetime.now(dt.UTC)
+    tokyo, berlin = (now.astimezone(ZoneInfo(zone)).date().isoformat() for zone in ("Asia/Tokyo", "Europe/Berlin"))
+    common = {"topic": "", "session_id": None, "recorded_at": now, "output_index": 0, "cost_usd": 1.25}
+    world.store.record_usage([
+        UsageEntry(run_id="r1", group_folder="ops", chat_jid="web:ops", day=tokyo, **common),  # type: ignore[arg-type]
+        UsageEntry(run_id="r2", group_folder="corp", chat_jid=CHAT, day=berlin, **common),  # type: ignore[arg-type]
+    ])  # fmt: skip
+    world.send("/status", ctx=world.ctx(timezone="Europe/Berlin"))  # corp has no zone: the configured one counts
+    [reply] = world.replies()
+    assert f"  corp  $1.2500 on {berlin} (Europe/Berlin)" in reply.splitlines()
+    assert f"  ops  $1.2500 of $1.00 on {tokyo} (Asia/Tokyo)  budget spent: runs wait for the next day" in reply

@@ -1,0 +1,39 @@
+"""The ``usage`` object of an output block (issue 16 item 4): what the model used, checked field by field.
+
+``{"input_tokens": 120, "output_tokens": 30, "cache_read_tokens": 1000, "cache_write_tokens": 5, "cost_usd": 0.0123}``:
+every field optional (0 when left out), unknown keys ignored. A malformed ``usage`` does not make the block invalid:
+its text is still the chat's, and only the usage is dropped (with one line saying why), because refusing a whole
+answer over its bookkeeping would punish the user for the agent's accounting.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kanmon.container.events import Usage
+
+__all__ = ["MAX_TOKENS", "TOKEN_FIELDS", "parse_usage"]
+
+#: The token counts a usage object may carry, in the order :class:`Usage` declares them.
+TOKEN_FIELDS: tuple[str, ...] = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+#: The largest token count taken (a 64-bit column holds it with room to sum); larger is a malformed usage.
+MAX_TOKENS = 10**15
+
+
+def parse_usage(value: object) -> tuple[Usage | None, str | None]:
+    """``(usage, None)`` for a valid usage object, ``(None, None)`` when there is none (``null`` or absent), and
+    ``(None, reason)`` for a malformed one."""
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        return None, "usage must be an object"
+    counts: dict[str, int] = {}
+    for name in TOKEN_FIELDS:
+        count = value.get(name, 0)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_TOKENS:
+            return None, f"usage.{name} must be a whole number >= 0 (at most {MAX_TOKENS}), not {count!r}"
+        counts[name] = count
+    cost = value.get("cost_usd", 0)
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or not (math.isfinite(cost) and cost >= 0):
+        return None, f"usage.cost_usd must be a finite number >= 0, not {cost!r}"
+    return Usage(**counts, cost_usd=float(cost)), None

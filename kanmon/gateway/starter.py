@@ -1,0 +1,88 @@
+"""A run's start, before it takes its batch (SPEC §9): its spec, its secrets and its agent, up and waiting for input.
+
+:class:`RunStarter` builds the spec from the group as it is now (a ``gated group set`` counts from the next run), adds
+the credential proxy's URL and token per upstream (issue 19), reads the secrets' values (a rotated file counts), and
+starts the agent with its input left open: a container takes a hundred milliseconds or more to come up, and messages
+for the lane that arrive meanwhile join the batch. A start that fails for the run's own reasons (a bad spec, a
+missing secret or image) is not an exception: the run goes on without an agent and ends as a failed start
+(retried, then dead-lettered), with the reason in :attr:`Started.problems`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kanmon.clock import Clock
+from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, RuntimeUnavailable
+from kanmon.container.handle import RunHandle
+from kanmon.gateway.reclaim import Reclaimer
+from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
+from kanmon.gateway.upstreams import CredentialGrants
+from kanmon.store import Group
+
+__all__ = ["RunStarter", "Runtimes", "Started"]
+
+logger = logging.getLogger("kanmon.gateway.runner")  # the runner's lines, under the runner's name
+
+#: The runtimes by name (``docker``, ``process``, …): a group's ``container_config.runtime`` picks one.
+Runtimes = Mapping[str, Runtime]
+
+
+@dataclass
+class Started:
+    """A run about to take its batch: its id and runtime, its agent (None: it could not start, see ``problems``),
+    the secrets its input document carries, and when it began (the clock's monotonic seconds)."""
+
+    run_id: str
+    runtime: str
+    began: float
+    handle: RunHandle | None = None
+    problems: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class RunStarter:
+    """Starts runs' agents on the runtimes by name (``docker``, ``process``, …)."""
+
+    def __init__(
+        self,
+        runtimes: Runtimes,
+        defaults: RunDefaults,
+        *,
+        clock: Clock,
+        reclaimer: Reclaimer,
+        credentials: CredentialGrants | None = None,
+    ) -> None:
+        self._runtimes = runtimes
+        self._defaults = defaults
+        self._clock = clock
+        self._reclaimer = reclaimer
+        self._credentials = credentials
+
+    async def start(self, group: Group, lane: object) -> Started | None:
+        """Start a run of ``group``'s agent; None when its runtime cannot be reached now (nothing was started)."""
+        runtime_key = runtime_name(group, self._defaults)
+        started = Started(new_run_id(self._clock.now().timestamp()), runtime_key, self._clock.monotonic())
+        try:
+            spec = build_spec(group, self._defaults, run_id=started.run_id)
+            if self._credentials is not None:
+                spec = await self._credentials.grant(spec, group, self._runtimes.get(runtime_key))
+            started.secrets = await run_secrets(group, self._defaults)  # read at every start: a rotated value counts
+            started.handle = await self._start(runtime_key, spec)
+        except RuntimeUnavailable as exc:
+            self._reclaimer.mark_unavailable(runtime_key, str(exc))
+            return None
+        except (ContainerError, InvalidRunSpec, KeyError) as exc:
+            started.problems.append(f"start failed: {exc}")
+            logger.error("run %s of lane=%s could not start: %s", started.run_id, lane, exc)
+        return started
+
+    async def _start(self, runtime_key: str, spec: RunSpec) -> RunHandle:
+        runtime = self._runtimes.get(runtime_key)
+        if runtime is None:
+            raise KeyError(f"runtime {runtime_key!r} is not available in this gated")
+        handle = await runtime.start(spec)
+        self._reclaimer.mark_available(runtime_key)
+        return handle

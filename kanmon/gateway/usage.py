@@ -1,0 +1,124 @@
+"""A run's usage, from its output blocks to the store and the metrics (issue 16 item 4).
+
+While a run is followed, every output that reports ``usage`` is kept in :attr:`Watched.usage
+<kanmon.gateway.watch.Watched>` with the session it belonged to; the run's end turns them into
+:class:`~kanmon.store.UsageEntry` rows (:func:`usage_entries`), recorded in the run's last transaction, keyed
+``(run_id, output_index)`` so a replayed output is never counted twice. Each row's ``day`` is the day in the group's
+time zone (``container_config.timezone``, set with ``gated group set --timezone``; UTC without one). Only rows the
+store recorded for the first time are counted in the metrics (:class:`UsageMetrics`), whose ``folder`` label is
+bounded: the first :data:`MAX_FOLDER_LABELS` folders seen get their own, the rest share ``other``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kanmon.container.events import Output, Usage
+from kanmon.errors import InvalidInput
+from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.schedule import parse_zone
+from kanmon.store import Run, UsageEntry
+
+__all__ = [
+    "MAX_FOLDER_LABELS",
+    "Reported",
+    "UsageMetrics",
+    "group_zone",
+    "local_day",
+    "note_usage",
+    "usage_entries",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Folders with a label of their own in the usage metrics; the others are counted as ``other``.
+MAX_FOLDER_LABELS = 50
+_UTC = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """One output's usage as a run reported it: the output's index and the session it belonged to."""
+
+    index: int
+    usage: Usage
+    session_id: str | None
+
+
+def group_zone(config: Mapping[str, object], default: str = "UTC") -> ZoneInfo:
+    """The group's time zone (``container_config.timezone``); ``default`` (gated's ``scheduler.timezone``) without
+    one, and UTC for a name written by hand that is not a zone (``gated group set`` refuses those)."""
+    name = config.get("timezone")
+    try:
+        return parse_zone(name if isinstance(name, str) else default)
+    except InvalidInput:
+        return _UTC
+
+
+def local_day(now: dt.datetime, zone: ZoneInfo) -> str:
+    """``now`` (aware) as the day ``YYYY-MM-DD`` in ``zone``."""
+    return now.astimezone(zone).date().isoformat()
+
+
+def usage_entries(
+    run: Run, reported: Sequence[Reported], *, chat_jid: str, topic: str, zone: ZoneInfo, now: dt.datetime
+) -> list[UsageEntry]:
+    """The store rows of a run's reported usage, each dated ``now``'s day in ``zone``."""
+    day = local_day(now, zone)
+    where: dict[str, Any] = {
+        "run_id": run.id,
+        "group_folder": run.group_folder,
+        "topic": topic,
+        "chat_jid": chat_jid,
+        "day": day,
+    }
+    return [
+        UsageEntry(**where, output_index=item.index, session_id=item.session_id, recorded_at=now, **asdict(item.usage))
+        for item in reported
+    ]
+
+
+def note_usage(run_id: str, output: Output, reported: list[Reported], session_id: str | None) -> None:
+    """Keep ``output``'s usage in ``reported`` (with the run's session as of this output); a malformed usage is one
+    warning in the log, and the output itself goes on to the chat."""
+    if output.usage is not None:
+        reported.append(Reported(output.index, output.usage, session_id))
+    elif output.usage_problem is not None:
+        logger.warning("run %s output %d: its usage is ignored: %s", run_id, output.index, output.usage_problem)
+
+
+class UsageMetrics:
+    """Counts recorded usage into ``kanmon_usage_tokens_total{folder,kind}`` and ``kanmon_usage_cost_usd_total
+    {folder}``, with at most ``max_folders`` folder labels (then ``other``)."""
+
+    def __init__(self, metrics: GatewayMetrics, *, max_folders: int = MAX_FOLDER_LABELS) -> None:
+        self._metrics = metrics
+        self._max = max_folders
+        self._folders: set[str] = set()
+
+    def label(self, folder: str) -> str:
+        """``folder`` while there is room for it (or it has its label already), else ``other``."""
+        if folder in self._folders:
+            return folder
+        if len(self._folders) < self._max:
+            self._folders.add(folder)
+            return folder
+        return "other"
+
+    def count(self, entries: Sequence[UsageEntry]) -> None:
+        """Add ``entries`` (recorded for the first time) to the counters."""
+        for entry in entries:
+            folder = self.label(entry.group_folder)
+            for kind, value in (
+                ("input", entry.input_tokens), ("output", entry.output_tokens),
+                ("cache_read", entry.cache_read_tokens), ("cache_write", entry.cache_write_tokens),
+            ):  # fmt: skip
+                if value:
+                    self._metrics.usage_tokens.labels(folder=folder, kind=kind).inc(value)
+            if entry.cost_usd:
+                self._metrics.usage_cost.labels(folder=folder).inc(entry.cost_usd)
