@@ -43,11 +43,11 @@ def test_readyz_says_not_ready_while_the_stores_file_system_is_full(small_disk: 
         server.wait_logged("gated running")
         assert _ready(base) == (True, [])
         ballast = small_disk / "ballast"
-        with ballast.open("wb") as file:  # fill it up, leaving less than the configured minimum
+        # fill it up, leaving less than the configured minimum; unbuffered, so closing has nothing left to write
+        with ballast.open("wb", buffering=0) as file:
             while True:
                 try:
                     file.write(b"\0" * 65536)
-                    file.flush()
                 except OSError:
                     break
         ready, reasons = _ready(base)
