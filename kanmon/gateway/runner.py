@@ -43,7 +43,7 @@ from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.gateway.starter import RunStarter, Runtimes
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
-from kanmon.gateway.usage import UsageMetrics
+from kanmon.gateway.usage import Reported, UsageMetrics
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
@@ -105,6 +105,7 @@ class LaneRunner:
             db, lambda items: store.finish_runs(items, now=self._clock.now()), name="end"
         )
         self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self.live_runs)
+        self._credentials = credentials
         self._starter = RunStarter(
             runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials
         )
@@ -334,12 +335,13 @@ class LaneRunner:
     ) -> LaneResult:
         outcome = judge(ending)
         unrecorded = await recorder.close() if recorder is not None else []
+        group = self._registry.groups.get(run.group_folder)
         end = RunEnd(
             run_id=run.id, chat_jid=batch.head.chat_jid, seqs=batch.seqs, rows=outcome.rows,
             run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
             session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,
             output_count=ending.produced, error=outcome.error, replies=unrecorded,
-            usage=self._budget.usage(run, batch, watched.usage, self._registry.groups.get(run.group_folder)),
+            usage=self._budget.usage(run, batch, self._reported(run, watched), group),
         )  # fmt: skip
         ended = await self._end(end, outcome)
         self._on_stored(ended.stored)
@@ -356,6 +358,11 @@ class LaneRunner:
             extra={"lane": str(lane), "run_id": run.id, "result": outcome.status, "duration": round(seconds, 3)},
         )  # fmt: skip
         return outcome.result
+
+    def _reported(self, run: Run, watched: Watched) -> list[Reported]:
+        """The usage the agent reported, else what its API answers through the credential proxy stated (index -1)."""
+        observed = self._credentials.observed(run.id) if self._credentials is not None else None
+        return watched.usage or ([Reported(-1, observed, watched.session_id)] if observed is not None else [])
 
     async def _end(self, end: RunEnd, outcome: Outcome) -> RunEnded:
         """The run's last transaction; if kanmon cannot record it (a bookkeeping fault, not an outage), record at

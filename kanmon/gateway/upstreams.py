@@ -13,6 +13,7 @@ the run's runtime reaches this machine by) and a run token as the key (not a sec
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from dataclasses import replace as dataclass_replace
@@ -21,6 +22,8 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from kanmon.container import InvalidRunSpec, RunSpec
+from kanmon.container.events import Usage
+from kanmon.gateway.proxy_usage import TokenCounts
 from kanmon.gateway.run_tokens import RunTokens
 from kanmon.store import Group
 
@@ -152,9 +155,22 @@ class CredentialGrants:
     ) -> None:
         self.upstreams = upstreams
         self.tokens = tokens
+        self._observed: OrderedDict[str, TokenCounts] = OrderedDict()  # run id -> what its API answers stated
         self._port = port
         self._listen = listen
         self._agent_host = agent_host
+
+    def observe(self, run_id: str, counts: TokenCounts) -> None:
+        """Add what an answer through the proxy said run ``run_id`` used (kept for the latest 1,000 runs)."""
+        self._observed.setdefault(run_id, TokenCounts()).__iadd__(counts)
+        self._observed.move_to_end(run_id)
+        while len(self._observed) > 1000:
+            self._observed.popitem(last=False)
+
+    def observed(self, run_id: str) -> Usage | None:
+        """What run ``run_id``'s answers through the proxy said it used, once (forgotten afterwards); None: nothing."""
+        counts = self._observed.pop(run_id, None)
+        return counts.as_usage() if counts else None
 
     async def grant(self, spec: RunSpec, group: Group, runtime: AgentHost | None) -> RunSpec:
         """``spec`` with the variables of :meth:`env` added (``spec`` itself for a group without upstreams)."""

@@ -32,9 +32,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.proxy_usage import TokenCounts, UsageReader
 from kanmon.gateway.run_tokens import Grant, RunTokens
 from kanmon.gateway.upstreams import Upstream
-from kanmon.web.proxy_usage import TokenCounts, UsageReader
 
 __all__ = ["CredentialProxy", "KeyScrubber", "ProxyUsage", "upstream_client"]
 
@@ -134,7 +134,9 @@ class CredentialProxy:
         *,
         client: httpx.AsyncClient,
         metrics: GatewayMetrics | None = None,
+        observe: Callable[[str, TokenCounts], None] = lambda run_id, counts: None,
     ) -> None:
+        self._observe = observe
         self._metrics = metrics or GatewayMetrics()
         self._upstreams = upstreams
         self._tokens = tokens
@@ -221,7 +223,7 @@ class CredentialProxy:
                         yield out
                 if tail := scrubber.finish():
                     yield tail
-                self._count_tokens(run, upstream.name, reader.finish())
+                self._count_tokens(grant.run_id, run, upstream.name, reader.finish())
             finally:
                 await answer.aclose()
 
@@ -229,8 +231,9 @@ class CredentialProxy:
         kept = {k: v.replace(key, mask) for k, v in answer.headers.items() if k.lower() not in _DROPPED_RESPONSE}
         return StreamingResponse(relay(), status_code=answer.status_code, headers=kept)
 
-    def _count_tokens(self, run: ProxyUsage, upstream: str, counts: TokenCounts) -> None:
+    def _count_tokens(self, run_id: str, run: ProxyUsage, upstream: str, counts: TokenCounts) -> None:
         run.tokens += counts
+        self._observe(run_id, counts)
         for kind, value in _tokens_of(counts).items():
             if value:
                 self._metrics.proxy_tokens.labels(upstream=upstream, kind=kind).inc(value)

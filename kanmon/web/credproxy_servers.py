@@ -96,7 +96,9 @@ async def serving_proxy(
         return (await asyncio.to_thread(read_secrets, [name], secrets, environ))[name]
 
     async with upstream_client() as client:
-        proxy = CredentialProxy(grants.upstreams, grants.tokens, secret, client=client, metrics=gateway.metrics)
+        proxy = CredentialProxy(
+            grants.upstreams, grants.tokens, secret, client=client, metrics=gateway.metrics, observe=grants.observe
+        )
         servers = ProxyServers(proxy.app(), gateway.config.credential_proxy.port)
         listen, gateway.proxy_listen = gateway.proxy_listen, servers.ensure
         try:

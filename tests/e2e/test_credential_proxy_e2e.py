@@ -29,7 +29,13 @@ from tests.probe_world import RELEASE, install_probe, probe_reports, wait_for
 from tests.probe_world import gated_cli as gated
 
 KEY_SOURCE = "KANMON_TEST_UPSTREAM_KEY"
-CHUNKS = [b'{"type": "message_start"}\n', b'{"type": "content_block_delta", "text": "hi"}\n', b'{"type": "stop"}\n']
+# an Anthropic-shaped event stream: its usage (25 in, 15 out) is what the proxy counts for the run
+CHUNKS = [
+    b"event: message_start\n"
+    b'data: {"type": "message_start", "message": {"usage": {"input_tokens": 25, "output_tokens": 1}}}\n\n',
+    b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {"text": "hi"}}\n\n',
+    b'event: message_delta\ndata: {"type": "message_delta", "usage": {"output_tokens": 15}}\n\n',
+]
 
 
 class FakeAnthropic(ThreadingHTTPServer):
@@ -54,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
         self.send_response(200)
-        self.send_header("content-type", "application/x-ndjson")
+        self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         for chunk in CHUNKS:
@@ -159,6 +165,7 @@ def test_an_agent_reaches_its_api_through_gated_and_never_holds_the_key(
         assert (late.status_code, elsewhere.status_code) == (401, 404)
         assert len(upstream.seen) == 1
         assert 'kanmon_proxy_requests_total{outcome="2xx",upstream="anthropic"} 1.0' in metrics
+        assert 'kanmon_proxy_tokens_total{kind="output",upstream="anthropic"} 15.0' in metrics
         assert 'kanmon_proxy_requests_total{outcome="refused",upstream="anthropic"} 1.0' in metrics
         assert key not in metrics
         assert gate.stop() == 0
@@ -169,5 +176,8 @@ def test_an_agent_reaches_its_api_through_gated_and_never_holds_the_key(
             docker_client.networks.get(network).remove()
 
     assert holding(data_dir, key) == []  # the store, its WAL, the run directories, the group folder
+    # the agent reported no usage: what its API's answers stated is recorded as the run's usage
+    total = json.loads(gated(data_dir, "usage", "--json"))["total"]
+    assert (total["input_tokens"], total["output_tokens"]) == (25, 15), total
     log = gate.logged()
     assert "credential proxy listening" in log and key not in log

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kanmon.web.proxy_usage import MAX_HELD, TokenCounts, UsageReader
+from kanmon.gateway.proxy_usage import MAX_HELD, TokenCounts, UsageReader
 
 # an Anthropic streamed answer, as its Messages API sends it (message_delta's counts are cumulative)
 ANTHROPIC_EVENTS = b"".join(

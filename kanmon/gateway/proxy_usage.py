@@ -15,7 +15,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kanmon.container.events import Usage
+
 __all__ = ["MAX_HELD", "TokenCounts", "UsageReader"]
+
+# (the proxy that feeds it is kanmon.web.credproxy; the runner records a run's counts: kanmon.gateway.upstreams)
 
 MAX_HELD = 1 << 20  # bytes of one JSON body or one event line kept to be read; a longer one is not counted
 
@@ -44,6 +48,16 @@ class TokenCounts:
             value = usage.get(field)
             if isinstance(value, int) and not isinstance(value, bool) and value > getattr(self, kind):
                 setattr(self, kind, value)
+
+    def as_usage(self) -> Usage:
+        """These counts as a run's reported usage (the answers state no cost: ``cost_usd`` 0)."""
+        return Usage(
+            input_tokens=self.input, output_tokens=self.output, cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+        )  # fmt: skip
+
+    def __bool__(self) -> bool:
+        return any((self.input, self.output, self.cache_read, self.cache_write))
 
     def __iadd__(self, other: TokenCounts) -> TokenCounts:
         """Add ``other``'s counts (another answer's) to these."""
