@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-__all__ = ["unless_stopped"]
+if TYPE_CHECKING:
+    from kanmon.clock import Clock
+
+__all__ = ["nap", "unless_stopped"]
 
 T = TypeVar("T")
 
@@ -35,3 +38,21 @@ async def unless_stopped(work: Awaitable[T], stopping: asyncio.Event) -> asyncio
         return None
     task.result()
     return task
+
+
+async def nap(wake: asyncio.Event, stopping: asyncio.Event, clock: Clock, seconds: float) -> None:
+    """Sleep ``seconds`` on ``clock``, or less: until ``wake`` or ``stopping`` is set (the loop's and the scheduler's
+    wait between ticks). A ``wake`` already set, or no time to wait, only yields to the event loop once."""
+    if wake.is_set() or seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    waits = [
+        asyncio.create_task(wake.wait()),
+        asyncio.create_task(stopping.wait()),
+        asyncio.create_task(clock.sleep(seconds)),
+    ]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()

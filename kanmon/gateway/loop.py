@@ -37,6 +37,7 @@ from kanmon.gateway.registry import Registry
 from kanmon.gateway.settle import Settle
 from kanmon.queue import GroupQueue, Lane, RetryPolicy, lane_for
 from kanmon.router import ImpulseConfig
+from kanmon.stopping import nap
 from kanmon.store import LaneHead, Message
 from kanmon.store.aio import AsyncStore
 
@@ -329,19 +330,7 @@ class MessageLoop:
         return wait
 
     async def _wait(self, stopping: asyncio.Event, seconds: float) -> None:
-        if self._wake.is_set() or seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        waits = [
-            asyncio.create_task(self._wake.wait()),
-            asyncio.create_task(stopping.wait()),
-            asyncio.create_task(self._clock.sleep(seconds)),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
+        await nap(self._wake, stopping, self._clock, seconds)
 
     def _observe(self, seconds: float) -> None:
         self.ticks += 1

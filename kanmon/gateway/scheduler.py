@@ -38,6 +38,7 @@ from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.schedule import Schedule, due_occurrences, occurrence_id
 from kanmon.queue import RetryPolicy
+from kanmon.stopping import nap
 from kanmon.store import FirePlan, NewMessage, Store, Task
 from kanmon.store.aio import AsyncStore
 
@@ -233,16 +234,4 @@ class TaskScheduler:
         return delay
 
     async def _wait(self, stopping: asyncio.Event, seconds: float) -> None:
-        if self._wake.is_set() or seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        waits = [
-            asyncio.create_task(self._wake.wait()),
-            asyncio.create_task(stopping.wait()),
-            asyncio.create_task(self._clock.sleep(seconds)),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
+        await nap(self._wake, stopping, self._clock, seconds)
