@@ -17,4 +17,6 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/python -m pytest --durations=25 "$@"  # the slowest tests, to keep the suite inside its 20 minutes
+# two workers (tests/conftest.py keeps Docker tests, and the heaviest ones, each to one worker); the 25 slowest
+# tests are listed, to keep the suite inside its 20 minutes
+.venv/bin/python -m pytest -n 2 --dist loadgroup --durations=25 "$@"

@@ -129,6 +129,21 @@ def pg_database(pg_admin_url: str) -> Iterator[str]:
 
 
 SERVICE_MARKERS = ("docker", "postgres", "synapse")
+# Under pytest-xdist (scripts/test.sh runs two workers), tests of one group run one after another on one worker:
+# Docker tests share the engine and some find their containers by folder label; the heaviest tests (SIGKILL chaos,
+# floods) would starve each other of the machine's two cores.
+_HEAVY = ("tests/e2e/test_chaos.py", "tests/e2e/matrix/test_matrix_flood.py", "tests/e2e/test_telegram_process.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put each Docker test in the ``docker`` xdist group and each of the heaviest in ``heavy``."""
+    for item in items:
+        if item.get_closest_marker("docker") is not None or "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("docker"))
+        elif item.nodeid.startswith(_HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 _service_outcomes: dict[str, dict[str, int]] = {m: {"passed": 0, "failed": 0, "skipped": 0} for m in SERVICE_MARKERS}
 
 
