@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -51,6 +52,14 @@ def install_probe(runtime: str, group_dir: Path) -> list[str]:
     if runtime == "process":
         return ["--runtime", "process", "--command", f"{sys.executable} -I probe_agent.py"]
     return ["--command", "python3 -u /home/agent/probe_agent.py"]
+
+
+def agent_containers(docker_client: Any, gate: Gated, folder: str = "corp") -> list[Any]:
+    """The running containers of ``folder``'s runs of this gated (by its instance: other tests' gated run at once)."""
+    found = re.search(r"gated running: instance=(\S+)", gate.logged())
+    assert found is not None, "gated has not said which instance it is"
+    labels = [f"kanmon.folder={folder}", f"kanmon.instance={found.group(1)}"]
+    return list(docker_client.containers.list(filters={"label": labels}))
 
 
 def replies(store: Store) -> list[Message]:

@@ -22,7 +22,7 @@ import pytest
 
 from kanmon.store import Store
 from tests.gated_process import Gated
-from tests.probe_world import RELEASE, install_probe, probe_reports, replies, sha256, wait_for
+from tests.probe_world import RELEASE, agent_containers, install_probe, probe_reports, replies, sha256, wait_for
 from tests.probe_world import gated_cli as gated
 
 ENV_SOURCE = "KANMON_TEST_PLANTED_SECRET"  # a KANMON_TEST_ variable: gated never takes it for a typo of its own
@@ -94,7 +94,7 @@ def test_a_secret_reaches_the_agent_on_stdin_and_nowhere_else(
                     live[f"/proc/{pid}/{part}"] = Path(f"/proc/{pid}/{part}").read_bytes()
             assert live[f"/proc/{seen['pid']}/cmdline"], "the agent is still running"
         else:
-            [container] = docker_client.containers.list(filters={"label": "kanmon.folder=corp"})
+            [container] = agent_containers(docker_client, gate)
             info = docker_client.api.inspect_container(container.id)
             live["docker inspect"] = json.dumps(info).encode()
             live["docker logs"] = container.logs(stdout=True, stderr=True)

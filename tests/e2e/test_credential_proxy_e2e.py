@@ -25,7 +25,7 @@ import pytest
 
 from kanmon.store import Store
 from tests.gated_process import Gated
-from tests.probe_world import RELEASE, install_probe, probe_reports, wait_for
+from tests.probe_world import RELEASE, agent_containers, install_probe, probe_reports, wait_for
 from tests.probe_world import gated_cli as gated
 
 KEY_SOURCE = "KANMON_TEST_UPSTREAM_KEY"
@@ -145,7 +145,7 @@ def test_an_agent_reaches_its_api_through_gated_and_never_holds_the_key(
             for part in ("environ", "cmdline"):
                 live[part] = Path(f"/proc/{seen['pid']}/{part}").read_bytes()
         else:
-            [container] = docker_client.containers.list(filters={"label": "kanmon.folder=corp"})
+            [container] = agent_containers(docker_client, gate)
             info = docker_client.api.inspect_container(container.id)
             live["docker inspect"] = json.dumps(info).encode()
             live["environ"] = Path(f"/proc/{info['State']['Pid']}/environ").read_bytes()

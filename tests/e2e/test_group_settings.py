@@ -23,7 +23,7 @@ from kanmon.queue import RetryPolicy
 from kanmon.store import Store
 from tests.gated_process import Gated
 from tests.gateway_harness import process_group, running_gateway
-from tests.probe_world import RELEASE, install_probe, probe_reports, replies, sha256, wait_for
+from tests.probe_world import RELEASE, agent_containers, install_probe, probe_reports, replies, sha256, wait_for
 from tests.probe_world import gated_cli as gated
 
 FAST = {"KANMON_POLL_INTERVAL": "0.2", "KANMON_RETRY_BASE_DELAY": "0.2", "KANMON_MAX_ATTEMPTS": "2"}
@@ -154,7 +154,7 @@ def test_a_docker_group_gets_exactly_its_env_secret_mounts_limits_and_network(
         assert (scratch / "out.txt").read_text() == "written by the probe agent\n"
         assert not (shared / "docs" / "out.txt").exists()
         # and its container is on the network, with the mounts and limits of the group
-        [container] = docker_client.containers.list(filters={"label": "kanmon.folder=corp"})
+        [container] = agent_containers(docker_client, gate)
         info = docker_client.api.inspect_container(container.id)
         assert info["HostConfig"]["NetworkMode"] == network.name
         assert list(info["NetworkSettings"]["Networks"]) == [network.name]
