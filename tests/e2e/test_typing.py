@@ -143,6 +143,8 @@ async def test_typing_goes_at_run_start_and_every_interval_until_the_first_reply
         await w.h.wait_for(lambda: bool(tg.sends()), "the reply at /send")
         await asyncio.sleep(4 * INTERVAL)  # long enough for three more pings, had they not stopped
         still_running = w.h.store.runs_in_flight()
+        # a ping is counted when its answer is back, a moment after the adapter saw it: wait for the last one
+        await w.h.wait_for(lambda: w.typing_metric("ok") >= len(tg.typing()), "every ping's answer counted")
         ok = w.typing_metric("ok")
 
     typing = tg.typing()
