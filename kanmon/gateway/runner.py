@@ -43,7 +43,7 @@ from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.gateway.starter import RunStarter, Runtimes
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
-from kanmon.gateway.usage import Reported, UsageMetrics
+from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
@@ -362,7 +362,7 @@ class LaneRunner:
     def _reported(self, run: Run, watched: Watched) -> list[Reported]:
         """The usage the agent reported, else what its API answers through the credential proxy stated (index -1)."""
         observed = self._credentials.observed(run.id) if self._credentials is not None else None
-        return watched.usage or ([Reported(-1, observed, watched.session_id)] if observed is not None else [])
+        return run_usage(watched.usage, observed, watched.session_id)
 
     async def _end(self, end: RunEnd, outcome: Outcome) -> RunEnded:
         """The run's last transaction; if kanmon cannot record it (a bookkeeping fault, not an outage), record at

@@ -31,6 +31,7 @@ __all__ = [
     "group_zone",
     "local_day",
     "note_usage",
+    "run_usage",
     "usage_entries",
 ]
 
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Folders with a label of their own in the usage metrics; the others are counted as ``other``.
 MAX_FOLDER_LABELS = 50
+#: The output index under which a run's usage counted by the credential proxy is recorded (no output carries it).
+PROXY_INDEX = -1
 _UTC = ZoneInfo("UTC")
 
 
@@ -48,6 +51,16 @@ class Reported:
     index: int
     usage: Usage
     session_id: str | None
+
+
+def run_usage(reported: Sequence[Reported], observed: Usage | None, session_id: str | None) -> list[Reported]:
+    """The usage a run is charged with: what its agent reported, output by output; only when it reported nothing,
+    what its API answers through the credential proxy stated (``observed``, issue 19), as one entry at
+    :data:`PROXY_INDEX` in ``session_id``. The agent's own account wins: it is complete (the proxy sees only calls
+    made through it) and may carry a cost, which the answers never state."""
+    if reported:
+        return list(reported)
+    return [Reported(PROXY_INDEX, observed, session_id)] if observed is not None else []
 
 
 def group_zone(config: Mapping[str, object], default: str = "UTC") -> ZoneInfo:
