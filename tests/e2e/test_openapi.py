@@ -14,9 +14,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from kanmon.clock import FakeClock
+from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.adapters import adapter_body
+from kanmon.gateway.media_links import MediaLinks
 from kanmon.web import WebConfig
 from tests.e2e.test_web_chat import asgi_client, bearer, web_chat
+from tests.unit.gateway.test_adapter_files import SMALL, stored
 from tests.unit.gateway.test_adapter_send_body import row
 
 SECRET = "openapi-test-channel-secret"
@@ -199,3 +203,17 @@ async def test_the_webhooks_are_the_adapter_side_of_the_protocol(document: dict[
     typing = webhooks["typing"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     ping = {"chat_jid": "telegram:1", "thread_id": None, "on": True}  # kanmon.gateway.typing.adapter_ping's body
     assert not list(validator(typing, document).iter_errors(ping))
+
+
+async def test_the_files_kanmon_sends_fit_the_declared_attachment(tmp_path: Path, document: dict[str, Any]) -> None:
+    """An agent's files as /send carries them (kanmon.gateway.adapter_files), inline or by link only."""
+    media, records = stored(tmp_path)
+    links = MediaLinks(tmp_path / "media" / "url.key", ttl=60.0, clock=FakeClock(), base_url="http://gated:8080")
+    try:
+        described = await AdapterFiles(media, links, inline_bytes=len(SMALL)).describe(records)
+    finally:
+        media.close()
+    attachment = validator({"$ref": "#/components/schemas/SendAttachment"}, document)
+    assert ["data" in item for item in described] == [True, False]
+    for item in described:
+        assert not [e.message for e in attachment.iter_errors(item)], item
