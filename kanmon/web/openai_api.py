@@ -97,7 +97,7 @@ def conversation_topic(key_id: str, conversation: str | None) -> str:
 @router.get(
     "/models",
     summary="The groups this API key may use, as models.",
-    responses=ERROR_RESPONSES,
+    responses={401: ERROR_RESPONSES[401]},
     response_model=ModelList,
 )
 async def list_models(key: KeyDep, gateway: GatewayDep) -> dict[str, Any]:
