@@ -235,7 +235,9 @@ def _add_models(schemas: dict[str, Any], models: list[type[BaseModel]]) -> None:
 
 def _finish(operation: dict[str, Any], route: Any) -> None:
     """Security, the common errors and the error bodies of one operation."""
-    security = [requirement for call in _calls(route.dependant) for requirement in SECURITY.get(call, [])]
+    security: list[dict[str, list[str]]] = []
+    for call in _calls(route.dependant):
+        security += [requirement for requirement in SECURITY.get(call, []) if requirement not in security]
     operation.pop("security", None)
     if security:
         operation["security"] = security

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from kanmon.gated.cli import cli
-from kanmon.store import Store
+from kanmon.store import Message, Store
 from tests.gated_process import Gated
 
 pytestmark = pytest.mark.slow
@@ -68,18 +68,27 @@ def test_the_minimal_adapter_of_the_doc_gets_the_agents_reply(tmp_path: Path) ->
         adapter.stdin.flush()
         line = read_line(adapter, 60)
         assert line == "agent: echo: hello from the doc\n", f"{line!r}\n{gated.logged()[-3000:]}"
+        # the adapter printed before it answered: gated marks the reply sent once the answer is in
+        deadline = time.monotonic() + 30
+        while [row.delivery_status for row in replies(data)] != ["sent"] and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         if adapter is not None:
             adapter.kill()
             adapter.communicate(timeout=10)  # and closes its pipes
         assert gated.stop() == 0, gated.logged()
+    (reply,) = replies(data)
+    assert (reply.chat_jid, reply.delivery_status) == ("console:me", "sent")
+    assert (reply.platform_message_id or "").endswith(f"-{reply.seq}")  # the adapter's answer, stored
+
+
+def replies(data: Path) -> list[Message]:
+    """The outbound rows of the store in ``data``."""
     store = Store.open(f"sqlite:///{data / 'kanmon.db'}")
     try:
-        replies = [row for row in store.new_messages(0, limit=100) if row.direction == "out"]
+        return [row for row in store.new_messages(0, limit=100) if row.direction == "out"]
     finally:
         store.close()
-    assert [(row.chat_jid, row.delivery_status) for row in replies] == [("console:me", "sent")]
-    assert (replies[0].platform_message_id or "").endswith(f"-{replies[0].seq}")  # the adapter's answer, stored
 
 
 def read_line(process: subprocess.Popen[str], timeout: float) -> str:
