@@ -12,7 +12,8 @@ import re
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from kanmon.gateway.attachments import attachment_problem
 from kanmon.web.validation import storable_text
@@ -45,6 +46,31 @@ IS_GROUP = (
     " absent keeps the stored value, which starts false (direct)."
 )
 T = TypeVar("T")
+#: What the schema says of an inbound message's ``attachments`` (the checks are :func:`attachment_problem`'s; other
+#: keys are kept as they are, and names kanmon does not read are not an error).
+INBOUND_ATTACHMENTS: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "array",
+            "maxItems": 64,
+            "items": {
+                "type": "object",
+                "title": "InboundAttachment",
+                "properties": {
+                    "name": {"type": "string", "description": "The file name (or `filename`)."},
+                    "filename": {"type": "string"},
+                    "mime": {"type": "string", "description": "The media type (or `mime_type`)."},
+                    "mime_type": {"type": "string"},
+                    "size": {"type": "integer", "minimum": 0, "description": "Bytes, as the platform says."},
+                    "url": {"type": "string", "description": "http(s): fetched by gated when a run takes it."},
+                    "data": {"type": "string", "description": "The bytes, base64 (instead of `url`)."},
+                },
+                "additionalProperties": True,
+            },
+        },
+        {"type": "null"},
+    ]
+}
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -91,8 +117,18 @@ Jid = Annotated[str, Field(min_length=3, max_length=512), AfterValidator(storabl
 
 
 # ------------------------------------------------------------------------------------------------ bodies
+REGISTER_EXAMPLE: JsonDict = {
+    "name": "telegram",
+    "url": "http://127.0.0.1:8091",
+    "jid_prefixes": ["telegram:"],
+    "capabilities": {"send_text": True, "send_file": True, "typing": True},
+}
+
+
 class RegisterBody(_Body):
     """An adapter introducing itself."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [REGISTER_EXAMPLE]})
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique; registering it again rotates the token.")]
     url: Annotated[Text, Field(min_length=8, max_length=2048, description="Where kanmon POSTs `<url>/send`.")]
@@ -151,12 +187,34 @@ class RegisterBody(_Body):
 
 
 class RegisterAnswer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ok": True, "token": "Jq2k1p9X3v0sQ-5f8W7zYb6cR4tUe2iLm0nAo9dGh1E"}]}
+    )
     ok: bool
     token: str = Field(description="The adapter's token (shown once; kanmon keeps only its hash).")
 
 
 class InboundMessage(_Body):
     """A message an adapter received from its platform (arizuko's body)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4711",
+                    "chat_jid": "telegram:12345",
+                    "sender": "telegram:user:99",
+                    "sender_name": "Ada",
+                    "content": "What does the chart say?",
+                    "timestamp": 1796040000,
+                    "topic": "",
+                    "is_group": False,
+                    "reply_to": None,
+                    "attachments": [{"name": "chart.png", "mime": "image/png", "size": 5, "data": "iVBORw0="}],
+                }
+            ]
+        }
+    )
 
     id: MessageId | None = Field(
         default=None, description="The platform's message id; a retry with the same id stores nothing new."
@@ -176,7 +234,9 @@ class InboundMessage(_Body):
     reply_to: Short | None = None
     reply_to_text: Quote | None = None
     reply_to_sender: Short | None = None
-    attachments: Annotated[list[dict[str, Any]] | None, Field(max_length=64)] = Field(
+    attachments: Annotated[
+        list[dict[str, Any]] | None, Field(max_length=64), WithJsonSchema(INBOUND_ATTACHMENTS, mode="validation")
+    ] = Field(
         default=None,
         description=(
             "Files: `name`, `mime`, `size`, and `url` (http or https, fetched by gated when a run takes the message)"
@@ -206,6 +266,9 @@ class InboundMessage(_Body):
 
 
 class MessageAnswer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ok": True, "seq": 1041, "id": "4711", "duplicate": False}]}
+    )
     ok: bool
     seq: int = Field(description="The message's place in the log (the same for a retried id).")
     id: str
@@ -215,22 +278,32 @@ class MessageAnswer(BaseModel):
 class ChatBody(_Body):
     """A chat an adapter knows about (its name, whether it is a group)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"chat_jid": "telegram:-100200300", "name": "Support team", "is_group": True}]}
+    )
+
     chat_jid: Jid
     name: Short | None = None
     is_group: bool | None = Field(default=None, description=IS_GROUP)
 
 
 class ChatAnswer(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True, "chat_jid": "telegram:-100200300"}]})
     ok: bool
     chat_jid: str
 
 
 class OkAnswer(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True}]})
     ok: bool
 
 
 class ChannelInfo(BaseModel):
     """A registered adapter, as listed (never its token or the token's hash)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**REGISTER_EXAMPLE, "registered_at": "2026-11-30T12:00:00Z"}]}
+    )
 
     name: str
     url: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,8 @@ from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
-from kanmon.web import adapters, health, media, openai_api, webchat, webchat_files, webchat_media
+from kanmon.web import adapters, api_schema, docs, health, media, openai_api, webchat, webchat_files, webchat_media
+from kanmon.web.adapter_webhooks import webhooks
 from kanmon.web.deps import WebConfig
 from kanmon.web.openai_auth import ApiError
 
@@ -32,14 +34,31 @@ logger = logging.getLogger(__name__)
 _UPLOAD_PATH = re.compile(r"/web/.+/uploads")
 
 
+DESCRIPTION = (
+    "Channel adapters post what their platform received to `/v1/messages` and get the agents' replies at"
+    " `POST <url>/send` (the **webhooks** below; docs/adapter-protocol.md has a minimal adapter). The web chat and the"
+    ' OpenAI-compatible API use the same store. Every error of kanmon\'s own routes is `{"detail": …}`.'
+)
+
+
+class KanmonApp(FastAPI):
+    """FastAPI with the finished OpenAPI document of :mod:`kanmon.web.api_schema`."""
+
+    def openapi(self) -> dict[str, Any]:
+        return api_schema.openapi(self)
+
+
 def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     """The FastAPI app of one gated."""
     config = config or WebConfig()
     redaction.remember(config.channel_secret)  # never in a log line (SPEC §14), nor the tokens the routes hand out
-    app = FastAPI(
+    app = KanmonApp(
         title="kanmon",
         summary="Channel adapters, web chat, metrics and health of one gated.",
+        description=DESCRIPTION,
         version="1",
+        docs_url=None,  # kanmon.web.docs serves /docs and /redoc from files of its own: no CDN
+        redoc_url=None,
     )
     app.state.gateway = gateway
     app.state.config = config
@@ -54,6 +73,8 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.include_router(webchat_files.router)
     app.include_router(media.router)
     app.include_router(openai_api.router)
+    app.include_router(docs.router)
+    app.webhooks.include_router(webhooks)
     # a web chat upload may be as large as a file is allowed to be, plus the rest of an ordinary request
     upload_bytes = config.max_upload_bytes + config.max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=upload_bytes)

@@ -18,7 +18,7 @@ from kanmon.gateway import Gateway
 from kanmon.gateway.media import sniff
 from kanmon.web.deps import get_gateway
 
-__all__ = ["FILE_HEADERS", "router"]
+__all__ = ["FILE_CONTENT", "FILE_HEADERS", "router"]
 
 router = APIRouter(tags=["media"])
 
@@ -30,6 +30,12 @@ FILE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 REFUSED = "invalid or expired link"
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+#: A file answer in the OpenAPI document: the bytes, as a download or (a raster image) to show inline.
+FILE_CONTENT = {
+    "description": "The file's bytes.",
+    "content": {"application/octet-stream": _BYTES, "image/png": _BYTES},
+}
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
@@ -39,7 +45,7 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
     summary="A file an agent sent, by the signed link an adapter got in /send.",
     response_class=Response,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes."},
+        200: FILE_CONTENT,
         403: {"description": "The link is expired, or not one this gated made."},
         404: {"description": "The link is valid but the file is not kept here (any more)."},
     },

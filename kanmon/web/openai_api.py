@@ -37,9 +37,10 @@ from kanmon.store import ApiKey, Message, NewMessage, StoreError
 from kanmon.web.deps import WebConfig, get_config, get_gateway
 from kanmon.web.openai_auth import ApiError, api_key
 from kanmon.web.openai_replies import Answer, follow_answer
+from kanmon.web.openai_schema import COMPLETION_EXAMPLES, Model, ModelList
 from kanmon.web.validation import storable_text
 
-__all__ = ["CONVERSATION_HEADER", "api_error", "conversation_topic", "router"]
+__all__ = ["CONVERSATION_HEADER", "CompletionRequest", "api_error", "conversation_topic", "router"]
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 
@@ -68,7 +69,10 @@ class ChatMessage(BaseModel):
 class CompletionRequest(BaseModel):
     """The fields of OpenAI's chat completion request that kanmon reads; the others are accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"model": "corp", "messages": [{"role": "user", "content": "hello"}]}]},
+    )
 
     model: str = Field(min_length=1, max_length=600)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -90,13 +94,23 @@ def conversation_topic(key_id: str, conversation: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ routes
-@router.get("/models", summary="The groups this API key may use, as models.", responses=ERROR_RESPONSES)
+@router.get(
+    "/models",
+    summary="The groups this API key may use, as models.",
+    responses={401: ERROR_RESPONSES[401]},
+    response_model=ModelList,
+)
 async def list_models(key: KeyDep, gateway: GatewayDep) -> dict[str, Any]:
     models = [_model(group) for group in await _usable_groups(gateway, key)]
     return {"object": "list", "data": models}
 
 
-@router.get("/models/{model:path}", summary="One model (group) this API key may use.", responses=ERROR_RESPONSES)
+@router.get(
+    "/models/{model:path}",
+    summary="One model (group) this API key may use.",
+    responses=ERROR_RESPONSES,
+    response_model=Model,
+)
 async def get_model(model: str, key: KeyDep, gateway: GatewayDep) -> dict[str, Any]:
     if model not in await _usable_groups(gateway, key):
         raise _no_model(model)
@@ -107,7 +121,9 @@ async def get_model(model: str, key: KeyDep, gateway: GatewayDep) -> dict[str, A
     "/chat/completions",
     summary="Send the newest user message to the group `model`'s agent; answer with its replies.",
     response_model=None,
+    openapi_extra=COMPLETION_EXAMPLES["request"],
     responses={
+        200: COMPLETION_EXAMPLES["answer"],
         **ERROR_RESPONSES,
         400: {"description": "No user message, or a malformed body."},
         502: {"description": "The agent failed on this message (dead-lettered after its retries)."},

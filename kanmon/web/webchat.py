@@ -49,6 +49,7 @@ from kanmon.web.webchat_auth import (
     token_hash,
     valid_folder,
 )
+from kanmon.web.webchat_examples import CHAT_EVENT_EXAMPLE, POST_EXAMPLE, TOPICS_EXAMPLE
 from kanmon.web.webchat_media import chat_files
 
 __all__ = [
@@ -98,7 +99,7 @@ PAGE_HEADERS = {
 class PostMessage(BaseModel):
     """A message typed into the web chat."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [POST_EXAMPLE]})
 
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="The text; not only white space.")
     topic: str = Field(
@@ -121,6 +122,8 @@ class PostMessage(BaseModel):
 class PostedMessage(BaseModel):
     """The stored message: its position in the log (the event id it will have in the stream) and its id."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True, "seq": 41, "id": "m-7"}]})
+
     ok: bool = True
     seq: int
     id: str
@@ -128,6 +131,8 @@ class PostedMessage(BaseModel):
 
 class ChatEvent(BaseModel):
     """The ``data`` of one ``message`` event of the stream (its ``id:`` is ``seq``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHAT_EVENT_EXAMPLE]})
 
     seq: int
     id: str
@@ -151,6 +156,8 @@ class TopicSummary(BaseModel):
 
 class TopicList(BaseModel):
     """The chat's topics, the most recently active first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TOPICS_EXAMPLE]})
 
     topics: list[TopicSummary]
 
@@ -255,7 +262,10 @@ async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
     "/chat/{folder:path}",
     summary="The chat page of a group (open it with `#token=<web token>`).",
     response_class=Response,
-    responses={200: {"content": {"text/html": {}}}, 404: {"description": "Not a valid folder name."}},
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}, "example": "<!doctype html>…"}}},
+        404: {"description": "Not a valid folder name."},
+    },
 )
 async def chat_page(folder: FolderPath, request: Request) -> Response:
     """The same page for every well-formed folder: whether the group exists is for the API to tell its token holder."""
@@ -268,7 +278,10 @@ async def chat_page(folder: FolderPath, request: Request) -> Response:
     "/chat-assets/{name}",
     summary="The chat page's script and style.",
     response_class=Response,
-    responses={404: {"description": "No such file."}},
+    responses={
+        200: {"content": {"text/javascript": {"schema": {"type": "string"}, "example": '"use strict";…'}}},
+        404: {"description": "No such file."},
+    },
 )
 async def chat_asset(name: str) -> Response:
     media_type = ASSETS.get(name)

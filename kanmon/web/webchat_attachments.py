@@ -3,19 +3,30 @@ gets the bytes (:mod:`kanmon.web.webchat_files` serves them behind the chat's to
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from kanmon.gateway.attachments import read_attachments
 from kanmon.store import Message
 
-__all__ = ["INLINE_TYPES", "ChatAttachment", "chat_attachments"]
+__all__ = ["ATTACHMENT_EXAMPLE", "INLINE_TYPES", "ChatAttachment", "chat_attachments"]
 
 #: Images a browser is shown as images, whoever sent them (no SVG: it can hold script); any other file is a download.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"})
+ATTACHMENT_EXAMPLE: JsonDict = {
+    "index": 0,
+    "name": "chart.png",
+    "mime": "image/png",
+    "size": 5,
+    "url": "/web/corp/media/r-8/0",
+    "inline": True,
+}
 
 
 class ChatAttachment(BaseModel):
     """A file of a transcript message, the user's or the agent's: the page fetches ``url`` with the chat's token."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [ATTACHMENT_EXAMPLE]})
 
     index: int = Field(description="Its place in the message's attachments.")
     name: str

@@ -18,12 +18,13 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from kanmon.gateway import Gateway
 from kanmon.gateway.attachments import DEFAULT_MIME, decode_data, read_attachments
 from kanmon.store import NewMessage
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
+from kanmon.web.media import FILE_CONTENT
 from kanmon.web.validation import storable_text
 from kanmon.web.webchat import TOPIC_PATTERN
 from kanmon.web.webchat import _sender as sender_of  # the chat's one rule for who is speaking
@@ -35,10 +36,17 @@ __all__ = ["Uploaded", "router"]
 router = APIRouter(tags=["web chat"])
 
 _MAX_NAME_CHARS = 255
+UPLOAD_EXAMPLE = {
+    "requestBody": {
+        "content": {"multipart/form-data": {"example": {"file": "(the file)", "content": "the report", "topic": ""}}}
+    }
+}
 
 
 class Uploaded(BaseModel):
     """The stored message (its seq is its event id in the stream) and the file's size in bytes."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True, "seq": 43, "id": "m-9", "size": 20480}]})
 
     ok: bool = True
     seq: int
@@ -55,6 +63,7 @@ ConfigDep = Annotated[WebConfig, Depends(get_config)]
     summary="Send a file (multipart `file`, with optional `content` text and `topic`) to the group's web chat.",
     dependencies=[Depends(accepting_writes)],
     responses={**AUTH_RESPONSES, 413: {"description": "File too large."}, 422: {"description": "Bad form."}},
+    openapi_extra=UPLOAD_EXAMPLE,
 )
 async def upload(
     group: WebGroup,
@@ -93,7 +102,7 @@ async def upload(
     "/web/{folder:path}/files/{seq}/{index}",
     summary="A file sent in the group's web chat (images inline, anything else as a download).",
     response_class=Response,
-    responses={**AUTH_RESPONSES, 404: {"description": "No such file in this chat."}},
+    responses={**AUTH_RESPONSES, 200: FILE_CONTENT, 404: {"description": "No such file in this chat."}},
 )
 async def file_of(group: WebGroup, gateway: GatewayDep, seq: int, index: int) -> Response:
     chat = f"web:{group.folder}"

@@ -21,7 +21,7 @@ from kanmon.gateway import Gateway
 from kanmon.gateway.media import StoredFile
 from kanmon.store import Message
 from kanmon.web.deps import get_gateway
-from kanmon.web.media import FILE_HEADERS
+from kanmon.web.media import FILE_CONTENT, FILE_HEADERS
 from kanmon.web.webchat_attachments import INLINE_TYPES, ChatAttachment
 from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 
@@ -54,7 +54,7 @@ def chat_files(row: Message) -> list[ChatAttachment]:
     summary="A file of a message of the group's web chat (an agent's image or document).",
     response_class=Response,
     responses={
-        200: {"content": {"application/octet-stream": {}, "image/png": {}}, "description": "The file."},
+        200: FILE_CONTENT,
         **AUTH_RESPONSES,
         404: {"description": "No such message in this chat, no such file of it, or not kept any more."},
     },

@@ -549,6 +549,8 @@ BASE_BODIES: dict[str, dict[str, Any]] = {
     "/v1/channels/register": {**TG, "name": "edge-adapter", "jid_prefixes": ["edge:"]},  # the probe has telegram:
     "/v1/messages": {**MESSAGE, "id": "edge", "timestamp": 1_700_000_000, "topic": "t", "attachments": [{"a": 1}]},
     "/v1/chats": {"chat_jid": "telegram:1", "name": "a chat", "is_group": False},
+    # no API key here: every one is a 401 in OpenAI's shape, never a 5xx
+    "/v1/chat/completions": {"model": "corp", "messages": [{"role": "user", "content": "hi"}], "user": "u"},
 }
 
 

@@ -38,29 +38,33 @@ def service_missing(config: pytest.Config, what: str, why: str) -> None:
 @pytest.fixture
 def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A headless Chromium session (desktop-sized), closed after the test."""
+    driver = chromium(request.config)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def chromium(config: pytest.Config, *arguments: str) -> Any:
+    """A new headless Chromium session (desktop-sized) with ``arguments`` on its command line; the caller quits it."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
     if missing:
-        service_missing(
-            request.config, "Chromium", f"{', '.join(missing)} not installed (Debian: chromium chromium-driver)"
-        )
+        service_missing(config, "Chromium", f"{', '.join(missing)} not installed (Debian: chromium chromium-driver)")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
     except ImportError as exc:
-        service_missing(request.config, "selenium", str(exc))
+        service_missing(config, "selenium", str(exc))
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,850"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,850", *arguments):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # an explicit driver path: selenium-manager is skipped entirely, nothing is downloaded
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(TIMEOUT)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    return driver
 
 
 def chat_in_the_browser(driver: Any, url: str) -> dict[str, Any]:
