@@ -209,6 +209,34 @@ async def test_the_scheduler_sleeps_until_the_next_fire_on_the_injected_clock(wo
         await running
 
 
+async def test_a_task_added_in_process_wakes_the_scheduler_out_of_its_interval(world: World) -> None:
+    # an agent action or a chat command adds a task and wakes the scheduler: it must not wait out a long interval
+    world.scheduler = TaskScheduler(
+        world.db, Registry(world.store), SchedulerConfig(interval=3600.0), clock=world.clock, metrics=world.metrics
+    )  # fmt: skip
+    stopping = asyncio.Event()
+    running = asyncio.create_task(world.scheduler.run(stopping))
+    try:
+        await world.clock.wait_for_sleepers()
+        assert world.clock.sleeping == [3600.0]  # nothing to fire: the next look is an interval away
+        world.add("at", "+30s")
+        world.scheduler.wake()
+        for _ in range(500):  # woken, it sleeps until the new task is due instead
+            if world.clock.sleeping == [30.0]:
+                break
+            await asyncio.sleep(0.01)
+        assert world.clock.sleeping == [30.0]
+        world.clock.advance(30.0)
+        for _ in range(500):
+            if world.fired():
+                break
+            await asyncio.sleep(0.01)
+        assert stamps(world.fired()) == ["2027-03-27T09:00:30Z"]
+    finally:
+        stopping.set()
+        await running
+
+
 async def test_a_missed_one_shot_task_under_skip_is_done_with_the_reason(world: World) -> None:
     task = world.add("at", "+1h", missed="skip")
     await world.at(T0 + 3 * HOUR)
