@@ -17,6 +17,7 @@ Every datetime in and out is aware; results are UTC, truncated to whole seconds 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -235,7 +236,7 @@ def _near(schedule: Schedule, after: dt.datetime, now: dt.datetime) -> dt.dateti
 def _cron_next(expression: str, zone: ZoneInfo, after: dt.datetime) -> dt.datetime | None:
     """The first cron occurrence after ``after`` (UTC, whole seconds). Away from an offset change the wall clock maps
     one to one onto instants and the first wall time after ``after``'s is the answer; near one, look around."""
-    every_hour = croniter(expression).expressions[1] == "*"
+    every_hour = _every_hour(expression)
     try:
         if _offset(after - _SHIFT, zone) == _offset(after + _SHIFT, zone) == _offset(after, zone):
             wall = croniter(expression, _wall(after, zone)).get_next(dt.datetime)
@@ -243,6 +244,13 @@ def _cron_next(expression: str, zone: ZoneInfo, after: dt.datetime) -> dt.dateti
         return _cron_next_near_change(expression, zone, after, every_hour)
     except CroniterBadDateError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _every_hour(expression: str) -> bool:
+    """Whether the cron expression's hour field is ``*`` (parsed once per expression: a burst of thousands of tasks
+    shares a few)."""
+    return bool(croniter(expression).expressions[1] == "*")
 
 
 def _cron_next_near_change(expression: str, zone: ZoneInfo, after: dt.datetime, every_hour: bool) -> dt.datetime:
