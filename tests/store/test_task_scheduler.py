@@ -138,6 +138,23 @@ async def test_an_occurrence_stored_before_a_crash_is_not_stored_again(world: Wo
     assert moved is not None and moved.next_fire_at == T0 + 25 * HOUR
 
 
+async def test_a_clock_set_back_fires_no_occurrence_again(world: World) -> None:
+    task = world.add("cron", "0 10 * * *")
+    await world.at(T0 + HOUR)  # 10:00 fired
+    # gated restarts on a machine whose clock is 40 minutes behind, and lives through 10:00 again
+    behind = World(world.store, FakeClock(wall_start=T0 + dt.timedelta(minutes=20)))
+    try:
+        for minutes in (30, 40, 45):
+            await behind.at(T0 + dt.timedelta(minutes=minutes))
+        await behind.at(T0 + HOUR + dt.timedelta(minutes=5))
+        assert stamps(world.fired()) == ["2027-03-27T10:00:00Z"]
+        assert world.store.get_task(task.id).fire_count == 1  # type: ignore[union-attr]
+        await behind.at(T0 + 25 * HOUR)  # and the next day's occurrence comes as usual
+        assert stamps(world.fired()) == ["2027-03-27T10:00:00Z", "2027-03-28T10:00:00Z"]
+    finally:
+        behind.db.close()
+
+
 async def test_two_schedulers_on_one_store_fire_each_occurrence_once(world: World) -> None:
     for minute in range(20):
         world.add("cron", f"{minute} * * * *")
