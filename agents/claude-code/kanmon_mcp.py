@@ -68,7 +68,7 @@ def schedule_task(
     folder: str | None = None,
 ) -> str:
     """Schedule ``prompt`` to be put into a chat of your group (default: its web chat) and answered by you: give
-    exactly one of ``cron`` (five fields, read in ``tz``, an IANA zone, default UTC), ``every`` (``90m``, ``2h``,
+    exactly one of ``cron`` (five fields, read in ``tz``, an IANA zone, default: kanmon's), ``every`` (``90m``, ``2h``,
     ``1d``) or ``at`` (ISO 8601 such as ``2026-12-01T09:00``, or ``+2h``). ``missed`` is what happens after downtime:
     latest, skip or all. The new task's id comes in your next prompt."""
     action = _given(type="schedule", prompt=prompt, cron=cron, every=every, at=at, tz=tz, chat=chat, topic=topic,

@@ -54,7 +54,7 @@ class SendAction:
 @dataclass(frozen=True, slots=True)
 class ScheduleAction:
     """Add a task: ``kind``/``expression`` as ``gated task add`` takes them (``cron`` + ``tz``, ``every``, ``at``);
-    ``folder`` None: the agent's own; ``chat`` None: the folder's web chat; ``tz`` None: UTC."""
+    ``folder`` None: the agent's own; ``chat`` None: the folder's web chat; ``tz`` None: ``scheduler.timezone``."""
 
     kind: Literal["cron", "every", "at"]
     expression: str

@@ -12,7 +12,9 @@ Who may do what (the group family is ``Group.parent``, else the folder's path: `
   one its parent owns; a root group (no parent) into any chat. The message is an outbound row with the id
   ``run-<run>-<output>-a<action>``, so it is stored once in its chat (``UNIQUE (chat_jid, id)``).
 * ``schedule``, ``cancel_task``, ``list_tasks``: for its own folder; a root group for any. A schedule is checked like
-  ``gated task add`` (:func:`kanmon.gateway.tasks.new_task`, default zone UTC); the task's ``created_by`` is the run.
+  ``gated task add`` (:func:`kanmon.gateway.tasks.new_task`; without ``tz`` in gated's ``scheduler.timezone``, like
+  the command); the task's ``created_by`` is the run. A task created or cancelled wakes the scheduler, so a task due
+  soon fires on time rather than at its next look (``scheduler.interval``).
 
 A refused action never ends the run: its reason is one line of the run's problems (the run log) and a system message
 for the folder's next prompt. ``list_tasks``, and every schedule and cancel, answer with a system message too: the
@@ -106,9 +108,11 @@ def decide(
     now: dt.datetime,
     files: Sequence[dict[str, Any]] = (),
     refused_files: Sequence[str] = (),
+    zone: str = "UTC",
 ) -> ActionEffect:
     """What ``action`` of group ``batch.head.folder`` does (blocking: reads groups, routes and tasks), as an effect
-    for :meth:`kanmon.store.Store.apply_action`. ``files`` are a send's attachments already in the media store."""
+    for :meth:`kanmon.store.Store.apply_action`. ``files`` are a send's attachments already in the media store;
+    ``zone`` (an IANA name, gated's ``scheduler.timezone``) is a schedule's zone when the action names none."""
     made = _Effects(run_id, output_index, action_index, batch.head.folder, _KIND.get(type(action), "invalid"))
     ctx = LayerContext(store, IdleQueue())
     if isinstance(action, BadAction):
@@ -120,7 +124,7 @@ def decide(
     if target != made.folder and not root:
         return made.refused(f"only a root group may act on another group's tasks ({target})")
     if isinstance(action, ScheduleAction):
-        return _schedule(store, made, action, target, now)
+        return _schedule(store, made, action, target, now, zone)
     if isinstance(action, CancelTaskAction):
         return _cancel(store, made, action, root=root)
     tasks = store.list_tasks(target)
@@ -183,11 +187,13 @@ def _send(
     return made.done(f"sent to {action.chat}", message=message)
 
 
-def _schedule(store: Store, made: _Effects, action: ScheduleAction, target: str, now: dt.datetime) -> ActionEffect:
+def _schedule(
+    store: Store, made: _Effects, action: ScheduleAction, target: str, now: dt.datetime, zone: str
+) -> ActionEffect:
     kind: ScheduleKind = action.kind
     try:
         task = new_task(
-            store, target, kind=kind, text=action.expression, prompt=action.prompt, zone=action.tz or "UTC",
+            store, target, kind=kind, text=action.expression, prompt=action.prompt, zone=action.tz or zone,
             now=now, chat_jid=action.chat, topic=action.topic, missed=action.missed, created_by=made.run_id,
         )  # fmt: skip
     except KanmonError as exc:
@@ -208,7 +214,9 @@ def _cancel(store: Store, made: _Effects, action: CancelTaskAction, *, root: boo
 
 class AgentActions:
     """Applies the actions of a run's outputs; see the module docstring. Called with ``(batch, run_id, output)``, it
-    returns the lines for the run log (one per refused action), and hands the messages it stored to ``on_stored``."""
+    returns the lines for the run log (one per refused action), and hands the messages it stored to ``on_stored``.
+    ``zone`` is the zone of a schedule that names none (``scheduler.timezone``); ``on_tasks`` is called on the event
+    loop when an action created or cancelled a task (gated wakes its scheduler)."""
 
     def __init__(
         self,
@@ -217,8 +225,11 @@ class AgentActions:
         clock: Clock,
         collect: Collect | None = None,
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
+        zone: str = "UTC",
+        on_tasks: Callable[[], None] = lambda: None,
     ) -> None:
         self._db, self._clock, self._collect, self._on_stored = db, clock, collect, on_stored
+        self._zone, self._on_tasks = zone, on_tasks
 
     async def __call__(self, batch: Batch, run_id: str, output: Output) -> list[str]:
         """Apply each action of ``output`` not applied before; the refusals, one line each."""
@@ -237,7 +248,7 @@ class AgentActions:
             try:
                 effect = await self._db.retrying(
                     decide, store, batch, run_id, output.index, index, action, now=now, files=files,
-                    refused_files=refused,
+                    refused_files=refused, zone=self._zone,
                 )  # fmt: skip
                 applied = await self._db.retrying(store.apply_action, effect, now=now)
             except (StoreFenced, StoreUnavailable):
@@ -248,6 +259,8 @@ class AgentActions:
                 continue
             if applied.messages:
                 self._on_stored(applied.messages)
+            if applied.applied and effect.outcome == "done" and (effect.task is not None or effect.cancel is not None):
+                self._on_tasks()
             if applied.applied and effect.outcome == "refused":
                 logger.warning("run %s: %s", run_id, effect.detail)
                 problems.append(effect.detail)

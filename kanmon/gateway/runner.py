@@ -88,13 +88,16 @@ class LaneRunner:
         collect: Collect | None = None,  # the files outputs list, into the media store
         typing: TypingSignal | None = None,  # told when a run works on a chat topic (kanmon.gateway.typing)
         credentials: CredentialGrants | None = None,  # runs' proxy URLs and tokens per upstream (issue 19)
+        on_tasks: Callable[[], None] = lambda: None,  # an agent action created or cancelled a task (issue 15)
     ) -> None:
         self._db, self._runtimes, self._defaults = db, runtimes, defaults
         self._registry, self._metrics, self._is_held = registry, metrics, is_held
         self._on_stored, self._on_ended = on_stored, on_ended
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
         self._clock: Clock = clock or SystemClock()
-        self._act = AgentActions(db, clock=self._clock, collect=collect, on_stored=on_stored)  # issue 15
+        self._act = AgentActions(
+            db, clock=self._clock, collect=collect, on_stored=on_stored, zone=defaults.timezone, on_tasks=on_tasks
+        )  # issue 15
         self._lanes: dict[Lane, _LaneState] = {}
         self._budget, self._usage = DailyBudget(db, defaults.timezone, self._clock, on_stored), UsageMetrics(metrics)
         store = db.store

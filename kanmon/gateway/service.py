@@ -156,6 +156,7 @@ class Gateway:
             collect=lambda folder, refs: self.media.collect_all(groups / folder, refs, root=groups),
             typing=self.typing,
             credentials=self.credentials,
+            on_tasks=lambda: self.scheduler.wake(),  # the scheduler is made below
         )
         self.queue = GroupQueue(
             self.runner.run_lane,

@@ -10,13 +10,14 @@ message goes in at most once by its ``(chat_jid, id)``, whatever happened before
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Integer, bindparam, delete, func, select, update
 
-from kanmon.store.base import StoreBase, from_row, from_rows
+from kanmon.store.base import StoreBase, dialect_insert, from_row, from_rows
 from kanmon.store.errors import NotFound
 from kanmon.store.messages import append_message, insert_values, lock_appends
 from kanmon.store.records import NewMessage
@@ -273,10 +274,18 @@ def _fired_values(task: Task, plan: FirePlan, stored: int) -> dict[str, Any]:
 
 
 def _insert_missing(conn: Connection, new: Sequence[NewMessage], now: dt.datetime) -> set[tuple[str, str | None]]:
-    """Insert the messages whose ``(chat_jid, id)`` is not stored yet, in one statement; their keys. Like
-    :func:`~kanmon.store.messages.insert_new` without reading the rows back (a burst of thousands costs half)."""
+    """Insert the messages whose ``(chat_jid, id)`` is not stored yet, many per statement; their keys. Like
+    :func:`~kanmon.store.messages.insert_new` without reading the rows back (a burst of thousands costs half).
+
+    SQLite: ``INSERT … ON CONFLICT (chat_jid, id) DO NOTHING RETURNING`` the keys inserted. Its planner answers the
+    ``chat_jid IN (…) AND id IN (…)`` check with one index probe per pair of the two lists (a burst of 1,000 chats ×
+    5,000 ids took 5 s); PostgreSQL's answers it at once and inserts faster without RETURNING, so it keeps the check.
+    """
     if not new:
         return set()
+    if conn.dialect.name == "sqlite":
+        values = list({(item.chat_jid, item.id): insert_values(item, now) for item in new}.values())
+        return {(str(jid), str(mid)) for jid, mid in conn.execute(_insert_new_sqlite(), values)}
     query = select(message_rows.c.chat_jid, message_rows.c.id).where(
         message_rows.c.chat_jid.in_(sorted({item.chat_jid for item in new})),
         message_rows.c.id.in_(sorted({str(item.id) for item in new})),
@@ -286,6 +295,13 @@ def _insert_missing(conn: Connection, new: Sequence[NewMessage], now: dt.datetim
     if fresh:
         conn.execute(message_rows.insert(), [insert_values(item, now) for item in fresh.values()])
     return set(fresh)
+
+
+@functools.cache
+def _insert_new_sqlite() -> Any:
+    """The SQLite statement of :func:`_insert_missing`, built once (and only where SQLite is used)."""
+    stmt = dialect_insert("sqlite", message_rows).on_conflict_do_nothing(index_elements=["chat_jid", "id"])
+    return stmt.returning(message_rows.c.chat_jid, message_rows.c.id)
 
 
 def _tasks_by_id(conn: Connection, ids: Sequence[int], *, lock: bool = False) -> dict[int, Task]:

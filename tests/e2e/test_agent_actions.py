@@ -7,7 +7,9 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.store import Group
 from tests.gateway_harness import RECORD, Harness, inputs, process_group, running_gateway
 
@@ -139,3 +141,29 @@ async def test_a_send_carries_files_of_the_agents_folder_and_names_those_it_cann
         assert row.content.startswith("see the notes\n\n⚠ not sent: attachment '../other/secret'")
         [stored] = row.attachments or []
         assert (stored["name"], stored["size"]) == ("release.txt", len("release notes\n"))
+
+
+async def test_a_schedule_without_a_zone_is_read_in_the_configured_timezone(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family(), timezone="Europe/Berlin") as h:
+        await h.send("web:corp", actions(
+            {"type": "schedule", "cron": "0 9 * * *", "prompt": "standup"},
+            {"type": "schedule", "cron": "0 9 * * *", "tz": "Asia/Tokyo", "prompt": "tokyo"},
+        ))  # fmt: skip
+        await h.settled()
+        made = {task.prompt: task for task in h.store.list_tasks("corp")}
+        assert {prompt: task.timezone for prompt, task in made.items()} == {
+            "standup": "Europe/Berlin", "tokyo": "Asia/Tokyo"
+        }  # fmt: skip
+        standup = made["standup"].next_fire_at
+        assert standup is not None and standup.astimezone(ZoneInfo("Europe/Berlin")).hour == 9
+
+
+async def test_a_task_an_agent_schedules_wakes_the_scheduler(tmp_path: Path) -> None:
+    # the scheduler looks at the tasks once an hour by itself: a task due in a second must not wait for that
+    hourly = SchedulerConfig(interval=3600.0)
+    async with running_gateway(tmp_path / "data", family(), scheduler=hourly) as h:
+        await h.send("web:corp", actions({"type": "schedule", "at": "+1s", "prompt": "soon"}))
+        await h.wait_for(lambda: "echo: soon" in h.replies("web:corp"), "the task's occurrence answered", timeout=30)
+        [task] = h.store.list_tasks("corp")
+        [fired] = [row for row in h.store.new_messages(0, 100) if row.origin == "scheduler"]
+        assert fired.id.startswith(f"task:{task.id}:") and task.status == "done"

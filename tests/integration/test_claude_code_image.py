@@ -119,3 +119,26 @@ def test_the_test_image_has_the_real_images_layout(claude_code_image: str, docke
     entrypoint = 'ENTRYPOINT ["python3", "-u", "/opt/kanmon/claude_runner.py"]'
     for line in (entrypoint, "USER 1000:1000", "WORKDIR /home/agent"):
         assert line in real
+
+
+async def test_claudes_mcp_tool_calls_in_the_image_act_once_through_gated(
+    claude_code_image: str, docker_client: Any, tmp_path: Path, instance: str
+) -> None:
+    # the fake claude starts the image's kanmon_mcp.py (the mcp SDK in the image) and calls schedule_task and
+    # send_message; the runner writes each as an action block, which gated applies once
+    group = docker_group("claude", claude_code_image, {"FAKE_CLAUDE_SCENARIO": "mcp-schedule"})
+    async with running_gateway(
+        tmp_path / "data", [group], instance=instance, docker_client=docker_client, timezone="Europe/Berlin"
+    ) as h:
+        await h.send("web:claude", "Remind me about the release every Friday at 9")
+        answer = result_of("mcp-schedule.jsonl")["result"]
+        await h.wait_for(lambda: answer in h.replies("web:claude"), "claude's answer", timeout=180)
+        await h.settled()
+        [run] = h.store.recent_runs()
+        assert run.status == "ok" and run.error is None, run.error
+        [task] = h.store.list_tasks("claude")
+        assert (task.prompt, task.kind, task.expression) == ("Remind Ann about the release", "cron", "0 9 * * 5")
+        assert (task.created_by, task.chat_jid, task.timezone) == (run.id, "web:claude", "Europe/Berlin")
+        sent = [row for row in h.outbound("web:claude") if row.content == "Reminder set for Fridays at 9"]
+        assert len(sent) == 1 and sent[0].id.startswith(f"run-{run.id}-")
+        assert [action.kind for action in h.store.run_actions(run.id)] == ["schedule", "send"]

@@ -138,6 +138,23 @@ async def test_an_occurrence_stored_before_a_crash_is_not_stored_again(world: Wo
     assert moved is not None and moved.next_fire_at == T0 + 25 * HOUR
 
 
+async def test_a_clock_set_back_fires_no_occurrence_again(world: World) -> None:
+    task = world.add("cron", "0 10 * * *")
+    await world.at(T0 + HOUR)  # 10:00 fired
+    # gated restarts on a machine whose clock is 40 minutes behind, and lives through 10:00 again
+    behind = World(world.store, FakeClock(wall_start=T0 + dt.timedelta(minutes=20)))
+    try:
+        for minutes in (30, 40, 45):
+            await behind.at(T0 + dt.timedelta(minutes=minutes))
+        await behind.at(T0 + HOUR + dt.timedelta(minutes=5))
+        assert stamps(world.fired()) == ["2027-03-27T10:00:00Z"]
+        assert world.store.get_task(task.id).fire_count == 1  # type: ignore[union-attr]
+        await behind.at(T0 + 25 * HOUR)  # and the next day's occurrence comes as usual
+        assert stamps(world.fired()) == ["2027-03-27T10:00:00Z", "2027-03-28T10:00:00Z"]
+    finally:
+        behind.db.close()
+
+
 async def test_two_schedulers_on_one_store_fire_each_occurrence_once(world: World) -> None:
     for minute in range(20):
         world.add("cron", f"{minute} * * * *")
@@ -204,6 +221,34 @@ async def test_the_scheduler_sleeps_until_the_next_fire_on_the_injected_clock(wo
                 break
             await asyncio.sleep(0.01)
         assert stamps(world.fired()) == ["2027-03-27T10:00:00Z"]
+    finally:
+        stopping.set()
+        await running
+
+
+async def test_a_task_added_in_process_wakes_the_scheduler_out_of_its_interval(world: World) -> None:
+    # an agent action or a chat command adds a task and wakes the scheduler: it must not wait out a long interval
+    world.scheduler = TaskScheduler(
+        world.db, Registry(world.store), SchedulerConfig(interval=3600.0), clock=world.clock, metrics=world.metrics
+    )  # fmt: skip
+    stopping = asyncio.Event()
+    running = asyncio.create_task(world.scheduler.run(stopping))
+    try:
+        await world.clock.wait_for_sleepers()
+        assert world.clock.sleeping == [3600.0]  # nothing to fire: the next look is an interval away
+        world.add("at", "+30s")
+        world.scheduler.wake()
+        for _ in range(500):  # woken, it sleeps until the new task is due instead
+            if world.clock.sleeping == [30.0]:
+                break
+            await asyncio.sleep(0.01)
+        assert world.clock.sleeping == [30.0]
+        world.clock.advance(30.0)
+        for _ in range(500):
+            if world.fired():
+                break
+            await asyncio.sleep(0.01)
+        assert stamps(world.fired()) == ["2027-03-27T09:00:30Z"]
     finally:
         stopping.set()
         await running
