@@ -23,7 +23,7 @@ from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.tables import session_resets, sessions
 from kanmon.store.text import storable
 
-__all__ = ["ResetStore", "SessionReset", "take_reset"]
+__all__ = ["ResetReason", "ResetStore", "SessionReset", "take_reset"]
 
 ResetReason = Literal["idle", "daily", "new"]
 

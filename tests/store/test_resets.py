@@ -12,6 +12,7 @@ import datetime as dt
 import pytest
 
 from kanmon.store import Group, Store
+from kanmon.store.resets import ResetReason
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -22,7 +23,7 @@ def corp(store: Store) -> Store:
     return store
 
 
-def reset(store: Store, topic: str = "", *, reason: str = "idle", flush: bool = True) -> None:
+def reset(store: Store, topic: str = "", *, reason: ResetReason = "idle", flush: bool = True) -> None:
     store.reset_session(
         "corp",
         topic,
@@ -30,7 +31,7 @@ def reset(store: Store, topic: str = "", *, reason: str = "idle", flush: bool = 
         reason=reason,
         detail=reason,
         flush=flush,
-        now=NOW,  # type: ignore[arg-type]
+        now=NOW,
     )
 
 
