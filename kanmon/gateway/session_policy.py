@@ -44,14 +44,14 @@ __all__ = [
     "expiry",
     "flush_for",
     "human_duration",
+    "mode_of",
     "policy_for",
 ]
 
 Mode = Literal["none", "idle", "daily", "both"]
 MODES: Final[tuple[Mode, ...]] = ("none", "idle", "daily", "both")
 DEFAULT_FLUSH_PROMPT: Final = (
-    "This conversation is about to be closed and a new one will start without its history. Save anything worth "
-    "remembering (facts about the users, decisions, open tasks) to your memory files now. Do not reply to the chat."
+    "Your session is about to be reset. Save what is worth remembering to your memory files now; do not reply."
 )
 
 
@@ -134,7 +134,7 @@ def policy_for(config: Mapping[str, object], platform: str, default: ResetPolicy
     """The reset policy of a group's chats on ``platform``: its ``session_reset_platforms[platform]`` over its own
     settings over ``default`` (gated's). A value written by hand that makes no sense counts as unset."""
     policy = ResetPolicy(
-        mode=_mode(config.get("session_reset"), default.mode),
+        mode=mode_of(config.get("session_reset"), default.mode),
         idle=_seconds(config.get("session_idle_expiry"), default.idle),
         hour=_hour(config.get("session_reset_hour"), default.hour),
         zone=_zone_name(config.get("timezone"), default.zone),
@@ -146,7 +146,7 @@ def policy_for(config: Mapping[str, object], platform: str, default: ResetPolicy
         return policy
     return replace(
         policy,
-        mode=_mode(override.get("mode"), policy.mode),
+        mode=mode_of(override.get("mode"), policy.mode),
         idle=_seconds(override.get("idle"), policy.idle),
         hour=_hour(override.get("hour"), policy.hour),
     )
@@ -170,7 +170,8 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _mode(value: object, default: Mode) -> Mode:
+def mode_of(value: object, default: Mode) -> Mode:
+    """``value`` as a :data:`Mode` when it is one, else ``default``."""
     for mode in MODES:
         if value == mode:
             return mode
