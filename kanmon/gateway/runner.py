@@ -174,9 +174,11 @@ class LaneRunner:
         return {lane: state.handle.run_id for lane, state in self._lanes.items() if state.handle is not None}
 
     def live_runs(self) -> set[str]:
-        return {state.handle.run_id for state in self._lanes.values() if state.handle is not None} | {
-            state.orphan.id for state in self._lanes.values() if state.orphan is not None
-        }
+        return (
+            {state.handle.run_id for state in self._lanes.values() if state.handle is not None}
+            | {state.orphan.id for state in self._lanes.values() if state.orphan is not None}
+            | self._resets.live
+        )
 
     # ------------------------------------------------------------------------------------------------ a run
     async def _run_next(self, lane: Lane, state: _LaneState) -> LaneResult:

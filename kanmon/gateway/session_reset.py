@@ -102,6 +102,8 @@ class SessionResets:
             zone=defaults.timezone,
         )
         self._flush = Flush(defaults.flush_prompt, defaults.flush_timeout)
+        #: run ids of the flush turns going on: live runs, whose credential proxy tokens hold
+        self.live: set[str] = set()
 
     def applies(self, group: Group) -> bool:
         """Whether ``group`` resets sessions by policy or flushes memory at all (else no query is made)."""
@@ -179,6 +181,7 @@ class SessionResets:
             secrets=started.secrets,
         )  # fmt: skip
         outputs, ending = 0, "no exit"
+        self.live.add(started.run_id)
         try:
             handle.feed(document.to_bytes())
             async for event in handle:
@@ -188,6 +191,7 @@ class SessionResets:
                     ending = event.reason.value
                     break
         finally:
+            self.live.discard(started.run_id)
             await handle.close()
         logger.info(
             "memory flush folder=%s topic=%s session=%s run=%s ended=%s outputs=%d (not delivered)",

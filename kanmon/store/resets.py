@@ -23,7 +23,7 @@ from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.tables import session_resets, sessions
 from kanmon.store.text import storable
 
-__all__ = ["ResetReason", "ResetStore", "SessionReset", "take_reset"]
+__all__ = ["ResetReason", "ResetStore", "SessionReset", "take_reset", "untold_reset"]
 
 ResetReason = Literal["idle", "daily", "new"]
 
@@ -123,6 +123,12 @@ def take_reset(conn: Connection, folder: str, topic: str) -> SessionReset | None
     return from_row(SessionReset, row)
 
 
+def untold_reset(conn: Connection, folder: str, topic: str) -> bool:
+    """Whether a reset of ``(folder, topic)`` no prompt has told yet exists: decided while a run was going (``/new``),
+    so that run's end must not store its session over it."""
+    return conn.execute(_UNTOLD_KEY, {"b_folder": folder, "b_topic": topic}).first() is not None
+
+
 _KEY = ("group_folder", "topic")
 _VALUES = ("chat_jid", "reason", "detail", "decided_at", "announced", "flush_session_id", "flush_started_at")
 _OF = and_(session_resets.c.group_folder == bindparam("b_folder"), session_resets.c.topic == bindparam("b_topic"))
@@ -131,6 +137,7 @@ _SESSION_ID = select(sessions.c.session_id).where(_SESSION_OF)
 _DELETE_SESSION = delete(sessions).where(_SESSION_OF)
 _RESET = select(session_resets).where(_OF)
 _UNTOLD = select(session_resets).where(_OF, session_resets.c.announced.is_(False))
+_UNTOLD_KEY = select(session_resets.c.topic).where(_OF, session_resets.c.announced.is_(False))
 _TELL = update(session_resets).where(_OF).values(announced=True)
 _CLAIM = (
     update(session_resets)

@@ -30,7 +30,7 @@ from kanmon.store.base import StoreBase, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
-from kanmon.store.resets import SessionReset, take_reset
+from kanmon.store.resets import SessionReset, take_reset, untold_reset
 from kanmon.store.tables import chats, messages, session_log, sessions, system_messages
 from kanmon.store.text import storable
 from kanmon.store.usage import UsageEntry, record_usage
@@ -222,7 +222,7 @@ def _apply_session(conn: Connection, store: StoreBase, end: RunEnd, now: dt.date
     key = {"b_folder": end.folder, "b_topic": end.topic}
     if end.evict_session:
         conn.execute(_DELETE_SESSION, key)
-    elif end.session_id:
+    elif end.session_id and not untold_reset(conn, end.folder, end.topic):  # a /new during the run wins over it
         values = {"group_folder": end.folder, "topic": end.topic, "session_id": storable(end.session_id)}
         conn.execute(
             upsert_statement(store.dialect, sessions, _SESSION_KEY, _SESSION_VALUES), {**values, "updated_at": now}

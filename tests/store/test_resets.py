@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from kanmon.store import Group, Store
+from kanmon.store import Dispatch, Group, NewMessage, RunBegin, RunDraft, RunEnd, Store
 from kanmon.store.resets import ResetReason
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -97,3 +97,19 @@ def test_removing_the_group_removes_its_resets(corp: Store) -> None:
     reset(corp)
     corp.remove_group("corp")
     assert corp.get_reset("corp", "") is None
+
+
+def test_a_new_during_a_run_is_not_undone_by_the_runs_end(corp: Store) -> None:
+    corp.set_session("corp", "", "old")
+    seq = corp.put_message(NewMessage(chat_jid="web:corp", content="hi", sender="alice")).message.seq
+    corp.record_dispatch([Dispatch(seq, "new", "corp", "", None)], seq)
+    draft = RunDraft(id="r1", instance="i", runtime="process", started_at=NOW)
+    [start] = corp.begin_runs([RunBegin(draft=draft, folder="corp", accept=lambda head: True)], now=NOW)
+    assert start is not None and start.session_id == "old"
+    reset(corp, reason="new", flush=False)  # /new arrives while the run goes on
+    end = RunEnd(run_id="r1", chat_jid="web:corp", seqs=[seq], rows="done", run_status="ok", folder="corp", topic="",
+                 session_id="old")  # fmt: skip
+    corp.finish_runs([end], now=NOW)
+    assert corp.get_session("corp", "") is None  # the user's /new stands
+    told = corp.get_reset("corp", "")
+    assert told is not None and told.reason == "new" and not told.announced
