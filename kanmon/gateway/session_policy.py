@@ -40,7 +40,6 @@ __all__ = [
     "Mode",
     "ResetPolicy",
     "daily_boundary",
-    "describe",
     "expiry",
     "flush_for",
     "human_duration",
@@ -119,15 +118,6 @@ def expiry(policy: ResetPolicy, last_activity: dt.datetime, now: dt.datetime) ->
         if last_activity < daily_boundary(now, policy.hour, zone):
             return Expiry("daily", f"daily reset at {policy.hour:02d}:00 {zone.key}")
     return None
-
-
-def describe(policy: ResetPolicy) -> str:
-    """One line for ``gated group show``: ``none``, ``idle after 24h``, ``daily at 04:00 UTC``, or both."""
-    idle = f"idle after {human_duration(policy.idle)}" if policy.idle > 0 else ""
-    daily = f"daily at {policy.hour:02d}:00 {policy.zone}"
-    parts = {"none": [], "idle": [idle], "daily": [daily], "both": [idle, daily]}[policy.mode]
-    text = " or ".join(part for part in parts if part) or "none"
-    return text + (", with a notice" if text != "none" and policy.notice else "")
 
 
 def policy_for(config: Mapping[str, object], platform: str, default: ResetPolicy) -> ResetPolicy:

@@ -13,7 +13,6 @@ from kanmon.gateway.session_policy import (
     Flush,
     ResetPolicy,
     daily_boundary,
-    describe,
     expiry,
     flush_for,
     human_duration,
@@ -117,19 +116,6 @@ def test_the_flush_is_opt_in_with_gated_defaults() -> None:
     assert flush_for({"memory_flush": True}, default) == default
     own = {"memory_flush": True, "memory_flush_prompt": "save it", "memory_flush_timeout": 30}
     assert flush_for(own, default) == Flush("save it", 30.0)
-
-
-@pytest.mark.parametrize(
-    ("policy", "text"),
-    [
-        (ResetPolicy(), "none"),
-        (ResetPolicy(mode="idle"), "none"),
-        (ResetPolicy(mode="idle", idle=86400, notice=True), "idle after 24h, with a notice"),
-        (ResetPolicy(mode="both", idle=5400, hour=4, zone="UTC"), "idle after 1h30m or daily at 04:00 UTC"),
-    ],
-)
-def test_describe(policy: ResetPolicy, text: str) -> None:
-    assert describe(policy) == text
 
 
 def test_human_duration() -> None:
