@@ -37,7 +37,7 @@ _LABELS = {
     "session_reset_hour": "session reset hour",
     "session_reset_notice": "session reset notice",
     "session_reset_platforms": "session reset for",
-    "memory_flush": "memory flush",
+    "memory_flush": "flush before reset",
     "memory_flush_prompt": "flush prompt",
     "memory_flush_timeout": "flush timeout",
 }

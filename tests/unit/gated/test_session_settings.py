@@ -62,7 +62,7 @@ def test_session_settings_are_stored_as_the_runner_reads_them_and_shown(gated: C
     assert policy_for(config, "telegram", default) == ResetPolicy("idle", 1800.0, 5, "Europe/Berlin", True)
     assert policy_for(config, "web", default).mode == "none"
     shown = gated("group", "show", "corp").output
-    assert "telegram: idle after 30m" in shown and "memory flush          on" in shown
+    assert "telegram: idle after 30m" in shown and "flush before reset    on" in shown
     assert gated("group", "set", "corp", "--unset-session-reset-for", "web", "--reset", "memory-flush").exit_code == 0
     config = gated.config()
     assert "memory_flush" not in config
