@@ -44,6 +44,7 @@ from kanmon.gated.config_kinds import (
 from kanmon.gated.config_media_keys import MEDIA_KEYS
 from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
+from kanmon.gated.config_session_keys import SESSION_KEYS
 from kanmon.router import is_daemon_name
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
 
@@ -179,6 +180,7 @@ KEYS: tuple[Key, ...] = (
         check=_NON_NEGATIVE,
         attr="gateway.session_idle_expiry",
     ),
+    *SESSION_KEYS,
     _key(
         "onboarding.enabled",
         BOOL,

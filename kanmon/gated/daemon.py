@@ -30,6 +30,7 @@ from kanmon.gateway.fetch import FetchPolicy
 from kanmon.gateway.media import MediaConfig
 from kanmon.gateway.runner import Runtimes
 from kanmon.gateway.scheduler import SchedulerConfig
+from kanmon.gateway.session_policy import mode_of
 from kanmon.gateway.upstreams import ProxyConfig
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
@@ -63,6 +64,10 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         max_replies=runtime.max_replies,
         assistant_name=settings.assistant_name,
         session_idle_expiry=settings.gateway.session_idle_expiry,
+        session_reset=mode_of(settings.gateway.session_reset, "idle"),
+        session_reset_hour=settings.gateway.session_reset_hour,
+        flush_prompt=settings.gateway.session_flush_prompt,
+        flush_timeout=settings.gateway.session_flush_timeout,
         secrets=settings.secrets,
         timezone=settings.scheduler.timezone,
     )

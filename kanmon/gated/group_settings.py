@@ -27,6 +27,13 @@ from kanmon.container.mounts import bind_mount, check_target
 from kanmon.container.process import PROCESS_MOUNTS
 from kanmon.errors import InvalidInput
 from kanmon.gated.budget_settings import budget_options, parse_budget
+from kanmon.gated.session_settings import (
+    RESETTABLE_SESSION,
+    merge_platforms,
+    parse_platform_policy,
+    parse_session,
+    session_options,
+)
 from kanmon.gated.setting_values import format_duration, parse_duration, parse_memory
 from kanmon.gated.settings import Settings
 
@@ -62,6 +69,7 @@ RESETTABLE: Mapping[str, str] = {
     "upstreams": "upstreams",
     "daily-budget": "daily_budget",
     "timezone": "timezone",
+    **RESETTABLE_SESSION,
 }
 # Docker's image reference grammar: [host[:port]/]path[:tag][@digest]
 _NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -112,7 +120,7 @@ def settings_options(command: F) -> F:
             "--reset", metavar="SETTING", multiple=True, help=f"Back to the default: {', '.join(RESETTABLE)} (repeat)."
         ),
     ]
-    options[-1:-1] = budget_options()  # before --reset
+    options[-1:-1] = budget_options() + session_options()  # before --reset
     for option in reversed(options):
         command = option(command)
     return command
@@ -241,13 +249,16 @@ class Change:
     unset_mounts: tuple[str, ...] = ()
     upstreams: tuple[str, ...] = ()
     unset_upstreams: tuple[str, ...] = ()
+    platform_resets: tuple[str, ...] = ()  # --session-reset-for PLATFORM=POLICY, checked
+    unset_platform_resets: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when the change changes nothing."""
         return not any(
             (self.values, self.reset, self.env, self.unset_env, self.secrets, self.unset_secrets, self.mounts,
-             self.unset_mounts, self.upstreams, self.unset_upstreams)
+             self.unset_mounts, self.upstreams, self.unset_upstreams, self.platform_resets,
+             self.unset_platform_resets)
         )  # fmt: skip
 
     def apply(self, current: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -261,7 +272,11 @@ class Change:
         targets = {m.target for m in self.mounts} | {posixpath.normpath(t) for t in self.unset_mounts}
         mounts = [m for m in _list(config.get("mounts")) if isinstance(m, dict) and m.get("target") not in targets]
         mounts += [{"source": str(m.source), "target": m.target, "read_only": m.read_only} for m in self.mounts]
-        for key, value in (("env", env), ("secrets", secrets), ("mounts", mounts), ("upstreams", upstreams)):
+        platforms = merge_platforms(
+            config.get("session_reset_platforms"), self.platform_resets, self.unset_platform_resets
+        )
+        for key, value in (("env", env), ("secrets", secrets), ("mounts", mounts), ("upstreams", upstreams),
+                           ("session_reset_platforms", platforms)):  # fmt: skip
             if value:
                 config[key] = value
             else:
@@ -318,6 +333,7 @@ def parse_change(options: Mapping[str, Any], settings: Settings) -> Change:
         ),
         "user": _checked("--user", options.get("user"), _user, "a non-root user[:group] like 1000:1000"),
         **parse_budget(options),
+        **parse_session(options),
     }
     reset = []
     for name in options.get("reset", ()):
@@ -339,6 +355,8 @@ def parse_change(options: Mapping[str, Any], settings: Settings) -> Change:
         unset_mounts=unset_mounts,
         upstreams=tuple(dict.fromkeys(_upstream(name, settings) for name in options.get("upstreams", ()))),
         unset_upstreams=tuple(options.get("unset_upstream", ())),
+        platform_resets=tuple(t for t in options.get("session_reset_for", ()) if parse_platform_policy(t)),
+        unset_platform_resets=tuple(options.get("unset_session_reset_for", ())),
     )
 
 

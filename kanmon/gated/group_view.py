@@ -5,6 +5,7 @@ Secrets are shown by name only: their values are not in the store at all, and ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kanmon.gated.config_kinds import format_size
@@ -31,6 +32,14 @@ _LABELS = {
     "user": "user",
     "daily_budget": "daily budget",
     "timezone": "time zone",
+    "session_reset": "session reset",
+    "session_idle_expiry": "session idle",
+    "session_reset_hour": "session reset hour",
+    "session_reset_notice": "session reset notice",
+    "session_reset_platforms": "session reset for",
+    "memory_flush": "flush before reset",
+    "memory_flush_prompt": "flush prompt",
+    "memory_flush_timeout": "flush timeout",
 }
 
 
@@ -52,6 +61,14 @@ def describe_group(group: Group, settings: Settings) -> dict[str, Any]:
         "user": docker.user,
         "daily_budget": None,  # no budget
         "timezone": settings.scheduler.timezone,
+        "session_reset": settings.gateway.session_reset,
+        "session_idle_expiry": settings.gateway.session_idle_expiry,
+        "session_reset_hour": settings.gateway.session_reset_hour,
+        "session_reset_notice": False,
+        "session_reset_platforms": {},
+        "memory_flush": False,
+        "memory_flush_prompt": settings.gateway.session_flush_prompt,
+        "memory_flush_timeout": settings.gateway.session_flush_timeout,
     }
     values = {key: config.get(key, default) for key, default in defaults.items()}
     values["env"] = dict(config.get("env") or {})
@@ -107,10 +124,38 @@ def _shown(key: str, value: Any, settings: Settings) -> list[str]:
         return [f"{m['host']} -> {m['container']} ({m['mode']})" for m in value]
     if key == "memory_bytes":
         return [format_size(int(value))]
-    if key in ("timeout", "idle_timeout"):
+    if key in _SHOWN:
+        return _SHOWN[key](value)
+    if key in ("timeout", "idle_timeout", "memory_flush_timeout"):
         return [format_duration(float(value))]
-    if key == "daily_budget":
-        return [f"${float(value):.2f} a day"]
     if key == "cpus":
         return [f"{float(value):g}"]
     return [str(value)]
+
+
+def _switch(value: Any) -> list[str]:
+    return ["on" if value else "off"]
+
+
+def _idle(value: Any) -> list[str]:
+    return [format_duration(float(value)) if value else "never"]
+
+
+def _platforms(value: Any) -> list[str]:
+    return [f"{name}: {_platform_policy(policy)}" for name, policy in value.items()]
+
+
+_SHOWN: dict[str, Callable[[Any], list[str]]] = {
+    "daily_budget": lambda value: [f"${float(value):.2f} a day"],
+    "session_reset_notice": _switch,
+    "memory_flush": _switch,
+    "session_idle_expiry": _idle,
+    "session_reset_platforms": _platforms,
+}
+
+
+def _platform_policy(policy: dict[str, Any]) -> str:
+    mode = str(policy["mode"])
+    idle = f" after {format_duration(float(policy['idle']))}" if "idle" in policy else ""
+    hour = f" at {int(policy['hour']):02d}:00" if "hour" in policy else ""
+    return f"{mode}{idle}{hour}"

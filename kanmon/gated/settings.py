@@ -66,6 +66,10 @@ class GatewaySettings:
     poll_batch: int = _default("poll_batch")
     drain_timeout: float = _default("drain_timeout")
     session_idle_expiry: float = _default("session_idle_expiry")
+    session_reset: str = _default("session_reset")
+    session_reset_hour: int = _default("session_reset_hour")
+    session_flush_prompt: str = _default("session_flush_prompt")
+    session_flush_timeout: float = _default("session_flush_timeout")
     onboarding: bool = _default("onboarding.enabled")
 
 

@@ -3,10 +3,12 @@
 The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
 
 1. reads the group afresh (a ``gated group set`` counts from the next run) and, unless its daily budget is spent
-   (:mod:`kanmon.gateway.budget`), starts its agent with its input left open (:mod:`kanmon.gateway.starter`);
+   (:mod:`kanmon.gateway.budget`), resets the sessions its policy expired and runs pending memory flush turns
+   (:mod:`kanmon.gateway.session_reset`), then starts its agent with its input left open
+   (:mod:`kanmon.gateway.starter`);
 2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
    the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
-   (``starting``), flushes the group's system messages and resolves the session (an idle one expires);
+   (``starting``), flushes the group's system messages and resolves the session (after a reset, a fresh one);
 3. feeds the agent its input document and follows it (:mod:`kanmon.gateway.watch`), storing replies as they stream,
    a few transactions a second at most (:mod:`kanmon.gateway.recorder`);
 4. ends in **one** transaction (:meth:`~kanmon.store.Store.finish_runs`, shared by lanes ending together): the replies
@@ -30,15 +32,15 @@ from kanmon.container import ContainerError
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
-from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, judge
-from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, render_note
+from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
+from kanmon.gateway.session_reset import SessionResets, reset_note
 from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.gateway.starter import RunStarter, Runtimes
 from kanmon.gateway.typing import TypingSignal
@@ -112,6 +114,7 @@ class LaneRunner:
         self._starter = RunStarter(
             runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials
         )
+        self._resets = SessionResets(db, self._starter, defaults, self._clock, on_stored)  # issue 16 items 2, 3
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
 
@@ -174,9 +177,11 @@ class LaneRunner:
         return {lane: state.handle.run_id for lane, state in self._lanes.items() if state.handle is not None}
 
     def live_runs(self) -> set[str]:
-        return {state.handle.run_id for state in self._lanes.values() if state.handle is not None} | {
-            state.orphan.id for state in self._lanes.values() if state.orphan is not None
-        }
+        return (
+            {state.handle.run_id for state in self._lanes.values() if state.handle is not None}
+            | {state.orphan.id for state in self._lanes.values() if state.orphan is not None}
+            | self._resets.live
+        )
 
     # ------------------------------------------------------------------------------------------------ a run
     async def _run_next(self, lane: Lane, state: _LaneState) -> LaneResult:
@@ -187,13 +192,14 @@ class LaneRunner:
             return LaneResult.DEAD
         if await self._budget.holds(group, lane):
             return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
+        await self._resets.before_run(group, lane)
         started = await self._starter.start(group, lane)
         if started is None:
             return LaneResult.DEFERRED  # its runtime cannot be reached: tried again later, no attempt used
         state.handle = handle = started.handle
         began, begun = started.began, False
         try:
-            start = await self._begin(lane, group.container_config, started.run_id, started.runtime, handle)
+            start = await self._begin(lane, started.run_id, started.runtime, handle)
             begun = start is not None
         finally:
             if not begun and handle is not None:
@@ -204,13 +210,10 @@ class LaneRunner:
             self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
         return await self._run(lane, state, start, handle, started.problems, began, started.secrets)
 
-    async def _begin(
-        self, lane: Lane, config: Mapping[str, object], run_id: str, runtime_key: str, handle: RunHandle | None
-    ) -> RunStart | None:
+    async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         def runnable(head: LaneHead) -> bool:
             return lane_for(head.folder, head.chat_jid, head.topic) == lane and not self._is_held(head.chat_jid)
 
-        expiry = config.get("session_idle_expiry") or self._defaults.session_idle_expiry
         draft = RunDraft(
             id=run_id,
             instance=self._defaults.instance,
@@ -224,7 +227,6 @@ class LaneRunner:
             folder=lane.folder,
             accept=runnable,
             limit=self._defaults.batch_limit,
-            session_expiry=float(expiry) if isinstance(expiry, int | float) else 0.0,
         )
         start: RunStart | None = await self._begins(begin)
         if start is not None and start.more:
@@ -243,9 +245,8 @@ class LaneRunner:
     ) -> LaneResult:
         run, batch = start.run, Batch(start.head, start.rows)
         notes = notes_of(start.notes)
-        if start.expired_idle is not None:
-            body = f"The previous session was idle for {start.expired_idle:.0f}s; this is a new session."
-            notes.append(render_note(GATEWAY_ORIGIN, "new_session", body))
+        if start.reset is not None:
+            notes.append(reset_note(start.reset))
         logger.info(
             "run start lane=%s run=%s chat=%s messages=%d",
             lane, run.id, run.chat_jid, len(batch.rows),

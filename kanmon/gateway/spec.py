@@ -19,10 +19,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kanmon.container import InvalidRunSpec, Limits, Mount, RunSpec
 from kanmon.container.agent_secrets import SecretSource, read_secrets
+from kanmon.gateway.session_policy import DEFAULT_FLUSH_PROMPT
 from kanmon.store import Group
 
 __all__ = ["RunDefaults", "build_spec", "new_run_id", "run_secrets", "runtime_name", "secret_names"]
@@ -51,6 +52,12 @@ class RunDefaults:
     assistant_name: str = "kanmon"
     batch_limit: int = 100
     session_idle_expiry: float = 0.0
+    #: Session reset policy defaults (issue 16, :mod:`kanmon.gateway.session_policy`); ``idle`` with no idle expiry
+    #: resets nothing.
+    session_reset: Literal["none", "idle", "daily", "both"] = "idle"
+    session_reset_hour: int = 4
+    flush_prompt: str = DEFAULT_FLUSH_PROMPT
+    flush_timeout: float = 300.0
     max_replies: int = 500  # replies of one run, after which it is stopped (runtime.max_replies)
     reply_flush: float = 0.05  # seconds a reply may wait to be stored with the next ones
     #: The zone a group's days are counted in (usage, daily budget) unless it names its own (``scheduler.timezone``).

@@ -10,6 +10,7 @@ missing secret or image) is not an exception: the run goes on without an agent a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,12 +62,17 @@ class RunStarter:
         self._reclaimer = reclaimer
         self._credentials = credentials
 
-    async def start(self, group: Group, lane: object) -> Started | None:
-        """Start a run of ``group``'s agent; None when its runtime cannot be reached now (nothing was started)."""
+    async def start(self, group: Group, lane: object, *, run_timeout: float | None = None) -> Started | None:
+        """Start a run of ``group``'s agent; None when its runtime cannot be reached now (nothing was started).
+
+        ``run_timeout``: seconds the run may take in all instead of the group's timeouts (the memory flush turn's own).
+        """
         runtime_key = runtime_name(group, self._defaults)
         started = Started(new_run_id(self._clock.now().timestamp()), runtime_key, self._clock.monotonic())
         try:
             spec = build_spec(group, self._defaults, run_id=started.run_id)
+            if run_timeout is not None:
+                spec = dataclasses.replace(spec, timeout=run_timeout, idle_timeout=None)
             if self._credentials is not None:
                 spec = await self._credentials.grant(spec, group, self._runtimes.get(runtime_key))
             started.secrets = await run_secrets(group, self._defaults)  # read at every start: a rotated value counts

@@ -39,6 +39,7 @@ from kanmon.store.records import (
     Session,
     SystemMessage,
 )
+from kanmon.store.resets import SessionReset
 from kanmon.store.runs import RunBegin, RunDraft, RunEnd, RunEnded, RunStart
 from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
@@ -85,6 +86,7 @@ __all__ = [
     "RunStart",
     "RunStatus",
     "Session",
+    "SessionReset",
     "Store",
     "StoreError",
     "StoreFenced",

@@ -1,7 +1,8 @@
 """A run's bookkeeping in two write transactions (SPEC §9, §10): one to begin it, one to end it.
 
 * :meth:`RunStore.begin_runs` takes a lane's next batch and records the run (``starting``) in one transaction, with
-  the group's queued system messages flushed and the session resolved (an idle one expired). Several lanes starting
+  the group's queued system messages flushed and the session resolved (with the reset a fresh one follows, to tell
+  the agent: :mod:`kanmon.store.resets`). Several lanes starting
   together begin in one transaction.
 * :meth:`RunStore.record_replies` stores replies while a run streams, many per transaction; a reply recorded before
   (a reclaimed run replays its output from the start) is recognised by ``(run_id, output_index)`` and skipped.
@@ -29,6 +30,7 @@ from kanmon.store.base import StoreBase, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
+from kanmon.store.resets import SessionReset, take_reset, untold_reset
 from kanmon.store.tables import chats, messages, session_log, sessions, system_messages
 from kanmon.store.text import storable
 from kanmon.store.usage import UsageEntry, record_usage
@@ -53,14 +55,13 @@ class RunDraft:
 class RunBegin:
     """Begin ``draft`` on the next batch of ``folder`` whose head ``accept`` takes (streams oldest first).
 
-    ``session_expiry``: seconds after which an idle session of ``(folder, topic)`` starts fresh (0: never).
+    Sessions expire before this, by the group's reset policy (:mod:`kanmon.gateway.session_policy`).
     """
 
     draft: RunDraft
     folder: str
     accept: Callable[[LaneHead], bool]
     limit: int = 100
-    session_expiry: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +73,7 @@ class RunStart:
     rows: list[Message]
     notes: list[SystemMessage]
     session_id: str | None
-    expired_idle: float | None = None  # seconds the expired session had been idle (None: nothing expired)
+    reset: SessionReset | None = None  # the reset this run's fresh session follows, for its prompt to say
     more: bool = False  # rows of the lane wait beyond this batch (another stream, or past the batch limit)
 
 
@@ -172,7 +173,7 @@ def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime
             break
     else:
         return None
-    session_id, expired_idle = _session(conn, begin, head, now)
+    session_id, reset = _session(conn, begin, head)
     draft = begin.draft
     run = Run(
         id=draft.id,
@@ -193,22 +194,15 @@ def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime
     notes = from_rows(SystemMessage, conn.execute(_NOTES, {"b_folder": begin.folder}))
     if notes:
         conn.execute(_DELETE_NOTES, {"b_ids": [note.id for note in notes]})
-    return RunStart(
-        run=run, head=head, rows=rows, notes=notes, session_id=session_id, expired_idle=expired_idle, more=more
-    )
+    return RunStart(run=run, head=head, rows=rows, notes=notes, session_id=session_id, reset=reset, more=more)
 
 
-def _session(conn: Connection, begin: RunBegin, head: LaneHead, now: dt.datetime) -> tuple[str | None, float | None]:
-    """The session the run resumes, and how long it had been idle if it expired now instead (SPEC §10)."""
-    key = {"b_folder": begin.folder, "b_topic": head.topic}
-    row = conn.execute(_SESSION, key).first()
-    if row is None:
-        return None, None
-    idle = (now - row.updated_at).total_seconds()
-    if begin.session_expiry <= 0 or idle <= begin.session_expiry:
-        return str(row.session_id), None
-    conn.execute(_DELETE_SESSION, key)
-    return None, idle
+def _session(conn: Connection, begin: RunBegin, head: LaneHead) -> tuple[str | None, SessionReset | None]:
+    """The session the run resumes (SPEC §10), else the reset its fresh one follows, if any (told once)."""
+    session_id = conn.execute(_SESSION, {"b_folder": begin.folder, "b_topic": head.topic}).scalar_one_or_none()
+    if session_id is not None:
+        return str(session_id), None
+    return None, take_reset(conn, begin.folder, head.topic)
 
 
 def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> RunEnded:
@@ -228,7 +222,7 @@ def _apply_session(conn: Connection, store: StoreBase, end: RunEnd, now: dt.date
     key = {"b_folder": end.folder, "b_topic": end.topic}
     if end.evict_session:
         conn.execute(_DELETE_SESSION, key)
-    elif end.session_id:
+    elif end.session_id and not untold_reset(conn, end.folder, end.topic):  # a /new during the run wins over it
         values = {"group_folder": end.folder, "topic": end.topic, "session_id": storable(end.session_id)}
         conn.execute(
             upsert_statement(store.dialect, sessions, _SESSION_KEY, _SESSION_VALUES), {**values, "updated_at": now}
@@ -268,7 +262,7 @@ _NOTES = (
 )
 _DELETE_NOTES = delete(system_messages).where(system_messages.c.id.in_(bindparam("b_ids", expanding=True)))
 _SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic"))
-_SESSION = select(sessions.c.session_id, sessions.c.updated_at).where(_SESSION_OF)
+_SESSION = select(sessions.c.session_id).where(_SESSION_OF)
 _DELETE_SESSION = delete(sessions).where(_SESSION_OF)
 _TOUCH_SESSION = update(sessions).where(_SESSION_OF)  # SET updated_at from the parameters
 _SESSION_KEY = ("group_folder", "topic")

@@ -14,6 +14,7 @@ from kanmon.store.delivery import DeliveryStore
 from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
 from kanmon.store.registry import RegistryStore
+from kanmon.store.resets import ResetStore
 from kanmon.store.runs import RunStore
 from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
@@ -37,9 +38,10 @@ class Store(
     AuthStore,
     ActionStore,
     UsageStore,
+    ResetStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys, scheduled tasks, sender authorisation, agent actions and usage.
+    keys, scheduled tasks, sender authorisation, agent actions, usage and session resets.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

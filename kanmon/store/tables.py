@@ -40,6 +40,7 @@ __all__ = [
     "run_actions",
     "sender_allow",
     "session_log",
+    "session_resets",
     "sessions",
     "system_messages",
     "tasks",
@@ -197,6 +198,22 @@ sessions = Table(
     Column("topic", Text, primary_key=True, server_default=_empty()),
     Column("session_id", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A session reset (issue 16): decided by a policy or /new, kept until the next prompt has said so and the memory
+# flush turn of the old session (flush_session_id) has run, or was started once (flush_started_at: never twice).
+session_resets = Table(
+    "session_resets",
+    metadata,
+    Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), primary_key=True),
+    Column("topic", Text, primary_key=True, server_default=_empty()),
+    Column("chat_jid", Text, nullable=False, doc="the chat the reset was decided for: its notice, its lane"),
+    Column("reason", Text, nullable=False, doc="idle, daily or new"),
+    Column("detail", Text, nullable=False, doc="'idle for 24h', 'daily reset at 04:00 UTC', '/new'"),
+    Column("decided_at", UTCDateTime, nullable=False),
+    Column("announced", Boolean, nullable=False, server_default=_false(), doc="a run's prompt has said so"),
+    Column("flush_session_id", Text, doc="the old session whose memory flush turn is still to run"),
+    Column("flush_started_at", UTCDateTime),
 )
 
 session_log = Table(

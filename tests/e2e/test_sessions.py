@@ -191,7 +191,7 @@ async def test_a_session_idle_past_the_groups_expiry_starts_fresh_and_the_agent_
 
         assert [prompt_texts(d) for d in documents] == [["one"], ["two"]]
         assert ["sessionId" in d for d in documents] == [False, False]
-        assert re.search(r'<system [^>]*event="new_session"[^>]*>', documents[1]["prompt"])
+        assert re.search(r'<system [^>]*event="auto_reset"[^>]*>', documents[1]["prompt"])
         assert "<system " not in documents[0]["prompt"]
         fresh = session_id(h, "corp")
         assert fresh is not None and fresh != first

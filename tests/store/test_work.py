@@ -170,13 +170,18 @@ def test_begin_takes_the_first_stream_the_lane_accepts_and_says_when_more_waits(
     assert corp.get_run("r2") is None  # nothing to take: nothing recorded
 
 
-def test_an_idle_session_expires_when_the_run_begins(corp: Store) -> None:
+def test_the_first_run_after_a_reset_is_told_once_and_the_next_resumes(corp: Store) -> None:
     corp.set_session("corp", "", "old-session")
+    corp.reset_session("corp", "", chat_jid="telegram:1", reason="idle", detail="idle for 2h", flush=False, now=NOW)
     route(corp, [put(corp)])
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
-    [start] = corp.begin_runs([begin(corp, session_expiry=3600)], now=later)
-    assert start is not None and start.session_id is None and start.expired_idle is not None
-    assert start.expired_idle > 3600 and corp.get_session("corp", "") is None
+    [start] = corp.begin_runs([begin(corp)], now=NOW)
+    assert start is not None and start.session_id is None and start.reset is not None
+    assert (start.reset.reason, start.reset.detail, start.reset.automatic) == ("idle", "idle for 2h", True)
+    assert corp.get_reset("corp", "") is None  # told, and no flush left: gone
+    end(corp, start.head, [row.seq for row in start.rows], session_id="fresh")
+    route(corp, [put(corp)])
+    [again] = corp.begin_runs([begin(corp, "r2")], now=NOW)
+    assert again is not None and again.session_id == "fresh" and again.reset is None
 
 
 def test_replies_recorded_twice_are_stored_once_with_or_without_the_outcome(corp: Store) -> None:

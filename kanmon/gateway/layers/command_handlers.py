@@ -16,6 +16,7 @@ from kanmon.gateway import onboarding, pairing
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.onboarding import glob_literal
+from kanmon.gateway.session_reset import reset_session
 from kanmon.gateway.tasks import task_line
 from kanmon.gateway.usage_report import today_spend
 from kanmon.queue import lane_for
@@ -64,8 +65,12 @@ def _new(req: CommandRequest) -> str:
     else:
         topic, rest, label = req.message.topic, req.args, "Session cleared."
         content = rest
-    req.ctx.store.delete_session(req.owner, topic)
-    logger.info("session reset folder=%s topic=%s chat=%s", req.owner, topic, req.message.chat_jid)
+    group = req.ctx.group(req.owner)
+    flush = group is not None and group.container_config.get("memory_flush") is True  # before its topic's next run
+    reset_session(
+        req.ctx.store, req.owner, topic, chat_jid=req.message.chat_jid, reason="new", detail="/new", flush=flush,
+        now=req.ctx.now(),
+    )  # fmt: skip
     if not rest:
         return label
     _repost(req, content)

@@ -255,7 +255,9 @@ def test_show_prints_effective_settings_and_secret_names_never_their_values(
     assert view["settings"]["memory_bytes"] == 512 << 20 and view["settings"]["env"] == {"A": "1"}
     assert view["settings"]["mounts"] == [{"host": str(roots["scratch"]), "container": "/data", "mode": "rw"}]
     assert set(view["defaults"]) == {
-        "runtime", "image", "command", "network", "cpus", "pids", "timeout", "user", "daily_budget", "timezone"
+        "runtime", "image", "command", "network", "cpus", "pids", "timeout", "user", "daily_budget", "timezone",
+        "session_reset", "session_idle_expiry", "session_reset_hour", "session_reset_notice", "session_reset_platforms",
+        "memory_flush", "memory_flush_prompt", "memory_flush_timeout",
     }  # fmt: skip
     assert (view["folder"], view["web_chat"], view["parent"]) == ("corp", False, None)
     shown = text + json.dumps(view) + ok(gated("config", "show")).output

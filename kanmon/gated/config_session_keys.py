@@ -1,0 +1,49 @@
+"""The configuration keys of session reset policies and the memory flush turn (issue 16 items 2 and 3): gated's
+defaults for groups that do not set their own (``gated group set --session-reset …``).
+
+:mod:`kanmon.gated.config_keys` puts them in the one key table, beside ``session_idle_expiry`` (the idle length).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kanmon.gated.config_kinds import FLOAT, INT, STR, Check, Key, Kind, above, choice
+from kanmon.gateway.session_policy import DEFAULT_FLUSH_PROMPT
+
+__all__ = ["SESSION_KEYS"]
+
+
+def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
+    return Key(name=name, attr=f"gateway.{name}", kind=kind, default=default, doc=doc, **extra)
+
+
+SESSION_KEYS: tuple[Key, ...] = (
+    _key(
+        "session_reset",
+        choice("none", "idle", "daily", "both"),
+        "idle",
+        "When sessions start afresh: idle (after session_idle_expiry; 0 = never), daily, both or none.",
+    ),
+    _key(
+        "session_reset_hour",
+        INT,
+        4,
+        "Local hour (0-23, in the group's time zone) of the daily session reset.",
+        check=Check("an hour from 0 to 23", lambda hour: 0 <= hour <= 23),
+    ),
+    _key(
+        "session_flush_prompt",
+        STR,
+        DEFAULT_FLUSH_PROMPT,
+        "What the memory flush turn asks the agent before its session is reset (--memory-flush on).",
+        check=Check("some text", lambda text: bool(text.strip())),
+    ),
+    _key(
+        "session_flush_timeout",
+        FLOAT,
+        300.0,
+        "Seconds a memory flush turn may take; past it, it is stopped and the reset goes ahead.",
+        check=above(0),
+    ),
+)

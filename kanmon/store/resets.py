@@ -1,0 +1,150 @@
+"""Session resets in the store (issue 16 items 2 and 3): the one transaction that resets a session, and the memory
+flush turn's at-most-once bookkeeping.
+
+:meth:`ResetStore.reset_session` is where every reset happens (a policy's, ``/new``'s): in one transaction it forgets
+the session of ``(folder, topic)`` and records a ``session_resets`` row that says why, for the next run's prompt
+(:func:`take_reset`, in the run's begin transaction), and, when the group flushes memory, which old session the
+flush turn is for. The reset is durable before any flush runs, so a crash can never lose it.
+
+The flush is claimed before it runs (:meth:`ResetStore.claim_flush` stamps ``flush_started_at``) and closed after
+(:meth:`ResetStore.end_flush`); a claim already stamped is a flush a crash interrupted, and it is closed without
+running again. The row goes once both the prompt has told the agent and no flush is left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+
+from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
+from kanmon.store.tables import session_resets, sessions
+from kanmon.store.text import storable
+
+__all__ = ["ResetReason", "ResetStore", "SessionReset", "take_reset", "untold_reset"]
+
+ResetReason = Literal["idle", "daily", "new"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReset:
+    """A reset of the session of ``(group_folder, topic)``: why (``reason`` idle, daily or new, ``detail`` in words),
+    for which chat, and the old session whose flush turn is still to run (None: none is)."""
+
+    group_folder: str
+    topic: str
+    chat_jid: str
+    reason: str
+    detail: str
+    decided_at: dt.datetime
+    announced: bool = False
+    flush_session_id: str | None = None
+    flush_started_at: dt.datetime | None = None
+
+    @property
+    def automatic(self) -> bool:
+        """True for a policy's reset (the seed's ``was_auto_reset``), False for ``/new`` (``is_fresh_reset``)."""
+        return self.reason != "new"
+
+
+class ResetStore(StoreBase):
+    """Session resets and their flush turns."""
+
+    def reset_session(
+        self,
+        folder: str,
+        topic: str,
+        *,
+        chat_jid: str,
+        reason: ResetReason,
+        detail: str,
+        flush: bool,
+        now: dt.datetime,
+    ) -> SessionReset:
+        """Forget the session of ``(folder, topic)`` and record why, in one transaction; with ``flush``, its old
+        session id is kept for the memory flush turn (one not flushed yet from an earlier reset is kept too)."""
+        key = {"b_folder": folder, "b_topic": topic}
+        with self._write(fenced=True) as conn:
+            old = conn.execute(_SESSION_ID, key).scalar_one_or_none()
+            conn.execute(_DELETE_SESSION, key)
+            before = conn.execute(_RESET, key).first()
+            pending = before.flush_session_id if before is not None else None
+            started = before.flush_started_at if before is not None else None
+            flush_id = old if flush and old is not None else pending
+            values = {
+                "group_folder": folder, "topic": topic, "chat_jid": chat_jid, "reason": reason,
+                "detail": storable(detail), "decided_at": now, "announced": False, "flush_session_id": flush_id,
+                "flush_started_at": started if flush_id == pending else None,
+            }  # fmt: skip
+            conn.execute(upsert_statement(self.dialect, session_resets, _KEY, _VALUES), values)
+            return from_row(SessionReset, conn.execute(_RESET, key).one())
+
+    def pending_flushes(self, folder: str) -> list[SessionReset]:
+        """The resets of ``folder`` whose flush turn has not been closed (claimed or not), oldest first."""
+        query = (
+            select(session_resets)
+            .where(session_resets.c.group_folder == folder, session_resets.c.flush_session_id.is_not(None))
+            .order_by(session_resets.c.decided_at)
+        )
+        with self._read() as conn:
+            return from_rows(SessionReset, conn.execute(query))
+
+    def claim_flush(self, folder: str, topic: str, *, now: dt.datetime) -> bool:
+        """Stamp the flush of ``(folder, topic)`` as started; False when it was already (a crash interrupted it: it
+        must not run twice) or there is none."""
+        with self._write(fenced=True) as conn:
+            return bool(conn.execute(_CLAIM, {"b_folder": folder, "b_topic": topic, "b_now": now}).rowcount)
+
+    def end_flush(self, folder: str, topic: str) -> None:
+        """Close the flush of ``(folder, topic)`` (run, failed or abandoned); the row goes once the prompt told."""
+        key = {"b_folder": folder, "b_topic": topic}
+        with self._write(fenced=True) as conn:
+            conn.execute(_END_FLUSH, key)
+            conn.execute(_DROP_DONE, key)
+
+    def get_reset(self, folder: str, topic: str = "") -> SessionReset | None:
+        """The reset of ``(folder, topic)`` still recorded, if any."""
+        with self._read() as conn:
+            row = conn.execute(_RESET, {"b_folder": folder, "b_topic": topic}).first()
+            return None if row is None else from_row(SessionReset, row)
+
+
+def take_reset(conn: Connection, folder: str, topic: str) -> SessionReset | None:
+    """The reset the next prompt of ``(folder, topic)`` must mention, marked told (in the run's begin transaction);
+    None when there is none. Called only when the key has no session: the first run after a reset makes one."""
+    key = {"b_folder": folder, "b_topic": topic}
+    row = conn.execute(_UNTOLD, key).first()
+    if row is None:
+        return None
+    conn.execute(_TELL, key)
+    conn.execute(_DROP_DONE, key)
+    return from_row(SessionReset, row)
+
+
+def untold_reset(conn: Connection, folder: str, topic: str) -> bool:
+    """Whether a reset of ``(folder, topic)`` no prompt has told yet exists: decided while a run was going (``/new``),
+    so that run's end must not store its session over it."""
+    return conn.execute(_UNTOLD_KEY, {"b_folder": folder, "b_topic": topic}).first() is not None
+
+
+_KEY = ("group_folder", "topic")
+_VALUES = ("chat_jid", "reason", "detail", "decided_at", "announced", "flush_session_id", "flush_started_at")
+_OF = and_(session_resets.c.group_folder == bindparam("b_folder"), session_resets.c.topic == bindparam("b_topic"))
+_SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic"))
+_SESSION_ID = select(sessions.c.session_id).where(_SESSION_OF)
+_DELETE_SESSION = delete(sessions).where(_SESSION_OF)
+_RESET = select(session_resets).where(_OF)
+_UNTOLD = select(session_resets).where(_OF, session_resets.c.announced.is_(False))
+_UNTOLD_KEY = select(session_resets.c.topic).where(_OF, session_resets.c.announced.is_(False))
+_TELL = update(session_resets).where(_OF).values(announced=True)
+_CLAIM = (
+    update(session_resets)
+    .where(_OF, session_resets.c.flush_session_id.is_not(None), session_resets.c.flush_started_at.is_(None))
+    .values(flush_started_at=bindparam("b_now"))
+)
+_END_FLUSH = update(session_resets).where(_OF).values(flush_session_id=None, flush_started_at=None)
+_DROP_DONE = delete(session_resets).where(
+    _OF, session_resets.c.announced.is_(True), func.coalesce(session_resets.c.flush_session_id, "") == ""
+)

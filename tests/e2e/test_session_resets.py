@@ -1,0 +1,134 @@
+"""Session reset policies and the memory flush turn end to end (issue 16 items 2 and 3), with the echo agent.
+
+Time is the gateway's injected clock, set by the test (no sleeping for a day): the first run happens, gated stops,
+the clock moves past the policy's limit (across the spring-forward night of Europe/Berlin for ``daily``), and the
+restarted gated decides from the stored timestamps alone. What each run received is read back from the echo agent's
+``ECHO_RECORD`` file: the flush turn with the old session id, then a fresh session whose prompt says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanmon.clock import SystemClock
+from kanmon.store import Group
+from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, prompt_texts, running_gateway
+
+
+class SetClock(SystemClock):
+    """The wall clock a test sets: ``start`` plus the real time passed plus whatever :meth:`jump` added."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self._start, self._t0, self.offset = start, time.monotonic(), 0.0
+
+    def now(self) -> dt.datetime:
+        return self._start + dt.timedelta(seconds=time.monotonic() - self._t0 + self.offset)
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def group(**config: Any) -> Group:
+    return process_group("corp", env={"ECHO_RECORD": RECORD}, memory_flush_prompt="SAVE NOW", **config)
+
+
+async def turn(h: Harness, text: str, replies: int) -> None:
+    await h.send("web:corp", text)
+    await h.wait_for(lambda: len(h.replies("web:corp")) == replies, f"reply {replies}")
+    await h.settled()
+
+
+# spring forward in Berlin: 2026-03-29 02:00 CET -> 03:00 CEST; 04:00 CEST is 02:00 UTC
+BEFORE_DST = dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)
+BERLIN_DAILY = {"session_reset": "daily", "session_reset_hour": 4, "timezone": "Europe/Berlin"}
+
+
+@pytest.mark.parametrize(
+    ("policy", "jump", "expected"),
+    [
+        ({"session_reset": "none", "session_idle_expiry": 60}, 48 * 3600, None),
+        ({"session_reset": "idle", "session_idle_expiry": 3600}, 50 * 60, None),
+        ({"session_reset": "idle", "session_idle_expiry": 3600}, 2 * 3600, "idle for 2h"),
+        (BERLIN_DAILY, 20 * 60, None),  # 01:50 UTC, 03:50 CEST
+        (BERLIN_DAILY, 40 * 60, "daily reset"),  # 02:10 UTC, 04:10 CEST: past the boundary the DST change moved
+        ({**BERLIN_DAILY, "session_reset": "both", "session_idle_expiry": 7200}, 40 * 60, "daily reset"),
+        ({"session_reset": "daily", "session_reset_platforms": {"web": {"mode": "none"}}}, 48 * 3600, None),
+    ],
+)
+async def test_a_policy_resets_after_a_restart_from_stored_times_with_a_flush_and_a_note(
+    tmp_path: Path, policy: dict[str, Any], jump: float, expected: str | None
+) -> None:
+    clock = SetClock(BEFORE_DST)
+    config = {**policy, "memory_flush": True, "session_reset_notice": True}
+    async with running_gateway(tmp_path / "data", [group(**config)], clock=clock) as h:
+        await turn(h, "one", 1)
+        first = h.store.get_session("corp", "")
+        assert first is not None
+    clock.jump(jump)  # while gated is down
+    async with running_gateway(tmp_path / "data", [], clock=clock) as h:
+        await turn(h, "two", 2)
+        documents = inputs(h, "corp")
+        assert h.replies("web:corp") == ["echo: one", "echo: two"]  # the flush turn's reply went nowhere
+        if expected is None:
+            assert [prompt_texts(d) for d in documents] == [["one"], ["two"]]
+            assert documents[1]["sessionId"] == first.session_id and "<system " not in documents[1]["prompt"]
+            assert gateway_answers(h, "web:corp") == []
+            return
+        assert [prompt_texts(d) for d in documents] == [["one"], ["SAVE NOW"], ["two"]]
+        assert documents[1]["sessionId"] == first.session_id  # the flush speaks to the old session
+        assert "sessionId" not in documents[2]
+        note = re.search(r'<system [^>]*event="auto_reset"[^>]*>([^<]*)</system>', documents[2]["prompt"])
+        assert note is not None and expected in note.group(1)
+        assert [a for a in gateway_answers(h, "web:corp") if a.startswith("Session reset: ")] == [
+            a for a in gateway_answers(h, "web:corp")
+        ] and len(gateway_answers(h, "web:corp")) == 1
+        assert expected in gateway_answers(h, "web:corp")[0]
+        assert h.store.get_reset("corp", "") is None  # told and flushed: nothing left
+        fresh = h.store.get_session("corp", "")
+        assert fresh is not None and fresh.session_id != first.session_id
+
+
+async def test_new_flushes_the_old_session_and_the_next_prompt_says_it_was_the_users_choice(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", [group(memory_flush=True)]) as h:
+        await turn(h, "one", 1)
+        first = h.store.get_session("corp", "")
+        assert first is not None
+        await h.send("web:corp", "/new")
+        await h.wait_for(lambda: "Session cleared." in gateway_answers(h, "web:corp"), "/new's answer")
+        await turn(h, "two", 2)
+        documents = inputs(h, "corp")
+        assert [prompt_texts(d) for d in documents] == [["one"], ["SAVE NOW"], ["two"]]
+        assert documents[1]["sessionId"] == first.session_id and "sessionId" not in documents[2]
+        assert 'event="fresh_reset"' in documents[2]["prompt"] and "auto_reset" not in documents[2]["prompt"]
+
+
+async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kanmon.gateway.session_reset")
+    slow = group(memory_flush=True, memory_flush_timeout=1, session_reset="idle", session_idle_expiry=60)
+    clock = SetClock(BEFORE_DST)
+    async with running_gateway(tmp_path / "data", [slow], clock=clock) as h:
+        await turn(h, "one", 1)
+        first = h.store.get_session("corp", "")
+        assert first is not None
+
+        def slower(config: dict[str, Any]) -> dict[str, Any]:
+            return {**config, "env": {**config["env"], "ECHO_DELAY": "3"}}  # every output now waits 3 s
+
+        h.store.update_group_config("corp", slower)
+        clock.jump(120)
+        await turn(h, "two", 2)
+        documents = inputs(h, "corp")
+        assert [prompt_texts(d) for d in documents] == [["one"], ["SAVE NOW"], ["two"]]
+        assert documents[1]["sessionId"] == first.session_id and "sessionId" not in documents[2]
+        assert h.replies("web:corp") == ["echo: one", "echo: two"]
+        assert h.store.get_reset("corp", "") is None
+        assert "memory flush folder=corp topic= session=" in caplog.text and "ended=hard_timeout" in caplog.text
