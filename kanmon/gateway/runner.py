@@ -333,10 +333,11 @@ class LaneRunner:
         *,
         began: float,
     ) -> LaneResult:
-        outcome = judge(ending)
+        outcome, (stderr, stdout) = judge(ending), ending.log()
         unrecorded = await recorder.close() if recorder is not None else []
         group = self._registry.groups.get(run.group_folder)
         end = RunEnd(
+            stderr=stderr, stdout=stdout,
             run_id=run.id, chat_jid=batch.head.chat_jid, seqs=batch.seqs, rows=outcome.rows,
             run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
             session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,

@@ -38,6 +38,7 @@ __all__ = [
     "router_state",
     "routes",
     "run_actions",
+    "run_logs",
     "sender_allow",
     "session_log",
     "sessions",
@@ -378,4 +379,13 @@ usage = Table(
     # a group's spend of a day (the budget check before every run of a group with a budget) and gated usage
     Index(None, "group_folder", "day"),
     Index(None, "day"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("run_id", Text, primary_key=True, doc="the session_log row; written once, when the run ends"),
+    Column("stderr", Text, nullable=False, server_default=_empty(), doc="the last 64 KiB of its stderr, redacted"),
+    Column("stdout", Text, nullable=False, server_default=_empty(), doc="the last 64 KiB of its stdout outside blocks"),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )
