@@ -114,12 +114,12 @@ def _new_web_token(app: App, folder: str) -> None:
     # only the hash is stored: this is the one time anyone sees the token
     token, token_hash = new_web_token()
     app.store().set_group_web_token(folder, token_hash)
-    host, port = app.settings.http.host, app.settings.http.port
-    # listening on every address: the local one is the one that surely works from this machine
-    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)  # noqa: S104
+    http = app.settings.http  # the configured address (http.listen), as this machine reaches it
     click.echo(f"web token for {folder} (shown once; `gated group web-token {folder}` makes a new one):")
     click.echo(f"  {token}")
-    click.echo(f"chat: {chat_url(f'http://{shown}:{port}', folder, token)}")
+    click.echo(f"chat: {chat_url(http.local_url, folder, token)}")
+    if not http.port:
+        click.echo("  (http.listen has port 0: PORT is the one gated picks at start and prints)")
 
 
 def _prepare_folder(app: App, group: Group) -> str | None:

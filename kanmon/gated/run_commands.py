@@ -16,7 +16,7 @@ from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
 from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
-from kanmon.gated.terminal import TerminalChat, read_lines
+from kanmon.gated.terminal import Prompt, TerminalChat, read_lines
 from kanmon.store import Group, Store
 from kanmon.store.aio import AsyncStore
 from kanmon.web.webchat import chat_url, new_web_token
@@ -157,7 +157,7 @@ def demo(
             click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
             if web_token:
                 click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token[0])}")
-        click.echo("type a message and press Enter; Ctrl-C stops")
+        click.echo("type a message and press Enter; Ctrl-D ends the chat (gated keeps serving), Ctrl-C stops gated")
 
     with _listening(address) as listener:
         daemon = Daemon(app.settings, app.open_store(create=True), listener=listener, on_ready=ready, prepare=prepare)
@@ -178,6 +178,9 @@ async def _demo(daemon: Daemon, folder: str) -> None:
     await read_lines(sys.stdin, lines)
     talking = asyncio.create_task(chat.run(lines))
     await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)
+    if talking.done() and not serving.done():
+        where = f" ({daemon.http_url})" if daemon.http_url else ""
+        click.echo(f"end of input: the terminal chat is over; gated keeps serving{where}. Ctrl-C stops it.")
     talking.cancel()
     await serving
 
@@ -208,7 +211,11 @@ def chat(app: App, folder: str, topic: str, timeout: float) -> None:
     if store.get_group(folder) is None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
     if sys.stdin.isatty():
-        click.echo(f"talking to {folder} as web:{folder} #{topic}; Ctrl-D to end", err=True)
+        click.echo(
+            f"talking to {folder} as web:{folder} #{topic}; Ctrl-D ends the chat once the replies still due are in"
+            f" (at most {timeout:g}s)",
+            err=True,
+        )
     missing = asyncio.run(_chat(store, folder, topic, reply_timeout=timeout))
     if missing:
         raise click.exceptions.Exit(1)
@@ -216,5 +223,7 @@ def chat(app: App, folder: str, topic: str, timeout: float) -> None:
 
 async def _chat(store: Store, folder: str, topic: str, reply_timeout: float) -> int:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    await read_lines(sys.stdin, lines, prompt="you> ")
-    return await TerminalChat(AsyncStore(store), folder, topic=topic, reply_timeout=reply_timeout).run(lines)
+    prompt = Prompt("you> ") if sys.stdin.isatty() else None  # piped input: no prompt, and only replies on stdout
+    await read_lines(sys.stdin, lines, prompt)
+    chat = TerminalChat(AsyncStore(store), folder, topic=topic, reply_timeout=reply_timeout, prompt=prompt)
+    return await chat.run(lines)
