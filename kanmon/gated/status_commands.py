@@ -159,8 +159,8 @@ def _print(
         took = f"{(run_.ended_at - run_.started_at).total_seconds():.1f}s" if run_.ended_at else "…"
         error = f"  {run_.error}" if run_.error else ""
         click.echo(
-            f"  {run_.status:<8} {_lane(run_)}  run {run_.id}  {run_.message_count} in, {run_.output_count} out,"
-            f" {took}  {_ago(run_.started_at, now)}{error}"
+            f"  {run_.status:<8} {_lane(run_)}  {run_.message_count} in, {run_.output_count} out, {took}"
+            f"  {_ago(run_.started_at, now)}  run {run_.id}{error}"
         )
     show_refused(store, now)
     click.echo(
