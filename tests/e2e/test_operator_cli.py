@@ -33,17 +33,24 @@ def runs_of(h: Harness) -> list[Run]:
     return [run for run in reversed(h.store.recent_runs(1000)) if run.chat_jid == CHAT]
 
 
-@pytest.fixture(autouse=True)
-def _no_kanmon_env(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """None: the data dir's SQLite file; else a fresh PostgreSQL database, which the CLI is pointed at too."""
+    url = None if request.param == "sqlite" else str(request.getfixturevalue("pg_database"))  # reads KANMON_TEST_*
     for name in [n for n in os.environ if n.startswith("KANMON_")]:
         monkeypatch.delenv(name)
+    if url is not None:
+        monkeypatch.setenv("KANMON_STORE_URL", url)
+    return url
 
 
-async def test_a_failed_runs_stderr_and_its_dead_letter_are_found_and_the_retry_runs_once(tmp_path: Path) -> None:
+async def test_a_failed_runs_stderr_and_its_dead_letter_are_found_and_the_retry_runs_once(
+    tmp_path: Path, store_url: str | None
+) -> None:
     data_dir = tmp_path / "data"
     # two failing runs (the retry policy's two attempts) dead-letter the batch; the third run, after --retry, answers
     group = process_group("doomed", {"ECHO_FAIL_RUNS": 2, "ECHO_STDERR": "warming up with api_key=sk-not-for-logs"})
-    async with running_gateway(data_dir, [group], retry=FAST_RETRY) as h:
+    async with running_gateway(data_dir, [group], retry=FAST_RETRY, store_url=store_url) as h:
         first = await h.send(CHAT, "first")
         await h.wait_for(lambda: any(row.status == "dead" for row in h.inbound(CHAT)), "the dead letter", timeout=120)
         await h.settled()
