@@ -378,6 +378,7 @@ class LaneRunner:
         bare = RunEnd(
             run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
             folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
+            stderr=end.stderr, stdout=end.stdout,
             error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
         )  # fmt: skip
         fallback: RunEnded = await self._ends(bare)
