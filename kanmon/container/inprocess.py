@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kanmon.container.base import RunInfo, RunSpec, folder_slug
-from kanmon.container.echo_agent import messages
 from kanmon.container.errors import InvalidRunSpec, RunNotFound
 from kanmon.container.handle import STDERR, STDOUT, Chunk, RunHandle
 from kanmon.container.protocol import REASONING_TAGS, encode_block, reasoning_tag_names
@@ -262,6 +261,10 @@ async def echo_agent(call: AgentCall) -> int:
     """The reference echo agent in-process: a heartbeat, then ``echo: <text>`` for each message of the prompt."""
     call.emit({"heartbeat": True})
     session = call.request.get("sessionId") or str(uuid.uuid4())
+    # imported here, not at the top: `python -m kanmon.container.echo_agent` runs that module as __main__, and the
+    # package (which imports this module) must not have imported it already
+    from kanmon.container.echo_agent import messages
+
     for text in messages(str(call.request.get("prompt", ""))):
         call.emit({"status": "ok", "result": f"echo: {text}", "newSessionId": session})
     return 0

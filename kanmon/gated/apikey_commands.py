@@ -10,6 +10,7 @@ import click
 
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.store import Conflict
 from kanmon.web.openai_auth import new_api_key
 
@@ -45,10 +46,16 @@ def apikey_add(app: App, groups: tuple[str, ...], name: str) -> None:
 
 
 @apikey.command("list")
+@json_option
 @pass_app
-def apikey_list(app: App) -> None:
+def apikey_list(app: App, as_json: bool) -> None:
     """List the keys: id, groups, name and when it was made (never the key)."""
     keys = app.store().list_api_keys()
+    if as_json:
+        emit_json(
+            [{"id": k.id, "groups": list(k.groups), "name": k.name, "created_at": iso(k.created_at)} for k in keys]
+        )
+        return
     if not keys:
         click.echo("no API keys (make one with `gated apikey add --group FOLDER`)")
     for key in keys:

@@ -7,19 +7,20 @@ gated picks an allowlist change up at its next tick (the configuration version m
 from __future__ import annotations
 
 import datetime as dt
-from typing import cast
+from typing import Any, cast
 
 import click
 
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.gated.settings import Settings
 from kanmon.gateway import pairing
 from kanmon.gateway.auth import AuthConfig, Mode
 from kanmon.router.glob import is_valid_glob
-from kanmon.store import AllowEntry, Store
+from kanmon.store import AllowEntry, PairingCode, Store
 
-__all__ = ["allow_group", "auth_config", "pairing_group", "show_refused"]
+__all__ = ["allow_group", "auth_config", "pairing_group", "refused_json", "show_refused"]
 
 pass_app = click.make_pass_decorator(App)
 
@@ -79,10 +80,14 @@ def allow_rm(app: App, entry_id: int) -> None:
 
 
 @allow_group.command("list")
+@json_option
 @pass_app
-def allow_list(app: App) -> None:
+def allow_list(app: App, as_json: bool) -> None:
     """List the allowlist: id, platform, group, pattern, note."""
     config = auth_config(app.settings)
+    if as_json:
+        emit_json([_allow_json(entry) for entry in app.store().list_allow()])
+        return
     modes = ", ".join(f"{name}={mode}" for name, mode in config.platforms.items())
     click.echo(f"auth.mode: {config.mode}" + (f" ({modes})" if modes else ""))
     entries = app.store().list_allow()
@@ -90,6 +95,17 @@ def allow_list(app: App) -> None:
         click.echo("no allowlist entries")
     for entry in entries:
         click.echo(_describe(entry))
+
+
+def _allow_json(entry: AllowEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "pattern": entry.pattern,
+        "platform": entry.platform or None,
+        "group": entry.folder or None,
+        "note": entry.note,
+        "added_at": iso(entry.added_at),
+    }
 
 
 def _describe(entry: AllowEntry) -> str:
@@ -105,17 +121,41 @@ def pairing_group() -> None:
 
 @pairing_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Also decided and expired requests.")
+@json_option
 @pass_app
-def pairing_list(app: App, show_all: bool) -> None:
+def pairing_list(app: App, show_all: bool, as_json: bool) -> None:
     """List pending pairing requests (newest first): id, sender, chat, expiry. Codes are never stored or shown."""
     now = _now()
     codes = app.store().pairing_codes(live_at=None if show_all else now)
+    if as_json:
+        emit_json([_pairing_json(code, now) for code in codes])
+        return
     if not codes:
         click.echo("no pending pairing requests")
     for code in codes:
-        state = code.status if code.status != "pending" or code.expires_at > now else "expired"
+        state = _state(code, now)
         who = f"{code.sender_name} ({code.sender})" if code.sender_name else code.sender
         click.echo(f"{code.id}\t{state}\t{who}\t{code.chat_jid}\texpires {code.expires_at:%Y-%m-%d %H:%M} UTC")
+
+
+def _state(code: PairingCode, now: dt.datetime) -> str:
+    return code.status if code.status != "pending" or code.expires_at > now else "expired"
+
+
+def _pairing_json(code: PairingCode, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": code.id,
+        "status": _state(code, now),
+        "platform": code.platform,
+        "sender": code.sender,
+        "sender_name": code.sender_name,
+        "chat_jid": code.chat_jid,
+        "created_at": iso(code.created_at),
+        "expires_at": iso(code.expires_at),
+        "decided_at": iso(code.decided_at),
+        "decided_by": code.decided_by,
+        "group": code.folder or None,
+    }
 
 
 @pairing_group.command("approve")
@@ -136,6 +176,27 @@ def pairing_deny(app: App, code: str) -> None:
     """Deny pairing code CODE (or the request id pairing list shows); its sender stays refused."""
     request = pairing.deny(app.store(), code, by=_BY, now=_now(), config=auth_config(app.settings))
     click.echo(f"denied request {request.id} from {request.sender}")
+
+
+def refused_json(store: Store, now: dt.datetime, limit: int = 5) -> dict[str, Any]:
+    """``gated status --json``'s ``refused``: totals, pending pairing codes, the senders refused most recently."""
+    refused, senders, messages = store.refused_senders(limit)
+    return {
+        "senders": senders,
+        "messages": messages,
+        "pending_pairing_codes": len(store.pairing_codes(live_at=now)),
+        "latest": [
+            {
+                "chat_jid": sender.chat_jid,
+                "sender": sender.sender,
+                "sender_name": sender.sender_name,
+                "count": sender.count,
+                "last_seq": sender.last_seq,
+                "last_at": iso(sender.last_at),
+            }
+            for sender in refused
+        ],
+    }
 
 
 def show_refused(store: Store, now: dt.datetime, limit: int = 5) -> None:

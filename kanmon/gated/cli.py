@@ -1,49 +1,82 @@
 """The `gated` command line (SPEC §13): thin click commands over the store and the daemon wiring.
 
 Errors a user can cause print one line and exit 2 having changed nothing; no command prints a traceback for them.
+
+The commands are loaded lazily (click's "lazy loading" pattern): ``gated agent echo`` runs as every agent run does
+and must start in milliseconds, not after importing the store, FastAPI and the daemon, so this module imports
+only click and each command's module is imported when that command is asked for (or listed, for ``--help``).
+A new command goes into :data:`COMMANDS`, not into an import at the top of this file.
 """
 
 from __future__ import annotations
 
+import importlib
+import runpy
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from kanmon.errors import InvalidInput, KanmonError
-from kanmon.gated.adapter_commands import adapter
-from kanmon.gated.apikey_commands import apikey
-from kanmon.gated.app import App, NotMigrated
-from kanmon.gated.auth_commands import allow_group, pairing_group
-from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
 from kanmon.gated.memory import limit_malloc_arenas
-from kanmon.gated.onboarding_commands import onboarding_group
-from kanmon.gated.registry_commands import group, route
-from kanmon.gated.run_commands import chat, demo, run, status
-from kanmon.gated.task_commands import task
-from kanmon.gated.usage_commands import usage
-from kanmon.store import NewMessage, StoreUnavailable, head_revision
-from kanmon.store.lock import StoreLocked
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]
 
-pass_app = click.make_pass_decorator(App)
+#: Every command of ``gated`` but those defined here: name -> "module:attribute", imported on first use.
+COMMANDS: dict[str, str] = {
+    "run": "kanmon.gated.run_commands:run",
+    "demo": "kanmon.gated.run_commands:demo",
+    "chat": "kanmon.gated.run_commands:chat",
+    "status": "kanmon.gated.status_commands:status",
+    "runs": "kanmon.gated.inspect_commands:runs",
+    "run-log": "kanmon.gated.inspect_commands:run_log",
+    "dead": "kanmon.gated.inspect_commands:dead",
+    "replies": "kanmon.gated.inspect_commands:replies",
+    "migrate": "kanmon.gated.store_commands:migrate",
+    "config": "kanmon.gated.store_commands:config",
+    "send": "kanmon.gated.store_commands:send",
+    "group": "kanmon.gated.registry_commands:group",
+    "route": "kanmon.gated.registry_commands:route",
+    "onboarding": "kanmon.gated.onboarding_commands:onboarding_group",
+    "apikey": "kanmon.gated.apikey_commands:apikey",
+    "task": "kanmon.gated.task_commands:task",
+    "usage": "kanmon.gated.usage_commands:usage",
+    "adapter": "kanmon.gated.adapter_commands:adapter",
+    "allow": "kanmon.gated.auth_commands:allow_group",
+    "pairing": "kanmon.gated.auth_commands:pairing_group",
+}
+
+#: The reference agent, run as the standard-library-only file it is (no kanmon package import at all).
+ECHO_AGENT = Path(__file__).resolve().parent.parent / "container" / "echo_agent.py"
 
 
 class GatedGroup(click.Group):
-    """Turns kanmon's errors into one line on stderr and a named exit code."""
+    """Loads the commands of :data:`COMMANDS` on first use, and turns kanmon's errors into one line on stderr and a
+    named exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command), f"{COMMANDS[cmd_name]} is not a click command"
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InvalidInput as exc:
             raise _fail(str(exc), Exit.USAGE) from None
-        except StoreLocked as exc:
-            raise _Locked(str(exc)) from None
-        except (NotMigrated, StoreUnavailable) as exc:
-            raise _fail(str(exc), Exit.FAILURE) from None
         except KanmonError as exc:
+            from kanmon.store.lock import StoreLocked  # only once something failed: the store is not imported before
+
+            if isinstance(exc, StoreLocked):
+                raise _Locked(str(exc)) from None
             raise _fail(str(exc), Exit.FAILURE) from None
 
 
@@ -77,46 +110,13 @@ def _fail(message: str, code: Exit) -> click.ClickException:
 @click.pass_context
 def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> None:
     """gated: a polling container orchestrator for chat agents."""
+    if ctx.invoked_subcommand == "agent":
+        return  # an agent reads its stdin and needs neither settings nor the store
+    from kanmon.gated.app import App
+
     app = App(data_dir=data_dir, config_path=config_path)
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-@cli.command()
-@pass_app
-def migrate(app: App) -> None:
-    """Create or upgrade the store's schema (a no-op when it is current)."""
-    app.store(migrate=True, create=True)
-    click.echo(f"store {app.describe_store()} is at schema revision {head_revision()}")
-
-
-@cli.group()
-def config() -> None:
-    """Inspect the configuration."""
-
-
-@config.command("show")
-@pass_app
-def config_show(app: App) -> None:
-    """Print the effective configuration, where each value comes from, and what it does (secrets masked)."""
-    click.echo(render_config(app.settings))
-
-
-@cli.command()
-@click.argument("jid")
-@click.argument("text")
-@click.option("--sender", default="cli", show_default=True, help="Sender id of the message.")
-@click.option("--verb", default="message", show_default=True, help="Event type (message, mention, react, …).")
-@click.option("--topic", default="", help="Topic (sub-conversation) of the message.")
-@click.option("--id", "message_id", default=None, help="Message id; re-sending the same id is a no-op.")
-@pass_app
-def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
-    """Put a message into the store as if JID had sent TEXT."""
-    result = app.store(create=True).put_message(
-        NewMessage(chat_jid=jid, content=text, sender=sender, verb=verb, topic=topic, id=message_id, origin="cli")
-    )
-    state = "stored" if result.created else "already stored"
-    click.echo(f"{state}: seq {result.message.seq} id {result.message.id} in {jid}")
 
 
 @cli.group()
@@ -127,22 +127,7 @@ def agent() -> None:
 @agent.command("echo")
 def agent_echo() -> None:
     """Read one input document on stdin and answer each message with "echo: <text>" in an output block."""
-    from kanmon.container import echo_agent
-
-    sys.exit(echo_agent.main())
-
-
-for _command in (run, demo, chat, status):
-    cli.add_command(_command)
-cli.add_command(group)
-cli.add_command(route)
-cli.add_command(onboarding_group)
-cli.add_command(apikey)
-cli.add_command(task)
-cli.add_command(usage)
-cli.add_command(adapter)
-cli.add_command(allow_group)
-cli.add_command(pairing_group)
+    runpy.run_path(str(ECHO_AGENT), run_name="__main__")  # exits with the agent's status
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,3 +12,4 @@ class Exit(enum.IntEnum):
     FAILURE = 1  # something went wrong that is not the user's input (store unreachable, not implemented yet)
     USAGE = 2  # bad input: flags, config, folder names, routes; nothing was changed
     LOCKED = 3  # another gated holds this store
+    ATTENTION = 4  # `gated status`: dead letters, failed deliveries or stuck runs want an operator (cron, monitoring)

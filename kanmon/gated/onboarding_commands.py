@@ -7,9 +7,12 @@ next poll.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from kanmon.gated.app import App
+from kanmon.gated.output import emit_json, json_option
 from kanmon.gateway import onboarding
 from kanmon.gateway.onboarding import Entry
 
@@ -26,16 +29,38 @@ def onboarding_group() -> None:
 
 
 @onboarding_group.command("list")
+@json_option
 @pass_app
-def onboarding_list(app: App) -> None:
+def onboarding_list(app: App, as_json: bool) -> None:
     """List pending chats (oldest first), then approved and rejected ones."""
     found = onboarding.entries(app.store())
+    if as_json:
+        emit_json([_entry_json(entry) for entry in found])
+        return
     if not found:
         enabled = "on" if app.settings.gateway.onboarding else "off (set onboarding.enabled: true)"
         click.echo(f"no chats on the onboarding list (onboarding is {enabled})")
         return
     for entry in found:
         click.echo(_describe(entry))
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    waiting = entry.waiting
+    return {
+        "chat_jid": entry.jid,
+        "state": entry.state,
+        "group": entry.folder,
+        "waited": None
+        if waiting is None
+        else {
+            "count": waiting.count,
+            "first_sender": waiting.first_sender,
+            "first_sender_name": waiting.first_sender_name,
+            "first_at": waiting.first_at,
+            "last_at": waiting.last_at,
+        },
+    }
 
 
 def _describe(entry: Entry) -> str:

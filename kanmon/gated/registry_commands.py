@@ -15,11 +15,13 @@ from kanmon.gated.app import App
 from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.group_settings import parse_change, settings_options
 from kanmon.gated.group_view import describe_group, render_group
-from kanmon.gateway import IdleQueue, LayerContext, explain, probe_message
+from kanmon.gated.output import emit_json, json_option
+from kanmon.gateway import IdleQueue, LayerContext, probe_message
 from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
 from kanmon.gateway.context import STORE_READ_PREFIXES
+from kanmon.gateway.explain import explain_document
 from kanmon.router import check_route, folder_targets, validate_route
-from kanmon.store import Conflict, Group, NotFound
+from kanmon.store import Conflict, Group, NotFound, Route
 from kanmon.web.webchat import chat_url, new_web_token
 
 __all__ = ["group", "route"]
@@ -83,7 +85,7 @@ def group_set(app: App, /, folder: str, **options: Any) -> None:
 
 @group.command("show")
 @click.argument("folder")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_app
 def group_show(app: App, folder: str, as_json: bool) -> None:
     """Show FOLDER's agent settings, its own and gated's defaults (secrets by name only, never a value)."""
@@ -92,7 +94,7 @@ def group_show(app: App, folder: str, as_json: bool) -> None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
     view = describe_group(found, app.settings)
     if as_json:
-        click.echo(json.dumps(view, ensure_ascii=False))
+        emit_json(view)
         return
     for line in render_group(view, app.settings):
         click.echo(line)
@@ -112,12 +114,12 @@ def _new_web_token(app: App, folder: str) -> None:
     # only the hash is stored: this is the one time anyone sees the token
     token, token_hash = new_web_token()
     app.store().set_group_web_token(folder, token_hash)
-    host, port = app.settings.http.host, app.settings.http.port
-    # listening on every address: the local one is the one that surely works from this machine
-    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)  # noqa: S104
+    http = app.settings.http  # the configured address (http.listen), as this machine reaches it
     click.echo(f"web token for {folder} (shown once; `gated group web-token {folder}` makes a new one):")
     click.echo(f"  {token}")
-    click.echo(f"chat: {chat_url(f'http://{shown}:{port}', folder, token)}")
+    click.echo(f"chat: {chat_url(http.local_url, folder, token)}")
+    if not http.port:
+        click.echo("  (http.listen has port 0: PORT is the one gated picks at start and prints)")
 
 
 def _prepare_folder(app: App, group: Group) -> str | None:
@@ -139,10 +141,14 @@ def _prepare_folder(app: App, group: Group) -> str | None:
 
 
 @group.command("list")
+@json_option
 @pass_app
-def group_list(app: App) -> None:
+def group_list(app: App, as_json: bool) -> None:
     """List registered groups."""
     groups = app.store().list_groups()
+    if as_json:
+        emit_json([describe_group(found, app.settings) for found in groups])
+        return
     if not groups:
         click.echo("no groups registered (add one with `gated group add FOLDER`)")
     for g in groups:
@@ -192,15 +198,24 @@ def route_add(app: App, seq: int, match: str, target: str, impulse: str | None) 
 
 
 @route.command("list")
+@json_option
 @pass_app
-def route_list(app: App) -> None:
+def route_list(app: App, as_json: bool) -> None:
     """List routes in the order they are tried."""
     routes = app.store().list_routes()
+    if as_json:
+        emit_json([_route_json(r) for r in routes])
+        return
     if not routes:
         click.echo("no routes (add one with `gated route add --target FOLDER`)")
     for r in routes:
         impulse = f"\timpulse={r.impulse_config}" if r.impulse_config else ""
         click.echo(f"{r.id}\tseq={r.seq}\tmatch={r.match!r}\t-> {r.target}{impulse}")
+
+
+def _route_json(r: Route) -> dict[str, Any]:
+    impulse = json.loads(r.impulse_config) if r.impulse_config else None
+    return {"id": r.id, "seq": r.seq, "match": r.match, "target": r.target, "impulse": impulse}
 
 
 @route.command("rm")
@@ -218,8 +233,9 @@ def route_rm(app: App, route_id: int) -> None:
 @click.option("--verb", default="message", show_default=True, help="The event type: message, react, typing, …")
 @click.option("--content", default="", help="The message text (sticky, command and prefix layers look at it).")
 @click.option("--topic", default="", help="The message's own topic (a thread or web conversation).")
+@json_option
 @pass_app
-def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, topic: str) -> None:
+def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, topic: str, as_json: bool) -> None:
     """Show which layer and which route would take a message, and why (changes nothing)."""
     if ":" not in chat_jid:
         raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
@@ -228,5 +244,9 @@ def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, to
     # a platform chat's message comes through an adapter, so sender authorisation applies to it as in the loop
     origin = "web" if chat_jid.startswith(STORE_READ_PREFIXES) else f"{CHECKED_ORIGIN_PREFIX}probe"
     message = probe_message(chat_jid, content, sender=sender, verb=verb, topic=topic, origin=origin)
-    for line in explain(message, ctx):
+    document = explain_document(message, ctx)
+    if as_json:
+        emit_json(document)
+        return
+    for line in document["lines"]:
         click.echo(line)

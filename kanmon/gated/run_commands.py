@@ -1,10 +1,9 @@
-"""``gated run``, ``gated demo``, ``gated chat`` and ``gated status``: the daemon, and talking to and watching it."""
+"""``gated run``, ``gated demo`` and ``gated chat``: the daemon, and talking to it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import socket
 import sys
 from collections.abc import Iterator
@@ -12,29 +11,21 @@ from typing import Any
 
 import click
 
-from kanmon.clock import SystemClock
 from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
-from kanmon.gated.auth_commands import show_refused
 from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
-from kanmon.gated.terminal import TerminalChat, read_lines
-from kanmon.gated.usage_commands import show_today
-from kanmon.gateway.held import HeldStatus, held_chats
-from kanmon.gateway.tasks import describe_schedule, when
-from kanmon.queue import lane_for
-from kanmon.store import Group, Run, Store, Task, WaitingChat
+from kanmon.gated.terminal import Prompt, TerminalChat, read_lines
+from kanmon.store import Group, Store
 from kanmon.store.aio import AsyncStore
 from kanmon.web.webchat import chat_url, new_web_token
 
-__all__ = ["chat", "demo", "run", "status"]
+__all__ = ["chat", "demo", "run"]
 
 pass_app = click.make_pass_decorator(App)
 
 DEMO_FOLDER = "demo"
-_LISTED = 20  # lines listed per section of `gated status`; the counts are always complete
-_NEXT_FIRES = 5  # the next task fires `gated status` shows
 MAX_PORT = 65535
 
 
@@ -166,7 +157,7 @@ def demo(
             click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
             if web_token:
                 click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token[0])}")
-        click.echo("type a message and press Enter; Ctrl-C stops")
+        click.echo("type a message and press Enter; Ctrl-D ends the chat (gated keeps serving), Ctrl-C stops gated")
 
     with _listening(address) as listener:
         daemon = Daemon(app.settings, app.open_store(create=True), listener=listener, on_ready=ready, prepare=prepare)
@@ -187,6 +178,9 @@ async def _demo(daemon: Daemon, folder: str) -> None:
     await read_lines(sys.stdin, lines)
     talking = asyncio.create_task(chat.run(lines))
     await asyncio.wait([serving, talking], return_when=asyncio.FIRST_COMPLETED)
+    if talking.done() and not serving.done():
+        where = f" ({daemon.http_url})" if daemon.http_url else ""
+        click.echo(f"end of input: the terminal chat is over; gated keeps serving{where}. Ctrl-C stops it.")
     talking.cancel()
     await serving
 
@@ -217,7 +211,11 @@ def chat(app: App, folder: str, topic: str, timeout: float) -> None:
     if store.get_group(folder) is None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
     if sys.stdin.isatty():
-        click.echo(f"talking to {folder} as web:{folder} #{topic}; Ctrl-D to end", err=True)
+        click.echo(
+            f"talking to {folder} as web:{folder} #{topic}; Ctrl-D ends the chat once the replies still due are in"
+            f" (at most {timeout:g}s)",
+            err=True,
+        )
     missing = asyncio.run(_chat(store, folder, topic, reply_timeout=timeout))
     if missing:
         raise click.exceptions.Exit(1)
@@ -225,109 +223,7 @@ def chat(app: App, folder: str, topic: str, timeout: float) -> None:
 
 async def _chat(store: Store, folder: str, topic: str, reply_timeout: float) -> int:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    await read_lines(sys.stdin, lines, prompt="you> ")
-    return await TerminalChat(AsyncStore(store), folder, topic=topic, reply_timeout=reply_timeout).run(lines)
-
-
-@click.command()
-@pass_app
-def status(app: App) -> None:
-    """Runs in flight, chats the impulse gate holds, chats waiting for their agent, recent runs, dead letters.
-
-    Everything comes from the store (gated may run elsewhere): a batch is running while its run is in flight in
-    session_log; a chat is held when its waiting rows, weighed by the impulse gate at the times they arrived (as
-    gated's start-up recovery does), hold it below the threshold and the hold has not run out; the rest wait.
-    """
-    store = app.store()
-    now = SystemClock().now()
-    counts, chats = store.counts(), store.chat_count()
-    click.echo(f"store: {app.describe_store()}")
-    click.echo(
-        f"groups {counts['groups']}  routes {counts['routes']}  chats {chats}  messages {counts['messages']}"
-        f"  (poll cursor at seq {store.poll_cursor()} of {counts['last_seq']})"
-    )
-    _show_running(store.active_runs(), app.settings.instance, now)
-    waiting = store.waiting_chats()
-    held = held_chats(store, app.settings.impulse.config(), store.waiting_rows(), now)
-    _show_held(held, {chat.chat_jid: chat for chat in waiting}, now)
-    held_jids = {status.chat_jid for status in held}
-    _show_waiting([chat for chat in waiting if chat.chat_jid not in held_jids])
-    _show_tasks(store.upcoming_tasks(_NEXT_FIRES), counts["tasks_active"])
-    show_today(store, app.settings.scheduler.timezone, now)
-    click.echo("last runs:")
-    for run_ in store.recent_runs(10):
-        took = f"{(run_.ended_at - run_.started_at).total_seconds():.1f}s" if run_.ended_at else "…"
-        error = f"  {run_.error}" if run_.error else ""
-        click.echo(
-            f"  {run_.status:<8} {_lane(run_.group_folder, run_.chat_jid, run_.topic)}  {run_.message_count} in,"
-            f" {run_.output_count} out, {took}  {_ago(run_.started_at, now)}{error}"
-        )
-    show_refused(store, now)
-    click.echo(
-        f"dead letters: {counts['dead_letters']}  skipped (no owner, refused): {counts['skipped']}"
-        f"  deliveries pending: {counts['deliveries_pending']}  failed: {counts['deliveries_failed']}"
-    )
-
-
-def _show_tasks(upcoming: list[Task], active: int) -> None:
-    click.echo(f"next task fires: {active} active task(s)" if active else "next task fires: none")
-    for task in upcoming:
-        click.echo(f"  {when(task.next_fire_at, task.timezone)}  task {task.id}  {task.group_folder} → {task.chat_jid}"
-                   f"  {describe_schedule(task)}")  # fmt: skip
-    if active > len(upcoming):
-        click.echo(f"  … and {active - len(upcoming)} more (`gated task list`)")
-
-
-def _show_running(runs: list[Run], instance: str, now: dt.datetime) -> None:
-    click.echo(f"running: {len(runs)}")
-    for run_ in runs[:_LISTED]:
-        seqs = f"seq {run_.first_seq}-{run_.last_seq}, " if run_.first_seq is not None else ""
-        other = f"  (instance {run_.instance})" if run_.instance != instance else ""
-        click.echo(
-            f"  {_lane(run_.group_folder, run_.chat_jid, run_.topic)}  {run_.chat_jid}  run {run_.id}"
-            f"  {seqs}{run_.message_count} messages  since {_ago(run_.started_at, now)}{other}"
-        )
-    _more(len(runs))
-
-
-def _show_held(held: list[HeldStatus], waiting: dict[str, WaitingChat], now: dt.datetime) -> None:
-    click.echo(f"held: {len(held)} chat(s) the impulse gate holds back")
-    for status_ in held[:_LISTED]:
-        chat = waiting.get(status_.chat_jid)
-        rows = chat.waiting if chat is not None else status_.held.count
-        fires = status_.fires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
-        click.echo(
-            f"  {status_.chat_jid}  {rows} waiting, weight {status_.held.weight} of {status_.threshold},"
-            f" fires at {fires} (in {_span(status_.fires_at - now)})"
-        )
-    _more(len(held))
-
-
-def _show_waiting(waiting: list[WaitingChat]) -> None:
-    click.echo(f"waiting: {len(waiting)} chat(s) with messages for their agent")
-    for chat in waiting[:_LISTED]:
-        unread = f" ({chat.unrouted} not read by the loop yet)" if chat.unrouted else ""
-        click.echo(f"  {chat.chat_jid}  {chat.waiting} waiting from seq {chat.oldest_seq}{unread}")
-    _more(len(waiting))
-
-
-def _more(total: int) -> None:
-    if total > _LISTED:
-        click.echo(f"  … and {total - _LISTED} more")
-
-
-def _lane(folder: str, chat_jid: str, topic: str) -> str:
-    return str(lane_for(folder, chat_jid, topic))
-
-
-def _ago(moment: dt.datetime, now: dt.datetime) -> str:
-    return f"{_span(now - moment)} ago"
-
-
-def _span(delta: dt.timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h"
+    prompt = Prompt("you> ") if sys.stdin.isatty() else None  # piped input: no prompt, and only replies on stdout
+    await read_lines(sys.stdin, lines, prompt)
+    chat = TerminalChat(AsyncStore(store), folder, topic=topic, reply_timeout=reply_timeout, prompt=prompt)
+    return await chat.run(lines)

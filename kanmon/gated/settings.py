@@ -141,6 +141,14 @@ class HttpSettings:
         """The port part of ``listen`` (0 = any free port)."""
         return int(self.listen.rpartition(":")[2])
 
+    @property
+    def local_url(self) -> str:
+        """``http://host:port`` of ``listen`` as a browser on this machine reaches it: a wildcard address (``0.0.0.0``,
+        ``::``, empty) as the loopback of its family. With port 0 (chosen at start) the port reads ``PORT``."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)  # noqa: S104
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port or 'PORT'}"
+
 
 @dataclass(frozen=True, kw_only=True)
 class DeliverySettings:

@@ -105,11 +105,15 @@ def task_list(app: App, folder: str | None, as_json: bool) -> None:
 
 @task.command("show")
 @click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, the fields of task list --json.")
 @pass_app
-def task_show(app: App, task_id: int) -> None:
+def task_show(app: App, task_id: int, as_json: bool) -> None:
     """Every field of the task TASK_ID."""
     item = _task(app.store(), task_id)
     fields = task_json(item)
+    if as_json:
+        click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
+        return
     fields["next_fire"] = when(item.next_fire_at, item.timezone)
     fields["last_fire"] = when(item.last_fire_at, item.timezone)
     for name, value in fields.items():

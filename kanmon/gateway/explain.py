@@ -6,6 +6,8 @@ would do instead of doing it), so the explanation cannot drift from what the loo
 
 from __future__ import annotations
 
+from typing import Any
+
 from kanmon.folders import split_jid
 from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import (
@@ -27,7 +29,7 @@ from kanmon.gateway.pipeline import process_message
 from kanmon.router import MessageFields, trace
 from kanmon.store import Message
 
-__all__ = ["explain"]
+__all__ = ["explain", "explain_document"]
 
 _PASSES = {
     Layer.STICKY: "passes (not exactly @, @<folder>, # or #<topic>)",
@@ -39,6 +41,14 @@ _ORDER = (Layer.STICKY, Layer.COMMAND, Layer.PREFIX, Layer.ROUTING)
 
 def explain(message: Message, ctx: LayerContext) -> list[str]:
     """Lines saying what each layer makes of ``message`` and where it would go; ``ctx`` must be a dry run."""
+    return list(explain_document(message, ctx)["lines"])
+
+
+def explain_document(message: Message, ctx: LayerContext) -> dict[str, Any]:
+    """``gated route test --json``: ``owner`` (``folder`` or null, ``why``), ``lines`` (as :func:`explain` says them)
+    and ``decision``: ``kind`` (forward, consumed, builtin, daemon, drop, unowned, refused, ignored), ``layer``,
+    ``why``, and for a forward its ``folder``, ``topic`` and ``content``, for a builtin or daemon its ``name``,
+    else null. Raises :class:`GatewayError` unless ``ctx`` is a dry run."""
     if not ctx.dry_run:
         raise GatewayError("explain needs a dry-run context: it must not change anything")
     owner = resolve_owner(ctx, message.chat_jid)
@@ -47,7 +57,20 @@ def explain(message: Message, ctx: LayerContext) -> list[str]:
     if owner.folder is not None:
         lines += _layer_lines(message, ctx, owner.folder, decision)
     lines.append(f"=> {_outcome(decision)}")
-    return lines
+    forward = decision if isinstance(decision, Forward) else None
+    return {
+        "owner": {"folder": owner.folder, "why": owner.why},
+        "lines": lines,
+        "decision": {
+            "kind": type(decision).__name__.lower(),
+            "layer": decision.layer.value,
+            "why": decision.why,
+            "folder": forward.folder if forward else None,
+            "topic": forward.topic if forward else None,
+            "content": forward.content if forward else None,
+            "name": decision.name if isinstance(decision, Builtin | Daemon) else None,
+        },
+    }
 
 
 def _layer_lines(message: Message, ctx: LayerContext, owner: str, decision: Decision) -> list[str]:

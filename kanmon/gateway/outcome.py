@@ -28,6 +28,7 @@ from typing import Literal
 
 from kanmon.container import Exited, ExitReason
 from kanmon.queue import LaneResult
+from kanmon.redaction import redact
 from kanmon.store import RunStatus
 
 __all__ = ["Ending", "Outcome", "judge"]
@@ -51,6 +52,14 @@ class Ending:
     capped: int | None = None
     problems: Sequence[str] = ()
     acted: int = 0
+
+    def log(self) -> tuple[str, str]:
+        """The run log kept for ``gated run-log``: the capped tails of stderr and of stdout outside blocks
+        (:data:`kanmon.container.protocol.LOG_LIMIT` each), with every secret kanmon knows blanked
+        (:func:`kanmon.redaction.redact`: the store never holds one, SPEC §14)."""
+        if self.exited is None:
+            return "", ""
+        return redact(self.exited.stderr), redact(self.exited.stray)
 
 
 @dataclass(frozen=True, slots=True)

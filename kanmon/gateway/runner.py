@@ -337,10 +337,11 @@ class LaneRunner:
         *,
         began: float,
     ) -> LaneResult:
-        outcome = judge(ending)
+        outcome, (stderr, stdout) = judge(ending), ending.log()
         unrecorded = await recorder.close() if recorder is not None else []
         group = self._registry.groups.get(run.group_folder)
         end = RunEnd(
+            stderr=stderr, stdout=stdout,
             run_id=run.id, chat_jid=batch.head.chat_jid, seqs=batch.seqs, rows=outcome.rows,
             run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
             session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,
@@ -381,6 +382,7 @@ class LaneRunner:
         bare = RunEnd(
             run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
             folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
+            stderr=end.stderr, stdout=end.stdout,
             error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
         )  # fmt: skip
         fallback: RunEnded = await self._ends(bare)

@@ -26,6 +26,7 @@ from kanmon.store.migrate import (
     upgrade,
     upgrade_if_behind,
 )
+from kanmon.store.operator import RunLog
 from kanmon.store.records import (
     Channel,
     Chat,
@@ -83,6 +84,7 @@ __all__ = [
     "RunDraft",
     "RunEnd",
     "RunEnded",
+    "RunLog",
     "RunStart",
     "RunStatus",
     "Session",

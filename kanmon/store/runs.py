@@ -31,7 +31,7 @@ from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
 from kanmon.store.resets import SessionReset, take_reset, untold_reset
-from kanmon.store.tables import chats, messages, session_log, sessions, system_messages
+from kanmon.store.tables import chats, messages, run_logs, session_log, sessions, system_messages
 from kanmon.store.text import storable
 from kanmon.store.usage import UsageEntry, record_usage
 
@@ -98,6 +98,10 @@ class RunEnd:
     error: str | None = None
     replies: Sequence[NewMessage] = ()
     usage: Sequence[UsageEntry] = ()  # what the outputs reported; entries recorded before are skipped
+    #: the run log (``gated run-log``): capped tails of the agent's stderr and of its stdout outside blocks, already
+    #: redacted; kept in ``run_logs`` when either is not empty
+    stderr: str = ""
+    stdout: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,11 @@ def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -
         error = None if end.error is None else storable(end.error)
         values = {"b_id": end.run_id, "status": end.run_status, "ended_at": now, "output_count": end.output_count}
         conn.execute(_END_RUN, {**values, "error": error})
+        if end.stderr or end.stdout:
+            log = {"run_id": end.run_id, "stderr": storable(end.stderr), "stdout": storable(end.stdout)}
+            conn.execute(
+                upsert_statement(store.dialect, run_logs, ("run_id",), _LOG_VALUES), {**log, "recorded_at": now}
+            )
     return RunEnded(advance_cursor(conn, store, end.chat_jid), stored, recorded)
 
 
@@ -267,6 +276,7 @@ _DELETE_SESSION = delete(sessions).where(_SESSION_OF)
 _TOUCH_SESSION = update(sessions).where(_SESSION_OF)  # SET updated_at from the parameters
 _SESSION_KEY = ("group_folder", "topic")
 _SESSION_VALUES = ("session_id", "updated_at")
+_LOG_VALUES = ("stderr", "stdout", "recorded_at")
 _SETTLE_ROWS = (
     update(messages)
     .where(messages.c.seq.in_(bindparam("b_seqs", expanding=True)), messages.c.status == "new")

@@ -13,6 +13,7 @@ from kanmon.store.auth import AuthStore
 from kanmon.store.delivery import DeliveryStore
 from kanmon.store.engine import make_engine
 from kanmon.store.messages import MessageStore
+from kanmon.store.operator import OperatorStore
 from kanmon.store.registry import RegistryStore
 from kanmon.store.resets import ResetStore
 from kanmon.store.runs import RunStore
@@ -39,9 +40,11 @@ class Store(
     ActionStore,
     UsageStore,
     ResetStore,
+    OperatorStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys, scheduled tasks, sender authorisation, agent actions, usage and session resets.
+    keys, scheduled tasks, sender authorisation, agent actions, usage, session resets, and what an operator inspects
+    (runs, run logs, dead letters, replies).
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

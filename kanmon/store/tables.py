@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
-    text,
 )
+
+from kanmon.store.auth_tables import pairing_codes, refused_senders, sender_allow
+from kanmon.store.columns import SeqType, UTCDateTime, metadata
+from kanmon.store.columns import empty_text as _empty
+from kanmon.store.columns import false as _false
 
 __all__ = [
     "api_key_groups",
@@ -38,6 +35,7 @@ __all__ = [
     "router_state",
     "routes",
     "run_actions",
+    "run_logs",
     "sender_allow",
     "session_log",
     "session_resets",
@@ -46,51 +44,6 @@ __all__ = [
     "tasks",
     "usage",
 ]
-
-# Stable constraint names, so Alembic can alter them and both backends agree on what exists.
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-# SQLite only aliases the rowid (and so autoincrements) for a column declared exactly INTEGER PRIMARY KEY.
-SeqType = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """An aware UTC datetime on every backend: SQLite has no time zones, so naive values are refused on the way in."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: kanmon stores aware UTC times only")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, dt.datetime)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _false() -> Any:
-    return text("false")
-
-
-def _empty() -> Any:
-    # spelled as SQL: a plain "" default reads back from SQLite as "''" and Alembic would report drift forever
-    return text("''")
-
 
 messages = Table(
     "messages",
@@ -314,54 +267,6 @@ tasks = Table(
     Index(None, "group_folder"),
 )
 
-# Sender authorisation (issue 16 item 1, kanmon.gateway.auth): who may talk to an agent when a platform's auth.mode is
-# allowlist. platform '' = every platform; folder '' = every group (the gateway-wide list).
-sender_allow = Table(
-    "sender_allow",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("platform", Text, nullable=False, server_default=_empty(), doc="the JID prefix (telegram), '' = any"),
-    Column("folder", Text, nullable=False, server_default=_empty(), doc="the owning group, '' = every group"),
-    Column("pattern", Text, nullable=False, doc="a sender id or a glob (Go path.Match) over sender ids"),
-    Column("note", Text, nullable=False, server_default=_empty(), doc="who added it and why (pairing: the request)"),
-    Column("added_at", UTCDateTime, nullable=False),
-    UniqueConstraint("platform", "folder", "pattern"),
-)
-
-pairing_codes = Table(
-    "pairing_codes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("platform", Text, nullable=False),
-    Column("sender", Text, nullable=False),
-    Column("sender_name", Text, nullable=False, server_default=_empty()),
-    Column("chat_jid", Text, nullable=False, doc="the direct chat the code was sent to"),
-    Column("salt", Text, nullable=False),
-    Column("code_hash", Text, nullable=False, doc="hex HMAC-SHA256 of the code under salt; the code is never stored"),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
-    Column("status", Text, nullable=False, server_default="pending"),
-    Column("decided_at", UTCDateTime),
-    Column("decided_by", Text),
-    Column("folder", Text, doc="approved: the group the sender was allowed in ('' = every group)"),
-    CheckConstraint("status IN ('pending', 'approved', 'denied')", name="status"),
-    Index(None, "platform", "sender", "created_at"),
-    Index(None, "status", "expires_at"),
-)
-
-refused_senders = Table(
-    "refused_senders",
-    metadata,
-    Column("chat_jid", Text, primary_key=True),
-    Column("sender", Text, primary_key=True),
-    Column("sender_name", Text, nullable=False, server_default=_empty()),
-    Column("count", Integer, nullable=False, server_default="0", doc="messages refused"),
-    Column("first_seq", SeqType, nullable=False),
-    Column("last_seq", SeqType, nullable=False),
-    Column("first_at", UTCDateTime, nullable=False),
-    Column("last_at", UTCDateTime, nullable=False),
-)
-
 run_actions = Table(
     "run_actions",
     metadata,
@@ -395,4 +300,13 @@ usage = Table(
     # a group's spend of a day (the budget check before every run of a group with a budget) and gated usage
     Index(None, "group_folder", "day"),
     Index(None, "day"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("run_id", Text, primary_key=True, doc="the session_log row; written once, when the run ends"),
+    Column("stderr", Text, nullable=False, server_default=_empty(), doc="the last 64 KiB of its stderr, redacted"),
+    Column("stdout", Text, nullable=False, server_default=_empty(), doc="the last 64 KiB of its stdout outside blocks"),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )

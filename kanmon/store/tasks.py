@@ -18,11 +18,12 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Integer, bindparam, delete, func, select, update
 
 from kanmon.store.base import StoreBase, dialect_insert, from_row, from_rows
+from kanmon.store.columns import UTCDateTime
 from kanmon.store.errors import NotFound
 from kanmon.store.messages import append_message, insert_values, lock_appends
 from kanmon.store.records import NewMessage
-from kanmon.store.tables import UTCDateTime, registered_groups, tasks
 from kanmon.store.tables import messages as message_rows
+from kanmon.store.tables import registered_groups, tasks
 from kanmon.store.text import storable
 
 __all__ = ["FirePlan", "Fired", "NewTask", "Task", "TaskStatus", "TaskStore"]

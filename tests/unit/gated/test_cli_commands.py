@@ -285,3 +285,52 @@ def test_agent_echo_speaks_the_container_protocol(tmp_path: Path) -> None:
     outputs = [json.loads(b.split("---ARIZUKO_OUTPUT_END---")[0]) for b in blocks]
     answers = [o for o in outputs if not o.get("heartbeat")]
     assert answers == [{"status": "ok", "result": "echo: hi there", "newSessionId": "s1"}]
+
+
+def test_agent_echo_imports_nothing_of_gated_but_its_command_line(tmp_path: Path) -> None:
+    """Every agent run starts it: it must not import the store, FastAPI or the daemon first (≈1 s of CPU each)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kanmon", "agent", "echo"],
+        input='{"prompt": "<message>hi</message>"}',
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "echo: hi" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import")}
+    assert "kanmon.gated.cli" in imported and "click" in imported
+    heavy = {"sqlalchemy", "fastapi", "kanmon.store", "kanmon.gateway", "kanmon.container", "kanmon.gated.app"}
+    assert heavy & imported == set()
+
+
+@pytest.mark.parametrize(
+    ("listen", "link"),
+    [
+        ("0.0.0.0:9999", "http://127.0.0.1:9999/chat/corp#token="),
+        ("[::]:8181", "http://[::1]:8181/chat/corp#token="),
+        ("192.0.2.7:80", "http://192.0.2.7:80/chat/corp#token="),
+        ("127.0.0.1:0", "http://127.0.0.1:PORT/chat/corp#token="),
+    ],
+)
+def test_group_add_web_links_to_the_configured_http_address(
+    gated: Gated, data_dir: Path, listen: str, link: str
+) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "kanmon.yaml").write_text(f'http:\n  listen: "{listen}"\n')
+    result = gated("group", "add", "corp", "--web")
+    assert result.exit_code == 0, result.output
+    [chat] = [line for line in result.output.splitlines() if line.startswith("chat: ")]
+    assert chat.startswith(f"chat: {link}")
+
+
+def test_shell_completion_as_the_readme_documents_it() -> None:
+    """README's Shell completion: click's ``_GATED_COMPLETE``, commands and options, lazily loaded ones too."""
+    env = {**os.environ, "_GATED_COMPLETE": "bash_complete", "COMP_WORDS": "gated runs --st", "COMP_CWORD": "2"}
+    result = subprocess.run([sys.executable, "-m", "kanmon"], env=env, capture_output=True, text=True, check=False)
+    assert result.stdout.split() == ["plain,--status"], result.stderr
+    script = subprocess.run(
+        [sys.executable, "-m", "kanmon"], env={**os.environ, "_GATED_COMPLETE": "bash_source"}, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert "complete -o nosort -F _gated_completion gated" in script.stdout

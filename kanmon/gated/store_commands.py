@@ -1,0 +1,56 @@
+"""``gated migrate``, ``gated config show`` and ``gated send``: the schema, the configuration, a message by hand."""
+
+from __future__ import annotations
+
+import click
+
+from kanmon.gated.app import App
+from kanmon.gated.config import render_config
+from kanmon.gated.output import emit_json, json_option
+from kanmon.store import NewMessage, head_revision
+
+__all__ = ["config", "migrate", "send"]
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.command()
+@pass_app
+def migrate(app: App) -> None:
+    """Create or upgrade the store's schema (a no-op when it is current)."""
+    app.store(migrate=True, create=True)
+    click.echo(f"store {app.describe_store()} is at schema revision {head_revision()}")
+
+
+@click.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@json_option
+@pass_app
+def config_show(app: App, as_json: bool) -> None:
+    """Print the effective configuration, where each value comes from, and what it does (secrets masked)."""
+    if as_json:
+        rows = app.settings.describe()
+        emit_json([{"key": key, "value": value, "source": source, "doc": doc} for key, value, source, doc in rows])
+        return
+    click.echo(render_config(app.settings))
+
+
+@click.command()
+@click.argument("jid")
+@click.argument("text")
+@click.option("--sender", default="cli", show_default=True, help="Sender id of the message.")
+@click.option("--verb", default="message", show_default=True, help="Event type (message, mention, react, …).")
+@click.option("--topic", default="", help="Topic (sub-conversation) of the message.")
+@click.option("--id", "message_id", default=None, help="Message id; re-sending the same id is a no-op.")
+@pass_app
+def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
+    """Put a message into the store as if JID had sent TEXT."""
+    result = app.store(create=True).put_message(
+        NewMessage(chat_jid=jid, content=text, sender=sender, verb=verb, topic=topic, id=message_id, origin="cli")
+    )
+    state = "stored" if result.created else "already stored"
+    click.echo(f"{state}: seq {result.message.seq} id {result.message.id} in {jid}")
