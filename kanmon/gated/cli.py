@@ -5,6 +5,7 @@ Errors a user can cause print one line and exit 2 having changed nothing; no com
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -17,6 +18,7 @@ from kanmon.gated.app import App, NotMigrated
 from kanmon.gated.auth_commands import allow_group, pairing_group
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
+from kanmon.gated.logs import log_format
 from kanmon.gated.memory import limit_malloc_arenas
 from kanmon.gated.onboarding_commands import onboarding_group
 from kanmon.gated.registry_commands import group, route
@@ -47,15 +49,26 @@ class GatedGroup(click.Group):
             raise _fail(str(exc), Exit.FAILURE) from None
 
 
-class _Failure(click.ClickException):
+class _OneLine(click.ClickException):
+    """click's ``Error: …`` line, or the same as one JSON log line once logging is JSON (``gated run --log-format
+    json``: whatever reads standard error parses every line)."""
+
+    def show(self, file: Any = None) -> None:
+        if log_format() == "json":
+            logging.getLogger("kanmon.gated").error("%s", self.format_message(), extra={"exit_code": self.exit_code})
+        else:
+            super().show(file)
+
+
+class _Failure(_OneLine):
     exit_code = int(Exit.FAILURE)
 
 
-class _BadInput(click.ClickException):
+class _BadInput(_OneLine):
     exit_code = int(Exit.USAGE)
 
 
-class _Locked(click.ClickException):
+class _Locked(_OneLine):
     exit_code = int(Exit.LOCKED)
 
 

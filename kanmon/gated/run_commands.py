@@ -8,7 +8,7 @@ import datetime as dt
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -70,7 +70,8 @@ def _http_address(app: App, http: str | None, no_http: bool) -> str | None:
 def _setup_logging(app: App, level: str | None, fmt: str | None) -> None:
     settings = app.settings.log
     json_lines = (fmt or settings.format) == "json"
-    configure_logging(level or settings.level, "json" if json_lines else "text", secrets=app.settings.secret_values())
+    fmt_: Literal["text", "json"] = "json" if json_lines else "text"
+    configure_logging(level or settings.level, fmt_, secrets=app.settings.secret_values(), access=settings.access)
 
 
 def _instance_option(fn: Any) -> Any:

@@ -20,6 +20,7 @@ from kanmon.container.handle import RunHandle
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
 from kanmon.gateway.upstreams import CredentialGrants
+from kanmon.logcontext import bound
 from kanmon.store import Group
 
 __all__ = ["RunStarter", "Runtimes", "Started"]
@@ -61,10 +62,14 @@ class RunStarter:
         self._reclaimer = reclaimer
         self._credentials = credentials
 
-    async def start(self, group: Group, lane: object) -> Started | None:
+    async def start(self, group: Group) -> Started | None:
         """Start a run of ``group``'s agent; None when its runtime cannot be reached now (nothing was started)."""
         runtime_key = runtime_name(group, self._defaults)
         started = Started(new_run_id(self._clock.now().timestamp()), runtime_key, self._clock.monotonic())
+        with bound(run_id=started.run_id):  # the runtime's lines, and the tasks it starts, are about this run
+            return await self._start_run(group, runtime_key, started)
+
+    async def _start_run(self, group: Group, runtime_key: str, started: Started) -> Started | None:
         try:
             spec = build_spec(group, self._defaults, run_id=started.run_id)
             if self._credentials is not None:
@@ -76,7 +81,7 @@ class RunStarter:
             return None
         except (ContainerError, InvalidRunSpec, KeyError) as exc:
             started.problems.append(f"start failed: {exc}")
-            logger.error("run %s of lane=%s could not start: %s", started.run_id, lane, exc)
+            logger.error("could not start: %s", exc)
         return started
 
     async def _start(self, runtime_key: str, spec: RunSpec) -> RunHandle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -9,9 +10,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kanmon.gateway import Gateway
+from kanmon.store import StoreError
 from kanmon.web.deps import get_gateway
 
 __all__ = ["router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -35,4 +39,18 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics (text format).", response_class=Response)
 async def metrics(gateway: GatewayDep) -> Response:
+    await _refresh(gateway)
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh(gateway: Gateway) -> None:
+    """The series counted on scrape: whether the store answers, and the delivery backlog (one grouped read; when the
+    store does not answer, the backlog keeps its last values and ``kanmon_store_up`` says 0)."""
+    reachable = gateway.db.outage is None
+    if reachable and gateway.active:
+        try:
+            await gateway.delivery.count_backlog()
+        except StoreError as exc:
+            logger.debug("delivery backlog not counted: %s", exc)
+            reachable = gateway.db.outage is None
+    gateway.metrics.store_up.set(1 if reachable else 0)
