@@ -122,8 +122,8 @@ def run(
     for it (/readyz says why).
     """
     app.overrides["instance"] = instance
+    _setup_logging(app, log_level, log_format)  # first: with --log-format json even a bad --http is a JSON line
     address = _http_address(app, http, no_http)
-    _setup_logging(app, log_level, log_format)
     with _listening(address) as listener:
         store = app.open_store(create=True)
         prepare = lambda: app.store(migrate=not no_migrate, create=True)  # noqa: E731 - under the lock, later

@@ -191,6 +191,17 @@ def test_a_live_gated_serves_linted_metrics_and_logs_lines_with_their_context(
         check_text_lines(lines)
 
 
+def test_with_json_logs_a_command_error_is_a_json_line_too(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*GATED, "--data-dir", str(tmp_path), "run", "--http", "127.0.0.1:99999", "--log-format", "json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and "out of range" in entry["message"] and entry["exit_code"] == 2
+
+
 def check_metrics(tool: str, metrics: str) -> None:
     linted = subprocess.run([tool, "check", "metrics"], input=metrics, capture_output=True, text=True, check=False)
     assert linted.returncode == 0, linted.stdout + linted.stderr
