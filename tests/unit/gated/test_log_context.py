@@ -7,26 +7,14 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
-from kanmon.gated.logs import ACCESS_LOGGER, NOISY_LOGGERS, LogFormatter, configure_logging, log_format
+from kanmon.gated.logs import ACCESS_LOGGER, LogFormatter, configure_logging, log_format
 from kanmon.logcontext import FIELDS, bound, fields
+from tests.unit.gated.test_logs import restore_logging
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    for name, old in noisy.items():
-        logging.getLogger(name).setLevel(old)
+__all__ = ["restore_logging"]  # autouse: the root logger is process-wide, left as pytest set it up
 
 
 class Terminal(io.StringIO):

@@ -16,8 +16,8 @@ from kanmon.store.aio import AsyncStore
 class DownChannel:
     """An adapter that refuses every send (transiently)."""
 
-    name = "tg"
-    prefixes = ("telegram:",)
+    name: str = "tg"
+    prefixes: tuple[str, ...] = ("telegram:",)
 
     async def send(self, message: Message) -> str | None:
         raise DeliveryError("503 from the adapter")
