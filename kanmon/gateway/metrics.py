@@ -202,9 +202,13 @@ class GatewayMetrics:
         )
 
     def set_backlog(self, pending: Mapping[str, int]) -> None:
-        """The delivery backlog as counted now (rows by channel name); a channel no longer listed shows 0."""
+        """The delivery backlog as counted now (rows by channel name); a channel no longer listed shows 0. A channel
+        seen for the first time gets its delivery series at 0, so its first failure is a rise an alert sees."""
         for channel in self._backlog_channels - set(pending):
             self.delivery_backlog.labels(channel=channel).set(0)
         for channel, rows in pending.items():
             self.delivery_backlog.labels(channel=channel).set(rows)
+            if channel not in self._backlog_channels and channel != "none":
+                for result in ("sent", "pending", "failed"):
+                    self.deliveries.labels(channel=channel, result=result)
         self._backlog_channels |= set(pending)

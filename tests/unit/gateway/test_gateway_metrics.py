@@ -83,3 +83,5 @@ async def test_the_backlog_counts_pending_rows_per_channel_backing_off_or_not(st
     assert sample("kanmon_delivery_backlog", {"channel": "tg"}) == 2
     assert sample("kanmon_delivery_backlog", {"channel": "web"}) == 0
     assert sample("kanmon_delivery_backlog", {"channel": "none"}) == 1
+    assert sample("kanmon_deliveries_total", {"channel": "web", "result": "failed"}) == 0  # there, so a rise shows
+    assert sample("kanmon_deliveries_total", {"channel": "tg", "result": "pending"}) == 1
