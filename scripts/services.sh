@@ -5,6 +5,7 @@
 #     compose CLI of the compose deployment (scripts/images.sh),
 #   * a throwaway PostgreSQL cluster (unless KANMON_TEST_PG_URL already answers),
 #   * Debian's chromium and chromium-driver for the browser test (nothing is downloaded at test time),
+#   * Debian's prometheus package for promtool (the metrics and alert-rule checks),
 #   * a Synapse homeserver for the Matrix adapter's tests (scripts/synapse.sh: its own virtualenv, SQLite, 127.0.0.1).
 # Writes "$KANMON_SERVICES_DIR/env" for the test command to source.
 #
@@ -47,6 +48,8 @@ ensure_packages() {
   # the web chat's browser test: Debian's Chromium and its WebDriver (selenium is pointed at these two files)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  # promtool, to lint a live /metrics and the shipped alert rules (tests/deploy/test_observability.py)
+  command -v promtool >/dev/null || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

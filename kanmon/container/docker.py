@@ -219,7 +219,7 @@ class DockerRuntime:
         except BaseException as exc:
             await self._quietly(api.remove_container, cid, force=True)
             raise missing_network(spec, exc) or exc  # noqa: B904 - exc itself, or one line naming the network
-        logger.info("run %s started: container=%s image=%s", spec.run_id, name, spec.image)
+        logger.info("started: container=%s image=%s", name, spec.image)  # run_id: bound by the gateway
         handle = DockerRunHandle(self, cid, name, spec.run_labels(), started_at, stream=(sock, raw))
         if spec.stdin is not None:
             handle.feed(spec.stdin)

@@ -118,7 +118,7 @@ class DockerRunHandle(RunHandle):
         api = await self._runtime.api()
         self._close_stream()
         await self._runtime._quietly(api.remove_container, self.container_id, force=True)
-        logger.debug("run %s: container %s removed", self.run_id, self.name)
+        logger.debug("container %s removed", self.name)
 
     async def _abandon(self) -> None:
         self._close_stream()

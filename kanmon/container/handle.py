@@ -136,7 +136,7 @@ class RunHandle(abc.ABC):
         # the first reason wins: a run stopped by its idle timer stays an idle timeout even if /stop follows
         if self._reason is None:
             self._reason = reason
-            logger.info("run %s ending: %s", self.run_id, reason.value)
+            logger.info("ending: %s", reason.value)
 
     def _end_in_background(self, reason: ExitReason) -> None:
         self._decide(reason)
@@ -216,7 +216,7 @@ class RunHandle(abc.ABC):
                 try:
                     return await asyncio.wait_for(queue.get(), self.stop_grace + _STOP_SLACK)
                 except TimeoutError:
-                    logger.warning("run %s: still running %.0fs after the stop; killing it", self.run_id, _STOP_SLACK)
+                    logger.warning("still running %.0fs after the stop; killing it", _STOP_SLACK)
                     await self._kill()
                     continue
             idle_deadline = last_block + self.idle_timeout if self.idle_timeout is not None else hard_deadline
@@ -239,9 +239,9 @@ class RunHandle(abc.ABC):
             if isinstance(event, Output) and event.deliverable:
                 self._delivered += 1
             elif isinstance(event, InvalidBlock):
-                logger.warning("run %s: skipped an output block (%s): %.200r", self.run_id, event.reason, event.body)
+                logger.warning("skipped an output block (%s): %.200r", event.reason, event.body)
             elif isinstance(event, OutputLimitExceeded):
-                logger.warning("run %s: output passed %d bytes; killing it", self.run_id, event.limit)
+                logger.warning("output passed %d bytes; killing it", event.limit)
                 self._end_in_background(ExitReason.OUTPUT_LIMIT)
         return events
 

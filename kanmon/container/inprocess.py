@@ -124,7 +124,7 @@ class _Run:
         if task.cancelled():
             self.exit_code = self.cancel_code
         elif (exc := task.exception()) is not None:
-            logger.error("run %s: the in-process agent raised", self.spec.run_id, exc_info=exc)
+            logger.error("the in-process agent raised", exc_info=exc)
             self.exit_code = 1
         else:
             result = task.result()
@@ -169,7 +169,7 @@ class InProcessRuntime:
         self.started += 1
         self.running += 1
         self.peak_running = max(self.peak_running, self.running)
-        logger.info("run %s started: in-process folder=%s", spec.run_id, spec.folder)
+        logger.info("started in-process")  # run_id and folder: bound by the gateway
         return InProcessRunHandle(run)
 
     async def list_runs(self, instance: str) -> list[RunInfo]:

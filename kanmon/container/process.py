@@ -163,7 +163,7 @@ class ProcessRuntime:
             "name": self._name(spec),
         }
         process_wrapper.write_atomically(files.state, json.dumps(state))
-        logger.info("run %s started: pid=%d folder=%s", spec.run_id, proc.pid, spec.folder)
+        logger.info("started: pid=%d", proc.pid)  # run_id and folder: bound by the gateway
         handle = ProcessRunHandle(files, state, runtime=self, proc=proc)
         if spec.stdin is not None:
             handle.feed(spec.stdin)

@@ -11,6 +11,7 @@ A new command goes into :data:`COMMANDS`, not into an import at the top of this 
 from __future__ import annotations
 
 import importlib
+import logging
 import runpy
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import click
 
 from kanmon.errors import InvalidInput, KanmonError
 from kanmon.gated.exits import Exit
+from kanmon.gated.logs import log_format
 from kanmon.gated.memory import limit_malloc_arenas
 
 __all__ = ["COMMANDS", "cli", "main"]
@@ -80,15 +82,26 @@ class GatedGroup(click.Group):
             raise _fail(str(exc), Exit.FAILURE) from None
 
 
-class _Failure(click.ClickException):
+class _OneLine(click.ClickException):
+    """click's ``Error: …`` line, or the same as one JSON log line once logging is JSON (``gated run --log-format
+    json``: whatever reads standard error parses every line)."""
+
+    def show(self, file: Any = None) -> None:
+        if log_format() == "json":
+            logging.getLogger("kanmon.gated").error("%s", self.format_message(), extra={"exit_code": self.exit_code})
+        else:
+            super().show(file)
+
+
+class _Failure(_OneLine):
     exit_code = int(Exit.FAILURE)
 
 
-class _BadInput(click.ClickException):
+class _BadInput(_OneLine):
     exit_code = int(Exit.USAGE)
 
 
-class _Locked(click.ClickException):
+class _Locked(_OneLine):
     exit_code = int(Exit.LOCKED)
 
 

@@ -42,6 +42,7 @@ from kanmon.gated.config_kinds import (
     pattern,
 )
 from kanmon.gated.config_media_keys import MEDIA_KEYS
+from kanmon.gated.config_observe_keys import OBSERVE_KEYS
 from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.gated.config_session_keys import SESSION_KEYS
@@ -385,10 +386,7 @@ KEYS: tuple[Key, ...] = (
     ),
     *SCHEDULER_KEYS,
     *ADAPTER_KEYS,
-    _key(
-        "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."
-    ),
-    _key("log.format", choice("text", "json"), "text", "Log line format."),
+    *OBSERVE_KEYS,
 )
 
 KEYS_BY_NAME: Mapping[str, Key] = MappingProxyType({key.name: key for key in KEYS})

@@ -23,6 +23,7 @@ from kanmon.container.docker import DockerRuntime
 from kanmon.errors import InvalidInput
 from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.guard import StoreGuard
+from kanmon.gated.logs import log_format
 from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
@@ -86,6 +87,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         max_concurrent=queue.max_concurrent,
         retry=RetryPolicy(max_attempts=queue.max_attempts, base_delay=queue.retry_base_delay),
         drain_timeout=settings.gateway.drain_timeout,
+        metric_folders=settings.metrics.max_folders,
         min_free_bytes=settings.store.min_free_bytes,
         adapters=AdapterDeliveryConfig(
             channel_secret=settings.http.channel_secret,
@@ -315,7 +317,10 @@ class Daemon:
 
 
 def _say(text: str) -> None:
-    """A line for the person at the terminal, if anyone still reads standard error."""
+    """A line for the person at the terminal, if anyone still reads standard error; none when the log is JSON lines
+    (a machine reads them, and the log line beside it says the same)."""
+    if log_format() == "json":
+        return
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
 

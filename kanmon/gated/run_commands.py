@@ -7,7 +7,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -61,7 +61,8 @@ def _http_address(app: App, http: str | None, no_http: bool) -> str | None:
 def _setup_logging(app: App, level: str | None, fmt: str | None) -> None:
     settings = app.settings.log
     json_lines = (fmt or settings.format) == "json"
-    configure_logging(level or settings.level, "json" if json_lines else "text", secrets=app.settings.secret_values())
+    fmt_: Literal["text", "json"] = "json" if json_lines else "text"
+    configure_logging(level or settings.level, fmt_, secrets=app.settings.secret_values(), access=settings.access)
 
 
 def _instance_option(fn: Any) -> Any:
@@ -112,8 +113,8 @@ def run(
     for it (/readyz says why).
     """
     app.overrides["instance"] = instance
+    _setup_logging(app, log_level, log_format)  # first: with --log-format json even a bad --http is a JSON line
     address = _http_address(app, http, no_http)
-    _setup_logging(app, log_level, log_format)
     with _listening(address) as listener:
         store = app.open_store(create=True)
         prepare = lambda: app.store(migrate=not no_migrate, create=True)  # noqa: E731 - under the lock, later

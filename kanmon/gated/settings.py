@@ -247,6 +247,14 @@ class LogSettings:
 
     level: str = _default("log.level")
     format: str = _default("log.format")
+    access: bool = _default("log.access")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsSettings:
+    """What /metrics exports (issue 18 item 5)."""
+
+    max_folders: int = _default("metrics.max_folders")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,6 +278,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)
     daemons: Mapping[str, str] = field(default_factory=lambda: _default("daemons"))

@@ -254,7 +254,7 @@ class AgentActions:
             except (StoreFenced, StoreUnavailable):
                 raise
             except StoreError as exc:  # kanmon's trouble, not the agent's: noted, and the run goes on
-                logger.error("run %s: action %d.%d could not be applied: %s", run_id, output.index, index, exc)
+                logger.error("action %d.%d could not be applied: %s", output.index, index, exc)
                 problems.append(f"action {output.index}.{index} could not be applied: {exc}")
                 continue
             if applied.messages:
@@ -262,7 +262,7 @@ class AgentActions:
             if applied.applied and effect.outcome == "done" and (effect.task is not None or effect.cancel is not None):
                 self._on_tasks()
             if applied.applied and effect.outcome == "refused":
-                logger.warning("run %s: %s", run_id, effect.detail)
+                logger.warning("%s", effect.detail)
                 problems.append(effect.detail)
             problems.extend(refused)
         return problems

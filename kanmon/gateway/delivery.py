@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.errors import GatewayError
 from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.logcontext import bound
 from kanmon.store import Chat, Message
 from kanmon.store.aio import AsyncStore
 
@@ -172,6 +173,24 @@ class DeliveryWorker:
                 sent += result
         return sent
 
+    async def count_backlog(self) -> dict[str, int]:
+        """Set ``kanmon_delivery_backlog`` to the pending outbound rows per channel now, and return it.
+
+        One grouped read (:meth:`~kanmon.store.Store.pending_by_chat`), made when ``/metrics`` is scraped rather than
+        per delivery, so the hot path pays nothing; each chat counts for the first channel that takes its JID
+        (``none`` when none does: replies waiting for an adapter that is not registered). Tried once: raises
+        :class:`~kanmon.store.StoreError` when the store does not answer.
+        """
+        pending: dict[str, int] = await self._db.once(self._store.pending_by_chat)
+        deliverers = await self.deliverers()
+        backlog = dict.fromkeys((deliverer.name for deliverer in deliverers), 0)
+        for jid, rows in pending.items():
+            owner = _owner(jid, None, deliverers)
+            channel = owner.name if owner is not None else "none"
+            backlog[channel] = backlog.get(channel, 0) + rows
+        self._metrics.set_backlog(backlog)
+        return backlog
+
     async def _wait(self, stopping: asyncio.Event) -> bool:
         """Wait for a wake-up (True), the next periodic pass or the stop (False), on the injected clock."""
         woke = asyncio.create_task(self._wake.wait())
@@ -208,7 +227,8 @@ class DeliveryWorker:
 
     async def _logged_pass(self, deliverer: Deliverer, deliverers: list[Deliverer]) -> int:
         try:
-            return await self._channel_pass(deliverer, deliverers)
+            with bound(channel=deliverer.name):
+                return await self._channel_pass(deliverer, deliverers)
         except Exception:
             logger.exception("delivery pass of %s failed; retrying", deliverer.name)
             return 0
@@ -273,6 +293,10 @@ class DeliveryWorker:
 
     async def _deliver(self, deliverer: Deliverer, row: Message) -> str:
         """Try ``row`` once; record and return its new status (``sent``, ``pending`` or ``failed``)."""
+        with bound(chat=row.chat_jid, channel=deliverer.name, attempt=row.delivery_attempts + 1):
+            return await self._attempt(deliverer, row)
+
+    async def _attempt(self, deliverer: Deliverer, row: Message) -> str:
         try:
             platform_id = await deliverer.send(row)
         except DeliveryError as exc:
@@ -282,12 +306,10 @@ class DeliveryWorker:
             )
             self._metrics.deliveries.labels(channel=deliverer.name, result=status).inc()
             if status == "failed" and exc.transient:
-                logger.error(
-                    "delivery of seq=%d to %s via %s failed for good: still failing after %gs: %s",
-                    row.seq, row.chat_jid, deliverer.name, self.policy.deadline, exc,
-                )  # fmt: skip
+                deadline = self.policy.deadline
+                logger.error("delivery of seq=%d failed for good: still failing after %gs: %s", row.seq, deadline, exc)
             else:
-                logger.warning("delivery of seq=%d to %s via %s: %s", row.seq, row.chat_jid, deliverer.name, exc)
+                logger.warning("delivery of seq=%d: %s", row.seq, exc)
             return status
         await self._db.retrying(self._store.mark_delivery, row.seq, "sent", platform_message_id=platform_id)
         self._metrics.deliveries.labels(channel=deliverer.name, result="sent").inc()

@@ -336,6 +336,7 @@ class MessageLoop:
         self.ticks += 1
         self.last_tick_at = self._clock.monotonic()
         self._metrics.poll_seconds.observe(seconds)
+        self._metrics.loop_last_tick.set(self._clock.now().timestamp())
         self._metrics.impulse_held.set(self._gate.held())
         if self._waiting is not None:  # counted by the sweep, once per poll interval, from rows it reads anyway
             self._metrics.cursor_lag.set(self._waiting)

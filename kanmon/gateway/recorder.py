@@ -121,7 +121,7 @@ class ReplyRecorder:
         except StoreError as exc:
             first, last = batch[0].output_index, batch[-1].output_index
             self.problems.append(f"replies {first}..{last} could not be stored: {exc}")
-            logger.error("replies %s..%s of run %s could not be stored: %s", first, last, batch[0].run_id, exc)
+            logger.error("replies %s..%s could not be stored: %s", first, last, exc)  # run_id: bound by the runner
             return
         self._on_stored(stored)
 

@@ -47,6 +47,7 @@ from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
 from kanmon.gateway.watch import Collect, Watched, watch
+from kanmon.logcontext import bound
 from kanmon.queue import Lane, LaneResult, lane_for
 from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
 from kanmon.store.aio import AsyncStore, GroupCommit
@@ -123,11 +124,12 @@ class LaneRunner:
         """Run the lane's next batch and say how it ended; a lane with nothing waiting is simply OK."""
         state = self._lanes.setdefault(lane, _LaneState())
         try:
-            if state.orphan is not None:
-                return await self._resume(lane, state, state.orphan)
+            if (orphan := state.orphan) is not None:
+                with bound(run_id=orphan.id, chat=orphan.chat_jid):
+                    return await self._resume(lane, state, orphan)
             return await self._run_next(lane, state)
         except StoreFenced as exc:
-            logger.error("lane=%s: %s; its run is left to the gated that holds the store now", lane, exc)
+            logger.error("%s; its run is left to the gated that holds the store now", exc)
             return LaneResult.DEFERRED
         finally:
             state.stop_asked = False  # a /stop is for the run it arrived during, never the next one
@@ -149,11 +151,12 @@ class LaneRunner:
         head, end = batch.head, dead_letter_end(batch)
         ended: RunEnded = await self._ends(end)
         self._on_stored(ended.stored)
-        self._metrics.dead_letters.inc()
-        logger.error(
-            "dead letter lane=%s chat=%s seqs=%d..%d (%d rows); cursor now %d",
-            lane, head.chat_jid, batch.rows[0].seq, batch.rows[-1].seq, len(batch.rows), ended.cursor,
-        )  # fmt: skip
+        self._metrics.dead_letters.labels(folder=self._metrics.folder(head.folder)).inc()
+        with bound(chat=head.chat_jid):  # the lane's ids are bound by the queue already
+            logger.error(
+                "dead letter seqs=%d..%d (%d rows); cursor now %d",
+                batch.rows[0].seq, batch.rows[-1].seq, len(batch.rows), ended.cursor,
+            )  # fmt: skip
 
     async def reclaim(self) -> list[Lane]:
         """Take over the runs a previous gated left in flight; returns their lanes (to enqueue first)."""
@@ -188,27 +191,29 @@ class LaneRunner:
         # read afresh, not from the registry: `gated group set` applies from the very next run, whatever the tick
         group = await self._db.retrying(self._db.store.get_group, lane.folder)
         if group is None:
-            logger.error("lane=%s: group %s is not registered; dead-lettering its rows", lane, lane.folder)
+            logger.error("the group is not registered; dead-lettering its rows")
             return LaneResult.DEAD
         if await self._budget.holds(group, lane):
             return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
         await self._resets.before_run(group, lane)
-        started = await self._starter.start(group, lane)
+        started = await self._starter.start(group)
         if started is None:
             return LaneResult.DEFERRED  # its runtime cannot be reached: tried again later, no attempt used
         state.handle = handle = started.handle
         began, begun = started.began, False
-        try:
-            start = await self._begin(lane, started.run_id, started.runtime, handle)
-            begun = start is not None
-        finally:
-            if not begun and handle is not None:
-                await self._release(handle)  # nothing to run after all (or the store failed us): no leftover
-        if start is None:
-            return LaneResult.OK
-        if handle is not None:
-            self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
-        return await self._run(lane, state, start, handle, started.problems, began, started.secrets)
+        with bound(run_id=started.run_id):  # every line about this run from here on (the queue bound its lane)
+            try:
+                start = await self._begin(lane, started.run_id, started.runtime, handle)
+                begun = start is not None
+            finally:
+                if not begun and handle is not None:
+                    await self._release(handle)  # nothing to run after all (or the store failed us): no leftover
+            if start is None:
+                return LaneResult.OK
+            if handle is not None:
+                self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
+            with bound(chat=start.run.chat_jid):
+                return await self._run(lane, state, start, handle, started.problems, began, started.secrets)
 
     async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         def runnable(head: LaneHead) -> bool:
@@ -247,11 +252,7 @@ class LaneRunner:
         notes = notes_of(start.notes)
         if start.reset is not None:
             notes.append(reset_note(start.reset))
-        logger.info(
-            "run start lane=%s run=%s chat=%s messages=%d",
-            lane, run.id, run.chat_jid, len(batch.rows),
-            extra={"lane": str(lane), "run_id": run.id, "chat": run.chat_jid, "messages": len(batch.rows)},
-        )  # fmt: skip
+        logger.info("run start", extra={"messages": len(batch.rows)})
         watched = Watched(session_id=start.session_id, problems=problems)
         if handle is not None:
             files = await self._inbox.receive(batch.rows, run.group_folder, run.runtime) if self._inbox else None
@@ -281,16 +282,13 @@ class LaneRunner:
             await self._ends(end)
             return LaneResult.OK
         head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
-        watched = Watched(session_id=run.session_id)
+        watched, batch, began = Watched(session_id=run.session_id), Batch(head, rows), self._clock.monotonic()
         if handle is None:
-            answered = await self._db.retrying(self._db.store.count_outputs, run.id)
-            ending = self.reclaimer.gone(answered)
-            return await self._finish(
-                lane, state, run, Batch(head, rows), ending, watched, began=self._clock.monotonic()
-            )
-        logger.info("run %s of lane=%s re-attached; replaying its output", run.id, lane)
+            ending = self.reclaimer.gone(await self._db.retrying(self._db.store.count_outputs, run.id))
+            return await self._finish(lane, state, run, batch, ending, watched, began=began)
+        logger.info("re-attached; replaying its output")
         state.handle = handle
-        return await self._follow(lane, state, run, Batch(head, rows), handle, watched, self._clock.monotonic())
+        return await self._follow(lane, state, run, batch, handle, watched, began)
 
     async def _follow(
         self,
@@ -354,14 +352,15 @@ class LaneRunner:
         self._on_ended(batch.head.chat_jid)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began
-        self._metrics.runs.labels(result=outcome.status).inc()
+        self._metrics.runs.labels(result=outcome.status, folder=self._metrics.folder(run.group_folder)).inc()
         self._metrics.run_seconds.observe(seconds)
-        logger.info(
-            "run finish lane=%s run=%s result=%s duration=%.2fs outputs=%d cursor=%d%s",
-            lane, run.id, outcome.status, seconds, ending.produced, ended.cursor,
-            f" error={outcome.error}" if outcome.error else "",
-            extra={"lane": str(lane), "run_id": run.id, "result": outcome.status, "duration": round(seconds, 3)},
-        )  # fmt: skip
+        done = {
+            "result": outcome.status,
+            "duration": round(seconds, 3),
+            "outputs": ending.produced,
+            "cursor": ended.cursor,
+        }
+        logger.info("run finish", extra=done | ({"error": outcome.error} if outcome.error else {}))
         return outcome.result
 
     def _reported(self, run: Run, watched: Watched) -> list[Reported]:
@@ -378,7 +377,7 @@ class LaneRunner:
         except StoreFenced:
             raise
         except StoreError as exc:
-            logger.error("run %s: its outcome could not be recorded (%s); recording the bare end", end.run_id, exc)
+            logger.error("its outcome could not be recorded (%s); recording the bare end", exc)
         bare = RunEnd(
             run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
             folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
@@ -394,4 +393,4 @@ class LaneRunner:
             await handle.close()
         except ContainerError as exc:
             # recorded already; it is removed as a leftover when its runtime answers again or at the next start
-            logger.warning("run %s: could not remove %s yet: %s", handle.run_id, handle.name, exc)
+            logger.warning("could not remove %s yet: %s", handle.name, exc)

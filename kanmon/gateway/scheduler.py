@@ -37,6 +37,7 @@ from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.schedule import Schedule, due_occurrences, occurrence_id
+from kanmon.logcontext import bound
 from kanmon.queue import RetryPolicy
 from kanmon.stopping import nap
 from kanmon.store import FirePlan, NewMessage, Store, Task
@@ -194,6 +195,10 @@ class TaskScheduler:
         return result
 
     def _plan(self, ctx: LayerContext, task: Task, now: dt.datetime, result: SchedulerTick) -> FirePlan | None:
+        with bound(task=task.id, folder=task.group_folder, chat=task.chat_jid):  # on the lines about this task
+            return self._plan_task(ctx, task, now, result)
+
+    def _plan_task(self, ctx: LayerContext, task: Task, now: dt.datetime, result: SchedulerTick) -> FirePlan | None:
         assert task.next_fire_at is not None
         problem = task_problem(ctx, task.group_folder, task.chat_jid)
         if problem is None:
@@ -209,7 +214,7 @@ class TaskScheduler:
             except Exception as exc:  # a schedule that no longer parses (tz data changed): fail it, keep the rest
                 problem = f"cannot compute the schedule: {exc}"
         if problem is not None:
-            logger.warning("task %d failed: %s", task.id, problem)
+            logger.warning("task failed: %s", problem)
             ctx.store.set_task_status(
                 task.id, "failed", next_fire_at=None, reason=problem, only_from=["active"],
                 expected_next=task.next_fire_at,
@@ -218,7 +223,7 @@ class TaskScheduler:
             return None
         result.skipped += due.skipped
         if due.skipped:
-            logger.info("task %d: %d missed occurrences skipped (missed=%s)", task.id, due.skipped, task.missed)
+            logger.info("%d missed occurrences skipped (missed=%s)", due.skipped, task.missed)
         result.lateness.extend((now - instant).total_seconds() for instant in due.fire)
         messages = tuple(occurrence_message(task, instant) for instant in due.fire)
         reason = None if messages else f"its last occurrence was missed while gated was away (missed={task.missed})"

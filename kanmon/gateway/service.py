@@ -29,7 +29,7 @@ from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.media import MediaConfig, MediaStore
 from kanmon.gateway.media_links import MediaLinks, load_key
-from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.metrics import MAX_FOLDER_LABELS, GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.run_tokens import RunTokens
 from kanmon.gateway.runner import LaneRunner, Runtimes
@@ -56,6 +56,8 @@ class GatewayConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     drain_timeout: float = 30.0
     adapters: AdapterDeliveryConfig = field(default_factory=AdapterDeliveryConfig)
+    #: Group folders with a ``folder`` label of their own in the metrics, the busiest first (``metrics.max_folders``).
+    metric_folders: int = MAX_FOLDER_LABELS
     #: ``daemon:<name>`` route targets: name -> the URL each message routed there is POSTed to (SPEC §6.4).
     daemons: Mapping[str, str] = field(default_factory=dict)
     #: Below this many free bytes beside an SQLite store /readyz says not ready (0: never).
@@ -94,7 +96,9 @@ class Gateway:
             redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
         self.db = db or AsyncStore(store, clock=self.clock)
-        self.metrics = metrics or GatewayMetrics()
+        self.metrics = metrics or GatewayMetrics(
+            delivery_deadline=config.adapters.deadline, max_folders=config.metric_folders
+        )
         #: Why this gated holds back (``None`` while it may route and run): see :meth:`fence`.
         self.fenced: str | None = None
         #: False until :meth:`serve` starts, and again once it stops: the HTTP surface takes no messages meanwhile.
@@ -320,6 +324,7 @@ class Gateway:
         """Run until ``stopping`` is set (or :meth:`stop`), then drain; returns the lanes left running (detached)."""
         stopping = stopping or self._stopping
         await self.db.retrying(self.registry.refresh)
+        self.metrics.folder.seed(await self.db.retrying(self.store.busiest_folders, self.config.metric_folders))
         # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
         for lane in await self.runner.reclaim():
             self.queue.enqueue(lane)

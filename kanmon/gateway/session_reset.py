@@ -162,7 +162,7 @@ class SessionResets:
         await self._db.retrying(store.end_flush, folder, topic)
 
     async def _run(self, group: Group, lane: Lane, reset: SessionReset, flush: Flush) -> None:
-        started = await self._starter.start(group, lane, run_timeout=flush.timeout)
+        started = await self._starter.start(group, run_timeout=flush.timeout)
         if started is None or started.handle is None:
             why = "its runtime cannot be reached" if started is None else "; ".join(started.problems)
             logger.error("memory flush folder=%s topic=%s did not start: %s; the reset stands", group.folder,

@@ -21,6 +21,7 @@ from kanmon.container.handle import RunHandle
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
 from kanmon.gateway.upstreams import CredentialGrants
+from kanmon.logcontext import bound
 from kanmon.store import Group
 
 __all__ = ["RunStarter", "Runtimes", "Started"]
@@ -62,13 +63,19 @@ class RunStarter:
         self._reclaimer = reclaimer
         self._credentials = credentials
 
-    async def start(self, group: Group, lane: object, *, run_timeout: float | None = None) -> Started | None:
+    async def start(self, group: Group, *, run_timeout: float | None = None) -> Started | None:
         """Start a run of ``group``'s agent; None when its runtime cannot be reached now (nothing was started).
 
         ``run_timeout``: seconds the run may take in all instead of the group's timeouts (the memory flush turn's own).
         """
         runtime_key = runtime_name(group, self._defaults)
         started = Started(new_run_id(self._clock.now().timestamp()), runtime_key, self._clock.monotonic())
+        with bound(run_id=started.run_id):  # the runtime's lines, and the tasks it starts, are about this run
+            return await self._start_run(group, runtime_key, started, run_timeout)
+
+    async def _start_run(
+        self, group: Group, runtime_key: str, started: Started, run_timeout: float | None
+    ) -> Started | None:
         try:
             spec = build_spec(group, self._defaults, run_id=started.run_id)
             if run_timeout is not None:
@@ -82,7 +89,7 @@ class RunStarter:
             return None
         except (ContainerError, InvalidRunSpec, KeyError) as exc:
             started.problems.append(f"start failed: {exc}")
-            logger.error("run %s of lane=%s could not start: %s", started.run_id, lane, exc)
+            logger.error("could not start: %s", exc)
         return started
 
     async def _start(self, runtime_key: str, spec: RunSpec) -> RunHandle:

@@ -6,7 +6,7 @@ While a run is followed, every output that reports ``usage`` is kept in :attr:`W
 ``(run_id, output_index)`` so a replayed output is never counted twice. Each row's ``day`` is the day in the group's
 time zone (``container_config.timezone``, set with ``gated group set --timezone``; UTC without one). Only rows the
 store recorded for the first time are counted in the metrics (:class:`UsageMetrics`), whose ``folder`` label is
-bounded: the first :data:`MAX_FOLDER_LABELS` folders seen get their own, the rest share ``other``.
+bounded (:class:`~kanmon.gateway.metrics.FolderLabels`: the busiest folders get their own, the rest share ``other``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from zoneinfo import ZoneInfo
 
 from kanmon.container.events import Output, Usage
 from kanmon.errors import InvalidInput
-from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.metrics import MAX_FOLDER_LABELS, GatewayMetrics
 from kanmon.gateway.schedule import parse_zone
 from kanmon.store import Run, UsageEntry
 
 __all__ = [
     "MAX_FOLDER_LABELS",
+    "PROXY_INDEX",
     "Reported",
     "UsageMetrics",
     "group_zone",
@@ -37,8 +38,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Folders with a label of their own in the usage metrics; the others are counted as ``other``.
-MAX_FOLDER_LABELS = 50
 #: The output index under which a run's usage counted by the credential proxy is recorded (no output carries it).
 PROXY_INDEX = -1
 _UTC = ZoneInfo("UTC")
@@ -102,26 +101,16 @@ def note_usage(run_id: str, output: Output, reported: list[Reported], session_id
     if output.usage is not None:
         reported.append(Reported(output.index, output.usage, session_id))
     elif output.usage_problem is not None:
-        logger.warning("run %s output %d: its usage is ignored: %s", run_id, output.index, output.usage_problem)
+        logger.warning("output %d: its usage is ignored: %s", output.index, output.usage_problem)
 
 
 class UsageMetrics:
     """Counts recorded usage into ``kanmon_usage_tokens_total{folder,kind}`` and ``kanmon_usage_cost_usd_total
-    {folder}``, with at most ``max_folders`` folder labels (then ``other``)."""
+    {folder}``, with the metrics' bounded folder labels (:attr:`GatewayMetrics.folder`)."""
 
-    def __init__(self, metrics: GatewayMetrics, *, max_folders: int = MAX_FOLDER_LABELS) -> None:
+    def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
-        self._max = max_folders
-        self._folders: set[str] = set()
-
-    def label(self, folder: str) -> str:
-        """``folder`` while there is room for it (or it has its label already), else ``other``."""
-        if folder in self._folders:
-            return folder
-        if len(self._folders) < self._max:
-            self._folders.add(folder)
-            return folder
-        return "other"
+        self.label = metrics.folder
 
     def count(self, entries: Sequence[UsageEntry]) -> None:
         """Add ``entries`` (recorded for the first time) to the counters."""

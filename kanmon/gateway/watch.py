@@ -171,9 +171,7 @@ async def _follow(
                     break
     except ContainerError as exc:
         # we no longer know how the run ends, but it may well go on: never run its batch a second time
-        logger.error(
-            "run %s: lost contact with its runtime (%s); it is re-attached when it answers", handle.run_id, exc
-        )
+        logger.error("lost contact with its runtime (%s); it is re-attached when it answers", exc)
         return False
     return True
 
@@ -198,7 +196,7 @@ async def _output(
         watched.problems.extend(await act(batch, handle.run_id, output) if act is not None else unapplied)
         if watched.acted >= recorder.cap:  # actions count against runtime.max_replies like replies
             watched.capped = True
-            logger.warning("run %s reached %d actions (runtime.max_replies): stopping it", handle.run_id, recorder.cap)
+            logger.warning("reached %d actions (runtime.max_replies): stopping it", recorder.cap)
             await handle.stop()
     if not output.deliverable or watched.capped:
         return
@@ -213,12 +211,12 @@ async def _output(
     await recorder.add(reply(batch, handle.run_id, output, files, refused))
     if recorder.full:
         watched.capped = True
-        logger.warning("run %s reached %d replies (runtime.max_replies): stopping it", handle.run_id, recorder.cap)
+        logger.warning("reached %d replies (runtime.max_replies): stopping it", recorder.cap)
         await handle.stop()
 
 
 async def _overstayed(handle: RunHandle, recorder: ReplyRecorder, watched: Watched) -> None:
-    logger.error("run %s outlasted its hard timeout with its recording: killing it", handle.run_id)
+    logger.error("outlasted its hard timeout with its recording: killing it")
     with contextlib.suppress(ContainerError):
         await handle.kill()
     watched.problems.append("its output could not all be recorded within its hard timeout")

@@ -30,9 +30,11 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.logcontext import bound
 from kanmon.queue.backoff import RetryPolicy
 from kanmon.queue.lane import Lane, LaneResult
 
@@ -129,12 +131,13 @@ class GroupQueue:
             return False
         # Marked first: the run may end because of the stop before stop_run returns, and must not be retried.
         state.stopping = True
-        try:
-            await self._stop_run(lane)
-        except Exception:
-            logger.exception("lane=%s stop failed", lane)
-            return False
-        logger.info("lane=%s stop requested", lane)
+        with _lane_ids(lane):
+            try:
+                await self._stop_run(lane)
+            except Exception:
+                logger.exception("stop failed")
+                return False
+            logger.info("stop requested")
         return True
 
     def pause(self) -> None:
@@ -282,12 +285,14 @@ class GroupQueue:
     async def _run(self, lane: Lane, state: _LaneState) -> None:
         retry_in: float | None = None
         try:
-            result = await self._call_run_lane(lane)
-            if state.stopping:
-                result = LaneResult.STOPPED
-            retry_in, dead = self._account(lane, state, result)
-            if dead:
-                await self._dead_letter(lane)
+            # every line about this run carries its lane and attempt (this task's context, not the caller's)
+            with _lane_ids(lane, attempt=state.failures + 1):
+                result = await self._call_run_lane(lane)
+                if state.stopping:
+                    result = LaneResult.STOPPED
+                retry_in, dead = self._account(lane, state, result)
+                if dead:
+                    await self._dead_letter(lane)
         finally:
             # Synchronous, so a cancellation cannot interrupt it halfway: the slot is always released.
             self._finish(lane, state, retry_in)
@@ -296,34 +301,33 @@ class GroupQueue:
         try:
             result = await self._run_lane(lane)
         except Exception:
-            logger.exception("lane=%s run raised; counted as a failure without output", lane)
+            logger.exception("run raised; counted as a failure without output")
             return LaneResult.RETRY
         if not isinstance(result, LaneResult):
-            logger.error("lane=%s run returned %r, not a LaneResult; counted as a failure", lane, result)
+            logger.error("run returned %r, not a LaneResult; counted as a failure", result)
             return LaneResult.RETRY
         return result
 
     def _account(self, lane: Lane, state: _LaneState, result: LaneResult) -> tuple[float | None, bool]:
         """Count the result: (seconds until a retry or None, whether to dead-letter now)."""
         if result is LaneResult.DEFERRED:
-            logger.info("lane=%s deferred: its runtime is unavailable; trying again in %.1fs", lane, self._defer_delay)
+            logger.info("deferred: the runtime is unavailable; trying again in %.1fs", self._defer_delay)
             return self._defer_delay, False
         if result is LaneResult.RETRY:
             state.failures += 1
             if not self._retry.gives_up_after(state.failures):
                 delay = self._retry.delay(state.failures, self._rng)
                 logger.warning(
-                    "lane=%s failed without output (attempt %d of %d); retrying in %.1fs",
-                    lane,
+                    "failed without output (%d of %d attempts); retrying in %.1fs",
                     state.failures,
                     self._retry.max_attempts,
                     delay,
                 )
                 return delay, False
         if result is LaneResult.RETRY:
-            logger.error("lane=%s failed %d times without output; dead-lettering its batch", lane, state.failures)
+            logger.error("failed %d times without output; dead-lettering its batch", state.failures)
         elif result is LaneResult.DEAD:
-            logger.error("lane=%s failed for good; dead-lettering its batch", lane)
+            logger.error("failed for good; dead-lettering its batch")
         state.failures = 0
         return None, result in (LaneResult.RETRY, LaneResult.DEAD)
 
@@ -331,7 +335,7 @@ class GroupQueue:
         try:
             await self._on_dead_letter(lane)
         except Exception:
-            logger.exception("lane=%s dead-letter callback failed", lane)
+            logger.exception("dead-letter callback failed")
 
     def _finish(self, lane: Lane, state: _LaneState, retry_in: float | None) -> None:
         self._runs.pop(lane, None)
@@ -369,3 +373,8 @@ class GroupQueue:
             self._idle.set()
         else:
             self._idle.clear()
+
+
+def _lane_ids(lane: Lane, attempt: int | None = None) -> AbstractContextManager[None]:
+    """The ids of the lines logged about ``lane`` (:mod:`kanmon.logcontext`)."""
+    return bound(lane=str(lane), folder=lane.folder, attempt=attempt)

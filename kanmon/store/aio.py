@@ -18,6 +18,7 @@ Store errors are already kanmon's own (:func:`kanmon.store.errors.translate_erro
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Callable
@@ -150,7 +151,10 @@ class GroupCommit(Generic[Item, R]):
         future.add_done_callback(_retrieved)  # a caller cancelled meanwhile leaves no "never retrieved" warning
         self._waiting.append((item, future))
         if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush(), name=f"kanmon-commit-{self._name}")
+            # an empty context: the commit is every waiting caller's, so its log lines carry none's run ids
+            self._flushing = asyncio.create_task(
+                self._flush(), name=f"kanmon-commit-{self._name}", context=contextvars.Context()
+            )
         # shielded: a caller cancelled at shutdown must not cancel the others' transaction halfway
         return await asyncio.shield(future)
 

@@ -44,6 +44,17 @@ class DeliveryStore(StoreBase):
         with self._read() as conn:
             return from_rows(Message, conn.execute(query))
 
+    def pending_by_chat(self) -> dict[str, int]:
+        """Outbound rows still ``pending`` (due or backing off), counted by chat JID: one grouped read on the
+        ``(delivery_status, seq)`` index, for the delivery-backlog gauge."""
+        query = (
+            select(messages.c.chat_jid, func.count())
+            .where(messages.c.delivery_status == "pending")
+            .group_by(messages.c.chat_jid)
+        )
+        with self._read() as conn:
+            return {str(jid): int(rows) for jid, rows in conn.execute(query)}
+
     def oldest_pending_deliveries(self, jids: Sequence[str]) -> dict[str, int]:
         """The seq of each chat's oldest outbound row still ``pending``, due or backing off (chats without: absent)."""
         if not jids:

@@ -167,6 +167,19 @@ class RunStore(StoreBase):
         with self._read() as conn:
             return from_rows(Run, conn.execute(query))
 
+    def busiest_folders(self, limit: int) -> list[str]:
+        """The ``limit`` group folders with the most runs recorded, busiest first (the metrics' ``folder`` labels
+        are given to them first); one grouped read at start."""
+        runs = func.count().label("runs")
+        query = (
+            select(session_log.c.group_folder, runs)
+            .group_by(session_log.c.group_folder)
+            .order_by(runs.desc(), session_log.c.group_folder)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [str(folder) for folder, _ in conn.execute(query)]
+
 
 def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime) -> RunStart | None:
     heads = [head for head in lane_heads(conn, begin.folder) if begin.accept(head)]

@@ -81,8 +81,11 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        began = gateway.clock.monotonic()
         response = await call_next(request)
-        gateway.metrics.http_requests.labels(route=_route_template(request), status=str(response.status_code)).inc()
+        route, metrics = _route_template(request), gateway.metrics
+        metrics.http_request_seconds.labels(route=route).observe(gateway.clock.monotonic() - began)
+        metrics.http_requests.labels(route=route, status=str(response.status_code)).inc()
         return response
 
     return app

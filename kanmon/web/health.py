@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -10,9 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
 from kanmon.gateway import Gateway
+from kanmon.store import StoreError
 from kanmon.web.deps import get_gateway
 
 __all__ = ["Health", "Readiness", "router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -70,4 +74,18 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}}}},
 )
 async def metrics(gateway: GatewayDep) -> Response:
+    await _refresh(gateway)
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh(gateway: Gateway) -> None:
+    """The series counted on scrape: whether the store answers, and the delivery backlog (one grouped read; when the
+    store does not answer, the backlog keeps its last values and ``kanmon_store_up`` says 0)."""
+    reachable = gateway.db.outage is None
+    if reachable and gateway.active:
+        try:
+            await gateway.delivery.count_backlog()
+        except StoreError as exc:
+            logger.debug("delivery backlog not counted: %s", exc)
+            reachable = gateway.db.outage is None
+    gateway.metrics.store_up.set(1 if reachable else 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,6 +34,7 @@ from kanmon.store import Message
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import Harness, process_group, running_gateway
 from tests.http_serving import serving
+from tests.log_lines import log_lines
 
 SECRET = "the-channel-secret"
 
@@ -341,12 +342,10 @@ async def test_a_refusing_adapter_fails_its_row_while_a_hanging_one_holds_up_no_
         assert hanging.shown_texts() == ["echo: to the hanging one"]
 
 
-async def test_a_reply_still_failing_at_the_deadline_fails_with_a_metric_and_a_log_line(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_reply_still_failing_at_the_deadline_fails_with_a_metric_and_a_log_line(tmp_path: Path) -> None:
     tg = FakeAdapter("tg", status=502)
     short = AdapterDeliveryConfig(channel_secret=SECRET, retry_base=0.05, deadline=1.0, quick_tries=1)
-    with caplog.at_level(logging.WARNING, logger="kanmon.gateway.delivery"):
+    with log_lines("kanmon.gateway.delivery", logging.WARNING) as logged:
         async with world(tmp_path / "data", tg, delivery=short) as w:
             await w.register(tg, ["telegram:"])
             await w.post("tg", id="m-1", chat_jid="telegram:1", content="never arrives")
@@ -355,9 +354,10 @@ async def test_a_reply_still_failing_at_the_deadline_fails_with_a_metric_and_a_l
             assert row.delivery_attempts >= 2 and "answered 502" in (row.delivery_error or "")
             assert w.metric("tg", "failed") == 1
             assert tg.shown == {}
-    failures = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
-    assert len(failures) == 1 and f"seq={row.seq}" in failures[0] and "via tg" in failures[0]
-    assert SECRET not in caplog.text
+    [failure] = logged.matching("failed for good")
+    assert f"seq={row.seq}" in failure["message"]
+    assert (failure["channel"], failure["chat"], failure["attempt"]) == ("tg", "telegram:1", row.delivery_attempts)
+    assert SECRET not in json.dumps(logged.entries)
 
 
 def test_the_backoff_grows_with_each_attempt_and_is_capped() -> None:

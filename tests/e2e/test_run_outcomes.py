@@ -88,8 +88,8 @@ def apologies(h: Harness, jid: str) -> int:
 
 
 def dead_letters(h: Harness) -> float:
-    value = h.gateway.metrics.registry.get_sample_value("kanmon_dead_letters_total")
-    return 0.0 if value is None else value
+    families = [family for family in h.gateway.metrics.registry.collect() if family.name == "kanmon_dead_letters"]
+    return sum(sample.value for family in families for sample in family.samples)  # over every folder
 
 
 def session_id(h: Harness, folder: str, topic: str = "") -> str | None:

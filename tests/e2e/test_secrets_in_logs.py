@@ -10,18 +10,13 @@ kanmon puts into a warning. Then every line gated wrote is searched for every se
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -36,95 +31,22 @@ from kanmon.store import Channel
 from kanmon.web import WebConfig, create_app
 from kanmon.web.webchat import new_web_token, token_hash
 from tests.gateway_harness import process_group, running_gateway
+from tests.live_gated import GATED, QUICK_TRIES, FakeAdapter, Output, gated, serving_adapter, wait_until
 
-GATED = [sys.executable, "-m", "kanmon"]
 CHANNEL_SECRET = "chan-SECRET-4f1d9a7e2b"
 WRONG_SECRET = "wrong-SECRET-77aa91c3d0"
 WRONG_WEB_TOKEN = "wrong-WEBTOKEN-0c4e2f9b61"
 WRONG_ADAPTER_TOKEN = "wrong-ADAPTERTOKEN-3b8d7e1f"
-QUICK_TRIES = AdapterDeliveryConfig().quick_tries
-
-
-class FakeAdapter(ThreadingHTTPServer):
-    """An adapter's ``/send``: the first attempt (3 quick tries) is answered 503 with the credentials echoed back."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SendHandler)
-        self.received: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _SendHandler(BaseHTTPRequestHandler):
-    server: FakeAdapter
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        credentials = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        failing = len(self.server.received) < QUICK_TRIES
-        self.server.received.append(body)
-        answer = {"error": "overloaded", "you sent": credentials} if failing else {"ok": True, "id": "p-1"}
-        data = json.dumps(answer).encode()
-        self.send_response(503 if failing else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def adapter() -> Iterator[FakeAdapter]:
-    server = FakeAdapter()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def gated(data_dir: Path, *args: str) -> str:
-    done = subprocess.run(
-        [*GATED, "--data-dir", str(data_dir), *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    with serving_adapter() as server:
+        yield server
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def wait_until(condition: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return result
-
-
-class Output:
-    """Everything a process writes to stderr, collected by a thread."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        self.lines.extend(proc.stderr)
-
-    def find(self, text: str) -> str | None:
-        return next((line for line in list(self.lines) if text in line), None)
-
-    def join(self) -> None:
-        self._thread.join(30)
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

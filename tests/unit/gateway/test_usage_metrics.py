@@ -21,8 +21,8 @@ def entry(folder: str, index: int = 0) -> UsageEntry:
 
 
 def test_folders_past_the_bound_share_the_other_label() -> None:
-    metrics = GatewayMetrics()
-    usage = UsageMetrics(metrics, max_folders=2)
+    metrics = GatewayMetrics(max_folders=2)
+    usage = UsageMetrics(metrics)
     usage.count([entry("a"), entry("b"), entry("c"), entry("d"), entry("a", 1)])
     sample = metrics.registry.get_sample_value
     assert sample("kanmon_usage_tokens_total", {"folder": "a", "kind": "input"}) == 20

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-
-import pytest
 
 from kanmon.clock import FakeClock
 from kanmon.queue import Lane, LaneResult, QueueCounts
+from tests.log_lines import log_lines
 from tests.unit.queue.queue_fakes import WAIT_LIMIT, FakeRuns, MakeQueue, settle
 
 SUPPORT = Lane("support")
@@ -55,9 +53,7 @@ async def test_stop_answers_false_for_a_lane_that_is_not_running(make_queue: Mak
     assert runs.stop_requests == []
 
 
-async def test_a_failing_stop_callback_answers_false_and_is_logged(
-    make_queue: MakeQueue, runs: FakeRuns, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_failing_stop_callback_answers_false_and_is_logged(make_queue: MakeQueue, runs: FakeRuns) -> None:
     async def unreachable_runtime(_lane: Lane) -> None:
         raise ConnectionError("engine unreachable")
 
@@ -66,10 +62,12 @@ async def test_a_failing_stop_callback_answers_false_and_is_logged(
     queue.enqueue(SUPPORT)
     await runs.until_held(SUPPORT)
 
-    with caplog.at_level(logging.ERROR, logger="kanmon.queue"):
+    with log_lines("kanmon.queue") as logged:
         assert await queue.stop(SUPPORT) is False
 
-    assert any(r.exc_info and "lane=support stop failed" in r.getMessage() for r in caplog.records)
+    [entry] = logged.matching("stop failed")
+    assert entry["lane"] == entry["folder"] == "support"
+    assert "ConnectionError: engine unreachable" in entry["exc"]
 
 
 async def test_pause_keeps_new_runs_from_starting_until_resume(make_queue: MakeQueue, runs: FakeRuns) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
 
 from kanmon.clock import FakeClock
 from kanmon.queue import Lane, LaneResult, RetryPolicy
+from tests.log_lines import log_lines
 from tests.unit.queue.queue_fakes import FakeRuns, MakeQueue, settle
 
 SUPPORT = Lane("support")
@@ -166,12 +166,12 @@ async def test_a_dead_result_is_dead_lettered_without_retrying(make_queue: MakeQ
 
 
 async def test_an_exception_in_a_run_counts_as_a_failure_and_the_queue_keeps_going(
-    make_queue: MakeQueue, runs: FakeRuns, caplog: pytest.LogCaptureFixture
+    make_queue: MakeQueue, runs: FakeRuns
 ) -> None:
     queue = make_queue()
     runs.script(SUPPORT, RuntimeError("runtime exploded"))
 
-    with caplog.at_level(logging.ERROR, logger="kanmon.queue"):
+    with log_lines("kanmon.queue") as logged:
         queue.enqueue(SUPPORT)
         await settle(queue)
     queue.enqueue(SALES)
@@ -179,9 +179,9 @@ async def test_an_exception_in_a_run_counts_as_a_failure_and_the_queue_keeps_goi
 
     assert queue.backing_off() == {SUPPORT: 5.0}
     assert runs.runs_of(SALES) == 1
-    [record] = [r for r in caplog.records if r.exc_info]
-    assert "lane=support" in record.getMessage()
-    assert str(record.exc_info[1]) == "runtime exploded"  # type: ignore[index]
+    [entry] = [entry for entry in logged.entries if "exc" in entry]
+    assert (entry["lane"], entry["folder"], entry["attempt"]) == ("support", "support", 1)  # bound by the queue
+    assert entry["exc"].endswith("RuntimeError: runtime exploded")
 
 
 async def test_a_run_returning_something_else_than_a_result_counts_as_a_failure(
@@ -199,7 +199,7 @@ async def test_a_run_returning_something_else_than_a_result_counts_as_a_failure(
 
 
 async def test_a_failing_dead_letter_callback_is_logged_and_the_lane_runs_again_later(
-    make_queue: MakeQueue, runs: FakeRuns, caplog: pytest.LogCaptureFixture
+    make_queue: MakeQueue, runs: FakeRuns
 ) -> None:
     async def broken_dead_letter(_lane: Lane) -> None:
         raise ConnectionError("store down")
@@ -207,13 +207,13 @@ async def test_a_failing_dead_letter_callback_is_logged_and_the_lane_runs_again_
     queue = make_queue(on_dead_letter=broken_dead_letter, retry=RetryPolicy(max_attempts=1))
     runs.script(SUPPORT, RETRY)
 
-    with caplog.at_level(logging.ERROR, logger="kanmon.queue"):
+    with log_lines("kanmon.queue") as logged:
         queue.enqueue(SUPPORT)
         await settle(queue)
     queue.enqueue(SUPPORT)
     await settle(queue)
 
-    assert any("dead-letter callback failed" in r.getMessage() for r in caplog.records)
+    assert [entry["lane"] for entry in logged.matching("dead-letter callback failed")] == ["support"]
     assert runs.runs_of(SUPPORT) == 2
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import kanmon.queue
 
-QUEUE_SOURCES = [*Path(kanmon.queue.__file__).parent.glob("*.py"), Path(kanmon.queue.__file__).parents[1] / "clock.py"]
-ALLOWED_KANMON = ("kanmon.queue", "kanmon.clock", "kanmon.errors")
+KANMON = Path(kanmon.queue.__file__).parents[1]
+QUEUE_SOURCES = [*Path(kanmon.queue.__file__).parent.glob("*.py"), KANMON / "clock.py", KANMON / "logcontext.py"]
+# the clock and the log context's ids: standard library only, shared by every layer
+ALLOWED_KANMON = ("kanmon.queue", "kanmon.clock", "kanmon.errors", "kanmon.logcontext")
 
 
 def imported_modules(path: Path) -> set[str]:
