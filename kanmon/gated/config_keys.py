@@ -42,6 +42,7 @@ from kanmon.gated.config_kinds import (
     pattern,
 )
 from kanmon.gated.config_media_keys import MEDIA_KEYS
+from kanmon.gated.config_privacy_keys import HOOK_KEYS, PRIVACY_KEYS
 from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.router import is_daemon_name
@@ -382,6 +383,8 @@ KEYS: tuple[Key, ...] = (
         "Agent secrets by name: where each value is read (env: VAR or file: PATH); values never shown.",
     ),
     *SCHEDULER_KEYS,
+    *PRIVACY_KEYS,
+    *HOOK_KEYS,
     *ADAPTER_KEYS,
     _key(
         "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."

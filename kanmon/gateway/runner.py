@@ -35,7 +35,7 @@ from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, judge
-from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, render_note
+from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor, render_note
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
@@ -250,11 +250,13 @@ class LaneRunner:
         )  # fmt: skip
         watched = Watched(session_id=start.session_id, problems=problems)
         if handle is not None:
-            files = await self._inbox.receive(batch.rows, run.group_folder, run.runtime) if self._inbox else None
+            redact = await redactor(self._db, batch, self._defaults.privacy)  # PII redaction (issue 16 item 5)
+            inbox = self._inbox
+            files = await inbox.receive(batch.rows, run.group_folder, run.runtime, redact.text) if inbox else None
             document = input_document(
                 batch, folder=run.group_folder, run_id=run.id, session_id=start.session_id, notes=notes,
                 now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=secrets,
-                files=files,
+                files=files, redact=redact,
             )  # fmt: skip
             handle.feed(document.to_bytes())
             if state.stop_asked:
