@@ -26,6 +26,7 @@ from kanmon.container.process import ProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.fetch import FetchPolicy
+from kanmon.gateway.hooks import Hooks
 from kanmon.queue import RetryPolicy
 from kanmon.router import ImpulseConfig
 from kanmon.store import Group, Message, NewMessage, Store, upgrade
@@ -147,6 +148,7 @@ async def running_gateway(
     auth: AuthConfig | None = None,
     clock: Clock | None = None,
     timezone: str = "UTC",
+    hooks: Hooks | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -188,7 +190,7 @@ async def running_gateway(
         daemons=dict(daemons or {}),
         attachments=attachments or FetchPolicy(),
     )
-    gateway = Gateway(store, runtimes, config, clock=clock)
+    gateway = Gateway(store, runtimes, config, clock=clock, hooks=hooks)
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
     started = asyncio.create_task(gateway.started.wait())

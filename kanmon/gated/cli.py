@@ -17,6 +17,7 @@ from kanmon.gated.app import App, NotMigrated
 from kanmon.gated.auth_commands import allow_group, pairing_group
 from kanmon.gated.config import render_config
 from kanmon.gated.exits import Exit
+from kanmon.gated.hook_commands import hooks_group
 from kanmon.gated.memory import limit_malloc_arenas
 from kanmon.gated.onboarding_commands import onboarding_group
 from kanmon.gated.registry_commands import group, route
@@ -143,6 +144,7 @@ cli.add_command(usage)
 cli.add_command(adapter)
 cli.add_command(allow_group)
 cli.add_command(pairing_group)
+cli.add_command(hooks_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,12 +14,13 @@ from datetime import datetime
 from kanmon.container import AgentInput, PromptAttachment, PromptMessage, render_prompt
 from kanmon.container.payload import xml_escape
 from kanmon.folders import split_jid
+from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.privacy import Privacy, Redactor
 from kanmon.queue import Lane, lane_for
 from kanmon.store import LaneHead, Message, SystemMessage
 from kanmon.store.aio import AsyncStore
 
-__all__ = ["Batch", "input_document", "notes_of", "peek_batch", "redactor", "render_note"]
+__all__ = ["Batch", "idle_note", "input_document", "notes_of", "peek_batch", "redactor", "render_note"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,12 @@ def _origin(row: Message) -> str:
 def render_note(origin: str, event: str, body: str) -> str:
     """A system message as the prompt shows it: ``<system origin=… event=…>body</system>``."""
     return f'<system origin="{xml_escape(origin)}" event="{xml_escape(event)}">{xml_escape(body)}</system>'
+
+
+def idle_note(seconds: float) -> str:
+    """The system message of a run whose session expired after ``seconds`` idle (``session_idle_expiry``)."""
+    body = f"The previous session was idle for {seconds:.0f}s; this is a new session."
+    return render_note(GATEWAY_ORIGIN, "new_session", body)
 
 
 def notes_of(messages: Sequence[SystemMessage]) -> list[str]:

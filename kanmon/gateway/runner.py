@@ -30,17 +30,17 @@ from kanmon.container import ContainerError
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
-from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, judge
-from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor, render_note
+from kanmon.gateway.prompt import Batch, idle_note, input_document, notes_of, peek_batch, redactor
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.spec import RunDefaults, runtime_name
-from kanmon.gateway.starter import RunStarter, Runtimes
+from kanmon.gateway.starter import RunStarter, Runtimes, Started
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.usage import Reported, UsageMetrics
@@ -88,6 +88,7 @@ class LaneRunner:
         collect: Collect | None = None,  # the files outputs list, into the media store
         typing: TypingSignal | None = None,  # told when a run works on a chat topic (kanmon.gateway.typing)
         credentials: CredentialGrants | None = None,  # runs' proxy URLs and tokens per upstream (issue 19)
+        hooks: Hooks = NO_HOOKS,  # run starting/finished, session reset, dead letter (issue 16 item 6)
     ) -> None:
         self._db, self._runtimes, self._defaults = db, runtimes, defaults
         self._registry, self._metrics, self._is_held = registry, metrics, is_held
@@ -106,8 +107,9 @@ class LaneRunner:
         )
         self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self.live_runs)
         self._credentials = credentials
+        self._hooks = hooks
         self._starter = RunStarter(
-            runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials
+            runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials, hooks=hooks
         )
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
@@ -144,6 +146,9 @@ class LaneRunner:
         ended: RunEnded = await self._ends(end)
         self._on_stored(ended.stored)
         self._metrics.dead_letters.inc()
+        self._hooks.notify(
+            "dead_letter", folder=head.folder, chat_jid=head.chat_jid, topic=head.topic, messages=batch.rows
+        )
         logger.error(
             "dead letter lane=%s chat=%s seqs=%d..%d (%d rows); cursor now %d",
             lane, head.chat_jid, batch.rows[0].seq, batch.rows[-1].seq, len(batch.rows), ended.cursor,
@@ -199,7 +204,7 @@ class LaneRunner:
             return LaneResult.OK
         if handle is not None:
             self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
-        return await self._run(lane, state, start, handle, started.problems, began, started.secrets)
+        return await self._run(lane, state, start, handle, started)
 
     async def _begin(
         self, lane: Lane, config: Mapping[str, object], run_id: str, runtime_key: str, handle: RunHandle | None
@@ -234,34 +239,34 @@ class LaneRunner:
         state: _LaneState,
         start: RunStart,
         handle: RunHandle | None,
-        problems: list[str],
-        began: float,
-        secrets: Mapping[str, str],
+        started: Started,
     ) -> LaneResult:
         run, batch = start.run, Batch(start.head, start.rows)
-        notes = notes_of(start.notes)
+        notes = notes_of(start.notes) + started.notes
         if start.expired_idle is not None:
-            body = f"The previous session was idle for {start.expired_idle:.0f}s; this is a new session."
-            notes.append(render_note(GATEWAY_ORIGIN, "new_session", body))
+            notes.append(idle_note(start.expired_idle))
+            self._hooks.notify(
+                "session_reset", folder=lane.folder, topic=run.topic, chat_jid=run.chat_jid, reason="idle"
+            )
         logger.info(
             "run start lane=%s run=%s chat=%s messages=%d",
             lane, run.id, run.chat_jid, len(batch.rows),
             extra={"lane": str(lane), "run_id": run.id, "chat": run.chat_jid, "messages": len(batch.rows)},
         )  # fmt: skip
-        watched = Watched(session_id=start.session_id, problems=problems)
+        watched = Watched(session_id=start.session_id, problems=started.problems)
         if handle is not None:
             redact = await redactor(self._db, batch, self._defaults.privacy)  # PII redaction (issue 16 item 5)
             inbox = self._inbox
             files = await inbox.receive(batch.rows, run.group_folder, run.runtime, redact.text) if inbox else None
             document = input_document(
                 batch, folder=run.group_folder, run_id=run.id, session_id=start.session_id, notes=notes,
-                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=secrets,
+                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=started.secrets,
                 files=files, redact=redact,
             )  # fmt: skip
             handle.feed(document.to_bytes())
             if state.stop_asked:
                 await handle.stop()
-        return await self._follow(lane, state, run, batch, handle, watched, began)
+        return await self._follow(lane, state, run, batch, handle, watched, started.began)
 
     async def _resume(self, lane: Lane, state: _LaneState, run: Run) -> LaneResult:
         resumed = await self.reclaimer.resume(run)
@@ -349,6 +354,7 @@ class LaneRunner:
         self._on_stored(ended.stored)
         self._usage.count(ended.usage)
         self._on_ended(batch.head.chat_jid)
+        self._hooks.notify("run_finished", run=run, status=outcome.status, error=outcome.error, outputs=ending.produced)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began
         self._metrics.runs.labels(result=outcome.status).inc()

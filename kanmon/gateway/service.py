@@ -25,6 +25,7 @@ from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.fetch import Fetcher, FetchPolicy
 from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.hooks import HookConfig, Hooks
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.media import MediaConfig, MediaStore
@@ -68,6 +69,8 @@ class GatewayConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     #: APIs agents reach through gated's credential proxy (``credential_proxy.*``; issue 19).
     credential_proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    #: Lifecycle hook plugins to load (``hooks.*``; issue 16 item 6).
+    hooks: HookConfig = field(default_factory=HookConfig)
 
 
 class Gateway:
@@ -83,6 +86,7 @@ class Gateway:
         clock: Clock | None = None,
         metrics: GatewayMetrics | None = None,
         db: AsyncStore | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
         self.runtimes = runtimes
@@ -95,6 +99,8 @@ class Gateway:
         self.clock: Clock = clock or SystemClock()
         self.db = db or AsyncStore(store, clock=self.clock)
         self.metrics = metrics or GatewayMetrics()
+        #: Trusted local plugins told of lifecycle events (:mod:`kanmon.gateway.hooks`); loading may raise PluginError.
+        self.hooks = hooks or Hooks.load(config.hooks)
         #: Why this gated holds back (``None`` while it may route and run): see :meth:`fence`.
         self.fenced: str | None = None
         #: False until :meth:`serve` starts, and again once it stops: the HTTP surface takes no messages meanwhile.
@@ -156,6 +162,7 @@ class Gateway:
             collect=lambda folder, refs: self.media.collect_all(groups / folder, refs, root=groups),
             typing=self.typing,
             credentials=self.credentials,
+            hooks=self.hooks,
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -175,10 +182,12 @@ class Gateway:
             registry=self.registry,
             clock=self.clock,
             on_stored=self._stored,
+            hooks=self.hooks,
         )
         self.scheduler = TaskScheduler(
-            self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake
-        )
+            self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake,
+            hooks=self.hooks,
+        )  # fmt: skip
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
         self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
         self.adapter_config = config.adapters
@@ -190,6 +199,7 @@ class Gateway:
             interval=config.loop.poll_interval,
             clock=self.clock,
             policy=_policy(config.adapters),
+            hooks=self.hooks,
         )
         self._stopping = asyncio.Event()
 
@@ -347,6 +357,7 @@ class Gateway:
                 self.feed.close()
                 await self.fetcher.aclose()
                 self.media.close()
+                self.hooks.close()
                 if self._adapter_client is not None:
                     await self._adapter_client.aclose()
                     self._adapter_client = None

@@ -66,6 +66,7 @@ def _new(req: CommandRequest) -> str:
         content = rest
     req.ctx.store.delete_session(req.owner, topic)
     logger.info("session reset folder=%s topic=%s chat=%s", req.owner, topic, req.message.chat_jid)
+    req.ctx.hooks.notify("session_reset", folder=req.owner, topic=topic, chat_jid=req.message.chat_jid, reason="new")
     if not rest:
         return label
     _repost(req, content)
