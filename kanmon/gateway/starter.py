@@ -73,7 +73,8 @@ class RunStarter:
         try:
             spec = build_spec(group, self._defaults, run_id=started.run_id)
             extras = await self._hooks.run_starting(started.run_id, group, runtime_key)  # issue 16 item 6
-            spec = replace(spec, env={**extras.env, **spec.env})  # the group's own variables win
+            if extras.env:
+                spec = replace(spec, env={**extras.env, **spec.env})  # the group's own variables win
             started.notes = [render_note("hook", "run_starting", note) for note in extras.notes]
             if self._credentials is not None:
                 spec = await self._credentials.grant(spec, group, self._runtimes.get(runtime_key))

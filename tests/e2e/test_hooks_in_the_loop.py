@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kanmon.gateway.hooks import HookConfig, Hooks, Retarget, hookimpl
-from kanmon.store import Message
+from kanmon.store import Message, NewTask
 from tests.gateway_harness import RECORD, Harness, inputs, process_group, running_gateway
 
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
@@ -112,3 +112,30 @@ async def test_the_example_audit_plugin(tmp_path: Path, monkeypatch: pytest.Monk
     [document] = inputs(h, "corp")  # the dropped message never reached the agent; the plugin's note did
     assert "#private" not in document["prompt"]
     assert 'origin="hook" event="run_starting">Runs of corp are audited.</system>' in document["prompt"]
+
+
+async def test_dead_letters_failed_deliveries_and_fired_tasks_are_told(tmp_path: Path) -> None:
+    seen: dict[str, list[Any]] = {"dead_letter": [], "delivery_failed": [], "task_fired": []}
+    observer = plugin(
+        dead_letter=lambda folder, messages: seen["dead_letter"].append((folder, [m.content for m in messages])),
+        delivery_failed=lambda message, final: seen["delivery_failed"].append((message.chat_jid, final)),
+        task_fired=lambda task, stored: seen["task_fired"].append((task.prompt, stored)),
+    )
+    groups = [process_group("corp"), process_group("broken", env={"ECHO_EXIT": 1, "ECHO_SILENT": 1})]
+    daemons = {"sink": "http://127.0.0.1:9/nothing-listens-here"}
+    async with running_gateway(tmp_path / "data", groups, hooks=Hooks([("observer", observer)]), daemons=daemons) as h:
+        h.store.add_route(seq=0, match="chat_jid=telegram:7", target="daemon:sink")
+        h.store.add_route(seq=1, match="platform=telegram", target="corp")  # the chat's owner
+        await h.send("web:broken", "this fails every time")
+        await h.send("telegram:7", "for the daemon")
+        now = h.gateway.clock.now()
+        h.store.add_task(
+            NewTask(group_folder="corp", chat_jid="web:corp", prompt="daily report", kind="at",
+                    expression=now.isoformat(), next_fire_at=now, created_at=now)
+        )  # fmt: skip
+        h.gateway.scheduler.wake()
+        await h.wait_for(lambda: h.replies("web:corp") == ["echo: daily report"], "the task's answer")
+        await h.wait_for(lambda: bool(seen["dead_letter"] and seen["delivery_failed"]), "the failures")
+    assert seen["dead_letter"] == [("broken", ["this fails every time"])]
+    assert seen["delivery_failed"][0] == ("daemon:sink", False)
+    assert seen["task_fired"] == [("daily report", 1)]
