@@ -20,6 +20,7 @@ shown to agents.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -68,8 +69,14 @@ class Privacy:
         return f"chat_{self._digest('chat', jid)}"
 
     def _digest(self, kind: str, value: str) -> str:
-        mac = hmac.new(self.salt.encode(), f"{kind}\0{value}".encode(), hashlib.sha256)
-        return mac.hexdigest()[:_DIGITS]
+        return _digest(self.salt, kind, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(salt: str, kind: str, value: str) -> str:
+    """The first :data:`_DIGITS` hex digits of HMAC-SHA256(salt, kind NUL value); remembered (an id recurs in every
+    message of its chat)."""
+    return hmac.new(salt.encode(), f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()[:_DIGITS]
 
 
 class Redactor:
@@ -82,8 +89,9 @@ class Redactor:
     def __init__(self, privacy: Privacy | None) -> None:
         self._privacy = privacy
         self._words: dict[str, str] = {}
-        self._pattern: re.Pattern[str] | None = None
+        self._sorted: tuple[str, ...] | None = None
         platforms = sorted(privacy.platforms) if privacy is not None else []
+        self._prefixes = tuple(f"{platform}:" for platform in platforms)
         self._jids = (
             re.compile(rf"(?<![\w:])(?:{'|'.join(map(re.escape, platforms))}):{_JID_TAIL}") if platforms else None
         )
@@ -110,7 +118,7 @@ class Redactor:
     def _learn(self, real: str, pseudonym: str) -> None:
         if len(real) >= MIN_TEXT_ID_CHARS:
             self._words.setdefault(real, pseudonym)
-            self._pattern = None
+            self._sorted = None
 
     def sender(self, jid: str, sender: str) -> str:
         """The sender id as the agent sees it in the chat ``jid``."""
@@ -132,19 +140,27 @@ class Redactor:
         privacy = self._privacy
         if privacy is None or not text:
             return text
-        if self._jids is not None:
+        if self._jids is not None and any(prefix in text for prefix in self._prefixes):
             text = self._jids.sub(lambda found: privacy.chat(found.group(0)), text)
-        pattern = self._words_pattern()
-        if pattern is not None:
-            text = pattern.sub(lambda found: self._words[found.group(0)], text)
+        # a substring search per id first: most texts hold none, and a regex of every id is slow on long ones
+        present = tuple(real for real in self._forms() if real in text)
+        if present:
+            text = _words(present).sub(lambda found: self._words[found.group(0)], text)
         return text
 
-    def _words_pattern(self) -> re.Pattern[str] | None:
-        if self._pattern is None and self._words:
+    def _forms(self) -> tuple[str, ...]:
+        """Every known id as it is and XML-escaped, longest first (where two overlap, the longer is what is there)."""
+        if self._sorted is None:
             escaped = {xml_escape(real): pseudonym for real, pseudonym in self._words.items()}
             self._words.update({real: pseudonym for real, pseudonym in escaped.items() if real not in self._words})
-            self._pattern = re.compile("|".join(_word(real) for real in sorted(self._words, key=len, reverse=True)))
-        return self._pattern
+            self._sorted = tuple(sorted(self._words, key=len, reverse=True))
+        return self._sorted
+
+
+@functools.lru_cache(maxsize=256)
+def _words(reals: tuple[str, ...]) -> re.Pattern[str]:
+    """A pattern of ``reals``, each as a word of its own, in the order given."""
+    return re.compile("|".join(map(_word, reals)))
 
 
 def _word(real: str) -> str:
