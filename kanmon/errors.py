@@ -12,6 +12,7 @@
     │   ├── AttachmentRefused         (kanmon.gateway.errors)
     │   ├── OnboardingError           (kanmon.gateway.onboarding)
     │   ├── PairingError              (kanmon.gateway.pairing)
+    │   ├── PluginError               (kanmon.gateway.hooks.manager) a hook plugin the config names cannot load
     │   ├── RegistrationRefused       (kanmon.adapters.gated_client)
     │   └── StateBusy                 (kanmon.adapters.state)
     ├── StoreError                    (kanmon.store.errors)

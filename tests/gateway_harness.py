@@ -26,6 +26,7 @@ from kanmon.container.process import ProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.fetch import FetchPolicy
+from kanmon.gateway.hooks import Hooks
 from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.queue import RetryPolicy
 from kanmon.router import ImpulseConfig
@@ -149,6 +150,7 @@ async def running_gateway(
     clock: Clock | None = None,
     timezone: str = "UTC",
     scheduler: SchedulerConfig | None = None,
+    hooks: Hooks | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -191,7 +193,7 @@ async def running_gateway(
         attachments=attachments or FetchPolicy(),
         scheduler=scheduler or SchedulerConfig(),
     )
-    gateway = Gateway(store, runtimes, config, clock=clock)
+    gateway = Gateway(store, runtimes, config, clock=clock, hooks=hooks)
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
     started = asyncio.create_task(gateway.started.wait())

@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "adapter": "kanmon.gated.adapter_commands:adapter",
     "allow": "kanmon.gated.auth_commands:allow_group",
     "pairing": "kanmon.gated.auth_commands:pairing_group",
+    "hooks": "kanmon.gated.hook_commands:hooks_group",
 }
 
 #: The reference agent, run as the standard-library-only file it is (no kanmon package import at all).

@@ -24,6 +24,7 @@ import yaml
 from kanmon.errors import InvalidInput, closest_name
 from kanmon.gated.config_keys import KEYS, KEYS_BY_ENV, KEYS_BY_NAME
 from kanmon.gated.config_kinds import ENV_PREFIX, Key, Problem
+from kanmon.gated.config_privacy_keys import privacy_problem
 from kanmon.gated.settings import (
     DEFAULT_SOURCE,
     AttachmentSettings,
@@ -33,11 +34,13 @@ from kanmon.gated.settings import (
     DeliverySettings,
     DockerSettings,
     GatewaySettings,
+    HookSettings,
     HttpSettings,
     ImpulseSettings,
     LogSettings,
     MatrixSettings,
     MediaSettings,
+    PrivacySettings,
     QueueSettings,
     RuntimeSettings,
     SchedulerSettings,
@@ -121,6 +124,8 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("credential_proxy", CredentialProxySettings),
     ("scheduler", SchedulerSettings),
     ("auth", AuthSettings),
+    ("privacy", PrivacySettings),
+    ("hooks", HookSettings),
     ("log", LogSettings),
     ("telegram", TelegramSettings),
     ("matrix", MatrixSettings),
@@ -151,6 +156,9 @@ def load_settings(
     if not values["instance"]:
         values["instance"], sources["instance"] = derive_instance(root), "derived from data_dir"
     _check_timeouts(values, sources)
+    problem = privacy_problem(values)
+    if problem is not None:
+        raise ConfigError(problem, key="privacy.salt", source=sources.get("privacy.salt", DEFAULT_SOURCE))
     return _build(values, sources)
 
 

@@ -43,6 +43,7 @@ from kanmon.gated.config_kinds import (
 )
 from kanmon.gated.config_media_keys import MEDIA_KEYS
 from kanmon.gated.config_observe_keys import OBSERVE_KEYS
+from kanmon.gated.config_privacy_keys import HOOK_KEYS, PRIVACY_KEYS
 from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.gated.config_session_keys import SESSION_KEYS
@@ -385,6 +386,8 @@ KEYS: tuple[Key, ...] = (
         "Agent secrets by name: where each value is read (env: VAR or file: PATH); values never shown.",
     ),
     *SCHEDULER_KEYS,
+    *PRIVACY_KEYS,
+    *HOOK_KEYS,
     *ADAPTER_KEYS,
     *OBSERVE_KEYS,
 )

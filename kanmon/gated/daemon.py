@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI
 
+from kanmon import redaction
 from kanmon.container import Limits, ProcessRuntime
+from kanmon.container.agent_secrets import MissingSecret, read_secret
 from kanmon.container.docker import DockerRuntime
 from kanmon.errors import InvalidInput
 from kanmon.gated.auth_commands import auth_config
@@ -28,7 +31,9 @@ from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.fetch import FetchPolicy
+from kanmon.gateway.hooks import HookConfig
 from kanmon.gateway.media import MediaConfig
+from kanmon.gateway.privacy import MIN_SALT_CHARS, Privacy
 from kanmon.gateway.runner import Runtimes
 from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.gateway.session_policy import mode_of
@@ -41,7 +46,7 @@ from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
 from kanmon.web.credproxy_servers import serving_proxy
 
-__all__ = ["Daemon", "gateway_config", "listen", "make_runtimes", "web_config"]
+__all__ = ["Daemon", "gateway_config", "hook_config", "listen", "make_runtimes", "privacy", "web_config"]
 
 _BACKLOG = 2048  # uvicorn's default
 
@@ -71,6 +76,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         flush_timeout=settings.gateway.session_flush_timeout,
         secrets=settings.secrets,
         timezone=settings.scheduler.timezone,
+        privacy=privacy(settings),
     )
     queue = settings.queue
     return GatewayConfig(
@@ -119,7 +125,29 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             port=settings.credential_proxy.port,
             agent_host=settings.credential_proxy.agent_host,
         ),
+        hooks=hook_config(settings),
     )
+
+
+def hook_config(settings: Settings) -> HookConfig:
+    """Which hook plugins gated loads (``hooks.*``)."""
+    hooks = settings.hooks
+    return HookConfig(modules=hooks.modules, entry_points=hooks.entry_points, timeout=hooks.timeout)
+
+
+def privacy(settings: Settings, environ: Mapping[str, str] | None = None) -> Privacy | None:
+    """The PII redaction of prompts (``privacy.*``), its salt read now from its secret (remembered for the log
+    redaction, never stored); None when no platform is redacted. Raises
+    :class:`~kanmon.container.agent_secrets.MissingSecret` (exit 2) when the salt cannot be read or is too short."""
+    config = settings.privacy
+    if not config.redact:
+        return None
+    name = config.salt
+    salt = read_secret(name, settings.secrets[name], os.environ if environ is None else environ)
+    redaction.remember(salt)
+    if len(salt) < MIN_SALT_CHARS:
+        raise MissingSecret(name, f"the salt must be at least {MIN_SALT_CHARS} characters (openssl rand -hex 32)")
+    return Privacy(frozenset(config.redact), salt, names=config.redact_names)
 
 
 def web_config(settings: Settings) -> WebConfig:

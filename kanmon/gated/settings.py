@@ -27,11 +27,13 @@ __all__ = [
     "DeliverySettings",
     "DockerSettings",
     "GatewaySettings",
+    "HookSettings",
     "HttpSettings",
     "ImpulseSettings",
     "LogSettings",
     "MatrixSettings",
     "MediaSettings",
+    "PrivacySettings",
     "QueueSettings",
     "RuntimeSettings",
     "SchedulerSettings",
@@ -202,6 +204,24 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PrivacySettings:
+    """PII redaction in prompts (issue 16 item 5, :mod:`kanmon.gateway.privacy`)."""
+
+    redact: tuple[str, ...] = _default("privacy.redact")
+    salt: str = _default("privacy.salt")  # a secret's name, not its value
+    redact_names: bool = _default("privacy.redact_names")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookSettings:
+    """Lifecycle hooks of trusted local plugins (issue 16 item 6, :mod:`kanmon.gateway.hooks`)."""
+
+    modules: tuple[str, ...] = _default("hooks.modules")
+    entry_points: bool = _default("hooks.entry_points")
+    timeout: float = _default("hooks.timeout")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SchedulerSettings:
     """Scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`)."""
 
@@ -277,6 +297,8 @@ class Settings:
     credential_proxy: CredentialProxySettings = field(default_factory=CredentialProxySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    hooks: HookSettings = field(default_factory=HookSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)

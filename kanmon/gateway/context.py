@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from kanmon.clock import Clock
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.decisions import QueueControl
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.registry import Registry
 from kanmon.router import ImpulseConfig, Route
 from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
@@ -47,6 +48,8 @@ class LayerContext:
     clock: Clock | None = field(default=None, repr=False)
     # The zone a group's days are counted in unless it names its own (``scheduler.timezone``): ``/status`` usage.
     timezone: str = "UTC"
+    # Lifecycle hooks (kanmon.gateway.hooks): /new tells session_reset.
+    hooks: Hooks = field(default=NO_HOOKS, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)

@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 
 from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.errors import GatewayError
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.logcontext import bound
 from kanmon.store import Chat, Message
@@ -111,8 +112,10 @@ class DeliveryWorker:
         clock: Clock | None = None,
         policy: DeliveryPolicy | None = None,
         rng: random.Random | None = None,
+        hooks: Hooks = NO_HOOKS,  # told of each failed attempt (delivery_failed, issue 16 item 6)
     ) -> None:
         self._db = db
+        self._hooks = hooks
         self._store = db.store
         self._source: DeliverersSource = deliverers if callable(deliverers) else list(deliverers)
         self._metrics = metrics
@@ -305,6 +308,7 @@ class DeliveryWorker:
                 self._store.mark_delivery, row.seq, status, error=str(exc), deliver_after=deliver_after
             )
             self._metrics.deliveries.labels(channel=deliverer.name, result=status).inc()
+            self._hooks.notify("delivery_failed", message=row, error=str(exc), final=status == "failed")
             if status == "failed" and exc.transient:
                 deadline = self.policy.deadline
                 logger.error("delivery of seq=%d failed for good: still failing after %gs: %s", row.seq, deadline, exc)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kanmon.clock import Clock
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, read_from_store
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
+from kanmon.gateway.hooks import NO_HOOKS, Hooks, Retarget
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.owner import resolve_owner
@@ -92,7 +93,9 @@ class Dispatcher:
         metrics: GatewayMetrics,
         clock: Clock,
         rng: random.Random | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
+        self._hooks = hooks
         self._rng = rng  # pairing codes: None = secrets.SystemRandom (tests inject a seeded one)
         self._store = store
         self._registry = registry
@@ -107,6 +110,8 @@ class Dispatcher:
         work = TickWork(rows=rows)
         if not rows:
             return work
+        for row in rows:
+            self._hooks.notify("message_stored", message=row)
         ctx = LayerContext(
             self._store,
             queue,
@@ -117,6 +122,7 @@ class Dispatcher:
             auth=self._config.auth,
             clock=self._clock,
             timezone=self._config.timezone,
+            hooks=self._hooks,
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []
@@ -157,11 +163,19 @@ class Dispatcher:
         if isinstance(decision, Daemon):
             ctx.write(_to_daemon(row, decision.name))
             return Dispatch(row.seq, "done")
-        if self._delegates(row, ctx, decision):
+        hooked = self._hooked(row, ctx, decision)
+        if hooked is None or self._delegates(row, ctx, hooked):
             return Dispatch(row.seq, "done")
-        lane = lane_for(decision.folder, row.chat_jid, decision.topic)
-        admitted.append(Admitted(row.chat_jid, row.verb, row.seq, lane, decision.impulse))
-        return Dispatch(row.seq, "new", decision.folder, decision.topic, decision.content)
+        lane = lane_for(hooked.folder, row.chat_jid, hooked.topic)
+        admitted.append(Admitted(row.chat_jid, row.verb, row.seq, lane, hooked.impulse))
+        return Dispatch(row.seq, "new", hooked.folder, hooked.topic, hooked.content)
+
+    def _hooked(self, row: Message, ctx: LayerContext, decision: Forward) -> Forward | None:
+        """``decision`` as the ``message_routed`` hooks leave it: dropped (None), re-targeted, or as it was."""
+        change = self._hooks.route(row, decision.folder, decision.topic, known=lambda folder: bool(ctx.group(folder)))
+        if isinstance(change, Retarget):
+            return replace(decision, folder=change.folder, topic=change.topic or "")
+        return decision if change is None else None
 
     @staticmethod
     def _delegates(row: Message, ctx: LayerContext, decision: Forward) -> bool:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kanmon.container import PromptAttachment
@@ -128,15 +128,19 @@ class Inbox:
         self._groups = data_dir / "groups"
         self._slots = asyncio.Semaphore(_PARALLEL)
 
-    async def receive(self, rows: Sequence[Message], folder: str, runtime: str) -> dict[int, list[PromptAttachment]]:
+    async def receive(
+        self, rows: Sequence[Message], folder: str, runtime: str, rename: Callable[[str], str] = str
+    ) -> dict[int, list[PromptAttachment]]:
         """The attachments of ``rows`` by seq, each saved (with the path ``runtime``'s agent opens) or with the
-        reason it is not; rows without attachments are left out. Never raises for a file that cannot be had."""
+        reason it is not; rows without attachments are left out. Never raises for a file that cannot be had.
+        ``rename`` turns a sender's file name into the name the file is saved under (PII redaction keeps real ids
+        out of paths: :mod:`kanmon.gateway.privacy`); it must give the same name every time."""
         group_dir = self._groups / folder
         home = agent_home(runtime, group_dir)
         jobs: list[tuple[int, asyncio.Task[PromptAttachment]]] = []
         for row in rows:
             found = read_attachments(row.attachments)
-            for attachment, filename in zip(found, inbox_names(row.seq, [a.name for a in found]), strict=True):
+            for attachment, filename in zip(found, inbox_names(row.seq, [rename(a.name) for a in found]), strict=True):
                 task = asyncio.ensure_future(self._one(attachment, group_dir, filename, home, row.seq))
                 jobs.append((row.seq, task))
         result: dict[int, list[PromptAttachment]] = {}

@@ -32,6 +32,7 @@ from kanmon.gateway.dispatch import Admitted, DispatchConfig, Dispatcher, TickWo
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.held import stored_impulse
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.settle import Settle
@@ -110,6 +111,7 @@ class MessageLoop:
         registry: Registry,
         clock: Clock | None = None,
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
+        hooks: Hooks = NO_HOOKS,  # message stored, message routed (issue 16 item 6): told by the dispatcher
     ) -> None:
         self._db = db
         self._queue = queue
@@ -132,6 +134,7 @@ class MessageLoop:
             ),
             metrics=metrics,
             clock=self._clock,
+            hooks=hooks,
         )
         self._settle = Settle(self._clock, config.settle_max)
         self._wake = asyncio.Event()

@@ -29,9 +29,9 @@ from typing import Literal
 from kanmon.container import Exited, ExitReason
 from kanmon.queue import LaneResult
 from kanmon.redaction import redact
-from kanmon.store import RunStatus
+from kanmon.store import RunEnd, RunStatus
 
-__all__ = ["Ending", "Outcome", "judge"]
+__all__ = ["Ending", "Outcome", "bare_end", "judge"]
 
 _TIMEOUTS = (ExitReason.IDLE_TIMEOUT, ExitReason.HARD_TIMEOUT)
 
@@ -107,3 +107,14 @@ def _agent_error(ending: Ending, exited: Exited) -> list[str]:
 
 def _join(parts: Sequence[str]) -> str | None:
     return "; ".join(parts) or None
+
+
+def bare_end(end: RunEnd, outcome: Outcome) -> RunEnd:
+    """The least of ``end`` kanmon records when ``end`` itself could not be (a bookkeeping fault, not an outage): the
+    run ends ``error`` saying why, its rows get the outcome's fate and its session is evicted."""
+    return RunEnd(
+        run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
+        folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
+        stderr=end.stderr, stdout=end.stdout,
+        error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
+    )  # fmt: skip

@@ -24,7 +24,7 @@ run's bookkeeping at once and leaves its container to that gated.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kanmon.clock import Clock, SystemClock
@@ -33,16 +33,17 @@ from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
-from kanmon.gateway.outcome import Ending, Outcome, judge
-from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch
+from kanmon.gateway.outcome import Ending, Outcome, bare_end, judge
+from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.session_reset import SessionResets, reset_note
 from kanmon.gateway.spec import RunDefaults, runtime_name
-from kanmon.gateway.starter import RunStarter, Runtimes
+from kanmon.gateway.starter import RunStarter, Runtimes, Started
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
@@ -92,6 +93,7 @@ class LaneRunner:
         typing: TypingSignal | None = None,  # told when a run works on a chat topic (kanmon.gateway.typing)
         credentials: CredentialGrants | None = None,  # runs' proxy URLs and tokens per upstream (issue 19)
         on_tasks: Callable[[], None] = lambda: None,  # an agent action created or cancelled a task (issue 15)
+        hooks: Hooks = NO_HOOKS,  # run starting/finished, session reset, dead letter (issue 16 item 6)
     ) -> None:
         self._db, self._runtimes, self._defaults = db, runtimes, defaults
         self._registry, self._metrics, self._is_held = registry, metrics, is_held
@@ -112,10 +114,11 @@ class LaneRunner:
         )
         self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self.live_runs)
         self._credentials = credentials
+        self._hooks = hooks
         self._starter = RunStarter(
-            runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials
+            runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials, hooks=hooks
         )
-        self._resets = SessionResets(db, self._starter, defaults, self._clock, on_stored)  # issue 16 items 2, 3
+        self._resets = SessionResets(db, self._starter, defaults, self._clock, on_stored, hooks)  # issue 16 items 2, 3
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
 
@@ -152,6 +155,9 @@ class LaneRunner:
         ended: RunEnded = await self._ends(end)
         self._on_stored(ended.stored)
         self._metrics.dead_letters.labels(folder=self._metrics.folder(head.folder)).inc()
+        self._hooks.notify(
+            "dead_letter", folder=head.folder, chat_jid=head.chat_jid, topic=head.topic, messages=batch.rows
+        )
         with bound(chat=head.chat_jid):  # the lane's ids are bound by the queue already
             logger.error(
                 "dead letter seqs=%d..%d (%d rows); cursor now %d",
@@ -213,7 +219,7 @@ class LaneRunner:
             if handle is not None:
                 self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
             with bound(chat=start.run.chat_jid):
-                return await self._run(lane, state, start, handle, started.problems, began, started.secrets)
+                return await self._run(lane, state, start, handle, started)
 
     async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         def runnable(head: LaneHead) -> bool:
@@ -244,27 +250,27 @@ class LaneRunner:
         state: _LaneState,
         start: RunStart,
         handle: RunHandle | None,
-        problems: list[str],
-        began: float,
-        secrets: Mapping[str, str],
+        started: Started,
     ) -> LaneResult:
         run, batch = start.run, Batch(start.head, start.rows)
-        notes = notes_of(start.notes)
+        notes = notes_of(start.notes) + started.notes
         if start.reset is not None:
             notes.append(reset_note(start.reset))
         logger.info("run start", extra={"messages": len(batch.rows)})
-        watched = Watched(session_id=start.session_id, problems=problems)
+        watched = Watched(session_id=start.session_id, problems=started.problems)
         if handle is not None:
-            files = await self._inbox.receive(batch.rows, run.group_folder, run.runtime) if self._inbox else None
+            redact = await redactor(self._db, batch, self._defaults.privacy)  # PII redaction (issue 16 item 5)
+            inbox = self._inbox
+            files = await inbox.receive(batch.rows, run.group_folder, run.runtime, redact.text) if inbox else None
             document = input_document(
                 batch, folder=run.group_folder, run_id=run.id, session_id=start.session_id, notes=notes,
-                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=secrets,
-                files=files,
+                now=self._clock.now(), assistant_name=self._defaults.assistant_name, secrets=started.secrets,
+                files=files, redact=redact,
             )  # fmt: skip
             handle.feed(document.to_bytes())
             if state.stop_asked:
                 await handle.stop()
-        return await self._follow(lane, state, run, batch, handle, watched, began)
+        return await self._follow(lane, state, run, batch, handle, watched, started.began)
 
     async def _resume(self, lane: Lane, state: _LaneState, run: Run) -> LaneResult:
         resumed = await self.reclaimer.resume(run)
@@ -350,6 +356,7 @@ class LaneRunner:
         self._on_stored(ended.stored)
         self._usage.count(ended.usage)
         self._on_ended(batch.head.chat_jid)
+        self._hooks.notify("run_finished", run=run, status=outcome.status, error=outcome.error, outputs=ending.produced)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began
         self._metrics.runs.labels(result=outcome.status, folder=self._metrics.folder(run.group_folder)).inc()
@@ -378,13 +385,7 @@ class LaneRunner:
             raise
         except StoreError as exc:
             logger.error("its outcome could not be recorded (%s); recording the bare end", exc)
-        bare = RunEnd(
-            run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
-            folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
-            stderr=end.stderr, stdout=end.stdout,
-            error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
-        )  # fmt: skip
-        fallback: RunEnded = await self._ends(bare)
+        fallback: RunEnded = await self._ends(bare_end(end, outcome))
         return fallback
 
     async def _release(self, handle: RunHandle) -> None:

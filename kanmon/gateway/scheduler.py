@@ -33,6 +33,7 @@ from kanmon.clock import Clock
 from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.gate import TASK_VERB
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.registry import Registry
@@ -121,7 +122,9 @@ class TaskScheduler:
         clock: Clock,
         metrics: GatewayMetrics,
         on_stored: Callable[[], None] = lambda: None,
+        hooks: Hooks = NO_HOOKS,  # told of each task that fired (task_fired, issue 16 item 6)
     ) -> None:
+        self._hooks = hooks
         self._db = db
         self._registry = registry
         self._config = config
@@ -189,6 +192,8 @@ class TaskScheduler:
         if plans:
             for fired in store.fire_tasks(plans, now=now, fenced=True):
                 result.stored += fired.stored
+                if fired.stored and fired.task is not None:
+                    self._hooks.notify("task_fired", task=fired.task, stored=fired.stored)
                 if fired.task is not None and fired.task.status == "done" and not fired.stale:
                     result.done += 1
         result.next_at = store.next_fire_time()

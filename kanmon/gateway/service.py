@@ -25,6 +25,7 @@ from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.fetch import Fetcher, FetchPolicy
 from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.hooks import HookConfig, Hooks
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.media import MediaConfig, MediaStore
@@ -70,6 +71,8 @@ class GatewayConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     #: APIs agents reach through gated's credential proxy (``credential_proxy.*``; issue 19).
     credential_proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    #: Lifecycle hook plugins to load (``hooks.*``; issue 16 item 6).
+    hooks: HookConfig = field(default_factory=HookConfig)
 
 
 class Gateway:
@@ -85,6 +88,7 @@ class Gateway:
         clock: Clock | None = None,
         metrics: GatewayMetrics | None = None,
         db: AsyncStore | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
         self.runtimes = runtimes
@@ -99,6 +103,8 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics(
             delivery_deadline=config.adapters.deadline, max_folders=config.metric_folders
         )
+        #: Trusted local plugins told of lifecycle events (:mod:`kanmon.gateway.hooks`); loading may raise PluginError.
+        self.hooks = hooks or Hooks.load(config.hooks)
         #: Why this gated holds back (``None`` while it may route and run): see :meth:`fence`.
         self.fenced: str | None = None
         #: False until :meth:`serve` starts, and again once it stops: the HTTP surface takes no messages meanwhile.
@@ -161,6 +167,7 @@ class Gateway:
             typing=self.typing,
             credentials=self.credentials,
             on_tasks=lambda: self.scheduler.wake(),  # the scheduler is made below
+            hooks=self.hooks,
         )
         self.queue = GroupQueue(
             self.runner.run_lane,
@@ -180,10 +187,12 @@ class Gateway:
             registry=self.registry,
             clock=self.clock,
             on_stored=self._stored,
+            hooks=self.hooks,
         )
         self.scheduler = TaskScheduler(
-            self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake
-        )
+            self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake,
+            hooks=self.hooks,
+        )  # fmt: skip
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
         self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
         self.adapter_config = config.adapters
@@ -195,6 +204,7 @@ class Gateway:
             interval=config.loop.poll_interval,
             clock=self.clock,
             policy=_policy(config.adapters),
+            hooks=self.hooks,
         )
         self._stopping = asyncio.Event()
 
@@ -353,6 +363,7 @@ class Gateway:
                 self.feed.close()
                 await self.fetcher.aclose()
                 self.media.close()
+                self.hooks.close()
                 if self._adapter_client is not None:
                     await self._adapter_client.aclose()
                     self._adapter_client = None

@@ -30,6 +30,7 @@ from kanmon.container.events import Exited, Output
 from kanmon.errors import KanmonError
 from kanmon.folders import split_jid
 from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.prompt import render_note
 from kanmon.gateway.session_policy import Flush, ResetPolicy, expiry, flush_for, policy_for
 from kanmon.gateway.spec import RunDefaults
@@ -54,14 +55,17 @@ def reset_session(
     detail: str,
     flush: bool,
     now: dt.datetime,
+    hooks: Hooks = NO_HOOKS,
 ) -> SessionReset:
     """Reset the session of ``(folder, topic)``: every reset, a policy's or ``/new``'s, goes through here (one store
-    transaction, then one log line). ``flush``: keep the old session for the group's memory flush turn."""
+    transaction, one log line, then the ``session_reset`` hook). ``flush``: keep the old session for the group's
+    memory flush turn."""
     reset = store.reset_session(folder, topic, chat_jid=chat_jid, reason=reason, detail=detail, flush=flush, now=now)
     logger.info(
         "session reset folder=%s topic=%s chat=%s reason=%s flush=%s",
         folder, topic, chat_jid, reason, "pending" if reset.flush_session_id else "none",
     )  # fmt: skip
+    hooks.notify("session_reset", folder=folder, topic=topic, chat_jid=chat_jid, reason=reason)
     return reset
 
 
@@ -93,8 +97,10 @@ class SessionResets:
         defaults: RunDefaults,
         clock: Clock,
         on_stored: Callable[[list[Message]], None],
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._db, self._starter, self._defaults, self._clock, self._on_stored = db, starter, defaults, clock, on_stored
+        self._hooks = hooks
         self._policy = ResetPolicy(
             mode=defaults.session_reset,
             idle=defaults.session_idle_expiry,
@@ -144,7 +150,7 @@ class SessionResets:
             self._on_stored(await self._db.retrying(self._db.store.record_replies, [notice], now=now))
         await self._db.retrying(
             reset_session, self._db.store, group.folder, head.topic, chat_jid=jid, reason=expired.reason,
-            detail=expired.detail, flush=flush, now=now,
+            detail=expired.detail, flush=flush, now=now, hooks=self._hooks,
         )  # fmt: skip
 
     async def _flush_turn(self, group: Group, lane: Lane, reset: SessionReset, flush: Flush) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from kanmon.container import InvalidRunSpec, Limits, Mount, RunSpec
 from kanmon.container.agent_secrets import SecretSource, read_secrets
+from kanmon.gateway.privacy import Privacy
 from kanmon.gateway.session_policy import DEFAULT_FLUSH_PROMPT
 from kanmon.store import Group
 
@@ -66,6 +67,8 @@ class RunDefaults:
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     #: The environment ``env:`` secrets are read from: gated's own (``os.environ``) when None.
     environ: Mapping[str, str] | None = field(default=None, repr=False)
+    #: Whose ids agents see as pseudonyms (``privacy.*``; issue 16 item 5); None: nobody's.
+    privacy: Privacy | None = field(default=None, repr=False)
 
 
 def new_run_id(now: float) -> str:

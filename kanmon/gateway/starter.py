@@ -10,14 +10,15 @@ missing secret or image) is not an exception: the run goes on without an agent a
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kanmon.clock import Clock
 from kanmon.container import ContainerError, InvalidRunSpec, RunSpec, Runtime, RuntimeUnavailable
 from kanmon.container.handle import RunHandle
+from kanmon.gateway.hooks import NO_HOOKS, Hooks
+from kanmon.gateway.prompt import render_note
 from kanmon.gateway.reclaim import Reclaimer
 from kanmon.gateway.spec import RunDefaults, build_spec, new_run_id, run_secrets, runtime_name
 from kanmon.gateway.upstreams import CredentialGrants
@@ -43,6 +44,7 @@ class Started:
     handle: RunHandle | None = None
     problems: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)  # rendered system messages run_starting hooks added
 
 
 class RunStarter:
@@ -56,7 +58,9 @@ class RunStarter:
         clock: Clock,
         reclaimer: Reclaimer,
         credentials: CredentialGrants | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
+        self._hooks = hooks
         self._runtimes = runtimes
         self._defaults = defaults
         self._clock = clock
@@ -79,7 +83,11 @@ class RunStarter:
         try:
             spec = build_spec(group, self._defaults, run_id=started.run_id)
             if run_timeout is not None:
-                spec = dataclasses.replace(spec, timeout=run_timeout, idle_timeout=None)
+                spec = replace(spec, timeout=run_timeout, idle_timeout=None)
+            extras = await self._hooks.run_starting(started.run_id, group, runtime_key)  # issue 16 item 6
+            if extras.env:
+                spec = replace(spec, env={**extras.env, **spec.env})  # the group's own variables win
+            started.notes = [render_note("hook", "run_starting", note) for note in extras.notes]
             if self._credentials is not None:
                 spec = await self._credentials.grant(spec, group, self._runtimes.get(runtime_key))
             started.secrets = await run_secrets(group, self._defaults)  # read at every start: a rotated value counts

@@ -119,7 +119,9 @@ class AuthStore(StoreBase):
     def issue_pairing(self, request: PairingRequest) -> Issued:
         """Store ``request``'s code and its notice to the sender in one transaction, unless the sender had a code
         since ``window_start`` or holds one still live (``limited``), or its platform has ``max_pending`` live codes
-        (``full``). A batch read again after a crash finds the code and stores nothing twice."""
+        (``full``). A batch read again after a crash finds the code and stores nothing twice. Codes that expired
+        undecided before ``window_start`` are deleted first (they limit nobody any more), so the table holds the
+        live codes, the recent ones and the decided ones, however many strangers write."""
         codes = pairing_codes.c
         recent = select(codes.id).where(
             codes.platform == request.platform,
@@ -131,8 +133,13 @@ class AuthStore(StoreBase):
         live = select(func.count()).where(
             codes.platform == request.platform, codes.status == "pending", codes.expires_at > request.now
         )
+        # codes that expired undecided and no longer hold their sender back: nothing reads them again
+        spent = delete(pairing_codes).where(
+            codes.status == "pending", codes.expires_at <= request.now, codes.created_at <= request.window_start
+        )
         with self._write(fenced=True) as conn:
             lock_appends(conn)
+            conn.execute(spent)
             if conn.execute(recent.limit(1)).first() is not None:
                 return "limited"
             if int(conn.execute(live).scalar_one()) >= request.max_pending:

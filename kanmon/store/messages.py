@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, func, select, text, update
+from sqlalchemy import Connection, Integer, bindparam, func, select, text, union, update
 
 from kanmon.errors import InvalidInput
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
@@ -124,6 +124,18 @@ class MessageStore(StoreBase):
                 ChatTopic(topic=row.topic, last_seq=int(row.last_seq), last_at=row.last_at, messages=int(row.messages))
                 for row in conn.execute(query)
             ]
+
+    def chat_senders(self, jids: Iterable[str], limit: int = 1000) -> list[str]:
+        """The distinct ids of the people who wrote in the chats ``jids`` or were quoted there (inbound rows'
+        ``sender`` and ``reply_to_sender``), at most ``limit`` (PII redaction: :mod:`kanmon.gateway.privacy`)."""
+        chats_ = list(dict.fromkeys(jids))
+        if not chats_:
+            return []
+        inbound = (messages.c.chat_jid.in_(chats_), messages.c.direction == "in")
+        quoted = select(messages.c.reply_to_sender.label("id")).where(*inbound, messages.c.reply_to_sender.is_not(None))
+        query = union(select(messages.c.sender.label("id")).where(*inbound), quoted).limit(limit)
+        with self._read() as conn:
+            return sorted(row.id for row in conn.execute(query) if row.id)
 
     # ------------------------------------------------------------------------------------------------ chats
     def get_chat(self, jid: str) -> Chat | None:

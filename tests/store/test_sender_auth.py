@@ -298,3 +298,21 @@ def test_pair_from_a_root_group_allows_the_sender(world: World) -> None:
     world.say(PUBLIC, FRIEND, "/pair ABCDEFGH", is_group=True)
     world.tick()
     assert "no live pairing code" in world.answers(PUBLIC)[-1]
+
+
+def test_expired_undecided_codes_are_pruned_when_a_new_one_is_issued(world: World) -> None:
+    world.say(DM, STRANGER, is_group=False)
+    world.say("tg:dm-friend", FRIEND, is_group=False)
+    world.tick()
+    (code,) = world.codes("tg:dm-friend")
+    approve(world.store, code, by="test", now=world.clock.now())
+    world.clock.advance(3600 + 600)  # the stranger's code expired, and its window passed
+    world.restart()
+    assert {c.sender for c in world.store.pairing_codes()} == {STRANGER, FRIEND}  # nothing pruned by time alone
+    world.say("tg:dm-other", "tg:777", is_group=False)
+    world.tick()
+    assert {(c.sender, c.status) for c in world.store.pairing_codes()} == {(FRIEND, "approved"), ("tg:777", "pending")}
+    # the pruned stranger may get a new code, as before
+    world.say(DM, STRANGER, "again", is_group=False)
+    world.tick()
+    assert len(world.codes(DM)) == 2

@@ -69,7 +69,7 @@ def _new(req: CommandRequest) -> str:
     flush = group is not None and group.container_config.get("memory_flush") is True  # before its topic's next run
     reset_session(
         req.ctx.store, req.owner, topic, chat_jid=req.message.chat_jid, reason="new", detail="/new", flush=flush,
-        now=req.ctx.now(),
+        now=req.ctx.now(), hooks=req.ctx.hooks,
     )  # fmt: skip
     if not rest:
         return label
