@@ -19,6 +19,7 @@ from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
 from kanmon.store.tasks import TaskStore
 from kanmon.store.usage import UsageStore
+from kanmon.store.webchat import WebChatStore
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
@@ -37,9 +38,10 @@ class Store(
     AuthStore,
     ActionStore,
     UsageStore,
+    WebChatStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys, scheduled tasks, sender authorisation, agent actions and usage.
+    keys, scheduled tasks, sender authorisation, agent actions, usage, and the web chat's tokens and topic names.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -20,10 +15,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
-    text,
 )
+
+from kanmon.store.coltypes import SeqType as SeqType
+from kanmon.store.coltypes import UTCDateTime as UTCDateTime
+from kanmon.store.coltypes import empty as _empty
+from kanmon.store.coltypes import false as _false
 
 __all__ = [
     "api_key_groups",
@@ -43,7 +41,9 @@ __all__ = [
     "sessions",
     "system_messages",
     "tasks",
+    "topic_names",
     "usage",
+    "web_tokens",
 ]
 
 # Stable constraint names, so Alembic can alter them and both backends agree on what exists.
@@ -56,40 +56,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-# SQLite only aliases the rowid (and so autoincrements) for a column declared exactly INTEGER PRIMARY KEY.
-SeqType = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """An aware UTC datetime on every backend: SQLite has no time zones, so naive values are refused on the way in."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: kanmon stores aware UTC times only")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, dt.datetime)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _false() -> Any:
-    return text("false")
-
-
-def _empty() -> Any:
-    # spelled as SQL: a plain "" default reads back from SQLite as "''" and Alembic would report drift forever
-    return text("''")
-
 
 messages = Table(
     "messages",
@@ -168,7 +134,6 @@ registered_groups = Table(
     Column("added_at", UTCDateTime, nullable=False),
     Column("parent", Text, ForeignKey("registered_groups.folder", ondelete="SET NULL")),
     Column("container_config", JSON, doc="runtime, image, command, env, timeouts, limits, network, mounts"),
-    Column("web_token", Text, doc="hash of the web chat token, never the token"),
     Column("impulse_config", Text),
 )
 
@@ -378,4 +343,24 @@ usage = Table(
     # a group's spend of a day (the budget check before every run of a group with a budget) and gated usage
     Index(None, "group_folder", "day"),
     Index(None, "day"),
+)
+
+web_tokens = Table(
+    "web_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True, doc="what `gated group web-token --revoke` names"),
+    Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", Text, nullable=False, doc="sha256 of the token, never the token"),
+    Column("label", Text, nullable=False, server_default=_empty(), doc="who or what it was given to"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "group_folder"),
+)
+
+topic_names = Table(
+    "topic_names",
+    metadata,
+    Column("chat_jid", Text, primary_key=True, doc="no foreign key: a chat's topics live in its messages"),
+    Column("topic", Text, primary_key=True),
+    Column("name", Text, nullable=False, doc="what people call the topic; its id never changes"),
+    Column("named_at", UTCDateTime, nullable=False),
 )

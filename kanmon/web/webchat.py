@@ -57,12 +57,12 @@ __all__ = [
     "ChatEvent",
     "PostMessage",
     "PostedMessage",
-    "TopicList",
     "chat_event",
     "chat_url",
     "event_stream",
     "new_web_token",
     "router",
+    "sender_of",
     "token_hash",
 ]
 
@@ -80,7 +80,11 @@ TOPIC_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
 MAX_SENDER_CHARS = 200
 STATIC = "static"
 JS = "text/javascript; charset=utf-8"
-ASSETS = {"chat.js": JS, "chat-files.js": JS, "chat.css": "text/css; charset=utf-8"}
+ASSETS = {
+    **{name: JS for name in ("chat.js", "chat-files.js", "chat-token.js", "chat-markdown.js", "chat-scroll.js")},
+    **{name: JS for name in ("chat-composer.js", "vendor/marked.umd.js", "vendor/purify.min.js")},
+    "chat.css": "text/css; charset=utf-8",
+}
 
 # The page loads nothing but its own script and style, and talks to nothing but this server.
 PAGE_HEADERS = {
@@ -134,25 +138,11 @@ class ChatEvent(BaseModel):
     direction: Literal["in", "out"]
     role: Literal["user", "assistant"]
     sender: str
+    sender_name: str = Field(default="", description='Who wrote it, as they are shown ("": the agent).')
     content: str
     topic: str
     time: str = Field(description="ISO 8601, UTC")
     attachments: list[ChatAttachment] = Field(default_factory=list, description="The user's files, or the agent's.")
-
-
-class TopicSummary(BaseModel):
-    """One conversation of the chat."""
-
-    topic: str
-    last_seq: int
-    last_time: str = Field(description="ISO 8601, UTC: when its last message was sent")
-    messages: int
-
-
-class TopicList(BaseModel):
-    """The chat's topics, the most recently active first."""
-
-    topics: list[TopicSummary]
 
 
 # ------------------------------------------------------------------------------------------------ dependencies
@@ -160,7 +150,7 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 ConfigDep = Annotated[WebConfig, Depends(get_config)]
 
 
-def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
+def sender_of(request: Request, config: WebConfig) -> tuple[str, str]:
     """``(sender, sender_name)``: the trusted proxy's user when it names one, else an anonymous id from the IP."""
     if config.trusted_sender_header:
         raw = request.headers.get(config.trusted_sender_header, "")
@@ -183,7 +173,7 @@ def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
 async def post_message(
     group: WebGroup, body: PostMessage, request: Request, gateway: GatewayDep, config: ConfigDep
 ) -> PostedMessage:
-    sender, sender_name = _sender(request, config)
+    sender, sender_name = sender_of(request, config)
     new = NewMessage(
         chat_jid=f"web:{group.folder}",
         content=body.content,
@@ -204,8 +194,8 @@ async def post_message(
         200: {
             "description": (
                 "`event: message` with a ChatEvent as `data`; `event: working` with `{topic, working}` (no id, never"
-                " stored) when a run starts working on the topic (`true`) and at its first reply or end (`false`);"
-                " `:` keep-alive comments."
+                " stored) when a run starts working on a topic of the chat, this one or another (`true`), and at its"
+                " first reply or end (`false`); `:` keep-alive comments."
             ),
             "content": {"text/event-stream": {}},
         },
@@ -237,21 +227,6 @@ async def stream(
 
 
 @router.get(
-    "/web/{folder:path}/topics",
-    summary="The topics of the group's web chat, the most recently active first.",
-    responses=AUTH_RESPONSES,
-)
-async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
-    found = await gateway.db.once(gateway.store.chat_topics, f"web:{group.folder}")
-    return TopicList(
-        topics=[
-            TopicSummary(topic=t.topic, last_seq=t.last_seq, last_time=t.last_at.isoformat(), messages=t.messages)
-            for t in found
-        ]
-    )
-
-
-@router.get(
     "/chat/{folder:path}",
     summary="The chat page of a group (open it with `#token=<web token>`).",
     response_class=Response,
@@ -265,8 +240,8 @@ async def chat_page(folder: FolderPath, request: Request) -> Response:
 
 
 @router.get(
-    "/chat-assets/{name}",
-    summary="The chat page's script and style.",
+    "/chat-assets/{name:path}",
+    summary="The chat page's scripts (its own, and the vendored Markdown renderer and sanitizer) and style.",
     response_class=Response,
     responses={404: {"description": "No such file."}},
 )
@@ -297,8 +272,8 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
         except StoreError as exc:
             logger.warning("web stream of %s #%s: replay failed (%s); the browser will reconnect", chat_jid, topic, exc)
             return
-        if gateway.typing.working(chat_jid, topic):  # a change from now on comes live; this one came before
-            yield _working_event(Working(chat_jid, topic, True))
+        for busy in gateway.typing.working_topics(chat_jid):  # a change from now on comes live; these came before
+            yield _working_event(Working(chat_jid, busy, True))
         live = subscription.events()
         upcoming: asyncio.Future[Message | Working] = asyncio.ensure_future(anext(live))
         try:
@@ -346,6 +321,7 @@ def chat_event(row: Message) -> ChatEvent:
         direction=row.direction,
         role="user" if row.direction == "in" else "assistant",
         sender=row.sender,
+        sender_name=row.sender_name if row.direction == "in" else "",
         content=row.content,
         topic=row.topic,
         time=row.timestamp.isoformat(),

@@ -1,9 +1,10 @@
-"""The web chat's tokens (SPEC §11, §14): one per group, kept only as a sha256 hash, compared in constant time.
+"""The web chat's tokens (SPEC §11, §14): several per group (one per link handed out, each with a label and revocable
+on its own: :mod:`kanmon.store.webchat`), kept only as sha256 hashes, compared in constant time.
 
 A request without its folder's token learns nothing, not even whether the folder exists: a group that does not exist,
-one without a web token and one whose token differs all answer the same 401 after the same work (the store read and
-one constant-time comparison, against a dummy hash when there is nothing to compare with). Only a malformed folder
-name is told apart (404): no group can have one, so saying so reveals nothing.
+one without a web token and one whose token differs all answer the same 401 after the same work (the same store reads,
+and :data:`COMPARED` constant-time comparisons: with each of the group's hashes, padded with a dummy hash that matches
+no token). Only a malformed folder name is told apart (404): no group can have one, so saying so reveals nothing.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ def chat_url(base_url: str, folder: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/chat/{folder}#token={token}"
 
 
-# What a token is compared with when there is no stored hash (no such group, or a group without a token): no token
-# hashes to it that anyone knows, and the comparison takes as long as a real one.
+# What a token is also compared with, so every request costs the same comparisons: no token hashes to it that anyone
+# knows.
 _NO_HASH = token_hash(secrets.token_urlsafe(32))
+COMPARED = 8  # a request's token is compared with this many hashes (more only for a group with more tokens)
 
 
 def valid_folder(folder: str) -> str:
@@ -76,13 +78,16 @@ def valid_folder(folder: str) -> str:
 
 
 async def _authorized(gateway: Gateway, folder: str, token: str | None) -> Group:
-    """The group ``folder`` when ``token`` is its web token; the one :data:`REFUSED` 401 in every other case."""
+    """The group ``folder`` when ``token`` is one of its web tokens; the one :data:`REFUSED` 401 in every other case."""
     group = await gateway.db.once(gateway.store.get_group, valid_folder(folder))
-    stored = group.web_token if group is not None and group.web_token else _NO_HASH
-    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing
+    stored = await gateway.db.once(gateway.store.web_token_hashes, folder)  # read for a missing group too
+    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing;
+    # every hash is compared (no early exit), padded with the dummy to the same number of comparisons for a group
+    # with one token, with none, and no group at all
     given = token_hash(token or "").encode()
-    matches = hmac.compare_digest(given, stored.encode("utf-8", "surrogatepass"))
-    if group is None or not group.web_token or not token or not matches:
+    padded = stored + [_NO_HASH] * (COMPARED - len(stored))
+    matches = [hmac.compare_digest(given, known.encode("utf-8", "surrogatepass")) for known in padded]
+    if group is None or not token or not any(matches):
         raise HTTPException(status_code=401, detail=REFUSED, headers={"WWW-Authenticate": "Bearer"})
     redaction.remember(token)  # a real token (perhaps printed by `gated group web-token`): never to be logged
     return group
