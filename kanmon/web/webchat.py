@@ -82,7 +82,7 @@ STATIC = "static"
 JS = "text/javascript; charset=utf-8"
 ASSETS = {
     **{name: JS for name in ("chat.js", "chat-files.js", "chat-token.js", "chat-markdown.js", "chat-scroll.js")},
-    **{name: JS for name in ("chat-composer.js", "vendor/marked.umd.js", "vendor/purify.min.js")},
+    **{name: JS for name in ("chat-composer.js", "chat-rename.js", "vendor/marked.umd.js", "vendor/purify.min.js")},
     "chat.css": "text/css; charset=utf-8",
 }
 

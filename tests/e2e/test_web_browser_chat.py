@@ -9,7 +9,8 @@
 * a topic not shown is marked in the list while a run works on it;
 * a second tab of the chat gets the token from the first (no link needed), and "Remember on this device" is opt-in.
 
-Screenshots: tests/artifacts/web-chat-markdown.png (desktop), web-chat-markdown-phone.png, web-chat-busy-topic.png.
+Screenshots: tests/artifacts/web-chat-markdown.png (desktop), web-chat-markdown-phone.png, web-chat-busy-topic.png,
+web-chat-menu.png, web-chat-token-dialog.png.
 """
 
 from __future__ import annotations
@@ -252,6 +253,11 @@ def watch_another_topic(driver: Any, url: str) -> dict[str, Any]:
     seen["remembered"] = driver.execute_script(storage)
     driver.find_element(By.ID, "remember").click()
     seen["unremembered"] = driver.execute_script(storage)
+    driver.save_screenshot(str(ARTIFACTS / "web-chat-menu.png"))
+    driver.find_element(By.ID, "forget").click()  # forgotten in this tab and on the device; the dialog asks for one
+    wait.until(lambda _: driver.find_element(By.ID, "token-dialog").is_displayed())
+    seen["forgotten"] = driver.execute_script(storage)
+    driver.save_screenshot(str(ARTIFACTS / "web-chat-token-dialog.png"))
     seen["console_errors"] = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     driver.close()
     driver.switch_to.window(driver.window_handles[0])
@@ -270,4 +276,5 @@ async def test_a_topic_not_shown_is_marked_while_worked_on_and_a_second_tab_need
     assert seen["second_tab"] == [OTHER_TOKEN, None]
     assert seen["remembered"] == [OTHER_TOKEN, OTHER_TOKEN]
     assert seen["unremembered"] == [OTHER_TOKEN, None]
+    assert seen["forgotten"] == [None, None]
     assert seen["console_errors"] == []

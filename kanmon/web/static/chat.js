@@ -5,13 +5,12 @@
 // answers and errors, each once, in seq order. Sending (POST /web/<folder>/messages) only stores a message; it appears
 // when the stream brings it back. GET /me says who this browser speaks as, so its own messages are set apart.
 //
-// The web token arrives in the URL fragment (#token=…), never sent to the server, and is kept as chat-token.js says.
-// Requests send it as `Authorization: Bearer`; the stream has to put it in its URL (?token=) because EventSource
-// cannot set headers.
+// The web token arrives in the URL fragment (#token=…) and is kept as chat-token.js says. Requests send it as
+// `Authorization: Bearer`; the stream puts it in its URL (?token=): EventSource cannot set headers.
 //
-// `working` events (no id, never stored) say whether a run is working on a topic of the chat, the one shown or
-// another: the topic list marks each such topic, and the topic shown says "agent is working…", from the run's start
-// to its first reply or its end. A (re)connected stream says it again for every topic still being worked on.
+// `working` events (no id, never stored) say whether a run works on a topic of the chat, the one shown or another:
+// the topic list marks each, the topic shown says "agent is working…" (from the run's start to its first reply or
+// end). A (re)connected stream says it again for every topic still being worked on.
 "use strict";
 
 (function () {
@@ -21,8 +20,7 @@
   const api = root + "/web/" + folder;
   const { filesOf } = window.kanmonFiles(root, authHeaders, detailOf); // chat-files.js
   const keeper = window.kanmonToken(folder); // chat-token.js
-  const markdown = window.kanmonMarkdown(); // chat-markdown.js
-  // chat-composer.js wires the composer (below, once everything it calls exists)
+  const markdown = window.kanmonMarkdown(); // chat-markdown.js; chat-composer.js is wired below
   const topicKey = "kanmon-web-topic:" + folder;
 
   const $ = (id) => document.getElementById(id);
@@ -93,7 +91,10 @@
     if (token) keeper.set(token, els.remember.checked);
   });
 
-  els.forget.addEventListener("click", () => askForToken("token forgotten"));
+  els.forget.addEventListener("click", () => {
+    els.forget.closest("details").open = false;
+    askForToken("token forgotten");
+  });
 
   function authHeaders(extra) {
     return Object.assign({ Authorization: "Bearer " + token }, extra || {});
@@ -206,7 +207,7 @@
     if (name === topic && source) return;
     topic = name;
     sessionStorage.setItem(topicKey, name);
-    closeRename();
+    rename.close();
     els.messages.replaceChildren();
     scroll.reset();
     seen = new Set();
@@ -219,44 +220,15 @@
 
   els.newTopic.addEventListener("click", () => switchTopic(newTopicName()));
 
-  // renaming: the title becomes a field; Enter (or Save) stores the name, Escape leaves it as it was
-  function openRename() {
-    els.renameInput.value = topicLabel(topic) === topic ? "" : topicLabel(topic);
-    els.title.hidden = true;
-    els.rename.hidden = true;
-    els.renameForm.hidden = false;
-    els.renameInput.focus();
-    els.renameInput.select();
-  }
+  // renaming (chat-rename.js): the name is stored, then shown in the list and the title
+  const rename = window.kanmonRename({ els, call, topicOf: () => topic, labelOf: topicLabel, renamed: renamed });
 
-  function closeRename() {
-    els.renameForm.hidden = true;
-    els.title.hidden = false;
-    els.rename.hidden = false;
-  }
-
-  els.rename.addEventListener("click", openRename);
-  els.title.addEventListener("dblclick", openRename);
-  els.renameForm.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") closeRename();
-  });
-  els.renameForm.addEventListener("reset", () => closeRename());
-  els.renameForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const named = topic;
-    const response = await call("/topic-names", {
-      method: "PUT",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ topic: named, name: els.renameInput.value }),
-    });
-    if (!response) return;
-    const stored = await response.json();
-    const known = knownTopics.find((t) => t.topic === named);
-    if (known) known.name = stored.name;
-    else knownTopics.unshift({ topic: named, name: stored.name, last_time: null, messages: 0 });
-    closeRename();
+  function renamed(id, name) {
+    const known = knownTopics.find((t) => t.topic === id);
+    if (known) known.name = name;
+    else knownTopics.unshift({ topic: id, name: name, last_time: null, messages: 0 });
     renderTopics();
-  });
+  }
 
   // ------------------------------------------------------------------------------------------- working
   function setBusy(name, on) {
