@@ -25,7 +25,7 @@ import hashlib
 import html
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Literal
 
@@ -46,6 +46,7 @@ from kanmon.web.webchat_auth import (
     WebGroup,
     chat_url,
     new_web_token,
+    still_allowed,
     token_hash,
     valid_folder,
 )
@@ -204,7 +205,7 @@ async def post_message(
     },
 )
 async def stream(
-    group: StreamGroup,
+    access: StreamGroup,
     gateway: GatewayDep,
     topic: Annotated[str, Query(pattern=TOPIC_PATTERN, description="The topic to follow.")] = "",
     after: Annotated[
@@ -219,8 +220,9 @@ async def stream(
         if not (value.isascii() and value.isdigit() and len(value) <= 18):
             raise HTTPException(status_code=400, detail="Last-Event-ID must be a seq (a non-negative integer)")
         after = int(value)
+    allowed = functools.partial(still_allowed, gateway, access)
     return StreamingResponse(
-        event_stream(gateway, f"web:{group.folder}", topic, after),
+        event_stream(gateway, f"web:{access.group.folder}", topic, after, allowed=allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -258,8 +260,19 @@ def _asset(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the stream
-async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncGenerator[str, None]:
-    """The text of the event stream: the replay from the store, then live rows, with keep-alive comments."""
+async def event_stream(
+    gateway: Gateway,
+    chat_jid: str,
+    topic: str,
+    after: int,
+    *,
+    allowed: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncGenerator[str, None]:
+    """The text of the event stream: the replay from the store, then live rows, with keep-alive comments.
+
+    ``allowed`` is asked at each keep-alive: once it says no (the stream's token was revoked), the stream ends, and the
+    browser's reconnect is refused.
+    """
     # Subscribed before the replay is read: a row stored meanwhile is in the replay, or published live, or both
     # (and then dropped here by its seq); never in neither.
     async with gateway.feed.subscribe(chat_jid, topic) as subscription:
@@ -280,6 +293,8 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
             while True:
                 done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
                 if not done:
+                    if allowed is not None and not await _still(allowed, chat_jid):
+                        return
                     yield ": keep-alive\n\n"
                     continue
                 try:
@@ -296,6 +311,14 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
         finally:
             upcoming.cancel()
             await asyncio.gather(upcoming, return_exceptions=True)
+
+
+async def _still(allowed: Callable[[], Awaitable[bool]], chat_jid: str) -> bool:
+    try:
+        return await allowed()
+    except StoreError as exc:  # not known to be revoked: the stream goes on, and asks again at the next keep-alive
+        logger.warning("web stream of %s: cannot check its token (%s)", chat_jid, exc)
+        return True
 
 
 async def _replay(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncIterator[Message]:

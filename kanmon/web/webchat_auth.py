@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Query
@@ -26,10 +27,12 @@ __all__ = [
     "AUTH_RESPONSES",
     "REFUSED",
     "FolderPath",
+    "StreamAccess",
     "StreamGroup",
     "WebGroup",
     "chat_url",
     "new_web_token",
+    "still_allowed",
     "token_hash",
     "valid_folder",
     "web_group",
@@ -109,6 +112,15 @@ async def web_group(
     return await _authorized(gateway, folder, _bearer(authorization))
 
 
+@dataclass(frozen=True, slots=True)
+class StreamAccess:
+    """The group a stream follows and the hash of the token that opened it (checked again while the stream lasts, so
+    revoking a token also ends the streams it opened)."""
+
+    group: Group
+    token_hash: str
+
+
 async def web_group_for_stream(
     folder: FolderPath,
     gateway: GatewayDep,
@@ -117,7 +129,7 @@ async def web_group_for_stream(
         Query(description="The group's web token, for EventSource, which cannot set headers.", max_length=512),
     ] = None,
     authorization: Annotated[str | None, Header(description="`Bearer <token>`, for clients that can")] = None,
-) -> Group:
+) -> StreamAccess:
     """Like :func:`web_group`, also taking the token from ``?token=``.
 
     The browser's ``EventSource`` cannot set request headers, so the page has no other way to present the token
@@ -125,8 +137,16 @@ async def web_group_for_stream(
     (:mod:`kanmon.redaction`); a proxy's access log is the operator's to keep. No other route accepts a token in the
     URL.
     """
-    return await _authorized(gateway, folder, _bearer(authorization) or token)
+    given = _bearer(authorization) or token
+    group = await _authorized(gateway, folder, given)
+    return StreamAccess(group, token_hash(given or ""))
+
+
+async def still_allowed(gateway: Gateway, access: StreamAccess) -> bool:
+    """Whether the token that opened a stream is still one of its group's (not revoked, the group not removed)."""
+    hashes = await gateway.db.once(gateway.store.web_token_hashes, access.group.folder)
+    return any(hmac.compare_digest(access.token_hash, known) for known in hashes)
 
 
 WebGroup = Annotated[Group, Depends(web_group)]
-StreamGroup = Annotated[Group, Depends(web_group_for_stream)]
+StreamGroup = Annotated[StreamAccess, Depends(web_group_for_stream)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kanmon.web import webchat
 from kanmon.web.deps import WebConfig
 from kanmon.web.webchat import token_hash
 from tests.e2e.test_web_chat import (
@@ -133,3 +134,23 @@ async def test_a_stream_hears_working_on_every_topic_of_its_chat(tmp_path: Path)
             assert stream.working[1] == {"after": 0, "topic": "t-other", "working": False}
             assert stream.events == []  # the other topic's messages are not this one's
         await h.wait_for(lambda: not h.store.runs_in_flight(), "the run's end")
+
+
+async def test_revoking_a_token_ends_the_streams_it_opened_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webchat, "KEEPALIVE_SECONDS", 0.05)
+    async with (
+        web_chat(tmp_path) as (h, app),
+        serve_http(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        second = h.store.add_web_token("corp", token_hash("second-link"))
+        async with open_stream(client, "corp") as kept, open_stream(client, "corp", token="second-link") as revoked:
+            await revoked.until(lambda _: "keep-alive" in revoked.comments, "a keep-alive")
+            h.store.revoke_web_token("corp", second.id)
+            with pytest.raises(AssertionError, match="the stream ended"):
+                await revoked.until(lambda _: False, "the end of the stream")
+            await post(client, "still here", "")
+            events = await kept.until_content("still here")
+        assert [e["content"] for e in events][:1] == ["still here"]
