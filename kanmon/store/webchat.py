@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from kanmon.store.base import StoreBase, from_rows, utcnow
+from kanmon.store.base import StoreBase, from_row, from_rows, utcnow
 from kanmon.store.errors import NotFound
+from kanmon.store.records import Group
 from kanmon.store.tables import registered_groups, topic_names, web_tokens
 
 __all__ = ["WebChatStore", "WebToken"]
@@ -74,6 +75,14 @@ class WebChatStore(StoreBase):
         query = select(web_tokens.c.token_hash).where(web_tokens.c.group_folder == folder).order_by(web_tokens.c.id)
         with self._read() as conn:
             return [str(value) for value in conn.execute(query).scalars()]
+
+    def group_and_web_token_hashes(self, folder: str) -> tuple[Group | None, list[str]]:
+        """The group ``folder`` (None if absent) and its web token hashes, in one read: what a request is checked by."""
+        query = select(web_tokens.c.token_hash).where(web_tokens.c.group_folder == folder).order_by(web_tokens.c.id)
+        with self._read() as conn:
+            row = conn.execute(select(registered_groups).where(registered_groups.c.folder == folder)).first()
+            hashes = [str(value) for value in conn.execute(query).scalars()]
+        return (None if row is None else from_row(Group, row)), hashes
 
     def revoke_web_token(self, folder: str, token_id: int) -> bool:
         """Revoke ``folder``'s token ``token_id`` (from its next request on); True if it was one of ``folder``'s."""

@@ -82,8 +82,7 @@ def valid_folder(folder: str) -> str:
 
 async def _authorized(gateway: Gateway, folder: str, token: str | None) -> Group:
     """The group ``folder`` when ``token`` is one of its web tokens; the one :data:`REFUSED` 401 in every other case."""
-    group = await gateway.db.once(gateway.store.get_group, valid_folder(folder))
-    stored = await gateway.db.once(gateway.store.web_token_hashes, folder)  # read for a missing group too
+    group, stored = await gateway.db.once(gateway.store.group_and_web_token_hashes, valid_folder(folder))
     # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing;
     # every hash is compared (no early exit), padded with the dummy to the same number of comparisons for a group
     # with one token, with none, and no group at all

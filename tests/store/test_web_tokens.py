@@ -15,6 +15,9 @@ def test_a_group_has_as_many_tokens_as_were_added_each_revocable_alone(store: St
     store.add_web_token("other", "h-other")
     assert [(t.id, t.label) for t in store.list_web_tokens("corp")] == [(laptop.id, "laptop"), (phone.id, "phone")]
     assert store.web_token_hashes("corp") == ["h-laptop", "h-phone"]
+    group, hashes = store.group_and_web_token_hashes("corp")
+    assert group is not None and group.folder == "corp" and hashes == ["h-laptop", "h-phone"]
+    assert store.group_and_web_token_hashes("nobody") == (None, [])
 
     assert store.revoke_web_token("other", laptop.id) is False  # another group's token is not this one's to revoke
     assert store.revoke_web_token("corp", laptop.id) is True
