@@ -43,9 +43,9 @@ _LABELS = {
 }
 
 
-def describe_group(group: Group, settings: Settings) -> dict[str, Any]:
+def describe_group(group: Group, settings: Settings, *, web_tokens: int) -> dict[str, Any]:
     """The group as ``group show --json`` prints it: ``settings`` holds every effective value, ``defaults`` names
-    those that come from gated's configuration rather than the group."""
+    those that come from gated's configuration rather than the group; ``web_tokens`` is how many it has."""
     config = group.container_config
     docker = settings.runtime.docker
     defaults: dict[str, Any] = {
@@ -83,7 +83,7 @@ def describe_group(group: Group, settings: Settings) -> dict[str, Any]:
         "folder": group.folder,
         "name": group.name,
         "parent": group.parent,
-        "web_chat": group.web_token is not None,
+        "web_chat": web_tokens > 0,
         "settings": {key: values[key] for key in _LABELS},
         "defaults": [key for key in defaults if key not in config],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import click
@@ -89,10 +90,11 @@ def group_set(app: App, /, folder: str, **options: Any) -> None:
 @pass_app
 def group_show(app: App, folder: str, as_json: bool) -> None:
     """Show FOLDER's agent settings, its own and gated's defaults (secrets by name only, never a value)."""
-    found = app.store().get_group(validate_folder(folder))
+    store = app.store()
+    found = store.get_group(validate_folder(folder))
     if found is None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
-    view = describe_group(found, app.settings)
+    view = describe_group(found, app.settings, web_tokens=len(store.list_web_tokens(folder)))
     if as_json:
         emit_json(view)
         return
@@ -102,20 +104,46 @@ def group_show(app: App, folder: str, as_json: bool) -> None:
 
 @group.command("web-token")
 @click.argument("folder")
+@click.option("--label", default="", help="Who or what the new link is for (shown by --list).")
+@click.option("--replace", is_flag=True, help="Revoke every other token of FOLDER: everyone else is logged out.")
+@click.option("--list", "listing", is_flag=True, help="List FOLDER's tokens (id, label, created); never a token.")
+@click.option("--revoke", "revoke", type=int, metavar="ID", help="Revoke the token ID (see --list).")
 @pass_app
-def group_web_token(app: App, folder: str) -> None:
-    """Give FOLDER's web chat a new token (the old one stops working) and print it, once."""
-    if app.store().get_group(validate_folder(folder)) is None:
+def group_web_token(app: App, folder: str, label: str, replace: bool, listing: bool, revoke: int | None) -> None:
+    """Give FOLDER's web chat one more token and print it, once (its other tokens keep working).
+
+    Each token is a link of its own: give a new person or device a new one, with a --label, and --revoke it alone
+    later. Only its sha256 is stored.
+    """
+    if sum((listing, revoke is not None, replace or bool(label))) > 1:
+        raise InvalidInput("--list, --revoke and making a token (--label, --replace) go one at a time")
+    store = app.store()
+    if store.get_group(validate_folder(folder)) is None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
-    _new_web_token(app, folder)
+    if listing:
+        tokens = store.list_web_tokens(folder)
+        if not tokens:
+            click.echo(f"no web tokens for {folder} (`gated group web-token {folder}` makes one)")
+        for token in tokens:
+            click.echo(f"{token.id}\t{token.label or '-'}\tcreated {token.created_at:%Y-%m-%d %H:%M}Z")
+        return
+    if revoke is not None:
+        if not store.revoke_web_token(folder, revoke):
+            raise InvalidInput(f"{folder} has no web token {revoke} (`gated group web-token {folder} --list`)")
+        click.echo(f"revoked web token {revoke} of {folder}: its link stops working now")
+        return
+    _new_web_token(app, folder, label=label, replace=replace)
 
 
-def _new_web_token(app: App, folder: str) -> None:
+def _new_web_token(app: App, folder: str, *, label: str = "", replace: bool = False) -> None:
     # only the hash is stored: this is the one time anyone sees the token
     token, token_hash = new_web_token()
-    app.store().set_group_web_token(folder, token_hash)
+    store = app.store()
+    added = (store.set_group_web_token if replace else store.add_web_token)(folder, token_hash, label=label)
+    assert added is not None
     http = app.settings.http  # the configured address (http.listen), as this machine reaches it
-    click.echo(f"web token for {folder} (shown once; `gated group web-token {folder}` makes a new one):")
+    others = "every other token is revoked" if replace else f"`--revoke {added.id}` revokes it alone"
+    click.echo(f"web token {added.id} for {folder} (shown once; {others}):")
     click.echo(f"  {token}")
     click.echo(f"chat: {chat_url(http.local_url, folder, token)}")
     if not http.port:
@@ -145,15 +173,18 @@ def _prepare_folder(app: App, group: Group) -> str | None:
 @pass_app
 def group_list(app: App, as_json: bool) -> None:
     """List registered groups."""
-    groups = app.store().list_groups()
+    store = app.store()
+    groups = store.list_groups()
+    tokens = Counter(token.group_folder for token in store.list_web_tokens())
     if as_json:
-        emit_json([describe_group(found, app.settings) for found in groups])
+        emit_json([describe_group(found, app.settings, web_tokens=tokens[found.folder]) for found in groups])
         return
+    with_web = set(tokens)
     if not groups:
         click.echo("no groups registered (add one with `gated group add FOLDER`)")
     for g in groups:
         runtime = g.container_config.get("runtime", "default")
-        click.echo(f"{g.folder}\t{g.name}\truntime={runtime}\tweb={'yes' if g.web_token else 'no'}")
+        click.echo(f"{g.folder}\t{g.name}\truntime={runtime}\tweb={'yes' if g.folder in with_web else 'no'}")
 
 
 @group.command("rm")

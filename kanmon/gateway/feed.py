@@ -6,7 +6,9 @@ subscriber gets what is published after it subscribed; what came before (or what
 store by seq (``Last-Event-ID``), which is why the feed itself keeps no history.
 
 Beside rows, the feed carries :class:`~kanmon.gateway.typing.Working` changes (a run started or stopped working on a
-topic): never stored, so never replayed; a stream that starts asks :class:`~kanmon.gateway.typing.TypingSignal`.
+topic) to every subscriber of the chat, whatever topic it follows, so a page can mark each topic that is being worked
+on, not only the one it shows: never stored, so never replayed; a stream that starts asks
+:class:`~kanmon.gateway.typing.TypingSignal`.
 
 Publishing never waits. A subscriber whose queue is full is cut off (``lagged``): it reconnects and replays from
 the store, and a slow browser never holds up the gateway.
@@ -50,7 +52,8 @@ class Subscription:
                 yield event
 
     async def events(self) -> AsyncIterator[Message | Working]:
-        """Messages and :class:`Working` changes of the chat topic, in the order published."""
+        """Messages of the chat topic and :class:`Working` changes of every topic of the chat, in the order
+        published."""
         while (event := await self.queue.get()) is not _END:
             yield event
 
@@ -76,10 +79,10 @@ class ChatFeed:
                 subscription.queue.put_nowait(message)
 
     def signal(self, working: Working) -> None:
-        """Hand a chat topic's :class:`Working` change to its subscribers, never waiting (dropped for a full queue:
-        the subscriber is being cut off anyway)."""
+        """Hand a chat topic's :class:`Working` change to every subscriber of the chat (of any topic), never waiting
+        (dropped for a full queue: the subscriber is being cut off anyway)."""
         for subscription in list(self._subscribers.get(working.chat_jid, ())):
-            if subscription.topic in (None, working.topic) and subscription.queue.qsize() < self._queue_size:
+            if subscription.queue.qsize() < self._queue_size:
                 subscription.queue.put_nowait(working)
 
     @asynccontextmanager

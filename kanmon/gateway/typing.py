@@ -89,6 +89,10 @@ class TypingSignal:
         """Whether a run is working on ``chat_jid``'s ``topic`` now."""
         return any(run.chat_jid == chat_jid and run.topic == topic for run in self._runs.values())
 
+    def working_topics(self, chat_jid: str) -> list[str]:
+        """The topics of ``chat_jid`` a run is working on now, sorted."""
+        return sorted({run.topic for run in self._runs.values() if run.chat_jid == chat_jid})
+
     def started(self, run_id: str, chat_jid: str, topic: str) -> None:
         """Run ``run_id`` started (or was re-attached) and replies into ``chat_jid``'s ``topic``."""
         if run_id in self._runs:

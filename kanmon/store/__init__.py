@@ -47,6 +47,7 @@ from kanmon.store.store import Store
 from kanmon.store.tasks import Fired, FirePlan, NewTask, Task, TaskStatus
 from kanmon.store.text import storable
 from kanmon.store.usage import UsageEntry, UsageSum
+from kanmon.store.webchat import WebToken
 from kanmon.store.work import ChatLag, Dispatch
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "UsageSum",
     "WaitingChat",
     "WaitingRow",
+    "WebToken",
     "check_schema",
     "check_sqlite_file",
     "check_store_location",

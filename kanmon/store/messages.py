@@ -20,7 +20,7 @@ from kanmon.errors import InvalidInput
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
-from kanmon.store.tables import chats, messages, router_state
+from kanmon.store.tables import chats, messages, router_state, topic_names
 from kanmon.store.text import storable, storable_json
 
 __all__ = ["ChatTopic", "MessageStore", "append_message", "lock_appends"]
@@ -32,12 +32,14 @@ INBOUND_STATUSES = frozenset({"new", "done", "dead", "skipped"})
 
 @dataclass(frozen=True, slots=True)
 class ChatTopic:
-    """One topic of a chat (a web conversation): its last message's seq and time, and how many messages it has."""
+    """One topic of a chat (a web conversation): its last message's seq and time, how many messages it has, and the
+    name it was given ("": none; a named topic without messages has ``last_seq`` 0 and ``last_at`` when named)."""
 
     topic: str
     last_seq: int
     last_at: dt.datetime
     messages: int
+    name: str = ""
 
 
 class MessageStore(StoreBase):
@@ -105,7 +107,8 @@ class MessageStore(StoreBase):
             return [from_row(Message, row) for row in reversed(rows.all())]
 
     def chat_topics(self, chat_jid: str, limit: int = 100) -> list[ChatTopic]:
-        """The topics of ``chat_jid``, the most recently active first (by their last message's seq)."""
+        """The topics of ``chat_jid`` with their names: those named but still without messages first (the latest
+        named first), then the most recently active (by their last message's seq), at most ``limit`` of these."""
         last_seq = func.max(messages.c.seq)
         query = (
             select(
@@ -119,11 +122,31 @@ class MessageStore(StoreBase):
             .order_by(last_seq.desc())
             .limit(limit)
         )
+        names = select(topic_names).where(topic_names.c.chat_jid == chat_jid).order_by(topic_names.c.named_at.desc())
         with self._read() as conn:
-            return [
-                ChatTopic(topic=row.topic, last_seq=int(row.last_seq), last_at=row.last_at, messages=int(row.messages))
+            named = {row.topic: row for row in conn.execute(names)}
+            active = [
+                ChatTopic(
+                    topic=row.topic,
+                    last_seq=int(row.last_seq),
+                    last_at=row.last_at,
+                    messages=int(row.messages),
+                    name=named[row.topic].name if row.topic in named else "",
+                )
                 for row in conn.execute(query)
             ]
+            # a topic past the limit is not "without messages": ask for those the page did not get
+            listed = {topic.topic for topic in active}
+            unlisted = [topic for topic in named if topic not in listed]
+            if unlisted:
+                spoken = select(messages.c.topic).where(messages.c.chat_jid == chat_jid, messages.c.topic.in_(unlisted))
+                listed |= set(conn.execute(spoken.distinct()).scalars())
+        fresh = [
+            ChatTopic(topic=topic, last_seq=0, last_at=row.named_at, messages=0, name=row.name)
+            for topic, row in named.items()
+            if topic not in listed
+        ]
+        return fresh + active
 
     def chat_senders(self, jids: Iterable[str], limit: int = 1000) -> list[str]:
         """The distinct ids of the people who wrote in the chats ``jids`` or were quoted there (inbound rows'

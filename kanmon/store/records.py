@@ -142,7 +142,6 @@ class Group:
     added_at: dt.datetime | None = None
     parent: str | None = None
     container_config: dict[str, Any] = field(default_factory=dict)
-    web_token: str | None = None
     impulse_config: str | None = None
 
 

@@ -35,7 +35,6 @@ class RegistryStore(StoreBase):
             "added_at": group.added_at or utcnow(),
             "parent": group.parent,
             "container_config": group.container_config,
-            "web_token": group.web_token,
             "impulse_config": group.impulse_config,
         }
         with self._write(config=True) as conn:
@@ -94,13 +93,6 @@ class RegistryStore(StoreBase):
             config = change(dict(row.container_config or {}))
             conn.execute(update(registered_groups).where(_group(folder)).values(container_config=config))
             return from_row(Group, conn.execute(select(registered_groups).where(_group(folder))).one())
-
-    def set_group_web_token(self, folder: str, token_hash: str | None) -> None:
-        """Store the hash of ``folder``'s web token."""
-        with self._write() as conn:
-            stmt = update(registered_groups).where(_group(folder)).values(web_token=token_hash)
-            if conn.execute(stmt).rowcount == 0:
-                raise NotFound(f"no group {folder!r}")
 
     # ------------------------------------------------------------------------------------------------ routes
     def add_route(self, *, seq: int, match: str, target: str, impulse_config: str | None = None) -> Route:

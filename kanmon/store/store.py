@@ -21,6 +21,7 @@ from kanmon.store.status import StatusStore
 from kanmon.store.tables import chats, messages, registered_groups, routes, session_log, tasks
 from kanmon.store.tasks import TaskStore
 from kanmon.store.usage import UsageStore
+from kanmon.store.webchat import WebChatStore
 from kanmon.store.work import WorkStore
 
 __all__ = ["Store"]
@@ -41,10 +42,11 @@ class Store(
     UsageStore,
     ResetStore,
     OperatorStore,
+    WebChatStore,
 ):
     """Messages, chats, routing state, groups, routes, sessions, runs, system messages, channels, approvals, API
-    keys, scheduled tasks, sender authorisation, agent actions, usage, session resets, and what an operator inspects
-    (runs, run logs, dead letters, replies).
+    keys, scheduled tasks, sender authorisation, agent actions, usage, session resets, what an operator inspects (runs,
+    run logs, dead letters, replies), and the web chat's tokens and topic names.
 
     Methods block: the daemon calls them from worker threads, never on the event loop.
     """

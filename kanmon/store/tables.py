@@ -42,7 +42,9 @@ __all__ = [
     "sessions",
     "system_messages",
     "tasks",
+    "topic_names",
     "usage",
+    "web_tokens",
 ]
 
 messages = Table(
@@ -122,7 +124,6 @@ registered_groups = Table(
     Column("added_at", UTCDateTime, nullable=False),
     Column("parent", Text, ForeignKey("registered_groups.folder", ondelete="SET NULL")),
     Column("container_config", JSON, doc="runtime, image, command, env, timeouts, limits, network, mounts"),
-    Column("web_token", Text, doc="hash of the web chat token, never the token"),
     Column("impulse_config", Text),
 )
 
@@ -309,4 +310,24 @@ run_logs = Table(
     Column("stderr", Text, nullable=False, server_default=_empty(), doc="the last 64 KiB of its stderr, redacted"),
     Column("stdout", Text, nullable=False, server_default=_empty(), doc="the last 64 KiB of its stdout outside blocks"),
     Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+web_tokens = Table(
+    "web_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True, doc="what `gated group web-token --revoke` names"),
+    Column("group_folder", Text, ForeignKey("registered_groups.folder", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", Text, nullable=False, doc="sha256 of the token, never the token"),
+    Column("label", Text, nullable=False, server_default=_empty(), doc="who or what it was given to"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "group_folder"),
+)
+
+topic_names = Table(
+    "topic_names",
+    metadata,
+    Column("chat_jid", Text, primary_key=True, doc="no foreign key: a chat's topics live in its messages"),
+    Column("topic", Text, primary_key=True),
+    Column("name", Text, nullable=False, doc="what people call the topic; its id never changes"),
+    Column("named_at", UTCDateTime, nullable=False),
 )

@@ -21,7 +21,18 @@ from kanmon import redaction
 from kanmon.errors import InvalidInput
 from kanmon.gateway import Gateway
 from kanmon.store import PrefixTaken, StoreError, StoreFenced, StoreUnavailable
-from kanmon.web import adapters, api_schema, docs, health, media, openai_api, webchat, webchat_files, webchat_media
+from kanmon.web import (
+    adapters,
+    api_schema,
+    docs,
+    health,
+    media,
+    openai_api,
+    webchat,
+    webchat_files,
+    webchat_media,
+    webchat_topics,
+)
 from kanmon.web.adapter_webhooks import webhooks
 from kanmon.web.deps import WebConfig
 from kanmon.web.openai_auth import ApiError
@@ -70,6 +81,7 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.include_router(adapters.router)
     app.include_router(webchat_media.router)  # before the chat's {folder:path} routes could swallow its paths
     app.include_router(webchat.router)
+    app.include_router(webchat_topics.router)
     app.include_router(webchat_files.router)
     app.include_router(media.router)
     app.include_router(openai_api.router)

@@ -25,7 +25,7 @@ import hashlib
 import html
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Literal
 
@@ -46,10 +46,11 @@ from kanmon.web.webchat_auth import (
     WebGroup,
     chat_url,
     new_web_token,
+    still_allowed,
     token_hash,
     valid_folder,
 )
-from kanmon.web.webchat_examples import CHAT_EVENT_EXAMPLE, POST_EXAMPLE, TOPICS_EXAMPLE
+from kanmon.web.webchat_examples import CHAT_EVENT_EXAMPLE, POST_EXAMPLE
 from kanmon.web.webchat_media import chat_files
 
 __all__ = [
@@ -58,12 +59,12 @@ __all__ = [
     "ChatEvent",
     "PostMessage",
     "PostedMessage",
-    "TopicList",
     "chat_event",
     "chat_url",
     "event_stream",
     "new_web_token",
     "router",
+    "sender_of",
     "token_hash",
 ]
 
@@ -81,7 +82,11 @@ TOPIC_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
 MAX_SENDER_CHARS = 200
 STATIC = "static"
 JS = "text/javascript; charset=utf-8"
-ASSETS = {"chat.js": JS, "chat-files.js": JS, "chat.css": "text/css; charset=utf-8"}
+ASSETS = {
+    **{name: JS for name in ("chat.js", "chat-files.js", "chat-token.js", "chat-markdown.js", "chat-scroll.js")},
+    **{name: JS for name in ("chat-composer.js", "chat-rename.js", "vendor/marked.umd.js", "vendor/purify.min.js")},
+    "chat.css": "text/css; charset=utf-8",
+}
 
 # The page loads nothing but its own script and style, and talks to nothing but this server.
 PAGE_HEADERS = {
@@ -139,27 +144,11 @@ class ChatEvent(BaseModel):
     direction: Literal["in", "out"]
     role: Literal["user", "assistant"]
     sender: str
+    sender_name: str = Field(default="", description='Who wrote it, as they are shown ("": the agent).')
     content: str
     topic: str
     time: str = Field(description="ISO 8601, UTC")
     attachments: list[ChatAttachment] = Field(default_factory=list, description="The user's files, or the agent's.")
-
-
-class TopicSummary(BaseModel):
-    """One conversation of the chat."""
-
-    topic: str
-    last_seq: int
-    last_time: str = Field(description="ISO 8601, UTC: when its last message was sent")
-    messages: int
-
-
-class TopicList(BaseModel):
-    """The chat's topics, the most recently active first."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [TOPICS_EXAMPLE]})
-
-    topics: list[TopicSummary]
 
 
 # ------------------------------------------------------------------------------------------------ dependencies
@@ -167,7 +156,7 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 ConfigDep = Annotated[WebConfig, Depends(get_config)]
 
 
-def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
+def sender_of(request: Request, config: WebConfig) -> tuple[str, str]:
     """``(sender, sender_name)``: the trusted proxy's user when it names one, else an anonymous id from the IP."""
     if config.trusted_sender_header:
         raw = request.headers.get(config.trusted_sender_header, "")
@@ -190,7 +179,7 @@ def _sender(request: Request, config: WebConfig) -> tuple[str, str]:
 async def post_message(
     group: WebGroup, body: PostMessage, request: Request, gateway: GatewayDep, config: ConfigDep
 ) -> PostedMessage:
-    sender, sender_name = _sender(request, config)
+    sender, sender_name = sender_of(request, config)
     new = NewMessage(
         chat_jid=f"web:{group.folder}",
         content=body.content,
@@ -211,8 +200,8 @@ async def post_message(
         200: {
             "description": (
                 "`event: message` with a ChatEvent as `data`; `event: working` with `{topic, working}` (no id, never"
-                " stored) when a run starts working on the topic (`true`) and at its first reply or end (`false`);"
-                " `:` keep-alive comments."
+                " stored) when a run starts working on a topic of the chat, this one or another (`true`), and at its"
+                " first reply or end (`false`); `:` keep-alive comments."
             ),
             "content": {"text/event-stream": {}},
         },
@@ -221,7 +210,7 @@ async def post_message(
     },
 )
 async def stream(
-    group: StreamGroup,
+    access: StreamGroup,
     gateway: GatewayDep,
     topic: Annotated[str, Query(pattern=TOPIC_PATTERN, description="The topic to follow.")] = "",
     after: Annotated[
@@ -236,25 +225,11 @@ async def stream(
         if not (value.isascii() and value.isdigit() and len(value) <= 18):
             raise HTTPException(status_code=400, detail="Last-Event-ID must be a seq (a non-negative integer)")
         after = int(value)
+    allowed = functools.partial(still_allowed, gateway, access)
     return StreamingResponse(
-        event_stream(gateway, f"web:{group.folder}", topic, after),
+        event_stream(gateway, f"web:{access.group.folder}", topic, after, allowed=allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-@router.get(
-    "/web/{folder:path}/topics",
-    summary="The topics of the group's web chat, the most recently active first.",
-    responses=AUTH_RESPONSES,
-)
-async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
-    found = await gateway.db.once(gateway.store.chat_topics, f"web:{group.folder}")
-    return TopicList(
-        topics=[
-            TopicSummary(topic=t.topic, last_seq=t.last_seq, last_time=t.last_at.isoformat(), messages=t.messages)
-            for t in found
-        ]
     )
 
 
@@ -275,8 +250,8 @@ async def chat_page(folder: FolderPath, request: Request) -> Response:
 
 
 @router.get(
-    "/chat-assets/{name}",
-    summary="The chat page's script and style.",
+    "/chat-assets/{name:path}",
+    summary="The chat page's scripts (its own, and the vendored Markdown renderer and sanitizer) and style.",
     response_class=Response,
     responses={
         200: {"content": {"text/javascript": {"schema": {"type": "string"}, "example": '"use strict";…'}}},
@@ -296,8 +271,19 @@ def _asset(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the stream
-async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncGenerator[str, None]:
-    """The text of the event stream: the replay from the store, then live rows, with keep-alive comments."""
+async def event_stream(
+    gateway: Gateway,
+    chat_jid: str,
+    topic: str,
+    after: int,
+    *,
+    allowed: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncGenerator[str, None]:
+    """The text of the event stream: the replay from the store, then live rows, with keep-alive comments.
+
+    ``allowed`` is asked at each keep-alive: once it says no (the stream's token was revoked), the stream ends, and the
+    browser's reconnect is refused.
+    """
     # Subscribed before the replay is read: a row stored meanwhile is in the replay, or published live, or both
     # (and then dropped here by its seq); never in neither.
     async with gateway.feed.subscribe(chat_jid, topic) as subscription:
@@ -310,14 +296,16 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
         except StoreError as exc:
             logger.warning("web stream of %s #%s: replay failed (%s); the browser will reconnect", chat_jid, topic, exc)
             return
-        if gateway.typing.working(chat_jid, topic):  # a change from now on comes live; this one came before
-            yield _working_event(Working(chat_jid, topic, True))
+        for busy in gateway.typing.working_topics(chat_jid):  # a change from now on comes live; these came before
+            yield _working_event(Working(chat_jid, busy, True))
         live = subscription.events()
         upcoming: asyncio.Future[Message | Working] = asyncio.ensure_future(anext(live))
         try:
             while True:
                 done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
                 if not done:
+                    if allowed is not None and not await _still(allowed, chat_jid):
+                        return
                     yield ": keep-alive\n\n"
                     continue
                 try:
@@ -334,6 +322,14 @@ async def event_stream(gateway: Gateway, chat_jid: str, topic: str, after: int) 
         finally:
             upcoming.cancel()
             await asyncio.gather(upcoming, return_exceptions=True)
+
+
+async def _still(allowed: Callable[[], Awaitable[bool]], chat_jid: str) -> bool:
+    try:
+        return await allowed()
+    except StoreError as exc:  # not known to be revoked: the stream goes on, and asks again at the next keep-alive
+        logger.warning("web stream of %s: cannot check its token (%s)", chat_jid, exc)
+        return True
 
 
 async def _replay(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncIterator[Message]:
@@ -359,6 +355,7 @@ def chat_event(row: Message) -> ChatEvent:
         direction=row.direction,
         role="user" if row.direction == "in" else "assistant",
         sender=row.sender,
+        sender_name=row.sender_name if row.direction == "in" else "",
         content=row.content,
         topic=row.topic,
         time=row.timestamp.isoformat(),

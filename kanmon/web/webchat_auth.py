@@ -1,9 +1,10 @@
-"""The web chat's tokens (SPEC §11, §14): one per group, kept only as a sha256 hash, compared in constant time.
+"""The web chat's tokens (SPEC §11, §14): several per group (one per link handed out, each with a label and revocable
+on its own: :mod:`kanmon.store.webchat`), kept only as sha256 hashes, compared in constant time.
 
 A request without its folder's token learns nothing, not even whether the folder exists: a group that does not exist,
-one without a web token and one whose token differs all answer the same 401 after the same work (the store read and
-one constant-time comparison, against a dummy hash when there is nothing to compare with). Only a malformed folder
-name is told apart (404): no group can have one, so saying so reveals nothing.
+one without a web token and one whose token differs all answer the same 401 after the same work (the same store reads,
+and :data:`COMPARED` constant-time comparisons: with each of the group's hashes, padded with a dummy hash that matches
+no token). Only a malformed folder name is told apart (404): no group can have one, so saying so reveals nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Query
@@ -25,10 +27,12 @@ __all__ = [
     "AUTH_RESPONSES",
     "REFUSED",
     "FolderPath",
+    "StreamAccess",
     "StreamGroup",
     "WebGroup",
     "chat_url",
     "new_web_token",
+    "still_allowed",
     "token_hash",
     "valid_folder",
     "web_group",
@@ -63,9 +67,10 @@ def chat_url(base_url: str, folder: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/chat/{folder}#token={token}"
 
 
-# What a token is compared with when there is no stored hash (no such group, or a group without a token): no token
-# hashes to it that anyone knows, and the comparison takes as long as a real one.
+# What a token is also compared with, so every request costs the same comparisons: no token hashes to it that anyone
+# knows.
 _NO_HASH = token_hash(secrets.token_urlsafe(32))
+COMPARED = 8  # a request's token is compared with this many hashes (more only for a group with more tokens)
 
 
 def valid_folder(folder: str) -> str:
@@ -76,13 +81,15 @@ def valid_folder(folder: str) -> str:
 
 
 async def _authorized(gateway: Gateway, folder: str, token: str | None) -> Group:
-    """The group ``folder`` when ``token`` is its web token; the one :data:`REFUSED` 401 in every other case."""
-    group = await gateway.db.once(gateway.store.get_group, valid_folder(folder))
-    stored = group.web_token if group is not None and group.web_token else _NO_HASH
-    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing
+    """The group ``folder`` when ``token`` is one of its web tokens; the one :data:`REFUSED` 401 in every other case."""
+    group, stored = await gateway.db.once(gateway.store.group_and_web_token_hashes, valid_folder(folder))
+    # both sides hashed first: equal lengths, and nothing about the token's length or content leaks through timing;
+    # every hash is compared (no early exit), padded with the dummy to the same number of comparisons for a group
+    # with one token, with none, and no group at all
     given = token_hash(token or "").encode()
-    matches = hmac.compare_digest(given, stored.encode("utf-8", "surrogatepass"))
-    if group is None or not group.web_token or not token or not matches:
+    padded = stored + [_NO_HASH] * (COMPARED - len(stored))
+    matches = [hmac.compare_digest(given, known.encode("utf-8", "surrogatepass")) for known in padded]
+    if group is None or not token or not any(matches):
         raise HTTPException(status_code=401, detail=REFUSED, headers={"WWW-Authenticate": "Bearer"})
     redaction.remember(token)  # a real token (perhaps printed by `gated group web-token`): never to be logged
     return group
@@ -104,6 +111,15 @@ async def web_group(
     return await _authorized(gateway, folder, _bearer(authorization))
 
 
+@dataclass(frozen=True, slots=True)
+class StreamAccess:
+    """The group a stream follows and the hash of the token that opened it (checked again while the stream lasts, so
+    revoking a token also ends the streams it opened)."""
+
+    group: Group
+    token_hash: str
+
+
 async def web_group_for_stream(
     folder: FolderPath,
     gateway: GatewayDep,
@@ -112,7 +128,7 @@ async def web_group_for_stream(
         Query(description="The group's web token, for EventSource, which cannot set headers.", max_length=512),
     ] = None,
     authorization: Annotated[str | None, Header(description="`Bearer <token>`, for clients that can")] = None,
-) -> Group:
+) -> StreamAccess:
     """Like :func:`web_group`, also taking the token from ``?token=``.
 
     The browser's ``EventSource`` cannot set request headers, so the page has no other way to present the token
@@ -120,8 +136,16 @@ async def web_group_for_stream(
     (:mod:`kanmon.redaction`); a proxy's access log is the operator's to keep. No other route accepts a token in the
     URL.
     """
-    return await _authorized(gateway, folder, _bearer(authorization) or token)
+    given = _bearer(authorization) or token
+    group = await _authorized(gateway, folder, given)
+    return StreamAccess(group, token_hash(given or ""))
+
+
+async def still_allowed(gateway: Gateway, access: StreamAccess) -> bool:
+    """Whether the token that opened a stream is still one of its group's (not revoked, the group not removed)."""
+    hashes = await gateway.db.once(gateway.store.web_token_hashes, access.group.folder)
+    return any(hmac.compare_digest(access.token_hash, known) for known in hashes)
 
 
 WebGroup = Annotated[Group, Depends(web_group)]
-StreamGroup = Annotated[Group, Depends(web_group_for_stream)]
+StreamGroup = Annotated[StreamAccess, Depends(web_group_for_stream)]

@@ -26,8 +26,7 @@ from kanmon.store import NewMessage
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.media import FILE_CONTENT
 from kanmon.web.validation import storable_text
-from kanmon.web.webchat import TOPIC_PATTERN
-from kanmon.web.webchat import _sender as sender_of  # the chat's one rule for who is speaking
+from kanmon.web.webchat import TOPIC_PATTERN, sender_of  # sender_of: the chat's one rule for who is speaking
 from kanmon.web.webchat_attachments import INLINE_TYPES
 from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 

@@ -196,6 +196,7 @@ async def test_a_posted_message_and_the_echo_reply_arrive_in_the_topic_stream(tm
             "direction": "in",
             "role": "user",
             "sender": anon("127.0.0.1"),
+            "sender_name": "Anonymous",
             "content": "hello\nsecond line",
             "topic": "t-1",
             "time": user.timestamp.isoformat(),
@@ -269,7 +270,7 @@ async def test_a_group_without_a_web_token_refuses_every_token(tmp_path: Path) -
 async def test_without_its_token_a_folder_that_exists_looks_exactly_like_one_that_does_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same status, body and headers, and the same work (a constant-time comparison each), known folder or not."""
+    """Same status, body and headers, and the same work (as many constant-time comparisons), known folder or not."""
     compared: list[int] = []
     real_compare = hmac.compare_digest
 
@@ -571,10 +572,13 @@ async def test_the_chat_page_holds_no_secret_and_loads_its_assets(tmp_path: Path
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert '<meta name="viewport"' in page.text
         assert 'data-folder="corp"' in page.text and TOKEN not in page.text and "{{" not in page.text
-        for asset, kind in (("chat.js", "text/javascript"), ("chat.css", "text/css")):
+        scripts = ("chat.js", "chat-markdown.js", "vendor/marked.umd.js", "vendor/purify.min.js")
+        for asset, kind in [*((name, "text/javascript") for name in scripts), ("chat.css", "text/css")]:
             assert f"/chat-assets/{asset}" in page.text
             response = await client.get(f"/chat-assets/{asset}")
             assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
+        for missing in ("vendor/MANIFEST.json", "vendor/../chat.html", "../webchat.py"):
+            assert (await client.get(f"/chat-assets/{missing}")).status_code == 404, missing
         schema = (await client.get("/openapi.json")).json()
         for path in ("/web/{folder}/messages", "/web/{folder}/stream", "/web/{folder}/topics", "/chat/{folder}"):
             assert path in schema["paths"], path
@@ -599,7 +603,7 @@ def printed_token(output: str) -> str:
     return match.group(1)
 
 
-def test_gated_group_add_web_prints_a_token_once_and_web_token_rotates_it(
+def test_gated_group_add_web_prints_a_token_once_and_web_token_adds_lists_revokes_and_replaces(
     gated: Callable[..., Any], tmp_path: Path
 ) -> None:
     added = gated("group", "add", "corp", "--web")
@@ -609,21 +613,38 @@ def test_gated_group_add_web_prints_a_token_once_and_web_token_rotates_it(
 
     store = Store.open(f"sqlite:///{tmp_path / 'data' / 'kanmon.db'}")
     try:
-        group = store.get_group("corp")
-        assert group is not None and group.web_token == token_hash(first)  # only the hash is kept
+        assert store.web_token_hashes("corp") == [token_hash(first)]  # only the hash is kept
 
-        rotated = gated("group", "web-token", "corp")
-        assert rotated.exit_code == 0, rotated.output
-        second = printed_token(rotated.output)
+        more = gated("group", "web-token", "corp", "--label", "Ana's phone")
+        assert more.exit_code == 0, more.output
+        second = printed_token(more.output)
         assert second != first and len(second) >= 40
-        group = store.get_group("corp")
-        assert group is not None and group.web_token == token_hash(second)
+        assert store.web_token_hashes("corp") == [token_hash(first), token_hash(second)]  # nobody logged out
+
+        listed = gated("group", "web-token", "corp", "--list")
+        assert listed.exit_code == 0, listed.output
+        ids = [int(line.split("\t")[0]) for line in listed.output.splitlines()]
+        assert [line.split("\t")[1] for line in listed.output.splitlines()] == ["-", "Ana's phone"]
+        assert first not in listed.output and second not in listed.output and token_hash(first) not in listed.output
+
+        revoked = gated("group", "web-token", "corp", "--revoke", str(ids[0]))
+        assert revoked.exit_code == 0 and f"revoked web token {ids[0]}" in revoked.output
+        assert store.web_token_hashes("corp") == [token_hash(second)]
+        again = gated("group", "web-token", "corp", "--revoke", str(ids[0]))
+        assert again.exit_code != 0 and "no web token" in again.output
+
+        replaced = gated("group", "web-token", "corp", "--replace")
+        assert replaced.exit_code == 0 and "every other token is revoked" in replaced.output
+        assert store.web_token_hashes("corp") == [token_hash(printed_token(replaced.output))]
     finally:
         store.close()
     assert "web=yes" in gated("group", "list").output
+    both = gated("group", "web-token", "corp", "--list", "--revoke", "1")
+    assert both.exit_code != 0 and "one at a time" in both.output
 
     plain = gated("group", "add", "quiet")
     assert "token" not in plain.output
+    assert "web=no" in gated("group", "list").output.splitlines()[-1]
     missing = gated("group", "web-token", "nobody")
     assert missing.exit_code != 0 and "no group 'nobody'" in missing.output
 

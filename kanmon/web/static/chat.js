@@ -1,15 +1,16 @@
 // kanmon web chat: plain script, no build step.
 //
 // Everything shown comes from one place, the topic's event stream (GET /web/<folder>/stream): the user's own
-// messages, the agent's replies, status lines (⏳), command answers and errors, each once, in seq order. Sending
-// (POST /web/<folder>/messages) only stores a message; it appears when the stream brings it back.
+// messages, other people's, the agent's replies (Markdown, made safe: chat-markdown.js), status lines (⏳), command
+// answers and errors, each once, in seq order. Sending (POST /web/<folder>/messages) only stores a message; it appears
+// when the stream brings it back. GET /me says who this browser speaks as, so its own messages are set apart.
 //
-// The web token arrives in the URL fragment (#token=…), never sent to the server; it is kept in sessionStorage and
-// removed from the address bar. Requests send it as `Authorization: Bearer`; the stream has to put it in its URL
-// (?token=) because EventSource cannot set headers.
+// The web token arrives in the URL fragment (#token=…) and is kept as chat-token.js says. Requests send it as
+// `Authorization: Bearer`; the stream puts it in its URL (?token=): EventSource cannot set headers.
 //
-// `working` events (no id, never stored) say whether a run is working on the topic: the page shows "agent is
-// working…" from the run's start to its first reply or its end. A (re)connected stream says it again if so.
+// `working` events (no id, never stored) say whether a run works on a topic of the chat, the one shown or another:
+// the topic list marks each, the topic shown says "agent is working…" (from the run's start to its first reply or
+// end). A (re)connected stream says it again for every topic still being worked on.
 "use strict";
 
 (function () {
@@ -18,7 +19,8 @@
   const folder = body.dataset.folder;
   const api = root + "/web/" + folder;
   const { filesOf } = window.kanmonFiles(root, authHeaders, detailOf); // chat-files.js
-  const tokenKey = "kanmon-web-token:" + folder;
+  const keeper = window.kanmonToken(folder); // chat-token.js
+  const markdown = window.kanmonMarkdown(); // chat-markdown.js; chat-composer.js is wired below
   const topicKey = "kanmon-web-topic:" + folder;
 
   const $ = (id) => document.getElementById(id);
@@ -26,44 +28,44 @@
     topics: $("topics"),
     newTopic: $("new-topic"),
     title: $("topic-title"),
+    rename: $("rename"),
+    renameForm: $("rename-form"),
+    renameInput: $("rename-input"),
     messages: $("messages"),
+    jump: $("jump"),
     working: $("working"),
     error: $("error"),
     composer: $("composer"),
     input: $("message-input"),
     send: $("send"),
     connection: $("connection"),
+    remember: $("remember"),
+    forget: $("forget"),
     dialog: $("token-dialog"),
     tokenForm: $("token-form"),
     tokenInput: $("token-input"),
+    tokenRemember: $("token-remember"),
     fileInput: $("file-input"),
     fileName: $("file-name"),
   };
+  const scroll = window.kanmonScroll(els.messages, els.jump); // chat-scroll.js
 
-  let token = takeToken();
+  let token = keeper.fromUrl() || keeper.stored();
   let topic = sessionStorage.getItem(topicKey);
+  let me = null; // {sender, name}: who this browser speaks as (GET /me)
   let source = null; // the EventSource of the current topic
   let lastSeq = 0; // the last event of the current topic shown
   let seen = new Set(); // seqs shown, so a replay after a reconnect never doubles a message
   let reconnectTimer = null;
   let knownTopics = [];
-
-  function takeToken() {
-    const params = new URLSearchParams(location.hash.slice(1));
-    const fromUrl = params.get("token");
-    if (fromUrl) {
-      sessionStorage.setItem(tokenKey, fromUrl);
-      history.replaceState(null, "", location.pathname + location.search);
-      return fromUrl;
-    }
-    return sessionStorage.getItem(tokenKey);
-  }
+  const busy = new Set(); // topics a run is working on now (the stream's `working` events)
 
   function askForToken(why) {
     token = null;
-    sessionStorage.removeItem(tokenKey);
+    keeper.forget();
     closeStream();
     setConnection(why || "token needed", "bad");
+    els.tokenRemember.checked = false;
     if (typeof els.dialog.showModal === "function" && !els.dialog.open) {
       els.dialog.showModal();
     } else {
@@ -77,11 +79,21 @@
     const value = els.tokenInput.value.trim();
     if (!value) return;
     token = value;
-    sessionStorage.setItem(tokenKey, value);
+    keeper.set(value, els.tokenRemember.checked);
+    els.remember.checked = els.tokenRemember.checked;
     els.tokenInput.value = "";
     if (typeof els.dialog.close === "function") els.dialog.close();
     else els.dialog.removeAttribute("open");
     start();
+  });
+
+  els.remember.addEventListener("change", () => {
+    if (token) keeper.set(token, els.remember.checked);
+  });
+
+  els.forget.addEventListener("click", () => {
+    els.forget.closest("details").open = false;
+    askForToken("token forgotten");
   });
 
   function authHeaders(extra) {
@@ -99,13 +111,30 @@
     return response.status + " " + response.statusText;
   }
 
+  // one authorised request; null (and the reason shown) when it failed
+  async function call(path, options) {
+    let response;
+    try {
+      const headers = authHeaders(options && options.headers);
+      response = await fetch(api + path, Object.assign({ cache: "no-store" }, options, { headers: headers }));
+    } catch (err) {
+      showError("cannot reach the server: " + err.message);
+      return null;
+    }
+    if (response.status === 401) {
+      askForToken("token rejected");
+      return null;
+    }
+    if (!response.ok) {
+      showError(await detailOf(response));
+      return null;
+    }
+    return response;
+  }
+
   function showError(text) {
     els.error.textContent = text || "";
     els.error.hidden = !text;
-  }
-
-  function setWorking(on) {
-    els.working.hidden = !on;
   }
 
   function setConnection(text, state) {
@@ -120,8 +149,10 @@
     return "t-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  function topicLabel(name) {
-    return name === "" ? "(main)" : name;
+  function topicLabel(id) {
+    const known = knownTopics.find((t) => t.topic === id);
+    if (known && known.name) return known.name;
+    return id === "" ? "(main)" : id;
   }
 
   function when(iso) {
@@ -135,21 +166,8 @@
 
   async function loadTopics() {
     if (!token) return;
-    let response;
-    try {
-      response = await fetch(api + "/topics", { headers: authHeaders(), cache: "no-store" });
-    } catch (err) {
-      showError("cannot reach the server: " + err.message);
-      return;
-    }
-    if (response.status === 401) {
-      askForToken("token rejected");
-      return;
-    }
-    if (!response.ok) {
-      showError(await detailOf(response));
-      return;
-    }
+    const response = await call("/topics");
+    if (!response) return;
     knownTopics = (await response.json()).topics;
     renderTopics();
   }
@@ -157,35 +175,41 @@
   function renderTopics() {
     const list = knownTopics.slice();
     if (topic !== null && !list.some((t) => t.topic === topic)) {
-      list.unshift({ topic: topic, last_time: null, messages: 0 });
+      list.unshift({ topic: topic, name: "", last_time: null, messages: 0 });
     }
     els.topics.replaceChildren(
       ...list.map((t) => {
         const item = document.createElement("li");
         const button = document.createElement("button");
         button.type = "button";
-        button.className = "topic" + (t.topic === topic ? " current" : "");
+        button.className = "topic" + (t.topic === topic ? " current" : "") + (busy.has(t.topic) ? " busy" : "");
         button.dataset.topic = t.topic;
         const name = document.createElement("span");
         name.className = "topic-name";
         name.textContent = topicLabel(t.topic);
+        const mark = document.createElement("span");
+        mark.className = "topic-busy";
+        mark.title = "agent is working";
+        mark.hidden = !busy.has(t.topic);
         const time = document.createElement("span");
         time.className = "topic-time";
-        time.textContent = t.last_time ? when(t.last_time) : "new";
-        button.append(name, time);
+        time.textContent = t.last_time && t.messages ? when(t.last_time) : "new";
+        button.append(name, mark, time);
         button.addEventListener("click", () => switchTopic(t.topic));
         item.append(button);
         return item;
       })
     );
+    if (topic !== null && els.renameForm.hidden) els.title.textContent = topicLabel(topic);
   }
 
   function switchTopic(name) {
     if (name === topic && source) return;
     topic = name;
     sessionStorage.setItem(topicKey, name);
-    els.title.textContent = topicLabel(name);
+    rename.close();
     els.messages.replaceChildren();
+    scroll.reset();
     seen = new Set();
     lastSeq = 0;
     showError("");
@@ -196,13 +220,39 @@
 
   els.newTopic.addEventListener("click", () => switchTopic(newTopicName()));
 
+  // renaming (chat-rename.js): the name is stored, then shown in the list and the title
+  const rename = window.kanmonRename({ els, call, topicOf: () => topic, labelOf: topicLabel, renamed: renamed });
+
+  function renamed(id, name) {
+    const known = knownTopics.find((t) => t.topic === id);
+    if (known) known.name = name;
+    else knownTopics.unshift({ topic: id, name: name, last_time: null, messages: 0 });
+    renderTopics();
+  }
+
+  // ------------------------------------------------------------------------------------------- working
+  function setBusy(name, on) {
+    if (on === busy.has(name)) return;
+    if (on) busy.add(name);
+    else busy.delete(name);
+    els.working.hidden = !busy.has(topic);
+    if (on && !knownTopics.some((t) => t.topic === name) && name !== topic) loadTopics(); // someone else's new topic
+    else renderTopics();
+  }
+
+  function clearBusy() {
+    busy.clear();
+    els.working.hidden = true;
+    renderTopics();
+  }
+
   // ------------------------------------------------------------------------------------------- the stream
   function closeStream() {
-    setWorking(false);
     if (reconnectTimer) clearTimeout(reconnectTimer);
     reconnectTimer = null;
     if (source) source.close();
     source = null;
+    clearBusy();
   }
 
   function openStream() {
@@ -215,7 +265,7 @@
     current.addEventListener("open", () => {
       if (source !== current) return;
       setConnection("live", "ok");
-      setWorking(false); // the stream says so again right after its replay if a run is still working
+      clearBusy(); // the stream says so again right after its replay for every topic still being worked on
     });
     current.addEventListener("message", (event) => {
       if (source !== current) return;
@@ -224,7 +274,7 @@
     current.addEventListener("working", (event) => {
       if (source !== current) return;
       const data = JSON.parse(event.data);
-      if (data.topic === topic) setWorking(data.working === true);
+      setBusy(data.topic, data.working === true);
     });
     current.addEventListener("error", () => {
       if (source !== current) return;
@@ -243,128 +293,70 @@
     });
   }
 
+  function senderLabel(message) {
+    const name = message.sender_name || message.sender.replace(/^web:/, "");
+    // two anonymous people are told apart by the hash of their address
+    return name === "Anonymous" ? name + " · " + message.sender.replace(/^web:anon-/, "").slice(0, 4) : name;
+  }
+
   function show(message) {
     if (message.topic !== topic || seen.has(message.seq)) return;
     seen.add(message.seq);
     lastSeq = Math.max(lastSeq, message.seq);
-    const status = message.role === "assistant" && message.content.startsWith("⏳");
+    const agent = message.role === "assistant";
+    const own = !agent && (me === null || message.sender === me.sender);
+    const status = agent && message.content.startsWith("⏳");
     const item = document.createElement("li");
-    item.className = "msg msg-" + message.role + (status ? " msg-status" : "");
+    item.className = "msg " + (agent ? "msg-assistant" : own ? "msg-user" : "msg-other") + (status ? " msg-status" : "");
     item.dataset.seq = String(message.seq);
-    const text = document.createElement("div");
-    text.className = "msg-text";
-    text.textContent = message.content;
+    if (!own && !agent) {
+      const who = document.createElement("div");
+      who.className = "msg-sender";
+      who.textContent = senderLabel(message);
+      item.append(who);
+    }
+    let text;
+    if (agent && !status) {
+      text = markdown.render(message.content);
+    } else {
+      text = document.createElement("div");
+      text.className = "msg-text";
+      text.textContent = message.content;
+    }
     const meta = document.createElement("div");
     meta.className = "msg-meta";
-    const who = message.role === "user" ? message.sender.replace(/^web:/, "") : "agent";
-    meta.textContent = who + " · " + when(message.time);
+    meta.textContent = (agent ? "agent" : own ? "you" : senderLabel(message)) + " · " + when(message.time);
     item.append(text, filesOf(message.attachments || []), meta);
     // in seq order even if an event ever arrives late
     const after = Array.from(els.messages.children).find((li) => Number(li.dataset.seq) > message.seq);
-    const atBottom = els.messages.scrollHeight - els.messages.scrollTop - els.messages.clientHeight < 80;
     els.messages.insertBefore(item, after || null);
-    if (atBottom || message.role === "user") item.scrollIntoView({ block: "end" });
+    scroll.added(item, own);
     const known = knownTopics.find((t) => t.topic === message.topic);
     if (!known) {
-      knownTopics.unshift({ topic: message.topic, last_time: message.time, messages: 1 });
+      knownTopics.unshift({ topic: message.topic, name: "", last_time: message.time, messages: 1 });
       renderTopics();
-    } else if (known.last_time !== message.time) {
+    } else if (known.last_time !== message.time || !known.messages) {
       known.last_time = message.time;
+      known.messages = Math.max(known.messages, 1);
       renderTopics();
     }
   }
 
   // ------------------------------------------------------------------------------------------- sending
-  async function send() {
-    const content = els.input.value;
-    const file = chosenFile();
-    if ((!content.trim() && !file) || !token) return;
-    els.send.disabled = true;
-    showError("");
-    try {
-      const response = file
-        ? await upload(file, content)
-        : await fetch(api + "/messages", {
-            method: "POST",
-            headers: authHeaders({ "Content-Type": "application/json" }),
-            body: JSON.stringify({ content: content, topic: topic }),
-          });
-      if (response.status === 401) {
-        askForToken("token rejected");
-        return;
-      }
-      if (!response.ok) {
-        showError("not sent: " + (await detailOf(response)));
-        return;
-      }
-      els.input.value = "";
-      clearFile();
-      autosize();
-      renderTopics();
-    } catch (err) {
-      showError("not sent: " + err.message);
-    } finally {
-      els.send.disabled = false;
-      els.input.focus();
-    }
-  }
-
-  els.composer.addEventListener("submit", (event) => {
-    event.preventDefault();
-    send();
-  });
-
-  els.input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      send();
-    }
-  });
-
-  function autosize() {
-    els.input.style.height = "auto";
-    els.input.style.height = Math.min(els.input.scrollHeight, 200) + "px";
-    els.input.style.overflowY = els.input.scrollHeight > 200 ? "auto" : "hidden";
-  }
-  els.input.addEventListener("input", autosize);
-
-  // ------------------------------------------------------------------------------------------- files in
-  // A file chosen in the composer goes with the next send as a multipart upload (POST /web/<folder>/uploads), the
-  // typed text with it; the transcript shows the file like any other (filesOf above).
-
-  function chosenFile() {
-    return els.fileInput && els.fileInput.files.length ? els.fileInput.files[0] : null;
-  }
-
-  function clearFile() {
-    if (!els.fileInput) return;
-    els.fileInput.value = "";
-    els.fileName.textContent = "";
-    els.fileName.hidden = true;
-  }
-
-  function upload(file, content) {
-    const form = new FormData();
-    form.append("file", file, file.name);
-    form.append("content", content);
-    form.append("topic", topic);
-    return fetch(api + "/uploads", { method: "POST", headers: authHeaders(), body: form });
-  }
-
-  if (els.fileInput) {
-    els.fileInput.addEventListener("change", () => {
-      const file = chosenFile();
-      els.fileName.textContent = file ? file.name : "";
-      els.fileName.hidden = !file;
-    });
-  }
+  const topicOf = () => topic;
+  window.kanmonComposer({ els, api, authHeaders, detailOf, showError, askForToken, topicOf, sent: renderTopics });
 
   // ------------------------------------------------------------------------------------------- start
   async function start() {
+    if (!token) token = await keeper.ask(300); // another open tab of this chat may have it
     if (!token) {
       askForToken();
       return;
     }
+    els.remember.checked = keeper.remembered();
+    const who = await call("/me");
+    if (!token) return;
+    if (who) me = await who.json();
     await loadTopics();
     if (!token) return;
     if (topic === null) topic = knownTopics.length ? knownTopics[0].topic : newTopicName();

@@ -113,6 +113,21 @@ async def test_two_runs_replying_into_one_topic_keep_it_working_until_both_stopp
     assert changes == [Working("web:corp", "", True), Working("web:corp", "", False)]
 
 
+async def test_working_topics_names_each_topic_of_a_chat_a_run_works_on() -> None:
+    signal = TypingSignal(clock=FakeClock(), interval=0.0, pinger=lambda jid: None)
+    for run, chat, topic in (("r1", "web:corp", "t-b"), ("r2", "web:corp", ""), ("r3", "web:corp", "t-b")):
+        signal.started(run, chat, topic)
+    signal.started("r4", "web:other", "t-c")
+    assert signal.working_topics("web:corp") == ["", "t-b"]  # what a stream opening now is told, each topic once
+    signal.stopped("r1")
+    assert signal.working_topics("web:corp") == ["", "t-b"]  # r3 still works on t-b
+    signal.stopped("r3")
+    signal.stopped("r2")
+    assert signal.working_topics("web:corp") == []
+    assert signal.working_topics("web:other") == ["t-c"]
+    await signal.close()
+
+
 async def test_an_interval_of_zero_sends_no_pings() -> None:
     clock = FakeClock()
     pings = Pings(clock)
@@ -132,7 +147,7 @@ def test_status_only_outputs_are_not_a_reply() -> None:
     assert not is_status_only("")
 
 
-async def test_the_feed_hands_a_working_change_to_its_chat_topic_only() -> None:
+async def test_the_feed_hands_a_working_change_to_every_subscriber_of_its_chat_whatever_its_topic() -> None:
     feed = ChatFeed()
     async with (
         feed.subscribe("web:corp", topic="t1") as mine,
@@ -144,7 +159,8 @@ async def test_the_feed_hands_a_working_change_to_its_chat_topic_only() -> None:
         feed.close()
         assert [event async for event in mine.events()] == [Working("web:corp", "t1", True)]
         assert [event async for event in whole_chat.events()] == [Working("web:corp", "t1", True)]
-        assert [event async for event in other_topic.events()] == []
+        # a page following t2 marks t1 as being worked on in its topic list
+        assert [event async for event in other_topic.events()] == [Working("web:corp", "t1", True)]
         assert [event async for event in other_chat.events()] == []
     async with feed.subscribe("web:corp", topic="t1") as messages_only:
         feed.signal(Working("web:corp", "t1", True))
