@@ -67,6 +67,7 @@ class Result:
     left_new: int
     dead: int
     transactions: int  # every commit on the store during the pass, ingest included
+    cpu_seconds: float  # this process's CPU time over the pass (every thread; a PostgreSQL server's is not in it)
 
     def lines(self) -> list[str]:
         rate = self.messages / self.total_seconds
@@ -80,6 +81,8 @@ class Result:
             f"left new {self.left_new}   dead {self.dead}",
             f"   {self.transactions:,} transactions = {self.transactions / max(self.runs, 1):.2f} per run "
             f"(ingest's own included: {self.messages if self.ingest == 'put' else 1:,})",
+            f"   CPU {self.cpu_seconds:5.2f} s = {self.messages / max(self.cpu_seconds, 1e-9):7.0f} messages per CPU "
+            "second (what one idle core would give; the load average above takes the rest)",
         ]
 
 
@@ -151,7 +154,7 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
     try:
         await asyncio.sleep(0.2)  # the start-up tick (recovery sweep) is not what is measured
         commits[0] = 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         if ingest == "batch":
             await asyncio.to_thread(batch_insert, store, news)
             gateway.wake()
@@ -160,7 +163,7 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
                 await gateway.put_message(new)
         ingested = time.perf_counter()
         await settle(gateway, store)
-        done = time.perf_counter()
+        done, cpu = time.perf_counter(), time.process_time() - cpu
         transactions = commits[0]
     finally:
         stopping.set()
@@ -179,6 +182,7 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
         left_new=counts["inbound_new"],
         dead=counts["dead_letters"],
         transactions=transactions,
+        cpu_seconds=cpu,
     )
     return result
 
