@@ -10,6 +10,7 @@ import click
 
 from kanmon.gated.app import App
 from kanmon.gated.daemon import hook_config
+from kanmon.gated.output import emit_json, json_option
 from kanmon.gateway.hooks import Hooks
 
 __all__ = ["hooks_group"]
@@ -23,12 +24,19 @@ def hooks_group() -> None:
 
 
 @hooks_group.command("list")
+@json_option
 @pass_app
-def hooks_list(app: App) -> None:
+def hooks_list(app: App, as_json: bool) -> None:
     """The plugins gated run loads: name, where from, the hooks each implements (or why it is left out)."""
     config = hook_config(app.settings)
     hooks = Hooks.load(config)
     try:
+        if as_json:
+            plugins = [
+                {"name": p.name, "source": p.source, "hooks": list(p.hooks), "error": p.error} for p in hooks.plugins
+            ]
+            emit_json({"timeout": config.timeout, "entry_points": config.entry_points, "plugins": plugins})
+            return
         click.echo(f"hooks.timeout: {config.timeout:g}s; entry points: {'on' if config.entry_points else 'off'}")
         if not hooks.plugins:
             click.echo("no hook plugins")

@@ -16,7 +16,7 @@ from kanmon.gated.app import App
 from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.group_settings import parse_change, settings_options
 from kanmon.gated.group_view import describe_group, render_group
-from kanmon.gated.output import emit_json, json_option
+from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.gateway import IdleQueue, LayerContext, probe_message
 from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
 from kanmon.gateway.context import STORE_READ_PREFIXES
@@ -108,8 +108,11 @@ def group_show(app: App, folder: str, as_json: bool) -> None:
 @click.option("--replace", is_flag=True, help="Revoke every other token of FOLDER: everyone else is logged out.")
 @click.option("--list", "listing", is_flag=True, help="List FOLDER's tokens (id, label, created); never a token.")
 @click.option("--revoke", "revoke", type=int, metavar="ID", help="Revoke the token ID (see --list).")
+@json_option
 @pass_app
-def group_web_token(app: App, folder: str, label: str, replace: bool, listing: bool, revoke: int | None) -> None:
+def group_web_token(
+    app: App, folder: str, label: str, replace: bool, listing: bool, revoke: int | None, as_json: bool
+) -> None:
     """Give FOLDER's web chat one more token and print it, once (its other tokens keep working).
 
     Each token is a link of its own: give a new person or device a new one, with a --label, and --revoke it alone
@@ -117,11 +120,16 @@ def group_web_token(app: App, folder: str, label: str, replace: bool, listing: b
     """
     if sum((listing, revoke is not None, replace or bool(label))) > 1:
         raise InvalidInput("--list, --revoke and making a token (--label, --replace) go one at a time")
+    if as_json and not listing:
+        raise InvalidInput("--json goes with --list (a new token is printed once, as text)")
     store = app.store()
     if store.get_group(validate_folder(folder)) is None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")
     if listing:
         tokens = store.list_web_tokens(folder)
+        if as_json:
+            emit_json([{"id": t.id, "label": t.label, "created_at": iso(t.created_at)} for t in tokens])
+            return
         if not tokens:
             click.echo(f"no web tokens for {folder} (`gated group web-token {folder}` makes one)")
         for token in tokens:

@@ -190,6 +190,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         )
     ),
     "apikey list": array(obj(id=STR, groups=array(STR), name=STR, created_at=TIME)),
+    "group web-token --list": array(obj(id=INT, label=STR, created_at=TIME)),
+    "hooks list": obj(
+        timeout=NUM,
+        entry_points=BOOL,
+        plugins=array(obj(name=STR, source=STR, hooks=array(STR), error=null(STR))),
+    ),
     "task list": array(TASK),
     "task show": TASK,
     "allow list": array(obj(id=INT, pattern=STR, platform=null(STR), group=null(STR), note=STR, added_at=TIME)),
@@ -344,6 +350,8 @@ def every_command(store: Store) -> dict[str, list[str]]:
         "route test": ["route", "test", "--chat-jid", "telegram:5", "--sender", "telegram:7", "--content", "hi"],
         "onboarding list": ["onboarding", "list"],
         "apikey list": ["apikey", "list"],
+        "group web-token --list": ["group", "web-token", "corp", "--list"],
+        "hooks list": ["hooks", "list"],
         "task list": ["task", "list"],
         "task show": ["task", "show", task_id],
         "allow list": ["allow", "list"],
@@ -417,6 +425,7 @@ def test_bad_input_is_one_line_and_exit_2(gated: Gated) -> None:
         (["run-log", "no-such-run"], "no run 'no-such-run'"),
         (["replies", "telegram:1", "--since", "yesterday"], "--since 'yesterday'"),
         (["runs", "--status", "happy"], "'happy' is not one of"),
+        (["group", "web-token", "corp", "--json"], "--json goes with --list"),
     ):
         result = gated(*args)
         assert result.exit_code == Exit.USAGE, result.output
