@@ -181,6 +181,8 @@ def configure_logging(
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
     requests = logging.getLogger(ACCESS_LOGGER)
+    requests.handlers.clear()  # an earlier uvicorn.Config(access_log=False) in this process cut it off: rejoin root
+    requests.propagate = True
     if access:
         requests.setLevel(logging.NOTSET)
     if not any(isinstance(f, AccessLogFields) for f in requests.filters):

@@ -30,6 +30,7 @@ from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.pairing import on_refused
 from kanmon.gateway.pipeline import process_message
 from kanmon.gateway.registry import Registry
+from kanmon.logcontext import bound
 from kanmon.queue import Lane, lane_for
 from kanmon.router import ImpulseConfig
 from kanmon.store import Dispatch, Message, NewMessage, Store
@@ -129,7 +130,8 @@ class Dispatcher:
         for row in rows:
             if row.direction == "in":
                 self._metrics.messages_ingested.labels(platform=row.chat_jid.partition(":")[0]).inc()
-            dispatch = self._decide(row, ctx, work.admitted)
+            with bound(chat=row.chat_jid):  # every line about deciding this row names its chat (issue 18 item 6)
+                dispatch = self._decide(row, ctx, work.admitted)
             if dispatch is not None:
                 dispatches.append(dispatch)
         assert ctx.outbox is not None
@@ -147,7 +149,7 @@ class Dispatcher:
         if isinstance(decision, Ignored):
             return None
         if isinstance(decision, Unowned):
-            logger.debug("skipped seq=%d chat=%s: %s", row.seq, row.chat_jid, decision.why)
+            logger.debug("skipped seq=%d: %s", row.seq, decision.why)
             if self._config.onboarding:
                 note_unowned(row, ctx)  # the row stays skipped; approval answers a copy of the newest
             return Dispatch(row.seq, "skipped")
@@ -193,7 +195,7 @@ class Dispatcher:
                 origin=GATEWAY_ORIGIN,
             )
         )
-        logger.info("delegated seq=%d from %s to %s", row.seq, row.chat_jid, decision.folder)
+        logger.info("delegated seq=%d to %s", row.seq, decision.folder)
         return True
 
     @staticmethod

@@ -84,7 +84,7 @@ def on_refused(
     offer a code (:func:`offer_code`). Returns what the offer did, or None when no code was offered."""
     row = decision.message
     store.note_refused(row.chat_jid, row.sender, row.sender_name, row.seq, now)
-    logger.info("refused seq=%d chat=%s sender=%s: %s", row.seq, row.chat_jid, row.sender, decision.why)
+    logger.info("refused seq=%d sender=%s: %s", row.seq, row.sender, decision.why)
     if not (decision.direct and config.pairing and row.sender):
         return None
     return offer_code(store, decision, config, now, rng or secrets.SystemRandom())
@@ -128,7 +128,7 @@ def offer_code(store: Store, decision: Refused, config: AuthConfig, now: dt.date
     if issued == "full":
         logger.warning("no pairing code for %s on %s: %d codes pending", row.sender, platform, request.max_pending)
     elif issued == "issued":
-        logger.info("pairing code offered to %s in %s (expires %s)", row.sender, row.chat_jid, request.expires_at)
+        logger.info("pairing code offered to %s (expires %s)", row.sender, request.expires_at)
     return issued
 
 

@@ -42,9 +42,8 @@ def process_message(message: Message, ctx: LayerContext) -> Decision:
             return refused
     decision = _layers(message, ctx, owner.folder)
     logger.debug(
-        "routed seq=%s chat=%s layer=%s decision=%s why=%s",
+        "routed seq=%s layer=%s decision=%s why=%s",
         message.seq,
-        message.chat_jid,
         decision.layer,
         type(decision).__name__,
         decision.why,

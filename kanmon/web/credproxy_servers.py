@@ -61,7 +61,9 @@ class ProxyServers:
             except OSError as exc:
                 sock.close()
                 raise InvalidRunSpec(f"the credential proxy cannot listen on {host}:{self._port}: {exc}") from None
-            config = uvicorn.Config(self._app, log_config=None, lifespan="off", ws="none", access_log=False)
+            # not access_log=False: uvicorn would switch off the one process-wide access logger, gated's own too;
+            # the proxy's request lines follow log.access like every other (off unless asked for)
+            config = uvicorn.Config(self._app, log_config=None, lifespan="off", ws="none")
             server = EmbeddedServer(config)
             task = asyncio.create_task(server.serve(sockets=[sock]), name=f"kanmon-credential-proxy-{host}")
             self._servers[host] = (server, task, sock)  # bound and listening: connections queue until it serves

@@ -121,7 +121,7 @@ def _stop(req: CommandRequest) -> str:
     # The lane this chat's messages go to: the sticky group steers it, else the owner.
     folder = chat.sticky_group if chat is not None and chat.sticky_group else req.owner
     if req.ctx.queue.stop(lane_for(folder, req.message.chat_jid, req.message.topic)):
-        logger.info("stop requested folder=%s chat=%s", folder, req.message.chat_jid)
+        logger.info("stop requested", extra={"folder": folder})
         return "Container stopped."
     return "No active container for this chat."
 
@@ -217,7 +217,7 @@ def _tasks(req: CommandRequest) -> str:
         raise CommandError("tasks", f"no task {task_id} in {req.owner}")
     if task.reason != reason:
         return f"Task {task_id} is {task.status} already."
-    logger.info("task %d cancelled from chat=%s by %s", task_id, message.chat_jid, message.sender)
+    logger.info("task %d cancelled from the chat by %s", task_id, message.sender, extra={"task": task_id})
     return f"Task {task_id} cancelled."
 
 

@@ -76,12 +76,12 @@ def run_command(call: CommandCall, message: Message, ctx: LayerContext, owner: s
 def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> str:
     spec = COMMANDS[call.name]
     if spec.root_only and "/" in owner:
-        logger.info("command refused command=%s chat=%s owner=%s (root only)", call.name, message.chat_jid, owner)
+        logger.info("command refused command=%s owner=%s (root only)", call.name, owner)
         return "Permission denied: root groups only."
     try:
         return spec.handler(CommandRequest(call.name, call.args, message, ctx, owner))
     except CommandError as exc:
-        logger.info("command failed command=%s chat=%s: %s", call.name, message.chat_jid, exc.reason)
+        logger.info("command failed command=%s: %s", call.name, exc.reason)
         return f"Failed: {exc.reason}"
 
 

@@ -49,7 +49,7 @@ def route_message(message: Message, ctx: LayerContext, owner: str, prefix: Prefi
     if sticky:
         if ctx.group(sticky) is not None:
             return Forward(message, Layer.ROUTING, f"sticky group {sticky}{tagged}", sticky, topic, content, impulse)
-        logger.warning("sticky group gone chat=%s folder=%s; routing as usual", message.chat_jid, sticky)
+        logger.warning("sticky group %s gone; routing as usual", sticky)
     platform = split_jid(message.chat_jid)[0]
     if platform in DIRECT_PLATFORMS:
         why = f"{platform}: chats go to their own folder {owner}{tagged}"
@@ -82,13 +82,7 @@ def _target(
 def _log_fall_through(message: Message, routed: RouteTrace) -> None:
     for check in routed.checks:
         if check.verdict is Verdict.NO_FOLDER:
-            logger.info(
-                "%s: %s; seq=%d chat=%s tries the next route",
-                check.route.describe(),
-                check.detail,
-                message.seq,
-                message.chat_jid,
-            )
+            logger.info("%s: %s; seq=%d tries the next route", check.route.describe(), check.detail, message.seq)
 
 
 def _topic(message: Message, chat: Chat | None, prefix: PrefixSplit | None) -> str:

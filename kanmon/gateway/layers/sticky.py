@@ -68,7 +68,7 @@ def apply_sticky(request: StickyRequest, message: Message, ctx: LayerContext, ow
         return Consumed(message, Layer.STICKY, f"would set {_describe(changes)} and reply {text!r}")
     ctx.store.ensure_chat(message.chat_jid, **changes)
     ctx.forget_chat(message.chat_jid)
-    logger.info("sticky chat=%s %s", message.chat_jid, _describe(changes))
+    logger.info("sticky %s", _describe(changes))
     return _answer(message, ctx, text, f"set {_describe(changes)}")
 
 

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,22 @@ def test_the_access_log_is_off_at_info_unless_asked_for() -> None:
     configure_logging("INFO", "text", stream, access=True)
     logging.getLogger(ACCESS_LOGGER).info('%s - "%s %s HTTP/%s" %d', "c", "GET", "/healthz", "1.1", 200)
     assert stream.getvalue().strip().endswith("GET /healthz 200 method=GET path=/healthz status=200 client=c")
+
+
+async def test_the_credential_proxy_starting_later_leaves_gateds_access_log_on() -> None:
+    """uvicorn's ``access_log=False`` switches off the process-wide access logger: the proxy, started by gated after
+    its logging is set up, must not take gated's own request lines with it."""
+    from kanmon.web.credproxy_servers import ProxyServers
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        """Never called: the proxy only starts listening here."""
+
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream, access=True)
+    servers = ProxyServers(app, 0)
+    try:
+        await servers.ensure("127.0.0.1")
+    finally:
+        await servers.close()
+    logging.getLogger(ACCESS_LOGGER).info('%s - "%s %s HTTP/%s" %d', "c", "GET", "/healthz", "1.1", 200)
+    assert [json.loads(line)["path"] for line in stream.getvalue().splitlines() if '"path"' in line] == ["/healthz"]
