@@ -19,6 +19,7 @@ import pytest
 
 from kanmon.container import echo_agent
 from kanmon.store import Group, NewMessage, Store, upgrade
+from tests.live_gated import wait_until
 
 GATED = [sys.executable, "-m", "kanmon"]
 
@@ -34,15 +35,6 @@ def gated(
         timeout=timeout,
         check=False,
     )
-
-
-def wait_until(condition: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return result
 
 
 class LogReader:
