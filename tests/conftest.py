@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from kanmon.container.images import build_echo_image
+from kanmon.gated import logs as gated_logs
 from kanmon.gated.logs import HANDLER_NAME
 from kanmon.store import Store, upgrade
 from tests.pgdb import PrivatePostgres, create_pg_database, drop_pg_database
@@ -37,11 +38,13 @@ def service_missing(what: str, why: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_leftover_log_handler() -> Iterator[None]:
-    """A CLI test that configured logging must not leave gated's handler writing into a closed capture stream."""
+    """A CLI test that configured logging must not leave gated's handler writing into a closed capture stream, nor
+    its format: after a JSON one, every later test's command errors would be JSON log lines, not ``Error:`` lines."""
     yield
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(handler)
+    gated_logs._format = None
 
 
 @pytest.fixture(scope="session")
