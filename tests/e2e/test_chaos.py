@@ -126,7 +126,10 @@ async def drive(
                 gated.start()
             if pg is not None and restart_at is not None and now >= restart_at:
                 restart_at = None
+                # under a gated that holds the store (not one still starting after a kill), which must notice it
+                await asyncio.to_thread(gated.wait_logged, "holding the store", 60.0, count=gated.kills + 1)
                 await asyncio.to_thread(pg.restart)
+                await asyncio.to_thread(gated.wait_logged, "store lock lost", 30.0)
             for _ in range(min(rng.randint(5, 20), total - sent)):
                 text = texts[sent]
                 message = NewMessage(chat_jid=f"web:g{text[1:3]}", content=text, sender="driver", id=text)

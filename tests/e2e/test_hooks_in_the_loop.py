@@ -105,7 +105,9 @@ async def test_the_example_audit_plugin(tmp_path: Path, monkeypatch: pytest.Monk
         private = h.inbound("web:corp")[0]
         assert private.status == "done"
     events = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [e["event"] for e in events if e["event"] != "session_reset"] == ["dropped", "run_starting", "run_finished"]
+    told = [e["event"] for e in events if e["event"] != "session_reset"]
+    # the lane may be offered once more after the run (/new came while it ran): that start finds nothing to run
+    assert told[:3] == ["dropped", "run_starting", "run_finished"] and set(told[3:]) <= {"run_starting"}, told
     [finished] = [event for event in events if event["event"] == "run_finished"]
     assert finished["status"] == "ok" and finished["folder"] == "corp"
     assert [event["reason"] for event in events if event["event"] == "session_reset"] == ["new"]

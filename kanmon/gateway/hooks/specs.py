@@ -75,7 +75,9 @@ class HookSpecs:
     @hookspec
     def run_starting(self, run_id: str, group: Group, runtime: str) -> RunExtras | None:
         """A run of ``group``'s agent is about to start (before its container or process exists); answer
-        :class:`RunExtras` to add environment variables or system messages."""
+        :class:`RunExtras` to add environment variables or system messages. The agent is started before its batch
+        is taken (so it boots while the batch is read): a start that then finds nothing left to run (the lane's
+        messages were taken or settled meanwhile) is released at once, and no ``run_finished`` follows it."""
 
     @hookspec
     def run_finished(self, run: Run, status: str, error: str | None, outputs: int) -> None:
