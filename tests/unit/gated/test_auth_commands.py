@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from kanmon.gated.cli import cli
 from kanmon.gateway.auth import AuthConfig, platform_of
 from kanmon.gateway.decisions import Layer, Refused
 from kanmon.gateway.pairing import on_refused
 from kanmon.store import NewMessage, Store
+from tests.cli_world import Gated, gated_cli, one_line_error, sqlite_store
 
-Gated = Callable[..., Result]
 CODE = re.compile(r"pairing code is ([A-Z2-9]{8})")
 
 
@@ -29,21 +26,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gated:
-    for name in [n for n in os.environ if n.startswith("KANMON_")]:
-        monkeypatch.delenv(name)
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
-
-    assert run("group", "add", "main").exit_code == 0
-    return run
+    return gated_cli(data_dir, monkeypatch, "main")
 
 
 @pytest.fixture
 def store(gated: Gated, data_dir: Path) -> Iterator[Store]:
-    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
-    yield store
-    store.close()
+    with sqlite_store(data_dir) as opened:
+        yield opened
 
 
 def refuse(store: Store, chat: str, sender: str, *, direct: bool, seed: int = 7) -> str | None:
@@ -54,13 +43,6 @@ def refuse(store: Store, chat: str, sender: str, *, direct: bool, seed: int = 7)
     sent = [m.content for m in store.chat_messages(chat) if m.direction == "out"]
     found = CODE.search(sent[-1]) if sent else None
     return found.group(1) if found else None
-
-
-def refused_one_line(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and all(fragment in lines[0] for fragment in fragments), result.stderr
 
 
 def test_allow_add_list_rm(gated: Gated, store: Store) -> None:
@@ -78,10 +60,10 @@ def test_allow_add_list_rm(gated: Gated, store: Store) -> None:
 
 
 def test_allow_bad_input_is_one_line_and_changes_nothing(gated: Gated, store: Store) -> None:
-    refused_one_line(gated("allow", "add", "tg:[oops"), "not a sender id or glob")
-    refused_one_line(gated("allow", "add", "tg:1", "--group", "nope"), "no group 'nope'")
-    refused_one_line(gated("allow", "add", "tg:1", "--platform", "tg:"), "--platform")
-    refused_one_line(gated("allow", "rm", "99"), "no allowlist entry 99")
+    one_line_error(gated("allow", "add", "tg:[oops"), "not a sender id or glob")
+    one_line_error(gated("allow", "add", "tg:1", "--group", "nope"), "no group 'nope'")
+    one_line_error(gated("allow", "add", "tg:1", "--platform", "tg:"), "--platform")
+    one_line_error(gated("allow", "rm", "99"), "no allowlist entry 99")
     assert store.list_allow() == []
 
 
@@ -92,8 +74,8 @@ def test_pairing_list_approve_deny(gated: Gated, store: Store) -> None:
     assert code and other
     listed = gated("pairing", "list").output
     assert "tg:666" in listed and "tg:777" in listed and code not in listed
-    refused_one_line(gated("pairing", "approve", "ABCDEFGH"), "no live pairing code")
-    refused_one_line(gated("pairing", "approve", code, "--group", "nope"), "no group 'nope'")
+    one_line_error(gated("pairing", "approve", "ABCDEFGH"), "no live pairing code")
+    one_line_error(gated("pairing", "approve", code, "--group", "nope"), "no group 'nope'")
     approved = gated("pairing", "approve", code.lower(), "--group", "main")
     assert approved.exit_code == 0 and "tg:666 allowed" in approved.output
     (entry,) = store.list_allow()
@@ -116,7 +98,7 @@ def test_auth_keys_load(data_dir: Path, gated: Gated) -> None:
     data_dir.joinpath("kanmon.yaml").write_text("auth:\n  mode: allowlist\n  platforms:\n    tg: open\n")
     assert "auth.mode: allowlist (tg=open)" in gated("allow", "list").output
     data_dir.joinpath("kanmon.yaml").write_text("auth:\n  platforms:\n    tg: sometimes\n")
-    refused_one_line(gated("allow", "list"), "auth.platforms")
+    one_line_error(gated("allow", "list"), "auth.platforms")
 
 
 def test_route_test_shows_a_refusal(data_dir: Path, gated: Gated) -> None:

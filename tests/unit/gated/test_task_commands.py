@@ -4,17 +4,13 @@ changes nothing."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from kanmon.gated.cli import cli
 from kanmon.store import Store
-
-Gated = Callable[..., Result]
+from tests.cli_world import Gated, gated_cli, ok, sqlite_store
 
 
 @pytest.fixture
@@ -24,26 +20,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gated:
-    for name in [n for n in os.environ if n.startswith("KANMON_")]:
-        monkeypatch.delenv(name)
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
-
-    assert run("group", "add", "corp").exit_code == 0
-    return run
+    return gated_cli(data_dir, monkeypatch, "corp")
 
 
 @pytest.fixture
 def store(data_dir: Path, gated: Gated) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
-    yield opened
-    opened.close()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.output
+    with sqlite_store(data_dir) as opened:
+        yield opened
 
 
 def test_add_a_cron_task_in_a_zone(gated: Gated, store: Store) -> None:

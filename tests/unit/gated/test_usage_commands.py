@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner, Result
 
-from kanmon.gated.cli import cli
 from kanmon.store import Store, UsageEntry
+from tests.cli_world import Gated, gated_cli, ok, one_line_error, sqlite_store
 
-Gated = Callable[..., Result]
 NUMBERS = {"outputs", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd"}
 
 
@@ -29,34 +26,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Gated:
-    for name in [n for n in os.environ if n.startswith("KANMON_")]:
-        monkeypatch.delenv(name)
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
-
-    assert run("group", "add", "corp").exit_code == 0
-    assert run("group", "add", "ops").exit_code == 0
-    return run
+    return gated_cli(data_dir, monkeypatch, "corp", "ops")
 
 
 @pytest.fixture
 def store(data_dir: Path, gated: Gated) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
-    yield opened
-    opened.close()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def one_line_error(result: Result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    assert fragment in lines[0], lines[0]
+    with sqlite_store(data_dir) as opened:
+        yield opened
 
 
 def spend(store: Store, folder: str, day: str, cost: float, *, run: str = "r1", session: str | None = "s1") -> None:
