@@ -111,6 +111,7 @@ async def drive(
     rng = random.Random(seed)
     env = {**FAST, "KANMON_STORE_URL": url}
     gated = Gated(data, tmp_path / "gated.log", args=["--no-http", "--instance", instance], env=env).start()
+    started_at = 0  # where the log of the gated started last begins
     texts = [f"c{n % CHATS:02d}-m{n:03d}" for n in range(total)]
     try:
         kill_at = sorted(rng.uniform(1.0, 40.0) for _ in range(KILLS + 2))
@@ -123,11 +124,12 @@ async def drive(
                 kill_at.pop(0)
                 gated.kill()
                 await asyncio.sleep(rng.uniform(0.0, 1.0))
+                started_at = len(gated.logged())
                 gated.start()
             if pg is not None and restart_at is not None and now >= restart_at:
                 restart_at = None
                 # under a gated that holds the store (not one still starting after a kill), which must notice it
-                await asyncio.to_thread(gated.wait_logged, "holding the store", 60.0, count=gated.kills + 1)
+                await holding(gated, started_at)
                 await asyncio.to_thread(pg.restart)
                 await asyncio.to_thread(gated.wait_logged, "store lock lost", 30.0)
             for _ in range(min(rng.randint(5, 20), total - sent)):
@@ -162,6 +164,14 @@ async def drive(
     finally:
         gated.stop()
         store.close()
+
+
+async def holding(gated: Gated, started_at: int, timeout: float = 60.0) -> None:
+    """Wait until the gated started last (its log from ``started_at`` on) holds the store."""
+    deadline = time.monotonic() + timeout
+    while "holding the store" not in gated.logged()[started_at:]:
+        assert gated.alive and time.monotonic() < deadline, gated.logged()[-3000:]
+        await asyncio.sleep(0.1)
 
 
 def restart_time(kill_at: list[float]) -> float:

@@ -191,7 +191,7 @@ def test_gated_waits_for_a_database_that_is_down_at_start(
         assert post.status_code == 503
         private_pg.start()
         server.wait_logged("gated running", timeout=30)
-        assert httpx.get(f"{base}/readyz").status_code == 200
+        _wait_ready(base, server)  # once its loop has ticked (the first tick follows "gated running")
         post = httpx.post(
             f"{base}/web/g0/messages", json={"content": "hi"}, headers={"Authorization": f"Bearer {token}"}
         )
@@ -223,3 +223,10 @@ def _wait_http(base: str, server: Gated) -> None:
             assert server.alive, server.logged()
             time.sleep(0.1)
     raise AssertionError(f"no HTTP answer from {base}:\n{server.logged()}")
+
+
+def _wait_ready(base: str, server: Gated, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (ready := httpx.get(f"{base}/readyz")).status_code != 200:
+        assert server.alive and time.monotonic() < deadline, f"{ready.text}\n{server.logged()}"
+        time.sleep(0.1)
