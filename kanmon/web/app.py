@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -91,15 +90,7 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     upload_bytes = config.max_upload_bytes + config.max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=upload_bytes)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        began = gateway.clock.monotonic()
-        response = await call_next(request)
-        route, metrics = _route_template(request), gateway.metrics
-        metrics.http_request_seconds.labels(route=route).observe(gateway.clock.monotonic() - began)
-        metrics.http_requests.labels(route=route, status=str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(RequestMetrics, gateway=gateway)
     return app
 
 
@@ -125,21 +116,50 @@ async def _store_errors(request: Request, exc: Exception) -> Response:
     """The one place a store error becomes an HTTP answer: the store unreachable (or this gated overtaken) is 503
     with Retry-After, a JID prefix another adapter owns 409, a value the store refuses 400."""
     if isinstance(exc, StoreUnavailable | StoreFenced):
-        logger.warning("%s %s: store unavailable: %s", request.method, _route_template(request), exc)
+        logger.warning("%s %s: store unavailable: %s", request.method, _route_template(request.scope), exc)
         detail = "the store is unavailable; retry shortly"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
     if isinstance(exc, PrefixTaken):
         return JSONResponse({"detail": f"{exc}; that adapter must give it up first"}, status_code=409)
     if isinstance(exc, InvalidInput):
         return JSONResponse({"detail": str(exc)}, status_code=400)
-    logger.error("%s %s: store error: %s", request.method, _route_template(request), exc)
+    logger.error("%s %s: store error: %s", request.method, _route_template(request.scope), exc)
     return JSONResponse({"detail": "the store failed; retry later"}, status_code=503, headers={"Retry-After": "5"})
 
 
-def _route_template(request: Request) -> str:
+def _route_template(scope: Scope) -> str:
     """The matched route's path template (``/web/{folder}/messages``), never the raw path: bounded label values."""
-    route = request.scope.get("route")  # set by the router on the scope it shares with this middleware
+    route = scope.get("route")  # set by the router on the scope it shares with the middleware
     return str(getattr(route, "path", None) or "unmatched")
+
+
+class RequestMetrics:
+    """Counts each HTTP request by route template and status, and times it to its response's start (for a stream,
+    when its headers go out), in ``kanmon_http_requests_total`` and ``kanmon_http_request_duration_seconds``.
+
+    A plain ASGI middleware: starlette's ``BaseHTTPMiddleware`` runs the app in a task of its own, and a client that
+    left a streaming answer (an OpenAI client stopping mid-stream) became a logged traceback there.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        clock, metrics = self.gateway.clock, self.gateway.metrics
+        began = clock.monotonic()
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                route = _route_template(scope)  # the router has put the matched route on the shared scope by now
+                metrics.http_request_seconds.labels(route=route).observe(clock.monotonic() - began)
+                metrics.http_requests.labels(route=route, status=str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 class BodyLimit:

@@ -27,6 +27,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -228,6 +229,8 @@ class _Completion:
         sends it; the stream then ends without ``[DONE]``.
         """
         answers = self._answers()
+        # one pending read at a time, never cancelled by a keep-alive (cancelling it would end the answers)
+        upcoming: asyncio.Future[Answer] | None = None
         deadline = asyncio.get_running_loop().time() + self.timeout
         sent = 0
         try:
@@ -236,11 +239,12 @@ class _Completion:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     raise self._timed_out()
-                try:
-                    answer = await asyncio.wait_for(anext(answers), min(left, KEEPALIVE_SECONDS))
-                except TimeoutError:
+                upcoming = upcoming or asyncio.ensure_future(anext(answers))
+                done, _ = await asyncio.wait({upcoming}, timeout=min(left, KEEPALIVE_SECONDS))
+                if not done:
                     yield ": keep-alive\n\n"
                     continue
+                answer, upcoming = upcoming.result(), None
                 if answer.reply is not None and not _apology(answer.reply):
                     yield self._chunk({"content": ("\n\n" if sent else "") + answer.reply.content})
                     sent += 1
@@ -254,7 +258,13 @@ class _Completion:
         except ApiError as exc:
             yield f"event: error\ndata: {json.dumps(exc.body())}\n\n"
         finally:
-            await answers.aclose()
+            # a client that left cancels this generator (starlette's task group): settle the pending read first,
+            # shielded from that cancellation, or closing the answers finds them still running
+            with anyio.CancelScope(shield=True):
+                if upcoming is not None:
+                    upcoming.cancel()
+                    await asyncio.gather(upcoming, return_exceptions=True)
+                await answers.aclose()
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
         chunk = {
