@@ -151,6 +151,7 @@ async def running_gateway(
     timezone: str = "UTC",
     scheduler: SchedulerConfig | None = None,
     hooks: Hooks | None = None,
+    session_watch: float = 60.0,
 ) -> AsyncIterator[Harness]:
     """Serve a gateway with ``groups`` registered (those not yet); on exit, stop it (drain) and close the store.
 
@@ -192,6 +193,7 @@ async def running_gateway(
         daemons=dict(daemons or {}),
         attachments=attachments or FetchPolicy(),
         scheduler=scheduler or SchedulerConfig(),
+        session_watch=session_watch,
     )
     gateway = Gateway(store, runtimes, config, clock=clock, hooks=hooks)
     stopping = asyncio.Event()

@@ -46,4 +46,11 @@ SESSION_KEYS: tuple[Key, ...] = (
         "Seconds a memory flush turn may take; past it, it is stopped and the reset goes ahead.",
         check=above(0),
     ),
+    _key(
+        "session_watch_interval",
+        FLOAT,
+        60.0,
+        "Seconds between the expiry watcher's looks for sessions a policy expired (reset unasked).",
+        check=above(0),
+    ),
 )

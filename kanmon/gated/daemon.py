@@ -103,6 +103,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             typing_interval=settings.delivery.typing_interval,
         ),
         daemons=dict(settings.daemons),
+        session_watch=settings.gateway.session_watch_interval,
         attachments=FetchPolicy(
             max_bytes=settings.attachments.max_bytes,
             timeout=settings.attachments.fetch_timeout,

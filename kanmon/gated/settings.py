@@ -72,6 +72,7 @@ class GatewaySettings:
     session_reset_hour: int = _default("session_reset_hour")
     session_flush_prompt: str = _default("session_flush_prompt")
     session_flush_timeout: float = _default("session_flush_timeout")
+    session_watch_interval: float = _default("session_watch_interval")
     onboarding: bool = _default("onboarding.enabled")
 
 

@@ -157,6 +157,10 @@ class QueueControl(Protocol):
         """How many lanes wait for a slot."""
         ...
 
+    def offer(self, lane: Lane) -> None:
+        """Run ``lane`` soon, after its current run if it has one (``/new`` left a memory flush turn to run)."""
+        ...
+
 
 class IdleQueue:
     """A queue with nothing running: for dry runs (``gated route test``) and tools without a daemon."""
@@ -172,3 +176,6 @@ class IdleQueue:
     def waiting_count(self) -> int:
         """Always 0."""
         return 0
+
+    def offer(self, lane: Lane) -> None:
+        """Nothing runs here: the gated serving the store runs it on its own."""

@@ -95,6 +95,10 @@ class QueueBridge:
         """Lanes waiting for a slot."""
         return len(self._queue.waiting())
 
+    def offer(self, lane: Lane) -> None:
+        """Enqueue ``lane`` on the event loop (after its current run, if any: the queue's rule)."""
+        self._loop.call_soon_threadsafe(self._queue.enqueue, lane)
+
 
 class MessageLoop:
     """Polls the store and turns rows into lane work; see the module docstring."""

@@ -200,6 +200,13 @@ class GatewayMetrics:
             "Tasks marked failed (their group or chat is gone, or the scheduler failed).",
             registry=r,
         )
+        self.hook_calls = Counter(
+            "kanmon_hook_calls",
+            "Calls into hook plugins (hook: plugin.hook) by result: ok, error (raised), late (past hooks.timeout), "
+            "dropped (the plugin was stuck or too far behind).",
+            ["hook", "result"],
+            registry=r,
+        )
 
     def set_backlog(self, pending: Mapping[str, int]) -> None:
         """The delivery backlog as counted now (rows by channel name); a channel no longer listed shows 0. A channel

@@ -33,6 +33,7 @@ from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
+from kanmon.gateway.flush_turn import FLUSH_INTERRUPTED, FlushTurns
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
@@ -118,7 +119,9 @@ class LaneRunner:
         self._starter = RunStarter(
             runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials, hooks=hooks
         )
-        self._resets = SessionResets(db, self._starter, defaults, self._clock, on_stored, hooks)  # issue 16 items 2, 3
+        flushes = FlushTurns(db, self._starter, defaults, self._clock, self._usage, credentials)
+        #: session resets and memory flush turns (issue 16 items 2, 3); the expiry watcher asks it for due lanes
+        self.resets = SessionResets(db, flushes, defaults, self._clock, on_stored, hooks)
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
 
@@ -175,6 +178,8 @@ class LaneRunner:
 
     async def stop(self, lane: Lane) -> None:
         """Stop the lane's running agent (``/stop``); the queue records the run as stopped."""
+        if await self.resets.flushes.stop(lane):
+            return  # a memory flush turn was running: it is what /stop stops
         state = self._lanes.setdefault(lane, _LaneState())
         if state.handle is None:
             state.stop_asked = True  # still starting: stopped the moment its handle exists
@@ -189,7 +194,7 @@ class LaneRunner:
         return (
             {state.handle.run_id for state in self._lanes.values() if state.handle is not None}
             | {state.orphan.id for state in self._lanes.values() if state.orphan is not None}
-            | self._resets.live
+            | self.resets.flushes.live()
         )
 
     # ------------------------------------------------------------------------------------------------ a run
@@ -201,7 +206,8 @@ class LaneRunner:
             return LaneResult.DEAD
         if await self._budget.holds(group, lane):
             return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
-        await self._resets.before_run(group, lane)
+        if not await self.resets.before_run(group, lane):
+            return LaneResult.OK  # offered by the expiry watcher, with no rows waiting: no agent to start
         started = await self._starter.start(group)
         if started is None:
             return LaneResult.DEFERRED  # its runtime cannot be reached: tried again later, no attempt used
@@ -226,19 +232,11 @@ class LaneRunner:
             return lane_for(head.folder, head.chat_jid, head.topic) == lane and not self._is_held(head.chat_jid)
 
         draft = RunDraft(
-            id=run_id,
-            instance=self._defaults.instance,
-            runtime=runtime_key,
-            started_at=self._clock.now(),
+            id=run_id, instance=self._defaults.instance, runtime=runtime_key, started_at=self._clock.now(),
             container=handle.name if handle is not None else None,
             status="running" if handle is not None else "starting",
-        )
-        begin = RunBegin(
-            draft=draft,
-            folder=lane.folder,
-            accept=runnable,
-            limit=self._defaults.batch_limit,
-        )
+        )  # fmt: skip
+        begin = RunBegin(draft=draft, folder=lane.folder, accept=runnable, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None and start.more:
             self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
@@ -281,9 +279,11 @@ class LaneRunner:
         if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
             if handle is not None:
                 await self._release(handle)
+            flush = run.first_seq is None  # a memory flush turn (kanmon.gateway.flush_turn): closed, never rerun
             end = RunEnd(
                 run_id=run.id, chat_jid=run.chat_jid, seqs=[], rows="done", run_status="error", folder=run.group_folder,
-                topic=run.topic, error="its batch was settled while gated was away",
+                topic=run.topic, error=FLUSH_INTERRUPTED if flush else "its batch was settled while gated was away",
+                flush=flush,
             )  # fmt: skip
             await self._ends(end)
             return LaneResult.OK

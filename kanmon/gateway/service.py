@@ -31,15 +31,17 @@ from kanmon.gateway.loop import LoopConfig, MessageLoop
 from kanmon.gateway.media import MediaConfig, MediaStore
 from kanmon.gateway.media_links import MediaLinks, load_key
 from kanmon.gateway.metrics import MAX_FOLDER_LABELS, GatewayMetrics
+from kanmon.gateway.readiness import readiness
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.run_tokens import RunTokens
 from kanmon.gateway.runner import LaneRunner, Runtimes
 from kanmon.gateway.scheduler import SchedulerConfig, TaskScheduler
-from kanmon.gateway.spec import RunDefaults, runtime_name
+from kanmon.gateway.session_watch import ExpiryWatch
+from kanmon.gateway.spec import RunDefaults
 from kanmon.gateway.typing import Ping, TypingSignal, adapter_ping, typing_channel
 from kanmon.gateway.upstreams import CredentialGrants, ProxyConfig
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
-from kanmon.store import Message, NewMessage, PutResult, Store, StoreError
+from kanmon.store import Message, NewMessage, PutResult, Store
 from kanmon.store.aio import AsyncStore
 
 __all__ = ["Gateway", "GatewayConfig"]
@@ -73,6 +75,8 @@ class GatewayConfig:
     credential_proxy: ProxyConfig = field(default_factory=ProxyConfig)
     #: Lifecycle hook plugins to load (``hooks.*``; issue 16 item 6).
     hooks: HookConfig = field(default_factory=HookConfig)
+    #: Seconds between the session expiry watcher's looks (``session_watch_interval``; issue 16 item 2).
+    session_watch: float = 60.0
 
 
 class Gateway:
@@ -105,6 +109,7 @@ class Gateway:
         )
         #: Trusted local plugins told of lifecycle events (:mod:`kanmon.gateway.hooks`); loading may raise PluginError.
         self.hooks = hooks or Hooks.load(config.hooks)
+        self.hooks.count = lambda name, result: self.metrics.hook_calls.labels(hook=name, result=result).inc()
         #: Why this gated holds back (``None`` while it may route and run): see :meth:`fence`.
         self.fenced: str | None = None
         #: False until :meth:`serve` starts, and again once it stops: the HTTP surface takes no messages meanwhile.
@@ -193,6 +198,10 @@ class Gateway:
             self.db, self.registry, config.scheduler, clock=self.clock, metrics=self.metrics, on_stored=self.loop.wake,
             hooks=self.hooks,
         )  # fmt: skip
+        #: offers the queue the lanes whose sessions expired or wait for a memory flush (issue 16 item 2)
+        self.expiry = ExpiryWatch(
+            self.runner.resets, self.registry, self.queue.enqueue, clock=self.clock, interval=config.session_watch
+        )
         built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
         self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
         self.adapter_config = config.adapters
@@ -232,6 +241,7 @@ class Gateway:
         self.loop.fenced = True
         self.delivery.fenced = True
         self.scheduler.fenced = True
+        self.expiry.fenced = True
         self.queue.pause()
 
     def unfence(self) -> None:
@@ -240,6 +250,7 @@ class Gateway:
         self.loop.fenced = False
         self.delivery.fenced = False
         self.scheduler.fenced = False
+        self.expiry.fenced = False
         self.queue.resume()
         self.wake()
 
@@ -297,31 +308,7 @@ class Gateway:
 
     async def readiness(self) -> list[str]:
         """Why this gated cannot do its work right now (``/readyz``); empty when it can."""
-        waiting = self.waiting()
-        reasons = [reason for reason in (waiting, self.fenced) if reason is not None]
-        if self.db.outage is not None:
-            return [*reasons, f"store unreachable: {self.db.outage}"]
-        if waiting is not None:
-            return reasons  # not serving yet: nothing else to look at
-        try:
-            groups = await self.db.once(self.store.list_groups)
-            free = await self.db.once(self.store.free_space)
-        except StoreError as exc:
-            reasons.append(f"store unreachable: {exc}")
-            groups, free = [], None
-        if free is not None and free < self.config.min_free_bytes:
-            reasons.append(f"store file system nearly full: {free >> 20} MiB free (store.min_free_space)")
-        for name in sorted({runtime_name(group, self.config.run) for group in groups}):
-            runtime = self.runtimes.get(name)
-            if runtime is None:
-                reasons.append(f"runtime {name} is not available in this gated")
-            elif not await runtime.available():
-                reasons.append(f"runtime {name} unreachable")
-        limit = 3 * self.config.loop.poll_interval
-        last = self.loop.last_tick_at
-        if last is None or self.clock.monotonic() - last > limit:
-            reasons.append(f"the loop has not completed a tick in the last {limit:g}s")
-        return reasons
+        return await readiness(self)
 
     async def put_message(self, new: NewMessage) -> PutResult:
         """Store ``new`` (idempotent on its id) and wake the loop."""
@@ -345,6 +332,7 @@ class Gateway:
             asyncio.create_task(self.loop.run(stopping), name="kanmon-loop"),
             asyncio.create_task(self.delivery.run(stopping), name="kanmon-delivery"),
             asyncio.create_task(self.scheduler.run(stopping), name="kanmon-scheduler"),
+            asyncio.create_task(self.expiry.run(stopping), name="kanmon-expiry"),
         ]
         try:
             await stopping.wait()

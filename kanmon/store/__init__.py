@@ -40,7 +40,7 @@ from kanmon.store.records import (
     Session,
     SystemMessage,
 )
-from kanmon.store.resets import SessionReset
+from kanmon.store.resets import SessionChat, SessionReset
 from kanmon.store.runs import RunBegin, RunDraft, RunEnd, RunEnded, RunStart
 from kanmon.store.status import WaitingChat, WaitingRow
 from kanmon.store.store import Store
@@ -89,6 +89,7 @@ __all__ = [
     "RunStart",
     "RunStatus",
     "Session",
+    "SessionChat",
     "SessionReset",
     "Store",
     "StoreError",

@@ -6,13 +6,18 @@ the session of ``(folder, topic)`` and records a ``session_resets`` row that say
 (:func:`take_reset`, in the run's begin transaction), and, when the group flushes memory, which old session the
 flush turn is for. The reset is durable before any flush runs, so a crash can never lose it.
 
-The flush is claimed before it runs (:meth:`ResetStore.claim_flush` stamps ``flush_started_at``) and closed after
-(:meth:`ResetStore.end_flush`); a claim already stamped is a flush a crash interrupted, and it is closed without
+The flush is claimed before it runs (:meth:`ResetStore.claim_flush` stamps ``flush_started_at`` and records the
+turn in ``session_log``, in one transaction) and closed after (the run's end, :func:`close_flush`, or
+:meth:`ResetStore.end_flush`); a claim already stamped is a flush a crash interrupted, and it is closed without
 running again. The row goes once both the prompt has told the agent and no flush is left.
+
+:meth:`ResetStore.session_chats` is what the expiry watcher reads: every session of some groups with the chat of its
+latest run (its lane, its platform's policy, where a notice goes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
@@ -20,10 +25,11 @@ from typing import Literal
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
-from kanmon.store.tables import session_resets, sessions
+from kanmon.store.records import Run
+from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
 
-__all__ = ["ResetReason", "ResetStore", "SessionReset", "take_reset", "untold_reset"]
+__all__ = ["ResetReason", "ResetStore", "SessionChat", "SessionReset", "close_flush", "take_reset", "untold_reset"]
 
 ResetReason = Literal["idle", "daily", "new"]
 
@@ -47,6 +53,18 @@ class SessionReset:
     def automatic(self) -> bool:
         """True for a policy's reset (the seed's ``was_auto_reset``), False for ``/new`` (``is_fresh_reset``)."""
         return self.reason != "new"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChat:
+    """A stored session (``updated_at``: its last run's end) and ``chat_jid``, the chat of the latest run of its
+    ``(group_folder, topic)`` (None when no run is recorded: a session set by hand)."""
+
+    group_folder: str
+    topic: str
+    session_id: str
+    updated_at: dt.datetime
+    chat_jid: str | None
 
 
 class ResetStore(StoreBase):
@@ -81,34 +99,49 @@ class ResetStore(StoreBase):
             conn.execute(upsert_statement(self.dialect, session_resets, _KEY, _VALUES), values)
             return from_row(SessionReset, conn.execute(_RESET, key).one())
 
-    def pending_flushes(self, folder: str) -> list[SessionReset]:
-        """The resets of ``folder`` whose flush turn has not been closed (claimed or not), oldest first."""
+    def pending_flushes(self, *folders: str) -> list[SessionReset]:
+        """The resets of ``folders`` whose flush turn has not been closed (claimed or not), oldest first."""
         query = (
             select(session_resets)
-            .where(session_resets.c.group_folder == folder, session_resets.c.flush_session_id.is_not(None))
+            .where(session_resets.c.group_folder.in_(folders), session_resets.c.flush_session_id.is_not(None))
             .order_by(session_resets.c.decided_at)
         )
         with self._read() as conn:
             return from_rows(SessionReset, conn.execute(query))
 
-    def claim_flush(self, folder: str, topic: str, *, now: dt.datetime) -> bool:
-        """Stamp the flush of ``(folder, topic)`` as started; False when it was already (a crash interrupted it: it
-        must not run twice) or there is none."""
+    def session_chats(self, *folders: str) -> list[SessionChat]:
+        """The sessions of ``folders``, each with the chat of its key's latest run (one read)."""
+        with self._read() as conn:
+            return from_rows(SessionChat, conn.execute(_SESSION_CHATS, {"b_folders": list(folders)}))
+
+    def claim_flush(self, folder: str, topic: str, *, now: dt.datetime, run: Run | None = None) -> bool:
+        """Stamp the flush of ``(folder, topic)`` as started and record ``run``, its turn, in ``session_log`` (one
+        transaction); False, recording nothing, when it was stamped already (a crash interrupted it: it must not run
+        twice) or there is none."""
         with self._write(fenced=True) as conn:
-            return bool(conn.execute(_CLAIM, {"b_folder": folder, "b_topic": topic, "b_now": now}).rowcount)
+            if not conn.execute(_CLAIM, {"b_folder": folder, "b_topic": topic, "b_now": now}).rowcount:
+                return False
+            if run is not None:
+                conn.execute(session_log.insert(), dataclasses.asdict(run))
+            return True
 
     def end_flush(self, folder: str, topic: str) -> None:
-        """Close the flush of ``(folder, topic)`` (run, failed or abandoned); the row goes once the prompt told."""
-        key = {"b_folder": folder, "b_topic": topic}
+        """Close the flush of ``(folder, topic)`` (failed or abandoned; one that ran closes with its run's end)."""
         with self._write(fenced=True) as conn:
-            conn.execute(_END_FLUSH, key)
-            conn.execute(_DROP_DONE, key)
+            close_flush(conn, folder, topic)
 
     def get_reset(self, folder: str, topic: str = "") -> SessionReset | None:
         """The reset of ``(folder, topic)`` still recorded, if any."""
         with self._read() as conn:
             row = conn.execute(_RESET, {"b_folder": folder, "b_topic": topic}).first()
             return None if row is None else from_row(SessionReset, row)
+
+
+def close_flush(conn: Connection, folder: str, topic: str) -> None:
+    """Close the flush of ``(folder, topic)`` in ``conn``'s transaction; the reset's row goes once the prompt told."""
+    key = {"b_folder": folder, "b_topic": topic}
+    conn.execute(_END_FLUSH, key)
+    conn.execute(_DROP_DONE, key)
 
 
 def take_reset(conn: Connection, folder: str, topic: str) -> SessionReset | None:
@@ -145,6 +178,16 @@ _CLAIM = (
     .values(flush_started_at=bindparam("b_now"))
 )
 _END_FLUSH = update(session_resets).where(_OF).values(flush_session_id=None, flush_started_at=None)
+_LATEST_CHAT = (
+    select(session_log.c.chat_jid)
+    .where(session_log.c.group_folder == sessions.c.group_folder, session_log.c.topic == sessions.c.topic)
+    .order_by(session_log.c.started_at.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_SESSION_CHATS = select(*sessions.c, _LATEST_CHAT.label("chat_jid")).where(
+    sessions.c.group_folder.in_(bindparam("b_folders", expanding=True))
+)
 _DROP_DONE = delete(session_resets).where(
     _OF, session_resets.c.announced.is_(True), func.coalesce(session_resets.c.flush_session_id, "") == ""
 )

@@ -30,7 +30,7 @@ from kanmon.store.base import StoreBase, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
-from kanmon.store.resets import SessionReset, take_reset, untold_reset
+from kanmon.store.resets import SessionReset, close_flush, take_reset, untold_reset
 from kanmon.store.tables import chats, messages, run_logs, session_log, sessions, system_messages
 from kanmon.store.text import storable
 from kanmon.store.usage import UsageEntry, record_usage
@@ -102,6 +102,9 @@ class RunEnd:
     #: redacted; kept in ``run_logs`` when either is not empty
     stderr: str = ""
     stdout: str = ""
+    #: the run was a memory flush turn (:mod:`kanmon.store.resets`): its end closes the flush of ``(folder, topic)``
+    #: and leaves the session alone (the old one is gone; the fresh one is not this run's)
+    flush: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +230,10 @@ def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -
     recorded = record_usage(conn, end.usage)
     if end.rows != "new" and end.seqs:
         conn.execute(_SETTLE_ROWS, {"b_seqs": list(end.seqs), "b_folder": end.folder, "b_status": end.rows})
-    _apply_session(conn, store, end, now)
+    if end.flush:
+        close_flush(conn, end.folder, end.topic)
+    else:
+        _apply_session(conn, store, end, now)
     if end.run_id is not None:
         error = None if end.error is None else storable(end.error)
         values = {"b_id": end.run_id, "status": end.run_status, "ended_at": now, "output_count": end.output_count}

@@ -58,6 +58,16 @@ async def test_a_raising_and_a_sleeping_hook_never_stop_the_answers(
             await h.send("web:corp", "after the reset")
             await h.wait_for(lambda: len(h.replies("web:corp")) == 6, "the answer after /new")
             assert h.replies("web:corp") == [*(f"echo: hello {n}" for n in range(5)), "echo: after the reset"]
+
+            def calls(hook: str, result: str) -> float:  # kanmon_hook_calls_total{hook, result}
+                found = h.gateway.metrics.registry.get_sample_value(
+                    "kanmon_hook_calls_total", {"hook": hook, "result": result}
+                )
+                return found or 0.0
+
+            assert calls("raising.message_routed", "error") >= 6 and calls("raising.message_routed", "ok") == 0
+            assert calls("sleeping.message_routed", "late") == 1  # then stuck: its later calls are dropped
+            assert calls("sleeping.message_routed", "dropped") >= 5
     finally:
         release.set()
     logged = [record.getMessage() for record in caplog.records if record.name == "kanmon.gateway.hooks"]

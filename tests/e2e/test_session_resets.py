@@ -112,7 +112,7 @@ async def test_new_flushes_the_old_session_and_the_next_prompt_says_it_was_the_u
 async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kanmon.gateway.session_reset")
+    caplog.set_level(logging.INFO, logger="kanmon.gateway")
     slow = group(memory_flush=True, memory_flush_timeout=1, session_reset="idle", session_idle_expiry=60)
     clock = SetClock(BEFORE_DST)
     async with running_gateway(tmp_path / "data", [slow], clock=clock) as h:
@@ -132,3 +132,59 @@ async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
         assert h.replies("web:corp") == ["echo: one", "echo: two"]
         assert h.store.get_reset("corp", "") is None
         assert "memory flush folder=corp topic= session=" in caplog.text and "ended=hard_timeout" in caplog.text
+
+
+def flush_runs(h: Harness) -> list[tuple[str, str | None, int]]:
+    """The memory flush turns in ``session_log`` (runs without a batch): status, session, outputs."""
+    return [(r.status, r.session_id, r.output_count) for r in h.store.recent_runs(50) if r.first_seq is None]
+
+
+async def test_a_chat_that_never_speaks_again_is_reset_and_flushed_by_the_expiry_watcher(tmp_path: Path) -> None:
+    clock = SetClock(BEFORE_DST)
+    usage = '{"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01}'
+    quiet = process_group(
+        "corp", env={"ECHO_RECORD": RECORD, "ECHO_USAGE": usage}, memory_flush_prompt="SAVE NOW", memory_flush=True,
+        session_reset="idle", session_idle_expiry=3600, session_reset_notice=True,
+    )  # fmt: skip
+    async with running_gateway(tmp_path / "data", [quiet], clock=clock, session_watch=0.2) as h:
+        await turn(h, "one", 1)
+        first = h.store.get_session("corp", "")
+        assert first is not None
+        await h.settled()
+        assert flush_runs(h) == [] and len(inputs(h, "corp")) == 1  # not expired yet: the watcher leaves it be
+        clock.jump(2 * 3600)  # the chat stays silent
+        await h.wait_for(lambda: flush_runs(h) == [("ok", first.session_id, 1)], "the watcher's flush turn")
+        await h.wait_for(lambda: len(gateway_answers(h, "web:corp")) == 1, "the reset notice")
+        assert gateway_answers(h, "web:corp") == ["Session reset: idle for 2h."]
+        assert [prompt_texts(d) for d in inputs(h, "corp")] == [["one"], ["SAVE NOW"]]  # no agent for no rows
+        assert h.store.get_session("corp", "") is None and h.replies("web:corp") == ["echo: one"]
+        # the flush turn's usage counts like any run's: the turn "one" and the flush, both in the old session
+        [spent] = h.store.usage_sums(("session_id",), folder="corp")
+        assert spent.key == {"session_id": first.session_id} and spent.outputs == 2
+        assert spent.cost_usd == pytest.approx(0.02)
+        await turn(h, "two", 2)
+        last = inputs(h, "corp")[-1]
+        assert prompt_texts(last) == ["two"] and "sessionId" not in last and 'event="auto_reset"' in last["prompt"]
+        assert len(flush_runs(h)) == 1  # flushed once
+
+
+async def test_new_without_text_flushes_at_once_and_stop_stops_the_flush(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", [group(memory_flush=True)], session_watch=3600) as h:
+        await turn(h, "one", 1)
+        first = h.store.get_session("corp", "")
+        assert first is not None
+        await h.send("web:corp", "/new")
+        await h.wait_for(lambda: flush_runs(h) == [("ok", first.session_id, 1)], "the flush /new started itself")
+        assert [prompt_texts(d) for d in inputs(h, "corp")] == [["one"], ["SAVE NOW"]]
+
+        await turn(h, "two", 2)
+        second = h.store.get_session("corp", "")
+        assert second is not None
+        h.store.update_group_config("corp", lambda c: {**c, "env": {**c["env"], "ECHO_DELAY": "30"}})
+        await h.send("web:corp", "/new")
+        await h.wait_for(lambda: len(inputs(h, "corp")) == 4, "the second flush turn to start")
+        started = time.monotonic()
+        await h.send("web:corp", "/stop")
+        await h.wait_for(lambda: ("stopped", second.session_id, 0) in flush_runs(h), "the flush turn stopped")
+        assert time.monotonic() - started < 15  # not its 30 s
+        assert h.store.get_reset("corp", "") is not None  # the reset stands; the next prompt still says so

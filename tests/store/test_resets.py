@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from kanmon.store import Dispatch, Group, NewMessage, RunBegin, RunDraft, RunEnd, Store
+from kanmon.store import Dispatch, Group, NewMessage, Run, RunBegin, RunDraft, RunEnd, Store, UsageEntry
 from kanmon.store.resets import ResetReason
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -113,3 +113,54 @@ def test_a_new_during_a_run_is_not_undone_by_the_runs_end(corp: Store) -> None:
     assert corp.get_session("corp", "") is None  # the user's /new stands
     told = corp.get_reset("corp", "")
     assert told is not None and told.reason == "new" and not told.announced
+
+
+def flush_turn(run_id: str, session_id: str | None = "old") -> Run:
+    return Run(id=run_id, instance="i", group_folder="corp", topic="", chat_jid="telegram:1", runtime="process",
+               status="running", started_at=NOW, session_id=session_id)  # fmt: skip
+
+
+def test_a_claim_records_its_turn_as_a_run_and_a_second_claim_records_nothing(corp: Store) -> None:
+    corp.set_session("corp", "", "old")
+    reset(corp)
+    assert corp.claim_flush("corp", "", now=NOW, run=flush_turn("f1"))
+    assert not corp.claim_flush("corp", "", now=NOW, run=flush_turn("f2"))
+    assert [(r.id, r.status, r.session_id, r.first_seq) for r in corp.recent_runs()] == [("f1", "running", "old", None)]
+
+
+def test_a_flush_turns_end_closes_the_flush_records_usage_and_leaves_the_session_alone(corp: Store) -> None:
+    corp.set_session("corp", "", "old")
+    reset(corp)
+    corp.claim_flush("corp", "", now=NOW, run=flush_turn("f1"))
+    corp.set_session("corp", "", "fresh")  # a session begun since must not be touched by the turn's end
+    before = corp.get_session("corp", "")
+    usage = UsageEntry(run_id="f1", output_index=0, group_folder="corp", topic="", chat_jid="telegram:1",
+                       session_id="old", day="2026-11-30", recorded_at=NOW, cost_usd=0.5)  # fmt: skip
+    end = RunEnd(run_id="f1", chat_jid="telegram:1", seqs=[], rows="done", run_status="ok", folder="corp", topic="",
+                 output_count=1, usage=[usage], flush=True)  # fmt: skip
+    [ended] = corp.finish_runs([end], now=NOW + dt.timedelta(hours=1))
+    assert ended.usage == [usage] and corp.spent("corp", "2026-11-30") == pytest.approx(0.5)
+    assert corp.get_session("corp", "") == before
+    assert corp.pending_flushes("corp") == []
+    run = corp.get_run("f1")
+    assert run is not None and (run.status, run.output_count) == ("ok", 1)
+
+
+def test_session_chats_name_the_chat_of_each_sessions_latest_run(corp: Store) -> None:
+    corp.add_group(Group(folder="ops"))
+    for run_id, folder, topic, jid, minute in [
+        ("r1", "corp", "", "telegram:1", 1), ("r2", "corp", "", "telegram:2", 2), ("r3", "corp", "#t", "web:x", 3),
+        ("r4", "ops", "", "telegram:9", 4),
+    ]:  # fmt: skip
+        started = NOW + dt.timedelta(minutes=minute)
+        corp.start_run(Run(id=run_id, instance="i", group_folder=folder, topic=topic, chat_jid=jid, runtime="process",
+                           status="ok", started_at=started))  # fmt: skip
+    for folder, topic in [("corp", ""), ("corp", "#t"), ("corp", "#hand"), ("ops", "")]:
+        corp.set_session(folder, topic, f"s-{folder}{topic}")
+    chats = {(s.group_folder, s.topic): (s.session_id, s.chat_jid) for s in corp.session_chats("corp")}
+    assert chats == {
+        ("corp", ""): ("s-corp", "telegram:2"),  # the latest run's chat
+        ("corp", "#t"): ("s-corp#t", "web:x"),
+        ("corp", "#hand"): ("s-corp#hand", None),  # set by hand: no run names its chat
+    }
+    assert {s.group_folder for s in corp.session_chats("corp", "ops")} == {"corp", "ops"}

@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from pluggy import HookImpl
@@ -42,10 +42,13 @@ _Job = tuple[tuple[Any, ...], "concurrent.futures.Future[Any]"]
 class ImplCaller:
     """Calls one implementation (``plugin.hook``) on its own thread; see the module docstring."""
 
-    def __init__(self, impl: HookImpl, hook: str, timeout: float) -> None:
+    def __init__(
+        self, impl: HookImpl, hook: str, timeout: float, count: Callable[[str, str], None] = lambda name, result: None
+    ) -> None:
         self.name = f"{impl.plugin_name}.{hook}"
         self._impl = impl
         self._timeout = timeout
+        self._count = count  # (name, result): ok, error, late, dropped (kanmon_hook_calls_total)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -61,6 +64,7 @@ class ImplCaller:
         with self._lock:
             if self._is_stuck() or self._waiting >= MAX_BACKLOG:
                 self._dropped += 1
+                self._count(self.name, "dropped")
                 return None
             self._waiting += 1
             if self._thread is None:
@@ -101,6 +105,7 @@ class ImplCaller:
 
     # ------------------------------------------------------------------------------------------------ the thread
     def _late(self, future: concurrent.futures.Future[Any]) -> None:
+        self._count(self.name, "late")
         if future.cancel():
             logger.warning("hook %s waited longer than %gs behind earlier calls; skipped", self.name, self._timeout)
         else:
@@ -127,12 +132,14 @@ class ImplCaller:
                 if not future.set_running_or_notify_cancel():
                     continue
                 self._began = time.monotonic()
-            result = None
+            result, outcome = None, "error"
             try:
                 result = self._impl.function(*args)
+                outcome = "ok"
             except BaseException as exc:  # a plugin's fault, whatever it is, stays in its thread: no answer
                 logger.error("hook %s raised %s: %s; skipped", self.name, type(exc).__name__, exc, exc_info=exc)
             finally:
+                self._count(self.name, outcome)
                 self._finished()
                 future.set_result(result)
 

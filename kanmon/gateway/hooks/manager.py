@@ -73,6 +73,8 @@ class Hooks:
         self._callers: dict[str, list[ImplCaller]] = {}
         self._lock = threading.Lock()  # callers are made on first use, from the loop or a store thread
         self.plugins: list[PluginInfo] = []
+        #: told of every call's result, ``(plugin.hook, ok|error|late|dropped)``, from any thread (gated's metrics)
+        self.count: Callable[[str, str], None] = lambda name, result: None
         for name, plugin in plugins:
             self.add(name, plugin, source="given")
 
@@ -167,7 +169,8 @@ class Hooks:
                 if callers is None:
                     impls = getattr(self._pm.hook, hook).get_hookimpls()
                     # pluggy's own order: the last registered first (tryfirst/trylast respected)
-                    callers = [ImplCaller(impl, hook, self.timeout) for impl in reversed(impls)]
+                    count = lambda name, result: self.count(name, result)  # noqa: E731 - set after the callers
+                    callers = [ImplCaller(impl, hook, self.timeout, count) for impl in reversed(impls)]
                     self._callers[hook] = callers
         return callers
 

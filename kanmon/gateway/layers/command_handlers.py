@@ -71,6 +71,8 @@ def _new(req: CommandRequest) -> str:
         req.ctx.store, req.owner, topic, chat_jid=req.message.chat_jid, reason="new", detail="/new", flush=flush,
         now=req.ctx.now(), hooks=req.ctx.hooks,
     )  # fmt: skip
+    if flush:
+        req.ctx.queue.offer(lane_for(req.owner, req.message.chat_jid, topic))  # the flush runs now, not at next speech
     if not rest:
         return label
     _repost(req, content)

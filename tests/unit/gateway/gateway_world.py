@@ -21,6 +21,7 @@ class FakeQueue:
     waiting: int = 0
     live: set[tuple[str, str]] = field(default_factory=set)
     stopped: list[tuple[str, str]] = field(default_factory=list)
+    offered: list[Lane] = field(default_factory=list)
 
     def stop(self, lane: Lane) -> bool:
         key = (lane.folder, lane.topic or "")
@@ -32,6 +33,9 @@ class FakeQueue:
 
     def waiting_count(self) -> int:
         return self.waiting
+
+    def offer(self, lane: Lane) -> None:
+        self.offered.append(lane)
 
 
 @dataclass

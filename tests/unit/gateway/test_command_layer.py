@@ -18,6 +18,7 @@ from kanmon.gateway import (
     resolve_owner,
 )
 from kanmon.gateway.layers.commands import CommandCall, normalise, parse_command
+from kanmon.queue import Lane
 from kanmon.store import Group, UsageEntry
 from tests.unit.gateway.gateway_world import CHAT, SENDER, World
 
@@ -168,6 +169,16 @@ def test_new_with_a_topic_clears_only_that_topic_session(world: World) -> None:
     assert world.store.get_session("corp", "#t") is None
     assert world.store.get_session("corp", "") is not None
     assert world.replies() == ["Topic session #t cleared."]
+
+
+def test_new_offers_its_lane_at_once_only_when_the_group_flushes_memory(world: World) -> None:
+    world.store.set_session("corp", "", "old")
+    world.send("/new")
+    assert world.queue.offered == []  # nothing to flush: the next run starts the fresh session
+    world.store.update_group_config("corp", lambda config: {**config, "memory_flush": True})
+    world.store.set_session("corp", "conv1", "old")
+    process_message(world.inbound("/new", chat="web:corp", topic="conv1"), world.ctx())
+    assert world.queue.offered == [Lane("corp", "conv1")]  # its flush turn runs now, not when the chat next speaks
 
 
 def test_new_with_text_reposts_it_once_with_the_original_sender_even_if_processed_twice(world: World) -> None:
