@@ -4,8 +4,9 @@ The loop used to read every group and route on every tick (19 ms per tick at 1,0
 channel on every pass. Every write to those tables, by any process, bumps the store's configuration version in the
 same transaction (:meth:`kanmon.store.Store.config_version`); :meth:`Registry.refresh` compares it (one indexed read)
 and reloads only when it moved. The loop refreshes at the start of every tick, so a group added by ``gated group
-add`` in another process routes from the next tick on. A run does not take its group from here: it reads the group's
-row when it starts, so a ``gated group set`` counts from the very next run (:mod:`kanmon.gateway.runner`).
+add`` in another process routes from the next tick on. Runs take their group from here too (a ``gated group set``
+counts from the next tick, which every new message comes with); a retry, which no tick precedes, reads the group's row
+(:mod:`kanmon.gateway.runner`).
 """
 
 from __future__ import annotations

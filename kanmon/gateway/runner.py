@@ -2,7 +2,7 @@
 
 The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
 
-1. reads the group afresh (a ``gated group set`` counts from the next run) and, unless its daily budget is spent
+1. takes the group from the loop's cached configuration (a retry reads it afresh) and, unless its daily budget is spent
    (:mod:`kanmon.gateway.budget`), resets the sessions its policy expired and runs pending memory flush turns
    (:mod:`kanmon.gateway.session_reset`), then starts its agent with its input left open
    (:mod:`kanmon.gateway.starter`);
@@ -199,8 +199,10 @@ class LaneRunner:
 
     # ------------------------------------------------------------------------------------------------ a run
     async def _run_next(self, lane: Lane, state: _LaneState) -> LaneResult:
-        # read afresh, not from the registry: `gated group set` applies from the very next run, whatever the tick
-        group = await self._db.retrying(self._db.store.get_group, lane.folder)
+        # the loop's cached configuration (a `gated group set` counts from its next tick, and new messages come with
+        # one); a retry, which no tick precedes, and a group added since read the row (the fix an operator made counts)
+        group = None if state.failed is not None else self._registry.groups.get(lane.folder)
+        group = group or await self._db.retrying(self._db.store.get_group, lane.folder)
         if group is None:
             logger.error("the group is not registered; dead-lettering its rows")
             return LaneResult.DEAD

@@ -1,6 +1,6 @@
 """A run's start, before it takes its batch (SPEC §9): its spec, its secrets and its agent, up and waiting for input.
 
-:class:`RunStarter` builds the spec from the group as it is now (a ``gated group set`` counts from the next run), adds
+:class:`RunStarter` builds the spec from the group it is given (the runner's: as of the loop's last tick), adds
 the credential proxy's URL and token per upstream (issue 19), reads the secrets' values (a rotated file counts), and
 starts the agent with its input left open: a container takes a hundred milliseconds or more to come up, and messages
 for the lane that arrive meanwhile join the batch. A start that fails for the run's own reasons (a bad spec, a
