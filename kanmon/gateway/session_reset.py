@@ -131,8 +131,11 @@ class SessionResets:
         heads = [h for h in await self._db.retrying(self._db.store.lane_heads, lane.folder) if _in(lane, h)]
         chats = {head.topic: head.forwarded_from or head.chat_jid for head in reversed(heads)}  # oldest stream's
         for session in await self._db.retrying(self._db.store.session_chats, lane.folder):
-            jid = chats.get(session.topic, session.chat_jid)
-            if jid is not None and lane_for(lane.folder, jid, session.topic) == lane:
+            jid = chats.get(session.topic)  # in the lane already: its rows are
+            if jid is None and session.chat_jid is not None:
+                in_lane = lane_for(lane.folder, session.chat_jid, session.topic) == lane
+                jid = session.chat_jid if in_lane else None
+            if jid is not None:
                 await self._expire(group, session, jid, flush is not None)
         if flush is not None:
             for reset in await self._db.retrying(self._db.store.pending_flushes, lane.folder):
