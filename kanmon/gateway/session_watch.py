@@ -43,19 +43,18 @@ class ExpiryWatch:
         self._resets, self._registry, self._enqueue, self._clock = resets, registry, enqueue, clock
         self.interval = interval
         self.fenced = False  # the store lock is lost: offer nothing until it is back
-        self._wake = asyncio.Event()
+        self._early = asyncio.Event()  # what may end a wait early besides stopping: nothing does yet
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Look now and every ``interval`` seconds until ``stopping`` is set; a failing look is logged, never fatal."""
         while not stopping.is_set():
-            self._wake.clear()
             if not self.fenced:
                 try:
                     await self.sweep()
                 except StoreError as exc:
                     logger.warning("session expiry watcher: the store failed (%s); looking again in %gs", exc,
                                    self.interval)  # fmt: skip
-            await nap(self._wake, stopping, self._clock, self.interval)
+            await nap(self._early, stopping, self._clock, self.interval)
 
     async def sweep(self) -> list[Lane]:
         """Offer every due lane to the queue; returns them."""

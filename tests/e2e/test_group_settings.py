@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kanmon.gateway import DEAD_LETTER_TEXT
-from kanmon.queue import RetryPolicy
+from kanmon.queue import Lane, LaneResult, RetryPolicy
 from kanmon.store import Store
 from tests.gated_process import Gated
 from tests.gateway_harness import process_group, running_gateway
@@ -107,6 +107,14 @@ async def test_a_retry_reads_its_group_afresh_without_waiting_for_a_tick(
         h.store.update_group_config("corp", lambda config: {k: v for k, v in config.items() if k != "secrets"})
         await h.wait_for(lambda: h.replies("web:corp") == ["echo: hello"], "the retry to answer")
         assert caplog.text.count("could not start") == 1
+
+
+async def test_a_group_the_loops_cached_configuration_does_not_know_is_read_not_dead_lettered(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", [process_group("corp")], poll_interval=60) as h:
+        await h.send("web:corp", "one")
+        await h.wait_for(lambda: h.replies("web:corp") == ["echo: one"], "the first answer")
+        h.gateway.registry.groups.pop("corp")  # as if added after the last tick: the cache does not know it yet
+        assert await h.gateway.runner.run_lane(Lane("corp")) is LaneResult.OK  # read from the store; nothing waits
 
 
 @pytest.mark.docker

@@ -352,6 +352,11 @@ def test_the_reply_cap_a_log_names_is_a_key_that_reaches_every_run(tmp_path: Pat
     assert "runtime.max_replies" in error_of(tmp_path, environ={"KANMON_RUNTIME_MAX_REPLIES": "0"})
 
 
+def test_the_session_watch_interval_reaches_the_expiry_watcher(tmp_path: Path) -> None:
+    assert gateway_config(load(tmp_path)).session_watch == 60.0
+    assert gateway_config(load(tmp_path, overrides={"session_watch_interval": 5})).session_watch == 5.0
+
+
 def test_http_listen_splits_into_host_and_port_including_ipv6(tmp_path: Path) -> None:
     http = load(tmp_path, overrides={"http.listen": "[::1]:0"}).http
     assert (http.host, http.port) == ("::1", 0)
