@@ -3,9 +3,9 @@
 The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
 
 1. takes the group from the loop's cached configuration (a retry reads it afresh) and, unless its daily budget is spent
-   (:mod:`kanmon.gateway.budget`), resets the sessions its policy expired and runs pending memory flush turns
-   (:mod:`kanmon.gateway.session_reset`), then starts its agent with its input left open
-   (:mod:`kanmon.gateway.starter`);
+   (:mod:`kanmon.gateway.budget`), reads which of the lane's streams wait, resets the sessions its policy expired and
+   runs pending memory flush turns (:mod:`kanmon.gateway.session_reset`), then, if a stream the impulse gate is not
+   holding waits, starts its agent with its input left open (:mod:`kanmon.gateway.starter`);
 2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
    the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
    (``starting``), flushes the group's system messages and resolves the session (after a reset, a fresh one);
@@ -23,12 +23,12 @@ run's bookkeeping at once and leaves its container to that gated.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kanmon.clock import Clock, SystemClock
-from kanmon.container import ContainerError
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
@@ -44,7 +44,7 @@ from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.session_reset import SessionResets, reset_note
 from kanmon.gateway.spec import RunDefaults, runtime_name
-from kanmon.gateway.starter import RunStarter, Runtimes, Started
+from kanmon.gateway.starter import RunStarter, Runtimes, Started, release
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
@@ -85,6 +85,7 @@ class LaneRunner:
         registry: Registry,
         metrics: GatewayMetrics,
         is_held: Callable[[str], bool] = lambda jid: False,
+        is_rerun: Callable[[Lane], bool] = lambda lane: False,  # GroupQueue.rerun
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
         on_ended: Callable[[str], None] = lambda jid: None,
         requeue: Callable[[Lane], None] = lambda lane: None,
@@ -97,7 +98,7 @@ class LaneRunner:
         hooks: Hooks = NO_HOOKS,  # run starting/finished, session reset, dead letter (issue 16 item 6)
     ) -> None:
         self._db, self._runtimes, self._defaults = db, runtimes, defaults
-        self._registry, self._metrics, self._is_held = registry, metrics, is_held
+        self._registry, self._metrics, self._is_held, self._is_rerun = registry, metrics, is_held, is_rerun
         self._on_stored, self._on_ended = on_stored, on_ended
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
         self._clock: Clock = clock or SystemClock()
@@ -210,6 +211,8 @@ class LaneRunner:
             return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
         if not await self.resets.before_run(group, lane):
             return LaneResult.OK  # offered by the expiry watcher, with no rows waiting: no agent to start
+        if self._is_rerun(lane) and not await self._waits(lane):
+            return LaneResult.OK  # asked for again while its last run started, and that run took the rows: no agent
         started = await self._starter.start(group)
         if started is None:
             return LaneResult.DEFERRED  # its runtime cannot be reached: tried again later, no attempt used
@@ -221,7 +224,7 @@ class LaneRunner:
                 begun = start is not None
             finally:
                 if not begun and handle is not None:
-                    await self._release(handle)  # nothing to run after all (or the store failed us): no leftover
+                    await release(handle)  # nothing to run after all (or the store failed us): no leftover
             if start is None:
                 return LaneResult.OK
             if handle is not None:
@@ -229,16 +232,22 @@ class LaneRunner:
             with bound(chat=start.run.chat_jid):
                 return await self._run(lane, state, start, handle, started)
 
-    async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
-        def runnable(head: LaneHead) -> bool:
-            return lane_for(head.folder, head.chat_jid, head.topic) == lane and not self._is_held(head.chat_jid)
+    def _runnable(self, lane: Lane, head: LaneHead) -> bool:
+        return lane_for(head.folder, head.chat_jid, head.topic) == lane and not self._is_held(head.chat_jid)
 
+    async def _waits(self, lane: Lane) -> bool:
+        """Whether a stream of the lane the impulse gate is not holding waits (one read)."""
+        heads = await self._db.retrying(self._db.store.lane_heads, lane.folder)
+        return any(self._runnable(lane, head) for head in heads)
+
+    async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         draft = RunDraft(
             id=run_id, instance=self._defaults.instance, runtime=runtime_key, started_at=self._clock.now(),
             container=handle.name if handle is not None else None,
             status="running" if handle is not None else "starting",
         )  # fmt: skip
-        begin = RunBegin(draft=draft, folder=lane.folder, accept=runnable, limit=self._defaults.batch_limit)
+        accept = functools.partial(self._runnable, lane)
+        begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None and start.more:
             self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
@@ -280,7 +289,7 @@ class LaneRunner:
         handle, rows = resumed
         if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
             if handle is not None:
-                await self._release(handle)
+                await release(handle)
             flush = run.first_seq is None  # a memory flush turn (kanmon.gateway.flush_turn): closed, never rerun
             end = RunEnd(
                 run_id=run.id, chat_jid=run.chat_jid, seqs=[], rows="done", run_status="error", folder=run.group_folder,
@@ -319,7 +328,7 @@ class LaneRunner:
             return LaneResult.DEFERRED
         result = await self._finish(lane, state, run, batch, watched.ending(recorder), watched, recorder, began=began)
         if handle is not None:
-            await self._release(handle)
+            await release(handle)
         return result
 
     def _recorder(self) -> ReplyRecorder:
@@ -389,11 +398,3 @@ class LaneRunner:
             logger.error("its outcome could not be recorded (%s); recording the bare end", exc)
         fallback: RunEnded = await self._ends(bare_end(end, outcome))
         return fallback
-
-    async def _release(self, handle: RunHandle) -> None:
-        """Remove the run's container (or run directory) now that its outcome is recorded."""
-        try:
-            await handle.close()
-        except ContainerError as exc:
-            # recorded already; it is removed as a leftover when its runtime answers again or at the next start
-            logger.warning("could not remove %s yet: %s", handle.name, exc)

@@ -25,7 +25,7 @@ from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.logcontext import bound
 from kanmon.store import Group
 
-__all__ = ["RunStarter", "Runtimes", "Started"]
+__all__ = ["RunStarter", "Runtimes", "Started", "release"]
 
 logger = logging.getLogger("kanmon.gateway.runner")  # the runner's lines, under the runner's name
 
@@ -107,3 +107,13 @@ class RunStarter:
         handle = await runtime.start(spec)
         self._reclaimer.mark_available(runtime_key)
         return handle
+
+
+async def release(handle: RunHandle) -> None:
+    """Remove a run's container (or run directory) once its outcome is recorded (SPEC §9: removal after the output
+    has been consumed; removed before its outcome, a run gated crashed during could not be replayed)."""
+    try:
+        await handle.close()
+    except ContainerError as exc:
+        # recorded already; it is removed as a leftover when its runtime answers again or at the next start
+        logger.warning("could not remove %s yet: %s", handle.name, exc)

@@ -7,7 +7,9 @@ reports a :class:`~kanmon.queue.lane.LaneResult`. The queue knows nothing of SQL
 The rules, and the anchor bugs they answer:
 
 - A lane enqueued while it runs is marked to run once more after the current run; the next run takes everything
-  past the cursor, so any number of enqueues during a run make exactly one follow-up.
+  past the cursor, so any number of enqueues during a run make exactly one follow-up. :meth:`GroupQueue.rerun`
+  tells that follow-up from a turn asked for anew: the run before may have taken every row (a container's start
+  lets the rows that asked for it join its batch), so a runner can look before it starts an agent for nothing.
 - Runnable lanes wait in one FIFO, and a lane that finishes with more work joins the **back** of it. NanoClaw and
   arizuko restarted the finished group at once, ahead of everyone waiting, so a busy group starved the rest.
 - A run that fails without output is run again after 5 s, 10 s, 20 s … (:class:`~kanmon.queue.backoff.RetryPolicy`);
@@ -66,6 +68,7 @@ class QueueCounts:
 class _LaneState:
     running: bool = False
     again: bool = False  # enqueued while running: run once more afterwards
+    rerun: bool = False  # this turn is that "once more" (the run before may have taken its rows already)
     stopping: bool = False  # /stop asked during this run: it ends as stopped, whatever it reports
     failures: int = 0  # consecutive runs that failed without output
     retry_at: float | None = None  # in backoff until then (clock time)
@@ -120,6 +123,7 @@ class GroupQueue:
         if state.running:
             state.again = True
         elif state.retry_at is None:
+            state.rerun = False  # asked for anew
             # In backoff the retry takes everything past the cursor anyway; see the module docstring.
             self._make_ready(lane)
             self._pump()
@@ -163,6 +167,13 @@ class GroupQueue:
     def waiting(self) -> list[Lane]:
         """Lanes waiting for a slot, in the order they will start."""
         return list(self._ready)
+
+    def rerun(self, lane: Lane) -> bool:
+        """True while ``lane``'s turn is the one more it was given because it was enqueued while its run went on,
+        and nothing asked for it since: the run before may have taken every row (a runner may look before it
+        starts an agent)."""
+        state = self._lanes.get(lane)
+        return state is not None and state.rerun
 
     def active(self, lane: Lane) -> bool:
         """True while ``lane`` runs or waits for a slot (O(1))."""
@@ -339,14 +350,14 @@ class GroupQueue:
 
     def _finish(self, lane: Lane, state: _LaneState, retry_in: float | None) -> None:
         self._runs.pop(lane, None)
-        state.running = state.stopping = False
+        state.running = state.stopping = state.rerun = False
         if self._closing:
             state.again = False
         elif retry_in is not None:
             state.again = False  # the retry takes everything past the cursor, new rows included
             self._schedule_retry(lane, state, retry_in)
         elif state.again:
-            state.again = False
+            state.again, state.rerun = False, True
             self._make_ready(lane)  # behind every lane that was already waiting
         if not state.running and state.retry_at is None and state.failures == 0 and lane not in self._ready_set:
             del self._lanes[lane]  # nothing to remember: keep the table as small as the live lanes

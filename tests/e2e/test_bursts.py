@@ -27,8 +27,10 @@ class SlowStart:
         self.runtime = runtime
         self.starting = asyncio.Event()
         self.go = asyncio.Event()
+        self.starts = 0
 
     async def start(self, spec: Any) -> Any:
+        self.starts += 1
         self.starting.set()
         await self.go.wait()
         return await self.runtime.start(spec)
@@ -51,6 +53,25 @@ async def test_messages_that_arrive_while_the_agent_starts_join_its_first_run(tm
         await h.settled()
         assert [prompt_texts(document) for document in inputs(h, "corp")] == [[f"m{n}" for n in range(5)]]
         assert len(h.store.recent_runs()) == 1
+
+
+async def test_a_rerun_whose_rows_the_run_before_took_starts_no_agent(tmp_path: Path) -> None:
+    """Messages that arrive while a run's agent starts ask for the lane once more, but the run takes them: that
+    second turn finds nothing and starts no agent (for Docker, a container start of hundreds of milliseconds)."""
+    data = tmp_path / "data"
+    slow = SlowStart(ProcessRuntime(data / "runs", data_dir=data))
+    async with running_gateway(data, [process_group("corp", {"ECHO_RECORD": RECORD})], runtimes={"process": slow}) as h:
+        await h.send("web:corp", "m0")
+        await asyncio.wait_for(slow.starting.wait(), 30)
+        await h.send("web:corp", "m1")
+        await h.wait_for(lambda: h.store.poll_cursor() >= h.sent[-1].seq, "m1 to be routed (the lane asked for again)")
+        slow.go.set()
+        await h.settled()
+        assert [prompt_texts(document) for document in inputs(h, "corp")] == [["m0", "m1"]]
+        assert slow.starts == 1
+        await h.send("web:corp", "m2")  # the lane is not left in a state that starts nothing any more
+        await h.settled()
+        assert slow.starts == 2 and len(inputs(h, "corp")) == 2
 
 
 async def test_a_backlog_is_read_before_its_lanes_run_so_each_group_runs_once(tmp_path: Path) -> None:

@@ -207,3 +207,33 @@ async def test_wait_idle_returns_at_once_for_an_empty_queue(make_queue: MakeQueu
 
     assert queue.running() == []
     assert queue.waiting() == []
+
+
+async def test_the_follow_up_turn_is_told_apart_from_a_turn_asked_for_anew(
+    make_queue: MakeQueue, runs: FakeRuns
+) -> None:
+    """The runner looks before starting an agent only on the follow-up: its run before may have taken the rows."""
+    runs.hold = True
+    other = Lane("other")
+    queue = make_queue(max_concurrent=1)
+    queue.enqueue(SUPPORT)
+    await runs.until_held(SUPPORT)
+    assert not queue.rerun(SUPPORT)  # asked for anew
+    queue.enqueue(SUPPORT)  # during its run
+    runs.finish(SUPPORT)
+    await runs.until_runs(SUPPORT, 2)
+    assert queue.rerun(SUPPORT)  # the follow-up
+    queue.enqueue(other)
+    queue.enqueue(SUPPORT)  # during the follow-up: one more follow-up
+    runs.finish(SUPPORT)
+    await runs.until_held(other)
+    assert queue.waiting() == [SUPPORT] and queue.rerun(SUPPORT)
+    queue.enqueue(SUPPORT)  # asked for anew while it waits (by the loop, for rows of its own)
+    assert not queue.rerun(SUPPORT)
+    runs.finish(other)
+    await runs.until_runs(SUPPORT, 3)
+    assert not queue.rerun(SUPPORT)
+    runs.hold = False
+    runs.finish(SUPPORT)
+    await settle(queue)
+    assert not queue.rerun(SUPPORT)
