@@ -210,3 +210,20 @@ async def test_builtin_route_targets_answer_or_drop_in_the_gateway_without_a_run
         assert [row.content for row in h.outbound()] == ["pong"]
         assert h.store.recent_runs() == []
         assert inputs(h, "corp") == []
+
+
+async def test_a_reply_wakes_the_loop_for_a_chat_someone_listens_to_and_waits_for_its_tick_otherwise(
+    tmp_path: Path,
+) -> None:
+    """A run's reply reaches a live page (or OpenAI stream) at once: the loop, the feed's only publisher, is woken
+    for it. A reply nobody listens to is read at the loop's next tick instead of costing a tick of its own."""
+    async with running_gateway(tmp_path / "data", [process_group("corp")], poll_interval=60.0) as h:
+        await h.send("web:corp", "nobody listens")
+        await h.wait_for(lambda: len(h.replies("web:corp")) == 1, "the first reply")
+        await asyncio.sleep(QUIET)
+        assert h.store.poll_cursor() < h.store.max_seq()  # the reply is not read yet: no tick was spent on it
+        async with h.gateway.feed.subscribe("web:corp") as page:
+            await h.send("web:corp", "a page listens")
+            live = page.messages()
+            heard = [await asyncio.wait_for(anext(live), 30) for _ in range(3)]  # well inside the 60 s poll
+        assert [row.content for row in heard] == ["echo: nobody listens", "a page listens", "echo: a page listens"]
