@@ -225,11 +225,13 @@ class Gateway:
 
     def _stored(self, rows: list[Message]) -> None:
         """A run stored rows: deliverers send the pending ones now, and the loop reads them now when one waits to be
-        routed or a live page or OpenAI stream listens to its chat (the feed hears of rows from the loop). Otherwise
-        its next tick reads them: a tick per run end costs three statements and a write for nothing (issue 13)."""
+        routed, or a live page or OpenAI stream listens to its chat, or a plugin to ``message_stored`` (both hear of
+        rows from the loop). Otherwise its next tick reads them: a tick per run end costs three statements and a
+        write for nothing (issue 13)."""
         if not rows:
             return
-        if any(row.direction == "in" or self.feed.subscribers(row.chat_jid) for row in rows):
+        listened = self.hooks.observed("message_stored")
+        if listened or any(row.direction == "in" or self.feed.subscribers(row.chat_jid) for row in rows):
             self.loop.wake()
         pending = {row.chat_jid for row in rows if row.delivery_status == "pending"}
         if pending:

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kanmon.gateway.scheduler import SchedulerConfig
-from kanmon.store import Group
+from kanmon.store import Group, NewMessage
 from tests.gateway_harness import RECORD, Harness, inputs, process_group, running_gateway
 
 ENV = {"ECHO_ACTIONS": 1, "ECHO_RECORD": RECORD}
@@ -119,8 +119,10 @@ async def test_a_task_created_by_an_agent_action_and_replayed_from_a_reclaimed_r
 
 async def test_actions_count_against_the_reply_cap(tmp_path: Path) -> None:
     async with running_gateway(tmp_path / "data", family(), max_replies=2) as h:
-        for _ in range(3):
-            await h.send("web:corp", actions({"type": "list_tasks"}))
+        await h.wait_for(lambda: h.gateway.loop.ticks > 0, "the loop's first tick")
+        for _ in range(3):  # stored without waking the loop, then read as one batch: one run with three actions
+            h.store.put_message(NewMessage(chat_jid="web:corp", content=actions({"type": "list_tasks"}), sender="u"))
+        h.gateway.wake()
         await h.settled()
         [run] = h.store.recent_runs()
         assert [row.output_index for row in h.store.run_actions(run.id)] == [0, 1]

@@ -116,6 +116,10 @@ class Hooks:
         self._callers.clear()
 
     # ------------------------------------------------------------------------------------------------ calling
+    def observed(self, hook: str) -> bool:
+        """Whether a plugin implements ``hook`` (whoever makes the event may then hurry to tell it)."""
+        return bool(self._of(hook))
+
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Tell the observers of ``hook`` (in the background; returns at once, from any thread)."""
         for caller in self._of(hook):

@@ -119,6 +119,8 @@ def test_observers_see_events_in_order_on_their_own_thread() -> None:
             done.set()
 
     hooks = Hooks([("watcher", plugin(message_stored=stored))])
+    assert hooks.observed("message_stored") and not hooks.observed("dead_letter")
+    assert not Hooks().observed("message_stored")
     for n in range(100):
         hooks.notify("message_stored", message=n)
     assert done.wait(30)
