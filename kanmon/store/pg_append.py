@@ -12,6 +12,8 @@ uses). The rows are drawn, and so numbered by the seq sequence, in the order giv
 goes through its column's type as in a plain INSERT (``UTCDateTime``), except ``attachments``: a JSON value can be a
 list, which an array parameter would take for a dimension of its own, so it travels as JSON text, encoded the way
 SQLAlchemy's JSON type encodes it for psycopg (``json.dumps``; ``None`` is JSON ``null``, as in a plain INSERT).
+The arrays are sent in PostgreSQL's binary format (:mod:`kanmon.store.engine`): psycopg's text format escapes every
+element in Python.
 """
 
 from __future__ import annotations
@@ -43,25 +45,19 @@ def insert_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorRe
     return conn.execute(_statement(names), arrays)
 
 
+@functools.cache
 def _statement(names: tuple[str, ...]) -> Any:
-    statement = _BUILT.get(names)
-    if statement is None:
-        arrays = [bindparam(f"a_{name}", type_=ARRAY(_carried(name))) for name in names]
-        given = func.unnest(*arrays).table_valued(*names, with_ordinality="ord").render_derived()
-        values = [
-            cast(given.c[name], messages.c[name].type) if name in _AS_JSON_TEXT else given.c[name] for name in names
-        ]
-        ordered = select(*values).order_by(given.c.ord)
-        statement = _BUILT[names] = messages.insert().from_select(names, ordered).returning(*messages.c)
-    return statement
+    """The statement for the columns ``names``, built once (insert_values gives the same names every time)."""
+    arrays = [bindparam(f"a_{name}", type_=ARRAY(_carried(name))) for name in names]
+    given = func.unnest(*arrays).table_valued(*names, with_ordinality="ord").render_derived()
+    values = [cast(given.c[name], messages.c[name].type) if name in _AS_JSON_TEXT else given.c[name] for name in names]
+    ordered = select(*values).order_by(given.c.ord)
+    return messages.insert().from_select(names, ordered).returning(*messages.c)
 
 
 def _carried(name: str) -> Any:
     """The type of column ``name``'s array elements."""
     return Text() if name in _AS_JSON_TEXT else messages.c[name].type
-
-
-_BUILT: dict[tuple[str, ...], Any] = {}  # the statement for each set of columns given (insert_values gives one)
 
 
 def stored_keys(conn: Connection, key: tuple[str, str], pairs: Sequence[tuple[Any, Any]]) -> set[tuple[Any, Any]]:
