@@ -4,7 +4,7 @@ SQLite: WAL, a busy timeout and foreign keys on *every* pooled connection (they 
 write transactions that start with ``BEGIN IMMEDIATE``. A deferred transaction that reads first and writes later
 cannot wait for the lock: SQLite fails it at once with "database is locked" whatever the busy timeout says.
 
-PostgreSQL: psycopg 3; nothing special here (append ordering is handled in the store).
+PostgreSQL: psycopg 3, lists sent as binary arrays (append ordering is handled in the store).
 """
 
 from __future__ import annotations
@@ -96,7 +96,20 @@ def make_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, pool_size: int
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, busy_timeout_ms, pool_size)
     url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    event.listen(engine, "connect", _binary_arrays)
+    return engine
+
+
+def _binary_arrays(dbapi_connection: Any, _record: Any) -> None:
+    """Send Python lists (array parameters: :mod:`kanmon.store.pg_append`) in PostgreSQL's binary array format.
+
+    In the text format psycopg quotes and escapes every element in Python: a batch of 256 replies took 6 ms to
+    encode, 1.3 ms in binary (issue 13). Every list kanmon passes is cast to its array type in the statement.
+    """
+    from psycopg.types.array import ListBinaryDumper
+
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def describe_url_safely(url: str | URL) -> str:

@@ -9,6 +9,7 @@ committed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, Integer, bindparam, func, select, text, union
 from kanmon.errors import InvalidInput
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
 from kanmon.store.errors import StoreFenced
+from kanmon.store.pg_append import insert_rows, stored_keys
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
 from kanmon.store.text import storable, storable_json
@@ -278,18 +280,10 @@ def _output_by_index(conn: Connection, new: NewMessage) -> Message | None:
 def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime) -> list[Message]:
     """Insert the rows not stored yet (a run's reply by ``(run_id, output_index)``, any other by ``(chat_jid, id)``),
     many per statement, in a transaction holding :func:`lock_appends`; return the rows created, in seq order."""
-    recorded: set[tuple[str | None, int | None]] = set()
-    keyed = [reply for reply in replies if reply.run_id is not None and reply.output_index is not None]
-    if keyed:
-        runs = sorted({str(reply.run_id) for reply in keyed})
-        indexes = sorted({int(reply.output_index or 0) for reply in keyed})
-        found = conn.execute(_RECORDED, {"b_runs": runs, "b_indexes": indexes})
-        recorded = {(str(run_id), int(index)) for run_id, index in found}
-    taken: set[tuple[str, str | None]] = set()
-    by_id = [reply for reply in replies if reply.run_id is None and reply.id]
-    if by_id:
-        chats, ids = sorted({reply.chat_jid for reply in by_id}), sorted({str(reply.id) for reply in by_id})
-        taken = {(str(jid), str(mid)) for jid, mid in conn.execute(_TAKEN, {"b_chats": chats, "b_ids": ids})}
+    outputs = [(reply.run_id, reply.output_index) for reply in replies if reply.run_id is not None]
+    recorded = _stored(conn, ("run_id", "output_index"), [key for key in outputs if key[1] is not None])
+    ids = [(reply.chat_jid, reply.id) for reply in replies if reply.run_id is None and reply.id]
+    taken = _stored(conn, ("chat_jid", "id"), ids)
     fresh = [
         insert_values(reply, now)
         for reply in replies
@@ -297,22 +291,33 @@ def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime
     ]
     if not fresh:
         return []
-    rows = conn.execute(_INSERT_RETURNING, fresh)
+    rows = insert_rows(conn, fresh) if conn.dialect.name == "postgresql" else conn.execute(_INSERT_RETURNING, fresh)
     return sorted(from_rows(Message, rows), key=lambda message: message.seq)
 
 
-# insert_new's statements, built once (it runs at the end of every run): reused statement objects skip SQLAlchemy's
-# construction and cache-key work, which cost more than executing them (the issue 13 profile)
-_RECORDED = select(messages.c.run_id, messages.c.output_index).where(
-    messages.c.run_id.in_(bindparam("b_runs", expanding=True)),
-    messages.c.output_index.in_(bindparam("b_indexes", expanding=True)),
-)
-_TAKEN = select(messages.c.chat_jid, messages.c.id).where(
-    messages.c.chat_jid.in_(bindparam("b_chats", expanding=True)),
-    messages.c.id.in_(bindparam("b_ids", expanding=True)),
-)
+def _stored(conn: Connection, key: tuple[str, str], pairs: Sequence[tuple[Any, Any]]) -> set[tuple[Any, Any]]:
+    """Which of ``pairs`` (values of the two columns ``key``, a unique key of messages) are stored already."""
+    if not pairs:
+        return set()
+    if conn.dialect.name == "postgresql":
+        return stored_keys(conn, key, pairs)
+    # SQLite answers "first IN (…) AND second IN (…)" with one index probe per combination of the two lists
+    values = {"b_first": sorted({first for first, _ in pairs}), "b_second": sorted({second for _, second in pairs})}
+    return {(first, second) for first, second in conn.execute(_in_both(key), values)}
+
+
+@functools.cache
+def _in_both(key: tuple[str, str]) -> Any:
+    """insert_new's check on SQLite, built once (it runs at the end of every run): reused statement objects skip
+    SQLAlchemy's construction and cache-key work, which cost more than executing them (the issue 13 profile)."""
+    first, second = (messages.c[name] for name in key)
+    return select(first, second).where(
+        first.in_(bindparam("b_first", expanding=True)), second.in_(bindparam("b_second", expanding=True))
+    )
+
+
+# insert_new's statement on SQLite, and put_message's and the poll's, built once
 _INSERT_RETURNING = messages.insert().returning(*messages.c)
-# and put_message's and the poll's
 _BY_ID = select(messages).where(messages.c.chat_jid == bindparam("b_chat"), messages.c.id == bindparam("b_id"))
 _BY_OUTPUT = select(messages).where(
     messages.c.run_id == bindparam("b_run"), messages.c.output_index == bindparam("b_index")

@@ -1,0 +1,97 @@
+"""A batch of replies stored in one statement (issue 13) holds exactly what storing them one by one would.
+
+PostgreSQL takes a run's replies as one array per column (``unnest``), SQLite as a multi-row ``VALUES``; the one-row
+path (``put_message``) is the reference. Every column is compared as the database holds it (cast to text), so a SQL
+``NULL`` where the one-row path stores JSON ``null`` (a message without attachments), a lost time zone or a default
+not applied would show here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import String, cast, select
+
+from kanmon.store import NewMessage, Store
+from kanmon.store.tables import messages
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+PLUS_NINE = dt.timezone(dt.timedelta(hours=9))
+
+
+def variety(run_id: str | None, chat: str) -> list[NewMessage]:
+    """Replies with every optional field both set and not set, odd text and attachments."""
+    return [
+        NewMessage(chat_jid=chat, content="plain", direction="out", run_id=run_id, output_index=0, id=f"{chat}-0"),
+        NewMessage(
+            chat_jid=chat, content="日本語 ✓ \U0001f600 'quoted' \"double\" \\back, {comma}", direction="out",
+            run_id=run_id, output_index=1, id=f"{chat}-1", sender="bot", sender_name="Kanmon ボット", verb="edit",
+            topic="#t", reply_to_id="m1", reply_to_text="", reply_to_sender="alice", forwarded_from="fwd",
+            origin="gateway", platform_message_id="p1", timestamp=dt.datetime(2026, 1, 2, 3, 4, 5, 6, PLUS_NINE),
+            attachments=[{"name": "ファイル.txt", "size": 3, "nested": {"a": [1, None, True]}}],
+        ),
+        NewMessage(chat_jid=chat, content="NUL \x00 lone \ud83d", direction="out", run_id=run_id, output_index=2,
+                   id=f"{chat}-2", attachments=[], delivered=True, reply_to_text="NULL"),
+        NewMessage(chat_jid=chat, content="", direction="out", run_id=run_id, output_index=3, id=f"{chat}-3",
+                   attachments=[{}], is_bot_message=False),
+    ]  # fmt: skip
+
+
+def raw_rows(store: Store, chat: str) -> list[dict[str, Any]]:
+    """The rows of ``chat`` in seq order, every column but seq and the chat's own names as the database holds it."""
+    skipped = {"seq", "chat_jid", "id", "run_id", "output_index"}
+    columns = [cast(column, String).label(column.name) for column in messages.c if column.name not in skipped]
+    query = select(*columns).where(messages.c.chat_jid == chat).order_by(messages.c.seq)
+    with store.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+@pytest.mark.parametrize("turn", [0, 1], ids=["none-first", "list-first"])
+def test_a_batch_of_replies_holds_what_one_by_one_appends_hold(store: Store, turn: int) -> None:
+    """``turn``: the batch starts with a reply without attachments, or with one whose attachments are a list."""
+
+    def turned(run_id: str | None, chat: str) -> list[NewMessage]:
+        replies = variety(run_id, chat)
+        return replies[turn:] + replies[:turn]
+
+    for reply in turned(None, "web:one"):
+        store.put_message(reply, now=NOW)
+    stored = store.record_replies(turned("r1", "web:batch"), now=NOW)
+
+    assert raw_rows(store, "web:batch") == raw_rows(store, "web:one")
+    one_by_one = store.latest_chat_messages("web:one")
+    assert [row.attachments for row in stored] == [row.attachments for row in one_by_one]
+    stamps = [NOW, dt.datetime(2026, 1, 2, 3, 4, 5, 6, PLUS_NINE), NOW, NOW]
+    assert [row.timestamp for row in stored] == stamps[turn:] + stamps[:turn]
+    assert all(row.timestamp.tzinfo == dt.UTC and row.received_at == NOW for row in stored)
+
+
+def test_a_batch_gets_ascending_seqs_in_the_order_given_and_returns_exactly_the_rows_created(store: Store) -> None:
+    order = [5, 0, 3, 1, 4, 2, *range(6, 600)]  # the order given decides, not the output index
+    replies = [
+        NewMessage(chat_jid="web:c", content=f"r{i}", direction="out", run_id="r1", output_index=i) for i in order
+    ]
+    stored = store.record_replies(replies, now=NOW)
+
+    assert [row.output_index for row in stored] == order
+    assert [row.seq for row in stored] == sorted(row.seq for row in stored)
+    assert stored == store.new_messages(0, limit=1000)
+
+
+def test_a_batch_replayed_in_part_stores_only_what_is_new_in_seq_order(store: Store) -> None:
+    def reply(index: int, run_id: str | None = "r1") -> NewMessage:
+        return NewMessage(chat_jid="web:c", id=f"{run_id}-{index}", content=f"r{index}", direction="out", run_id=run_id,
+                          output_index=None if run_id is None else index)  # fmt: skip
+
+    first = store.record_replies([reply(1), reply(3), reply(10, None), reply(20, "r2")], now=NOW)
+    again = store.record_replies(
+        [reply(0), reply(1), reply(2), reply(3), reply(10, None), reply(11, None), reply(3, "r2"), reply(20, "r2")],
+        now=NOW,
+    )
+
+    assert [row.content for row in first] == ["r1", "r3", "r10", "r20"]
+    assert [row.content for row in again] == ["r0", "r2", "r11", "r3"]  # r2's output 3: not r1's, not stored yet
+    assert [row.seq for row in again] == sorted(row.seq for row in again) and again[0].seq > first[-1].seq
+    assert store.record_replies([reply(2), reply(11, None)], now=NOW) == []
