@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Integer, bindparam, func, select, text, union
 from kanmon.errors import InvalidInput
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
 from kanmon.store.errors import StoreFenced
-from kanmon.store.pg_append import insert_rows, stored_keys
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
 from kanmon.store.text import storable, storable_json
@@ -291,7 +290,13 @@ def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime
     ]
     if not fresh:
         return []
-    rows = insert_rows(conn, fresh) if conn.dialect.name == "postgresql" else conn.execute(_INSERT_RETURNING, fresh)
+    if conn.dialect.name == "postgresql":
+        # imported here: it loads SQLAlchemy's PostgreSQL dialect, 2.4 MiB a SQLite gated never needs
+        from kanmon.store.pg_append import insert_rows
+
+        rows = insert_rows(conn, fresh)
+    else:
+        rows = conn.execute(_INSERT_RETURNING, fresh)
     return sorted(from_rows(Message, rows), key=lambda message: message.seq)
 
 
@@ -300,6 +305,8 @@ def _stored(conn: Connection, key: tuple[str, str], pairs: Sequence[tuple[Any, A
     if not pairs:
         return set()
     if conn.dialect.name == "postgresql":
+        from kanmon.store.pg_append import stored_keys  # PostgreSQL's dialect: see insert_new
+
         return stored_keys(conn, key, pairs)
     # SQLite answers "first IN (…) AND second IN (…)" with one index probe per combination of the two lists
     values = {"b_first": sorted({first for first, _ in pairs}), "b_second": sorted({second for _, second in pairs})}
