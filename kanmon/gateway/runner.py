@@ -3,9 +3,9 @@
 The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the lane's turn comes. A run:
 
 1. takes the group from the loop's cached configuration (a retry reads it afresh) and, unless its daily budget is spent
-   (:mod:`kanmon.gateway.budget`), reads which of the lane's streams wait, resets the sessions its policy expired and
-   runs pending memory flush turns (:mod:`kanmon.gateway.session_reset`), then, if a stream the impulse gate is not
-   holding waits, starts its agent with its input left open (:mod:`kanmon.gateway.starter`);
+   (:mod:`kanmon.gateway.budget`), resets the sessions its policy expired and runs pending memory flush turns
+   (:mod:`kanmon.gateway.session_reset`), then starts its agent with its input left open (:mod:`.starter`); on a
+   follow-up turn (:meth:`~kanmon.queue.GroupQueue.rerun`) only if a stream the impulse gate is not holding waits;
 2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
    the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
    (``starting``), flushes the group's system messages and resolves the session (after a reset, a fresh one);
