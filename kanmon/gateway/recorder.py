@@ -3,11 +3,8 @@
 Each output an agent writes for the chat becomes an outbound row keyed ``(run_id, output_index)``. The recorder
 holds a reply for at most ``flush_after`` seconds (or until ``max_pending`` wait) and then stores everything waiting
 in one transaction, so a chatty agent costs a few transactions a second, not one per line; what is still waiting
-when the run ends is stored with its outcome, in the run's last transaction. The run's first reply, the one its chat
-is waiting for, is held for ``first_flush_after`` (5 ms) only: a run that answers once and ends does so within that
-(the reply goes with the outcome, no transaction more), while a container takes ten milliseconds or more to exit
-after its output, and the chat would wait for that (issue 13's single-message latency). A run that reaches ``cap``
-replies is stopped by its runner: one run can no longer flood a chat.
+when the run ends is stored with its outcome, in the run's last transaction. A run that reaches ``cap`` replies is
+stopped by its runner: one run can no longer flood a chat.
 
 Storing can fail for reasons that are kanmon's, not the agent's (the store refusing a row): such a reply is
 reported in :attr:`ReplyRecorder.problems`, counted as produced, and the run goes on. The store being unreachable
@@ -42,7 +39,6 @@ class ReplyRecorder:
         clock: Clock,
         cap: int,
         flush_after: float = 0.05,
-        first_flush_after: float = 0.005,
         max_pending: int = 256,
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
     ) -> None:
@@ -50,7 +46,6 @@ class ReplyRecorder:
         self._clock = clock
         self.cap = cap
         self._flush_after = flush_after
-        self._first_flush_after = min(first_flush_after, flush_after)
         self._max_pending = max_pending
         self._on_stored = on_stored
         self._pending: list[NewMessage] = []
@@ -68,8 +63,7 @@ class ReplyRecorder:
         return self.produced >= self.cap
 
     async def add(self, reply: NewMessage) -> None:
-        """Take one reply (dropped once :attr:`full`); it is stored within ``flush_after`` seconds (the first one
-        within ``first_flush_after``)."""
+        """Take one reply (dropped once :attr:`full`); it is stored within ``flush_after`` seconds."""
         self._raise_failure()
         if self.full:
             return
@@ -78,8 +72,7 @@ class ReplyRecorder:
         if len(self._pending) >= self._max_pending:
             await self.flush()
         elif self._timer is None:
-            delay = self._first_flush_after if self.produced == 1 else self._flush_after
-            self._timer = asyncio.create_task(self._flush_later(delay))
+            self._timer = asyncio.create_task(self._flush_later())
 
     async def flush(self) -> None:
         """Store what waits now (after any flush in flight)."""
@@ -103,8 +96,8 @@ class ReplyRecorder:
         pending, self._pending = self._pending, []
         return pending
 
-    async def _flush_later(self, delay: float) -> None:
-        await self._clock.sleep(delay)
+    async def _flush_later(self) -> None:
+        await self._clock.sleep(self._flush_after)
         self._timer = None
         try:
             await self.flush()

@@ -1,4 +1,4 @@
-"""A run's replies are stored as they stream, a few transactions a second, the first at once (gateway/recorder.py).
+"""A run's replies are stored as they stream, a few transactions a second (kanmon/gateway/recorder.py).
 
 The store is a list of the batches written; time is the fake clock's, so "held for 50 ms" is asserted, not slept.
 """
@@ -11,7 +11,7 @@ from kanmon.clock import FakeClock
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.store import Message, NewMessage
 
-FLUSH, FIRST = 0.05, 0.005
+FLUSH = 0.05
 
 
 class Writes:
@@ -35,36 +35,37 @@ async def advance(clock: FakeClock, seconds: float) -> None:
         await asyncio.sleep(0)
 
 
-async def test_the_first_reply_is_stored_at_once_and_the_next_ones_together() -> None:
+async def test_replies_wait_for_the_window_and_go_in_one_transaction() -> None:
     clock, writes = FakeClock(), Writes()
-    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH, first_flush_after=FIRST)
-    await recorder.add(reply(0))
-    await clock.wait_for_sleepers()
-    await advance(clock, FIRST)
-    assert writes.batches == [[0]]  # what the chat waits for: not held for the batching window
-
-    for index in (1, 2, 3):
+    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH)
+    for index in (0, 1, 2):
         await recorder.add(reply(index))
     await clock.wait_for_sleepers()
-    await advance(clock, FIRST)
-    assert writes.batches == [[0]]  # the rest wait for the window, to go in one transaction
-    await advance(clock, FLUSH - FIRST)
-    assert writes.batches == [[0], [1, 2, 3]]
+    await advance(clock, FLUSH / 2)
+    assert writes.batches == []
+    await advance(clock, FLUSH / 2)
+    assert writes.batches == [[0, 1, 2]]
+    await recorder.add(reply(3))  # a new window
+    await clock.wait_for_sleepers()
+    await advance(clock, FLUSH)
+    assert writes.batches == [[0, 1, 2], [3]]
     assert await recorder.close() == []
 
 
-async def test_a_run_that_ends_within_the_first_window_stores_its_reply_with_its_outcome() -> None:
+async def test_a_run_that_ends_within_the_window_stores_its_replies_with_its_outcome() -> None:
     clock, writes = FakeClock(), Writes()
-    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH, first_flush_after=FIRST)
+    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH)
     await recorder.add(reply(0))
-    assert [pending.output_index for pending in await recorder.close()] == [0]  # the run's last transaction takes it
+    await recorder.add(reply(1))
+    taken = [pending.output_index for pending in await recorder.close()]
+    assert taken == [0, 1]  # the run's last transaction takes them: a reply seen in the store means its run ended
     await advance(clock, FLUSH)
     assert writes.batches == []  # no transaction of its own
 
 
 async def test_max_pending_replies_are_stored_without_waiting_and_a_full_run_drops_the_rest() -> None:
     clock, writes = FakeClock(), Writes()
-    recorder = ReplyRecorder(writes, clock=clock, cap=5, flush_after=FLUSH, first_flush_after=FIRST, max_pending=2)
+    recorder = ReplyRecorder(writes, clock=clock, cap=5, flush_after=FLUSH, max_pending=2)
     for index in range(7):
         await recorder.add(reply(index))
     assert writes.batches == [[0, 1], [2, 3]]
