@@ -14,9 +14,10 @@ One tick:
    is enqueued. The first sweep is the start-up recovery, and it rebuilds the gate's held state from the stored rows.
 
 The loop ticks every ``poll_interval`` and at once when woken (:meth:`MessageLoop.wake`: a message put through
-kanmon's own API in this process, a row a run stored to be routed, or a reply to a chat a live page or OpenAI stream
-listens to). All waiting is on the injected clock, so tests drive time
-instead of sleeping. It starts reading at :meth:`kanmon.store.Store.start_cursor`: a lost poll cursor costs one query.
+kanmon's own API in this process, a row a run stored to be routed, a reply to a chat a live page or OpenAI stream
+listens to, any reply when a plugin observes ``message_stored``). All waiting is on the injected clock, so tests
+drive time instead of sleeping. It starts reading at :meth:`kanmon.store.Store.start_cursor`: a lost poll cursor costs
+one query.
 """
 
 from __future__ import annotations
