@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 from kanmon.clock import Clock
 from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.heads import lane_of
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.usage import Reported, group_zone, local_day, usage_entries
-from kanmon.queue import Lane, lane_for
+from kanmon.queue import Lane
 from kanmon.store import Group, Message, NewMessage, Run, UsageEntry
 from kanmon.store.aio import AsyncStore
 
@@ -89,7 +90,7 @@ class DailyBudget:
         notices: list[NewMessage] = []
         for head in heads:
             jid = head.forwarded_from or head.chat_jid
-            if lane_for(head.folder, head.chat_jid, head.topic) != lane or (jid, mid) in self._noticed:
+            if lane_of(head) != lane or (jid, mid) in self._noticed:
                 continue
             self._noticed.add((jid, mid))  # also: two streams of one chat get one notice
             notices.append(NewMessage(

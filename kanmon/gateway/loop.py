@@ -33,12 +33,13 @@ from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.dispatch import Admitted, DispatchConfig, Dispatcher, TickWork
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.gate import ImpulseGate
+from kanmon.gateway.heads import lane_of
 from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.settle import Settle
-from kanmon.queue import GroupQueue, Lane, RetryPolicy, lane_for
+from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.router import ImpulseConfig
 from kanmon.stopping import nap
 from kanmon.store import LaneHead, Message
@@ -301,7 +302,7 @@ class MessageLoop:
         busy = set(self._queue.running()) | set(self._queue.waiting()) | set(self._queue.backing_off())
         busy |= set(self._settling) | set(self._backlog)
         for head in heads:
-            lane = lane_for(head.folder, head.chat_jid, head.topic)
+            lane = lane_of(head)
             if recovering:
                 await self._recover(head)
             elif self._gate.holding(head.chat_jid) is None and lane not in busy:
@@ -319,7 +320,7 @@ class MessageLoop:
     def _held_rows(self, head: LaneHead) -> list[tuple[Admitted, float]]:
         assert self._bridge is not None
         ctx = self._dispatcher.context(self._bridge)
-        lane = lane_for(head.folder, head.chat_jid, head.topic)
+        lane = lane_of(head)
         admitted = []
         for row in self._db.store.lane_batch(head, _RECOVERY_ROWS):
             impulse = stored_impulse(ctx, row.chat_jid, row.sender, row.verb)

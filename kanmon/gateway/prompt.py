@@ -14,8 +14,9 @@ from datetime import datetime
 from kanmon.container import AgentInput, PromptAttachment, PromptMessage, render_prompt
 from kanmon.container.payload import xml_escape
 from kanmon.folders import split_jid
+from kanmon.gateway.heads import lane_of
 from kanmon.gateway.privacy import Privacy, Redactor
-from kanmon.queue import Lane, lane_for
+from kanmon.queue import Lane
 from kanmon.store import LaneHead, Message, SystemMessage
 from kanmon.store.aio import AsyncStore
 
@@ -53,7 +54,7 @@ class Batch:
 async def peek_batch(db: AsyncStore, lane: Lane, limit: int) -> Batch | None:
     """``lane``'s next batch as it stands, without taking it (a dead letter with no failed batch to point at)."""
     for head in await db.retrying(db.store.lane_heads, lane.folder):
-        if lane_for(head.folder, head.chat_jid, head.topic) == lane:
+        if lane_of(head) == lane:
             rows = await db.retrying(db.store.lane_batch, head, limit)
             if rows:
                 return Batch(head, rows)

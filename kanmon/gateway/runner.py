@@ -34,6 +34,7 @@ from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.flush_turn import FLUSH_INTERRUPTED, FlushTurns
+from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
@@ -115,8 +116,7 @@ class LaneRunner:
             db, lambda items: store.finish_runs(items, now=self._clock.now()), name="end"
         )
         self.reclaimer = Reclaimer(db, runtimes, defaults.instance, live=self.live_runs)
-        self._credentials = credentials
-        self._hooks = hooks
+        self._credentials, self._hooks = credentials, hooks
         self._starter = RunStarter(
             runtimes, defaults, clock=self._clock, reclaimer=self.reclaimer, credentials=credentials, hooks=hooks
         )
@@ -233,7 +233,7 @@ class LaneRunner:
                 return await self._run(lane, state, start, handle, started)
 
     def _runnable(self, lane: Lane, head: LaneHead) -> bool:
-        return lane_for(head.folder, head.chat_jid, head.topic) == lane and not self._is_held(head.chat_jid)
+        return lane_of(head) == lane and not self._is_held(head.chat_jid)
 
     async def _waits(self, lane: Lane) -> bool:
         """Whether a stream of the lane the impulse gate is not holding waits (one read)."""

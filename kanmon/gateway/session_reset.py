@@ -33,12 +33,13 @@ from kanmon.clock import Clock
 from kanmon.folders import split_jid
 from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
 from kanmon.gateway.flush_turn import FlushTurns
+from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.prompt import render_note
 from kanmon.gateway.session_policy import Flush, ResetPolicy, expiry, flush_for, policy_for
 from kanmon.gateway.spec import RunDefaults
 from kanmon.queue import Lane, lane_for
-from kanmon.store import Group, LaneHead, Message, NewMessage, SessionChat, SessionReset, Store
+from kanmon.store import Group, Message, NewMessage, SessionChat, SessionReset, Store
 from kanmon.store.aio import AsyncStore
 from kanmon.store.resets import ResetReason
 
@@ -128,7 +129,7 @@ class SessionResets:
         if not self.applies(group):
             return True
         flush = flush_for(group.container_config, self._flush)
-        heads = [h for h in await self._db.retrying(self._db.store.lane_heads, lane.folder) if _in(lane, h)]
+        heads = [h for h in await self._db.retrying(self._db.store.lane_heads, lane.folder) if lane_of(h) == lane]
         chats = {head.topic: head.forwarded_from or head.chat_jid for head in reversed(heads)}  # oldest stream's
         for session in await self._db.retrying(self._db.store.session_chats, lane.folder):
             jid = chats.get(session.topic)  # in the lane already: its rows are
@@ -181,7 +182,3 @@ class SessionResets:
             reset_session, self._db.store, group.folder, session.topic, chat_jid=jid, reason=expired.reason,
             detail=expired.detail, flush=flush, now=now, hooks=self._hooks,
         )  # fmt: skip
-
-
-def _in(lane: Lane, head: LaneHead) -> bool:
-    return lane_for(head.folder, head.chat_jid, head.topic) == lane
