@@ -16,6 +16,7 @@ from sqlalchemy import String, cast, select
 
 from kanmon.store import NewMessage, Store
 from kanmon.store.tables import messages
+from tests.pgdb import create_pg_database, drop_pg_database
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 PLUS_NINE = dt.timezone(dt.timedelta(hours=9))
@@ -95,3 +96,23 @@ def test_a_batch_replayed_in_part_stores_only_what_is_new_in_seq_order(store: St
     assert [row.content for row in again] == ["r0", "r2", "r11", "r3"]  # r2's output 3: not r1's, not stored yet
     assert [row.seq for row in again] == sorted(row.seq for row in again) and again[0].seq > first[-1].seq
     assert store.record_replies([reply(2), reply(11, None)], now=NOW) == []
+
+
+@pytest.mark.postgres
+def test_every_postgres_connection_sends_lists_as_binary_arrays(pg_admin_url: str, pg_template: str) -> None:
+    """psycopg's default text format escapes each element in Python: 6 ms for a batch of 256 replies, 1.3 ms in binary
+    (kanmon.store.engine). A connection the pool opens later must do the same, so two are checked."""
+    from psycopg import pq
+    from psycopg.adapt import PyFormat, Transformer
+
+    url = create_pg_database(pg_admin_url, template=pg_template)
+    store = Store.open(url)
+    try:
+        with store.engine.connect() as first, store.engine.connect() as second:
+            for conn in (first, second):
+                wire = Transformer(conn.connection.driver_connection)
+                for value in (["text", None], [1, 2], [NOW]):
+                    assert wire.get_dumper(value, PyFormat.AUTO).format == pq.Format.BINARY
+    finally:
+        store.close()
+        drop_pg_database(pg_admin_url, url)
