@@ -4,8 +4,9 @@ The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the
 
 1. takes the group from the loop's cached configuration (a retry reads it afresh) and, unless its daily budget is spent
    (:mod:`kanmon.gateway.budget`), resets the sessions its policy expired and runs pending memory flush turns
-   (:mod:`kanmon.gateway.session_reset`), then starts its agent with its input left open (:mod:`.starter`); on a
-   follow-up turn (:meth:`~kanmon.queue.GroupQueue.rerun`) only if a stream the impulse gate is not holding waits;
+   (:mod:`kanmon.gateway.session_reset`), then starts its agent with its input left open (:mod:`.starter`); where
+   the lane's waiting streams were read anyway (a session policy) or a follow-up turn
+   (:meth:`~kanmon.queue.GroupQueue.rerun`) reads them, only if one the impulse gate is not holding waits;
 2. begins in **one** transaction (:meth:`~kanmon.store.Store.begin_runs`, shared by lanes starting together): takes
    the lane's oldest stream the impulse gate is not holding, up to ``batch_limit`` rows, records the run
    (``starting``), flushes the group's system messages and resolves the session (after a reset, a fresh one);
@@ -209,10 +210,11 @@ class LaneRunner:
             return LaneResult.DEAD
         if await self._budget.holds(group, lane):
             return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
-        if not await self.resets.before_run(group, lane):
-            return LaneResult.OK  # offered by the expiry watcher, with no rows waiting: no agent to start
-        if self._is_rerun(lane) and not await self._waits(lane):
-            return LaneResult.OK  # asked for again while its last run started, and that run took the rows: no agent
+        heads = await self.resets.before_run(group, lane)  # read only for a group with a session policy
+        if heads is None and self._is_rerun(lane):  # asked for again while its last run started: did that take all?
+            heads = await self._db.retrying(self._db.store.lane_heads, lane.folder)
+        if heads is not None and not any(self._runnable(lane, head) for head in heads):
+            return LaneResult.OK  # nothing the impulse gate lets through waits (the rows taken, or only held): no agent
         started = await self._starter.start(group)
         if started is None:
             return LaneResult.DEFERRED  # its runtime cannot be reached: tried again later, no attempt used
@@ -234,11 +236,6 @@ class LaneRunner:
 
     def _runnable(self, lane: Lane, head: LaneHead) -> bool:
         return lane_of(head) == lane and not self._is_held(head.chat_jid)
-
-    async def _waits(self, lane: Lane) -> bool:
-        """Whether a stream of the lane the impulse gate is not holding waits (one read)."""
-        heads = await self._db.retrying(self._db.store.lane_heads, lane.folder)
-        return any(self._runnable(lane, head) for head in heads)
 
     async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         draft = RunDraft(

@@ -39,7 +39,7 @@ from kanmon.gateway.prompt import render_note
 from kanmon.gateway.session_policy import Flush, ResetPolicy, expiry, flush_for, policy_for
 from kanmon.gateway.spec import RunDefaults
 from kanmon.queue import Lane, lane_for
-from kanmon.store import Group, Message, NewMessage, SessionChat, SessionReset, Store
+from kanmon.store import Group, LaneHead, Message, NewMessage, SessionChat, SessionReset, Store
 from kanmon.store.aio import AsyncStore
 from kanmon.store.resets import ResetReason
 
@@ -120,14 +120,15 @@ class SessionResets:
         auto = policy.mode != "none" and (policy.mode != "idle" or policy.idle > 0)
         return auto or bool(config.get("session_reset_platforms")) or flush_for(config, self._flush) is not None
 
-    async def before_run(self, group: Group, lane: Lane) -> bool:
+    async def before_run(self, group: Group, lane: Lane) -> list[LaneHead] | None:
         """Reset the lane's expired sessions, then run its pending flush turns (both before its run takes a batch).
 
-        Returns whether rows wait in the lane (True when the group has no policy and nothing was looked at): a lane
-        the expiry watcher offered has none, and starts no agent for them.
+        Returns the lane's waiting streams as read before the resets, held chats' included (``None`` when the group
+        has no policy and nothing was read): a lane the expiry watcher offered may have none, and the runner starts
+        no agent for them without a read of its own.
         """
         if not self.applies(group):
-            return True
+            return None
         flush = flush_for(group.container_config, self._flush)
         heads = [h for h in await self._db.retrying(self._db.store.lane_heads, lane.folder) if lane_of(h) == lane]
         chats = {head.topic: head.forwarded_from or head.chat_jid for head in reversed(heads)}  # oldest stream's
@@ -142,7 +143,7 @@ class SessionResets:
             for reset in await self._db.retrying(self._db.store.pending_flushes, lane.folder):
                 if lane_for(reset.group_folder, reset.chat_jid, reset.topic) == lane:
                     await self.flushes.run(group, lane, reset, flush)
-        return bool(heads)
+        return heads
 
     async def due(self, groups: Iterable[Group]) -> set[Lane]:
         """The lanes of ``groups`` with a session their policy expired or a memory flush pending (the expiry

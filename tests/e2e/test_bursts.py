@@ -16,6 +16,7 @@ import pytest
 from kanmon.clock import FakeClock
 from kanmon.container.process import ProcessRuntime
 from kanmon.gateway.settle import Settle
+from kanmon.queue import Lane
 from kanmon.store import NewMessage
 from tests.gateway_harness import RECORD, inputs, process_group, prompt_texts, running_gateway
 
@@ -103,6 +104,29 @@ async def test_a_first_turn_starts_its_agent_without_looking_for_rows_first(tmp_
         slow.go.set()
         await h.settled()
         assert reads.count == 1 and slow.starts == 1  # the follow-up turn looked, found m1 taken, started nothing
+
+
+async def test_with_a_session_policy_a_turn_reads_the_waiting_rows_once_and_starts_no_agent_for_a_held_chat(
+    tmp_path: Path,
+) -> None:
+    """A group with a session policy reads its lane's waiting streams before every run (to find the sessions to
+    reset); the runner decides from that read, with no second one, and a lane offered while its only rows are held
+    by the impulse gate (as the expiry watcher offers a lane) starts no agent."""
+    data = tmp_path / "data"
+    slow = SlowStart(ProcessRuntime(data / "runs", data_dir=data))
+    slow.go.set()
+    policy: dict[str, Any] = {"session_reset": "idle", "session_idle_expiry": 3600}
+    async with running_gateway(data, [process_group("corp", **policy)], runtimes={"process": slow}) as h:
+        reads = FolderReads(h.store)
+        await h.send("web:corp", "is typing", verb="typing")  # weight zero: the gate holds the chat
+        await h.wait_for(lambda: h.gateway.gate.held() == 1, "the typing event to be held")
+        h.gateway.queue.enqueue(Lane("corp"))
+        await h.wait_for(lambda: not h.gateway.queue.counts().running and not h.gateway.queue.counts().waiting, "idle")
+        assert (reads.count, slow.starts, h.store.recent_runs()) == (1, 0, [])
+        await h.send("web:corp", "the question")
+        await h.settled()
+        assert (reads.count, slow.starts) == (2, 1)
+        assert h.replies("web:corp") == ["echo: is typing", "echo: the question"]
 
 
 async def test_a_backlog_is_read_before_its_lanes_run_so_each_group_runs_once(tmp_path: Path) -> None:
