@@ -28,7 +28,7 @@ from kanmon.gateway.outcome import Ending, judge
 from kanmon.gateway.prompt import render_note
 from kanmon.gateway.session_policy import Flush
 from kanmon.gateway.spec import RunDefaults
-from kanmon.gateway.starter import RunStarter, Started
+from kanmon.gateway.starter import RunStarter, Started, release
 from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.usage import Reported, UsageMetrics, group_zone, note_usage, run_usage, usage_entries
 from kanmon.queue import Lane
@@ -103,7 +103,7 @@ class FlushTurns:
             finally:
                 self._handles.pop(lane, None)
         finally:
-            await handle.close()
+            await release(handle)  # a removal that fails is logged and retried as a leftover, as after any run
 
     async def _follow(
         self, group: Group, run: Run, reset: SessionReset, flush: Flush, started: Started, handle: RunHandle

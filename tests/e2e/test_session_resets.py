@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from kanmon.clock import SystemClock
+from kanmon.container import ContainerError
+from kanmon.container.process import ProcessRuntime
 from kanmon.store import Group
 from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, prompt_texts, running_gateway
 
@@ -132,6 +134,54 @@ async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
         assert h.replies("web:corp") == ["echo: one", "echo: two"]
         assert h.store.get_reset("corp", "") is None
         assert "memory flush folder=corp topic= session=" in caplog.text and "ended=hard_timeout" in caplog.text
+
+
+class Unremovable:
+    """A process runtime whose next run started after :meth:`arm` cannot be removed (its runtime fails the removal,
+    as a Docker engine that went away does); every other run is left alone."""
+
+    def __init__(self, runtime: ProcessRuntime) -> None:
+        self.runtime, self.armed, self.refused = runtime, False, 0
+
+    def arm(self) -> None:
+        self.armed = True
+
+    async def start(self, spec: Any) -> Any:
+        handle = await self.runtime.start(spec)
+        if self.armed:
+            self.armed, closing = False, handle.close
+
+            async def refuse() -> None:
+                self.refused += 1
+                await closing()  # removed all the same, so that the test leaves nothing behind
+                raise ContainerError("Docker engine went away")
+
+            handle.close = refuse  # type: ignore[method-assign]  # this one handle only
+        return handle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runtime, name)
+
+
+async def test_a_flush_whose_container_cannot_be_removed_yet_fails_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Removal comes after the outcome is recorded (SPEC §9); one that fails is logged and retried as a leftover. A
+    flush turn is no exception: the run it goes before takes its batch at once, without a failed attempt."""
+    caplog.set_level(logging.INFO, logger="kanmon")
+    data = tmp_path / "data"
+    runtime = Unremovable(ProcessRuntime(data / "runs", data_dir=data))
+    clock = SetClock(BEFORE_DST)
+    policy = group(memory_flush=True, session_reset="idle", session_idle_expiry=60)
+    async with running_gateway(data, [policy], clock=clock, runtimes={"process": runtime}) as h:
+        await turn(h, "one", 1)
+        runtime.arm()
+        clock.jump(120)
+        await turn(h, "two", 2)
+        assert [prompt_texts(d) for d in inputs(h, "corp")] == [["one"], ["SAVE NOW"], ["two"]]
+        assert runtime.refused == 1 and "could not remove" in caplog.text
+        assert [r.status for r in h.store.recent_runs(50) if r.first_seq is not None] == ["ok", "ok"]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def flush_runs(h: Harness) -> list[tuple[str, str | None, int]]:
