@@ -106,6 +106,21 @@ async def test_a_first_turn_starts_its_agent_without_looking_for_rows_first(tmp_
         assert reads.count == 1 and slow.starts == 1  # the follow-up turn looked, found m1 taken, started nothing
 
 
+async def test_with_a_session_policy_a_follow_up_turn_decides_from_the_policys_read_alone(tmp_path: Path) -> None:
+    """A group with a session policy reads its lane's waiting streams before every run (to find the sessions to
+    reset). A follow-up turn with rows waiting starts its agent on that read: no second read of its own."""
+    policy: dict[str, Any] = {"session_reset": "idle", "session_idle_expiry": 3600}
+    group = process_group("corp", {"ECHO_RECORD": RECORD, "ECHO_DELAY": 0.5}, **policy)
+    async with running_gateway(tmp_path / "data", [group]) as h:
+        reads = FolderReads(h.store)
+        await h.send("web:corp", "m0")
+        await h.wait_for(lambda: [run.status for run in h.store.recent_runs()] == ["running"], "m0's run to begin")
+        await h.send("web:corp", "m1")  # while m0's run works: the lane runs once more, for m1
+        await h.settled()
+        assert [prompt_texts(document) for document in inputs(h, "corp")] == [["m0"], ["m1"]]
+        assert reads.count == 2  # one per turn, the policy's
+
+
 async def test_with_a_session_policy_a_turn_reads_the_waiting_rows_once_and_starts_no_agent_for_a_held_chat(
     tmp_path: Path,
 ) -> None:
