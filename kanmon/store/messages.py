@@ -279,17 +279,33 @@ def _output_by_index(conn: Connection, new: NewMessage) -> Message | None:
 def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime) -> list[Message]:
     """Insert the rows not stored yet (a run's reply by ``(run_id, output_index)``, any other by ``(chat_jid, id)``),
     many per statement, in a transaction holding :func:`lock_appends`; return the rows created, in seq order."""
+    return insert_new_groups(conn, [replies], now)[0]
+
+
+def insert_new_groups(
+    conn: Connection, groups: Sequence[Sequence[NewMessage]], now: dt.datetime
+) -> list[list[Message]]:
+    """:func:`insert_new` for several lists at once (several runs' ends): one check and one INSERT for all of them;
+    returns the rows each list created, in seq order."""
+    replies = [reply for group in groups for reply in group]
+    if not replies:
+        return [[] for _ in groups]
     outputs = [(reply.run_id, reply.output_index) for reply in replies if reply.run_id is not None]
     recorded = _stored(conn, ("run_id", "output_index"), [key for key in outputs if key[1] is not None])
     ids = [(reply.chat_jid, reply.id) for reply in replies if reply.run_id is None and reply.id]
     taken = _stored(conn, ("chat_jid", "id"), ids)
-    fresh = [
-        insert_values(reply, now)
-        for reply in replies
-        if (reply.run_id, reply.output_index) not in recorded and (reply.chat_jid, reply.id) not in taken
-    ]
+    fresh: list[dict[str, Any]] = []
+    owner: dict[tuple[str, str], int] = {}  # (chat_jid, id) of each fresh row: the list it came from
+    for index, group in enumerate(groups):
+        for reply in group:
+            if (reply.run_id, reply.output_index) in recorded or (reply.chat_jid, reply.id) in taken:
+                continue
+            values = insert_values(reply, now)
+            fresh.append(values)
+            owner[(values["chat_jid"], values["id"])] = index
+    created: list[list[Message]] = [[] for _ in groups]
     if not fresh:
-        return []
+        return created
     if conn.dialect.name == "postgresql":
         # imported here: it loads SQLAlchemy's PostgreSQL dialect, 2.4 MiB a SQLite gated never needs
         from kanmon.store.pg_append import insert_rows
@@ -297,7 +313,9 @@ def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime
         rows = insert_rows(conn, fresh)
     else:
         rows = conn.execute(_INSERT_RETURNING, fresh)
-    return sorted(from_rows(Message, rows), key=lambda message: message.seq)
+    for message in sorted(from_rows(Message, rows), key=lambda message: message.seq):
+        created[owner[(message.chat_jid, message.id)]].append(message)
+    return created
 
 
 def _stored(conn: Connection, key: tuple[str, str], pairs: Sequence[tuple[Any, Any]]) -> set[tuple[Any, Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,7 @@ from kanmon.store.records import Run
 from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
 
-__all__ = ["ResetReason", "ResetStore", "SessionChat", "SessionReset", "close_flush", "take_reset", "untold_reset"]
+__all__ = ["ResetReason", "ResetStore", "SessionChat", "SessionReset", "close_flush", "take_reset", "untold_resets"]
 
 ResetReason = Literal["idle", "daily", "new"]
 
@@ -156,10 +157,14 @@ def take_reset(conn: Connection, folder: str, topic: str) -> SessionReset | None
     return from_row(SessionReset, row)
 
 
-def untold_reset(conn: Connection, folder: str, topic: str) -> bool:
-    """Whether a reset of ``(folder, topic)`` no prompt has told yet exists: decided while a run was going (``/new``),
-    so that run's end must not store its session over it."""
-    return conn.execute(_UNTOLD_KEY, {"b_folder": folder, "b_topic": topic}).first() is not None
+def untold_resets(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the ``(folder, topic)`` keys have a reset no prompt has told yet, in one read: decided while their
+    runs were going (``/new``), so those runs' ends must not store their sessions over it."""
+    if not keys:
+        return set()
+    params = {"b_folders": sorted({folder for folder, _ in keys}), "b_topics": sorted({topic for _, topic in keys})}
+    wanted = set(keys)
+    return {(str(folder), str(topic)) for folder, topic in conn.execute(_UNTOLD_KEYS, params)} & wanted
 
 
 _KEY = ("group_folder", "topic")
@@ -170,7 +175,11 @@ _SESSION_ID = select(sessions.c.session_id).where(_SESSION_OF)
 _DELETE_SESSION = delete(sessions).where(_SESSION_OF)
 _RESET = select(session_resets).where(_OF)
 _UNTOLD = select(session_resets).where(_OF, session_resets.c.announced.is_(False))
-_UNTOLD_KEY = select(session_resets.c.topic).where(_OF, session_resets.c.announced.is_(False))
+_UNTOLD_KEYS = select(session_resets.c.group_folder, session_resets.c.topic).where(
+    session_resets.c.group_folder.in_(bindparam("b_folders", expanding=True)),
+    session_resets.c.topic.in_(bindparam("b_topics", expanding=True)),
+    session_resets.c.announced.is_(False),
+)
 _TELL = update(session_resets).where(_OF).values(announced=True)
 _CLAIM = (
     update(session_resets)

@@ -7,7 +7,8 @@
 * :meth:`RunStore.record_replies` stores replies while a run streams, many per transaction; a reply recorded before
   (a reclaimed run replays its output from the start) is recognised by ``(run_id, output_index)`` and skipped.
 * :meth:`RunStore.finish_runs` applies outcomes: the replies not yet recorded, the rows' new status, the session,
-  the run's status and the chat's cursor, for any number of runs in one transaction.
+  the run's status and the chat's cursor, for any number of runs in one transaction, with one statement per kind
+  for all of them (:mod:`kanmon.store.run_ends`).
 
 All three are fenced writes (:class:`~kanmon.store.StoreFenced` once another gated holds the store).
 
@@ -22,18 +23,16 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select
 
-from kanmon.store.base import StoreBase, from_rows, upsert_statement
+from kanmon.store.base import StoreBase, from_rows
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
-from kanmon.store.resets import SessionReset, close_flush, take_reset, untold_reset
-from kanmon.store.tables import chats, messages, run_logs, session_log, sessions, system_messages
-from kanmon.store.text import storable
-from kanmon.store.usage import UsageEntry, record_usage
+from kanmon.store.resets import SessionReset, take_reset
+from kanmon.store.run_ends import RunEnd, RunEnded, finish_all
+from kanmon.store.tables import messages, session_log, sessions, system_messages
 
 __all__ = ["RunBegin", "RunDraft", "RunEnd", "RunEnded", "RunStart", "RunStore"]
 
@@ -77,46 +76,6 @@ class RunStart:
     more: bool = False  # rows of the lane wait beyond this batch (another stream, or past the batch limit)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunEnd:
-    """How a run's batch ends (SPEC §9): the rows' new status, the run's, the session's, and replies to record.
-
-    ``run_id`` None is a dead letter, which closes no run. ``replies`` are stored with the outcome (those not yet
-    recorded while the run streamed, an apology); ones already recorded are skipped.
-    """
-
-    run_id: str | None
-    chat_jid: str
-    seqs: Sequence[int]
-    rows: Literal["done", "dead", "new"]  # "new": left waiting for a retry
-    run_status: RunStatus
-    folder: str
-    topic: str
-    session_id: str | None = None  # stored as the session of (folder, topic) when given
-    evict_session: bool = False
-    output_count: int = 0
-    error: str | None = None
-    replies: Sequence[NewMessage] = ()
-    usage: Sequence[UsageEntry] = ()  # what the outputs reported; entries recorded before are skipped
-    #: the run log (``gated run-log``): capped tails of the agent's stderr and of its stdout outside blocks, already
-    #: redacted; kept in ``run_logs`` when either is not empty
-    stderr: str = ""
-    stdout: str = ""
-    #: the run was a memory flush turn (:mod:`kanmon.store.resets`): its end closes the flush of ``(folder, topic)``
-    #: and leaves the session alone (the old one is gone; the fresh one is not this run's)
-    flush: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RunEnded:
-    """What :meth:`RunStore.finish_runs` did for one end: the chat's cursor afterwards, the replies it stored, the
-    usage entries it recorded (not those recorded before)."""
-
-    cursor: int
-    stored: list[Message]
-    usage: list[UsageEntry] = dataclasses.field(default_factory=list)
-
-
 class RunStore(StoreBase):
     """The run log's writes and the reads that go with them."""
 
@@ -134,11 +93,12 @@ class RunStore(StoreBase):
             return insert_new(conn, replies, now)
 
     def finish_runs(self, ends: Sequence[RunEnd], *, now: dt.datetime) -> list[RunEnded]:
-        """Apply each outcome (SPEC §9) in one transaction, in order."""
+        """Apply each outcome (SPEC §9) in one transaction, with the result of applying them in order; one statement
+        per kind for all of them (:mod:`kanmon.store.run_ends`)."""
         with self._write(fenced=True) as conn:
             if any(end.replies for end in ends):
                 lock_appends(conn)
-            return [_finish(conn, self, end, now) for end in ends]
+            return finish_all(conn, self, ends, now)
 
     def run_rows(self, run: Run) -> list[Message]:
         """The rows of ``run``'s batch that still wait (all of them, unless another outcome settled them)."""
@@ -225,60 +185,6 @@ def _session(conn: Connection, begin: RunBegin, head: LaneHead) -> tuple[str | N
     return None, take_reset(conn, begin.folder, head.topic)
 
 
-def _finish(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> RunEnded:
-    stored = insert_new(conn, end.replies, now) if end.replies else []
-    recorded = record_usage(conn, end.usage)
-    if end.rows != "new" and end.seqs:
-        conn.execute(_SETTLE_ROWS, {"b_seqs": list(end.seqs), "b_folder": end.folder, "b_status": end.rows})
-    if end.flush:
-        close_flush(conn, end.folder, end.topic)
-    else:
-        _apply_session(conn, store, end, now)
-    if end.run_id is not None:
-        error = None if end.error is None else storable(end.error)
-        values = {"b_id": end.run_id, "status": end.run_status, "ended_at": now, "output_count": end.output_count}
-        conn.execute(_END_RUN, {**values, "error": error})
-        if end.stderr or end.stdout:
-            log = {"run_id": end.run_id, "stderr": storable(end.stderr), "stdout": storable(end.stdout)}
-            conn.execute(
-                upsert_statement(store.dialect, run_logs, ("run_id",), _LOG_VALUES), {**log, "recorded_at": now}
-            )
-    return RunEnded(advance_cursor(conn, store, end.chat_jid), stored, recorded)
-
-
-def _apply_session(conn: Connection, store: StoreBase, end: RunEnd, now: dt.datetime) -> None:
-    key = {"b_folder": end.folder, "b_topic": end.topic}
-    if end.evict_session:
-        conn.execute(_DELETE_SESSION, key)
-    elif end.session_id and not untold_reset(conn, end.folder, end.topic):  # a /new during the run wins over it
-        values = {"group_folder": end.folder, "topic": end.topic, "session_id": storable(end.session_id)}
-        conn.execute(
-            upsert_statement(store.dialect, sessions, _SESSION_KEY, _SESSION_VALUES), {**values, "updated_at": now}
-        )
-    else:
-        # the session was used: its idle clock (SPEC §10 session_idle_expiry) starts again
-        conn.execute(_TOUCH_SESSION, {**key, "updated_at": now})
-
-
-def advance_cursor(conn: Connection, store: StoreBase, chat_jid: str) -> int:
-    """Move the chat's agent cursor to its low-water mark (never backwards); return it.
-
-    One read for all three figures (the cursor, the oldest row still waiting past it, the newest row past it) and a
-    write only when the cursor moves: this runs at the end of every run.
-    """
-    cursor, oldest_waiting, newest = conn.execute(_CURSOR_FIGURES, {"b_jid": chat_jid}).one()
-    cursor = int(cursor)
-    # before the oldest row still waiting, else past the newest row (all answered), else where it is
-    last = cursor if newest is None else int(newest)
-    mark = last if oldest_waiting is None else int(oldest_waiting) - 1
-    if mark <= cursor:
-        return cursor
-    conn.execute(
-        upsert_statement(store.dialect, chats, ("jid",), ("agent_cursor",)), {"jid": chat_jid, "agent_cursor": mark}
-    )
-    return mark
-
-
 # The statements of every run's two transactions, built once and executed with parameters: building a statement
 # costs SQLAlchemy more than the database takes to run it (the issue 13 profile: 60 % of a run's bookkeeping).
 # Parameters are named b_… where a column of the same name would otherwise be taken for a value to SET.
@@ -289,31 +195,6 @@ _NOTES = (
     .order_by(system_messages.c.id)
 )
 _DELETE_NOTES = delete(system_messages).where(system_messages.c.id.in_(bindparam("b_ids", expanding=True)))
-_SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic"))
-_SESSION = select(sessions.c.session_id).where(_SESSION_OF)
-_DELETE_SESSION = delete(sessions).where(_SESSION_OF)
-_TOUCH_SESSION = update(sessions).where(_SESSION_OF)  # SET updated_at from the parameters
-_SESSION_KEY = ("group_folder", "topic")
-_SESSION_VALUES = ("session_id", "updated_at")
-_LOG_VALUES = ("stderr", "stdout", "recorded_at")
-# The folder is what the batch was routed to anyway; named here, it lets SQLite look each row up by the
-# (status, routed_folder, seq) index, where ``status = 'new'`` alone had it walk every waiting row of every folder
-# (a backlog made each run's end O(backlog): 478 of the throughput bench's samples, the run path's costliest statement).
-_SETTLE_ROWS = (
-    update(messages)
-    .where(
-        messages.c.seq.in_(bindparam("b_seqs", expanding=True)),
-        messages.c.status == "new",
-        messages.c.routed_folder == bindparam("b_folder"),
-    )
-    .values(status=bindparam("b_status"))
-)
-_END_RUN = update(session_log).where(session_log.c.id == bindparam("b_id"))  # SET status, ended_at, … likewise
-_CURSOR = func.coalesce(select(chats.c.agent_cursor).where(chats.c.jid == bindparam("b_jid")).scalar_subquery(), 0)
-# only rows past the cursor can still wait: the (chat_jid, seq) index starts there, not at the chat's first row
-_AHEAD = and_(messages.c.chat_jid == bindparam("b_jid"), messages.c.direction == "in", messages.c.seq > _CURSOR)
-_CURSOR_FIGURES = select(
-    _CURSOR,
-    select(func.min(messages.c.seq)).where(_AHEAD, messages.c.status == "new").scalar_subquery(),
-    select(func.max(messages.c.seq)).where(_AHEAD).scalar_subquery(),
+_SESSION = select(sessions.c.session_id).where(
+    sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic")
 )
