@@ -209,7 +209,7 @@ def _announce(row: Message, ctx: LayerContext) -> None:
     )
     for folder in sorted(ctx.groups()):
         if "/" not in folder:
-            ctx.store.add_system_message(folder, origin=GATEWAY_ORIGIN, event="onboarding", body=body)
+            ctx.store.add_system_message(folder, origin=GATEWAY_ORIGIN, event="onboarding", body=body, now=ctx.now())
 
 
 # ---------------------------------------------------------------------------------------------------- decisions

@@ -159,9 +159,12 @@ class RegistryStore(StoreBase):
             return from_rows(Run, conn.execute(query))
 
     # ------------------------------------------------------------------------------------------------ system messages
-    def add_system_message(self, folder: str, *, origin: str, event: str, body: str = "") -> SystemMessage:
-        """Queue a note for ``folder``'s next prompt."""
-        values = {"group_folder": folder, "origin": origin, "event": event, "body": body, "created_at": utcnow()}
+    def add_system_message(
+        self, folder: str, *, origin: str, event: str, body: str = "", now: dt.datetime | None = None
+    ) -> SystemMessage:
+        """Queue a note for ``folder``'s next prompt, stamped ``now`` (gated passes its clock's time; tools may leave
+        it to the wall clock)."""
+        values = {"group_folder": folder, "origin": origin, "event": event, "body": body, "created_at": now or utcnow()}
         with self._write() as conn:
             row = conn.execute(system_messages.insert().values(**values).returning(*system_messages.c)).one()
             return from_row(SystemMessage, row)

@@ -30,7 +30,7 @@ from kanmon.store.records import Run
 from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
 
-__all__ = ["ResetReason", "ResetStore", "SessionChat", "SessionReset", "close_flush", "take_reset", "untold_resets"]
+__all__ = ["ResetReason", "ResetStore", "SessionChat", "SessionReset", "close_flush", "take_resets", "untold_resets"]
 
 ResetReason = Literal["idle", "daily", "new"]
 
@@ -145,26 +145,28 @@ def close_flush(conn: Connection, folder: str, topic: str) -> None:
     conn.execute(_DROP_DONE, key)
 
 
-def take_reset(conn: Connection, folder: str, topic: str) -> SessionReset | None:
-    """The reset the next prompt of ``(folder, topic)`` must mention, marked told (in the run's begin transaction);
-    None when there is none. Called only when the key has no session: the first run after a reset makes one."""
-    key = {"b_folder": folder, "b_topic": topic}
-    row = conn.execute(_UNTOLD, key).first()
-    if row is None:
-        return None
-    conn.execute(_TELL, key)
-    conn.execute(_DROP_DONE, key)
-    return from_row(SessionReset, row)
+def take_resets(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SessionReset]:
+    """The resets the next prompts of the ``(folder, topic)`` keys must mention, marked told (in the runs' begin
+    transaction); keys without one are left out. Called only for keys without a session: the first run after a
+    reset makes one."""
+    untold = untold_resets(conn, keys)
+    if untold:
+        told = [{"b_folder": folder, "b_topic": topic} for folder, topic in untold]
+        conn.execute(_TELL, told)
+        conn.execute(_DROP_DONE, told)
+    return untold
 
 
-def untold_resets(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of the ``(folder, topic)`` keys have a reset no prompt has told yet, in one read: decided while their
-    runs were going (``/new``), so those runs' ends must not store their sessions over it."""
+def untold_resets(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SessionReset]:
+    """The resets of the ``(folder, topic)`` keys no prompt has told yet, in one read (keys without one are left
+    out). A run that begins tells its prompt; a run that ends keeps its session out while one waits (a ``/new``
+    decided during the run wins over it)."""
     if not keys:
-        return set()
+        return {}
     params = {"b_folders": sorted({folder for folder, _ in keys}), "b_topics": sorted({topic for _, topic in keys})}
     wanted = set(keys)
-    return {(str(folder), str(topic)) for folder, topic in conn.execute(_UNTOLD_KEYS, params)} & wanted
+    found = (from_row(SessionReset, row) for row in conn.execute(_UNTOLD_KEYS, params))
+    return {(reset.group_folder, reset.topic): reset for reset in found if (reset.group_folder, reset.topic) in wanted}
 
 
 _KEY = ("group_folder", "topic")
@@ -174,8 +176,7 @@ _SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.
 _SESSION_ID = select(sessions.c.session_id).where(_SESSION_OF)
 _DELETE_SESSION = delete(sessions).where(_SESSION_OF)
 _RESET = select(session_resets).where(_OF)
-_UNTOLD = select(session_resets).where(_OF, session_resets.c.announced.is_(False))
-_UNTOLD_KEYS = select(session_resets.c.group_folder, session_resets.c.topic).where(
+_UNTOLD_KEYS = select(session_resets).where(
     session_resets.c.group_folder.in_(bindparam("b_folders", expanding=True)),
     session_resets.c.topic.in_(bindparam("b_topics", expanding=True)),
     session_resets.c.announced.is_(False),

@@ -19,61 +19,19 @@ rows the other topic has not consumed yet; the low-water mark never does.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, delete, func, select
+from sqlalchemy import func, select
 
 from kanmon.store.base import StoreBase, from_rows
-from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
 from kanmon.store.messages import insert_new, lock_appends
-from kanmon.store.records import Message, NewMessage, Run, RunStatus, SystemMessage
-from kanmon.store.resets import SessionReset, take_reset
+from kanmon.store.records import Message, NewMessage, Run
+from kanmon.store.run_begins import RunBegin, RunDraft, RunStart, begin_all
 from kanmon.store.run_ends import RunEnd, RunEnded, finish_all
-from kanmon.store.tables import messages, session_log, sessions, system_messages
+from kanmon.store.tables import messages, session_log
 
 __all__ = ["RunBegin", "RunDraft", "RunEnd", "RunEnded", "RunStart", "RunStore"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunDraft:
-    """A run about to take a batch: what is known before the batch is (the rest comes from the batch)."""
-
-    id: str
-    instance: str
-    runtime: str
-    started_at: dt.datetime
-    container: str | None = None
-    #: ``running`` when the agent is already up, waiting for its input (kanmon starts it before taking the batch)
-    status: RunStatus = "starting"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunBegin:
-    """Begin ``draft`` on the next batch of ``folder`` whose head ``accept`` takes (streams oldest first).
-
-    Sessions expire before this, by the group's reset policy (:mod:`kanmon.gateway.session_policy`).
-    """
-
-    draft: RunDraft
-    folder: str
-    accept: Callable[[LaneHead], bool]
-    limit: int = 100
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunStart:
-    """A run recorded as ``starting`` with its batch: consecutive waiting rows of one chat, topic and origin."""
-
-    run: Run
-    head: LaneHead
-    rows: list[Message]
-    notes: list[SystemMessage]
-    session_id: str | None
-    reset: SessionReset | None = None  # the reset this run's fresh session follows, for its prompt to say
-    more: bool = False  # rows of the lane wait beyond this batch (another stream, or past the batch limit)
 
 
 class RunStore(StoreBase):
@@ -82,7 +40,7 @@ class RunStore(StoreBase):
     def begin_runs(self, begins: Sequence[RunBegin], *, now: dt.datetime) -> list[RunStart | None]:
         """Begin each run on its lane's next batch (None where nothing waits), all in one transaction."""
         with self._write(fenced=True) as conn:
-            return [_begin(conn, self, begin, now) for begin in begins]
+            return begin_all(conn, begins)
 
     def record_replies(self, replies: Sequence[NewMessage], *, now: dt.datetime) -> list[Message]:
         """Store run replies in one transaction; returns the rows created (those recorded before are skipped)."""
@@ -142,59 +100,3 @@ class RunStore(StoreBase):
         )
         with self._read() as conn:
             return [str(folder) for folder, _ in conn.execute(query)]
-
-
-def _begin(conn: Connection, store: StoreBase, begin: RunBegin, now: dt.datetime) -> RunStart | None:
-    heads = [head for head in lane_heads(conn, begin.folder) if begin.accept(head)]
-    for index, head in enumerate(heads):
-        rows = lane_batch(conn, head, begin.limit)
-        if rows:
-            more = index + 1 < len(heads) or head.count > len(rows)
-            break
-    else:
-        return None
-    session_id, reset = _session(conn, begin, head)
-    draft = begin.draft
-    run = Run(
-        id=draft.id,
-        instance=draft.instance,
-        group_folder=begin.folder,
-        topic=head.topic,
-        chat_jid=head.chat_jid,
-        runtime=draft.runtime,
-        status=draft.status,
-        started_at=draft.started_at,
-        session_id=session_id,
-        container=draft.container,
-        first_seq=rows[0].seq,
-        last_seq=rows[-1].seq,
-        message_count=len(rows),
-    )
-    conn.execute(_INSERT_RUN, dataclasses.asdict(run))
-    notes = from_rows(SystemMessage, conn.execute(_NOTES, {"b_folder": begin.folder}))
-    if notes:
-        conn.execute(_DELETE_NOTES, {"b_ids": [note.id for note in notes]})
-    return RunStart(run=run, head=head, rows=rows, notes=notes, session_id=session_id, reset=reset, more=more)
-
-
-def _session(conn: Connection, begin: RunBegin, head: LaneHead) -> tuple[str | None, SessionReset | None]:
-    """The session the run resumes (SPEC §10), else the reset its fresh one follows, if any (told once)."""
-    session_id = conn.execute(_SESSION, {"b_folder": begin.folder, "b_topic": head.topic}).scalar_one_or_none()
-    if session_id is not None:
-        return str(session_id), None
-    return None, take_reset(conn, begin.folder, head.topic)
-
-
-# The statements of every run's two transactions, built once and executed with parameters: building a statement
-# costs SQLAlchemy more than the database takes to run it (the issue 13 profile: 60 % of a run's bookkeeping).
-# Parameters are named b_… where a column of the same name would otherwise be taken for a value to SET.
-_INSERT_RUN = session_log.insert()
-_NOTES = (
-    select(system_messages)
-    .where(system_messages.c.group_folder == bindparam("b_folder"))
-    .order_by(system_messages.c.id)
-)
-_DELETE_NOTES = delete(system_messages).where(system_messages.c.id.in_(bindparam("b_ids", expanding=True)))
-_SESSION = select(sessions.c.session_id).where(
-    sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic")
-)

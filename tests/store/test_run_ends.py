@@ -12,41 +12,20 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, select, text
+from sqlalchemy import text
 
-from kanmon.store import Dispatch, Group, NewMessage, RunBegin, RunDraft, RunEnd, RunEnded, Store, upgrade
-from kanmon.store.tables import chats, messages, run_logs, session_log, session_resets, sessions, usage
+from kanmon.store import Dispatch, Group, NewMessage, RunBegin, RunDraft, RunEnd, RunEnded, Store
 from kanmon.store.usage import UsageEntry
-from tests.pgdb import create_pg_database, drop_pg_database
+from tests.store.twin_stores import rows_of, statements_sent, twins
+
+__all__ = ["twins"]  # the fixture
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=5)
-
-
-@pytest.fixture
-def twins(store_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    """Two migrated stores on the backend this test runs on."""
-    if store_url.startswith("sqlite"):
-        other_url = f"sqlite:///{tmp_path / 'twin.db'}"
-        twin = Store.open(other_url)
-        upgrade(twin.engine)
-        twin.close()
-    else:
-        admin_url = request.getfixturevalue("pg_admin_url")
-        other_url = create_pg_database(admin_url, template=request.getfixturevalue("pg_template"))
-    stores = Store.open(store_url), Store.open(other_url)
-    yield stores
-    for store in stores:
-        store.close()
-    if not store_url.startswith("sqlite"):
-        drop_pg_database(request.getfixturevalue("pg_admin_url"), other_url)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,27 +122,6 @@ def prepare(store: Store, tag: str, plans: list[Plan]) -> list[RunEnd]:
     return ends
 
 
-def dump(store: Store, tag: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row the example made, table by table, in a fixed order."""
-    tables = {
-        "messages": (messages, messages.c.chat_jid),
-        "sessions": (sessions, sessions.c.group_folder),
-        "session_resets": (session_resets, session_resets.c.group_folder),
-        "session_log": (session_log, session_log.c.group_folder),
-        "chats": (chats, chats.c.jid),
-        "run_logs": (run_logs, run_logs.c.run_id),
-        "usage": (usage, usage.c.run_id),
-    }
-    with store.engine.connect() as conn:
-        return {
-            name: sorted(
-                (tuple(row) for row in conn.execute(select(table).where(key.like(f"%{tag}%")))),
-                key=repr,
-            )
-            for name, (table, key) in tables.items()
-        }
-
-
 def outcome(ended: RunEnded) -> tuple[Any, ...]:
     return [(row.seq, row.content) for row in ended.stored], ended.usage
 
@@ -191,12 +149,12 @@ def test_ends_applied_together_leave_what_ends_applied_one_by_one_leave(
     tag = f"x{next(EXAMPLE)}"
     ends = prepare(together, tag, plans)
     assert prepare(one_by_one, tag, plans) == ends
-    assert dump(together, tag) == dump(one_by_one, tag)  # the same history
+    assert rows_of(together, tag) == rows_of(one_by_one, tag)  # the same history
 
     batched = together.finish_runs(ends, now=LATER)
     single = [one_by_one.finish_runs([end], now=LATER)[0] for end in ends]
 
-    assert dump(together, tag) == dump(one_by_one, tag)
+    assert rows_of(together, tag) == rows_of(one_by_one, tag)
     assert [outcome(ended) for ended in batched] == [outcome(ended) for ended in single]
     final = {end.chat_jid: ended.cursor for end, ended in zip(ends, single, strict=True)}  # the last end's, per chat
     assert [ended.cursor for ended in batched] == [final[end.chat_jid] for end in ends]
@@ -208,17 +166,7 @@ def test_ending_eight_runs_together_sends_as_many_statements_as_ending_one(store
         return prepare(store, tag, plans)
 
     def statements(ending: list[RunEnd]) -> int:
-        sent: list[str] = []
-
-        def note(*args: Any) -> None:
-            sent.append(args[2])
-
-        event.listen(store.engine, "before_cursor_execute", note)
-        try:
-            store.finish_runs(ending, now=LATER)
-        finally:
-            event.remove(store.engine, "before_cursor_execute", note)
-        return len([statement for statement in sent if not statement.lstrip().upper().startswith("BEGIN")])
+        return len(statements_sent(store, lambda: store.finish_runs(ending, now=LATER)))
 
     one, eight = statements(ends("one", 1)), statements(ends("eight", 8))
     assert one == eight, f"one end sent {one} statements, eight sent {eight}"
