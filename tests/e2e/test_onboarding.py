@@ -10,6 +10,7 @@ good; a non-root group cannot decide; bad input from the terminal is one line, e
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from pathlib import Path
@@ -17,12 +18,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from kanmon.clock import SystemClock
 from kanmon.gated.cli import cli
 from kanmon.gateway.onboarding import Entry, entries, get_entry, repost_id
 from kanmon.store import Message, Store
 from tests.gateway_harness import Harness, process_group, running_gateway
 
 GROUPS = [process_group("root"), process_group("root/child"), process_group("corp")]
+
+
+class NextYear(SystemClock):
+    """The system clock a year ahead: what the gateway stamps with it cannot be the wall clock's time."""
+
+    def now(self) -> dt.datetime:
+        return super().now() + dt.timedelta(days=365)
 ROOT_CHAT = "web:root"
 CHILD_CHAT = "web:root/child"
 
@@ -84,7 +93,8 @@ async def test_an_unowned_chat_is_listed_once_and_root_groups_are_told(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kanmon.gateway.onboarding")
-    async with running_gateway(tmp_path / "data", GROUPS, poll_interval=0.2, onboarding=True) as h:
+    clock = NextYear()
+    async with running_gateway(tmp_path / "data", GROUPS, poll_interval=0.2, onboarding=True, clock=clock) as h:
         first, _, last = await send_unowned(h, "tg:100", "one", "two", "three", sender="tg:alice", sender_name="Alice")
         await send_unowned(h, "tg:100", "typing", verb="typing")  # weighs nothing: not a waiting message
 
@@ -103,6 +113,8 @@ async def test_an_unowned_chat_is_listed_once_and_root_groups_are_told(
         assert [(n.event, "tg:100" in n.body) for n in notes["root"]] == [("onboarding", True)]
         assert [(n.event, "tg:100" in n.body) for n in notes["corp"]] == [("onboarding", True)]
         assert notes["root/child"] == []
+        # stamped by the gateway's clock, not the wall clock
+        assert all(n.created_at > dt.datetime.now(dt.UTC) + dt.timedelta(days=300) for n in notes["root"])
     waiting_logs = [r for r in caplog.records if "is waiting for approval" in r.getMessage()]
     assert len(waiting_logs) == 1 and "tg:100" in waiting_logs[0].getMessage()
 
