@@ -146,19 +146,16 @@ def _apply_sessions_of(conn: Connection, store: StoreBase, ends: Sequence[RunEnd
             close_flush(conn, end.folder, end.topic)
     kept = [end for end in ends if not end.flush]
     evicted = [_key(end) for end in kept if end.evict_session]
-    claims = [end for end in kept if not end.evict_session and end.session_id]
-    # a /new during the run wins over the session it ended with
-    overruled = untold_resets(conn, [(end.folder, end.topic) for end in claims])
+    claims = [(end, end.session_id) for end in kept if not end.evict_session and end.session_id]
+    # a /new during the run wins over the session it ended with: that session is only touched
+    overruled = untold_resets(conn, [(end.folder, end.topic) for end, _ in claims])
+    storing = [(end, session_id) for end, session_id in claims if (end.folder, end.topic) not in overruled]
     stored = [
-        {"group_folder": end.folder, "topic": end.topic, "session_id": storable(end.session_id), "updated_at": now}
-        for end in claims
-        if end.session_id and (end.folder, end.topic) not in overruled
+        {"group_folder": end.folder, "topic": end.topic, "session_id": storable(session_id), "updated_at": now}
+        for end, session_id in storing
     ]
-    touched = [
-        {**_key(end), "updated_at": now}
-        for end in kept
-        if not end.evict_session and (not end.session_id or (end.folder, end.topic) in overruled)
-    ]
+    storing_ids = {id(end) for end, _ in storing}
+    touched = [{**_key(end), "updated_at": now} for end in kept if not end.evict_session and id(end) not in storing_ids]
     if evicted:
         conn.execute(_DELETE_SESSION, evicted)
     if stored:
