@@ -32,6 +32,8 @@ class NextYear(SystemClock):
 
     def now(self) -> dt.datetime:
         return super().now() + dt.timedelta(days=365)
+
+
 ROOT_CHAT = "web:root"
 CHILD_CHAT = "web:root/child"
 
