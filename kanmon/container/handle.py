@@ -77,6 +77,12 @@ class RunHandle(abc.ABC):
         self._iterating = False
         self._released = False
 
+    def elapsed(self) -> float:
+        """Seconds since the run started (0 or more), on the runtime's own clock: ``started_at`` is the wall time
+        the runtime (the process, the Docker engine) recorded, so only the wall clock can tell how long ago it was.
+        The gateway measures a run's age through this, never by mixing ``started_at`` with its injected clock."""
+        return max(time.time() - self.started_at, 0.0)
+
     # ------------------------------------------------------------------------------------------------ hooks
     @abc.abstractmethod
     async def _read(self) -> Chunk | None:
@@ -181,7 +187,7 @@ class RunHandle(abc.ABC):
         self, queue: asyncio.Queue[tuple[Chunk | None, float] | BaseException]
     ) -> AsyncIterator[Output | Heartbeat]:
         loop = asyncio.get_running_loop()
-        hard_deadline = loop.time() + self.timeout - max(time.time() - self.started_at, 0.0)
+        hard_deadline = loop.time() + self.timeout - self.elapsed()
         last_block = loop.time()
         while True:
             item = await self._next(queue, hard_deadline, last_block)

@@ -98,7 +98,11 @@ class TerminalChat:
         new = NewMessage(
             chat_jid=self.chat_jid, content=text, sender=f"cli:{user}", sender_name=user, topic=self.topic, origin="cli"
         )
-        result = await (self.put(new) if self.put is not None else self.db.retrying(self.db.store.put_message, new))
+        result = await (
+            self.put(new)
+            if self.put is not None
+            else self.db.retrying(self.db.store.put_message, new, now=self.db.clock.now())
+        )
         self._awaiting.add(result.message.id)
 
     async def _settle(self) -> None:

@@ -44,7 +44,7 @@ class LayerContext:
     outbox: list[NewMessage] | None = field(default=None, repr=False)
     # Sender authorisation (kanmon.gateway.auth); the default lets everyone through.
     auth: AuthConfig = field(default_factory=AuthConfig)
-    # The injected clock (the loop's); None: the system's time.
+    # The injected clock (the loop's); None: the store's (kanmon.store.base.StoreBase.clock).
     clock: Clock | None = field(default=None, repr=False)
     # The zone a group's days are counted in unless it names its own (``scheduler.timezone``): ``/status`` usage.
     timezone: str = "UTC"
@@ -108,8 +108,8 @@ class LayerContext:
         self.registry = None
 
     def now(self) -> dt.datetime:
-        """The current time, aware, from the injected clock when there is one."""
-        return self.clock.now() if self.clock is not None else dt.datetime.now(dt.UTC)
+        """The current time, aware: from the injected clock when there is one, else from the store's."""
+        return (self.clock or self.store.clock).now()
 
     def is_bot_name(self, name: str) -> bool:
         """True when ``name`` (without ``@``) addresses this bot."""
@@ -135,7 +135,7 @@ class LayerContext:
         if self.outbox is not None:
             self.outbox.append(new)
         else:
-            self.store.put_message(new)
+            self.store.put_message(new, now=self.now())
 
 
 #: Chats whose readers read the store itself (the web chat's page, a delegate's inbox): a row there is delivered by

@@ -141,7 +141,12 @@ class Dispatcher:
     def context(self, queue: QueueControl) -> LayerContext:
         """A layer context on the cached configuration (start-up recovery)."""
         return LayerContext(
-            self._store, queue, impulse=self._config.impulse, registry=self._registry, auth=self._config.auth
+            self._store,
+            queue,
+            impulse=self._config.impulse,
+            registry=self._registry,
+            auth=self._config.auth,
+            clock=self._clock,
         )
 
     def _decide(self, row: Message, ctx: LayerContext, admitted: list[Admitted]) -> Dispatch | None:

@@ -278,7 +278,7 @@ def approve(store: Store, jid: str, folder: str, *, by: str, ctx: LayerContext |
     repost = _repost(store, jid, waiting) if decision == "pending" else None
     try:
         recorded = store.record_approval(
-            folder=folder, match=match, decision_key=key, decision=f"approved {folder}", repost=repost
+            folder=folder, match=match, decision_key=key, decision=f"approved {folder}", repost=repost, now=ctx.now()
         )
     except NotFound as exc:  # the group went away since it was checked
         raise OnboardingError(f"group {folder!r} not found") from exc

@@ -164,7 +164,10 @@ def approve(
         origin=GATEWAY_ORIGIN,
         delivered=read_from_store(code.chat_jid),
     )
-    (write or store.put_message)(notice)
+    if write is not None:
+        write(notice)
+    else:
+        store.put_message(notice, now=now)
     logger.info("pairing %d approved by %s: %s on %s in %s", code.id, by, code.sender, code.platform, where)
     assert entry is not None
     return code, entry

@@ -183,7 +183,7 @@ class TaskScheduler:
         result = SchedulerTick(full=len(due) == self._config.batch)
         if due:
             self._registry.refresh()  # only then: an idle tick costs two indexed reads
-        ctx = LayerContext(store, IdleQueue(), registry=self._registry)
+        ctx = LayerContext(store, IdleQueue(), registry=self._registry, clock=self._clock)
         plans: list[FirePlan] = []
         for task in due:
             plan = self._plan(ctx, task, now, result)

@@ -112,12 +112,13 @@ async def watch(
 ) -> bool:
     """Follow ``handle`` to its end into ``watched``; False when the runtime failed us before the run was seen to end.
 
-    A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` (wall time since it started) is killed and ends as a
-    hard timeout with whatever it recorded until then. ``typing`` is told the run started working on the batch's
+    A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` since it started (its age from the runtime,
+    :meth:`RunHandle.elapsed`, then waited out on ``clock``) is killed and ends as a hard timeout with whatever it
+    recorded until then. ``typing`` is told the run started working on the batch's
     reply chat and topic, and that it stopped at its first reply (not only ``⏳`` lines) or however it ended.
     ``act`` applies each output's actions (None: they are refused, one problem line each).
     """
-    budget = handle.started_at + handle.timeout + handle.stop_grace + WATCH_SLACK - clock.now().timestamp()
+    budget = handle.timeout + handle.stop_grace + WATCH_SLACK - handle.elapsed()
 
     def replied() -> None:
         if typing is not None:

@@ -60,7 +60,8 @@ class AsyncStore:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
-        self._clock: Clock = clock or SystemClock()
+        #: The clock its retries wait on, and the time callers without a clock of their own stamp with.
+        self.clock: Clock = clock or SystemClock()
         self._executor = ThreadPoolExecutor(max_workers=threads or store.pool_size, thread_name_prefix="kanmon-store")
         self._first_wait = first_wait
         self._max_wait = max_wait
@@ -88,7 +89,7 @@ class AsyncStore:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
             wait=self._backoff,
-            sleep=self._clock.sleep,
+            sleep=self.clock.sleep,
             before_sleep=self._waiting,
             reraise=True,
         )

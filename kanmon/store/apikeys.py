@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, select
 
 from kanmon.folders import validate_folder
-from kanmon.store.base import StoreBase, utcnow
+from kanmon.store.base import StoreBase
 from kanmon.store.errors import Conflict, NotFound
 from kanmon.store.tables import api_key_groups, api_keys, registered_groups
 
@@ -37,7 +37,9 @@ class ApiKey:
 class ApiKeyStore(StoreBase):
     """``api_keys`` and ``api_key_groups``."""
 
-    def add_api_key(self, key_id: str, key_hash: str, groups: Sequence[str], *, name: str = "") -> ApiKey:
+    def add_api_key(
+        self, key_id: str, key_hash: str, groups: Sequence[str], *, name: str = "", now: dt.datetime | None = None
+    ) -> ApiKey:
         """Store a new key allowed to use ``groups`` (at least one, each registered).
 
         Raises :class:`NotFound` for a group that is not registered, :class:`Conflict` when ``key_id`` is taken,
@@ -57,7 +59,7 @@ class ApiKeyStore(StoreBase):
                 raise NotFound(f"no group {missing[0]!r}: add it with `gated group add {missing[0]}`")
             if conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first() is not None:
                 raise Conflict(f"API key id {key_id!r} is taken")
-            created = utcnow()
+            created = now or self.clock.now()
             conn.execute(api_keys.insert().values(id=key_id, key_hash=key_hash, name=name, created_at=created))
             conn.execute(api_key_groups.insert(), [{"key_id": key_id, "group_folder": folder} for folder in folders])
         return ApiKey(id=key_id, key_hash=key_hash, name=name, created_at=created, groups=tuple(folders))

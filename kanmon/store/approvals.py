@@ -8,6 +8,7 @@ finishes the job without doing anything twice.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -41,7 +42,14 @@ class ApprovalStore(StoreBase):
     """The onboarding approval transaction."""
 
     def record_approval(
-        self, *, folder: str, match: str, decision_key: str, decision: str, repost: NewMessage | None
+        self,
+        *,
+        folder: str,
+        match: str,
+        decision_key: str,
+        decision: str,
+        repost: NewMessage | None,
+        now: dt.datetime | None = None,
     ) -> RecordedApproval:
         """In one transaction: route ``match`` to ``folder``, set router_state ``decision_key``, append ``repost``.
 
@@ -67,7 +75,7 @@ class ApprovalStore(StoreBase):
             decision_changed = current != decision
             if decision_changed:
                 conn.execute(self._upsert(router_state, {"key": decision_key, "value": decision}, ["key"]))
-            put = append_message(conn, repost) if repost is not None else None
+            put = append_message(conn, repost, now or self.clock.now()) if repost is not None else None
             return RecordedApproval(
                 route=from_row(Route, row),
                 route_added=route_added,

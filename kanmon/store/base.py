@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import functools
 import operator
 import shutil
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Integer, Result, Table, Text, cast, select, update
 from sqlalchemy.sql.dml import Insert
 
+from kanmon.clock import Clock, SystemClock
 from kanmon.store.engine import WRITE
 from kanmon.store.errors import StoreFenced, translate_errors
 from kanmon.store.tables import router_state
@@ -29,7 +29,6 @@ __all__ = [
     "from_row",
     "from_rows",
     "upsert_statement",
-    "utcnow",
 ]
 
 #: ``router_state`` key of the store's lock epoch: bumped by every gated that takes the store (see ``fence``).
@@ -39,11 +38,6 @@ EPOCH_KEY = "lock_epoch"
 CONFIG_VERSION_KEY = "config_version"
 
 T = TypeVar("T")
-
-
-def utcnow() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 # (record class, a result's column names) -> a function making the record from a row of that result, built once per
@@ -90,10 +84,17 @@ def from_rows(cls: type[T], result: Result[Any]) -> list[T]:
 
 
 class StoreBase:
-    """Owns the engine; every operation is one transaction, opened through ``_read`` or ``_write``."""
+    """Owns the engine; every operation is one transaction, opened through ``_read`` or ``_write``.
 
-    def __init__(self, engine: Engine) -> None:
+    Time: a method that stamps or compares takes ``now`` from its caller where one is given (gated passes its
+    clock's time, so one tick's rows share one stamp and a test's fake clock is the only time there is); otherwise
+    it asks ``clock`` (issue 13: the store never reads the wall clock itself). The store uses only ``clock.now()``.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
         self._engine = engine
+        #: Where stamps come from when the caller gives none (a CLI command, a tool); the real clock by default.
+        self.clock: Clock = clock or SystemClock()
         self._writer = engine.execution_options(**WRITE)
         # A read of several statements sees one snapshot: PostgreSQL's default (READ COMMITTED) gives each
         # statement its own, so "nothing undecided" and "the newest seq" could describe two different worlds with a

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, bindparam, func, select, text, union, update
 
 from kanmon.errors import InvalidInput
-from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows, utcnow
+from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
@@ -54,7 +54,7 @@ class MessageStore(StoreBase):
         other callers may leave it to the wall clock. ``fenced``: gated's own writes fail with StoreFenced once
         another gated took the store. Text is made storable first (:mod:`kanmon.store.text`).
         """
-        values = insert_values(new, now or utcnow())
+        values = insert_values(new, now or self.clock.now())
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
             return _append_values(conn, new, values)
@@ -250,9 +250,9 @@ def lock_appends(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
 
 
-def append_message(conn: Connection, new: NewMessage, now: dt.datetime | None = None) -> PutResult:
+def append_message(conn: Connection, new: NewMessage, now: dt.datetime) -> PutResult:
     """:meth:`MessageStore.put_message` inside a transaction of the caller's, which holds :func:`lock_appends`."""
-    return _append_values(conn, new, insert_values(new, now or utcnow()))
+    return _append_values(conn, new, insert_values(new, now))
 
 
 def _append_values(conn: Connection, new: NewMessage, values: dict[str, Any]) -> PutResult:

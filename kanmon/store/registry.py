@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 
 from kanmon.folders import validate_folder
-from kanmon.store.base import StoreBase, from_row, from_rows, utcnow
+from kanmon.store.base import StoreBase, from_row, from_rows
 from kanmon.store.errors import Conflict, NotFound, PrefixTaken
 from kanmon.store.records import Channel, Group, Route, Run, RunStatus, Session, SystemMessage
 from kanmon.store.tables import channels, registered_groups, routes, session_log, sessions, system_messages
@@ -32,7 +32,7 @@ class RegistryStore(StoreBase):
         values = {
             "folder": group.folder,
             "name": group.name or group.folder,
-            "added_at": group.added_at or utcnow(),
+            "added_at": group.added_at or self.clock.now(),
             "parent": group.parent,
             "container_config": group.container_config,
             "impulse_config": group.impulse_config,
@@ -120,9 +120,14 @@ class RegistryStore(StoreBase):
             row = conn.execute(select(sessions).where(*_session(folder, topic))).first()
             return None if row is None else from_row(Session, row)
 
-    def set_session(self, folder: str, topic: str, session_id: str) -> None:
-        """Remember the agent's session id for ``(folder, topic)``."""
-        values = {"group_folder": folder, "topic": topic, "session_id": session_id, "updated_at": utcnow()}
+    def set_session(self, folder: str, topic: str, session_id: str, *, now: dt.datetime | None = None) -> None:
+        """Remember the agent's session id for ``(folder, topic)``, stamped ``now``."""
+        values = {
+            "group_folder": folder,
+            "topic": topic,
+            "session_id": session_id,
+            "updated_at": now or self.clock.now(),
+        }
         with self._write() as conn:
             conn.execute(self._upsert(sessions, values, ["group_folder", "topic"]))
 
@@ -162,9 +167,9 @@ class RegistryStore(StoreBase):
     def add_system_message(
         self, folder: str, *, origin: str, event: str, body: str = "", now: dt.datetime | None = None
     ) -> SystemMessage:
-        """Queue a note for ``folder``'s next prompt, stamped ``now`` (gated passes its clock's time; tools may leave
-        it to the wall clock)."""
-        values = {"group_folder": folder, "origin": origin, "event": event, "body": body, "created_at": now or utcnow()}
+        """Queue a note for ``folder``'s next prompt, stamped ``now``."""
+        stamp = now or self.clock.now()
+        values = {"group_folder": folder, "origin": origin, "event": event, "body": body, "created_at": stamp}
         with self._write() as conn:
             row = conn.execute(system_messages.insert().values(**values).returning(*system_messages.c)).one()
             return from_row(SystemMessage, row)

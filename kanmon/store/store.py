@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from kanmon.clock import Clock
 from kanmon.store.actions import ActionStore
 from kanmon.store.apikeys import ApiKeyStore
 from kanmon.store.approvals import ApprovalStore
@@ -52,9 +53,10 @@ class Store(
     """
 
     @classmethod
-    def open(cls, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5) -> Store:
-        """A store on ``url``; no connection is made until the first operation."""
-        return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size))
+    def open(cls, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5, clock: Clock | None = None) -> Store:
+        """A store on ``url`` that stamps with ``clock`` when a caller gives no time (the real clock by default); no
+        connection is made until the first operation."""
+        return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size), clock=clock)
 
     def counts(self) -> dict[str, Any]:
         """Row counts for ``gated status`` and ``/status``; ``chats`` counts the chats table, which holds only chats

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from kanmon.store.base import StoreBase, from_row, from_rows, utcnow
+from kanmon.store.base import StoreBase, from_row, from_rows
 from kanmon.store.errors import NotFound
 from kanmon.store.records import Group
 from kanmon.store.tables import registered_groups, topic_names, web_tokens
@@ -57,7 +57,12 @@ class WebChatStore(StoreBase):
                     conn.execute(delete(web_tokens).where(web_tokens.c.group_folder == folder))
                 if token_hash is None:
                     return None
-                values = {"group_folder": folder, "token_hash": token_hash, "label": label, "created_at": utcnow()}
+                values = {
+                    "group_folder": folder,
+                    "token_hash": token_hash,
+                    "label": label,
+                    "created_at": self.clock.now(),
+                }
                 inserted = conn.execute(web_tokens.insert().values(**values).returning(*web_tokens.c))
                 return from_rows(WebToken, inserted)[0]
         raise NotFound(f"no group {folder!r}")
@@ -91,7 +96,7 @@ class WebChatStore(StoreBase):
             return bool(conn.execute(delete(web_tokens).where(*where)).rowcount)
 
     # ------------------------------------------------------------------------------------------------ topic names
-    def name_topic(self, chat_jid: str, topic: str, name: str) -> None:
+    def name_topic(self, chat_jid: str, topic: str, name: str, *, now: dt.datetime | None = None) -> None:
         """Call ``chat_jid``'s ``topic`` ``name`` from now on ("": forget its name, so it is shown by its id)."""
         with self._write() as conn:
             if not name:
@@ -99,7 +104,7 @@ class WebChatStore(StoreBase):
                     delete(topic_names).where(topic_names.c.chat_jid == chat_jid, topic_names.c.topic == topic)
                 )
                 return
-            values = {"chat_jid": chat_jid, "topic": topic, "name": name, "named_at": utcnow()}
+            values = {"chat_jid": chat_jid, "topic": topic, "name": name, "named_at": now or self.clock.now()}
             conn.execute(self._upsert(topic_names, values, ["chat_jid", "topic"]))
 
     def topic_names(self, chat_jid: str) -> dict[str, tuple[str, dt.datetime]]:

@@ -131,7 +131,7 @@ async def register(body: RegisterBody, gateway: GatewayDep) -> RegisterAnswer:
         token_hash=token_hash(token),
         jid_prefixes=body.jid_prefixes,
         capabilities=body.capabilities,
-        registered_at=dt.datetime.now(dt.UTC),
+        registered_at=gateway.clock.now(),
     )
     await gateway.db.once(gateway.store.save_channel, channel)
     logger.info("channel adapter %s registered at %s for %s", body.name, body.url, ", ".join(body.jid_prefixes))

@@ -99,7 +99,9 @@ async def topics(group: WebGroup, gateway: GatewayDep) -> TopicList:
     responses={**AUTH_RESPONSES, 503: {"description": "Shutting down."}},
 )
 async def name_topic(group: WebGroup, body: TopicName, gateway: GatewayDep) -> TopicName:
-    await gateway.db.once(gateway.store.name_topic, f"web:{group.folder}", body.topic, body.name)
+    await gateway.db.once(
+        gateway.store.name_topic, f"web:{group.folder}", body.topic, body.name, now=gateway.clock.now()
+    )
     return body
 
 

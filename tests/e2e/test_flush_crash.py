@@ -21,7 +21,6 @@ import pytest
 
 from kanmon.gateway.flush_turn import FLUSH_INTERRUPTED
 from kanmon.store import Group, NewMessage, Store, upgrade
-from kanmon.store.base import utcnow
 from tests.gated_process import Gated
 from tests.gateway_harness import ECHO_COMMAND, RECORD, prompt_texts
 
@@ -108,7 +107,7 @@ def test_killed_between_the_reset_and_its_flush_the_restart_flushes_once(world: 
     assert old is not None
     gated.kill()
     # what a kill right after /new's reset leaves (gated offers the flush at once, so a real kill rarely falls here)
-    store.reset_session("corp", "", chat_jid=CHAT, reason="new", detail="/new", flush=True, now=utcnow())
+    store.reset_session("corp", "", chat_jid=CHAT, reason="new", detail="/new", flush=True, now=store.clock.now())
     gated.start()
     wait(lambda: len(documents(gated)) == 2, "the flush turn, run by the restarted gated unasked", gated)
     after_restart(store, gated, old.session_id)

@@ -124,15 +124,15 @@ def test_a_route_left_by_an_interrupted_approval_is_reused_and_the_approval_comp
 def test_record_approval_writes_each_part_once_and_refuses_an_unregistered_folder(store: Store) -> None:
     store.add_group(Group(folder="corp"))
     copy = NewMessage(chat_jid=JID, id="onboard-1", content="hi", origin="gateway")
-    parts = {"match": f"chat_jid={JID}", "decision_key": f"onboarding:{JID}", "decision": "approved corp"}
+    match, key = f"chat_jid={JID}", f"onboarding:{JID}"
 
-    first = store.record_approval(folder="corp", repost=copy, **parts)
-    again = store.record_approval(folder="corp", repost=copy, **parts)
+    first = store.record_approval(folder="corp", match=match, decision_key=key, decision="approved corp", repost=copy)
+    again = store.record_approval(folder="corp", match=match, decision_key=key, decision="approved corp", repost=copy)
 
     assert (first.route_added, first.decision_changed, first.repost_added, first.changed) == (True, True, True, True)
     assert (again.route_added, again.decision_changed, again.repost_added, again.changed) == (False,) * 4
     assert again.route == first.route and again.reposted == first.reposted
     before = snapshot(store)
     with pytest.raises(NotFound, match="no group 'ghost'"):
-        store.record_approval(folder="ghost", repost=copy, **{**parts, "decision": "approved ghost"})
+        store.record_approval(folder="ghost", match=match, decision_key=key, decision="approved ghost", repost=copy)
     assert snapshot(store) == before

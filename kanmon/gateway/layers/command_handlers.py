@@ -96,7 +96,7 @@ def _repost(req: CommandRequest, content: str) -> None:
         attachments=message.attachments,
         origin=GATEWAY_ORIGIN,
     )
-    req.ctx.store.put_message(new)
+    req.ctx.store.put_message(new, now=req.ctx.now())
 
 
 def _ping(req: CommandRequest) -> str:
