@@ -30,7 +30,17 @@ from kanmon.store.records import Run
 from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
 
-__all__ = ["ResetReason", "ResetStore", "SessionChat", "SessionReset", "close_flush", "take_resets", "untold_resets"]
+__all__ = [
+    "DELETE_SESSION",
+    "SESSION_OF",
+    "ResetReason",
+    "ResetStore",
+    "SessionChat",
+    "SessionReset",
+    "close_flush",
+    "take_resets",
+    "untold_resets",
+]
 
 ResetReason = Literal["idle", "daily", "new"]
 
@@ -87,7 +97,7 @@ class ResetStore(StoreBase):
         key = {"b_folder": folder, "b_topic": topic}
         with self._write(fenced=True) as conn:
             old = conn.execute(_SESSION_ID, key).scalar_one_or_none()
-            conn.execute(_DELETE_SESSION, key)
+            conn.execute(DELETE_SESSION, key)
             before = conn.execute(_RESET, key).first()
             pending = before.flush_session_id if before is not None else None
             started = before.flush_started_at if before is not None else None
@@ -172,9 +182,11 @@ def untold_resets(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tup
 _KEY = ("group_folder", "topic")
 _VALUES = ("chat_jid", "reason", "detail", "decided_at", "announced", "flush_session_id", "flush_started_at")
 _OF = and_(session_resets.c.group_folder == bindparam("b_folder"), session_resets.c.topic == bindparam("b_topic"))
-_SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic"))
-_SESSION_ID = select(sessions.c.session_id).where(_SESSION_OF)
-_DELETE_SESSION = delete(sessions).where(_SESSION_OF)
+#: The session of ``(b_folder, b_topic)``, and its deletion: resets and run ends (:mod:`kanmon.store.run_ends`)
+#: both forget sessions, by the same statement.
+SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic"))
+_SESSION_ID = select(sessions.c.session_id).where(SESSION_OF)
+DELETE_SESSION = delete(sessions).where(SESSION_OF)
 _RESET = select(session_resets).where(_OF)
 _UNTOLD_KEYS = select(session_resets).where(
     session_resets.c.group_folder.in_(bindparam("b_folders", expanding=True)),

@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, literal_column, select, union_all, update
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, select, union_all, update
 
 from kanmon.store.base import StoreBase, upsert_statement
 from kanmon.store.messages import insert_new_groups
 from kanmon.store.records import Message, NewMessage, RunStatus
-from kanmon.store.resets import close_flush, untold_resets
+from kanmon.store.resets import DELETE_SESSION, SESSION_OF, close_flush, untold_resets
 from kanmon.store.tables import chats, messages, run_logs, session_log, sessions
 from kanmon.store.text import storable
 from kanmon.store.usage import UsageEntry, record_usage
@@ -157,7 +157,7 @@ def _apply_sessions_of(conn: Connection, store: StoreBase, ends: Sequence[RunEnd
     storing_ids = {id(end) for end, _ in storing}
     touched = [{**_key(end), "updated_at": now} for end in kept if not end.evict_session and id(end) not in storing_ids]
     if evicted:
-        conn.execute(_DELETE_SESSION, evicted)
+        conn.execute(DELETE_SESSION, evicted)
     if stored:
         conn.execute(upsert_statement(store.dialect, sessions, _SESSION_KEY, _SESSION_VALUES), stored)
     if touched:
@@ -217,9 +217,7 @@ def _figures_of(n: int) -> Any:
 
 # Built once and executed with parameters (many rows: an executemany). Parameters are named b_… where a column of
 # the same name would otherwise be taken for a value to SET.
-_SESSION_OF = and_(sessions.c.group_folder == bindparam("b_folder"), sessions.c.topic == bindparam("b_topic"))
-_DELETE_SESSION = delete(sessions).where(_SESSION_OF)
-_TOUCH_SESSION = update(sessions).where(_SESSION_OF)  # SET updated_at from the parameters
+_TOUCH_SESSION = update(sessions).where(SESSION_OF)  # SET updated_at from the parameters
 _SESSION_KEY = ("group_folder", "topic")
 _SESSION_VALUES = ("session_id", "updated_at")
 _LOG_VALUES = ("stderr", "stdout", "recorded_at")
