@@ -114,8 +114,8 @@ async def watch(
 
     A run that outlasts ``timeout + stop_grace + WATCH_SLACK`` since it started (its age from the runtime,
     :meth:`RunHandle.elapsed`, then waited out on ``clock``) is killed and ends as a hard timeout with whatever it
-    recorded until then. ``typing`` is told the run started working on the batch's
-    reply chat and topic, and that it stopped at its first reply (not only ``⏳`` lines) or however it ended.
+    recorded until then. ``typing`` is told the run started working on the batch's reply chat and topic, and that
+    it stopped at its first reply (not only ``⏳`` lines) or however it ended.
     ``act`` applies each output's actions (None: they are refused, one problem line each).
     """
     budget = handle.timeout + handle.stop_grace + WATCH_SLACK - handle.elapsed()

@@ -102,7 +102,12 @@ async def test_a_spent_budget_holds_new_runs_until_the_groups_next_day(tmp_path:
             400, 80, 4000, 12
         )  # fmt: skip
         metrics = h.gateway.metrics.registry  # this gated's counters: what it recorded
-        assert metrics.get_sample_value("kanmon_usage_cost_usd_total", {"folder": "corp"}) == pytest.approx(0.06)
+        # counted once a run's end has committed and its result is back on the loop, a moment after the rows
+        # are readable: wait for it rather than race it
+        await h.wait_for(
+            lambda: metrics.get_sample_value("kanmon_usage_cost_usd_total", {"folder": "corp"}) == pytest.approx(0.06),
+            "this gated's cost counter",
+        )
         sample = metrics.get_sample_value("kanmon_usage_tokens_total", {"folder": "corp", "kind": "cache_read"})
         assert sample == 2000
 
