@@ -376,9 +376,9 @@ async def _params(request: Request) -> dict[str, Any]:
         raw.update(await request.json())
         return raw
     if request.method == "POST" and ("form" in kind):
-        form = await request.form()
-        for name, value in form.multi_items():
-            raw[name] = {"upload": value.filename} if isinstance(value, UploadFile) else value
+        async with request.form() as form:  # closes the uploads' temporary files once read
+            for name, value in form.multi_items():
+                raw[name] = {"upload": value.filename} if isinstance(value, UploadFile) else value
     params: dict[str, Any] = {}
     for name, value in raw.items():
         parsed: Any = value
