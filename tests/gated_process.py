@@ -10,11 +10,26 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 GATED = [sys.executable, "-m", "kanmon"]
+
+
+def reap(proc: subprocess.Popen[Any], readers: Iterable[threading.Thread] = (), timeout: float = 10.0) -> None:
+    """End ``proc`` (killed if still alive), let the threads reading its pipes reach their end, then close its
+    pipes: a test that leaves them to the garbage collector gets a ResourceWarning per pipe."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout)
+    for reader in readers:
+        reader.join(timeout)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 class Gated:

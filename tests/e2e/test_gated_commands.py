@@ -19,6 +19,7 @@ import pytest
 
 from kanmon.container import echo_agent
 from kanmon.store import Group, NewMessage, Store, upgrade
+from tests.gated_process import reap
 from tests.live_gated import wait_until
 
 GATED = [sys.executable, "-m", "kanmon"]
@@ -42,8 +43,8 @@ class LogReader:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.lines: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
@@ -85,9 +86,7 @@ def daemon(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], LogReader]]:
     try:
         yield proc, logs
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+        reap(proc, [logs.thread])
 
 
 def test_gated_run_answers_serves_health_and_logs_each_run_as_json(
@@ -153,9 +152,7 @@ def test_gated_demo_answers_typed_lines_and_stops_cleanly_on_sigint(data_dir: Pa
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        reap(proc)
     assert "group 'demo'" in lines[0]
     listed = gated(data_dir, "group", "list").stdout
     assert "demo" in listed and "runtime=process" in listed
@@ -199,23 +196,25 @@ def test_sigterm_leaves_a_long_run_going_and_the_next_gated_delivers_its_reply_o
 
     first = serve()
     logs = LogReader(first)
-    wait_until(lambda: logs.find("run start"), "the run to start")
-    time.sleep(0.5)
-    first.send_signal(signal.SIGTERM)
-    assert first.wait(30) == 0
+    try:
+        wait_until(lambda: logs.find("run start"), "the run to start")
+        time.sleep(0.5)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+    finally:
+        reap(first, [logs.thread])
     assert logs.find("stopped with 1 runs still going") is not None
 
     second = serve()
+    second_logs = LogReader(second)
     try:
-        second_logs = LogReader(second)
         finished = wait_until(lambda: second_logs.find("run finish"), "the reclaimed run to finish", timeout=60)
         started = logs.find("run start")
         assert started is not None and finished["run_id"] == started["run_id"]  # the same run, not a second one
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0
     finally:
-        if second.poll() is None:
-            second.kill()
+        reap(second, [second_logs.thread])
     store = Store.open(store_url)
     replies = [m.content for m in store.chat_messages("web:slow") if m.direction == "out"]
     store.close()

@@ -40,6 +40,7 @@ from kanmon.store import Message, NewMessage, Store, upgrade
 from kanmon.store.aio import AsyncStore
 from kanmon.web import WebConfig, create_app, webchat
 from kanmon.web.webchat import token_hash
+from tests.gated_process import reap
 from tests.gateway_harness import Harness, process_group, running_gateway
 
 TOKEN = "corp-web-token-for-tests"
@@ -682,6 +683,4 @@ def test_gated_demo_prints_a_chat_url_whose_token_works(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        reap(proc)
