@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -45,9 +45,12 @@ class Served:
     other_key: str
     data_dir: Path
     gated: Gated
+    clients: list[openai.OpenAI] = field(default_factory=list)  # closed with the module's gated
 
     def client(self, key: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key or self.key, max_retries=0, timeout=30)
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=key or self.key, max_retries=0, timeout=30)
+        self.clients.append(client)
+        return client
 
     def async_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0, timeout=30)
@@ -91,7 +94,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         gated.wait_logged("gated running")
         found = re.search(r"http=(http://127\.0\.0\.1:\d+)", gated.logged())
         assert found, gated.logged()
-        yield Served(found.group(1), main.key, main.key_id, other.key, data, gated)
+        served = Served(found.group(1), main.key, main.key_id, other.key, data, gated)
+        yield served
+        for client in served.clients:
+            client.close()
     finally:
         assert gated.stop() == 0, gated.logged()
 
