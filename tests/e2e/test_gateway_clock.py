@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from tests.clocks import ShiftedClock
 from tests.gateway_harness import process_group, running_gateway
-from tests.store.test_store_clock import AHEAD, FiveYearsAhead, stamps
+from tests.store.test_store_clock import AHEAD, stamps
 
 
 async def test_a_conversation_with_a_command_is_stamped_only_with_the_gateway_clock(tmp_path: Path) -> None:
-    async with running_gateway(tmp_path / "data", [process_group("corp")], clock=FiveYearsAhead()) as h:
+    async with running_gateway(tmp_path / "data", [process_group("corp")], clock=ShiftedClock(AHEAD)) as h:
         await h.send("web:corp", "hello")
         await h.wait_for(lambda: len(h.replies("web:corp")) >= 1, "the first reply")
         await h.send("web:corp", "/new tell me more")  # a reset, its answer, and the rest posted again

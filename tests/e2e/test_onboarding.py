@@ -18,20 +18,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from kanmon.clock import SystemClock
 from kanmon.gated.cli import cli
 from kanmon.gateway.onboarding import Entry, entries, get_entry, repost_id
 from kanmon.store import Message, Store
+from tests.clocks import ShiftedClock
 from tests.gateway_harness import Harness, process_group, running_gateway
 
 GROUPS = [process_group("root"), process_group("root/child"), process_group("corp")]
-
-
-class NextYear(SystemClock):
-    """The system clock a year ahead: what the gateway stamps with it cannot be the wall clock's time."""
-
-    def now(self) -> dt.datetime:
-        return super().now() + dt.timedelta(days=365)
 
 
 ROOT_CHAT = "web:root"
@@ -95,7 +88,7 @@ async def test_an_unowned_chat_is_listed_once_and_root_groups_are_told(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kanmon.gateway.onboarding")
-    clock = NextYear()
+    clock = ShiftedClock(dt.timedelta(days=365))  # a stamp from it cannot be the wall clock's time
     async with running_gateway(tmp_path / "data", GROUPS, poll_interval=0.2, onboarding=True, clock=clock) as h:
         first, _, last = await send_unowned(h, "tg:100", "one", "two", "three", sender="tg:alice", sender_name="Alice")
         await send_unowned(h, "tg:100", "typing", verb="typing")  # weighs nothing: not a waiting message

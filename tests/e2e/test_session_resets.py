@@ -17,24 +17,11 @@ from typing import Any
 
 import pytest
 
-from kanmon.clock import SystemClock
 from kanmon.container import ContainerError
 from kanmon.container.process import ProcessRuntime
 from kanmon.store import Group
+from tests.clocks import ShiftedClock
 from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, prompt_texts, running_gateway
-
-
-class SetClock(SystemClock):
-    """The wall clock a test sets: ``start`` plus the real time passed plus whatever :meth:`jump` added."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self._start, self._t0, self.offset = start, time.monotonic(), 0.0
-
-    def now(self) -> dt.datetime:
-        return self._start + dt.timedelta(seconds=time.monotonic() - self._t0 + self.offset)
-
-    def jump(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 def group(**config: Any) -> Group:
@@ -67,13 +54,13 @@ BERLIN_DAILY = {"session_reset": "daily", "session_reset_hour": 4, "timezone": "
 async def test_a_policy_resets_after_a_restart_from_stored_times_with_a_flush_and_a_note(
     tmp_path: Path, policy: dict[str, Any], jump: float, expected: str | None
 ) -> None:
-    clock = SetClock(BEFORE_DST)
+    clock = ShiftedClock.starting_at(BEFORE_DST)
     config = {**policy, "memory_flush": True, "session_reset_notice": True}
     async with running_gateway(tmp_path / "data", [group(**config)], clock=clock) as h:
         await turn(h, "one", 1)
         first = h.store.get_session("corp", "")
         assert first is not None
-    clock.jump(jump)  # while gated is down
+    clock.advance(jump)  # while gated is down
     async with running_gateway(tmp_path / "data", [], clock=clock) as h:
         await turn(h, "two", 2)
         documents = inputs(h, "corp")
@@ -116,7 +103,7 @@ async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
 ) -> None:
     caplog.set_level(logging.INFO, logger="kanmon.gateway")
     slow = group(memory_flush=True, memory_flush_timeout=1, session_reset="idle", session_idle_expiry=60)
-    clock = SetClock(BEFORE_DST)
+    clock = ShiftedClock.starting_at(BEFORE_DST)
     async with running_gateway(tmp_path / "data", [slow], clock=clock) as h:
         await turn(h, "one", 1)
         first = h.store.get_session("corp", "")
@@ -126,7 +113,7 @@ async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
             return {**config, "env": {**config["env"], "ECHO_DELAY": "3"}}  # every output now waits 3 s
 
         h.store.update_group_config("corp", slower)
-        clock.jump(120)
+        clock.advance(120)
         await turn(h, "two", 2)
         documents = inputs(h, "corp")
         assert [prompt_texts(d) for d in documents] == [["one"], ["SAVE NOW"], ["two"]]
@@ -171,12 +158,12 @@ async def test_a_flush_whose_container_cannot_be_removed_yet_fails_nothing(
     caplog.set_level(logging.INFO, logger="kanmon")
     data = tmp_path / "data"
     runtime = Unremovable(ProcessRuntime(data / "runs", data_dir=data))
-    clock = SetClock(BEFORE_DST)
+    clock = ShiftedClock.starting_at(BEFORE_DST)
     policy = group(memory_flush=True, session_reset="idle", session_idle_expiry=60)
     async with running_gateway(data, [policy], clock=clock, runtimes={"process": runtime}) as h:
         await turn(h, "one", 1)
         runtime.arm()
-        clock.jump(120)
+        clock.advance(120)
         await turn(h, "two", 2)
         assert [prompt_texts(d) for d in inputs(h, "corp")] == [["one"], ["SAVE NOW"], ["two"]]
         assert runtime.refused == 1 and "could not remove" in caplog.text
@@ -190,7 +177,7 @@ def flush_runs(h: Harness) -> list[tuple[str, str | None, int]]:
 
 
 async def test_a_chat_that_never_speaks_again_is_reset_and_flushed_by_the_expiry_watcher(tmp_path: Path) -> None:
-    clock = SetClock(BEFORE_DST)
+    clock = ShiftedClock.starting_at(BEFORE_DST)
     usage = '{"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01}'
     quiet = process_group(
         "corp", env={"ECHO_RECORD": RECORD, "ECHO_USAGE": usage}, memory_flush_prompt="SAVE NOW", memory_flush=True,
@@ -202,7 +189,7 @@ async def test_a_chat_that_never_speaks_again_is_reset_and_flushed_by_the_expiry
         assert first is not None
         await h.settled()
         assert flush_runs(h) == [] and len(inputs(h, "corp")) == 1  # not expired yet: the watcher leaves it be
-        clock.jump(2 * 3600)  # the chat stays silent
+        clock.advance(2 * 3600)  # the chat stays silent
         await h.wait_for(lambda: flush_runs(h) == [("ok", first.session_id, 1)], "the watcher's flush turn")
         await h.wait_for(lambda: len(gateway_answers(h, "web:corp")) == 1, "the reset notice")
         assert gateway_answers(h, "web:corp") == ["Session reset: idle for 2h."]

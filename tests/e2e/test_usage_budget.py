@@ -15,27 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from kanmon.clock import SystemClock
 from kanmon.gateway.budget import notice_id
+from tests.clocks import ShiftedClock
 from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, running_gateway
 from tests.pgdb import create_pg_database, drop_pg_database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 USAGE = {"input_tokens": 100, "output_tokens": 20, "cache_read_tokens": 1000, "cache_write_tokens": 3, "cost_usd": 0.03}
 CHAT = "web:corp"
-
-
-class ShiftedClock(SystemClock):
-    """The system clock, with ``now()`` moved to start at ``start`` and advanced by the test."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self.offset = start - dt.datetime.now(dt.UTC)
-
-    def now(self) -> dt.datetime:
-        return super().now() + self.offset
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self.offset += delta
 
 
 @pytest.fixture(params=BACKENDS)
@@ -53,7 +40,7 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 async def test_a_spent_budget_holds_new_runs_until_the_groups_next_day(tmp_path: Path, store_url: str | None) -> None:
     today = dt.datetime.now(dt.UTC).date()
     day, next_day = today.isoformat(), (today + dt.timedelta(days=1)).isoformat()
-    clock = ShiftedClock(dt.datetime.combine(today, dt.time(14, 0), dt.UTC))  # 23:00 in Tokyo
+    clock = ShiftedClock.starting_at(dt.datetime.combine(today, dt.time(14, 0), dt.UTC))  # 23:00 in Tokyo
     env = {"ECHO_USAGE": json.dumps(USAGE), "ECHO_RECORD": RECORD, "ECHO_LAST_ONLY": 1}  # $0.03 a run
     group = process_group("corp", env, daily_budget=0.05, timezone="Asia/Tokyo")
     notice = notice_id("corp", day)

@@ -17,25 +17,19 @@ import pytest
 from sqlalchemy import select
 
 import kanmon.store
-from kanmon.clock import FakeClock, SystemClock
+from kanmon.clock import FakeClock
 from kanmon.gateway import IdleQueue, LayerContext
 from kanmon.store import Dispatch, Group, NewMessage, Store
 from kanmon.store.columns import UTCDateTime, metadata
+from tests.clocks import ShiftedClock
 
 AHEAD = dt.timedelta(days=5 * 365)
 STORE_SOURCES = sorted(Path(kanmon.store.__file__).parent.glob("*.py"))
 
 
-class FiveYearsAhead(SystemClock):
-    """The system clock five years ahead: a stamp from it cannot be the wall clock's."""
-
-    def now(self) -> dt.datetime:
-        return super().now() + AHEAD
-
-
 @pytest.fixture
 def ahead(store_url: str) -> Iterator[Store]:
-    store = Store.open(store_url, clock=FiveYearsAhead())
+    store = Store.open(store_url, clock=ShiftedClock(AHEAD))
     yield store
     store.close()
 
