@@ -59,7 +59,7 @@ class ApiKeyStore(StoreBase):
                 raise NotFound(f"no group {missing[0]!r}: add it with `gated group add {missing[0]}`")
             if conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first() is not None:
                 raise Conflict(f"API key id {key_id!r} is taken")
-            created = now or self.clock.now()
+            created = self._stamp(now)
             conn.execute(api_keys.insert().values(id=key_id, key_hash=key_hash, name=name, created_at=created))
             conn.execute(api_key_groups.insert(), [{"key_id": key_id, "group_folder": folder} for folder in folders])
         return ApiKey(id=key_id, key_hash=key_hash, name=name, created_at=created, groups=tuple(folders))

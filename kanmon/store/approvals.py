@@ -75,7 +75,7 @@ class ApprovalStore(StoreBase):
             decision_changed = current != decision
             if decision_changed:
                 conn.execute(self._upsert(router_state, {"key": decision_key, "value": decision}, ["key"]))
-            put = append_message(conn, repost, now or self.clock.now()) if repost is not None else None
+            put = append_message(conn, repost, self._stamp(now)) if repost is not None else None
             return RecordedApproval(
                 route=from_row(Route, row),
                 route_added=route_added,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import operator
 import shutil
@@ -111,6 +112,10 @@ class StoreBase:
         #: The lock epoch this store's gated holds (``None``: not fenced, e.g. a CLI command). Fenced writes check
         #: it inside their own transaction and raise :class:`StoreFenced` once another gated has bumped it.
         self.fence: int | None = None
+
+    def _stamp(self, now: dt.datetime | None) -> dt.datetime:
+        """``now`` when the caller gave one, else the store clock's time: what every stamp of the store is."""
+        return now or self.clock.now()
 
     @property
     def dialect(self) -> str:

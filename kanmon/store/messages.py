@@ -54,7 +54,7 @@ class MessageStore(StoreBase):
         other callers may leave it to the wall clock. ``fenced``: gated's own writes fail with StoreFenced once
         another gated took the store. Text is made storable first (:mod:`kanmon.store.text`).
         """
-        values = insert_values(new, now or self.clock.now())
+        values = insert_values(new, self._stamp(now))
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
             return _append_values(conn, new, values)

@@ -32,7 +32,7 @@ class RegistryStore(StoreBase):
         values = {
             "folder": group.folder,
             "name": group.name or group.folder,
-            "added_at": group.added_at or self.clock.now(),
+            "added_at": self._stamp(group.added_at),
             "parent": group.parent,
             "container_config": group.container_config,
             "impulse_config": group.impulse_config,
@@ -126,7 +126,7 @@ class RegistryStore(StoreBase):
             "group_folder": folder,
             "topic": topic,
             "session_id": session_id,
-            "updated_at": now or self.clock.now(),
+            "updated_at": self._stamp(now),
         }
         with self._write() as conn:
             conn.execute(self._upsert(sessions, values, ["group_folder", "topic"]))
@@ -168,7 +168,7 @@ class RegistryStore(StoreBase):
         self, folder: str, *, origin: str, event: str, body: str = "", now: dt.datetime | None = None
     ) -> SystemMessage:
         """Queue a note for ``folder``'s next prompt, stamped ``now``."""
-        stamp = now or self.clock.now()
+        stamp = self._stamp(now)
         values = {"group_folder": folder, "origin": origin, "event": event, "body": body, "created_at": stamp}
         with self._write() as conn:
             row = conn.execute(system_messages.insert().values(**values).returning(*system_messages.c)).one()

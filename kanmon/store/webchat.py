@@ -104,7 +104,7 @@ class WebChatStore(StoreBase):
                     delete(topic_names).where(topic_names.c.chat_jid == chat_jid, topic_names.c.topic == topic)
                 )
                 return
-            values = {"chat_jid": chat_jid, "topic": topic, "name": name, "named_at": now or self.clock.now()}
+            values = {"chat_jid": chat_jid, "topic": topic, "name": name, "named_at": self._stamp(now)}
             conn.execute(self._upsert(topic_names, values, ["chat_jid", "topic"]))
 
     def topic_names(self, chat_jid: str) -> dict[str, tuple[str, dt.datetime]]:

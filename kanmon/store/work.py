@@ -96,7 +96,7 @@ class WorkStore(StoreBase):
             stored: list[Message] = []
             if outbox:
                 lock_appends(conn)
-                stored = insert_new(conn, outbox, now or self.clock.now())
+                stored = insert_new(conn, outbox, self._stamp(now))
             if routed:  # one statement, executed for every row (executemany), compiled once
                 conn.execute(_ROUTE, routed)
             for status in ("done", "skipped"):
