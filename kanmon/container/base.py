@@ -222,3 +222,10 @@ class Runtime(Protocol):
         Raises :class:`~kanmon.container.RunNotFound` when there is no such run (never started, or removed).
         """
         ...
+
+    def close(self) -> None:
+        """Release what the runtime holds in gated (threads, connections to its engine); idempotent, never raises.
+
+        Runs keep running (gated reclaims them when it starts again); a closed runtime is not used again.
+        """
+        ...

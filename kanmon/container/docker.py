@@ -118,12 +118,15 @@ class DockerRuntime:
         self.output_limit = output_limit
         self.reasoning_tags = reasoning_tag_names(reasoning_tags)  # ValueError now, not at the first run
         self._client = client
+        self._owns_client = client is None  # one made here is closed here; a caller's stays the caller's
         # the client is made on first use: docker.from_env() already talks to the engine
         self._client_factory = client_factory or (lambda: _sdk().from_env(timeout=120))
         self._retry_attempts = retry_attempts
         # our own pool, not asyncio.to_thread's default one (5 + cores threads): every live run keeps a thread
         # blocked reading its stream, and a few runs must not starve every other SDK call; threads start lazily
         self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="kanmon-docker")
+        #: True once :meth:`close` released the threads and the client: the runtime is not used again.
+        self.closed = False
 
     # ------------------------------------------------------------------------------------- the choke point
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -159,8 +162,16 @@ class DockerRuntime:
                 raise
 
     def close(self) -> None:
-        """Release the runtime's threads (reads still blocked on live streams finish on their own)."""
+        """Release the runtime's threads and the connections of the client it made (not of one it was given).
+
+        Reads still blocked on live streams finish on their own; their connections are not pooled, so closing the
+        client leaves them be. Idempotent.
+        """
+        self.closed = True
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
 
     # -------------------------------------------------------------------------------------------- runtime
     async def agent_host(self, network: str) -> str:

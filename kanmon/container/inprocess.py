@@ -155,6 +155,9 @@ class InProcessRuntime:
         """Loopback: a task in gated reaches this machine there, whatever the group's network."""
         return "127.0.0.1"
 
+    def close(self) -> None:
+        """Nothing to release: runs are tasks on gated's own loop, and end with it."""
+
     async def available(self) -> bool:
         """Always true: a task can always be started."""
         return True

@@ -123,6 +123,9 @@ class ProcessRuntime:
         """Loopback: a local process reaches this machine there, whatever the group's network."""
         return "127.0.0.1"
 
+    def close(self) -> None:
+        """Nothing to release: each run is a process of its own, with its own files, and keeps running."""
+
     async def available(self) -> bool:
         """Always true: a local process can always be started."""
         return True

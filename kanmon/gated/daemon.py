@@ -228,9 +228,13 @@ class Daemon:
     _server: uvicorn.Server | None = field(default=None, init=False)
     _signals: int = field(default=0, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    #: The runtimes made here (none when the caller gave its own): closed when the daemon stops.
+    own_runtimes: Runtimes = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.gateway = Gateway(self.store, self.runtimes or make_runtimes(self.settings), gateway_config(self.settings))
+        if self.runtimes is None:
+            self.own_runtimes = make_runtimes(self.settings)
+        self.gateway = Gateway(self.store, self.runtimes or self.own_runtimes, gateway_config(self.settings))
         self.app = create_app(self.gateway, web_config(self.settings))
         lock = StoreLock(self.store.engine, instance=self.settings.instance)
         self.guard = StoreGuard(
@@ -276,6 +280,8 @@ class Daemon:
                 await http_task
             self.guard.release()
             self.gateway.db.close()
+            for runtime in self.own_runtimes.values():
+                runtime.close()  # runs left running keep running: the next gated reclaims them
             if served:
                 logger.info("gated stopped")
 

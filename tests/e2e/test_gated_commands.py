@@ -19,10 +19,8 @@ import pytest
 
 from kanmon.container import echo_agent
 from kanmon.store import Group, NewMessage, Store, upgrade
-from tests.gated_process import reap
+from tests.gated_process import GATED, reap
 from tests.live_gated import wait_until
-
-GATED = [sys.executable, "-m", "kanmon"]
 
 
 def gated(

@@ -1,0 +1,59 @@
+"""gated closes the runtimes it made when it stops, and leaves runtimes it was given to whoever gave them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from kanmon.container import AgentCall, InProcessRuntime
+from kanmon.container.docker import DockerRuntime
+from kanmon.gated.config import load_settings
+from kanmon.gated.daemon import Daemon
+from kanmon.store import Store, upgrade
+
+
+async def silent_agent(call: AgentCall) -> int:
+    return 0
+
+
+class ClosingCounted(InProcessRuntime):
+    """An in-process runtime that counts how often it was closed."""
+
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+async def serve_briefly(daemon: Daemon) -> None:
+    """Run ``daemon`` until it serves, then stop it as an operator does (SIGTERM) and wait until it has stopped."""
+    ready = asyncio.Event()
+    daemon.on_ready = lambda _: ready.set()
+    serving = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(ready.wait(), 10)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(serving, 10)
+
+
+async def test_the_runtimes_gated_made_are_closed_when_it_stops(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
+    upgrade(store.engine)
+    settings = load_settings(data_dir=str(tmp_path), config_path=None, environ={}, overrides={})
+    daemon = Daemon(settings, store)
+    docker = daemon.own_runtimes["docker"]
+    assert isinstance(docker, DockerRuntime) and not docker.closed
+    await serve_briefly(daemon)
+    assert docker.closed
+
+
+async def test_runtimes_given_to_gated_are_left_open(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
+    upgrade(store.engine)
+    settings = load_settings(data_dir=str(tmp_path), config_path=None, environ={}, overrides={})
+    given = ClosingCounted(silent_agent)
+    daemon = Daemon(settings, store, runtimes={"inprocess": given})
+    assert daemon.own_runtimes == {}
+    await serve_briefly(daemon)
+    assert given.closed == 0
