@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from kanmon.container import AgentCall, InProcessRuntime
 from kanmon.container.docker import DockerRuntime
 from kanmon.gated.config import load_settings
 from kanmon.gated.daemon import Daemon
+from kanmon.gated.settings import Settings
 from kanmon.store import Store, upgrade
+from tests.cli_world import sqlite_store
 
 
 async def silent_agent(call: AgentCall) -> int:
@@ -21,10 +26,24 @@ async def silent_agent(call: AgentCall) -> int:
 class ClosingCounted(InProcessRuntime):
     """An in-process runtime that counts how often it was closed."""
 
-    closed = 0
+    def __init__(self) -> None:
+        super().__init__(silent_agent)
+        self.closed = 0
 
     def close(self) -> None:
         self.closed += 1
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with sqlite_store(tmp_path) as opened:  # the store gated's settings for tmp_path name
+        upgrade(opened.engine)
+        yield opened
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=str(tmp_path), config_path=None, environ={}, overrides={})
 
 
 async def serve_briefly(daemon: Daemon) -> None:
@@ -37,10 +56,7 @@ async def serve_briefly(daemon: Daemon) -> None:
     await asyncio.wait_for(serving, 10)
 
 
-async def test_the_runtimes_gated_made_are_closed_when_it_stops(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
-    upgrade(store.engine)
-    settings = load_settings(data_dir=str(tmp_path), config_path=None, environ={}, overrides={})
+async def test_the_runtimes_gated_made_are_closed_when_it_stops(settings: Settings, store: Store) -> None:
     daemon = Daemon(settings, store)
     docker = daemon.own_runtimes["docker"]
     assert isinstance(docker, DockerRuntime) and not docker.closed
@@ -48,11 +64,8 @@ async def test_the_runtimes_gated_made_are_closed_when_it_stops(tmp_path: Path) 
     assert docker.closed
 
 
-async def test_runtimes_given_to_gated_are_left_open(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
-    upgrade(store.engine)
-    settings = load_settings(data_dir=str(tmp_path), config_path=None, environ={}, overrides={})
-    given = ClosingCounted(silent_agent)
+async def test_runtimes_given_to_gated_are_left_open(settings: Settings, store: Store) -> None:
+    given = ClosingCounted()
     daemon = Daemon(settings, store, runtimes={"inprocess": given})
     assert daemon.own_runtimes == {}
     await serve_briefly(daemon)
