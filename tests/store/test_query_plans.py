@@ -32,12 +32,13 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-def captured(store: Store) -> list[tuple[str, Any]]:
-    """Every statement (and its parameters) the store sends from now on."""
+def captured(store: Store, tables: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Every statement (and its parameters) the store sends from now on that reads or changes one of ``tables``."""
     sent: list[tuple[str, Any]] = []
 
     def note(conn: object, cursor: object, statement: str, parameters: Any, context: object, many: bool) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")) and "messages" in statement:
+        reads = statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))
+        if reads and any(table in statement for table in tables):
             sent.append((statement, parameters[0] if many else parameters))
 
     event.listen(store.engine, "before_cursor_execute", note)
@@ -54,10 +55,10 @@ def plans(store: Store, sent: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     return steps
 
 
-def run_path(store: Store, backlog: int = 0) -> list[tuple[str, Any]]:
-    """A tick, two runs' begins, their replies and their ends together, over 40 routed rows and ``backlog`` rows of
-    other chats waiting for a third group; every statement they sent that reads or changes ``messages`` (with its
-    parameters)."""
+def run_path(store: Store, backlog: int = 0, tables: tuple[str, ...] = ("messages",)) -> list[tuple[str, Any]]:
+    """A tick, two runs' begins, their replies and their ends together (one of them with a session to keep), over 40
+    routed rows and ``backlog`` rows of other chats waiting for a third group; every statement they sent that reads
+    or changes one of ``tables`` (with its parameters)."""
     for folder in ("corp", "other", "busy"):
         store.add_group(Group(folder=folder))
     waiting = [
@@ -73,7 +74,7 @@ def run_path(store: Store, backlog: int = 0) -> list[tuple[str, Any]]:
         store.put_message(NewMessage(chat_jid=f"telegram:{n % 4}", content="hi", sender="alice"), now=NOW).message.seq
         for n in range(40)
     ]
-    sent = captured(store)
+    sent = captured(store, tables)
     store.record_dispatch(
         [Dispatch(seq, "new", "corp" if seq % 2 else "other", "", None) for seq in seqs[:-2]]
         + [Dispatch(seqs[-2], "done"), Dispatch(seqs[-1], "skipped")],
@@ -98,7 +99,8 @@ def run_path(store: Store, backlog: int = 0) -> list[tuple[str, Any]]:
         store.record_replies([reply], now=NOW)
         ends.append(
             RunEnd(run_id=run.id, chat_jid=run.chat_jid, seqs=[row.seq for row in start.rows], rows="done",
-                   run_status="ok", folder=run.group_folder, topic="", output_count=1)
+                   run_status="ok", folder=run.group_folder, topic="", output_count=1,
+                   session_id="s-corp" if run.group_folder == "corp" else None)
         )  # fmt: skip
     ended = store.finish_runs(ends, now=NOW)  # two lanes' ends in one transaction, as runs ending together share
     for start, end in zip(starts, ended, strict=True):
@@ -115,6 +117,17 @@ def test_no_run_path_statement_reads_messages_by_status_alone(sqlite_store: Stor
         if step.startswith("SCAN messages") or step.endswith("ix_messages_status_routed_folder_seq (status=?)")
     ]
     assert bad == []
+
+
+def test_the_run_paths_session_reads_find_their_rows_by_primary_key(sqlite_store: Store) -> None:
+    """A run's begin reads the sessions of several ``(folder, topic)`` keys at once, its end their untold resets, as
+    ``folder IN (…) AND topic IN (…)`` filtered in Python. SQLite answers that through the primary key; the exact
+    row-value form, ``(folder, topic) IN (VALUES …)``, which SQLAlchemy renders for ``tuple_().in_()``, made SQLite
+    3.40 scan the whole table."""
+    steps = plans(sqlite_store, run_path(sqlite_store, tables=("sessions", "session_resets")))
+    read = {table for _, step in steps for table in ("sessions", "session_resets") if f" {table} " in f"{step} "}
+    assert read == {"sessions", "session_resets"}, "the run path read both tables"
+    assert [(statement, step) for statement, step in steps if step.startswith("SCAN")] == []
 
 
 @pytest.mark.postgres
