@@ -18,10 +18,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from kanmon.gated.cli import cli
+from kanmon.gated.config import load_settings
 from kanmon.gated.exits import Exit
+from kanmon.gated.settings import Settings
 from kanmon.store import Store
 
-__all__ = ["Gated", "gated_cli", "ok", "one_line_error", "sqlite_store"]
+__all__ = ["Gated", "gated_cli", "ok", "one_line_error", "settings_of", "sqlite_store"]
 
 Gated = Callable[..., Result]
 
@@ -38,6 +40,12 @@ def gated_cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch, *groups: str) -> 
     for folder in groups:
         assert run("group", "add", folder).exit_code == 0
     return run
+
+
+def settings_of(data_dir: Path, **environ: str) -> Settings:
+    """The settings ``gated --data-dir DATA_DIR`` runs with when ``environ`` holds its only ``KANMON_*`` variables
+    (no ``--config``, no other flag). Raises :class:`~kanmon.gated.config.ConfigError` as gated would."""
+    return load_settings(data_dir=str(data_dir), config_path=None, environ=environ, overrides={})
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from kanmon.adapters.matrix.outbound import Outgoing, text_contents
 from kanmon.adapters.matrix.server import create_app
 from kanmon.errors import InvalidInput
 from kanmon.gated.cli import cli
-from kanmon.gated.config import load_settings
+from tests.cli_world import settings_of
 
 BOT = Bot(user_id="@kanmon:hs", display_name="Kanmon", media_url="http://127.0.0.1:8090")
 ROOM = Room(room_id="!r:hs", name="team", is_group=True, member_names={"@alice:hs": "Alice"})
@@ -117,17 +117,13 @@ def test_inviters_are_matched_with_kanmons_globs() -> None:
     assert not inviter_allowed([], "@alice:example.org")
 
 
-def settings(tmp_path: Path, **environ: str) -> Any:
-    return load_settings(data_dir=str(tmp_path), config_path=None, environ=environ, overrides={})
-
-
 def test_config_names_what_is_missing_and_derives_the_urls(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"set matrix.homeserver \(KANMON_MATRIX_HOMESERVER\), .*password"):
-        MatrixConfig.from_settings(settings(tmp_path))
+        MatrixConfig.from_settings(settings_of(tmp_path))
     env = {"KANMON_MATRIX_HOMESERVER": "https://hs.example/", "KANMON_MATRIX_USER_ID": "@b:hs.example",
            "KANMON_MATRIX_ACCESS_TOKEN": "tok", "KANMON_HTTP_CHANNEL_SECRET": "s",
            "KANMON_HTTP_LISTEN": "0.0.0.0:9000"}  # fmt: skip
-    config = MatrixConfig.from_settings(settings(tmp_path, **env), listen="[::1]:8091")
+    config = MatrixConfig.from_settings(settings_of(tmp_path, **env), listen="[::1]:8091")
     assert (config.homeserver, config.gated_url, config.url) == (
         "https://hs.example", "http://127.0.0.1:9000", "http://[::1]:8091"
     )  # fmt: skip

@@ -12,11 +12,10 @@ import pytest
 
 from kanmon.container import AgentCall, InProcessRuntime
 from kanmon.container.docker import DockerRuntime
-from kanmon.gated.config import load_settings
 from kanmon.gated.daemon import Daemon
 from kanmon.gated.settings import Settings
 from kanmon.store import Store, upgrade
-from tests.cli_world import sqlite_store
+from tests.cli_world import settings_of, sqlite_store
 
 
 async def silent_agent(call: AgentCall) -> int:
@@ -43,7 +42,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=str(tmp_path), config_path=None, environ={}, overrides={})
+    return settings_of(tmp_path)
 
 
 async def serve_briefly(daemon: Daemon) -> None:

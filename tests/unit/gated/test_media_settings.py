@@ -7,25 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from kanmon.gated.config import ConfigError, load_settings
+from kanmon.gated.config import ConfigError
 from kanmon.gated.daemon import Daemon, gateway_config, listen
-from kanmon.gated.settings import Settings
 from kanmon.store import Store
-
-
-def settings(tmp_path: Path, **environ: str) -> Settings:
-    return load_settings(data_dir=str(tmp_path), config_path=None, environ=environ, overrides={})
+from tests.cli_world import settings_of, sqlite_store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
-    yield opened
-    opened.close()
+    with sqlite_store(tmp_path) as opened:
+        yield opened
 
 
 def test_the_media_keys_reach_the_gateway(tmp_path: Path) -> None:
-    loaded = settings(
+    loaded = settings_of(
         tmp_path,
         KANMON_MEDIA_MAX_BYTES="5m",
         KANMON_MEDIA_INLINE_BYTES="0",
@@ -44,14 +39,14 @@ def test_the_media_keys_reach_the_gateway(tmp_path: Path) -> None:
 )
 def test_a_bad_media_value_is_one_line_naming_the_key(tmp_path: Path, key: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        settings(tmp_path, **{key: value})
+        settings_of(tmp_path, **{key: value})
     assert key in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_links_go_to_the_listen_address_with_a_wildcard_as_loopback(tmp_path: Path, store: Store) -> None:
     listener = listen("0.0.0.0:0")
     try:
-        daemon = Daemon(settings(tmp_path), store, listener=listener)
+        daemon = Daemon(settings_of(tmp_path), store, listener=listener)
         port = listener.getsockname()[1]
         assert daemon.gateway.media_links.base_url == f"http://127.0.0.1:{port}"
     finally:
@@ -62,7 +57,7 @@ def test_links_go_to_the_public_url_when_one_is_set(tmp_path: Path, store: Store
     listener = listen("127.0.0.1:0")
     try:
         daemon = Daemon(
-            settings(tmp_path, KANMON_MEDIA_PUBLIC_URL="https://kanmon.example.org"), store, listener=listener
+            settings_of(tmp_path, KANMON_MEDIA_PUBLIC_URL="https://kanmon.example.org"), store, listener=listener
         )
         assert daemon.gateway.media_links.base_url == "https://kanmon.example.org"
     finally:

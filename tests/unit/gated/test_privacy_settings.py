@@ -8,25 +8,21 @@ from pathlib import Path
 import pytest
 
 from kanmon.container.agent_secrets import MissingSecret
-from kanmon.gated.config import ConfigError, load_settings, render_config
+from kanmon.gated.config import ConfigError, render_config
 from kanmon.gated.daemon import gateway_config, privacy
-from kanmon.gated.settings import Settings
 from kanmon.redaction import redact
+from tests.cli_world import settings_of
 
 SALT = "a-salt-long-enough-0123456789"
 
 
-def settings(tmp_path: Path, **environ: str) -> Settings:
-    return load_settings(data_dir=str(tmp_path), config_path=None, environ=environ, overrides={})
-
-
 def test_no_redaction_by_default(tmp_path: Path) -> None:
-    assert gateway_config(settings(tmp_path)).run.privacy is None
+    assert gateway_config(settings_of(tmp_path)).run.privacy is None
 
 
 def test_the_salt_is_read_from_its_secret_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KANMON_TEST_SALT", SALT)
-    loaded = settings(
+    loaded = settings_of(
         tmp_path,
         KANMON_SECRETS="PII_SALT=env:KANMON_TEST_SALT",
         KANMON_PRIVACY_REDACT="Telegram,matrix",
@@ -50,12 +46,12 @@ def test_the_salt_is_read_from_its_secret_and_never_shown(tmp_path: Path, monkey
 )
 def test_a_redaction_without_a_usable_salt_is_one_line(tmp_path: Path, environ: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        settings(tmp_path, **environ)
+        settings_of(tmp_path, **environ)
     assert problem in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_salt_that_is_too_short_or_unset_stops_gated_naming_the_secret(tmp_path: Path) -> None:
-    loaded = settings(
+    loaded = settings_of(
         tmp_path, KANMON_SECRETS="PII_SALT=env:KANMON_TEST_SALT", KANMON_PRIVACY_REDACT="telegram",
         KANMON_PRIVACY_SALT="PII_SALT",
     )  # fmt: skip
