@@ -1,10 +1,21 @@
 """A run's replies, stored as they stream, many per transaction, and no more than the cap (SPEC §9, hardening item 9).
 
 Each output an agent writes for the chat becomes an outbound row keyed ``(run_id, output_index)``. The recorder
-holds a reply for at most ``flush_after`` seconds (or until ``max_pending`` wait) and then stores everything waiting
-in one transaction, so a chatty agent costs a few transactions a second, not one per line; what is still waiting
-when the run ends is stored with its outcome, in the run's last transaction. A run that reaches ``cap`` replies is
-stopped by its runner: one run can no longer flood a chat.
+holds replies for a short window (or until ``max_pending`` wait) and then stores everything waiting in one
+transaction; what is still waiting when the run ends is stored with its outcome, in the run's last transaction.
+
+* A run's **first** window is ``first_flush_after`` (5 ms by default in :class:`~kanmon.gateway.spec.RunDefaults`):
+  the first reply is what the chat is waiting for. A run that ends within it (an in-process agent, most local
+  processes) still makes one transaction for its reply and its outcome; a container, whose engine takes tens of
+  milliseconds after the agent's last write to report its exit, no longer holds its reply back for that long.
+* **Later** windows are ``flush_after`` (50 ms): a chatty agent costs a few transactions a second, not one per line.
+
+This is the linger of a batching producer (Kafka's ``linger.ms``, 5 ms by default since Kafka 4.0, KIP-1030): a
+short wait that lets what comes together go together, without making the first item wait for the batch. A reply
+seen in the store therefore no longer implies that its run has ended; the run's outcome, cursor and session follow
+in its last transaction.
+
+A run that reaches ``cap`` replies is stopped by its runner: one run can no longer flood a chat.
 
 Storing can fail for reasons that are kanmon's, not the agent's (the store refusing a row): such a reply is
 reported in :attr:`ReplyRecorder.problems`, counted as produced, and the run goes on. The store being unreachable
@@ -39,6 +50,7 @@ class ReplyRecorder:
         clock: Clock,
         cap: int,
         flush_after: float = 0.05,
+        first_flush_after: float | None = None,
         max_pending: int = 256,
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
     ) -> None:
@@ -46,6 +58,8 @@ class ReplyRecorder:
         self._clock = clock
         self.cap = cap
         self._flush_after = flush_after
+        # the run's first window (module docstring); flush_after too when not given
+        self._next_window = flush_after if first_flush_after is None else first_flush_after
         self._max_pending = max_pending
         self._on_stored = on_stored
         self._pending: list[NewMessage] = []
@@ -63,7 +77,8 @@ class ReplyRecorder:
         return self.produced >= self.cap
 
     async def add(self, reply: NewMessage) -> None:
-        """Take one reply (dropped once :attr:`full`); it is stored within ``flush_after`` seconds."""
+        """Take one reply (dropped once :attr:`full`); it is stored within the current window: ``first_flush_after``
+        seconds for the run's first, ``flush_after`` for later ones."""
         self._raise_failure()
         if self.full:
             return
@@ -72,7 +87,8 @@ class ReplyRecorder:
         if len(self._pending) >= self._max_pending:
             await self.flush()
         elif self._timer is None:
-            self._timer = asyncio.create_task(self._flush_later())
+            window, self._next_window = self._next_window, self._flush_after
+            self._timer = asyncio.create_task(self._flush_later(window))
 
     async def flush(self) -> None:
         """Store what waits now (after any flush in flight)."""
@@ -96,8 +112,8 @@ class ReplyRecorder:
         pending, self._pending = self._pending, []
         return pending
 
-    async def _flush_later(self) -> None:
-        await self._clock.sleep(self._flush_after)
+    async def _flush_later(self, window: float) -> None:
+        await self._clock.sleep(window)
         self._timer = None
         try:
             await self.flush()

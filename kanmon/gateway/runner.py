@@ -334,6 +334,7 @@ class LaneRunner:
             clock=self._clock,
             cap=self._defaults.max_replies,
             flush_after=self._defaults.reply_flush,
+            first_flush_after=self._defaults.reply_first_flush,
             on_stored=self._on_stored,
         )
 

@@ -61,6 +61,9 @@ class RunDefaults:
     flush_timeout: float = 300.0
     max_replies: int = 500  # replies of one run, after which it is stopped (runtime.max_replies)
     reply_flush: float = 0.05  # seconds a reply may wait to be stored with the next ones
+    #: Seconds a run's first reply may wait, to share the run's last transaction if the run ends meanwhile
+    #: (:mod:`kanmon.gateway.recorder`).
+    reply_first_flush: float = 0.005
     #: The zone a group's days are counted in (usage, daily budget) unless it names its own (``scheduler.timezone``).
     timezone: str = "UTC"
     #: Where each configured secret's value is read (the ``secrets:`` section); a group receives those it names.

@@ -71,3 +71,48 @@ async def test_max_pending_replies_are_stored_without_waiting_and_a_full_run_dro
     assert writes.batches == [[0, 1], [2, 3]]
     assert recorder.full and recorder.produced == 5
     assert [pending.output_index for pending in await recorder.close()] == [4]
+
+
+FIRST = 0.005
+
+
+async def test_the_first_reply_of_a_run_waits_only_the_first_window_and_later_ones_the_long_one() -> None:
+    clock, writes = FakeClock(), Writes()
+    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH, first_flush_after=FIRST)
+    await recorder.add(reply(0))
+    await recorder.add(reply(1))  # within the first window: goes with it
+    await clock.wait_for_sleepers()
+    await advance(clock, FIRST)
+    assert writes.batches == [[0, 1]]  # 5 ms, not 50: the chat is waiting for it
+    await recorder.add(reply(2))
+    await clock.wait_for_sleepers()
+    await advance(clock, FIRST)
+    assert writes.batches == [[0, 1]]  # a chatty run's later replies are batched over the long window
+    await advance(clock, FLUSH - FIRST)
+    assert writes.batches == [[0, 1], [2]]
+    assert await recorder.close() == []
+
+
+async def test_a_run_that_ends_within_its_first_window_stores_its_reply_with_its_outcome() -> None:
+    clock, writes = FakeClock(), Writes()
+    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH, first_flush_after=FIRST)
+    await recorder.add(reply(0))
+    await clock.wait_for_sleepers()
+    await advance(clock, FIRST / 2)
+    assert [pending.output_index for pending in await recorder.close()] == [0]
+    await advance(clock, FLUSH)
+    assert writes.batches == []  # one transaction for the reply and the outcome, as before
+
+
+async def test_a_first_window_closed_by_max_pending_leaves_the_long_window_for_the_rest() -> None:
+    clock, writes = FakeClock(), Writes()
+    recorder = ReplyRecorder(writes, clock=clock, cap=500, flush_after=FLUSH, first_flush_after=FIRST, max_pending=2)
+    await recorder.add(reply(0))
+    await recorder.add(reply(1))
+    assert writes.batches == [[0, 1]]
+    await recorder.add(reply(2))
+    await clock.wait_for_sleepers()
+    await advance(clock, FIRST)
+    assert writes.batches == [[0, 1]]
+    await advance(clock, FLUSH - FIRST)
+    assert writes.batches == [[0, 1], [2]]
