@@ -144,6 +144,7 @@ async def running_gateway(
     onboarding: bool = False,
     daemons: Mapping[str, str] | None = None,
     max_replies: int = 500,
+    reply_flush: float = 0.05,
     poll_batch: int = 200,
     attachments: FetchPolicy | None = None,
     auth: AuthConfig | None = None,
@@ -175,6 +176,7 @@ async def running_gateway(
         timeout=timeout,
         stop_grace=2.0,
         max_replies=max_replies,
+        reply_flush=reply_flush,
         timezone=timezone,
     )
     config = GatewayConfig(

@@ -1,5 +1,6 @@
 """A run's bookkeeping (hardening items 4 and 9): what the agent says is stored whatever its bytes, kanmon's own
-trouble is never the agent's failure, one run cannot flood a chat, and replies are recorded many per transaction.
+trouble is never the agent's failure, one run cannot flood a chat, and replies are recorded many per transaction
+(but a run's first without waiting for the rest).
 
 Each agent writes a record of its input per run (``ECHO_RECORD``), so "the agent ran once" is counted, not assumed.
 """
@@ -114,6 +115,23 @@ async def test_one_run_cannot_flood_a_chat_and_its_replies_go_in_few_transaction
         assert [row.status for row in h.inbound("web:corp")] == ["done"]  # it answered: not run again
         assert len(inputs(h, "corp")) == 1
         assert len(writes) <= 3, writes  # many replies per transaction, not one each
+
+
+async def test_a_runs_first_reply_is_stored_while_the_run_goes_on_and_the_next_waits_for_its_window(
+    tmp_path: Path,
+) -> None:
+    # the first reply is what the chat waits for: stored within the first 5 ms window, not held for the (here 60 s)
+    # window of later replies nor for the run's end; the second is stored with the run's end, a second later
+    group = process_group("corp", {"ECHO_REPEAT": 2, "ECHO_DELAY": 1.0})
+    async with running_gateway(tmp_path / "data", [group], reply_flush=60.0) as h:
+        await h.send("web:corp", "hi")
+        await h.wait_for(lambda: h.replies("web:corp") != [], "the first reply")
+        assert h.replies("web:corp") == ["echo (1/2): hi"]  # alone: not stored with the second in the run's end
+        assert h.gateway.queue.running()
+        await h.wait_for(lambda: len(h.replies("web:corp")) == 2, "the second reply", timeout=30)
+        await h.settled()
+        [run] = h.store.recent_runs()
+        assert (run.status, run.output_count) == ("ok", 2)
 
 
 def test_the_store_backend_fixture_is_not_shared(store_url: str | None) -> None:
