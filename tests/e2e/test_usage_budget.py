@@ -82,6 +82,7 @@ async def test_a_spent_budget_holds_new_runs_until_the_groups_next_day(tmp_path:
         assert h.replies(CHAT)[2:] == ["echo: four"]  # three and four in one run, answered once (ECHO_LAST_ONLY)
         assert len(gateway_answers(h, CHAT)) == 1 and h.store.counts()["dead_letters"] == 0
 
+        await h.settled()  # usage is stored with a run's end, which may follow its reply (kanmon/gateway/recorder.py)
         days = {s.key["day"]: (s.outputs, round(s.cost_usd, 6)) for s in h.store.usage_sums(("day",), folder="corp")}
         assert days == {day: (2, 0.06), next_day: (2, 0.06)}
         [total] = h.store.usage_sums(())

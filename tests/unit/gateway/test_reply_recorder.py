@@ -58,7 +58,7 @@ async def test_a_run_that_ends_within_the_window_stores_its_replies_with_its_out
     await recorder.add(reply(0))
     await recorder.add(reply(1))
     taken = [pending.output_index for pending in await recorder.close()]
-    assert taken == [0, 1]  # the run's last transaction takes them: a reply seen in the store means its run ended
+    assert taken == [0, 1]  # the run's last transaction takes them: no transaction of their own
     await advance(clock, FLUSH)
     assert writes.batches == []  # no transaction of its own
 
