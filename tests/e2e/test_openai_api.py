@@ -147,6 +147,17 @@ def test_every_reply_of_the_run_is_in_the_answer(served: Served) -> None:
     assert completion.choices[0].message.content == "echo (1/3): hi\n\necho (2/3): hi\n\necho (3/3): hi"
 
 
+def test_a_completion_waits_for_the_run_to_end_not_for_its_first_stored_reply(served: Served) -> None:
+    # `slow` stores its first reply a second before its second (a run's first reply is stored within 5 ms, while the
+    # run goes on): an answer made when the first reply appeared would miss the second
+    completion = served.client().chat.completions.create(
+        model="slow", messages=[{"role": "user", "content": "all of it"}]
+    )
+    (asked,) = inbound(served.rows("slow"), "all of it")
+    assert replies_to(served.rows("slow"), asked.id) == ["echo (1/2): all of it", "echo (2/2): all of it"]
+    assert completion.choices[0].message.content == "echo (1/2): all of it\n\necho (2/2): all of it"
+
+
 def test_a_conversation_named_by_user_or_header_is_its_own_topic(served: Served) -> None:
     client = served.client()
     client.chat.completions.create(model="corp", user="alice", messages=[{"role": "user", "content": "from alice"}])
