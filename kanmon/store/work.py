@@ -97,7 +97,11 @@ class WorkStore(StoreBase):
             if outbox:
                 lock_appends(conn)
                 stored = insert_new(conn, outbox, self._stamp(now))
-            if routed:  # one statement, executed for every row (executemany), compiled once
+            if routed and self.dialect == "postgresql":
+                from kanmon.store.pg_append import route_rows  # PostgreSQL's dialect: imported only for it
+
+                route_rows(conn, routed, *_UNDECIDED)  # one statement for all of them
+            elif routed:  # one statement, executed for every row (executemany), compiled once
                 conn.execute(_ROUTE, routed)
             for status in ("done", "skipped"):
                 seqs = [d.seq for d in dispatches if d.status == status]

@@ -61,6 +61,26 @@ def test_record_dispatch_routes_rows_and_moves_the_poll_cursor_in_one_step(corp:
     assert corp.poll_cursor() == c
 
 
+def test_a_ticks_routes_land_each_on_its_own_row_and_leave_decided_rows_alone(corp: Store) -> None:
+    # PostgreSQL routes a tick's rows in one statement (arrays), SQLite one row after another: the same rows result
+    seqs = [put(corp, f"telegram:{n % 3}", content=f"m{n}") for n in range(7)]
+    corp.record_dispatch([Dispatch(seqs[2], "done")], seqs[2])
+    corp.record_dispatch(
+        [Dispatch(seq, "new", f"f{n}", f"#t{n % 2}" if n % 3 else "", None if n == 4 else f"c{n}") for n, seq in
+         enumerate(seqs)],
+        seqs[-1],
+    )  # fmt: skip
+    rows = {row.seq: row for row in corp.new_messages(0)}
+    routed = [
+        (rows[seq].status, rows[seq].routed_folder, rows[seq].routed_topic, rows[seq].routed_content) for seq in seqs
+    ]
+    expected: list[tuple[str, str | None, str | None, str | None]] = [
+        ("new", f"f{n}", f"#t{n % 2}" if n % 3 else "", None if n == 4 else f"c{n}") for n in range(7)
+    ]
+    expected[2] = ("done", None, None, None)  # settled before the tick: not routed
+    assert routed == expected
+
+
 def test_a_re_read_batch_changes_nothing_a_run_has_done_since(corp: Store) -> None:
     seq = put(corp)
     route(corp, [seq])
