@@ -144,7 +144,7 @@ class Kanmon:
         before the next: a single message then meets an engine that is not still removing the previous one."""
         while True:
             counts = self.gateway.queue.counts()
-            if not (counts.running or counts.waiting):
+            if not (counts.running or counts.waiting or len(self.gateway.runner.removals)):
                 return
             await asyncio.sleep(0.005)
 

@@ -114,11 +114,12 @@ class Harness:
             await asyncio.sleep(0.05)
 
     async def settled(self, timeout: float = 60.0) -> None:
-        """Wait until no inbound row waits for an agent and nothing runs or waits in the queue."""
+        """Wait until no inbound row waits for an agent, nothing runs or waits in the queue, and every finished run's
+        container is removed (in the background, after its outcome)."""
 
         def quiet() -> bool:
             counts = self.gateway.queue.counts()
-            busy = counts.running or counts.waiting or counts.backing_off
+            busy = counts.running or counts.waiting or counts.backing_off or len(self.gateway.runner.removals)
             return not busy and self.store.counts()["inbound_new"] == 0
 
         await self.wait_for(quiet, "every message to be consumed", timeout)

@@ -14,7 +14,7 @@ The :class:`~kanmon.queue.GroupQueue` calls :meth:`LaneRunner.run_lane` when the
    a few transactions a second at most (:mod:`kanmon.gateway.recorder`);
 4. ends in **one** transaction (:meth:`~kanmon.store.Store.finish_runs`, shared by lanes ending together): the replies
    not stored yet, the rows, the session, the run and the chat's cursor, by SPEC §9's table
-   (:mod:`kanmon.gateway.outcome`); only then is the container removed.
+   (:mod:`kanmon.gateway.outcome`); only then is the container removed, in the background (:class:`.starter.Removals`).
 
 Runs a previous gated left in flight are reclaimed (:mod:`kanmon.gateway.reclaim`) and end through the same steps 3
 and 4. A runtime that cannot be reached starts nothing: the lane is ``DEFERRED`` and tried again later without using
@@ -46,7 +46,7 @@ from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.session_reset import SessionResets, reset_note
 from kanmon.gateway.spec import RunDefaults, runtime_name
-from kanmon.gateway.starter import RunStarter, Runtimes, Started, release
+from kanmon.gateway.starter import Removals, RunStarter, Runtimes, Started, release
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
@@ -126,6 +126,7 @@ class LaneRunner:
         self.resets = SessionResets(db, flushes, defaults, self._clock, on_stored, hooks)
         #: runtimes that could not be reached, with the reason (cleared when one answers again)
         self.unavailable = self.reclaimer.unavailable
+        self.removals = Removals()  #: finished runs' containers being removed (awaited at shutdown)
 
     # ------------------------------------------------------------------------------------------------ queue hooks
     async def run_lane(self, lane: Lane) -> LaneResult:
@@ -325,7 +326,7 @@ class LaneRunner:
             return LaneResult.DEFERRED
         result = await self._finish(lane, state, run, batch, watched.ending(recorder), watched, recorder, began=began)
         if handle is not None:
-            await release(handle)
+            self.removals.start(handle)  # the outcome is stored: the queue's slot need not wait for the engine
         return result
 
     def _recorder(self) -> ReplyRecorder:

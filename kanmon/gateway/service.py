@@ -48,6 +48,9 @@ __all__ = ["Gateway", "GatewayConfig"]
 
 logger = logging.getLogger(__name__)
 
+# How long a stopping gated waits for finished runs' containers to be removed (the rest: at the next start).
+_REMOVALS_WAIT = 10.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
@@ -347,7 +350,8 @@ class Gateway:
             drain = 0.0 if self.fenced is not None else self.config.drain_timeout
             leftovers = await self.queue.shutdown(drain, force=self.fenced is not None)
             stopping.set()
-            await asyncio.gather(*workers, return_exceptions=True)
+            removed = asyncio.wait_for(self.runner.removals.wait(), _REMOVALS_WAIT)
+            await asyncio.gather(*workers, removed, return_exceptions=True)
             # replies stored during the drain still reach their channels
             try:
                 if self.fenced is None:

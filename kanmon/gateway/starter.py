@@ -10,6 +10,7 @@ missing secret or image) is not an exception: the run goes on without an agent a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from kanmon.gateway.upstreams import CredentialGrants
 from kanmon.logcontext import bound
 from kanmon.store import Group
 
-__all__ = ["RunStarter", "Runtimes", "Started", "release"]
+__all__ = ["Removals", "RunStarter", "Runtimes", "Started", "release"]
 
 logger = logging.getLogger("kanmon.gateway.runner")  # the runner's lines, under the runner's name
 
@@ -117,3 +118,38 @@ async def release(handle: RunHandle) -> None:
     except ContainerError as exc:
         # recorded already; it is removed as a leftover when its runtime answers again or at the next start
         logger.warning("could not remove %s yet: %s", handle.name, exc)
+
+
+class Removals:
+    """Containers of finished runs, removed in the background: the queue's slot goes to the next run at once.
+
+    A run's outcome is stored before its container goes (SPEC §9), as with :func:`release`; only the wait is no longer
+    the lane's. Removing a container took the engine 20–55 ms while others started, and a burst's next wave waited for
+    it (issue 13: a 200-message burst over 20 groups took 1.18 times the floor of plain `docker run`, and 1.09 times
+    after, the means of three interleaved pairs of ``bench/burst.py``).
+    Whatever a stopping gated does not wait for stays an exited container, removed as a leftover at the next start.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        """Removals still in flight."""
+        return len(self._tasks)
+
+    def start(self, handle: RunHandle) -> None:
+        """Remove ``handle``'s container (or run directory) in the background; its log lines keep the run's context."""
+        task = asyncio.create_task(release(handle), name=f"kanmon-remove-{handle.run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def wait(self) -> None:
+        """Until the removals in flight are done (cancelling the wait leaves them running)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # release() takes the runtime's own errors; anything else would otherwise go unseen
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("could not remove a finished run's container: %r", exc, exc_info=exc)
