@@ -125,8 +125,8 @@ class Removals:
 
     A run's outcome is stored before its container goes (SPEC §9), as with :func:`release`; only the wait is no longer
     the lane's. Removing a container took the engine 20–55 ms while others started, and a burst's next wave waited for
-    it (issue 13: a 200-message burst over 20 groups took 1.18 times the floor of plain `docker run`, and 1.09 times
-    after, the means of three interleaved pairs of ``bench/burst.py``).
+    it (issue 13: a 200-message burst over 20 groups took 1.20 times the floor of plain `docker run`, and 1.13 times
+    after: the means of six interleaved pairs of ``bench/burst.py`` on a loaded machine, five of them in its favour).
     Whatever a stopping gated does not wait for stays an exited container, removed as a leftover at the next start.
     """
 
