@@ -1,4 +1,4 @@
-"""Many rows of ``messages`` in one fixed statement on PostgreSQL (issue 13): new rows, and the loop's routes.
+"""Many new rows of ``messages`` in one fixed statement on PostgreSQL (issue 13).
 
 A multi-row ``INSERT … VALUES (…), (…) RETURNING`` (SQLAlchemy's "insertmanyvalues") has a different text for every
 batch size and is longer than psycopg's 4 KiB query cache, so psycopg parsed it afresh for each batch of a run's
@@ -14,10 +14,6 @@ list, which an array parameter would take for a dimension of its own, so it trav
 SQLAlchemy's JSON type encodes it for psycopg (``json.dumps``; ``None`` is JSON ``null``, as in a plain INSERT).
 The arrays are sent in PostgreSQL's binary format (:mod:`kanmon.store.engine`): psycopg's text format escapes every
 element in Python.
-
-A tick's routes (:func:`route_rows`) travel the same way, as one ``UPDATE … FROM unnest(…)``: executed once per row
-(``executemany``, even pipelined), 200 routes took 15 ms and 4.7 ms of gated's CPU; as one statement 6–8 ms and
-0.8–1.3 ms.
 """
 
 from __future__ import annotations
@@ -27,12 +23,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Text, and_, bindparam, cast, func, select, update
+from sqlalchemy import Connection, CursorResult, Text, and_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from kanmon.store.tables import messages
 
-__all__ = ["insert_rows", "route_rows", "stored_keys"]
+__all__ = ["insert_rows", "stored_keys"]
 
 _AS_JSON_TEXT = frozenset({"attachments"})
 
@@ -57,35 +53,6 @@ def _statement(names: tuple[str, ...]) -> Any:
     values = [cast(given.c[name], messages.c[name].type) if name in _AS_JSON_TEXT else given.c[name] for name in names]
     ordered = select(*values).order_by(given.c.ord)
     return messages.insert().from_select(names, ordered).returning(*messages.c)
-
-
-def route_rows(conn: Connection, routes: Sequence[Mapping[str, Any]], *where: Any) -> int:
-    """Set ``routed_folder``, ``routed_topic`` and ``routed_content`` of the rows ``routes`` name (``b_seq``,
-    ``b_folder``, ``b_topic``, ``b_content`` each, as :meth:`kanmon.store.work.WorkStore.record_dispatch` makes them)
-    in one statement; only rows that also meet ``where`` (a fixed tuple of conditions on ``messages``) change.
-    Returns how many did."""
-    arrays = {f"a_{name}": [route[f"b_{name}"] for route in routes] for name in _ROUTED}
-    return int(conn.execute(_route_statement(where), arrays).rowcount)
-
-
-# each route's values by name, and the column whose type its array carries
-_ROUTED = {
-    "seq": messages.c.seq,
-    "folder": messages.c.routed_folder,
-    "topic": messages.c.routed_topic,
-    "content": messages.c.routed_content,
-}
-
-
-@functools.cache
-def _route_statement(where: tuple[Any, ...]) -> Any:
-    arrays = [bindparam(f"a_{name}", type_=ARRAY(column.type)) for name, column in _ROUTED.items()]
-    given = func.unnest(*arrays).table_valued(*_ROUTED).render_derived()
-    return (
-        update(messages)
-        .where(messages.c.seq == given.c.seq, *where)
-        .values(routed_folder=given.c.folder, routed_topic=given.c.topic, routed_content=given.c.content)
-    )
 
 
 def _carried(name: str) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import ARRAY, bindparam, func, select, update
 
 from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
@@ -97,10 +97,8 @@ class WorkStore(StoreBase):
             if outbox:
                 lock_appends(conn)
                 stored = insert_new(conn, outbox, self._stamp(now))
-            if routed and self.dialect == "postgresql":
-                from kanmon.store.pg_append import route_rows  # PostgreSQL's dialect: imported only for it
-
-                route_rows(conn, routed, *_UNDECIDED)  # one statement for all of them
+            if routed and self.dialect == "postgresql":  # every route at once, as arrays
+                conn.execute(_ROUTE_ARRAYS, {f"a_{name}": [route[f"b_{name}"] for route in routed] for name in _ROUTED})
             elif routed:  # one statement, executed for every row (executemany), compiled once
                 conn.execute(_ROUTE, routed)
             for status in ("done", "skipped"):
@@ -175,6 +173,27 @@ _ROUTE = (
     .where(messages.c.seq == bindparam("b_seq"), *_UNDECIDED)
     .values(
         routed_folder=bindparam("b_folder"), routed_topic=bindparam("b_topic"), routed_content=bindparam("b_content")
+    )
+)
+# PostgreSQL: _ROUTE as one UPDATE … FROM unnest(arrays), one array per value (as kanmon.store.pg_append inserts).
+# Executed once per row instead (executemany, even pipelined by psycopg), 200 routes took 15 ms and 4.7 ms of gated's
+# CPU; this way 6–8 ms and 0.8–1.3 ms (issue 13). SQLite keeps executemany: it runs in-process, with no round trips.
+_ROUTED = {
+    "seq": messages.c.seq,
+    "folder": messages.c.routed_folder,
+    "topic": messages.c.routed_topic,
+    "content": messages.c.routed_content,
+}
+_ROUTES_GIVEN = (
+    func.unnest(*(bindparam(f"a_{name}", type_=ARRAY(column.type)) for name, column in _ROUTED.items()))
+    .table_valued(*_ROUTED)
+    .render_derived()
+)
+_ROUTE_ARRAYS = (
+    update(messages)
+    .where(messages.c.seq == _ROUTES_GIVEN.c.seq, *_UNDECIDED)
+    .values(
+        routed_folder=_ROUTES_GIVEN.c.folder, routed_topic=_ROUTES_GIVEN.c.topic, routed_content=_ROUTES_GIVEN.c.content
     )
 )
 _SETTLE_UNDECIDED = (
