@@ -18,6 +18,7 @@ from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_adapter_keys import ADAPTER_KEYS
 from kanmon.gated.config_attachment_keys import ATTACHMENT_KEYS
 from kanmon.gated.config_auth_keys import AUTH_KEYS
+from kanmon.gated.config_delivery_keys import DELIVERY_KEYS
 from kanmon.gated.config_kinds import (
     BOOL,
     FLOAT,
@@ -344,31 +345,8 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE,
         attr="http.openai_timeout",
     ),
-    _key(
-        "delivery.deadline",
-        FLOAT,
-        86400.0,
-        "Seconds an outbound message keeps being retried before 'failed'.",
-        check=_POSITIVE,
-    ),
-    _key(
-        "delivery.retry_base_delay",
-        FLOAT,
-        1.0,
-        "Seconds before the first delivery retry; grows exponentially.",
-        check=_NON_NEGATIVE,
-    ),
-    _key(
-        "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
-    ),
+    *DELIVERY_KEYS,
     *ATTACHMENT_KEYS,
-    _key(
-        "delivery.typing_interval",
-        FLOAT,
-        4.0,
-        "Seconds between POST /typing to an adapter that takes typing while a run works; 0 = never.",
-        check=_NON_NEGATIVE,
-    ),
     _key(
         "daemons",
         URLS,

@@ -100,6 +100,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             timeout=settings.delivery.request_timeout,
             retry_base=settings.delivery.retry_base_delay,
             deadline=settings.delivery.deadline,
+            chats_at_once=settings.delivery.chats_at_once,
             typing_interval=settings.delivery.typing_interval,
         ),
         daemons=dict(settings.daemons),

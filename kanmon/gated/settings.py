@@ -160,6 +160,7 @@ class DeliverySettings:
     deadline: float = _default("delivery.deadline")
     retry_base_delay: float = _default("delivery.retry_base_delay")
     request_timeout: float = _default("delivery.request_timeout")
+    chats_at_once: int = _default("delivery.chats_at_once")
     typing_interval: float = _default("delivery.typing_interval")
 
 

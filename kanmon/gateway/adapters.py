@@ -70,6 +70,7 @@ class AdapterDeliveryConfig:
     quick_tries: int = 3  # requests within one attempt before it counts as failed
     quick_wait: float = 0.2  # first wait between quick tries (exponential with jitter)
     quick_wait_max: float = 2.0
+    chats_at_once: int = 8  # chats of one adapter with a send in flight at once (DeliveryPolicy.chats_at_once)
     typing_interval: float = 4.0  # seconds between /typing pings while a run works (kanmon.gateway.typing); 0: none
 
 

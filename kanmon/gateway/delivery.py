@@ -18,9 +18,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.gateway.channels import Deliverer, StoreReadChannel, exact, overlap, owner
 from kanmon.gateway.errors import GatewayError
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.metrics import GatewayMetrics
@@ -41,46 +42,21 @@ class DeliveryError(GatewayError):
         self.transient = transient
 
 
-class Deliverer(Protocol):
-    """Sends outbound rows of the chats whose JIDs start with one of ``prefixes``.
-
-    A deliverer that also has ``exact = True`` takes its ``prefixes`` as whole JIDs instead (a daemon's outbox
-    ``daemon:hook`` is not ``daemon:hook-2``'s).
-    """
-
-    name: str
-    prefixes: tuple[str, ...]
-
-    async def send(self, message: Message) -> str | None:
-        """Deliver ``message``; return the platform's message id if it gave one; raise DeliveryError if not taken."""
-        ...
-
-
-class StoreReadChannel:
-    """A channel whose readers read the store itself (``web:``, ``local:``): storing the row was the delivery."""
-
-    def __init__(self, name: str, prefixes: Sequence[str]) -> None:
-        self.name = name
-        self.prefixes = tuple(prefixes)
-
-    async def send(self, message: Message) -> str | None:
-        """Nothing to send: the row is where its reader looks."""
-        return None
-
-
 @dataclass(frozen=True, kw_only=True)
 class DeliveryPolicy:
-    """How long a channel's transient failures are retried, and how far apart (SPEC §11).
+    """How long a channel's transient failures are retried, how far apart (SPEC §11), and how many of its chats
+    are sent to at once.
 
     A failed attempt leaves the row ``pending`` until ``retry_base * 2**(attempts-1)`` seconds (plus up to a quarter
     of jitter, at most ``max_backoff``) have passed; once ``deadline`` seconds have passed since the row was stored,
     the next transient failure fails it for good. ``retry_base`` 0 retries on the next pass; ``deadline`` None never
-    gives up.
+    gives up. ``chats_at_once`` chats of one channel have a send in flight at most (never two sends of one chat).
     """
 
     retry_base: float = 0.0
     max_backoff: float = 900.0
     deadline: float | None = None
+    chats_at_once: int = 8
 
     def backoff(self, attempts: int, rng: random.Random) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (growing, jittered from ``rng``, capped)."""
@@ -91,6 +67,9 @@ class DeliveryPolicy:
 
 
 DeliverersSource = Sequence[Deliverer] | Callable[[], Awaitable[Sequence[Deliverer]]]
+ChatKey = tuple[str, str]  # (channel name, chat JID)
+Pass = tuple[int, list[asyncio.Task[int]]]  # a channel pass: rows marked at once, and the chat tasks it started
+_CHAT_BATCH = 100  # rows a chat task reads at a time; one that sent them all looks again
 
 
 class DeliveryWorker:
@@ -98,7 +77,9 @@ class DeliveryWorker:
 
     ``deliverers`` is a fixed list, or an async callable asked for the current list on every pass (channel adapters
     come and go while gated runs). Channels are delivered concurrently, each in a task of its own, so an adapter
-    that hangs or fails does not hold up the others; within a channel, the rows of a chat go out in seq order and a
+    that hangs or fails does not hold up the others. Within a channel, each chat with due rows gets a task of its
+    own too (``policy.chats_at_once`` of them sending at once), so a chat whose send is slow (a big upload, a
+    platform's per-chat rate limit) holds up no other chat; a chat's rows go out one at a time in seq order, and a
     chat whose oldest row is waiting for a retry sends nothing newer meanwhile.
     """
 
@@ -125,9 +106,13 @@ class DeliveryWorker:
         self.policy = policy or DeliveryPolicy()
         self._wake = asyncio.Event()
         self._woken_for: set[str] | None = set()  # chats a wake-up was for; None: look at every channel
-        self._passes: dict[str, asyncio.Task[int]] = {}
+        self._passes: dict[str, asyncio.Task[Pass]] = {}
         self._again: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._sending: dict[ChatKey, asyncio.Task[int]] = {}  # the chats with sends in flight, by (channel, JID)
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per channel: policy.chats_at_once sends in flight at most
+        self._rewake: set[ChatKey] = set()  # chats with more to send once their sends in flight end
+        self._closing = False
         #: True while gated has lost its store lock: nothing is sent (the new holder may be sending the same rows).
         self.fenced = False
 
@@ -159,8 +144,14 @@ class DeliveryWorker:
                 woken = await self._wait(stopping)
                 woken_for, self._woken_for = (self._woken_for if woken else None), set()
         finally:
-            # a pass in flight finishes (its request may already have reached the adapter) before anyone else looks
-            await asyncio.gather(*self._passes.values(), return_exceptions=True)
+            # a send in flight finishes (its request may already have reached the adapter) before anyone else looks;
+            # meanwhile no chat starts another (what is left goes out in the gateway's last deliver_due)
+            self._closing = True
+            try:
+                await asyncio.gather(*self._passes.values(), return_exceptions=True)
+                await asyncio.gather(*self._sending.values(), return_exceptions=True)
+            finally:
+                self._closing = False
 
     async def deliver_due(self) -> int:
         """Send every due pending row once, all channels at once; return how many were sent."""
@@ -169,12 +160,14 @@ class DeliveryWorker:
             *(self._channel_pass(deliverer, deliverers) for deliverer in deliverers), return_exceptions=True
         )
         sent = 0
+        sends: list[asyncio.Task[int]] = []
         for deliverer, result in zip(deliverers, results, strict=True):
             if isinstance(result, BaseException):
                 logger.error("delivery pass of %s failed: %s", deliverer.name, result, exc_info=result)
             else:
-                sent += result
-        return sent
+                sent += result[0]
+                sends += result[1]
+        return sent + sum(await asyncio.gather(*sends))
 
     async def count_backlog(self) -> dict[str, int]:
         """Set ``kanmon_delivery_backlog`` to the pending outbound rows per channel now, and return it.
@@ -188,8 +181,8 @@ class DeliveryWorker:
         deliverers = await self.deliverers()
         backlog = dict.fromkeys((deliverer.name for deliverer in deliverers), 0)
         for jid, rows in pending.items():
-            owner = _owner(jid, None, deliverers)
-            channel = owner.name if owner is not None else "none"
+            taker = owner(jid, None, deliverers)
+            channel = taker.name if taker is not None else "none"
             backlog[channel] = backlog.get(channel, 0) + rows
         self._metrics.set_backlog(backlog)
         return backlog
@@ -221,32 +214,33 @@ class DeliveryWorker:
             self._passes[deliverer.name] = task
             task.add_done_callback(functools.partial(self._pass_done, deliverer.name))
 
-    def _pass_done(self, name: str, task: asyncio.Task[int]) -> None:
+    def _pass_done(self, name: str, task: asyncio.Task[Pass]) -> None:
         if self._passes.get(name) is task:
             del self._passes[name]
         if name in self._again:  # woken while it was busy: what woke us may be for this channel
             self._again.discard(name)
             self._wake.set()
 
-    async def _logged_pass(self, deliverer: Deliverer, deliverers: list[Deliverer]) -> int:
+    async def _logged_pass(self, deliverer: Deliverer, deliverers: list[Deliverer]) -> Pass:
         try:
             with bound(channel=deliverer.name):
                 return await self._channel_pass(deliverer, deliverers)
         except Exception:
             logger.exception("delivery pass of %s failed; retrying", deliverer.name)
-            return 0
+            return 0, []
 
-    async def _channel_pass(self, deliverer: Deliverer, deliverers: Sequence[Deliverer]) -> int:
-        """One pass over ``deliverer``'s due rows (one pass per channel at a time)."""
+    async def _channel_pass(self, deliverer: Deliverer, deliverers: Sequence[Deliverer]) -> Pass:
+        """One pass over ``deliverer``'s due rows (one pass per channel at a time): the rows of a channel that reads
+        the store are marked at once, the chats of one that sends each get a task (the pass returns them)."""
         lock = self._locks.setdefault(deliverer.name, asyncio.Lock())
         async with lock:
             rows: list[Message] = await self._db.retrying(
-                self._store.pending_deliveries, deliverer.prefixes, now=self._clock.now(), exact=_exact(deliverer)
+                self._store.pending_deliveries, deliverer.prefixes, now=self._clock.now(), exact=exact(deliverer)
             )
             rows = await self._owned(deliverer, deliverers, rows)
             if isinstance(deliverer, StoreReadChannel):
-                return await self._reached(deliverer, rows)
-            return await self._send_in_order(deliverer, rows)
+                return await self._reached(deliverer, rows), []
+            return 0, self._start_chats(deliverer, rows)
 
     async def _owned(self, deliverer: Deliverer, deliverers: Sequence[Deliverer], rows: list[Message]) -> list[Message]:
         """The rows that are ``deliverer``'s to send when other channels' prefixes overlap with its own.
@@ -254,34 +248,73 @@ class DeliveryWorker:
         A chat goes to its channel of record (``chats.channel``) when that channel takes its JID, else to the first
         channel whose prefix matches: never to two.
         """
-        rivals = [d for d in deliverers if d is not deliverer and _overlap(d.prefixes, deliverer.prefixes)]
+        rivals = [d for d in deliverers if d is not deliverer and overlap(d.prefixes, deliverer.prefixes)]
         if not rows or not rivals:
             return rows
         chats: dict[str, Chat] = await self._db.retrying(self._store.get_chats, [row.chat_jid for row in rows])
-        return [row for row in rows if _owner(row.chat_jid, chats.get(row.chat_jid), deliverers) is deliverer]
+        return [row for row in rows if owner(row.chat_jid, chats.get(row.chat_jid), deliverers) is deliverer]
 
-    async def _send_in_order(self, deliverer: Deliverer, rows: list[Message]) -> int:
-        """Send rows in seq order; a chat whose oldest pending row is not among them waits (it is backing off).
-
-        The pass ends at the first transient failure: the adapter is likely down, and each further row would wait
-        out the same timeouts. The rows left are due and go first on the next pass.
-        """
-        if not rows:
-            return 0
-        heads: dict[str, int] = await self._db.retrying(
-            self._store.oldest_pending_deliveries, sorted({row.chat_jid for row in rows})
-        )
-        due = {row.seq for row in rows}
-        waiting = {jid for jid, seq in heads.items() if seq not in due}
-        sent = 0
-        for row in rows:
-            if row.chat_jid in waiting:
+    def _start_chats(self, deliverer: Deliverer, rows: list[Message]) -> list[asyncio.Task[int]]:
+        """A task for each chat of ``rows`` with no sends in flight (oldest due row first); a chat that has some is
+        looked at again when they end (a task of its own would overtake them)."""
+        stalled = asyncio.Event()  # set at this pass's first transient failure: the adapter is likely down
+        started: list[asyncio.Task[int]] = []
+        for jid in dict.fromkeys(row.chat_jid for row in rows):
+            key = (deliverer.name, jid)
+            if key in self._sending:
+                self._rewake.add(key)
                 continue
-            outcome = await self._deliver(deliverer, row)
-            if outcome == "pending":
-                break
-            sent += outcome == "sent"
-        return sent
+            task = asyncio.create_task(self._chat_sends(deliverer, jid, stalled), name=f"kanmon-deliver-{jid}")
+            self._sending[key] = task
+            task.add_done_callback(functools.partial(self._chat_done, key))
+            started.append(task)
+        return started
+
+    def _chat_done(self, key: ChatKey, task: asyncio.Task[int]) -> None:
+        if self._sending.get(key) is task:
+            del self._sending[key]
+        if key in self._rewake:  # woken while it was sending, or it sent a whole batch: look again
+            self._rewake.discard(key)
+            self.wake([key[1]])
+
+    async def _chat_sends(self, deliverer: Deliverer, jid: str, stalled: asyncio.Event) -> int:
+        """Send chat ``jid``'s due rows one at a time in seq order, in one of the channel's slots; return how many
+        were sent.
+
+        It reads the chat's rows itself once it has its slot, so a row another task sent meanwhile is never sent
+        again. It stops at a row that is backing off (the rows behind it wait, SPEC §11 order) and at a transient
+        failure, which stalls the pass: its chats still waiting for a slot send nothing this time, since each
+        further row would wait out the same timeouts. The rows left are due and go first on the next pass.
+        """
+        key = (deliverer.name, jid)
+        try:
+            async with self._slots.setdefault(deliverer.name, asyncio.Semaphore(self.policy.chats_at_once)):
+                if stalled.is_set() or self._halted:
+                    return 0
+                rows: list[Message] = await self._db.retrying(self._store.chat_outbox, jid, limit=_CHAT_BATCH)
+                sent = 0
+                for row in rows:
+                    if stalled.is_set() or self._halted or not self._due(row):
+                        return sent
+                    outcome = await self._deliver(deliverer, row)
+                    if outcome == "pending":
+                        stalled.set()
+                        return sent
+                    sent += outcome == "sent"
+                if len(rows) == _CHAT_BATCH:
+                    self._rewake.add(key)
+                return sent
+        except Exception:
+            logger.exception("delivery to %s failed; retrying", jid)
+            return 0
+
+    @property
+    def _halted(self) -> bool:
+        """Nothing more is to be sent now: gated lost its store lock, or :meth:`run` is stopping."""
+        return self.fenced or self._closing
+
+    def _due(self, row: Message) -> bool:
+        return row.deliver_after is None or row.deliver_after <= self._clock.now()
 
     async def _reached(self, channel: StoreReadChannel, rows: list[Message]) -> int:
         """Rows of a channel that reads the store have arrived by being stored: marked sent together."""
@@ -337,28 +370,3 @@ class DeliveryWorker:
         if policy.deadline is not None:  # one last try at the deadline itself
             retry_at = min(retry_at, row.received_at + dt.timedelta(seconds=policy.deadline))
         return "pending", retry_at
-
-
-def _overlap(a: Sequence[str], b: Sequence[str]) -> bool:
-    """Whether a JID could start with a prefix of ``a`` and one of ``b`` (whole JIDs count as prefixes: may overlap)."""
-    return any(x.startswith(y) or y.startswith(x) for x in a for y in b)
-
-
-def _exact(deliverer: Deliverer) -> bool:
-    """Whether ``deliverer``'s prefixes are whole JIDs (see :class:`Deliverer`)."""
-    return getattr(deliverer, "exact", False) is True
-
-
-def _takes(deliverer: Deliverer, jid: str) -> bool:
-    """Whether ``jid`` is among the chats ``deliverer`` sends to."""
-    return jid in deliverer.prefixes if _exact(deliverer) else jid.startswith(deliverer.prefixes)
-
-
-def _owner(jid: str, chat: Chat | None, deliverers: Sequence[Deliverer]) -> Deliverer | None:
-    """The channel that sends to ``jid``: its channel of record if that one takes it, else the first that does."""
-    matching = [d for d in deliverers if _takes(d, jid)]
-    if chat is not None and chat.channel:
-        for deliverer in matching:
-            if deliverer.name == chat.channel:
-                return deliverer
-    return matching[0] if matching else None

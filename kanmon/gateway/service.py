@@ -388,7 +388,7 @@ class Gateway:
 
 
 def _policy(config: AdapterDeliveryConfig) -> DeliveryPolicy:
-    return DeliveryPolicy(retry_base=config.retry_base, deadline=config.deadline)
+    return DeliveryPolicy(retry_base=config.retry_base, deadline=config.deadline, chats_at_once=config.chats_at_once)
 
 
 async def _nowhere(host: str) -> None:

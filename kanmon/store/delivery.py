@@ -55,17 +55,20 @@ class DeliveryStore(StoreBase):
         with self._read() as conn:
             return {str(jid): int(rows) for jid, rows in conn.execute(query)}
 
-    def oldest_pending_deliveries(self, jids: Sequence[str]) -> dict[str, int]:
-        """The seq of each chat's oldest outbound row still ``pending``, due or backing off (chats without: absent)."""
-        if not jids:
-            return {}
+    def chat_outbox(self, jid: str, *, limit: int = 100) -> list[Message]:
+        """Chat ``jid``'s outbound rows still ``pending``, due or backing off, oldest first (at most ``limit``).
+
+        Its deliverer sends from the head while rows are due: a head backing off holds back the rows behind it, so
+        a chat's replies never overtake one another (SPEC §11).
+        """
         query = (
-            select(messages.c.chat_jid, func.min(messages.c.seq))
-            .where(messages.c.delivery_status == "pending", messages.c.chat_jid.in_(sorted(set(jids))))
-            .group_by(messages.c.chat_jid)
+            select(messages)
+            .where(messages.c.chat_jid == jid, messages.c.direction == "out", messages.c.delivery_status == "pending")
+            .order_by(messages.c.seq)
+            .limit(limit)
         )
         with self._read() as conn:
-            return {str(jid): int(seq) for jid, seq in conn.execute(query)}
+            return from_rows(Message, conn.execute(query))
 
     def mark_delivery(
         self,

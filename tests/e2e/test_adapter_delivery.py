@@ -30,7 +30,7 @@ from starlette.types import ASGIApp
 
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.delivery import DeliveryPolicy
-from kanmon.store import Message
+from kanmon.store import Message, Store, upgrade
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import Harness, process_group, running_gateway
 from tests.http_serving import serving
@@ -54,7 +54,8 @@ class FakeAdapter:
     ``status`` other than 200 refuses every request without showing anything (the adapter is down), and so does
     ``refuse`` for the texts it holds (with 503);
     ``show_then_fail`` requests are shown and then answered 500 (it failed after receiving); ``hold`` keeps
-    requests waiting for an answer until it is set (the adapter hangs). ``echo`` puts the credentials it got
+    requests waiting for an answer until it is set (the adapter hangs; only those of chat ``hold_only`` when that
+    is given). ``echo`` puts the credentials it got
     into its refusals (a badly written adapter).
     """
 
@@ -62,6 +63,7 @@ class FakeAdapter:
     status: int = 200
     show_then_fail: int = 0
     hold: asyncio.Event | None = None
+    hold_only: str | None = None
     refuse: set[str] = field(default_factory=set)
     echo: bool = False
     requests: list[Received] = field(default_factory=list)
@@ -77,7 +79,7 @@ class FakeAdapter:
         self.requests.append(
             Received(request.headers.get("authorization", ""), request.headers.get("idempotency-key", ""), body)
         )
-        if self.hold is not None:
+        if self.hold is not None and self.hold_only in (None, body["chat_jid"]):
             await self.hold.wait()
         if self.status != 200 or body["content"] in self.refuse:
             error = {"error": "down", **({"you sent": self.requests[-1].authorization} if self.echo else {})}
@@ -256,6 +258,43 @@ async def test_a_chat_s_replies_go_out_in_order_and_a_stuck_chat_holds_up_no_oth
         tg.refuse.clear()
         await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"] * 2, "both")
         assert tg.shown_texts() == ["echo: elsewhere", "echo: first", "echo: second"]
+
+
+async def test_a_chat_whose_send_hangs_holds_up_no_other_chat_of_the_adapter(tmp_path: Path) -> None:
+    tg = FakeAdapter("tg", hold=asyncio.Event(), hold_only="telegram:1")
+    async with world(tmp_path / "data", tg) as w:
+        await w.register(tg, ["telegram:"])
+        await w.post("tg", id="m-1", chat_jid="telegram:1", content="a big upload")
+        await w.h.wait_for(lambda: len(tg.requests) == 1, "the send that hangs")
+        await w.post("tg", id="m-2", chat_jid="telegram:2", content="one")
+        await w.h.wait_for(lambda: len(tg.shown) == 1, "the other chat's reply")
+        await w.post("tg", id="m-3", chat_jid="telegram:2", content="two")  # after the pass that found the hang
+        await w.h.wait_for(lambda: len(tg.shown) == 2, "the other chat's next reply")
+        assert [r.delivery_status for r in w.reply_rows("telegram:1")] == ["pending"]
+
+        assert tg.hold is not None
+        tg.hold.set()
+        await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"], "the upload")
+        assert tg.shown_texts() == ["echo: one", "echo: two", "echo: a big upload"]
+        assert len(tg.requests) == 3
+
+
+async def test_a_reply_stored_while_gated_drains_still_reaches_the_adapter(tmp_path: Path) -> None:
+    """Stopping, gated lets the run in flight finish (the drain); the reply it stores then goes out before gated
+    exits, in the gateway's last delivery pass (the delivery worker itself has stopped by then)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store.open(f"sqlite:///{data / 'kanmon.db'}")
+    upgrade(store.engine)
+    store.add_group(process_group("corp", env={"ECHO_DELAY": 1.0}))  # the world's echo agent, a second slower
+    store.close()
+    tg = FakeAdapter("tg")
+    async with world(data, tg) as w:
+        await w.register(tg, ["telegram:"])
+        await w.post("tg", id="m-1", chat_jid="telegram:1", content="late")
+        await w.h.wait_for(lambda: bool(w.h.store.runs_in_flight()), "the run to begin")
+        assert tg.shown == {}
+    assert tg.shown_texts() == ["echo: late"]
 
 
 async def test_nothing_is_shown_twice_when_the_adapter_fails_after_receiving(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Each chat's oldest pending outbound row: what keeps a chat's replies in order while one of them backs off."""
+"""A chat's outbox: its pending outbound rows in seq order, due or backing off, which is what keeps a chat's replies
+in order while one of them backs off (its deliverer sends from the head while rows are due)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,24 @@ def out(store: Store, chat: str, text: str) -> int:
     return store.put_message(NewMessage(chat_jid=chat, content=text, direction="out")).message.seq
 
 
-def test_the_oldest_pending_row_of_each_chat_due_or_backing_off(store: Store) -> None:
+def test_a_chats_outbox_is_its_pending_rows_oldest_first_backing_off_or_not(store: Store) -> None:
     first = out(store, "telegram:1", "one")
+    sent = out(store, "telegram:1", "gone")
     second = out(store, "telegram:1", "two")
-    other = out(store, "telegram:2", "elsewhere")
-    sent = out(store, "telegram:3", "gone")
-    store.put_message(NewMessage(chat_jid="telegram:4", content="inbound rows do not count"))
+    out(store, "telegram:10", "another chat whose JID begins with this one's")
+    store.put_message(NewMessage(chat_jid="telegram:1", content="inbound rows do not count"))
     store.mark_delivery(sent, "sent")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     store.mark_delivery(first, "pending", error="503", deliver_after=later)  # backing off: not due, still the head
 
-    jids = ["telegram:1", "telegram:2", "telegram:3", "telegram:4", "telegram:5"]
-    assert store.oldest_pending_deliveries(jids) == {"telegram:1": first, "telegram:2": other}
-    assert [row.seq for row in store.pending_deliveries(["telegram:"], now=dt.datetime.now(dt.UTC))] == [second, other]
+    outbox = store.chat_outbox("telegram:1")
+    assert [row.seq for row in outbox] == [first, second]
+    assert outbox[0].deliver_after == later and outbox[1].deliver_after is None
+    assert [row.seq for row in store.chat_outbox("telegram:1", limit=1)] == [first]
+    assert [row.seq for row in store.pending_deliveries(["telegram:1"], now=dt.datetime.now(dt.UTC), exact=True)] == [
+        second
+    ]
 
     store.mark_delivery(first, "failed", error="gave up")
-    assert store.oldest_pending_deliveries(jids) == {"telegram:1": second, "telegram:2": other}
-    assert store.oldest_pending_deliveries([]) == {}
+    assert [row.seq for row in store.chat_outbox("telegram:1")] == [second]
+    assert store.chat_outbox("telegram:2") == []
