@@ -234,32 +234,35 @@ class DeliveryWorker:
         the store are marked at once, the chats of one that sends each get a task (the pass returns them)."""
         lock = self._locks.setdefault(deliverer.name, asyncio.Lock())
         async with lock:
-            rows: list[Message] = await self._db.retrying(
-                self._store.pending_deliveries, deliverer.prefixes, now=self._clock.now(), exact=exact(deliverer)
-            )
-            rows = await self._owned(deliverer, deliverers, rows)
+            now, whole = self._clock.now(), exact(deliverer)
             if isinstance(deliverer, StoreReadChannel):
-                return await self._reached(deliverer, rows), []
-            return 0, self._start_chats(deliverer, rows)
+                rows: list[Message] = await self._db.retrying(
+                    self._store.pending_deliveries, deliverer.prefixes, now=now, exact=whole
+                )
+                mine = await self._owned(deliverer, deliverers, [row.chat_jid for row in rows])
+                return await self._reached(deliverer, [row for row in rows if row.chat_jid in mine]), []
+            jids: list[str] = await self._db.retrying(self._store.due_chats, deliverer.prefixes, now=now, exact=whole)
+            mine = await self._owned(deliverer, deliverers, jids)
+            return 0, self._start_chats(deliverer, [jid for jid in jids if jid in mine])
 
-    async def _owned(self, deliverer: Deliverer, deliverers: Sequence[Deliverer], rows: list[Message]) -> list[Message]:
-        """The rows that are ``deliverer``'s to send when other channels' prefixes overlap with its own.
+    async def _owned(self, deliverer: Deliverer, deliverers: Sequence[Deliverer], jids: list[str]) -> set[str]:
+        """Those of ``jids`` that are ``deliverer``'s to send to when other channels' prefixes overlap with its own.
 
         A chat goes to its channel of record (``chats.channel``) when that channel takes its JID, else to the first
         channel whose prefix matches: never to two.
         """
         rivals = [d for d in deliverers if d is not deliverer and overlap(d.prefixes, deliverer.prefixes)]
-        if not rows or not rivals:
-            return rows
-        chats: dict[str, Chat] = await self._db.retrying(self._store.get_chats, [row.chat_jid for row in rows])
-        return [row for row in rows if owner(row.chat_jid, chats.get(row.chat_jid), deliverers) is deliverer]
+        if not jids or not rivals:
+            return set(jids)
+        chats: dict[str, Chat] = await self._db.retrying(self._store.get_chats, jids)
+        return {jid for jid in jids if owner(jid, chats.get(jid), deliverers) is deliverer}
 
-    def _start_chats(self, deliverer: Deliverer, rows: list[Message]) -> list[asyncio.Task[int]]:
-        """A task for each chat of ``rows`` with no sends in flight (oldest due row first); a chat that has some is
-        looked at again when they end (a task of its own would overtake them)."""
+    def _start_chats(self, deliverer: Deliverer, jids: list[str]) -> list[asyncio.Task[int]]:
+        """A task for each of ``jids`` with no sends in flight, in their order; a chat that has some is looked at
+        again when they end (a task of its own would overtake them)."""
         stalled = asyncio.Event()  # set at this pass's first transient failure: the adapter is likely down
         started: list[asyncio.Task[int]] = []
-        for jid in dict.fromkeys(row.chat_jid for row in rows):
+        for jid in jids:
             key = (deliverer.name, jid)
             if key in self._sending:
                 self._rewake.add(key)

@@ -26,23 +26,27 @@ class DeliveryStore(StoreBase):
         them), due at ``now``, in seq order."""
         if not prefixes:
             return []
-        chats_matching: ColumnElement[bool]
-        if exact:
-            chats_matching = messages.c.chat_jid.in_(list(prefixes))
-        else:
-            chats_matching = or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes))
+        query = select(messages).where(*_due(prefixes, now, exact)).order_by(messages.c.seq).limit(limit)
+        with self._read() as conn:
+            return from_rows(Message, conn.execute(query))
+
+    def due_chats(
+        self, prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100, exact: bool = False
+    ) -> list[str]:
+        """The chats (JIDs, matched as by :meth:`pending_deliveries`) with an outbound row due at ``now``, the one
+        whose oldest due row is oldest first: what a channel's deliverer looks at, so that a chat with many rows
+        queued does not fill the ``limit`` and hide the others."""
+        if not prefixes:
+            return []
         query = (
-            select(messages)
-            .where(
-                messages.c.delivery_status == "pending",
-                chats_matching,
-                or_(messages.c.deliver_after.is_(None), messages.c.deliver_after <= now),
-            )
-            .order_by(messages.c.seq)
+            select(messages.c.chat_jid)
+            .where(*_due(prefixes, now, exact))
+            .group_by(messages.c.chat_jid)
+            .order_by(func.min(messages.c.seq))
             .limit(limit)
         )
         with self._read() as conn:
-            return from_rows(Message, conn.execute(query))
+            return [str(jid) for jid in conn.execute(query).scalars()]
 
     def pending_by_chat(self) -> dict[str, int]:
         """Outbound rows still ``pending`` (due or backing off), counted by chat JID: one grouped read on the
@@ -107,3 +111,14 @@ class DeliveryStore(StoreBase):
         )
         with self._write(fenced=True) as conn:
             return int(conn.execute(stmt).rowcount)
+
+
+def _due(prefixes: Sequence[str], now: dt.datetime, exact: bool) -> tuple[ColumnElement[bool], ...]:
+    """Outbound rows pending and due at ``now``, of chats whose JID starts with (``exact``: is) one of ``prefixes``."""
+    chats_matching: ColumnElement[bool]
+    if exact:
+        chats_matching = messages.c.chat_jid.in_(list(prefixes))
+    else:
+        chats_matching = or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes))
+    due = or_(messages.c.deliver_after.is_(None), messages.c.deliver_after <= now)
+    return messages.c.delivery_status == "pending", chats_matching, due

@@ -33,3 +33,26 @@ def test_a_chats_outbox_is_its_pending_rows_oldest_first_backing_off_or_not(stor
     store.mark_delivery(first, "failed", error="gave up")
     assert [row.seq for row in store.chat_outbox("telegram:1")] == [second]
     assert store.chat_outbox("telegram:2") == []
+
+
+def test_due_chats_are_the_chats_with_a_due_row_oldest_due_row_first(store: Store) -> None:
+    now = dt.datetime.now(dt.UTC)
+    busy = [out(store, "telegram:busy", f"reply {n}") for n in range(5)]
+    out(store, "telegram:quiet", "one")
+    waiting = out(store, "telegram:waiting", "backing off")
+    out(store, "telegramx:other", "another channel's")
+    out(store, "daemon:hook-2", "a daemon whose name begins another's")
+    out(store, "daemon:hook", "a daemon's")
+    store.mark_delivery(waiting, "pending", error="503", deliver_after=now + dt.timedelta(hours=1))
+    store.mark_delivery(busy[0], "sent")
+
+    assert store.due_chats(["telegram:"], now=now) == ["telegram:busy", "telegram:quiet"]
+    assert store.due_chats(["telegram:"], now=now, limit=1) == ["telegram:busy"]  # one chat, however many rows
+    assert store.due_chats(["telegram:"], now=now + dt.timedelta(hours=2)) == [
+        "telegram:busy",
+        "telegram:quiet",
+        "telegram:waiting",
+    ]
+    assert store.due_chats(["daemon:hook"], now=now, exact=True) == ["daemon:hook"]
+    assert store.due_chats(["daemon:hook"], now=now) == ["daemon:hook-2", "daemon:hook"]
+    assert store.due_chats([], now=now) == []

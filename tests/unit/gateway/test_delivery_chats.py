@@ -176,3 +176,23 @@ async def test_replies_stored_and_woken_for_while_sends_are_in_flight_go_out_onc
     assert len(channel.sent) == 120 and channel.overlaps == 0
     for jid, texts in expected.items():
         assert [text for chat, text in channel.sent if chat == jid] == texts, jid
+
+
+async def test_a_chat_with_more_rows_waiting_than_one_pass_reads_holds_up_no_other_chat(store: Store) -> None:
+    """A pass looks for chats with due rows, not for the first due rows: a chat with hundreds queued behind a hanging
+    send would otherwise fill every pass and starve the channel's other chats."""
+    channel = WatchedChannel(held=("telegram:busy",))
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=GatewayMetrics(), interval=0.05)
+    for n in range(150):
+        reply(store, "telegram:busy", f"reply {n}")
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    await until(lambda: channel.attempts == ["telegram:busy"], "the busy chat's first send, which hangs")
+    reply(store, "telegram:quiet", "hello")
+    worker.wake(["telegram:quiet"])
+    await until(lambda: channel.sent == [("telegram:quiet", "hello")], "the quiet chat's reply")
+    channel.release("telegram:busy")
+    await until(lambda: len(channel.sent) == 151, "the busy chat's replies")
+    stopping.set()
+    await asyncio.wait_for(running, WAIT)
+    assert [text for jid, text in channel.sent if jid == "telegram:busy"] == [f"reply {n}" for n in range(150)]

@@ -156,14 +156,21 @@ async def test_backoff_is_on_the_injected_clock_so_a_clock_standing_still_retrie
 async def test_a_wake_up_for_one_chat_looks_only_at_that_chats_channel(store: Store, metrics: GatewayMetrics) -> None:
     telegram, matrix = FlakyChannel(0), FlakyChannel(0)
     matrix.name, matrix.prefixes = "matrix", ("matrix:",)
-    asked: list[tuple[str, ...]] = []
-    pending = store.pending_deliveries
+    asked: list[tuple[str, ...]] = []  # the channels whose due rows (or chats with due rows) were looked for
+    pending, chats = store.pending_deliveries, store.due_chats
 
     def counting(prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100, exact: bool = False) -> list[Message]:
         asked.append(tuple(prefixes))
         return pending(prefixes, now=now, limit=limit, exact=exact)
 
+    def counting_chats(
+        prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100, exact: bool = False
+    ) -> list[str]:
+        asked.append(tuple(prefixes))
+        return chats(prefixes, now=now, limit=limit, exact=exact)
+
     store.pending_deliveries = counting  # type: ignore[method-assign]
+    store.due_chats = counting_chats  # type: ignore[method-assign]
     worker = DeliveryWorker(AsyncStore(store), [telegram, matrix], metrics=metrics, interval=3600.0)
     stopping = asyncio.Event()
     running = asyncio.create_task(worker.run(stopping))
