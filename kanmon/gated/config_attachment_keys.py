@@ -5,9 +5,8 @@ fetched (:class:`kanmon.gateway.fetch.FetchPolicy`). :mod:`kanmon.gated.config_k
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
-from kanmon.gated.config_kinds import FLOAT, INT, NAMES, SIZE, Check, Key, Kind, above, at_least
+from kanmon.gated.config_kinds import FLOAT, INT, NAMES, SIZE, Check, Key, above, at_least, key
 
 __all__ = ["ATTACHMENT_KEYS"]
 
@@ -23,33 +22,29 @@ def _is_network(text: str) -> bool:
     return True
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
-
-
 ATTACHMENT_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "attachments.max_bytes",
         SIZE,
         10 << 20,
         "Largest file a message may bring: fetched from its url, sent as data, or uploaded in the web chat.",
         check=_POSITIVE_INT,
     ),
-    _key(
+    key(
         "attachments.fetch_timeout",
         FLOAT,
         30.0,
         "Seconds one try to fetch an attachment's url may take.",
         check=_POSITIVE,
     ),
-    _key(
+    key(
         "attachments.fetch_attempts",
         INT,
         3,
         "Tries to fetch an attachment before its note says why not.",
         check=_POSITIVE_INT,
     ),
-    _key(
+    key(
         "attachments.allow_private",
         NAMES,
         (),

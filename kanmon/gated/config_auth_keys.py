@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
-from kanmon.gated.config_kinds import BOOL, FLOAT, INT, URLS, Key, Kind, above, at_least, choice
+from kanmon.gated.config_kinds import BOOL, FLOAT, INT, URLS, Key, Kind, above, at_least, choice, key
 
 __all__ = ["AUTH_KEYS"]
 
 _MODES = ("open", "allowlist")
-
-
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
 
 
 def _parse_modes(raw: object) -> Mapping[str, str]:
@@ -35,33 +30,33 @@ _PLATFORM_MODES = Kind(
 )
 
 AUTH_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "auth.mode",
         choice(*_MODES),
         "open",
         "Who may talk to agents via channel adapters: open (everyone) or allowlist (gated allow add).",
     ),
-    _key(
+    key(
         "auth.platforms",
         _PLATFORM_MODES,
         MappingProxyType({}),
         "auth.mode per platform (the JID prefix), e.g. telegram=allowlist,matrix=open.",
     ),
-    _key(
+    key(
         "auth.pairing",
         BOOL,
         True,
         "Under allowlist, a stranger in a direct chat gets a pairing code (gated pairing approve CODE).",
     ),
-    _key("auth.pairing_ttl", FLOAT, 3600.0, "Seconds a pairing code stays valid.", check=above(0)),
-    _key(
+    key("auth.pairing_ttl", FLOAT, 3600.0, "Seconds a pairing code stays valid.", check=above(0)),
+    key(
         "auth.pairing_window",
         FLOAT,
         600.0,
         "Seconds before a sender who got a code (now expired) may get another.",
         check=above(0),
     ),
-    _key(
+    key(
         "auth.pairing_max_pending",
         INT,
         3,

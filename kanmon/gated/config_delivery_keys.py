@@ -5,9 +5,7 @@ request to an adapter may take, how many chats of one adapter are sent to at onc
 
 from __future__ import annotations
 
-from typing import Any
-
-from kanmon.gated.config_kinds import FLOAT, INT, Key, Kind, above, at_least
+from kanmon.gated.config_kinds import FLOAT, INT, Key, above, at_least, key
 
 __all__ = ["DELIVERY_KEYS"]
 
@@ -16,36 +14,30 @@ _POSITIVE_INT = at_least(1)
 _NON_NEGATIVE = at_least(0, "a number")
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
-
-
 DELIVERY_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "delivery.deadline",
         FLOAT,
         86400.0,
         "Seconds an outbound message keeps being retried before 'failed'.",
         check=_POSITIVE,
     ),
-    _key(
+    key(
         "delivery.retry_base_delay",
         FLOAT,
         1.0,
         "Seconds before the first delivery retry; grows exponentially.",
         check=_NON_NEGATIVE,
     ),
-    _key(
-        "delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE
-    ),
-    _key(
+    key("delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE),
+    key(
         "delivery.chats_at_once",
         INT,
         8,
         "Chats of one adapter sent to at once (each chat's replies still go one at a time, in order).",
         check=_POSITIVE_INT,
     ),
-    _key(
+    key(
         "delivery.typing_interval",
         FLOAT,
         4.0,

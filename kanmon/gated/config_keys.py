@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlsplit
 
 from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
@@ -33,13 +32,13 @@ from kanmon.gated.config_kinds import (
     URLS,
     Check,
     Key,
-    Kind,
     Problem,
     above,
     at_least,
     choice,
     is_listen,
     is_non_root_user,
+    key,
     pattern,
 )
 from kanmon.gated.config_media_keys import MEDIA_KEYS
@@ -88,70 +87,65 @@ def _store_url_ok(url: str) -> bool:
     return True
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    attr = extra.pop("attr", name)
-    return Key(name=name, attr=attr, kind=kind, default=default, doc=doc, **extra)
-
-
 KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "data_dir",
         PATH,
         Path("kanmon-data"),
         "Where the store, group folders and runs live (--data-dir).",
         in_file=False,
     ),
-    _key(
+    key(
         "instance",
         STR,
         "",
         "Name on containers and locks; empty = 'k' + 8 hex of sha256(absolute data_dir).",
         check=pattern("lowercase letters, digits and '-' (at most 32), or empty", r"([a-z0-9][a-z0-9-]{0,31})?"),
     ),
-    _key(
+    key(
         "host_data_dir",
         STR,
         "",
         "The data dir as the Docker host sees it, when gated itself runs in a container.",
         check=pattern("an absolute path, or empty", r"(/.*)?"),
     ),
-    _key(
+    key(
         "assistant_name",
         STR,
         "kanmon",
         "The assistant's name handed to agents (assistantName, SPEC §9).",
         check=pattern("a non-empty name", r".+"),
     ),
-    _key(
+    key(
         "store.url",
         URL,
         "",
         "Database URL; empty = sqlite:///<data_dir>/kanmon.db (or postgresql+psycopg://…).",
         check=Check(f"a URL like {SUPPORTED_URLS}, or empty", lambda url: _store_url_ok(url)),
     ),
-    _key(
+    key(
         "store.busy_timeout_ms",
         INT,
         30000,
         "How long an SQLite writer waits for the lock, in milliseconds.",
         check=_NON_NEGATIVE_INT,
     ),
-    _key("store.pool_size", INT, 5, "Database connections kept in the pool.", check=_POSITIVE_INT),
-    _key(
+    key("store.pool_size", INT, 5, "Database connections kept in the pool.", check=_POSITIVE_INT),
+    key(
         "store.min_free_space",
         SIZE,
         64 << 20,
         "Below this much free disk beside an SQLite store, /readyz says not ready (0 = never).",
         attr="store.min_free_bytes",
     ),
-    _key(
+    key(
         "store.lock_check_interval",
         FLOAT,
         1.0,
         "Seconds between checks that gated still holds its store lock; also a standby's retry interval.",
         check=_POSITIVE,
     ),
-    _key(
+    key(
         "poll_interval",
         FLOAT,
         2.0,
@@ -159,7 +153,7 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE,
         attr="gateway.poll_interval",
     ),
-    _key(
+    key(
         "poll_batch",
         INT,
         200,
@@ -167,7 +161,7 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE_INT,
         attr="gateway.poll_batch",
     ),
-    _key(
+    key(
         "drain_timeout",
         FLOAT,
         30.0,
@@ -175,7 +169,7 @@ KEYS: tuple[Key, ...] = (
         check=_NON_NEGATIVE,
         attr="gateway.drain_timeout",
     ),
-    _key(
+    key(
         "session_idle_expiry",
         FLOAT,
         0.0,
@@ -184,14 +178,14 @@ KEYS: tuple[Key, ...] = (
         attr="gateway.session_idle_expiry",
     ),
     *SESSION_KEYS,
-    _key(
+    key(
         "onboarding.enabled",
         BOOL,
         False,
         "Put chats with no owner on a pending list for /approve (SPEC §11).",
         attr="gateway.onboarding",
     ),
-    _key(
+    key(
         "max_concurrent",
         INT,
         5,
@@ -199,7 +193,7 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE_INT,
         attr="queue.max_concurrent",
     ),
-    _key(
+    key(
         "max_attempts",
         INT,
         3,
@@ -207,7 +201,7 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE_INT,
         attr="queue.max_attempts",
     ),
-    _key(
+    key(
         "retry_base_delay",
         FLOAT,
         5.0,
@@ -215,21 +209,21 @@ KEYS: tuple[Key, ...] = (
         check=_NON_NEGATIVE,
         attr="queue.retry_base_delay",
     ),
-    _key(
+    key(
         "impulse.threshold",
         INT,
         100,
         "Accumulated verb weight at which held messages fire (SPEC §7).",
         check=_POSITIVE_INT,
     ),
-    _key(
+    key(
         "impulse.max_hold_ms",
         INT,
         300000,
         "Longest a held message waits, counted from the first one held.",
         check=_NON_NEGATIVE_INT,
     ),
-    _key(
+    key(
         "idle_timeout",
         FLOAT,
         1800.0,
@@ -237,7 +231,7 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE,
         attr="runtime.idle_timeout",
     ),
-    _key(
+    key(
         "timeout",
         FLOAT,
         3600.0,
@@ -245,7 +239,7 @@ KEYS: tuple[Key, ...] = (
         check=_POSITIVE,
         attr="runtime.timeout",
     ),
-    _key(
+    key(
         "stop_grace",
         FLOAT,
         10.0,
@@ -253,8 +247,8 @@ KEYS: tuple[Key, ...] = (
         check=_NON_NEGATIVE,
         attr="runtime.stop_grace",
     ),
-    _key("runtime.default", choice("docker", "process"), "docker", "Runtime of groups that do not name one."),
-    _key(
+    key("runtime.default", choice("docker", "process"), "docker", "Runtime of groups that do not name one."),
+    key(
         "runtime.output_cap",
         SIZE,
         10 << 20,
@@ -262,41 +256,41 @@ KEYS: tuple[Key, ...] = (
         check=at_least(1 << 10, "a size like 512k or 10m, at least 1k"),
         attr="runtime.output_cap_bytes",
     ),
-    _key(
+    key(
         "runtime.max_replies",
         INT,
         500,
         "Replies one run may send; the run is stopped when it reaches this many.",
         check=at_least(1, "an integer, at least 1"),
     ),
-    _key(
+    key(
         "runtime.mount_allowlist",
         MOUNT_ROOTS,
         (),
         "Host roots groups may mount (--mount), read-only; PATH:rw lets them mount it writable.",
     ),
-    _key(
+    key(
         "runtime.reasoning_tags",
         NAMES,
         REASONING_TAGS,
         "Tags whose sections (hidden reasoning) never reach a chat (SPEC §9).",
         check=Check("tag names like think,reasoning", lambda names: all(map(is_reasoning_tag, names))),
     ),
-    _key(
+    key(
         "runtime.docker.image",
         STR,
         "kanmon-agent:latest",
         "Agent image of groups that do not name one.",
         check=pattern("an image reference like kanmon-agent:latest", r"\S+"),
     ),
-    _key(
+    key(
         "runtime.docker.network",
         STR,
         "none",
         "Docker network of groups that do not name one.",
         check=pattern("a network name like none or bridge", r"\S+"),
     ),
-    _key(
+    key(
         "runtime.docker.memory",
         SIZE,
         1 << 30,
@@ -304,40 +298,40 @@ KEYS: tuple[Key, ...] = (
         check=at_least(_MIN_MEMORY, "a size like 512m or 1g, at least 6m"),
         attr="runtime.docker.memory_bytes",
     ),
-    _key("runtime.docker.cpus", FLOAT, 1.0, "CPUs per agent container.", check=_POSITIVE),
-    _key("runtime.docker.pids_limit", INT, 256, "Most processes inside one agent container.", check=_POSITIVE_INT),
-    _key(
+    key("runtime.docker.cpus", FLOAT, 1.0, "CPUs per agent container.", check=_POSITIVE),
+    key("runtime.docker.pids_limit", INT, 256, "Most processes inside one agent container.", check=_POSITIVE_INT),
+    key(
         "runtime.docker.user",
         STR,
         "1000:1000",
         "User (uid[:gid]) agents run as, owner of their group folders; not root.",
         check=Check("a non-root user like 1000:1000", is_non_root_user),
     ),
-    _key(
+    key(
         "http.listen",
         STR,
         "127.0.0.1:8080",
         "Address of the HTTP surface: adapters, web chat, /metrics.",
         check=Check("host:port like 127.0.0.1:8080", is_listen),
     ),
-    _key(
+    key(
         "http.max_body_bytes", INT, 1 << 20, "Largest request body accepted; bigger ones get 413.", check=_POSITIVE_INT
     ),
-    _key(
+    key(
         "http.channel_secret",
         STR,
         "",
         "Shared secret adapters present to register (SPEC §11); empty = closed.",
         secret=True,
     ),
-    _key(
+    key(
         "http.trusted_sender_header",
         STR,
         "",
         "Header a trusted proxy sets to the web sender's id; empty = none.",
         check=pattern("an HTTP header name like X-Remote-User, or empty", r"[A-Za-z0-9-]*"),
     ),
-    _key(
+    key(
         "openai.timeout",
         FLOAT,
         300.0,
@@ -347,7 +341,7 @@ KEYS: tuple[Key, ...] = (
     ),
     *DELIVERY_KEYS,
     *ATTACHMENT_KEYS,
-    _key(
+    key(
         "daemons",
         URLS,
         MappingProxyType({}),
@@ -357,7 +351,7 @@ KEYS: tuple[Key, ...] = (
     *MEDIA_KEYS,
     *PROXY_KEYS,
     *AUTH_KEYS,
-    _key(
+    key(
         "secrets",
         SECRETS,
         MappingProxyType({}),

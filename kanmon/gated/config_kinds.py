@@ -42,6 +42,7 @@ __all__ = [
     "format_size",
     "is_listen",
     "is_non_root_user",
+    "key",
     "parse_size",
     "pattern",
 ]
@@ -119,6 +120,12 @@ class Key:
         if self.kind.textual and isinstance(raw, int | float):
             return f"the number {shown} (quote it in YAML)"
         return shown
+
+
+def key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
+    """A :class:`Key` that lands in ``Settings`` under its own dotted name unless ``attr=`` says where."""
+    attr = extra.pop("attr", name)
+    return Key(name=name, attr=attr, kind=kind, default=default, doc=doc, **extra)
 
 
 # --- kinds -----------------------------------------------------------------------------------------------------

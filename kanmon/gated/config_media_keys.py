@@ -5,40 +5,34 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from kanmon.gated.config_kinds import FLOAT, SIZE, STR, Key, Kind, above, at_least, pattern
+from kanmon.gated.config_kinds import FLOAT, SIZE, STR, Key, above, at_least, key, pattern
 
 __all__ = ["MEDIA_KEYS"]
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
-
-
 MEDIA_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "media.max_bytes",
         SIZE,
         20 << 20,
         "Largest file an agent may send (its output's attachments); bigger ones are refused.",
         check=at_least(1, "a size like 512k or 20m"),
     ),
-    _key(
+    key(
         "media.inline_bytes",
         SIZE,
         256 << 10,
         "Files up to this size also go to adapters inline, base64 in /send's data (0 = never).",
         check=at_least(0, "a size like 256k, or 0"),
     ),
-    _key(
+    key(
         "media.url_ttl",
         FLOAT,
         900.0,
         "Seconds a signed download link sent to an adapter stays valid.",
         check=above(0),
     ),
-    _key(
+    key(
         "media.public_url",
         STR,
         "",

@@ -5,30 +5,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from kanmon.gated.config_kinds import BOOL, INT, Key, Kind, at_least, choice
+from kanmon.gated.config_kinds import BOOL, INT, Key, at_least, choice, key
 from kanmon.gateway.metrics import MAX_FOLDER_LABELS
 
 __all__ = ["OBSERVE_KEYS"]
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
-
-
 OBSERVE_KEYS: tuple[Key, ...] = (
-    _key(
-        "log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."
-    ),
-    _key("log.format", choice("text", "json"), "text", "Log line format."),
-    _key(
+    key("log.level", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO", "Least severe level logged."),
+    key("log.format", choice("text", "json"), "text", "Log line format."),
+    key(
         "log.access",
         BOOL,
         False,
         "Log every HTTP request (uvicorn's access log, tokens redacted) at INFO; it is on at DEBUG anyway.",
     ),
-    _key(
+    key(
         "metrics.max_folders",
         INT,
         MAX_FOLDER_LABELS,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kanmon.gated.config_kinds import BOOL, FLOAT, NAMES, STR, Key, Kind, above, pattern
+from kanmon.gated.config_kinds import BOOL, FLOAT, NAMES, STR, Key, Kind, above, key, pattern
 
 __all__ = ["HOOK_KEYS", "PRIVACY_KEYS", "privacy_problem"]
 
@@ -33,36 +33,32 @@ def _parse_modules(raw: object) -> tuple[str, ...]:
 _MODULES = Kind("module names like my_hooks.audit (a YAML list, or comma-separated)", _parse_modules, show=",".join)
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
-
-
 PRIVACY_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "privacy.redact",
         NAMES,
         (),
         "Platforms (JID prefixes) whose user and chat ids agents see only as salted hashes: telegram,matrix.",
     ),
-    _key(
+    key(
         "privacy.salt",
         STR,
         "",
         "The secret (secrets: section) that salts those hashes: 16 characters at least; keep it stable.",
         check=pattern("a secret name like PII_SALT, or empty", r"([A-Za-z_][A-Za-z0-9_]{0,127})?"),
     ),
-    _key("privacy.redact_names", BOOL, False, "Replace display names by the sender's hash too (privacy.redact)."),
+    key("privacy.redact_names", BOOL, False, "Replace display names by the sender's hash too (privacy.redact)."),
 )
 
 HOOK_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "hooks.modules",
         _MODULES,
         (),
         "Modules of trusted local hook plugins to import, besides kanmon.hooks entry points.",
     ),
-    _key("hooks.entry_points", BOOL, True, "Load the hook plugins installed packages declare (kanmon.hooks)."),
-    _key(
+    key("hooks.entry_points", BOOL, True, "Load the hook plugins installed packages declare (kanmon.hooks)."),
+    key(
         "hooks.timeout",
         FLOAT,
         2.0,

@@ -9,16 +9,11 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
-from kanmon.gated.config_kinds import INT, STR, Check, Key, Kind, Problem
+from kanmon.gated.config_kinds import INT, STR, Check, Key, Kind, Problem, key
 from kanmon.gateway.upstreams import Upstream, parse_upstreams
 
 __all__ = ["PROXY_KEYS"]
-
-
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
 
 
 def _parse(raw: object) -> Mapping[str, Upstream]:
@@ -54,20 +49,20 @@ UPSTREAMS = Kind(
 )
 
 PROXY_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "credential_proxy.upstreams",
         UPSTREAMS,
         MappingProxyType({}),
         "APIs agents reach through gated, which adds their keys (anthropic, openai preset; empty: no proxy).",
     ),
-    _key(
+    key(
         "credential_proxy.port",
         INT,
         8091,
         "Port of the credential proxy, on each address agents reach (loopback, a Docker network's gateway).",
         check=Check("a port 1-65535", lambda value: 0 < value < 65536),
     ),
-    _key(
+    key(
         "credential_proxy.agent_host",
         STR,
         "",

@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kanmon.errors import InvalidInput
-from kanmon.gated.config_kinds import FLOAT, INT, STR, Check, Key, Kind, above, at_least
+from kanmon.gated.config_kinds import FLOAT, INT, STR, Check, Key, above, at_least, key
 from kanmon.gateway.schedule import parse_zone
 
 __all__ = ["SCHEDULER_KEYS"]
@@ -22,33 +20,29 @@ def _zone_ok(name: str) -> bool:
     return True
 
 
-def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:
-    return Key(name=name, attr=name, kind=kind, default=default, doc=doc, **extra)
-
-
 SCHEDULER_KEYS: tuple[Key, ...] = (
-    _key(
+    key(
         "scheduler.timezone",
         STR,
         "UTC",
         "IANA zone of task times without --tz, and of the days of groups without --timezone (budgets).",
         check=Check("an IANA time zone like UTC or Europe/Berlin", _zone_ok),
     ),
-    _key(
+    key(
         "scheduler.interval",
         FLOAT,
         1.0,
         "Seconds between looks at the tasks: the most a task added by another process fires late.",
         check=above(0),
     ),
-    _key(
+    key(
         "scheduler.grace",
         FLOAT,
         60.0,
         "Seconds after which an occurrence not fired counts as missed (its task's --missed policy applies).",
         check=at_least(0, "a number"),
     ),
-    _key(
+    key(
         "scheduler.catch_up",
         INT,
         10,
