@@ -196,3 +196,51 @@ async def test_a_chat_with_more_rows_waiting_than_one_pass_reads_holds_up_no_oth
     stopping.set()
     await asyncio.wait_for(running, WAIT)
     assert [text for jid, text in channel.sent if jid == "telegram:busy"] == [f"reply {n}" for n in range(150)]
+
+
+async def test_a_worker_fenced_while_a_send_is_in_flight_sends_no_further_row(store: Store) -> None:
+    """gated lost its store lock: the new holder may be sending the same rows."""
+    channel = WatchedChannel(held=("telegram:1",))
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=GatewayMetrics())
+    for text in ("first", "second"):
+        reply(store, "telegram:1", text)
+    delivering = asyncio.create_task(worker.deliver_due())
+    await until(lambda: channel.attempts == ["telegram:1"], "the first send")
+    worker.fenced = True
+    channel.release("telegram:1")
+    assert await asyncio.wait_for(delivering, WAIT) == 1
+    assert channel.sent == [("telegram:1", "first")]
+    assert [row.delivery_status for row in store.new_messages(0)] == ["sent", "pending"]
+
+
+async def test_stopping_waits_for_the_send_in_flight_and_leaves_the_rest_to_the_last_pass(store: Store) -> None:
+    channel = WatchedChannel(held=("telegram:1",))
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=GatewayMetrics(), interval=3600.0)
+    for text in ("first", "second"):
+        reply(store, "telegram:1", text)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    await until(lambda: channel.attempts == ["telegram:1"], "the first send")
+    stopping.set()
+    await asyncio.sleep(0.1)
+    assert not running.done()  # its request may already have reached the adapter: it is seen through
+    channel.release("telegram:1")
+    await asyncio.wait_for(running, WAIT)
+    assert channel.sent == [("telegram:1", "first")]  # and no further row was started
+    assert await worker.deliver_due() == 1  # the gateway's last pass, after the drain
+    assert channel.sent == [("telegram:1", "first"), ("telegram:1", "second")]
+
+
+async def test_a_chat_with_more_rows_than_one_read_takes_sends_them_all_without_waiting_for_a_periodic_pass(
+    store: Store,
+) -> None:
+    channel = WatchedChannel()
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=GatewayMetrics(), interval=3600.0)
+    for n in range(150):  # a chat's task reads 100 rows at a time
+        reply(store, "telegram:1", f"reply {n}")
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    await until(lambda: len(channel.sent) == 150, "all 150 replies")
+    stopping.set()
+    await asyncio.wait_for(running, WAIT)
+    assert [text for _, text in channel.sent] == [f"reply {n}" for n in range(150)]
