@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from kanmon.serving import EmbeddedServer
+from kanmon.serving import EmbeddedServer, tcp_listener
 
 __all__ = ["serving"]
 
@@ -18,7 +18,7 @@ __all__ = ["serving"]
 async def serving(app: ASGIApp) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in this event loop; yield its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
-    sock = config.bind_socket()
+    sock = tcp_listener("127.0.0.1", 0, backlog=128)  # not Config.bind_socket: see tcp_listener
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kanmon.serving import EmbeddedServer
+from kanmon.serving import EmbeddedServer, tcp_listener
 
 TOKEN = "123456:TEST-token-for-the-fake-bot-api"
 BOT = {
@@ -397,7 +397,7 @@ def running_fake() -> Iterator[FakeBotApi]:
     """A fake Bot API on 127.0.0.1 (a free port) in a thread; ``fake.url`` is its base URL (telegram.api_url)."""
     fake = FakeBotApi()
     config = uvicorn.Config(fake.app(), host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
-    sock = config.bind_socket()
+    sock = tcp_listener("127.0.0.1", 0, backlog=128)  # not Config.bind_socket: see tcp_listener
     server = EmbeddedServer(config)
     ready = threading.Event()
 

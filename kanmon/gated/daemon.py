@@ -39,7 +39,7 @@ from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.gateway.session_policy import mode_of
 from kanmon.gateway.upstreams import ProxyConfig
 from kanmon.queue import RetryPolicy
-from kanmon.serving import EmbeddedServer
+from kanmon.serving import EmbeddedServer, tcp_listener
 from kanmon.stopping import unless_stopped
 from kanmon.store import Store
 from kanmon.store.lock import StoreLock
@@ -191,14 +191,9 @@ def listen(address: str) -> socket.socket:
     """
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, int(port)))
-        sock.listen(_BACKLOG)
+        sock = tcp_listener(host, int(port), backlog=_BACKLOG)
     except (OSError, OverflowError, ValueError) as exc:
-        sock.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise InvalidInput(f"cannot listen on {address}: {reason[:1].lower()}{reason[1:]}") from None
     sock.set_inheritable(True)

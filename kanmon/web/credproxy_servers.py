@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 from kanmon.container import InvalidRunSpec
 from kanmon.container.agent_secrets import SecretSource, read_secrets
 from kanmon.gateway import Gateway
-from kanmon.serving import EmbeddedServer
+from kanmon.serving import EmbeddedServer, tcp_listener
 from kanmon.web.credproxy import CredentialProxy, upstream_client
 
 __all__ = ["ProxyServers", "serving_proxy"]
@@ -51,15 +51,9 @@ class ProxyServers:
                 address = ipaddress.ip_address(host)
             except ValueError:
                 raise InvalidRunSpec(f"the credential proxy listens on IP addresses, not {host!r}") from None
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, self._port))
-                sock.listen(128)
-                sock.setblocking(False)
+                sock = tcp_listener(str(address), self._port, backlog=128)
             except OSError as exc:
-                sock.close()
                 raise InvalidRunSpec(f"the credential proxy cannot listen on {host}:{self._port}: {exc}") from None
             # not access_log=False: uvicorn would switch off the one process-wide access logger, gated's own too;
             # the proxy's request lines follow log.access like every other (off unless asked for)

@@ -16,6 +16,7 @@ import httpx
 
 from kanmon.adapters.telegram.adapter import TelegramAdapter, TelegramConfig
 from kanmon.gateway.adapters import AdapterDeliveryConfig
+from kanmon.serving import tcp_listener
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import Harness, process_group, running_gateway
 from tests.http_serving import serving
@@ -25,11 +26,7 @@ SECRET = "channel-secret-for-telegram-tests"
 
 
 def bound() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    return sock
+    return tcp_listener("127.0.0.1", 0, backlog=64)
 
 
 @dataclass

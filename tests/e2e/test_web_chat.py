@@ -35,7 +35,7 @@ from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.runner import DEAD_LETTER_TEXT
 from kanmon.gateway.typing import TypingSignal
 from kanmon.queue import RetryPolicy
-from kanmon.serving import EmbeddedServer
+from kanmon.serving import EmbeddedServer, tcp_listener
 from kanmon.store import Message, NewMessage, Store, upgrade
 from kanmon.store.aio import AsyncStore
 from kanmon.web import WebConfig, create_app, webchat
@@ -59,7 +59,7 @@ def anon(ip: str) -> str:
 async def serve_http(app: FastAPI) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 (a free port) in this event loop; yields the base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", timeout_graceful_shutdown=5)
-    sock = config.bind_socket()
+    sock = tcp_listener("127.0.0.1", 0, backlog=128)  # not Config.bind_socket: see tcp_listener
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -35,7 +35,7 @@ from kanmon.adapters.matrix.outbound import Sender
 from kanmon.adapters.matrix.server import create_app
 from kanmon.adapters.matrix.state import AdapterState
 from kanmon.errors import InvalidInput
-from kanmon.serving import EmbeddedServer
+from kanmon.serving import EmbeddedServer, tcp_listener
 from kanmon.stopping import unless_stopped
 
 __all__ = ["LoginFailed", "bind", "serve"]
@@ -51,14 +51,9 @@ class LoginFailed(AdapterError):
 
 def bind(config: MatrixConfig) -> socket.socket:
     """The listening socket of ``/send``; raises :class:`InvalidInput` when the address cannot be had."""
-    family = socket.AF_INET6 if ":" in config.listen_host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.listen_host, config.listen_port))
-        sock.listen(2048)
+        sock = tcp_listener(config.listen_host, config.listen_port, backlog=2048)
     except OSError as exc:
-        sock.close()
         raise InvalidInput(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror}") from None
     sock.setblocking(False)
     return sock
