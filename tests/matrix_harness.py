@@ -213,8 +213,20 @@ class Stack:
         store.add_route(seq=1, match="platform=matrix", target="echo")
         store.close()
 
-    def start_gated(self) -> None:
+    def start(self) -> None:
+        """Start gated and the adapter side by side (the adapter retries gated until it answers); wait for both."""
+        self.start_gated(wait=False)
+        self.start_adapter(wait=False)
+        self.wait_gated()
+        self.wait_adapter_synced()
+
+    def start_gated(self, *, wait: bool = True) -> None:
         self.gated = Gated(self.data_dir, self.data_dir / "gated.log", args=[], env=self.env).start()
+        if wait:
+            self.wait_gated()
+
+    def wait_gated(self) -> None:
+        assert self.gated is not None
         deadline = time.monotonic() + 30
         while True:
             try:

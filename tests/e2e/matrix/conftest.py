@@ -39,8 +39,7 @@ def stack(tmp_path: Path, synapse: Homeserver, alice: Human) -> Iterator[Stack]:
     """gated and the adapter running, configured by kanmon.yaml; only alice may invite the bot."""
     stack = Stack(tmp_path / "data", synapse, synapse.register("bot"), inviters=[alice.user_id])
     stack.configure()
-    stack.start_gated()
-    stack.start_adapter()
+    stack.start()
     try:
         yield stack
     finally:

@@ -52,14 +52,14 @@ async def test_gated_down_holds_the_sync_token_until_it_has_stored_what_came_bef
     room = await room_with_bot(alice, stack)
     bot = stack.bot.user_id
     assert stack.gated is not None
+    logged_before = len(stack.adapter_logged())  # the adapter may have waited for gated at its start as well
     stack.gated.stop()
     for i in range(3):
         await alice.send(room, f"while gated is down {i}")
     await asyncio.sleep(3)  # the adapter has synced them and keeps retrying gated
-    assert "gated not reachable" in stack.adapter_logged()
+    assert "gated not reachable" in stack.adapter_logged()[logged_before:]
     stack.kill_adapter()  # and dies before gated came back: the token must not have moved past them
-    stack.start_gated()
-    stack.start_adapter()
+    stack.start()
     expected = collections.Counter(f"echo: while gated is down {i}" for i in range(3))
     await alice.wait(lambda: answers(alice, room, bot) >= expected, "the answers after the outage", timeout=90)
     await asyncio.sleep(2)

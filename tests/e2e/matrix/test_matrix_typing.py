@@ -28,8 +28,7 @@ def slow_stack(tmp_path: Path, synapse: Homeserver, alice: Human) -> Iterator[St
     stack = Stack(tmp_path / "data", synapse, synapse.register("bot"), inviters=[alice.user_id])
     stack.env = {"KANMON_DELIVERY_TYPING_INTERVAL": "0.5"}
     stack.configure(group_env={"ECHO_DELAY": 4.0, "ECHO_HANG": 2.0})
-    stack.start_gated()
-    stack.start_adapter()
+    stack.start()
     try:
         yield stack
     finally:
