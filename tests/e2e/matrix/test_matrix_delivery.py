@@ -43,6 +43,7 @@ def file_server() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     thread.join()
+    server.server_close()
 
 
 def body(event: dict[str, Any]) -> str:
