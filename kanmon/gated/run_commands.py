@@ -197,7 +197,7 @@ def _ensure_demo_group(store: Store, folder: str) -> None:
 
 def _new_demo_web_token(store: Store, folder: str) -> str:
     token, token_hash = new_web_token()
-    store.set_group_web_token(folder, token_hash, label="demo")  # the demo's one link, new at each start
+    store.renew_web_token(folder, token_hash, label="demo")  # the demo's link, new at each start; others stay
     return token
 
 

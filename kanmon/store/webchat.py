@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import delete, select
 
@@ -41,20 +42,31 @@ class WebChatStore(StoreBase):
     # ------------------------------------------------------------------------------------------------ tokens
     def add_web_token(self, folder: str, token_hash: str, *, label: str = "") -> WebToken:
         """Give ``folder``'s web chat one more token (its others keep working); NotFound if no such group."""
-        added = self._put_web_token(folder, token_hash, label, replace=False)
+        added = self._put_web_token(folder, token_hash, label, replace="none")
         assert added is not None  # a hash was given
         return added
 
     def set_group_web_token(self, folder: str, token_hash: str | None, *, label: str = "") -> WebToken | None:
         """Make ``token_hash`` ``folder``'s only web token (every other is revoked, in the same transaction); with
         None, revoke them all. NotFound if no such group."""
-        return self._put_web_token(folder, token_hash, label, replace=True)
+        return self._put_web_token(folder, token_hash, label, replace="all")
 
-    def _put_web_token(self, folder: str, token_hash: str | None, label: str, *, replace: bool) -> WebToken | None:
+    def renew_web_token(self, folder: str, token_hash: str, *, label: str) -> WebToken:
+        """Make ``token_hash`` ``folder``'s token labelled ``label``: the tokens with that label are revoked in the
+        same transaction, every other keeps working (``gated demo``'s link, new at each start, leaves the tokens
+        an operator added alone). NotFound if no such group."""
+        renewed = self._put_web_token(folder, token_hash, label, replace="label")
+        assert renewed is not None  # a hash was given
+        return renewed
+
+    def _put_web_token(
+        self, folder: str, token_hash: str | None, label: str, *, replace: Literal["none", "label", "all"]
+    ) -> WebToken | None:
         with self._write() as conn:
             if conn.execute(select(registered_groups.c.folder).where(registered_groups.c.folder == folder)).first():
-                if replace:
-                    conn.execute(delete(web_tokens).where(web_tokens.c.group_folder == folder))
+                if replace != "none":
+                    revoked = delete(web_tokens).where(web_tokens.c.group_folder == folder)
+                    conn.execute(revoked.where(web_tokens.c.label == label) if replace == "label" else revoked)
                 if token_hash is None:
                     return None
                 values = {

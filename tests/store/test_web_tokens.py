@@ -39,6 +39,21 @@ def test_setting_the_token_revokes_every_other_of_that_group_only(store: Store) 
     assert store.web_token_hashes("other") == ["h-other"]
 
 
+def test_renewing_a_labelled_token_revokes_that_label_only(store: Store) -> None:
+    """`gated demo`'s link is new at each start; the tokens an operator made for the demo group keep working."""
+    store.add_group(Group(folder="demo"))
+    store.add_group(Group(folder="other"))
+    store.renew_web_token("demo", "h-demo-1", label="demo")
+    store.add_web_token("demo", "h-phone", label="Ana's phone")
+    store.add_web_token("other", "h-other", label="demo")
+    renewed = store.renew_web_token("demo", "h-demo-2", label="demo")
+    assert renewed.label == "demo"
+    assert store.web_token_hashes("demo") == ["h-phone", "h-demo-2"]
+    assert store.web_token_hashes("other") == ["h-other"]  # another group's token of that label is not touched
+    with pytest.raises(NotFound):
+        store.renew_web_token("nobody", "h", label="demo")
+
+
 def test_tokens_need_a_group_and_go_with_it(store: Store) -> None:
     with pytest.raises(NotFound):
         store.add_web_token("nobody", "h")
