@@ -1,12 +1,19 @@
-"""Group folder names (SPEC §2) and JIDs: the vocabulary every package shares."""
+"""Group folder names (SPEC §2), JIDs and web chat topics: the vocabulary every package shares."""
 
 from __future__ import annotations
 
 import re
 
-from kanmon.errors import InvalidFolder
+from kanmon.errors import InvalidFolder, InvalidInput
 
-__all__ = ["FOLDER_PATTERN", "is_valid_folder", "split_jid", "validate_folder"]
+__all__ = [
+    "FOLDER_PATTERN",
+    "WEB_TOPIC_PATTERN",
+    "is_valid_folder",
+    "split_jid",
+    "validate_folder",
+    "validate_topic",
+]
 
 FOLDER_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}(?:/[a-z0-9][a-z0-9_-]{0,62}){0,7}")
 
@@ -21,6 +28,23 @@ def validate_folder(folder: str) -> str:
     if not is_valid_folder(folder):
         raise InvalidFolder(folder)
     return folder
+
+
+#: A web chat's topic: what its page and API take (a path segment, a URL fragment), "" being the main topic. Other
+#: platforms' topics are their own thread ids and are taken as they come.
+WEB_TOPIC_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
+_WEB_TOPIC = re.compile(WEB_TOPIC_PATTERN)
+
+
+def validate_topic(chat_jid: str, topic: str) -> str:
+    """Return ``topic`` unchanged, or raise :class:`InvalidInput` (one line) when ``chat_jid`` is a web chat
+    (``web:…``) and ``topic`` is not one its page could open (:data:`WEB_TOPIC_PATTERN`)."""
+    if chat_jid.startswith("web:") and _WEB_TOPIC.fullmatch(topic) is None:
+        raise InvalidInput(
+            f"invalid topic {topic!r} for the web chat {chat_jid}: up to 64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return topic
 
 
 def split_jid(jid: str) -> tuple[str, str]:

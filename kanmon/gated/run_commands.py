@@ -13,6 +13,7 @@ import click
 
 from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
+from kanmon.folders import validate_topic
 from kanmon.gated.app import App
 from kanmon.gated.daemon import Daemon, listen
 from kanmon.gated.logs import configure_logging
@@ -208,6 +209,7 @@ def _new_demo_web_token(store: Store, folder: str) -> str:
 @pass_app
 def chat(app: App, folder: str, topic: str, timeout: float) -> None:
     """Talk to group FOLDER from the terminal; a running `gated run` (or `gated demo`) on this store answers."""
+    validate_topic(f"web:{folder}", topic)
     store = app.store()
     if store.get_group(folder) is None:
         raise InvalidInput(f"no group {folder!r}: add it with `gated group add {folder} …`")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kanmon.folders import validate_topic
 from kanmon.gated.app import App
 from kanmon.gated.config import render_config
 from kanmon.gated.output import emit_json, json_option
@@ -49,6 +50,7 @@ def config_show(app: App, as_json: bool) -> None:
 @pass_app
 def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
     """Put a message into the store as if JID had sent TEXT."""
+    validate_topic(jid, topic)
     result = app.store(create=True).put_message(
         NewMessage(chat_jid=jid, content=text, sender=sender, verb=verb, topic=topic, id=message_id, origin="cli")
     )

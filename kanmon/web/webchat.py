@@ -33,6 +33,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kanmon.folders import WEB_TOPIC_PATTERN
 from kanmon.gateway import Gateway
 from kanmon.gateway.typing import Working
 from kanmon.store import Message, NewMessage, StoreError
@@ -78,7 +79,7 @@ REPLAY_PAGE = 500  # a reconnect replays everything it missed, read from the sto
 RETRY_MS = 2000  # how long the browser waits before it reconnects a stream that ended
 MAX_CONTENT_CHARS = 1024 * 1024  # the body limit (413) bounds the bytes; this bounds what the schema promises
 MAX_SEQ = 2**62  # a seq never reaches this; larger numbers would not fit the database's integer column
-TOPIC_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
+TOPIC_PATTERN = WEB_TOPIC_PATTERN
 MAX_SENDER_CHARS = 200
 STATIC = "static"
 JS = "text/javascript; charset=utf-8"
