@@ -39,7 +39,8 @@ from kanmon.container.actions import (
     SendAction,
 )
 from kanmon.container.events import Output
-from kanmon.errors import KanmonError
+from kanmon.errors import InvalidInput, KanmonError
+from kanmon.folders import validate_topic
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, read_from_store
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.owner import resolve_owner
@@ -176,6 +177,10 @@ def _send(
     problem = send_problem(ctx, made.folder, action.chat)
     if problem is not None:
         return made.refused(problem)
+    try:
+        validate_topic(action.chat, action.topic)
+    except InvalidInput as exc:
+        return made.refused(str(exc))
     if not action.text.strip() and not files:
         return made.refused("nothing to send (no text, no file)")
     notes = "\n".join(f"⚠ not sent: {line}" for line in refused_files)

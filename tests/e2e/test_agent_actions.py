@@ -169,3 +169,17 @@ async def test_a_task_an_agent_schedules_wakes_the_scheduler(tmp_path: Path) -> 
         [task] = h.store.list_tasks("corp")
         [fired] = [row for row in h.store.new_messages(0, 100) if row.origin == "scheduler"]
         assert fired.id.startswith(f"task:{task.id}:") and task.status == "done"
+
+
+async def test_a_topic_a_web_chat_could_not_open_is_refused_and_a_good_one_is_kept(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", family()) as h:
+        await h.send("web:corp", actions(
+            {"type": "send", "chat": "web:other", "text": "lost", "topic": "bad topic!"},
+            {"type": "schedule", "every": "1h", "prompt": "x", "topic": "../x"},
+            {"type": "send", "chat": "web:other", "text": "found", "topic": "t-1"},
+        ))  # fmt: skip
+        await h.settled()
+        assert [(row.content, row.topic) for row in h.outbound("web:other")] == [("found", "t-1")]
+        assert h.store.list_tasks() == []
+        [run] = h.store.recent_runs()
+        assert run.error is not None and run.error.count("invalid topic") == 2, run.error
