@@ -70,6 +70,7 @@ DeliverersSource = Sequence[Deliverer] | Callable[[], Awaitable[Sequence[Deliver
 ChatKey = tuple[str, str]  # (channel name, chat JID)
 Pass = tuple[int, list[asyncio.Task[int]]]  # a channel pass: rows marked at once, and the chat tasks it started
 _CHAT_BATCH = 100  # rows a chat task reads at a time; one that sent them all looks again
+_UNOWNED_REMEMBERED = 1000  # chats named as having no channel, remembered so each is named once
 
 
 class DeliveryWorker:
@@ -113,6 +114,7 @@ class DeliveryWorker:
         self._slots: dict[str, asyncio.Semaphore] = {}  # per channel: policy.chats_at_once sends in flight at most
         self._rewake: set[ChatKey] = set()  # chats with more to send once their sends in flight end
         self._closing = False
+        self._unowned: set[str] = set()  # chats already named as having no channel (see _warn_unowned)
         #: True while gated has lost its store lock: nothing is sent (the new holder may be sending the same rows).
         self.fenced = False
 
@@ -202,6 +204,7 @@ class DeliveryWorker:
         """Start a pass for every channel (of ``jids`` when given) that has none in flight; one in flight gets
         another when it ends."""
         if jids is not None:
+            self._warn_unowned(jids, deliverers)
             deliverers = [d for d in deliverers if any(jid.startswith(d.prefixes) for jid in jids)]
         for deliverer in deliverers:
             running = self._passes.get(deliverer.name)
@@ -213,6 +216,24 @@ class DeliveryWorker:
             )
             self._passes[deliverer.name] = task
             task.add_done_callback(functools.partial(self._pass_done, deliverer.name))
+
+    def _warn_unowned(self, jids: set[str], deliverers: list[Deliverer]) -> None:
+        """Log once per chat (until one of the channels takes it) that replies just stored there have no channel to
+        go out by: they wait in the outbox, counted by ``kanmon_delivery_backlog{channel="none"}``."""
+        for jid in jids:
+            if owner(jid, None, deliverers) is not None:
+                self._unowned.discard(jid)
+            elif jid not in self._unowned:
+                if len(self._unowned) >= _UNOWNED_REMEMBERED:
+                    self._unowned.clear()  # a bound, not a cache: at worst a chat is named again
+                self._unowned.add(jid)
+                prefix = jid.partition(":")[0] + ":"
+                logger.warning(
+                    "replies to %s wait in the outbox: no registered channel takes %s JIDs; they go out once an "
+                    "adapter for them registers",
+                    jid,
+                    prefix,
+                )
 
     def _pass_done(self, name: str, task: asyncio.Task[Pass]) -> None:
         if self._passes.get(name) is task:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 from collections.abc import Callable
+
+import pytest
 
 from kanmon.gateway import GatewayMetrics
 from kanmon.gateway.delivery import DeliveryError, DeliveryPolicy, DeliveryWorker
@@ -244,3 +247,28 @@ async def test_a_chat_with_more_rows_than_one_read_takes_sends_them_all_without_
     stopping.set()
     await asyncio.wait_for(running, WAIT)
     assert [text for _, text in channel.sent] == [f"reply {n}" for n in range(150)]
+
+
+async def test_replies_to_a_chat_no_channel_takes_are_named_once_in_the_log(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newcomer's `gated send test:room1` reply sat pending with no word anywhere but a metric."""
+    channel = WatchedChannel()
+    worker = DeliveryWorker(AsyncStore(store), [channel], metrics=GatewayMetrics(), interval=3600.0)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    with caplog.at_level(logging.WARNING, logger="kanmon.gateway.delivery"):
+        for text in ("first", "second"):
+            reply(store, "test:room1", text)
+            reply(store, "telegram:1", text)
+            worker.wake(["test:room1", "telegram:1"])
+            sent = ("telegram:1", text)
+            await until(lambda: sent in channel.sent, f"the Telegram reply {text!r}")  # noqa: B023 - awaited here
+    stopping.set()
+    await asyncio.wait_for(running, WAIT)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "replies to test:room1 wait in the outbox: no registered channel takes test: JIDs; they go out once an "
+        "adapter for them registers"
+    ]
+    assert [row.delivery_status for row in store.new_messages(0) if row.chat_jid == "test:room1"] == ["pending"] * 2
