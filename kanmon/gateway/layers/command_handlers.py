@@ -134,13 +134,15 @@ def _status(req: CommandRequest) -> str:
     cursor = int(ctx.store.get_state("last_seq", "0") or 0)
     runs = ctx.store.count_runs()
     by_status = ", ".join(f"{status} {n}" for status, n in sorted(runs.items())) or "none"
+    # what the loop has still to read: rows stored after this message (it and those before it are being read now)
+    unread = max(0, counts["last_seq"] - max(cursor, req.message.seq))
     return "\n".join(
         [
             "status",
             f"groups: {counts['groups']}",
             f"runs in flight: {counts['runs_in_flight']} (all runs: {by_status})",
             f"queue: {ctx.queue.running_count()} running, {ctx.queue.waiting_count()} waiting",
-            f"lag: {max(0, counts['last_seq'] - cursor)} messages behind the poll cursor",
+            f"lag: {unread} {'message' if unread == 1 else 'messages'} stored since this one, not yet read",
             f"dead letters: {counts['dead_letters']}",
             *_usage_today(req),
         ]

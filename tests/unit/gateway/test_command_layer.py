@@ -134,7 +134,15 @@ def test_status_answers_in_a_root_group(world: World) -> None:
     [reply] = world.replies()
     assert reply.startswith("status\n")
     assert "queue: 1 running, 3 waiting" in reply
-    assert "lag:" in reply
+    assert "lag: 0 messages stored since this one, not yet read" in reply  # not the /status itself
+
+
+def test_status_counts_as_lag_only_what_came_after_it(world: World) -> None:
+    message = world.inbound("/status")
+    world.inbound("later, not read yet")
+    process_message(message, world.ctx())
+    [reply] = world.replies()
+    assert "lag: 1 message stored since this one, not yet read" in reply
 
 
 def test_status_is_refused_outside_a_root_group(world: World) -> None:
