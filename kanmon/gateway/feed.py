@@ -40,6 +40,9 @@ class Subscription:
     topic: str | None
     queue: asyncio.Queue[Message | Working | None] = field(repr=False)
     lagged: bool = False
+    #: Set when a run of the chat ended (its messages' statuses changed, which publishes no row); cleared by the
+    #: listener before it reads the store, so an end after that read is not missed.
+    run_ended: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def wants(self, message: Message) -> bool:
         """True when ``message`` belongs to this subscription's chat and topic."""
@@ -84,6 +87,11 @@ class ChatFeed:
         for subscription in list(self._subscribers.get(working.chat_jid, ())):
             if subscription.queue.qsize() < self._queue_size:
                 subscription.queue.put_nowait(working)
+
+    def run_ended(self, chat_jid: str) -> None:
+        """A run of ``chat_jid`` recorded its outcome: tell its subscribers (:attr:`Subscription.run_ended`)."""
+        for subscription in self._subscribers.get(chat_jid, ()):
+            subscription.run_ended.set()
 
     @asynccontextmanager
     async def subscribe(self, chat_jid: str, topic: str | None = None) -> AsyncIterator[Subscription]:

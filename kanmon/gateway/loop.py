@@ -164,8 +164,10 @@ class MessageLoop:
 
     # ------------------------------------------------------------------------------------------------ driving
     def run_ended(self, jid: str) -> None:
-        """A run of ``jid`` ended (its runner says): the chat's next message is a new turn, not more of a burst."""
+        """A run of ``jid`` ended (its runner says): the chat's next message is a new turn, not more of a burst, and
+        the feed's listeners of the chat look at their messages' statuses again."""
         self._settle.ended(jid)
+        self._feed.run_ended(jid)
 
     def settle_delay(self, jid: str) -> float:
         """Seconds a lane of ``jid`` made ready now would wait for more of its messages (:mod:`.settle`)."""

@@ -4,8 +4,8 @@ The answer to a message is every outbound row of its chat that replies to it (``
 run's replies to its batch, a command's answer, a dead letter's apology), and it is complete once the message is no
 longer waiting (``status`` left ``new``: the run recorded its outcome, or a command consumed it). Nothing here
 trusts memory alone: rows are read from the store by seq, and the gateway's live feed only says when to look again
-(the same feed the web chat streams from), with a short poll as the floor, since a run's outcome changes a status
-and publishes nothing.
+(the same feed the web chat streams from), and so does the feed's word that a run of the chat ended (its outcome
+changes a status and publishes no row), with a short poll as the floor.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from kanmon.gateway import Gateway, Subscription
 from kanmon.store import Message
@@ -45,6 +46,7 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
     upcoming: asyncio.Future[Message | None] | None = None
     try:
         while True:
+            subscription.run_ended.clear()  # before the read: a run that ends after it sets it again
             # the status first, then the rows: a reply stored before the status changed is in this read
             current = await gateway.db.once(store.get_message, message.chat_jid, message.id)
             status = current.status if current is not None else "done"
@@ -60,7 +62,12 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
                 return
             if upcoming is None or upcoming.done():
                 upcoming = asyncio.ensure_future(_next(live))
-            await asyncio.wait({upcoming}, timeout=POLL_SECONDS)
+            ended = asyncio.ensure_future(subscription.run_ended.wait())
+            waits: set[asyncio.Future[Any]] = {upcoming, ended}
+            try:
+                await asyncio.wait(waits, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ended.cancel()
     finally:
         if upcoming is not None:
             upcoming.cancel()
