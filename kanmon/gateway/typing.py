@@ -13,8 +13,10 @@ neither ever waited for by the run:
   for five seconds). Best effort: each request is bounded by a timeout, never retried, a failure is logged at debug
   and counted in ``kanmon_typing_requests_total{result}``; a hanging adapter costs only its own indicator.
 
-One asyncio task per run and adapter sends the pings; it is cancelled when the run stops, and :meth:`TypingSignal.close`
-(gated stopping) cancels and awaits every task left, so none outlives the gateway.
+One asyncio task per run and adapter sends the pings. When the run stops, the task ends at its next wait, not in
+the middle of a ping: a ping in flight is answered (and counted) before the ``off`` goes, so an adapter never gets an
+``on`` after the ``off`` (which would show the indicator again after the reply). :meth:`TypingSignal.close` (gated
+stopping) cancels and awaits every task left, so none outlives the gateway.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class _Run:
     topic: str
     ping: Ping | None
     loop: asyncio.Task[None] | None
+    stop: asyncio.Event
 
 
 def is_status_only(text: str) -> bool:
@@ -99,8 +102,9 @@ class TypingSignal:
             return
         was = self.working(chat_jid, topic)
         ping = self._pinger(chat_jid) if self.interval > 0 else None
-        loop = self._spawn(self._keep(ping, chat_jid, topic), run_id) if ping is not None else None
-        self._runs[run_id] = _Run(chat_jid, topic, ping, loop)
+        stop = asyncio.Event()
+        loop = self._spawn(self._keep(ping, chat_jid, topic, stop), run_id) if ping is not None else None
+        self._runs[run_id] = _Run(chat_jid, topic, ping, loop, stop)
         if not was:
             self._on_change(Working(chat_jid, topic, True))
 
@@ -109,8 +113,8 @@ class TypingSignal:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
+        run.stop.set()
         if run.loop is not None and run.ping is not None:
-            run.loop.cancel()
             self._spawn(self._off(run.loop, run.ping, run.chat_jid, run.topic), run_id)
         if not self.working(run.chat_jid, run.topic):
             self._on_change(Working(run.chat_jid, run.topic, False))
@@ -129,13 +133,18 @@ class TypingSignal:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _keep(self, ping: Ping, chat_jid: str, topic: str) -> None:
-        while True:
-            await ping(chat_jid, topic, True)
-            await self._clock.sleep(self.interval)
+    async def _keep(self, ping: Ping, chat_jid: str, topic: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await ping(chat_jid, topic, True)  # not interrupted by the stop: see the module docstring
+            stopped, slept = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._clock.sleep(self.interval))
+            try:
+                await asyncio.wait({stopped, slept}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                slept.cancel()
 
     async def _off(self, loop: asyncio.Task[None], ping: Ping, chat_jid: str, topic: str) -> None:
-        await asyncio.gather(loop, return_exceptions=True)  # its last "on" is cancelled before the "off" goes
+        await asyncio.gather(loop, return_exceptions=True)  # its last "on" is answered before the "off" goes
         await ping(chat_jid, topic, False)
 
 

@@ -14,11 +14,13 @@ from kanmon.gateway.typing import Ping, TypingSignal, Working, is_status_only
 
 
 class Pings:
-    """Records ``(time, chat, topic, on)`` of each ping; ``hang`` keeps every ping waiting until cancelled."""
+    """Records ``(time, chat, topic, on)`` of each ping; ``hang`` keeps every "on" ping waiting for ``release``."""
 
     def __init__(self, clock: FakeClock, *, hang: bool = False) -> None:
         self.clock = clock
         self.hang = hang
+        self.release = asyncio.Event()
+        self.answered = 0  # "on" pings that returned
         self.sent: list[tuple[float, str, str, bool]] = []
 
     def for_chat(self, chat_jid: str) -> Ping | None:
@@ -27,7 +29,8 @@ class Pings:
     async def ping(self, chat_jid: str, topic: str, on: bool) -> None:
         self.sent.append((self.clock.monotonic(), chat_jid, topic, on))
         if self.hang and on:
-            await asyncio.Event().wait()
+            await self.release.wait()
+        self.answered += on
 
 
 async def settle() -> None:
@@ -73,7 +76,9 @@ async def test_a_chat_without_a_typing_adapter_gets_no_ping_but_still_changes_st
     assert changes == [Working("web:corp", "t-1", True), Working("web:corp", "t-1", False)]
 
 
-async def test_a_hanging_ping_is_cancelled_at_stop_and_no_task_is_left() -> None:
+async def test_the_off_goes_only_once_the_ping_in_flight_is_answered() -> None:
+    """Cancelling the ping in flight left its request with the adapter, which could take it after the ``off``: the
+    indicator came back after the reply (and the ping was never counted; tests/e2e/test_typing.py waited for it)."""
     clock = FakeClock()
     pings = Pings(clock, hang=True)
     signal = TypingSignal(clock=clock, interval=4.0, pinger=pings.for_chat)
@@ -81,8 +86,25 @@ async def test_a_hanging_ping_is_cancelled_at_stop_and_no_task_is_left() -> None
     await settle()
     signal.stopped("run-1")
     await settle()
+    assert pings.sent == [(0.0, "telegram:1", "", True)]  # the "on" is still with the adapter: no "off" yet
+    assert pings.answered == 0
+    pings.release.set()  # the adapter answers (a real ping ends at its timeout at the latest)
+    for _ in range(4):
+        await settle()
+    assert pings.answered == 1
     assert pings.sent == [(0.0, "telegram:1", "", True), (0.0, "telegram:1", "", False)]
     await signal.close()
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("kanmon-typing")] == []
+
+
+async def test_close_cancels_a_ping_still_in_flight_and_leaves_no_task() -> None:
+    clock = FakeClock()
+    pings = Pings(clock, hang=True)
+    signal = TypingSignal(clock=clock, interval=4.0, pinger=pings.for_chat)
+    signal.started("run-1", "telegram:1", "")
+    await settle()
+    signal.stopped("run-1")
+    await signal.close()  # gated stopping: nothing waits for the adapter
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("kanmon-typing")] == []
 
 
