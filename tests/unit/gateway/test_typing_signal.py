@@ -76,15 +76,21 @@ async def test_a_chat_without_a_typing_adapter_gets_no_ping_but_still_changes_st
     assert changes == [Working("web:corp", "t-1", True), Working("web:corp", "t-1", False)]
 
 
-async def test_the_off_goes_only_once_the_ping_in_flight_is_answered() -> None:
-    """Cancelling the ping in flight left its request with the adapter, which could take it after the ``off``: the
-    indicator came back after the reply (and the ping was never counted; tests/e2e/test_typing.py waited for it)."""
+async def stopped_while_pinging() -> tuple[TypingSignal, Pings]:
+    """A run of telegram:1 stopped while its first "on" ping waits for the adapter."""
     clock = FakeClock()
     pings = Pings(clock, hang=True)
     signal = TypingSignal(clock=clock, interval=4.0, pinger=pings.for_chat)
     signal.started("run-1", "telegram:1", "")
     await settle()
     signal.stopped("run-1")
+    return signal, pings
+
+
+async def test_the_off_goes_only_once_the_ping_in_flight_is_answered() -> None:
+    """Cancelling the ping in flight left its request with the adapter, which could take it after the ``off``: the
+    indicator came back after the reply (and the ping was never counted; tests/e2e/test_typing.py waited for it)."""
+    signal, pings = await stopped_while_pinging()
     await settle()
     assert pings.sent == [(0.0, "telegram:1", "", True)]  # the "on" is still with the adapter: no "off" yet
     assert pings.answered == 0
@@ -98,12 +104,7 @@ async def test_the_off_goes_only_once_the_ping_in_flight_is_answered() -> None:
 
 
 async def test_close_cancels_a_ping_still_in_flight_and_leaves_no_task() -> None:
-    clock = FakeClock()
-    pings = Pings(clock, hang=True)
-    signal = TypingSignal(clock=clock, interval=4.0, pinger=pings.for_chat)
-    signal.started("run-1", "telegram:1", "")
-    await settle()
-    signal.stopped("run-1")
+    signal, _ = await stopped_while_pinging()
     await signal.close()  # gated stopping: nothing waits for the adapter
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("kanmon-typing")] == []
 
