@@ -35,7 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from kanmon import redaction
 from kanmon.gateway.adapter_files import AdapterFiles
-from kanmon.gateway.delivery import DeliveryError
+from kanmon.gateway.delivery import DeliveryError, DeliveryPolicy
 from kanmon.store import Channel, Message
 
 __all__ = [
@@ -70,7 +70,7 @@ class AdapterDeliveryConfig:
     quick_tries: int = 3  # requests within one attempt before it counts as failed
     quick_wait: float = 0.2  # first wait between quick tries (exponential with jitter)
     quick_wait_max: float = 2.0
-    chats_at_once: int = 8  # chats of one adapter with a send in flight at once (DeliveryPolicy.chats_at_once)
+    chats_at_once: int = DeliveryPolicy.chats_at_once  # chats of one adapter with a send in flight at once
     typing_interval: float = 4.0  # seconds between /typing pings while a run works (kanmon.gateway.typing); 0: none
 
 
