@@ -6,5 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 export KANMON_DATA_DIR=${KANMON_DATA_DIR:-$PWD/kanmon-data}
-export PATH="$PWD/.venv/bin:$PATH"  # a group added with --command "gated agent echo" finds gated, as in the README
 exec .venv/bin/gated demo "$@"

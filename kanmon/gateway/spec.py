@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sysconfig
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,7 +173,18 @@ def _env(value: Any, *, process: bool) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise InvalidRunSpec("container_config.env must map names to strings")
     base = {name: os.environ[name] for name in _PROCESS_BASE_ENV if process and name in os.environ}
+    if process:
+        base["PATH"] = _with_own_scripts(base.get("PATH", ""))
     return {**base, **value}
+
+
+def _with_own_scripts(path: str) -> str:
+    """``path`` with the scripts directory of gated's own installation last, when it is not on it: an agent
+    ``gated agent echo`` (README) then runs the ``gated`` of this installation, even when gated was started as
+    ``.venv/bin/gated`` without the virtualenv activated. Programs already on ``path`` come first, as before."""
+    scripts = sysconfig.get_path("scripts")
+    parts = [part for part in path.split(os.pathsep) if part]
+    return os.pathsep.join(parts if scripts in parts else [*parts, scripts])
 
 
 def _number(config: Mapping[str, Any], key: str, default: N, kind: type[N]) -> N:
