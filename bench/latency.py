@@ -239,34 +239,22 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rng = random.Random(args.seed)
+    round_trips: list[float] = []
+    gap = lambda: args.gap  # noqa: E731
+    modes: dict[str, tuple[int, int, Callable[[], float]]] = {  # mode: (messages, warm-up, pause before each)
+        "wake": (args.messages, args.warmup, gap),
+        "http": (args.http_messages, args.warmup, gap),
+        "poll": (args.poll_messages, min(args.warmup, 1), lambda: rng.uniform(0.0, POLL_INTERVAL)),
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        woken = await measure(
-            Path(tmp) / "wake",
-            groups=args.groups,
-            messages=args.messages,
-            warmup=args.warmup,
-            mode="wake",
-            pause=lambda: args.gap,
-        )
-        round_trips: list[float] = []
-        posted = await measure(
-            Path(tmp) / "http",
-            groups=args.groups,
-            messages=args.http_messages,
-            warmup=args.warmup,
-            mode="http",
-            pause=lambda: args.gap,
-            round_trips=round_trips,
-        )
-        polled = await measure(
-            Path(tmp) / "poll",
-            groups=args.groups,
-            messages=args.poll_messages,
-            warmup=min(args.warmup, 1),
-            mode="poll",
-            pause=lambda: rng.uniform(0.0, POLL_INTERVAL),
-        )
-    a, b, c = Figures.of(woken), Figures.of(polled), Figures.of(posted)
+        found = {
+            mode: await measure(
+                Path(tmp) / mode, groups=args.groups, messages=messages, warmup=warmup, mode=mode, pause=pause,
+                round_trips=round_trips,
+            )
+            for mode, (messages, warmup, pause) in modes.items()
+        }  # fmt: skip
+    a, b, c = Figures.of(found["wake"]), Figures.of(found["poll"]), Figures.of(found["http"])
     print(f"ingest → run start, gateway overhead only (process runtime excluded), poll interval {POLL_INTERVAL:.0f} s")
     print(a.line("(a) wake-up"))
     print(c.line("(c) adapter over HTTP"))
