@@ -12,7 +12,7 @@ from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
 from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.store import Conflict
-from kanmon.web.openai_auth import new_api_key
+from kanmon.web.tokens import new_api_key
 
 __all__ = ["apikey"]
 

@@ -23,7 +23,7 @@ from kanmon.gateway.context import STORE_READ_PREFIXES
 from kanmon.gateway.explain import explain_document
 from kanmon.router import check_route, folder_targets, validate_route
 from kanmon.store import Conflict, Group, NotFound, Route
-from kanmon.web.webchat import chat_url, new_web_token
+from kanmon.web.tokens import chat_url, new_token
 
 __all__ = ["group", "route"]
 
@@ -145,7 +145,7 @@ def group_web_token(
 
 def _new_web_token(app: App, folder: str, *, label: str = "", replace: bool = False) -> None:
     # only the hash is stored: this is the one time anyone sees the token
-    token, token_hash = new_web_token()
+    token, token_hash = new_token()
     store = app.store()
     added = (store.set_group_web_token if replace else store.add_web_token)(folder, token_hash, label=label)
     assert added is not None

@@ -20,7 +20,7 @@ from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import Prompt, TerminalChat, read_lines
 from kanmon.store import Group, Store
 from kanmon.store.aio import AsyncStore
-from kanmon.web.webchat import chat_url, new_web_token
+from kanmon.web.tokens import chat_url, new_token
 
 __all__ = ["chat", "demo", "run"]
 
@@ -197,7 +197,7 @@ def _ensure_demo_group(store: Store, folder: str) -> None:
 
 
 def _new_demo_web_token(store: Store, folder: str) -> str:
-    token, token_hash = new_web_token()
+    token, token_hash = new_token()
     store.renew_web_token(folder, token_hash, label="demo")  # the demo's link, new at each start; others stay
     return token
 

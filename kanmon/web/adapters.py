@@ -15,10 +15,8 @@ every body is validated before anything is written (:mod:`kanmon.web.adapter_bod
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import logging
-import secrets
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -39,8 +37,9 @@ from kanmon.web.adapter_bodies import (
     RegisterBody,
 )
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
+from kanmon.web.tokens import new_token, token_hash
 
-__all__ = ["RESERVED_PREFIXES", "router", "token_hash"]
+__all__ = ["RESERVED_PREFIXES", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +53,6 @@ Credentials = Annotated[
     Depends(HTTPBearer(auto_error=False, scheme_name="bearer", description="the channel secret or an adapter token")),
 ]
 T = TypeVar("T")
-
-
-def token_hash(token: str) -> str:
-    """What the ``channels`` table keeps of an adapter token: its sha256, hex."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ auth
@@ -123,12 +117,11 @@ def _check_jid(jid: str, adapter: Channel) -> None:
 )
 async def register(body: RegisterBody, gateway: GatewayDep) -> RegisterAnswer:
     """A prefix belongs to one adapter at a time: 409 naming the owner when another adapter's overlaps."""
-    token = secrets.token_urlsafe(32)
-    redaction.remember(token)  # never in a log line (SPEC §14)
+    token, hashed = new_token()
     channel = Channel(
         name=body.name,
         url=body.url,
-        token_hash=token_hash(token),
+        token_hash=hashed,
         jid_prefixes=body.jid_prefixes,
         capabilities=body.capabilities,
         registered_at=gateway.clock.now(),

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header
@@ -22,11 +20,10 @@ from kanmon.errors import KanmonError
 from kanmon.gateway import Gateway
 from kanmon.store import ApiKey, StoreError
 from kanmon.web.deps import get_gateway
+from kanmon.web.tokens import KEY_PATTERN, token_hash
 
-__all__ = ["KEY_PREFIX", "ApiError", "IssuedKey", "api_key", "key_hash", "new_api_key"]
+__all__ = ["ApiError", "api_key"]
 
-KEY_PREFIX = "kmk"
-_KEY_RE = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{8}})_[A-Za-z0-9_-]{{20,128}}$")
 _DUMMY_HASH = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
 
 
@@ -47,28 +44,6 @@ class ApiError(KanmonError):
         return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
 
 
-@dataclass(frozen=True)
-class IssuedKey:
-    """A key just made: ``key`` is shown to the operator once; ``key_hash`` is what the store keeps."""
-
-    key_id: str
-    key: str
-    key_hash: str
-
-
-def key_hash(key: str) -> str:
-    """The sha256 (hex) of a whole API key: what the store keeps instead of it."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def new_api_key() -> IssuedKey:
-    """A fresh key ``kmk_<8 hex>_<43 url-safe characters>`` (256 bits of secret), its id and hash."""
-    key_id = secrets.token_hex(4)
-    key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-    redaction.remember(key)
-    return IssuedKey(key_id=key_id, key=key, key_hash=key_hash(key))
-
-
 def _unauthorized() -> ApiError:
     return ApiError(
         401, "Incorrect API key provided: make one with `gated apikey add --group FOLDER`.", code="invalid_api_key"
@@ -83,7 +58,7 @@ async def api_key(
     the store is unreachable)."""
     scheme, _, given = (authorization or "").strip().partition(" ")
     given = given.strip() if scheme.lower() == "bearer" else ""
-    found = _KEY_RE.match(given)
+    found = KEY_PATTERN.match(given)
     stored: ApiKey | None = None
     if found is not None:
         try:
@@ -91,7 +66,7 @@ async def api_key(
         except StoreError:
             raise ApiError(503, "The store is unavailable; retry shortly.", type="server_error") from None
     expected = stored.key_hash if stored is not None else _DUMMY_HASH
-    matches = hmac.compare_digest(key_hash(given).encode(), expected.encode())
+    matches = hmac.compare_digest(token_hash(given).encode(), expected.encode())
     if stored is None or not matches:
         raise _unauthorized()
     redaction.remember(given)  # a real key: never to be logged

@@ -45,10 +45,7 @@ from kanmon.web.webchat_auth import (
     FolderPath,
     StreamGroup,
     WebGroup,
-    chat_url,
-    new_web_token,
     still_allowed,
-    token_hash,
     valid_folder,
 )
 from kanmon.web.webchat_examples import CHAT_EVENT_EXAMPLE, POST_EXAMPLE
@@ -61,12 +58,9 @@ __all__ = [
     "PostMessage",
     "PostedMessage",
     "chat_event",
-    "chat_url",
     "event_stream",
-    "new_web_token",
     "router",
     "sender_of",
-    "token_hash",
 ]
 
 logger = logging.getLogger(__name__)

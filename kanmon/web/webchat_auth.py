@@ -9,7 +9,6 @@ no token). Only a malformed folder name is told apart (404): no group can have o
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from kanmon.folders import is_valid_folder
 from kanmon.gateway import Gateway
 from kanmon.store import Group
 from kanmon.web.deps import get_gateway
+from kanmon.web.tokens import token_hash
 
 __all__ = [
     "AUTH_RESPONSES",
@@ -30,10 +30,7 @@ __all__ = [
     "StreamAccess",
     "StreamGroup",
     "WebGroup",
-    "chat_url",
-    "new_web_token",
     "still_allowed",
-    "token_hash",
     "valid_folder",
     "web_group",
     "web_group_for_stream",
@@ -48,23 +45,6 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong web token, or no such group: the two look the same without the token."},
     404: {"description": "Not a valid folder name."},
 }
-
-
-def new_web_token() -> tuple[str, str]:
-    """A fresh web token and its hash: give the token to the user once, store only the hash (and never log it)."""
-    token = secrets.token_urlsafe(32)
-    redaction.remember(token)
-    return token, token_hash(token)
-
-
-def token_hash(token: str) -> str:
-    """The sha256 (hex) of ``token``: what the store keeps instead of it."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def chat_url(base_url: str, folder: str, token: str) -> str:
-    """The chat page of ``folder`` with ``token`` in the fragment (browsers never send a fragment to the server)."""
-    return f"{base_url.rstrip('/')}/chat/{folder}#token={token}"
 
 
 # What a token is also compared with, so every request costs the same comparisons: no token hashes to it that anyone

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kanmon.web import WebConfig, create_app
-from kanmon.web.adapters import token_hash
+from kanmon.web.tokens import token_hash
 from tests.gateway_harness import Harness, process_group, running_gateway
 
 SECRET = "s3cret-for-adapters"

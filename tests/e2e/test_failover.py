@@ -208,7 +208,7 @@ def test_gated_waits_for_a_database_that_is_down_at_start(
 
 
 def _hash(token: str) -> str:
-    from kanmon.web.webchat import token_hash
+    from kanmon.web.tokens import token_hash
 
     return token_hash(token)
 

@@ -22,7 +22,7 @@ import pytest
 
 from kanmon.store import Group, Message, Store, upgrade
 from kanmon.web.openai_api import conversation_topic
-from kanmon.web.openai_auth import new_api_key
+from kanmon.web.tokens import new_api_key
 from tests.gated_process import Gated
 from tests.gateway_harness import ECHO_COMMAND
 

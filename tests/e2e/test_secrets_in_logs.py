@@ -29,7 +29,7 @@ from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.redaction import REDACTED, SecretValues
 from kanmon.store import Channel
 from kanmon.web import WebConfig, create_app
-from kanmon.web.webchat import new_web_token, token_hash
+from kanmon.web.tokens import new_token, token_hash
 from tests.gateway_harness import process_group, running_gateway
 from tests.live_gated import GATED, QUICK_TRIES, FakeAdapter, Output, gated, serving_adapter, wait_until
 
@@ -164,7 +164,7 @@ async def test_every_secret_kanmon_holds_issues_or_accepts_is_remembered_and_not
         assert remembered("agent-SECRET-0f9e") and remembered("deliver-SECRET-1") and remembered(CHANNEL_SECRET)
 
         # tokens issued here, and tokens issued by another process (the CLI, an earlier gated) once they are verified
-        issued_here, _ = new_web_token()
+        issued_here, _ = new_token()
         assert remembered(issued_here)
         elsewhere = "web-token-from-the-cli-3c1d"
         h.store.set_group_web_token("corp", token_hash(elsewhere))

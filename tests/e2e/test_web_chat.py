@@ -39,7 +39,7 @@ from kanmon.serving import EmbeddedServer, tcp_listener
 from kanmon.store import Message, NewMessage, Store, upgrade
 from kanmon.store.aio import AsyncStore
 from kanmon.web import WebConfig, create_app, webchat
-from kanmon.web.webchat import token_hash
+from kanmon.web.tokens import token_hash
 from tests.gated_process import reap
 from tests.gateway_harness import Harness, process_group, running_gateway
 

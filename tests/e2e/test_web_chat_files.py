@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from kanmon.container.echo_agent import png
 from kanmon.container.events import AttachmentRef
 from kanmon.web import create_app
-from kanmon.web.webchat import chat_event, token_hash
+from kanmon.web.tokens import token_hash
+from kanmon.web.webchat import chat_event
 from tests.e2e.test_web_browser import ARTIFACTS, browser  # noqa: F401 - the fixture
 from tests.e2e.test_web_chat import OTHER_TOKEN, TIMEOUT, TOKEN, asgi_client, bearer, serve_http
 from tests.gateway_harness import Harness, process_group, running_gateway

@@ -12,7 +12,7 @@ import pytest
 
 from kanmon.web import webchat
 from kanmon.web.deps import WebConfig
-from kanmon.web.webchat import token_hash
+from kanmon.web.tokens import token_hash
 from tests.e2e.test_web_chat import (
     OTHER_TOKEN,
     TOKEN,

@@ -13,7 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from kanmon.web import WebConfig, create_app
-from kanmon.web.webchat import token_hash
+from kanmon.web.tokens import token_hash
 from tests.e2e.test_web_chat import OTHER_TOKEN, TIMEOUT, TOKEN, bearer, open_stream, serve_http
 from tests.gateway_harness import Harness, process_group, running_gateway
 

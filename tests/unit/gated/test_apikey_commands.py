@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from kanmon.gated.cli import cli
 from kanmon.store import Store
-from kanmon.web.openai_auth import key_hash
+from kanmon.web.tokens import token_hash
 
 Gated = Callable[..., Result]
 KEY = re.compile(r"^  (kmk_([0-9a-f]{8})_[A-Za-z0-9_-]{43})$", re.MULTILINE)
@@ -50,7 +50,7 @@ def test_add_prints_the_key_once_and_stores_only_its_hash(gated: Gated, data_dir
     (saved,) = store.list_api_keys()
     store.close()
     assert (saved.id, saved.groups, saved.name) == (key_id, ("corp", "ops"), "laptop")
-    assert saved.key_hash == key_hash(key)
+    assert saved.key_hash == token_hash(key)
     assert key not in (data_dir / "kanmon.db").read_bytes().decode("latin-1")
     listed = gated("apikey", "list")
     assert key_id in listed.output and "corp,ops" in listed.output and key not in listed.output
