@@ -31,7 +31,6 @@ from kanmon.gated.settings import Settings
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.fetch import FetchPolicy
-from kanmon.gateway.hooks import HookConfig
 from kanmon.gateway.media import MediaConfig
 from kanmon.gateway.privacy import MIN_SALT_CHARS, Privacy
 from kanmon.gateway.runner import Runtimes
@@ -46,7 +45,7 @@ from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
 from kanmon.web.credproxy_servers import serving_proxy
 
-__all__ = ["Daemon", "gateway_config", "hook_config", "listen", "make_runtimes", "privacy", "web_config"]
+__all__ = ["Daemon", "gateway_config", "listen", "make_runtimes", "privacy", "web_config"]
 
 _BACKLOG = 2048  # uvicorn's default
 
@@ -127,14 +126,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
             port=settings.credential_proxy.port,
             agent_host=settings.credential_proxy.agent_host,
         ),
-        hooks=hook_config(settings),
+        hooks=settings.hooks.config(),
     )
-
-
-def hook_config(settings: Settings) -> HookConfig:
-    """Which hook plugins gated loads (``hooks.*``)."""
-    hooks = settings.hooks
-    return HookConfig(modules=hooks.modules, entry_points=hooks.entry_points, timeout=hooks.timeout)
 
 
 def privacy(settings: Settings, environ: Mapping[str, str] | None = None) -> Privacy | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from kanmon.gated.app import App
-from kanmon.gated.daemon import hook_config
 from kanmon.gated.output import emit_json, json_option
 from kanmon.gateway.hooks import Hooks
 
@@ -28,7 +27,7 @@ def hooks_group() -> None:
 @pass_app
 def hooks_list(app: App, as_json: bool) -> None:
     """The plugins gated run loads: name, where from, the hooks each implements (or why it is left out)."""
-    config = hook_config(app.settings)
+    config = app.settings.hooks.config()
     hooks = Hooks.load(config)
     try:
         if as_json:

@@ -16,6 +16,7 @@ from kanmon.container.agent_secrets import SecretSource
 from kanmon.container.base import AllowedMount
 from kanmon.gated.config_keys import KEYS, KEYS_BY_NAME
 from kanmon.gated.config_kinds import URL, URLS
+from kanmon.gateway.hooks import HookConfig
 from kanmon.gateway.upstreams import Upstream
 from kanmon.router import ImpulseConfig
 
@@ -221,6 +222,10 @@ class HookSettings:
     modules: tuple[str, ...] = _default("hooks.modules")
     entry_points: bool = _default("hooks.entry_points")
     timeout: float = _default("hooks.timeout")
+
+    def config(self) -> HookConfig:
+        """Which hook plugins gated loads: what ``gated run`` and ``gated hooks list`` both read."""
+        return HookConfig(modules=self.modules, entry_points=self.entry_points, timeout=self.timeout)
 
 
 @dataclass(frozen=True, kw_only=True)

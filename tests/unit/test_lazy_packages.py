@@ -21,10 +21,12 @@ import kanmon.web
 
 LAZY_PACKAGES = [kanmon.gateway, kanmon.web]
 
-#: The CLI modules whose commands only read and write the store: none needs the HTTP stack or the running gateway.
+#: The CLI modules whose commands only read and write the store or the config: none needs the HTTP stack or the
+#: running gateway (``gated run``, ``demo``, ``chat`` and ``adapter`` do).
 STORE_COMMANDS = [
     "kanmon.gated.apikey_commands",
     "kanmon.gated.auth_commands",
+    "kanmon.gated.hook_commands",
     "kanmon.gated.inspect_commands",
     "kanmon.gated.onboarding_commands",
     "kanmon.gated.registry_commands",
