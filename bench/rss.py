@@ -78,7 +78,8 @@ async def child_serve(db_path: Path, until_first_run: bool) -> dict[str, float]:
     """One daemon on ``db_path`` until every message is answered (or until its first run); what it measured."""
     from kanmon.container import AgentCall, InProcessRuntime
     from kanmon.gated.config import load_settings
-    from kanmon.gated.daemon import Daemon, listen
+    from kanmon.gated.daemon import Daemon
+    from kanmon.serving import listen
     from kanmon.store import Store
 
     async def one_reply(call: AgentCall) -> int:

@@ -14,7 +14,30 @@ from collections.abc import Iterator
 
 import uvicorn
 
-__all__ = ["EmbeddedServer", "tcp_listener"]
+from kanmon.errors import InvalidInput
+
+__all__ = ["EmbeddedServer", "listen", "tcp_listener"]
+
+BACKLOG = 2048  # uvicorn's default
+
+
+def listen(address: str) -> socket.socket:
+    """A socket bound to ``address`` (``HOST:PORT``, ``[v6]:PORT``) and listening, for :class:`EmbeddedServer`: gated's
+    HTTP surface (``http.listen``) and the adapters' ``/send`` servers.
+
+    ``gated run`` binds it before it touches the store, so a port in use or an address this machine does not have is
+    one line (:class:`~kanmon.errors.InvalidInput`, exit 2) and nothing is created. A client that connects before
+    uvicorn's first accept waits in the backlog.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        sock = tcp_listener(host, int(port), backlog=BACKLOG)
+    except (OSError, OverflowError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"cannot listen on {address}: {reason[:1].lower()}{reason[1:]}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def tcp_listener(host: str, port: int, *, backlog: int) -> socket.socket:

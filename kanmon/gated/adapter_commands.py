@@ -19,9 +19,9 @@ import click
 
 from kanmon.errors import InvalidInput, KanmonError
 from kanmon.gated.app import App
-from kanmon.gated.daemon import listen
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.settings import Settings
+from kanmon.serving import listen
 
 __all__ = ["adapter"]
 

@@ -23,7 +23,6 @@ from kanmon import redaction
 from kanmon.container import Limits, ProcessRuntime
 from kanmon.container.agent_secrets import MissingSecret, read_secret
 from kanmon.container.docker import DockerRuntime
-from kanmon.errors import InvalidInput
 from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.guard import StoreGuard
 from kanmon.gated.logs import log_format
@@ -38,16 +37,15 @@ from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.gateway.session_policy import mode_of
 from kanmon.gateway.upstreams import ProxyConfig
 from kanmon.queue import RetryPolicy
-from kanmon.serving import EmbeddedServer, tcp_listener
+from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
 from kanmon.store import Store
 from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
 from kanmon.web.credproxy_servers import serving_proxy
 
-__all__ = ["Daemon", "gateway_config", "listen", "make_runtimes", "privacy", "web_config"]
+__all__ = ["Daemon", "gateway_config", "make_runtimes", "privacy", "web_config"]
 
-_BACKLOG = 2048  # uvicorn's default
 
 logger = logging.getLogger(__name__)
 
@@ -173,24 +171,6 @@ def make_runtimes(settings: Settings) -> Runtimes:
             reasoning_tags=tags,
         ),
     }
-
-
-def listen(address: str) -> socket.socket:
-    """A socket bound to ``address`` (``HOST:PORT``, ``[v6]:PORT``) and listening, for :class:`Daemon`.
-
-    ``gated run`` binds it before it touches the store, so a port in use or an address this machine does not have is
-    one line (:class:`~kanmon.errors.InvalidInput`, exit 2) and nothing is created. A client that connects before
-    uvicorn's first accept waits in the backlog.
-    """
-    host, _, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    try:
-        sock = tcp_listener(host, int(port), backlog=_BACKLOG)
-    except (OSError, OverflowError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"cannot listen on {address}: {reason[:1].lower()}{reason[1:]}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 @dataclass

@@ -15,9 +15,10 @@ from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
 from kanmon.folders import validate_topic
 from kanmon.gated.app import App
-from kanmon.gated.daemon import Daemon, listen
+from kanmon.gated.daemon import Daemon
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import Prompt, TerminalChat, read_lines
+from kanmon.serving import listen
 from kanmon.store import Group, Store
 from kanmon.store.aio import AsyncStore
 from kanmon.web.tokens import chat_url, new_token

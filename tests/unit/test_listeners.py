@@ -19,8 +19,7 @@ import pytest
 
 from kanmon.adapters.matrix.config import MatrixConfig
 from kanmon.adapters.matrix.run import bind
-from kanmon.gated.daemon import listen
-from kanmon.serving import tcp_listener
+from kanmon.serving import listen, tcp_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +35,7 @@ def has_ipv6_loopback() -> bool:
 
 LISTENERS: dict[str, Callable[[], socket.socket]] = {
     "serving.tcp_listener": lambda: tcp_listener("127.0.0.1", 0, backlog=8),
-    "gated run (daemon.listen)": lambda: listen("127.0.0.1:0"),
+    "gated run, the Telegram adapter (serving.listen)": lambda: listen("127.0.0.1:0"),
     "the Matrix adapter (matrix.run.bind)": lambda: bind(MatrixConfig(homeserver="http://x", user_id="@b:x",
                                                                        listen_port=0)),
 }  # fmt: skip

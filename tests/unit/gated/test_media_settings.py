@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from kanmon.gated.config import ConfigError
-from kanmon.gated.daemon import Daemon, gateway_config, listen
+from kanmon.gated.daemon import Daemon, gateway_config
+from kanmon.serving import listen
 from kanmon.store import Store
 from tests.cli_world import settings_of, sqlite_store
 
