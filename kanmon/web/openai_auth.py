@@ -1,4 +1,5 @@
-"""API keys of the OpenAI-compatible API (:mod:`kanmon.web.openai_api`): issuing them, and checking a request's.
+"""API keys of the OpenAI-compatible API (:mod:`kanmon.web.openai_api`): checking a request's (they are issued by
+:func:`kanmon.web.tokens.new_api_key`).
 
 A key looks like ``kmk_<id>_<secret>``: ``id`` (8 hex digits) is public and names the key in ``gated apikey list``;
 the whole key is shown once by ``gated apikey add`` and only its sha256 is stored (SPEC §14). A request is checked
