@@ -20,7 +20,7 @@ from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.gateway import IdleQueue, LayerContext, probe_message
 from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
 from kanmon.gateway.context import STORE_READ_PREFIXES
-from kanmon.gateway.explain import explain_document
+from kanmon.gateway.explanation import explain_document
 from kanmon.router import check_route, folder_targets, validate_route
 from kanmon.store import Conflict, Group, NotFound, Route
 from kanmon.web.tokens import chat_url, new_token

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from kanmon.gateway.decisions import Unowned as Unowned
     from kanmon.gateway.errors import CommandError as CommandError
     from kanmon.gateway.errors import GatewayError as GatewayError
-    from kanmon.gateway.explain import explain as explain
+    from kanmon.gateway.explanation import explain as explain
     from kanmon.gateway.feed import ChatFeed as ChatFeed
     from kanmon.gateway.feed import Subscription as Subscription
     from kanmon.gateway.gate import HeldChat as HeldChat
@@ -69,7 +69,7 @@ else:
                 "Unowned",
             ],
             "errors": ["CommandError", "GatewayError"],
-            "explain": ["explain"],
+            "explanation": ["explain"],
             "feed": ["ChatFeed", "Subscription"],
             "gate": ["HeldChat", "ImpulseGate"],
             "loop": ["LoopConfig", "MessageLoop"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +59,18 @@ def test_what_type_checkers_see_is_what_the_package_gives(package: ModuleType) -
     seen = type_checking_imports(package)
     assert seen, "the package declares its names for type checkers"
     assert sorted(seen) == package.__all__
+    homes = {module: importlib.import_module(module) for module in seen.values()}  # first, as other code may
     for name, module in seen.items():
-        assert getattr(package, name) is getattr(importlib.import_module(module), name), name
+        assert getattr(package, name) is getattr(homes[module], name), name
     assert set(package.__all__) <= set(dir(package))
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES, ids=lambda p: p.__name__)
+def test_no_exported_name_is_also_a_submodule(package: ModuleType) -> None:
+    # importing kanmon.gateway.explain (as the CLI did) set kanmon.gateway.explain to that module, over the
+    # function: a module attribute that exists is never looked up through the lazy __getattr__
+    submodules = {info.name for info in pkgutil.iter_modules(package.__path__)}
+    assert not submodules & set(package.__all__)
 
 
 @pytest.mark.parametrize("package", LAZY_PACKAGES, ids=lambda p: p.__name__)
