@@ -15,41 +15,105 @@ import logging
 import runpy
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
+from click.shell_completion import CompletionItem
 
 from kanmon.errors import InvalidInput, KanmonError
 from kanmon.gated.exits import Exit
 from kanmon.gated.logs import log_format
 from kanmon.gated.memory import limit_malloc_arenas
 
-__all__ = ["COMMANDS", "cli", "main"]
+__all__ = ["COMMANDS", "LazyCommand", "cli", "main"]
 
-#: Every command of ``gated`` but those defined here: name -> "module:attribute", imported on first use.
-COMMANDS: dict[str, str] = {
-    "run": "kanmon.gated.run_commands:run",
-    "demo": "kanmon.gated.run_commands:demo",
-    "chat": "kanmon.gated.run_commands:chat",
-    "status": "kanmon.gated.status_commands:status",
-    "runs": "kanmon.gated.inspect_commands:runs",
-    "run-log": "kanmon.gated.inspect_commands:run_log",
-    "dead": "kanmon.gated.inspect_commands:dead",
-    "replies": "kanmon.gated.inspect_commands:replies",
-    "migrate": "kanmon.gated.store_commands:migrate",
-    "config": "kanmon.gated.store_commands:config",
-    "send": "kanmon.gated.store_commands:send",
-    "group": "kanmon.gated.registry_commands:group",
-    "route": "kanmon.gated.registry_commands:route",
-    "onboarding": "kanmon.gated.onboarding_commands:onboarding_group",
-    "apikey": "kanmon.gated.apikey_commands:apikey",
-    "task": "kanmon.gated.task_commands:task",
-    "usage": "kanmon.gated.usage_commands:usage",
-    "adapter": "kanmon.gated.adapter_commands:adapter",
-    "allow": "kanmon.gated.auth_commands:allow_group",
-    "pairing": "kanmon.gated.auth_commands:pairing_group",
-    "hooks": "kanmon.gated.hook_commands:hooks_group",
+
+class LazyCommand(NamedTuple):
+    """A command of ``gated`` loaded on first use: where it is, and its summary for ``gated --help`` and shell
+    completion, which list every command without importing any (``tests/unit/gated/test_cli_lazy.py`` checks that
+    each summary is the command's own)."""
+
+    target: str  # "module:attribute"
+    summary: str  # the first sentence of its help
+
+
+#: Every command of ``gated`` but those defined here, imported on first use.
+COMMANDS: dict[str, LazyCommand] = {
+    "run": LazyCommand(
+        "kanmon.gated.run_commands:run",
+        "Run the gateway: poll the store, run agents, deliver their replies (SIGINT/SIGTERM stop it cleanly).",
+    ),
+    "demo": LazyCommand(
+        "kanmon.gated.run_commands:demo",
+        "Run a demo: a group answered by the echo agent on the process runtime, and a chat with it right here.",
+    ),
+    "chat": LazyCommand(
+        "kanmon.gated.run_commands:chat",
+        "Talk to group FOLDER from the terminal; a running `gated run` (or `gated demo`) on this store answers.",
+    ),
+    "status": LazyCommand(
+        "kanmon.gated.status_commands:status",
+        "Runs in flight, chats the impulse gate holds, chats waiting for their agent, recent runs, dead letters.",
+    ),
+    "runs": LazyCommand(
+        "kanmon.gated.inspect_commands:runs",
+        "The latest runs, newest first: status, group, chat, batch, replies, duration, error.",
+    ),
+    "run-log": LazyCommand(
+        "kanmon.gated.inspect_commands:run_log",
+        "Run RUN_ID: its record, then the last 64 KiB of its stderr and of the stdout it wrote outside output blocks.",
+    ),
+    "dead": LazyCommand(
+        "kanmon.gated.inspect_commands:dead",
+        "Dead letters: messages whose batch failed its last attempt (oldest first), and the run that last tried each.",
+    ),
+    "replies": LazyCommand(
+        "kanmon.gated.inspect_commands:replies",
+        "What was sent to CHAT (a chat JID), oldest first: each reply, its run, and its delivery (attempts, error).",
+    ),
+    "migrate": LazyCommand(
+        "kanmon.gated.store_commands:migrate", "Create or upgrade the store's schema (a no-op when it is current)."
+    ),
+    "config": LazyCommand("kanmon.gated.store_commands:config", "Inspect the configuration."),
+    "send": LazyCommand("kanmon.gated.store_commands:send", "Put a message into the store as if JID had sent TEXT."),
+    "group": LazyCommand("kanmon.gated.registry_commands:group", "Register, list and remove agent groups."),
+    "route": LazyCommand(
+        "kanmon.gated.registry_commands:route",
+        "Add, list and remove routes (walked in (seq, id) order; the first match wins).",
+    ),
+    "onboarding": LazyCommand(
+        "kanmon.gated.onboarding_commands:onboarding_group",
+        "Chats nobody owns, waiting for approval (needs onboarding.enabled: true).",
+    ),
+    "apikey": LazyCommand(
+        "kanmon.gated.apikey_commands:apikey", "API keys of the OpenAI-compatible API (/v1/chat/completions)."
+    ),
+    "task": LazyCommand(
+        "kanmon.gated.task_commands:task",
+        "Scheduled tasks: a prompt put into a group's chat on a cron schedule, every interval, or once.",
+    ),
+    "usage": LazyCommand(
+        "kanmon.gated.usage_commands:usage",
+        "Tokens and cost the agents reported: today per group (against its daily budget), per day, per session.",
+    ),
+    "adapter": LazyCommand(
+        "kanmon.gated.adapter_commands:adapter",
+        "Channel adapters: processes that bridge a chat platform to gated over HTTP.",
+    ),
+    "allow": LazyCommand(
+        "kanmon.gated.auth_commands:allow_group",
+        "The sender allowlist (used where auth.mode or auth.platforms says allowlist).",
+    ),
+    "pairing": LazyCommand(
+        "kanmon.gated.auth_commands:pairing_group", "DM pairing codes: strangers in direct chats asking to be allowed."
+    ),
+    "hooks": LazyCommand(
+        "kanmon.gated.hook_commands:hooks_group",
+        "Lifecycle hook plugins (hooks.modules and kanmon.hooks entry points).",
+    ),
 }
+
+_WHOLE = 10_000  # a summary length limit no first sentence reaches
 
 #: The reference agent, run as the standard-library-only file it is (no kanmon package import at all).
 ECHO_AGENT = Path(__file__).resolve().parent.parent / "container" / "echo_agent.py"
@@ -64,11 +128,44 @@ class GatedGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            module, _, attribute = COMMANDS[cmd_name].target.partition(":")
             command = getattr(importlib.import_module(module), attribute)
-            assert isinstance(command, click.Command), f"{COMMANDS[cmd_name]} is not a click command"
+            assert isinstance(command, click.Command), f"{COMMANDS[cmd_name].target} is not a click command"
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def listed(self, ctx: click.Context) -> list[tuple[str, click.Command]]:
+        """Each visible command, or for one not loaded yet a stand-in with its summary as help: nothing is imported.
+
+        ``gated --help`` and shell completion (every Tab press after ``gated``) list these; click's own listing
+        loads every command for its summary, which took 2 s.
+        """
+        found: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                found.append((name, click.Command(name, help=COMMANDS[name].summary)))
+            elif not command.hidden:
+                found.append((name, command))
+        return found
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The ``Commands`` section of ``gated --help``, as click writes it, from :meth:`listed`."""
+        rows = self.listed(ctx)
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in rows])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """The command names that start with ``incomplete`` as click offers them, from :meth:`listed`, then click's
+        completions of the group's options."""
+        commands = [
+            CompletionItem(name, help=command.get_short_help_str())
+            for name, command in self.listed(ctx)
+            if name.startswith(incomplete)
+        ]
+        return commands + click.Command.shell_complete(self, ctx, incomplete)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
