@@ -4,8 +4,9 @@ Errors a user can cause print one line and exit 2 having changed nothing; no com
 
 The commands are loaded lazily (click's "lazy loading" pattern): ``gated agent echo`` runs as every agent run does
 and must start in milliseconds, not after importing the store, FastAPI and the daemon, so this module imports
-only click and each command's module is imported when that command is asked for (or listed, for ``--help``).
-A new command goes into :data:`COMMANDS`, not into an import at the top of this file.
+only click and each command's module is imported when that command is asked for. Listing them (``gated --help``,
+shell completion) imports none: each :class:`LazyCommand` carries its summary. A new command goes into
+:data:`COMMANDS` with the first sentence of its help, not into an import at the top of this file.
 """
 
 from __future__ import annotations
