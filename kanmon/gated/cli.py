@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import click
+from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
-from kanmon.errors import InvalidInput, KanmonError
+from kanmon.errors import InvalidInput, KanmonError, closest_name
 from kanmon.gated.exits import Exit
 from kanmon.gated.logs import log_format
 from kanmon.gated.memory import limit_malloc_arenas
@@ -135,6 +136,18 @@ class GatedGroup(click.Group):
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's, with a "did you mean" for a mistyped command: click suggests only among loaded commands."""
+        name = args[0] if args else ""
+        known = self.list_commands(ctx)
+        if name and not name.startswith("-") and name not in known and not ctx.resilient_parsing:
+            hint = closest_name(name, known)
+            if hint is not None:
+                ctx.fail(f"No such command {name!r}. Did you mean {hint!r}?")
+        return super().resolve_command(ctx, args)
+
     def listed(self, ctx: click.Context) -> list[tuple[str, click.Command]]:
         """Each visible command, or for one not loaded yet a stand-in with its summary as help: nothing is imported.
 
@@ -226,6 +239,8 @@ def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> No
         return  # an agent reads its stdin and needs neither settings nor the store
     from kanmon.gated.app import App
 
+    if ctx.get_parameter_source("data_dir") is ParameterSource.ENVIRONMENT:
+        data_dir = None  # the settings read KANMON_DATA_DIR themselves, and name it as the source (config show)
     app = App(data_dir=data_dir, config_path=config_path)
     ctx.obj = app
     ctx.call_on_close(app.close)

@@ -334,3 +334,24 @@ def test_shell_completion_as_the_readme_documents_it() -> None:
         text=True, check=False,
     )  # fmt: skip
     assert "complete -o nosort -F _gated_completion gated" in script.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "source"),
+    [
+        (["--data-dir", "{dir}"], {}, "--data-dir"),
+        ([], {"KANMON_DATA_DIR": "{dir}"}, "KANMON_DATA_DIR"),
+        (["--data-dir", "{dir}"], {"KANMON_DATA_DIR": "/nowhere"}, "--data-dir"),
+    ],
+)
+def test_config_show_names_where_the_data_dir_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], source: str
+) -> None:
+    for name in [name for name in os.environ if name.startswith("KANMON_")]:
+        monkeypatch.delenv(name)
+    given = {name: value.format(dir=tmp_path) for name, value in env.items()}
+    command = [arg.format(dir=tmp_path) for arg in args]
+    result = CliRunner().invoke(cli, [*command, "config", "show"], env=given, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("data_dir "))
+    assert line.split()[1:3] == [str(tmp_path), source]

@@ -13,6 +13,7 @@ import sys
 import click
 import pytest
 from click.shell_completion import CompletionItem
+from click.testing import CliRunner
 
 from kanmon.gated.cli import _WHOLE, COMMANDS, cli
 
@@ -83,3 +84,17 @@ def test_completing_a_command_name_imports_none_of_them() -> None:
     *offered, imported = done.stdout.strip().splitlines()
     assert json.loads(imported) == []
     assert offered == [f"plain,{name}" for name in sorted(COMMANDS) if name.startswith("r")]
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("statsu", "status"), ("grup", "group"), ("run-lg", "run-log")])
+def test_a_mistyped_command_gets_the_closest_one_as_a_hint(typed: str, meant: str) -> None:
+    # click suggests only among the commands it has loaded, and here that is none of them
+    result = CliRunner().invoke(cli, [typed])
+    assert result.exit_code == 2
+    assert f"Error: No such command {typed!r}. Did you mean {meant!r}?" in result.output
+
+
+def test_a_word_like_no_command_gets_no_hint() -> None:
+    result = CliRunner().invoke(cli, ["xyzzy"])
+    assert result.exit_code == 2
+    assert "Error: No such command 'xyzzy'." in result.output and "Did you mean" not in result.output
