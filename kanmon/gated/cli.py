@@ -115,8 +115,6 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
 }
 
-_WHOLE = 10_000  # a summary length limit no first sentence reaches
-
 #: The reference agent, run as the standard-library-only file it is (no kanmon package import at all).
 ECHO_AGENT = Path(__file__).resolve().parent.parent / "container" / "echo_agent.py"
 
