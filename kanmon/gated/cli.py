@@ -246,7 +246,7 @@ def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> No
 
 @cli.group()
 def agent() -> None:
-    """Reference agents that speak the container protocol (SPEC §9)."""
+    """Reference agents that speak the container protocol (docs/agent-protocol.md in the source)."""
 
 
 @agent.command("echo")

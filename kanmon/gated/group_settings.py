@@ -97,11 +97,17 @@ def settings_options(command: F) -> F:
         click.option("--command", metavar="CMD", help="Agent command line, split like a shell would (no shell)."),
         click.option("--env", "env", metavar="KEY=VALUE", multiple=True, help="Set an environment variable (repeat)."),
         click.option("--unset-env", metavar="KEY", multiple=True, help="Remove an environment variable (repeat)."),
-        click.option("--secret", "secrets", metavar="NAME", multiple=True, help="Give the agent this secret on stdin."),
+        click.option(
+            "--secret", "secrets", metavar="NAME", multiple=True, help="Give the agent this secret on stdin (repeat)."
+        ),
         click.option("--unset-secret", metavar="NAME", multiple=True, help="Stop giving this secret (repeat)."),
-        click.option("--upstream", "upstreams", metavar="NAME", multiple=True, help="Reach this API via the proxy."),
+        click.option(
+            "--upstream", "upstreams", metavar="NAME", multiple=True, help="Reach this API via the proxy (repeat)."
+        ),
         click.option("--unset-upstream", metavar="NAME", multiple=True, help="Stop reaching it (repeat)."),
-        click.option("--network", metavar="none|bridge|NAME", help="Docker network. [default: runtime.docker.network]"),
+        click.option(
+            "--network", metavar="none|bridge|NAME", help="Docker network.  [default: runtime.docker.network]"
+        ),
         click.option(
             "--mount",
             "mounts",
@@ -109,7 +115,9 @@ def settings_options(command: F) -> F:
             multiple=True,
             help="Bind-mount HOST (under runtime.mount_allowlist; read-only unless rw) at CONTAINER (repeat).",
         ),
-        click.option("--unset-mount", metavar="CONTAINER", multiple=True, help="Remove the mount at CONTAINER."),
+        click.option(
+            "--unset-mount", metavar="CONTAINER", multiple=True, help="Remove the mount at CONTAINER (repeat)."
+        ),
         click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512m or 2g."),
         click.option("--cpus", metavar="N", help="CPU limit, e.g. 0.5 or 2."),
         click.option("--pids", metavar="N", help="Most processes in the container."),
