@@ -6,6 +6,9 @@ whole gateway, FastAPI and httpx before reading a row. With :func:`lazy_exports`
 (``from kanmon.gateway import Gateway`` works as before, and type checkers see them through an
 ``if TYPE_CHECKING:`` block of the same imports), but a name's submodule is imported only when the name is first
 looked up. ``tests/unit/test_lazy_packages.py`` checks that the block and the table agree.
+
+No exported name may also be a submodule's name: importing ``package.name`` sets the package's attribute ``name`` to
+that module, and a module ``__getattr__`` is only asked about attributes that do not exist (the same test checks).
 """
 
 from __future__ import annotations
