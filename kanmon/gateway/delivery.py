@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.folders import split_jid
 from kanmon.gateway.channels import Deliverer, StoreReadChannel, exact, overlap, owner
 from kanmon.gateway.errors import GatewayError
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
@@ -227,12 +228,11 @@ class DeliveryWorker:
                 if len(self._unowned) >= _UNOWNED_REMEMBERED:
                     self._unowned.clear()  # a bound, not a cache: at worst a chat is named again
                 self._unowned.add(jid)
-                prefix = jid.partition(":")[0] + ":"
                 logger.warning(
-                    "replies to %s wait in the outbox: no registered channel takes %s JIDs; they go out once an "
+                    "replies to %s wait in the outbox: no registered channel takes %s: JIDs; they go out once an "
                     "adapter for them registers",
                     jid,
-                    prefix,
+                    split_jid(jid)[0],
                 )
 
     def _pass_done(self, name: str, task: asyncio.Task[Pass]) -> None:

@@ -34,8 +34,7 @@ from kanmon.adapters.matrix.inbound import Bot
 from kanmon.adapters.matrix.outbound import Sender
 from kanmon.adapters.matrix.server import create_app
 from kanmon.adapters.matrix.state import AdapterState
-from kanmon.errors import InvalidInput
-from kanmon.serving import EmbeddedServer, tcp_listener
+from kanmon.serving import EmbeddedServer, listen
 from kanmon.stopping import unless_stopped
 
 __all__ = ["LoginFailed", "bind", "serve"]
@@ -50,11 +49,9 @@ class LoginFailed(AdapterError):
 
 
 def bind(config: MatrixConfig) -> socket.socket:
-    """The listening socket of ``/send``; raises :class:`InvalidInput` when the address cannot be had."""
-    try:
-        sock = tcp_listener(config.listen_host, config.listen_port, backlog=2048)
-    except OSError as exc:
-        raise InvalidInput(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror}") from None
+    """The listening socket of ``/send``; raises :class:`~kanmon.errors.InvalidInput` when the address cannot be had."""
+    host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
+    sock = listen(f"{host}:{config.listen_port}")
     sock.setblocking(False)
     return sock
 
