@@ -37,6 +37,8 @@ async def readiness(gateway: Gateway) -> list[str]:
             reasons.append(f"runtime {name} unreachable")
     limit = 3 * gateway.config.loop.poll_interval
     last = gateway.loop.last_tick_at
-    if last is None or gateway.clock.monotonic() - last > limit:
+    if last is None:
+        reasons.append("starting: the loop has not completed its first tick yet")
+    elif gateway.clock.monotonic() - last > limit:
         reasons.append(f"the loop has not completed a tick in the last {limit:g}s")
     return reasons

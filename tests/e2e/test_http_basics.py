@@ -8,8 +8,20 @@ from pathlib import Path
 import httpx
 from fastapi import APIRouter
 
+from kanmon.gateway import Gateway, GatewayConfig, RunDefaults
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import process_group, running_gateway
+
+
+async def test_readyz_says_starting_until_the_first_tick(tmp_path: Path) -> None:
+    """Between "gated running" and the loop's first tick, /readyz says gated is starting, not that its loop stalled."""
+    async with running_gateway(tmp_path / "data", [process_group("corp")]) as h:
+        config = GatewayConfig(run=RunDefaults(instance="t", data_dir=tmp_path, runtime="process"))
+        starting = Gateway(h.store, h.gateway.runtimes, config)  # built, not serving yet: no tick
+        try:
+            assert await starting.readiness() == ["starting: the loop has not completed its first tick yet"]
+        finally:
+            starting.db.close()
 
 
 async def test_health_ready_limit_and_request_metrics(tmp_path: Path) -> None:
