@@ -135,6 +135,7 @@ async def running_gateway(
     max_concurrent: int = 5,
     retry: RetryPolicy = FAST_RETRY,
     poll_interval: float = 0.5,
+    watch_interval: float = LoopConfig.watch_interval,
     idle_timeout: float = 60.0,
     timeout: float = 120.0,
     store_url: str | None = None,
@@ -184,6 +185,7 @@ async def running_gateway(
         run=defaults,
         loop=LoopConfig(
             poll_interval=poll_interval,
+            watch_interval=watch_interval,
             poll_batch=poll_batch,
             impulse=impulse or ImpulseConfig(),
             onboarding=onboarding,

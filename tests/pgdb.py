@@ -7,8 +7,11 @@ import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
@@ -29,6 +32,22 @@ def drop_pg_database(admin_url: str, url: str) -> None:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
     admin.dispose()
+
+
+@contextmanager
+def backend_database(request: pytest.FixtureRequest, sqlite_file: Path) -> Iterator[str]:
+    """A fresh store's URL on the backend ``request.param`` names: ``"sqlite"`` (the file ``sqlite_file``, created
+    by whoever opens it) or ``"postgres"`` (a database copied from the migrated template, dropped afterwards)."""
+    if request.param == "sqlite":
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{sqlite_file}"
+        return
+    admin = request.getfixturevalue("pg_admin_url")
+    url = create_pg_database(admin, template=request.getfixturevalue("pg_template"))
+    try:
+        yield url
+    finally:
+        drop_pg_database(admin, url)
 
 
 class PrivatePostgres:

@@ -154,6 +154,14 @@ KEYS: tuple[Key, ...] = (
         attr="gateway.poll_interval",
     ),
     key(
+        "watch_interval",
+        FLOAT,
+        0.25,
+        "Seconds between checks for messages another process stored (gated send); 0: wait for the next poll.",
+        check=_NON_NEGATIVE,
+        attr="gateway.watch_interval",
+    ),
+    key(
         "poll_batch",
         INT,
         200,

@@ -80,6 +80,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         run=defaults,
         loop=LoopConfig(
             poll_interval=settings.gateway.poll_interval,
+            watch_interval=settings.gateway.watch_interval,
             poll_batch=settings.gateway.poll_batch,
             bot_names=frozenset({settings.assistant_name.lower()}),
             impulse=settings.impulse.config(),

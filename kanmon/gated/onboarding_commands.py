@@ -1,8 +1,8 @@
 """`gated onboarding …`: the onboarding list (SPEC §11) from the terminal, for operators without a root group's chat.
 
 The same functions as the chat commands ``/approve`` and ``/reject`` (:mod:`kanmon.gateway.onboarding`), so the two
-cannot drift apart. They write to the store; a running gated picks the route and the re-posted message up at its
-next poll.
+cannot drift apart. They write to the store; a running gated picks the re-posted message up within
+``watch_interval`` (0.25 s) and the route with it (or at its next poll when nothing is re-posted).
 """
 
 from __future__ import annotations

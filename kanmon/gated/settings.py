@@ -66,6 +66,7 @@ class GatewaySettings:
     """The message loop (SPEC §5), sessions (§10), onboarding (§11) and graceful stop (§14)."""
 
     poll_interval: float = _default("poll_interval")
+    watch_interval: float = _default("watch_interval")
     poll_batch: int = _default("poll_batch")
     drain_timeout: float = _default("drain_timeout")
     session_idle_expiry: float = _default("session_idle_expiry")

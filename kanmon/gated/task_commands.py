@@ -1,7 +1,7 @@
 """`gated task add|list|show|pause|resume|rm|run-now`: scheduled tasks (issue 15, :mod:`kanmon.gateway.scheduler`).
 
 These commands write the store; a running ``gated run`` sees the change at its scheduler's next look
-(``scheduler.interval``, 1 s) and a ``run-now`` message at its next poll.
+(``scheduler.interval``, 1 s) and a ``run-now`` message within ``watch_interval`` (0.25 s).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Lines typed are stored as messages of the group's web chat (``web:<folder>``, topic ``terminal`` by default);
 replies are read back from the store by seq and printed as they appear. Whoever runs the gateway answers them:
 ``gated demo`` in this very process (and then a message is routed at once), or a ``gated run`` elsewhere on the same
-store (within a poll interval). When standard input ends (Ctrl-D), the chat says so, waits for the replies still due
-and returns.
+store (within its ``watch_interval``, 0.25 s). When standard input ends (Ctrl-D), the chat says so, waits for the
+replies still due and returns.
 
 On a terminal, the reader shows a ``you>`` prompt (:class:`Prompt`). A reply that arrives while it waits for a line
 is printed above it: the prompt line is cleared, the reply written, and the prompt shown again with what the user had

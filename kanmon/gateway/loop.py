@@ -42,7 +42,7 @@ from kanmon.gateway.settle import Settle
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.router import ImpulseConfig
 from kanmon.stopping import nap
-from kanmon.store import LaneHead, Message
+from kanmon.store import LaneHead, Message, StoreError
 from kanmon.store.aio import AsyncStore
 
 __all__ = ["LoopConfig", "MessageLoop", "QueueBridge"]
@@ -74,6 +74,9 @@ class LoopConfig:
     settle_max: float = 0.25
     #: The zone a group's days are counted in unless it names its own (``scheduler.timezone``; ``/status`` usage).
     timezone: str = "UTC"
+    #: Seconds between two checks, while the loop waits for its next poll, for inbound rows another process stored
+    #: (:meth:`~kanmon.store.Store.inbound_after`, one indexed read); 0: such rows wait for the next poll.
+    watch_interval: float = 0.25
 
 
 class QueueBridge:
@@ -146,6 +149,7 @@ class MessageLoop:
         self._settle = Settle(self._clock, config.settle_max)
         self._wake = asyncio.Event()
         self._cursor: int | None = None
+        self._watched = 0  # the highest seq the watch has looked at (_stored_elsewhere)
         self._held_lanes: dict[str, set[Lane]] = {}
         self._settling: dict[Lane, asyncio.Task[None]] = {}
         # lanes released while the loop reads a backlog, in order: enqueued once it has caught up (or after
@@ -187,7 +191,7 @@ class MessageLoop:
                 self._wake.clear()
                 delay = self._next_wait()
                 if self.fenced:
-                    await self._wait(stopping, self._config.poll_interval)
+                    await nap(self._wake, stopping, self._clock, self._config.poll_interval)
                     continue
                 try:
                     await self.tick()
@@ -342,7 +346,26 @@ class MessageLoop:
         return wait
 
     async def _wait(self, stopping: asyncio.Event, seconds: float) -> None:
-        await nap(self._wake, stopping, self._clock, seconds)
+        """Until the next tick: ``seconds``, or less when woken, when stopping, or when a check every
+        ``watch_interval`` finds an inbound row another process stored (after a good tick only: a failing one keeps
+        its backoff)."""
+        watch = self._config.watch_interval
+        if watch <= 0 or self._cursor is None or self._failures:
+            await nap(self._wake, stopping, self._clock, seconds)
+            return
+        deadline = self._clock.monotonic() + seconds
+        while (left := deadline - self._clock.monotonic()) > 0:
+            await nap(self._wake, stopping, self._clock, min(left, watch))
+            if self._wake.is_set() or stopping.is_set() or left <= watch or await self._stored_elsewhere():
+                return
+
+    async def _stored_elsewhere(self) -> bool:
+        assert self._cursor is not None
+        try:
+            found, self._watched = await self._db.once(self._db.store.inbound_after, max(self._cursor, self._watched))
+        except StoreError:
+            return False  # the next tick meets the same store and backs off as it does
+        return found
 
     def _observe(self, seconds: float) -> None:
         self.ticks += 1

@@ -57,6 +57,18 @@ class WorkStore(StoreBase):
             value = conn.execute(select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)).scalar()
             return int(value or 0)
 
+    def inbound_after(self, seq: int) -> tuple[bool, int]:
+        """Whether an inbound row past ``seq`` is stored, and the highest seq stored (at least ``seq``): the loop's
+        check, between polls, for rows another process put (``gated send``, ``gated chat`` against a running gated).
+
+        Rows become visible in seq order, so a caller that passes the highest seq of its last check reads only the
+        rows stored since (a long chatty run's replies are read once, not at every check)."""
+        with self._read() as conn:
+            top = int(conn.execute(_MAX_SEQ).scalar_one())
+            if top <= seq:
+                return False, seq
+            return conn.execute(_INBOUND_AFTER, {"b_after": seq}).first() is not None, top
+
     def start_cursor(self) -> int:
         """Where the loop starts reading: the poll cursor, or past every row already decided when that is further.
 
@@ -204,3 +216,10 @@ _SETTLE_UNDECIDED = (
 _POLL_CURSOR = select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)
 _CHATS = select(chats).where(chats.c.jid.in_(bindparam("b_jids", expanding=True)))
 _CONFIG_VERSION = select(router_state.c.value).where(router_state.c.key == CONFIG_VERSION_KEY)
+
+
+# inbound_after's queries, built once (they run every watch interval): the primary key's last entry, and its range
+_MAX_SEQ = select(func.coalesce(func.max(messages.c.seq), 0))
+_INBOUND_AFTER = (
+    select(messages.c.seq).where(messages.c.seq > bindparam("b_after"), messages.c.direction == "in").limit(1)
+)

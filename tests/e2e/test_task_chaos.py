@@ -15,7 +15,7 @@ import pytest
 from kanmon.store import Group, NewTask, Store, Task, upgrade
 from tests.gated_process import Gated
 from tests.gateway_harness import ECHO_COMMAND
-from tests.pgdb import create_pg_database, drop_pg_database
+from tests.pgdb import backend_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -30,14 +30,8 @@ PROMPT = "the daily report"
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        (tmp_path / "data").mkdir()
-        yield f"sqlite:///{tmp_path / 'data' / 'kanmon.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin_url")
-    url = create_pg_database(admin, template=request.getfixturevalue("pg_template"))
-    yield url
-    drop_pg_database(admin, url)
+    with backend_database(request, tmp_path / "data" / "kanmon.db") as url:
+        yield url
 
 
 def wait(condition: Callable[[], bool], what: str, gated: Gated, timeout: float = 60.0, step: float = 0.05) -> None:

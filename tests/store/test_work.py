@@ -354,3 +354,19 @@ def test_pending_deliveries_of_whole_jids_leave_out_the_jids_they_begin(corp: St
     now = dt.datetime.now(dt.UTC)
     assert [m.seq for m in corp.pending_deliveries(["daemon:hook"], now=now, exact=True)] == [hook]
     assert len(corp.pending_deliveries(["daemon:hook"], now=now)) == 2  # as a prefix it takes both
+
+
+@pytest.mark.parametrize("directions", ["i", "o", "iooio", "ooiiooo"])
+def test_inbound_after_says_whether_an_inbound_row_lies_past_a_seq_and_how_far_it_looked(
+    corp: Store, directions: str
+) -> None:
+    """The loop's check for rows another process stored (``watch_interval``): outbound rows never count, and the seq
+    it returns is where the next check starts, so rows are read once however long a run's replies go on."""
+    stored = [
+        (put(corp, "web:corp") if kind == "i" else put(corp, "web:corp", "a reply", direction="out"), kind)
+        for kind in directions
+    ]
+    top = stored[-1][0]
+    for after in range(stored[0][0] - 1, top + 2):
+        expected = any(kind == "i" and seq > after for seq, kind in stored)
+        assert corp.inbound_after(after) == (expected, max(top, after)), after
