@@ -262,7 +262,13 @@ def is_reasoning_tag(name: str) -> bool:
 
 def reasoning_tag_names(names: Iterable[str]) -> tuple[str, ...]:
     """Reasoning tag names as matched: lower-cased, each once; ``ValueError`` for one that is not a tag name."""
-    names = tuple(names)
+    return _tag_names(tuple(names))
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    # cached: clean_result checks its names on every output block, and a run's are the same every time (the checks
+    # were a quarter of parsing a short block); a name refused raises, and errors are never cached
     for name in names:
         if not is_reasoning_tag(name):
             raise ValueError(f"reasoning tag {name!r} is not a tag name (a letter, then letters, digits, _ . : -)")

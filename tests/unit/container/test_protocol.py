@@ -257,6 +257,8 @@ def test_the_reasoning_tags_are_configurable() -> None:
 def test_a_reasoning_tag_that_is_not_a_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="reasoning tag"):
         OutputParser(reasoning_tags=["think", name])
+    with pytest.raises(ValueError, match="reasoning tag"):  # every time: the names' check is cached, errors never
+        clean_result("text", reasoning_tags=["think", name])
 
 
 def test_the_parser_cleans_results_with_its_reasoning_tags() -> None:
