@@ -12,7 +12,7 @@ For each message, sent one at a time after the previous run has finished (groups
 
 and the latency is t1 − t0 (store, poll/wake, layers, dispatch, queue, batch, session, ``begin_run``, spec).
 
-Three modes, all with the production poll interval (2 s):
+Four modes, all with the production poll interval (2 s):
 
 (a) wake-up: the message is stored with ``await gateway.put_message(...)``, which wakes the loop in-process;
 (c) an adapter over HTTP: gated's own app (:func:`kanmon.web.create_app`) served by uvicorn on a
@@ -21,9 +21,12 @@ Three modes, all with the production poll interval (2 s):
     may start before the adapter has its answer, so the POST's round trip (what an adapter waits for each message,
     e.g. before it confirms the update to Telegram) is printed as well;
 (b) polling only: the message is stored with ``gateway.store.put_message`` from a thread, so nothing wakes the
-    loop and the row waits for the next 2 s poll. Each message is sent after a random pause of 0–2 s, so that it
-    lands at a random point of the poll cycle (otherwise it would always arrive just after the tick that the
-    previous run's end triggers, and always wait the full 2 s). Fewer messages here (default 30: ~1 min).
+    loop, and the loop's watch for other processes' rows is off (``watch_interval`` 0): the row waits for the next
+    2 s poll. Each message is sent after a random pause of 0–2 s, so that it lands at a random point of the poll
+    cycle (otherwise it would always arrive just after the tick that the previous run's end triggers, and always
+    wait the full 2 s). Fewer messages here (default 30: ~1 min);
+(d) another process: as (b), with the watch on (``watch_interval``, 0.25 s by default), as ``gated send`` and
+    ``gated chat`` against a running gated are answered; a random pause of 0–0.25 s before each.
 
 The first ``--warmup`` messages of each mode are not counted. ``--gap`` adds a pause before each mode (a, c) message
 (default 0: sent as soon as the previous run is recorded; 0.05 s gave the same figures). Prints figures and the
@@ -59,6 +62,7 @@ from kanmon.store import Group, NewMessage, Store, upgrade
 from kanmon.web import WebConfig, create_app
 
 POLL_INTERVAL = 2.0  # production's default (LoopConfig)
+WATCH_INTERVAL = LoopConfig.watch_interval
 TARGET_P50_MS = 20.0
 TARGET_P99_MS = 100.0
 CHANNEL_SECRET = "bench-channel-secret"
@@ -175,8 +179,8 @@ async def measure(
     round_trips: list[float] | None = None,
 ) -> list[float]:
     """Serve a gateway on a fresh store in ``data_dir`` and return the ingest → start latencies in seconds;
-    ``mode`` is ``wake``, ``poll`` or ``http`` (the docstring's a, b, c); ``http`` appends each POST's round trip
-    after the warm-up to ``round_trips``."""
+    ``mode`` is ``wake``, ``poll``, ``http`` or ``watch`` (the docstring's a, b, c, d); ``http`` appends each POST's
+    round trip after the warm-up to ``round_trips``."""
     store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
     upgrade(store.engine)
     command = exit_at_once_command()
@@ -189,7 +193,7 @@ async def measure(
     runtime = StampedRuntime(ProcessRuntime(data_dir / "runs", data_dir=data_dir))
     config = GatewayConfig(
         run=RunDefaults(instance="bench", data_dir=data_dir, runtime="process", stop_grace=2.0),
-        loop=LoopConfig(poll_interval=POLL_INTERVAL),
+        loop=LoopConfig(poll_interval=POLL_INTERVAL, watch_interval=0.0 if mode == "poll" else WATCH_INTERVAL),
     )
     gateway = Gateway(store, {"process": runtime}, config)
     stopping = asyncio.Event()
@@ -232,6 +236,7 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=200, help="messages measured with the wake-up (mode a)")
     parser.add_argument("--http-messages", type=int, default=200, help="messages an adapter POSTs (mode c)")
     parser.add_argument("--poll-messages", type=int, default=30, help="messages measured polling only (mode b)")
+    parser.add_argument("--watch-messages", type=int, default=60, help="messages another process stores (mode d)")
     parser.add_argument("--groups", type=int, default=4, help="groups the messages go to in turn")
     parser.add_argument("--warmup", type=int, default=3, help="uncounted messages at the start of each mode")
     parser.add_argument("--gap", type=float, default=0.0, help="seconds of quiet before each mode (a, c) message")
@@ -245,6 +250,7 @@ async def main() -> None:
         "wake": (args.messages, args.warmup, gap),
         "http": (args.http_messages, args.warmup, gap),
         "poll": (args.poll_messages, min(args.warmup, 1), lambda: rng.uniform(0.0, POLL_INTERVAL)),
+        "watch": (args.watch_messages, min(args.warmup, 1), lambda: rng.uniform(0.0, WATCH_INTERVAL)),
     }
     with tempfile.TemporaryDirectory() as tmp:
         found = {
@@ -254,12 +260,13 @@ async def main() -> None:
             )
             for mode, (messages, warmup, pause) in modes.items()
         }  # fmt: skip
-    a, b, c = Figures.of(found["wake"]), Figures.of(found["poll"]), Figures.of(found["http"])
+    a, b, c, d = (Figures.of(found[mode]) for mode in ("wake", "poll", "http", "watch"))
     print(f"ingest → run start, gateway overhead only (process runtime excluded), poll interval {POLL_INTERVAL:.0f} s")
     print(a.line("(a) wake-up"))
     print(c.line("(c) adapter over HTTP"))
     print(Figures.of(round_trips).line("(c) its POST round trip"))
     print(b.line("(b) polling only"))
+    print(d.line("(d) another process"))
     print(f"target with wake-up: p50 ≤ {TARGET_P50_MS:.0f} ms, p99 ≤ {TARGET_P99_MS:.0f} ms")
     for label, figures in (("(a)", a), ("(c)", c)):
         print(f"  {label} p50 {figures.p50:.1f} ms: {'met' if figures.p50 <= TARGET_P50_MS else 'MISSED'}")
