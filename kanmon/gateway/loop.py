@@ -356,13 +356,12 @@ class MessageLoop:
         deadline = self._clock.monotonic() + seconds
         while (left := deadline - self._clock.monotonic()) > 0:
             await nap(self._wake, stopping, self._clock, min(left, watch))
-            if self._wake.is_set() or stopping.is_set() or left <= watch or await self._stored_elsewhere():
+            if self._wake.is_set() or stopping.is_set() or left <= watch or await self._stored_elsewhere(self._cursor):
                 return
 
-    async def _stored_elsewhere(self) -> bool:
-        assert self._cursor is not None
+    async def _stored_elsewhere(self, cursor: int) -> bool:
         try:
-            found, self._watched = await self._db.once(self._db.store.inbound_after, max(self._cursor, self._watched))
+            found, self._watched = await self._db.once(self._db.store.inbound_after, max(cursor, self._watched))
         except StoreError:
             return False  # the next tick meets the same store and backs off as it does
         return found

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import ARRAY, bindparam, func, select, update
+from sqlalchemy import ARRAY, bindparam, case, func, select, update
 
 from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
@@ -64,10 +64,8 @@ class WorkStore(StoreBase):
         Rows become visible in seq order, so a caller that passes the highest seq of its last check reads only the
         rows stored since (a long chatty run's replies are read once, not at every check)."""
         with self._read() as conn:
-            top = int(conn.execute(_MAX_SEQ).scalar_one())
-            if top <= seq:
-                return False, seq
-            return conn.execute(_INBOUND_AFTER, {"b_after": seq}).first() is not None, top
+            top, inbound = conn.execute(_INBOUND_AFTER, {"b_after": seq}).one()
+        return bool(inbound), max(seq, top or 0)
 
     def start_cursor(self) -> int:
         """Where the loop starts reading: the poll cursor, or past every row already decided when that is further.
@@ -218,8 +216,7 @@ _CHATS = select(chats).where(chats.c.jid.in_(bindparam("b_jids", expanding=True)
 _CONFIG_VERSION = select(router_state.c.value).where(router_state.c.key == CONFIG_VERSION_KEY)
 
 
-# inbound_after's queries, built once (they run every watch interval): the primary key's last entry, and its range
-_MAX_SEQ = select(func.coalesce(func.max(messages.c.seq), 0))
-_INBOUND_AFTER = (
-    select(messages.c.seq).where(messages.c.seq > bindparam("b_after"), messages.c.direction == "in").limit(1)
+# inbound_after's query, built once (it runs every watch interval): the primary key's range past the seq given
+_INBOUND_AFTER = select(func.max(messages.c.seq), func.max(case((messages.c.direction == "in", 1), else_=0))).where(
+    messages.c.seq > bindparam("b_after")
 )
