@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kanmon.store import Store, upgrade
-from tests.pgdb import create_pg_database, drop_pg_database
+from tests.pgdb import backend_database, create_pg_database, drop_pg_database
 
 
 @pytest.fixture
@@ -26,17 +26,12 @@ def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a migrated, empty database of the backend this test runs on."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kanmon.db'}"
-        store = Store.open(url)
-        upgrade(store.engine)
-        store.close()
+    with backend_database(request, tmp_path / "kanmon.db") as url:
+        if request.param == "sqlite":  # PostgreSQL's is a copy of the migrated template
+            store = Store.open(url)
+            upgrade(store.engine)
+            store.close()
         yield url
-        return
-    admin_url = request.getfixturevalue("pg_admin_url")
-    url = create_pg_database(admin_url, template=request.getfixturevalue("pg_template"))
-    yield url
-    drop_pg_database(admin_url, url)
 
 
 @pytest.fixture
