@@ -346,7 +346,7 @@ class MessageLoop:
         return wait
 
     async def _wait(self, stopping: asyncio.Event, seconds: float) -> None:
-        """Until the next tick: ``seconds``, or less when woken, when stopping, or when a check every
+        """Until the next tick: ``seconds``, or less when woken, when stopping, when fenced, or when a check every
         ``watch_interval`` finds an inbound row another process stored (after a good tick only: a failing one keeps
         its backoff)."""
         watch = self._config.watch_interval
@@ -356,7 +356,9 @@ class MessageLoop:
         deadline = self._clock.monotonic() + seconds
         while (left := deadline - self._clock.monotonic()) > 0:
             await nap(self._wake, stopping, self._clock, min(left, watch))
-            if self._wake.is_set() or stopping.is_set() or left <= watch or await self._stored_elsewhere(self._cursor):
+            if self._wake.is_set() or stopping.is_set() or self.fenced or left <= watch:
+                return
+            if await self._stored_elsewhere(self._cursor):
                 return
 
     async def _stored_elsewhere(self, cursor: int) -> bool:

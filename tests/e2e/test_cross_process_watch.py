@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kanmon.store import NewMessage, Store
+from kanmon.store import NewMessage, Store, StoreUnavailable
 from tests.gateway_harness import Harness, process_group, running_gateway
 from tests.pgdb import backend_database
 
@@ -84,3 +84,53 @@ async def test_rows_that_are_not_inbound_never_make_the_loop_tick(tmp_path: Path
         await asyncio.to_thread(elsewhere, store_url, notice)
         await asyncio.sleep(1.5)  # six watch intervals
         assert h.gateway.loop.ticks == ticks
+
+
+def counting_checks(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every seq the loop's watch asks the store about from now on."""
+    asked: list[int] = []
+    check = h.store.inbound_after
+
+    def counted(seq: int) -> tuple[bool, int]:
+        asked.append(seq)
+        return check(seq)
+
+    monkeypatch.setattr(h.store, "inbound_after", counted)
+    return asked
+
+
+async def test_the_watch_keeps_still_while_ticks_fail_and_while_fenced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing tick keeps its backoff (a check finding rows must not cut it short), and a fenced gated, which routes
+    nothing, asks nothing."""
+    async with running_gateway(tmp_path / "data", [process_group("corp")], poll_interval=POLL) as h:
+        await first_tick(h)
+        asked = counting_checks(h, monkeypatch)
+        await asyncio.sleep(0.6)
+        assert asked, "the watch checks while the loop waits for its poll"
+
+        failed: list[int] = []
+
+        def down() -> int:
+            failed.append(1)
+            raise StoreUnavailable("database unavailable: the test took it away")
+
+        monkeypatch.setattr(h.store, "config_version", down)  # the tick's first read
+        h.gateway.loop.wake()
+        await h.wait_for(lambda: bool(failed), "a failing tick", timeout=5)
+        asked.clear()
+        await asyncio.sleep(1.5)  # backoff waits of 0.5 s and more: each would hold checks
+        assert asked == []
+
+        monkeypatch.undo()  # the store answers again: a good tick, the watch checks again; then it is taken over
+        ticks = h.gateway.loop.ticks
+        h.gateway.loop.wake()
+        await h.wait_for(lambda: h.gateway.loop.ticks > ticks, "a good tick", timeout=5)
+        asked = counting_checks(h, monkeypatch)
+        await asyncio.sleep(0.6)
+        assert asked, "the watch checks again once a tick has gone well"
+        asked.clear()
+        h.gateway.fence("another gated took the store over (test)")
+        await asyncio.sleep(1.5)
+        assert asked == []
