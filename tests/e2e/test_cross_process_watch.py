@@ -69,9 +69,11 @@ async def test_with_the_watch_off_such_a_message_waits_for_the_next_poll(tmp_pat
         await h.wait_for(lambda: len(h.replies("web:corp")) == 2, "both replies", timeout=5)
 
 
-async def test_rows_that_are_not_inbound_never_make_the_loop_tick(tmp_path: Path, store_url: str) -> None:
+async def test_rows_that_are_not_inbound_never_make_the_loop_tick_and_are_read_once(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The watch looks for inbound rows only: outbound rows stored elsewhere (a reply, a notice) and the gated's own
-    replies leave the loop waiting for its poll."""
+    replies leave the loop waiting for its poll. Each check starts where the last one ended, not at the cursor."""
     async with running_gateway(
         tmp_path / "data", [process_group("corp")], poll_interval=POLL, store_url=store_url
     ) as h:
@@ -80,10 +82,13 @@ async def test_rows_that_are_not_inbound_never_make_the_loop_tick(tmp_path: Path
         await h.wait_for(lambda: h.replies("web:corp") == ["echo: hi"], "the reply", timeout=5)
         await asyncio.sleep(0.5)  # the wake-ups of the run's end are over
         ticks = h.gateway.loop.ticks
+        asked = counting_checks(h, monkeypatch)
         notice = NewMessage(chat_jid="web:corp", content="a notice", sender="kanmon", direction="out")
         await asyncio.to_thread(elsewhere, store_url, notice)
         await asyncio.sleep(1.5)  # six watch intervals
         assert h.gateway.loop.ticks == ticks
+        top = h.outbound("web:corp")[-1].seq  # the notice
+        assert len(asked) >= 2 and asked[-1] == top and asked[0] < top  # read once, then asked from past it
 
 
 def counting_checks(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
