@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from kanmon.gated import logs as gated_logs
 from kanmon.gated.logs import HANDLER_NAME
 from kanmon.store import Store, upgrade
 from tests.pgdb import PrivatePostgres, create_pg_database, drop_pg_database
+from tests.ports import free_port
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -45,6 +46,19 @@ def _no_leftover_log_handler() -> Iterator[None]:
     for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(handler)
     gated_logs._format = None
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """pytest-asyncio's fixture, overridden: its port comes from the ephemeral range, where any outgoing connection
+    may take it before the child process binds it (see tests/ports.py)."""
+    return free_port()
+
+
+@pytest.fixture
+def unused_tcp_port_factory() -> Callable[[], int]:
+    """pytest-asyncio's factory, overridden for the same reason as ``unused_tcp_port``."""
+    return free_port
 
 
 @pytest.fixture(scope="session")

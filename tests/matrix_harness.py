@@ -15,7 +15,6 @@ import hmac
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -37,15 +36,10 @@ from nio import (
 from kanmon.store import Message, Store, upgrade
 from tests.gated_process import GATED, Gated
 from tests.gateway_harness import process_group
+from tests.ports import free_port
 
 CHANNEL_SECRET = "matrix-test-channel-secret"
 HUMAN_FILTER = {"room": {"timeline": {"limit": 100}}}  # Synapse sends at most 100 a room; gaps are read back
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

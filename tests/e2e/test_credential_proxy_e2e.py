@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 
 from kanmon.store import Store
 from tests.gated_process import Gated
+from tests.ports import free_port
 from tests.probe_world import RELEASE, agent_containers, install_probe, probe_reports, wait_for
 from tests.probe_world import gated_cli as gated
 
@@ -82,12 +82,6 @@ def upstream() -> Iterator[FakeAnthropic]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def holding(root: Path, key: str) -> list[str]:

@@ -16,7 +16,6 @@ import collections
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,16 +28,11 @@ import pytest
 from kanmon.store import Group, Message, Store, upgrade
 from tests.gated_process import Gated
 from tests.gateway_harness import ECHO_COMMAND
+from tests.ports import free_port
 from tests.telegram_fake import TOKEN, FakeBotApi, message, running_fake, user
 
 pytestmark = pytest.mark.slow
 SECRET = "process-test-channel-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait(condition: Callable[[], Any], what: str, timeout: float = 60.0, *, logs: Callable[[], str] = str) -> Any:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.gated_process import GATED
-from tests.matrix_harness import CHANNEL_SECRET, Human, Stack, free_port, room_with_bot
+from tests.matrix_harness import CHANNEL_SECRET, Human, Stack, room_with_bot
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
