@@ -36,6 +36,7 @@ from kanmon.web.adapter_bodies import (
     RegisterAnswer,
     RegisterBody,
 )
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.tokens import new_token, token_hash
 
@@ -44,7 +45,7 @@ __all__ = ["RESERVED_PREFIXES", "router"]
 logger = logging.getLogger(__name__)
 
 
-router = APIRouter(prefix="/v1", tags=["channel adapters"])
+router = APIRouter(prefix="/v1", tags=["channel adapters"], route_class=AuthFirstRoute)
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 ConfigDep = Annotated[WebConfig, Depends(get_config)]

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanmon import redaction
@@ -33,6 +34,7 @@ from kanmon.web import (
     webchat_topics,
 )
 from kanmon.web.adapter_webhooks import webhooks
+from kanmon.web.auth_first import parse_failure
 from kanmon.web.deps import WebConfig
 from kanmon.web.openai_auth import ApiError
 
@@ -101,6 +103,10 @@ async def _plain_validation_errors(request: Request, exc: Exception) -> Response
     Python's JSON parser) cannot be encoded again, and the 422 became a 500. An echo of up to 1 MiB helps nobody.
     """
     assert isinstance(exc, RequestValidationError)
+    failure = parse_failure(exc)  # a body AuthFirstRoute let the dependencies see first
+    if isinstance(failure, StarletteHTTPException):
+        return JSONResponse({"detail": failure.detail}, status_code=failure.status_code, headers=failure.headers)
+    exc = failure or exc
     errors = [
         {
             "loc": [str(part) for part in error.get("loc", ())],

@@ -16,11 +16,12 @@ from fastapi.responses import StreamingResponse
 
 from kanmon.gateway import Gateway
 from kanmon.gateway.media import sniff
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import get_gateway
 
 __all__ = ["FILE_CONTENT", "FILE_HEADERS", "router"]
 
-router = APIRouter(tags=["media"])
+router = APIRouter(tags=["media"], route_class=AuthFirstRoute)
 
 #: Every file answer: never sniffed into HTML by a browser, never able to run anything as gated's origin.
 FILE_HEADERS = {

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kanmon.errors import InvalidInput
 from kanmon.gateway import DEAD_LETTER_TEXT, Gateway
 from kanmon.store import ApiKey, Message, NewMessage, StoreError
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, get_config, get_gateway
 from kanmon.web.openai_auth import ApiError, api_key
 from kanmon.web.openai_replies import Answer, follow_answer
@@ -43,7 +44,7 @@ from kanmon.web.validation import storable_text
 
 __all__ = ["CONVERSATION_HEADER", "CompletionRequest", "api_error", "conversation_topic", "router"]
 
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"], route_class=AuthFirstRoute)
 
 CONVERSATION_HEADER = "X-Kanmon-Conversation"
 KEEPALIVE_SECONDS = 15.0

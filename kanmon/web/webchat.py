@@ -37,6 +37,7 @@ from kanmon.folders import WEB_TOPIC_PATTERN
 from kanmon.gateway import Gateway
 from kanmon.gateway.typing import Working
 from kanmon.store import Message, NewMessage, StoreError
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
 from kanmon.web.webchat_attachments import ChatAttachment, chat_attachments
@@ -65,7 +66,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["web chat"])
+router = APIRouter(tags=["web chat"], route_class=AuthFirstRoute)
 
 KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing an idle stream
 REPLAY_LIMIT = 200  # a stream that starts from nothing (no Last-Event-ID, after=0) gets the topic's last 200 rows

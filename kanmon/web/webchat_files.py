@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from kanmon.gateway import Gateway
 from kanmon.gateway.attachments import DEFAULT_MIME, decode_data, read_attachments
 from kanmon.store import NewMessage
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.media import FILE_CONTENT
 from kanmon.web.validation import storable_text
@@ -32,7 +33,7 @@ from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 
 __all__ = ["Uploaded", "router"]
 
-router = APIRouter(tags=["web chat"])
+router = APIRouter(tags=["web chat"], route_class=AuthFirstRoute)
 
 _MAX_NAME_CHARS = 255
 UPLOAD_EXAMPLE = {

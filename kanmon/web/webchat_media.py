@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from kanmon.gateway import Gateway
 from kanmon.gateway.media import StoredFile
 from kanmon.store import Message
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import get_gateway
 from kanmon.web.media import FILE_CONTENT, FILE_HEADERS
 from kanmon.web.webchat_attachments import INLINE_TYPES, ChatAttachment
@@ -27,7 +28,7 @@ from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 
 __all__ = ["chat_files", "router"]
 
-router = APIRouter(tags=["web chat"])
+router = APIRouter(tags=["web chat"], route_class=AuthFirstRoute)
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 

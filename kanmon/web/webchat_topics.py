@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanmon.gateway import Gateway
+from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
 from kanmon.web.webchat import TOPIC_PATTERN, sender_of
@@ -22,7 +23,7 @@ from kanmon.web.webchat_examples import ME_EXAMPLE, TOPIC_NAME_EXAMPLE, TOPICS_E
 
 __all__ = ["MAX_NAME_CHARS", "Me", "TopicList", "TopicName", "TopicSummary", "router"]
 
-router = APIRouter(tags=["web chat"])
+router = APIRouter(tags=["web chat"], route_class=AuthFirstRoute)
 
 MAX_NAME_CHARS = 80
 
