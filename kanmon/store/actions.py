@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
 
+from kanmon.store.appends import insert_new, lock_appends
 from kanmon.store.base import StoreBase, from_row, from_rows
-from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage
 from kanmon.store.tables import registered_groups, run_actions, system_messages, tasks
 from kanmon.store.tasks import NewTask, Task

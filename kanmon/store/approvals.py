@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from kanmon.store.appends import append_message, lock_appends
 from kanmon.store.base import StoreBase, from_row
 from kanmon.store.errors import NotFound
-from kanmon.store.messages import append_message, lock_appends
 from kanmon.store.records import Message, NewMessage, Route
 from kanmon.store.tables import registered_groups, router_state, routes
 

@@ -13,9 +13,9 @@ from typing import Literal
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
+from kanmon.store.appends import append_message, lock_appends
 from kanmon.store.base import StoreBase, from_row, from_rows
 from kanmon.store.errors import NotFound
-from kanmon.store.messages import append_message, lock_appends
 from kanmon.store.records import NewMessage
 from kanmon.store.tables import pairing_codes, refused_senders, sender_allow
 

@@ -78,6 +78,11 @@ def from_row(cls: type[T], row: Any) -> T:
     return _builder(cls, row._fields)(row)
 
 
+def from_values(cls: type[T], values: Mapping[str, Any]) -> T:
+    """Build the record ``cls`` from column values by name (every field of a plain record given: its fast path)."""
+    return _builder(cls, tuple(values))(tuple(values.values()))
+
+
 def from_rows(cls: type[T], result: Result[Any]) -> list[T]:
     """:func:`from_row` for every row of ``result``, with the columns looked up once."""
     build = _builder(cls, tuple(result.keys()))

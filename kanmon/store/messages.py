@@ -1,33 +1,24 @@
-"""The message log: the sole appender, the seq cursor, and per-chat state.
-
-Appends must become visible in seq order, or a reader following ``seq > cursor`` would skip a row forever.
-SQLite serialises writers by itself (``BEGIN IMMEDIATE``). A PostgreSQL sequence hands out numbers before commit,
-so appends take a transaction-scoped advisory lock first: the next append cannot draw a number until this one has
-committed.
-"""
+"""The message log: appending (through :mod:`kanmon.store.appends`, which keeps appends in seq order), reading in
+seq order, and per-chat state."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, func, select, text, union, update
+from sqlalchemy import Integer, bindparam, func, select, union, update
 
 from kanmon.errors import InvalidInput
+from kanmon.store.appends import append_values, insert_values, lock_appends, message_by_id
 from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
-from kanmon.store.text import storable, storable_json
 
-__all__ = ["ChatTopic", "MessageStore", "append_message", "lock_appends"]
+__all__ = ["ChatTopic", "MessageStore"]
 
-# pg_advisory_xact_lock key for appends to messages: any fixed 64-bit number, spelled so a DBA can recognise it.
-APPEND_LOCK_KEY = 0x6B616E6D6F6E  # "kanmon"
 INBOUND_STATUSES = frozenset({"new", "done", "dead", "skipped"})
 
 
@@ -57,12 +48,12 @@ class MessageStore(StoreBase):
         values = insert_values(new, self._stamp(now))
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
-            return _append_values(conn, new, values)
+            return append_values(conn, new, values)
 
     def get_message(self, chat_jid: str, message_id: str) -> Message | None:
         """The message ``message_id`` of ``chat_jid``, if stored."""
         with self._read() as conn:
-            return _message_by_id(conn, chat_jid, message_id)
+            return message_by_id(conn, chat_jid, message_id)
 
     def new_messages(self, after_seq: int, limit: int = 200) -> list[Message]:
         """Up to ``limit`` messages with ``seq > after_seq``, in seq order."""
@@ -241,152 +232,10 @@ class MessageStore(StoreBase):
             return {str(key): str(value) for key, value in conn.execute(query)}
 
 
-def lock_appends(conn: Connection) -> None:
-    """Take the append lock for the rest of ``conn``'s transaction (PostgreSQL; SQLite's writer lock is enough).
-
-    Every transaction that appends to ``messages`` takes it before anything else, so appends commit in seq order.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
-
-
-def append_message(conn: Connection, new: NewMessage, now: dt.datetime) -> PutResult:
-    """:meth:`MessageStore.put_message` inside a transaction of the caller's, which holds :func:`lock_appends`."""
-    return _append_values(conn, new, insert_values(new, now))
-
-
-def _append_values(conn: Connection, new: NewMessage, values: dict[str, Any]) -> PutResult:
-    existing = _message_by_id(conn, new.chat_jid, values["id"]) or _output_by_index(conn, new)
-    if existing is not None:
-        return PutResult(existing, created=False)
-    row = conn.execute(_INSERT_RETURNING, values).one()
-    return PutResult(from_row(Message, row), created=True)
-
-
-def _message_by_id(conn: Connection, chat_jid: str, message_id: str) -> Message | None:
-    row = conn.execute(_BY_ID, {"b_chat": chat_jid, "b_id": message_id}).first()
-    return None if row is None else from_row(Message, row)
-
-
-def _output_by_index(conn: Connection, new: NewMessage) -> Message | None:
-    """A run's reply recorded before (a reclaimed run replays its output): the same row, not a second one."""
-    if new.run_id is None or new.output_index is None:
-        return None
-    row = conn.execute(_BY_OUTPUT, {"b_run": new.run_id, "b_index": new.output_index}).first()
-    return None if row is None else from_row(Message, row)
-
-
-def insert_new(conn: Connection, replies: Sequence[NewMessage], now: dt.datetime) -> list[Message]:
-    """Insert the rows not stored yet (a run's reply by ``(run_id, output_index)``, any other by ``(chat_jid, id)``),
-    many per statement, in a transaction holding :func:`lock_appends`; return the rows created, in seq order."""
-    return insert_new_groups(conn, [replies], now)[0]
-
-
-def insert_new_groups(
-    conn: Connection, groups: Sequence[Sequence[NewMessage]], now: dt.datetime
-) -> list[list[Message]]:
-    """:func:`insert_new` for several lists at once (several runs' ends): one check and one INSERT for all of them;
-    returns the rows each list created, in seq order."""
-    replies = [reply for group in groups for reply in group]
-    if not replies:
-        return [[] for _ in groups]
-    outputs = [(reply.run_id, reply.output_index) for reply in replies if reply.run_id is not None]
-    recorded = _stored(conn, ("run_id", "output_index"), [key for key in outputs if key[1] is not None])
-    ids = [(reply.chat_jid, reply.id) for reply in replies if reply.run_id is None and reply.id]
-    taken = _stored(conn, ("chat_jid", "id"), ids)
-    fresh: list[dict[str, Any]] = []
-    owner: dict[tuple[str, str], int] = {}  # (chat_jid, id) of each fresh row: the list it came from
-    for index, group in enumerate(groups):
-        for reply in group:
-            if (reply.run_id, reply.output_index) in recorded or (reply.chat_jid, reply.id) in taken:
-                continue
-            values = insert_values(reply, now)
-            fresh.append(values)
-            owner[(values["chat_jid"], values["id"])] = index
-    created: list[list[Message]] = [[] for _ in groups]
-    if not fresh:
-        return created
-    if conn.dialect.name == "postgresql":
-        # imported here: it loads SQLAlchemy's PostgreSQL dialect, 2.4 MiB a SQLite gated never needs
-        from kanmon.store.pg_append import insert_rows
-
-        rows = insert_rows(conn, fresh)
-    else:
-        rows = conn.execute(_INSERT_RETURNING, fresh)
-    for message in sorted(from_rows(Message, rows), key=lambda message: message.seq):
-        created[owner[(message.chat_jid, message.id)]].append(message)
-    return created
-
-
-def _stored(conn: Connection, key: tuple[str, str], pairs: Sequence[tuple[Any, Any]]) -> set[tuple[Any, Any]]:
-    """Which of ``pairs`` (values of the two columns ``key``, a unique key of messages) are stored already."""
-    if not pairs:
-        return set()
-    if conn.dialect.name == "postgresql":
-        from kanmon.store.pg_append import stored_keys  # PostgreSQL's dialect: see insert_new
-
-        return stored_keys(conn, key, pairs)
-    # SQLite answers "first IN (…) AND second IN (…)" with one index probe per combination of the two lists
-    values = {"b_first": sorted({first for first, _ in pairs}), "b_second": sorted({second for _, second in pairs})}
-    return {(first, second) for first, second in conn.execute(_in_both(key), values)}
-
-
-@functools.cache
-def _in_both(key: tuple[str, str]) -> Any:
-    """insert_new's check on SQLite, built once (it runs at the end of every run): reused statement objects skip
-    SQLAlchemy's construction and cache-key work, which cost more than executing them (the issue 13 profile)."""
-    first, second = (messages.c[name] for name in key)
-    return select(first, second).where(
-        first.in_(bindparam("b_first", expanding=True)), second.in_(bindparam("b_second", expanding=True))
-    )
-
-
-# insert_new's statement on SQLite, and put_message's and the poll's, built once
-_INSERT_RETURNING = messages.insert().returning(*messages.c)
-_BY_ID = select(messages).where(messages.c.chat_jid == bindparam("b_chat"), messages.c.id == bindparam("b_id"))
-_BY_OUTPUT = select(messages).where(
-    messages.c.run_id == bindparam("b_run"), messages.c.output_index == bindparam("b_index")
-)
+# the poll's statement, built once
 _AFTER = (
     select(messages)
     .where(messages.c.seq > bindparam("b_after"))
     .order_by(messages.c.seq)
     .limit(bindparam("b_limit", type_=Integer))
 )
-
-
-_TEXT_FIELDS = (
-    "chat_jid", "sender", "sender_name", "content", "verb", "topic", "reply_to_id", "reply_to_text",
-    "reply_to_sender", "forwarded_from", "origin", "run_id", "platform_message_id",
-)  # fmt: skip
-
-
-def insert_values(new: NewMessage, now: dt.datetime) -> dict[str, Any]:
-    """The column values of ``new`` as a new row received at ``now``: every text made storable, the same keys for
-    every message (so many rows can go in one ``executemany``). Raises InvalidInput for a JID or time kanmon refuses.
-    """
-    if not new.chat_jid or ":" not in new.chat_jid:
-        raise InvalidInput(f"invalid chat JID {new.chat_jid!r}: expected <platform>:<room>")
-    if new.timestamp is not None and new.timestamp.tzinfo is None:
-        raise InvalidInput("message timestamp must carry a time zone")
-    values: dict[str, Any] = {key: _text(getattr(new, key)) for key in _TEXT_FIELDS}
-    values["id"] = storable(new.id) if new.id else uuid.uuid4().hex
-    values["direction"] = new.direction
-    values["is_bot_message"] = new.is_bot_message
-    values["output_index"] = new.output_index
-    values["attachments"] = None if new.attachments is None else storable_json(new.attachments)
-    values["timestamp"] = new.timestamp or now
-    values["received_at"] = now
-    values["status"] = "new" if new.direction == "in" else None
-    # a reply to a chat whose readers read the store (web:, local:) is delivered by being stored
-    values["delivery_status"] = None if new.direction == "in" else ("sent" if new.delivered else "pending")
-    if new.direction == "out":
-        # Every outbound row is kanmon speaking (a reply, a command answer, an apology, a daemon forward), so it is
-        # the bot's own message whatever the writer passed. Inbound rows keep the flag their channel gave: a copy the
-        # gateway posts (a delegation, an onboarding re-post) speaks for its original sender (Message.copy_as).
-        values["is_bot_message"] = True
-    return values
-
-
-def _text(value: str | None) -> str | None:
-    return None if value is None else storable(value)

@@ -35,8 +35,8 @@ _AS_JSON_TEXT = frozenset({"attachments"})
 
 def insert_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorResult[Any]:
     """Insert ``rows`` (column values by name, the same names in every row, as
-    :func:`~kanmon.store.messages.insert_values` gives them) into ``messages`` in one statement, seqs ascending in
-    the order given; the result holds every column of the rows created (in no promised order)."""
+    :func:`~kanmon.store.appends.insert_values` gives them) into ``messages`` in one statement, seqs ascending in
+    the order given; the result holds ``(seq, chat_jid, id)`` of each row created (in no promised order)."""
     names = tuple(rows[0])
     arrays = {
         f"a_{name}": [json.dumps(row[name]) for row in rows] if name in _AS_JSON_TEXT else [row[name] for row in rows]
@@ -52,7 +52,7 @@ def _statement(names: tuple[str, ...]) -> Any:
     given = func.unnest(*arrays).table_valued(*names, with_ordinality="ord").render_derived()
     values = [cast(given.c[name], messages.c[name].type) if name in _AS_JSON_TEXT else given.c[name] for name in names]
     ordered = select(*values).order_by(given.c.ord)
-    return messages.insert().from_select(names, ordered).returning(*messages.c)
+    return messages.insert().from_select(names, ordered).returning(messages.c.seq, messages.c.chat_jid, messages.c.id)
 
 
 def _carried(name: str) -> Any:

@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, func, literal_column, select, union_all, update
 
+from kanmon.store.appends import insert_new_groups
 from kanmon.store.base import StoreBase, upsert_statement
-from kanmon.store.messages import insert_new_groups
 from kanmon.store.records import Message, NewMessage, RunStatus
 from kanmon.store.resets import DELETE_SESSION, SESSION_OF, close_flush, untold_resets
 from kanmon.store.tables import chats, messages, run_logs, session_log, sessions

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
+from kanmon.store.appends import insert_new, lock_appends
 from kanmon.store.base import StoreBase, from_rows
-from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Message, NewMessage, Run
 from kanmon.store.run_begins import RunBegin, RunDraft, RunStart, begin_all
 from kanmon.store.run_ends import RunEnd, RunEnded, finish_all

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Integer, bindparam, delete, func, select, update
 
+from kanmon.store.appends import append_message, insert_values, lock_appends
 from kanmon.store.base import StoreBase, dialect_insert, from_row, from_rows
 from kanmon.store.columns import UTCDateTime
 from kanmon.store.errors import NotFound
-from kanmon.store.messages import append_message, insert_values, lock_appends
 from kanmon.store.records import NewMessage
 from kanmon.store.tables import messages as message_rows
 from kanmon.store.tables import registered_groups, tasks
@@ -276,7 +276,7 @@ def _fired_values(task: Task, plan: FirePlan, stored: int) -> dict[str, Any]:
 
 def _insert_missing(conn: Connection, new: Sequence[NewMessage], now: dt.datetime) -> set[tuple[str, str | None]]:
     """Insert the messages whose ``(chat_jid, id)`` is not stored yet, many per statement; their keys. Like
-    :func:`~kanmon.store.messages.insert_new` without reading the rows back (a burst of thousands costs half).
+    :func:`~kanmon.store.appends.insert_new` without reading the rows back (a burst of thousands costs half).
 
     SQLite: ``INSERT … ON CONFLICT (chat_jid, id) DO NOTHING RETURNING`` the keys inserted. Its planner answers the
     ``chat_jid IN (…) AND id IN (…)`` check with one index probe per pair of the two lists (a burst of 1,000 chats ×

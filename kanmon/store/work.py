@@ -15,9 +15,9 @@ from typing import Literal
 
 from sqlalchemy import ARRAY, bindparam, case, func, select, update
 
+from kanmon.store.appends import insert_new, lock_appends
 from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
-from kanmon.store.messages import insert_new, lock_appends
 from kanmon.store.records import Chat, Message, NewMessage
 from kanmon.store.tables import chats, messages, router_state
 

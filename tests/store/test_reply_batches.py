@@ -8,10 +8,14 @@ not applied would show here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import String, cast, select
 
 from kanmon.store import NewMessage, Store
@@ -116,3 +120,48 @@ def test_every_postgres_connection_sends_lists_as_binary_arrays(pg_admin_url: st
     finally:
         store.close()
         drop_pg_database(pg_admin_url, url)
+
+
+# ---------------------------------------------------------------------------------- what the store hands back
+TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+OFFSETS = st.builds(dt.timezone, st.timedeltas(min_value=-dt.timedelta(hours=23), max_value=dt.timedelta(hours=23)))
+STAMPS = st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=OFFSETS)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
+    max_leaves=8,
+)
+REPLIES = st.lists(
+    st.builds(
+        NewMessage,
+        chat_jid=st.just("web:c"), content=TEXT, direction=st.sampled_from(["in", "out"]), sender=TEXT,
+        sender_name=TEXT, timestamp=st.none() | STAMPS, verb=st.sampled_from(["message", "edit"]), topic=TEXT,
+        reply_to_id=st.none() | TEXT, reply_to_text=st.none() | TEXT, reply_to_sender=st.none() | TEXT,
+        attachments=st.none() | st.lists(st.dictionaries(TEXT, JSON, max_size=3), max_size=2),
+        forwarded_from=st.none() | TEXT, is_bot_message=st.booleans(), origin=TEXT,
+        platform_message_id=st.none() | TEXT, delivered=st.booleans(),
+    ),
+    min_size=1, max_size=6,
+)  # fmt: skip
+EXAMPLES = itertools.count()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(replies=REPLIES, one_by_one=st.booleans())
+def test_the_rows_the_store_hands_back_are_the_rows_it_reads_back(
+    store: Store, replies: list[NewMessage], one_by_one: bool
+) -> None:
+    """``record_replies`` and ``put_message`` hand back the rows they created: field for field what a read of the
+    same rows gives (odd text, any time zone, JSON attachments, defaults the database fills in)."""
+    run = f"run-{next(EXAMPLES)}"
+    replies = [
+        dataclasses.replace(reply, run_id=run, output_index=index, id=f"{run}-{index}")
+        for index, reply in enumerate(replies)
+    ]
+    if one_by_one:
+        handed = [store.put_message(reply, now=NOW).message for reply in replies]
+    else:
+        handed = store.record_replies(replies, now=NOW)
+    read = {row.seq: row for row in store.new_messages(handed[0].seq - 1, limit=len(handed))}
+    assert handed == [read[row.seq] for row in handed]
+    assert [row.id for row in handed] == [reply.id for reply in replies]
