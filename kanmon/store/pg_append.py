@@ -11,7 +11,7 @@ The text is the same for any number of rows (psycopg caches its parse, and prepa
 uses). The rows are drawn, and so numbered by the seq sequence, in the order given (``ORDER BY ord``). Each value
 goes through its column's type as in a plain INSERT (``UTCDateTime``), except ``attachments``: a JSON value can be a
 list, which an array parameter would take for a dimension of its own, so it travels as JSON text, encoded the way
-SQLAlchemy's JSON type encodes it for psycopg (``json.dumps``; ``None`` is JSON ``null``, as in a plain INSERT).
+SQLAlchemy's JSON type encodes it for psycopg (``json.dumps``; ``None`` is SQL ``NULL``, as in a plain INSERT).
 The arrays are sent in PostgreSQL's binary format (:mod:`kanmon.store.engine`): psycopg's text format escapes every
 element in Python.
 """
@@ -39,10 +39,15 @@ def insert_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorRe
     the order given; the result holds ``(seq, chat_jid, id)`` of each row created (in no promised order)."""
     names = tuple(rows[0])
     arrays = {
-        f"a_{name}": [json.dumps(row[name]) for row in rows] if name in _AS_JSON_TEXT else [row[name] for row in rows]
+        f"a_{name}": [_json_text(row[name]) for row in rows] if name in _AS_JSON_TEXT else [row[name] for row in rows]
         for name in names
     }
     return conn.execute(_statement(names), arrays)
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's value as JSON text; None stays SQL NULL (the column's ``none_as_null``)."""
+    return None if value is None else json.dumps(value)
 
 
 @functools.cache

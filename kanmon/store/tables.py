@@ -66,7 +66,8 @@ messages = Table(
     Column("reply_to_id", Text),
     Column("reply_to_text", Text),
     Column("reply_to_sender", Text),
-    Column("attachments", JSON),
+    # none_as_null: a message without attachments holds SQL NULL, not JSON null, so reading it parses nothing
+    Column("attachments", JSON(none_as_null=True)),
     Column("forwarded_from", Text),
     Column(
         "is_bot_message",

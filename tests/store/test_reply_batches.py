@@ -1,8 +1,8 @@
 """A batch of replies stored in one statement (issue 13) holds exactly what storing them one by one would.
 
 PostgreSQL takes a run's replies as one array per column (``unnest``), SQLite as a multi-row ``VALUES``; the one-row
-path (``put_message``) is the reference. Every column is compared as the database holds it (cast to text), so a SQL
-``NULL`` where the one-row path stores JSON ``null`` (a message without attachments), a lost time zone or a default
+path (``put_message``) is the reference. Every column is compared as the database holds it (cast to text), so a JSON
+``null`` where the one-row path stores SQL ``NULL`` (a message without attachments), a lost time zone or a default
 not applied would show here.
 """
 
@@ -66,6 +66,9 @@ def test_a_batch_of_replies_holds_what_one_by_one_appends_hold(store: Store, tur
     stored = store.record_replies(turned("r1", "web:batch"), now=NOW)
 
     assert raw_rows(store, "web:batch") == raw_rows(store, "web:one")
+    # no attachments is SQL NULL (nothing to parse when read), not JSON null; an empty list stays a list
+    nulls = [row["attachments"] is None for row in raw_rows(store, "web:batch")]
+    assert nulls == [row.attachments is None for row in stored] and any(nulls)
     one_by_one = store.latest_chat_messages("web:one")
     assert [row.attachments for row in stored] == [row.attachments for row in one_by_one]
     stamps = [NOW, dt.datetime(2026, 1, 2, 3, 4, 5, 6, PLUS_NINE), NOW, NOW]
