@@ -103,6 +103,7 @@ class GroupQueue:
         self._lanes: dict[Lane, _LaneState] = {}
         self._ready: deque[Lane] = deque()
         self._ready_set: set[Lane] = set()
+        self._retrying: set[Lane] = set()  # lanes with a retry_at: counted every tick, so not found by a scan
         self._runs: dict[Lane, asyncio.Task[None]] = {}
         self._paused = False
         self._closing = False
@@ -182,9 +183,8 @@ class GroupQueue:
     def backing_off(self) -> dict[Lane, float]:
         """Lanes waiting to retry a failed run, with the seconds left before they become runnable."""
         now = self._clock.monotonic()
-        return {
-            lane: max(0.0, state.retry_at - now) for lane, state in self._lanes.items() if state.retry_at is not None
-        }
+        retry_at = {lane: self._lanes[lane].retry_at for lane in self._retrying}
+        return {lane: max(0.0, at - now) for lane, at in retry_at.items() if at is not None}
 
     def failures(self, lane: Lane) -> int:
         """Consecutive runs of ``lane`` that failed without output so far (the next run is attempt ``failures + 1``)."""
@@ -193,8 +193,7 @@ class GroupQueue:
 
     def counts(self) -> QueueCounts:
         """Running, waiting and backing-off lane counts, the cap, and whether starting is paused."""
-        backing_off = sum(1 for state in self._lanes.values() if state.retry_at is not None)
-        return QueueCounts(len(self._runs), len(self._ready), backing_off, self._max, self._paused)
+        return QueueCounts(len(self._runs), len(self._ready), len(self._retrying), self._max, self._paused)
 
     @property
     def paused(self) -> bool:
@@ -237,6 +236,7 @@ class GroupQueue:
         timers = [state.timer for state in self._lanes.values() if state.timer is not None]
         for state in self._lanes.values():
             state.timer, state.retry_at, state.again = None, None, False
+        self._retrying.clear()
         self._ready.clear()
         self._ready_set.clear()
         self._update_idle()
@@ -365,11 +365,13 @@ class GroupQueue:
 
     def _schedule_retry(self, lane: Lane, state: _LaneState, delay: float) -> None:
         state.retry_at = self._clock.monotonic() + delay
+        self._retrying.add(lane)
         state.timer = asyncio.create_task(self._retry_later(lane, state, delay), name=f"kanmon-retry-{lane}")
 
     async def _retry_later(self, lane: Lane, state: _LaneState, delay: float) -> None:
         await self._clock.sleep(delay)
         state.retry_at = state.timer = None
+        self._retrying.discard(lane)
         if not self._closing:
             self._make_ready(lane)
             self._pump()

@@ -121,6 +121,13 @@ async def test_counts_report_running_waiting_and_backing_off_lanes(
     clock.advance(2.0)
     assert queue.backing_off() == {LEGAL: 3.0}
 
+    clock.advance(3.0)  # the retry is due: LEGAL waits behind SALES, and no lane backs off any more
+    async with asyncio.timeout(WAIT_LIMIT):
+        while queue.backing_off():  # noqa: ASYNC110 - the woken retry runs at the next yields; no event tells of it
+            await asyncio.sleep(0)
+    assert queue.counts() == QueueCounts(running=1, waiting=2, backing_off=0, max_concurrent=1, paused=False)
+    assert queue.waiting() == [SALES, LEGAL]
+
 
 async def test_shutdown_lets_running_runs_finish_and_starts_no_new_ones(
     make_queue: MakeQueue, runs: FakeRuns, clock: FakeClock
