@@ -10,6 +10,7 @@ import click
 
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_option
 from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.store import Conflict
 from kanmon.web.tokens import new_api_key
@@ -27,7 +28,7 @@ def apikey() -> None:
 
 
 @apikey.command("add")
-@click.option("--group", "groups", multiple=True, required=True, metavar="FOLDER", help="A group it may use (repeat).")
+@group_option("A group it may use (repeat).", dest="groups", multiple=True, required=True)
 @click.option("--name", default="", help="A note on whose key it is (shown by list, and as the sender's name).")
 @pass_app
 def apikey_add(app: App, groups: tuple[str, ...], name: str) -> None:

@@ -13,6 +13,7 @@ import click
 
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_option
 from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.gated.settings import Settings
 from kanmon.gateway import pairing
@@ -52,7 +53,7 @@ def allow_group() -> None:
 @allow_group.command("add")
 @click.argument("pattern")
 @click.option("--platform", default="", help="Only on this platform (a JID prefix such as telegram); default: all.")
-@click.option("--group", "folder", default="", metavar="FOLDER", help="Only in chats of this group; default: all.")
+@group_option("Only in chats of this group; default: all.", default="")
 @click.option("--note", default="", help="Why (shown by allow list).")
 @pass_app
 def allow_add(app: App, pattern: str, platform: str, folder: str, note: str) -> None:
@@ -160,7 +161,7 @@ def _pairing_json(code: PairingCode, now: dt.datetime) -> dict[str, Any]:
 
 @pairing_group.command("approve")
 @click.argument("code")
-@click.option("--group", "folder", default="", metavar="FOLDER", help="Allow the sender in this group only.")
+@group_option("Allow the sender in this group only.", default="")
 @pass_app
 def pairing_approve(app: App, code: str, folder: str) -> None:
     """Approve pairing code CODE: its sender is allowed on its platform (in every group, or only in FOLDER)."""

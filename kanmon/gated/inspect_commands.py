@@ -19,6 +19,7 @@ import click
 from kanmon.clock import SystemClock
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_option
 from kanmon.gated.output import emit_json, iso, json_option, message_json, run_json
 from kanmon.store import Message, Run, RunStatus
 
@@ -56,7 +57,7 @@ def _when(moment: dt.datetime | None) -> str:
 
 
 @click.command("runs")
-@click.option("--group", "folder", metavar="FOLDER", help="Only this group's runs.")
+@group_option("Only this group's runs.")
 @click.option(
     "--status",
     "statuses",

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_folders
 from kanmon.gated.output import emit_json, json_option
 from kanmon.gateway import onboarding
 from kanmon.gateway.onboarding import Entry
@@ -78,7 +79,7 @@ def _describe(entry: Entry) -> str:
 
 @onboarding_group.command("approve")
 @click.argument("jid")
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @pass_app
 def onboarding_approve(app: App, jid: str, folder: str) -> None:
     """Route chat JID to group FOLDER and answer its newest waiting message."""

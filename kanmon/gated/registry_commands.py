@@ -14,6 +14,7 @@ from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.gated.app import App
 from kanmon.gated.auth_commands import auth_config
+from kanmon.gated.completion import group_folders
 from kanmon.gated.group_settings import parse_change, settings_options
 from kanmon.gated.group_view import describe_group, render_group
 from kanmon.gated.output import emit_json, iso, json_option
@@ -60,7 +61,7 @@ def group_add(app: App, /, folder: str, name: str, parent: str | None, web: bool
 
 
 @group.command("set")
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @settings_options
 @pass_app
 def group_set(app: App, /, folder: str, **options: Any) -> None:
@@ -85,7 +86,7 @@ def group_set(app: App, /, folder: str, **options: Any) -> None:
 
 
 @group.command("show")
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @json_option
 @pass_app
 def group_show(app: App, folder: str, as_json: bool) -> None:
@@ -103,7 +104,7 @@ def group_show(app: App, folder: str, as_json: bool) -> None:
 
 
 @group.command("web-token")
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @click.option("--label", default="", help="Who or what the new link is for (shown by --list).")
 @click.option("--replace", is_flag=True, help="Revoke every other token of FOLDER: everyone else is logged out.")
 @click.option("--list", "listing", is_flag=True, help="List FOLDER's tokens (id, label, created); never a token.")
@@ -196,7 +197,7 @@ def group_list(app: App, as_json: bool) -> None:
 
 
 @group.command("rm")
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @click.option("--with-routes", is_flag=True, help="Also remove the routes whose target is FOLDER.")
 @pass_app
 def group_rm(app: App, folder: str, with_routes: bool) -> None:

@@ -15,6 +15,7 @@ from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
 from kanmon.folders import validate_topic
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_folders
 from kanmon.gated.daemon import Daemon
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.terminal import Prompt, TerminalChat, read_lines
@@ -204,7 +205,7 @@ def _new_demo_web_token(store: Store, folder: str) -> str:
 
 
 @click.command()
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @click.option("--topic", default="terminal", show_default=True, help="Conversation (web topic) to speak in.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for replies after input ends.")
 @pass_app

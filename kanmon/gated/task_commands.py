@@ -13,6 +13,7 @@ import click
 
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_folders, group_option
 from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.schedule import ScheduleKind
@@ -42,7 +43,7 @@ def task() -> None:
 
 
 @task.command("add")
-@click.argument("folder")
+@click.argument("folder", shell_complete=group_folders)
 @click.option("--cron", metavar="EXPR", help="Five-field cron expression, read in --tz (e.g. '0 9 * * 1-5').")
 @click.option("--every", metavar="DURATION", help="A fixed interval: 90m, 2h, 1d, 1h30m (at least 1m).")
 @click.option("--at", "at", metavar="TIME", help="Once: ISO 8601 (2026-12-01T09:00, wall time in --tz) or +2h.")
@@ -88,7 +89,7 @@ def task_add(
 
 
 @task.command("list")
-@click.option("--group", "folder", metavar="FOLDER", help="Only this group's tasks.")
+@group_option("Only this group's tasks.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array with every field.")
 @pass_app
 def task_list(app: App, folder: str | None, as_json: bool) -> None:

@@ -15,6 +15,7 @@ import click
 from kanmon.clock import SystemClock
 from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
+from kanmon.gated.completion import group_option
 from kanmon.gateway.usage_report import render_report, today_spend, usage_report
 from kanmon.store import Store
 
@@ -48,7 +49,7 @@ def _bad(text: str) -> str:
 
 
 @click.command("usage")
-@click.option("--group", "folder", metavar="FOLDER", help="Only this group's usage.")
+@group_option("Only this group's usage.")
 @click.option("--since", metavar="DAY", help="From this day (YYYY-MM-DD, in each group's zone) or N days back (7d).")
 @click.option("--json", "as_json", is_flag=True, help="The stable JSON document (see README).")
 @pass_app
