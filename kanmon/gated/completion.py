@@ -27,15 +27,15 @@ def group_folders(ctx: click.Context, param: click.Parameter, incomplete: str) -
     app = App(data_dir=options.get("data_dir"), config_path=options.get("config_path"))
     try:
         folders = sorted(group.folder for group in app.open_store(create=False).list_groups())
-    except Exception:
+    except Exception:  # any failure to read: completion offers nothing rather than print an error into the shell
         return []
     finally:
         app.close()
     return [CompletionItem(folder) for folder in folders if folder.startswith(incomplete)]
 
 
-def group_option(help: str, **settings: Any) -> Callable[[F], F]:
+def group_option(summary: str, **settings: Any) -> Callable[[F], F]:
     """The ``--group FOLDER`` option of a command that narrows to, or names, existing groups (its value in ``folder``
-    unless ``settings`` name another), completed by :func:`group_folders`."""
+    unless ``settings`` name another as ``dest``), described by ``summary`` and completed by :func:`group_folders`."""
     names = ("--group", settings.pop("dest", "folder"))
-    return click.option(*names, metavar="FOLDER", shell_complete=group_folders, help=help, **settings)
+    return click.option(*names, metavar="FOLDER", shell_complete=group_folders, help=summary, **settings)
