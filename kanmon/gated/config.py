@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from kanmon.errors import InvalidInput, closest_name
 from kanmon.gated.config_keys import KEYS, KEYS_BY_ENV, KEYS_BY_NAME
@@ -48,6 +46,9 @@ from kanmon.gated.settings import (
     StoreSettings,
     TelegramSettings,
 )
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "KEYS",
@@ -232,6 +233,8 @@ def _file_layer(explicit: Path | None, data_dir: Path) -> Layer:
 
 
 def _read_yaml(path: Path) -> Layer:
+    import yaml  # here: a gated without a config file never loads PyYAML (0.9 MiB of resident memory)
+
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -254,6 +257,8 @@ def _read_yaml(path: Path) -> Layer:
 
 def _flatten(data: Mapping[Any, Any], node: yaml.MappingNode, prefix: str, path: str) -> Layer:
     """Turn nested YAML sections into dotted keys, each with ``file:line`` as its source."""
+    import yaml
+
     children = _children(node, prefix, path)
     layer: Layer = {}
     for part, raw in data.items():
@@ -273,6 +278,8 @@ def _flatten(data: Mapping[Any, Any], node: yaml.MappingNode, prefix: str, path:
 
 def _children(node: yaml.MappingNode, prefix: str, path: str) -> dict[str, tuple[int, yaml.Node]]:
     """Line number and value node of each key in a YAML mapping; a key given twice is an error, not last-wins."""
+    import yaml
+
     children: dict[str, tuple[int, yaml.Node]] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
