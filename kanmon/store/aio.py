@@ -21,6 +21,7 @@ import asyncio
 import contextvars
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -132,6 +133,10 @@ class GroupCommit(Generic[Item, R]):
     for it and then go together in the next. Nothing waits on a timer, so a lone write costs what it did, and lanes
     that finish together share one commit (and, on SQLite, one wait for the writer lock).
 
+    The batch is taken on the store's thread once it holds this process's turn to write
+    (:meth:`~kanmon.store.Store.writer_turn`), not when the transaction is asked for: on SQLite, the writes that
+    arrive while it waits for another writer join it instead of waiting for the next turn.
+
     Retried while the database is unreachable (:meth:`AsyncStore.retrying`). When a transaction of several items
     fails otherwise, each item is tried again alone, so one bad item fails only its own caller.
     """
@@ -140,7 +145,8 @@ class GroupCommit(Generic[Item, R]):
         self._db = db
         self._apply_many = apply_many
         self._name = name
-        self._waiting: list[tuple[Item, asyncio.Future[R]]] = []
+        # appended on the event loop, taken on a store thread: deque's append and popleft are atomic
+        self._waiting: deque[tuple[Item, asyncio.Future[R]]] = deque()
         self._flushing: asyncio.Task[None] | None = None
         #: transactions made, and items written, so far (benchmarks report the ratio)
         self.commits = 0
@@ -162,28 +168,37 @@ class GroupCommit(Generic[Item, R]):
     async def _flush(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
-                await self._commit(batch)
+                await self._commit()
         finally:
             self._flushing = None
 
-    async def _commit(self, batch: list[tuple[Item, asyncio.Future[R]]]) -> None:
-        items = [item for item, _ in batch]
+    def _take_and_apply(self, batch: list[tuple[Item, asyncio.Future[R]]]) -> list[R]:
+        """On a store thread: add what waits to ``batch`` once this process may write, and apply it all."""
+        with self._db.store.writer_turn():
+            while self._waiting:
+                batch.append(self._waiting.popleft())
+            return self._apply_many([item for item, _ in batch])
+
+    async def _commit(self) -> None:
+        batch: list[tuple[Item, asyncio.Future[R]]] = []  # kept across retries: taken items are not taken again
         try:
-            results = await self._db.retrying(self._apply_many, items)
+            results = await self._db.retrying(self._take_and_apply, batch)
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
+            if len(batch) <= 1:
+                for _, future in batch:
+                    _settle(future, exc)
                 return
             logger.warning("%s: a transaction of %d failed (%s); trying each alone", self._name, len(batch), exc)
-            for one in batch:
-                await self._commit([one])
+            for item, future in batch:
+                try:
+                    _resolve(future, (await self._db.retrying(self._apply_many, [item]))[0])
+                except Exception as alone:
+                    _settle(future, alone)
             return
         self.commits += 1
-        self.items += len(items)
+        self.items += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            _resolve(future, result)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -194,3 +209,8 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
 def _settle(future: asyncio.Future[T], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def _resolve(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():
+        future.set_result(result)

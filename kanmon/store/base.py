@@ -111,8 +111,9 @@ class StoreBase:
         # SQLite has one writer at a time. Writers of this process queue here, on a lock that hands over at once,
         # instead of in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between tries (the issue 13 profile:
         # 40 % of the time spent waiting for the write lock). Other processes still meet the busy timeout.
-        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        # Reentrant, so that a caller holding it (:meth:`writer_turn`) can write through the store's methods.
+        self._write_lock: threading.RLock | contextlib.nullcontext[None] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
         #: The lock epoch this store's gated holds (``None``: not fenced, e.g. a CLI command). Fenced writes check
         #: it inside their own transaction and raise :class:`StoreFenced` once another gated has bumped it.
@@ -153,6 +154,16 @@ class StoreBase:
     def _read(self) -> Iterator[Connection]:
         with translate_errors(), self._reader.connect() as conn:
             yield conn
+
+    def writer_turn(self) -> contextlib.AbstractContextManager[object]:
+        """This process's turn to write, held by the calling thread across the store calls it makes inside.
+
+        SQLite has one writer at a time, and this process's writers take turns here (see ``_write_lock``); on
+        PostgreSQL writers do not wait for each other and this holds nothing. A group commit
+        (:class:`kanmon.store.aio.GroupCommit`) takes its batch once it holds the turn, so the writes that arrived
+        while it waited go in the same transaction.
+        """
+        return self._write_lock
 
     @contextmanager
     def _write(self, *, fenced: bool = False, config: bool = False) -> Iterator[Connection]:
