@@ -61,7 +61,7 @@ from kanmon.store import (
 )
 from kanmon.store.aio import AsyncStore
 
-__all__ = ["AgentActions", "action_id", "decide", "family_parent", "send_problem"]
+__all__ = ["AgentActions", "action_id", "decide", "send_problem"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,27 +73,19 @@ def action_id(run_id: str, output_index: int, action_index: int) -> str:
     return f"run-{run_id}-{output_index}-a{action_index}"
 
 
-def family_parent(ctx: LayerContext, folder: str) -> str | None:
-    """The parent of group ``folder``: its ``parent``, else its folder path's parent (None: a root group)."""
-    group = ctx.group(folder)
-    if group is not None and group.parent:
-        return group.parent
-    return folder.rsplit("/", 1)[0] if "/" in folder else None
-
-
 def send_problem(ctx: LayerContext, folder: str, chat_jid: str) -> str | None:
     """Why group ``folder`` may not send into ``chat_jid`` (None: it may); the module docstring says who may."""
     if ctx.group(folder) is None:
         return f"group {folder} is not registered"
     if ":" not in chat_jid:
         return f"invalid chat {chat_jid!r}: expected <platform>:<room>"
-    parent = family_parent(ctx, folder)
+    parent = ctx.parent_of(folder)
     if parent is None:
         return None
     owner = resolve_owner(ctx, chat_jid)
     if owner.folder is None:
         return f"chat {chat_jid} belongs to no group ({owner.why})"
-    if owner.folder in (folder, parent) or family_parent(ctx, owner.folder) == folder:
+    if owner.folder in (folder, parent) or ctx.parent_of(owner.folder) == folder:
         return None
     return f"chat {chat_jid} belongs to {owner.folder}, which is not {folder}, its parent or a child of it"
 
@@ -121,7 +113,7 @@ def decide(
     if isinstance(action, SendAction):
         return _send(ctx, made, action, now, files, refused_files)
     target = getattr(action, "folder", None) or made.folder
-    root = family_parent(ctx, made.folder) is None
+    root = ctx.is_root(made.folder)
     if target != made.folder and not root:
         return made.refused(f"only a root group may act on another group's tasks ({target})")
     if isinstance(action, ScheduleAction):

@@ -85,6 +85,20 @@ class LayerContext:
         """The registered group ``folder``, or None."""
         return self.groups().get(folder)
 
+    def parent_of(self, folder: str) -> str | None:
+        """The parent of group ``folder``: its ``parent`` setting, else its folder path's parent (``corp/eng``'s is
+        ``corp``); None for a root group. The one rule for the group family: commands, onboarding and agent
+        actions all ask here."""
+        group = self.group(folder)
+        if group is not None and group.parent:
+            return group.parent
+        return folder.rsplit("/", 1)[0] if "/" in folder else None
+
+    def is_root(self, folder: str) -> bool:
+        """Whether ``folder`` is a root group (no parent): only those run /status, /approve, /reject and /pair,
+        hear of chats waiting for onboarding, and act on any chat or task."""
+        return self.parent_of(folder) is None
+
     def chat(self, jid: str) -> Chat | None:
         """The chat ``jid`` (its sticky settings), read once per batch unless a layer changed it."""
         if jid not in self._chats:

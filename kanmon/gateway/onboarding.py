@@ -208,7 +208,7 @@ def _announce(row: Message, ctx: LayerContext) -> None:
         f"A root group can answer /approve {row.chat_jid} <folder> or /reject {row.chat_jid}."
     )
     for folder in sorted(ctx.groups()):
-        if "/" not in folder:
+        if ctx.is_root(folder):
             ctx.store.add_system_message(folder, origin=GATEWAY_ORIGIN, event="onboarding", body=body, now=ctx.now())
 
 

@@ -27,11 +27,6 @@ class Owner:
     folder: str | None
     why: str
 
-    @property
-    def is_root(self) -> bool:
-        """True for a top-level group (no ``/`` in its folder): only those may run /status, /approve, /reject."""
-        return self.folder is not None and "/" not in self.folder
-
 
 def resolve_owner(ctx: LayerContext, chat_jid: str) -> Owner:
     """The owner of ``chat_jid``; ``Owner(None, why)`` when no registered group takes it."""

@@ -42,7 +42,7 @@ class CommandRequest:
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """A command's handler and whether only a root group (no ``/`` in its folder) may run it."""
+    """A command's handler and whether only a root group (:meth:`LayerContext.is_root`) may run it."""
 
     handler: Callable[[CommandRequest], str]
     root_only: bool = False

@@ -75,7 +75,7 @@ def run_command(call: CommandCall, message: Message, ctx: LayerContext, owner: s
 
 def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> str:
     spec = COMMANDS[call.name]
-    if spec.root_only and "/" in owner:
+    if spec.root_only and not ctx.is_root(owner):
         logger.info("command refused command=%s owner=%s (root only)", call.name, owner)
         return "Permission denied: root groups only."
     try:

@@ -18,6 +18,7 @@ from kanmon.gateway import (
     resolve_owner,
 )
 from kanmon.gateway.layers.commands import CommandCall, normalise, parse_command
+from kanmon.gateway.onboarding import note_unowned
 from kanmon.queue import Lane
 from kanmon.store import Group, UsageEntry
 from tests.unit.gateway.gateway_world import CHAT, SENDER, World
@@ -299,3 +300,43 @@ def test_status_shows_each_groups_spend_of_its_today_against_its_budget(world: W
     [reply] = world.replies()
     assert f"  corp  $1.2500 on {berlin} (Europe/Berlin)" in reply.splitlines()
     assert f"  ops  $1.2500 of $1.00 on {tokyo} (Asia/Tokyo)  budget spent: runs wait for the next day" in reply
+
+
+# A group's family is its parent setting, else its folder path (issue found by a newcomer: a group added with
+# `--parent` but no `/` in its folder passed the root-only checks, which looked only at the folder name).
+ROOT_ONLY = ["/status", "/approve discord:77 corp", "/reject discord:77", "/pair ABCDEFGH"]
+
+
+@pytest.mark.parametrize("command", ROOT_ONLY, ids=lambda c: c.split()[0])
+def test_a_group_with_a_parent_setting_is_refused_root_only_commands(world: World, command: str) -> None:
+    world.store.add_group(Group(folder="kid", name="Kid", parent="corp"))
+    world.route("chat_jid=telegram:-9", "kid", seq=0)
+    world.send(command, chat="telegram:-9")
+    assert world.replies("telegram:-9") == ["Permission denied: root groups only."]
+    assert world.store.get_state("onboarding:discord:77") is None
+
+
+@pytest.mark.parametrize("command", ROOT_ONLY, ids=lambda c: c.split()[0])
+def test_a_group_below_another_by_its_folder_path_is_refused_root_only_commands(world: World, command: str) -> None:
+    world.route("chat_jid=telegram:-5", "corp/eng", seq=0)
+    world.send(command, chat="telegram:-5")
+    assert world.replies("telegram:-5") == ["Permission denied: root groups only."]
+
+
+def test_root_is_decided_one_way_for_commands_onboarding_and_actions(world: World) -> None:
+    world.store.add_group(Group(folder="kid", name="Kid", parent="corp"))
+    ctx = world.ctx()
+    assert {folder: ctx.is_root(folder) for folder in ("corp", "corp/eng", "kid", "other")} == {
+        "corp": True,
+        "corp/eng": False,
+        "kid": False,
+        "other": True,
+    }
+    assert (ctx.parent_of("kid"), ctx.parent_of("corp/eng"), ctx.parent_of("corp")) == ("corp", "corp", None)
+
+
+def test_only_root_groups_hear_of_a_chat_waiting_for_onboarding(world: World) -> None:
+    world.store.add_group(Group(folder="kid", name="Kid", parent="corp"))
+    assert note_unowned(world.inbound("hello", chat="discord:77"), world.ctx())  # a chat nobody owns
+    told = {g.folder for g in world.store.list_groups() if world.store.system_messages_for(g.folder)}
+    assert told == {"corp", "other"}
