@@ -5,7 +5,7 @@ Everything comes from the store (gated may run elsewhere). A run's log is what k
 64 KiB of its stderr and of its stdout outside output blocks (docs/agent-protocol.md), secrets blanked, in the
 ``run_logs`` table. ``gated dead --retry`` puts dead letters back in one transaction
 (:meth:`~kanmon.store.Store.retry_dead`); a running gated takes them at its next sweep of waiting lanes (within a
-poll interval), each once.
+poll interval) as one new batch per lane, with the usual attempts (``queue.max_attempts``, SPEC §8).
 """
 
 from __future__ import annotations
@@ -126,14 +126,15 @@ def run_log(app: App, run_id: str, as_json: bool) -> None:
 
 @click.command("dead")
 @click.option("--chat", "chat_jid", metavar="JID", help="Only this chat's dead letters.")
-@click.option("--retry", is_flag=True, help="Put them back: a running gated runs them again, once.")
+@click.option("--retry", is_flag=True, help="Put them back: a running gated takes them again as a new batch.")
 @json_option
 @pass_app
 def dead(app: App, chat_jid: str | None, retry: bool, as_json: bool) -> None:
     """Dead letters: messages whose batch failed its last attempt (oldest first), and the run that last tried each.
 
     With --retry they wait for their agent again (one transaction; a second --retry finds nothing to put back),
-    and a running gated takes them within a poll interval. A batch that fails again is a dead letter again.
+    and a running gated takes them within a poll interval as a new batch, with the usual attempts
+    (queue.max_attempts). A batch that fails them all is a dead letter again.
     """
     store = app.store()
     if retry:

@@ -78,6 +78,16 @@ def _duration(option: str, text: str) -> float:
         raise InvalidInput(f"{option}: expected seconds > 0, or like 90s, 30m, 24h, got {text!r}") from None
 
 
+def _idle(option: str, text: str) -> float:
+    """An idle length: a duration, or 0 (also ``never``) for sessions that never reset for silence (SPEC §10)."""
+    if text.strip().lower() in ("0", "never"):
+        return 0.0
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise InvalidInput(f"{option}: expected 0 (never), seconds, or like 90s, 30m, 24h, got {text!r}") from None
+
+
 def _hour(option: str, text: str) -> int:
     if not re.fullmatch(r"\d{1,2}", text.strip()) or int(text) > 23:
         raise InvalidInput(f"{option}: expected an hour from 0 to 23, got {text!r}")
@@ -102,7 +112,7 @@ def parse_platform_policy(text: str) -> tuple[str, dict[str, Any]]:
         raise InvalidInput(f"{option} {text!r}: POLICY is none, idle:DURATION, daily:H or both:DURATION:H")
     policy: dict[str, Any] = {"mode": mode}
     if mode in ("idle", "both"):
-        policy["idle"] = _duration(f"{option} {platform}", args[0])
+        policy["idle"] = _idle(f"{option} {platform}", args[0])
     if mode in ("daily", "both"):
         policy["hour"] = _hour(f"{option} {platform}", args[-1])
     return platform.strip(), policy
@@ -113,7 +123,7 @@ def parse_session(options: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     parsers: dict[str, tuple[str, str, Callable[[str, str], Any]]] = {
         "session_reset": ("--session-reset", "session_reset", _mode),
-        "session_idle": ("--session-idle", "session_idle_expiry", _duration),
+        "session_idle": ("--session-idle", "session_idle_expiry", _idle),
         "session_reset_hour": ("--session-reset-hour", "session_reset_hour", _hour),
         "session_reset_notice": ("--session-reset-notice", "session_reset_notice", _switch),
         "memory_flush": ("--memory-flush", "memory_flush", _switch),

@@ -73,7 +73,8 @@ def test_session_settings_are_stored_as_the_runner_reads_them_and_shown(gated: C
     ("args", "fragment"),
     [
         (["--session-reset", "weekly"], "--session-reset: expected one of none, idle, daily, both"),
-        (["--session-idle", "soon"], "--session-idle: expected seconds > 0"),
+        (["--session-idle", "soon"], "--session-idle: expected 0 (never), seconds, or like 90s"),
+        (["--session-idle", "-5m"], "--session-idle: expected 0 (never), seconds, or like 90s"),
         (["--session-reset-hour", "24"], "--session-reset-hour: expected an hour from 0 to 23"),
         (["--session-reset-notice", "maybe"], "--session-reset-notice: expected on or off"),
         (["--memory-flush", "2"], "--memory-flush: expected on or off"),
@@ -90,6 +91,19 @@ def test_a_bad_value_is_one_line_and_changes_nothing(gated: Cli, args: list[str]
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and fragment in lines[0], result.output
     assert gated.config() == {"session_reset": "idle"}
+
+
+@pytest.mark.parametrize("never", ["0", "never"])
+def test_an_idle_length_of_0_is_never_as_the_readme_says(gated: Cli, never: str) -> None:
+    result = gated("group", "set", "corp", "--session-reset", "idle", "--session-idle", "24h")
+    assert result.exit_code == 0, result.output
+    result = gated("group", "set", "corp", "--session-idle", never, "--session-reset-for", f"telegram=idle:{never}")
+    assert result.exit_code == 0, result.output
+    config = gated.config()
+    assert config["session_idle_expiry"] == 0.0
+    assert config["session_reset_platforms"] == {"telegram": {"mode": "idle", "idle": 0.0}}
+    assert policy_for(config, "web", ResetPolicy(mode="idle")).idle == 0.0
+    assert "never" in gated("group", "show", "corp").output
 
 
 PLATFORMS = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
