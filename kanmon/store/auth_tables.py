@@ -21,6 +21,7 @@ sender_allow = Table(
     Column("note", Text, nullable=False, server_default=_empty(), doc="who added it and why (pairing: the request)"),
     Column("added_at", UTCDateTime, nullable=False),
     UniqueConstraint("platform", "folder", "pattern"),
+    sqlite_autoincrement=True,  # an id is never given twice (migration 0012)
 )
 
 pairing_codes = Table(

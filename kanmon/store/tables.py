@@ -137,6 +137,7 @@ routes = Table(
     Column("target", Text, nullable=False),
     Column("impulse_config", Text),
     Index(None, "seq"),
+    sqlite_autoincrement=True,  # an id is never given twice (migration 0012)
 )
 
 router_state = Table(
@@ -267,6 +268,7 @@ tasks = Table(
     # the scheduler's one question: which active tasks are due
     Index(None, "status", "next_fire_at"),
     Index(None, "group_folder"),
+    sqlite_autoincrement=True,  # an id is never given twice (migration 0012)
 )
 
 run_actions = Table(
@@ -322,6 +324,7 @@ web_tokens = Table(
     Column("label", Text, nullable=False, server_default=_empty(), doc="who or what it was given to"),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "group_folder"),
+    sqlite_autoincrement=True,  # an id is never given twice (migration 0012)
 )
 
 topic_names = Table(
