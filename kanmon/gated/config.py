@@ -227,6 +227,8 @@ def _file_layer(explicit: Path | None, data_dir: Path) -> Layer:
     if explicit is None:
         path = data_dir / CONFIG_FILE_NAME
         return _read_yaml(path) if path.is_file() else {}
+    if explicit.is_dir():
+        raise ConfigError("is a directory; expected a YAML file", key=str(explicit), source="--config")
     if not explicit.is_file():
         raise ConfigError("file not found", key=str(explicit), source="--config")
     return _read_yaml(explicit)

@@ -312,7 +312,8 @@ class Daemon:
         if self._signals == 1:
             stopping.set()
             drain = self.gateway.config.drain_timeout
-            _say(f"\nstopping (up to {drain:.0f}s for running agents; Ctrl-C again stops now)")
+            again = "Ctrl-C again" if signum == signal.SIGINT else f"{name} again"  # SIGTERM comes from a tool
+            _say(f"\nstopping (up to {drain:.0f}s for running agents; {again} stops now)")
             logger.info("%s: stopping; running runs get %.0fs to finish (again to stop waiting)", name, drain)
         else:
             task = asyncio.create_task(self.gateway.force_stop())

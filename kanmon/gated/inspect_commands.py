@@ -70,7 +70,10 @@ def _when(moment: dt.datetime | None) -> str:
 @pass_app
 def runs(app: App, folder: str | None, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
     """The latest runs, newest first: status, group, chat, batch, replies, duration, error."""
-    found = app.store().list_runs(folder=folder, statuses=statuses, limit=limit)
+    store = app.store()
+    found = store.list_runs(folder=folder, statuses=statuses, limit=limit)
+    if folder is not None and not found and store.get_group(folder) is None:  # a removed group's runs are still shown
+        raise InvalidInput(f"no group {folder!r} and no runs of it (`gated group list` shows the groups)")
     if as_json:
         emit_json([run_json(run) for run in found])
         return

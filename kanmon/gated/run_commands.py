@@ -13,7 +13,7 @@ import click
 
 from kanmon.container import echo_agent
 from kanmon.errors import InvalidInput
-from kanmon.folders import validate_topic
+from kanmon.folders import validate_folder, validate_topic
 from kanmon.gated.app import App
 from kanmon.gated.completion import group_folders
 from kanmon.gated.daemon import Daemon
@@ -50,6 +50,8 @@ def _http_option(fn: Any) -> Any:
 
 
 def _http_address(app: App, http: str | None, no_http: bool) -> str | None:
+    if no_http and http is not None:
+        raise InvalidInput("--http and --no-http: give one or the other")
     if no_http:
         return None
     address = http or app.settings.http.listen
@@ -144,6 +146,7 @@ def demo(
     Type a line and the agent answers it; Ctrl-D ends the chat and keeps the gateway running, Ctrl-C stops it.
     """
     app.overrides["instance"] = instance
+    validate_folder(folder)  # before anything is created
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level or "WARNING", log_format)
     web_token: list[str] = []

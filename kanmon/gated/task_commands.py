@@ -94,7 +94,10 @@ def task_add(
 @pass_app
 def task_list(app: App, folder: str | None, as_json: bool) -> None:
     """List tasks: id, status, group → chat, schedule, next fire (in the task's zone and in UTC), prompt."""
-    tasks = app.store().list_tasks(folder)
+    store = app.store()
+    tasks = store.list_tasks(folder)
+    if folder is not None and not tasks and store.get_group(folder) is None:  # a removed group's tasks are shown
+        raise InvalidInput(f"no group {folder!r} and no tasks of it (`gated group list` shows the groups)")
     if as_json:
         click.echo(json.dumps([task_json(item) for item in tasks], indent=2, ensure_ascii=False))
         return

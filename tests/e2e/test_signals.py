@@ -36,3 +36,29 @@ def test_a_signal_stops_gated_after_whoever_read_its_output_has_gone(tmp_path: P
             proc.kill()
             proc.wait(10)
             pytest.fail(f"{signal.Signals(signum).name} did not stop gated once its output pipe was closed")
+
+
+@pytest.mark.parametrize(
+    ("signum", "again"), [(signal.SIGINT, "Ctrl-C again"), (signal.SIGTERM, "SIGTERM again")], ids=["SIGINT", "SIGTERM"]
+)
+def test_the_stopping_line_names_the_signal_that_stops_now(tmp_path: Path, signum: int, again: str) -> None:
+    """A SIGTERM comes from systemd, docker stop or kill, not a keyboard: the line does not tell it to press Ctrl-C."""
+    proc = subprocess.Popen(
+        [*GATED, "--data-dir", str(tmp_path / "data"), "run", "--no-http"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = b""
+        while b"gated running" not in line:
+            line = proc.stdout.readline()
+            assert line and time.monotonic() < deadline, "gated did not start"
+        proc.send_signal(signum)
+        rest = proc.communicate(timeout=30)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert f"{again} stops now" in rest, rest

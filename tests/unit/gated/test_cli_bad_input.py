@@ -127,6 +127,25 @@ def test_run_on_a_port_in_use_says_so_in_one_line_and_creates_nothing(tmp_path: 
     assert tree(tmp_path) == {}
 
 
+def test_run_refuses_http_and_no_http_together(gated: Gated, tmp_path: Path) -> None:
+    before = tree(tmp_path)
+    assert_refused(gated("--data-dir", "data", "run", "--http", "127.0.0.1:0", "--no-http"), "--http and --no-http")
+    assert tree(tmp_path) == before
+
+
+def test_a_demo_folder_that_is_not_a_folder_name_creates_nothing(gated: Gated, tmp_path: Path) -> None:
+    before = tree(tmp_path)
+    assert_refused(gated("--data-dir", "data", "demo", "--folder", "Bad", "--no-http"), "'Bad'")
+    assert tree(tmp_path) == before  # no store, no lock file
+
+
+@pytest.mark.parametrize("command", [["runs", "--group", "nosuch"], ["task", "list", "--group", "nosuch"]])
+def test_listing_an_unknown_group_s_runs_or_tasks_is_one_line(gated: Gated, command: list[str]) -> None:
+    assert gated("--data-dir", "data", "group", "add", "support").exit_code == 0
+    assert_refused(gated("--data-dir", "data", *command), "no group 'nosuch'")
+    assert gated("--data-dir", "data", *command[:-1], "support").exit_code == 0  # a known group with none: fine
+
+
 # ---------------------------------------------------------------------------------------------------- --data-dir
 @pytest.mark.parametrize("command", [["status"], ["migrate"], ["group", "add", "support"], ["config", "show"]])
 def test_a_data_dir_that_is_a_file_is_one_line(gated: Gated, tmp_path: Path, command: list[str]) -> None:

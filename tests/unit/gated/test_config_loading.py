@@ -144,6 +144,11 @@ def test_a_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     assert message == f"config: {tmp_path / 'nope.yaml'} (from --config): file not found"
 
 
+def test_an_explicit_config_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    message = error_of(tmp_path, config_path=tmp_path)
+    assert message == f"config: {tmp_path} (from --config): is a directory; expected a YAML file"
+
+
 def test_an_empty_or_comment_only_file_means_all_defaults(tmp_path: Path) -> None:
     without_file = load(tmp_path)
     write_yaml(tmp_path, "# nothing yet\nstore:\n  # url: sqlite:///x\n")

@@ -93,7 +93,8 @@ def test_list_and_show(gated: Gated) -> None:
     [item] = json.loads(ok(gated("task", "list", "--json")))
     assert item["next_fire_local"].endswith(("-05:00", "-04:00")) and item["next_fire_at"].endswith("+00:00")
     assert item["next_fire_local"][11:16] in ("02:30", "03:30")
-    assert json.loads(ok(gated("task", "list", "--json", "--group", "other"))) == []
+    unknown = gated("task", "list", "--json", "--group", "other")  # no such group: exit 2, as for every command
+    assert unknown.exit_code == 2 and "no group 'other'" in unknown.output
     shown = ok(gated("task", "show", "1"))
     assert "prompt: nightly\n" in shown and "status: active\n" in shown and "fire_count: 0\n" in shown
     assert gated("task", "show", "9").exit_code == 2
