@@ -303,7 +303,7 @@ KEYS: tuple[Key, ...] = (
         SIZE,
         1 << 30,
         "Memory limit per agent container.",
-        check=at_least(_MIN_MEMORY, "a size like 512m or 1g, at least 6m"),
+        check=Check("a size like 512m or 1g, at least 6m", lambda size: size >= _MIN_MEMORY),
         attr="runtime.docker.memory_bytes",
     ),
     key("runtime.docker.cpus", FLOAT, 1.0, "CPUs per agent container.", check=_POSITIVE),

@@ -206,7 +206,7 @@ def group_rm(app: App, folder: str, with_routes: bool) -> None:
     try:
         removed = app.store().remove_group(folder, routes_to=folder_targets(folder), with_routes=with_routes)
     except Conflict as exc:
-        raise InvalidInput(f"{exc}: remove them first (`gated route rm ID`), or use --with-routes") from None
+        raise InvalidInput(f"{exc}; remove each with `gated route rm ID`, or use --with-routes") from None
     routes = ""
     if removed:
         plural = "s" if len(removed) > 1 else ""

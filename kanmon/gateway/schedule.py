@@ -157,7 +157,10 @@ def parse_schedule(kind: ScheduleKind, text: str, *, zone: str, now: dt.datetime
         if len(text.split()) != 5 and not text.strip().startswith("@"):
             raise InvalidInput(f"invalid cron expression {text!r}: five fields, minute hour day month weekday")
         if not croniter.is_valid(text.strip()):
-            raise InvalidInput(f"invalid cron expression {text!r}: five fields, minute hour day month weekday")
+            raise InvalidInput(
+                f"invalid cron expression {text!r}: a field is out of range or malformed (minute 0-59, hour 0-23,"
+                " day 1-31, month 1-12, weekday 0-7)"
+            )
         schedule = Schedule("cron", text.strip(), zone)
     elif kind == "every":
         seconds = parse_duration(text)

@@ -306,7 +306,7 @@ async def _request_body(request: Request) -> CompletionRequest:
         return CompletionRequest.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
+        where = ".".join(str(part) for part in first.get("loc", ())) or "the body"  # () when the body is no object
         raise ApiError(400, f"Invalid request: {where}: {first.get('msg', 'invalid')}") from None
 
 

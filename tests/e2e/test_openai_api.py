@@ -276,6 +276,14 @@ def test_a_request_without_a_user_message_is_400(served: Served) -> None:
     assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize("body", [[1, 2], "text", 7], ids=["list", "string", "number"])
+def test_a_body_that_is_not_an_object_says_so_without_an_empty_place(served: Served, body: object) -> None:
+    key = {"Authorization": f"Bearer {served.key}"}
+    answer = httpx.post(f"{served.url}/v1/chat/completions", json=body, headers=key)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"].startswith("Invalid request: the body: ")  # was "Invalid request: : …"
+
+
 def test_an_agent_that_keeps_failing_is_502_after_its_retries(served: Served) -> None:
     with pytest.raises(openai.APIStatusError) as raised:
         served.client().chat.completions.create(model="broken", messages=[{"role": "user", "content": "doomed"}])

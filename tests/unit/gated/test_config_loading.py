@@ -144,6 +144,12 @@ def test_a_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     assert message == f"config: {tmp_path / 'nope.yaml'} (from --config): file not found"
 
 
+@pytest.mark.parametrize("size", ["1x", "1m"])
+def test_a_container_memory_too_small_or_not_a_size_says_what_is_expected_in_words(tmp_path: Path, size: str) -> None:
+    message = error_of(tmp_path, environ={"KANMON_RUNTIME_DOCKER_MEMORY": size})
+    assert message.endswith(f": expected a size like 512m or 1g, at least 6m, got {size!r}")  # not ">= 6291456"
+
+
 def test_an_explicit_config_that_is_a_directory_says_so(tmp_path: Path) -> None:
     message = error_of(tmp_path, config_path=tmp_path)
     assert message == f"config: {tmp_path} (from --config): is a directory; expected a YAML file"
