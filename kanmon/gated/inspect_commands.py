@@ -174,6 +174,8 @@ def dead(app: App, chat_jid: str | None, retry: bool, as_json: bool) -> None:
 @pass_app
 def replies(app: App, chat_jid: str, since: str | None, limit: int, as_json: bool) -> None:
     """What was sent to CHAT (a chat JID), oldest first: each reply, its run, and its delivery (attempts, error)."""
+    if ":" not in chat_jid:
+        raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
     moment = parse_moment(since, SystemClock().now()) if since is not None else None
     rows = app.store().replies(chat_jid, since=moment, limit=limit)
     if as_json:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from kanmon.folders import validate_topic
+from kanmon.errors import InvalidInput
+from kanmon.folders import split_jid, validate_topic
 from kanmon.gated.app import App
 from kanmon.gated.config import render_config
 from kanmon.gated.output import emit_json, json_option
+from kanmon.gateway.owner import DIRECT_PLATFORMS
 from kanmon.store import NewMessage, head_revision
 
 __all__ = ["config", "migrate", "send"]
@@ -51,7 +53,16 @@ def config_show(app: App, as_json: bool) -> None:
 def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
     """Put a message into the store as if JID had sent TEXT."""
     validate_topic(jid, topic)
-    result = app.store(create=True).put_message(
+    if verb == "message" and not text.strip():
+        raise InvalidInput("TEXT is empty: a message needs some text")
+    platform, room = split_jid(jid)
+    if platform in DIRECT_PLATFORMS:  # a group's own chat: the group must exist, or the row is only ever skipped
+        store = app.store()
+        if store.get_group(room) is None:
+            raise InvalidInput(f"no group {room!r}: {jid} is the chat of group {room} (`gated group list`)")
+    else:
+        store = app.store(create=True)
+    result = store.put_message(
         NewMessage(chat_jid=jid, content=text, sender=sender, verb=verb, topic=topic, id=message_id, origin="cli")
     )
     state = "stored" if result.created else "already stored"

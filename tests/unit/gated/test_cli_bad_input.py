@@ -146,6 +146,26 @@ def test_listing_an_unknown_group_s_runs_or_tasks_is_one_line(gated: Gated, comm
     assert gated("--data-dir", "data", *command[:-1], "support").exit_code == 0  # a known group with none: fine
 
 
+@pytest.mark.parametrize(
+    ("command", "fragment"),
+    [
+        pytest.param(["send", "web:nosuch", "hi"], "no group 'nosuch'", id="web-chat-of-no-group"),
+        pytest.param(["send", "local:nosuch", "hi"], "no group 'nosuch'", id="local-chat-of-no-group"),
+        pytest.param(["send", "web:support", "  "], "TEXT is empty", id="empty-message"),
+        pytest.param(["replies", "notajid"], "invalid chat JID 'notajid'", id="replies-to-no-jid"),
+    ],
+)
+def test_a_message_nobody_could_answer_is_refused_and_stores_nothing(
+    gated: Gated, command: list[str], fragment: str
+) -> None:
+    assert gated("--data-dir", "data", "group", "add", "support").exit_code == 0
+    assert_refused(gated("--data-dir", "data", *command), fragment)
+    assert "no replies" in gated("--data-dir", "data", "replies", "web:support").output
+    assert gated("--data-dir", "data", "status", "--json").exit_code == 0
+    stored = gated("--data-dir", "data", "send", "web:support", "", "--verb", "react")  # an empty reaction is fine
+    assert stored.exit_code == 0 and "stored: seq 1 " in stored.output  # so nothing was stored before it
+
+
 # ---------------------------------------------------------------------------------------------------- --data-dir
 @pytest.mark.parametrize("command", [["status"], ["migrate"], ["group", "add", "support"], ["config", "show"]])
 def test_a_data_dir_that_is_a_file_is_one_line(gated: Gated, tmp_path: Path, command: list[str]) -> None:
