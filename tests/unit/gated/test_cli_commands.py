@@ -146,8 +146,21 @@ def test_route_add_list_rm_round_trip(gated: Gated) -> None:
         pytest.param(["--match", "room=[a-", "--target", "support"], "room=[a-", id="unclosed-class"),
         pytest.param(["--match", "sender=x\\", "--target", "support"], "sender=x\\", id="trailing-escape"),
         pytest.param(["--target", "Bad Folder"], "target", id="bad-target"),
-        pytest.param(["--target", "support", "--impulse", "{not json"], "impulse", id="bad-impulse-json"),
-        pytest.param(["--target", "support", "--impulse", '{"threshold": "high"}'], "threshold", id="bad-threshold"),
+        pytest.param(
+            ["--target", "support", "--impulse", "{not json"],
+            "--impulse '{not json': is not valid JSON",
+            id="bad-impulse-json",
+        ),
+        pytest.param(
+            ["--target", "support", "--impulse", "[1]"],
+            "--impulse '[1]': must be a JSON object",
+            id="impulse-not-an-object",
+        ),
+        pytest.param(
+            ["--target", "support", "--impulse", '{"threshold": "high"}'],
+            '--impulse \'{"threshold": "high"}\': threshold must',
+            id="bad-threshold",
+        ),
     ],
 )
 def test_route_add_refuses_a_bad_route_and_writes_nothing(
