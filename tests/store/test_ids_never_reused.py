@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -59,8 +60,8 @@ def test_the_id_of_a_removed_row_is_never_given_again(store: Store, kind: str) -
     assert add(store, 4) > again  # nothing left in the table: still no id given twice
 
 
-def test_upgrading_keeps_every_row_and_its_id(tmp_path: object) -> None:
-    store = Store.open(f"sqlite:///{tmp_path}/kanmon.db")
+def test_upgrading_keeps_every_row_and_its_id(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
     upgrade(store.engine)
     downgrade(store.engine, "0011")
     with store.engine.begin() as conn:
