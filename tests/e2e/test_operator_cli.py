@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from kanmon.gated.cli import cli
 from kanmon.gated.exits import Exit
+from kanmon.gateway import DEAD_LETTER_TEXT
 from kanmon.queue import RetryPolicy
 from kanmon.store import Run
 from tests.gateway_harness import Harness, process_group, running_gateway
@@ -96,3 +97,26 @@ async def test_a_failed_runs_stderr_and_its_dead_letter_are_found_and_the_retry_
         replies = json.loads(gated(data_dir, "replies", CHAT, "--json").output)
         assert [reply["content"] for reply in replies][-1] == "echo: first"
         assert replies[-1]["run_id"] == runs_of(h)[-1].id
+
+
+async def test_a_retried_dead_letter_gets_the_usual_attempts_and_is_dead_again_without_a_second_apology(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    """What the README says of `gated dead --retry`: a new batch with queue.max_attempts (here 2), not one run."""
+    data_dir = tmp_path / "data"
+    group = process_group("doomed", {"ECHO_FAIL_RUNS": 4})  # both attempts fail, and both again after --retry
+    async with running_gateway(data_dir, [group], retry=FAST_RETRY, store_url=store_url) as h:
+        first = await h.send(CHAT, "first")
+        await h.wait_for(lambda: any(row.status == "dead" for row in h.inbound(CHAT)), "the dead letter", timeout=120)
+        await h.settled()
+        assert [row.content for row in h.outbound(CHAT)] == [DEAD_LETTER_TEXT]
+
+        assert json.loads(gated(data_dir, "dead", "--retry", "--json").output) == {"retried": [first.seq]}
+        await h.wait_for(lambda: len(runs_of(h)) == 4, "the retried batch's two attempts", timeout=120)
+        await h.wait_for(lambda: [row.status for row in h.inbound(CHAT)] == ["dead"], "the dead letter again")
+        await h.settled()
+        assert [run.status for run in runs_of(h)] == ["error"] * 4
+        # the apology has the first dead letter's id: sent once
+        assert [row.content for row in h.outbound(CHAT)] == [DEAD_LETTER_TEXT]
+        [dead] = json.loads(gated(data_dir, "dead", "--chat", CHAT, "--json").output)
+        assert dead["seq"] == first.seq
