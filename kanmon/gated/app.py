@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kanmon.errors import InvalidInput
 from kanmon.gated.config import load_settings
 from kanmon.gated.settings import Settings
 from kanmon.store import (
@@ -20,7 +21,14 @@ from kanmon.store import (
 )
 from kanmon.store.errors import NotMigrated
 
-__all__ = ["App", "NotMigrated"]
+__all__ = ["App", "NotMigrated", "refuse_unknown_group"]
+
+
+def refuse_unknown_group(store: Store, folder: str | None, what: str, *, history: Callable[[], object]) -> None:
+    """Raise :class:`InvalidInput` (exit 2) when ``--group folder`` names no group and ``history()`` finds nothing of
+    it: a removed group's ``what`` (runs, tasks, usage) is still listed, a folder never registered is a slip."""
+    if folder is not None and store.get_group(folder) is None and not history():
+        raise InvalidInput(f"no group {folder!r} and no {what} of it (`gated group list` shows the groups)")
 
 
 @dataclass

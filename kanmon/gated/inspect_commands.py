@@ -18,7 +18,7 @@ import click
 
 from kanmon.clock import SystemClock
 from kanmon.errors import InvalidInput
-from kanmon.gated.app import App
+from kanmon.gated.app import App, refuse_unknown_group
 from kanmon.gated.completion import group_option
 from kanmon.gated.output import emit_json, iso, json_option, message_json, run_json
 from kanmon.store import Message, Run, RunStatus
@@ -72,8 +72,7 @@ def runs(app: App, folder: str | None, statuses: tuple[str, ...], limit: int, as
     """The latest runs, newest first: status, group, chat, batch, replies, duration, error."""
     store = app.store()
     found = store.list_runs(folder=folder, statuses=statuses, limit=limit)
-    if folder is not None and not found and store.get_group(folder) is None:  # a removed group's runs are still shown
-        raise InvalidInput(f"no group {folder!r} and no runs of it (`gated group list` shows the groups)")
+    refuse_unknown_group(store, folder, "runs", history=lambda: found)
     if as_json:
         emit_json([run_json(run) for run in found])
         return

@@ -12,7 +12,7 @@ import json
 import click
 
 from kanmon.errors import InvalidInput
-from kanmon.gated.app import App
+from kanmon.gated.app import App, refuse_unknown_group
 from kanmon.gated.completion import group_folders, group_option
 from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import IdleQueue
@@ -96,8 +96,7 @@ def task_list(app: App, folder: str | None, as_json: bool) -> None:
     """List tasks: id, status, group → chat, schedule, next fire (in the task's zone and in UTC), prompt."""
     store = app.store()
     tasks = store.list_tasks(folder)
-    if folder is not None and not tasks and store.get_group(folder) is None:  # a removed group's tasks are shown
-        raise InvalidInput(f"no group {folder!r} and no tasks of it (`gated group list` shows the groups)")
+    refuse_unknown_group(store, folder, "tasks", history=lambda: tasks)
     if as_json:
         click.echo(json.dumps([task_json(item) for item in tasks], indent=2, ensure_ascii=False))
         return

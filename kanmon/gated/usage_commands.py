@@ -14,7 +14,7 @@ import click
 
 from kanmon.clock import SystemClock
 from kanmon.errors import InvalidInput
-from kanmon.gated.app import App
+from kanmon.gated.app import App, refuse_unknown_group
 from kanmon.gated.completion import group_option
 from kanmon.gateway.usage_report import render_report, today_spend, usage_report
 from kanmon.store import Store
@@ -58,8 +58,7 @@ def usage(app: App, folder: str | None, since: str | None, as_json: bool) -> Non
     now = SystemClock().now()
     day = parse_since(since, now.date()) if since is not None else None
     store = app.store()
-    if folder is not None and store.get_group(folder) is None and not store.usage_sums((), folder=folder):
-        raise InvalidInput(f"no group {folder!r} and no usage of it (`gated group list` shows the groups)")
+    refuse_unknown_group(store, folder, "usage", history=lambda: store.usage_sums((), folder=folder))
     report = usage_report(store, folder=folder, since=day, default_zone=app.settings.scheduler.timezone, now=now)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
