@@ -192,7 +192,9 @@ class StoreLock:
             text(
                 "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.classid = :cls AND l.objid = :obj AND l.granted"
+                "WHERE l.locktype = 'advisory' AND l.classid = :cls AND l.objid = :obj AND l.granted "
+                # advisory locks are per database: other kanmon stores on this server hold the same key
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"cls": _PG_CLASS, "obj": _PG_OBJECT},
         ).first()

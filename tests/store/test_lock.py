@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from kanmon.store import NewMessage, Store, StoreFenced
 from kanmon.store.lock import StoreLock, StoreLocked
+from tests.pgdb import create_pg_database, drop_pg_database
 
 
 def test_a_second_lock_on_the_same_store_is_refused_naming_the_holder(store: Store) -> None:
@@ -82,8 +83,11 @@ def test_losing_the_lock_is_noticed_and_lets_the_next_gated_in(store: Store) -> 
         with store.engine.connect() as conn:
             ended = conn.execute(
                 text(
+                    # this test's database only: advisory locks of other tests' databases (run beside it by
+                    # another xdist worker) have the same key, and ending their sessions fails those tests
                     "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid = :cls AND objid = 1 AND granted"
+                    "AND classid = :cls AND objid = 1 AND granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"cls": 0x6B616E6D},
             ).scalar()
@@ -118,3 +122,21 @@ def test_fenced_writes_fail_once_another_gated_takes_the_store(store_url: str) -
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.postgres
+def test_the_refusal_names_this_databases_holder_not_another_stores_on_the_same_server(pg_admin_url: str) -> None:
+    """Several kanmon stores may share one PostgreSQL server; advisory locks are per database, and so is the holder."""
+    urls = [create_pg_database(pg_admin_url) for _ in range(2)]
+    neighbour, ours = (Store.open(url) for url in urls)
+    try:
+        # the other store's gated took its lock first, so its row comes first in pg_locks
+        with StoreLock(neighbour.engine, instance="neighbour"), StoreLock(ours.engine, instance="ours"):
+            with pytest.raises(StoreLocked) as refused:
+                StoreLock(ours.engine, instance="third").acquire()
+            assert "gated ours" in str(refused.value) and "neighbour" not in str(refused.value)
+    finally:
+        neighbour.close()
+        ours.close()
+        for url in urls:
+            drop_pg_database(pg_admin_url, url)
