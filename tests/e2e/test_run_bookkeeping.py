@@ -136,4 +136,9 @@ async def test_a_runs_first_reply_is_stored_while_the_run_goes_on_and_the_next_w
 
 def test_the_store_backend_fixture_is_not_shared(store_url: str | None) -> None:
     # a guard for the fixture above: PostgreSQL runs get a database of their own
-    assert store_url is None or Store.open(store_url).max_seq() == 0
+    if store_url is not None:
+        store = Store.open(store_url)
+        try:
+            assert store.max_seq() == 0
+        finally:
+            store.close()

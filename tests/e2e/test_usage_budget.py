@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kanmon.gateway.budget import notice_id
+from kanmon.store import Store
 from tests.clocks import ShiftedClock
 from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, running_gateway
 from tests.pgdb import create_pg_database, drop_pg_database
@@ -121,7 +122,13 @@ async def test_a_reclaimed_run_replaying_its_output_counts_its_usage_once(
     async with running_gateway(data, [group], instance=instance, drain_timeout=0.1, store_url=store_url) as h:
         await h.send(CHAT, "one")
         await h.wait_for(lambda: len(h.replies(CHAT)) >= 1, "the first reply")
-    assert len(h.replies(CHAT)) == 1 and h.store.usage_sums(()) == []  # usage is recorded with the run's end
+    # gated went away (its store is closed: this reads through a store of its own)
+    left = Store.open(h.store.engine.url.render_as_string(hide_password=False))
+    try:
+        replies = [row for row in left.new_messages(0) if row.chat_jid == CHAT and row.run_id is not None]
+        assert len(replies) == 1 and left.usage_sums(()) == []  # usage is recorded with the run's end
+    finally:
+        left.close()
     async with running_gateway(data, [group], instance=instance, store_url=store_url) as again:
         await again.wait_for(lambda: len(again.replies(CHAT)) == 2, "both replies")
         await again.settled()
