@@ -51,6 +51,18 @@ def backend_database(request: pytest.FixtureRequest, sqlite_file: Path) -> Itera
         drop_pg_database(admin, url)
 
 
+@contextmanager
+def harness_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """What :func:`tests.gateway_harness.running_gateway` takes as ``store_url`` on the backend ``request.param``
+    names: ``None`` for ``"sqlite"`` (the harness's own file in its data directory) or, for ``"postgres"``, a fresh
+    database copied from the migrated template, dropped afterwards."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with backend_database(request, Path()) as url:
+        yield url
+
+
 class PrivatePostgres:
     """A PostgreSQL cluster of one test's own, which the test may stop, restart and kill (the shared one it may not).
 

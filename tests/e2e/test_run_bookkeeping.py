@@ -15,7 +15,7 @@ import pytest
 
 from kanmon.store import InvalidValue, Message, NewMessage, RunEnd, RunEnded, Store
 from tests.gateway_harness import RECORD, inputs, process_group, running_gateway
-from tests.pgdb import create_pg_database, drop_pg_database
+from tests.pgdb import harness_database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -23,13 +23,8 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
     """None for the harness's SQLite store, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    admin = request.getfixturevalue("pg_admin_url")
-    url = create_pg_database(admin, template=request.getfixturevalue("pg_template"))
-    yield url
-    drop_pg_database(admin, url)
+    with harness_database(request) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from kanmon.gateway.budget import notice_id
 from kanmon.store import Store
 from tests.clocks import ShiftedClock
 from tests.gateway_harness import RECORD, Harness, gateway_answers, inputs, process_group, running_gateway
-from tests.pgdb import create_pg_database, drop_pg_database
+from tests.pgdb import harness_database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 USAGE = {"input_tokens": 100, "output_tokens": 20, "cache_read_tokens": 1000, "cache_write_tokens": 3, "cost_usd": 0.03}
@@ -29,13 +29,8 @@ CHAT = "web:corp"
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None for the harness's SQLite store, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    admin = request.getfixturevalue("pg_admin_url")
-    url = create_pg_database(admin, template=request.getfixturevalue("pg_template"))
-    yield url
-    drop_pg_database(admin, url)
+    with harness_database(request) as url:
+        yield url
 
 
 async def test_a_spent_budget_holds_new_runs_until_the_groups_next_day(tmp_path: Path, store_url: str | None) -> None:
