@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kanmon.folders import WEB_TOPIC_PATTERN
+from kanmon.folders import WEB_TOPIC_PATTERN, is_valid_folder
 from kanmon.gateway import Gateway
 from kanmon.gateway.typing import Working
 from kanmon.store import Message, NewMessage, StoreError
@@ -47,7 +47,6 @@ from kanmon.web.webchat_auth import (
     StreamGroup,
     WebGroup,
     still_allowed,
-    valid_folder,
 )
 from kanmon.web.webchat_examples import CHAT_EVENT_EXAMPLE, POST_EXAMPLE
 from kanmon.web.webchat_media import chat_files
@@ -235,13 +234,21 @@ async def stream(
     response_class=Response,
     responses={
         200: {"content": {"text/html": {"schema": {"type": "string"}, "example": "<!doctype html>…"}}},
-        404: {"description": "Not a valid folder name."},
+        404: {
+            "description": "No group can have this folder name (`/chat/` has none): a page on where links come from.",
+            "content": {"text/html": {"schema": {"type": "string"}, "example": "<!doctype html>…"}},
+        },
     },
 )
 async def chat_page(folder: FolderPath, request: Request) -> Response:
-    """The same page for every well-formed folder: whether the group exists is for the API to tell its token holder."""
+    """The same page for every well-formed folder: whether the group exists is for the API to tell its token holder.
+
+    A browser sent here without a group's link (``/chat/``, a mistyped name) gets a page, not the API's JSON error.
+    """
+    if not is_valid_folder(folder):
+        return Response(_asset("chat-missing.html"), 404, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
     root = html.escape(str(request.scope.get("root_path") or ""), quote=True)
-    page = _asset("chat.html").replace("{{root}}", root).replace("{{folder}}", html.escape(valid_folder(folder)))
+    page = _asset("chat.html").replace("{{root}}", root).replace("{{folder}}", html.escape(folder))
     return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 

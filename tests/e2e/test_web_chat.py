@@ -585,6 +585,17 @@ async def test_the_chat_page_holds_no_secret_and_loads_its_assets(tmp_path: Path
             assert path in schema["paths"], path
 
 
+@pytest.mark.parametrize("path", ["/chat", "/chat/", "/chat/Not%20A%20Folder", "/chat/corp/"])
+async def test_a_chat_address_without_a_group_is_a_page_saying_where_links_come_from(tmp_path: Path, path: str) -> None:
+    # a person who opens the chat without a group's link (or mistyped it) gets a page, not a JSON error
+    async with web_chat(tmp_path) as (_h, app), asgi_client(app) as client:
+        page = await client.get(path, follow_redirects=True)
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert "gated group web-token" in page.text and "Not A Folder" not in page.text
+
+
 # ------------------------------------------------------------------------------------------------ tokens from gated
 @pytest.fixture
 def gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
