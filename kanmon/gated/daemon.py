@@ -39,7 +39,7 @@ from kanmon.gateway.upstreams import ProxyConfig
 from kanmon.queue import RetryPolicy
 from kanmon.serving import EmbeddedServer
 from kanmon.stopping import unless_stopped
-from kanmon.store import Store
+from kanmon.store import Store, StoreError, StoreFenced
 from kanmon.store.lock import StoreLock
 from kanmon.web import WebConfig, create_app
 from kanmon.web.credproxy_servers import serving_proxy
@@ -215,11 +215,8 @@ class Daemon:
             clock=self.gateway.clock,
         )
         self.gateway.waiting = lambda: self.guard.waiting
-        if not self.settings.media.public_url and self.listener is not None:
-            # adapters download agents' files from here: a wildcard address is reached as this host's loopback
-            host, port = self.listener.getsockname()[:2]
-            reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
-            self.gateway.media_links.base_url = f"http://{_url_host(reachable)}:{port}"
+        if not self.settings.media.public_url and self.reachable_url is not None:
+            self.gateway.media_links.base_url = self.reachable_url  # adapters download agents' files from here
 
     @property
     def http_url(self) -> str | None:
@@ -228,6 +225,16 @@ class Daemon:
             return None
         host, port = self.listener.getsockname()[:2]
         return f"http://{_url_host(host)}:{port}"
+
+    @property
+    def reachable_url(self) -> str | None:
+        """:attr:`http_url` as a browser or an adapter on this machine reaches it: a wildcard address (``0.0.0.0``,
+        ``::``) as the loopback of its family. None without HTTP."""
+        if self.listener is None:
+            return None
+        host, port = self.listener.getsockname()[:2]
+        reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
+        return f"http://{_url_host(reachable)}:{port}"
 
     async def run(self) -> None:
         """Serve until a signal; return once drained. Raises StoreLocked (exit 3) when the store is or becomes
@@ -248,6 +255,8 @@ class Daemon:
             if self._server is not None and http_task is not None:
                 self._server.should_exit = True
                 await http_task
+            if served:
+                await self._record_served_url("")
             self.guard.release()
             self.gateway.db.close()
             for runtime in self.own_runtimes.values():
@@ -271,7 +280,19 @@ class Daemon:
             await self.gateway.db.retrying(self.prepare)
         await self.guard.fence_writes()
 
+    async def _record_served_url(self, url: str) -> None:
+        """Tell commands of other processes where this gated serves HTTP (``''``: nowhere) for the links they print
+        (``gated group web-token``); a gated that lost the store is fenced out of it. At most a couple of seconds:
+        without it, those links name ``http.listen`` instead."""
+        try:
+            await asyncio.wait_for(self.gateway.db.once(self.store.set_served_url, url), 2.0)
+        except StoreFenced:
+            logger.debug("the store is another gated's: its HTTP address is its own to record")
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("could not record the HTTP address for gated's commands (%s)", exc or "timed out")
+
     async def _serve(self, stopping: asyncio.Event) -> None:
+        await self._record_served_url(self.reachable_url or "")
         logger.info(
             "gated running: instance=%s store=%s http=%s",
             self.settings.instance,

@@ -25,6 +25,7 @@ from kanmon.store.tables import router_state
 __all__ = [
     "CONFIG_VERSION_KEY",
     "EPOCH_KEY",
+    "SERVED_URL_KEY",
     "StoreBase",
     "dialect_insert",
     "from_row",
@@ -37,6 +38,9 @@ EPOCH_KEY = "lock_epoch"
 #: ``router_state`` key bumped with every change to groups, routes or channels, so caches (the loop's, the
 #: deliverers') notice a change made by another process within a tick.
 CONFIG_VERSION_KEY = "config_version"
+#: ``router_state`` key of the address the gated holding the store serves HTTP on (``''``: none), for links printed by
+#: commands in other processes (``gated group web-token``), which cannot know a ``gated run --http`` elsewhere.
+SERVED_URL_KEY = "served_url"
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from sqlalchemy import Integer, bindparam, func, select, union, update
 
 from kanmon.errors import InvalidInput
 from kanmon.store.appends import append_values, insert_values, lock_appends, message_by_id
-from kanmon.store.base import EPOCH_KEY, StoreBase, from_row, from_rows
+from kanmon.store.base import EPOCH_KEY, SERVED_URL_KEY, StoreBase, from_row, from_rows
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
@@ -186,6 +186,20 @@ class MessageStore(StoreBase):
         """Set a router_state value."""
         with self._write() as conn:
             conn.execute(self._upsert(router_state, {"key": key, "value": value}, ["key"]))
+
+    def set_served_url(self, url: str) -> None:
+        """Record ``url``, where this store's gated serves HTTP as a browser on its machine reaches it (``''`` once it
+        stops), for commands of other processes to print links with. Fenced: a gated that lost the store cannot
+        overwrite the address of the one that holds it now."""
+        with self._write(fenced=True) as conn:
+            conn.execute(self._upsert(router_state, {"key": SERVED_URL_KEY, "value": url}, ["key"]))
+
+    def served_url(self) -> str | None:
+        """The address :meth:`set_served_url` recorded; None when no gated serves HTTP on this store (or said so).
+
+        A gated killed without its cleanup leaves its address until the next one starts: the address it served on.
+        """
+        return self.get_state(SERVED_URL_KEY) or None
 
     def swap_state(self, key: str, expected: str | None, value: str) -> bool:
         """Set ``key`` to ``value`` only if it holds ``expected`` now (``None``: only if absent); True if it did.

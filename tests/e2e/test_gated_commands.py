@@ -123,6 +123,25 @@ def test_gated_chat_talks_to_a_running_gated_through_the_store(
     assert result.stdout.splitlines() == ["corp> echo: first", "corp> echo: second"]
 
 
+def test_a_web_link_names_the_address_the_running_gated_serves_and_http_listen_once_it_stopped(
+    data_dir: Path, daemon: tuple[subprocess.Popen[str], LogReader]
+) -> None:
+    # `run --http 127.0.0.1:0`: neither the port of http.listen (8080) nor one a command elsewhere could guess
+    proc, logs = daemon
+    ready = wait_until(lambda: logs.find("gated running"), "gated to start")
+    url = ready["message"].split("http=")[1].split()[0]
+    link = gated(data_dir, "group", "web-token", "corp").stdout.splitlines()[-1]
+    assert link.startswith(f"chat: {url}/chat/corp#token=") and not url.endswith(":8080")
+    token = link.split("#token=")[1]
+    request = urllib.request.Request(f"{url}/web/corp/topics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # the printed link works as printed
+        assert response.status == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    after = gated(data_dir, "group", "web-token", "corp").stdout.splitlines()[-1]
+    assert after.startswith("chat: http://127.0.0.1:8080/chat/corp#token=")  # nobody serves: http.listen's
+
+
 def test_gated_chat_without_a_running_gated_says_no_reply_came_and_fails(data_dir: Path) -> None:
     assert gated(data_dir, "group", "add", "corp").returncode == 0
     result = gated(data_dir, "chat", "corp", "--timeout", "0.5", stdin="anyone?\n")
