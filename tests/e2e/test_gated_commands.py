@@ -63,6 +63,12 @@ def _get_json(url: str) -> Any:
         return None
 
 
+def serving_at(logs: LogReader) -> str:
+    """The ``http://host:port`` a gated started by :func:`daemon` serves on, once its start line says so."""
+    ready = wait_until(lambda: logs.find("gated running"), "gated to start")
+    return str(ready["message"].split("http=")[1].split()[0])
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
@@ -91,8 +97,7 @@ def test_gated_run_answers_serves_health_and_logs_each_run_as_json(
     data_dir: Path, daemon: tuple[subprocess.Popen[str], LogReader]
 ) -> None:
     proc, logs = daemon
-    ready = wait_until(lambda: logs.find("gated running"), "gated to start")
-    url = ready["message"].split("http=")[1].split()[0]
+    url = serving_at(logs)
     with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
         assert json.load(response) == {"ok": True}
     ready = wait_until(lambda: _get_json(f"{url}/readyz"), "/readyz to answer 200")
@@ -128,8 +133,7 @@ def test_a_web_link_names_the_address_the_running_gated_serves_and_http_listen_o
 ) -> None:
     # `run --http 127.0.0.1:0`: neither the port of http.listen (8080) nor one a command elsewhere could guess
     proc, logs = daemon
-    ready = wait_until(lambda: logs.find("gated running"), "gated to start")
-    url = ready["message"].split("http=")[1].split()[0]
+    url = serving_at(logs)
     link = gated(data_dir, "group", "web-token", "corp").stdout.splitlines()[-1]
     assert link.startswith(f"chat: {url}/chat/corp#token=") and not url.endswith(":8080")
     token = link.split("#token=")[1]
