@@ -26,7 +26,7 @@ from kanmon.container.docker import DockerRuntime
 from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.guard import StoreGuard
 from kanmon.gated.logs import log_format
-from kanmon.gated.settings import Settings
+from kanmon.gated.settings import Settings, browser_url
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.gateway.adapters import AdapterDeliveryConfig
 from kanmon.gateway.fetch import FetchPolicy
@@ -228,13 +228,12 @@ class Daemon:
 
     @property
     def reachable_url(self) -> str | None:
-        """:attr:`http_url` as a browser or an adapter on this machine reaches it: a wildcard address (``0.0.0.0``,
-        ``::``) as the loopback of its family. None without HTTP."""
+        """:attr:`http_url` as a browser or an adapter on this machine reaches it (:func:`browser_url`: a wildcard
+        address as the loopback of its family). None without HTTP."""
         if self.listener is None:
             return None
         host, port = self.listener.getsockname()[:2]
-        reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
-        return f"http://{_url_host(reachable)}:{port}"
+        return browser_url(host, port)
 
     async def run(self) -> None:
         """Serve until a signal; return once drained. Raises StoreLocked (exit 3) when the store is or becomes

@@ -41,6 +41,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TelegramSettings",
+    "browser_url",
 ]
 
 DEFAULT_SOURCE = "default"
@@ -126,6 +127,14 @@ class RuntimeSettings:
     docker: DockerSettings = field(default_factory=DockerSettings)
 
 
+def browser_url(host: str, port: int | str) -> str:
+    """``http://host:port`` as a browser on this machine reaches an HTTP server listening on ``host``: a wildcard
+    address (``0.0.0.0``, ``::``, empty) as the loopback of its family, an IPv6 address in brackets."""
+    reachable = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared
+    shown = f"[{reachable}]" if ":" in reachable else reachable
+    return f"http://{shown}:{port}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class HttpSettings:
     """The HTTP surface: adapter API, web chat, metrics and health (SPEC §11, §12)."""
@@ -148,11 +157,9 @@ class HttpSettings:
 
     @property
     def local_url(self) -> str:
-        """``http://host:port`` of ``listen`` as a browser on this machine reaches it: a wildcard address (``0.0.0.0``,
-        ``::``, empty) as the loopback of its family. With port 0 (chosen at start) the port reads ``PORT``."""
-        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)  # noqa: S104
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self.port or 'PORT'}"
+        """``http://host:port`` of ``listen`` as a browser on this machine reaches it (:func:`browser_url`). With port
+        0 (chosen at start) the port reads ``PORT``."""
+        return browser_url(self.host, self.port or "PORT")
 
 
 @dataclass(frozen=True, kw_only=True)
