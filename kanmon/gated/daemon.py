@@ -288,7 +288,7 @@ class Daemon:
         except StoreFenced:
             logger.debug("the store is another gated's: its HTTP address is its own to record")
         except (StoreError, TimeoutError) as exc:
-            logger.warning("could not record the HTTP address for gated's commands (%s)", exc or "timed out")
+            logger.warning("could not record the HTTP address for gated's commands (%s)", str(exc) or "timed out")
 
     async def _serve(self, stopping: asyncio.Event) -> None:
         await self._record_served_url(self.reachable_url or "")
