@@ -138,7 +138,9 @@ class GroupCommit(Generic[Item, R]):
     arrive while it waits for another writer join it instead of waiting for the next turn.
 
     Retried while the database is unreachable (:meth:`AsyncStore.retrying`). When a transaction of several items
-    fails otherwise, each item is tried again alone, so one bad item fails only its own caller.
+    fails otherwise, each item is tried again alone, so one bad item fails only its own caller. Cancelling the commit
+    (a shutdown cancels every task) strands no caller: those whose writes its thread took get the transaction's outcome
+    when the thread is done, the others a cancellation (their writes were not made).
     """
 
     def __init__(self, db: AsyncStore, apply_many: Callable[[list[Item]], list[R]], *, name: str) -> None:
@@ -169,6 +171,11 @@ class GroupCommit(Generic[Item, R]):
         try:
             while self._waiting:
                 await self._commit()
+        except asyncio.CancelledError:
+            # cancelled (a shutdown cancels every task): the writes not taken yet are not made; their callers hear so
+            while self._waiting:
+                self._waiting.popleft()[1].cancel()
+            raise
         finally:
             self._flushing = None
 
@@ -181,8 +188,13 @@ class GroupCommit(Generic[Item, R]):
 
     async def _commit(self) -> None:
         batch: list[tuple[Item, asyncio.Future[R]]] = []  # kept across retries: taken items are not taken again
+        transaction = asyncio.ensure_future(self._db.retrying(self._take_and_apply, batch))
         try:
-            results = await self._db.retrying(self._take_and_apply, batch)
+            results = await asyncio.shield(transaction)
+        except asyncio.CancelledError:
+            # the store's thread cannot be stopped halfway: its callers learn how the transaction ended when it does
+            transaction.add_done_callback(partial(_settle_all, batch))
+            raise
         except Exception as exc:
             if len(batch) <= 1:
                 for _, future in batch:
@@ -199,6 +211,21 @@ class GroupCommit(Generic[Item, R]):
         self.items += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             _resolve(future, result)
+
+
+def _settle_all(batch: list[tuple[Any, asyncio.Future[Any]]], transaction: asyncio.Future[list[Any]]) -> None:
+    """Give each caller of ``batch`` the outcome of ``transaction``, which went on after its commit was cancelled."""
+    if transaction.cancelled():
+        for _, future in batch:
+            future.cancel()
+        return
+    exc = transaction.exception()
+    if exc is not None:
+        for _, future in batch:
+            _settle(future, exc)
+        return
+    for (_, future), result in zip(batch, transaction.result(), strict=True):
+        _resolve(future, result)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -112,3 +112,33 @@ async def test_writes_arriving_while_it_waits_for_the_writer_turn_join_that_tran
     assert commit.commits == 1
     db.close()
     store.close()
+
+
+async def test_a_cancelled_commit_still_tells_its_callers_how_their_writes_ended(db: AsyncStore) -> None:
+    """The commit task cancelled (a shutdown cancelling every task) while its transaction runs in the store's thread:
+    the callers whose writes were taken learn the real outcome once the thread is done, and the ones still waiting
+    are cancelled; none waits forever (before: their futures were never settled), and the next write is made."""
+    started, release = threading.Event(), threading.Event()
+    recorder = Recorder(db.store)
+
+    def slow(items: list[int]) -> list[str]:
+        started.set()
+        release.wait(30)
+        return recorder(items)
+
+    commit = GroupCommit(db, slow, name="test")
+    taken = asyncio.ensure_future(commit(1))
+    assert await asyncio.to_thread(started.wait, 30)
+    waiting = asyncio.ensure_future(commit(2))
+    await asyncio.sleep(0)
+    flushing = commit._flushing
+    assert flushing is not None
+    flushing.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.wait_for(taken, 10) == "done 1"
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 10)
+    assert db.store.get_state("item-1") == "1"
+    assert db.store.get_state("item-2") is None
+    assert await asyncio.wait_for(commit(3), 10) == "done 3"
