@@ -22,7 +22,7 @@ from kanmon.gateway import IdleQueue, LayerContext, probe_message
 from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
 from kanmon.gateway.context import STORE_READ_PREFIXES
 from kanmon.gateway.explanation import explain_document
-from kanmon.router import RouteError, check_route, folder_targets, parse_impulse_config, validate_route
+from kanmon.router import check_route, check_target_known, folder_targets
 from kanmon.store import Conflict, Group, NotFound, Route
 from kanmon.web.tokens import chat_url, new_token
 
@@ -231,15 +231,10 @@ def route() -> None:
 @pass_app
 def route_add(app: App, seq: int, match: str, target: str, impulse: str | None) -> None:
     """Add a route: refused unless its terms use known keys and its target a registered group or configured daemon."""
-    try:
-        parse_impulse_config(impulse)
-    except RouteError as exc:  # the store's name for it is impulse_config; here the operator typed --impulse
-        why = str(exc).removeprefix("impulse_config").removeprefix(":").strip()
-        raise InvalidInput(f"--impulse {impulse!r}: {why}") from None
-    check_route(match, target, impulse)  # what needs no store, before the store is opened
+    check_route(match, target, impulse, impulse_name=f"--impulse {impulse!r}")  # before the store is opened
     store = app.store()
     folders = [registered.folder for registered in store.list_groups()]
-    validate_route(match, target, impulse, folders=folders, daemons=app.settings.daemons)
+    check_target_known(target, folders=folders, daemons=app.settings.daemons)
     added = store.add_route(seq=seq, match=match, target=target, impulse_config=impulse)
     click.echo(f"added route {added.id}: seq={added.seq} match={added.match!r} -> {added.target}")
 

@@ -22,7 +22,15 @@ from kanmon.router.routes import (
     trace,
     validate_route,
 )
-from kanmon.router.targets import Target, TargetKind, folder_targets, is_daemon_name, parse_target, sender_file_id
+from kanmon.router.targets import (
+    Target,
+    TargetKind,
+    check_target_known,
+    folder_targets,
+    is_daemon_name,
+    parse_target,
+    sender_file_id,
+)
 
 __all__ = [
     "Glob",
@@ -40,6 +48,7 @@ __all__ = [
     "Verdict",
     "check_match",
     "check_route",
+    "check_target_known",
     "compile_glob",
     "folder_targets",
     "glob_match",

@@ -49,11 +49,13 @@ class ImpulseConfig:
         """``max_hold_ms`` in seconds, the unit of the gate's clock."""
         return self.max_hold_ms / 1000
 
-    def merged(self, override: Mapping[str, Any] | None) -> ImpulseConfig:
-        """A new config with ``override`` (the decoded per-route JSON) merged over this one; validates it."""
+    def merged(self, override: Mapping[str, Any] | None, *, name: str = "impulse_config") -> ImpulseConfig:
+        """A new config with ``override`` (the decoded per-route JSON) merged over this one; validates it.
+
+        Raises :class:`RouteError` naming the override ``name`` (what the operator wrote it as) for a bad one."""
         if not override:
             return self
-        _check_override(override)
+        _check_override(override, name)
         weights = dict(self.weights)
         weights.update(override.get("weights", {}))
         return ImpulseConfig(
@@ -63,43 +65,45 @@ class ImpulseConfig:
         )
 
 
-def parse_impulse_config(text: str | None, base: ImpulseConfig | None = None) -> ImpulseConfig:
-    """Decode a route's ``impulse_config`` (empty means no override) over ``base``, or raise :class:`RouteError`."""
+def parse_impulse_config(
+    text: str | None, base: ImpulseConfig | None = None, *, name: str = "impulse_config"
+) -> ImpulseConfig:
+    """Decode a route's ``impulse_config`` (empty means no override) over ``base``.
+
+    Raises :class:`RouteError`, one line starting with ``name``: the column's name by default, what the operator typed
+    where there is one (``gated route add`` passes ``--impulse '…'``). SPEC §7.
+    """
     base = base if base is not None else ImpulseConfig()
     if text is None or not text.strip():
         return base
     try:
         decoded = json.loads(text)
     except ValueError as exc:
-        raise RouteError(f"impulse_config is not valid JSON: {exc}") from exc
+        raise RouteError(f"{name} is not valid JSON: {exc}") from exc
     if not isinstance(decoded, dict):
-        raise RouteError(f"impulse_config must be a JSON object, not {type(decoded).__name__}: {text.strip()!r}")
-    return base.merged(decoded)
+        raise RouteError(f"{name} must be a JSON object, not {type(decoded).__name__}")
+    return base.merged(decoded, name=name)
 
 
-def _check_override(override: Mapping[str, Any]) -> None:
+def _check_override(override: Mapping[str, Any], name: str) -> None:
     unknown = sorted(set(override) - _KEYS)
     if unknown:
-        raise RouteError(
-            f"impulse_config: unknown key(s) {', '.join(unknown)} (allowed: max_hold_ms, threshold, weights)"
-        )
+        raise RouteError(f"{name}: unknown key(s) {', '.join(unknown)} (allowed: max_hold_ms, threshold, weights)")
     if "threshold" in override:
-        _check_int("threshold", override["threshold"], minimum=0)
+        _check_int(name, "threshold", override["threshold"], minimum=0)
     if "max_hold_ms" in override:
-        _check_int("max_hold_ms", override["max_hold_ms"], minimum=1)
+        _check_int(name, "max_hold_ms", override["max_hold_ms"], minimum=1)
     if "weights" in override:
         weights = override["weights"]
         if not isinstance(weights, dict):
-            raise RouteError(f"impulse_config: weights must be an object of verb to integer, not {weights!r}")
+            raise RouteError(f"{name}: weights must be an object of verb to integer, not {weights!r}")
         for verb, weight in weights.items():
             if not isinstance(verb, str) or not verb:
-                raise RouteError(f"impulse_config: weights has an empty verb {verb!r}")
-            _check_int(f"weights.{verb}", weight, minimum=0)
+                raise RouteError(f"{name}: weights has an empty verb {verb!r}")
+            _check_int(name, f"weights.{verb}", weight, minimum=0)
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> None:
+def _check_int(name: str, key: str, value: object, *, minimum: int) -> None:
     # bool is an int in Python, but `true` is not a number anyone means in this JSON.
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RouteError(
-            f"impulse_config: {name} must be an integer >= {minimum}, not {json.dumps(value, default=repr)}"
-        )
+        raise RouteError(f"{name}: {key} must be an integer >= {minimum}, not {json.dumps(value, default=repr)}")

@@ -162,15 +162,18 @@ def resolve(
     return trace(routes, fields, impulse=impulse, folders=folders).decision
 
 
-def check_route(match: str, target: str, impulse_config: str | None = None) -> Target:
+def check_route(
+    match: str, target: str, impulse_config: str | None = None, *, impulse_name: str = "impulse_config"
+) -> Target:
     """Refuse a route whose text could never work, with one clear line (:class:`RouteError`); return its target.
 
     The checks that need nothing but the route: :func:`~kanmon.router.match.check_match` (keys, ``=``, globs), the
-    target grammar (:func:`~kanmon.router.targets.validate_target`) and the impulse JSON. SPEC §6.4, §7.
+    target grammar (:func:`~kanmon.router.targets.validate_target`) and the impulse JSON, whose errors start with
+    ``impulse_name`` (:func:`~kanmon.router.impulse.parse_impulse_config`). SPEC §6.4, §7.
     """
     check_match(match)
     parsed = validate_target(target)
-    parse_impulse_config(impulse_config)
+    parse_impulse_config(impulse_config, name=impulse_name)
     return parsed
 
 

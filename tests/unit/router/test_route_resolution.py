@@ -281,6 +281,22 @@ def test_check_route_refuses_malformed_routes_with_one_clear_line(
     assert "\n" not in message
 
 
+IMPULSE_ERRORS = ["{nope", "[1]", '{"treshold": 5}', '{"threshold": -1}', '{"weights": [1]}', '{"weights": {"": 1}}']
+
+
+@pytest.mark.parametrize("impulse", IMPULSE_ERRORS)
+def test_an_impulse_error_names_the_override_as_its_writer_wrote_it(impulse: str) -> None:
+    """The column's name by default; what the operator typed where the caller says (``gated route add``)."""
+    with pytest.raises(RouteError) as by_default:
+        check_route("", "s", impulse)
+    assert str(by_default.value).startswith("impulse_config")
+    typed = f"--impulse {impulse!r}"
+    with pytest.raises(RouteError) as named:
+        check_route("", "s", impulse, impulse_name=typed)
+    assert str(named.value).startswith(typed)
+    assert "impulse_config" not in str(named.value)
+
+
 def test_validated_impulse_json_round_trips_through_the_decision() -> None:
     config = {"threshold": 0, "weights": {"typing": 7}, "max_hold_ms": 10}
     check_route("", "support", json.dumps(config))
