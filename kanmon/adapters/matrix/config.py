@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kanmon.errors import InvalidInput
-from kanmon.gated.settings import Settings
+from kanmon.gated.settings import Settings, browser_url
 
 __all__ = ["ADAPTER_NAME", "JID_PREFIX", "MatrixConfig"]
 
@@ -65,8 +65,8 @@ class MatrixConfig:
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise InvalidInput(f"--listen {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8090")
         host = host.removeprefix("[").removesuffix("]")
-        url = matrix.url or f"http://{_url_host(host)}:{port}"
-        gated = gated_url or matrix.gated_url or f"http://{_url_host(settings.http.host)}:{settings.http.port}"
+        url = matrix.url or browser_url(host, port)
+        gated = gated_url or matrix.gated_url or settings.http.local_url
         if not gated.startswith(("http://", "https://")):
             raise InvalidInput(f"--gated {gated!r}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return cls(
@@ -83,10 +83,3 @@ class MatrixConfig:
             state_dir=settings.data_dir / "adapters" / ADAPTER_NAME,
             max_message_bytes=matrix.max_message_bytes,
         )
-
-
-def _url_host(host: str) -> str:
-    """A host as it goes into a URL: a wildcard address is reached on loopback, IPv6 in brackets."""
-    if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - naming the wildcard, not binding it
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host

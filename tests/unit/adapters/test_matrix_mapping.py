@@ -128,6 +128,8 @@ def test_config_names_what_is_missing_and_derives_the_urls(tmp_path: Path) -> No
         "https://hs.example", "http://127.0.0.1:9000", "http://[::1]:8091"
     )  # fmt: skip
     assert "tok" not in repr(config) and "s'" not in repr(config)
+    on_wildcards = MatrixConfig.from_settings(settings_of(tmp_path, **env), listen="[::]:8091")
+    assert on_wildcards.url == "http://[::1]:8091"  # reached on the loopback of its family, as gated's own links
     assert config.state_dir == tmp_path.resolve() / "adapters" / "matrix"
 
 
