@@ -323,6 +323,13 @@ KEYS: tuple[Key, ...] = (
         check=Check("host:port like 127.0.0.1:8080", is_listen),
     ),
     key(
+        "http.public_url",
+        STR,
+        "",
+        "Origin web chat links name (behind a reverse proxy), e.g. https://chat.example.org; empty = gated's.",
+        check=pattern("an http:// or https:// origin without a path, or empty", r"(https?://[^/\s?#@]+/?)?"),
+    ),
+    key(
         "http.max_body_bytes", INT, 1 << 20, "Largest request body accepted; bigger ones get 413.", check=_POSITIVE_INT
     ),
     key(

@@ -150,14 +150,14 @@ def _new_web_token(app: App, folder: str, *, label: str = "", replace: bool = Fa
     store = app.store()
     added = (store.set_group_web_token if replace else store.add_web_token)(folder, token_hash, label=label)
     assert added is not None
-    # where the gated on this store serves (`run --http` may name another address than http.listen), else the
-    # configured address as this machine reaches it
+    # http.public_url, else where the gated on this store serves (`run --http` may name another address than
+    # http.listen), else the configured address as this machine reaches it
     served, http = store.served_url(), app.settings.http
     others = "every other token is revoked" if replace else f"`--revoke {added.id}` revokes it alone"
     click.echo(f"web token {added.id} for {folder} (shown once; {others}):")
     click.echo(f"  {token}")
-    click.echo(f"chat: {chat_url(served or http.local_url, folder, token)}")
-    if not served and not http.port:
+    click.echo(f"chat: {chat_url(http.link_base(served), folder, token)}")
+    if not http.public_url and not served and not http.port:
         click.echo("  (http.listen has port 0: PORT is the one gated picks at start and prints)")
 
 

@@ -163,7 +163,8 @@ def demo(
         if daemon.http_url:
             click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
             if web_token:
-                click.echo(f"web chat: {chat_url(daemon.http_url, folder, web_token[0])}")
+                link = chat_url(app.settings.http.link_base(daemon.http_url), folder, web_token[0])
+                click.echo(f"web chat: {link}")
         click.echo("type a message and press Enter; Ctrl-D ends the chat (gated keeps serving), Ctrl-C stops gated")
 
     with _listening(address) as listener:

@@ -140,6 +140,7 @@ class HttpSettings:
     """The HTTP surface: adapter API, web chat, metrics and health (SPEC §11, §12)."""
 
     listen: str = _default("http.listen")
+    public_url: str = _default("http.public_url")
     max_body_bytes: int = _default("http.max_body_bytes")
     channel_secret: str = field(default=_default("http.channel_secret"), repr=False)
     trusted_sender_header: str = _default("http.trusted_sender_header")
@@ -160,6 +161,11 @@ class HttpSettings:
         """``http://host:port`` of ``listen`` as a browser on this machine reaches it (:func:`browser_url`). With port
         0 (chosen at start) the port reads ``PORT``."""
         return browser_url(self.host, self.port or "PORT")
+
+    def link_base(self, served: str | None = None) -> str:
+        """Where links to gated's pages point: ``public_url`` when set (what people outside reach), else ``served``
+        (the address the running gated recorded), else :attr:`local_url`."""
+        return (self.public_url or served or self.local_url).rstrip("/")
 
 
 @dataclass(frozen=True, kw_only=True)

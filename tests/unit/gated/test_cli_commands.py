@@ -337,6 +337,27 @@ def test_group_add_web_links_to_the_configured_http_address(
     assert chat.startswith(f"chat: {link}")
 
 
+@pytest.mark.parametrize("public", ["https://chat.example.org", "https://chat.example.org/", "http://[::1]:9000"])
+def test_web_links_point_at_http_public_url_when_it_is_set(gated: Gated, data_dir: Path, public: str) -> None:
+    """Behind a reverse proxy (or on another host's name) the links people get name the public origin."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "kanmon.yaml").write_text(f'http:\n  listen: "127.0.0.1:0"\n  public_url: "{public}"\n')
+    for args in (["group", "add", "corp", "--web"], ["group", "web-token", "corp"]):
+        result = gated(*args)
+        assert result.exit_code == 0, result.output
+        [chat] = [line for line in result.output.splitlines() if line.startswith("chat: ")]
+        assert chat.startswith(f"chat: {public.rstrip('/')}/chat/corp"), chat
+        assert "PORT" not in result.output
+
+
+@pytest.mark.parametrize("bad", ["chat.example.org", "https://chat.example.org/kanmon", "ftp://x", "https://a b"])
+def test_http_public_url_is_an_origin_or_refused_in_one_line(gated: Gated, data_dir: Path, bad: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "kanmon.yaml").write_text(f'http:\n  public_url: "{bad}"\n')
+    assert_one_line_error(gated("group", "add", "corp", "--web"), 2, "http.public_url")
+    assert not (data_dir / "kanmon.db").exists()
+
+
 def test_shell_completion_as_the_readme_documents_it() -> None:
     """README's Shell completion: click's ``_GATED_COMPLETE``, commands and options, lazily loaded ones too."""
     env = {**os.environ, "_GATED_COMPLETE": "bash_complete", "COMP_WORDS": "gated runs --st", "COMP_CWORD": "2"}
