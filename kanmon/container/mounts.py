@@ -78,14 +78,40 @@ def prepare_group_dir(data_dir: Path, group_dir: Path, owner: Owner | None = Non
         raise UnsafeMount(str(group_dir), "the group folder must be an absolute path")
     if not _inside(group_dir.resolve(), root):
         raise UnsafeMount(str(group_dir), f"it resolves to {group_dir.resolve()}, outside the data dir {root}")
+    _check_real_directories(data_dir, group_dir)
     if not group_dir.exists():
         group_dir.mkdir(parents=True, mode=0o755)
         logger.info("created group folder %s", group_dir)
+        _check_real_directories(data_dir, group_dir)  # nothing was swapped in while it was made
     check_no_escaping_symlinks(group_dir, root)
     resolved = group_dir.resolve()
     if owner is not None:
         give_to_agent(resolved, owner)
     return resolved
+
+
+def _check_real_directories(data_dir: Path, group_dir: Path) -> None:
+    """Raise :class:`UnsafeMount` when ``group_dir``, or a folder between it and ``data_dir``, is a symlink.
+
+    A nested group's folder is an entry of its parent's folder, which the parent's agent may change: replaced by
+    ``ln -s ../.. eng``, the child's run would mount (and give the agent user) the whole data dir, or another group's
+    folder. Only real directories are mounted, wherever a symlink would lead (SPEC §9). The data dir itself may be a
+    symlink: the operator chose it.
+    """
+    for base in (data_dir, data_dir.resolve()):
+        if group_dir.is_relative_to(base):
+            below = group_dir.relative_to(base).parts
+            break
+    else:
+        raise UnsafeMount(str(group_dir), f"it is not a folder under the data dir {data_dir}")
+    path = base
+    for part in below:
+        path = path / part
+        if path.is_symlink():
+            raise UnsafeMount(
+                str(path), f"it is a symlink (to {path.readlink()}): group folders and the folders above them are "
+                "mounted only when they are real directories"
+            )  # fmt: skip
 
 
 def agent_owner(user: str) -> Owner | None:

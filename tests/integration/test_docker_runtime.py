@@ -242,6 +242,23 @@ async def test_a_group_folder_symlink_leaving_the_data_dir_is_refused(
     assert containers_of(docker_client, instance) == []
 
 
+@pytest.mark.parametrize("link", ["..", "../..", "../other"], ids=["groups-dir", "data-dir", "other-group"])
+async def test_a_group_folder_replaced_by_a_symlink_inside_the_data_dir_is_refused(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any, link: str
+) -> None:
+    """What the parent group's agent can do to a child nested in its folder (``rmdir eng; ln -s ../.. eng``): the
+    child's run would mount the data dir (the store, every group) and give it all to the agent user. Refused, and
+    nothing changes owner."""
+    (data_dir / "groups" / "other").mkdir(parents=True)
+    (data_dir / "groups" / "corp").mkdir()
+    (data_dir / "groups" / "corp" / "eng").symlink_to(link)
+    before = {p: p.lstat().st_uid for p in [data_dir, *data_dir.rglob("*")]}
+    with pytest.raises(UnsafeMount, match="symlink"):
+        await runtime.start(make_spec(echo_image, data_dir, instance))
+    assert containers_of(docker_client, instance) == []
+    assert {p: p.lstat().st_uid for p in [data_dir, *data_dir.rglob("*")]} == before
+
+
 async def test_extra_mounts_come_only_from_the_allowlist_and_are_read_only(
     runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, tmp_path: Path, docker_client: Any
 ) -> None:
