@@ -16,6 +16,7 @@ configured daemon. The router is told which exist; it never looks them up.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ _DASHES = re.compile(r"-{2,}")
 _LEADING_JUNK = re.compile(r"^[^a-z0-9]+")
 _SAMPLE_SENDER_ID = "x"
 _MAX_ID = 63
+_PLAIN_SENDER = re.compile(r"[a-z0-9]+(?::[a-z0-9]+)*")
+_DIGEST_HEX = 16
 
 
 class TargetKind(StrEnum):
@@ -70,11 +73,27 @@ class Target:
 
 
 def sender_file_id(sender: str) -> str:
-    """A file-safe id for ``sender``: lowercase ``[a-z0-9_-]``, dashes collapsed, starting alphanumeric, ≤ 63 chars."""
-    text = _UNSAFE.sub("-", sender.lower())
-    text = _DASHES.sub("-", text)
-    text = _LEADING_JUNK.sub("", text)
-    return text[:_MAX_ID]
+    """A file-safe id for ``sender`` (a folder segment: ``[a-z0-9][a-z0-9_-]``, ≤ 63 chars), never another sender's.
+
+    ``{sender}`` gives each sender a folder of its own (SPEC §6.4), so two senders must never get the same id: a
+    look-alike account (``@alice-smith:hs`` for ``@alice.smith:hs``) would otherwise be routed to its victim's folder
+    and session.
+
+    * A plain sender, lowercase letters and digits with ``:`` between runs of them (``telegram:42``, ``api:3``), keeps
+      its text with ``-`` for ``:`` (``telegram-42``): readable, and one to one.
+    * Any other (``@alice.smith:matrix.org``, ``telegram:-100…``, capitals, long ids): its readable form, cut to 45
+      characters, then ``--`` and 16 hex digits of the SHA-256 of the exact sender (``alice-smith-matrix-org--3f…``).
+      A plain id never holds ``--``, so the two kinds never meet; two senders of the second kind meet only if 64 bits
+      of SHA-256 do.
+    * ``""`` when not one character of it is file-safe (the route is then skipped, as for no sender).
+    """
+    if len(sender) <= _MAX_ID and _PLAIN_SENDER.fullmatch(sender):
+        return sender.replace(":", "-")
+    readable = _LEADING_JUNK.sub("", _DASHES.sub("-", _UNSAFE.sub("-", sender.lower())))
+    if not readable:
+        return ""
+    digest = hashlib.sha256(sender.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_HEX]
+    return f"{readable[: _MAX_ID - 2 - _DIGEST_HEX].rstrip('-')}--{digest}"
 
 
 def expand_target(template: str, sender: str) -> str | None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from kanmon.folders import is_valid_folder
 from kanmon.router import (
     ImpulseConfig,
     MessageFields,
@@ -118,17 +122,54 @@ def test_bad_targets_are_refused_with_a_clear_line(text: str, fragment: str) -> 
     ("sender", "expected"),
     [
         pytest.param("telegram:42", "telegram-42", id="platform-and-id"),
+        pytest.param("api:3", "api-3", id="api-key"),
+        pytest.param("x" * 63, "x" * 63, id="plain-at-63"),
+        pytest.param("日本", "", id="nothing-safe"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_a_plain_sender_keeps_its_text_and_one_without_a_safe_character_has_no_id(sender: str, expected: str) -> None:
+    assert sender_file_id(sender) == expected
+
+
+@pytest.mark.parametrize(
+    ("sender", "readable"),
+    [
         pytest.param("Alice.Smith@Example.com", "alice-smith-example-com", id="email"),
         pytest.param("--__x", "x", id="leading-junk-trimmed"),
         pytest.param("a  b::c", "a-b-c", id="runs-collapse"),
-        pytest.param("user_1-x", "user_1-x", id="safe-chars-kept"),
-        pytest.param("日本", "", id="nothing-safe"),
-        pytest.param("", "", id="empty"),
-        pytest.param("x" * 80, "x" * 63, id="capped-at-63"),
+        pytest.param("user_1-x", "user_1-x", id="safe-but-not-plain"),
+        pytest.param("telegram:-1001234", "telegram-1001234", id="telegram-channel"),
+        pytest.param("x" * 80, "x" * 45, id="long"),
     ],
 )
-def test_sender_file_id(sender: str, expected: str) -> None:
-    assert sender_file_id(sender) == expected
+def test_any_other_sender_is_readable_then_a_digest_of_its_exact_text(sender: str, readable: str) -> None:
+    digest = hashlib.sha256(sender.encode()).hexdigest()[:16]
+    assert sender_file_id(sender) == f"{readable}--{digest}"
+
+
+def test_look_alike_senders_get_folders_of_their_own() -> None:
+    """An attacker's review: these four all went to the folder u/alice-smith-matrix-org, files and session."""
+    look_alikes = [
+        "@alice.smith:matrix.org",
+        "@alice-smith:matrix.org",
+        "@alice=smith:matrix.org",
+        "@Alice.Smith:matrix.org",
+    ]
+    ids = [sender_file_id(sender) for sender in [*look_alikes, "alice-smith-matrix-org", "telegram:1001234"]]
+    assert len(set(ids)) == len(ids), ids
+    assert sender_file_id("telegram:-1001234") != sender_file_id("telegram:1001234")
+
+
+@given(st.text(max_size=90), st.text(max_size=90))
+@example("a:b", "a-b")
+@example("ab", "AB")
+def test_two_senders_never_share_an_id_and_every_id_is_a_folder_segment(first: str, second: str) -> None:
+    ids = {sender: sender_file_id(sender) for sender in (first, second)}
+    for sender_id in ids.values():
+        assert sender_id == "" or is_valid_folder(sender_id)
+    if first != second and ids[first]:
+        assert ids[first] != ids[second]
 
 
 def test_sender_placeholder_expands_to_the_file_safe_sender_id() -> None:
