@@ -9,6 +9,8 @@ PostgreSQL: psycopg 3, lists sent as binary arrays (append ordering is handled i
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +122,20 @@ def describe_url_safely(url: str | URL) -> str:
         return repr(str(url))
 
 
+def create_private_file(database: Path) -> None:
+    """Make the SQLite file ``database`` (and its folder) if missing, for this user only: folder 0700, file 0600.
+
+    The store holds every chat, upload and run log; SQLite gives its ``-wal`` and ``-shm`` files the mode of the
+    database file. An existing file or folder keeps its mode (the operator's choice).
+    """
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):  # an empty file is an empty database to SQLite
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 def _sqlite_engine(url: URL, busy_timeout_ms: int, pool_size: int) -> Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(Path(url.database))
     engine = create_engine(
         url,
         pool_size=pool_size,

@@ -119,7 +119,7 @@ class StoreLock:
 
     def _acquire_file(self) -> None:
         database = self._database()
-        database.parent.mkdir(parents=True, exist_ok=True)
+        database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the store makes it (engine.py)
         lock = filelock.FileLock(str(self._lock_file()), timeout=0)
         try:
             lock.acquire()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect
 
 from kanmon.gated.cli import cli
+from kanmon.store import Store
 
 Gated = Callable[..., Result]
 
@@ -389,3 +391,18 @@ def test_config_show_names_where_the_data_dir_came_from(
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if line.startswith("data_dir "))
     assert line.split()[1:3] == [str(tmp_path), source]
+
+
+def test_a_new_store_and_its_data_dir_are_private_to_gated_s_user(gated: Gated, data_dir: Path) -> None:
+    """Every chat, upload and run log is in the store: no other local user reads it (an attacker's review found
+    kanmon.db, its -wal and the data dir readable by all, as the umask 022 left them)."""
+    assert gated("group", "add", "corp").exit_code == 0
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    try:
+        store.set_state("probe", "1")  # while it is open, the -wal and -shm files exist
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [data_dir, *data_dir.glob("kanmon.db*")]}
+    finally:
+        store.close()
+    assert modes[data_dir.name] == 0o700, modes
+    assert {"kanmon.db", "kanmon.db-wal", "kanmon.db-shm"} <= set(modes)
+    assert all(modes[name] & 0o077 == 0 for name in modes if name.startswith("kanmon.db")), modes
