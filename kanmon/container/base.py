@@ -44,7 +44,7 @@ LABEL_FOLDER = "kanmon.folder"
 LABEL_PREFIX = "kanmon."
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_USER = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
+_USER = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)(?::([A-Za-z0-9_][A-Za-z0-9_.-]*))?")
 GIB = 1024**3
 
 
@@ -148,9 +148,16 @@ class RunSpec:
 
 
 def is_agent_user(user: str) -> bool:
-    """Whether ``user`` may run an agent: a ``user[:group]`` of names or numbers, and not root (``root``, ``0``)."""
+    """Whether ``user`` may run an agent: a ``user[:group]`` of names or numbers, neither of them root (``root``,
+    ``0``), and a number below 4294967295 (``(uid_t) -1`` means "unchanged" to ``chown``; above it is no id)."""
     match = _USER.fullmatch(user)
-    return match is not None and match.group(1) != "root" and match.group(1).strip("0") != ""
+    return match is not None and all(_not_root(part) for part in match.groups() if part is not None)
+
+
+def _not_root(name: str) -> bool:
+    if name.isdigit():
+        return 0 < int(name) < 0xFFFFFFFF
+    return name != "root"
 
 
 def timers_from_labels(labels: Mapping[str, str]) -> tuple[float | None, float, float]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from kanmon.container.base import is_agent_user
 from kanmon.container.protocol import REASONING_TAGS, is_reasoning_tag
 from kanmon.gated.config_adapter_keys import ADAPTER_KEYS
 from kanmon.gated.config_attachment_keys import ATTACHMENT_KEYS
@@ -37,7 +38,6 @@ from kanmon.gated.config_kinds import (
     at_least,
     choice,
     is_listen,
-    is_non_root_user,
     key,
     pattern,
 )
@@ -313,7 +313,7 @@ KEYS: tuple[Key, ...] = (
         STR,
         "1000:1000",
         "User (uid[:gid]) agents run as, owner of their group folders; not root.",
-        check=Check("a non-root user like 1000:1000", is_non_root_user),
+        check=Check("a non-root user[:group] like 1000:1000", is_agent_user),
     ),
     key(
         "http.listen",

@@ -41,7 +41,6 @@ __all__ = [
     "choice",
     "format_size",
     "is_listen",
-    "is_non_root_user",
     "key",
     "parse_size",
     "pattern",

@@ -261,6 +261,8 @@ INVALID_VALUES = [
     ("runtime.docker.pids_limit", "0"),
     ("runtime.docker.user", "root"),
     ("runtime.docker.user", "0:0"),
+    ("runtime.docker.user", "1000:0"),
+    ("runtime.docker.user", "4294967296"),
     ("runtime.mount_allowlist", "/ok,relative/path"),
     ("runtime.reasoning_tags", "think,two words"),
     ("runtime.reasoning_tags", "think,<b>"),

@@ -191,6 +191,10 @@ BAD: list[tuple[list[str], str]] = [
     (["--user", "root"], "--user: expected a non-root user[:group] like 1000:1000, got 'root'"),
     (["--user", "0:1000"], "--user: expected a non-root user"),
     (["--user", "a b"], "--user: expected a non-root user"),
+    (["--user", "4294967296"], "--user: expected a non-root user"),  # was a traceback (OverflowError in chown)
+    (["--user", "1000:4294967295"], "--user: expected a non-root user"),  # (gid_t)-1: "no change" to chown
+    (["--user", "1000:0"], "--user: expected a non-root user"),  # the root group
+    (["--user", "1000:root"], "--user: expected a non-root user"),
     (["--reset", "colour"], "--reset 'colour': expected one of runtime, image"),
 ]
 
