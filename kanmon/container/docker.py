@@ -35,8 +35,24 @@ from kanmon.container.base import (
     folder_slug,
 )
 from kanmon.container.docker_handle import DockerRunHandle
-from kanmon.container.errors import ContainerError, ImageNotFound, InvalidRunSpec, RunNotFound, RuntimeUnavailable
-from kanmon.container.mounts import AGENT_HOME, BoundMount, agent_owner, prepare_group_dir, resolve_mounts
+from kanmon.container.errors import (
+    ContainerError,
+    ImageNotFound,
+    InvalidRunSpec,
+    RunNotFound,
+    RuntimeUnavailable,
+    UnsafeMount,
+)
+from kanmon.container.mounts import (
+    AGENT_HOME,
+    BoundMount,
+    Identity,
+    agent_owner,
+    directory_identity,
+    mounted_identity,
+    prepare_group_dir,
+    resolve_mounts,
+)
 from kanmon.container.networks import missing_network
 from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
 
@@ -203,7 +219,7 @@ class DockerRuntime:
         if spec.image is None:
             raise InvalidRunSpec(f"run {spec.run_id}: the Docker runtime needs an image")
         api = await self.api()
-        group_dir, mounts = await self._call(self._check_mounts, spec)
+        group_dir, identity, mounts = await self._call(self._check_mounts, spec)
         name = f"kanmon-{spec.instance}-{folder_slug(spec.folder)}-{spec.run_id}"
         try:
             container = await self._call(
@@ -227,6 +243,7 @@ class DockerRuntime:
             raw.settimeout(None)  # agents may be silent for long stretches; the timers are ours, not the socket's
             started_at = time.time()
             await self._call(api.start, cid)
+            await self._check_home(api, cid, group_dir, identity)
         except BaseException as exc:
             await self._quietly(api.remove_container, cid, force=True)
             raise missing_network(spec, exc) or exc  # noqa: B904 - exc itself, or one line naming the network
@@ -236,10 +253,25 @@ class DockerRuntime:
             handle.feed(spec.stdin)
         return handle
 
-    def _check_mounts(self, spec: RunSpec) -> tuple[Path, list[BoundMount]]:
+    def _check_mounts(self, spec: RunSpec) -> tuple[Path, Identity, list[BoundMount]]:
         # the agent user must own its group folder whoever made it (see give_to_agent); a named user cannot be checked
         group_dir = prepare_group_dir(self.data_dir, spec.group_dir, agent_owner(spec.user))
-        return group_dir, resolve_mounts(spec.mounts, self.mount_allowlist)
+        return group_dir, directory_identity(group_dir), resolve_mounts(spec.mounts, self.mount_allowlist)
+
+    async def _check_home(self, api: Any, cid: str, group_dir: Path, identity: Identity) -> None:
+        """Raise :class:`UnsafeMount` unless the engine mounted at ``/home/agent`` the folder that was checked.
+
+        A nested group's folder is an entry of its parent's, whose agent may swap it for a symlink between the check
+        and the engine's mount (SPEC §9: symlinks that leave the folder are refused). Compared before the agent gets
+        its input, through ``/proc/PID/root``; where gated cannot see the container's processes (gated in a container
+        of its own) there is nothing to compare and the check before the start is all there is.
+        """
+        pid = (await self._call(api.inspect_container, cid)).get("State", {}).get("Pid") or 0
+        mounted = await self._call(mounted_identity, int(pid), cid, AGENT_HOME) if pid else None
+        if mounted is not None and mounted != identity:
+            raise UnsafeMount(
+                str(group_dir), "the engine mounted another folder than the one checked (replaced meanwhile)"
+            )
 
     def host_path(self, path: Path) -> Path:
         """Where the engine finds ``path``, a checked path as gated sees it.

@@ -10,6 +10,7 @@ import logging
 import os
 import posixpath
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ __all__ = [
     "bind_mount",
     "check_no_escaping_symlinks",
     "check_target",
+    "directory_identity",
     "give_to_agent",
+    "mounted_identity",
     "prepare_group_dir",
     "resolve_mounts",
 ]
@@ -36,6 +39,8 @@ AGENT_HOME = "/home/agent"
 
 #: A host owner: (uid, gid), the gid None when only a uid is known (the file's group is then left alone).
 Owner = tuple[int, int | None]
+#: A directory's identity on the host: ``(st_dev, st_ino)``.
+Identity = tuple[int, int]
 _NUMERIC_USER = re.compile(r"(\d+)(?::(\d+))?")
 
 
@@ -112,6 +117,31 @@ def _check_real_directories(data_dir: Path, group_dir: Path) -> None:
                 str(path), f"it is a symlink (to {path.readlink()}): group folders and the folders above them are "
                 "mounted only when they are real directories"
             )  # fmt: skip
+
+
+def directory_identity(path: Path) -> Identity:
+    """``(st_dev, st_ino)`` of ``path``, a real directory (a symlink is not followed but refused: :class:`UnsafeMount`).
+
+    Taken right after :func:`prepare_group_dir` checked the folder, to compare with what the engine mounted
+    (:func:`mounted_identity`): the check and the mount are apart, and a nested folder can be swapped meanwhile.
+    """
+    status = path.lstat()
+    if not stat.S_ISDIR(status.st_mode):
+        raise UnsafeMount(str(path), "it is no longer a real directory (replaced while the run started)")
+    return status.st_dev, status.st_ino
+
+
+def mounted_identity(pid: int, container_id: str, target: str) -> Identity | None:
+    """``(st_dev, st_ino)`` of what ``target`` is inside the container whose process is ``pid``, or None when this
+    process cannot see it: gated in a container of its own (another PID namespace), a process already gone, or a
+    ``pid`` that is not that container's (its ``/proc/PID/cgroup`` does not name ``container_id``)."""
+    try:
+        if container_id not in Path(f"/proc/{pid}/cgroup").read_text():
+            return None
+        status = Path(f"/proc/{pid}/root{target}").stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def agent_owner(user: str) -> Owner | None:

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from kanmon.container import docker as docker_module
 from kanmon.container.base import AllowedMount, Mount, RunSpec
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.errors import ContainerError, ImageNotFound, RunNotFound, UnsafeMount
 from kanmon.container.events import Exited, ExitReason, Heartbeat, Output, RunEvent
+from kanmon.container.mounts import directory_identity
 from tests.runtime_events import PROMPT, collect, exited, outputs, run_spec
 
 pytestmark = pytest.mark.docker
@@ -257,6 +259,34 @@ async def test_a_group_folder_replaced_by_a_symlink_inside_the_data_dir_is_refus
         await runtime.start(make_spec(echo_image, data_dir, instance))
     assert containers_of(docker_client, instance) == []
     assert {p: p.lstat().st_uid for p in [data_dir, *data_dir.rglob("*")]} == before
+
+
+async def test_a_group_folder_swapped_for_a_symlink_after_its_check_is_caught_before_the_agent_gets_input(
+    runtime: DockerRuntime,
+    echo_image: str,
+    data_dir: Path,
+    instance: str,
+    docker_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race the check alone leaves: the parent's agent swaps the child's folder for ``../..`` after kanmon checked
+    it and before the engine mounts it. What the engine mounted is compared with what was checked: refused, the
+    container removed, the agent never fed."""
+    eng = data_dir / "groups" / "corp" / "eng"
+    eng.mkdir(parents=True)
+    checked = directory_identity
+
+    def check_then_swap(path: Path) -> tuple[int, int]:
+        identity = checked(path)
+        eng.rename(eng.with_name("eng.real"))
+        eng.symlink_to("../..")
+        return identity
+
+    monkeypatch.setattr(docker_module, "directory_identity", check_then_swap)
+    spec = make_spec(echo_image, data_dir, instance, stdin=b'{"prompt": "must never reach the agent"}\n')
+    with pytest.raises(UnsafeMount, match="another folder than the one checked"):
+        await runtime.start(spec)
+    assert containers_of(docker_client, instance) == []
 
 
 async def test_extra_mounts_come_only_from_the_allowlist_and_are_read_only(
