@@ -74,8 +74,11 @@ def check_no_escaping_symlinks(top: Path, root: Path) -> None:
 def prepare_group_dir(data_dir: Path, group_dir: Path, owner: Owner | None = None) -> Path:
     """Create the group folder if missing, check it, and give it to ``owner``; return its resolved path.
 
-    Refuses a folder that is (or passes through, or contains) a symlink leading outside ``data_dir``
-    (:class:`UnsafeMount`). With ``owner`` (the agent's host uid and gid, see :func:`agent_owner`), the folder is
+    Refuses a folder that is, or passes through, a symlink (:class:`UnsafeMount`): what is mounted is always the
+    real folder. Symlinks the agent makes inside it are its own business and never disable the group (a
+    ``python -m venv`` makes ``bin/python -> /usr/bin/python3``): in a container they resolve in the container's
+    view, and kanmon's own reads of the folder never follow one (:mod:`kanmon.gateway.folder_files`, ``give_to_agent``).
+    With ``owner`` (the agent's host uid and gid, see :func:`agent_owner`), the folder is
     made the agent's by :func:`give_to_agent`, which raises :class:`InvalidRunSpec` when that cannot be done.
     """
     root = data_dir.resolve()
@@ -88,7 +91,6 @@ def prepare_group_dir(data_dir: Path, group_dir: Path, owner: Owner | None = Non
         group_dir.mkdir(parents=True, mode=0o755)
         logger.info("created group folder %s", group_dir)
         _check_real_directories(data_dir, group_dir)  # nothing was swapped in while it was made
-    check_no_escaping_symlinks(group_dir, root)
     resolved = group_dir.resolve()
     if owner is not None:
         give_to_agent(resolved, owner)

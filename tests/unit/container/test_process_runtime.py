@@ -255,14 +255,17 @@ async def test_a_group_folder_that_is_a_symlink_out_of_the_data_dir_is_refused(
         await runtime.start(make_spec(data_dir))
 
 
-async def test_a_symlink_inside_the_group_folder_leading_out_is_refused(
+async def test_a_symlink_the_agent_made_inside_its_folder_does_not_disable_the_group(
     runtime: ProcessRuntime, data_dir: Path
 ) -> None:
+    """A newcomer's report: one ``ln -s /etc/passwd`` (or a ``python -m venv``) by the agent refused every later run
+    of its group, until an operator found and removed the link. Only the folder's own path must be real."""
     group = data_dir / "groups" / "corp" / "eng"
-    (group / "sub").mkdir(parents=True)
-    (group / "sub" / "passwd").symlink_to("/etc/passwd")
-    with pytest.raises(UnsafeMount, match="passwd"):
-        await runtime.start(make_spec(data_dir))
+    (group / "venv" / "bin").mkdir(parents=True)
+    (group / "venv" / "bin" / "python").symlink_to("/usr/bin/python3")
+    (group / "passwd").symlink_to("/etc/passwd")
+    end = exited(await collect(await runtime.start(make_spec(data_dir))))
+    assert end.code == 0, end.stderr
 
 
 async def test_a_spec_with_mounts_is_refused_since_a_process_sees_the_host_anyway(
