@@ -38,6 +38,7 @@ def auth_config(settings: Settings) -> AuthConfig:
         pairing_ttl=auth.pairing_ttl,
         pairing_window=auth.pairing_window,
         pairing_max_pending=auth.pairing_max_pending,
+        operators=auth.operators,
     )
 
 

@@ -218,6 +218,7 @@ class AuthSettings:
     pairing_ttl: float = _default("auth.pairing_ttl")
     pairing_window: float = _default("auth.pairing_window")
     pairing_max_pending: int = _default("auth.pairing_max_pending")
+    operators: tuple[str, ...] = _default("auth.operators")
 
 
 @dataclass(frozen=True, kw_only=True)

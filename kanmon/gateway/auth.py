@@ -50,6 +50,18 @@ class AuthConfig:
     pairing_window: float = 600.0
     pairing_max_pending: int = 3
     pairing_max_failures: int = 5
+    #: Who may run a root group's commands (/status, /approve, /reject, /pair) from a channel adapter's chat: sender
+    #: globs (the router's Go ``path.Match`` rules). None by default: under ``open``, a chat routed to a root group is
+    #: anyone's, and its commands must not be.
+    operators: tuple[str, ...] = ()
+
+    def is_operator(self, message: Message) -> bool:
+        """Whether ``message``'s sender may run a root group's commands: always for kanmon's own surfaces (web chat
+        with its token, ``gated send``, the OpenAI API with its key), from a channel adapter only when the sender
+        matches ``operators``."""
+        if not message.origin.startswith(CHECKED_ORIGIN_PREFIX):
+            return True
+        return bool(message.sender) and any(glob_match(pattern, message.sender) for pattern in self.operators)
 
     def mode_for(self, platform: str) -> Mode:
         """The mode of ``platform``: its override, or ``mode``."""

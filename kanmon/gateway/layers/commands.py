@@ -78,6 +78,9 @@ def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str)
     if spec.root_only and not ctx.is_root(owner):
         logger.info("command refused command=%s owner=%s (root only)", call.name, owner)
         return "Permission denied: root groups only."
+    if spec.root_only and not ctx.auth.is_operator(message):
+        logger.info("command refused command=%s owner=%s sender=%s (not an operator)", call.name, owner, message.sender)
+        return "Permission denied: operators only (auth.operators)."
     try:
         return spec.handler(CommandRequest(call.name, call.args, message, ctx, owner))
     except CommandError as exc:

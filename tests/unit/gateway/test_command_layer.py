@@ -17,6 +17,7 @@ from kanmon.gateway import (
     process_message,
     resolve_owner,
 )
+from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.layers.commands import CommandCall, normalise, parse_command
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.queue import Lane
@@ -150,6 +151,21 @@ def test_status_is_refused_outside_a_root_group(world: World) -> None:
     world.route("chat_jid=telegram:-5", "corp/eng", seq=0)
     world.send("/status", chat="telegram:-5")
     assert world.replies("telegram:-5") == ["Permission denied: root groups only."]
+
+
+@pytest.mark.parametrize("command", ["/status", "/approve web:x corp", "/reject web:x", "/pair ABCDEFGH"])
+def test_a_root_group_s_commands_from_an_adapter_chat_need_an_operator(world: World, command: str) -> None:
+    """A newcomer's report: with the README's recipe (every Telegram chat routed to a root group) and auth.mode open,
+    any stranger could /approve a chat onto any group and read /status. From a channel adapter's chat only a sender
+    of auth.operators runs them; kanmon's own surfaces (web chat, gated send, origin not adapter:) as before."""
+    routes = world.store.list_routes()
+    stranger = world.inbound(command, sender="telegram:666", origin="adapter:telegram")
+    process_message(stranger, world.ctx())
+    assert world.replies() == ["Permission denied: operators only (auth.operators)."]
+    assert world.store.list_routes() == routes
+    operator = world.inbound(command, sender="telegram:42", origin="adapter:telegram")
+    process_message(operator, world.ctx(auth=AuthConfig(operators=("telegram:4*",))))
+    assert "Permission denied" not in world.replies()[-1]
 
 
 def test_new_clears_the_default_session(world: World) -> None:
