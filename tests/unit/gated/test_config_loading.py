@@ -262,6 +262,7 @@ INVALID_VALUES = [
     ("runtime.docker.user", "root"),
     ("runtime.docker.user", "0:0"),
     ("runtime.docker.user", "1000:0"),
+    ("auth.operators", "telegram:42,tele[gram:1"),
     ("runtime.docker.user", "4294967296"),
     ("runtime.mount_allowlist", "/ok,relative/path"),
     ("runtime.reasoning_tags", "think,two words"),
@@ -355,6 +356,13 @@ def test_the_configured_daemons_reach_the_gateway_with_the_delivery_settings(tmp
     config = gateway_config(settings)
     assert dict(config.daemons) == {"triage": "http://h:1/x"}
     assert config.adapters.deadline == 60.0
+
+
+def test_auth_operators_from_the_file_or_the_environment_reach_the_command_layer(tmp_path: Path) -> None:
+    write_yaml(tmp_path, 'auth:\n  operators: ["telegram:42", "matrix:@me:*"]\n')
+    assert gateway_config(load(tmp_path)).loop.auth.operators == ("telegram:42", "matrix:@me:*")
+    from_env = load(tmp_path, environ={"KANMON_AUTH_OPERATORS": "telegram:7, telegram:8"})
+    assert gateway_config(from_env).loop.auth.operators == ("telegram:7", "telegram:8")
 
 
 def test_the_reply_cap_a_log_names_is_a_key_that_reaches_every_run(tmp_path: Path) -> None:
