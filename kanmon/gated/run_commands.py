@@ -121,8 +121,8 @@ def run(
     _setup_logging(app, log_level, log_format)  # first: with --log-format json even a bad --http is a JSON line
     address = _http_address(app, http, no_http)
     with _listening(address) as listener:
-        store = app.open_store(create=True)
-        prepare = lambda: app.store(migrate=not no_migrate, create=True)  # noqa: E731 - under the lock, later
+        store = app.open_store(create=not no_migrate)  # --no-migrate: a missing store is not made, nor left empty
+        prepare = lambda: app.store(migrate=not no_migrate, create=not no_migrate)  # noqa: E731 - under the lock, later
         asyncio.run(Daemon(app.settings, store, listener=listener, standby=standby, prepare=prepare).run())
 
 

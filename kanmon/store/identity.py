@@ -49,8 +49,10 @@ def check_sqlite_file(path: Path, *, must_exist: bool) -> None:
             header = file.read(len(_SQLITE_MAGIC))
     except OSError as exc:
         raise UnusableStore(f"cannot read the store {path}: {exc.strerror or exc}") from None
-    if not header:
-        return  # an empty file is an empty SQLite database
+    if not header:  # an empty SQLite database: no kanmon store yet, to a command that must not make one
+        if must_exist:
+            raise NoStore(f"no store at {path} (an empty file): run `gated migrate` or `gated run` first")
+        return
     if header != _SQLITE_MAGIC:
         raise UnusableStore(f"{path} is not a SQLite database, so not a kanmon store")
     try:

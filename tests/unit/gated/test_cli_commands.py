@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect
 
 from kanmon.gated.cli import cli
-from kanmon.store import Store
+from kanmon.store import Store, current_revision, downgrade
 
 Gated = Callable[..., Result]
 
@@ -234,9 +234,34 @@ def test_send_refuses_a_malformed_jid(gated: Gated) -> None:
 
 
 def test_run_with_no_migrate_refuses_an_unmigrated_store(gated: Gated, data_dir: Path) -> None:
+    assert gated("migrate").exit_code == 0
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    downgrade(store.engine, "-1")  # a store one migration behind
+    behind = current_revision(store.engine)
+    store.close()
     # a port of its own: the default 8080 may be taken by a gated this machine runs, and is checked first
     assert_one_line_error(gated("run", "--no-migrate", "--http", "127.0.0.1:0"), 1, "not migrated")
-    assert "messages" not in tables(data_dir)
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    assert current_revision(store.engine) == behind
+    store.close()
+
+
+def test_run_with_no_migrate_and_no_store_makes_none(gated: Gated, data_dir: Path) -> None:
+    """A newcomer's report: it refused, and left an empty kanmon.db that the next command took for a store."""
+    result = gated("run", "--no-migrate", "--http", "127.0.0.1:0")
+    assert result.exit_code != 0 and "no store at" in result.output, result.output
+    assert not (data_dir / "kanmon.db").exists()
+
+
+@pytest.mark.parametrize("command", [["status"], ["runs"], ["group", "list"]])
+def test_a_command_that_makes_no_store_takes_an_empty_file_for_none(
+    gated: Gated, data_dir: Path, command: list[str]
+) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "kanmon.db").touch()
+    result = gated(*command)
+    assert result.exit_code != 0 and "no store at" in result.output and "empty file" in result.output, result.output
+    assert (data_dir / "kanmon.db").stat().st_size == 0  # not migrated behind the operator's back
 
 
 def test_run_refuses_a_bad_http_address_before_touching_the_store(gated: Gated, data_dir: Path) -> None:
