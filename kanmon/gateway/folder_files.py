@@ -45,11 +45,12 @@ def _shown(path: str) -> str:
     return repr(text + ("…" if len(path) > 200 else ""))
 
 
-def relative_parts(path: str) -> tuple[str, ...]:
+def relative_parts(path: str, folder: Path | None = None) -> tuple[str, ...]:
     """The components of ``path`` inside the folder: ``"out/./chart.png"`` is ``("out", "chart.png")``.
 
-    Raises :class:`AttachmentRefused` for an absolute path (other than under ``/home/agent/``), ``..``, NUL, a path
-    or component too long, text that is not UTF-8 encodable, or no file name at all.
+    An absolute path may start with the folder as the agent sees it: ``/home/agent/`` in a container, ``folder``'s
+    own path on the process runtime. Raises :class:`AttachmentRefused` for any other absolute path, ``..``, NUL, a
+    path or component too long, text that is not UTF-8 encodable, or no file name at all.
     """
     if "\x00" in path:
         raise AttachmentRefused(f"attachment {_shown(path)}: the path holds a NUL byte")
@@ -59,7 +60,9 @@ def relative_parts(path: str) -> tuple[str, ...]:
         raise AttachmentRefused(f"attachment {_shown(path)}: the path is not valid UTF-8") from None
     if size > MAX_PATH_BYTES:
         raise AttachmentRefused(f"attachment {_shown(path)}: the path is longer than {MAX_PATH_BYTES} bytes")
-    relative = path.removeprefix(CONTAINER_HOME) if path.startswith(CONTAINER_HOME) else path
+    relative = path
+    for home in (CONTAINER_HOME, *([] if folder is None else [f"{str(folder).rstrip('/')}/"])):
+        relative = relative.removeprefix(home)
     if relative.startswith("/"):
         raise AttachmentRefused(f"attachment {_shown(path)}: the path must be relative to the agent's folder")
     parts = tuple(part for part in relative.split("/") if part not in ("", "."))
@@ -93,7 +96,7 @@ def open_folder_file(
     way, crosses a symlink, names something other than a regular file with one link, is larger than ``max_bytes``,
     or does not exist.
     """
-    parts = relative_parts(path)
+    parts = relative_parts(path, folder)
     shown = _shown(path)
     start, below = (folder, ()) if root is None else (root, folder.relative_to(root).parts)
     try:

@@ -139,7 +139,7 @@ class MediaStore:
         Raises :class:`AttachmentRefused` (see :func:`~kanmon.gateway.folder_files.open_folder_file`), also for a
         file that grows past ``max_bytes`` while it is read.
         """
-        name = safe_name(ref.name, "/".join(relative_parts(ref.path)))
+        name = safe_name(ref.name, "/".join(relative_parts(ref.path, folder)))
         fd, _ = open_folder_file(folder, ref.path, max_bytes=self.max_bytes, root=root)
         with os.fdopen(fd, "rb", buffering=0) as source:
             return self._store(source, name, ref.path)

@@ -113,6 +113,17 @@ def test_the_container_home_prefix_and_dots_mean_the_folder(world: tuple[Path, M
         assert (stored.name, stored.size, media.read(stored.sha256)) == ("chart.png", len(INSIDE), INSIDE)
 
 
+def test_the_folder_s_own_host_path_means_the_folder_too(world: tuple[Path, MediaStore]) -> None:
+    """On the process runtime the agent's folder is its host path, and the paths it is given are absolute under it;
+    docs/agent-protocol.md says to send back the path given (newcomer's report: refused as 'must be relative')."""
+    folder, media = world
+    stored = media.collect(folder, AttachmentRef(f"{folder}/out/chart.png", None))
+    assert (stored.name, media.read(stored.sha256)) == ("chart.png", INSIDE)
+    for path in (f"{folder}/../outside/secret.txt", f"{folder.parent}/corp-other/x", f"{folder}/link-out"):
+        with pytest.raises(AttachmentRefused):
+            media.collect(folder, AttachmentRef(path, None))
+
+
 def test_a_file_over_the_cap_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "g"
     folder.mkdir()
