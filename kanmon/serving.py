@@ -21,13 +21,13 @@ __all__ = ["EmbeddedServer", "listen", "tcp_listener"]
 BACKLOG = 2048  # uvicorn's default
 
 
-def listen(address: str) -> socket.socket:
+def listen(address: str, *, hint: str = "") -> socket.socket:
     """A socket bound to ``address`` (``HOST:PORT``, ``[v6]:PORT``) and listening, for :class:`EmbeddedServer`: gated's
     HTTP surface (``http.listen``) and the adapters' ``/send`` servers.
 
     ``gated run`` binds it before it touches the store, so a port in use or an address this machine does not have is
     one line (:class:`~kanmon.errors.InvalidInput`, exit 2) and nothing is created. A client that connects before
-    uvicorn's first accept waits in the backlog.
+    uvicorn's first accept waits in the backlog. ``hint`` ends that line: how this command takes another address.
     """
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
@@ -35,7 +35,8 @@ def listen(address: str) -> socket.socket:
         sock = tcp_listener(host, int(port), backlog=BACKLOG)
     except (OSError, OverflowError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"cannot listen on {address}: {reason[:1].lower()}{reason[1:]}") from None
+        why = f"cannot listen on {address}: {reason[:1].lower()}{reason[1:]}"
+        raise InvalidInput(f"{why} ({hint})" if hint else why) from None
     sock.set_inheritable(True)
     return sock
 

@@ -82,12 +82,14 @@ def _instance_option(fn: Any) -> Any:
 @contextlib.contextmanager
 def _listening(address: str | None) -> Iterator[socket.socket | None]:
     """The HTTP socket, bound before the store is touched (a port in use changes nothing); None without HTTP."""
-    listener = listen(address) if address is not None else None
+    if address is None:
+        yield None
+        return
+    listener = listen(address, hint="another address: --http HOST:PORT, or http.listen")
     try:
         yield listener
     finally:
-        if listener is not None:
-            listener.close()
+        listener.close()
 
 
 @click.command()

@@ -124,6 +124,7 @@ def test_run_on_a_port_in_use_says_so_in_one_line_and_creates_nothing(tmp_path: 
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert f"127.0.0.1:{port}" in line and "address already in use" in line
+    assert "--http HOST:PORT" in line  # how to take another (a newcomer found no hint)
     assert tree(tmp_path) == {}
 
 
