@@ -213,7 +213,13 @@ def _new_demo_web_token(store: Store, folder: str) -> str:
 @click.command()
 @click.argument("folder", shell_complete=group_folders)
 @click.option("--topic", default="terminal", show_default=True, help="Conversation (web topic) to speak in.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for replies after input ends.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for replies after input ends.",
+)
 @pass_app
 def chat(app: App, folder: str, topic: str, timeout: float) -> None:
     """Talk to group FOLDER from the terminal; a running `gated run` (or `gated demo`) on this store answers."""

@@ -70,6 +70,7 @@ class TerminalChat:
     prompt: Prompt | None = None  # the reader's prompt on a terminal: replies are printed above it
     _after: int = 0
     _awaiting: set[str] = field(default_factory=set)
+    _heard: bool = False  # something came back (a status line, an answer): gated is running
 
     @property
     def chat_jid(self) -> str:
@@ -115,7 +116,12 @@ class TerminalChat:
                 if message is None or message.status != "new":
                     self._awaiting.discard(message_id)
             await asyncio.sleep(_FOLLOW_INTERVAL)
-        if self._awaiting:
+        if self._awaiting and self._heard:
+            self._say(
+                f"(the agent has not finished with {len(self._awaiting)} message(s) in {self.reply_timeout:g}s; its "
+                "answer is stored when it comes: `gated replies` or the web chat shows it)"
+            )
+        elif self._awaiting:
             self._say(f"(no reply yet to {len(self._awaiting)} message(s); is gated running?)")
 
     async def _follow(self) -> None:
@@ -130,6 +136,7 @@ class TerminalChat:
         for row in rows:
             self._after = row.seq
             if row.direction == "out":
+                self._heard = self._heard or bool(self._awaiting)
                 self._say(f"{self.folder}> {row.content}")
 
     def _say(self, line: str) -> None:

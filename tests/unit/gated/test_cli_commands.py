@@ -431,3 +431,9 @@ def test_a_new_store_and_its_data_dir_are_private_to_gated_s_user(gated: Gated, 
     assert modes[data_dir.name] == 0o700, modes
     assert {"kanmon.db", "kanmon.db-wal", "kanmon.db-shm"} <= set(modes)
     assert all(modes[name] & 0o077 == 0 for name in modes if name.startswith("kanmon.db")), modes
+
+
+def test_chat_refuses_a_negative_timeout(gated: Gated) -> None:
+    assert gated("group", "add", "corp").exit_code == 0
+    result = gated("chat", "corp", "--timeout", "-1")
+    assert result.exit_code == 2 and "--timeout" in result.output

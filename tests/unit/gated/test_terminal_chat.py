@@ -74,3 +74,23 @@ async def test_ctrl_d_with_replies_due_says_it_waits_for_them(store: Store) -> N
         "(end of input: waiting up to 0.2s for the replies still due)",
         "(no reply yet to 1 message(s); is gated running?)",
     ]
+
+
+async def test_a_status_line_but_no_answer_in_time_does_not_ask_whether_gated_runs(store: Store) -> None:
+    """A newcomer's report: after a ⏳ line (so gated was plainly running) it still asked 'is gated running?'."""
+    screen = io.StringIO()
+
+    async def working(new: NewMessage) -> PutResult:
+        """The gateway, still working: a status line came, the message is not consumed yet."""
+        put = store.put_message(new)
+        store.put_message(NewMessage(chat_jid=new.chat_jid, topic=new.topic, content="⏳ thinking", direction="out"))
+        return put
+
+    chat = TerminalChat(AsyncStore(store), "corp", put=working, output=screen, reply_timeout=0.2)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    for line in ("hard question", None):
+        lines.put_nowait(line)
+    assert await chat.run(lines) == 1
+    printed = screen.getvalue().splitlines()
+    assert printed[0] == "corp> ⏳ thinking"
+    assert "is gated running" not in printed[-1] and "has not finished with 1 message(s) in 0.2s" in printed[-1]
