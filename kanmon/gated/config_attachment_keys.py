@@ -28,7 +28,7 @@ ATTACHMENT_KEYS: tuple[Key, ...] = (
         SIZE,
         10 << 20,
         "Largest file a message may bring: fetched from its url, sent as data, or uploaded in the web chat.",
-        check=_POSITIVE_INT,
+        check=at_least(1, "a size like 512k or 20m"),
     ),
     key(
         "attachments.fetch_timeout",

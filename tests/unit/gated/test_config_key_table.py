@@ -9,7 +9,7 @@ import pytest
 
 from kanmon.gated.config import KEYS, Settings, load_settings
 from kanmon.gated.config_keys import KEYS_BY_ENV
-from kanmon.gated.config_kinds import Key, format_size, parse_size
+from kanmon.gated.config_kinds import SIZE, Key, format_size, parse_size
 
 
 @pytest.mark.parametrize("key", KEYS, ids=lambda key: key.name)
@@ -17,6 +17,12 @@ def test_every_key_has_a_one_line_doc_and_a_default_that_passes_its_own_validati
     assert key.doc.strip() and "\n" not in key.doc and len(key.doc) <= 100
     assert key.expect
     assert key.coerce(key.default) == key.default
+
+
+@pytest.mark.parametrize("key", [key for key in KEYS if key.kind is SIZE], ids=lambda key: key.name)
+def test_a_size_key_says_it_takes_a_size(key: Key) -> None:
+    """A newcomer's report: 'attachments.max_bytes: huge' answered 'expected an integer >= 1', though 20m is taken."""
+    assert "size" in key.expect, key.expect
 
 
 def test_every_key_has_its_own_environment_variable() -> None:
