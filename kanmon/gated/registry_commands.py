@@ -227,7 +227,12 @@ def route() -> None:
     "--match", "match", default="", help='Space-separated key=glob terms, e.g. "platform=telegram room=-100*".'
 )
 @click.option("--target", required=True, help="folder, folder:<folder>, builtin:<name> or daemon:<name>.")
-@click.option("--impulse", default=None, metavar="JSON", help='Impulse override, e.g. {"threshold": 200}.')
+@click.option(
+    "--impulse",
+    default=None,
+    metavar="JSON",
+    help='Impulse gate override: threshold, max_hold_ms, weights (verb to weight), e.g. {"threshold": 200}.',
+)
 @pass_app
 def route_add(app: App, seq: int, match: str, target: str, impulse: str | None) -> None:
     """Add a route: refused unless its terms use known keys and its target a registered group or configured daemon."""
