@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kanmon.errors import InvalidInput
 from kanmon.gateway import DEAD_LETTER_TEXT, Gateway
-from kanmon.store import ApiKey, Message, NewMessage, StoreError
+from kanmon.store import ApiKey, Message, NewMessage, PutResult, StoreError
 from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, get_config, get_gateway
 from kanmon.web.openai_auth import ApiError, api_key
@@ -163,7 +163,15 @@ async def chat_completions(
         topic=topic,
         origin="openai",
     )
-    completion = _Completion(gateway, body.model, config.openai_timeout, await _store(gateway, new))
+    put = await _store(gateway, new)
+    if not put.created and (put.message.chat_jid, put.message.topic, put.message.content) != (
+        new.chat_jid,
+        new.topic,
+        new.content,
+    ):
+        # the IETF Idempotency-Key draft (§2.7): a key reused with another payload is 422, not the first answer
+        raise ApiError(422, "This Idempotency-Key was used for a different request; use a new key for a new one.")
+    completion = _Completion(gateway, body.model, config.openai_timeout, put.message)
     headers = {"X-Kanmon-Topic": topic}
     if body.stream:
         return StreamingResponse(
@@ -288,9 +296,9 @@ class _Completion:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-async def _store(gateway: Gateway, new: NewMessage) -> Message:
+async def _store(gateway: Gateway, new: NewMessage) -> PutResult:
     try:
-        return (await gateway.put_message(new)).message
+        return await gateway.put_message(new)
     except InvalidInput as exc:
         raise ApiError(400, str(exc)) from None
     except StoreError:
@@ -302,6 +310,8 @@ async def _request_body(request: Request) -> CompletionRequest:
         raw = await request.json()
     except ValueError:
         raise ApiError(400, "The body is not valid JSON.") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, f"The body must be a JSON object, not {type(raw).__name__}.")
     try:
         return CompletionRequest.model_validate(raw)
     except ValidationError as exc:

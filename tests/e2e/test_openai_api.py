@@ -184,6 +184,18 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_once(served: Served) 
     assert len(inbound(rows, "only once")) == 1 and len(replies_to(rows, inbound(rows, "only once")[0].id)) == 1
 
 
+def test_an_idempotency_key_reused_for_another_request_is_422_and_stores_nothing(served: Served) -> None:
+    """A newcomer's report: the second request silently got the first one's answer (IETF draft §2.7: 422)."""
+    client = served.client()
+    headers = {"Idempotency-Key": "req-2"}
+    client.chat.completions.create(model="corp", messages=[{"role": "user", "content": "first"}], extra_headers=headers)
+    with pytest.raises(openai.UnprocessableEntityError, match="Idempotency-Key was used for a different request"):
+        client.chat.completions.create(
+            model="corp", messages=[{"role": "user", "content": "second"}], extra_headers=headers
+        )
+    assert inbound(served.rows("corp"), "second") == []
+
+
 # ------------------------------------------------------------------------------------------------ streaming
 def test_a_stream_sends_each_reply_as_it_is_stored(served: Served) -> None:
     started = time.monotonic()
@@ -281,7 +293,9 @@ def test_a_body_that_is_not_an_object_says_so_without_an_empty_place(served: Ser
     key = {"Authorization": f"Bearer {served.key}"}
     answer = httpx.post(f"{served.url}/v1/chat/completions", json=body, headers=key)
     assert answer.status_code == 400
-    assert answer.json()["error"]["message"].startswith("Invalid request: the body: ")  # was "Invalid request: : …"
+    # was "Invalid request: : …", then "Invalid request: the body: Input should be a valid dictionary or instance
+    # of CompletionRequest" (pydantic's words, a newcomer's report)
+    assert answer.json()["error"]["message"] == f"The body must be a JSON object, not {type(body).__name__}."
 
 
 def test_an_agent_that_keeps_failing_is_502_after_its_retries(served: Served) -> None:
