@@ -27,6 +27,7 @@ from kanmon.gateway.tasks import describe_schedule, task_json, when
 from kanmon.gateway.usage_report import today_spend
 from kanmon.queue import lane_for
 from kanmon.store import Run, Store, Task, WaitingChat
+from kanmon.store.lock import StoreLock
 
 __all__ = ["STUCK_GRACE", "status", "stuck_runs"]
 
@@ -55,22 +56,26 @@ def status(app: App, as_json: bool) -> None:
     session_log; a chat is held when its waiting rows, weighed by the impulse gate at the times they arrived (as
     gated's start-up recovery does), hold it below the threshold and the hold has not run out; the rest wait.
 
-    Exits 4 while there are dead letters, failed deliveries or stuck runs (0 otherwise), for cron and monitoring.
+    Exits 4 while no gated serves the store (none holds its lock), or there are dead letters, failed deliveries or
+    stuck runs (0 otherwise), for cron and monitoring.
     """
     store = app.store()
+    holder = StoreLock(store.engine, instance=app.settings.instance).held_by()
     now = SystemClock().now()
     running = store.active_runs()
     groups = {group.folder: group.container_config for group in store.list_groups()}
     stuck = stuck_runs(running, lambda folder: _timeout(groups.get(folder, {}), app.settings.runtime.timeout), now)
     counts = store.counts()
     problems = {
+        "gated_down": int(holder is None),
         "dead_letters": counts["dead_letters"],
         "deliveries_failed": counts["deliveries_failed"],
         "stuck_runs": len(stuck),
     }
     if as_json:
-        emit_json(_document(app, store, now, running, stuck, counts, problems))
+        emit_json({"gated": holder, **_document(app, store, now, running, stuck, counts, problems)})
     else:
+        click.echo(f"gated: {holder}" if holder else "gated: none serves this store (no `gated run` holds its lock)")
         _print(app, store, now, running, stuck, counts)
     if any(problems.values()):
         raise click.exceptions.Exit(int(Exit.ATTENTION))

@@ -57,6 +57,16 @@ class StoreLock:
         self._inode: int | None = None
         self._connection: Connection | None = None
 
+    def held_by(self) -> str | None:
+        """Who holds this store's lock now, as the holder named itself, or None when no gated does. Takes nothing.
+
+        SQLite: a ``flock`` on the lock file in ``/proc/locks`` (Linux; elsewhere None); PostgreSQL: the advisory
+        lock in ``pg_locks`` (raises :class:`StoreError` when the server cannot be reached)."""
+        if self._engine.dialect.name == "sqlite":
+            return self._file_holder() if _flocked(self._lock_file()) else None
+        with translate_errors(), self._engine.connect() as connection:
+            return self._advisory_holder(connection)
+
     def acquire(self) -> None:
         """Take the lock now or raise :class:`StoreLocked`; never waits. Taking a lock already held is a no-op."""
         if self._file is not None or self._connection is not None:
@@ -163,7 +173,7 @@ class StoreLock:
                 ).scalar()
                 connection.commit()
                 if not taken:
-                    holder = self._advisory_holder(connection)
+                    holder = self._advisory_holder(connection) or "another gated"
                     raise StoreLocked(f"the store {self._engine.url.database} is in use by {holder}")
             except BaseException:
                 connection.close()
@@ -187,7 +197,7 @@ class StoreLock:
         return None if held else "the database no longer holds the lock for this session"
 
     @staticmethod
-    def _advisory_holder(connection: Connection) -> str:
+    def _advisory_holder(connection: Connection) -> str | None:
         row = connection.execute(
             text(
                 "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l "
@@ -199,7 +209,19 @@ class StoreLock:
             {"cls": _PG_CLASS, "obj": _PG_OBJECT},
         ).first()
         if row is None:
-            return "another gated"
+            return None
         name, address, since = row
         where = f" from {address}" if address else ""
         return f"{name or 'another gated'}{where}, since {since:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _flocked(path: Path) -> bool:
+    """Whether some process holds a ``flock`` on ``path``: Linux lists every lock in ``/proc/locks`` as
+    ``N: FLOCK ADVISORY WRITE PID MAJOR:MINOR:INODE 0 EOF`` (device numbers in hex). False when either is missing."""
+    try:
+        status = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return False
+    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    return any("FLOCK" in fields and device in fields for fields in map(str.split, table.splitlines()))

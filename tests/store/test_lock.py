@@ -25,6 +25,19 @@ def test_a_second_lock_on_the_same_store_is_refused_naming_the_holder(store: Sto
         pass
 
 
+def test_who_holds_the_store_is_read_without_taking_the_lock(store: Store) -> None:
+    """``gated status`` says whether a gated serves the store (a newcomer's report: it could not tell a dead gated)."""
+    looker = StoreLock(store.engine, instance="status")
+    assert looker.held_by() is None
+    with StoreLock(store.engine, instance="serving"):
+        holder = looker.held_by()
+        assert holder is not None and holder.startswith("gated serving (pid ")
+        assert not looker.held  # it only looked
+    assert looker.held_by() is None
+    with StoreLock(store.engine, instance="next"):  # and looking never kept anyone out
+        pass
+
+
 def test_the_lock_dies_with_a_killed_holder(store_url: str, store: Store) -> None:
     holder = textwrap.dedent(
         f"""

@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect, text
 
 from kanmon.gated.cli import cli
+from kanmon.gated.exits import Exit
 
 Gated = Callable[..., Result]
 
@@ -162,7 +163,7 @@ def test_a_message_nobody_could_answer_is_refused_and_stores_nothing(
     assert gated("--data-dir", "data", "group", "add", "support").exit_code == 0
     assert_refused(gated("--data-dir", "data", *command), fragment)
     assert "no replies" in gated("--data-dir", "data", "replies", "web:support").output
-    assert gated("--data-dir", "data", "status", "--json").exit_code == 0
+    assert gated("--data-dir", "data", "status", "--json").exit_code == Exit.ATTENTION  # read; no gated serves
     stored = gated("--data-dir", "data", "send", "web:support", "", "--verb", "react")  # an empty reaction is fine
     assert stored.exit_code == 0 and "stored: seq 1 " in stored.output  # so nothing was stored before it
 

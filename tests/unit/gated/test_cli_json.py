@@ -28,6 +28,7 @@ from kanmon.gateway.decisions import Layer, Refused
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.pairing import on_refused
 from kanmon.store import Dispatch, NewMessage, Run, RunEnd, Store
+from kanmon.store.lock import StoreLock
 
 Gated = Callable[..., Result]
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "cli-json.md"
@@ -125,6 +126,7 @@ NUMBERS = {
 }
 SCHEMAS: dict[str, dict[str, Any]] = {
     "status": obj(
+        gated=null(STR),
         store=STR,
         now=TIME,
         counts=obj(
@@ -143,7 +145,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 )
             }
         ),
-        problems=obj(dead_letters=INT, deliveries_failed=INT, stuck_runs=INT),
+        problems=obj(gated_down=INT, dead_letters=INT, deliveries_failed=INT, stuck_runs=INT),
         running=array(
             {**RUN, "required": [*RUN["required"], "stuck"], "properties": {**RUN["properties"], "stuck": BOOL}}
         ),
@@ -374,7 +376,8 @@ def test_every_json_output_matches_its_schema_and_lists_something(gated: Gated, 
 
 def test_the_outputs_hold_what_the_store_holds(gated: Gated, world: Store) -> None:
     status = ok(gated("status", "--json"), Exit.ATTENTION)
-    assert status["problems"] == {"dead_letters": 1, "deliveries_failed": 1, "stuck_runs": 0}
+    assert status["problems"] == {"gated_down": 1, "dead_letters": 1, "deliveries_failed": 1, "stuck_runs": 0}
+    assert status["gated"] is None
     [run] = ok(gated("runs", "--json"))
     assert (run["id"], run["status"], run["error"], run["seconds"]) == ("run-done", "error", "exit code 1", 5.0)
     log = ok(gated("run-log", "run-done", "--json"))
@@ -392,8 +395,26 @@ def test_the_outputs_hold_what_the_store_holds(gated: Gated, world: Store) -> No
     assert ok(gated("route", "test", "--chat-jid", "telegram:5", "--json"))["decision"]["folder"] == "corp"
 
 
+def test_status_exits_4_while_no_gated_serves_the_store(gated: Gated, store: Store) -> None:
+    """A newcomer's report: with gated dead it exited 0, so `gated status >/dev/null || alert` never alerted."""
+    down = ok(gated("status", "--json"), Exit.ATTENTION)
+    assert (down["gated"], down["problems"]["gated_down"]) == (None, 1)
+    assert gated("status").output.startswith("gated: none serves this store")
+    with StoreLock(store.engine, instance="serving"):
+        up = ok(gated("status", "--json"))
+        assert up["gated"].startswith("gated serving (pid ") and up["problems"]["gated_down"] == 0
+        assert gated("status").output.startswith("gated: gated serving (pid ")
+
+
 def test_status_exits_4_until_the_dead_letters_are_back_and_0_on_a_clean_store(gated: Gated, store: Store) -> None:
-    assert ok(gated("status", "--json"))["problems"] == {"dead_letters": 0, "deliveries_failed": 0, "stuck_runs": 0}
+    serving = StoreLock(store.engine, instance="serving")  # a gated serves the store: only the dead letters count
+    serving.acquire()
+    assert ok(gated("status", "--json"))["problems"] == {
+        "gated_down": 0,
+        "dead_letters": 0,
+        "deliveries_failed": 0,
+        "stuck_runs": 0,
+    }
     assert gated("status").exit_code == Exit.OK
     assert gated("group", "add", "corp").exit_code == 0
     seq = dead_letter(store, "telegram:2", "lost")
@@ -405,10 +426,13 @@ def test_status_exits_4_until_the_dead_letters_are_back_and_0_on_a_clean_store(g
     assert [row.status for row in store.chat_messages("telegram:2") if row.direction == "in"] == ["new"]
     assert store.agent_cursor("telegram:2") == seq - 1, "the cursor is no longer a low-water mark"
     assert gated("status").exit_code == Exit.OK
+    serving.release()
 
 
 def test_a_run_in_flight_past_its_timeout_is_stuck(gated: Gated, store: Store) -> None:
     assert gated("group", "add", "corp", "--timeout", "120", "--idle-timeout", "60").exit_code == 0
+    serving = StoreLock(store.engine, instance="serving")
+    serving.acquire()
     seq = store.put_message(NewMessage(chat_jid="telegram:1", content="q", sender="telegram:7")).message.seq
     now = dt.datetime.now(dt.UTC)
     store.start_run(run_record("young", "telegram:1", seq, started=now - dt.timedelta(seconds=120 + STUCK_GRACE - 30)))
@@ -418,6 +442,7 @@ def test_a_run_in_flight_past_its_timeout_is_stuck(gated: Gated, store: Store) -
     assert status["problems"]["stuck_runs"] == 1
     assert {run["id"]: run["stuck"] for run in status["running"]} == {"old": True, "young": False}
     assert "STUCK" in gated("status").output
+    serving.release()
 
 
 def test_bad_input_is_one_line_and_exit_2(gated: Gated) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kanmon.gated.exits import Exit
 from kanmon.store import Store
 from tests.cli_world import Gated, gated_cli, ok, sqlite_store
 
@@ -128,12 +129,12 @@ def test_run_now_puts_one_manual_occurrence(gated: Gated, store: Store) -> None:
 
 
 def test_status_shows_the_next_fires(gated: Gated) -> None:
-    assert "next task fires: none" in ok(gated("status"))
+    assert "next task fires: none" in ok(gated("status"), Exit.ATTENTION)  # no gated serves here
     ok(gated("task", "add", "corp", "--at", "2099-01-01T09:00", "--tz", "Europe/Berlin", "--prompt", "later"))
     ok(gated("task", "add", "corp", "--at", "2098-01-01T09:00Z", "--prompt", "sooner"))
     ok(gated("task", "add", "corp", "--every", "1h", "--prompt", "paused"))
     ok(gated("task", "pause", "3"))
-    out = ok(gated("status"))
+    out = ok(gated("status"), Exit.ATTENTION)
     listed = out[out.index("next task fires:") :].splitlines()
     assert listed[0] == "next task fires: 2 active task(s)"
     assert listed[1].startswith("  2098-01-01 09:00 UTC  task 2  corp → web:corp  at ")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kanmon.gated.exits import Exit
 from kanmon.store import Store, UsageEntry
 from tests.cli_world import Gated, gated_cli, ok, one_line_error, sqlite_store
 
@@ -99,7 +100,7 @@ def test_usage_json_has_its_documented_shape(gated: Gated, store: Store) -> None
     )
     text = ok(gated("usage"))
     assert "total: $1.0300" in text and "by session:" in text and "corp  s0" in text
-    status = ok(gated("status"))
+    status = ok(gated("status"), Exit.ATTENTION)  # no gated serves here
     assert f"corp  $0.0300 of $5.00 on {today.isoformat()} (Asia/Tokyo)" in status
 
 
@@ -107,5 +108,5 @@ def test_usage_refuses_bad_input_in_one_line(gated: Gated) -> None:
     one_line_error(gated("usage", "--since", "last week"), "--since 'last week': expected a day like")
     one_line_error(gated("usage", "--since", "2026-13-01"), "--since '2026-13-01'")
     one_line_error(gated("usage", "--group", "nope"), "no group 'nope'")
-    assert "usage today: none" in ok(gated("status"))
+    assert "usage today: none" in ok(gated("status"), Exit.ATTENTION)
     assert "total: $0.0000" in ok(gated("usage"))
