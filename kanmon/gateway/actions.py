@@ -80,7 +80,9 @@ def send_problem(ctx: LayerContext, folder: str, chat_jid: str) -> str | None:
     if ":" not in chat_jid:
         return f"invalid chat {chat_jid!r}: expected <platform>:<room>"
     parent = ctx.parent_of(folder)
-    if parent is None:
+    if parent is None:  # a root group: any chat, but one read from the store must have a group's page to show it
+        if read_from_store(chat_jid) and (unread := resolve_owner(ctx, chat_jid)).folder is None:
+            return f"chat {chat_jid} belongs to no group ({unread.why}): no page would ever show the message"
         return None
     owner = resolve_owner(ctx, chat_jid)
     if owner.folder is None:
