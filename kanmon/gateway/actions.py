@@ -9,8 +9,9 @@ For each action of an output (:mod:`kanmon.container.actions`), :class:`AgentAct
 Who may do what (the group family is ``Group.parent``, else the folder's path: ``corp/eng``'s parent is ``corp``):
 
 * ``send``: into a chat its own group owns (:func:`kanmon.gateway.owner.resolve_owner`), one a child group owns, or
-  one its parent owns; a root group (no parent) into any chat. The message is an outbound row with the id
-  ``run-<run>-<output>-a<action>``, so it is stored once in its chat (``UNIQUE (chat_jid, id)``).
+  one its parent owns; a root group (no parent) into any chat (one read from the store, ``web:``, only of a group).
+  The message is an outbound row with the id ``run-<run>-<output>-a<action>``, so it is stored once in its chat
+  (``UNIQUE (chat_jid, id)``).
 * ``schedule``, ``cancel_task``, ``list_tasks``: for its own folder; a root group for any. A schedule is checked like
   ``gated task add`` (:func:`kanmon.gateway.tasks.new_task`; without ``tz`` in gated's ``scheduler.timezone``, like
   the command); the task's ``created_by`` is the run. A task created or cancelled wakes the scheduler, so a task due
