@@ -9,6 +9,7 @@ from kanmon.errors import InvalidFolder, InvalidInput
 __all__ = [
     "FOLDER_PATTERN",
     "WEB_TOPIC_PATTERN",
+    "family_parent",
     "is_valid_folder",
     "split_jid",
     "validate_folder",
@@ -21,6 +22,15 @@ FOLDER_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}(?:/[a-z0-9][a-z0-9_-]{0,6
 def is_valid_folder(folder: str) -> bool:
     """True when ``folder`` is a well-formed group folder (no ``..``, no absolute path, nothing else)."""
     return FOLDER_PATTERN.fullmatch(folder) is not None
+
+
+def family_parent(folder: str, parent: str | None) -> str | None:
+    """The parent of group ``folder`` whose ``parent`` setting is ``parent``: that setting, else its folder path's
+    parent (``corp/eng``'s is ``corp``); None for a root group. The one rule of the group family (commands, agent
+    actions, onboarding, ``gated group show``)."""
+    if parent:
+        return parent
+    return folder.rsplit("/", 1)[0] if "/" in folder else None
 
 
 def validate_folder(folder: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kanmon.folders import family_parent
 from kanmon.gated.config_kinds import format_size
 from kanmon.gated.group_settings import format_duration
 from kanmon.gated.settings import Settings
@@ -82,7 +83,7 @@ def describe_group(group: Group, settings: Settings, *, web_tokens: int) -> dict
     return {
         "folder": group.folder,
         "name": group.name,
-        "parent": group.parent,
+        "parent": family_parent(group.folder, group.parent),  # the setting, else the folder path's (as runs see it)
         "web_chat": web_tokens > 0,
         "settings": {key: values[key] for key in _LABELS},
         "defaults": [key for key in defaults if key not in config],

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kanmon.clock import Clock
+from kanmon.folders import family_parent
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
@@ -90,9 +91,7 @@ class LayerContext:
         ``corp``); None for a root group. The one rule for the group family: commands, onboarding and agent
         actions all ask here."""
         group = self.group(folder)
-        if group is not None and group.parent:
-            return group.parent
-        return folder.rsplit("/", 1)[0] if "/" in folder else None
+        return family_parent(folder, group.parent if group is not None else None)
 
     def is_root(self, folder: str) -> bool:
         """Whether ``folder`` is a root group (no parent): only those run /status, /approve, /reject and /pair,

@@ -264,6 +264,11 @@ def test_show_prints_effective_settings_and_secret_names_never_their_values(
         "memory_flush", "memory_flush_prompt", "memory_flush_timeout",
     }  # fmt: skip
     assert (view["folder"], view["web_chat"], view["parent"]) == ("corp", False, None)
+    ok(gated("group", "add", "corp/ops"))  # a newcomer's report: shown as 'parent -', yet corp acted as its parent
+    nested = json.loads(ok(gated("group", "show", "corp/ops", "--json")).output)
+    assert nested["parent"] == "corp"
+    rows = ok(gated("group", "show", "corp/ops")).output.splitlines()
+    assert [line.split() for line in rows if line.startswith("parent")] == [["parent", "corp"]]
     shown = text + json.dumps(view) + ok(gated("config", "show")).output
     assert PLANTED not in shown
     assert "API_KEY=env:KANMON_TEST_API_KEY,GH_TOKEN=file:/run/secrets/gh" in shown
