@@ -152,16 +152,18 @@ def demo(
     address = _http_address(app, http, no_http)
     _setup_logging(app, log_level or "WARNING", log_format)
     web_token: list[str] = []
+    agent: list[str] = ["echo agent"]
 
     def prepare() -> None:
         store = app.store(migrate=None, create=True)
-        _ensure_demo_group(store, folder)
+        if not _ensure_demo_group(store, folder):  # a group of the operator's: its own agent answers, not the echo
+            agent[0] = "an existing group: its own agent"
         # Tokens are stored hashed, so the demo's cannot be shown again: each demo with HTTP makes a new one.
         if address is not None:
             web_token.append(_new_demo_web_token(store, folder))
 
     def ready(daemon: Daemon) -> None:
-        click.echo(f"kanmon demo: group {folder!r} (echo agent), data in {app.settings.data_dir}")
+        click.echo(f"kanmon demo: group {folder!r} ({agent[0]}), data in {app.settings.data_dir}")
         if daemon.http_url:
             click.echo(f"health: {daemon.http_url}/healthz   metrics: {daemon.http_url}/metrics")
             if web_token:
@@ -195,13 +197,17 @@ async def _demo(daemon: Daemon, folder: str) -> None:
     await serving
 
 
-def _ensure_demo_group(store: Store, folder: str) -> None:
-    if store.get_group(folder) is not None:
-        return
+def _ensure_demo_group(store: Store, folder: str) -> bool:
+    """Make the demo group ``folder`` unless it exists; True when it is the demo's (made now or by an earlier demo)."""
     # `gated agent echo`'s program, run as the standard-library-only file it is: the agent starts in milliseconds
     # instead of importing all of gated first.
     command = [sys.executable, "-I", echo_agent.__file__]
+    found = store.get_group(folder)
+    if found is not None:
+        program = (found.container_config.get("command") or [""])[-1]
+        return str(program).endswith(f"/{echo_agent.__name__.rpartition('.')[2]}.py")
     store.add_group(Group(folder=folder, name="Demo", container_config={"runtime": "process", "command": command}))
+    return True
 
 
 def _new_demo_web_token(store: Store, folder: str) -> str:

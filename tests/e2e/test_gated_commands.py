@@ -174,9 +174,36 @@ def test_gated_demo_answers_typed_lines_and_stops_cleanly_on_sigint(data_dir: Pa
         assert proc.wait(30) == 0
     finally:
         reap(proc)
-    assert "group 'demo'" in lines[0]
+    assert "group 'demo' (echo agent)" in lines[0]
     listed = gated(data_dir, "group", "list").stdout
     assert "demo" in listed and "runtime=process" in listed
+    # a group of the operator's is answered by its own agent, and the demo says so (a newcomer's report: it said
+    # "echo agent" and then ran the group's own failing command)
+    assert gated(data_dir, "group", "add", "mine", "--runtime", "process", "--command", "true").returncode == 0
+    assert (
+        demo_banner(data_dir, "mine")
+        == f"kanmon demo: group 'mine' (an existing group: its own agent), data in {data_dir}"
+    )
+    assert demo_banner(data_dir, "demo").startswith("kanmon demo: group 'demo' (echo agent)")  # an earlier demo's
+
+
+def demo_banner(data_dir: Path, folder: str) -> str:
+    """The first line ``gated demo --folder FOLDER`` prints; then it is stopped."""
+    proc = subprocess.Popen(
+        [*GATED, "--data-dir", str(data_dir), "demo", "--no-http", "--folder", folder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().rstrip("\n")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        reap(proc)
+    return first
 
 
 def test_a_second_gated_on_the_same_store_says_who_holds_it_and_exits_3(
