@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import click
 
-from kanmon.errors import InvalidInput, KanmonError
+from kanmon.errors import InvalidInput
 from kanmon.gated.app import App
 from kanmon.gated.logs import configure_logging
 from kanmon.gated.settings import Settings
@@ -126,7 +126,7 @@ def matrix(app: App, gated_url: str | None, listen: str | None, log_format: Any,
         from kanmon.adapters.matrix.config import MatrixConfig
         from kanmon.adapters.matrix.run import bind, serve
     except ImportError as exc:
-        raise KanmonError(f"the Matrix adapter needs matrix-nio: pip install 'kanmon[matrix]' ({exc})") from None
+        raise InvalidInput(f"gated adapter matrix needs {exc.name}: pip install 'kanmon[matrix]'") from None
     settings = app.settings
     config = MatrixConfig.from_settings(settings, gated_url=gated_url, listen=listen)
     sock = bind(config)

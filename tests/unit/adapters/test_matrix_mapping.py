@@ -7,6 +7,7 @@ server: fallbacks, joins, relations of kanmon's own topics, inviter globs, and o
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,21 @@ def test_the_media_route_passes_on_only_a_content_uris_parts() -> None:
         for server, media_id in [("%2E%2E", "x"), ("hs", "a%2Eb"), ("h%24s", "x")]:
             assert client.get(f"/media/{server}/{media_id}", headers=auth).status_code == 404
     assert asked == [("hs.example:8448", "AbC_1-2")]
+
+
+@pytest.mark.parametrize(("adapter", "module"), [("matrix", "nio"), ("telegram", "telegram")])
+def test_a_missing_extra_is_one_line_and_exit_2_for_either_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adapter: str, module: str
+) -> None:
+    """A newcomer's report: telegram said so with exit 2, matrix with exit 1 and other words."""
+    loaded = [name for name in sys.modules if name == module or name.startswith((f"{module}.", "kanmon.adapters."))]
+    for name in loaded:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if the extra were not installed
+    configured = {"KANMON_TELEGRAM_BOT_TOKEN": "123:abc", "KANMON_HTTP_CHANNEL_SECRET": "s"}  # checked first
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "adapter", adapter], env=configured)
+    assert result.exit_code == 2, result.output
+    assert (
+        result.output.strip().splitlines()[-1]
+        == f"Error: gated adapter {adapter} needs {module}: pip install 'kanmon[{adapter}]'"
+    )
