@@ -22,6 +22,7 @@ from kanmon.gated.auth_commands import refused_json, show_refused
 from kanmon.gated.exits import Exit
 from kanmon.gated.output import emit_json, iso, json_option, run_json
 from kanmon.gated.usage_commands import show_today
+from kanmon.gateway.context import read_from_store
 from kanmon.gateway.held import HeldStatus, held_chats
 from kanmon.gateway.tasks import describe_schedule, task_json, when
 from kanmon.gateway.usage_report import today_spend
@@ -172,6 +173,25 @@ def _print(
         f"dead letters: {counts['dead_letters']} (`gated dead`)  skipped (no owner, refused): {counts['skipped']}"
         f"  deliveries pending: {counts['deliveries_pending']}  failed: {counts['deliveries_failed']}"
     )
+    stranded = no_channel(store, app.settings.daemons)
+    if stranded:
+        platforms = ", ".join(sorted({f"{jid.partition(':')[0]}:" for jid in stranded}))
+        click.echo(
+            f"  {sum(stranded.values())} of them to chats no registered channel takes ({platforms}): they go out once"
+            " an adapter for them registers (`gated adapter telegram`, or yours)"
+        )
+
+
+def no_channel(store: Store, daemons: Mapping[str, str]) -> dict[str, int]:
+    """Pending replies per chat that no registered adapter (by its JID prefixes) and no configured daemon's outbox
+    takes: they wait until an adapter for them registers, with nothing in their row to say so."""
+    prefixes = tuple(prefix for channel in store.list_channels() for prefix in channel.jid_prefixes)
+    outboxes = {f"daemon:{name}" for name in daemons}
+    return {
+        jid: rows
+        for jid, rows in store.pending_by_chat().items()
+        if not (prefixes and jid.startswith(prefixes)) and jid not in outboxes and not read_from_store(jid)
+    }
 
 
 def _show_tasks(upcoming: list[Task], active: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -15,7 +16,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect
 
 from kanmon.gated.cli import cli
-from kanmon.store import Store, current_revision, downgrade
+from kanmon.store import Channel, NewMessage, Store, current_revision, downgrade
 
 Gated = Callable[..., Result]
 
@@ -437,3 +438,22 @@ def test_chat_refuses_a_negative_timeout(gated: Gated) -> None:
     assert gated("group", "add", "corp").exit_code == 0
     result = gated("chat", "corp", "--timeout", "-1")
     assert result.exit_code == 2 and "--timeout" in result.output
+
+
+def test_status_names_replies_that_wait_for_a_channel_no_one_registered(gated: Gated, data_dir: Path) -> None:
+    """A newcomer's report: a reply to telegram:42 with no Telegram adapter showed 'pending, 0 attempts' for a day."""
+    assert gated("group", "add", "corp").exit_code == 0
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    try:
+        for chat in ("telegram:42", "telegram:43", "web:corp", "matrix:!r:hs"):
+            store.put_message(NewMessage(chat_jid=chat, content="reply", direction="out"))
+        stranded = [line for line in gated("status").output.splitlines() if "no registered channel takes" in line]
+        assert len(stranded) == 1 and "3 of them" in stranded[0] and "(matrix:, telegram:)" in stranded[0]
+        store.save_channel(
+            Channel(name="tg", url="http://127.0.0.1:1", token_hash="x", jid_prefixes=["telegram:"], capabilities={},
+                    registered_at=dt.datetime.now(dt.UTC))
+        )  # fmt: skip
+        stranded = [line for line in gated("status").output.splitlines() if "no registered channel takes" in line]
+        assert len(stranded) == 1 and "1 of them" in stranded[0] and "(matrix:)" in stranded[0]
+    finally:
+        store.close()
