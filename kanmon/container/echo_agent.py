@@ -32,7 +32,8 @@ Knobs for tests, from the environment (all optional):
   write one block with those ``actions`` and the result ``acted: <n>`` instead of its echo;
 * ``ECHO_RESULT_JSON=json``: the raw JSON of each output's ``result`` instead of ``"echo: <text>"``, written as is
   (so a test can send what Python cannot print, such as a lone surrogate ``"\\ud83d"``);
-* ``ECHO_USAGE=json``: this raw JSON as each output's ``usage`` (what the model used: tokens and ``cost_usd``).
+* ``ECHO_USAGE=json``: this raw JSON as each output's ``usage`` (what the model used: tokens and ``cost_usd``);
+* ``ECHO_STATUS=text``: before each echo, an output ``<status>text</status>`` (a ``⏳`` line: still at work).
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def _answer_all(prompt: str, session: str) -> None:
             actions = actions if isinstance(actions, list) else [actions]
             emit({"status": "ok", "result": f"acted: {len(actions)}", "actions": actions, "newSessionId": session})
             continue
+        if os.environ.get("ECHO_STATUS"):
+            emit({"status": "ok", "result": f"<status>{os.environ['ECHO_STATUS']}</status>", "newSessionId": session})
         for n in range(1, repeat + 1):
             time.sleep(knob("ECHO_DELAY") + random.uniform(0.0, knob("ECHO_DELAY_MAX")))  # noqa: S311 - not secret
             label = "echo" if repeat == 1 else f"echo ({n}/{repeat})"

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kanmon.errors import InvalidInput
 from kanmon.gateway import DEAD_LETTER_TEXT, Gateway
+from kanmon.gateway.typing import is_status_only
 from kanmon.store import ApiKey, Message, NewMessage, PutResult, StoreError
 from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, get_config, get_gateway
@@ -206,7 +207,7 @@ class _Completion:
 
         async def collect() -> None:
             async for answer in self._answers():
-                if answer.reply is not None and not _apology(answer.reply):
+                if answer.reply is not None and _answers(answer.reply):
                     replies.append(answer.reply.content)
                 elif answer.settled == "dead" and not replies:
                     raise _agent_failed()
@@ -254,7 +255,7 @@ class _Completion:
                     yield ": keep-alive\n\n"
                     continue
                 answer, upcoming = upcoming.result(), None
-                if answer.reply is not None and not _apology(answer.reply):
+                if answer.reply is not None and _answers(answer.reply):
                     yield self._chunk({"content": ("\n\n" if sent else "") + answer.reply.content})
                     sent += 1
                 if answer.reply is not None:
@@ -362,6 +363,12 @@ def _model(folder: str) -> dict[str, Any]:
 
 def _no_model(model: str) -> ApiError:
     return ApiError(404, f"The model '{model}' does not exist or you do not have access to it.", code="model_not_found")
+
+
+def _answers(row: Message) -> bool:
+    """Whether reply ``row`` is part of the answer: not the gateway's apology for a failed run, and not ``⏳`` status
+    lines only (the agent saying it is still at work: progress the web chat shows, not what a client asked for)."""
+    return not _apology(row) and not is_status_only(row.content)
 
 
 def _apology(row: Message) -> bool:

@@ -33,6 +33,7 @@ GROUPS = {
     "slow": {"ECHO_DELAY": "1", "ECHO_REPEAT": "2"},
     "stuck": {"ECHO_DELAY": "8"},
     "broken": {"ECHO_SILENT": "1", "ECHO_EXIT": "1"},
+    "thinking": {"ECHO_STATUS": "thinking it over"},
     "other": {},
 }
 
@@ -85,7 +86,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             Group(folder=folder, container_config={"runtime": "process", "command": ECHO_COMMAND, "env": env})
         )
     main, other = new_api_key(), new_api_key()
-    store.add_api_key(main.key_id, main.key_hash, ["corp", "chatty", "slow", "stuck", "broken"], name="tests")
+    store.add_api_key(
+        main.key_id, main.key_hash, ["corp", "chatty", "slow", "stuck", "broken", "thinking"], name="tests"
+    )
     store.add_api_key(other.key_id, other.key_hash, ["other"])
     store.close()
     env = {"KANMON_OPENAI_TIMEOUT": str(TIMEOUT), "KANMON_RETRY_BASE_DELAY": "0.1", "KANMON_POLL_INTERVAL": "0.2"}
@@ -112,7 +115,14 @@ def inbound(rows: list[Message], text: str) -> list[Message]:
 
 # ------------------------------------------------------------------------------------------------ the sync client
 def test_models_are_the_groups_of_the_key(served: Served) -> None:
-    assert sorted(model.id for model in served.client().models.list()) == ["broken", "chatty", "corp", "slow", "stuck"]
+    assert sorted(model.id for model in served.client().models.list()) == [
+        "broken",
+        "chatty",
+        "corp",
+        "slow",
+        "stuck",
+        "thinking",
+    ]
     assert [model.id for model in served.client(served.other_key).models.list()] == ["other"]
     assert served.client().models.retrieve("corp").id == "corp"
     with pytest.raises(openai.NotFoundError):
@@ -182,6 +192,18 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_once(served: Served) 
     assert first.id == again.id and again.choices[0].message.content == "echo: only once"
     rows = served.rows("corp")
     assert len(inbound(rows, "only once")) == 1 and len(replies_to(rows, inbound(rows, "only once")[0].id)) == 1
+
+
+def test_status_lines_are_not_part_of_the_answer_whole_or_streamed(served: Served) -> None:
+    """A newcomer's report: the answer read '⏳ thinking slowly\n\ngot …'. The web chat still shows the ⏳ row."""
+    ask = {"model": "thinking", "messages": [{"role": "user", "content": "deep question"}]}
+    whole = served.client().chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert whole.choices[0].message.content == "echo: deep question"
+    with served.client().chat.completions.create(**ask, stream=True) as stream:  # type: ignore[call-overload]
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert streamed == "echo: deep question"
+    (asked, _) = inbound(served.rows("thinking"), "deep question")
+    assert replies_to(served.rows("thinking"), asked.id) == ["⏳ thinking it over", "echo: deep question"]
 
 
 def test_an_idempotency_key_reused_for_another_request_is_422_and_stores_nothing(served: Served) -> None:
