@@ -5,6 +5,7 @@ Secrets are shown by name only: their values are not in the store at all, and ``
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -115,7 +116,7 @@ def _shown(key: str, value: Any, settings: Settings) -> list[str]:
     if value is None or value in ([], {}):
         return ["the image's own" if key == "command" else "-"]
     if key == "command":
-        return [" ".join(map(str, value))]
+        return [shlex.join(map(str, value))]  # as --command takes it back (a newcomer lost the quotes)
     if key == "env":
         return [f"{name}={text}" for name, text in value.items()]
     if key == "secrets":

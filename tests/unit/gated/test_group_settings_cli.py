@@ -274,6 +274,14 @@ def test_show_prints_effective_settings_and_secret_names_never_their_values(
     assert "API_KEY=env:KANMON_TEST_API_KEY,GH_TOKEN=file:/run/secrets/gh" in shown
 
 
+def test_show_prints_a_command_as_the_shell_would_take_it_back(gated: Gated) -> None:
+    """A newcomer's report: --command "python3 -c 'import sys; sys.exit(1)'" showed without its quotes."""
+    ok(gated("group", "add", "corp", "--runtime", "process", "--command", "python3 -c 'import sys; sys.exit(1)'"))
+    rows = ok(gated("group", "show", "corp")).output.splitlines()
+    [command] = [line for line in rows if line.startswith("command")]
+    assert command.endswith("python3 -c 'import sys; sys.exit(1)'"), command
+
+
 def test_show_flags_a_secret_no_longer_configured(gated: Gated, data_dir: Path) -> None:
     ok(gated("group", "add", "corp", "--secret", "GH_TOKEN"))
     (data_dir / "kanmon.yaml").write_text("secrets:\n  API_KEY: env:KANMON_TEST_API_KEY\n")
