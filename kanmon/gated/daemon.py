@@ -292,6 +292,9 @@ class Daemon:
 
     async def _serve(self, stopping: asyncio.Event) -> None:
         await self._record_served_url(self.reachable_url or "")
+        exposed = await self.gateway.db.once(self.store.exposed_files)
+        if exposed:
+            logger.warning("other local users may read the store: %s; chmod go-rwx them", ", ".join(exposed))
         logger.info(
             "gated running: instance=%s store=%s http=%s",
             self.settings.instance,

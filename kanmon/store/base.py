@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import operator
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -144,6 +145,21 @@ class StoreBase:
         if self.dialect != "sqlite" or not database or database == ":memory:":
             return None
         return shutil.disk_usage(Path(database).parent).free
+
+    def exposed_files(self) -> list[str]:
+        """The SQLite store's file and folder when other local users may read them, as ``PATH (mode 0644)``; [] when
+        neither is (and on a server). A new store is made private (:func:`~kanmon.store.engine.create_private_file`);
+        one made before, or by hand, keeps its modes, and gated says so at start."""
+        database = self._engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return []
+        exposed = []
+        for path in (Path(database), Path(database).parent):
+            with contextlib.suppress(OSError):
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode & 0o077:
+                    exposed.append(f"{path} (mode {mode:04o})")
+        return exposed
 
     @property
     def engine(self) -> Engine:

@@ -153,3 +153,16 @@ def test_the_refusal_names_this_databases_holder_not_another_stores_on_the_same_
         ours.close()
         for url in urls:
             drop_pg_database(pg_admin_url, url)
+
+
+def test_a_store_other_users_may_read_is_named_with_its_mode(tmp_path: Path) -> None:
+    """New stores are private; one made before (0644 under umask 022) or by hand is named, for gated's start line."""
+    data = tmp_path / "data"
+    store = Store.open(f"sqlite:///{data / 'kanmon.db'}")
+    try:
+        assert store.exposed_files() == []  # as made: folder 0700, file 0600
+        (data / "kanmon.db").chmod(0o644)
+        data.chmod(0o755)
+        assert store.exposed_files() == [f"{data / 'kanmon.db'} (mode 0644)", f"{data} (mode 0755)"]
+    finally:
+        store.close()

@@ -82,3 +82,17 @@ async def test_a_store_that_hangs_holds_the_start_and_the_stop_at_most_two_secon
     assert [r.getMessage() for r in caplog.records].count(
         "could not record the HTTP address for gated's commands (timed out)"
     ) == 2
+
+
+async def test_a_store_other_users_may_read_costs_one_warning_at_start(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store made before stores were private (an attacker's review: kanmon.db 0644 read by 'nobody')."""
+    database = Path(str(store.engine.url.database))
+    await serve_briefly(daemon_on(settings, store, "127.0.0.1:0"))
+    assert not [r for r in caplog.records if "other local users may read" in r.getMessage()]
+    database.chmod(0o644)
+    caplog.clear()
+    await serve_briefly(daemon_on(settings, store, "127.0.0.1:0"))
+    [line] = [r.getMessage() for r in caplog.records if "other local users may read" in r.getMessage()]
+    assert f"{database} (mode 0644)" in line and "chmod go-rwx" in line
