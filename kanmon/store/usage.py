@@ -86,10 +86,17 @@ class UsageStore(StoreBase):
         with self._write(fenced=True) as conn:
             return record_usage(conn, entries)
 
-    def usage_sums(self, by: Sequence[str], *, folder: str | None = None, since: str | None = None) -> list[UsageSum]:
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        *,
+        folder: str | None = None,
+        since: str | None = None,
+        runs: Sequence[str] | None = None,
+    ) -> list[UsageSum]:
         """Sums grouped by the columns ``by`` (of :data:`SUM_KEYS`; empty: one total, none when there is no usage),
-        only of group ``folder`` and of days from ``since`` (``YYYY-MM-DD``) when given, ordered by ``by``.
-        Raises ``ValueError`` for a column that cannot be grouped by."""
+        only of group ``folder``, of days from ``since`` (``YYYY-MM-DD``) and of the run ids ``runs`` when given,
+        ordered by ``by``. Raises ``ValueError`` for a column that cannot be grouped by."""
         for name in by:
             if name not in SUM_KEYS:
                 raise ValueError(f"cannot sum usage by {name!r}: expected one of {', '.join(SUM_KEYS)}")
@@ -100,6 +107,8 @@ class UsageStore(StoreBase):
             query = query.where(usage.c.group_folder == folder)
         if since is not None:
             query = query.where(usage.c.day >= since)
+        if runs is not None:
+            query = query.where(usage.c.run_id.in_(list(runs)))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [_sum(row, by) for row in rows if row.outputs]

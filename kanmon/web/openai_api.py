@@ -204,11 +204,13 @@ class _Completion:
     async def whole(self) -> dict[str, Any]:
         """The non-streaming answer: every reply, joined by a blank line."""
         replies: list[str] = []
+        runs: set[str] = set()
 
         async def collect() -> None:
             async for answer in self._answers():
                 if answer.reply is not None and _answers(answer.reply):
                     replies.append(answer.reply.content)
+                    runs.update([answer.reply.run_id] if answer.reply.run_id else [])
                 elif answer.settled == "dead" and not replies:
                     raise _agent_failed()
 
@@ -229,8 +231,16 @@ class _Completion:
                     "logprobs": None,
                 }
             ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "usage": await self._usage(runs),
         }
+
+    async def _usage(self, runs: set[str]) -> dict[str, int]:
+        """OpenAI's ``usage`` of the runs that answered, as their agents reported it (recorded with the run's end, which
+        settled the message): prompt tokens count cache reads and writes too, as OpenAI's do. Zeros when none did."""
+        sums = await self.gateway.db.once(self.gateway.store.usage_sums, [], runs=sorted(runs)) if runs else []
+        prompt = sum(s.input_tokens + s.cache_read_tokens + s.cache_write_tokens for s in sums)
+        completion = sum(s.output_tokens for s in sums)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def stream(self) -> AsyncIterator[str]:
         """The streaming answer: a chunk per reply as it is stored, keep-alive comments, then ``[DONE]``.

@@ -34,6 +34,7 @@ GROUPS = {
     "stuck": {"ECHO_DELAY": "8"},
     "broken": {"ECHO_SILENT": "1", "ECHO_EXIT": "1"},
     "thinking": {"ECHO_STATUS": "thinking it over"},
+    "metered": {"ECHO_USAGE": '{"input_tokens": 10, "output_tokens": 5, "cache_read_tokens": 100}'},
     "other": {},
 }
 
@@ -87,7 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     main, other = new_api_key(), new_api_key()
     store.add_api_key(
-        main.key_id, main.key_hash, ["corp", "chatty", "slow", "stuck", "broken", "thinking"], name="tests"
+        main.key_id, main.key_hash, ["corp", "chatty", "slow", "stuck", "broken", "thinking", "metered"], name="tests"
     )
     store.add_api_key(other.key_id, other.key_hash, ["other"])
     store.close()
@@ -119,6 +120,7 @@ def test_models_are_the_groups_of_the_key(served: Served) -> None:
         "broken",
         "chatty",
         "corp",
+        "metered",
         "slow",
         "stuck",
         "thinking",
@@ -192,6 +194,15 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_once(served: Served) 
     assert first.id == again.id and again.choices[0].message.content == "echo: only once"
     rows = served.rows("corp")
     assert len(inbound(rows, "only once")) == 1 and len(replies_to(rows, inbound(rows, "only once")[0].id)) == 1
+
+
+def test_the_usage_is_what_the_answering_run_reported(served: Served) -> None:
+    """A newcomer's report: always 0, though the agent reported its tokens (prompt tokens include cache reads)."""
+    answer = served.client().chat.completions.create(model="metered", messages=[{"role": "user", "content": "count"}])
+    assert answer.usage is not None
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.total_tokens) == (110, 5, 115)
+    unmetered = served.client().chat.completions.create(model="corp", messages=[{"role": "user", "content": "free"}])
+    assert unmetered.usage is not None and unmetered.usage.total_tokens == 0
 
 
 def test_status_lines_are_not_part_of_the_answer_whole_or_streamed(served: Served) -> None:
