@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kanmon.gated.config_kinds import BOOL, FLOAT, INT, URLS, Key, Kind, above, at_least, choice, key
-from kanmon.router import is_valid_glob
+from kanmon.gated.config_kinds import BOOL, FLOAT, GLOBS, INT, URLS, Key, Kind, above, at_least, choice, key
 
 __all__ = ["AUTH_KEYS"]
 
@@ -30,21 +29,6 @@ _PLATFORM_MODES = Kind(
     show=lambda value: ",".join(f"{name}={mode}" for name, mode in value.items()),
 )
 
-
-def _parse_globs(raw: object) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        items = [item.strip() for item in raw.split(",")]
-    elif isinstance(raw, list | tuple):
-        items = [str(item).strip() for item in raw]
-    else:
-        raise ValueError(raw)
-    globs = tuple(dict.fromkeys(item for item in items if item))
-    if not all(is_valid_glob(glob) for glob in globs):
-        raise ValueError(raw)
-    return globs
-
-
-GLOBS = Kind("sender globs (a YAML list, or comma-separated)", _parse_globs, show=",".join)
 
 AUTH_KEYS: tuple[Key, ...] = (
     key(

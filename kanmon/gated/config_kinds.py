@@ -18,10 +18,12 @@ from typing import Any
 from kanmon.container.agent_secrets import SecretSource, is_secret_name, parse_source
 from kanmon.container.base import AllowedMount
 from kanmon.errors import InvalidInput
+from kanmon.router import is_valid_glob
 
 __all__ = [
     "BOOL",
     "FLOAT",
+    "GLOBS",
     "INT",
     "MOUNT_ROOTS",
     "NAMES",
@@ -200,6 +202,14 @@ def _parse_names(raw: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item.lower() for item in _items(raw)))
 
 
+def _parse_globs(raw: object) -> tuple[str, ...]:
+    """Sender globs (the router's Go ``path.Match`` rules, case kept), each once; a malformed one is refused."""
+    globs = tuple(dict.fromkeys(_items(raw)))
+    if not all(map(is_valid_glob, globs)):
+        raise ValueError(raw)
+    return globs
+
+
 def _parse_mapping(raw: object) -> Mapping[str, str]:
     """A YAML mapping, or ``name=value,name=value`` from the environment or a flag."""
     if isinstance(raw, Mapping):
@@ -302,6 +312,7 @@ FLOAT = Kind("a number", _parse_float)
 BOOL = Kind("true or false", _parse_bool, show=lambda value: str(value).lower())
 PATH = Kind("a non-empty path", _parse_path)
 NAMES = Kind("names (a YAML list, or comma-separated)", _parse_names, show=",".join)
+GLOBS = Kind("globs (a YAML list, or comma-separated)", _parse_globs, show=",".join)
 PATHS = Kind("absolute paths (a YAML list, or comma-separated)", _parse_paths, show=lambda v: ",".join(map(str, v)))
 MOUNT_ROOTS = Kind(
     "absolute paths, each PATH or PATH:rw (a YAML list, or comma-separated)", _parse_mount_roots, _show_mount_roots
