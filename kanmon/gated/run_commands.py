@@ -7,6 +7,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import click
@@ -205,7 +206,7 @@ def _ensure_demo_group(store: Store, folder: str) -> bool:
     found = store.get_group(folder)
     if found is not None:
         program = (found.container_config.get("command") or [""])[-1]
-        return str(program).endswith(f"/{echo_agent.__name__.rpartition('.')[2]}.py")
+        return Path(str(program)).name == Path(echo_agent.__file__).name
     store.add_group(Group(folder=folder, name="Demo", container_config={"runtime": "process", "command": command}))
     return True
 
