@@ -139,22 +139,27 @@ class StoreBase:
         size = getattr(self._engine.pool, "size", None)
         return int(size()) if callable(size) else 5
 
-    def free_space(self) -> int | None:
-        """Bytes free on the file system that holds an SQLite store (None for a server, whose disk is its own)."""
+    def _sqlite_file(self) -> Path | None:
+        """The file of an SQLite store; None for a server, or SQLite in memory."""
         database = self._engine.url.database
         if self.dialect != "sqlite" or not database or database == ":memory:":
             return None
-        return shutil.disk_usage(Path(database).parent).free
+        return Path(database)
+
+    def free_space(self) -> int | None:
+        """Bytes free on the file system that holds an SQLite store (None for a server, whose disk is its own)."""
+        database = self._sqlite_file()
+        return None if database is None else shutil.disk_usage(database.parent).free
 
     def exposed_files(self) -> list[str]:
         """The SQLite store's file and folder when other local users may read them, as ``PATH (mode 0644)``; [] when
         neither is (and on a server). A new store is made private (:func:`~kanmon.store.engine.create_private_file`);
         one made before, or by hand, keeps its modes, and gated says so at start."""
-        database = self._engine.url.database
-        if self.dialect != "sqlite" or not database or database == ":memory:":
+        database = self._sqlite_file()
+        if database is None:
             return []
         exposed = []
-        for path in (Path(database), Path(database).parent):
+        for path in (database, database.parent):
             with contextlib.suppress(OSError):
                 mode = stat.S_IMODE(path.stat().st_mode)
                 if mode & 0o077:
