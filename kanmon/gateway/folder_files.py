@@ -60,9 +60,8 @@ def relative_parts(path: str, folder: Path | None = None) -> tuple[str, ...]:
         raise AttachmentRefused(f"attachment {_shown(path)}: the path is not valid UTF-8") from None
     if size > MAX_PATH_BYTES:
         raise AttachmentRefused(f"attachment {_shown(path)}: the path is longer than {MAX_PATH_BYTES} bytes")
-    relative = path
-    for home in (CONTAINER_HOME, *([] if folder is None else [f"{str(folder).rstrip('/')}/"])):
-        relative = relative.removeprefix(home)
+    homes = (CONTAINER_HOME, *([] if folder is None else [f"{str(folder).rstrip('/')}/"]))
+    relative = next((path.removeprefix(home) for home in homes if path.startswith(home)), path)
     if relative.startswith("/"):
         raise AttachmentRefused(f"attachment {_shown(path)}: the path must be relative to the agent's folder")
     parts = tuple(part for part in relative.split("/") if part not in ("", "."))
