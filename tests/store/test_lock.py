@@ -166,3 +166,13 @@ def test_a_store_other_users_may_read_is_named_with_its_mode(tmp_path: Path) -> 
         assert store.exposed_files() == [f"{data / 'kanmon.db'} (mode 0644)", f"{data} (mode 0755)"]
     finally:
         store.close()
+
+
+def test_free_space_is_the_sqlite_file_systems_and_none_in_memory(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'data' / 'kanmon.db'}")
+    try:
+        free = store.free_space()
+        assert free is not None and free > 0
+        assert store.exposed_files() == []
+    finally:
+        store.close()
