@@ -1,9 +1,12 @@
-"""Keep gated's memory near what it uses: fewer malloc arenas for a daemon with a few busy threads.
+"""Keep gated's memory near what it uses: one malloc arena for a daemon whose threads mostly wait.
 
 glibc gives each thread that allocates concurrently an arena of its own (up to 8 per core), and memory freed in one
 is not reused by another: a long-running Python daemon with worker threads (gated's store and Docker threads) grows
-by several MiB per arena for nothing. Two arenas are what the Python web servers recommend (``MALLOC_ARENA_MAX=2``);
-measured here (``bench/rss.py``), it saves about 5 MiB of gated's RSS and costs nothing measurable in throughput.
+by several MiB per arena for nothing. The Python web servers recommend two (``MALLOC_ARENA_MAX=2``); gated's threads
+run Python under one GIL, so they seldom allocate at the same moment and one arena costs no throughput. Measured with
+``bench/rss.py`` (1,000 groups, 100,000 messages; stop 40): peak RSS 88.3/88.5 MiB with glibc's default, 86.8/86.9
+with one arena (two gave ~1.2 MiB less than the default); ``bench/throughput.py`` gave the same rates with one and
+two (batch 5,113 vs 5,339 messages/s, one put per message 264 vs 259, within their run-to-run spread).
 An operator's own ``MALLOC_ARENA_MAX`` wins.
 """
 
@@ -19,7 +22,7 @@ __all__ = ["limit_malloc_arenas"]
 _M_ARENA_MAX = -8  # mallopt() parameter number, from glibc's malloc.h
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
+def limit_malloc_arenas(arenas: int = 1) -> bool:
     """Ask glibc for at most ``arenas`` malloc arenas (before threads start); True if it took the setting."""
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return False
