@@ -4,9 +4,9 @@ glibc gives each thread that allocates concurrently an arena of its own (up to 8
 is not reused by another: a long-running Python daemon with worker threads (gated's store and Docker threads) grows
 by several MiB per arena for nothing. The Python web servers recommend two (``MALLOC_ARENA_MAX=2``); gated's threads
 run Python under one GIL, so they seldom allocate at the same moment and one arena costs no throughput. Measured with
-``bench/rss.py`` (1,000 groups, 100,000 messages; stop 40): peak RSS 88.3/88.5 MiB with glibc's default, 86.8/86.9
-with one arena (two gave ~1.2 MiB less than the default); ``bench/throughput.py`` gave the same rates with one and
-two (batch 5,113 vs 5,339 messages/s, one put per message 264 vs 259, within their run-to-run spread).
+``bench/rss.py`` (1,000 groups, 100,000 messages; stop 40): peak RSS 88.3 and 88.5 MiB with two arenas, 86.8 and
+86.9 with one; ``bench/throughput.py`` with one arena against glibc's default gave 5,339 against 5,113 messages/s
+batched, and one put per message 259 against 264 with two: within their run-to-run spread.
 An operator's own ``MALLOC_ARENA_MAX`` wins.
 """
 
