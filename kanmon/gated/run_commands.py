@@ -200,13 +200,13 @@ async def _demo(daemon: Daemon, folder: str) -> None:
 
 def _ensure_demo_group(store: Store, folder: str) -> bool:
     """Make the demo group ``folder`` unless it exists; True when it is the demo's (made now or by an earlier demo)."""
-    # `gated agent echo`'s program, run as the standard-library-only file it is: the agent starts in milliseconds
-    # instead of importing all of gated first.
-    command = [sys.executable, "-I", echo_agent.__file__]
     found = store.get_group(folder)
     if found is not None:
         program = (found.container_config.get("command") or [""])[-1]
         return Path(str(program)).name == Path(echo_agent.__file__).name
+    # `gated agent echo`'s program, run as the standard-library-only file it is: the agent starts in milliseconds
+    # instead of importing all of gated first.
+    command = [sys.executable, "-I", echo_agent.__file__]
     store.add_group(Group(folder=folder, name="Demo", container_config={"runtime": "process", "command": command}))
     return True
 
