@@ -28,15 +28,17 @@ import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from kanmon import redaction
 from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.delivery import DeliveryError, DeliveryPolicy
 from kanmon.store import Channel, Message
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: gated starts without it (see kanmon.lazy)
 
 __all__ = [
     "AdapterDeliveryConfig",
@@ -146,6 +148,8 @@ class HttpDeliverer:
         if self._bearer is not None:
             headers["Authorization"] = f"Bearer {self._bearer}"
         label = self._label
+        import httpx
+
         try:
             response = await self._client.post(self.url, json=body, headers=headers, timeout=self._config.timeout)
         except httpx.TimeoutException:
@@ -290,6 +294,8 @@ def _snippet(response: httpx.Response) -> str:
 
 def _without_credentials(url: str) -> str:
     """``url`` as logs may show it: without a user name or password."""
+    import httpx
+
     try:
         return str(httpx.URL(url).copy_with(username=None, password=None))
     except (httpx.InvalidURL, TypeError, ValueError):

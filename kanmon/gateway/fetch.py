@@ -22,12 +22,15 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: gated starts without it (see kanmon.lazy)
 
 __all__ = ["FetchFailed", "FetchPolicy", "Fetcher", "origin_of"]
 
@@ -63,6 +66,8 @@ class FetchFailed(GatewayError):
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of an http(s) URL, the port filled in; None for anything else."""
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -113,6 +118,8 @@ class Fetcher:
             self._client = None
 
     async def _once(self, url: str) -> bytes:
+        import httpx
+
         origin = origin_of(url)
         if origin is None:
             raise FetchFailed("not an http:// or https:// URL")
@@ -173,6 +180,8 @@ class Fetcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(follow_redirects=False, transport=self._transport, trust_env=False)
         return self._client
 

@@ -13,8 +13,8 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from kanmon import redaction
 from kanmon.clock import Clock, SystemClock
@@ -43,6 +43,9 @@ from kanmon.gateway.upstreams import CredentialGrants, ProxyConfig
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.store import Message, NewMessage, PutResult, Store
 from kanmon.store.aio import AsyncStore
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: gated starts without it (see kanmon.lazy)
 
 __all__ = ["Gateway", "GatewayConfig"]
 
@@ -102,7 +105,7 @@ class Gateway:
         self.config = config
         # never in a log line (SPEC §14): the secret sent to adapters, daemons' passwords (agents' secrets are
         # remembered as each run start reads them: kanmon.container.agent_secrets)
-        daemon_passwords = [httpx.URL(url).password or "" for url in config.daemons.values()]
+        daemon_passwords = [unquote(urlsplit(url).password or "") for url in config.daemons.values()]
         for secret in (config.adapters.channel_secret, *daemon_passwords):
             redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
@@ -290,6 +293,8 @@ class Gateway:
     def _client(self) -> httpx.AsyncClient:
         """The one HTTP client for adapters and daemons (closed when :meth:`serve` ends)."""
         if self._adapter_client is None:
+            import httpx
+
             self._adapter_client = httpx.AsyncClient(follow_redirects=False)
         return self._adapter_client
 

@@ -25,12 +25,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from prometheus_client import Counter
 
 from kanmon.clock import Clock
 from kanmon.store import Channel
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: gated starts without it (see kanmon.lazy)
 
 __all__ = ["Ping", "TypingSignal", "Working", "adapter_ping", "is_status_only", "typing_channel"]
 
@@ -164,6 +167,8 @@ def adapter_ping(
     """The ping of ``channel``: ``POST <url>/typing`` with the channel secret as bearer, at most ``timeout`` seconds
     in all (connecting included), never retried; counted in ``requests`` by ``result`` (``ok``, ``refused``: an
     answer other than 2xx, ``timeout``, ``unreachable``)."""
+    import httpx
+
     url = channel.url.rstrip("/") + "/typing"
     headers = {"Authorization": f"Bearer {secret}"}
 

@@ -24,8 +24,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -35,6 +35,9 @@ from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.proxy_usage import TokenCounts, UsageReader
 from kanmon.gateway.run_tokens import Grant, RunTokens
 from kanmon.gateway.upstreams import Upstream
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: gated starts without it (see kanmon.lazy)
 
 __all__ = ["CredentialProxy", "KeyScrubber", "ProxyUsage", "upstream_client"]
 
@@ -111,6 +114,8 @@ def _token(request: Request) -> str:
 
 def _target(upstream: Upstream, request: Request, rest: str) -> httpx.URL:
     """The upstream URL of this request: its base URL's path, then ``rest`` (raw, as the agent encoded it)."""
+    import httpx
+
     base = httpx.URL(upstream.base_url)
     path = base.raw_path.split(b"?")[0].rstrip(b"/") + b"/" + rest.encode()
     query = request.scope.get("query_string", b"")
@@ -191,6 +196,8 @@ class CredentialProxy:
                 counted.labels(upstream=upstream.name, direction="up").inc(len(chunk))
                 yield chunk
 
+        import httpx
+
         target = _target(upstream, request, rest)
         outgoing = self._http.build_request(request.method, target, headers=headers, content=body())
         try:
@@ -242,6 +249,8 @@ class CredentialProxy:
 def upstream_client() -> httpx.AsyncClient:
     """The client the proxy forwards with: no redirects followed (a redirect goes back to the agent as it came),
     30 s to connect and write, 10 minutes between two chunks of an answer (a long completion streams slowly)."""
+    import httpx
+
     return httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=600.0), follow_redirects=False, trust_env=False)
 
 
