@@ -136,6 +136,7 @@ async def running_gateway(
     retry: RetryPolicy = FAST_RETRY,
     poll_interval: float = 0.5,
     watch_interval: float = LoopConfig.watch_interval,
+    tick_gap: float = LoopConfig.tick_gap,
     idle_timeout: float = 60.0,
     timeout: float = 120.0,
     store_url: str | None = None,
@@ -186,6 +187,7 @@ async def running_gateway(
         loop=LoopConfig(
             poll_interval=poll_interval,
             watch_interval=watch_interval,
+            tick_gap=tick_gap,
             poll_batch=poll_batch,
             impulse=impulse or ImpulseConfig(),
             onboarding=onboarding,

@@ -15,9 +15,11 @@ One tick:
 
 The loop ticks every ``poll_interval`` and at once when woken (:meth:`MessageLoop.wake`: a message put through
 kanmon's own API in this process, a row a run stored to be routed, a reply to a chat a live page or OpenAI stream
-listens to, any reply when a plugin observes ``message_stored``). All waiting is on the injected clock, so tests
-drive time instead of sleeping. It starts reading at :meth:`kanmon.store.Store.start_cursor`: a lost poll cursor costs
-one query.
+listens to, any reply when a plugin observes ``message_stored``), but never sooner than ``tick_gap`` (5 ms) after a
+tick that read rows: messages put back to back share a tick (one read, one dispatch transaction) instead of paying
+one each, while the first message after a quiet spell waits for nothing. All waiting is on the injected clock, so
+tests drive time instead of sleeping. It starts reading at :meth:`kanmon.store.Store.start_cursor`: a lost poll
+cursor costs one query.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ class LoopConfig:
     #: Seconds between two checks, while the loop waits for its next poll, for inbound rows another process stored
     #: (:meth:`~kanmon.store.Store.inbound_after`, one indexed read); 0: such rows wait for the next poll.
     watch_interval: float = 0.25
+    #: After a tick that read rows, the next one waits at least this long (seconds; 0: never): messages arriving
+    #: back to back share a tick instead of paying one each. The first message after a quiet spell waits for nothing.
+    tick_gap: float = 0.005
 
 
 class QueueBridge:
@@ -148,6 +153,7 @@ class MessageLoop:
         )
         self._settle = Settle(self._clock, config.settle_max)
         self._wake = asyncio.Event()
+        self._unwoken = asyncio.Event()  # never set: the tick gap is cut short by stopping only (a wake-up waits)
         self._cursor: int | None = None
         self._watched = 0  # the highest seq the watch has looked at (_stored_elsewhere)
         self._held_lanes: dict[str, set[Lane]] = {}
@@ -194,13 +200,15 @@ class MessageLoop:
                     await nap(self._wake, stopping, self._clock, self._config.poll_interval)
                     continue
                 try:
-                    await self.tick()
+                    read = await self.tick()
                 except Exception as exc:
                     delay = self._failed(exc)
                 else:
                     if self._failures:
                         logger.info("loop recovered after %d failed ticks", self._failures)
                     self._failures = 0
+                    if 0 < read < self._config.poll_batch:
+                        await nap(self._unwoken, stopping, self._clock, self._config.tick_gap)
                 await self._wait(stopping, delay)
         finally:
             for task in self._settling.values():
