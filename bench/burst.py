@@ -123,21 +123,38 @@ class Kanmon:
         self.store.close()
 
     def answers(self) -> tuple[int, int]:
-        """(replies stored, messages the agent saw in all): one aggregate query, so that watching every 5 ms costs
-        the gateway under test next to nothing (reading every row each time took the process's GIL for milliseconds
-        and inflated its figures)."""
+        """(replies stored, messages the agent saw in all), in one aggregate query."""
         seen = func.coalesce(func.sum(cast(func.substr(messages.c.content, 5), Integer)), 0)
         query = select(func.count(), seen).where(messages.c.run_id.is_not(None), messages.c.content.like("got %"))
         with self.store.engine.connect() as conn:
             replies, saw = conn.execute(query).one()
         return int(replies), int(saw)
 
+    def replies_stored(self) -> float:
+        """Web replies stored so far, from the gateway's own metrics (a ``web:`` reply is delivered by being stored:
+        ``kanmon_deliveries{channel="web", result="sent"}``): in memory, read at no cost to the gateway."""
+        return sum(
+            sample.value
+            for metric in self.gateway.metrics.deliveries.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels == {"channel": "web", "result": "sent"}
+        )
+
     async def until(self, replies: int, seen: int) -> float:
+        """The moment ``replies`` replies are stored and the agent has seen ``seen`` messages.
+
+        The store is asked at first, then each time the gateway counts a reply stored, and every 0.1 s whatever the
+        count says; not every few milliseconds: a query every 5 ms took 0.6 s of CPU in a 4 s burst on 2 cores, CPU
+        that the Docker engine starting the containers then lacked, and so inflated the figures."""
+        asked, asked_at = -1.0, 0.0
         while True:
-            got, saw = await asyncio.to_thread(self.answers)
-            if got >= replies and saw >= seen:
-                return time.perf_counter()
-            await asyncio.sleep(0.005)
+            stored = self.replies_stored()
+            if stored != asked or time.perf_counter() - asked_at > 0.1:
+                asked, asked_at = stored, time.perf_counter()
+                got, saw = await asyncio.to_thread(self.answers)
+                if got >= replies and saw >= seen:
+                    return time.perf_counter()
+            await asyncio.sleep(0.002)
 
     async def idle(self) -> None:
         """Until the last run has released its container, as the floor's `docker run --rm` waits for its own removal
@@ -201,7 +218,7 @@ def report(figures: dict[str, list[float]]) -> None:
 
     single, floor = med("single"), med("floor single")
     print(f"single message → reply stored, p50: {single * 1000:.0f} ms; floor (docker run to first output) "
-          f"{floor * 1000:.0f} ms; +{(single - floor) * 1000:.0f} ms (target ≤ +50 ms)")  # fmt: skip
+          f"{floor * 1000:.0f} ms; {(single - floor) * 1000:+.0f} ms (target ≤ +50 ms)")  # fmt: skip
     floor_burst = med("floor burst")
     for name in ("burst 200/20", "burst 200/10"):
         seconds = med(name)
