@@ -17,6 +17,10 @@ Ingest, with the gateway already serving (its start-up tick is not counted); by 
 * ``put``: one ``await gateway.put_message(...)`` after another, as an adapter would, each its own
   transaction and each waking the loop; the gateway works while they arrive (ingest competes with the runs).
 
+With ``put``, a first pass stores the same messages the same way into a gateway that is not serving (nothing is
+routed, no run starts): the most one awaited put after another can reach in this process, whatever the pipeline
+behind them costs.
+
 The clock runs from the first insert until no inbound row is ``new`` any more (every row consumed, every reply
 recorded) and the queue is idle; messages/s = messages / that time. One pass per ingest mode and per
 ``--concurrency`` value (the queue's max_concurrent, default 5), each on a fresh store. Prints figures; asserts
@@ -122,6 +126,13 @@ def batch_insert(store: Store, news: list[NewMessage]) -> None:
         conn.execute(insert(messages), rows)
 
 
+def bench_messages(groups: int, count: int) -> list[NewMessage]:
+    """``count`` messages round-robin to the ``web:`` chats of ``groups`` groups ``g0000`` …"""
+    return [
+        NewMessage(chat_jid=f"web:g{i % groups:04d}", content=f"message {i}", sender="user:1") for i in range(count)
+    ]
+
+
 async def settle(gateway: Gateway, store: Store) -> None:
     """Return once the queue is idle and no inbound row is new (the store is asked only when the queue is idle)."""
     while True:
@@ -144,9 +155,7 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
         max_concurrent=concurrency,
     )
     gateway = Gateway(store, {"inprocess": runtime}, config)
-    news = [
-        NewMessage(chat_jid=f"web:{folders[i % groups]}", content=f"message {i}", sender="user:1") for i in range(count)
-    ]
+    news = bench_messages(groups, count)
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
     commits = [0]
@@ -187,6 +196,19 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
     return result
 
 
+async def put_ceiling(store: Store, data_dir: Path, *, groups: int, count: int) -> float:
+    """Messages/s of one awaited ``put_message`` after another into a gateway that is not serving."""
+    config = GatewayConfig(run=RunDefaults(instance="bench", data_dir=data_dir, runtime="inprocess"))
+    gateway = Gateway(store, {"inprocess": InProcessRuntime(one_reply_agent)}, config)
+    news = bench_messages(groups, count)
+    start = time.perf_counter()
+    for new in news:
+        await gateway.put_message(new)
+    seconds = time.perf_counter() - start
+    gateway.db.close()
+    return count / seconds
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
@@ -201,6 +223,10 @@ async def main() -> None:
     print(f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent")
     print(f"on {describe(args.url)}")
     with tempfile.TemporaryDirectory() as tmp:
+        if "put" in args.ingest:
+            with fresh_store(args.url, Path(tmp)) as store:
+                ceiling = await put_ceiling(store, Path(tmp) / "ceiling", groups=args.groups, count=args.messages)
+            print(f"put   ceiling: {ceiling:7.0f} messages/s stored with nothing behind them (no routing, no runs)")
         for ingest in args.ingest:
             for n in args.concurrency:
                 with fresh_store(args.url, Path(tmp)) as store:
