@@ -20,7 +20,7 @@ from kanmon.gated.group_view import describe_group, render_group
 from kanmon.gated.output import emit_json, iso, json_option
 from kanmon.gateway import IdleQueue, LayerContext, probe_message
 from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
-from kanmon.gateway.context import STORE_READ_PREFIXES
+from kanmon.gateway.channels import STORE_READ_PREFIXES
 from kanmon.gateway.explanation import explain_document
 from kanmon.router import check_route, check_target_known, folder_targets
 from kanmon.store import Conflict, Group, NotFound, Route

@@ -23,6 +23,7 @@ from kanmon.gated.exits import Exit
 from kanmon.gated.output import emit_json, iso, json_option, run_json
 from kanmon.gated.usage_commands import show_today
 from kanmon.gateway.context import read_from_store
+from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.held import HeldStatus, held_chats
 from kanmon.gateway.tasks import describe_schedule, task_json, when
 from kanmon.gateway.usage_report import today_spend
@@ -186,7 +187,7 @@ def no_channel(store: Store, daemons: Mapping[str, str]) -> dict[str, int]:
     """Pending replies per chat that no registered adapter (by its JID prefixes) and no configured daemon's outbox
     takes: they wait until an adapter for them registers, with nothing in their row to say so."""
     prefixes = tuple(prefix for channel in store.list_channels() for prefix in channel.jid_prefixes)
-    outboxes = {f"daemon:{name}" for name in daemons}
+    outboxes = {daemon_jid(name) for name in daemons}
     return {
         jid: rows
         for jid, rows in store.pending_by_chat().items()

@@ -12,7 +12,20 @@ from typing import Protocol
 
 from kanmon.store import Chat, Message
 
-__all__ = ["Deliverer", "StoreReadChannel", "exact", "overlap", "owner", "takes"]
+__all__ = [
+    "STORE_READ_PREFIXES",
+    "Deliverer",
+    "StoreReadChannel",
+    "exact",
+    "overlap",
+    "owner",
+    "store_read_channels",
+    "takes",
+]
+
+#: Chats whose readers read the store itself (the web chat's page, a delegate's inbox): a row there is delivered by
+#: being stored (kanmon.gateway.delivery).
+STORE_READ_PREFIXES = ("web:", "local:")
 
 
 class Deliverer(Protocol):
@@ -40,6 +53,11 @@ class StoreReadChannel:
     async def send(self, message: Message) -> str | None:
         """Nothing to send: the row is where its reader looks."""
         return None
+
+
+def store_read_channels() -> list[StoreReadChannel]:
+    """The built-in channels: one per prefix of :data:`STORE_READ_PREFIXES`, named after it (``web``, ``local``)."""
+    return [StoreReadChannel(prefix.removesuffix(":"), [prefix]) for prefix in STORE_READ_PREFIXES]
 
 
 def overlap(a: Sequence[str], b: Sequence[str]) -> bool:

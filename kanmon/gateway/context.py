@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from kanmon.clock import Clock
 from kanmon.folders import family_parent
 from kanmon.gateway.auth import AuthConfig
+from kanmon.gateway.channels import STORE_READ_PREFIXES
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.registry import Registry
 from kanmon.router import ImpulseConfig, Route
 from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
 
-__all__ = ["GATEWAY_ORIGIN", "STORE_READ_PREFIXES", "LayerContext", "may_route", "read_from_store", "reply_id"]
+__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "read_from_store", "reply_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +150,6 @@ class LayerContext:
             self.outbox.append(new)
         else:
             self.store.put_message(new, now=self.now())
-
-
-#: Chats whose readers read the store itself (the web chat's page, a delegate's inbox): a row there is delivered by
-#: being stored (kanmon.gateway.delivery).
-STORE_READ_PREFIXES = ("web:", "local:")
 
 
 def read_from_store(chat_jid: str) -> bool:

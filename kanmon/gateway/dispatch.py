@@ -35,7 +35,10 @@ from kanmon.queue import Lane, lane_for
 from kanmon.router import ImpulseConfig
 from kanmon.store import Dispatch, Message, NewMessage, Store
 
-__all__ = ["Admitted", "Dispatcher", "TickWork", "daemon_jid", "delegation_jid"]
+__all__ = ["DAEMON_PREFIX", "Admitted", "Dispatcher", "TickWork", "daemon_jid", "delegation_jid"]
+
+#: The chats that are the outboxes of daemon targets (:func:`daemon_jid`).
+DAEMON_PREFIX = "daemon:"
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def delegation_jid(folder: str) -> str:
 
 def daemon_jid(name: str) -> str:
     """The outbox of the daemon target ``name``: rows there are POSTed to the daemon by its deliverer."""
-    return f"daemon:{name}"
+    return f"{DAEMON_PREFIX}{name}"
 
 
 @dataclass(frozen=True, slots=True)

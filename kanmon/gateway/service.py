@@ -20,7 +20,8 @@ from kanmon import redaction
 from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer, daemon_deliverer
-from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker, StoreReadChannel
+from kanmon.gateway.channels import store_read_channels
+from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker
 from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.fetch import Fetcher, FetchPolicy
@@ -209,8 +210,7 @@ class Gateway:
         self.expiry = ExpiryWatch(
             self.runner.resets, self.registry, self.queue.enqueue, clock=self.clock, interval=config.session_watch
         )
-        built_in = [StoreReadChannel("web", ["web:"]), StoreReadChannel("local", ["local:"])]
-        self._fixed_deliverers: list[Deliverer] = [*built_in, *deliverers]
+        self._fixed_deliverers: list[Deliverer] = [*store_read_channels(), *deliverers]
         self.adapter_config = config.adapters
         self._adapter_client: httpx.AsyncClient | None = None
         self.delivery = DeliveryWorker(
