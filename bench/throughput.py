@@ -1,7 +1,7 @@
 """Pipeline throughput with an in-process runtime (SPEC §15: ≥ 2,000 messages/s, 1,000 groups, SQLite, 2 cores).
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--groups 1000] [--concurrency 5 [1 20 …]]
-                                         [--ingest batch put] [--url postgresql+psycopg://…/postgres]
+                                         [--ingest batch put] [--producers 1] [--url postgresql+psycopg://…/postgres]
 
 A real :class:`kanmon.gateway.Gateway` serves a fresh store (SQLite in a temp dir, or a fresh database on the
 PostgreSQL server ``--url`` names) with ``--groups`` groups
@@ -14,12 +14,13 @@ Ingest, with the gateway already serving (its start-up tick is not counted); by 
 
 * ``batch``: every row in one INSERT transaction, then one ``gateway.wake()``: the pipeline on its own, which is
   what the SPEC target is about;
-* ``put``: one ``await gateway.put_message(...)`` after another, as an adapter would, each its own
-  transaction and each waking the loop; the gateway works while they arrive (ingest competes with the runs).
+* ``put``: ``--producers`` tasks (default 1), each making one ``await gateway.put_message(...)`` after another, as
+  adapters would, each put waking the loop; the gateway works while they arrive (ingest competes with the runs).
+  Puts made at the same time share a transaction (the gateway's group commit); one producer's never do.
 
 With ``put``, a first pass stores the same messages the same way into a gateway that is not serving (nothing is
-routed, no run starts): the most one awaited put after another can reach in this process, whatever the pipeline
-behind them costs.
+routed, no run starts): the most those producers' puts can reach in this process, whatever the pipeline behind
+them costs.
 
 The clock runs from the first insert until no inbound row is ``new`` any more (every row consumed, every reply
 recorded) and the queue is idle; messages/s = messages / that time. One pass per ingest mode and per
@@ -71,6 +72,7 @@ class Result:
     left_new: int
     dead: int
     transactions: int  # every commit on the store during the pass, ingest included
+    ingest_transactions: int  # the commits that stored the messages
     cpu_seconds: float  # this process's CPU time over the pass (every thread; a PostgreSQL server's is not in it)
 
     def lines(self) -> list[str]:
@@ -84,7 +86,7 @@ class Result:
             f"{self.messages / max(self.runs, 1):.1f} messages/run   replies {self.replies:,}   "
             f"left new {self.left_new}   dead {self.dead}",
             f"   {self.transactions:,} transactions = {self.transactions / max(self.runs, 1):.2f} per run "
-            f"(ingest's own included: {self.messages if self.ingest == 'put' else 1:,})",
+            f"(ingest's own included: {self.ingest_transactions:,})",
             f"   CPU {self.cpu_seconds:5.2f} s = {self.messages / max(self.cpu_seconds, 1e-9):7.0f} messages per CPU "
             "second (what one idle core would give; the load average above takes the rest)",
         ]
@@ -143,7 +145,19 @@ async def settle(gateway: Gateway, store: Store) -> None:
         await asyncio.sleep(0.005)
 
 
-async def measure(store: Store, data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str) -> Result:
+async def put_all(gateway: Gateway, news: list[NewMessage], producers: int) -> None:
+    """``news`` put by ``producers`` tasks at once, each one awaited put after another (message i by task i mod n)."""
+
+    async def producer(first: int) -> None:
+        for new in news[first::producers]:
+            await gateway.put_message(new)
+
+    await asyncio.gather(*(producer(first) for first in range(producers)))
+
+
+async def measure(
+    store: Store, data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str, producers: int
+) -> Result:
     """One pass on the fresh, empty ``store``."""
     folders = [f"g{i:04d}" for i in range(groups)]
     for folder in folders:
@@ -168,8 +182,7 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
             await asyncio.to_thread(batch_insert, store, news)
             gateway.wake()
         else:
-            for new in news:
-                await gateway.put_message(new)
+            await put_all(gateway, news, producers)
         ingested = time.perf_counter()
         await settle(gateway, store)
         done, cpu = time.perf_counter(), time.process_time() - cpu
@@ -191,19 +204,19 @@ async def measure(store: Store, data_dir: Path, *, groups: int, count: int, conc
         left_new=counts["inbound_new"],
         dead=counts["dead_letters"],
         transactions=transactions,
+        ingest_transactions=gateway.puts.commits if ingest == "put" else 1,
         cpu_seconds=cpu,
     )
     return result
 
 
-async def put_ceiling(store: Store, data_dir: Path, *, groups: int, count: int) -> float:
-    """Messages/s of one awaited ``put_message`` after another into a gateway that is not serving."""
+async def put_ceiling(store: Store, data_dir: Path, *, groups: int, count: int, producers: int) -> float:
+    """Messages/s of :func:`put_all` into a gateway that is not serving."""
     config = GatewayConfig(run=RunDefaults(instance="bench", data_dir=data_dir, runtime="inprocess"))
     gateway = Gateway(store, {"inprocess": InProcessRuntime(one_reply_agent)}, config)
     news = bench_messages(groups, count)
     start = time.perf_counter()
-    for new in news:
-        await gateway.put_message(new)
+    await put_all(gateway, news, producers)
     seconds = time.perf_counter() - start
     gateway.db.close()
     return count / seconds
@@ -217,22 +230,31 @@ async def main() -> None:
     parser.add_argument(
         "--ingest", choices=["batch", "put"], nargs="+", default=["batch", "put"], help="see the module docstring"
     )
+    parser.add_argument("--producers", type=int, default=1, help="tasks putting messages at once (put mode)")
     add_url_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent")
+    print(
+        f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent; "
+        f"put mode: {args.producers} producer(s)"
+    )
     print(f"on {describe(args.url)}")
     with tempfile.TemporaryDirectory() as tmp:
         if "put" in args.ingest:
             with fresh_store(args.url, Path(tmp)) as store:
-                ceiling = await put_ceiling(store, Path(tmp) / "ceiling", groups=args.groups, count=args.messages)
-            print(f"put   ceiling: {ceiling:7.0f} messages/s stored with nothing behind them (no routing, no runs)")
+                ceiling = await put_ceiling(
+                    store, Path(tmp) / "ceiling", groups=args.groups, count=args.messages, producers=args.producers
+                )
+            print(
+                f"put   ceiling: {ceiling:7.0f} messages/s stored by {args.producers} producer(s) with nothing behind "
+                "them (no routing, no runs)"
+            )
         for ingest in args.ingest:
             for n in args.concurrency:
                 with fresh_store(args.url, Path(tmp)) as store:
                     result = await measure(
                         store, Path(tmp) / f"{ingest}-{n}", groups=args.groups, count=args.messages, concurrency=n,
-                        ingest=ingest,
+                        ingest=ingest, producers=args.producers,
                     )  # fmt: skip
                 for line in result.lines():
                     print(line, flush=True)

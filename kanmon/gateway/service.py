@@ -43,7 +43,7 @@ from kanmon.gateway.typing import Ping, TypingSignal, adapter_ping, typing_chann
 from kanmon.gateway.upstreams import CredentialGrants, ProxyConfig
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.store import Message, NewMessage, PutResult, Store
-from kanmon.store.aio import AsyncStore
+from kanmon.store.aio import AsyncStore, GroupCommit
 
 if TYPE_CHECKING:
     import httpx  # imported where used: gated starts without it (see kanmon.lazy)
@@ -111,6 +111,8 @@ class Gateway:
             redaction.remember(secret)
         self.clock: Clock = clock or SystemClock()
         self.db = db or AsyncStore(store, clock=self.clock)
+        #: :meth:`put_message`'s writes: puts made together (several adapters, web pages) share one transaction.
+        self.puts = GroupCommit(self.db, store.put_messages, name="puts", retrying=False)
         self.metrics = metrics or GatewayMetrics(
             delivery_deadline=config.adapters.deadline, max_folders=config.metric_folders
         )
@@ -142,12 +144,8 @@ class Gateway:
             media_root / "url.key", ttl=config.media.url_ttl, clock=self.clock, base_url=config.media.public_url
         )
         #: which chat topics a run works on now; pings adapters that take typing (kanmon.gateway.typing)
-        self.typing = TypingSignal(
-            clock=self.clock,
-            interval=config.adapters.typing_interval,
-            pinger=self._typing_ping,
-            on_change=self.feed.signal,
-        )
+        self.typing = TypingSignal(clock=self.clock, interval=config.adapters.typing_interval, pinger=self._typing_ping,
+                                   on_change=self.feed.signal)  # fmt: skip
         #: Where the credential proxy must listen for a run (gated sets it when it serves the proxy; issue 19).
         self.proxy_listen: Callable[[str], Awaitable[None]] = _nowhere
         proxy = config.credential_proxy
@@ -325,8 +323,9 @@ class Gateway:
         return await readiness(self)
 
     async def put_message(self, new: NewMessage) -> PutResult:
-        """Store ``new`` (idempotent on its id) and wake the loop."""
-        result: PutResult = await self.db.once(self.store.put_message, new, now=self.clock.now())
+        """Store ``new`` (idempotent on its id) and wake the loop; raises what :meth:`Store.put_message` raises, and
+        StoreUnavailable at once while the database cannot be reached. Puts made meanwhile go in one transaction."""
+        result = await self.puts((new, self.clock.now()))
         if result.created:
             self.loop.wake()
         return result

@@ -30,7 +30,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from kanmon.clock import Clock, SystemClock
-from kanmon.store.errors import StoreUnavailable
+from kanmon.store.errors import StoreFenced, StoreUnavailable
 from kanmon.store.store import Store
 
 __all__ = ["AsyncStore", "GroupCommit"]
@@ -137,13 +137,19 @@ class GroupCommit(Generic[Item, R]):
     (:meth:`~kanmon.store.Store.writer_turn`), not when the transaction is asked for: on SQLite, the writes that
     arrive while it waits for another writer join it instead of waiting for the next turn.
 
-    Retried while the database is unreachable (:meth:`AsyncStore.retrying`). When a transaction of several items
-    fails otherwise, each item is tried again alone, so one bad item fails only its own caller. Cancelling the commit
-    (a shutdown cancels every task) strands no caller: those whose writes its thread took get the transaction's outcome
-    when the thread is done, the others a cancellation (their writes were not made).
+    Retried while the database is unreachable (:meth:`AsyncStore.retrying`), unless made with ``retrying=False``:
+    then its callers get the :class:`~kanmon.store.StoreUnavailable` at once (:meth:`AsyncStore.once`), as an
+    adapter's HTTP request should rather than wait for the database. When a transaction of several items fails
+    otherwise, each item is tried again alone, so one bad item fails only its own caller (an unreachable or fenced
+    store is no item's fault: every caller gets that error). Cancelling the commit (a shutdown cancels every task)
+    strands no caller: those whose writes its thread took get the transaction's outcome when the thread is done, the
+    others a cancellation (their writes were not made).
     """
 
-    def __init__(self, db: AsyncStore, apply_many: Callable[[list[Item]], list[R]], *, name: str) -> None:
+    def __init__(
+        self, db: AsyncStore, apply_many: Callable[[list[Item]], list[R]], *, name: str, retrying: bool = True
+    ) -> None:
+        self._call = db.retrying if retrying else db.once
         self._db = db
         self._apply_many = apply_many
         self._name = name
@@ -188,7 +194,7 @@ class GroupCommit(Generic[Item, R]):
 
     async def _commit(self) -> None:
         batch: list[tuple[Item, asyncio.Future[R]]] = []  # kept across retries: taken items are not taken again
-        transaction = asyncio.ensure_future(self._db.retrying(self._take_and_apply, batch))
+        transaction = asyncio.ensure_future(self._call(self._take_and_apply, batch))
         try:
             results = await asyncio.shield(transaction)
         except asyncio.CancelledError:
@@ -196,14 +202,14 @@ class GroupCommit(Generic[Item, R]):
             transaction.add_done_callback(partial(_settle_all, batch))
             raise
         except Exception as exc:
-            if len(batch) <= 1:
+            if len(batch) <= 1 or isinstance(exc, StoreUnavailable | StoreFenced):  # no item's fault: all alike
                 for _, future in batch:
                     _settle(future, exc)
                 return
             logger.warning("%s: a transaction of %d failed (%s); trying each alone", self._name, len(batch), exc)
             for item, future in batch:
                 try:
-                    _resolve(future, (await self._db.retrying(self._apply_many, [item]))[0])
+                    _resolve(future, (await self._call(self._apply_many, [item]))[0])
                 except Exception as alone:
                     _settle(future, alone)
             return

@@ -4,7 +4,7 @@ seq order, and per-chat state."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,18 @@ class MessageStore(StoreBase):
         with self._write(fenced=fenced) as conn:
             lock_appends(conn)
             return append_values(conn, new, values)
+
+    def put_messages(self, puts: Sequence[tuple[NewMessage, dt.datetime | None]]) -> list[PutResult]:
+        """:meth:`put_message` for each ``(new, now)`` in turn, all in one transaction; one result per put, in order.
+
+        A message put twice in ``puts`` is stored once: the second gets the first's row, ``created=False``. Raises
+        what :meth:`put_message` raises for the first put it refuses, and then stores none of them (the gateway's
+        group commit then tries each alone: :class:`kanmon.store.aio.GroupCommit`).
+        """
+        values = [insert_values(new, self._stamp(now)) for new, now in puts]
+        with self._write() as conn:
+            lock_appends(conn)
+            return [append_values(conn, new, row) for (new, _), row in zip(puts, values, strict=True)]
 
     def get_message(self, chat_jid: str, message_id: str) -> Message | None:
         """The message ``message_id`` of ``chat_jid``, if stored."""

@@ -80,6 +80,20 @@ async def test_a_write_retried_after_an_outage_is_made_once_with_whatever_joined
     assert db.outage is None
 
 
+async def test_without_retrying_an_outage_fails_every_caller_at_once_and_the_next_write_is_made(db: AsyncStore) -> None:
+    """``retrying=False`` (the gateway's puts: an adapter's request gets its 503 instead of waiting): the outage fails
+    the whole batch, and no item is tried again alone (an unreachable database is no item's fault)."""
+    apply = Recorder(db.store, unavailable=1)
+    commit = GroupCommit(db, apply, name="test", retrying=False)
+    results = await asyncio.gather(*(commit(n) for n in range(3)), return_exceptions=True)
+    assert [type(result) for result in results] == [StoreUnavailable] * 3
+    assert apply.batches == []
+    assert db.outage is not None
+    assert await commit(4) == "done 4"
+    assert db.outage is None
+    assert [db.store.get_state(f"item-{n}") for n in range(5)] == [None, None, None, None, "4"]
+
+
 async def test_writes_arriving_while_it_waits_for_the_writer_turn_join_that_transaction(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
     upgrade(store.engine)

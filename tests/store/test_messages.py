@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import event
 
 from kanmon.errors import InvalidInput
 from kanmon.store import NewMessage, Store
@@ -53,6 +54,26 @@ def test_a_reply_recorded_twice_for_the_same_run_output_is_stored_once(store: St
     assert again.message.seq == first.message.seq
     assert first.message.delivery_status == "pending"
     assert first.message.status is None
+
+
+def test_put_messages_appends_each_in_order_in_one_transaction(store: Store) -> None:
+    """The gateway's group commit of puts (Gateway.put_message): one transaction, each put's own result and time."""
+    commits = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(conn))
+    now = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC)
+    results = store.put_messages([(inbound(id="a"), now), (inbound(id="b"), None), (inbound(id="a", content="x"), now)])
+    assert len(commits) == 1
+    assert [result.created for result in results] == [True, True, False]
+    assert results[2].message == results[0].message  # put twice in one batch: stored once, the repeat gets its row
+    assert results[0].message.seq < results[1].message.seq
+    assert results[0].message.received_at == now
+    assert [message.id for message in store.new_messages(0)] == ["a", "b"]
+
+
+def test_put_messages_with_one_refused_message_stores_none_of_them(store: Store) -> None:
+    with pytest.raises(InvalidInput):
+        store.put_messages([(inbound(id="a"), None), (inbound(chat="no-colon"), None)])
+    assert store.new_messages(0) == []
 
 
 def test_timestamps_are_stored_in_utc_and_returned_aware(store: Store) -> None:
