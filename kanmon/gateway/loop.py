@@ -43,7 +43,7 @@ from kanmon.gateway.registry import Registry
 from kanmon.gateway.settle import Settle
 from kanmon.queue import GroupQueue, Lane, RetryPolicy
 from kanmon.router import ImpulseConfig
-from kanmon.stopping import nap
+from kanmon.stopping import nap, unless_stopped
 from kanmon.store import LaneHead, Message, StoreError
 from kanmon.store.aio import AsyncStore
 
@@ -153,7 +153,6 @@ class MessageLoop:
         )
         self._settle = Settle(self._clock, config.settle_max)
         self._wake = asyncio.Event()
-        self._unwoken = asyncio.Event()  # never set: the tick gap is cut short by stopping only (a wake-up waits)
         self._cursor: int | None = None
         self._watched = 0  # the highest seq the watch has looked at (_stored_elsewhere)
         self._held_lanes: dict[str, set[Lane]] = {}
@@ -207,8 +206,9 @@ class MessageLoop:
                     if self._failures:
                         logger.info("loop recovered after %d failed ticks", self._failures)
                     self._failures = 0
-                    if 0 < read < self._config.poll_batch:
-                        await nap(self._unwoken, stopping, self._clock, self._config.tick_gap)
+                    if self._config.tick_gap > 0 and 0 < read < self._config.poll_batch:
+                        # cut short by stopping only: a wake-up meanwhile is kept for the tick after the gap
+                        await unless_stopped(self._clock.sleep(self._config.tick_gap), stopping)
                 await self._wait(stopping, delay)
         finally:
             for task in self._settling.values():
