@@ -45,12 +45,11 @@ class MessageStore(StoreBase):
         other callers may leave it to the wall clock. ``fenced``: gated's own writes fail with StoreFenced once
         another gated took the store. Text is made storable first (:mod:`kanmon.store.text`).
         """
-        values = insert_values(new, self._stamp(now))
-        with self._write(fenced=fenced) as conn:
-            lock_appends(conn)
-            return append_values(conn, new, values)
+        return self.put_messages([(new, now)], fenced=fenced)[0]
 
-    def put_messages(self, puts: Sequence[tuple[NewMessage, dt.datetime | None]]) -> list[PutResult]:
+    def put_messages(
+        self, puts: Sequence[tuple[NewMessage, dt.datetime | None]], *, fenced: bool = False
+    ) -> list[PutResult]:
         """:meth:`put_message` for each ``(new, now)`` in turn, all in one transaction; one result per put, in order.
 
         A message put twice in ``puts`` is stored once: the second gets the first's row, ``created=False``. Raises
@@ -58,7 +57,7 @@ class MessageStore(StoreBase):
         group commit then tries each alone: :class:`kanmon.store.aio.GroupCommit`).
         """
         values = [insert_values(new, self._stamp(now)) for new, now in puts]
-        with self._write() as conn:
+        with self._write(fenced=fenced) as conn:
             lock_appends(conn)
             return [append_values(conn, new, row) for (new, _), row in zip(puts, values, strict=True)]
 
