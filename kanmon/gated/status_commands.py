@@ -22,7 +22,7 @@ from kanmon.gated.auth_commands import refused_json, show_refused
 from kanmon.gated.exits import Exit
 from kanmon.gated.output import emit_json, iso, json_option, run_json
 from kanmon.gated.usage_commands import show_today
-from kanmon.gateway.context import read_from_store
+from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.held import HeldStatus, held_chats
 from kanmon.gateway.tasks import describe_schedule, task_json, when

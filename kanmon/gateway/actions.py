@@ -42,7 +42,8 @@ from kanmon.container.actions import (
 from kanmon.container.events import Output
 from kanmon.errors import InvalidInput, KanmonError
 from kanmon.folders import validate_topic
-from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.owner import resolve_owner
 from kanmon.gateway.prompt import Batch

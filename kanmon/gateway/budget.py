@@ -19,7 +19,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from kanmon.clock import Clock
-from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.usage import Reported, group_zone, local_day, usage_entries

@@ -19,6 +19,7 @@ __all__ = [
     "exact",
     "overlap",
     "owner",
+    "read_from_store",
     "store_read_channels",
     "takes",
 ]
@@ -53,6 +54,11 @@ class StoreReadChannel:
     async def send(self, message: Message) -> str | None:
         """Nothing to send: the row is where its reader looks."""
         return None
+
+
+def read_from_store(chat_jid: str) -> bool:
+    """True for a chat whose readers read the store itself: storing a row there is its delivery."""
+    return chat_jid.startswith(STORE_READ_PREFIXES)
 
 
 def store_read_channels() -> list[StoreReadChannel]:

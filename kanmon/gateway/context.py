@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from kanmon.clock import Clock
 from kanmon.folders import family_parent
 from kanmon.gateway.auth import AuthConfig
-from kanmon.gateway.channels import STORE_READ_PREFIXES
+from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.registry import Registry
 from kanmon.router import ImpulseConfig, Route
 from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
 
-__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "read_from_store", "reply_id"]
+__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "reply_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,11 +150,6 @@ class LayerContext:
             self.outbox.append(new)
         else:
             self.store.put_message(new, now=self.now())
-
-
-def read_from_store(chat_jid: str) -> bool:
-    """True for a chat whose readers read the store itself: storing a row there is its delivery."""
-    return chat_jid.startswith(STORE_READ_PREFIXES)
 
 
 def reply_id(message: Message) -> str:

@@ -7,7 +7,8 @@ chat starts clean.
 
 from __future__ import annotations
 
-from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.prompt import Batch
 from kanmon.store import NewMessage, RunEnd
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 
 from kanmon.clock import Clock
 from kanmon.gateway.auth import AuthConfig
-from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
 from kanmon.gateway.hooks import NO_HOOKS, Hooks, Retarget
 from kanmon.gateway.metrics import GatewayMetrics

@@ -29,7 +29,8 @@ from collections.abc import Callable
 
 from kanmon.errors import InvalidInput
 from kanmon.gateway.auth import AuthConfig, platform_of
-from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.decisions import Refused
 from kanmon.store import AllowEntry, Issued, NewMessage, NotFound, PairingCode, PairingRequest, Store
 

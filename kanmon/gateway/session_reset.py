@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable
 
 from kanmon.clock import Clock
 from kanmon.folders import split_jid
-from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.flush_turn import FlushTurns
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks

@@ -21,7 +21,8 @@ from kanmon.clock import Clock
 from kanmon.container import ContainerError, Exited, ExitReason, Output
 from kanmon.container.events import AttachmentRef
 from kanmon.container.handle import RunHandle
-from kanmon.gateway.context import GATEWAY_ORIGIN, read_from_store
+from kanmon.gateway.channels import read_from_store
+from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.outcome import Ending
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.recorder import ReplyRecorder

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from kanmon.gateway import Gateway, GatewayConfig, RunDefaults
-from kanmon.gateway.channels import STORE_READ_PREFIXES, StoreReadChannel, owner, store_read_channels
-from kanmon.gateway.context import read_from_store
+from kanmon.gateway.channels import STORE_READ_PREFIXES, StoreReadChannel, owner, read_from_store, store_read_channels
 from kanmon.gateway.dispatch import DAEMON_PREFIX, daemon_jid
 from kanmon.store import Store, upgrade
 from kanmon.web.adapter_bodies import RESERVED_NAMES, RESERVED_PREFIXES
