@@ -128,10 +128,16 @@ def batch_insert(store: Store, news: list[NewMessage]) -> None:
         conn.execute(insert(messages), rows)
 
 
-def bench_messages(groups: int, count: int) -> list[NewMessage]:
-    """``count`` messages round-robin to the ``web:`` chats of ``groups`` groups ``g0000`` …"""
+def bench_folders(groups: int) -> list[str]:
+    """The folders of ``groups`` groups: ``g0000`` …"""
+    return [f"g{i:04d}" for i in range(groups)]
+
+
+def bench_messages(folders: list[str], count: int) -> list[NewMessage]:
+    """``count`` messages round-robin to the ``web:`` chats of ``folders``."""
     return [
-        NewMessage(chat_jid=f"web:g{i % groups:04d}", content=f"message {i}", sender="user:1") for i in range(count)
+        NewMessage(chat_jid=f"web:{folders[i % len(folders)]}", content=f"message {i}", sender="user:1")
+        for i in range(count)
     ]
 
 
@@ -159,7 +165,7 @@ async def measure(
     store: Store, data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str, producers: int
 ) -> Result:
     """One pass on the fresh, empty ``store``."""
-    folders = [f"g{i:04d}" for i in range(groups)]
+    folders = bench_folders(groups)
     for folder in folders:
         store.add_group(Group(folder=folder))
     runtime = InProcessRuntime(one_reply_agent)
@@ -169,7 +175,7 @@ async def measure(
         max_concurrent=concurrency,
     )
     gateway = Gateway(store, {"inprocess": runtime}, config)
-    news = bench_messages(groups, count)
+    news = bench_messages(folders, count)
     stopping = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stopping))
     commits = [0]
@@ -214,7 +220,7 @@ async def put_ceiling(store: Store, data_dir: Path, *, groups: int, count: int, 
     """Messages/s of :func:`put_all` into a gateway that is not serving."""
     config = GatewayConfig(run=RunDefaults(instance="bench", data_dir=data_dir, runtime="inprocess"))
     gateway = Gateway(store, {"inprocess": InProcessRuntime(one_reply_agent)}, config)
-    news = bench_messages(groups, count)
+    news = bench_messages(bench_folders(groups), count)
     start = time.perf_counter()
     await put_all(gateway, news, producers)
     seconds = time.perf_counter() - start
