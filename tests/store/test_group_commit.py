@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kanmon.store import Store, StoreUnavailable, upgrade
+from kanmon.store import Store, StoreFenced, StoreUnavailable, upgrade
 from kanmon.store.aio import AsyncStore, GroupCommit
 
 
@@ -92,6 +92,20 @@ async def test_without_retrying_an_outage_fails_every_caller_at_once_and_the_nex
     assert await commit(4) == "done 4"
     assert db.outage is None
     assert [db.store.get_state(f"item-{n}") for n in range(5)] == [None, None, None, None, "4"]
+
+
+async def test_a_fenced_store_fails_every_caller_without_trying_each_alone(db: AsyncStore) -> None:
+    """Another gated took the store (SPEC §14): no item is at fault, so the batch is not split into lone retries."""
+    batches: list[list[int]] = []
+
+    def fenced(items: list[int]) -> list[str]:
+        batches.append(list(items))
+        raise StoreFenced("another gated holds the store")
+
+    commit = GroupCommit(db, fenced, name="test")
+    results = await asyncio.gather(*(commit(n) for n in range(3)), return_exceptions=True)
+    assert [type(result) for result in results] == [StoreFenced] * 3
+    assert batches == [[0, 1, 2]]
 
 
 async def test_writes_arriving_while_it_waits_for_the_writer_turn_join_that_transaction(tmp_path: Path) -> None:
