@@ -19,6 +19,7 @@ from sqlalchemy import Connection, CursorResult, bindparam, select, text
 
 from kanmon.errors import InvalidInput
 from kanmon.store.base import from_row, from_values
+from kanmon.store.lists import in_list
 from kanmon.store.records import Message, NewMessage, PutResult
 from kanmon.store.tables import messages
 from kanmon.store.text import storable, storable_json
@@ -158,9 +159,7 @@ def _in_both(key: tuple[str, str]) -> Any:
     """insert_new's check on SQLite, built once (it runs at the end of every run): reused statement objects skip
     SQLAlchemy's construction and cache-key work, which cost more than executing them (the issue 13 profile)."""
     first, second = (messages.c[name] for name in key)
-    return select(first, second).where(
-        first.in_(bindparam("b_first", expanding=True)), second.in_(bindparam("b_second", expanding=True))
-    )
+    return select(first, second).where(in_list(first, "b_first"), in_list(second, "b_second"))
 
 
 # insert_new's statement on SQLite, put_message's, and the poll's, built once: a new row hands back only what the

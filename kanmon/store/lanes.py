@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, bindparam, func, literal_column, select, union_all
 
 from kanmon.store.base import from_row
+from kanmon.store.lists import in_list
 from kanmon.store.records import Message
 from kanmon.store.tables import messages
 
@@ -42,7 +43,7 @@ _HEADS = (
     .order_by(func.min(messages.c.seq))
 )
 _FOLDER_HEADS = _HEADS.where(messages.c.routed_folder == bindparam("folder"))
-_FOLDERS_HEADS = _HEADS.where(messages.c.routed_folder.in_(bindparam("folders", expanding=True)))
+_FOLDERS_HEADS = _HEADS.where(in_list(messages.c.routed_folder, "folders"))
 
 
 def _batch_of(suffix: str = "") -> Any:

@@ -26,6 +26,7 @@ from typing import Literal
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
+from kanmon.store.lists import in_list
 from kanmon.store.records import Run
 from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
@@ -189,8 +190,8 @@ _SESSION_ID = select(sessions.c.session_id).where(SESSION_OF)
 DELETE_SESSION = delete(sessions).where(SESSION_OF)
 _RESET = select(session_resets).where(_OF)
 _UNTOLD_KEYS = select(session_resets).where(
-    session_resets.c.group_folder.in_(bindparam("b_folders", expanding=True)),
-    session_resets.c.topic.in_(bindparam("b_topics", expanding=True)),
+    in_list(session_resets.c.group_folder, "b_folders"),
+    in_list(session_resets.c.topic, "b_topics"),
     session_resets.c.announced.is_(False),
 )
 _TELL = update(session_resets).where(_OF).values(announced=True)
@@ -208,7 +209,7 @@ _LATEST_CHAT = (
     .scalar_subquery()
 )
 _SESSION_CHATS = select(*sessions.c, _LATEST_CHAT.label("chat_jid")).where(
-    sessions.c.group_folder.in_(bindparam("b_folders", expanding=True))
+    in_list(sessions.c.group_folder, "b_folders")
 )
 _DROP_DONE = delete(session_resets).where(
     _OF, session_resets.c.announced.is_(True), func.coalesce(session_resets.c.flush_session_id, "") == ""

@@ -21,10 +21,11 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, delete, select
 
 from kanmon.store.base import from_rows
 from kanmon.store.lanes import LaneHead, lane_batch, lane_batches, lane_heads_of
+from kanmon.store.lists import in_list
 from kanmon.store.records import Message, Run, RunStatus, SystemMessage
 from kanmon.store.resets import SessionReset, take_resets
 from kanmon.store.tables import session_log, sessions, system_messages
@@ -146,12 +147,10 @@ def _take_notes(conn: Connection, folders: list[str]) -> dict[str, list[SystemMe
 # run it (the issue 13 profile: 60 % of a run's bookkeeping).
 _INSERT_RUN = session_log.insert()
 _NOTES = (
-    select(system_messages)
-    .where(system_messages.c.group_folder.in_(bindparam("b_folders", expanding=True)))
-    .order_by(system_messages.c.id)
+    select(system_messages).where(in_list(system_messages.c.group_folder, "b_folders")).order_by(system_messages.c.id)
 )
-_DELETE_NOTES = delete(system_messages).where(system_messages.c.id.in_(bindparam("b_ids", expanding=True)))
+_DELETE_NOTES = delete(system_messages).where(in_list(system_messages.c.id, "b_ids"))
 _SESSIONS = select(sessions.c.group_folder, sessions.c.topic, sessions.c.session_id).where(
-    sessions.c.group_folder.in_(bindparam("b_folders", expanding=True)),
-    sessions.c.topic.in_(bindparam("b_topics", expanding=True)),
+    in_list(sessions.c.group_folder, "b_folders"),
+    in_list(sessions.c.topic, "b_topics"),
 )

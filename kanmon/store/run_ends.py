@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, bindparam, func, literal_column, select
 
 from kanmon.store.appends import insert_new_groups
 from kanmon.store.base import StoreBase, upsert_statement
+from kanmon.store.lists import in_list
 from kanmon.store.records import Message, NewMessage, RunStatus
 from kanmon.store.resets import DELETE_SESSION, SESSION_OF, close_flush, untold_resets
 from kanmon.store.tables import chats, messages, run_logs, session_log, sessions
@@ -227,9 +228,5 @@ _LOG_VALUES = ("stderr", "stdout", "recorded_at")
 # the (status, routed_folder, seq) index and read every waiting row of every folder for each run's end: O(backlog)
 # per run (tests/store/test_query_plans.py).
 _WAITING = func.coalesce(messages.c.status, "") == "new"
-_SETTLE_ROWS = (
-    update(messages)
-    .where(messages.c.seq.in_(bindparam("b_seqs", expanding=True)), _WAITING)
-    .values(status=bindparam("b_status"))
-)
+_SETTLE_ROWS = update(messages).where(in_list(messages.c.seq, "b_seqs"), _WAITING).values(status=bindparam("b_status"))
 _END_RUN = update(session_log).where(session_log.c.id == bindparam("b_id"))  # SET status, ended_at, … likewise

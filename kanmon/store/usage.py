@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select
 
 from kanmon.store.base import StoreBase
+from kanmon.store.lists import in_list
 from kanmon.store.tables import usage
 
 __all__ = ["SUM_KEYS", "UsageEntry", "UsageStore", "UsageSum", "record_usage"]
@@ -125,7 +126,7 @@ def _sum(row: Any, by: Sequence[str]) -> UsageSum:
     return UsageSum(key, counts[0], counts[1], counts[2], counts[3], counts[4], float(row.cost_usd))
 
 
-_RECORDED = select(usage.c.run_id, usage.c.output_index).where(usage.c.run_id.in_(bindparam("b_runs", expanding=True)))
+_RECORDED = select(usage.c.run_id, usage.c.output_index).where(in_list(usage.c.run_id, "b_runs"))
 _SPENT = select(func.coalesce(func.sum(usage.c.cost_usd), 0.0)).where(
     usage.c.group_folder == bindparam("b_folder"), usage.c.day == bindparam("b_day")
 )

@@ -18,6 +18,7 @@ from sqlalchemy import ARRAY, bindparam, case, func, select, update
 from kanmon.store.appends import insert_new, lock_appends
 from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.lanes import LaneHead, lane_batch, lane_heads
+from kanmon.store.lists import in_list
 from kanmon.store.records import Chat, Message, NewMessage
 from kanmon.store.tables import chats, messages, router_state
 
@@ -207,12 +208,10 @@ _ROUTE_ARRAYS = (
     )
 )
 _SETTLE_UNDECIDED = (
-    update(messages)
-    .where(messages.c.seq.in_(bindparam("b_seqs", expanding=True)), *_UNDECIDED)
-    .values(status=bindparam("b_status"))
+    update(messages).where(in_list(messages.c.seq, "b_seqs"), *_UNDECIDED).values(status=bindparam("b_status"))
 )
 _POLL_CURSOR = select(router_state.c.value).where(router_state.c.key == POLL_CURSOR_KEY)
-_CHATS = select(chats).where(chats.c.jid.in_(bindparam("b_jids", expanding=True)))
+_CHATS = select(chats).where(in_list(chats.c.jid, "b_jids"))
 _CONFIG_VERSION = select(router_state.c.value).where(router_state.c.key == CONFIG_VERSION_KEY)
 
 
