@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, func, or_, select, update
 
 from kanmon.store.base import StoreBase, from_rows
+from kanmon.store.lists import in_list
 from kanmon.store.records import Message
 from kanmon.store.tables import messages
 from kanmon.store.text import storable
@@ -102,15 +103,15 @@ class DeliveryStore(StoreBase):
         """Mark many pending outbound rows ``sent`` in one statement (channels whose readers read the store)."""
         if not seqs:
             return 0
-        stmt = (
-            update(messages)
-            .where(
-                messages.c.seq.in_(list(seqs)), messages.c.direction == "out", messages.c.delivery_status == "pending"
-            )
-            .values(delivery_status="sent", delivery_attempts=messages.c.delivery_attempts + 1)
-        )
         with self._write(fenced=True) as conn:
-            return int(conn.execute(stmt).rowcount)
+            return int(conn.execute(_MARK_SENT, {"b_seqs": list(seqs)}).rowcount)
+
+
+_MARK_SENT = (
+    update(messages)
+    .where(in_list(messages.c.seq, "b_seqs"), messages.c.direction == "out", messages.c.delivery_status == "pending")
+    .values(delivery_status="sent", delivery_attempts=messages.c.delivery_attempts + 1)
+)
 
 
 def _due(prefixes: Sequence[str], now: dt.datetime, exact: bool) -> tuple[ColumnElement[bool], ...]:
