@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Executable, create_engine, text
 from sqlalchemy.engine import make_url
 
 from kanmon.store import Store, upgrade
 
-__all__ = ["add_url_option", "describe", "fresh_store"]
+__all__ = ["add_url_option", "describe", "fresh_store", "read_row"]
 
 
 def add_url_option(parser: argparse.ArgumentParser) -> None:
@@ -74,3 +75,11 @@ def describe(url: str) -> str:
         backend = f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=NORMAL) in {tempfile.gettempdir()}"
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return f"{backend}; Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load}"
+
+
+def read_row(store: Store, query: Executable) -> tuple[Any, ...]:
+    """The one row ``query`` answers, read on the store's own pool the way the store reads: in a transaction ended by
+    COMMIT, since a ROLLBACK makes psycopg forget what it prepared on that connection (:mod:`kanmon.store.base`), and
+    a harness that rolled back would slow down the gated it measures."""
+    with store.engine.begin() as conn:
+        return tuple(conn.execute(query).one())

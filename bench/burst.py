@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from benchkit import describe
+from benchkit import describe, read_row
 from sqlalchemy import Integer, cast, func, select
 
 from kanmon.container.docker import DockerRuntime
@@ -126,8 +126,7 @@ class Kanmon:
         """(replies stored, messages the agent saw in all), in one aggregate query."""
         seen = func.coalesce(func.sum(cast(func.substr(messages.c.content, 5), Integer)), 0)
         query = select(func.count(), seen).where(messages.c.run_id.is_not(None), messages.c.content.like("got %"))
-        with self.store.engine.connect() as conn:
-            replies, saw = conn.execute(query).one()
+        replies, saw = read_row(self.store, query)
         return int(replies), int(saw)
 
     def replies_stored(self) -> float:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import add_url_option, describe, fresh_store
+from benchkit import add_url_option, describe, fresh_store, read_row
 from sqlalchemy import func, select
 
 from kanmon.container import AgentCall, InProcessRuntime
@@ -33,8 +33,7 @@ TARGET_RATE = 5_000.0
 def replies(store: Store) -> int:
     """Outbound rows written by runs."""
     query = select(func.count()).select_from(messages).where(messages.c.run_id.is_not(None))
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return int(read_row(store, query)[0])
 
 
 async def measure(store: Store, data_dir: Path, blocks: int) -> tuple[float, float, int]:

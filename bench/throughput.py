@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchkit import add_url_option, describe, fresh_store
+from benchkit import add_url_option, describe, fresh_store, read_row
 from sqlalchemy import Connection, event, func, insert, select
 
 from kanmon.container import AgentCall, InProcessRuntime
@@ -96,15 +96,13 @@ class Result:
 def inbound_new(store: Store) -> int:
     """Inbound rows still waiting (to be routed, or for their agent)."""
     query = select(func.count()).select_from(messages).where(messages.c.direction == "in", messages.c.status == "new")
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return int(read_row(store, query)[0])
 
 
 def replies(store: Store) -> int:
     """Outbound rows written by runs."""
     query = select(func.count()).select_from(messages).where(messages.c.run_id.is_not(None))
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return int(read_row(store, query)[0])
 
 
 def batch_insert(store: Store, news: list[NewMessage]) -> None:
