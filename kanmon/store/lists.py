@@ -1,12 +1,12 @@
 """``column IN (a list given at execution)`` whose SQL text does not depend on the list's length.
 
 SQLAlchemy expands ``column.in_(bindparam(name, expanding=True))`` into one placeholder per element when the
-statement runs, so on PostgreSQL a batch of 7 seqs and one of 8 are two different statements: psycopg neither caches
-their conversion (nor any statement with more than 50 parameters) nor prepares them, and the server parses and plans
-each one afresh (issue 13: the conversion alone was 9–13 % of gated's CPU in ``bench/throughput.py`` on PostgreSQL).
-:func:`in_list` renders ``column = ANY(%(name)s::TYPE[])`` there instead, one array parameter whatever the length;
-SQLite, which has no arrays, keeps the expanding ``IN``. The parameter is a list (or any iterable) of values either
-way; an empty one matches nothing.
+statement runs, so on PostgreSQL a batch of 7 seqs and one of 8 are two different statements: psycopg caches the
+conversion of neither when it has more than 50 parameters, seldom sees one text often enough to prepare it, and the
+server parses and plans each afresh (issue 13: converting them was about 9 % of gated's GIL-held time in
+``bench/throughput.py`` on PostgreSQL). :func:`in_list` renders ``column = ANY(%(name)s::TYPE[])`` there instead, one
+array parameter whatever the length; SQLite, which has no arrays, keeps the expanding ``IN``. The parameter is a
+list either way; an empty one matches nothing.
 
 Both forms are built when SQLAlchemy compiles the statement for a dialect, so a module-level statement stays one
 cached compilation per backend (SQLAlchemy's "Custom SQL Constructs and Compilation Extension").
