@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Executable, create_engine, text
+from sqlalchemy import Executable, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from kanmon.store import Store, upgrade
+from kanmon.store.tables import messages
 
-__all__ = ["add_url_option", "describe", "fresh_store", "read_row"]
+__all__ = ["add_url_option", "describe", "fresh_store", "read_row", "run_replies"]
 
 
 def add_url_option(parser: argparse.ArgumentParser) -> None:
@@ -83,3 +84,8 @@ def read_row(store: Store, query: Executable) -> tuple[Any, ...]:
     a harness that rolled back would slow down the gated it measures."""
     with store.engine.begin() as conn:
         return tuple(conn.execute(query).one())
+
+
+def run_replies(store: Store) -> int:
+    """How many outbound rows runs have written (replies)."""
+    return int(read_row(store, select(func.count()).select_from(messages).where(messages.c.run_id.is_not(None)))[0])

@@ -19,21 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import add_url_option, describe, fresh_store, read_row
-from sqlalchemy import func, select
+from benchkit import add_url_option, describe, fresh_store, run_replies
 
 from kanmon.container import AgentCall, InProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
 from kanmon.store import Group, NewMessage, Store
-from kanmon.store.tables import messages
 
 TARGET_RATE = 5_000.0
-
-
-def replies(store: Store) -> int:
-    """Outbound rows written by runs."""
-    query = select(func.count()).select_from(messages).where(messages.c.run_id.is_not(None))
-    return int(read_row(store, query)[0])
 
 
 async def measure(store: Store, data_dir: Path, blocks: int) -> tuple[float, float, int]:
@@ -73,7 +65,7 @@ async def measure(store: Store, data_dir: Path, blocks: int) -> tuple[float, flo
     finally:
         stopping.set()
         await serving
-    return seconds, cpu, await asyncio.to_thread(replies, store)
+    return seconds, cpu, await asyncio.to_thread(run_replies, store)
 
 
 async def main() -> None:

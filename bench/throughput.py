@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchkit import add_url_option, describe, fresh_store, read_row
+from benchkit import add_url_option, describe, fresh_store, read_row, run_replies
 from sqlalchemy import Connection, event, func, insert, select
 
 from kanmon.container import AgentCall, InProcessRuntime
@@ -96,12 +96,6 @@ class Result:
 def inbound_new(store: Store) -> int:
     """Inbound rows still waiting (to be routed, or for their agent)."""
     query = select(func.count()).select_from(messages).where(messages.c.direction == "in", messages.c.status == "new")
-    return int(read_row(store, query)[0])
-
-
-def replies(store: Store) -> int:
-    """Outbound rows written by runs."""
-    query = select(func.count()).select_from(messages).where(messages.c.run_id.is_not(None))
     return int(read_row(store, query)[0])
 
 
@@ -209,7 +203,7 @@ async def measure(
         total_seconds=done - start,
         runs=sum(runs.values()),
         runs_ok=runs.get("ok", 0),
-        replies=await asyncio.to_thread(replies, store),
+        replies=await asyncio.to_thread(run_replies, store),
         left_new=counts["inbound_new"],
         dead=counts["dead_letters"],
         transactions=transactions,
