@@ -75,6 +75,10 @@ class AdapterDeliveryConfig:
     chats_at_once: int = DeliveryPolicy.chats_at_once  # chats of one adapter with a send in flight at once
     typing_interval: float = 4.0  # seconds between /typing pings while a run works (kanmon.gateway.typing); 0: none
 
+    def policy(self) -> DeliveryPolicy:
+        """The delivery worker's retry policy these values make (:class:`~kanmon.gateway.delivery.DeliveryPolicy`)."""
+        return DeliveryPolicy(retry_base=self.retry_base, deadline=self.deadline, chats_at_once=self.chats_at_once)
+
 
 def idempotency_key(instance: str, message: Message) -> str:
     """The stable key of an outbound row: the same on every retry and after a restart of the same store."""

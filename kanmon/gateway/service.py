@@ -21,7 +21,7 @@ from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.adapters import AdapterDeliveryConfig, adapter_deliverer, daemon_deliverer
 from kanmon.gateway.channels import store_read_channels
-from kanmon.gateway.delivery import Deliverer, DeliveryPolicy, DeliveryWorker
+from kanmon.gateway.delivery import Deliverer, DeliveryWorker
 from kanmon.gateway.dispatch import daemon_jid
 from kanmon.gateway.feed import ChatFeed
 from kanmon.gateway.fetch import Fetcher, FetchPolicy
@@ -144,8 +144,12 @@ class Gateway:
             media_root / "url.key", ttl=config.media.url_ttl, clock=self.clock, base_url=config.media.public_url
         )
         #: which chat topics a run works on now; pings adapters that take typing (kanmon.gateway.typing)
-        self.typing = TypingSignal(clock=self.clock, interval=config.adapters.typing_interval, pinger=self._typing_ping,
-                                   on_change=self.feed.signal)  # fmt: skip
+        self.typing = TypingSignal(
+            clock=self.clock,
+            interval=config.adapters.typing_interval,
+            pinger=self._typing_ping,
+            on_change=self.feed.signal,
+        )
         #: Where the credential proxy must listen for a run (gated sets it when it serves the proxy; issue 19).
         self.proxy_listen: Callable[[str], Awaitable[None]] = _nowhere
         proxy = config.credential_proxy
@@ -217,7 +221,7 @@ class Gateway:
             metrics=self.metrics,
             interval=config.loop.poll_interval,
             clock=self.clock,
-            policy=_policy(config.adapters),
+            policy=config.adapters.policy(),
             hooks=self.hooks,
         )
         self._stopping = asyncio.Event()
@@ -268,7 +272,7 @@ class Gateway:
         """Change how channel adapters and daemons are reached (secret, timeouts, backoff, deadline) from the next
         pass on."""
         self.adapter_config = config
-        self.delivery.policy = _policy(config)
+        self.delivery.policy = config.policy()
         self.typing.interval = config.typing_interval
 
     async def deliverers(self) -> list[Deliverer]:
@@ -389,10 +393,6 @@ class Gateway:
     async def force_stop(self) -> None:
         """End the drain now (a second SIGINT): running runs are detached, their containers left running."""
         await self.queue.shutdown(0.0, force=True)
-
-
-def _policy(config: AdapterDeliveryConfig) -> DeliveryPolicy:
-    return DeliveryPolicy(retry_base=config.retry_base, deadline=config.deadline, chats_at_once=config.chats_at_once)
 
 
 async def _nowhere(host: str) -> None:
