@@ -6,11 +6,16 @@ On PostgreSQL an expanding ``IN`` made every length its own statement, which psy
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, event, select
+from sqlalchemy import ClauseElement, Connection, Executable, event, select
+from sqlalchemy.dialects import postgresql
 
+import kanmon.store
 from kanmon.store import NewMessage, Store
 from kanmon.store.lists import in_list
 from kanmon.store.tables import messages
@@ -67,3 +72,16 @@ def test_one_statement_text_for_every_length_on_postgresql(store: Store, seqs: d
         assert "ANY" in sent[0]
     else:
         assert len(set(sent)) == 3
+
+
+def test_no_statement_of_the_store_expands_a_list_on_postgresql() -> None:
+    """Every statement the store builds once takes its lists as :func:`in_list` arrays on PostgreSQL: an expanding
+    ``IN`` there would make one statement text per list length again."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    checked = 0
+    for info in pkgutil.iter_modules(kanmon.store.__path__, "kanmon.store."):
+        for name, value in vars(importlib.import_module(info.name)).items():
+            if isinstance(value, Executable) and isinstance(value, ClauseElement):
+                checked += 1
+                assert "POSTCOMPILE" not in str(value.compile(dialect=dialect)), f"{info.name}.{name}"
+    assert checked > 20  # the walk found the store's statements
