@@ -174,7 +174,7 @@ async def measure(
     commits = [0]
 
     def count_writes(conn: Connection) -> None:  # reads end with a COMMIT too (kanmon.store.base: _read)
-        commits[0] += bool(conn.get_execution_options().get("kanmon_write"))
+        commits[0] += WRITE.items() <= conn.get_execution_options().items()
 
     event.listen(store.engine, "commit", count_writes)
     try:
