@@ -1,7 +1,8 @@
 """Pipeline throughput with an in-process runtime (SPEC §15: ≥ 2,000 messages/s, 1,000 groups, SQLite, 2 cores).
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--groups 1000] [--concurrency 5 [1 20 …]]
-                                         [--ingest batch put] [--producers 1] [--url postgresql+psycopg://…/postgres]
+                                         [--ingest batch put insert] [--producers 1]
+                                         [--url postgresql+psycopg://…/postgres]
 
 A real :class:`kanmon.gateway.Gateway` serves a fresh store (SQLite in a temp dir, or a fresh database on the
 PostgreSQL server ``--url`` names) with ``--groups`` groups
@@ -17,6 +18,11 @@ Ingest, with the gateway already serving (its start-up tick is not counted); by 
 * ``put``: ``--producers`` tasks (default 1), each making one ``await gateway.put_message(...)`` after another, as
   adapters would, each put waking the loop; the gateway works while they arrive (ingest competes with the runs).
   Puts made at the same time share a transaction (the gateway's group commit); one producer's never do.
+
+* ``insert``: another process stores the messages, one ``Store.put_message`` (one INSERT transaction) after
+  another, as fast as it can, the way a channel that writes into the store rather than calling gated's API would
+  (SPEC §5: gated polls the store); gated finds them by its watch for rows other processes stored
+  (``LoopConfig.watch_interval``, 0.25 s) and its poll. Not in the default set.
 
 With ``put``, a first pass stores the same messages the same way into a gateway that is not serving (nothing is
 routed, no run starts): the most those producers' puts can reach in this process, whatever the pipeline behind
@@ -34,6 +40,8 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -154,6 +162,54 @@ async def put_all(gateway: Gateway, news: list[NewMessage], producers: int) -> N
     await asyncio.gather(*(producer(first) for first in range(producers)))
 
 
+class Writer:
+    """The ``insert`` mode's writer: this script started again with ``--writer``, told the store's URL on its stdin
+    (not in its argv, where a password would show), which connects, says it is ready, and starts putting at
+    :meth:`go`."""
+
+    def __init__(self, store: Store, *, groups: int, count: int) -> None:
+        argv = [sys.executable, __file__, "--writer", "--groups", str(groups), "--messages", str(count)]
+        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        self._say(store.engine.url.render_as_string(hide_password=False))
+        if self._stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the writer process did not start")
+
+    def _say(self, line: str) -> None:
+        self._stdin.write(f"{line}\n")
+        self._stdin.flush()
+
+    def go(self) -> None:
+        self._say("go")
+
+    def done(self) -> None:
+        """Block until the writer has stored every message and exited."""
+        self._stdout.read()
+        if self._process.wait() != 0:
+            raise RuntimeError(f"the writer process exited with {self._process.returncode}")
+
+    def close(self) -> None:
+        """Stop the writer if it still runs (a pass that failed)."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+
+
+def write_messages(groups: int, count: int) -> None:
+    """The writer process: one ``put_message`` after another into the store whose URL is stdin's first line, once
+    the second line arrives."""
+    store = Store.open(sys.stdin.readline().strip(), pool_size=1)
+    news = bench_messages(bench_folders(groups), count)
+    store.max_seq()  # connected and warm before the clock starts
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for new in news:
+        store.put_message(new)
+    store.close()
+
+
 async def measure(
     store: Store, data_dir: Path, *, groups: int, count: int, concurrency: int, ingest: str, producers: int
 ) -> Result:
@@ -177,6 +233,7 @@ async def measure(
         commits[0] += WRITE.items() <= conn.get_execution_options().items()
 
     event.listen(store.engine, "commit", count_writes)
+    writer = Writer(store, groups=groups, count=count) if ingest == "insert" else None
     try:
         await asyncio.sleep(0.2)  # the start-up tick (recovery sweep) is not what is measured
         commits[0] = 0
@@ -184,13 +241,18 @@ async def measure(
         if ingest == "batch":
             await asyncio.to_thread(batch_insert, store, news)
             gateway.wake()
+        elif writer is not None:
+            writer.go()
+            await asyncio.to_thread(writer.done)
         else:
             await put_all(gateway, news, producers)
         ingested = time.perf_counter()
         await settle(gateway, store)
         done, cpu = time.perf_counter(), time.process_time() - cpu
-        transactions = commits[0]
+        transactions = commits[0] + (count if ingest == "insert" else 0)  # the writer process's own commits
     finally:
+        if writer is not None:
+            writer.close()
         stopping.set()
         await serving
     runs = await asyncio.to_thread(store.count_runs)
@@ -207,7 +269,7 @@ async def measure(
         left_new=counts["inbound_new"],
         dead=counts["dead_letters"],
         transactions=transactions,
-        ingest_transactions=gateway.puts.commits if ingest == "put" else 1,
+        ingest_transactions={"put": gateway.puts.commits, "insert": count}.get(ingest, 1),
         cpu_seconds=cpu,
     )
     return result
@@ -231,11 +293,19 @@ async def main() -> None:
     parser.add_argument("--groups", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[5], help="max_concurrent values, one pass each")
     parser.add_argument(
-        "--ingest", choices=["batch", "put"], nargs="+", default=["batch", "put"], help="see the module docstring"
+        "--ingest",
+        choices=["batch", "put", "insert"],
+        nargs="+",
+        default=["batch", "put"],
+        help="see the module docstring",
     )
     parser.add_argument("--producers", type=int, default=1, help="tasks putting messages at once (put mode)")
+    parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)  # the insert mode's own process
     add_url_option(parser)
     args = parser.parse_args()
+    if args.writer:
+        write_messages(args.groups, args.messages)
+        return
     logging.basicConfig(level=logging.WARNING)
     print(
         f"{args.messages:,} messages over {args.groups:,} groups (web:<folder>), in-process one-reply agent; "
