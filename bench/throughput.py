@@ -233,8 +233,10 @@ async def measure(
         commits[0] += WRITE.items() <= conn.get_execution_options().items()
 
     event.listen(store.engine, "commit", count_writes)
-    writer = Writer(store, groups=groups, count=count) if ingest == "insert" else None
+    writer: Writer | None = None
     try:
+        if ingest == "insert":
+            writer = await asyncio.to_thread(Writer, store, groups=groups, count=count)
         await asyncio.sleep(0.2)  # the start-up tick (recovery sweep) is not what is measured
         commits[0] = 0
         start, cpu = time.perf_counter(), time.process_time()
