@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchkit import add_url_option, describe, fresh_store, read_row, run_replies
-from sqlalchemy import Connection, event, func, insert, select
+from sqlalchemy import Connection, event, exists, insert, select
 
 from kanmon.container import AgentCall, InProcessRuntime
 from kanmon.gateway import Gateway, GatewayConfig, LoopConfig, RunDefaults
@@ -101,10 +101,11 @@ class Result:
         ]
 
 
-def inbound_new(store: Store) -> int:
-    """Inbound rows still waiting (to be routed, or for their agent)."""
-    query = select(func.count()).select_from(messages).where(messages.c.direction == "in", messages.c.status == "new")
-    return int(read_row(store, query)[0])
+def inbound_waiting(store: Store) -> bool:
+    """Whether an inbound row still waits (to be routed, or for its agent). An existence test, not a count: counting
+    the rows still new cost PostgreSQL 3 ms a call (200 ms of server time a pass), taken from the gated measured."""
+    query = select(exists().where(messages.c.direction == "in", messages.c.status == "new"))
+    return bool(read_row(store, query)[0])
 
 
 def batch_insert(store: Store, news: list[NewMessage]) -> None:
@@ -147,7 +148,7 @@ async def settle(gateway: Gateway, store: Store) -> None:
     while True:
         counts = gateway.queue.counts()
         idle = not (counts.running or counts.waiting or counts.backing_off)
-        if idle and await asyncio.to_thread(inbound_new, store) == 0:
+        if idle and not await asyncio.to_thread(inbound_waiting, store):
             return
         await asyncio.sleep(0.005)
 
