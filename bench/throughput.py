@@ -252,12 +252,13 @@ async def measure(
         ingested = time.perf_counter()
         await settle(gateway, store)
         done, cpu = time.perf_counter(), time.process_time() - cpu
-        transactions = commits[0] + (count if ingest == "insert" else 0)  # the writer process's own commits
+        transactions = commits[0]
     finally:
         if writer is not None:
             writer.close()
         stopping.set()
         await serving
+    writer_commits = count if writer is not None else 0  # the insert mode's writer commits once per message, elsewhere
     runs = await asyncio.to_thread(store.count_runs)
     counts = await asyncio.to_thread(store.counts)
     result = Result(
@@ -271,8 +272,8 @@ async def measure(
         replies=await asyncio.to_thread(run_replies, store),
         left_new=counts["inbound_new"],
         dead=counts["dead_letters"],
-        transactions=transactions,
-        ingest_transactions={"put": gateway.puts.commits, "insert": count}.get(ingest, 1),
+        transactions=transactions + writer_commits,
+        ingest_transactions={"put": gateway.puts.commits, "insert": writer_commits}.get(ingest, 1),
         cpu_seconds=cpu,
     )
     return result
