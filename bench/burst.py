@@ -13,7 +13,10 @@ and answers ``got N`` in one output block. Per round, interleaved so that the ma
   the floor is 20 `docker run -i --rm`, 5 at a time (target ≤ 1.2 × floor, and ≤ 0.7 × NanoClaw's 5.62 s);
 * **burst 200/10**: the same over 10 groups (target ≤ 0.8 × NanoClaw's 2.80 s, with 200 of 200 reaching the agent).
 
-NanoClaw's figures are the issue's (v1.2.53, same agent, this machine kind); they are quoted, not measured here.
+NanoClaw's figures are the issue's (v1.2.53, same agent, this machine kind); they are quoted, not measured here. They
+were taken beside a burst floor of 3.42 s, and this machine's speed drifts by up to 1.7× between hours, so the report
+also prints each ratio against NanoClaw's figure scaled by this run's floor (``floor / 3.42 s``): an estimate of what
+NanoClaw would take now, printed beside the issue's fixed ratio, not instead of it.
 Prints figures and ratios and exits 0 either way (figures, not timed tests).
 """
 
@@ -46,6 +49,7 @@ printf -- '---ARIZUKO_OUTPUT_START---\\n{"status":"ok","result":"got %s"}\\n---A
 """
 PAYLOAD = b'{"prompt": "<messages><message sender=\\"bench\\">ping</message></messages>"}'
 NANOCLAW = {"burst 200/20": 5.62, "burst 200/10": 2.80}
+NANOCLAW_FLOOR = 3.42  # the burst floor (20 `docker run -i --rm`, 5 at a time) measured beside NANOCLAW (issue 13)
 
 
 def build_agent(client: Any, base: str) -> str:
@@ -228,6 +232,9 @@ def report(figures: dict[str, list[float]]) -> None:
         else:
             line += " (target ≤ 0.8 ×)"
         print(line)
+        scaled = NANOCLAW[name] * floor_burst / NANOCLAW_FLOOR
+        print(f"    scaled by this run's floor ({floor_burst:.2f} / {NANOCLAW_FLOOR:.2f} s): NanoClaw ≈ {scaled:.2f} s,"
+              f" kanmon {seconds / scaled:.2f} × (an estimate, not the issue's target)")  # fmt: skip
 
 
 if __name__ == "__main__":
