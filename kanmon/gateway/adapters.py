@@ -149,7 +149,7 @@ class HttpDeliverer:
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
         headers = {"Idempotency-Key": str(body["idempotency_key"])}
-        if self._bearer is not None:
+        if self._bearer:  # none, or empty: no header (``Bearer `` alone is not a valid one)
             headers["Authorization"] = f"Bearer {self._bearer}"
         label = self._label
         import httpx
@@ -160,6 +160,9 @@ class HttpDeliverer:
             raise _Transient(f"{label} did not answer within {self._config.timeout:g}s") from None
         except httpx.TransportError as exc:
             raise _Transient(f"{label} unreachable at {self._shown_url}: {type(exc).__name__}") from None
+        except httpx.HTTPError as exc:  # its answer could not be read (DecodingError): whether it took the message
+            # is unknown, so it is sent again, under the same idempotency key
+            raise _Transient(f"{label} gave an answer that could not be read: {type(exc).__name__}") from None
         status = response.status_code
         if status in TRANSIENT_STATUSES or status >= 500:
             raise _Transient(f"{label} answered {status}: {_snippet(response)}")
@@ -280,7 +283,7 @@ def _platform_id(response: httpx.Response) -> str | None:
     """The ``id`` a receiver answered with (arizuko's ``{"ok": true, "id": …}``), if any."""
     try:
         answer = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: taken, with no id
         return None
     if isinstance(answer, dict):
         value = answer.get("id")

@@ -40,7 +40,10 @@ class Deliverer(Protocol):
     prefixes: tuple[str, ...]
 
     async def send(self, message: Message) -> str | None:
-        """Deliver ``message``; return the platform's message id if it gave one; raise DeliveryError if not taken."""
+        """Deliver ``message``; return the platform's message id if it gave one; raise DeliveryError if not taken.
+
+        Any other exception counts as a transient DeliveryError (tried again after a backoff, until the deadline).
+        """
         ...
 
 

@@ -12,18 +12,15 @@ row reached its reader. Channel adapters over HTTP plug in as further :class:`De
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from kanmon.clock import Clock, SystemClock
 from kanmon.folders import split_jid
 from kanmon.gateway.channels import Deliverer, StoreReadChannel, exact, overlap, owner
-from kanmon.gateway.errors import GatewayError
+from kanmon.gateway.delivery_policy import DeliveryError, DeliveryPolicy, unexpected_failure
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.logcontext import bound
@@ -33,38 +30,6 @@ from kanmon.store.aio import AsyncStore
 __all__ = ["Deliverer", "DeliveryError", "DeliveryPolicy", "DeliveryWorker", "StoreReadChannel"]
 
 logger = logging.getLogger(__name__)
-
-
-class DeliveryError(GatewayError):
-    """A channel did not take a message; ``transient`` ones are tried again later."""
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeliveryPolicy:
-    """How long a channel's transient failures are retried, how far apart (SPEC §11), and how many of its chats
-    are sent to at once.
-
-    A failed attempt leaves the row ``pending`` until ``retry_base * 2**(attempts-1)`` seconds (plus up to a quarter
-    of jitter, at most ``max_backoff``) have passed; once ``deadline`` seconds have passed since the row was stored,
-    the next transient failure fails it for good. ``retry_base`` 0 retries on the next pass; ``deadline`` None never
-    gives up. ``chats_at_once`` chats of one channel have a send in flight at most (never two sends of one chat).
-    """
-
-    retry_base: float = 0.0
-    max_backoff: float = 900.0
-    deadline: float | None = None
-    chats_at_once: int = 8
-
-    def backoff(self, attempts: int, rng: random.Random) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt (growing, jittered from ``rng``, capped)."""
-        if self.retry_base <= 0:
-            return 0.0
-        grown = self.retry_base * 2.0 ** min(max(attempts - 1, 0), 30)
-        return min(self.max_backoff, grown * (1.0 + rng.random() / 4))
 
 
 DeliverersSource = Sequence[Deliverer] | Callable[[], Awaitable[Sequence[Deliverer]]]
@@ -109,7 +74,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._woken_for: set[str] | None = set()  # chats a wake-up was for; None: look at every channel
         self._passes: dict[str, asyncio.Task[Pass]] = {}
-        self._again: set[str] = set()
+        self._again: dict[str, set[str] | None] = {}  # channels woken while a pass was in flight: for which chats
         self._locks: dict[str, asyncio.Lock] = {}
         self._sending: dict[ChatKey, asyncio.Task[int]] = {}  # the chats with sends in flight, by (channel, JID)
         self._slots: dict[str, asyncio.Semaphore] = {}  # per channel: policy.chats_at_once sends in flight at most
@@ -210,7 +175,8 @@ class DeliveryWorker:
         for deliverer in deliverers:
             running = self._passes.get(deliverer.name)
             if running is not None and not running.done():
-                self._again.add(deliverer.name)
+                earlier = self._again.get(deliverer.name, set())
+                self._again[deliverer.name] = None if jids is None or earlier is None else earlier | jids
                 continue
             task = asyncio.create_task(
                 self._logged_pass(deliverer, deliverers), name=f"kanmon-deliver-{deliverer.name}"
@@ -238,9 +204,8 @@ class DeliveryWorker:
     def _pass_done(self, name: str, task: asyncio.Task[Pass]) -> None:
         if self._passes.get(name) is task:
             del self._passes[name]
-        if name in self._again:  # woken while it was busy: what woke us may be for this channel
-            self._again.discard(name)
-            self._wake.set()
+        if name in self._again:  # woken while it was busy: for chats this pass may have read too early
+            self.wake(self._again.pop(name))
 
     async def _logged_pass(self, deliverer: Deliverer, deliverers: list[Deliverer]) -> Pass:
         try:
@@ -359,8 +324,17 @@ class DeliveryWorker:
     async def _attempt(self, deliverer: Deliverer, row: Message) -> str:
         try:
             platform_id = await deliverer.send(row)
-        except DeliveryError as exc:
-            status, deliver_after = self._after_failure(row, transient=exc.transient)
+        except Exception as raised:
+            # A deliverer raises DeliveryError; anything else (a bug, an answer its client could not decode) is a
+            # transient failure too, so it is counted, backs off and meets the deadline instead of being sent again
+            # on every pass with the chat's later replies waiting behind it.
+            exc = raised if isinstance(raised, DeliveryError) else unexpected_failure(raised)
+            if exc is not raised:
+                logger.error("delivery of seq=%d by %s raised an unexpected error", row.seq, deliverer.name,
+                             exc_info=raised)  # fmt: skip
+            status, deliver_after = self.policy.after_failure(
+                row, self._clock.now(), self._rng, transient=exc.transient
+            )
             await self._db.retrying(
                 self._store.mark_delivery, row.seq, status, error=str(exc), deliver_after=deliver_after
             )
@@ -376,21 +350,3 @@ class DeliveryWorker:
         self._metrics.deliveries.labels(channel=deliverer.name, result="sent").inc()
         self._metrics.delivery_lag_seconds.observe(max(0.0, (self._clock.now() - row.received_at).total_seconds()))
         return "sent"
-
-    def _after_failure(
-        self, row: Message, *, transient: bool
-    ) -> tuple[Literal["pending", "failed"], dt.datetime | None]:
-        """A failed attempt's outcome: ``failed``, or ``pending`` until a backoff that never passes the deadline."""
-        if not transient:
-            return "failed", None
-        now = self._clock.now()
-        policy = self.policy
-        if policy.deadline is not None and now >= row.received_at + dt.timedelta(seconds=policy.deadline):
-            return "failed", None
-        delay = policy.backoff(row.delivery_attempts + 1, self._rng)
-        if delay <= 0:
-            return "pending", None
-        retry_at = now + dt.timedelta(seconds=delay)
-        if policy.deadline is not None:  # one last try at the deadline itself
-            retry_at = min(retry_at, row.received_at + dt.timedelta(seconds=policy.deadline))
-        return "pending", retry_at

@@ -34,14 +34,27 @@ class DeliveryStore(StoreBase):
     def due_chats(
         self, prefixes: Sequence[str], *, now: dt.datetime, limit: int = 100, exact: bool = False
     ) -> list[str]:
-        """The chats (JIDs, matched as by :meth:`pending_deliveries`) with an outbound row due at ``now``, the one
-        whose oldest due row is oldest first: what a channel's deliverer looks at, so that a chat with many rows
-        queued does not fill the ``limit`` and hide the others."""
+        """The chats (JIDs, matched as by :meth:`pending_deliveries`) whose oldest pending outbound row is due at
+        ``now``, the one whose row is oldest first: what a channel's deliverer looks at, one place per chat, so that
+        a chat with many rows queued does not fill the ``limit`` and hide the others. A chat whose oldest row backs
+        off is left out, however many rows wait behind it: its deliverer would send none of them (SPEC §11 order),
+        and a pass of such chats would hide a chat that can be sent to."""
         if not prefixes:
             return []
+        earlier = messages.alias("earlier")
+        held_back = (
+            select(earlier.c.seq)
+            .where(
+                earlier.c.chat_jid == messages.c.chat_jid,
+                earlier.c.delivery_status == "pending",
+                earlier.c.seq < messages.c.seq,
+                earlier.c.deliver_after > now,  # backing off (NULL: due)
+            )
+            .exists()
+        )
         query = (
             select(messages.c.chat_jid)
-            .where(*_due(prefixes, now, exact))
+            .where(*_due(prefixes, now, exact), ~held_back)
             .group_by(messages.c.chat_jid)
             .order_by(func.min(messages.c.seq))
             .limit(limit)

@@ -56,3 +56,20 @@ def test_due_chats_are_the_chats_with_a_due_row_oldest_due_row_first(store: Stor
     assert store.due_chats(["daemon:hook"], now=now, exact=True) == ["daemon:hook"]
     assert store.due_chats(["daemon:hook"], now=now) == ["daemon:hook-2", "daemon:hook"]
     assert store.due_chats([], now=now) == []
+
+
+def test_a_chat_whose_oldest_pending_row_backs_off_is_not_due_though_rows_behind_it_are(store: Store) -> None:
+    """Its deliverer would send nothing (the head holds back the rows behind it, SPEC §11), so counting it would only
+    take one of the ``limit`` places from a chat that can be sent to."""
+    now = dt.datetime.now(dt.UTC)
+    head = out(store, "telegram:stuck", "backing off")
+    out(store, "telegram:stuck", "queued behind it")
+    out(store, "telegram:free", "due")
+    store.mark_delivery(head, "pending", error="503", deliver_after=now + dt.timedelta(hours=1))
+
+    assert store.due_chats(["telegram:"], now=now) == ["telegram:free"]
+    assert store.due_chats(["telegram:"], now=now, limit=1) == ["telegram:free"]
+    assert store.due_chats(["telegram:stuck"], now=now, exact=True) == []
+    assert store.due_chats(["telegram:"], now=now + dt.timedelta(hours=2)) == ["telegram:stuck", "telegram:free"]
+    store.mark_delivery(head, "failed", error="gave up")
+    assert store.due_chats(["telegram:"], now=now) == ["telegram:stuck", "telegram:free"]
