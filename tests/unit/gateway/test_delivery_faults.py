@@ -36,6 +36,7 @@ from tests.http_serving import serving
 
 WAIT = 10.0  # seconds a condition may take on a busy machine before the test fails
 SECRET = "channel-secret-of-this-test"
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def reply(store: Store, chat: str, text: str) -> Message:
@@ -88,6 +89,11 @@ async def test_a_send_failing_with_an_unexpected_error_counts_as_a_transient_fai
     assert channel.attempts == 3
 
 
+def adapter_channel(url: str) -> Channel:
+    """A registered adapter at ``url`` taking ``telegram:`` chats."""
+    return Channel(name="tg", url=url, token_hash="h", jid_prefixes=["telegram:"], capabilities={}, registered_at=NOW)
+
+
 def _adapter_app(answer: Response) -> Starlette:
     async def send(request: Request) -> Response:
         await request.body()
@@ -108,14 +114,7 @@ async def test_an_adapter_answer_httpx_cannot_decode_is_a_transient_failure_with
     store: Store, undecodable: str
 ) -> None:
     clock = ShiftedClock()
-    channel = Channel(
-        name="tg",
-        url=undecodable,
-        token_hash="h",
-        jid_prefixes=["telegram:"],
-        capabilities={},
-        registered_at=clock.now(),
-    )
+    channel = adapter_channel(undecodable)
     config = AdapterDeliveryConfig(channel_secret=SECRET, retry_base=1.0, deadline=60.0, quick_tries=1)
     async with httpx.AsyncClient() as client:
         deliverer = adapter_deliverer(channel, client, config, instance="k1")
@@ -147,14 +146,7 @@ async def test_a_taken_message_whose_answer_cannot_be_parsed_is_sent_without_a_p
 ) -> None:
     with pytest.raises(RecursionError):
         json.loads("[" * 100_000 + "]" * 100_000)
-    channel = Channel(
-        name="tg",
-        url=deeply_nested,
-        token_hash="h",
-        jid_prefixes=["telegram:"],
-        capabilities={},
-        registered_at=store.clock.now(),
-    )
+    channel = adapter_channel(deeply_nested)
     async with httpx.AsyncClient() as client:
         deliverer = adapter_deliverer(channel, client, AdapterDeliveryConfig(channel_secret=SECRET), instance="k1")
         worker = DeliveryWorker(AsyncStore(store), [deliverer], metrics=GatewayMetrics())
