@@ -69,10 +69,11 @@ class _LaneState:
     failed: Batch | None = None  # the batch a retry or dead letter is about
     orphan: Run | None = None  # a run a previous gated left in flight, resumed before anything else
     stop_asked: bool = False  # /stop arrived before the run's handle existed
+    active: bool = False  # inside run_lane: a /stop without a handle is for the run being started
 
     @property
     def idle(self) -> bool:
-        return self.handle is None and self.failed is None and self.orphan is None and not self.stop_asked
+        return self.handle is None and self.failed is None and self.orphan is None and not self.active
 
 
 class LaneRunner:
@@ -132,6 +133,7 @@ class LaneRunner:
     async def run_lane(self, lane: Lane) -> LaneResult:
         """Run the lane's next batch and say how it ended; a lane with nothing waiting is simply OK."""
         state = self._lanes.setdefault(lane, _LaneState())
+        state.active = True
         try:
             if (orphan := state.orphan) is not None:
                 with bound(run_id=orphan.id, chat=orphan.chat_jid):
@@ -141,7 +143,7 @@ class LaneRunner:
             logger.error("%s; its run is left to the gated that holds the store now", exc)
             return LaneResult.DEFERRED
         finally:
-            state.stop_asked = False  # a /stop is for the run it arrived during, never the next one
+            state.stop_asked = state.active = False  # a /stop is for the run it arrived during, never the next one
             state.handle = None
             if state.idle:
                 self._lanes.pop(lane, None)
@@ -183,7 +185,9 @@ class LaneRunner:
         """Stop the lane's running agent (``/stop``); the queue records the run as stopped."""
         if await self.resets.flushes.stop(lane):
             return  # a memory flush turn was running: it is what /stop stops
-        state = self._lanes.setdefault(lane, _LaneState())
+        state = self._lanes.get(lane)
+        if state is None or not state.active:
+            return  # no run of the lane is starting or running (its batch is being dead-lettered, say): none to stop
         if state.handle is None:
             state.stop_asked = True  # still starting: stopped the moment its handle exists
         else:
@@ -371,12 +375,8 @@ class LaneRunner:
         seconds = self._clock.monotonic() - began
         self._metrics.runs.labels(result=outcome.status, folder=self._metrics.folder(run.group_folder)).inc()
         self._metrics.run_seconds.observe(seconds)
-        done = {
-            "result": outcome.status,
-            "duration": round(seconds, 3),
-            "outputs": ending.produced,
-            "cursor": ended.cursor,
-        }
+        done = {"result": outcome.status, "duration": round(seconds, 3), "outputs": ending.produced}
+        done["cursor"] = ended.cursor
         logger.info("run finish", extra=done | ({"error": outcome.error} if outcome.error else {}))
         return outcome.result
 
