@@ -109,12 +109,14 @@ def _join(parts: Sequence[str]) -> str | None:
     return "; ".join(parts) or None
 
 
-def bare_end(end: RunEnd, outcome: Outcome) -> RunEnd:
+def bare_end(end: RunEnd, outcome: Outcome, *, replies: bool = True) -> RunEnd:
     """The least of ``end`` kanmon records when ``end`` itself could not be (a bookkeeping fault, not an outage): the
-    run ends ``error`` saying why, its rows get the outcome's fate and its session is evicted."""
+    run ends ``error`` saying why, its rows get the outcome's fate and its session is evicted. It keeps the replies
+    not yet recorded (the chat's answer) unless ``replies`` is False, the last resort when they may be what failed;
+    it drops what was only bookkeeping: the usage the outputs reported and the run log."""
     return RunEnd(
         run_id=end.run_id, chat_jid=end.chat_jid, seqs=end.seqs, rows=outcome.rows, run_status="error",
-        folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count, usage=end.usage,
-        stderr=end.stderr, stdout=end.stdout,
+        folder=end.folder, topic=end.topic, evict_session=True, output_count=end.output_count,
+        replies=end.replies if replies else (),
         error=f"kanmon could not record this run's outcome ({outcome.status}: {outcome.error or 'no error'})",
     )  # fmt: skip

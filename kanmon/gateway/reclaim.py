@@ -76,13 +76,17 @@ class Reclaimer:
         rows = await self._db.retrying(self._db.store.run_rows, run)
         return handle, rows
 
-    @staticmethod
-    def gone(answered: int) -> Ending:
-        """The ending of a reclaimed run whose container no longer exists (``answered``: replies it had stored)."""
-        if answered:
-            # it ran and spoke (removed by hand, say): SPEC §9's error with output, so its batch is not run twice
-            return Ending(exited=Exited(code=None, reason=ExitReason.LOST, outputs=answered, delivered=answered),
-                          produced=answered)  # fmt: skip
+    async def gone(self, run: Run) -> Ending:
+        """The ending of reclaimed ``run`` whose container no longer exists, by what it left in the store: the replies
+        it stored and the actions it applied. One that did either ran (removed by hand, say, or an in-process run
+        that did not outlive gated): SPEC §9's error with output, so its batch is not run twice and its actions
+        are not applied twice. One that did neither never started."""
+        store = self._db.store
+        answered: int = await self._db.retrying(store.count_outputs, run.id)
+        acted = len(await self._db.retrying(store.run_actions, run.id))
+        if answered or acted:
+            exited = Exited(code=None, reason=ExitReason.LOST, outputs=answered, delivered=answered)
+            return Ending(exited=exited, produced=answered, acted=acted)
         return Ending(exited=None, problems=["its container was gone after the restart: it never started"])
 
     def mark_unavailable(self, key: str, reason: str) -> None:

@@ -53,7 +53,7 @@ from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.logcontext import bound
 from kanmon.queue import Lane, LaneResult, lane_for
-from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreError, StoreFenced
+from kanmon.store import LaneHead, Message, Run, RunBegin, RunDraft, RunEnd, RunEnded, RunStart, StoreFenced
 from kanmon.store.aio import AsyncStore, GroupCommit
 
 __all__ = ["DEAD_LETTER_TEXT", "LaneRunner", "Runtimes"]
@@ -303,8 +303,7 @@ class LaneRunner:
         head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
         watched, batch, began = Watched(session_id=run.session_id), Batch(head, rows), self._clock.monotonic()
         if handle is None:
-            ending = self.reclaimer.gone(await self._db.retrying(self._db.store.count_outputs, run.id))
-            return await self._finish(lane, state, run, batch, ending, watched, began=began)
+            return await self._finish(lane, state, run, batch, await self.reclaimer.gone(run), watched, began=began)
         logger.info("re-attached; replaying its output")
         state.handle = handle
         return await self._follow(lane, state, run, batch, handle, watched, began)
@@ -386,14 +385,16 @@ class LaneRunner:
         return run_usage(watched.usage, observed, watched.session_id)
 
     async def _end(self, end: RunEnd, outcome: Outcome) -> RunEnded:
-        """The run's last transaction; if kanmon cannot record it (a bookkeeping fault, not an outage), record at
-        least the run's end and its rows' fate, so the session_log row never stays ``running`` while gated lives."""
-        try:
-            ended: RunEnded = await self._ends(end)
-            return ended
-        except StoreFenced:
-            raise
-        except StoreError as exc:
-            logger.error("its outcome could not be recorded (%s); recording the bare end", exc)
-        fallback: RunEnded = await self._ends(bare_end(end, outcome))
-        return fallback
+        """The run's last transaction; if kanmon cannot record it (for any reason but a fence: a value the store
+        refuses, a fault of kanmon's own), it records at least the run's end and its rows' fate (:func:`bare_end`, with
+        the replies, then without), so an answered run is never run again and its session_log row never stays
+        ``running`` while gated lives."""
+        *fallible, last = (end, bare_end(end, outcome), bare_end(end, outcome, replies=False))
+        for attempt in fallible:
+            try:
+                return await self._ends(attempt)
+            except StoreFenced:
+                raise
+            except Exception as exc:  # a fault of kanmon's own must not rerun an agent that answered
+                logger.error("its outcome could not be recorded (%s); recording less", exc, exc_info=exc)
+        return await self._ends(last)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from kanmon.store.base import StoreBase
 from kanmon.store.lists import in_list
 from kanmon.store.tables import usage
+from kanmon.store.text import storable
 
 __all__ = ["SUM_KEYS", "UsageEntry", "UsageStore", "UsageSum", "record_usage"]
 
@@ -75,7 +76,9 @@ def record_usage(conn: Connection, entries: Sequence[UsageEntry]) -> list[UsageE
             seen.add((entry.run_id, entry.output_index))
             fresh.append(entry)
     if fresh:
-        conn.execute(usage.insert(), [dataclasses.asdict(entry) for entry in fresh])
+        # the session id (newSessionId) comes from the agent's output: a lone surrogate or a NUL is stored replaced
+        rows = [{k: storable(v) if isinstance(v, str) else v for k, v in dataclasses.asdict(e).items()} for e in fresh]
+        conn.execute(usage.insert(), rows)
     return fresh
 
 

@@ -1,14 +1,18 @@
 """Agent actions through a whole gateway (issue 15): the echo agent's output blocks send, schedule, list and cancel;
-refusals reach the run log and the agent's next prompt; a reclaimed run replaying its output acts once."""
+refusals reach the run log and the agent's next prompt; a reclaimed run replaying its output acts once, and one
+whose container is gone after the restart but which acted is not run again (its actions would repeat)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kanmon.container import InProcessRuntime
+from kanmon.container.inprocess import AgentCall
 from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.store import Group, NewMessage
 from tests.gateway_harness import RECORD, Harness, inputs, process_group, running_gateway
@@ -115,6 +119,43 @@ async def test_a_task_created_by_an_agent_action_and_replayed_from_a_reclaimed_r
         assert [row.content for row in again.outbound("web:corp")].count("sent once") == 1
         assert [(a.output_index, a.action_index) for a in again.store.run_actions(left.id)] == [(0, 0), (0, 1)]
         assert [run.id for run in again.store.recent_runs()] == [left.id]  # replayed, not run again
+
+
+PLANTS = {"type": "schedule", "every": "2h", "prompt": "water the plants"}
+
+
+async def acts_then_works_on(call: AgentCall) -> int:
+    call.emit({"status": "ok", "result": None, "actions": [PLANTS]})  # acts at once, answers much later
+    await asyncio.sleep(30)
+    call.emit({"status": "ok", "result": "done"})
+    return 0
+
+
+async def acts_and_answers(call: AgentCall) -> int:
+    call.emit({"status": "ok", "result": None, "actions": [PLANTS]})
+    call.emit({"status": "ok", "result": "done"})
+    return 0
+
+
+async def test_a_run_that_acted_and_whose_container_is_gone_after_a_restart_is_not_run_again(tmp_path: Path) -> None:
+    """An outside review found the batch run again (Reclaimer.gone counted only stored replies): two tasks."""
+    instance = f"t{uuid.uuid4().hex[:10]}"
+    group = Group(folder="corp", container_config={"runtime": "inproc", "command": ["unused"]})
+    data = tmp_path / "data"
+    first = {"inproc": InProcessRuntime(acts_then_works_on)}
+    async with running_gateway(data, [group], instance=instance, drain_timeout=0.1, runtimes=first) as h:
+        await h.send("web:corp", "please schedule the plant watering")
+        await h.wait_for(lambda: len(h.store.list_tasks("corp")) == 1, "the task of the action block")
+    [left] = h.store.runs_in_flight(instance)
+    # gated restarts; the in-process run did not outlive it, as a container removed meanwhile would not
+    again_runtimes = {"inproc": InProcessRuntime(acts_and_answers)}
+    async with running_gateway(data, [group], instance=instance, runtimes=again_runtimes) as again:
+        await again.settled()
+        [task] = again.store.list_tasks("corp")
+        assert task.created_by == left.id
+        [run] = again.store.recent_runs()
+        assert run.id == left.id and run.status == "error"  # SPEC §9: an error after output, not a retry
+        assert [row.status for row in again.inbound("web:corp")] == ["done"]
 
 
 async def test_actions_count_against_the_reply_cap(tmp_path: Path) -> None:

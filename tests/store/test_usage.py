@@ -75,3 +75,13 @@ def test_usage_outlives_its_group(corp: Store) -> None:
     corp.record_usage([entry("r1", 0)])
     corp.remove_group("corp")
     assert corp.usage_sums(("group_folder",))[0].key == {"group_folder": "corp"}
+
+
+def test_an_agents_session_id_with_a_lone_surrogate_or_a_nul_is_stored_with_replacement_characters(
+    corp: Store,
+) -> None:
+    """The id comes from the agent's output (``newSessionId``), which JSON lets carry both; neither backend stores
+    them (SQLite's driver cannot encode a lone surrogate, PostgreSQL refuses NUL in text)."""
+    corp.record_usage([entry("r1", 0, session="s\ud800"), entry("r1", 1, session="s\x00t")])
+    sessions = {s.key["session_id"] for s in corp.usage_sums(("session_id",))}
+    assert sessions == {"s\ufffd", "s\ufffdt"}
