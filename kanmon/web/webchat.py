@@ -284,8 +284,8 @@ async def event_stream(
 ) -> AsyncGenerator[str, None]:
     """The text of the event stream: the replay from the store, then live rows, with keep-alive comments.
 
-    ``allowed`` is asked at each keep-alive: once it says no (the stream's token was revoked), the stream ends, and the
-    browser's reconnect is refused.
+    ``allowed`` is asked every :data:`KEEPALIVE_SECONDS`, busy or not: once it says no (the stream's token was
+    revoked), the stream ends, and the browser's reconnect is refused.
     """
     # Subscribed before the replay is read: a row stored meanwhile is in the replay, or published live, or both
     # (and then dropped here by its seq); never in neither.
@@ -303,12 +303,13 @@ async def event_stream(
             yield _working_event(Working(chat_jid, busy, True))
         live = subscription.events()
         upcoming: asyncio.Future[Message | Working] = asyncio.ensure_future(anext(live))
+        revoked = _Revocation(allowed, chat_jid)
         try:
             while True:
                 done, _ = await asyncio.wait({upcoming}, timeout=KEEPALIVE_SECONDS)
+                if await revoked():
+                    return
                 if not done:
-                    if allowed is not None and not await _still(allowed, chat_jid):
-                        return
                     yield ": keep-alive\n\n"
                     continue
                 try:
@@ -327,12 +328,23 @@ async def event_stream(
             await asyncio.gather(upcoming, return_exceptions=True)
 
 
-async def _still(allowed: Callable[[], Awaitable[bool]], chat_jid: str) -> bool:
-    try:
-        return await allowed()
-    except StoreError as exc:  # not known to be revoked: the stream goes on, and asks again at the next keep-alive
-        logger.warning("web stream of %s: cannot check its token (%s)", chat_jid, exc)
-        return True
+class _Revocation:
+    """Whether a stream's token was revoked, asking ``allowed`` at most every :data:`KEEPALIVE_SECONDS` (loop time)."""
+
+    def __init__(self, allowed: Callable[[], Awaitable[bool]] | None, chat_jid: str) -> None:
+        self._allowed, self._chat_jid = allowed, chat_jid
+        self._loop = asyncio.get_running_loop()
+        self._ask_at = self._loop.time() + KEEPALIVE_SECONDS
+
+    async def __call__(self) -> bool:
+        if self._allowed is None or self._loop.time() < self._ask_at:
+            return False
+        self._ask_at = self._loop.time() + KEEPALIVE_SECONDS
+        try:
+            return not await self._allowed()
+        except StoreError as exc:  # not known to be revoked: the stream goes on, and asks again next time
+            logger.warning("web stream of %s: cannot check its token (%s)", self._chat_jid, exc)
+            return False
 
 
 async def _replay(gateway: Gateway, chat_jid: str, topic: str, after: int) -> AsyncIterator[Message]:

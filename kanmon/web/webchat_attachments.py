@@ -9,7 +9,9 @@ from pydantic.config import JsonDict
 from kanmon.gateway.attachments import read_attachments
 from kanmon.store import Message
 
-__all__ = ["ATTACHMENT_EXAMPLE", "INLINE_TYPES", "ChatAttachment", "chat_attachments"]
+__all__ = ["ATTACHMENT_EXAMPLE", "INLINE_TYPES", "MAX_FILES", "ChatAttachment", "chat_attachments"]
+
+MAX_FILES = 64  # a message's files are indexed below this (no channel carries more on one message)
 
 #: Images a browser is shown as images, whoever sent them (no SVG: it can hold script); any other file is a download.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"})

@@ -18,6 +18,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi import Path as FilePath
 from pydantic import BaseModel, ConfigDict
 
 from kanmon.gateway import Gateway
@@ -27,8 +28,8 @@ from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.media import FILE_CONTENT
 from kanmon.web.validation import storable_text
-from kanmon.web.webchat import TOPIC_PATTERN, sender_of  # sender_of: the chat's one rule for who is speaking
-from kanmon.web.webchat_attachments import INLINE_TYPES
+from kanmon.web.webchat import MAX_SEQ, TOPIC_PATTERN, sender_of  # sender_of: the chat's one rule for who is speaking
+from kanmon.web.webchat_attachments import INLINE_TYPES, MAX_FILES
 from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 
 __all__ = ["Uploaded", "router"]
@@ -104,9 +105,14 @@ async def upload(
     response_class=Response,
     responses={**AUTH_RESPONSES, 200: FILE_CONTENT, 404: {"description": "No such file in this chat."}},
 )
-async def file_of(group: WebGroup, gateway: GatewayDep, seq: int, index: int) -> Response:
+async def file_of(
+    group: WebGroup,
+    gateway: GatewayDep,
+    seq: Annotated[int, FilePath(ge=1, le=MAX_SEQ)],
+    index: Annotated[int, FilePath(ge=0, lt=MAX_FILES)],
+) -> Response:
     chat = f"web:{group.folder}"
-    rows = [] if seq < 1 else await gateway.db.once(gateway.store.chat_messages, chat, seq - 1, limit=1)
+    rows = await gateway.db.once(gateway.store.chat_messages, chat, seq - 1, limit=1)
     found = read_attachments(rows[0].attachments) if rows and rows[0].seq == seq else []
     if not 0 <= index < len(found) or found[index].data is None:
         raise HTTPException(status_code=404, detail="no such file in this chat")

@@ -23,7 +23,7 @@ from kanmon.store import Message
 from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import get_gateway
 from kanmon.web.media import FILE_CONTENT, FILE_HEADERS
-from kanmon.web.webchat_attachments import INLINE_TYPES, ChatAttachment
+from kanmon.web.webchat_attachments import INLINE_TYPES, MAX_FILES, ChatAttachment
 from kanmon.web.webchat_auth import AUTH_RESPONSES, WebGroup
 
 __all__ = ["chat_files", "router"]
@@ -64,7 +64,7 @@ async def chat_file(
     group: WebGroup,
     gateway: GatewayDep,
     message_id: Annotated[str, Path(max_length=512)],
-    index: Annotated[int, Path(ge=0, lt=64)],
+    index: Annotated[int, Path(ge=0, lt=MAX_FILES)],
 ) -> Response:
     row = await gateway.db.once(gateway.store.get_message, f"web:{group.folder}", message_id)
     entries = (row.attachments or []) if row is not None else []

@@ -5,6 +5,7 @@ Over the HTTP API with the echo agent in the loop; the page's side is tests/e2e/
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -154,3 +155,33 @@ async def test_revoking_a_token_ends_the_streams_it_opened_and_no_other(
             await post(client, "still here", "")
             events = await kept.until_content("still here")
         assert [e["content"] for e in events][:1] == ["still here"]
+
+
+async def test_revoking_a_token_ends_its_stream_while_the_chat_is_busy_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is asked about on a timer, not only at an idle keep-alive: before, on a chat where something
+    happened more often than the keep-alive interval, a revoked (leaked) link kept reading (an outside review)."""
+    monkeypatch.setattr(webchat, "KEEPALIVE_SECONDS", 0.5)
+    async with (
+        web_chat(tmp_path) as (h, app),
+        serve_http(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        second = h.store.add_web_token("corp", token_hash("leaked-link"))
+        async with open_stream(client, "corp", token="leaked-link", topic="t-x") as revoked:
+            h.store.revoke_web_token("corp", second.id)
+
+            async def chatter() -> None:  # a message every 0.1 s for 5 s: never a quiet 0.5 s
+                for n in range(50):
+                    await post(client, f"secret {n}", "t-x")
+                    await asyncio.sleep(0.1)
+
+            busy = asyncio.create_task(chatter())
+            try:
+                with pytest.raises(AssertionError, match="the stream ended"):
+                    await revoked.until(lambda _: False, "the end of the stream")
+                assert not busy.done()  # it ended while the chat was still busy
+            finally:
+                busy.cancel()
+                await asyncio.gather(busy, return_exceptions=True)
