@@ -12,7 +12,7 @@ from kanmon.store.base import StoreBase, from_rows
 from kanmon.store.lists import in_list
 from kanmon.store.records import Message
 from kanmon.store.tables import messages
-from kanmon.store.text import storable
+from kanmon.store.text import starts_with, storable
 
 __all__ = ["DeliveryStore"]
 
@@ -133,6 +133,6 @@ def _due(prefixes: Sequence[str], now: dt.datetime, exact: bool) -> tuple[Column
     if exact:
         chats_matching = messages.c.chat_jid.in_(list(prefixes))
     else:
-        chats_matching = or_(*(messages.c.chat_jid.startswith(prefix, autoescape=True) for prefix in prefixes))
+        chats_matching = or_(*(starts_with(messages.c.chat_jid, prefix) for prefix in prefixes))
     due = or_(messages.c.deliver_after.is_(None), messages.c.deliver_after <= now)
     return messages.c.delivery_status == "pending", chats_matching, due

@@ -16,6 +16,7 @@ from kanmon.store.base import EPOCH_KEY, SERVED_URL_KEY, StoreBase, from_row, fr
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
+from kanmon.store.text import starts_with
 
 __all__ = ["ChatTopic", "MessageStore"]
 
@@ -250,7 +251,7 @@ class MessageStore(StoreBase):
         """Every router_state value whose key starts with ``prefix`` (taken literally), by key, in key order."""
         query = (
             select(router_state.c.key, router_state.c.value)
-            .where(router_state.c.key.startswith(prefix, autoescape=True))
+            .where(starts_with(router_state.c.key, prefix))
             .order_by(router_state.c.key)
         )
         with self._read() as conn:

@@ -1,10 +1,13 @@
-"""Text every backend stores the same way (hardening item 4).
+"""Text every backend stores and compares the same way (hardening item 4).
 
 Python strings can hold what no database takes: a lone surrogate (``json.loads('"\\ud83d"')``) cannot be encoded as
 UTF-8 at all, and PostgreSQL refuses NUL in text while SQLite keeps it. An agent's output, an adapter's message or a
 file's name may carry either. Everything the store writes goes through :func:`storable` (and :func:`storable_json`
 for JSON columns) first, so a reply is never lost to its own bytes and both backends hold exactly the same text:
 each lone surrogate and each NUL becomes U+FFFD, the Unicode replacement character.
+
+Prefixes are compared with :func:`starts_with`, never ``LIKE``: SQLite's ``LIKE`` ignores ASCII case, PostgreSQL's
+does not, and JIDs and keys are case-sensitive.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["REPLACEMENT", "storable", "storable_json"]
+from sqlalchemy import ColumnElement, func
+
+__all__ = ["REPLACEMENT", "starts_with", "storable", "storable_json"]
 
 REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -34,3 +39,9 @@ def storable_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable_json(child) for child in value]
     return value
+
+
+def starts_with(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    """``column`` begins with ``prefix``, taken literally and case-sensitively on every backend (``substr``, which
+    counts characters on both; ``LIKE`` would ignore ASCII case on SQLite)."""
+    return func.substr(column, 1, len(prefix)) == prefix

@@ -73,3 +73,16 @@ def test_a_chat_whose_oldest_pending_row_backs_off_is_not_due_though_rows_behind
     assert store.due_chats(["telegram:"], now=now + dt.timedelta(hours=2)) == ["telegram:stuck", "telegram:free"]
     store.mark_delivery(head, "failed", error="gave up")
     assert store.due_chats(["telegram:"], now=now) == ["telegram:stuck", "telegram:free"]
+
+
+def test_a_prefix_matches_chats_case_sensitively_on_every_backend(store: Store) -> None:
+    """JIDs are case-sensitive (``discord:Guild1:`` and ``discord:guild1:`` are two adapters' prefixes), but SQLite's
+    LIKE ignores ASCII case: there, one adapter's pass took the other's chats (an outside review)."""
+    now = dt.datetime.now(dt.UTC)
+    out(store, "discord:guild1:chan", "the lower-case adapter's")
+    upper = out(store, "discord:Guild1:chan", "the upper-case adapter's")
+    assert store.due_chats(["discord:Guild1:"], now=now) == ["discord:Guild1:chan"]
+    assert [row.seq for row in store.pending_deliveries(["discord:Guild1:"], now=now)] == [upper]
+    assert store.due_chats(["DISCORD:"], now=now) == []
+    store.set_state("Kanmon.x", "1")
+    assert store.states("kanmon.") == {}
