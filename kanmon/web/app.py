@@ -80,10 +80,12 @@ def create_app(gateway: Gateway, config: WebConfig | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, openai_api.api_error)
     app.include_router(health.router)
     app.include_router(adapters.router)
-    app.include_router(webchat_media.router)  # before the chat's {folder:path} routes could swallow its paths
     app.include_router(webchat.router)
     app.include_router(webchat_topics.router)
+    # Last of the chat's {folder:path} routes: their paths end with a number, the others' with a word (stream, me,
+    # uploads …), so these take no path of a folder that contains "media" or "files" (acme/media/press/stream).
     app.include_router(webchat_files.router)
+    app.include_router(webchat_media.router)
     app.include_router(media.router)
     app.include_router(openai_api.router)
     app.include_router(docs.router)

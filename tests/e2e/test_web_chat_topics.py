@@ -185,3 +185,21 @@ async def test_revoking_a_token_ends_its_stream_while_the_chat_is_busy_too(
             finally:
                 busy.cancel()
                 await asyncio.gather(busy, return_exceptions=True)
+
+
+async def test_a_folder_named_with_the_words_of_the_file_routes_serves_its_whole_chat(tmp_path: Path) -> None:
+    """A folder may contain ``media`` or ``files`` (``acme/media/press``): before, its stream, topics and me were
+    taken by the media route, as folder ``acme``, and refused with 401 (an outside review)."""
+    folders = ("acme/media/press", "acme/files/1")
+    async with (
+        web_chat(tmp_path, **{folder: {} for folder in folders}) as (_h, app),
+        serve_http(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        for folder in folders:
+            for path in ("topics", "me"):
+                answer = await client.get(f"/web/{folder}/{path}", headers=bearer(OTHER_TOKEN))
+                assert answer.status_code == 200, (folder, path, answer.text)
+            async with open_stream(client, folder, token=OTHER_TOKEN) as stream:
+                await post(client, "hello", "", folder=folder, token=OTHER_TOKEN)
+                await stream.until_content("echo: hello")
