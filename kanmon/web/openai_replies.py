@@ -1,11 +1,13 @@
 """Following the agent's answer to one message through the store, for the OpenAI-compatible API.
 
 The answer to a message is every outbound row of its chat that replies to it (``reply_to_id`` = the message's id: a
-run's replies to its batch, a command's answer, a dead letter's apology), and it is complete once the message is no
-longer waiting (``status`` left ``new``: the run recorded its outcome, or a command consumed it). Nothing here
-trusts memory alone: rows are read from the store by seq, and the gateway's live feed only says when to look again
-(the same feed the web chat streams from), and so does the feed's word that a run of the chat ended (its outcome
-changes a status and publishes no row), with a short poll as the floor.
+command's answer, a dead letter's apology) or that a run whose batch took it wrote: the replies of a run answer its
+batch's last message, so when requests of one conversation arrive while its run works, one run answers them all and
+each gets that run's answer. It is complete once the message is no longer waiting (``status`` left ``new``: the
+run recorded its outcome, or a command consumed it). Nothing here trusts memory alone: rows are read from the store
+by seq, and the gateway's live feed only says when to look again (the same feed the web chat streams from), and so
+does the feed's word that a run of the chat ended (its outcome changes a status and publishes no row), with a short
+poll as the floor.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
     after = message.seq
     live = subscription.messages()
     upcoming: asyncio.Future[Message | None] | None = None
+    took = _Takers(gateway, message)
     try:
         while True:
             subscription.run_ended.clear()  # before the read: a run that ends after it sets it again
@@ -53,7 +56,7 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
             rows = await gateway.db.once(store.chat_messages, message.chat_jid, after, limit=PAGE)
             for row in rows:
                 after = row.seq
-                if row.direction == "out" and row.reply_to_id == message.id:
+                if row.direction == "out" and (row.reply_to_id == message.id or await took(row)):
                     yield Answer(reply=row)
             if len(rows) == PAGE:
                 continue
@@ -73,6 +76,29 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
             upcoming.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await upcoming
+
+
+class _Takers:
+    """Whether a reply row was written by a run whose batch took ``message`` (one read per run, remembered)."""
+
+    def __init__(self, gateway: Gateway, message: Message) -> None:
+        self._gateway, self._message = gateway, message
+        self._runs: dict[str, bool] = {}
+
+    async def __call__(self, row: Message) -> bool:
+        message = self._message
+        if row.run_id is None or row.topic != message.topic:
+            return False
+        if row.run_id not in self._runs:
+            run = await self._gateway.db.once(self._gateway.store.get_run, row.run_id)
+            self._runs[row.run_id] = (
+                run is not None
+                and (run.chat_jid, run.topic) == (message.chat_jid, message.topic)
+                and run.first_seq is not None
+                and run.last_seq is not None
+                and run.first_seq <= message.seq <= run.last_seq
+            )
+        return self._runs[row.run_id]
 
 
 async def _next(live: AsyncIterator[Message]) -> Message | None:

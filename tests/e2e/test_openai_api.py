@@ -1,10 +1,10 @@
 """The OpenAI-compatible API, driven by the official ``openai`` package against a real ``gated run``.
 
 One gated (a child process, HTTP on a free port) serves groups on the process runtime with the echo agent: ``corp``
-answers at once, ``chatty`` three times at once, ``slow`` twice, 1 s apart, ``stuck`` after 8 s (beyond
-``openai.timeout``, 3 s here), ``broken`` fails every run (dead-lettered after its fast retries), ``other`` is a
-group the main key may not use. Every answer is checked against the store, the only place replies exist: each one
-an outbound row of ``web:<folder>``.
+answers at once, ``chatty`` three times at once, ``slow`` twice, 1 s apart, ``steady`` once after 0.8 s, ``stuck``
+after 8 s (beyond ``openai.timeout``, 3 s here), ``broken`` fails every run (dead-lettered after its fast retries),
+``other`` is a group the main key may not use. Every answer is checked against the store, the only place replies
+exist: each one an outbound row of ``web:<folder>``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ GROUPS = {
     "corp": {},
     "chatty": {"ECHO_REPEAT": "3"},
     "slow": {"ECHO_DELAY": "1", "ECHO_REPEAT": "2"},
+    "steady": {"ECHO_DELAY": "0.8"},
     "stuck": {"ECHO_DELAY": "8"},
     "broken": {"ECHO_SILENT": "1", "ECHO_EXIT": "1"},
     "thinking": {"ECHO_STATUS": "thinking it over"},
@@ -88,7 +89,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     main, other = new_api_key(), new_api_key()
     store.add_api_key(
-        main.key_id, main.key_hash, ["corp", "chatty", "slow", "stuck", "broken", "thinking", "metered"], name="tests"
+        main.key_id,
+        main.key_hash,
+        ["corp", "chatty", "slow", "steady", "stuck", "broken", "thinking", "metered"],
+        name="tests",
     )
     store.add_api_key(other.key_id, other.key_hash, ["other"])
     store.close()
@@ -122,6 +126,7 @@ def test_models_are_the_groups_of_the_key(served: Served) -> None:
         "corp",
         "metered",
         "slow",
+        "steady",
         "stuck",
         "thinking",
     ]
@@ -267,6 +272,31 @@ async def test_the_async_client_streams_and_answers_conversations_in_parallel(se
     )
     pieces = [chunk.choices[0].delta.content or "" async for chunk in stream]
     assert "".join(pieces) == "echo: async stream"
+    await client.close()
+
+
+async def test_requests_of_one_conversation_answered_by_one_run_each_get_its_answer(served: Served) -> None:
+    """Two requests that arrive while the conversation's run works wait together and one run answers both: its
+    replies answer the batch's last message, and before, the other request got an empty answer (an outside
+    review). Each request's answer is now what the run that took its message said."""
+    client = served.async_client()
+
+    async def ask(text: str) -> str:
+        completion = await client.chat.completions.create(
+            model="steady", user="one conversation", messages=[{"role": "user", "content": text}]
+        )
+        return completion.choices[0].message.content or ""
+
+    first = asyncio.create_task(ask("batched a"))
+    await asyncio.to_thread(served.wait_rows, "steady", "the first message", lambda rows: inbound(rows, "batched a"))
+    await asyncio.sleep(0.3)  # its run works (0.8 s before its reply)
+    second, third = await asyncio.gather(ask("batched b"), ask("batched c"))
+    assert await first == "echo: batched a"
+    assert second and second == third  # one run, one answer, for both
+    rows = served.rows("steady")
+    [b], [c] = inbound(rows, "batched b"), inbound(rows, "batched c")
+    runs = {row.run_id for row in rows if row.direction == "out" and row.reply_to_id in (b.id, c.id)}
+    assert len(runs) == 1
     await client.close()
 
 

@@ -192,7 +192,7 @@ async def test_a_folder_named_with_the_words_of_the_file_routes_serves_its_whole
     taken by the media route, as folder ``acme``, and refused with 401 (an outside review)."""
     folders = ("acme/media/press", "acme/files/1")
     async with (
-        web_chat(tmp_path, **{folder: {} for folder in folders}) as (_h, app),
+        web_chat(tmp_path, None, **{folder: {} for folder in folders}) as (_h, app),
         serve_http(app) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as client,
     ):
