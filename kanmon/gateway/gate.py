@@ -86,6 +86,25 @@ class ImpulseGate:
             del self._held[jid]
         return jids
 
+    def lets_through(self, jid: str, first_seq: int) -> bool:
+        """Whether a stream of ``jid`` whose oldest waiting row is ``first_seq`` may run: the chat is not held, or
+        that row came before the hold began (a message that fired the chat, then a low-value event)."""
+        held = self._held.get(jid)
+        return held is None or first_seq < held.first_seq
+
+    def taken(self, jid: str, through: int) -> bool:
+        """A run took ``jid``'s waiting rows up to seq ``through``: forget its hold if that took every held row (True).
+
+        A message that fired its chat is taken by a run whose container may still be starting; a low-value event
+        that arrives meanwhile begins a new hold, and the run takes it along with the message. That hold has then
+        nothing left to wait for.
+        """
+        held = self._held.get(jid)
+        if held is None or held.last_seq > through:
+            return False
+        del self._held[jid]
+        return True
+
     def release(self, jid: str) -> bool:
         """Forget ``jid``'s held state (its rows were taken another way); True when something was held."""
         return self._held.pop(jid, None) is not None

@@ -319,7 +319,7 @@ class MessageLoop:
             lane = lane_of(head)
             if recovering:
                 await self._recover(head)
-            elif self._gate.holding(head.chat_jid) is None and lane not in busy:
+            elif self._gate.lets_through(head.chat_jid, head.first_seq) and lane not in busy:
                 self._queue.enqueue(lane)
                 busy.add(lane)
 

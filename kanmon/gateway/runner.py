@@ -35,6 +35,7 @@ from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
 from kanmon.gateway.flush_turn import FLUSH_INTERRUPTED, FlushTurns
+from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
@@ -49,7 +50,7 @@ from kanmon.gateway.spec import RunDefaults, runtime_name
 from kanmon.gateway.starter import Removals, RunStarter, Runtimes, Started, release
 from kanmon.gateway.typing import TypingSignal
 from kanmon.gateway.upstreams import CredentialGrants
-from kanmon.gateway.usage import Reported, UsageMetrics, run_usage
+from kanmon.gateway.usage import UsageMetrics, run_usage
 from kanmon.gateway.watch import Collect, Watched, watch
 from kanmon.logcontext import bound
 from kanmon.queue import Lane, LaneResult, lane_for
@@ -87,7 +88,7 @@ class LaneRunner:
         *,
         registry: Registry,
         metrics: GatewayMetrics,
-        is_held: Callable[[str], bool] = lambda jid: False,
+        gate: ImpulseGate | None = None,  # what the impulse gate holds; told what each run took (SPEC §7)
         is_rerun: Callable[[Lane], bool] = lambda lane: False,  # GroupQueue.rerun
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
         on_ended: Callable[[str], None] = lambda jid: None,
@@ -101,7 +102,7 @@ class LaneRunner:
         hooks: Hooks = NO_HOOKS,  # run starting/finished, session reset, dead letter (issue 16 item 6)
     ) -> None:
         self._db, self._runtimes, self._defaults = db, runtimes, defaults
-        self._registry, self._metrics, self._is_held, self._is_rerun = registry, metrics, is_held, is_rerun
+        self._registry, self._metrics, self._is_rerun, self._gate = registry, metrics, is_rerun, gate or ImpulseGate()
         self._on_stored, self._on_ended = on_stored, on_ended
         self._requeue, self._inbox, self._collect, self._typing = requeue, inbox, collect, typing
         self._clock: Clock = clock or SystemClock()
@@ -240,7 +241,7 @@ class LaneRunner:
                 return await self._run(lane, state, start, handle, started)
 
     def _runnable(self, lane: Lane, head: LaneHead) -> bool:
-        return lane_of(head) == lane and not self._is_held(head.chat_jid)
+        return lane_of(head) == lane and self._gate.lets_through(head.chat_jid, head.first_seq)
 
     async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         draft = RunDraft(
@@ -251,8 +252,10 @@ class LaneRunner:
         accept = functools.partial(self._runnable, lane)
         begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
-        if start is not None and start.more:
-            self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
+        if start is not None:
+            self._gate.taken(start.head.chat_jid, start.rows[-1].seq)  # held rows it took wait for nothing now
+            if start.more:
+                self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
         return start
 
     async def _run(
@@ -357,13 +360,14 @@ class LaneRunner:
         outcome, (stderr, stdout) = judge(ending), ending.log()
         unrecorded = await recorder.close() if recorder is not None else []
         group = self._registry.groups.get(run.group_folder)
+        observed = self._credentials.observed(run.id) if self._credentials is not None else None  # its API's answers
         end = RunEnd(
             stderr=stderr, stdout=stdout,
             run_id=run.id, chat_jid=batch.head.chat_jid, seqs=batch.seqs, rows=outcome.rows,
             run_status=outcome.status, folder=batch.head.folder, topic=batch.head.topic,
             session_id=None if outcome.evict_session else watched.session_id, evict_session=outcome.evict_session,
             output_count=ending.produced, error=outcome.error, replies=unrecorded,
-            usage=self._budget.usage(run, batch, self._reported(run, watched), group),
+            usage=self._budget.usage(run, batch, run_usage(watched.usage, observed, watched.session_id), group),
         )  # fmt: skip
         ended = await self._end(end, outcome)
         self._on_stored(ended.stored)
@@ -378,11 +382,6 @@ class LaneRunner:
         done["cursor"] = ended.cursor
         logger.info("run finish", extra=done | ({"error": outcome.error} if outcome.error else {}))
         return outcome.result
-
-    def _reported(self, run: Run, watched: Watched) -> list[Reported]:
-        """The usage the agent reported, else what its API answers through the credential proxy stated (index -1)."""
-        observed = self._credentials.observed(run.id) if self._credentials is not None else None
-        return run_usage(watched.usage, observed, watched.session_id)
 
     async def _end(self, end: RunEnd, outcome: Outcome) -> RunEnded:
         """The run's last transaction; if kanmon cannot record it (for any reason but a fence: a value the store

@@ -171,7 +171,7 @@ class Gateway:
             config.run,
             registry=self.registry,
             metrics=self.metrics,
-            is_held=lambda jid: self.gate.holding(jid) is not None,
+            gate=self.gate,
             is_rerun=lambda lane: self.queue.rerun(lane),
             on_stored=self._stored,
             on_ended=lambda jid: self.loop.run_ended(jid),  # a new turn of the chat: no settle (gateway/settle.py)

@@ -1,15 +1,21 @@
 """The impulse gate inside the running loop (SPEC §7): low-value events wait for a real message or for max_hold.
 
 arizuko flushed held chats only on ticks that brought new rows, and measured the hold from the latest event, so a
-chat of typing notifications could wait forever. Here the hold is checked on every tick and counted from the first.
+chat of typing notifications could wait forever. Here the hold is checked on every tick and counted from the first,
+and a message that fired its chat is not held back by a low-value event that arrives before its run takes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+from kanmon.container import InProcessRuntime, RunSpec
+from kanmon.container.handle import RunHandle
+from kanmon.container.inprocess import AgentCall
 from kanmon.router import ImpulseConfig
+from kanmon.store import Group
 from tests.gateway_harness import process_group, running_gateway
 
 
@@ -35,3 +41,48 @@ async def test_a_held_chat_is_flushed_after_max_hold_even_when_nothing_else_arri
         assert h.gateway.loop.ticks < 5
         await h.settled()
         assert h.replies("web:corp") == ["echo: reacted"]
+
+
+class SlowToStart:
+    """An in-process runtime whose start takes a while, as a container's does."""
+
+    def __init__(self, runtime: InProcessRuntime, delay: float) -> None:
+        self.runtime, self.delay = runtime, delay
+
+    async def available(self) -> bool:
+        return True
+
+    async def start(self, spec: RunSpec) -> RunHandle:
+        await asyncio.sleep(self.delay)
+        return await self.runtime.start(spec)
+
+    async def list_runs(self, instance: str) -> list[object]:
+        return []
+
+    async def attach(self, instance: str, run_id: str) -> RunHandle:
+        return await self.runtime.attach(instance, run_id)
+
+
+async def answers(call: AgentCall) -> int:
+    call.emit({"status": "ok", "result": "answer"})
+    return 0
+
+
+async def test_a_message_that_fired_is_not_held_back_by_an_edit_that_comes_while_its_run_starts(
+    tmp_path: Path,
+) -> None:
+    """Before, the edit began a new hold of the chat, and the run (whose container was still starting) took none of
+    the chat's rows: the question waited for the edit's whole max_hold (an outside review)."""
+    runtimes = {"slow": SlowToStart(InProcessRuntime(answers), 0.5)}
+    group = Group(folder="corp", container_config={"runtime": "slow", "command": ["unused"]})
+    impulse = ImpulseConfig(max_hold_ms=3000)
+    async with running_gateway(tmp_path / "data", [group], runtimes=runtimes, impulse=impulse) as h:
+        began = time.monotonic()
+        await h.send("web:corp", "what is the time?")  # weight 100: fires at once
+        await asyncio.sleep(0.1)
+        await h.send("web:corp", "what is the time ?", verb="edit")  # weight 0, while the container starts
+        await h.wait_for(lambda: h.replies("web:corp") != [], "the answer", timeout=30)
+        assert time.monotonic() - began < 2.5  # not after the edit's hold of 3 s
+        [run] = h.store.recent_runs()
+        assert run.message_count == 2  # the edit went with the question
+        assert h.gateway.gate.held() == 0  # the run took what the gate held: no hold left to run out

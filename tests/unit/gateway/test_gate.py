@@ -184,6 +184,18 @@ def test_release_forgets_a_chat_whose_rows_were_taken_another_way() -> None:
     assert gate.tick(10 * MIN) == []
 
 
+def test_a_message_that_fired_before_a_hold_began_is_let_through_and_a_run_taking_the_held_rows_ends_the_hold() -> None:
+    gate = ImpulseGate()
+    assert gate.offer(J, "message", seq=10, now=0.0)  # fires: its run is on its way
+    assert not gate.offer(J, "edit", seq=11, now=0.1)  # a low-value event holds the chat again
+    assert gate.lets_through(J, 10) and not gate.lets_through(J, 11) and gate.lets_through(K, 11)
+    assert not gate.taken(J, through=10)  # the run took only the message: the edit is still held
+    assert gate.holding(J) is not None
+    assert gate.taken(J, through=11)  # it took the edit too: nothing is left to wait for
+    assert gate.holding(J) is None and gate.lets_through(J, 12)
+    assert not gate.taken(K, through=99)
+
+
 def test_next_deadline_is_the_earliest_hold_end() -> None:
     gate = ImpulseGate()
     assert gate.next_deadline() is None
