@@ -80,9 +80,10 @@ class AdapterDeliveryConfig:
         return DeliveryPolicy(retry_base=self.retry_base, deadline=self.deadline, chats_at_once=self.chats_at_once)
 
 
-def idempotency_key(instance: str, message: Message) -> str:
-    """The stable key of an outbound row: the same on every retry and after a restart of the same store."""
-    return f"{instance or 'kanmon'}-{message.seq}"
+def idempotency_key(prefix: str, message: Message) -> str:
+    """The stable key of an outbound row: the same on every retry, after a restart and for every gated of the same
+    store (``prefix``: the store's, :meth:`~kanmon.store.Store.idempotency_prefix`)."""
+    return f"{prefix or 'kanmon'}-{message.seq}"
 
 
 class _Transient(DeliveryError):

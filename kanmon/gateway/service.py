@@ -127,8 +127,8 @@ class Gateway:
         self.started = asyncio.Event()
         #: Asked by ``/readyz`` for a reason this gated does not serve yet (gated's lock guard sets it).
         self.waiting: Callable[[], str | None] = lambda: None
-        self.gate = ImpulseGate()
-        self.feed = ChatFeed()
+        self.gate, self.feed = ImpulseGate(), ChatFeed()
+        self._key_prefix = config.run.instance  # the store's, once serve() has read it (Store.idempotency_prefix)
         self.registry = Registry(store)
         self.fetcher = Fetcher(
             config.attachments,
@@ -281,7 +281,7 @@ class Gateway:
         channels = self.registry.channels
         if not channels and not self.config.daemons:
             return list(self._fixed_deliverers)
-        client, config, instance = self._client(), self.adapter_config, self.config.run.instance
+        client, config, instance = self._client(), self.adapter_config, self._key_prefix
         daemons = [
             daemon_deliverer(
                 name, url, client, config, instance=instance, find_original=self._original, outbox=daemon_jid(name)
@@ -338,6 +338,7 @@ class Gateway:
         """Run until ``stopping`` is set (or :meth:`stop`), then drain; returns the lanes left running (detached)."""
         stopping = stopping or self._stopping
         await self.db.retrying(self.registry.refresh)
+        self._key_prefix = await self.db.retrying(self.store.idempotency_prefix, self.config.run.instance)
         self.metrics.folder.seed(await self.db.retrying(self.store.busiest_folders, self.config.metric_folders))
         # before the first poll: a reclaimed run holds its lane, so its batch cannot start a second time
         for lane in await self.runner.reclaim():

@@ -26,6 +26,7 @@ from kanmon.store.tables import router_state
 __all__ = [
     "CONFIG_VERSION_KEY",
     "EPOCH_KEY",
+    "KEY_PREFIX_KEY",
     "SERVED_URL_KEY",
     "StoreBase",
     "dialect_insert",
@@ -42,6 +43,9 @@ CONFIG_VERSION_KEY = "config_version"
 #: ``router_state`` key of the address the gated holding the store serves HTTP on (``''``: none), for links printed by
 #: commands in other processes (``gated group web-token``), which cannot know a ``gated run --http`` elsewhere.
 SERVED_URL_KEY = "served_url"
+#: ``router_state`` key of the prefix of the store's idempotency keys (``<prefix>-<seq>``): the instance name of the
+#: first gated that delivered from the store, kept for every gated after it.
+KEY_PREFIX_KEY = "idempotency_prefix"
 
 T = TypeVar("T")
 

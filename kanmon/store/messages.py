@@ -12,7 +12,7 @@ from sqlalchemy import Integer, bindparam, func, select, union, update
 
 from kanmon.errors import InvalidInput
 from kanmon.store.appends import append_values, insert_values, lock_appends, message_by_id
-from kanmon.store.base import EPOCH_KEY, SERVED_URL_KEY, StoreBase, from_row, from_rows
+from kanmon.store.base import EPOCH_KEY, KEY_PREFIX_KEY, SERVED_URL_KEY, StoreBase, from_row, from_rows
 from kanmon.store.errors import StoreFenced
 from kanmon.store.records import Chat, Message, NewMessage, PutResult
 from kanmon.store.tables import chats, messages, router_state, topic_names
@@ -198,6 +198,14 @@ class MessageStore(StoreBase):
         """Set a router_state value."""
         with self._write() as conn:
             conn.execute(self._upsert(router_state, {"key": key, "value": value}, ["key"]))
+
+    def idempotency_prefix(self, proposed: str) -> str:
+        """The prefix of this store's idempotency keys (``<prefix>-<seq>``, SPEC §11): ``proposed`` (the asking gated's
+        instance name) if none is recorded yet, else the one recorded. Every gated that takes the store over (a
+        standby with an ``--instance`` of its own, a restore on another machine) then sends a reply again under the
+        key the receiver saw, whose receiver can drop it."""
+        self.swap_state(KEY_PREFIX_KEY, None, proposed)
+        return self.get_state(KEY_PREFIX_KEY) or proposed
 
     def set_served_url(self, url: str) -> None:
         """Record ``url``, where this store's gated serves HTTP as a browser on its machine reaches it (``''`` once it

@@ -332,6 +332,23 @@ async def test_a_pending_reply_survives_a_restart_and_goes_out_after_it(tmp_path
             assert w.metric("tg", "sent") == 1
 
 
+async def test_a_gated_of_another_instance_taking_over_resends_a_reply_under_the_key_it_had(tmp_path: Path) -> None:
+    """A standby on another machine, run with an --instance of its own, takes the store over: a reply the first
+    gated may have sent already goes out again under the key the adapter saw, so the adapter can drop it. Before,
+    the key was the sending gated's instance name (an outside review)."""
+    tg = FakeAdapter("tg", status=503)
+    async with serving(tg.app()) as tg.url:
+        async with world(tmp_path / "data", tg) as w:
+            await w.register(tg, ["telegram:"])
+            await w.post("tg", id="m-1", chat_jid="telegram:1", content="during the failover")
+            await w.h.wait_for(lambda: any(r.delivery_attempts for r in w.reply_rows("telegram:1")), "a failed try")
+        tg.status = 200
+        async with world(tmp_path / "data", tg, instance="standby") as w:
+            await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"], "delivery")
+            [row] = w.reply_rows("telegram:1")
+            assert {r.body["idempotency_key"] for r in tg.requests} == {f"test-{row.seq}"}
+
+
 async def test_an_adapter_that_echoes_the_channel_secret_does_not_get_it_into_the_store(tmp_path: Path) -> None:
     """``delivery_error`` keeps the adapter's answer (SPEC §14: secrets never in the store), so it is redacted."""
     for status, outcome in ((503, "pending"), (400, "failed")):  # a failure retried, then one final at once

@@ -37,3 +37,8 @@ def test_states_takes_like_wildcards_in_the_prefix_literally(store: Store) -> No
     store.set_state("a%:1", "percent")
     assert store.states("a_b:") == {"a_b:1": "literal"}
     assert store.states("a%") == {"a%:1": "percent"}
+
+
+def test_the_idempotency_prefix_is_the_first_askers_for_every_gated_after_it(store: Store) -> None:
+    assert store.idempotency_prefix("k1a2b3c4d") == "k1a2b3c4d"
+    assert store.idempotency_prefix("standby") == "k1a2b3c4d"  # another gated, another instance name: the same keys
