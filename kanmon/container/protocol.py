@@ -144,6 +144,8 @@ class OutputParser:
 
     def _lines(self, data: bytes) -> list[ParserEvent]:
         self._partial += data
+        if b"\n" not in data:  # the line goes on: searching all of it again per piece would be quadratic
+            return []
         events: list[ParserEvent] = []
         start = 0
         while (end := self._partial.find(b"\n", start)) != -1:
@@ -186,11 +188,14 @@ class OutputParser:
         return None
 
     def _decode(self, body: bytes) -> ParserEvent:
+        # Bytes that are not UTF-8 are read as U+FFFD, as Docker's log stores them: a re-attached run's output is
+        # replayed from that log, and must parse (and be numbered) exactly as it did live.
+        text = body.decode("utf-8", errors="replace")
         try:
-            value = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            return InvalidBlock(f"not JSON: {exc}", body[:200].decode("utf-8", errors="replace"))
-        preview = body[:200].decode("utf-8", errors="replace")
+            value = json.loads(text)
+        except ValueError as exc:
+            return InvalidBlock(f"not JSON: {exc}", text[:200])
+        preview = text[:200]
         if not isinstance(value, dict):
             return InvalidBlock("not a JSON object", preview)
         if value.get("heartbeat") is True:

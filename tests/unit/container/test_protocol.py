@@ -336,3 +336,56 @@ _plain = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6
 @given(text=_plain)
 def test_visible_text_without_reasoning_tags_is_kept(text: str) -> None:
     assert clean_result(text).split() == text.split()
+
+
+def test_a_block_with_bytes_that_are_not_utf8_is_read_with_replacement_characters() -> None:
+    """As Docker's json-file log replays it (a re-attached run's output is read from there): before, the live parse
+    skipped such a block and the replay numbered it, so every later output's index moved by one and a reply stored
+    live was delivered again after the restart (an outside review)."""
+    raw = block_bytes(b'{"status": "ok", "result": "bad \xff byte"}') + encode_block(
+        {"status": "ok", "result": "hello"}
+    )
+    replayed = raw.decode("utf-8", errors="replace").encode()
+    for data in (raw, replayed):
+        events = parse(data)
+        assert [(e.index, e.result) for e in events if isinstance(e, Output)] == [(0, "bad \ufffd byte"), (1, "hello")]
+
+
+def block_bytes(body: bytes) -> bytes:
+    return START_MARKER + b"\n" + body + b"\n" + END_MARKER + b"\n"
+
+
+def numbered(events: list[ParserEvent]) -> list[tuple[str, int | None]]:
+    return [(type(e).__name__, e.index if isinstance(e, Output) else None) for e in events]
+
+
+@given(st.lists(st.binary(max_size=12), min_size=1, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_outputs_are_numbered_the_same_live_and_replayed_from_a_log_that_replaced_invalid_bytes(
+    results: list[bytes],
+) -> None:
+    raw = b"".join(block_bytes(b'{"status": "ok", "result": "' + result + b'"}') for result in results)
+    assert numbered(parse(raw)) == numbered(parse(raw.decode("utf-8", errors="replace").encode()))
+
+
+class ScanCounting(bytearray):
+    """The parser's line buffer, counting the bytes its searches for a newline look at."""
+
+    scanned = 0
+
+    def find(self, sub: bytes, start: int = 0, *args: int) -> int:  # type: ignore[override]
+        ScanCounting.scanned += len(self) - start
+        return super().find(sub, start, *args)
+
+
+def test_a_long_line_fed_in_small_pieces_is_searched_once_not_once_per_piece() -> None:
+    """An agent printing tokens without newlines sends a line in pieces; searching the whole line again for each
+    piece made parsing quadratic, on the event loop (an outside review: a 10 MiB line in 64-byte pieces took 10 s)."""
+    parser = OutputParser()
+    parser._partial = ScanCounting()
+    ScanCounting.scanned = 0
+    line = b"x" * 200_000
+    for start in range(0, len(line), 64):
+        parser.feed(line[start : start + 64])
+    parser.feed(b"\n")
+    assert ScanCounting.scanned <= 2 * len(line)
