@@ -120,7 +120,7 @@ def _parse(index: int, item: object) -> Action:
             return _schedule(item)
         if kind == "cancel_task":
             task_id = item.get("id")
-            if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id <= 0:
+            if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id < 2**63:
                 raise MalformedAction("id must be a positive integer (a task id)")
             return CancelTaskAction(task_id)
         if kind == "list_tasks":

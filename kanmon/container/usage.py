@@ -34,6 +34,14 @@ def parse_usage(value: object) -> tuple[Usage | None, str | None]:
             return None, f"usage.{name} must be a whole number >= 0 (at most {MAX_TOKENS}), not {count!r}"
         counts[name] = count
     cost = value.get("cost_usd", 0)
-    if isinstance(cost, bool) or not isinstance(cost, int | float) or not (math.isfinite(cost) and cost >= 0):
-        return None, f"usage.cost_usd must be a finite number >= 0, not {cost!r}"
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or not (_finite(cost) and cost >= 0):
+        return None, f"usage.cost_usd must be a finite number >= 0, not {str(cost)[:40]}"
     return Usage(**counts, cost_usd=float(cost)), None
+
+
+def _finite(number: float) -> bool:
+    """Whether ``number`` is a finite float, or an int one can be (``math.isfinite`` raises past that)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False

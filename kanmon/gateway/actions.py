@@ -56,7 +56,6 @@ from kanmon.store import (
     NewMessage,
     NewTask,
     Store,
-    StoreError,
     StoreFenced,
     StoreUnavailable,
     TaskCancel,
@@ -254,8 +253,8 @@ class AgentActions:
                 applied = await self._db.retrying(store.apply_action, effect, now=now)
             except (StoreFenced, StoreUnavailable):
                 raise
-            except StoreError as exc:  # kanmon's trouble, not the agent's: noted, and the run goes on
-                logger.error("action %d.%d could not be applied: %s", output.index, index, exc)
+            except Exception as exc:  # a value nothing could hold, kanmon's own trouble: noted, and the run goes on
+                logger.error("action %d.%d could not be applied: %s", output.index, index, exc, exc_info=exc)
                 problems.append(f"action {output.index}.{index} could not be applied: {exc}")
                 continue
             if applied.messages:

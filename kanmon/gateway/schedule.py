@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from croniter import croniter
 
 __all__ = [
+    "MAX_DURATION",
     "MIN_INTERVAL",
     "Due",
     "MissedPolicy",
@@ -53,6 +54,8 @@ MissedPolicy = Literal["latest", "skip", "all"]
 
 #: The shortest ``every`` interval (seconds): a task is a turn of an agent, not a heartbeat.
 MIN_INTERVAL = 60
+#: The longest duration taken (an ``every`` interval, a ``+DURATION``): 100 years; past it dates overflow.
+MAX_DURATION = 100 * 365 * 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Offset changes never move a wall clock by more than this; near one, the careful search looks this far around.
 _SHIFT = dt.timedelta(hours=3)
@@ -73,6 +76,8 @@ def parse_duration(text: str) -> int:
     seconds = sum(int(number) * _UNITS[unit] for number, unit in parts)
     if seconds <= 0:
         raise InvalidInput(f"invalid duration {text!r}: must be more than zero")
+    if seconds > MAX_DURATION:
+        raise InvalidInput(f"invalid duration {text!r}: too long (at most {format_duration(MAX_DURATION)})")
     return seconds
 
 
@@ -112,9 +117,14 @@ def parse_at(text: str, zone: ZoneInfo, now: dt.datetime) -> dt.datetime:
         except ValueError:
             raise InvalidInput(f"invalid time {text!r}: use ISO 8601 (2026-12-01T09:00) or +DURATION (+2h)") from None
         at = parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
-    at = _whole(at.astimezone(_UTC))
+    try:
+        at = _whole(at.astimezone(_UTC))
+    except OverflowError:  # past the year 9999 in UTC
+        raise InvalidInput(f"time {text!r} is too far in the future") from None
     if at <= now:
         raise InvalidInput(f"time {text!r} ({at.isoformat()}) is not in the future")
+    if (at - now).total_seconds() > MAX_DURATION:
+        raise InvalidInput(f"time {text!r} is too far in the future (at most {format_duration(MAX_DURATION)} ahead)")
     return at
 
 

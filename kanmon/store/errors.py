@@ -104,3 +104,5 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
     except sa_exc.TimeoutError as exc:
         raise StoreUnavailable(f"no database connection free: {exc}") from exc
+    except (OverflowError, UnicodeEncodeError) as exc:  # the driver cannot even send it (an int past 64 bits, …)
+        raise InvalidValue(f"the database cannot hold a value: {type(exc).__name__}: {exc}") from exc

@@ -158,6 +158,33 @@ async def test_a_run_that_acted_and_whose_container_is_gone_after_a_restart_is_n
         assert [row.status for row in again.inbound("web:corp")] == ["done"]
 
 
+async def test_actions_with_values_no_schedule_or_store_can_hold_are_refused_and_the_run_answers_once(
+    tmp_path: Path,
+) -> None:
+    """Before, each of these raised out of the run (OverflowError, UnicodeEncodeError): the batch ran three times,
+    the send before it went out three times, the answer was lost and the batch was dead-lettered (an outside
+    review). Now each is refused, and everything else of the run stands."""
+    bad: list[dict[str, Any]] = [
+        {"type": "schedule", "every": "600000w", "prompt": "x"},
+        {"type": "schedule", "at": "+600000w", "prompt": "x"},
+        {"type": "schedule", "at": "9999-12-31T23:59:59", "tz": "America/New_York", "prompt": "x"},
+        {"type": "cancel_task", "id": 10**30},
+    ]  # text no store can hold (a lone surrogate): tests/store/test_unstorable_values.py
+    async with running_gateway(tmp_path / "data", family()) as h:
+        await h.send("web:corp", actions({"type": "send", "chat": "web:other", "text": "first"}, *bad))
+        await h.settled()
+        assert h.replies("web:corp") == ["acted: 5"]
+        assert [row.content for row in h.outbound("web:other")] == ["first"]
+        assert len(inputs(h, "corp")) == 1 and h.store.list_tasks("corp") == []
+        [run] = h.store.recent_runs()
+        assert run.status == "error" and run.error is not None  # answered, with refusals: not run again
+        assert run.error.count("refused") == len(bad), run.error
+        await h.send("web:corp", "what happened?")
+        await h.settled()
+        prompt = inputs(h, "corp")[-1]["prompt"]
+        assert prompt.count("refused") >= len(bad)
+
+
 async def test_actions_count_against_the_reply_cap(tmp_path: Path) -> None:
     async with running_gateway(tmp_path / "data", family(), max_replies=2) as h:
         await h.wait_for(lambda: h.gateway.loop.ticks > 0, "the loop's first tick")

@@ -210,7 +210,10 @@ def _tasks(req: CommandRequest) -> str:
         if not tasks:
             return f"No tasks for {req.owner}."
         return "\n".join([f"Tasks of {req.owner}:", *(task_line(task) for task in tasks)])
-    if len(parts) != 2 or parts[0].lower() != "cancel" or not parts[1].isdigit():
+    # ASCII digits only: "²" is a digit to str.isdigit but not to int(); a task id fits 64 bits
+    if len(parts) != 2 or parts[0].lower() != "cancel" or not (parts[1].isascii() and parts[1].isdigit()):
+        raise CommandError("tasks", "usage: /tasks [cancel ID]")
+    if int(parts[1]) >= 2**63:
         raise CommandError("tasks", "usage: /tasks [cancel ID]")
     task_id, message = int(parts[1]), req.message
     reason = f"cancelled in {message.chat_jid} by {message.sender or 'someone'}"

@@ -20,7 +20,7 @@ from kanmon.gateway.context import LayerContext, reply_id
 from kanmon.gateway.decisions import Consumed, Layer
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.layers.command_handlers import COMMANDS, CommandRequest
-from kanmon.store import Message
+from kanmon.store import Message, StoreFenced, StoreUnavailable
 
 __all__ = ["CommandCall", "normalise", "parse_command", "run_command"]
 
@@ -86,6 +86,13 @@ def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str)
     except CommandError as exc:
         logger.info("command failed command=%s: %s", call.name, exc.reason)
         return f"Failed: {exc.reason}"
+    except (StoreFenced, StoreUnavailable):
+        raise  # the store's trouble, not the command's: the tick backs off and reads the batch again
+    except Exception:
+        # A command must never fail the tick: the loop would read the same batch again and fail again, and no
+        # chat would be served any more. This one is answered and consumed.
+        logger.exception("command raised command=%s", call.name)
+        return f"Failed: /{call.name} ran into an error in kanmon (logged)"
 
 
 def _split(text: str) -> tuple[str, str]:

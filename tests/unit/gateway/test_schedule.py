@@ -109,6 +109,11 @@ def test_an_iso_wall_time_is_that_wall_time_in_the_zone(wall: dt.datetime) -> No
         ("every", "30s", "UTC", "too short"),
         ("every", "soon", "UTC", "duration"),
         ("at", "2020-01-01T00:00Z", "UTC", "not in the future"),
+        # numbers past what a date can be: once OverflowError out of an agent's action or `gated task add`
+        ("every", "600000w", "UTC", "too long"),
+        ("every", "99999999999w", "UTC", "too long"),
+        ("at", "+600000w", "UTC", "too long"),
+        ("at", "9999-12-31T23:59:59", "America/New_York", "too far"),
     ],
 )
 def test_bad_schedules(kind: str, text: str, zone: str, error: str) -> None:

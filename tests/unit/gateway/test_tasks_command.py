@@ -59,3 +59,13 @@ def test_tasks_cancel_of_a_finished_task_says_so(world: World) -> None:
     world.store.set_task_status(task.id, "failed", next_fire_at=None, reason="group gone")
     world.send(f"/tasks cancel {task.id}")
     assert world.replies() == [f"Task {task.id} is failed already."]
+
+
+def test_tasks_cancel_with_an_id_no_store_can_hold_or_a_digit_int_cannot_read_fails_the_command_only(
+    world: World,
+) -> None:
+    """Before, "²" (a digit to str.isdigit, not to int) and a 20-digit id (past SQLite's integer) raised out of the
+    command: the loop's tick failed, read the same batch again and failed again, and no chat was served any more
+    (an outside review)."""
+    world.send("/tasks cancel ²", f"/tasks cancel {10**20}", "/tasks cancel ٣")
+    assert world.replies() == ["Failed: usage: /tasks [cancel ID]"] * 3
