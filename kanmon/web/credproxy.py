@@ -171,7 +171,8 @@ class CredentialProxy:
             self._metrics.proxy_requests.labels(upstream=name, outcome="refused").inc()
             logger.info("credential proxy: %s %s/%s refused: no live run token for it", request.method, name, rest)
             return JSONResponse({"error": "a live run token for this upstream is required"}, status_code=401)
-        if ".." in request.path_params.get("path", "").split("/") or "\\" in rest:
+        path = request.path_params.get("path", "")  # decoded: %2e%2e and %5C are what the upstream will read
+        if ".." in path.split("/") or "\\" in path or "\\" in rest:
             return JSONResponse({"error": "the path may not climb out of the upstream's base URL"}, status_code=400)
         try:
             key = await self._secret_value(upstream.secret)

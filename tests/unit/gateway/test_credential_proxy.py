@@ -151,8 +151,14 @@ async def test_only_configured_upstreams_and_paths_inside_them_are_reachable(wor
     async with httpx.AsyncClient() as agent:
         other_host = await agent.get(f"{proxy_url}/evil.example.com/steal", headers={"x-api-key": token})
         climbing = await agent.get(f"{proxy_url}/anthropic/v1/%2e%2e/%2e%2e/admin", headers={"x-api-key": token})
+        # an upstream that takes backslashes for slashes climbs as well (once let through encoded: a review)
+        backslashes = [
+            await agent.get(f"{proxy_url}/anthropic/v1/a{slash}..{slash}..{slash}admin", headers={"x-api-key": token})
+            for slash in ("%5C", "%5c")
+        ]
         authority = await agent.get(f"{proxy_url}/anthropic//evil.example.com/x", headers={"x-api-key": token})
     assert other_host.status_code == 404 and climbing.status_code == 400
+    assert [answer.status_code for answer in backslashes] == [400, 400]
     # a path that looks like an authority is still a path on the upstream's own host
     assert authority.status_code == 200
     assert [seen["path"] for seen in upstream.seen] == ["/api//evil.example.com/x"]
