@@ -34,7 +34,7 @@ from kanmon.container.base import (
     RunSpec,
     folder_slug,
 )
-from kanmon.container.docker_handle import DockerRunHandle
+from kanmon.container.docker_handle import DockerRunHandle, close_attach_stream
 from kanmon.container.errors import (
     ContainerError,
     ImageNotFound,
@@ -237,6 +237,7 @@ class DockerRuntime:
         except ContainerError as exc:
             raise missing_network(spec, exc) or exc  # noqa: B904 - exc itself, or one line naming the network
         cid: str = container["Id"]
+        sock = raw = None
         try:
             sock = await self._call(api.attach_socket, cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             raw = getattr(sock, "_sock", sock)
@@ -245,6 +246,8 @@ class DockerRuntime:
             await self._call(api.start, cid)
             await self._check_home(api, cid, group_dir, identity)
         except BaseException as exc:
+            if raw is not None:
+                close_attach_stream(sock, raw)
             await self._quietly(api.remove_container, cid, force=True)
             raise missing_network(spec, exc) or exc  # noqa: B904 - exc itself, or one line naming the network
         logger.info("started: container=%s image=%s", name, spec.image)  # run_id: bound by the gateway

@@ -20,7 +20,7 @@ from kanmon.container.handle import STDOUT, Chunk, RunHandle
 if TYPE_CHECKING:
     from kanmon.container.docker import DockerRuntime
 
-__all__ = ["DockerRunHandle"]
+__all__ = ["DockerRunHandle", "close_attach_stream"]
 
 logger = logging.getLogger("kanmon.container.docker")  # the runtime's logger: one name for a run's Docker lines
 
@@ -125,11 +125,18 @@ class DockerRunHandle(RunHandle):
 
     def _close_stream(self) -> None:
         if self._stream is not None:
-            sock, raw = self._stream
-            # shutdown, not just close: it wakes a thread blocked reading the socket
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-            with contextlib.suppress(OSError):
-                raw.close()  # closing the SocketIO wrapper alone leaves the socket itself open
+            close_attach_stream(*self._stream)
+
+
+def close_attach_stream(sock: Any, raw: Any) -> None:
+    """Close a container's attach stream (``sock``, the SDK's wrapper, and ``raw``, its socket) at once.
+
+    shutdown, not just close: it wakes a thread blocked reading the socket; and both, since closing the SocketIO
+    wrapper alone leaves the socket open, which docker-py holds in a reference cycle until a garbage collection.
+    """
+    with contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+    with contextlib.suppress(OSError):
+        raw.close()

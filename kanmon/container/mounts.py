@@ -250,7 +250,8 @@ _RESERVED_TARGETS = ("/proc", "/sys", "/dev", "/tmp")  # noqa: S108 - the contai
 def check_target(target: str) -> str:
     """A mount's container path, normalised; :class:`UnsafeMount` unless absolute, without ``..``, and not ``/``,
     the agent's home (its group folder), or ``/proc``, ``/sys``, ``/dev``, ``/tmp`` or under them."""
-    normal = posixpath.normpath(target)
+    # normpath keeps two leading slashes (POSIX lets them mean something else); Docker collapses them: so do we
+    normal = "/" + posixpath.normpath(target).lstrip("/")
     reserved = any(normal == path or normal.startswith(path + "/") for path in _RESERVED_TARGETS)
     if not target.startswith("/") or ".." in target.split("/") or normal in {"/", AGENT_HOME} or reserved:
         raise UnsafeMount(

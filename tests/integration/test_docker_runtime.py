@@ -430,3 +430,36 @@ async def test_with_a_host_data_dir_the_engine_mounts_the_group_folder_from_the_
         "/home/agent": str(host_view / "groups" / "corp" / "eng")
     }
     assert note.read_text() == "written by the echo agent\n"
+
+
+async def test_a_start_the_engine_refuses_after_attaching_closes_the_attach_socket(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    """The engine refuses an unknown user at start, after gated attached to the container: before, the attach socket
+    stayed open until Python's cyclic garbage collector found it (docker-py keeps a cycle), an fd per failed start
+    in a daemon meant to run for months (an outside review)."""
+    attached: list[tuple[int, str]] = []
+    attach = docker_client.api.attach_socket
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        sock = attach(*args, **kwargs)
+        fd = getattr(sock, "_sock", sock).fileno()
+        attached.append((fd, str(Path(f"/proc/self/fd/{fd}").readlink())))
+        return sock
+
+    docker_client.api.attach_socket = recording
+    try:
+        with pytest.raises(ContainerError):
+            await runtime.start(make_spec(echo_image, data_dir, instance, user="nosuchuser"))
+    finally:
+        docker_client.api.attach_socket = attach
+
+    def still_open(fd: int, inode: str) -> bool:
+        try:
+            return str(Path(f"/proc/self/fd/{fd}").readlink()) == inode
+        except FileNotFoundError:
+            return False
+
+    assert len(attached) == 1
+    assert not [fd for fd, inode in attached if still_open(fd, inode)]  # closed at once, not by a later gc
+    assert containers_of(docker_client, instance) == []
