@@ -203,6 +203,7 @@ class LaneRunner:
             {state.handle.run_id for state in self._lanes.values() if state.handle is not None}
             | {state.orphan.id for state in self._lanes.values() if state.orphan is not None}
             | self.resets.flushes.live()
+            | self._starter.starting
         )
 
     # ------------------------------------------------------------------------------------------------ a run

@@ -67,6 +67,9 @@ class RunStarter:
         self._clock = clock
         self._reclaimer = reclaimer
         self._credentials = credentials
+        #: Runs whose runtime start is in flight: their containers exist before their handles do, and a sweep of
+        #: leftovers (after an outage) must leave them alone.
+        self.starting: set[str] = set()
 
     async def start(self, group: Group, *, run_timeout: float | None = None) -> Started | None:
         """Start a run of ``group``'s agent; None when its runtime cannot be reached now (nothing was started).
@@ -105,7 +108,11 @@ class RunStarter:
         runtime = self._runtimes.get(runtime_key)
         if runtime is None:
             raise KeyError(f"runtime {runtime_key!r} is not available in this gated")
-        handle = await runtime.start(spec)
+        self.starting.add(spec.run_id)
+        try:
+            handle = await runtime.start(spec)
+        finally:
+            self.starting.discard(spec.run_id)
         self._reclaimer.mark_available(runtime_key)
         return handle
 
