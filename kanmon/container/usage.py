@@ -12,12 +12,15 @@ import math
 
 from kanmon.container.events import Usage
 
-__all__ = ["MAX_TOKENS", "TOKEN_FIELDS", "parse_usage"]
+__all__ = ["MAX_COST_USD", "MAX_TOKENS", "TOKEN_FIELDS", "parse_usage"]
 
 #: The token counts a usage object may carry, in the order :class:`Usage` declares them.
 TOKEN_FIELDS: tuple[str, ...] = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 #: The largest token count taken (a 64-bit column holds it with room to sum); larger is a malformed usage.
 MAX_TOKENS = 10**15
+#: The largest cost of one output taken, in US dollars: sums of such stay finite on every backend (PostgreSQL's
+#: float8 SUM of two values near 1e308 overflows, and a group's budget check would fail before each of its runs).
+MAX_COST_USD = 10.0**6
 
 
 def parse_usage(value: object) -> tuple[Usage | None, str | None]:
@@ -34,8 +37,8 @@ def parse_usage(value: object) -> tuple[Usage | None, str | None]:
             return None, f"usage.{name} must be a whole number >= 0 (at most {MAX_TOKENS}), not {count!r}"
         counts[name] = count
     cost = value.get("cost_usd", 0)
-    if isinstance(cost, bool) or not isinstance(cost, int | float) or not (_finite(cost) and cost >= 0):
-        return None, f"usage.cost_usd must be a finite number >= 0, not {str(cost)[:40]}"
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or not (_finite(cost) and 0 <= cost <= MAX_COST_USD):
+        return None, f"usage.cost_usd must be a number from 0 to {MAX_COST_USD:g}, not {str(cost)[:40]}"
     return Usage(**counts, cost_usd=float(cost)), None
 
 
