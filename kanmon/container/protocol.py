@@ -146,14 +146,24 @@ class OutputParser:
         self._partial += data
         if b"\n" not in data:  # the line goes on: searching all of it again per piece would be quadratic
             return []
-        events: list[ParserEvent] = []
-        start = 0
-        while (end := self._partial.find(b"\n", start)) != -1:
-            event = self._line(bytes(self._partial[start : end + 1]))
-            if event is not None:
+        buffer, events, start = self._partial, [], 0
+        nearest = {START_MARKER: -2, END_MARKER: -2}  # where each marker occurs next (-1: nowhere further)
+        while True:
+            # Only a marker's line changes anything: the whole lines before it go to the log (outside a block) or to
+            # the block in one piece, not one by one (10 MiB of blank lines cost 12 s of the event loop).
+            for marker, at in nearest.items():
+                if at != -1 and at < start:
+                    nearest[marker] = buffer.find(marker, start)
+            stop = min((at for at in nearest.values() if at != -1), default=len(buffer))
+            if (cut := buffer.rfind(b"\n", start, stop) + 1) > start:
+                (self.stray.append if self._block is None else self._block.append)(bytes(buffer[start:cut]))
+                start = cut
+            if (end := buffer.find(b"\n", start)) == -1:
+                break
+            if (event := self._line(bytes(buffer[start : end + 1]))) is not None:
                 events.append(event)
             start = end + 1
-        del self._partial[:start]
+        del buffer[:start]
         return events
 
     def close(self) -> list[ParserEvent]:
