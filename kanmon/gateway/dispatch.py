@@ -200,8 +200,9 @@ class Dispatcher:
                 chat_jid=delegation_jid(decision.folder),
                 id=f"dlg-{row.seq}",  # derived: a re-read batch delegates once
                 content=decision.content,
+                topic=decision.topic,  # the session the prefix or sticky layer chose
                 forwarded_from=origin,
-                origin=GATEWAY_ORIGIN,
+                origin=GATEWAY_ORIGIN,  # admitted in its chat already; the layers read it as a copy (pipeline)
             )
         )
         logger.info("delegated seq=%d to %s", row.seq, decision.folder)

@@ -306,7 +306,7 @@ def _repost(store: Store, jid: str, waiting: Waiting | None) -> NewMessage | Non
     newest = store.get_message(jid, waiting.last_id)
     if newest is None:
         return None
-    return newest.copy_as(chat_jid=jid, id=repost_id(newest.seq), origin=GATEWAY_ORIGIN)
+    return newest.copy_as(chat_jid=jid, id=repost_id(newest.seq))  # its sender's: the allowlist applies to it
 
 
 def _reposted(store: Store, jid: str, waiting: Waiting | None) -> Message | None:

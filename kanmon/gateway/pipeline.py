@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 
 from kanmon.gateway.auth import refusal
-from kanmon.gateway.context import LayerContext
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import Decision, Ignored, Layer, Unowned
 from kanmon.gateway.layers.commands import parse_command, run_command
 from kanmon.gateway.layers.prefix import split_prefix
@@ -57,7 +57,10 @@ def process_batch(messages: list[Message], ctx: LayerContext) -> list[Decision]:
 
 
 def _layers(message: Message, ctx: LayerContext, owner: str) -> Decision:
-    if message.is_bot_message:
+    # A bot's message, and a copy delegated from another chat (whose layers ran there), are only routed: a copy's
+    # text is never a command or a sticky setting of the inbox, whatever it reads (an outside review: "#x /approve"
+    # ran a root group's command in the inbox that the operators list refused in the chat).
+    if message.is_bot_message or (message.forwarded_from is not None and message.origin == GATEWAY_ORIGIN):
         return route_message(message, ctx, owner, None)
     sticky = parse_sticky(message.content)
     if sticky is not None:

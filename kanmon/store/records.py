@@ -88,9 +88,12 @@ class Message:
 
     def copy_as(self, *, chat_jid: str, id: str, **overrides: Any) -> NewMessage:
         """This message posted again as a new inbound row (a delegation, an approved onboarding): the same sender
-        (and whether it is a bot), time, verb, topic, reply-to and attachments, with ``overrides`` on top."""
+        (and whether it is a bot), origin, time, verb, topic, reply-to and attachments, with ``overrides`` on top.
+        The origin is what the allowlist and the operators list judge a sender by: a user's text posted again by
+        kanmon is still that user's."""
         fields: dict[str, Any] = {
             "content": self.content,
+            "origin": self.origin,
             "sender": self.sender,
             "sender_name": self.sender_name,
             "is_bot_message": self.is_bot_message,

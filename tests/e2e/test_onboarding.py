@@ -33,8 +33,11 @@ CHILD_CHAT = "web:root/child"
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def own_rows(h: Harness, jid: str) -> list[Message]:
-    """The inbound rows the chat itself sent (not the copy approval posts), in seq order."""
-    return [row for row in h.inbound(jid) if row.origin != "gateway"]
+    """The inbound rows the chat itself sent (not the copy approval posts, which keeps their sender and origin), in
+    seq order."""
+    rows = h.inbound(jid)
+    copies = {repost_id(row.seq) for row in rows}
+    return [row for row in rows if row.id not in copies]
 
 
 async def send_unowned(h: Harness, jid: str, *texts: str, **fields: str) -> list[Message]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kanmon.errors import InvalidInput
 from kanmon.gateway import onboarding, pairing
-from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
+from kanmon.gateway.context import LayerContext
 from kanmon.gateway.errors import CommandError
 from kanmon.gateway.onboarding import glob_literal
 from kanmon.gateway.session_reset import reset_session
@@ -94,7 +94,7 @@ def _repost(req: CommandRequest, content: str) -> None:
         sender_name=message.sender_name,
         topic=message.topic,
         attachments=message.attachments,
-        origin=GATEWAY_ORIGIN,
+        origin=message.origin,  # its sender's text: judged by the allowlist and the operators list as theirs
     )
     req.ctx.store.put_message(new, now=req.ctx.now())
 
