@@ -18,6 +18,7 @@ from pydantic.config import JsonDict
 from kanmon.gateway.attachments import attachment_problem
 from kanmon.gateway.channels import STORE_READ_PREFIXES, store_read_channels
 from kanmon.gateway.dispatch import DAEMON_PREFIX
+from kanmon.store.text import storable
 from kanmon.web.validation import storable_text
 
 __all__ = [
@@ -101,7 +102,11 @@ def _json_value(value: T) -> T:
 Text = Annotated[str, AfterValidator(storable_text)]
 Short = Annotated[str, Field(max_length=512), AfterValidator(storable_text)]
 MessageId = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(storable_text)]
-Quote = Annotated[str, Field(max_length=64 * 1024), AfterValidator(storable_text)]
+Quote = Annotated[str, Field(max_length=64 * 1024), AfterValidator(storable)]
+#: What people wrote (a message, a name, a quote): a NUL or a lone surrogate the platform let through is stored as
+#: U+FFFD, as the store does with every text (kanmon.store.text), never refused: the adapter has no other copy of
+#: it to send, and a 422 lost the message for good (an outside review). Ids and JIDs are still refused.
+Prose = Annotated[str, AfterValidator(storable)]
 
 
 class _Body(BaseModel):
@@ -223,8 +228,8 @@ class InboundMessage(_Body):
     )
     chat_jid: Jid
     sender: Short
-    sender_name: Short = ""
-    content: Annotated[Text, Field(max_length=1024 * 1024)] = Field(
+    sender_name: Annotated[Prose, Field(max_length=512)] = ""
+    content: Annotated[Prose, Field(max_length=1024 * 1024)] = Field(
         description="The text; may be empty only when there are attachments."
     )
     timestamp: Annotated[float | None, Field(ge=0, le=MAX_TIMESTAMP)] = Field(
@@ -235,7 +240,7 @@ class InboundMessage(_Body):
     is_group: bool | None = Field(default=None, description=IS_GROUP)
     reply_to: Short | None = None
     reply_to_text: Quote | None = None
-    reply_to_sender: Short | None = None
+    reply_to_sender: Annotated[Prose, Field(max_length=512)] | None = None
     attachments: Annotated[
         list[dict[str, Any]] | None, Field(max_length=64), WithJsonSchema(INBOUND_ATTACHMENTS, mode="validation")
     ] = Field(
