@@ -116,7 +116,12 @@ class Syncer:
             if inviter is not None and inviter_allowed(self._config.allowed_inviters, inviter):
                 joined = await self._client.join(room_id)
                 if isinstance(joined, JoinError):
-                    raise RuntimeError(f"could not join {room_id} (invited by {inviter}): {joined}")
+                    # Not the sync's failure: raising would sync again from the same token, with the same invite in
+                    # it, and no room's message would be stored any more (the room emptied before the bot came, its
+                    # server is gone). The invite is declined, so that it does not come back.
+                    logger.warning("could not join %s (invited by %s): %s; declining it", room_id, inviter, joined)
+                    await self._client.room_leave(room_id)
+                    continue
                 logger.info("joined %s: invited by %s", room_id, inviter)
             else:
                 await self._client.room_leave(room_id)  # declining an invite is leaving the room

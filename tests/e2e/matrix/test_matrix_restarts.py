@@ -103,3 +103,19 @@ async def test_more_events_than_one_sync_carries_are_fetched_back_not_skipped(st
     await alice.sync()
     assert answers(alice, room, bot) == expected
     assert [row.content for row in stack.messages("in")] == [f"backlog {i}" for i in range(count)]  # in order
+
+
+async def test_an_invite_the_bot_cannot_join_holds_up_no_room(stack: Stack, alice: Human) -> None:
+    """An allowed person invites the bot to a room and leaves it before the bot joins: the room cannot be joined any
+    more. Before, the failed join failed the whole sync, which started again from the same token with the same
+    invite in it: no message of any room was stored again (an outside review)."""
+    room = await room_with_bot(alice, stack)
+    first = await alice.send(room, "before")
+    await stack.wait_stored(lambda rows: any(row.id == first for row in rows), "the first message")
+    stack.kill_adapter()
+    emptied = await alice.create_room(stack.bot.user_id, name="soon empty")
+    await alice.client.room_leave(emptied)
+    later = await alice.send(room, "after the restart")
+    stack.start_adapter(wait=False)
+    await stack.wait_stored(lambda rows: any(row.id == later for row in rows), "the later message", timeout=30)
+    assert "could not join" in stack.adapter_logged()
