@@ -48,6 +48,7 @@ from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
 from kanmon.gated.config_session_keys import SESSION_KEYS
 from kanmon.router import is_daemon_name
+from kanmon.router.impulse import MAX_HOLD_MS
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
 
 __all__ = ["KEYS", "KEYS_BY_ENV", "KEYS_BY_NAME"]
@@ -229,7 +230,7 @@ KEYS: tuple[Key, ...] = (
         INT,
         300000,
         "Longest a held message waits, counted from the first one held.",
-        check=_NON_NEGATIVE_INT,
+        check=Check(f"an integer from 0 to {MAX_HOLD_MS} (a week)", lambda value: 0 <= value <= MAX_HOLD_MS),
     ),
     key(
         "idle_timeout",

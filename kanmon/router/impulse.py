@@ -17,7 +17,7 @@ from typing import Any
 
 from kanmon.router.errors import RouteError
 
-__all__ = ["DEFAULT_WEIGHT", "ZERO_WEIGHT_VERBS", "ImpulseConfig", "parse_impulse_config"]
+__all__ = ["DEFAULT_WEIGHT", "MAX_HOLD_MS", "ZERO_WEIGHT_VERBS", "ImpulseConfig", "parse_impulse_config"]
 
 DEFAULT_WEIGHT = 100
 DEFAULT_THRESHOLD = 100
@@ -25,6 +25,8 @@ DEFAULT_MAX_HOLD_MS = 5 * 60 * 1000
 ZERO_WEIGHT_VERBS = ("react", "typing", "join", "edit", "delete")
 
 _KEYS = frozenset({"threshold", "weights", "max_hold_ms"})
+#: The longest hold taken: a week. Past it a held chat's deadline is no date (``gated status`` failed on one).
+MAX_HOLD_MS = 7 * 24 * 3600 * 1000
 
 
 def _default_weights() -> tuple[tuple[str, int], ...]:
@@ -92,7 +94,7 @@ def _check_override(override: Mapping[str, Any], name: str) -> None:
     if "threshold" in override:
         _check_int(name, "threshold", override["threshold"], minimum=0)
     if "max_hold_ms" in override:
-        _check_int(name, "max_hold_ms", override["max_hold_ms"], minimum=1)
+        _check_int(name, "max_hold_ms", override["max_hold_ms"], minimum=1, maximum=MAX_HOLD_MS)
     if "weights" in override:
         weights = override["weights"]
         if not isinstance(weights, dict):
@@ -103,7 +105,8 @@ def _check_override(override: Mapping[str, Any], name: str) -> None:
             _check_int(name, f"weights.{verb}", weight, minimum=0)
 
 
-def _check_int(name: str, key: str, value: object, *, minimum: int) -> None:
+def _check_int(name: str, key: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
     # bool is an int in Python, but `true` is not a number anyone means in this JSON.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RouteError(f"{name}: {key} must be an integer >= {minimum}, not {json.dumps(value, default=repr)}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise RouteError(f"{name}: {key} must be an integer {bounds}, not {json.dumps(value, default=repr)[:40]}")

@@ -249,6 +249,7 @@ INVALID_VALUES = [
     ("retry_base_delay", "-5"),
     ("impulse.threshold", "0"),
     ("impulse.max_hold_ms", "soon"),
+    ("impulse.max_hold_ms", "1000000000000000"),  # past a week: a held chat's deadline is no date
     ("idle_timeout", "0"),
     ("stop_grace", "-1"),
     ("drain_timeout", "x"),

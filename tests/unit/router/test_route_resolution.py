@@ -305,7 +305,9 @@ def test_check_route_accepts_well_formed_routes(match: str, target: str, impulse
         pytest.param("", "s", '{"threshold": -1}', "threshold must be an integer >= 0, not -1", id="neg-threshold"),
         pytest.param("", "s", '{"threshold": 1.5}', "threshold must be an integer", id="float-threshold"),
         pytest.param("", "s", '{"threshold": true}', "not true", id="bool-threshold"),
-        pytest.param("", "s", '{"max_hold_ms": 0}', "max_hold_ms must be an integer >= 1", id="zero-hold"),
+        pytest.param("", "s", '{"max_hold_ms": 0}', "max_hold_ms must be an integer from 1 to", id="zero-hold"),
+        # past a week a held chat's deadline was no date, and `gated status` failed with a traceback (a review)
+        pytest.param("", "s", '{"max_hold_ms": 1000000000000000}', "from 1 to 604800000", id="hold-too-long"),
         pytest.param("", "s", '{"weights": [1]}', "weights must be an object", id="weights-array"),
         pytest.param("", "s", '{"weights": {"react": -1}}', "weights.react must be an integer >= 0", id="neg-weight"),
         pytest.param("", "s", '{"weights": {"": 1}}', "empty verb", id="empty-verb"),
