@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from kanmon.folders import split_jid
-from kanmon.gateway.context import LayerContext
+from kanmon.gateway.context import LayerContext, may_route
 from kanmon.gateway.decisions import Builtin, Daemon, Decision, Drop, Forward, Layer, Unowned
 from kanmon.gateway.layers.prefix import PrefixSplit
 from kanmon.gateway.owner import DIRECT_PLATFORMS
@@ -46,7 +46,9 @@ def route_message(message: Message, ctx: LayerContext, owner: str, prefix: Prefi
         return Forward(message, Layer.PREFIX, why, prefix.folder, topic, content, impulse)
     tagged = f" (prefix {prefix.describe()})" if prefix is not None else ""
     sticky = chat.sticky_group if chat is not None else None
-    if sticky:
+    if sticky and not may_route(owner, sticky):  # set under another owner, before the routes moved the chat
+        logger.warning("sticky group %s is not in the tree of the chat's owner %s; routing as usual", sticky, owner)
+    elif sticky:
         if ctx.group(sticky) is not None:
             return Forward(message, Layer.ROUTING, f"sticky group {sticky}{tagged}", sticky, topic, content, impulse)
         logger.warning("sticky group %s gone; routing as usual", sticky)

@@ -105,3 +105,14 @@ def test_bot_messages_are_never_sticky_commands(world: World) -> None:
     decision = process_message(message, world.ctx())
     assert isinstance(decision, Forward) and decision.content == "@corp/eng"
     assert world.replies() == []
+
+
+def test_a_sticky_group_outside_the_chats_new_owners_tree_is_not_followed(world: World) -> None:
+    """A chat moved to another group by its routes keeps its sticky group in the store: before, its messages still
+    went to a group the new owner may not send it to (an outside review)."""
+    world.send("@eng")  # telegram chats belong to corp: corp/eng is allowed
+    for route in world.store.list_routes():
+        world.store.remove_route(route.id)
+    world.route("platform=telegram", "other", seq=10)  # the operator moves the chat
+    [decision] = world.send("hello")
+    assert isinstance(decision, Forward) and decision.folder == "other"
