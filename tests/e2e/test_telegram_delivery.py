@@ -7,11 +7,13 @@ answered); the fake Bot API checks every request as Telegram would (its HTML, le
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 from pathlib import Path
 
 import pytest
 
+from kanmon.adapters.state import AdapterState, SentPart
 from tests.e2e.telegram_world import telegram_world
 from tests.telegram_fake import message, running_fake, user
 
@@ -127,6 +129,26 @@ async def test_a_retried_send_is_posted_once_even_across_a_restart(tmp_path: Pat
             after = await w.send(body, key="kanmon-7")
             assert after.json() == first.json()
         assert len(fake.sent_messages()) == 3
+
+
+async def test_a_journal_that_cannot_be_written_never_makes_a_retry_post_the_reply_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: Telegram took the part, the journal write failed. Before, the adapter answered 500, gated tried
+    again with the same key, and the reply was posted again on every try (an outside review)."""
+
+    def full(self: AdapterState, key: str, part: SentPart) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with running_fake() as fake:
+        fake.chat(42)
+        body = {"chat_jid": "telegram:42", "content": "only once", "idempotency_key": "kanmon-7"}
+        async with telegram_world(tmp_path, fake, routes=False) as w:
+            monkeypatch.setattr(AdapterState, "record_sent", full)
+            answers = [await w.send(body, key="kanmon-7") for _ in range(4)]
+            assert [answer.status_code for answer in answers] == [200] * 4  # it was posted: said so
+            assert len({answer.json()["id"] for answer in answers}) == 1
+        assert [posted["text"] for posted in fake.sent_messages()] == ["only once"]
 
 
 async def test_attachments_go_out_as_files_after_the_text(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from kanmon.adapters.telegram.split import split_message
 __all__ = ["SendLater", "SendRefused", "SendRequest", "TelegramSender", "retry_after_seconds"]
 
 logger = logging.getLogger(__name__)
+_UNJOURNALED_KEPT = 10_000  # keys of parts posted but not journaled, kept in memory (the oldest go first)
 
 # Telegram's words for "your HTML is not valid": then the plain text goes instead
 _ENTITY_ERRORS = ("can't parse entities", "message is too long", "entity")
@@ -93,6 +94,7 @@ class TelegramSender:
         self._on_sent = on_sent
         self._not_before = 0.0  # time.monotonic() before which Telegram asked us to send nothing
         self._locks: dict[str, asyncio.Lock] = {}
+        self._unjournaled: dict[str, dict[int, str]] = {}  # parts posted whose journal write failed, by key
 
     async def send(self, request: SendRequest) -> str:
         """Post every part of ``request`` not yet posted for its key; return the first part's Telegram message id.
@@ -107,13 +109,26 @@ class TelegramSender:
             self._locks = {key: lock for key, lock in self._locks.items() if lock.locked()}
         async with self._locks.setdefault(request.key, asyncio.Lock()):
             done = {part.index: part.message_id for part in self._state.sent(request.key)}
+            done.update(self._unjournaled.get(request.key, {}))
             for index, part in enumerate(parts):
                 if index not in done:
                     posted = await self._post(request, part, first=index == 0)
-                    self._state.record_sent(request.key, SentPart(index, str(posted.message_id)))
                     done[index] = str(posted.message_id)
+                    self._journal(request.key, SentPart(index, done[index]))
         self._on_sent(request.chat_id)
         return done[0]
+
+    def _journal(self, key: str, part: SentPart) -> None:
+        """Write down a part Telegram took. If the journal cannot be written (a full disk), the part is kept in memory
+        for as long as this adapter runs, and the send goes on as posted: answering 5xx made gated send the reply
+        again and again, and every try posted it again (an outside review)."""
+        try:
+            self._state.record_sent(key, part)
+        except OSError as exc:
+            logger.error("could not journal part %d of %s (%s): kept in memory until a restart", part.index, key, exc)
+            if len(self._unjournaled) >= _UNJOURNALED_KEPT:
+                self._unjournaled.pop(next(iter(self._unjournaled)))
+            self._unjournaled.setdefault(key, {})[part.index] = part.message_id
 
     # ------------------------------------------------------------------------------------------------ one part
     async def _post(self, request: SendRequest, part: _Part, *, first: bool) -> TelegramMessage:
