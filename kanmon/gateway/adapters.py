@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,9 +82,15 @@ class AdapterDeliveryConfig:
 
 
 def idempotency_key(prefix: str, message: Message) -> str:
-    """The stable key of an outbound row: the same on every retry, after a restart and for every gated of the same
-    store (``prefix``: the store's, :meth:`~kanmon.store.Store.idempotency_prefix`)."""
-    return f"{prefix or 'kanmon'}-{message.seq}"
+    """The stable key of an outbound row, ``<prefix>-<seq>-<12 hex of sha256(id)>``: the same on every retry, after a
+    restart and for every gated of the same store (``prefix``: the store's, Store.idempotency_prefix).
+
+    The row's id is in it because seqs can come again: a store restored from a backup, or a PostgreSQL database made
+    anew, hands out seqs it had handed out before, and an adapter that journaled ``<prefix>-<seq>`` took a new reply
+    for the old one and posted nothing (an outside review). A new reply never has an old reply's id.
+    """
+    digest = hashlib.sha256(message.id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{prefix or 'kanmon'}-{message.seq}-{digest}"
 
 
 class _Transient(DeliveryError):

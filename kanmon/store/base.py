@@ -43,7 +43,7 @@ CONFIG_VERSION_KEY = "config_version"
 #: ``router_state`` key of the address the gated holding the store serves HTTP on (``''``: none), for links printed by
 #: commands in other processes (``gated group web-token``), which cannot know a ``gated run --http`` elsewhere.
 SERVED_URL_KEY = "served_url"
-#: ``router_state`` key of the prefix of the store's idempotency keys (``<prefix>-<seq>``): the instance name of the
+#: ``router_state`` key of the prefix of the store's idempotency keys (``<prefix>-<seq>-…``): the instance name of the
 #: first gated that delivered from the store, kept for every gated after it.
 KEY_PREFIX_KEY = "idempotency_prefix"
 

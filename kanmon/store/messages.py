@@ -200,8 +200,8 @@ class MessageStore(StoreBase):
             conn.execute(self._upsert(router_state, {"key": key, "value": value}, ["key"]))
 
     def idempotency_prefix(self, proposed: str) -> str:
-        """The prefix of this store's idempotency keys (``<prefix>-<seq>``, SPEC §11): ``proposed`` (the asking gated's
-        instance name) if none is recorded yet, else the one recorded. Every gated that takes the store over (a
+        """The prefix of this store's idempotency keys (``<prefix>-<seq>-…``, SPEC §11): ``proposed`` (the asking
+        gated's instance name) if none is recorded yet, else the one recorded. Every gated that takes the store over (a
         standby with an ``--instance`` of its own, a restore on another machine) then sends a reply again under the
         key the receiver saw, whose receiver can drop it."""
         self.swap_state(KEY_PREFIX_KEY, None, proposed)

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from kanmon.gateway.adapters import AdapterDeliveryConfig
+from kanmon.gateway.adapters import AdapterDeliveryConfig, idempotency_key
 from kanmon.gateway.delivery import DeliveryPolicy
 from kanmon.store import Message, Store, upgrade
 from kanmon.web import WebConfig, create_app
@@ -185,10 +185,10 @@ async def test_a_reply_reaches_the_adapter_and_its_row_is_marked_sent(tmp_path: 
             "format": "markdown",
             "reply_to": "m-1",
             "thread_id": "77",
-            "idempotency_key": f"test-{row.seq}",
+            "idempotency_key": idempotency_key("test", row),
         }
         assert request.authorization == f"Bearer {SECRET}"
-        assert request.idempotency_header == f"test-{row.seq}"
+        assert request.idempotency_header == idempotency_key("test", row)
         assert (row.delivery_status, row.delivery_attempts, row.platform_message_id) == ("sent", 1, "tg-msg-1")
         assert row.is_bot_message  # the reply is kanmon speaking
         [inbound] = w.h.inbound("telegram:42")
@@ -235,7 +235,9 @@ async def test_delivery_is_retried_while_the_adapter_answers_503_and_succeeds_on
         [row] = w.reply_rows("telegram:1")
         assert row.delivery_attempts > attempts and row.delivery_error is None
         assert tg.shown_texts() == ["echo: are you there"]
-        assert {r.body["idempotency_key"] for r in tg.requests} == {f"test-{row.seq}"}  # the same key every time
+        assert {r.body["idempotency_key"] for r in tg.requests} == {
+            idempotency_key("test", row)
+        }  # the same key every time
         assert w.metric("tg", "pending") >= 3 and w.metric("tg", "sent") == 1
 
 
@@ -328,7 +330,7 @@ async def test_a_pending_reply_survives_a_restart_and_goes_out_after_it(tmp_path
             await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"], "delivery")
             [row] = w.reply_rows("telegram:1")
             assert tg.shown_texts() == ["echo: while down"]
-            assert {r.body["idempotency_key"] for r in tg.requests} == {f"test-{row.seq}"}
+            assert {r.body["idempotency_key"] for r in tg.requests} == {idempotency_key("test", row)}
             assert w.metric("tg", "sent") == 1
 
 
@@ -346,7 +348,7 @@ async def test_a_gated_of_another_instance_taking_over_resends_a_reply_under_the
         async with world(tmp_path / "data", tg, instance="standby") as w:
             await w.h.wait_for(lambda: [r.delivery_status for r in w.reply_rows("telegram:1")] == ["sent"], "delivery")
             [row] = w.reply_rows("telegram:1")
-            assert {r.body["idempotency_key"] for r in tg.requests} == {f"test-{row.seq}"}
+            assert {r.body["idempotency_key"] for r in tg.requests} == {idempotency_key("test", row)}
 
 
 async def test_an_adapter_that_echoes_the_channel_secret_does_not_get_it_into_the_store(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from kanmon.gateway.adapters import AdapterDeliveryConfig
+from kanmon.gateway.adapters import AdapterDeliveryConfig, idempotency_key
 from kanmon.store import Message
 from tests.gateway_harness import Harness, process_group, running_gateway
 from tests.http_serving import serving
@@ -107,7 +107,7 @@ async def test_a_message_routed_to_a_daemon_is_posted_to_its_url_as_the_original
 
         [row] = outbox(h)
         [request] = daemon.requests
-        key = f"test-{row.seq}"
+        key = idempotency_key("test", row)
         assert request.body == {
             "chat_jid": "telegram:42",
             "id": "m-7",
@@ -148,7 +148,7 @@ async def test_a_failing_daemon_is_retried_with_backoff_then_failed_at_the_deadl
         [row] = outbox(h)
         assert row.delivery_attempts >= 2
         assert len(daemon.requests) >= 2 * row.delivery_attempts  # two quick tries in every attempt
-        assert set(daemon.keys()) == {f"test-{row.seq}"}  # the same key every time
+        assert set(daemon.keys()) == {idempotency_key("test", row)}  # the same key every time
         assert metric(h, "failed") == 1 and metric(h, "pending") == row.delivery_attempts - 1
 
 
@@ -164,7 +164,7 @@ async def test_a_pending_daemon_message_goes_out_after_a_restart(tmp_path: Path)
         async with world(tmp_path / "data", daemon) as h:  # the same store: a restarted gated
             await h.wait_for(lambda: statuses(h) == ["sent"], "the delivery after the restart")
             [row] = outbox(h)
-            assert set(daemon.keys()) == {f"test-{row.seq}"}
+            assert set(daemon.keys()) == {idempotency_key("test", row)}
             assert daemon.requests[-1].body["content"] == "while down"
 
 
@@ -180,7 +180,7 @@ async def test_a_message_the_daemon_took_is_never_posted_again(tmp_path: Path) -
             h.gateway.wake()
             await h.gateway.delivery.deliver_due()
             first, second = outbox(h)
-        assert daemon.keys() == [f"test-{first.seq}", f"test-{second.seq}"]
+        assert daemon.keys() == [idempotency_key("test", first), idempotency_key("test", second)]
         assert [r.body["content"] for r in daemon.requests] == ["first", "second"]
 
 
