@@ -11,11 +11,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from kanmon.container import InProcessRuntime, RunSpec
-from kanmon.container.handle import RunHandle
+from kanmon.container import InProcessRuntime
 from kanmon.container.inprocess import AgentCall
 from kanmon.router import ImpulseConfig
 from kanmon.store import Group
+from tests.e2e.test_stop_while_starting import SlowToStart
 from tests.gateway_harness import process_group, running_gateway
 
 
@@ -41,26 +41,6 @@ async def test_a_held_chat_is_flushed_after_max_hold_even_when_nothing_else_arri
         assert h.gateway.loop.ticks < 5
         await h.settled()
         assert h.replies("web:corp") == ["echo: reacted"]
-
-
-class SlowToStart:
-    """An in-process runtime whose start takes a while, as a container's does."""
-
-    def __init__(self, runtime: InProcessRuntime, delay: float) -> None:
-        self.runtime, self.delay = runtime, delay
-
-    async def available(self) -> bool:
-        return True
-
-    async def start(self, spec: RunSpec) -> RunHandle:
-        await asyncio.sleep(self.delay)
-        return await self.runtime.start(spec)
-
-    async def list_runs(self, instance: str) -> list[object]:
-        return []
-
-    async def attach(self, instance: str, run_id: str) -> RunHandle:
-        return await self.runtime.attach(instance, run_id)
 
 
 async def answers(call: AgentCall) -> int:

@@ -22,10 +22,11 @@ from tests.gateway_harness import running_gateway
 
 
 class SlowToStart:
-    """An in-process runtime whose start waits until the test lets it go (a slow image pull, a busy engine)."""
+    """An in-process runtime whose start waits until the test lets it go (a slow image pull, a busy engine), or
+    ``delay`` seconds when one is given (a container's start)."""
 
-    def __init__(self, runtime: InProcessRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: InProcessRuntime, delay: float | None = None) -> None:
+        self.runtime, self.delay = runtime, delay
         self.go = asyncio.Event()
         self.starting = asyncio.Event()
 
@@ -34,7 +35,7 @@ class SlowToStart:
 
     async def start(self, spec: RunSpec) -> RunHandle:
         self.starting.set()
-        await self.go.wait()
+        await (self.go.wait() if self.delay is None else asyncio.sleep(self.delay))
         return await self.runtime.start(spec)
 
     async def list_runs(self, instance: str) -> list[object]:
