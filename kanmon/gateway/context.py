@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kanmon.clock import Clock
 from kanmon.folders import family_parent
@@ -52,6 +52,9 @@ class LayerContext:
     timezone: str = "UTC"
     # Lifecycle hooks (kanmon.gateway.hooks): /new tells session_reset.
     hooks: Hooks = field(default=NO_HOOKS, repr=False)
+    # The sticky settings the layers changed, by chat JID (only the fields changed; None clears one): with an
+    # outbox, the loop stores them with the batch's decisions, in the same transaction (:meth:`steer`).
+    steering: dict[str, dict[str, str | None]] = field(default_factory=dict, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)
@@ -111,9 +114,19 @@ class LayerContext:
         for jid in jids:
             self._chats.setdefault(jid, found.get(jid))
 
-    def forget_chat(self, jid: str) -> None:
-        """Drop the cached chat ``jid`` (a layer changed it)."""
-        self._chats.pop(jid, None)
+    def steer(self, jid: str, **changes: str | None) -> None:
+        """Change the sticky settings (``sticky_group``, ``sticky_topic``) of the chat ``jid`` for the rows after this
+        one. With an outbox they are stored with the batch's decisions: a batch that never commits (a crash, a lost
+        database) is read again with the settings it began with, so no earlier row of it follows the new ones.
+        Without one (route test, unit tests) they are stored at once."""
+        if self.outbox is None:
+            self.store.ensure_chat(jid, **changes)
+            self._chats.pop(jid, None)
+            return
+        self.steering.setdefault(jid, {}).update(changes)
+        chat = self.chat(jid) or Chat(jid=jid)
+        group, topic = changes.get("sticky_group", chat.sticky_group), changes.get("sticky_topic", chat.sticky_topic)
+        self._chats[jid] = replace(chat, sticky_group=group, sticky_topic=topic)
 
     def forget(self) -> None:
         """Drop the cached routes and groups (a command changed them): re-read them from the store itself."""

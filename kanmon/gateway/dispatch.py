@@ -9,8 +9,9 @@ blocking work is one hop off the event loop:
    (commands and sticky settings take effect here, each before the next row is looked at); rows kanmon wrote
    itself are never routed again; refused rows are skipped (:mod:`kanmon.gateway.auth`);
 4. record each row's decision, every row the tick writes (command answers, ``local:`` delegation copies, ``daemon:``
-   outbox rows) and the new poll cursor in **one** transaction. A crash before it commits re-reads the batch: the
-   rows the tick writes carry derived ids, and routing is recorded only once.
+   outbox rows), the chats' new sticky settings and the new poll cursor in **one** transaction. A crash before it
+   commits re-reads the batch as it was: the rows the tick writes carry derived ids, routing is recorded only once,
+   and no sticky setting is stored yet for an earlier row of it to follow.
 """
 
 from __future__ import annotations
@@ -139,7 +140,9 @@ class Dispatcher:
             if dispatch is not None:
                 dispatches.append(dispatch)
         assert ctx.outbox is not None
-        work.stored = self._store.record_dispatch(dispatches, rows[-1].seq, outbox=ctx.outbox, now=self._clock.now())
+        work.stored = self._store.record_dispatch(
+            dispatches, rows[-1].seq, outbox=ctx.outbox, steering=ctx.steering, now=self._clock.now()
+        )
         return work
 
     def context(self, queue: QueueControl) -> LayerContext:

@@ -9,7 +9,7 @@ daemon outbox rows). A run reads its batch from those columns and never routes a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,10 +89,14 @@ class WorkStore(StoreBase):
         last_seq: int,
         *,
         outbox: Sequence[NewMessage] = (),
+        steering: Mapping[str, Mapping[str, str | None]] | None = None,
         now: dt.datetime | None = None,
     ) -> list[Message]:
-        """Record a tick: its decisions, the rows it wrote (``outbox``) and the poll cursor ``last_seq``, in one
-        transaction; returns the outbox rows it created.
+        """Record a tick: its decisions, the rows it wrote (``outbox``), the chats' changed sticky settings
+        (``steering``: by JID, only ``sticky_group`` and ``sticky_topic``; a chat not stored yet is created) and the
+        poll cursor ``last_seq``, in one transaction; returns the outbox rows it created.
+
+        Raises ValueError for a ``steering`` field other than the two sticky settings.
 
         Only rows still ``new`` and not yet routed change: a batch re-read after a crash cannot undo what a run has
         done since, and the cursor never moves back. Outbox rows carry derived ids, so a re-read batch stores each
@@ -103,11 +107,17 @@ class WorkStore(StoreBase):
             for d in dispatches
             if d.status == "new"
         ]
+        steering = steering or {}
+        for fields in steering.values():
+            if not fields.keys() <= _STICKY:
+                raise ValueError(f"not a sticky setting: {sorted(fields.keys() - _STICKY)}")
         with self._write(fenced=True) as conn:
             stored: list[Message] = []
             if outbox:
                 lock_appends(conn)
                 stored = insert_new(conn, outbox, self._stamp(now))
+            for jid, fields in steering.items():
+                conn.execute(self._upsert(chats, {"jid": jid, **fields}, ["jid"]))
             if routed and self.dialect == "postgresql":  # every route at once, as arrays
                 conn.execute(_ROUTE_ARRAYS, {f"a_{name}": [route[f"b_{name}"] for route in routed] for name in _ROUTED})
             elif routed:  # one statement, executed for every row (executemany), compiled once
@@ -178,6 +188,7 @@ class WorkStore(StoreBase):
 
 # record_dispatch's statements (every tick) and config_version's (every cache check), built once: a reused statement
 # skips SQLAlchemy's construction and cache-key work (the issue 13 profile). Only rows still new and undecided change.
+_STICKY = frozenset({"sticky_group", "sticky_topic"})
 _UNDECIDED = (messages.c.direction == "in", messages.c.status == "new", messages.c.routed_folder.is_(None))
 _ROUTE = (
     update(messages)

@@ -61,6 +61,29 @@ def test_record_dispatch_routes_rows_and_moves_the_poll_cursor_in_one_step(corp:
     assert corp.poll_cursor() == c
 
 
+def test_record_dispatch_stores_the_ticks_sticky_settings_with_its_decisions(corp: Store) -> None:
+    corp.ensure_chat("telegram:1", sticky_group="corp", sticky_topic="#old")
+    seq = put(corp)
+    corp.record_dispatch(
+        [Dispatch(seq, "done")],
+        seq,
+        steering={"telegram:1": {"sticky_group": None}, "telegram:9": {"sticky_topic": "#ops"}},
+    )
+    chats = corp.get_chats(["telegram:1", "telegram:9"])
+    assert (chats["telegram:1"].sticky_group, chats["telegram:1"].sticky_topic) == (None, "#old")  # only what changed
+    assert (chats["telegram:9"].sticky_group, chats["telegram:9"].sticky_topic) == (None, "#ops")  # created
+
+
+@pytest.mark.parametrize("field", ["agent_cursor", "channel", "jid"])
+def test_record_dispatch_refuses_steering_anything_but_the_sticky_settings_and_stores_nothing(
+    corp: Store, field: str
+) -> None:
+    seq = put(corp)
+    with pytest.raises(ValueError, match="not a sticky setting"):
+        corp.record_dispatch([Dispatch(seq, "done")], seq, steering={"telegram:1": {field: "x"}})
+    assert corp.poll_cursor() == 0 and corp.new_messages(0)[0].status == "new"
+
+
 def test_a_ticks_routes_land_each_on_its_own_row_and_leave_decided_rows_alone(corp: Store) -> None:
     # PostgreSQL routes a tick's rows in one statement (arrays), SQLite one row after another: the same rows result
     seqs = [put(corp, f"telegram:{n % 3}", content=f"m{n}") for n in range(7)]

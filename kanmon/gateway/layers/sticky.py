@@ -66,8 +66,7 @@ def apply_sticky(request: StickyRequest, message: Message, ctx: LayerContext, ow
         changes = {"sticky_group": folder or None}
     if ctx.dry_run:
         return Consumed(message, Layer.STICKY, f"would set {_describe(changes)} and reply {text!r}")
-    ctx.store.ensure_chat(message.chat_jid, **changes)
-    ctx.forget_chat(message.chat_jid)
+    ctx.steer(message.chat_jid, **changes)
     logger.info("sticky %s", _describe(changes))
     return _answer(message, ctx, text, f"set {_describe(changes)}")
 
