@@ -2,7 +2,9 @@
 
 A chat JID's lane is its group folder: every chat of one folder shares the folder's files and session, so their runs
 take turns (arizuko keyed its queue by JID and ran two containers on one folder at once). A ``web:`` JID's lane is
-``(folder, topic)``: web topics are separate conversations with separate sessions, so they run in parallel.
+``(folder, topic)``: web topics are separate conversations with separate sessions, so they run in parallel. The
+group's own sessions, the default topic ``''`` and the ``#name`` topics of the prefix and sticky layers (SPEC §6),
+are shared by every chat of the folder, the web chat too, so they run in the folder's lane from any chat.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 __all__ = ["Lane", "LaneResult", "lane_for"]
 
 _WEB_PLATFORM = "web"
+_SHARED_TOPIC = "#"  # the prefix of the group's named sessions (SPEC §6.1–6.3); no web topic id starts with it
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -29,11 +32,12 @@ class Lane:
 def lane_for(folder: str, chat_jid: str, topic: str = "") -> Lane:
     """The lane of a message of ``chat_jid`` routed to ``folder``: per topic for ``web:`` JIDs, per folder otherwise.
 
-    A web chat's default topic ``''`` is the folder's own session ``(folder, '')``, the one its other chats use, so it
-    runs in the folder's lane: two runs must never resume one session at the same time.
+    A web chat's default topic ``''`` is the folder's own session ``(folder, '')``, the one its other chats use, and a
+    ``#name`` topic is the session ``(folder, '#name')`` that ``#name …`` and ``#name`` reach from any chat: both run
+    in the folder's lane, because two runs must never resume one session at the same time.
     """
     platform, _, _room = chat_jid.partition(":")
-    if platform == _WEB_PLATFORM and topic:
+    if platform == _WEB_PLATFORM and topic and not topic.startswith(_SHARED_TOPIC):
         return Lane(folder, topic)
     return Lane(folder)
 
