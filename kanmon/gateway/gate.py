@@ -23,6 +23,7 @@ cursor again, in seq order, with the row's own arrival time as ``now``; the dead
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from kanmon.router.impulse import ImpulseConfig
@@ -51,6 +52,7 @@ class ImpulseGate:
 
     def __init__(self) -> None:
         self._held: dict[str, HeldChat] = {}
+        self._seqs: dict[str, set[int]] = {}  # the seqs each held chat holds (a run may take them all: taken())
 
     def offer(self, jid: str, verb: str, seq: int, now: float, config: ImpulseConfig = _DEFAULTS) -> bool:
         """Count one message of ``jid``; True when the chat fires now (and its held state is forgotten)."""
@@ -69,9 +71,10 @@ class ImpulseGate:
             deadline=min(held.deadline, held.first_at + config.max_hold_seconds),
         )
         if held.weight >= config.threshold or verb == TASK_VERB:
-            self._held.pop(jid, None)
+            self._forget(jid)
             return True
         self._held[jid] = held
+        self._seqs.setdefault(jid, set()).add(seq)
         return False
 
     def due(self, now: float) -> list[str]:
@@ -83,7 +86,7 @@ class ImpulseGate:
         """The chats due at ``now``, which the gate forgets: the caller runs each of them."""
         jids = self.due(now)
         for jid in jids:
-            del self._held[jid]
+            self._forget(jid)
         return jids
 
     def lets_through(self, jid: str, first_seq: int) -> bool:
@@ -92,21 +95,26 @@ class ImpulseGate:
         held = self._held.get(jid)
         return held is None or first_seq < held.first_seq
 
-    def taken(self, jid: str, through: int) -> bool:
-        """A run took ``jid``'s waiting rows up to seq ``through``: forget its hold if that took every held row (True).
+    def taken(self, jid: str, seqs: Collection[int]) -> bool:
+        """A run took ``jid``'s waiting rows ``seqs``: forget its hold if they include every held row (True).
 
         A message that fired its chat is taken by a run whose container may still be starting; a low-value event
         that arrives meanwhile begins a new hold, and the run takes it along with the message. That hold has then
-        nothing left to wait for.
+        nothing left to wait for. A run takes one topic's rows of a chat: held rows of another topic, even between
+        the rows it took, stay held.
         """
-        held = self._held.get(jid)
-        if held is None or held.last_seq > through:
+        held = self._seqs.get(jid)
+        if held is None or not held.issubset(seqs):
             return False
-        del self._held[jid]
+        self._forget(jid)
         return True
 
     def release(self, jid: str) -> bool:
         """Forget ``jid``'s held state (its rows were taken another way); True when something was held."""
+        return self._forget(jid)
+
+    def _forget(self, jid: str) -> bool:
+        self._seqs.pop(jid, None)
         return self._held.pop(jid, None) is not None
 
     def held(self) -> int:

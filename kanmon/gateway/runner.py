@@ -254,7 +254,7 @@ class LaneRunner:
         begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None:
-            self._gate.taken(start.head.chat_jid, start.rows[-1].seq)  # held rows it took wait for nothing now
+            self._gate.taken(start.head.chat_jid, [row.seq for row in start.rows])  # held rows it took: no wait
             if start.more:
                 self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
         return start

@@ -189,11 +189,24 @@ def test_a_message_that_fired_before_a_hold_began_is_let_through_and_a_run_takin
     assert gate.offer(J, "message", seq=10, now=0.0)  # fires: its run is on its way
     assert not gate.offer(J, "edit", seq=11, now=0.1)  # a low-value event holds the chat again
     assert gate.lets_through(J, 10) and not gate.lets_through(J, 11) and gate.lets_through(K, 11)
-    assert not gate.taken(J, through=10)  # the run took only the message: the edit is still held
+    assert not gate.taken(J, [10])  # the run took only the message: the edit is still held
     assert gate.holding(J) is not None
-    assert gate.taken(J, through=11)  # it took the edit too: nothing is left to wait for
+    assert gate.taken(J, [10, 11])  # it took the edit too: nothing is left to wait for
     assert gate.holding(J) is None and gate.lets_through(J, 12)
-    assert not gate.taken(K, through=99)
+    assert not gate.taken(K, [99])
+
+
+def test_a_run_of_another_topic_whose_rows_surround_the_held_ones_does_not_end_the_hold() -> None:
+    # One chat, two topics: a reaction in topic B (seq 12) and one (seq 14) are held; a run takes topic A's
+    # messages 10, 11, 13 and 15. It took none of the held rows, though its last row is past them: the hold stays.
+    gate = ImpulseGate()
+    assert not gate.offer(J, "react", seq=12, now=0.0)
+    assert not gate.offer(J, "react", seq=14, now=0.1)
+    assert not gate.taken(J, [10, 11, 13, 15])
+    assert gate.holding(J) is not None and not gate.lets_through(J, 12)
+    assert not gate.taken(J, [12, 13, 15])  # one of the two held rows
+    assert gate.taken(J, [12, 14])
+    assert gate.holding(J) is None
 
 
 def test_next_deadline_is_the_earliest_hold_end() -> None:
