@@ -26,6 +26,7 @@ from kanmon.folders import split_jid
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.outcome import Ending, judge
 from kanmon.gateway.prompt import render_note
+from kanmon.gateway.reclaim import FLUSH_INTERRUPTED
 from kanmon.gateway.session_policy import Flush
 from kanmon.gateway.spec import RunDefaults
 from kanmon.gateway.starter import RunStarter, Started, release
@@ -38,9 +39,6 @@ from kanmon.store.aio import AsyncStore
 __all__ = ["FLUSH_INTERRUPTED", "FlushTurns"]
 
 logger = logging.getLogger(__name__)
-
-#: The error a reclaimed flush turn is closed with (its gated stopped during it).
-FLUSH_INTERRUPTED = "a memory flush turn interrupted when gated stopped; not run again"
 
 
 class FlushTurns:

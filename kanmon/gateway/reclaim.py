@@ -23,12 +23,28 @@ from collections.abc import Callable, Mapping
 from kanmon.container import ContainerError, Exited, ExitReason, RunNotFound, Runtime, RuntimeUnavailable
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.outcome import Ending
-from kanmon.store import Message, Run
+from kanmon.store import Message, Run, RunEnd
 from kanmon.store.aio import AsyncStore
 
-__all__ = ["Reclaimer"]
+__all__ = ["FLUSH_INTERRUPTED", "Reclaimer", "settled_end"]
 
 logger = logging.getLogger(__name__)
+
+#: The error a reclaimed memory flush turn (:mod:`kanmon.gateway.flush_turn`) is closed with: its gated stopped
+#: during it.
+FLUSH_INTERRUPTED = "a memory flush turn interrupted when gated stopped; not run again"
+
+
+def settled_end(run: Run) -> RunEnd:
+    """The end of reclaimed ``run`` whose batch was settled while gated was away (a dead letter, an operator): closed
+    as an error with nothing left to deliver. A memory flush turn (:mod:`kanmon.gateway.flush_turn`, no batch) is
+    closed as interrupted, never run again."""
+    flush = run.first_seq is None
+    return RunEnd(
+        run_id=run.id, chat_jid=run.chat_jid, seqs=[], rows="done", run_status="error", folder=run.group_folder,
+        topic=run.topic, error=FLUSH_INTERRUPTED if flush else "its batch was settled while gated was away",
+        flush=flush,
+    )  # fmt: skip
 
 
 class Reclaimer:

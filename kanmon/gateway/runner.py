@@ -34,7 +34,7 @@ from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
 from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
-from kanmon.gateway.flush_turn import FLUSH_INTERRUPTED, FlushTurns
+from kanmon.gateway.flush_turn import FlushTurns
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
@@ -42,7 +42,7 @@ from kanmon.gateway.inbox import Inbox
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, bare_end, judge
 from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor
-from kanmon.gateway.reclaim import Reclaimer
+from kanmon.gateway.reclaim import Reclaimer, settled_end
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.registry import Registry
 from kanmon.gateway.session_reset import SessionResets, reset_note
@@ -296,13 +296,7 @@ class LaneRunner:
         if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
             if handle is not None:
                 await release(handle)
-            flush = run.first_seq is None  # a memory flush turn (kanmon.gateway.flush_turn): closed, never rerun
-            end = RunEnd(
-                run_id=run.id, chat_jid=run.chat_jid, seqs=[], rows="done", run_status="error", folder=run.group_folder,
-                topic=run.topic, error=FLUSH_INTERRUPTED if flush else "its batch was settled while gated was away",
-                flush=flush,
-            )  # fmt: skip
-            await self._ends(end)
+            await self._ends(settled_end(run))
             return LaneResult.OK
         head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
         watched, batch, began = Watched(session_id=run.session_id), Batch(head, rows), self._clock.monotonic()
@@ -310,6 +304,8 @@ class LaneRunner:
             return await self._finish(lane, state, run, batch, await self.reclaimer.gone(run), watched, began=began)
         logger.info("re-attached; replaying its output")
         state.handle = handle
+        if state.stop_asked:  # a /stop came while it was being re-attached
+            await handle.stop()
         return await self._follow(lane, state, run, batch, handle, watched, began)
 
     async def _follow(
