@@ -13,7 +13,9 @@ to this. It answers like the Bot API: ``{"ok": true, "result": …}``, or ``{"ok
   ``&lt; &gt; &amp; &quot;`` and numeric ones, tags closed in order; anything else is ``400 Bad Request: can't parse
   entities``. The text after parsing must be 1-4096 UTF-16 code units. ``message_thread_id`` must name a topic of
   a forum chat; ``reply_parameters.message_id`` a message of the chat unless ``allow_sending_without_reply``.
-* ``sendPhoto``, ``sendDocument`` (a file_id, a URL or an upload), ``sendChatAction``.
+* ``sendPhoto``, ``sendDocument`` (a file_id, a URL or an upload), ``sendChatAction``. An upload's parameter reads
+  ``{"upload": <file name>}``; what was uploaded (name, Content-Type, bytes) is in the call's ``uploads``.
+* Uploads over the Bot API's limits (50 MB, a photo 10 MB) are ``413 Request Entity Too Large``.
 * Flood control on demand: :meth:`FakeBotApi.flood` makes the next calls of a method answer ``429 Too Many
   Requests: retry after N`` with ``parameters.retry_after``; :attr:`refuse_entities` makes Telegram refuse the
   entities of HTML texts containing a marker, as it does for entities it cannot take.
@@ -56,6 +58,8 @@ BOT = {
     "supports_inline_queries": False,
 }
 LIMIT = 4096
+UPLOAD_LIMIT = 50_000_000  # bytes a bot may upload (Bot API, "Sending files": 50 MB)
+PHOTO_UPLOAD_LIMIT = 10_000_000  # bytes of an uploaded photo (10 MB)
 _TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre"}
 _TAGS |= {"blockquote", "tg-emoji"}
 _JSON_FIELDS = {
@@ -77,14 +81,25 @@ class ApiError(Exception):
         self.parameters = parameters
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file posted with ``multipart/form-data``: its file name, its part's Content-Type, and its bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass
 class Call:
-    """One Bot API request as received: the method, its parameters, and when (time.monotonic())."""
+    """One Bot API request as received: the method, its parameters, and when (time.monotonic()); ``uploads`` are
+    the files it posted, by form field."""
 
     method: str
     params: dict[str, Any]
     at: float
     status: int = 200
+    uploads: dict[str, Upload] = field(default_factory=dict)
 
 
 class _TelegramHtml(HTMLParser):
@@ -223,13 +238,16 @@ class FakeBotApi:
 
     async def _endpoint(self, request: Request) -> Response:
         method = request.path_params["method"]
-        params = await _params(request)
-        call = Call(method, params, time.monotonic())
+        params, uploads = await _params(request)
+        call = Call(method, params, time.monotonic(), uploads=uploads)
         with self._lock:
             self.calls.append(call)
         try:
             if request.path_params["token"] != TOKEN:
                 raise ApiError(401, "Unauthorized")
+            for name, upload in uploads.items():  # the Bot API's limits on what a bot uploads
+                if len(upload.data) > (PHOTO_UPLOAD_LIMIT if name == "photo" else UPLOAD_LIMIT):
+                    raise ApiError(413, "Request Entity Too Large")
             result = await self._dispatch(method, params)
         except ApiError as exc:
             call.status = exc.code
@@ -369,16 +387,21 @@ class FakeBotApi:
         return Response(status_code=404)
 
 
-async def _params(request: Request) -> dict[str, Any]:
+async def _params(request: Request) -> tuple[dict[str, Any], dict[str, Upload]]:
     raw: dict[str, Any] = dict(request.query_params)
+    uploads: dict[str, Upload] = {}
     kind = request.headers.get("content-type", "")
     if "application/json" in kind:
         raw.update(await request.json())
-        return raw
+        return raw, uploads
     if request.method == "POST" and ("form" in kind):
         async with request.form() as form:  # closes the uploads' temporary files once read
             for name, value in form.multi_items():
-                raw[name] = {"upload": value.filename} if isinstance(value, UploadFile) else value
+                if isinstance(value, UploadFile):
+                    uploads[name] = Upload(value.filename or "", value.content_type or "", await value.read())
+                    raw[name] = {"upload": value.filename}
+                else:
+                    raw[name] = value
     params: dict[str, Any] = {}
     for name, value in raw.items():
         parsed: Any = value
@@ -389,7 +412,7 @@ async def _params(request: Request) -> dict[str, Any]:
         params[name] = parsed
     if isinstance(params.get("photo"), str) and params["photo"].startswith("attach://"):
         params["photo"] = {"upload": params["photo"]}
-    return params
+    return params, uploads
 
 
 @contextlib.contextmanager

@@ -82,6 +82,7 @@ async def telegram_world(
         if routes and not h.store.list_routes():
             h.store.add_route(seq=0, match="platform=telegram", target="corp")
         gated_url = await stack.enter_async_context(serving(create_app(h.gateway, WebConfig(channel_secret=SECRET))))
+        h.gateway.media_links.base_url = gated_url  # what gated run sets to its own address
         listener = bound()
         adapter_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         world = TelegramWorld(fake, h, gated_url, adapter_url, tmp_path / "adapter-state")

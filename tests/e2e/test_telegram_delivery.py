@@ -151,42 +151,6 @@ async def test_a_journal_that_cannot_be_written_never_makes_a_retry_post_the_rep
         assert [posted["text"] for posted in fake.sent_messages()] == ["only once"]
 
 
-async def test_attachments_go_out_as_files_after_the_text(tmp_path: Path) -> None:
-    with running_fake() as fake:
-        fake.chat(42)
-        async with telegram_world(tmp_path, fake, routes=False) as w:
-            attachments = [
-                {"type": "photo", "file_id": "AgAD-photo"},
-                {"url": "https://example.org/report.pdf", "filename": "report.pdf", "mime_type": "application/pdf"},
-                {"data": "aGVsbG8=", "filename": "hello.txt", "mime_type": "text/plain"},
-            ]
-            answer = await w.send({"chat_jid": "telegram:42", "content": "files:", "attachments": attachments})
-            assert answer.status_code == 200, answer.text
-            assert [call.method for call in fake.calls if call.method.startswith("send")] == [
-                "sendMessage", "sendPhoto", "sendDocument", "sendDocument"]  # fmt: skip
-            photo, url, upload = (call.params for call in fake.calls if call.method in {"sendPhoto", "sendDocument"})
-            assert photo["photo"] == "AgAD-photo" and url["document"] == "https://example.org/report.pdf"
-            assert upload["document"] == {"upload": "hello.txt"}
-            files_only = await w.send({"chat_jid": "telegram:42", "content": "", "attachments": attachments[:1]})
-            assert files_only.status_code == 200
-
-
-async def test_a_file_gated_sends_inline_goes_up_as_its_bytes_not_by_its_link(tmp_path: Path) -> None:
-    # gated's download link is on its own network, which Telegram's servers cannot reach: the bytes win
-    with running_fake() as fake:
-        fake.chat(42)
-        async with telegram_world(tmp_path, fake, routes=False) as w:
-            chart = {
-                "url": "http://127.0.0.1:9/media/ab?exp=1&sig=x", "data": "iVBORw0KGgo=", "filename": "chart.png",
-                "name": "chart.png", "mime": "image/png", "mime_type": "image/png", "size": 8,
-            }  # fmt: skip
-            linked = {**chart, "data": None, "url": "https://example.org/big.png", "filename": "big.png"}
-            answer = await w.send({"chat_jid": "telegram:42", "content": "", "attachments": [chart, linked]})
-            assert answer.status_code == 200, answer.text
-            assert [call.params["photo"] for call in fake.calls_of("sendPhoto")] == [
-                {"upload": "chart.png"}, "https://example.org/big.png"]  # fmt: skip
-
-
 async def test_typing_shows_while_the_agent_works_and_stops_with_the_reply(tmp_path: Path) -> None:
     with running_fake() as fake:
         private = fake.chat(42)

@@ -11,8 +11,9 @@ Matrix convention for automated output: other bots do not answer notices, so two
   HTML escaped) beside the plain ``body``, when the text has any markup and both fit in one event;
 - ``attachments``: each ``{"url": "mxc://…" | "https://…", "filename", "mime"}`` becomes an ``m.image``,
   ``m.audio``, ``m.video`` or ``m.file`` event after the text; an https file is fetched (at most
-  ``max_file_bytes``) and uploaded to the content repository first, and one with base64 ``data`` (gated sends
-  its agents' small files so) is uploaded from those bytes without a fetch.
+  ``max_file_bytes``; :mod:`kanmon.adapters.fetch` says which failures gated retries) and uploaded to the content
+  repository first, and one with base64 ``data`` (gated sends its agents' small files so) is uploaded from those
+  bytes without a fetch.
 
 A retried send never posts twice: its events' transaction ids derive from the idempotency key, so the homeserver
 answers a repeat with the event it already has (even after a crash between posting and recording), and the adapter
@@ -37,6 +38,7 @@ from markdown_it import MarkdownIt
 from nio import AsyncClient, ErrorResponse, RoomSendResponse, UploadResponse
 
 from kanmon.adapters.errors import SendLater, SendRefused
+from kanmon.adapters.fetch import fetch_file
 from kanmon.adapters.matrix.split import json_size, split_message
 from kanmon.adapters.matrix.state import AdapterState
 
@@ -178,7 +180,7 @@ class Sender:
             mxc = await self._upload(data, mime, filename)
             size = len(data)
         elif url.startswith(("https://", "http://")):
-            data, mime = await self._fetch(url, mime)
+            data, mime = await self._fetch(url, mime, filename)
             mxc = await self._upload(data, mime, filename)
             size = len(data)
         else:
@@ -189,23 +191,9 @@ class Sender:
         msgtype = next((kind for prefix, kind in MEDIA_MSGTYPES.items() if mime.startswith(prefix)), "m.file")
         return {"msgtype": msgtype, "body": filename, "filename": filename, "url": mxc, "info": info}
 
-    async def _fetch(self, url: str, mime: str) -> tuple[bytes, str]:
-        try:
-            async with self._http.stream("GET", url, follow_redirects=True) as response:
-                if response.status_code >= 400:
-                    error = SendLater if response.status_code >= 500 else SendRefused
-                    raise error(f"attachment {url}: answered {response.status_code}")
-                chunks: list[bytes] = []
-                total = 0
-                async for chunk in response.aiter_bytes():
-                    total += len(chunk)
-                    if total > self._max_file_bytes:
-                        raise SendRefused(f"attachment {url}: larger than {self._max_file_bytes} bytes")
-                    chunks.append(chunk)
-                kind = response.headers.get("content-type", "").partition(";")[0].strip()
-        except httpx.HTTPError as exc:
-            raise SendLater(f"attachment {url}: {type(exc).__name__}") from None
-        return b"".join(chunks), (mime if mime != "application/octet-stream" else kind or mime)
+    async def _fetch(self, url: str, mime: str, filename: str) -> tuple[bytes, str]:
+        fetched = await fetch_file(self._http, url, limit=self._max_file_bytes, name=filename)
+        return fetched.data, (mime if mime != "application/octet-stream" else fetched.content_type or mime)
 
     async def _upload(self, data: bytes, mime: str, filename: str) -> str:
         try:

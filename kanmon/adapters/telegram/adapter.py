@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import uvicorn
 from telegram import Bot, Update, User
 from telegram.error import Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
@@ -83,11 +84,13 @@ class TelegramAdapter:
         self.state.open()
         gated = GatedClient(self.config.gated_url, self.config.channel_secret, self._registration(), stopping)
         typing = Typing(self.bot, limit=self.config.typing_limit)
+        # fetches the files gated gives by link (its own network: no proxies from the environment)
+        files = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), trust_env=False)
         server: uvicorn.Server | None = None
         try:
             self.me = await self._start_bot()
             sender = TelegramSender(
-                self.bot, self.state, max_inline_wait=self.config.max_inline_wait, on_sent=typing.stop
+                self.bot, self.state, http=files, max_inline_wait=self.config.max_inline_wait, on_sent=typing.stop
             )
             app = create_app(
                 bot=self.bot, sender=sender, typing=typing, channel_secret=self.config.channel_secret,
@@ -104,6 +107,7 @@ class TelegramAdapter:
                 await serving
             await typing.close()
             await gated.aclose()
+            await files.aclose()
             with contextlib.suppress(TelegramError, RuntimeError):
                 await self.bot.shutdown()
             self.state.close()

@@ -6,6 +6,13 @@ when Telegram refuses the entities (``can't parse entities``), that part is sent
 from, which loses the formatting and nothing else. The first part replies to the message gated names
 (``reply_to``; sent even if that message is gone), and every part goes to the forum topic (``thread_id``).
 
+**Files** are uploaded (``multipart/form-data``), never handed to Telegram as a link: gated's download links are on
+its own network, which Telegram's servers usually cannot reach. A file's bytes are its base64 ``data`` (gated sends
+them for files up to ``media.inline_bytes``) or else fetched from its ``url`` (:mod:`kanmon.adapters.fetch`:
+streamed, in memory, at most Telegram's upload limit for bots of 50 MB; a larger file is refused with that reason,
+a link failing for now is retried by gated, one answering another 4xx fails the reply). A ``file_id`` Telegram
+knows is sent as is. Images go as photos, but a GIF, or one over Telegram's 10 MB photo limit, as a document.
+
 **Never twice.** Every posted part is journaled under gated's idempotency key before ``/send`` answers
 (:class:`~kanmon.adapters.state.AdapterState`); a retried ``/send`` posts only the parts the journal lacks, and
 concurrent requests with one key wait for each other. The one gap no client can close: Telegram posted a message
@@ -21,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -30,15 +36,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from chatgpt_md_converter import telegram_format
 from telegram import Bot, InputFile, ReplyParameters
 from telegram import Message as TelegramMessage
-from telegram.constants import ParseMode
+from telegram.constants import FileSizeLimit, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
 from kanmon import redaction
 from kanmon.adapters.errors import SendLater, SendRefused
+from kanmon.adapters.fetch import fetch_file
 from kanmon.adapters.state import AdapterState, SentPart
 from kanmon.adapters.telegram.split import split_message
 
@@ -78,18 +86,23 @@ def retry_after_seconds(exc: RetryAfter) -> float:
 
 
 class TelegramSender:
-    """Sends :class:`SendRequest` s through ``bot``, journaling each posted part in ``state``."""
+    """Sends :class:`SendRequest` s through ``bot``, journaling each posted part in ``state``; ``http`` fetches
+    files gated gives by their link, at most ``max_file_bytes`` each (Telegram's upload limit for bots, 50 MB)."""
 
     def __init__(
         self,
         bot: Bot,
         state: AdapterState,
         *,
+        http: httpx.AsyncClient,
         max_inline_wait: float = 5.0,
+        max_file_bytes: int = FileSizeLimit.FILESIZE_UPLOAD,
         on_sent: Callable[[int], None] = lambda chat_id: None,
     ) -> None:
         self._bot = bot
         self._state = state
+        self._http = http
+        self._max_file_bytes = max_file_bytes
         self._max_inline_wait = max_inline_wait
         self._on_sent = on_sent
         self._not_before = 0.0  # time.monotonic() before which Telegram asked us to send nothing
@@ -152,11 +165,46 @@ class TelegramSender:
         return await self._call(lambda: self._bot.send_message(text=markdown, **where))
 
     async def _file(self, attachment: dict[str, Any], where: dict[str, Any]) -> TelegramMessage:
-        source = _file_source(attachment)
-        mime = str(attachment.get("mime_type") or "")
-        if attachment.get("type") == "photo" or (mime.startswith("image/") and mime != "image/gif"):
+        source = await self._file_source(attachment)
+        mime = str(attachment.get("mime_type") or attachment.get("mime") or "")
+        photo = attachment.get("type") == "photo" or (mime.startswith("image/") and mime != "image/gif")
+        if photo and not (isinstance(source, InputFile) and _size(source) > FileSizeLimit.PHOTOSIZE_UPLOAD):
             return await self._call(lambda: self._bot.send_photo(photo=source, **where))
+        # an image too large for a photo (10 MB) still goes, as a document (50 MB)
         return await self._call(lambda: self._bot.send_document(document=source, **where))
+
+    async def _file_source(self, attachment: dict[str, Any]) -> str | InputFile:
+        """What Telegram is given: a ``file_id`` it knows, else the file's bytes, uploaded: those of ``data`` (base64:
+        gated's files up to ``media.inline_bytes``) or fetched from ``url`` (gated's larger files: its link is on a
+        network Telegram's servers cannot reach, so Telegram is never given it). Raises :class:`SendRefused` for
+        an attachment with none of them or over ``max_file_bytes``, :class:`SendLater` when the link fails for now
+        (:func:`~kanmon.adapters.fetch.fetch_file`)."""
+        file_id = attachment.get("file_id")
+        if isinstance(file_id, str) and file_id:
+            return file_id
+        filename = str(attachment.get("filename") or attachment.get("name") or "") or None
+        name = filename or "file"
+        too_large = f"larger than Telegram's upload limit for bots ({self._max_file_bytes} bytes)"
+        data, url, size = attachment.get("data"), attachment.get("url"), attachment.get("size")
+        mime = str(attachment.get("mime_type") or attachment.get("mime") or "")
+        if isinstance(data, str) and data:
+            try:
+                content = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise SendRefused(f"attachment {name!r}: data is not base64") from None
+        elif isinstance(url, str) and url.startswith(("https://", "http://")):
+            if isinstance(size, int) and size > self._max_file_bytes:  # gated knows the size: no fetch needed
+                raise SendRefused(f"attachment {name!r}: {too_large}")
+            fetched = await fetch_file(self._http, url, limit=self._max_file_bytes, name=name, too_large=too_large)
+            content, mime = fetched.data, mime or fetched.content_type
+        else:
+            raise SendRefused(f"attachment {name!r}: no file_id, data or http(s) url")
+        if len(content) > self._max_file_bytes:
+            raise SendRefused(f"attachment {name!r}: {too_large}")
+        upload = InputFile(content, filename=filename)
+        if mime:  # gated's type (it sniffed the bytes), not a guess from the name
+            upload.mimetype = mime
+        return upload
 
     async def _call(self, send: Callable[[], Awaitable[TelegramMessage]]) -> TelegramMessage:
         """``send()``, after any wait Telegram asked for; a 429 is waited out here or handed back as SendLater."""
@@ -190,21 +238,7 @@ def _parts(request: SendRequest) -> list[_Part]:
     return texts + [_Part(attachment=attachment) for attachment in request.attachments]
 
 
-def _file_source(attachment: dict[str, Any]) -> str | InputFile:
-    """What Telegram is given: a ``file_id`` it knows, the bytes of ``data`` (base64), or a URL it fetches itself.
-
-    The bytes come before the URL: gated sends both for an agent's small files, and its download link is usually on
-    a network Telegram's servers cannot reach.
-    """
-    file_id = attachment.get("file_id")
-    if isinstance(file_id, str) and file_id:
-        return file_id
-    data = attachment.get("data")
-    if isinstance(data, str) and data:
-        with contextlib.suppress(binascii.Error, ValueError):
-            return InputFile(base64.b64decode(data, validate=True), filename=attachment.get("filename"))
-        raise SendRefused("an attachment's data is not base64")
-    url = attachment.get("url")
-    if isinstance(url, str) and url:
-        return url
-    raise SendRefused("an attachment has no file_id, url or data")
+def _size(upload: InputFile) -> int:
+    """The bytes of an upload made from bytes (as :meth:`TelegramSender._file_source` makes them)."""
+    content = upload.input_file_content
+    return len(content) if isinstance(content, bytes) else 0
