@@ -161,6 +161,8 @@ class FakeBotApi:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # file_id -> (file_path, content)
     refuse_entities: str | None = None
     url: str = ""
+    token: str = TOKEN  # the token it answers to, and the bot (getMe) that token is: another bot is another pair
+    bot: dict[str, Any] = field(default_factory=lambda: dict(BOT))
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _next_update: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _next_message: Iterator[int] = field(default_factory=lambda: itertools.count(100_000))
@@ -195,6 +197,11 @@ class FakeBotApi:
                     self._messages.add((value["chat"]["id"], value["message_id"]))
         self._notify()
         return update_id
+
+    def start_updates_at(self, update_id: int) -> None:
+        """Number the next updates from ``update_id`` (each bot's update ids are its own sequence)."""
+        with self._lock:
+            self._next_update = itertools.count(update_id)
 
     def flood(self, method: str, *retry_after: int, after: int = 0) -> None:
         """Answer the next calls of ``method`` (after ``after`` more that succeed) with 429, one per ``retry_after``."""
@@ -243,7 +250,7 @@ class FakeBotApi:
         with self._lock:
             self.calls.append(call)
         try:
-            if request.path_params["token"] != TOKEN:
+            if request.path_params["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
             for name, upload in uploads.items():  # the Bot API's limits on what a bot uploads
                 if len(upload.data) > (PHOTO_UPLOAD_LIMIT if name == "photo" else UPLOAD_LIMIT):
@@ -264,7 +271,7 @@ class FakeBotApi:
             if seconds >= 0:
                 raise ApiError(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
         handlers = {
-            "getMe": lambda p: BOT,
+            "getMe": lambda p: self.bot,
             "deleteWebhook": lambda p: True,
             "getUpdates": self._get_updates,
             "sendMessage": self._send_message,
@@ -317,7 +324,7 @@ class FakeBotApi:
             "message_id": next(self._next_message),
             "date": int(time.time()),
             "chat": chat,
-            "from": BOT,
+            "from": self.bot,
             **content,
         }
         if params.get("message_thread_id") is not None:
@@ -378,7 +385,7 @@ class FakeBotApi:
         }
 
     async def _download(self, request: Request) -> Response:
-        if request.path_params["token"] != TOKEN:
+        if request.path_params["token"] != self.token:
             return Response(status_code=401)
         with self._lock:
             for path, content in self.files.values():

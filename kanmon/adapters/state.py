@@ -3,7 +3,11 @@ has already sent for each idempotency key gated used.
 
 * The **offset** (Telegram's next ``update_id``) is one small file, replaced atomically (written beside, fsynced,
   renamed), and written only after gated has stored the update: a crash re-reads at most the updates gated already
-  has, and gated's idempotent ingest (``(chat_jid, id)``) drops those.
+  has, and gated's idempotent ingest (``(chat_jid, id)``) drops those. It names the bot it belongs to
+  (``{"bot": <getMe id>, "offset": <n>}``): update ids are each bot's own sequence, and another bot's offset given
+  to ``getUpdates`` would confirm, that is drop, every update of this bot below it. :meth:`AdapterState.claim_offset`
+  keeps it only for its own bot; another bot's, or one an older adapter wrote without a bot (a bare number), is
+  dropped and polling starts afresh (Telegram then sends what it still holds, which gated stores once).
 * The **sent journal** maps gated's ``Idempotency-Key`` to the platform message ids of what was posted for it, one
   JSON line per posted part, fsynced before ``/send`` answers. A retried ``/send`` (gated never got the answer, or the
   adapter restarted) resends only the parts not in the journal, so a reply is never posted twice. It is compacted
@@ -14,6 +18,7 @@ A lock file keeps a second adapter process off the same directory (:class:`State
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -49,6 +54,7 @@ class AdapterState:
     directory: Path
     keep_seconds: float = KEEP_SECONDS
     offset: int | None = None
+    offset_bot: int | None = None  # the bot (Telegram's getMe id) the offset was saved for; None: not known
     _sent: dict[str, list[SentPart]] = field(default_factory=dict)
     _times: dict[str, float] = field(default_factory=dict)
     _lock: FileLock | None = None
@@ -73,8 +79,7 @@ class AdapterState:
             raise StateBusy(f"another adapter process uses {self.directory}") from None
         self._lock = lock
         if self.offset_path.exists():
-            text = self.offset_path.read_text().strip()
-            self.offset = int(text) if text.isdigit() else None
+            self.offset_bot, self.offset = _saved_offset(self.offset_path.read_text())
         self._load_journal()
         return self
 
@@ -85,15 +90,24 @@ class AdapterState:
             self._lock = None
 
     # ------------------------------------------------------------------------------------------------ the offset
-    def save_offset(self, offset: int) -> None:
-        """Persist ``offset`` atomically (written beside, fsynced, renamed over the old file)."""
+    def claim_offset(self, bot: int) -> bool:
+        """Keep the saved offset only if it was saved for ``bot`` (its getMe id); else forget it, so the next
+        ``getUpdates`` starts afresh. Returns whether an offset was forgotten."""
+        if self.offset is None or self.offset_bot == bot:
+            self.offset_bot = bot
+            return False
+        self.offset_bot, self.offset = bot, None
+        return True
+
+    def save_offset(self, offset: int, bot: int) -> None:
+        """Persist ``offset`` of ``bot`` atomically (written beside, fsynced, renamed over the old file)."""
         temporary = self.offset_path.with_suffix(".tmp")
         with temporary.open("w") as out:
-            out.write(f"{offset}\n")
+            out.write(json.dumps({"bot": bot, "offset": offset}) + "\n")
             out.flush()
             os.fsync(out.fileno())
         temporary.replace(self.offset_path)
-        self.offset = offset
+        self.offset_bot, self.offset = bot, offset
 
     # ------------------------------------------------------------------------------------------------ the journal
     def sent(self, key: str) -> list[SentPart]:
@@ -138,6 +152,23 @@ class AdapterState:
             out.flush()
             os.fsync(out.fileno())
         temporary.replace(self.journal_path)
+
+
+def _saved_offset(text: str) -> tuple[int | None, int | None]:
+    """The bot and offset of an offset file: ``{"bot", "offset"}``, or an older adapter's bare number (no bot);
+    ``(None, None)`` for anything else."""
+    text = text.strip()
+    if text.isdigit():
+        return None, int(text)
+    saved: Any = None
+    with contextlib.suppress(ValueError):
+        saved = json.loads(text)
+    if not isinstance(saved, dict):
+        return None, None
+    bot, offset = saved.get("bot"), saved.get("offset")
+    if type(bot) is not int or type(offset) is not int:
+        return None, None
+    return bot, offset
 
 
 def _entry(line: str) -> dict[str, Any] | None:

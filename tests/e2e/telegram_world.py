@@ -20,7 +20,7 @@ from kanmon.serving import tcp_listener
 from kanmon.web import WebConfig, create_app
 from tests.gateway_harness import Harness, process_group, running_gateway
 from tests.http_serving import serving
-from tests.telegram_fake import TOKEN, FakeBotApi
+from tests.telegram_fake import FakeBotApi
 
 SECRET = "channel-secret-for-telegram-tests"
 
@@ -87,7 +87,7 @@ async def telegram_world(
         adapter_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         world = TelegramWorld(fake, h, gated_url, adapter_url, tmp_path / "adapter-state")
         config = TelegramConfig(
-            token=TOKEN,
+            token=fake.token,
             channel_secret=SECRET,
             gated_url=gated_url,
             url=adapter_url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -133,4 +134,29 @@ async def test_every_message_kind_is_stored_as_what_it_is(tmp_path: Path) -> Non
                 refused = await client.get(voice.attachments[0]["url"])  # type: ignore[index]
                 assert refused.status_code == 401
             await w.until(lambda: fake.confirmed > last, "every update to be confirmed to Telegram")
-            assert (w.state_dir / "offset").read_text().strip() == str(last + 1)
+            assert json.loads((w.state_dir / "offset").read_text()) == {"bot": BOT["id"], "offset": last + 1}
+
+
+async def test_a_new_bot_on_the_old_bots_state_directory_misses_none_of_its_updates(tmp_path: Path) -> None:
+    # update ids are each bot's own sequence: the offset one bot saved means nothing to another, and handed to the
+    # new bot's getUpdates it confirms (drops) every update of that bot below it, now and until its ids pass it
+    with running_fake() as old:
+        old.start_updates_at(5000)
+        last = old.add_update(message=message(old.chat(42), 1, ANN, "to the old bot"))
+        async with telegram_world(tmp_path, old) as w:
+            await w.until(lambda: old.confirmed > last, "the old bot's update to be confirmed")
+    with running_fake() as new:  # another token, another bot; its update ids start low
+        new.token, new.bot = "2002:another-bot-token", {**BOT, "id": 2002, "username": "kanmon_other_bot"}
+        new.add_update(message=message(new.chat(42), 2, ANN, "to the new bot"))
+        async with telegram_world(tmp_path, new) as w:
+            await w.until(lambda: "2" in rows(w.h, "telegram:42"), "the new bot's message stored")
+            assert rows(w.h, "telegram:42")["2"].content == "to the new bot"
+            await w.until(lambda: new.confirmed > 1, "the new bot's update to be confirmed")
+            saved = new.confirmed
+    with running_fake() as same:  # the new bot again, restarted: it resumes at its own offset, nothing again
+        same.token, same.bot = new.token, new.bot
+        same.start_updates_at(saved)
+        later = same.add_update(message=message(same.chat(42), 3, ANN, "later"))
+        async with telegram_world(tmp_path, same) as w:
+            await w.until(lambda: "3" in rows(w.h, "telegram:42"), "the later message stored")
+            assert same.calls_of("getUpdates")[0].params["offset"] == saved == later

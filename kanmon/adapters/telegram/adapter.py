@@ -10,7 +10,9 @@ was fetched. This loop calls ``getUpdates`` itself and, per update, in order: po
 is down (:class:`~kanmon.adapters.gated_client.GatedClient`), and only once gated has stored it persists the offset
 past it (:class:`~kanmon.adapters.state.AdapterState`). Telegram keeps an update until a later ``getUpdates`` names
 an offset past it, so after a crash or restart the updates not yet stored come again; one stored but whose offset was
-not yet saved comes again too, and gated's ingest, idempotent on ``(chat_jid, id)``, stores it once.
+not yet saved comes again too, and gated's ingest, idempotent on ``(chat_jid, id)``, stores it once. The saved
+offset belongs to the bot (its ``getMe`` id): a token of another bot on the same state directory starts afresh
+instead of skipping that bot's updates below the old bot's offset.
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ class TelegramAdapter:
         server: uvicorn.Server | None = None
         try:
             self.me = await self._start_bot()
+            if self.state.claim_offset(self.me.id):
+                logger.warning(
+                    "the saved update offset in %s is not this bot's (@%s): polling starts afresh",
+                    self.config.state_dir, self.me.username,
+                )  # fmt: skip
             sender = TelegramSender(
                 self.bot, self.state, http=files, max_inline_wait=self.config.max_inline_wait, on_sent=typing.stop
             )
@@ -134,6 +141,8 @@ class TelegramAdapter:
 
     # ------------------------------------------------------------------------------------------------ polling
     async def _poll(self, gated: GatedClient, typing: Typing, stopping: asyncio.Event) -> None:
+        assert self.me is not None
+        bot_id = self.me.id
         failures = 0
         while not stopping.is_set():
             try:
@@ -153,7 +162,7 @@ class TelegramAdapter:
                 if stopping.is_set():
                     return  # not stored, offset not saved: Telegram sends it again after the restart
                 await self._ingest(update, gated, typing)
-                self.state.save_offset(update.update_id + 1)
+                self.state.save_offset(update.update_id + 1, bot_id)
 
     async def _fetch(self) -> tuple[Update, ...]:
         return await self.bot.get_updates(
