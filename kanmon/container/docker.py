@@ -54,7 +54,7 @@ from kanmon.container.mounts import (
     resolve_mounts,
 )
 from kanmon.container.networks import missing_network
-from kanmon.container.protocol import REASONING_TAGS, reasoning_tag_names
+from kanmon.container.protocol import OUTPUT_LIMIT, REASONING_TAGS, reasoning_tag_names
 
 __all__ = ["DockerRunHandle", "DockerRuntime"]  # DockerRunHandle lives in kanmon.container.docker_handle
 
@@ -98,6 +98,20 @@ def _missing(exc: BaseException) -> bool:
     return isinstance(cause, errors.NotFound) or (
         isinstance(cause, errors.APIError) and cause.status_code in (304, 409)
     )
+
+
+def _log_config(output_limit: int | None) -> dict[str, Any]:
+    """The log config of a run's container: ``json-file`` (``docker logs`` reads it), never rotated away.
+
+    A reclaimed run's output is replayed from this log, and its blocks must keep the indices the live ones had (SPEC
+    §14: that is how a reply is not delivered twice), so the engine's defaults must not apply: another default driver
+    (``journald``, ``none``) keeps nothing to replay, and the engine merges its default options into a container's
+    config of the same driver, so each rotation option is set here (``max-size`` must be a positive size: one no run
+    reaches, 100 × the output limit, as a stdout of only newlines takes ~70 bytes of JSON per byte). Past the limit
+    the run is killed; an agent flooding its stderr past ``max-size`` would still truncate its log.
+    """
+    limit = OUTPUT_LIMIT if output_limit is None else output_limit
+    return {"Type": "json-file", "Config": {"max-size": str(100 * limit), "max-file": "1", "compress": "false"}}
 
 
 def _parse_time(value: str) -> float | None:
@@ -297,6 +311,7 @@ class DockerRuntime:
         }
         return api.create_host_config(
             binds=binds,
+            log_config=_log_config(self.output_limit),
             network_mode=spec.network,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],

@@ -463,3 +463,23 @@ async def test_a_start_the_engine_refuses_after_attaching_closes_the_attach_sock
     assert len(attached) == 1
     assert not [fd for fd, inode in attached if still_open(fd, inode)]  # closed at once, not by a later gc
     assert containers_of(docker_client, instance) == []
+
+
+async def test_a_run_logs_to_an_unrotated_json_file_whatever_the_engine_defaults(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, docker_client: Any
+) -> None:
+    """A reclaimed run's output is replayed from its container's log, and the replayed blocks must keep the indices
+    the live ones had (that is how a reply is not delivered twice): the log config is the run's own, set in full,
+    so an engine whose default driver rotates (``max-size``), compresses or keeps no readable log (``journald``,
+    ``none``) changes nothing (an outside review)."""
+    handle = await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_HANG": 60}))
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+    finally:
+        await handle.kill()
+        await collect(handle)
+    limit = 1024 * 1024  # the runtime fixture's output limit
+    assert info["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": str(100 * limit), "max-file": "1", "compress": "false"},
+    }
