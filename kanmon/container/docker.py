@@ -305,12 +305,15 @@ class DockerRuntime:
         return self.host_data_dir / path.relative_to(root)
 
     def _host_config(self, api: Any, spec: RunSpec, group_dir: Path, mounts: list[BoundMount]) -> Any:
-        binds = {str(self.host_path(group_dir)): {"bind": AGENT_HOME, "mode": "rw"}}
-        binds |= {
-            str(self.host_path(m.source)): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
-        }
+        # Mount objects, one per target: binds (a dict keyed by host path, or "host:target:mode" strings) lost a
+        # second mount of one source and split a host path with ':' in it
+        home = BoundMount(group_dir, AGENT_HOME, read_only=False)
+        mounted = [
+            _sdk().types.Mount(m.target, str(self.host_path(m.source)), type="bind", read_only=m.read_only)
+            for m in (home, *mounts)
+        ]
         return api.create_host_config(
-            binds=binds,
+            mounts=mounted,
             log_config=_log_config(self.output_limit),
             network_mode=spec.network,
             cap_drop=["ALL"],

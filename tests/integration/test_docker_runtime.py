@@ -483,3 +483,40 @@ async def test_a_run_logs_to_an_unrotated_json_file_whatever_the_engine_defaults
         "Type": "json-file",
         "Config": {"max-size": str(100 * limit), "max-file": "1", "compress": "false"},
     }
+
+
+async def test_one_source_mounted_at_two_targets_is_at_both_and_a_colon_in_a_path_is_no_separator(
+    runtime: DockerRuntime, echo_image: str, data_dir: Path, instance: str, tmp_path: Path, docker_client: Any
+) -> None:
+    """Binds used to be a dict keyed by host path: a second mount of one source silently replaced the first, and a
+    host path with ':' split into a broken ``host:target:mode`` spec (an outside review)."""
+    docs, odd = tmp_path / "shared" / "docs", tmp_path / "shared" / "a:b"
+    for folder in (docs, odd):
+        folder.mkdir(parents=True)
+        (folder / "hello.txt").write_text(f"from {folder.name}\n")
+    mounts = (
+        Mount(source=docs, target="/workspace/docs"),
+        Mount(source=docs, target="/workspace/again"),
+        Mount(source=odd, target="/workspace/odd"),
+    )
+    handle = await runtime.start(make_spec(echo_image, data_dir, instance, env={"ECHO_HANG": 60}, mounts=mounts))
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+        seen = {}
+        for target in ("/workspace/docs", "/workspace/again", "/workspace/odd"):
+            done = docker_client.containers.get(handle.container_id).exec_run(["cat", f"{target}/hello.txt"])
+            seen[target] = (done.exit_code, done.output.decode())
+    finally:
+        await handle.kill()
+        await collect(handle)
+    assert {m["Destination"]: (m["Source"], m["RW"]) for m in info["Mounts"]} == {
+        "/home/agent": (str(data_dir / "groups" / "corp" / "eng"), True),
+        "/workspace/docs": (str(docs), False),
+        "/workspace/again": (str(docs), False),
+        "/workspace/odd": (str(odd), False),
+    }
+    assert seen == {
+        "/workspace/docs": (0, "from docs\n"),
+        "/workspace/again": (0, "from docs\n"),
+        "/workspace/odd": (0, "from a:b\n"),
+    }
