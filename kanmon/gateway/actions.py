@@ -59,6 +59,7 @@ from kanmon.store import (
     StoreFenced,
     StoreUnavailable,
     TaskCancel,
+    refusal_line,
 )
 from kanmon.store.aio import AsyncStore
 
@@ -140,7 +141,7 @@ class _Effects:
     kind: str
 
     def refused(self, reason: str) -> ActionEffect:
-        line = f"action {self.output_index}.{self.action_index} ({self.kind}) refused: {reason}"
+        line = refusal_line(self.output_index, self.action_index, self.kind, reason)
         return self.effect("refused", line, note=line)
 
     def done(
@@ -259,10 +260,10 @@ class AgentActions:
                 continue
             if applied.messages:
                 self._on_stored(applied.messages)
-            if applied.applied and effect.outcome == "done" and (effect.task is not None or effect.cancel is not None):
+            if applied.applied and applied.outcome == "refused":  # the store's: a task whose group went meanwhile
+                logger.warning("%s", applied.detail)
+                problems.append(applied.detail)
+            elif applied.applied and (applied.task is not None or effect.cancel is not None):
                 self._on_tasks()
-            if applied.applied and effect.outcome == "refused":
-                logger.warning("%s", effect.detail)
-                problems.append(effect.detail)
             problems.extend(refused)
         return problems

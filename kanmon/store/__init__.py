@@ -1,6 +1,6 @@
 """The store (SPEC §3): SQLAlchemy Core tables and the Store API, the only code that speaks SQL."""
 
-from kanmon.store.actions import ActionApplied, ActionEffect, RunAction, TaskCancel
+from kanmon.store.actions import ActionApplied, ActionEffect, RunAction, TaskCancel, refusal_line
 from kanmon.store.apikeys import ApiKey
 from kanmon.store.approvals import RecordedApproval
 from kanmon.store.auth import AllowEntry, Issued, PairingCode, PairingRequest, RefusedSender
@@ -114,6 +114,7 @@ __all__ = [
     "head_revision",
     "is_url",
     "make_engine",
+    "refusal_line",
     "schema_drift",
     "sqlite_url",
     "storable",

@@ -22,10 +22,16 @@ from kanmon.store.tables import registered_groups, run_actions, system_messages,
 from kanmon.store.tasks import NewTask, Task
 from kanmon.store.text import storable
 
-__all__ = ["ActionApplied", "ActionEffect", "ActionStore", "RunAction", "TaskCancel"]
+__all__ = ["ActionApplied", "ActionEffect", "ActionStore", "RunAction", "TaskCancel", "refusal_line"]
 
-#: The ``{task}`` in an effect's note is replaced by the id of the task it created.
+#: The ``{task}`` in an effect's note (its first) is replaced by the id of the task it created.
 TASK_PLACEHOLDER = "{task}"
+
+
+def refusal_line(output_index: int, action_index: int, kind: str, reason: str) -> str:
+    """How a refused action is told, in the run log and in the agent's next prompt:
+    ``action 0.1 (schedule) refused: <reason>``."""
+    return f"action {output_index}.{action_index} ({kind}) refused: {reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +65,14 @@ class ActionEffect:
 @dataclass(frozen=True, slots=True)
 class ActionApplied:
     """What :meth:`ActionStore.apply_action` did: ``applied`` False when the action was applied before (nothing was
-    done); the messages it stored and the task it created."""
+    done); the messages it stored, the task it created, and the ``outcome`` and ``detail`` recorded, which are the
+    effect's unless the store refused it (a task for a group no longer registered)."""
 
     applied: bool
     messages: list[Message] = field(default_factory=list)
     task: Task | None = None
+    outcome: Literal["done", "refused"] = "done"
+    detail: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +94,8 @@ class ActionStore(StoreBase):
 
     def apply_action(self, effect: ActionEffect, *, now: dt.datetime) -> ActionApplied:
         """Apply ``effect`` unless its ``(run_id, output_index, action_index)`` was applied before, in one fenced
-        transaction. A task for a group no longer registered is not created (the action counts as refused)."""
+        transaction. A task for a group no longer registered (removed since the action was decided) is not created:
+        the action is recorded, noted and returned as refused, saying why (:func:`refusal_line`)."""
         with self._write(fenced=True) as conn:
             lock_appends(conn)  # PostgreSQL: two gateds replaying one run apply it one after the other
             if _done(conn, effect.run_id, effect.output_index, effect.action_index):
@@ -94,21 +104,24 @@ class ActionStore(StoreBase):
             task = _add_task(conn, effect.task) if effect.task is not None else None
             if effect.cancel is not None:
                 _cancel(conn, effect.cancel)
-            outcome = effect.outcome if effect.task is None or task is not None else "refused"
-            note = effect.note
-            if note is not None and task is not None:
-                note = note.replace(TASK_PLACEHOLDER, str(task.id))
+            outcome, detail, note = effect.outcome, effect.detail, effect.note
+            if effect.task is not None and task is None:  # the note was the success's, with no task id to fill
+                why = f"group {effect.task.group_folder} is not registered"
+                outcome, detail = "refused", refusal_line(effect.output_index, effect.action_index, effect.kind, why)
+                note = detail
+            elif note is not None and task is not None:
+                note = note.replace(TASK_PLACEHOLDER, str(task.id), 1)
             if note is not None and _registered(conn, effect.folder):
                 values = {"group_folder": effect.folder, "origin": "gateway", "event": "action", "body": storable(note)}
                 conn.execute(system_messages.insert().values(**values, created_at=now))
             conn.execute(
                 run_actions.insert().values(
                     run_id=effect.run_id, output_index=effect.output_index, action_index=effect.action_index,
-                    group_folder=effect.folder, kind=effect.kind, outcome=outcome, detail=storable(effect.detail),
+                    group_folder=effect.folder, kind=effect.kind, outcome=outcome, detail=storable(detail),
                     created_at=now,
                 )
             )  # fmt: skip
-            return ActionApplied(True, stored, task)
+            return ActionApplied(True, stored, task, outcome, detail)
 
     def action_done(self, run_id: str, output_index: int, action_index: int) -> bool:
         """True when this action of this run was applied (or refused) before."""

@@ -77,3 +77,26 @@ def test_a_cancel_does_not_touch_another_folders_task(corp: Store) -> None:
     corp.apply_action(effect(kind="cancel_task", folder="other", cancel=TaskCancel(task.id, "other", "x")), now=T0)
     after = corp.get_task(task.id)
     assert after is not None and after.status == "active"
+
+
+def test_a_task_whose_group_went_before_it_was_stored_is_a_refusal_with_no_placeholder_left(corp: Store) -> None:
+    """A root group schedules for another group, which is removed between the decision and the store: the note for
+    the agent said ``Task {task} scheduled by your run …``, the placeholder never filled and the schedule never
+    made; the action is a refusal, and the caller is told so (an outside review)."""
+    note = "Task {task} scheduled by your run r1: every 3600 → web:gone."
+    gone = NewTask(
+        group_folder="gone", chat_jid="web:gone", prompt="remind me", kind="every", expression="3600",
+        next_fire_at=T0 + dt.timedelta(hours=1), created_at=T0, created_by="r1",
+    )  # fmt: skip
+    applied = corp.apply_action(effect(task=gone, note=note, detail="scheduled a task of gone"), now=T0)
+    line = "action 0.0 (schedule) refused: group gone is not registered"
+    assert (applied.applied, applied.task, applied.outcome, applied.detail) == (True, None, "refused", line)
+    assert [note.body for note in corp.system_messages_for("corp")] == [line]
+    assert [(row.outcome, row.detail) for row in corp.run_actions("r1")] == [("refused", line)]
+    assert corp.list_tasks() == []
+
+
+def test_only_the_placeholder_takes_the_task_id(corp: Store) -> None:
+    applied = corp.apply_action(effect(task=new_task(), note="Task {task} says '{task}'"), now=T0)
+    assert applied.task is not None and applied.outcome == "done"
+    assert [note.body for note in corp.system_messages_for("corp")] == [f"Task {applied.task.id} says '{{task}}'"]
