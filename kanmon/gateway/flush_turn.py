@@ -72,14 +72,15 @@ class FlushTurns:
 
     async def run(self, group: Group, lane: Lane, reset: SessionReset, flush: Flush) -> None:
         """Run the flush turn of ``reset`` (see the module docstring); never raises for the agent's failures."""
-        folder, topic = reset.group_folder, reset.topic
+        folder, topic, session = reset.group_folder, reset.topic, reset.flush_session_id
+        assert session is not None  # pending_flushes gives only resets with a flush to run
         started = await self._starter.start(group, run_timeout=flush.timeout)
         handle = started.handle if started is not None else None
         if started is None or handle is None:
             why = "its runtime cannot be reached" if started is None else "; ".join(started.problems)
             logger.error("memory flush folder=%s topic=%s did not start: %s; the reset stands", folder, topic, why)
             if started is not None:  # it would fail again: closed; an unreachable runtime is tried on the next run
-                await self._db.retrying(self._db.store.end_flush, folder, topic)
+                await self._db.retrying(self._db.store.end_flush, folder, topic, session_id=session)
             return
         run = Run(
             id=started.run_id, instance=self._defaults.instance, group_folder=folder, topic=topic,
@@ -87,13 +88,15 @@ class FlushTurns:
             container=handle.name, status="running", started_at=self._clock.now(),
         )  # fmt: skip
         try:
-            claimed = await self._db.retrying(self._db.store.claim_flush, folder, topic, now=run.started_at, run=run)
+            claimed = await self._db.retrying(
+                self._db.store.claim_flush, folder, topic, session_id=session, now=run.started_at, run=run
+            )
             if not claimed:
                 logger.warning(
-                    "memory flush folder=%s topic=%s session=%s was interrupted (gated stopped during it); not run "
-                    "twice", folder, topic, reset.flush_session_id,
+                    "memory flush folder=%s topic=%s session=%s was interrupted (gated stopped during it) or replaced "
+                    "by a newer reset's; not run twice", folder, topic, session,
                 )  # fmt: skip
-                await self._db.retrying(self._db.store.end_flush, folder, topic)
+                await self._db.retrying(self._db.store.end_flush, folder, topic, session_id=session)
                 return
             self._handles[lane] = handle
             try:
@@ -142,7 +145,7 @@ class FlushTurns:
         end = RunEnd(
             run_id=run.id, chat_jid=reset.chat_jid, seqs=[], rows="done", run_status=outcome.status,
             folder=run.group_folder, topic=reset.topic, output_count=outputs, error=outcome.error, usage=usage,
-            stderr=stderr, stdout=stdout, flush=True,
+            stderr=stderr, stdout=stdout, flush_session=reset.flush_session_id,
         )  # fmt: skip
         ended = await self._db.retrying(self._db.store.finish_runs, [end], now=self._clock.now())
         if self._usage is not None:

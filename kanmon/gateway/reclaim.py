@@ -43,7 +43,7 @@ def settled_end(run: Run) -> RunEnd:
     return RunEnd(
         run_id=run.id, chat_jid=run.chat_jid, seqs=[], rows="done", run_status="error", folder=run.group_folder,
         topic=run.topic, error=FLUSH_INTERRUPTED if flush else "its batch was settled while gated was away",
-        flush=flush,
+        flush_session=(run.session_id or "") if flush else None,  # its turn's session: closes its flush only
     )  # fmt: skip
 
 

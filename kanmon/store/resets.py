@@ -11,6 +11,10 @@ turn in ``session_log``, in one transaction) and closed after (the run's end, :f
 :meth:`ResetStore.end_flush`); a claim already stamped is a flush a crash interrupted, and it is closed without
 running again. The row goes once both the prompt has told the agent and no flush is left.
 
+A ``(folder, topic)`` has one flush slot, which a later reset may give to a newer session while an older one's turn
+is going on; so a turn claims and closes the slot only while it still holds the session the turn is for (compare
+and set): a late end of an old session's turn never closes, nor a turn read for it claims, the flush of the next.
+
 :meth:`ResetStore.session_chats` is what the expiry watcher reads: every session of some groups with the chat of its
 latest run (its lane, its platform's policy, where a notice goes).
 """
@@ -126,21 +130,25 @@ class ResetStore(StoreBase):
         with self._read() as conn:
             return from_rows(SessionChat, conn.execute(_SESSION_CHATS, {"b_folders": list(folders)}))
 
-    def claim_flush(self, folder: str, topic: str, *, now: dt.datetime, run: Run | None = None) -> bool:
+    def claim_flush(
+        self, folder: str, topic: str, *, session_id: str, now: dt.datetime, run: Run | None = None
+    ) -> bool:
         """Stamp the flush of ``(folder, topic)`` as started and record ``run``, its turn, in ``session_log`` (one
         transaction); False, recording nothing, when it was stamped already (a crash interrupted it: it must not run
-        twice) or there is none."""
+        twice) or there is no flush of ``session_id`` (none, or a newer session's: a reset since replaced it)."""
+        key = {"b_folder": folder, "b_topic": topic, "b_session": session_id, "b_now": now}
         with self._write(fenced=True) as conn:
-            if not conn.execute(_CLAIM, {"b_folder": folder, "b_topic": topic, "b_now": now}).rowcount:
+            if not conn.execute(_CLAIM, key).rowcount:
                 return False
             if run is not None:
                 conn.execute(session_log.insert(), dataclasses.asdict(run))
             return True
 
-    def end_flush(self, folder: str, topic: str) -> None:
-        """Close the flush of ``(folder, topic)`` (failed or abandoned; one that ran closes with its run's end)."""
+    def end_flush(self, folder: str, topic: str, *, session_id: str) -> None:
+        """Close the flush of ``session_id`` of ``(folder, topic)`` (failed or abandoned; one that ran closes with its
+        run's end); a flush of another session, pending there since, stays."""
         with self._write(fenced=True) as conn:
-            close_flush(conn, folder, topic)
+            close_flush(conn, folder, topic, session_id)
 
     def get_reset(self, folder: str, topic: str = "") -> SessionReset | None:
         """The reset of ``(folder, topic)`` still recorded, if any."""
@@ -149,10 +157,11 @@ class ResetStore(StoreBase):
             return None if row is None else from_row(SessionReset, row)
 
 
-def close_flush(conn: Connection, folder: str, topic: str) -> None:
-    """Close the flush of ``(folder, topic)`` in ``conn``'s transaction; the reset's row goes once the prompt told."""
+def close_flush(conn: Connection, folder: str, topic: str, session_id: str) -> None:
+    """Close the flush of ``(folder, topic)`` in ``conn``'s transaction if it is still that of ``session_id`` (a
+    reset since may have left a newer session's there: it stays); the reset's row goes once the prompt told."""
     key = {"b_folder": folder, "b_topic": topic}
-    conn.execute(_END_FLUSH, key)
+    conn.execute(_END_FLUSH, {**key, "b_session": session_id})
     conn.execute(_DROP_DONE, key)
 
 
@@ -195,12 +204,13 @@ _UNTOLD_KEYS = select(session_resets).where(
     session_resets.c.announced.is_(False),
 )
 _TELL = update(session_resets).where(_OF).values(announced=True)
+_FLUSH_OF = session_resets.c.flush_session_id == bindparam("b_session")
 _CLAIM = (
     update(session_resets)
-    .where(_OF, session_resets.c.flush_session_id.is_not(None), session_resets.c.flush_started_at.is_(None))
+    .where(_OF, _FLUSH_OF, session_resets.c.flush_started_at.is_(None))
     .values(flush_started_at=bindparam("b_now"))
 )
-_END_FLUSH = update(session_resets).where(_OF).values(flush_session_id=None, flush_started_at=None)
+_END_FLUSH = update(session_resets).where(_OF, _FLUSH_OF).values(flush_session_id=None, flush_started_at=None)
 _LATEST_CHAT = (
     select(session_log.c.chat_jid)
     .where(session_log.c.group_folder == sessions.c.group_folder, session_log.c.topic == sessions.c.topic)

@@ -63,9 +63,10 @@ class RunEnd:
     #: redacted; kept in ``run_logs`` when either is not empty
     stderr: str = ""
     stdout: str = ""
-    #: the run was a memory flush turn (:mod:`kanmon.store.resets`): its end closes the flush of ``(folder, topic)``
-    #: and leaves the session alone (the old one is gone; the fresh one is not this run's)
-    flush: bool = False
+    #: set when the run was the memory flush turn of this old session (:mod:`kanmon.store.resets`): its end closes
+    #: the flush of ``(folder, topic)`` if it is still this session's (a reset since may have left a newer one's
+    #: there) and leaves the session alone (the old one is gone; the fresh one is not this run's)
+    flush_session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +144,9 @@ def _apply_sessions(conn: Connection, store: StoreBase, ends: Sequence[RunEnd], 
 def _apply_sessions_of(conn: Connection, store: StoreBase, ends: Sequence[RunEnd], now: dt.datetime) -> None:
     """:func:`_apply_sessions` for ends of distinct sessions, one statement per kind."""
     for end in ends:
-        if end.flush:
-            close_flush(conn, end.folder, end.topic)
-    kept = [end for end in ends if not end.flush]
+        if end.flush_session is not None:
+            close_flush(conn, end.folder, end.topic, end.flush_session)
+    kept = [end for end in ends if end.flush_session is None]
     evicted = [_key(end) for end in kept if end.evict_session]
     claims = [(end, end.session_id) for end in kept if not end.evict_session and end.session_id]
     # a /new during the run wins over the session it ended with: that session is only touched

@@ -54,11 +54,11 @@ def test_without_flush_no_old_session_is_kept(corp: Store) -> None:
 def test_a_flush_is_claimed_once_so_a_crash_after_the_claim_never_runs_it_again(corp: Store) -> None:
     corp.set_session("corp", "", "old")
     reset(corp)
-    assert corp.claim_flush("corp", "", now=NOW)
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW)
     # gated dies here; the restarted one finds the claim and must not flush again
-    assert not corp.claim_flush("corp", "", now=NOW)
+    assert not corp.claim_flush("corp", "", session_id="old", now=NOW)
     assert [r.flush_started_at for r in corp.pending_flushes("corp")] == [NOW]
-    corp.end_flush("corp", "")
+    corp.end_flush("corp", "", session_id="old")
     assert corp.pending_flushes("corp") == []
     row = corp.get_reset("corp", "")
     assert row is not None and not row.announced  # the next prompt has not been told yet: the row stays for it
@@ -71,7 +71,7 @@ def test_a_crash_before_the_claim_leaves_the_reset_done_and_the_flush_pending(co
     again = Store.open(store_url)
     try:
         assert again.get_session("corp", "") is None
-        assert again.claim_flush("corp", "", now=NOW)
+        assert again.claim_flush("corp", "", session_id="old", now=NOW)
     finally:
         again.close()
 
@@ -123,21 +123,21 @@ def flush_turn(run_id: str, session_id: str | None = "old") -> Run:
 def test_a_claim_records_its_turn_as_a_run_and_a_second_claim_records_nothing(corp: Store) -> None:
     corp.set_session("corp", "", "old")
     reset(corp)
-    assert corp.claim_flush("corp", "", now=NOW, run=flush_turn("f1"))
-    assert not corp.claim_flush("corp", "", now=NOW, run=flush_turn("f2"))
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
+    assert not corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f2"))
     assert [(r.id, r.status, r.session_id, r.first_seq) for r in corp.recent_runs()] == [("f1", "running", "old", None)]
 
 
 def test_a_flush_turns_end_closes_the_flush_records_usage_and_leaves_the_session_alone(corp: Store) -> None:
     corp.set_session("corp", "", "old")
     reset(corp)
-    corp.claim_flush("corp", "", now=NOW, run=flush_turn("f1"))
+    corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
     corp.set_session("corp", "", "fresh")  # a session begun since must not be touched by the turn's end
     before = corp.get_session("corp", "")
     usage = UsageEntry(run_id="f1", output_index=0, group_folder="corp", topic="", chat_jid="telegram:1",
                        session_id="old", day="2026-11-30", recorded_at=NOW, cost_usd=0.5)  # fmt: skip
     end = RunEnd(run_id="f1", chat_jid="telegram:1", seqs=[], rows="done", run_status="ok", folder="corp", topic="",
-                 output_count=1, usage=[usage], flush=True)  # fmt: skip
+                 output_count=1, usage=[usage], flush_session="old")  # fmt: skip
     [ended] = corp.finish_runs([end], now=NOW + dt.timedelta(hours=1))
     assert ended.usage == [usage] and corp.spent("corp", "2026-11-30") == pytest.approx(0.5)
     assert corp.get_session("corp", "") == before
@@ -164,3 +164,35 @@ def test_session_chats_name_the_chat_of_each_sessions_latest_run(corp: Store) ->
         ("corp", "#hand"): ("s-corp#hand", None),  # set by hand: no run names its chat
     }
     assert {s.group_folder for s in corp.session_chats("corp", "ops")} == {"corp", "ops"}
+
+
+def test_a_late_flush_turn_of_an_old_session_leaves_the_flush_of_the_next_one_pending(corp: Store) -> None:
+    """The flush slot of ``(folder, topic)`` holds one session at a time. The turn of ``old`` is claimed and runs;
+    meanwhile a session ``next`` began and a ``/new`` left it to flush. The ``old`` turn's end (or a failed turn's
+    close) must not close the flush of ``next``: its turn would never run (an outside review)."""
+    corp.set_session("corp", "", "old")
+    reset(corp)
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
+    corp.set_session("corp", "", "next")
+    reset(corp, reason="new")  # the slot is now next's, not claimed
+    end = RunEnd(run_id="f1", chat_jid="telegram:1", seqs=[], rows="done", run_status="ok", folder="corp", topic="",
+                 flush_session="old")  # fmt: skip
+    corp.finish_runs([end], now=NOW)
+    corp.end_flush("corp", "", session_id="old")  # a turn closed without running: the same
+    assert [(r.flush_session_id, r.flush_started_at) for r in corp.pending_flushes("corp")] == [("next", None)]
+    assert corp.claim_flush("corp", "", session_id="next", now=NOW)
+    corp.end_flush("corp", "", session_id="next")
+    assert corp.pending_flushes("corp") == []
+
+
+def test_a_turn_read_for_one_session_cannot_claim_the_flush_of_another(corp: Store) -> None:
+    corp.set_session("corp", "", "old")
+    reset(corp)
+    [pending] = corp.pending_flushes("corp")  # the turn of old is about to start…
+    corp.end_flush("corp", "", session_id="old")  # …when another gated (or a crash's reclaim) closes it
+    corp.set_session("corp", "", "next")
+    reset(corp)
+    assert pending.flush_session_id == "old"
+    assert not corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
+    assert [(r.flush_session_id, r.flush_started_at) for r in corp.pending_flushes("corp")] == [("next", None)]
+    assert corp.get_run("f1") is None

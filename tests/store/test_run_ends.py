@@ -109,6 +109,8 @@ def prepare(store: Store, tag: str, plans: list[Plan]) -> list[RunEnd]:
         ] if plan.usage else []  # fmt: skip
         if plan.usage and plan.recorded:
             store.record_usage(spent)
+        pending = store.get_reset(folder, plan.topic)  # a flush turn names the session whose flush it ran
+        flush_of = (pending.flush_session_id if pending is not None else None) or f"{tag}gone{n}"
         ends.append(
             RunEnd(
                 run_id=None if plan.dead_letter else run_id, chat_jid=chat,
@@ -116,7 +118,7 @@ def prepare(store: Store, tag: str, plans: list[Plan]) -> list[RunEnd]:
                 run_status="error" if plan.dead_letter else "ok", folder=folder, topic=plan.topic,
                 session_id=f"{tag}new{n}" if plan.session == "id" else None, evict_session=plan.session == "evict",
                 output_count=plan.replies, error="boom" if plan.rows == "dead" else None, replies=replies,
-                usage=spent, stderr="err" if plan.log else "", flush=plan.flush,
+                usage=spent, stderr="err" if plan.log else "", flush_session=flush_of if plan.flush else None,
             )
         )  # fmt: skip
     return ends
