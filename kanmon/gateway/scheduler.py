@@ -4,11 +4,16 @@ Every ``interval`` seconds, or at the earliest ``next_fire_at`` when that comes 
 tick on a store thread:
 
 1. reads the active tasks due now (``next_fire_at <= now``), the most overdue first;
-2. fails a task whose group is no longer registered, or whose chat no longer belongs to that group, with the reason
-   (it is not retried forever);
+2. fails a task whose group is no longer registered, or whose schedule no longer computes, with the reason (it is not
+   retried forever);
 3. works out which occurrences fire under the task's missed policy (:func:`kanmon.gateway.schedule.due_occurrences`)
    and puts each as a message with the id ``task:<task id>:<occurrence, ISO UTC>``, in the same transaction that
-   moves the task's ``next_fire_at`` on (:meth:`kanmon.store.Store.fire_tasks`, fenced by the store lock).
+   moves the task's ``next_fire_at`` on (:meth:`kanmon.store.Store.fire_tasks`, fenced by the store lock);
+4. but when the task's chat does not belong to its group at that moment, skips them instead (a warning says why; a
+   one-shot task is then done with the reason) and moves the task on: its prompt must go to no other group's agent
+   and into no chat nobody owns, yet the owner is what routes say now, and a route is edited by removing it and
+   adding it again (``gated route`` has no edit), so a firing in between must not end a recurring task for good (a
+   failed task cannot be resumed). Once the group owns the chat again, the next occurrence fires.
 
 Exactly once: the message id is derived from the occurrence and ``(chat_jid, id)`` is unique, so whatever stored it
 before (a gated killed after the commit and before it knew, a second gated, a restored backup) it is not stored
@@ -205,7 +210,7 @@ class TaskScheduler:
 
     def _plan_task(self, ctx: LayerContext, task: Task, now: dt.datetime, result: SchedulerTick) -> FirePlan | None:
         assert task.next_fire_at is not None
-        problem = task_problem(ctx, task.group_folder, task.chat_jid)
+        problem = f"group {task.group_folder} is not registered" if ctx.group(task.group_folder) is None else None
         if problem is None:
             try:
                 due = due_occurrences(
@@ -226,6 +231,13 @@ class TaskScheduler:
             )  # fmt: skip
             result.failed += 1
             return None
+        unowned = task_problem(ctx, task.group_folder, task.chat_jid)  # step 4: the group is registered
+        if unowned is not None:
+            result.skipped += due.skipped + len(due.fire)
+            left = due.next_fire_at
+            after = f"the task stays active, next fire {left.isoformat()}" if left else "no occurrence left: done"
+            logger.warning("task firing skipped: %s; %s", unowned, after)
+            return FirePlan(task.id, task.next_fire_at, (), due.next_fire_at, f"its occurrence was skipped: {unowned}")
         result.skipped += due.skipped
         if due.skipped:
             logger.info("%d missed occurrences skipped (missed=%s)", due.skipped, task.missed)

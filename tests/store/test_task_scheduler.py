@@ -1,6 +1,7 @@
 """The scheduler on every backend (issue 15), driven by an injected clock: each kind fires on time, missed
 occurrences follow the task's policy, a crash or a second scheduler never stores an occurrence twice, a fenced
-scheduler stores nothing, and a task whose group or chat is gone fails with the reason."""
+scheduler stores nothing, a task whose group is gone fails with the reason, and one whose chat its group does not
+own at the time skips that firing and stays active."""
 
 from __future__ import annotations
 
@@ -193,19 +194,58 @@ async def test_a_task_whose_group_is_gone_fails_with_the_reason(world: World) ->
     assert world.count("failures") == 1  # not retried
 
 
-async def test_a_task_whose_chat_went_to_another_group_fails(world: World) -> None:
-    world.store.add_group(Group(folder="other"))
+def telegram_task(world: World, kind: str = "cron", text: str = "0 10 * * *") -> tuple[Task, int]:
+    """A task of corp into telegram:1, a chat corp owns through a route; the task and the route's id."""
     route = world.store.add_route(seq=1, match="chat_jid=telegram:1", target="corp")
-    schedule, first = parse_schedule("cron", "0 10 * * *", zone="UTC", now=T0)
+    schedule, first = parse_schedule(kind, text, zone="UTC", now=T0)  # type: ignore[arg-type]
     task = world.store.add_task(
-        NewTask(group_folder="corp", chat_jid="telegram:1", prompt="p", kind="cron", expression=schedule.expression,
-                next_fire_at=first, created_at=T0)
+        NewTask(group_folder="corp", chat_jid="telegram:1", prompt="p", kind=schedule.kind,
+                expression=schedule.expression, next_fire_at=first, created_at=T0)
     )  # fmt: skip
-    world.store.remove_route(route.id)
+    return task, route.id
+
+
+async def test_a_firing_while_the_chat_has_no_owner_is_skipped_and_the_task_fires_again_once_it_has(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A route is edited by removing it and adding it again (`gated route` has no edit): a daily task due in between
+    used to fail for good (a failed task cannot be resumed). The firing is skipped, saying why, and the task stays
+    active for its next occurrence (an outside review)."""
+    task, route = telegram_task(world)
+    world.store.remove_route(route)
+    await world.at(T0 + HOUR)  # 10:00, no route: nobody owns telegram:1
+    skipped = world.store.get_task(task.id)
+    assert skipped is not None and skipped.status == "active" and skipped.next_fire_at == T0 + 25 * HOUR
+    assert world.fired("telegram:1") == [] and (world.count("skips"), world.count("failures")) == (1, 0)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "kanmon.gateway.scheduler" and "skipped" in r.message]
+    assert "chat telegram:1 does not belong to corp: no folder route matches" in line and "stays active" in line
+    world.store.add_route(seq=1, match="chat_jid=telegram:1", target="corp")
+    await world.at(T0 + 25 * HOUR)
+    assert stamps(world.fired("telegram:1")) == ["2027-03-28T10:00:00Z"]
+
+
+async def test_a_task_whose_chat_went_to_another_group_skips_its_firings_and_never_runs_for_that_group(
+    world: World,
+) -> None:
+    world.store.add_group(Group(folder="other"))
+    task, route = telegram_task(world)
+    world.store.remove_route(route)
     world.store.add_route(seq=1, match="chat_jid=telegram:1", target="other")
+    for day in range(3):
+        await world.at(T0 + HOUR + day * 24 * HOUR)
+    kept = world.store.get_task(task.id)
+    assert kept is not None and kept.status == "active" and kept.next_fire_at == T0 + 73 * HOUR
+    assert world.fired("telegram:1") == [] and world.count("skips") == 3
+
+
+async def test_a_one_shot_task_whose_chat_has_no_owner_at_its_time_is_done_with_the_reason(world: World) -> None:
+    task, route = telegram_task(world, "at", "+1h")
+    world.store.remove_route(route)
     await world.at(T0 + HOUR)
-    failed = world.store.get_task(task.id)
-    assert failed is not None and failed.status == "failed" and "does not belong to corp" in (failed.reason or "")
+    done = world.store.get_task(task.id)
+    assert done is not None and (done.status, done.next_fire_at) == ("done", None)
+    assert done.reason is not None and done.reason.startswith("its occurrence was skipped: chat telegram:1 does not")
+    assert world.fired("telegram:1") == [] and world.count("skips") == 1
 
 
 async def test_the_scheduler_sleeps_until_the_next_fire_on_the_injected_clock(world: World) -> None:
