@@ -12,7 +12,11 @@ in-memory outbox that was never replayed).
 Every request carries an idempotency key derived from the row (body field ``idempotency_key`` and header
 ``Idempotency-Key``), the same on each retry and after a restart, so a receiver that took a message and then failed
 to answer can recognise the repeat and drop it. A few quick tries (tenacity, exponential with jitter) absorb a blip
-within one attempt; longer outages are the worker's backoff across passes. An answer in 4xx (other than 408, 425 and
+within one attempt; longer outages are the worker's backoff across passes. A retried answer (408, 425, 429, 5xx) with
+``Retry-After`` (seconds or an HTTP date, RFC 9110 §10.2.3, read against the injected clock) ends the attempt at
+once, and the next comes no earlier than it asked (the policy caps it at ``max_backoff``: see
+:meth:`~kanmon.gateway.delivery_policy.DeliveryPolicy.after_failure`); a platform's flood control that asked for two
+minutes got three requests at once and then one every few seconds. An answer in 4xx (other than 408, 425 and
 429) is the receiver saying no: retrying cannot help, so the row fails at once. A 2xx answer may be
 ``{"ok": true, "id": "<platform message id>"}``; the id is stored in the row's ``platform_message_id``.
 
@@ -25,6 +29,7 @@ is an arbitrary URL from the configuration. A daemon that wants kanmon to authen
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from kanmon import redaction
+from kanmon.clock import Clock, SystemClock
 from kanmon.gateway.adapter_files import AdapterFiles
 from kanmon.gateway.delivery import DeliveryError, DeliveryPolicy
 from kanmon.store import Channel, Message
@@ -102,7 +108,8 @@ class HttpDeliverer:
 
     ``name`` labels metrics and logs (an adapter's name; ``daemon:<name>``); ``prefixes`` are the JID prefixes whose
     rows it sends, or with ``exact`` the whole JIDs. ``bearer``, when given, goes as ``Authorization: Bearer``.
-    ``refusal``, when given, fails every row at once with that reason (an adapter that takes no text).
+    ``refusal``, when given, fails every row at once with that reason (an adapter that takes no text). ``clock``
+    reads a ``Retry-After`` that is a date.
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class HttpDeliverer:
         bearer: str | None = None,
         exact: bool = False,
         refusal: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
         self.prefixes = tuple(prefixes)
@@ -131,6 +139,7 @@ class HttpDeliverer:
         self._label = label
         self._bearer = bearer
         self._refusal = refusal
+        self._clock: Clock = clock or SystemClock()
         self._shown_url = _without_credentials(url)
 
     async def body(self, message: Message) -> dict[str, Any]:
@@ -173,7 +182,12 @@ class HttpDeliverer:
             raise _Transient(f"{label} gave an answer that could not be read: {type(exc).__name__}") from None
         status = response.status_code
         if status in TRANSIENT_STATUSES or status >= 500:
-            raise _Transient(f"{label} answered {status}: {_snippet(response)}")
+            wait = _retry_after(response, self._clock.now())
+            if wait is None:
+                raise _Transient(f"{label} answered {status}: {_snippet(response)}")
+            # not another quick try: the receiver said when (DeliveryError is not retried within the attempt)
+            reason = f"{label} answered {status}, asking for {wait:.0f}s (Retry-After): {_snippet(response)}"
+            raise DeliveryError(reason, transient=True, retry_after=wait)
         if not 200 <= status < 300:
             raise DeliveryError(f"{label} refused the message: {status}: {_snippet(response)}", transient=False)
         return response
@@ -204,9 +218,10 @@ def adapter_deliverer(
     *,
     instance: str,
     files: AdapterFiles | None = None,
+    clock: Clock | None = None,
 ) -> HttpDeliverer:
     """The deliverer of a registered channel adapter: ``POST <url>/send`` with the channel secret as bearer (and the
-    agents' files as ``files`` describes them)."""
+    agents' files as ``files`` describes them); ``clock`` reads a ``Retry-After`` date."""
     takes_text = channel.capabilities.get("send_text") is not False
     return HttpDeliverer(
         name=channel.name,
@@ -219,6 +234,7 @@ def adapter_deliverer(
         label=f"adapter {channel.name}",
         bearer=config.channel_secret,
         refusal=None if takes_text else f"adapter {channel.name} does not take text (send_text is false)",
+        clock=clock,
     )
 
 
@@ -271,8 +287,10 @@ def daemon_deliverer(
     instance: str,
     find_original: FindOriginal,
     outbox: str,
+    clock: Clock | None = None,
 ) -> HttpDeliverer:
-    """The deliverer of daemon ``name``: ``POST <url>`` of each row in its outbox (the JID ``outbox``), no bearer."""
+    """The deliverer of daemon ``name``: ``POST <url>`` of each row in its outbox (the JID ``outbox``), no bearer;
+    ``clock`` reads a ``Retry-After`` date."""
     return HttpDeliverer(
         name=outbox,
         prefixes=[outbox],
@@ -283,6 +301,7 @@ def daemon_deliverer(
         config=config,
         instance=instance,
         label=f"daemon {name}",
+        clock=clock,
     )
 
 
@@ -298,6 +317,21 @@ def _platform_id(response: httpx.Response) -> str | None:
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
             return str(value)
     return None
+
+
+def _retry_after(response: httpx.Response, now: dt.datetime) -> float | None:
+    """The seconds ``response``'s ``Retry-After`` asks to wait from ``now`` (RFC 9110 §10.2.3: delay-seconds or an
+    HTTP date); None when it has none, one that cannot be read, or a time already past."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value) if len(value) < 10 else 1e9  # longer than the policy waits anyway (max_backoff)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp() - now.timestamp()
+    return seconds if seconds > 0 else None
 
 
 def _snippet(response: httpx.Response) -> str:

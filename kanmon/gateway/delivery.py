@@ -333,7 +333,7 @@ class DeliveryWorker:
                 logger.error("delivery of seq=%d by %s raised an unexpected error", row.seq, deliverer.name,
                              exc_info=raised)  # fmt: skip
             status, deliver_after = self.policy.after_failure(
-                row, self._clock.now(), self._rng, transient=exc.transient
+                row, self._clock.now(), self._rng, transient=exc.transient, retry_after=exc.retry_after
             )
             await self._db.retrying(
                 self._store.mark_delivery, row.seq, status, error=str(exc), deliver_after=deliver_after

@@ -15,11 +15,13 @@ __all__ = ["DeliveryError", "DeliveryPolicy", "unexpected_failure"]
 
 
 class DeliveryError(GatewayError):
-    """A channel did not take a message; ``transient`` ones are tried again later."""
+    """A channel did not take a message; ``transient`` ones are tried again later, no earlier than ``retry_after``
+    seconds from now when the channel said when (an HTTP ``Retry-After``)."""
 
-    def __init__(self, message: str, *, transient: bool = True) -> None:
+    def __init__(self, message: str, *, transient: bool = True, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,9 +30,11 @@ class DeliveryPolicy:
     are sent to at once.
 
     A failed attempt leaves the row ``pending`` until ``retry_base * 2**(attempts-1)`` seconds (plus up to a quarter
-    of jitter, at most ``max_backoff``) have passed; once ``deadline`` seconds have passed since the row was stored,
-    the next transient failure fails it for good. ``retry_base`` 0 retries on the next pass; ``deadline`` None never
-    gives up. ``chats_at_once`` chats of one channel have a send in flight at most (never two sends of one chat).
+    of jitter, at most ``max_backoff``) have passed, or the ``retry_after`` the channel asked for when that is longer
+    (also at most ``max_backoff``: a receiver does not park a chat for days); once ``deadline`` seconds have passed
+    since the row was stored, the next transient failure fails it for good. ``retry_base`` 0 retries on the next
+    pass; ``deadline`` None never gives up. ``chats_at_once`` chats of one channel have a send in flight at most
+    (never two sends of one chat).
     """
 
     retry_base: float = 0.0
@@ -46,16 +50,19 @@ class DeliveryPolicy:
         return min(self.max_backoff, grown * (1.0 + rng.random() / 4))
 
     def after_failure(
-        self, row: Message, now: dt.datetime, rng: random.Random, *, transient: bool
+        self, row: Message, now: dt.datetime, rng: random.Random, *, transient: bool, retry_after: float | None = None
     ) -> tuple[Literal["pending", "failed"], dt.datetime | None]:
         """What a failed attempt at ``row`` at ``now`` leaves: ``failed``, or ``pending`` until a backoff (None: due
-        at once) that never passes the deadline."""
+        at once) that never passes the deadline. ``retry_after``: the seconds the channel asked to be left alone
+        (:attr:`DeliveryError.retry_after`), waited out when longer than the backoff, up to ``max_backoff``."""
         if not transient:
             return "failed", None
         last = None if self.deadline is None else row.received_at + dt.timedelta(seconds=self.deadline)
         if last is not None and now >= last:
             return "failed", None
         delay = self.backoff(row.delivery_attempts + 1, rng)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_backoff))
         if delay <= 0:
             return "pending", None
         retry_at = now + dt.timedelta(seconds=delay)

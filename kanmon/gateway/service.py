@@ -276,20 +276,20 @@ class Gateway:
         self.typing.interval = config.typing_interval
 
     async def deliverers(self) -> list[Deliverer]:
-        """The built-in channels, one HTTP deliverer per configured daemon, and one per channel adapter registered
-        in the store (as of the loop's last look at the configuration)."""
+        """The built-in channels, an HTTP deliverer per configured daemon and per adapter registered (as last read)."""
         channels = self.registry.channels
         if not channels and not self.config.daemons:
             return list(self._fixed_deliverers)
-        client, config, instance = self._client(), self.adapter_config, self._key_prefix
+        client, config, instance, clock = self._client(), self.adapter_config, self._key_prefix, self.clock
+        find = self._original
         daemons = [
             daemon_deliverer(
-                name, url, client, config, instance=instance, find_original=self._original, outbox=daemon_jid(name)
+                name, url, client, config, instance=instance, find_original=find, outbox=daemon_jid(name), clock=clock
             )
             for name, url in sorted(self.config.daemons.items())
         ]
         files = AdapterFiles(self.media, self.media_links, inline_bytes=self.config.media.inline_bytes)
-        adapters = [adapter_deliverer(channel, client, config, instance=instance, files=files) for channel in channels]
+        adapters = [adapter_deliverer(c, client, config, instance=instance, files=files, clock=clock) for c in channels]
         return [*self._fixed_deliverers, *daemons, *adapters]
 
     def _client(self) -> httpx.AsyncClient:
