@@ -17,7 +17,11 @@ within one attempt; longer outages are the worker's backoff across passes. A ret
 once, and the next comes no earlier than it asked (the policy caps it at ``max_backoff``: see
 :meth:`~kanmon.gateway.delivery_policy.DeliveryPolicy.after_failure`); a platform's flood control that asked for two
 minutes got three requests at once and then one every few seconds. An answer in 4xx (other than 408, 425 and
-429) is the receiver saying no: retrying cannot help, so the row fails at once. A 2xx answer may be
+429) is the receiver saying no: retrying cannot help, so the row fails at once. A 3xx is not followed (the request
+carries the channel secret, and where it may go is the operator's call, not the receiver's) and is no refusal either:
+the receiver never saw the reply. It is a transient failure whose error names the ``Location``, without quick tries;
+the row waits with backoff until the deadline, so an operator who corrects the URL loses nothing (a moved adapter
+lost every reply when a redirect failed rows at once). A 2xx answer may be
 ``{"ok": true, "id": "<platform message id>"}``; the id is stored in the row's ``platform_message_id``.
 
 Daemons (:func:`daemon_body`) receive the message the route sent them as it was stored, with the chat it came from,
@@ -58,7 +62,8 @@ __all__ = [
     "idempotency_key",
 ]
 
-# Answers that mean "not now" rather than "no": request timeout, too early, too many requests (and every 5xx).
+# Answers that mean "not now" rather than "no": request timeout, too early, too many requests (and every 5xx). Every 3xx
+# means "not here": not followed, tried again with backoff (HttpDeliverer._post). Any other non-2xx is a refusal.
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _SNIPPET = 200  # characters of a receiver's error answer kept in delivery_error
 
@@ -188,6 +193,14 @@ class HttpDeliverer:
             # not another quick try: the receiver said when (DeliveryError is not retried within the attempt)
             reason = f"{label} answered {status}, asking for {wait:.0f}s (Retry-After): {_snippet(response)}"
             raise DeliveryError(reason, transient=True, retry_after=wait)
+        if 300 <= status < 400:
+            # not another quick try: the next would be redirected too; the worker's backoff gives the operator time
+            raise DeliveryError(
+                f"{label} answered {status}, a redirect {_shown_location(response)}: redirects are not followed; "
+                "tried again until kanmon has the right URL (an adapter registers it again, a daemon's is configured)",
+                transient=True,
+                retry_after=_retry_after(response, self._clock.now()),
+            )
         if not 200 <= status < 300:
             raise DeliveryError(f"{label} refused the message: {status}: {_snippet(response)}", transient=False)
         return response
@@ -332,6 +345,14 @@ def _retry_after(response: httpx.Response, now: dt.datetime) -> float | None:
             return None
         seconds = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp() - now.timestamp()
     return seconds if seconds > 0 else None
+
+
+def _shown_location(response: httpx.Response) -> str:
+    """Where a redirect points, as logs and ``delivery_error`` may show it (no user name or password, no secret)."""
+    location = response.headers.get("location", "").strip()
+    if not location:
+        return "without a Location"
+    return "to " + redaction.redact(_without_credentials(location))[:_SNIPPET]
 
 
 def _snippet(response: httpx.Response) -> str:

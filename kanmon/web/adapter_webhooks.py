@@ -9,8 +9,9 @@ adapter.
 * ``send``: ``POST <url>/send``, one reply per request, in seq order per chat, with ``Authorization: Bearer <channel
   secret>`` and ``Idempotency-Key`` (also in the body). 2xx: taken; 408, 425, 429, 5xx or no answer within
   ``delivery.request_timeout``: tried again (3 quick tries, then with backoff until ``delivery.deadline``; with
-  ``Retry-After``, no quick try and no attempt before it, at most 15 min away); any other
-  status (a 4xx, a redirect): refused for good, the row fails at once.
+  ``Retry-After``, no quick try and no attempt before it, at most 15 min away); a 3xx: not followed, tried again
+  the same way (no quick tries) until the adapter registers its new URL; any other 4xx: refused for good, the row
+  fails at once.
 * ``typing``: ``POST <url>/typing`` while a run works on one of the adapter's chats, only to an adapter registered with
   ``capabilities.typing: true``; best effort, never retried.
 """
@@ -131,7 +132,8 @@ ChannelSecret = Annotated[
         425: {"description": "Retried."},
         429: {"description": "Retried; not before its `Retry-After` (seconds or a date; at most 15 min), if any."},
         "5XX": {"description": "Retried: 3 quick tries, then with backoff until `delivery.deadline` (24 h)."},
-        "4XX": {"description": "Any other 4xx (or a 3xx): refused; the reply fails at once and is not retried."},
+        "3XX": {"description": "Not followed (the request carries the secret); retried until registered anew."},
+        "4XX": {"description": "Any other 4xx: refused; the reply fails at once and is not retried."},
     },
 )
 def send(

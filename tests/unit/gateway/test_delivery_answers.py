@@ -1,9 +1,12 @@
-"""What gated makes of an adapter's answers that are neither "taken" nor "no": ``Retry-After``.
+"""What gated makes of an adapter's answers that are neither "taken" nor "no": ``Retry-After``, and redirects.
 
-A 429 or 503 with ``Retry-After`` (seconds, or an HTTP date) was tried again 0.2 s later (the quick tries) and then
-after the usual backoff (1 s, doubling): a platform's flood control that asked for two minutes got a dozen requests
-meanwhile. The next attempt at that chat now comes no earlier than the answer asked (at most the policy's
-``max_backoff``, never past the deadline), and nothing is sent again within the attempt.
+* A 429 or 503 with ``Retry-After`` (seconds, or an HTTP date) was tried again 0.2 s later (the quick tries) and then
+  after the usual backoff (1 s, doubling): a platform's flood control that asked for two minutes got a dozen requests
+  meanwhile. The next attempt at that chat now comes no earlier than the answer asked (at most the policy's
+  ``max_backoff``, never past the deadline), and nothing is sent again within the attempt.
+* A redirect (307/308 to an adapter's new address, a 304) failed the reply at once, as a refusal: a moved adapter lost
+  every reply. Redirects are still not followed (a POST carrying the channel secret does not go to another host), but
+  they are a transient failure naming the ``Location``, so an operator fixes the URL and nothing is lost.
 
 Each adapter here is a real HTTP server; the worker's clock is a test's clock, moved by the test, never slept on.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -165,6 +169,40 @@ async def test_a_retry_after_that_cannot_be_read_is_ignored(setup: Setup) -> Non
     assert await setup.worker.deliver_due() == 1  # the quick tries go on: the third is taken
     assert setup.adapter.requests == 3
     assert setup.row(sent).delivery_status == "sent"
+
+
+# ------------------------------------------------------------------------------------------------ redirects
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_not_followed_and_is_tried_again_naming_where_it_pointed(
+    setup: Setup, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    elsewhere = Adapter()  # where the redirect points: a real server, which must never be asked
+    async with serving(elsewhere.app()) as url:
+        moved = url.replace("http://", "http://ops:hunter2@") + "/send"
+        setup.adapter.answers = [Response(status_code=status, headers={"Location": moved})]
+        sent = setup.reply()
+        with caplog.at_level(logging.WARNING, logger="kanmon.gateway.delivery"):
+            assert await setup.worker.deliver_due() == 0
+    assert elsewhere.requests == 0
+    row = setup.row(sent)
+    assert (row.delivery_status, row.delivery_attempts) == ("pending", 1)  # not refused: nothing is lost
+    assert setup.adapter.requests == 1  # not followed, and not asked again within the attempt
+    assert f"{url}/send" in (row.delivery_error or "")
+    assert "not followed" in (row.delivery_error or "") and "hunter2" not in (row.delivery_error or "")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "kanmon.gateway.delivery"]
+    assert f"{url}/send" in line and f"{status}" in line and "hunter2" not in line
+
+    setup.clock.advance(60)
+    assert await setup.worker.deliver_due() == 1  # the operator fixed it (here: the adapter answers again)
+    assert setup.row(sent).delivery_status == "sent"
+
+
+async def test_a_304_is_a_transient_failure_too(setup: Setup) -> None:
+    setup.adapter.answers = [Response(status_code=304)]
+    sent = setup.reply()
+    assert await setup.worker.deliver_due() == 0
+    row = setup.row(sent)
+    assert row.delivery_status == "pending" and "304" in (row.delivery_error or "")
 
 
 @pytest.fixture(autouse=True)
