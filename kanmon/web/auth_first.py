@@ -1,8 +1,10 @@
 """Routes that ask who is calling before they say what is wrong with the body.
 
 FastAPI reads and parses a route's body before it solves the route's dependencies, and answers a body it cannot parse
-at once: malformed JSON is a 422 ``JSON decode error``, a multipart body without its boundary a 400. A caller with no
-credentials learned how the body is parsed before it was asked for any: the authentication dependencies never ran.
+at once: malformed JSON is a 422 ``JSON decode error``, JSON nested deeper than the parser recurses (RecursionError,
+not a ValueError) a 400 "There was an error parsing the body", a multipart body without its boundary a 400. A caller
+with no credentials learned how the body is parsed before it was asked for any: the authentication dependencies
+never ran.
 
 :class:`AuthFirstRoute` (FastAPI's documented custom route class hook) gives the handler a request whose parse failure
 becomes a placeholder body instead of an answer. The dependencies run first (no credentials: 401, as for any other
@@ -28,9 +30,12 @@ __all__ = ["AuthFirstRoute", "MalformedForm", "MalformedJSON", "parse_failure"]
 class MalformedJSON:
     """The body of a request whose JSON did not parse: where (a character offset) and why."""
 
-    def __init__(self, error: ValueError) -> None:
+    def __init__(self, error: ValueError | RecursionError) -> None:
         self.pos = error.pos if isinstance(error, json.JSONDecodeError) else 0
-        self.reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        if isinstance(error, RecursionError):
+            self.reason = "nested too deeply"
+        else:
+            self.reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
 
 
 class MalformedForm(FormData):
@@ -45,7 +50,9 @@ class _ParseLater(Request):
     async def json(self) -> Any:
         try:
             return await super().json()
-        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes in no JSON encoding
+        # JSONDecodeError, UnicodeDecodeError for bytes in no JSON encoding, or RecursionError for arrays and objects
+        # nested deeper than the parser goes (the C parser gives up at once, so the caller costs gated nothing)
+        except (ValueError, RecursionError) as exc:
             return MalformedJSON(exc)
 
     async def _get_form(self, **limits: Any) -> FormData:

@@ -36,7 +36,7 @@ from kanmon.errors import InvalidInput
 from kanmon.gateway import DEAD_LETTER_TEXT, Gateway
 from kanmon.gateway.typing import is_status_only
 from kanmon.store import ApiKey, Message, NewMessage, PutResult, StoreError
-from kanmon.web.auth_first import AuthFirstRoute
+from kanmon.web.auth_first import AuthFirstRoute, MalformedJSON
 from kanmon.web.deps import WebConfig, get_config, get_gateway
 from kanmon.web.openai_auth import ApiError, api_key
 from kanmon.web.openai_replies import Answer, follow_answer
@@ -319,8 +319,10 @@ async def _store(gateway: Gateway, new: NewMessage) -> PutResult:
 async def _request_body(request: Request) -> CompletionRequest:
     try:
         raw = await request.json()
-    except ValueError:
-        raise ApiError(400, "The body is not valid JSON.") from None
+    except (ValueError, RecursionError) as exc:  # raised on a route of another class than AuthFirstRoute
+        raw = MalformedJSON(exc)
+    if isinstance(raw, MalformedJSON):  # how AuthFirstRoute hands over a body that does not parse
+        raise ApiError(400, "The body is not valid JSON.")
     if not isinstance(raw, dict):
         raise ApiError(400, f"The body must be a JSON object, not {type(raw).__name__}.")
     try:

@@ -1,9 +1,9 @@
 """A body that does not parse is answered after the credentials were checked, on every route that asks for them.
 
 FastAPI parses a body before it runs the route's dependencies: malformed JSON got a 422 "JSON decode error" and a
-multipart body without its boundary a 400, both before the authentication dependency ran, so a caller with no
-credentials learned how each endpoint parses its body. The operations come from the OpenAPI document, so a route added
-later is checked as well.
+multipart body without its boundary a 400, JSON nested too deeply to parse a 400, all before the authentication
+dependency ran, so a caller with no credentials learned how each endpoint parses its body. The operations come from
+the OpenAPI document, so a route added later is checked as well.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Harness, httpx.AsyncClie
     """A gateway's app, a right credential for each security scheme of its document, and its operations to check."""
     async with running_gateway(tmp_path / "data", [process_group("corp")]) as h:
         app = create_app(h.gateway, WebConfig(channel_secret=SECRET))
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://kanmon") as client:
             registered = await client.post("/v1/channels/register", json=ADAPTER, headers=bearer(SECRET))
             h.store.set_group_web_token("corp", token_hash(WEB_TOKEN))
@@ -101,13 +101,52 @@ async def test_a_body_that_does_not_parse_gets_401_without_credentials_and_its_p
             headers = bearer(right[scheme]) | {"Content-Type": content_type}
             answer = await client.request(op.method, op.url, content=body, headers=headers)
             if scheme == "apiKey":  # the OpenAI-compatible API answers in OpenAI's error shape
-                expected = answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error"
+                error = answer.json()["error"]
+                expected = answer.status_code == 400 and (error["type"], error["message"]) == (
+                    "invalid_request_error", "The body is not valid JSON."
+                )  # fmt: skip
             elif op.media == "application/json":
                 expected = (answer.status_code, answer.json()) == (
                     422, {"detail": [{"loc": ["body", "13"], "msg": "JSON decode error", "type": "json_invalid"}]}
                 )  # fmt: skip
             else:
                 expected = (answer.status_code, answer.json()) == (400, {"detail": "Missing boundary in multipart."})
+            if not expected:
+                mistakes.append(f"{op.method} {op.url} (right credentials): {answer.status_code} {answer.text[:200]}")
+        assert not mistakes, "\n".join(mistakes)
+        assert stored(h) == before
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON, nested deeper than Python's parser recurses (200 kB: under 1 MiB)
+
+
+async def test_json_nested_too_deep_to_parse_gets_401_without_credentials_and_one_clear_error_with_them(
+    tmp_path: Path,
+) -> None:
+    """The parser gives up on such a body with RecursionError, not the ValueError of malformed JSON: FastAPI answered
+    it "400 There was an error parsing the body" before the credentials were asked for, and the OpenAI-compatible
+    API, which reads its own body, answered an authenticated caller 500."""
+    async with served(tmp_path) as (h, client, right, ops):
+        ops = [op for op in ops if op.media == "application/json"]
+        assert len(ops) >= 4
+        before = stored(h)
+        mistakes: list[str] = []
+        for op in ops:
+            headers = {"Content-Type": "application/json"}
+            for who, auth in {"none": {}, "wrong": bearer("not-a-credential")}.items():
+                answer = await client.request(op.method, op.url, content=DEEP, headers=headers | auth)
+                if answer.status_code != 401:
+                    mistakes.append(
+                        f"{op.method} {op.url} ({who} credentials): {answer.status_code} {answer.text[:200]}"
+                    )
+            [scheme] = sorted(op.schemes - {"webTokenQuery"})
+            answer = await client.request(op.method, op.url, content=DEEP, headers=headers | bearer(right[scheme]))
+            said: Any = answer.json() if answer.headers.get("content-type") == "application/json" else answer.text
+            if scheme == "apiKey":  # the OpenAI-compatible API answers in OpenAI's error shape
+                message = "The body is not valid JSON."
+                expected = answer.status_code == 400 and said["error"]["message"] == message
+            else:
+                expected = answer.status_code == 422 and [error["type"] for error in said["detail"]] == ["json_invalid"]
             if not expected:
                 mistakes.append(f"{op.method} {op.url} (right credentials): {answer.status_code} {answer.text[:200]}")
         assert not mistakes, "\n".join(mistakes)
