@@ -2,7 +2,8 @@
 
 Why it exists: without it, a message from a chat no route covers is skipped and nobody ever hears of it. With
 ``onboarding.enabled`` the loop hands each such row to :func:`note_unowned`, which puts the chat on the list the
-first time (logged once, and a system message to every root group so their agents know) and afterwards only counts.
+first time (logged once, and a system message to every root group so their agents know: the stranger's name one
+quoted line, and at most :data:`MAX_ANNOUNCED` such notes queued per group) and afterwards only counts.
 The rows themselves stay ``skipped``, exactly as without onboarding.
 
 ``/approve <jid> <folder>`` (a root group's chat) and ``gated onboarding approve`` call :func:`approve`: it adds a
@@ -40,6 +41,9 @@ from kanmon.router import validate_route
 from kanmon.store import Message, NewMessage, NotFound, Store
 
 __all__ = [
+    "MAX_ANNOUNCED",
+    "MAX_NAME_CHARS",
+    "MORE_WAITING",
     "ONBOARDING_KEY",
     "WAITING_KEY",
     "Approval",
@@ -57,6 +61,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: At most this many onboarding notes wait in a root group's queue for its agent's next run; the last of them says
+#: more chats wait (a bot opening a thousand direct chats must not put a thousand notes into one prompt).
+MAX_ANNOUNCED = 10
+#: A stranger's display name or sender id is shown to root groups' agents cut to this many characters.
+MAX_NAME_CHARS = 64
+MORE_WAITING = (
+    "More chats are waiting for onboarding than these notes name; "
+    "an operator lists them all with `gated onboarding list`."
+)
 
 ONBOARDING_KEY = "onboarding:{jid}"
 WAITING_KEY = "onboarding-waiting:{jid}"
@@ -194,7 +208,8 @@ def _count(store: Store, row: Message) -> None:
 
 
 def _announce(row: Message, ctx: LayerContext) -> None:
-    who = f"{row.sender_name} ({row.sender})" if row.sender_name else row.sender or "an unknown sender"
+    name, sender = _shown(row.sender_name or ""), _shown(row.sender or "")
+    who = f"{name} ({sender})" if name != '""' else (sender if sender != '""' else "an unknown sender")
     logger.info(
         "onboarding: chat %s is waiting for approval (first message from %s); approve with `/approve %s <folder>` "
         "from a root group or `gated onboarding approve %s FOLDER`",
@@ -208,8 +223,22 @@ def _announce(row: Message, ctx: LayerContext) -> None:
         f"A root group can answer /approve {row.chat_jid} <folder> or /reject {row.chat_jid}."
     )
     for folder in sorted(ctx.groups()):
-        if ctx.is_root(folder):
-            ctx.store.add_system_message(folder, origin=GATEWAY_ORIGIN, event="onboarding", body=body, now=ctx.now())
+        if not ctx.is_root(folder):
+            continue
+        queued = sum(note.event == "onboarding" for note in ctx.store.system_messages_for(folder))
+        if queued < MAX_ANNOUNCED:
+            text = body if queued < MAX_ANNOUNCED - 1 else MORE_WAITING
+            ctx.store.add_system_message(folder, origin=GATEWAY_ORIGIN, event="onboarding", body=text, now=ctx.now())
+
+
+def _shown(text: str) -> str:
+    """``text`` a stranger chose (a display name, a sender id) as an announcement shows it: one line of printable
+    characters, at most :data:`MAX_NAME_CHARS` of them, in double quotes (JSON's escapes), so it cannot pass for
+    kanmon's own words."""
+    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if len(line) > MAX_NAME_CHARS:
+        line = line[: MAX_NAME_CHARS - 1] + "…"
+    return json.dumps(line, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------------- decisions
