@@ -11,7 +11,9 @@ blocking work is one hop off the event loop:
 4. record each row's decision, every row the tick writes (command answers, ``local:`` delegation copies, ``daemon:``
    outbox rows), the chats' new sticky settings and the new poll cursor in **one** transaction. A crash before it
    commits re-reads the batch as it was: the rows the tick writes carry derived ids, routing is recorded only once,
-   and no sticky setting is stored yet for an earlier row of it to follow.
+   and no sticky setting is stored yet for an earlier row of it to follow. A command commits its effect at once
+   (``/approve``'s route, ``/new``'s reset), so the rows before a command are recorded before it runs: a batch read
+   again starts at the command, and no earlier row is decided by its effect.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
+from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.hooks import NO_HOOKS, Hooks, Retarget
+from kanmon.gateway.layers.commands import parse_command
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.owner import resolve_owner
@@ -132,18 +136,39 @@ class Dispatcher:
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []
-        for row in rows:
+        for n, row in enumerate(rows):
+            if n and row.direction == "in" and "/" in row.content and parse_command(row.content, ctx) is not None:
+                # A command commits its effect at once (a route, a reset): the rows before it are recorded first,
+                # so a tick that fails after it is read again from the command on, not decided anew by its effect.
+                work.stored += self._record(dispatches, rows[n - 1].seq, ctx)
+                dispatches = []
+            if row.direction == "in" and (row.status != "new" or row.routed_folder is not None):
+                self._readmit(row, ctx, work.admitted)  # decided before a command of a tick that then failed
+                continue
             if row.direction == "in":
                 self._metrics.messages_ingested.labels(platform=row.chat_jid.partition(":")[0]).inc()
             with bound(chat=row.chat_jid):  # every line about deciding this row names its chat (issue 18 item 6)
                 dispatch = self._decide(row, ctx, work.admitted)
             if dispatch is not None:
                 dispatches.append(dispatch)
-        assert ctx.outbox is not None
-        work.stored = self._store.record_dispatch(
-            dispatches, rows[-1].seq, outbox=ctx.outbox, steering=ctx.steering, now=self._clock.now()
-        )
+        work.stored += self._record(dispatches, rows[-1].seq, ctx)
         return work
+
+    @staticmethod
+    def _readmit(row: Message, ctx: LayerContext, admitted: list[Admitted]) -> None:
+        """A row decided already is never decided again (its effects, a delegation, would happen twice); one still
+        waiting for its agent is offered to the gate again, as its route weighs it, since its first offer was lost."""
+        if row.status == "new" and row.routed_folder is not None:
+            lane = lane_for(row.routed_folder, row.chat_jid, row.routed_topic or "")
+            impulse = stored_impulse(ctx, row.chat_jid, row.sender, row.verb)
+            admitted.append(Admitted(row.chat_jid, row.verb, row.seq, lane, impulse))
+
+    def _record(self, dispatches: list[Dispatch], last_seq: int, ctx: LayerContext) -> list[Message]:
+        """Record ``dispatches``, the rows and settings the layers wrote, and the cursor; the context starts afresh."""
+        assert ctx.outbox is not None
+        outbox, steering, ctx.outbox, ctx.steering = ctx.outbox, ctx.steering, [], {}
+        now = self._clock.now()
+        return self._store.record_dispatch(dispatches, last_seq, outbox=outbox, steering=steering, now=now)
 
     def context(self, queue: QueueControl) -> LayerContext:
         """A layer context on the cached configuration (start-up recovery)."""

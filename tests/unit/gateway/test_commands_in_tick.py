@@ -1,0 +1,93 @@
+"""A command's effect never reaches back to the rows before it in its tick, even when the tick fails to record.
+
+Commands such as ``/approve`` commit their change (a route, a decision, a copy of the waiting message) at once, in
+a transaction of their own. The tick recorded its decisions only at its end: when that failed (a crash, a lost
+database), the batch was read again with the change already stored, and the rows before the command were decided
+by it. A stranger's "hello" then sent in the same tick as the operator's ``/approve`` was routed to the group and
+answered, and so was the copy of it that the approval posted: the agent answered it twice.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kanmon.clock import FakeClock
+from kanmon.gateway import IdleQueue
+from kanmon.gateway.dispatch import DispatchConfig, Dispatcher
+from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.registry import Registry
+from kanmon.router import ImpulseConfig
+from kanmon.store import Group, NewMessage, Store, StoreUnavailable
+
+STRANGER = "tg:new"
+
+
+def dispatcher(store: Store) -> Dispatcher:
+    config = DispatchConfig(poll_batch=100, bot_names=frozenset(), impulse=ImpulseConfig(), onboarding=True)
+    return Dispatcher(store, Registry(store), config, metrics=GatewayMetrics(), clock=FakeClock(), rng=random.Random(1))
+
+
+def fail_the_record_after_the_approval(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first ``record_dispatch`` once the approval's route is stored fails as a lost database does."""
+    real, failed = store.record_dispatch, list[int]()
+
+    def record(*args: object, **kwargs: object) -> object:
+        if not failed and any(route.match == f"chat_jid={STRANGER}" for route in store.list_routes()):
+            failed.append(1)
+            raise StoreUnavailable("the database went away")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "record_dispatch", record)
+    return failed
+
+
+def test_a_tick_that_fails_after_an_approval_does_not_route_the_strangers_earlier_message_too(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add_group(Group(folder="main"))
+    store.ensure_chat(STRANGER, channel="tg", is_group=True)
+    store.put_message(NewMessage(chat_jid=STRANGER, content="hello", sender="tg:1", origin="adapter:tg"))
+    store.put_message(NewMessage(chat_jid="web:main", content=f"/approve {STRANGER} main", sender="web:op"))
+    failed = fail_the_record_after_the_approval(store, monkeypatch)
+    loop, cursor = dispatcher(store), 0
+    for _ in range(4):
+        try:
+            work = loop.tick(cursor, IdleQueue())
+        except StoreUnavailable:
+            continue  # the loop backs off and reads the batch again
+        cursor = work.rows[-1].seq if work.rows else cursor
+    assert failed, "the failure was never injected"
+    waiting = [row for row in store.chat_messages(STRANGER) if row.status == "new" and row.routed_folder == "main"]
+    assert [row.content for row in waiting] == ["hello"]  # one row for the agent: the approval's copy
+    assert waiting[0].id.startswith("onboard-")
+    answers = [row.content for row in store.chat_messages("web:main") if row.direction == "out"]
+    assert len(answers) == 1 and answers[0].startswith(f"Approved {STRANGER} → main")
+
+
+def test_the_rows_recorded_before_a_command_of_a_failed_tick_are_offered_again_and_not_decided_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add_group(Group(folder="corp"))
+    store.add_route(seq=0, match="chat_jid=tg:team", target="corp")
+    first = store.put_message(NewMessage(chat_jid="tg:team", content="hi", sender="tg:1", origin="adapter:tg"))
+    store.put_message(NewMessage(chat_jid="tg:team", content="/ping", sender="tg:1", origin="adapter:tg"))
+    real, calls = store.record_dispatch, list[int]()
+
+    def second_fails(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the rows before /ping were recorded; the tick fails after the command ran
+            raise StoreUnavailable("the database went away")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "record_dispatch", second_fails)
+    loop = dispatcher(store)
+    with pytest.raises(StoreUnavailable):
+        loop.tick(0, IdleQueue())
+    [hi] = [row for row in store.chat_messages("tg:team") if row.seq == first.message.seq]
+    assert (hi.status, hi.routed_folder) == ("new", "corp")  # recorded before the command
+    work = loop.tick(0, IdleQueue())  # the loop reads the batch again from where it was
+    assert [(item.seq, str(item.lane)) for item in work.admitted] == [(hi.seq, "corp")]  # offered once more
+    answers = [row.content for row in store.chat_messages("tg:team") if row.direction == "out"]
+    assert len(answers) == 1 and answers[0].startswith("pong")
