@@ -8,6 +8,7 @@ from kanmon.errors import InvalidFolder, InvalidInput
 
 __all__ = [
     "FOLDER_PATTERN",
+    "PLATFORM_PATTERN",
     "WEB_TOPIC_PATTERN",
     "family_parent",
     "is_valid_folder",
@@ -55,6 +56,11 @@ def validate_topic(chat_jid: str, topic: str) -> str:
             "starting with a letter or digit"
         )
     return topic
+
+
+#: A JID's platform part (``telegram`` of ``telegram:42``) as a channel adapter registers it (its JID prefixes): lower
+#: case, so settings that name a platform (``auth.platforms``, ``--session-reset-for``) spell it so too.
+PLATFORM_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,31}"
 
 
 def split_jid(jid: str) -> tuple[str, str]:

@@ -46,7 +46,7 @@ from kanmon.gated.config_observe_keys import OBSERVE_KEYS
 from kanmon.gated.config_privacy_keys import HOOK_KEYS, PRIVACY_KEYS
 from kanmon.gated.config_proxy_keys import PROXY_KEYS
 from kanmon.gated.config_scheduler_keys import SCHEDULER_KEYS
-from kanmon.gated.config_session_keys import SESSION_KEYS
+from kanmon.gated.config_session_keys import IDLE_EXPIRY, SESSION_KEYS
 from kanmon.router import is_daemon_name
 from kanmon.router.impulse import MAX_HOLD_MS
 from kanmon.store import SUPPORTED_URLS, is_url, url_problem
@@ -183,7 +183,7 @@ KEYS: tuple[Key, ...] = (
         FLOAT,
         0.0,
         "Seconds after which an idle session starts fresh; 0 = never.",
-        check=_NON_NEGATIVE,
+        check=IDLE_EXPIRY,
         attr="gateway.session_idle_expiry",
     ),
     *SESSION_KEYS,

@@ -9,9 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from kanmon.gated.config_kinds import FLOAT, INT, STR, Check, Key, Kind, above, choice
-from kanmon.gateway.session_policy import DEFAULT_FLUSH_PROMPT
+from kanmon.gateway.session_policy import DEFAULT_FLUSH_PROMPT, MAX_IDLE, MIN_IDLE
 
-__all__ = ["SESSION_KEYS"]
+__all__ = ["IDLE_EXPIRY", "SESSION_KEYS"]
+
+#: The check of ``session_idle_expiry`` (a key of :mod:`kanmon.gated.config_keys`, older than these): 0 (never) or an
+#: idle length a session can reach, as ``gated group set --session-idle`` takes it.
+IDLE_EXPIRY = Check(
+    f"0 (never), or seconds from {MIN_IDLE:g} to {MAX_IDLE:g} (365 days)",
+    lambda seconds: seconds == 0 or MIN_IDLE <= seconds <= MAX_IDLE,
+)
 
 
 def _key(name: str, kind: Kind, default: Any, doc: str, **extra: Any) -> Key:

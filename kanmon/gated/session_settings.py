@@ -10,12 +10,18 @@ way, one clear line each (:class:`~kanmon.errors.InvalidInput`). Stored in ``con
 * ``--session-reset-notice on|off`` → ``session_reset_notice``;
 * ``--session-reset-for PLATFORM=POLICY`` (repeat) → ``session_reset_platforms[PLATFORM]``, POLICY being ``none``,
   ``idle:DURATION``, ``daily:H`` or ``both:DURATION:H``; ``--unset-session-reset-for PLATFORM`` removes one;
+  PLATFORM is a JID's platform part (:data:`kanmon.folders.PLATFORM_PATTERN`);
 * ``--memory-flush on|off``, ``--flush-prompt TEXT``, ``--flush-timeout DURATION`` → ``memory_flush``,
   ``memory_flush_prompt``, ``memory_flush_timeout``.
+
+An idle length is 0 (never) or from :data:`~kanmon.gateway.session_policy.MIN_IDLE` to
+:data:`~kanmon.gateway.session_policy.MAX_IDLE`. A platform's policy must be able to act: ``idle:0`` (which resets
+nothing) is refused for ``none``, ``both:0:H`` for ``daily:H``, so a policy read back is the one that was meant.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,8 +29,9 @@ from typing import Any
 import click
 
 from kanmon.errors import InvalidInput
+from kanmon.folders import PLATFORM_PATTERN
 from kanmon.gated.setting_values import parse_duration
-from kanmon.gateway.session_policy import MODES
+from kanmon.gateway.session_policy import MAX_IDLE, MIN_IDLE, MODES
 
 __all__ = ["RESETTABLE_SESSION", "merge_platforms", "parse_session", "session_options"]
 
@@ -39,7 +46,8 @@ RESETTABLE_SESSION: Mapping[str, str] = {
     "flush-prompt": "memory_flush_prompt",
     "flush-timeout": "memory_flush_timeout",
 }
-_PLATFORM = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_PLATFORM = re.compile(PLATFORM_PATTERN)
+_ZERO = re.compile(r"never|(?:0+(?:\.0*)?[smhd]?)+")  # an idle length of nothing: 0, 0s, 0.0, 0h0m, never
 _SWITCH = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 
 
@@ -78,14 +86,19 @@ def _duration(option: str, text: str) -> float:
         raise InvalidInput(f"{option}: expected seconds > 0, or like 90s, 30m, 24h, got {text!r}") from None
 
 
-def _idle(option: str, text: str) -> float:
-    """An idle length: a duration, or 0 (also ``never``) for sessions that never reset for silence (SPEC §10)."""
-    if text.strip().lower() in ("0", "never"):
+def _idle(option: str, text: str, *, never: bool = True) -> float:
+    """An idle length: a duration from MIN_IDLE to MAX_IDLE, or (with ``never``) 0, also ``never``, for sessions that
+    never reset for silence (SPEC §10)."""
+    if never and _ZERO.fullmatch(text.strip().lower()):
         return 0.0
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError:
-        raise InvalidInput(f"{option}: expected 0 (never), seconds, or like 90s, 30m, 24h, got {text!r}") from None
+        seconds = math.nan
+    if not MIN_IDLE <= seconds <= MAX_IDLE:
+        zero = "0 (never), or " if never else ""
+        raise InvalidInput(f"{option}: expected {zero}an idle length from 1s to 365d, like 90s, 30m, 24h, got {text!r}")
+    return seconds
 
 
 def _hour(option: str, text: str) -> int:
@@ -101,21 +114,27 @@ def _mode(option: str, text: str) -> str:
 
 
 def parse_platform_policy(text: str) -> tuple[str, dict[str, Any]]:
-    """``PLATFORM=POLICY`` as ``(platform, {"mode", "idle", "hour"})``; raises InvalidInput."""
+    """``PLATFORM=POLICY`` as ``(platform, {"mode", "idle", "hour"})``; raises InvalidInput (one line) for a malformed
+    one and for one that cannot act (``idle:0``: write ``none``; ``both:0:H``: write ``daily:H``)."""
     option = "--session-reset-for"
     platform, sep, spec = text.partition("=")
-    if not sep or not _PLATFORM.fullmatch(platform.strip()):
+    platform = platform.strip()
+    if not sep or not _PLATFORM.fullmatch(platform):
         raise InvalidInput(f"{option} {text!r}: expected PLATFORM=POLICY, like telegram=idle:24h or web=none")
     mode, *args = spec.strip().split(":")
     expected = {"none": 0, "idle": 1, "daily": 1, "both": 2}.get(mode)
     if expected is None or len(args) != expected:
         raise InvalidInput(f"{option} {text!r}: POLICY is none, idle:DURATION, daily:H or both:DURATION:H")
     policy: dict[str, Any] = {"mode": mode}
-    if mode in ("idle", "both"):
-        policy["idle"] = _idle(f"{option} {platform}", args[0])
     if mode in ("daily", "both"):
         policy["hour"] = _hour(f"{option} {platform}", args[-1])
-    return platform.strip(), policy
+    if mode in ("idle", "both"):
+        if _ZERO.fullmatch(args[0].strip().lower()):
+            instead = "none" if mode == "idle" else f"daily:{policy['hour']}"
+            why = "never resets" if mode == "idle" else "never resets for idle"
+            raise InvalidInput(f"{option} {text!r}: {spec.strip()} {why}: write {platform}={instead}")
+        policy["idle"] = _idle(f"{option} {platform}", args[0], never=False)
+    return platform, policy
 
 
 def parse_session(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from kanmon.gateway.schedule import parse_zone
 
 __all__ = [
     "DEFAULT_FLUSH_PROMPT",
+    "MAX_IDLE",
+    "MIN_IDLE",
     "MODES",
     "Expiry",
     "Flush",
@@ -49,6 +51,10 @@ __all__ = [
 
 Mode = Literal["none", "idle", "daily", "both"]
 MODES: Final[tuple[Mode, ...]] = ("none", "idle", "daily", "both")
+#: The idle lengths a policy may set (seconds), 0 (never) aside: under a second is no silence a chat or the expiry
+#: watcher could tell from none, and over a year one no session waits out (a value past it could never act).
+MIN_IDLE: Final = 1.0
+MAX_IDLE: Final = 365 * 86400.0
 DEFAULT_FLUSH_PROMPT: Final = (
     "Your session is about to be reset. Save what is worth remembering to your memory files now; do not reply."
 )

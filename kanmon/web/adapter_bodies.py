@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from kanmon.folders import PLATFORM_PATTERN
 from kanmon.gateway.attachments import attachment_problem
 from kanmon.gateway.channels import STORE_READ_PREFIXES, store_read_channels
 from kanmon.gateway.dispatch import DAEMON_PREFIX
@@ -35,7 +36,7 @@ __all__ = [
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # a platform name and a colon, optionally narrowed further ("discord:guild-1:"); the JIDs it owns start with it
-PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}:(?:[A-Za-z0-9_.@+-]{1,64}:){0,4}$")
+PREFIX_RE = re.compile(rf"^{PLATFORM_PATTERN}:(?:[A-Za-z0-9_.@+-]{{1,64}}:){{0,4}}$")
 RESERVED_PREFIXES = (*STORE_READ_PREFIXES, DAEMON_PREFIX)  # the built-in channels and the outboxes of daemon targets
 RESERVED_NAMES = frozenset(channel.name for channel in store_read_channels())
 JID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")

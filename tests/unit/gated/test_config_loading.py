@@ -277,6 +277,8 @@ INVALID_VALUES = [
     ("http.trusted_sender_header", "X Bad"),
     ("delivery.deadline", "0"),
     ("session_idle_expiry", "-1"),
+    ("session_idle_expiry", "0.5"),
+    ("session_idle_expiry", "1e12"),
     ("onboarding.enabled", "maybe"),
     ("daemons", "noequals"),
     ("daemons", "hook=ftp://h/x"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from kanmon.errors import InvalidInput
 from kanmon.gated.cli import cli
 from kanmon.gated.session_settings import parse_platform_policy
+from kanmon.gated.setting_values import format_duration
 from kanmon.gateway.session_policy import ResetPolicy, policy_for
 from kanmon.store import Store
 
@@ -73,8 +75,8 @@ def test_session_settings_are_stored_as_the_runner_reads_them_and_shown(gated: C
     ("args", "fragment"),
     [
         (["--session-reset", "weekly"], "--session-reset: expected one of none, idle, daily, both"),
-        (["--session-idle", "soon"], "--session-idle: expected 0 (never), seconds, or like 90s"),
-        (["--session-idle", "-5m"], "--session-idle: expected 0 (never), seconds, or like 90s"),
+        (["--session-idle", "soon"], "--session-idle: expected 0 (never), or an idle length from 1s to 365d"),
+        (["--session-idle", "-5m"], "--session-idle: expected 0 (never), or an idle length from 1s to 365d"),
         (["--session-reset-hour", "24"], "--session-reset-hour: expected an hour from 0 to 23"),
         (["--session-reset-notice", "maybe"], "--session-reset-notice: expected on or off"),
         (["--memory-flush", "2"], "--memory-flush: expected on or off"),
@@ -97,13 +99,42 @@ def test_a_bad_value_is_one_line_and_changes_nothing(gated: Cli, args: list[str]
 def test_an_idle_length_of_0_is_never_as_the_readme_says(gated: Cli, never: str) -> None:
     result = gated("group", "set", "corp", "--session-reset", "idle", "--session-idle", "24h")
     assert result.exit_code == 0, result.output
-    result = gated("group", "set", "corp", "--session-idle", never, "--session-reset-for", f"telegram=idle:{never}")
+    result = gated("group", "set", "corp", "--session-idle", never)
     assert result.exit_code == 0, result.output
     config = gated.config()
     assert config["session_idle_expiry"] == 0.0
-    assert config["session_reset_platforms"] == {"telegram": {"mode": "idle", "idle": 0.0}}
     assert policy_for(config, "web", ResetPolicy(mode="idle")).idle == 0.0
     assert "never" in gated("group", "show", "corp").output
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        # an idle policy that never goes idle resets nothing: `none` says that, `daily:H` is `both` without idle
+        ("tg=idle:0", "idle:0 never resets: write tg=none"),
+        ("tg=idle:never", "idle:never never resets: write tg=none"),
+        ("tg=both:0:4", "both:0:4 never resets for idle: write tg=daily:4"),
+        ("tg=idle:0.0000001", "--session-reset-for tg: expected an idle length from 1s to 365d"),
+        ("tg=idle:0.5", "--session-reset-for tg: expected an idle length from 1s to 365d"),
+        ("tg=idle:366d", "--session-reset-for tg: expected an idle length from 1s to 365d"),
+        ("tg=both:1e9:4", "--session-reset-for tg: expected an idle length from 1s to 365d"),
+        ("tg=idle:-5m", "--session-reset-for tg: expected an idle length from 1s to 365d"),
+    ],
+)
+def test_a_platform_policy_that_cannot_act_is_refused(gated: Cli, spec: str, fragment: str) -> None:
+    result = gated("group", "set", "corp", "--session-reset-for", spec)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and fragment in lines[0], result.output
+    assert "session_reset_platforms" not in gated.config()
+
+
+@pytest.mark.parametrize("idle", ["0.0000001", "0.5", "366d", "99999999999999999999"])
+def test_an_absurd_group_idle_length_is_refused(gated: Cli, idle: str) -> None:
+    result = gated("group", "set", "corp", "--session-idle", idle)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "--session-idle: expected 0 (never), or an idle length from 1s to 365d" in lines[0]
+    assert "session_idle_expiry" not in gated.config()
 
 
 PLATFORMS = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
@@ -125,11 +156,24 @@ def test_every_platform_policy_reads_back(platform: str, policy: tuple[str, dict
     assert parse_platform_policy(f"{platform}={text}") == (platform, {"mode": text.split(":")[0], **fields})
 
 
-@given(st.text(max_size=40))
-def test_any_text_is_a_policy_or_one_clear_error(text: str) -> None:
+def _spelled(platform: str, policy: dict[str, Any]) -> str:
+    """``policy`` written back as ``--session-reset-for`` takes it."""
+    fields = [format_duration(policy["idle"])] if "idle" in policy else []
+    return ":".join([f"{platform}={policy['mode']}", *fields, *([str(policy["hour"])] if "hour" in policy else [])])
+
+
+# near the grammar, so that most examples get past PLATFORM=MODE to the numbers
+SPECS = st.from_regex(r"tg=(none|idle|daily|both)(:(never|[0-9]{0,10}(\.[0-9]{0,8})?[smhd]?)){0,3}", fullmatch=True)
+
+
+@given(st.one_of(st.text(max_size=40), SPECS))
+def test_any_text_is_a_policy_that_reads_back_or_one_clear_error(text: str) -> None:
     try:
         platform, policy = parse_platform_policy(text)
     except InvalidInput as exc:
         assert "--session-reset-for" in str(exc) and "\n" not in str(exc)
     else:
         assert policy["mode"] in ("none", "idle", "daily", "both") and platform
+        assert parse_platform_policy(_spelled(platform, policy)) == (platform, policy)
+        if "idle" in policy:  # a policy that acts: an idle length a session can reach and a duration shown as such
+            assert 1 <= policy["idle"] <= 365 * 86400
