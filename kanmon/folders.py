@@ -11,6 +11,7 @@ __all__ = [
     "PLATFORM_PATTERN",
     "WEB_TOPIC_PATTERN",
     "family_parent",
+    "is_platform",
     "is_valid_folder",
     "split_jid",
     "validate_folder",
@@ -61,6 +62,12 @@ def validate_topic(chat_jid: str, topic: str) -> str:
 #: A JID's platform part (``telegram`` of ``telegram:42``) as a channel adapter registers it (its JID prefixes): lower
 #: case, so settings that name a platform (``auth.platforms``, ``--session-reset-for``) spell it so too.
 PLATFORM_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,31}"
+_PLATFORM = re.compile(PLATFORM_PATTERN)
+
+
+def is_platform(name: str) -> bool:
+    """True when ``name`` is spelled as a JID's platform part is (:data:`PLATFORM_PATTERN`)."""
+    return _PLATFORM.fullmatch(name) is not None
 
 
 def split_jid(jid: str) -> tuple[str, str]:

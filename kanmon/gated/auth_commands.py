@@ -12,6 +12,7 @@ from typing import Any, cast
 import click
 
 from kanmon.errors import InvalidInput
+from kanmon.folders import is_platform
 from kanmon.gated.app import App
 from kanmon.gated.completion import group_option
 from kanmon.gated.output import emit_json, iso, json_option
@@ -61,8 +62,9 @@ def allow_add(app: App, pattern: str, platform: str, folder: str, note: str) -> 
     """Allow senders matching PATTERN: a sender id (telegram:123) or a glob (telegram:*, Go path.Match rules)."""
     if not pattern.strip() or not is_valid_glob(pattern):
         raise InvalidInput(f"not a sender id or glob: {pattern!r}")
-    if platform and (":" in platform or not platform.strip()):
+    if platform and not is_platform(platform.strip().lower()):
         raise InvalidInput(f"--platform is a JID prefix without ':', e.g. telegram; got {platform!r}")
+    platform = platform.strip().lower()  # as a JID's platform part is, and as auth.platforms folds it
     store = app.store()
     if folder and store.get_group(folder) is None:
         raise InvalidInput(f"no group {folder!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from kanmon.folders import is_platform
 from kanmon.gated.config_kinds import BOOL, FLOAT, GLOBS, INT, URLS, Key, Kind, above, at_least, choice, key
 
 __all__ = ["AUTH_KEYS"]
@@ -17,14 +18,18 @@ _MODES = ("open", "allowlist")
 
 
 def _parse_modes(raw: object) -> Mapping[str, str]:
-    modes: Mapping[str, str] = URLS.parse(raw)
-    if not all(mode in _MODES for mode in modes.values()):
+    """Platform modes, both folded to lower case as a JID's platform part is (:data:`kanmon.folders.PLATFORM_PATTERN`,
+    and as ``privacy.redact`` folds its platforms); a key that is no platform, or one platform twice, is refused."""
+    pairs = [(name.lower(), mode.lower()) for name, mode in URLS.parse(raw).items()]
+    modes = dict(pairs)
+    if len(modes) < len(pairs) or not all(is_platform(name) and mode in _MODES for name, mode in pairs):
         raise ValueError(raw)
-    return modes
+    return MappingProxyType(modes)
 
 
 _PLATFORM_MODES = Kind(
-    "platform=mode pairs, each mode open or allowlist (a YAML mapping, or comma-separated)",
+    "platform=mode pairs, each platform (a JID prefix like telegram) once, each mode open or allowlist (a YAML "
+    "mapping, or comma-separated)",
     _parse_modes,
     show=lambda value: ",".join(f"{name}={mode}" for name, mode in value.items()),
 )

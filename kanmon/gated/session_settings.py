@@ -29,7 +29,7 @@ from typing import Any
 import click
 
 from kanmon.errors import InvalidInput
-from kanmon.folders import PLATFORM_PATTERN
+from kanmon.folders import is_platform
 from kanmon.gated.setting_values import parse_duration
 from kanmon.gateway.session_policy import MAX_IDLE, MIN_IDLE, MODES
 
@@ -46,7 +46,6 @@ RESETTABLE_SESSION: Mapping[str, str] = {
     "flush-prompt": "memory_flush_prompt",
     "flush-timeout": "memory_flush_timeout",
 }
-_PLATFORM = re.compile(PLATFORM_PATTERN)
 _ZERO = re.compile(r"never|(?:0+(?:\.0*)?[smhd]?)+")  # an idle length of nothing: 0, 0s, 0.0, 0h0m, never
 _SWITCH = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
 
@@ -119,7 +118,7 @@ def parse_platform_policy(text: str) -> tuple[str, dict[str, Any]]:
     option = "--session-reset-for"
     platform, sep, spec = text.partition("=")
     platform = platform.strip()
-    if not sep or not _PLATFORM.fullmatch(platform):
+    if not sep or not is_platform(platform):
         raise InvalidInput(f"{option} {text!r}: expected PLATFORM=POLICY, like telegram=idle:24h or web=none")
     mode, *args = spec.strip().split(":")
     expected = {"none": 0, "idle": 1, "daily": 1, "both": 2}.get(mode)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kanmon.gated.auth_commands import auth_config
+from kanmon.gated.config import load_settings
 from kanmon.gateway.auth import AuthConfig, platform_of
 from kanmon.gateway.decisions import Layer, Refused
 from kanmon.gateway.pairing import on_refused
@@ -99,6 +101,45 @@ def test_auth_keys_load(data_dir: Path, gated: Gated) -> None:
     assert "auth.mode: allowlist (tg=open)" in gated("allow", "list").output
     data_dir.joinpath("kanmon.yaml").write_text("auth:\n  platforms:\n    tg: sometimes\n")
     one_line_error(gated("allow", "list"), "auth.platforms")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "environ"),
+    [
+        ("auth:\n  platforms:\n    Telegram: Allowlist\n", {}),
+        ("", {"KANMON_AUTH_PLATFORMS": "TELEGRAM=allowlist"}),
+    ],
+)
+def test_auth_platforms_are_named_as_jids_name_them(
+    data_dir: Path, gated: Gated, monkeypatch: pytest.MonkeyPatch, yaml_text: str, environ: dict[str, str]
+) -> None:
+    # a JID's platform part is lower case (adapters register lower-case prefixes): a key spelled otherwise is
+    # folded, as privacy.redact folds its platform names, instead of never matching a chat
+    data_dir.joinpath("kanmon.yaml").write_text(yaml_text)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert "auth.mode: open (telegram=allowlist)" in gated("allow", "list").output
+    settings = load_settings(data_dir=str(data_dir), config_path=None, environ=environ, overrides={})
+    assert auth_config(settings).mode_for(platform_of("telegram:42")) == "allowlist"
+
+
+@pytest.mark.parametrize(
+    "platforms",
+    [
+        "    Telegram: allowlist\n    telegram: open\n",  # one platform twice, with two modes
+        "    'telegram:': allowlist\n",  # a JID prefix with its colon: no platform is called that
+        "    tele gram: allowlist\n",
+    ],
+)
+def test_an_auth_platform_no_jid_can_have_is_one_line(data_dir: Path, gated: Gated, platforms: str) -> None:
+    data_dir.joinpath("kanmon.yaml").write_text(f"auth:\n  platforms:\n{platforms}")
+    one_line_error(gated("allow", "list"), "auth.platforms")
+
+
+def test_allow_add_names_the_platform_as_jids_do(gated: Gated, store: Store) -> None:
+    assert gated("allow", "add", "telegram:42", "--platform", "Telegram").exit_code == 0
+    assert [entry.platform for entry in store.list_allow()] == ["telegram"]
+    one_line_error(gated("allow", "add", "tg:1", "--platform", "tele gram"), "--platform")
 
 
 def test_route_test_shows_a_refusal(data_dir: Path, gated: Gated) -> None:
