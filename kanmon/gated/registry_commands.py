@@ -22,7 +22,7 @@ from kanmon.gateway import IdleQueue, LayerContext, probe_message
 from kanmon.gateway.auth import CHECKED_ORIGIN_PREFIX
 from kanmon.gateway.channels import STORE_READ_PREFIXES
 from kanmon.gateway.explanation import explain_document
-from kanmon.router import check_route, check_target_known, folder_targets
+from kanmon.router import check_route, check_seq, check_target_known, folder_targets
 from kanmon.store import Conflict, Group, NotFound, Route
 from kanmon.web.tokens import chat_url, new_token
 
@@ -222,7 +222,9 @@ def route() -> None:
 
 
 @route.command("add")
-@click.option("--seq", type=int, default=0, show_default=True, help="Position: lower seq is tried first.")
+@click.option(
+    "--seq", type=int, default=0, show_default=True, help="Position: lower seq is tried first (within ±1000000000)."
+)
 @click.option(
     "--match", "match", default="", help='Space-separated key=glob terms, e.g. "platform=telegram room=-100*".'
 )
@@ -236,7 +238,8 @@ def route() -> None:
 @pass_app
 def route_add(app: App, seq: int, match: str, target: str, impulse: str | None) -> None:
     """Add a route: refused unless its terms use known keys and its target a registered group or configured daemon."""
-    check_route(match, target, impulse, impulse_name=f"--impulse {impulse!r}")  # before the store is opened
+    check_seq(seq, name="--seq")  # before the store is opened
+    check_route(match, target, impulse, impulse_name=f"--impulse {impulse!r}")
     store = app.store()
     folders = [registered.folder for registered in store.list_groups()]
     check_target_known(target, folders=folders, daemons=app.settings.daemons)

@@ -11,12 +11,14 @@ from kanmon.router.glob import Glob, compile_glob, glob_match, is_valid_glob
 from kanmon.router.impulse import ImpulseConfig, parse_impulse_config
 from kanmon.router.match import MatchExpr, MessageFields, check_match, parse_match
 from kanmon.router.routes import (
+    MAX_SEQ,
     Route,
     RouteCheck,
     RouteDecision,
     RouteTrace,
     Verdict,
     check_route,
+    check_seq,
     ordered,
     resolve,
     trace,
@@ -33,6 +35,7 @@ from kanmon.router.targets import (
 )
 
 __all__ = [
+    "MAX_SEQ",
     "Glob",
     "GlobError",
     "ImpulseConfig",
@@ -48,6 +51,7 @@ __all__ = [
     "Verdict",
     "check_match",
     "check_route",
+    "check_seq",
     "check_target_known",
     "compile_glob",
     "folder_targets",

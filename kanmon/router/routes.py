@@ -31,17 +31,24 @@ from kanmon.router.targets import (
 )
 
 __all__ = [
+    "MAX_SEQ",
     "Route",
     "RouteCheck",
     "RouteDecision",
     "RouteTrace",
     "Verdict",
     "check_route",
+    "check_seq",
     "ordered",
     "resolve",
     "trace",
     "validate_route",
 ]
+
+
+#: The largest ``seq`` a route may have (and ``-MAX_SEQ`` the smallest): room enough to order any routes, and well in
+#: the 32-bit column PostgreSQL keeps them in, so every backend takes the same routes.
+MAX_SEQ = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,14 @@ def check_route(
     parsed = validate_target(target)
     parse_impulse_config(impulse_config, name=impulse_name)
     return parsed
+
+
+def check_seq(seq: int, *, name: str = "seq") -> int:
+    """Return ``seq`` when it is a route position (within ``±MAX_SEQ``), else raise :class:`RouteError` whose one line
+    starts with ``name``."""
+    if not -MAX_SEQ <= seq <= MAX_SEQ:
+        raise RouteError(f"{name}: expected an integer from {-MAX_SEQ} to {MAX_SEQ}, got {seq}")
+    return seq
 
 
 def validate_route(

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 
+from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.store.base import StoreBase, from_row, from_rows
 from kanmon.store.errors import Conflict, NotFound, PrefixTaken
@@ -96,7 +97,10 @@ class RegistryStore(StoreBase):
 
     # ------------------------------------------------------------------------------------------------ routes
     def add_route(self, *, seq: int, match: str, target: str, impulse_config: str | None = None) -> Route:
-        """Store a route as given (validating it is the router's job, before calling this)."""
+        """Store a route as given (validating it is the router's job, before calling this). Raises InvalidInput for
+        a ``seq`` outside the 32-bit column PostgreSQL keeps it in, on every backend alike."""
+        if not -(2**31) <= seq < 2**31:
+            raise InvalidInput(f"route seq {seq} is out of range: a 32-bit integer")
         values = {"seq": seq, "match": match, "target": target, "impulse_config": impulse_config}
         with self._write(config=True) as conn:
             row = conn.execute(routes.insert().values(**values).returning(*routes.c)).one()

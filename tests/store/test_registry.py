@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from kanmon.errors import InvalidFolder
+from kanmon.errors import InvalidFolder, InvalidInput
 from kanmon.store import Channel, Conflict, Group, NewMessage, NotFound, Run, Store
 
 
@@ -86,6 +86,16 @@ def test_a_group_that_routes_point_at_is_removed_only_together_with_them(store: 
     assert removed == [first, second]
     assert store.get_group("support") is None
     assert store.list_routes() == [kept]
+
+
+def test_every_backend_takes_the_same_route_seqs(store: Store) -> None:
+    # routes.seq is 32 bits on PostgreSQL: SQLite took a seq past it that PostgreSQL refused with its driver's words
+    for seq in (2**31, -(2**31) - 1, 10**20):
+        with pytest.raises(InvalidInput, match=f"route seq {seq} is out of range"):
+            store.add_route(seq=seq, match="", target="support")
+    assert store.list_routes() == []
+    edges = [store.add_route(seq=seq, match="", target="support") for seq in (2**31 - 1, -(2**31))]
+    assert store.list_routes() == edges[::-1]
 
 
 def test_routes_are_listed_in_seq_then_id_order(store: Store) -> None:

@@ -316,6 +316,28 @@ def test_the_cli_works_the_same_on_postgresql(gated: Gated, pg_database: str) ->
     assert "groups 1" in status and "messages 1" in status
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment pointing the CLI at a fresh store of each backend (asked for before ``gated``, which clears
+    the KANMON_* variables the PostgreSQL fixture reads)."""
+    return {} if request.param == "sqlite" else {"KANMON_STORE_URL": str(request.getfixturevalue("pg_database"))}
+
+
+def test_route_add_takes_a_seq_within_its_range_on_every_backend(store_env: dict[str, str], gated: Gated) -> None:
+    # routes.seq is a 32-bit column on PostgreSQL: a seq past it was SQLite's to take and a raw driver error there
+    env = store_env
+    assert gated("migrate", env=env).exit_code == 0
+    assert gated("group", "add", "support", env=env).exit_code == 0
+    for seq in ("2147483648", "-2147483649", "1000000001", "99999999999999999999999"):
+        result = gated("route", "add", "--seq", seq, "--target", "support", env=env)
+        assert_one_line_error(result, 2, "--seq: expected an integer from -1000000000 to 1000000000")
+    assert "no routes" in gated("route", "list", env=env).output
+    for seq in ("1000000000", "-1000000000"):
+        assert gated("route", "add", "--seq", seq, "--target", "support", env=env).exit_code == 0
+    listed = json.loads(gated("route", "list", "--json", env=env).output)
+    assert [route["seq"] for route in listed] == [-1_000_000_000, 1_000_000_000]
+
+
 def test_agent_echo_speaks_the_container_protocol(tmp_path: Path) -> None:
     payload = '{"prompt": "<messages><message sender=\\"a\\">hi there</message></messages>", "sessionId": "s1"}'
     result = subprocess.run(
