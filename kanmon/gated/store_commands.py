@@ -10,6 +10,7 @@ from kanmon.gated.app import App
 from kanmon.gated.config import render_config
 from kanmon.gated.output import emit_json, json_option
 from kanmon.gateway.owner import DIRECT_PLATFORMS
+from kanmon.message_ids import derived_id_problem
 from kanmon.store import NewMessage, head_revision
 
 __all__ = ["config", "migrate", "send"]
@@ -53,6 +54,9 @@ def config_show(app: App, as_json: bool) -> None:
 def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
     """Put a message into the store as if JID had sent TEXT."""
     validate_topic(jid, topic)
+    problem = derived_id_problem(message_id) if message_id else None
+    if problem is not None:
+        raise InvalidInput(f"--id: {problem}")
     if verb == "message" and not text.strip():
         raise InvalidInput("TEXT is empty: a message needs some text")
     platform, room = split_jid(jid)

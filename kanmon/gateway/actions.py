@@ -50,6 +50,7 @@ from kanmon.gateway.prompt import Batch
 from kanmon.gateway.schedule import ScheduleKind
 from kanmon.gateway.tasks import new_task, task_line
 from kanmon.gateway.watch import Collect
+from kanmon.message_ids import derived_id
 from kanmon.store import (
     ActionEffect,
     Message,
@@ -72,7 +73,7 @@ _KIND = {SendAction: "send", ScheduleAction: "schedule", CancelTaskAction: "canc
 
 def action_id(run_id: str, output_index: int, action_index: int) -> str:
     """The message id of a ``send`` action: ``run-<run>-<output>-a<action>``."""
-    return f"run-{run_id}-{output_index}-a{action_index}"
+    return derived_id("run-", run_id, output_index, f"a{action_index}")
 
 
 def send_problem(ctx: LayerContext, folder: str, chat_jid: str) -> str | None:

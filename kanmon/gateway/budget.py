@@ -24,6 +24,7 @@ from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.prompt import Batch
 from kanmon.gateway.usage import Reported, group_zone, local_day, usage_entries
+from kanmon.message_ids import derived_id
 from kanmon.queue import Lane
 from kanmon.store import Group, Message, NewMessage, Run, UsageEntry
 from kanmon.store.aio import AsyncStore
@@ -43,7 +44,7 @@ def daily_budget(config: Mapping[str, object]) -> float | None:
 
 def notice_id(folder: str, day: str) -> str:
     """The message id of the budget notice of ``folder`` on ``day``: one per chat and day (ids are unique per chat)."""
-    return f"budget-{folder}-{day}"
+    return derived_id("budget-", folder, day)
 
 
 class DailyBudget:

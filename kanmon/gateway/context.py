@@ -17,6 +17,7 @@ from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.decisions import QueueControl
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.registry import Registry
+from kanmon.message_ids import derived_id
 from kanmon.router import ImpulseConfig, Route
 from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
 
@@ -167,7 +168,7 @@ class LayerContext:
 
 def reply_id(message: Message) -> str:
     """The id of the gateway's answer to ``message`` (unique within the chat, stable across re-reads)."""
-    return f"gw-reply-{message.id}"
+    return derived_id("gw-", "reply", message.id)
 
 
 def may_route(owner: str, folder: str) -> bool:

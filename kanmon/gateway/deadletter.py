@@ -10,6 +10,7 @@ from __future__ import annotations
 from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.prompt import Batch
+from kanmon.message_ids import derived_id
 from kanmon.store import NewMessage, RunEnd
 
 __all__ = ["DEAD_LETTER_TEXT", "dead_letter_end"]
@@ -22,7 +23,7 @@ def dead_letter_end(batch: Batch) -> RunEnd:
     head = batch.head
     apology = NewMessage(
         chat_jid=batch.reply_jid,
-        id=f"gw-dead-{head.chat_jid}-{batch.rows[0].seq}",
+        id=derived_id("gw-", "dead", head.chat_jid, batch.rows[0].seq),
         content=DEAD_LETTER_TEXT,
         direction="out",
         origin=GATEWAY_ORIGIN,

@@ -37,6 +37,7 @@ from kanmon.gateway.pairing import on_refused
 from kanmon.gateway.pipeline import process_message
 from kanmon.gateway.registry import Registry
 from kanmon.logcontext import bound
+from kanmon.message_ids import derived_id
 from kanmon.queue import Lane, lane_for
 from kanmon.router import ImpulseConfig
 from kanmon.store import Dispatch, Message, NewMessage, Store
@@ -226,7 +227,7 @@ class Dispatcher:
         ctx.write(
             row.copy_as(
                 chat_jid=delegation_jid(decision.folder),
-                id=f"dlg-{row.seq}",  # derived: a re-read batch delegates once
+                id=derived_id("dlg-", row.seq),  # derived: a re-read batch delegates once
                 content=decision.content,
                 topic=decision.topic,  # the session the prefix or sticky layer chose
                 forwarded_from=origin,
@@ -248,7 +249,7 @@ def _to_daemon(row: Message, name: str) -> NewMessage:
     # Through the outbox like any reply: the daemon's deliverer POSTs it, retrying across restarts.
     return NewMessage(
         chat_jid=daemon_jid(name),
-        id=f"fwd-{row.seq}",
+        id=derived_id("fwd-", row.seq),
         content=row.content,
         direction="out",
         sender=row.sender,

@@ -37,6 +37,7 @@ from kanmon.folders import is_valid_folder, split_jid
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
+from kanmon.message_ids import derived_id
 from kanmon.router import validate_route
 from kanmon.store import Message, NewMessage, NotFound, Store
 
@@ -146,7 +147,7 @@ def glob_literal(text: str) -> str:
 
 def repost_id(seq: int) -> str:
     """The id of the copy of waiting message ``seq`` that approval posts: derived, so approving twice posts once."""
-    return f"onboard-{seq}"
+    return derived_id("onboard-", seq)
 
 
 def check_jid(jid: str) -> str:

@@ -32,6 +32,7 @@ from kanmon.gateway.auth import AuthConfig, platform_of
 from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.context import GATEWAY_ORIGIN
 from kanmon.gateway.decisions import Refused
+from kanmon.message_ids import derived_id
 from kanmon.store import AllowEntry, Issued, NewMessage, NotFound, PairingCode, PairingRequest, Store
 
 __all__ = [
@@ -101,7 +102,7 @@ def offer_code(store: Store, decision: Refused, config: AuthConfig, now: dt.date
     minutes = max(1, round(config.pairing_ttl / 60))
     notice = NewMessage(
         chat_jid=row.chat_jid,
-        id=f"pair-offer-{row.id}",
+        id=derived_id("pair-", "offer", row.id),
         content=(
             f"I don't know you yet. Your pairing code is {code} (valid {minutes} min). Ask the operator to run "
             f"`gated pairing approve {code}`."
@@ -159,7 +160,7 @@ def approve(
     where = f"group {folder}" if folder else "every group"
     notice = NewMessage(
         chat_jid=code.chat_jid,
-        id=f"pair-approved-{code.id}",
+        id=derived_id("pair-", "approved", code.id),
         content="You're paired: you can talk to me now.",
         direction="out",
         origin=GATEWAY_ORIGIN,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kanmon.errors import InvalidInput
+from kanmon.message_ids import derived_id
 
 if TYPE_CHECKING:
     from croniter import croniter
@@ -188,7 +189,7 @@ def parse_schedule(kind: ScheduleKind, text: str, *, zone: str, now: dt.datetime
 def occurrence_id(task_id: int, instant: dt.datetime, *, manual: bool = False) -> str:
     """The message id of one occurrence: ``task:<id>:<instant ISO UTC>`` (``task:<id>:manual:<…>`` for run-now)."""
     stamp = instant.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"task:{task_id}:manual:{stamp}" if manual else f"task:{task_id}:{stamp}"
+    return derived_id("task:", task_id, *(["manual"] if manual else []), stamp, sep=":")
 
 
 @dataclass(frozen=True, slots=True)

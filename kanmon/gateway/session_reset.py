@@ -39,6 +39,7 @@ from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.prompt import render_note
 from kanmon.gateway.session_policy import Flush, ResetPolicy, expiry, flush_for, policy_for
 from kanmon.gateway.spec import RunDefaults
+from kanmon.message_ids import derived_id
 from kanmon.queue import Lane, lane_for
 from kanmon.store import Group, LaneHead, Message, NewMessage, SessionChat, SessionReset, Store
 from kanmon.store.aio import AsyncStore
@@ -88,7 +89,7 @@ def reset_note(reset: SessionReset) -> str:
 
 def notice_id(session_id: str) -> str:
     """The message id of the chat notice of an automatic reset of ``session_id``: one per session ever."""
-    return f"reset-{session_id}"[:200]
+    return derived_id("reset-", session_id)[:200]
 
 
 class SessionResets:

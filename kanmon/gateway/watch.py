@@ -28,6 +28,7 @@ from kanmon.gateway.prompt import Batch
 from kanmon.gateway.recorder import ReplyRecorder
 from kanmon.gateway.typing import TypingSignal, is_status_only
 from kanmon.gateway.usage import Reported, note_usage
+from kanmon.message_ids import derived_id
 from kanmon.store import NewMessage
 
 __all__ = ["Act", "Collect", "Watched", "output_id", "reply", "watch"]
@@ -72,7 +73,7 @@ class Watched:
 
 def output_id(run_id: str, index: int) -> str:
     """The message id of output ``index`` of run ``run_id`` (unique in any chat)."""
-    return f"run-{run_id}-{index}"
+    return derived_id("run-", run_id, index)
 
 
 def reply(

@@ -19,6 +19,7 @@ from kanmon.folders import PLATFORM_PATTERN
 from kanmon.gateway.attachments import attachment_problem
 from kanmon.gateway.channels import STORE_READ_PREFIXES, store_read_channels
 from kanmon.gateway.dispatch import DAEMON_PREFIX
+from kanmon.message_ids import DERIVED_PREFIXES, derived_id_problem
 from kanmon.store.text import storable
 from kanmon.web.validation import storable_text
 
@@ -102,7 +103,17 @@ def _json_value(value: T) -> T:
 
 Text = Annotated[str, AfterValidator(storable_text)]
 Short = Annotated[str, Field(max_length=512), AfterValidator(storable_text)]
-MessageId = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(storable_text)]
+
+
+def _own_id(value: str) -> str:
+    problem = derived_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: An adapter's message id: never one of the ids gated derives for its own rows (kanmon.message_ids)
+MessageId = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(storable_text), AfterValidator(_own_id)]
 Quote = Annotated[str, Field(max_length=64 * 1024), AfterValidator(storable)]
 #: What people wrote (a message, a name, a quote): a NUL or a lone surrogate the platform let through is stored as
 #: U+FFFD, as the store does with every text (kanmon.store.text), never refused: the adapter has no other copy of
@@ -225,7 +236,11 @@ class InboundMessage(_Body):
     )
 
     id: MessageId | None = Field(
-        default=None, description="The platform's message id; a retry with the same id stores nothing new."
+        default=None,
+        description=(
+            "The platform's message id; a retry with the same id stores nothing new. Ids starting with "
+            f"{', '.join(f'`{prefix}`' for prefix in DERIVED_PREFIXES)} are kanmon's own (422)."
+        ),
     )
     chat_jid: Jid
     sender: Short

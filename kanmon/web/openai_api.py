@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kanmon.errors import InvalidInput
 from kanmon.gateway import DEAD_LETTER_TEXT, Gateway
 from kanmon.gateway.typing import is_status_only
+from kanmon.message_ids import derived_id
 from kanmon.store import ApiKey, Message, NewMessage, PutResult, StoreError
 from kanmon.web.auth_first import AuthFirstRoute, MalformedJSON
 from kanmon.web.deps import WebConfig, get_config, get_gateway
@@ -366,7 +367,7 @@ def _message_id(key_id: str, idempotency_key: str | None) -> str | None:
     if not idempotency_key:
         return None
     digest = hashlib.sha256(idempotency_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"api-{key_id}-{digest}"
+    return derived_id("api-", key_id, digest)
 
 
 def _model(folder: str) -> dict[str, Any]:

@@ -117,6 +117,45 @@ async def test_register_ingest_and_chats_store_what_the_adapter_says(tmp_path: P
         assert refused.status_code == 401
 
 
+# ids of the forms gated derives for its own rows, each as gated would write it in an adapter's chat
+DERIVED = [
+    "gw-reply-42",  # the answer to command 42
+    "gw-new-42",  # what `/new text` posts again
+    "gw-dead-telegram:1-7",  # a dead letter's apology
+    "run-20260101000000-0a1b2c3d-0",  # a run's reply
+    "run-20260101000000-0a1b2c3d-0-a0",  # an agent's send action
+    "pair-offer-42",
+    "pair-approved-3",
+    "reset-session-1",
+    "onboard-7",
+    "budget-corp-2026-01-01",
+    "task:1:2026-01-01T09:00:00Z",  # a scheduled task's occurrence
+    "dlg-7",
+    "fwd-7",
+    "api-1-0123456789abcdef0123456789abcdef",
+]
+
+
+async def test_an_adapter_cannot_store_a_message_under_an_id_gated_derives(tmp_path: Path) -> None:
+    # gated finds its own rows again by (chat, id): its answer to command 42 is gw-reply-42. An adapter that stored
+    # gw-reply-42 first had command 42 taken for answered (nothing ran, nobody was answered).
+    async with running_gateway(tmp_path / "data", [process_group("corp")], poll_interval=0.2) as h, api(h) as client:
+        h.store.add_route(seq=0, match="platform=telegram", target="corp")
+        token = await register(client)
+        before = tables(h)
+        for derived in DERIVED:
+            squat = await client.post("/v1/messages", json={**MESSAGE, "id": derived}, headers=bearer(token))
+            assert squat.status_code == 422, (derived, squat.text)
+            assert f"{derived!r} is an id kanmon derives for its own messages" in squat.text
+        assert tables(h) == before
+        ping = {**MESSAGE, "id": "42", "content": "/ping"}
+        assert (await client.post("/v1/messages", json=ping, headers=bearer(token))).status_code == 200
+        await h.wait_for(
+            lambda: [(m.id, m.content.split("\n")[0]) for m in h.outbound("telegram:1")] == [("gw-reply-42", "pong")],
+            "gated's answer to /ping",
+        )
+
+
 async def test_a_token_survives_a_restart_and_registering_again_rotates_it(tmp_path: Path) -> None:
     message = {"chat_jid": "telegram:1", "sender": "telegram:2", "content": "before"}
     async with running_gateway(tmp_path / "data", [process_group("corp")]) as h, api(h) as client:

@@ -19,6 +19,7 @@ from kanmon.gateway.onboarding import glob_literal
 from kanmon.gateway.session_reset import reset_session
 from kanmon.gateway.tasks import task_line
 from kanmon.gateway.usage_report import today_spend
+from kanmon.message_ids import derived_id
 from kanmon.queue import lane_for
 from kanmon.store import Message, NewMessage
 
@@ -51,7 +52,7 @@ class CommandSpec:
 
 def repost_id(message: Message) -> str:
     """The id of the message ``/new text`` re-posts: derived, so handling ``/new`` twice posts it once."""
-    return f"gw-new-{message.id}"
+    return derived_id("gw-", "new", message.id)
 
 
 def _new(req: CommandRequest) -> str:

@@ -234,6 +234,12 @@ def test_send_refuses_a_malformed_jid(gated: Gated) -> None:
     assert_one_line_error(gated("send", "nocolon", "hi"), 2, "invalid chat JID")
 
 
+def test_send_refuses_an_id_gated_derives_for_its_own_rows(gated: Gated) -> None:
+    # gated's answer to message 42 is gw-reply-42: a row stored under it first would pass for that answer
+    assert_one_line_error(gated("send", "telegram:1", "hi", "--id", "gw-reply-42"), 2, "'gw-reply-42' is an id kanmon")
+    assert gated("send", "telegram:1", "hi", "--id", "42").exit_code == 0
+
+
 def test_run_with_no_migrate_refuses_an_unmigrated_store(gated: Gated, data_dir: Path) -> None:
     assert gated("migrate").exit_code == 0
     store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
