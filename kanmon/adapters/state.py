@@ -18,6 +18,7 @@ A lock file keeps a second adapter process off the same directory (:class:`State
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -101,13 +102,22 @@ class AdapterState:
 
     def save_offset(self, offset: int, bot: int) -> None:
         """Persist ``offset`` of ``bot`` atomically (written beside, fsynced, renamed over the old file)."""
+        self._write_offset(offset, bot)
+        self.offset_bot, self.offset = bot, offset
+
+    async def keep_offset(self, offset: int, bot: int) -> None:
+        """:meth:`save_offset` from an event loop: the file is written and fsynced on a worker thread (the loop never
+        waits for the disk), and the offset counts once it is on disk."""
+        await asyncio.to_thread(self._write_offset, offset, bot)
+        self.offset_bot, self.offset = bot, offset
+
+    def _write_offset(self, offset: int, bot: int) -> None:
         temporary = self.offset_path.with_suffix(".tmp")
         with temporary.open("w") as out:
             out.write(json.dumps({"bot": bot, "offset": offset}) + "\n")
             out.flush()
             os.fsync(out.fileno())
         temporary.replace(self.offset_path)
-        self.offset_bot, self.offset = bot, offset
 
     # ------------------------------------------------------------------------------------------------ the journal
     def sent(self, key: str) -> list[SentPart]:
@@ -115,13 +125,25 @@ class AdapterState:
         return list(self._sent.get(key, ()))
 
     def record_sent(self, key: str, part: SentPart) -> None:
-        """Remember that ``part`` of ``key``'s reply was posted; on disk (fsynced) before this returns."""
-        line = json.dumps({"key": key, "index": part.index, "id": part.message_id, "at": time.time()})
-        with self.journal_path.open("a") as out:
+        """Remember that ``part`` of ``key``'s reply was posted; on disk (fsynced) before this returns. Raises
+        OSError when the journal cannot be written (a full disk); the part is then not remembered."""
+        at = time.time()
+        self._append(key, part, at)
+        self._add(key, part, at)
+
+    async def remember_sent(self, key: str, part: SentPart) -> None:
+        """:meth:`record_sent` from an event loop: the line is written and fsynced on a worker thread (the loop never
+        waits for the disk; sends of other chats go on meanwhile). Raises OSError as it does."""
+        at = time.time()
+        await asyncio.to_thread(self._append, key, part, at)
+        self._add(key, part, at)
+
+    def _append(self, key: str, part: SentPart, at: float) -> None:
+        line = json.dumps({"key": key, "index": part.index, "id": part.message_id, "at": at})
+        with self.journal_path.open("a") as out:  # one write() of one line, appended: lines of two threads never mix
             out.write(line + "\n")
             out.flush()
             os.fsync(out.fileno())
-        self._add(key, part, time.time())
 
     def _add(self, key: str, part: SentPart, at: float) -> None:
         parts = self._sent.setdefault(key, [])

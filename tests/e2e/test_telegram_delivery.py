@@ -137,14 +137,14 @@ async def test_a_journal_that_cannot_be_written_never_makes_a_retry_post_the_rep
     """A full disk: Telegram took the part, the journal write failed. Before, the adapter answered 500, gated tried
     again with the same key, and the reply was posted again on every try (an outside review)."""
 
-    def full(self: AdapterState, key: str, part: SentPart) -> None:
+    def full(self: AdapterState, key: str, part: SentPart, at: float) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with running_fake() as fake:
         fake.chat(42)
         body = {"chat_jid": "telegram:42", "content": "only once", "idempotency_key": "kanmon-7"}
         async with telegram_world(tmp_path, fake, routes=False) as w:
-            monkeypatch.setattr(AdapterState, "record_sent", full)
+            monkeypatch.setattr(AdapterState, "_append", full)  # the journal's write to disk
             answers = [await w.send(body, key="kanmon-7") for _ in range(4)]
             assert [answer.status_code for answer in answers] == [200] * 4  # it was posted: said so
             assert len({answer.json()["id"] for answer in answers}) == 1

@@ -162,7 +162,7 @@ class TelegramAdapter:
                 if stopping.is_set():
                     return  # not stored, offset not saved: Telegram sends it again after the restart
                 await self._ingest(update, gated, typing)
-                self.state.save_offset(update.update_id + 1, bot_id)
+                await self.state.keep_offset(update.update_id + 1, bot_id)
 
     async def _fetch(self) -> tuple[Update, ...]:
         return await self.bot.get_updates(

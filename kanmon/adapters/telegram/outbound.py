@@ -127,16 +127,16 @@ class TelegramSender:
                 if index not in done:
                     posted = await self._post(request, part, first=index == 0)
                     done[index] = str(posted.message_id)
-                    self._journal(request.key, SentPart(index, done[index]))
+                    await self._journal(request.key, SentPart(index, done[index]))
         self._on_sent(request.chat_id)
         return done[0]
 
-    def _journal(self, key: str, part: SentPart) -> None:
+    async def _journal(self, key: str, part: SentPart) -> None:
         """Write down a part Telegram took. If the journal cannot be written (a full disk), the part is kept in memory
         for as long as this adapter runs, and the send goes on as posted: answering 5xx made gated send the reply
         again and again, and every try posted it again (an outside review)."""
         try:
-            self._state.record_sent(key, part)
+            await self._state.remember_sent(key, part)
         except OSError as exc:
             logger.error("could not journal part %d of %s (%s): kept in memory until a restart", part.index, key, exc)
             if len(self._unjournaled) >= _UNJOURNALED_KEPT:

@@ -1,0 +1,76 @@
+"""The Telegram adapter's state is written to disk off its event loop (an outside review).
+
+Each update's offset and each posted part's journal line is fsynced before the adapter goes on; on the event loop,
+every fsync (milliseconds, seconds on a busy disk) stalled every other send and the polling with it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from kanmon.adapters.state import AdapterState, SentPart
+
+
+@pytest.fixture
+def fsync_threads(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """The threads every ``os.fsync`` ran on."""
+    threads: list[threading.Thread] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        threads.append(threading.current_thread())
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    return threads
+
+
+async def test_a_journal_line_is_fsynced_on_a_worker_thread_and_counts_once_on_disk(
+    tmp_path: Path, fsync_threads: list[threading.Thread]
+) -> None:
+    state = AdapterState(tmp_path / "state").open()
+    try:
+        await state.remember_sent("kanmon-1", SentPart(0, "77"))
+        assert fsync_threads and threading.main_thread() not in fsync_threads
+        assert state.sent("kanmon-1") == [SentPart(0, "77")]
+    finally:
+        state.close()
+    again = AdapterState(tmp_path / "state").open()  # read back by the next adapter process
+    try:
+        assert again.sent("kanmon-1") == [SentPart(0, "77")]
+    finally:
+        again.close()
+
+
+async def test_an_offset_is_fsynced_on_a_worker_thread_and_counts_once_on_disk(
+    tmp_path: Path, fsync_threads: list[threading.Thread]
+) -> None:
+    state = AdapterState(tmp_path / "state").open()
+    try:
+        await state.keep_offset(1234, 7)
+        assert fsync_threads and threading.main_thread() not in fsync_threads
+        assert (state.offset, state.offset_bot) == (1234, 7)
+    finally:
+        state.close()
+    again = AdapterState(tmp_path / "state").open()
+    try:
+        assert (again.offset, again.offset_bot) == (1234, 7)
+    finally:
+        again.close()
+
+
+async def test_a_journal_line_that_cannot_be_written_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = AdapterState(tmp_path / "state").open()
+    try:
+        monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        with pytest.raises(OSError):
+            await state.remember_sent("kanmon-1", SentPart(0, "77"))
+        assert state.sent("kanmon-1") == []
+    finally:
+        state.close()
