@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kanmon.folders import is_platform
 from kanmon.gated.config_kinds import BOOL, FLOAT, NAMES, STR, Key, Kind, above, key, pattern
 
 __all__ = ["HOOK_KEYS", "PRIVACY_KEYS", "privacy_problem"]
@@ -33,10 +34,25 @@ def _parse_modules(raw: object) -> tuple[str, ...]:
 _MODULES = Kind("module names like my_hooks.audit (a YAML list, or comma-separated)", _parse_modules, show=",".join)
 
 
+def _parse_platforms(raw: object) -> tuple[str, ...]:
+    """Platform names folded to lower case, as a JID's platform part is (:data:`kanmon.folders.PLATFORM_PATTERN`);
+    one no JID can have (``telegram:``, ``tele gram``) is refused: it would never match a chat, and that chat's ids
+    would reach the agents unredacted without a word."""
+    names: tuple[str, ...] = NAMES.parse(raw)
+    if not all(map(is_platform, names)):
+        raise ValueError(raw)
+    return names
+
+
+_PLATFORMS = Kind(
+    "platform names like telegram, as JIDs begin (a YAML list, or comma-separated)", _parse_platforms, show=",".join
+)
+
+
 PRIVACY_KEYS: tuple[Key, ...] = (
     key(
         "privacy.redact",
-        NAMES,
+        _PLATFORMS,
         (),
         "Platforms (JID prefixes) whose user and chat ids agents see only as salted hashes: telegram,matrix.",
     ),

@@ -59,3 +59,18 @@ def test_a_salt_that_is_too_short_or_unset_stops_gated_naming_the_secret(tmp_pat
         privacy(loaded, {"KANMON_TEST_SALT": "short"})
     with pytest.raises(MissingSecret, match="PII_SALT: the environment variable KANMON_TEST_SALT"):
         privacy(loaded, {})
+
+
+@pytest.mark.parametrize("names", ["telegram:", "tele gram", "telegram,web:corp", "-x"])
+def test_a_platform_no_jid_can_have_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: str
+) -> None:
+    # such a name never matched a chat: its people's ids reached the agents unredacted, and nothing said so
+    monkeypatch.setenv("KANMON_TEST_SALT", SALT)
+    with pytest.raises(ConfigError) as caught:
+        settings_of(
+            tmp_path, KANMON_SECRETS="PII_SALT=env:KANMON_TEST_SALT", KANMON_PRIVACY_REDACT=names,
+            KANMON_PRIVACY_SALT="PII_SALT",
+        )  # fmt: skip
+    assert "privacy.redact" in str(caught.value) and "platform" in str(caught.value)
+    assert "\n" not in str(caught.value)
