@@ -267,6 +267,7 @@ def test_approve_escapes_glob_characters_in_the_jid(world: World) -> None:
     [
         pytest.param("/approve discord:1", "usage: /approve <jid> <folder>", id="missing-folder"),
         pytest.param("/approve nojid corp", "is not a chat JID", id="bad-jid"),
+        pytest.param(f"/approve {'p' * 33}:1 corp", "is not a chat JID", id="platform-longer-than-a-jids"),
         pytest.param("/approve discord:1 ghost", "group 'ghost' not found", id="unknown-folder"),
         pytest.param("/approve telegram:-9 other", "already belongs to corp", id="already-owned"),
         pytest.param("/reject", "usage: /reject <jid>", id="reject-without-jid"),
