@@ -10,17 +10,21 @@ import re
 
 from kanmon.gated.config_kinds import parse_size
 
-__all__ = ["format_duration", "parse_duration", "parse_memory"]
+__all__ = ["MAX_DURATION", "MIN_DURATION", "format_duration", "parse_duration", "parse_memory"]
 
 _MIN_MEMORY = 6 << 20  # Docker refuses less
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_DURATION = 0.001  # seconds
+MAX_DURATION = 100 * 365.25 * 86400  # seconds: a century
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``1.5``, ``90s``, ``30m``, ``2h``, ``1d`` or ``1h30m``; ``ValueError`` unless > 0."""
+    """Seconds from ``90``, ``1.5``, ``90s``, ``30m``, ``2h``, ``1d`` or ``1h30m``; ``ValueError`` unless between
+    :data:`MIN_DURATION` and :data:`MAX_DURATION` (a shorter one is shown as ``0.000000s``, which reads back as no
+    duration at all; a longer one is no timeout anybody means)."""
     text = text.strip().lower()
     if _SECONDS.fullmatch(text):
         seconds = float(text)
@@ -28,7 +32,7 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
     else:
         raise ValueError(text)
-    if not (math.isfinite(seconds) and seconds > 0):
+    if not (math.isfinite(seconds) and MIN_DURATION <= seconds <= MAX_DURATION):
         raise ValueError(text)
     return seconds
 

@@ -157,6 +157,23 @@ def test_fractional_seconds_are_kept(whole: int, millis: int) -> None:
     assert parse_duration(format_duration(float(text))) == float(text)
 
 
+@given(st.text(alphabet="0123456789.smhdSMHD", max_size=30))
+def test_any_duration_taken_reads_back_from_its_spelling_and_is_within_bounds(text: str) -> None:
+    # `0.0000001` was taken and shown as `0.000000s`, which is refused; `99999999999999999999d` was taken too
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        return
+    assert 0.001 <= seconds <= 100 * 365.25 * 86400
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["0.0000001", "0.0009", "99999999999999999999d", "36525.1d"])
+def test_a_duration_out_of_bounds_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
 @pytest.mark.parametrize("text", ["", "0", "-1", "1x", "m", "1.5.2s", "inf", "nan", "1 h", "h1", "1e3"])
 def test_a_malformed_duration_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
