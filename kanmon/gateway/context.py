@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from kanmon.clock import Clock
@@ -56,6 +57,10 @@ class LayerContext:
     # The sticky settings the layers changed, by chat JID (only the fields changed; None clears one): with an
     # outbox, the loop stores them with the batch's decisions, in the same transaction (:meth:`steer`).
     steering: dict[str, dict[str, str | None]] = field(default_factory=dict, repr=False)
+    # Called by a layer right before it commits a change of its own to the store at once (a command's route, reset or
+    # task): the loop records the batch's earlier rows first, so a batch read again after a failure starts with that
+    # layer's row and no earlier row is decided by the change. The default does nothing (nothing is batched).
+    before_write: Callable[[], None] = field(default=lambda: None, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)

@@ -11,9 +11,10 @@ blocking work is one hop off the event loop:
 4. record each row's decision, every row the tick writes (command answers, ``local:`` delegation copies, ``daemon:``
    outbox rows), the chats' new sticky settings and the new poll cursor in **one** transaction. A crash before it
    commits re-reads the batch as it was: the rows the tick writes carry derived ids, routing is recorded only once,
-   and no sticky setting is stored yet for an earlier row of it to follow. A command commits its effect at once
-   (``/approve``'s route, ``/new``'s reset), so the rows before a command are recorded before it runs: a batch read
-   again starts at the command, and no earlier row is decided by its effect.
+   and no sticky setting is stored yet for an earlier row of it to follow. A command that writes commits its change
+   at once (``/approve``'s route, ``/new``'s reset), so when one is about to run, the rows before it are recorded
+   first (:attr:`LayerContext.before_write`): a batch read again starts at the command, and no earlier row is decided
+   by its change. A row the store shows decided already is offered to the gate again, never decided again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
 from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.hooks import NO_HOOKS, Hooks, Retarget
-from kanmon.gateway.layers.commands import parse_command
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.gateway.owner import resolve_owner
@@ -137,23 +137,35 @@ class Dispatcher:
         )
         ctx.know_chats([row.chat_jid for row in rows if row.direction == "in"])
         dispatches: list[Dispatch] = []
-        for n, row in enumerate(rows):
-            if n and row.direction == "in" and "/" in row.content and parse_command(row.content, ctx) is not None:
-                # A command commits its effect at once (a route, a reset): the rows before it are recorded first,
-                # so a tick that fails after it is read again from the command on, not decided anew by its effect.
-                work.stored += self._record(dispatches, rows[n - 1].seq, ctx)
-                dispatches = []
-            if row.direction == "in" and (row.status != "new" or row.routed_folder is not None):
-                self._readmit(row, ctx, work.admitted)  # decided before a command of a tick that then failed
-                continue
-            if row.direction == "in":
-                self._metrics.messages_ingested.labels(platform=row.chat_jid.partition(":")[0]).inc()
-            with bound(chat=row.chat_jid):  # every line about deciding this row names its chat (issue 18 item 6)
-                dispatch = self._decide(row, ctx, work.admitted)
-            if dispatch is not None:
-                dispatches.append(dispatch)
+        previous, recorded = 0, 0  # the seq of the row before this one, and the last seq recorded (0: none)
+
+        def before_write() -> None:
+            # A command is about to commit its change at once (a route, a reset): the rows before it are recorded
+            # first, so a tick that fails after it is read again from the command on, not decided by its change.
+            nonlocal recorded
+            if previous > recorded:
+                work.stored.extend(self._record(dispatches, previous, ctx))
+                dispatches.clear()
+                recorded = previous
+
+        ctx.before_write = before_write
+        for row in rows:
+            self._take(row, ctx, work, dispatches)
+            previous = row.seq
         work.stored += self._record(dispatches, rows[-1].seq, ctx)
         return work
+
+    def _take(self, row: Message, ctx: LayerContext, work: TickWork, dispatches: list[Dispatch]) -> None:
+        """Decide ``row`` (step 3) into ``dispatches`` and ``work.admitted``."""
+        if row.direction == "in" and (row.status != "new" or row.routed_folder is not None):
+            self._readmit(row, ctx, work.admitted)  # decided before a command of a tick that then failed
+            return
+        if row.direction == "in":
+            self._metrics.messages_ingested.labels(platform=row.chat_jid.partition(":")[0]).inc()
+        with bound(chat=row.chat_jid):  # every line about deciding this row names its chat (issue 18 item 6)
+            dispatch = self._decide(row, ctx, work.admitted)
+        if dispatch is not None:
+            dispatches.append(dispatch)
 
     @staticmethod
     def _readmit(row: Message, ctx: LayerContext, admitted: list[Admitted]) -> None:

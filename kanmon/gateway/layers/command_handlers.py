@@ -43,11 +43,14 @@ class CommandRequest:
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """A command's handler and whether only a root group (:meth:`LayerContext.is_root`) may run it."""
+    """A command's handler, whether only a root group (:meth:`LayerContext.is_root`) may run it, and whether it
+    commits a change of its own to the store at once (a route, a reset, a task: the batch's earlier rows are then
+    recorded before it runs, :attr:`LayerContext.before_write`)."""
 
     handler: Callable[[CommandRequest], str]
     root_only: bool = False
     usage: str = ""
+    writes: bool = False
 
 
 def repost_id(message: Message) -> str:
@@ -230,13 +233,13 @@ def _tasks(req: CommandRequest) -> str:
 
 
 COMMANDS: dict[str, CommandSpec] = {
-    "new": CommandSpec(_new, usage="/new [#topic] [text]"),
+    "new": CommandSpec(_new, usage="/new [#topic] [text]", writes=True),
     "ping": CommandSpec(_ping),
     "chatid": CommandSpec(_chatid),
     "stop": CommandSpec(_stop),
     "status": CommandSpec(_status, root_only=True),
-    "approve": CommandSpec(_approve, root_only=True, usage="/approve <jid> <folder>"),
-    "reject": CommandSpec(_reject, root_only=True, usage="/reject <jid>"),
-    "tasks": CommandSpec(_tasks, usage="/tasks [cancel ID]"),
-    "pair": CommandSpec(_pair, root_only=True, usage="/pair CODE [folder]"),
+    "approve": CommandSpec(_approve, root_only=True, usage="/approve <jid> <folder>", writes=True),
+    "reject": CommandSpec(_reject, root_only=True, usage="/reject <jid>", writes=True),
+    "tasks": CommandSpec(_tasks, usage="/tasks [cancel ID]", writes=True),
+    "pair": CommandSpec(_pair, root_only=True, usage="/pair CODE [folder]", writes=True),
 }

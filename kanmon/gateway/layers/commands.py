@@ -81,6 +81,8 @@ def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str)
     if spec.root_only and not ctx.auth.is_operator(message):
         logger.info("command refused command=%s owner=%s sender=%s (not an operator)", call.name, owner, message.sender)
         return "Permission denied: operators only (auth.operators)."
+    if spec.writes:
+        ctx.before_write()  # its change commits at once: no earlier row of the batch may be decided by it
     try:
         return spec.handler(CommandRequest(call.name, call.args, message, ctx, owner))
     except CommandError as exc:

@@ -72,12 +72,12 @@ def test_the_rows_recorded_before_a_command_of_a_failed_tick_are_offered_again_a
     store.add_group(Group(folder="corp"))
     store.add_route(seq=0, match="chat_jid=tg:team", target="corp")
     first = store.put_message(NewMessage(chat_jid="tg:team", content="hi", sender="tg:1", origin="adapter:tg"))
-    store.put_message(NewMessage(chat_jid="tg:team", content="/ping", sender="tg:1", origin="adapter:tg"))
+    store.put_message(NewMessage(chat_jid="tg:team", content="/new", sender="tg:1", origin="adapter:tg"))
     real, calls = store.record_dispatch, list[int]()
 
     def second_fails(*args: object, **kwargs: object) -> object:
         calls.append(1)
-        if len(calls) == 2:  # the rows before /ping were recorded; the tick fails after the command ran
+        if len(calls) == 2:  # the rows before /new were recorded; the tick fails after the command ran
             raise StoreUnavailable("the database went away")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -90,4 +90,42 @@ def test_the_rows_recorded_before_a_command_of_a_failed_tick_are_offered_again_a
     work = loop.tick(0, IdleQueue())  # the loop reads the batch again from where it was
     assert [(item.seq, str(item.lane)) for item in work.admitted] == [(hi.seq, "corp")]  # offered once more
     answers = [row.content for row in store.chat_messages("tg:team") if row.direction == "out"]
-    assert len(answers) == 1 and answers[0].startswith("pong")
+    assert answers == ["Session cleared."]
+
+
+def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of rows each ``record_dispatch`` call recorded, in order."""
+    real, calls = store.record_dispatch, list[int]()
+
+    def record(dispatches: list[object], *args: object, **kwargs: object) -> object:
+        calls.append(len(dispatches))
+        return real(dispatches, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "record_dispatch", record)
+    return calls
+
+
+def test_commands_that_never_run_or_only_read_cost_the_tick_no_transaction_of_their_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a stranger's commands are never run (nobody owns the chat), /ping only reads: one transaction for the tick
+    store.add_group(Group(folder="corp"))
+    store.add_route(seq=0, match="chat_jid=tg:team", target="corp")
+    for n in range(50):
+        store.put_message(NewMessage(chat_jid="tg:nobody", content="/approve tg:x corp", sender=f"tg:{n}"))
+        store.put_message(NewMessage(chat_jid="tg:team", content="/ping", sender="tg:1", origin="adapter:tg"))
+    calls = counting(store, monkeypatch)
+    dispatcher(store).tick(0, IdleQueue())
+    assert calls == [100]
+
+
+def test_a_writing_command_records_the_rows_before_it_first_and_only_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add_group(Group(folder="corp"))
+    store.add_route(seq=0, match="chat_jid=tg:team", target="corp")
+    for text in ("a", "b", "/new", "/new", "c"):
+        store.put_message(NewMessage(chat_jid="tg:team", content=text, sender="tg:1", origin="adapter:tg"))
+    calls = counting(store, monkeypatch)
+    dispatcher(store).tick(0, IdleQueue())
+    assert calls == [2, 1, 2]  # a, b | the first /new | the second /new, c
