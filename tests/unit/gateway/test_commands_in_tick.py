@@ -10,6 +10,7 @@ answered, and so was the copy of it that the approval posted: the agent answered
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -29,17 +30,27 @@ def dispatcher(store: Store) -> Dispatcher:
     return Dispatcher(store, Registry(store), config, metrics=GatewayMetrics(), clock=FakeClock(), rng=random.Random(1))
 
 
+def watch_records(store: Store, monkeypatch: pytest.MonkeyPatch, before: Callable[[list[object]], None]) -> None:
+    """Call ``before`` with the dispatches of each ``record_dispatch`` before it runs (it may raise instead)."""
+    real = store.record_dispatch
+
+    def record(dispatches: list[object], *args: object, **kwargs: object) -> object:
+        before(dispatches)
+        return real(dispatches, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "record_dispatch", record)
+
+
 def fail_the_record_after_the_approval(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The first ``record_dispatch`` once the approval's route is stored fails as a lost database does."""
-    real, failed = store.record_dispatch, list[int]()
+    failed = list[int]()
 
-    def record(*args: object, **kwargs: object) -> object:
+    def fail(dispatches: list[object]) -> None:
         if not failed and any(route.match == f"chat_jid={STRANGER}" for route in store.list_routes()):
             failed.append(1)
             raise StoreUnavailable("the database went away")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "record_dispatch", record)
+    watch_records(store, monkeypatch, fail)
     return failed
 
 
@@ -73,15 +84,14 @@ def test_the_rows_recorded_before_a_command_of_a_failed_tick_are_offered_again_a
     store.add_route(seq=0, match="chat_jid=tg:team", target="corp")
     first = store.put_message(NewMessage(chat_jid="tg:team", content="hi", sender="tg:1", origin="adapter:tg"))
     store.put_message(NewMessage(chat_jid="tg:team", content="/new", sender="tg:1", origin="adapter:tg"))
-    real, calls = store.record_dispatch, list[int]()
+    calls = list[int]()
 
-    def second_fails(*args: object, **kwargs: object) -> object:
+    def second_fails(dispatches: list[object]) -> None:
         calls.append(1)
         if len(calls) == 2:  # the rows before /new were recorded; the tick fails after the command ran
             raise StoreUnavailable("the database went away")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "record_dispatch", second_fails)
+    watch_records(store, monkeypatch, second_fails)
     loop = dispatcher(store)
     with pytest.raises(StoreUnavailable):
         loop.tick(0, IdleQueue())
@@ -95,13 +105,8 @@ def test_the_rows_recorded_before_a_command_of_a_failed_tick_are_offered_again_a
 
 def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of rows each ``record_dispatch`` call recorded, in order."""
-    real, calls = store.record_dispatch, list[int]()
-
-    def record(dispatches: list[object], *args: object, **kwargs: object) -> object:
-        calls.append(len(dispatches))
-        return real(dispatches, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store, "record_dispatch", record)
+    calls = list[int]()
+    watch_records(store, monkeypatch, lambda dispatches: calls.append(len(dispatches)))
     return calls
 
 
