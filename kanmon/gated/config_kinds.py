@@ -211,7 +211,8 @@ def _parse_globs(raw: object) -> tuple[str, ...]:
 
 
 def _parse_mapping(raw: object) -> Mapping[str, str]:
-    """A YAML mapping, or ``name=value,name=value`` from the environment or a flag."""
+    """A YAML mapping, or ``name=value,name=value`` from the environment or a flag; a name given twice is refused
+    (the last one won, without a word: ``telegram=allowlist,telegram=open`` opened Telegram)."""
     if isinstance(raw, Mapping):
         pairs = [(_parse_str(name), _parse_str(value)) for name, value in raw.items()]
     else:
@@ -219,9 +220,10 @@ def _parse_mapping(raw: object) -> Mapping[str, str]:
         if not all(sep for _, sep, _ in split):
             raise ValueError(raw)
         pairs = [(name.strip(), value.strip()) for name, _, value in split]
-    if not all(name and value for name, value in pairs):
-        raise ValueError(raw)
-    return MappingProxyType(dict(pairs))
+    mapping = dict(pairs)
+    if len(mapping) < len(pairs) or not all(name and value for name, value in pairs):
+        raise ValueError(raw)  # a name given twice: which one was meant? (YAML refuses it as well)
+    return MappingProxyType(mapping)
 
 
 def _parse_mount_roots(raw: object) -> tuple[AllowedMount, ...]:

@@ -136,6 +136,15 @@ def test_an_auth_platform_no_jid_can_have_is_one_line(data_dir: Path, gated: Gat
     one_line_error(gated("allow", "list"), "auth.platforms")
 
 
+@pytest.mark.parametrize("platforms", ["telegram=allowlist,telegram=open", "telegram=allowlist,Telegram=open"])
+def test_a_platform_given_twice_in_the_environment_is_one_line(
+    data_dir: Path, gated: Gated, monkeypatch: pytest.MonkeyPatch, platforms: str
+) -> None:
+    # the comma-separated form kept the last one without a word: an allowlist was opened by a second entry
+    monkeypatch.setenv("KANMON_AUTH_PLATFORMS", platforms)
+    one_line_error(gated("allow", "list"), "auth.platforms")
+
+
 def test_allow_add_names_the_platform_as_jids_do(gated: Gated, store: Store) -> None:
     assert gated("allow", "add", "telegram:42", "--platform", "Telegram").exit_code == 0
     assert [entry.platform for entry in store.list_allow()] == ["telegram"]
