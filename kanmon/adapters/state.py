@@ -132,11 +132,13 @@ class AdapterState:
         self._add(key, part, at)
 
     async def remember_sent(self, key: str, part: SentPart) -> None:
-        """:meth:`record_sent` from an event loop: the line is written and fsynced on a worker thread (the loop never
-        waits for the disk; sends of other chats go on meanwhile). Raises OSError as it does."""
+        """:meth:`record_sent` from an event loop: remembered at once, then written and fsynced on a worker thread
+        (the loop never waits for the disk; sends of other chats go on meanwhile), on disk when this returns. Raises
+        OSError when the line could not be written: the part is then remembered only until the process ends. A send
+        cancelled while it waits for the disk has its part remembered all the same: a retry never posts it again."""
         at = time.time()
-        await asyncio.to_thread(self._append, key, part, at)
         self._add(key, part, at)
+        await asyncio.to_thread(self._append, key, part, at)
 
     def _append(self, key: str, part: SentPart, at: float) -> None:
         line = json.dumps({"key": key, "index": part.index, "id": part.message_id, "at": at})

@@ -6,6 +6,7 @@ every fsync (milliseconds, seconds on a busy disk) stalled every other send and 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from pathlib import Path
@@ -63,7 +64,7 @@ async def test_an_offset_is_fsynced_on_a_worker_thread_and_counts_once_on_disk(
         again.close()
 
 
-async def test_a_journal_line_that_cannot_be_written_is_not_remembered(
+async def test_a_journal_line_that_cannot_be_written_raises_and_is_remembered_until_the_process_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = AdapterState(tmp_path / "state").open()
@@ -71,6 +72,33 @@ async def test_a_journal_line_that_cannot_be_written_is_not_remembered(
         monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
         with pytest.raises(OSError):
             await state.remember_sent("kanmon-1", SentPart(0, "77"))
-        assert state.sent("kanmon-1") == []
+        assert state.sent("kanmon-1") == [SentPart(0, "77")]  # a retry of this process posts it no more
     finally:
+        state.close()
+
+
+async def test_a_send_cancelled_while_its_line_is_written_has_its_part_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Telegram took the part; the send was cancelled (a shutdown) while the journal line went to disk: a retry in this
+    # process must find the part, or it posts it again
+    state = AdapterState(tmp_path / "state").open()
+    writing, release = threading.Event(), threading.Event()
+    real = state._append
+
+    def slow(key: str, part: SentPart, at: float) -> None:
+        writing.set()
+        release.wait(10)
+        real(key, part, at)
+
+    monkeypatch.setattr(state, "_append", slow)
+    try:
+        task = asyncio.create_task(state.remember_sent("kanmon-1", SentPart(0, "77")))
+        assert await asyncio.to_thread(writing.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert state.sent("kanmon-1") == [SentPart(0, "77")]
+    finally:
+        release.set()
         state.close()
