@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,51 +32,46 @@ def fsync_threads(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
     return threads
 
 
+@contextmanager
+def opened(directory: Path) -> Iterator[AdapterState]:
+    """The adapter's state directory, locked while the block runs (as one adapter process holds it)."""
+    state = AdapterState(directory).open()
+    try:
+        yield state
+    finally:
+        state.close()
+
+
 async def test_a_journal_line_is_fsynced_on_a_worker_thread_and_counts_once_on_disk(
     tmp_path: Path, fsync_threads: list[threading.Thread]
 ) -> None:
-    state = AdapterState(tmp_path / "state").open()
-    try:
+    with opened(tmp_path / "state") as state:
         await state.remember_sent("kanmon-1", SentPart(0, "77"))
         assert fsync_threads and threading.main_thread() not in fsync_threads
         assert state.sent("kanmon-1") == [SentPart(0, "77")]
-    finally:
-        state.close()
-    again = AdapterState(tmp_path / "state").open()  # read back by the next adapter process
-    try:
+    with opened(tmp_path / "state") as again:  # read back by the next adapter process
         assert again.sent("kanmon-1") == [SentPart(0, "77")]
-    finally:
-        again.close()
 
 
 async def test_an_offset_is_fsynced_on_a_worker_thread_and_counts_once_on_disk(
     tmp_path: Path, fsync_threads: list[threading.Thread]
 ) -> None:
-    state = AdapterState(tmp_path / "state").open()
-    try:
+    with opened(tmp_path / "state") as state:
         await state.keep_offset(1234, 7)
         assert fsync_threads and threading.main_thread() not in fsync_threads
         assert (state.offset, state.offset_bot) == (1234, 7)
-    finally:
-        state.close()
-    again = AdapterState(tmp_path / "state").open()
-    try:
+    with opened(tmp_path / "state") as again:
         assert (again.offset, again.offset_bot) == (1234, 7)
-    finally:
-        again.close()
 
 
 async def test_a_journal_line_that_cannot_be_written_raises_and_is_remembered_until_the_process_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = AdapterState(tmp_path / "state").open()
-    try:
+    with opened(tmp_path / "state") as state:
         monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
         with pytest.raises(OSError):
             await state.remember_sent("kanmon-1", SentPart(0, "77"))
         assert state.sent("kanmon-1") == [SentPart(0, "77")]  # a retry of this process posts it no more
-    finally:
-        state.close()
 
 
 async def test_a_send_cancelled_while_its_line_is_written_has_its_part_remembered(
