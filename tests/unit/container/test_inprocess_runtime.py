@@ -153,6 +153,28 @@ async def test_heartbeats_alone_end_in_an_idle_timeout_without_output() -> None:
     assert time.monotonic() - began < 2
 
 
+async def test_a_stop_after_the_idle_timeout_decided_leaves_the_run_an_idle_timeout() -> None:
+    # the first reason decided wins: a user's /stop arriving while a timed-out run is being ended must not turn it
+    # into a stopped run (never retried; a timeout without output is retried with backoff, SPEC §9)
+    async def stubborn(call: AgentCall) -> int:
+        call.emit({"heartbeat": True})
+        await call.stopping.wait()
+        await asyncio.sleep(0.3)  # still ending when /stop comes
+        return 143
+
+    handle = await InProcessRuntime(stubborn).start(make_spec(idle_timeout=0.2, timeout=31, stop_grace=5))
+
+    async def stop_once_decided() -> None:
+        while handle.reason is None:  # noqa: ASYNC110 (the handle offers no event for its decision)
+            await asyncio.sleep(0.01)
+        await handle.stop()
+
+    stopping = asyncio.create_task(stop_once_decided())
+    events = await asyncio.wait_for(collect(handle), 10)
+    await asyncio.wait_for(stopping, 10)
+    assert exited(events).reason is ExitReason.IDLE_TIMEOUT
+
+
 async def test_an_agent_writing_past_the_output_cap_is_killed() -> None:
     async def flood(call: AgentCall) -> int:
         call.write(b"---ARIZUKO_OUTPUT_START---\n")
