@@ -18,8 +18,9 @@ from typing import Final
 
 __all__ = ["DERIVED_PREFIXES", "derived_id", "derived_id_problem", "is_derived"]
 
-#: The prefixes of the ids gated derives (``gw-``: command answers, ``/new``'s repost, dead-letter apologies; ``run-``:
-#: replies and agents' sends; ``task:``: task occurrences; ``api-``: OpenAI API requests; the rest one kind each).
+#: The prefixes of the ids gated derives (``gw-``: command answers, dead-letter apologies, and the copies of ``/new``'s
+#: text that older versions posted; ``run-``: replies and agents' sends; ``task:``: task occurrences; ``api-``: OpenAI
+#: API requests; the rest one kind each).
 DERIVED_PREFIXES: Final[tuple[str, ...]] = (
     "api-",
     "budget-",

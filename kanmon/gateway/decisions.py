@@ -62,6 +62,8 @@ class Consumed:
     replies: tuple[NewMessage | Message, ...] = ()
     # True when an earlier pass already handled this message (a re-read batch): nothing was done again.
     repeated: bool = False
+    # The text the message then carries on to the agent as its own (``/new text``): the pipeline routes it.
+    then: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

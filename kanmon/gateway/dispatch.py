@@ -222,7 +222,7 @@ class Dispatcher:
             self._builtin(row, ctx, decision.name)
             return Dispatch(row.seq, "done")
         if isinstance(decision, Daemon):
-            ctx.write(_to_daemon(row, decision.name))
+            ctx.write(_to_daemon(decision.message, decision.name))  # `/new text` gives on only its text
             return Dispatch(row.seq, "done")
         hooked = self._hooked(row, ctx, decision)
         if hooked is None or self._delegates(row, ctx, hooked):

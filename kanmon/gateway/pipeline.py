@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 
 from kanmon.gateway.auth import refusal
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
@@ -67,7 +68,12 @@ def _layers(message: Message, ctx: LayerContext, owner: str) -> Decision:
         return apply_sticky(sticky, message, ctx, owner)
     command = parse_command(message.content, ctx)
     if command is not None:
-        return run_command(command, message, ctx, owner)
+        consumed = run_command(command, message, ctx, owner)
+        if consumed.then is None:
+            return consumed
+        # `/new text`: the text is routed as this message's own, now, in its place in the batch; only the prefix
+        # layer reads it (it is not a command or a sticky setting: `/new /new …` resets once)
+        message = replace(message, content=consumed.then)
     return route_message(message, ctx, owner, split_prefix(message.content, ctx, owner))
 
 

@@ -98,6 +98,19 @@ async def test_new_flushes_the_old_session_and_the_next_prompt_says_it_was_the_u
         assert 'event="fresh_reset"' in documents[2]["prompt"] and "auto_reset" not in documents[2]["prompt"]
 
 
+async def test_the_text_after_new_runs_after_the_flush_in_the_fresh_session(tmp_path: Path) -> None:
+    # `/new text` routes its text in the same tick as the reset: the flush turn must still speak first
+    async with running_gateway(tmp_path / "data", [group(memory_flush=True)]) as h:
+        await turn(h, "one", 1)
+        first = h.store.get_session("corp", "")
+        assert first is not None
+        await turn(h, "/new two", 2)
+        documents = inputs(h, "corp")
+        assert [prompt_texts(d) for d in documents] == [["one"], ["SAVE NOW"], ["two"]]
+        assert documents[1]["sessionId"] == first.session_id and "sessionId" not in documents[2]
+        assert 'event="fresh_reset"' in documents[2]["prompt"]
+
+
 async def test_a_flush_past_its_timeout_is_stopped_and_the_reset_goes_ahead(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

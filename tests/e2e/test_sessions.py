@@ -84,7 +84,7 @@ async def test_the_second_run_resumes_the_session_the_first_run_returned(
 
 
 # ---------------------------------------------------------------------------------------------------- 2. /new
-async def test_new_clears_the_session_and_reposts_its_text_to_a_fresh_run(tmp_path: Path) -> None:
+async def test_new_clears_the_session_and_gives_its_text_to_a_fresh_run(tmp_path: Path) -> None:
     async with running_gateway(tmp_path / "data", [process_group("corp", env=recorded())]) as h:
         await h.send("web:corp", "hello")
         await h.wait_for(lambda: h.replies("web:corp") == ["echo: hello"], "the first reply")
@@ -103,7 +103,7 @@ async def test_new_clears_the_session_and_reposts_its_text_to_a_fresh_run(tmp_pa
 
         await h.send("web:corp", "/new some text")
         expected = ["echo: hello", "echo: again", "echo: some text"]
-        await h.wait_for(lambda: h.replies("web:corp") == expected, "the reply to the re-posted text")
+        await h.wait_for(lambda: h.replies("web:corp") == expected, "the reply to the text after /new")
         await h.settled()
 
         assert gateway_answers(h, "web:corp") == ["Session cleared.", "Session cleared. Processing your message..."]
@@ -112,8 +112,8 @@ async def test_new_clears_the_session_and_reposts_its_text_to_a_fresh_run(tmp_pa
         assert ["sessionId" in d for d in documents] == [False, False, False]
         third_session = session_id(h, "corp")
         assert third_session is not None and third_session != second_session
-        reposted = h.inbound("web:corp")[-1]
-        assert (reposted.content, reposted.sender, reposted.status) == ("some text", "user:1", "done")
+        [*_, last] = h.inbound("web:corp")  # the text went on as the message's own: no copy was posted
+        assert (last.content, last.agent_text, last.status) == ("/new some text", "some text", "done")
 
 
 # ---------------------------------------------------------------------------------------------------- 3. #topics

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from kanmon.gateway.actions import action_id
 from kanmon.gateway.budget import notice_id as budget_notice_id
 from kanmon.gateway.context import reply_id
-from kanmon.gateway.layers.command_handlers import repost_id as new_repost_id
 from kanmon.gateway.onboarding import repost_id as onboard_repost_id
 from kanmon.gateway.schedule import occurrence_id
 from kanmon.gateway.session_reset import notice_id as reset_notice_id
@@ -33,7 +32,6 @@ ROW = Message(
 # each derived id as gated builds it now, and as it spelled it before kanmon.message_ids existed
 FORMS = [
     (reply_id(ROW), "gw-reply-42"),
-    (new_repost_id(ROW), "gw-new-42"),
     (output_id("20260102093000-0a1b2c3d", 3), "run-20260102093000-0a1b2c3d-3"),
     (action_id("20260102093000-0a1b2c3d", 3, 1), "run-20260102093000-0a1b2c3d-3-a1"),
     (budget_notice_id("corp/eng", "2026-01-02"), "budget-corp/eng-2026-01-02"),

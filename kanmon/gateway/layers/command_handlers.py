@@ -1,7 +1,8 @@
 """The chat commands of SPEC §6.2, one small function each, and the table the command layer looks them up in.
 
-A handler changes what its command changes and returns the reply text; bad arguments raise
-:class:`~kanmon.gateway.errors.CommandError`, whose message the layer sends instead (and nothing changed).
+A handler changes what its command changes and returns the reply text (or an :class:`Answer`, when the message
+carries text on to the agent); bad arguments raise :class:`~kanmon.gateway.errors.CommandError`, whose message the
+layer sends instead (and nothing changed).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from kanmon.gateway.onboarding import glob_literal
 from kanmon.gateway.session_reset import reset_session
 from kanmon.gateway.tasks import task_line
 from kanmon.gateway.usage_report import today_spend
-from kanmon.message_ids import derived_id
 from kanmon.queue import lane_for
-from kanmon.store import Message, NewMessage
+from kanmon.store import Message
 
-__all__ = ["COMMANDS", "CommandRequest", "CommandSpec", "glob_literal", "repost_id"]
+__all__ = ["COMMANDS", "Answer", "CommandRequest", "CommandSpec", "glob_literal"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,29 +42,32 @@ class CommandRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A command's reply, and the text its message then carries on to the agent as its own (``/new text``)."""
+
+    text: str
+    then: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     """A command's handler, whether only a root group (:meth:`LayerContext.is_root`) may run it, and whether it
     commits a change of its own to the store at once (a route, a reset, a task: the batch's earlier rows are then
     recorded before it runs, :attr:`LayerContext.before_write`)."""
 
-    handler: Callable[[CommandRequest], str]
+    handler: Callable[[CommandRequest], str | Answer]
     root_only: bool = False
     usage: str = ""
     writes: bool = False
 
 
-def repost_id(message: Message) -> str:
-    """The id of the message ``/new text`` re-posts: derived, so handling ``/new`` twice posts it once."""
-    return derived_id("gw-", "new", message.id)
-
-
-def _new(req: CommandRequest) -> str:
+def _new(req: CommandRequest) -> str | Answer:
     # `/new #t rest` clears the topic session #t; `/new rest` clears the chat's own session (topic '' for an
     # ordinary chat, the conversation of a web topic or platform thread).
     head, tail = _split_head(req.args)
     if _TOPIC_TOKEN.fullmatch(head):
         topic, rest, label = head, tail, f"Topic session {head} cleared."
-        # Re-posted with its #topic prefix, so the prefix layer (not a second code path) puts it in that session.
+        # Given on with its #topic prefix, so the prefix layer (not a second code path) puts it in that session.
         content = f"{head} {rest}"
     else:
         topic, rest, label = req.message.topic, req.args, "Session cleared."
@@ -79,28 +82,15 @@ def _new(req: CommandRequest) -> str:
         req.ctx.queue.offer(lane_for(req.owner, req.message.chat_jid, topic))  # the flush runs now, not at next speech
     if not rest:
         return label
-    _repost(req, content)
-    return f"{label} Processing your message..."
+    # The text goes on to the agent as this message's own, in its place in the batch. A copy posted as a new row came
+    # after every row that had arrived since, in the agent's prompt and in routing (a sticky @folder sent right
+    # after the /new carried its text to the other group).
+    return Answer(f"{label} Processing your message...", then=content)
 
 
 def _split_head(text: str) -> tuple[str, str]:
     parts = text.split(maxsplit=1)
     return (parts[0] if parts else ""), (parts[1].strip() if len(parts) > 1 else "")
-
-
-def _repost(req: CommandRequest, content: str) -> None:
-    message = req.message
-    new = NewMessage(
-        chat_jid=message.chat_jid,
-        id=repost_id(message),
-        content=content,
-        sender=message.sender,
-        sender_name=message.sender_name,
-        topic=message.topic,
-        attachments=message.attachments,
-        origin=message.origin,  # its sender's text: judged by the allowlist and the operators list as theirs
-    )
-    req.ctx.store.put_message(new, now=req.ctx.now())
 
 
 def _ping(req: CommandRequest) -> str:

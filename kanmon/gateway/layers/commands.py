@@ -6,9 +6,10 @@ case-insensitively, and end at whitespace (so ``/new\\nhello`` is ``/new`` with 
 not a command: it is ordinary text for the next layers. ``@other_bot`` and ``/ping@other_bot`` address someone else
 when the bot's names are configured, and are text too.
 
-A command runs wherever it falls in a batch and is never forwarded to an agent. Its answer is an outbound row with a
-derived id: when a crash makes the loop read the batch again, the stored answer shows the command already ran, and
-it is not run twice.
+A command runs wherever it falls in a batch and is never forwarded to an agent; only the text after ``/new`` goes on
+to the agent, as the message's own (:attr:`~kanmon.gateway.decisions.Consumed.then`). Its answer is an outbound row
+with a derived id: when a crash makes the loop read the batch again, the stored answer shows the command already
+ran, and it is not run twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from kanmon.gateway.context import LayerContext, reply_id
 from kanmon.gateway.decisions import Consumed, Layer
 from kanmon.gateway.errors import CommandError
-from kanmon.gateway.layers.command_handlers import COMMANDS, CommandRequest
+from kanmon.gateway.layers.command_handlers import COMMANDS, Answer, CommandRequest
 from kanmon.store import Message, StoreFenced, StoreUnavailable
 
 __all__ = ["CommandCall", "normalise", "parse_command", "run_command"]
@@ -69,11 +70,13 @@ def run_command(call: CommandCall, message: Message, ctx: LayerContext, owner: s
     answered = ctx.store.get_message(message.chat_jid, reply_id(message))
     if answered is not None:
         return Consumed(message, Layer.COMMAND, f"/{call.name} already answered", (answered,), repeated=True)
-    text = _execute(call, message, ctx, owner)
-    return Consumed(message, Layer.COMMAND, f"/{call.name}", (ctx.reply(message, text),))
+    answer = _execute(call, message, ctx, owner)
+    if isinstance(answer, str):
+        answer = Answer(answer)
+    return Consumed(message, Layer.COMMAND, f"/{call.name}", (ctx.reply(message, answer.text),), then=answer.then)
 
 
-def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> str:
+def _execute(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> str | Answer:
     spec = COMMANDS[call.name]
     if spec.root_only and not ctx.is_root(owner):
         logger.info("command refused command=%s owner=%s (root only)", call.name, owner)

@@ -22,7 +22,7 @@ from kanmon.gateway.layers.commands import CommandCall, normalise, parse_command
 from kanmon.gateway.onboarding import note_unowned
 from kanmon.queue import Lane
 from kanmon.store import Group, UsageEntry
-from tests.unit.gateway.gateway_world import CHAT, SENDER, World
+from tests.unit.gateway.gateway_world import CHAT, World
 
 
 @pytest.fixture
@@ -206,32 +206,22 @@ def test_new_offers_its_lane_at_once_only_when_the_group_flushes_memory(world: W
     assert world.queue.offered == [Lane("corp", "conv1")]  # its flush turn runs now, not when the chat next speaks
 
 
-def test_new_with_text_reposts_it_once_with_the_original_sender_even_if_processed_twice(world: World) -> None:
+def test_new_with_text_forwards_the_text_as_the_message_itself_and_answers_once(world: World) -> None:
     # Given `/new summarise this` from a user
     message = world.inbound("/new summarise this", sender_name="Ann")
-    # When the loop handles it twice (a crash before the cursor commit re-reads the batch)
+    # When the loop handles it twice (a crash before the tick's transaction re-reads the batch)
     first = process_message(message, world.ctx())
     second = process_message(message, world.ctx())
-    # Then the text is re-posted exactly once, as the same user, and answered once
-    reposts = [m for m in world.inbound_rows() if m.seq != message.seq]
-    assert [(m.content, m.sender, m.sender_name) for m in reposts] == [("summarise this", SENDER, "Ann")]
+    # Then the message itself goes to the owner with only its text, nothing is posted again, and it is answered once
+    assert isinstance(first, Forward)
+    assert (first.message.seq, first.folder, first.topic, first.content) == (message.seq, "corp", "", "summarise this")
     assert isinstance(second, Consumed) and second.repeated
-    assert isinstance(first, Consumed) and not first.repeated
+    assert [m.seq for m in world.inbound_rows()] == [message.seq]
     assert world.replies() == ["Session cleared. Processing your message..."]
 
 
-def test_the_reposted_text_is_forwarded_to_the_owner(world: World) -> None:
-    world.send("/new summarise this")
-    [_, repost] = world.inbound_rows()
-    decision = process_message(repost, world.ctx())
-    assert isinstance(decision, Forward)
-    assert (decision.folder, decision.topic, decision.content) == ("corp", "", "summarise this")
-
-
-def test_new_with_a_topic_and_text_reposts_into_that_topic(world: World) -> None:
-    world.send("/new #t draft it")
-    [_, repost] = world.inbound_rows()
-    decision = process_message(repost, world.ctx())
+def test_new_with_a_topic_and_text_forwards_the_text_into_that_topic(world: World) -> None:
+    [decision] = world.send("/new #t draft it")
     assert isinstance(decision, Forward)
     assert (decision.topic, decision.content) == ("#t", "draft it")
 

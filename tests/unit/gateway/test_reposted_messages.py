@@ -1,8 +1,9 @@
 """A user's message that kanmon posts again keeps what its sender may do (an outside review found three ways around).
 
-kanmon re-posts a user's text in three places: an approved onboarding posts the chat's waiting message again,
-``/new <text>`` posts its text as a new message, and a prefix or route that sends a message to a group other than
-its chat's owner copies it into that group's ``local:`` inbox. The first two were posted as kanmon's own
+kanmon re-posted a user's text in three places: an approved onboarding posts the chat's waiting message again,
+``/new <text>`` posted its text as a new message (it now routes the text as the message's own), and a prefix or
+route that sends a message to a group other than its chat's owner copies it into that group's ``local:`` inbox. The
+first two were posted as kanmon's own
 (origin ``gateway``): the allowlist did not apply to them and their sender counted as an operator, so a stranger's
 ``/approve`` ran with operator rights once the operator approved the stranger's chat, and so did ``/new /approve``
 from any sender. A delegated copy was read by the command layer again in the inbox, so ``#x /approve …`` ran a
@@ -70,7 +71,7 @@ def test_a_strangers_message_posted_again_by_an_approval_still_meets_the_allowli
     assert [row.status for row in world.inbound("tg:new")] == ["skipped", "skipped"]  # refused: not allowlisted
 
 
-def test_new_with_text_posts_it_as_its_sender_not_as_kanmon(store: Store) -> None:
+def test_the_text_after_new_is_given_to_the_agent_and_never_run_as_a_command(store: Store) -> None:
     store.add_group(Group(folder="main"))
     store.add_route(seq=0, match="platform=tg", target="main")
     store.add_allow("tg:42", now=FakeClock().now())  # may talk; not an operator
@@ -78,7 +79,9 @@ def test_new_with_text_posts_it_as_its_sender_not_as_kanmon(store: Store) -> Non
     world.send("tg:pub", "/new /approve tg:victim main")
     world.ticks()
     assert world.approved() == []
-    assert "Permission denied: operators only (auth.operators)." in world.answers("tg:pub")
+    assert world.answers("tg:pub") == ["Session cleared. Processing your message..."]
+    [row] = world.inbound("tg:pub")
+    assert (row.agent_text, row.routed_folder, row.status) == ("/approve tg:victim main", "main", "new")
 
 
 def test_a_copy_delegated_to_another_group_is_never_read_as_a_command(store: Store) -> None:

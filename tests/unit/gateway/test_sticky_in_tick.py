@@ -7,41 +7,13 @@ message were routed by it too: messages a user sent before steering went to the 
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from kanmon.clock import FakeClock
-from kanmon.gateway import IdleQueue
-from kanmon.gateway.dispatch import DispatchConfig, Dispatcher
-from kanmon.gateway.metrics import GatewayMetrics
-from kanmon.gateway.registry import Registry
-from kanmon.router import ImpulseConfig
-from kanmon.store import Group, NewMessage, Store, StoreUnavailable
-
-CHAT = "tg:team"
+from kanmon.store import Store, StoreUnavailable
+from tests.unit.gateway.tick_world import CHAT, TickWorld
 
 
-class World:
-    def __init__(self, store: Store) -> None:
-        store.add_group(Group(folder="corp"))
-        store.add_group(Group(folder="corp/eng"))
-        store.add_route(seq=0, match=f"chat_jid={CHAT}", target="corp")
-        self.store, self.cursor = store, 0
-        config = DispatchConfig(poll_batch=100, bot_names=frozenset(), impulse=ImpulseConfig(), onboarding=False)
-        self.dispatcher = Dispatcher(
-            store, Registry(store), config, metrics=GatewayMetrics(), clock=FakeClock(), rng=random.Random(1)
-        )
-
-    def send(self, *texts: str) -> None:
-        for text in texts:
-            self.store.put_message(NewMessage(chat_jid=CHAT, content=text, sender="tg:42", origin="adapter:tg"))
-
-    def tick(self) -> None:
-        work = self.dispatcher.tick(self.cursor, IdleQueue())
-        if work.rows:
-            self.cursor = work.rows[-1].seq
-
+class World(TickWorld):
     def routed(self) -> dict[str, str | None]:
         """Where each inbound row went: its routed folder, or ``corp/eng`` for a row copied to that group's inbox
         (a chat steered to a sub-group of its owner delegates there)."""
@@ -78,8 +50,7 @@ def test_the_batch_read_again_after_a_failed_tick_routes_the_earlier_rows_by_the
     assert world.routed() == {"before": "corp", "@corp/eng": None, "after": "corp/eng"}
     chat = store.get_chat(CHAT)
     assert chat is not None and chat.sticky_group == "corp/eng"
-    answers = [row.content for row in store.chat_messages(CHAT) if row.direction == "out"]
-    assert answers == ["routing → corp/eng"]  # answered once
+    assert world.answers() == ["routing → corp/eng"]  # answered once
 
 
 def test_a_later_row_of_the_same_tick_follows_the_setting_an_earlier_row_made(store: Store) -> None:
