@@ -21,8 +21,9 @@ re-parented to the nearest living subreaper ancestor, so no ``setsid`` or double
 wrapper's tree (a process-group kill would miss them). After the agent exits, the wrapper SIGTERMs what is left,
 SIGKILLs it after a short grace, and reaps it until it has no child; only then does it write ``exit``, so the
 run's events end after its leftovers. The one hole: a wrapper that is itself SIGKILLed (by the OOM killer, or by
-hand) adopts nothing more, and what the agent started then goes to init. The runtime never sends the wrapper a
-SIGKILL once the agent has ended; it sends a SIGTERM, which makes the wrapper kill the leftovers at once.
+hand) adopts nothing more; its agent dies with it (``PR_SET_PDEATHSIG``), but what the agent started goes to init.
+The runtime never sends the wrapper a SIGKILL once the agent has ended; it sends a SIGTERM, which makes the wrapper
+kill the leftovers at once.
 Elsewhere than Linux there is no subreaper: a stop reaches only the agent's process group, and what escaped it stays.
 """
 

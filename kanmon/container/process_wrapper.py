@@ -11,7 +11,10 @@ On Linux the wrapper is a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``): t
 descendant, even one that left the agent's process group and session with ``setsid`` and a double fork. Once the
 agent has exited, the wrapper sends SIGTERM to every descendant still running, SIGKILL to those left after
 :data:`DESCENDANT_GRACE` seconds (at once if it is itself signalled meanwhile), and reaps them, until it has no
-child left; only then does it write ``exit``. So when a run has ended, nothing it started runs any more.
+child left; only then does it write ``exit``. So when a run has ended, nothing it started runs any more. The agent
+also gets SIGKILL from the kernel when the wrapper dies (``prctl(PR_SET_PDEATHSIG)``): a wrapper SIGKILLed by the
+OOM killer, by hand, or by the runtime before it wrote ``child.json`` takes its agent with it, instead of leaving it
+to run on under init with nobody to stop it or record its exit.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -31,7 +35,8 @@ CHILD_FILE = "child.json"
 EXIT_FILE = "exit"
 DESCENDANT_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for what the agent left behind
 GIVE_UP = 10.0  # seconds of SIGKILLs after which a descendant that will not die (stuck in the kernel) is left
-_PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PR_SET_CHILD_SUBREAPER = 36
 _TICK = 0.02
 
 
@@ -68,6 +73,27 @@ def become_subreaper() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(done == 0)
+
+
+def dying_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` after which the child gets SIGKILL when this process dies (Linux); None elsewhere.
+
+    Runs in the forked child before ``exec`` (this wrapper has no other thread, so that is safe). A wrapper that died
+    between the fork and the ``prctl`` has no death left to signal: the child then exits at once itself."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0), 0)
+        if os.getppid() != parent:
+            os._exit(127)
+
+    return die_with_parent
 
 
 def descendants(root: int) -> dict[int, int]:
@@ -177,7 +203,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signum, forward)
     become_subreaper()
     try:
-        child = subprocess.Popen(command, process_group=0)
+        child = subprocess.Popen(command, process_group=0, preexec_fn=dying_with_this_process())
     except OSError as exc:
         sys.stderr.write(f"kanmon: cannot start {command[0]!r}: {exc}\n")
         write_atomically(run_dir / EXIT_FILE, "127\n")

@@ -186,3 +186,34 @@ async def test_a_run_whose_gated_died_still_ends_its_grandchild_when_the_agent_e
     # Then its wrapper has ended the grandchild before it recorded the exit
     assert exit_file.read_text() == "0\n"
     assert not grandchild.alive()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_an_agent_whose_wrapper_was_sigkilled_dies_with_it(
+    runtime: ProcessRuntime, tmp_path: Path, grandchild: Grandchild
+) -> None:
+    # The OOM killer, an operator, or the runtime's own kill in the milliseconds before the wrapper names its agent
+    # in child.json: nobody would be left to record the agent's exit or to stop it, and it would run on under init.
+    handle = await runtime.start(spec_for(tmp_path, grandchild, {"LINGER": 60}))
+    run_dir = tmp_path / "runs" / "test" / "run-1"
+    async for event in handle:
+        if isinstance(event, Output):
+            break
+    wrapper = json.loads((run_dir / "state.json").read_text())["pid"]
+    agent = json.loads((run_dir / "child.json").read_text())
+    os.kill(wrapper, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    try:
+        while process_start_ticks(agent["pid"]) == agent["start"] and not _zombie(agent["pid"]):
+            assert time.monotonic() < deadline, "the agent outlived its wrapper"
+            await asyncio.sleep(0.02)
+    finally:
+        if process_start_ticks(agent["pid"]) == agent["start"]:
+            os.kill(agent["pid"], signal.SIGKILL)  # a failing run must not leave the agent lingering
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
