@@ -40,6 +40,7 @@ from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
 from kanmon.message_ids import derived_id
 from kanmon.router import validate_route
 from kanmon.store import Message, NewMessage, NotFound, Store
+from kanmon.text import one_line
 
 __all__ = [
     "MAX_ANNOUNCED",
@@ -235,7 +236,7 @@ def _shown(text: str) -> str:
     """``text`` a stranger chose (a display name, a sender id) as an announcement shows it: one line of printable
     characters, at most :data:`MAX_NAME_CHARS` of them, in double quotes (JSON's escapes), so it cannot pass for
     kanmon's own words."""
-    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    line = one_line(text)
     if len(line) > MAX_NAME_CHARS:
         line = line[: MAX_NAME_CHARS - 1] + "…"
     return json.dumps(line, ensure_ascii=False)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanmon.gateway import Gateway
+from kanmon.text import one_line
 from kanmon.web.auth_first import AuthFirstRoute
 from kanmon.web.deps import WebConfig, accepting_writes, get_config, get_gateway
 from kanmon.web.validation import storable_text
@@ -60,7 +61,7 @@ class TopicName(BaseModel):
     @field_validator("name")
     @classmethod
     def _one_line(cls, name: str) -> str:
-        name = " ".join("".join(ch if ch.isprintable() else " " for ch in storable_text(name)).split())
+        name = one_line(storable_text(name))
         if len(name) > MAX_NAME_CHARS:
             raise ValueError(f"a topic's name has at most {MAX_NAME_CHARS} characters")
         return name
