@@ -22,9 +22,14 @@ from kanmon.message_ids import derived_id
 from kanmon.router import ImpulseConfig, Route
 from kanmon.store import AllowEntry, Chat, Group, Message, NewMessage, Store
 
-__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "reply_id"]
+__all__ = ["GATEWAY_ORIGIN", "LayerContext", "may_route", "nothing_batched", "reply_id"]
 
 logger = logging.getLogger(__name__)
+
+
+def nothing_batched() -> None:
+    """The :attr:`LayerContext.before_write` of a context that batches nothing: there is nothing to record first."""
+
 
 GATEWAY_ORIGIN = "gateway"
 
@@ -59,8 +64,8 @@ class LayerContext:
     steering: dict[str, dict[str, str | None]] = field(default_factory=dict, repr=False)
     # Called by a layer right before it commits a change of its own to the store at once (a command's route, reset or
     # task): the loop records the batch's earlier rows first, so a batch read again after a failure starts with that
-    # layer's row and no earlier row is decided by the change. The default does nothing (nothing is batched).
-    before_write: Callable[[], None] = field(default=lambda: None, repr=False)
+    # layer's row and no earlier row is decided by the change.
+    before_write: Callable[[], None] = field(default=nothing_batched, repr=False)
     _routes: list[Route] | None = field(default=None, repr=False)
     _groups: dict[str, Group] | None = field(default=None, repr=False)
     _chats: dict[str, Chat | None] = field(default_factory=dict, repr=False)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from kanmon.clock import Clock
 from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.channels import read_from_store
-from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
+from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, nothing_batched
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
 from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.hooks import NO_HOOKS, Hooks, Retarget
@@ -48,10 +48,6 @@ __all__ = ["DAEMON_PREFIX", "Admitted", "Dispatcher", "TickWork", "daemon_jid", 
 DAEMON_PREFIX = "daemon:"
 
 logger = logging.getLogger(__name__)
-
-
-def _nothing() -> None:
-    pass
 
 
 def delegation_jid(folder: str) -> str:
@@ -161,7 +157,7 @@ class Dispatcher:
         finally:
             # the closure holds the context, which holds the closure: break the cycle, or each tick's rows and caches
             # wait for the cyclic garbage collector (gated's RSS grew by 6 MiB under bench/rss.py)
-            ctx.before_write = _nothing
+            ctx.before_write = nothing_batched
         return work
 
     def _take(self, row: Message, ctx: LayerContext, work: TickWork, dispatches: list[Dispatch]) -> None:
