@@ -29,7 +29,13 @@ DELIVERY_KEYS: tuple[Key, ...] = (
         "Seconds before the first delivery retry; grows exponentially.",
         check=_NON_NEGATIVE,
     ),
-    key("delivery.request_timeout", FLOAT, 10.0, "Seconds one POST to an adapter or daemon may take.", check=_POSITIVE),
+    key(
+        "delivery.request_timeout",
+        FLOAT,
+        10.0,
+        "Seconds one POST to an adapter or daemon may take (plus 1 s per MiB of the reply's files).",
+        check=_POSITIVE,
+    ),
     key(
         "delivery.chats_at_once",
         INT,

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     import httpx  # imported where used: gated starts without it (see kanmon.lazy)
 
 __all__ = [
+    "FILE_BYTES_PER_SECOND",
+    "MAX_FILE_ALLOWANCE",
     "AdapterDeliveryConfig",
     "Body",
     "HttpDeliverer",
@@ -59,6 +61,7 @@ __all__ = [
     "adapter_deliverer",
     "daemon_body",
     "daemon_deliverer",
+    "file_allowance",
     "idempotency_key",
 ]
 
@@ -66,6 +69,11 @@ __all__ = [
 # means "not here": not followed, tried again with backoff (HttpDeliverer._post). Any other non-2xx is a refusal.
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _SNIPPET = 200  # characters of a receiver's error answer kept in delivery_error
+#: The slowest a receiver is allowed to move a reply's files (fetch each from gated, upload it to its platform):
+#: a request carrying files may take ``delivery.request_timeout`` plus one second per MiB of them.
+FILE_BYTES_PER_SECOND = 1 << 20
+#: The most time a request's files add (seconds): a 2 GB upload to a local Telegram Bot API server fits.
+MAX_FILE_ALLOWANCE = 3600.0
 
 #: Builds the JSON body of one row's request from the row and its idempotency key.
 Body = Callable[[Message, str], Awaitable[dict[str, Any]]]
@@ -90,6 +98,16 @@ class AdapterDeliveryConfig:
     def policy(self) -> DeliveryPolicy:
         """The delivery worker's retry policy these values make (:class:`~kanmon.gateway.delivery.DeliveryPolicy`)."""
         return DeliveryPolicy(retry_base=self.retry_base, deadline=self.deadline, chats_at_once=self.chats_at_once)
+
+
+def file_allowance(body: dict[str, Any]) -> float:
+    """Seconds a request with ``body`` may take beyond the timeout for the files it carries: their ``size`` (bytes,
+    as :mod:`kanmon.gateway.adapter_files` gives it) at :data:`FILE_BYTES_PER_SECOND`, at most
+    :data:`MAX_FILE_ALLOWANCE`; an entry without a whole, non-negative ``size`` adds nothing."""
+    files = body.get("attachments")
+    sizes = [entry.get("size") for entry in files if isinstance(entry, dict)] if isinstance(files, list) else []
+    total = sum(size for size in sizes if type(size) is int and size > 0)
+    return min(total / FILE_BYTES_PER_SECOND, MAX_FILE_ALLOWANCE)
 
 
 def idempotency_key(prefix: str, message: Message) -> str:
@@ -156,6 +174,7 @@ class HttpDeliverer:
         if self._refusal is not None:
             raise DeliveryError(self._refusal, transient=False)
         body = await self.body(message)
+        limit = self._config.timeout + file_allowance(body)  # seconds for one request: time for its files too
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(1, self._config.quick_tries)),
             wait=wait_exponential(multiplier=self._config.quick_wait, max=self._config.quick_wait_max)
@@ -164,12 +183,12 @@ class HttpDeliverer:
             reraise=True,
         )
         try:
-            response: httpx.Response = await retrying(self._post, body)
+            response: httpx.Response = await retrying(self._post, body, limit)
         except _Transient as exc:
             raise DeliveryError(str(exc), transient=True) from None
         return _platform_id(response)
 
-    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+    async def _post(self, body: dict[str, Any], limit: float) -> httpx.Response:
         headers = {"Idempotency-Key": str(body["idempotency_key"])}
         if self._bearer:  # none, or empty: no header (``Bearer `` alone is not a valid one)
             headers["Authorization"] = f"Bearer {self._bearer}"
@@ -177,9 +196,9 @@ class HttpDeliverer:
         import httpx
 
         try:
-            response = await self._client.post(self.url, json=body, headers=headers, timeout=self._config.timeout)
+            response = await self._client.post(self.url, json=body, headers=headers, timeout=limit)
         except httpx.TimeoutException:
-            raise _Transient(f"{label} did not answer within {self._config.timeout:g}s") from None
+            raise _Transient(f"{label} did not answer within {limit:g}s") from None
         except httpx.TransportError as exc:
             raise _Transient(f"{label} unreachable at {self._shown_url}: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:  # its answer could not be read (DecodingError): whether it took the message
