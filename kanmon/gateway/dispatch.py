@@ -229,7 +229,13 @@ class Dispatcher:
 
     def _hooked(self, row: Message, ctx: LayerContext, decision: Forward) -> Forward | None:
         """``decision`` as the ``message_routed`` hooks leave it: dropped (None), re-targeted, or as it was."""
-        change = self._hooks.route(row, decision.folder, decision.topic, known=lambda folder: bool(ctx.group(folder)))
+
+        # the row as it was routed: for `/new text`, its text (a hook keeping `#private …` away sees that text)
+        def known(folder: str) -> bool:
+            return ctx.group(folder) is not None
+
+        # the row as it was routed: for `/new text`, its text (a hook keeping `#private …` away must see that text)
+        change = self._hooks.route(decision.message, decision.folder, decision.topic, known=known)
         if isinstance(change, Retarget):
             return replace(decision, folder=change.folder, topic=change.topic or "")
         return decision if change is None else None

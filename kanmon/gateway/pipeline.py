@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from kanmon.gateway.auth import refusal
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
-from kanmon.gateway.decisions import Decision, Ignored, Layer, Unowned
+from kanmon.gateway.decisions import Builtin, Decision, Ignored, Layer, Unowned
 from kanmon.gateway.layers.commands import parse_command, run_command
 from kanmon.gateway.layers.prefix import split_prefix
 from kanmon.gateway.layers.routing import route_message
@@ -74,6 +74,9 @@ def _layers(message: Message, ctx: LayerContext, owner: str) -> Decision:
         # `/new text`: the text is routed as this message's own, now, in its place in the batch; only the prefix
         # layer reads it (it is not a command or a sticky setting: `/new /new …` resets once)
         message = replace(message, content=consumed.then)
+        routed = route_message(message, ctx, owner, split_prefix(message.content, ctx, owner))
+        # a built-in answer would take the id of the command's own answer: the command has answered this row
+        return consumed if isinstance(routed, Builtin) else routed
     return route_message(message, ctx, owner, split_prefix(message.content, ctx, owner))
 
 

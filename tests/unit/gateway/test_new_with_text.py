@@ -8,8 +8,17 @@ command again (``/new /new /new …`` reset the session once per word, one tick 
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
 
+from kanmon.clock import FakeClock
+from kanmon.gateway.dispatch import DispatchConfig, Dispatcher
+from kanmon.gateway.hooks import Hooks
+from kanmon.gateway.metrics import GatewayMetrics
+from kanmon.gateway.registry import Registry
+from kanmon.router import ImpulseConfig
 from kanmon.store import Message, Store, StoreUnavailable
 from tests.unit.gateway.tick_world import CHAT, TickWorld
 
@@ -89,3 +98,32 @@ def test_a_tick_that_fails_after_the_reset_gives_the_text_to_the_agent_once(
     assert failed, "the failure was never injected"
     assert world.waiting() == [("before", ""), ("summarise this", ""), ("after", "")]
     assert world.answers() == ["Session cleared. Processing your message..."]
+
+
+def test_the_text_of_a_chat_routed_to_a_builtin_does_not_answer_twice_under_one_id(store: Store) -> None:
+    # the built-in's answer took the id of /new's own answer: the tick's transaction failed on it, again and again
+    world = World(store)
+    store.add_route(seq=-1, match="sender=tg:42", target="builtin:ping")
+    world.send("/new hello", "ping")
+    world.tick()
+    assert world.answers() == ["Session cleared. Processing your message...", "pong"]
+    assert [row.status for row in world.inbound()] == ["done", "done"]
+
+
+def test_a_message_routed_hook_sees_the_text_after_new(
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # docs/examples/audit_hooks.py drops `#private …`; `/new #private …` reached the agent past it
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[3] / "docs" / "examples"))
+    monkeypatch.setenv("KANMON_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    import audit_hooks  # type: ignore[import-not-found]
+
+    world = World(store)
+    config = DispatchConfig(poll_batch=100, bot_names=frozenset(), impulse=ImpulseConfig(), onboarding=False)
+    world.dispatcher = Dispatcher(
+        store, Registry(store), config, metrics=GatewayMetrics(), clock=FakeClock(), rng=random.Random(1),
+        hooks=Hooks([("audit", audit_hooks)]),
+    )  # fmt: skip
+    world.send("#private my salary is 1", "/new #private my salary is 2", "#t fine")
+    world.tick()
+    assert world.waiting() == [("fine", "#t")]
