@@ -72,8 +72,9 @@ _SNIPPET = 200  # characters of a receiver's error answer kept in delivery_error
 #: The slowest a receiver is allowed to move a reply's files (fetch each from gated, upload it to its platform):
 #: a request carrying files may take ``delivery.request_timeout`` plus one second per MiB of them.
 FILE_BYTES_PER_SECOND = 1 << 20
-#: The most time a request's files add (seconds): a 2 GB upload to a local Telegram Bot API server fits.
-MAX_FILE_ALLOWANCE = 3600.0
+#: The most time a request's files add (seconds): less than ``media.url_ttl``'s default (900 s), so the links a
+#: request carries are still good when the receiver fetches its last file (each quick try signs them anew).
+MAX_FILE_ALLOWANCE = 600.0
 
 #: Builds the JSON body of one row's request from the row and its idempotency key.
 Body = Callable[[Message, str], Awaitable[dict[str, Any]]]
@@ -132,7 +133,8 @@ class HttpDeliverer:
     ``name`` labels metrics and logs (an adapter's name; ``daemon:<name>``); ``prefixes`` are the JID prefixes whose
     rows it sends, or with ``exact`` the whole JIDs. ``bearer``, when given, goes as ``Authorization: Bearer``.
     ``refusal``, when given, fails every row at once with that reason (an adapter that takes no text). ``clock``
-    reads a ``Retry-After`` that is a date.
+    reads a ``Retry-After`` that is a date. With ``uploads`` (an adapter), a request may wait for its answer
+    :func:`file_allowance` seconds longer than the timeout, while the receiver moves the files it carries.
     """
 
     def __init__(
@@ -150,8 +152,10 @@ class HttpDeliverer:
         exact: bool = False,
         refusal: str | None = None,
         clock: Clock | None = None,
+        uploads: bool = False,
     ) -> None:
         self.name = name
+        self._uploads = uploads  # an adapter moves the files it is given: its requests get time for them
         self.prefixes = tuple(prefixes)
         self.exact = exact
         self.url = url
@@ -173,8 +177,6 @@ class HttpDeliverer:
         """Deliver ``message``; return the receiver's ``id`` for it; raise DeliveryError if it was not taken."""
         if self._refusal is not None:
             raise DeliveryError(self._refusal, transient=False)
-        body = await self.body(message)
-        limit = self._config.timeout + file_allowance(body)  # seconds for one request: time for its files too
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(1, self._config.quick_tries)),
             wait=wait_exponential(multiplier=self._config.quick_wait, max=self._config.quick_wait_max)
@@ -183,12 +185,15 @@ class HttpDeliverer:
             reraise=True,
         )
         try:
-            response: httpx.Response = await retrying(self._post, body, limit)
+            response: httpx.Response = await retrying(self._post, message)
         except _Transient as exc:
             raise DeliveryError(str(exc), transient=True) from None
         return _platform_id(response)
 
-    async def _post(self, body: dict[str, Any], limit: float) -> httpx.Response:
+    async def _post(self, message: Message) -> httpx.Response:
+        body = await self.body(message)  # each try anew: the links to its files are signed for this try
+        allowance = file_allowance(body) if self._uploads else 0.0  # a daemon uploads nothing
+        limit = self._config.timeout + allowance  # seconds of waiting for the answer (connecting: the plain timeout)
         headers = {"Idempotency-Key": str(body["idempotency_key"])}
         if self._bearer:  # none, or empty: no header (``Bearer `` alone is not a valid one)
             headers["Authorization"] = f"Bearer {self._bearer}"
@@ -196,7 +201,8 @@ class HttpDeliverer:
         import httpx
 
         try:
-            response = await self._client.post(self.url, json=body, headers=headers, timeout=limit)
+            timeout = httpx.Timeout(self._config.timeout, read=limit)
+            response = await self._client.post(self.url, json=body, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             raise _Transient(f"{label} did not answer within {limit:g}s") from None
         except httpx.TransportError as exc:
@@ -267,6 +273,7 @@ def adapter_deliverer(
         bearer=config.channel_secret,
         refusal=None if takes_text else f"adapter {channel.name} does not take text (send_text is false)",
         clock=clock,
+        uploads=True,
     )
 
 

@@ -85,7 +85,7 @@ def reply(store: Store, *sizes: int) -> Message:
         (["not a dict", 7], 0.0),
     ],
 )
-def test_the_allowance_is_a_second_per_mib_of_whole_sizes_up_to_an_hour(files: object, seconds: float) -> None:
+def test_the_allowance_is_a_second_per_mib_of_whole_sizes_up_to_ten_minutes(files: object, seconds: float) -> None:
     assert file_allowance({"attachments": files}) == seconds
     assert file_allowance({}) == 0.0
 
@@ -105,3 +105,37 @@ async def test_a_reply_without_files_keeps_the_plain_timeout(
     with pytest.raises(DeliveryError, match=f"did not answer within {TIMEOUT:g}s") as failed:
         await send.send(reply(store))
     assert failed.value.transient and adapter.requests == 2  # both quick tries timed out
+
+
+async def test_each_try_builds_its_body_anew_so_its_links_are_fresh(
+    store: Store, deliverer: tuple[HttpDeliverer, SlowAdapter]
+) -> None:
+    # a request may now wait minutes: a second try must not carry links signed before the first (media.url_ttl)
+    send, adapter = deliverer
+    built = list[str]()
+    real = send._body
+
+    async def body(message: Message, key: str) -> dict[str, object]:
+        built.append(key)
+        return await real(message, key)
+
+    send._body = body
+    with pytest.raises(DeliveryError):
+        await send.send(reply(store))
+    assert len(built) == adapter.requests == 2
+
+
+async def test_a_daemon_gets_no_time_for_files_it_never_uploads(store: Store) -> None:
+    # a daemon is sent the inbound message its route forwarded: the sizes of its files are the sender's to claim
+    adapter = SlowAdapter()
+    async with serving(adapter.app()) as url, httpx.AsyncClient() as client:
+        daemon = HttpDeliverer(
+            name="daemon:audit", prefixes=["daemon:audit"], url=f"{url}/send", body=_plain_body, client=client,
+            config=CONFIG, instance="k1", label="daemon audit", exact=True,
+        )  # fmt: skip
+        with pytest.raises(DeliveryError, match=f"did not answer within {TIMEOUT:g}s"):
+            await daemon.send(reply(store, 100 << 20))
+
+
+async def _plain_body(message: Message, key: str) -> dict[str, object]:
+    return {"idempotency_key": key, "content": message.content, "attachments": message.attachments}
