@@ -230,7 +230,6 @@ class Dispatcher:
     def _hooked(self, row: Message, ctx: LayerContext, decision: Forward) -> Forward | None:
         """``decision`` as the ``message_routed`` hooks leave it: dropped (None), re-targeted, or as it was."""
 
-        # the row as it was routed: for `/new text`, its text (a hook keeping `#private …` away sees that text)
         def known(folder: str) -> bool:
             return ctx.group(folder) is not None
 
