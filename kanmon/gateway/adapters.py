@@ -69,12 +69,9 @@ __all__ = [
 # means "not here": not followed, tried again with backoff (HttpDeliverer._post). Any other non-2xx is a refusal.
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _SNIPPET = 200  # characters of a receiver's error answer kept in delivery_error
-#: The slowest a receiver is allowed to move a reply's files (fetch each from gated, upload it to its platform):
-#: a request carrying files may take ``delivery.request_timeout`` plus one second per MiB of them.
-FILE_BYTES_PER_SECOND = 1 << 20
-#: The most time a request's files add (seconds): less than ``media.url_ttl``'s default (900 s), so the links a
-#: request carries are still good when the receiver fetches its last file (each quick try signs them anew).
-MAX_FILE_ALLOWANCE = 600.0
+#: An adapter's request may wait for its answer one second per MiB of the reply's files longer (fetch, upload), at
+#: most 600 s: under ``media.url_ttl``'s default (900 s), so its links (signed anew each try) still work at the end.
+FILE_BYTES_PER_SECOND, MAX_FILE_ALLOWANCE = 1 << 20, 600.0
 
 #: Builds the JSON body of one row's request from the row and its idempotency key.
 Body = Callable[[Message, str], Awaitable[dict[str, Any]]]
