@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kanmon.clock import Clock, SystemClock
 from kanmon.container.handle import RunHandle
@@ -39,6 +38,7 @@ from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
+from kanmon.gateway.lane_runs import LaneRuns, folder_shared, held_elsewhere
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, bare_end, judge
 from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor
@@ -60,21 +60,6 @@ from kanmon.store.aio import AsyncStore, GroupCommit
 __all__ = ["DEAD_LETTER_TEXT", "LaneRunner", "Runtimes"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _LaneState:
-    """What the runner keeps per lane between and during its runs (dropped once there is nothing to keep)."""
-
-    handle: RunHandle | None = None  # the live run's, for /stop
-    failed: Batch | None = None  # the batch a retry or dead letter is about
-    orphan: Run | None = None  # a run a previous gated left in flight, resumed before anything else
-    stop_asked: bool = False  # /stop arrived before the run's handle existed
-    active: bool = False  # inside run_lane: a /stop without a handle is for the run being started
-
-    @property
-    def idle(self) -> bool:
-        return self.handle is None and self.failed is None and self.orphan is None and not self.active
 
 
 class LaneRunner:
@@ -109,7 +94,7 @@ class LaneRunner:
         self._act = AgentActions(
             db, clock=self._clock, collect=collect, on_stored=on_stored, zone=defaults.timezone, on_tasks=on_tasks
         )  # issue 15
-        self._lanes: dict[Lane, _LaneState] = {}
+        self._lanes: dict[Lane, LaneRuns] = {}
         self._budget, self._usage = DailyBudget(db, defaults.timezone, self._clock, on_stored), UsageMetrics(metrics)
         store = db.store
         self._begins: GroupCommit[RunBegin, RunStart | None] = GroupCommit(
@@ -133,7 +118,7 @@ class LaneRunner:
     # ------------------------------------------------------------------------------------------------ queue hooks
     async def run_lane(self, lane: Lane) -> LaneResult:
         """Run the lane's next batch and say how it ended; a lane with nothing waiting is simply OK."""
-        state = self._lanes.setdefault(lane, _LaneState())
+        state = self._lanes.setdefault(lane, LaneRuns())
         state.active = True
         try:
             if (orphan := state.orphan) is not None:
@@ -145,7 +130,7 @@ class LaneRunner:
             return LaneResult.DEFERRED
         finally:
             state.stop_asked = state.active = False  # a /stop is for the run it arrived during, never the next one
-            state.handle = None
+            state.handle = state.session = None  # its run ended (or is the orphan to resume: it holds the session)
             if state.idle:
                 self._lanes.pop(lane, None)
 
@@ -179,7 +164,7 @@ class LaneRunner:
         orphans = await self.reclaimer.reclaim(used)
         for run in orphans:
             lane = lane_for(run.group_folder, run.chat_jid, run.topic)
-            self._lanes.setdefault(lane, _LaneState()).orphan = run
+            self._lanes.setdefault(lane, LaneRuns()).orphan = run
         return [lane for lane, state in self._lanes.items() if state.orphan is not None]
 
     async def stop(self, lane: Lane) -> None:
@@ -207,7 +192,7 @@ class LaneRunner:
         )
 
     # ------------------------------------------------------------------------------------------------ a run
-    async def _run_next(self, lane: Lane, state: _LaneState) -> LaneResult:
+    async def _run_next(self, lane: Lane, state: LaneRuns) -> LaneResult:
         # the loop's cached configuration (a `gated group set` counts from its next tick, and new messages come with
         # one); a retry, which no tick precedes, and a group added since read the row (the fix an operator made counts)
         group = None if state.failed is not None else self._registry.groups.get(lane.folder)
@@ -218,7 +203,9 @@ class LaneRunner:
         if await self._budget.holds(group, lane):
             return LaneResult.OK  # nothing ran, no attempt used: the lane is offered again, and runs on the next day
         heads = await self.resets.before_run(group, lane)  # read only for a group with a session policy
-        if heads is None and self._is_rerun(lane):  # asked for again while its last run started: did that take all?
+        # asked for again while its last run started (did that take all?), or a session of the folder is another
+        # lane's (is the one it would take?)
+        if heads is None and (self._is_rerun(lane) or folder_shared(self._lanes, lane)):
             heads = await self._db.retrying(self._db.store.lane_heads, lane.folder)
         if heads is not None and not any(self._runnable(lane, head) for head in heads):
             return LaneResult.OK  # nothing the impulse gate lets through waits (the rows taken, or only held): no agent
@@ -242,7 +229,11 @@ class LaneRunner:
                 return await self._run(lane, state, start, handle, started)
 
     def _runnable(self, lane: Lane, head: LaneHead) -> bool:
-        return lane_of(head) == lane and self._gate.lets_through(head.chat_jid, head.first_seq)
+        return (
+            lane_of(head) == lane
+            and self._gate.lets_through(head.chat_jid, head.first_seq)
+            and not held_elsewhere(self._lanes, lane, head.topic)  # the store's begin would pass it over
+        )
 
     async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
         draft = RunDraft(
@@ -254,6 +245,7 @@ class LaneRunner:
         begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None:
+            self._lanes[lane].session = (lane.folder, start.head.topic)
             self._gate.taken(start.head.chat_jid, [row.seq for row in start.rows])  # held rows it took: no wait
             if start.more:
                 self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
@@ -262,7 +254,7 @@ class LaneRunner:
     async def _run(
         self,
         lane: Lane,
-        state: _LaneState,
+        state: LaneRuns,
         start: RunStart,
         handle: RunHandle | None,
         started: Started,
@@ -287,11 +279,11 @@ class LaneRunner:
                 await handle.stop()
         return await self._follow(lane, state, run, batch, handle, watched, started.began)
 
-    async def _resume(self, lane: Lane, state: _LaneState, run: Run) -> LaneResult:
+    async def _resume(self, lane: Lane, state: LaneRuns, run: Run) -> LaneResult:
         resumed = await self.reclaimer.resume(run)
         if resumed is None:
             return LaneResult.DEFERRED
-        state.orphan = None
+        state.orphan, state.session = None, (run.group_folder, run.topic)
         handle, rows = resumed
         if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
             if handle is not None:
@@ -311,7 +303,7 @@ class LaneRunner:
     async def _follow(
         self,
         lane: Lane,
-        state: _LaneState,
+        state: LaneRuns,
         run: Run,
         batch: Batch,
         handle: RunHandle | None,
@@ -345,7 +337,7 @@ class LaneRunner:
     async def _finish(
         self,
         lane: Lane,
-        state: _LaneState,
+        state: LaneRuns,
         run: Run,
         batch: Batch,
         ending: Ending,

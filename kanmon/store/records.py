@@ -22,6 +22,8 @@ __all__ = [
 
 Direction = Literal["in", "out"]
 RunStatus = Literal["starting", "running", "ok", "error", "timeout", "stopped", "reclaimed"]
+#: The statuses of a run in flight: its agent may still be at work, and its session is its own.
+IN_FLIGHT: tuple[RunStatus, ...] = ("starting", "running")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,12 +13,11 @@ from kanmon.errors import InvalidInput
 from kanmon.folders import validate_folder
 from kanmon.store.base import StoreBase, from_row, from_rows
 from kanmon.store.errors import Conflict, NotFound, PrefixTaken
-from kanmon.store.records import Channel, Group, Route, Run, RunStatus, Session, SystemMessage
+from kanmon.store.records import IN_FLIGHT, Channel, Group, Route, Run, Session, SystemMessage
 from kanmon.store.tables import channels, registered_groups, routes, session_log, sessions, system_messages
 
 __all__ = ["RegistryStore"]
 
-IN_FLIGHT: tuple[RunStatus, ...] = ("starting", "running")
 # pg_advisory_xact_lock key for registering channel adapters: "kanmon", then "ch"
 CHANNELS_LOCK_KEY = 0x6B616E6D6F6E6368
 

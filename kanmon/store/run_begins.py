@@ -7,11 +7,15 @@ group's queued notes), and every other starting run waited for the whole transac
 kind for all of them.
 
 The result is what beginning them one by one, in order, gives (``tests/store/test_run_begins.py`` checks exactly
-that on both backends). Beginning a run changes no row another begin reads, except two things that go to the first
-run only, as they would in order:
+that on both backends). Beginning a run changes no row another begin reads, except what goes to the first run only,
+as it would in order:
 
 * a group's queued system messages (notes) go to its first run that begins;
-* the reset a fresh session follows is told to the first run of that session (``(folder, topic)``).
+* a session (``(folder, topic)``) goes to one run at a time: a stream whose session has a run in flight
+  (``starting``/``running``, of this gated or another), or is taken by a run beginning before it in the same
+  transaction, is passed over until that run ends. Lanes alone do not ensure it: a platform chat runs in its folder's
+  lane and a web topic in its own (SPEC §2), so a forum thread ``42`` and a web topic ``42`` of one folder are two
+  lanes on one session (``tests/store/test_one_run_per_session.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sqlalchemy import Connection, delete, select
 from kanmon.store.base import from_rows
 from kanmon.store.lanes import LaneHead, lane_batch, lane_batches, lane_heads_of
 from kanmon.store.lists import in_list
-from kanmon.store.records import Message, Run, RunStatus, SystemMessage
+from kanmon.store.records import IN_FLIGHT, Message, Run, RunStatus, SystemMessage
 from kanmon.store.resets import SessionReset, take_resets
 from kanmon.store.tables import session_log, sessions, system_messages
 
@@ -74,13 +78,18 @@ class RunStart:
 
 def begin_all(conn: Connection, begins: Sequence[RunBegin]) -> list[RunStart | None]:
     """Begin each run on its lane's next batch in ``conn``'s transaction (None where nothing waits that it accepts)."""
-    heads_of = lane_heads_of(conn, list(dict.fromkeys(begin.folder for begin in begins)))
-    accepted = [[head for head in heads_of[begin.folder] if begin.accept(head)] for begin in begins]
+    folders = list(dict.fromkeys(begin.folder for begin in begins))
+    heads_of = lane_heads_of(conn, folders)
+    busy = _sessions_in_flight(conn, folders)  # grows with each run's pick below: one run per session
+    accepted = [
+        [head for head in heads_of[begin.folder] if (begin.folder, head.topic) not in busy and begin.accept(head)]
+        for begin in begins
+    ]
     taking = [(n, heads[0]) for n, heads in enumerate(accepted) if heads]
     first = lane_batches(conn, [(head, begins[n].limit) for n, head in taking])
     picks: list[tuple[LaneHead, list[Message], bool] | None] = [None] * len(begins)
     for (n, _), rows in zip(taking, first, strict=True):
-        picks[n] = _pick(conn, begins[n], accepted[n], rows)
+        picks[n] = _pick(conn, begins[n], accepted[n], rows, busy)
     taken = [(begin, pick) for begin, pick in zip(begins, picks, strict=True) if pick is not None]
     keys = list(dict.fromkeys((begin.folder, head.topic) for begin, (head, _, _) in taken))
     session_ids = _sessions(conn, keys)
@@ -109,15 +118,24 @@ def begin_all(conn: Connection, begins: Sequence[RunBegin]) -> list[RunStart | N
 
 
 def _pick(
-    conn: Connection, begin: RunBegin, heads: list[LaneHead], rows: list[Message]
+    conn: Connection, begin: RunBegin, heads: list[LaneHead], rows: list[Message], busy: set[tuple[str, str]]
 ) -> tuple[LaneHead, list[Message], bool] | None:
-    """The stream ``begin`` takes: the first of ``heads`` with rows (``rows``: the first's), and whether more wait."""
+    """The stream ``begin`` takes: the first of ``heads`` with rows (``rows``: the first's) whose session is not
+    ``busy``, and whether more wait. Its session joins ``busy``."""
     for index, head in enumerate(heads):
-        if index:  # the first's rows settled since its head was read (rare): the next stream, read alone
+        if (begin.folder, head.topic) in busy:  # taken by a run that began before it in this transaction
+            continue
+        if index:  # the first's rows settled since its head was read, or its session was taken: read alone
             rows = lane_batch(conn, head, begin.limit)
         if rows:
+            busy.add((begin.folder, head.topic))
             return head, rows, index + 1 < len(heads) or head.count > len(rows)
     return None
+
+
+def _sessions_in_flight(conn: Connection, folders: list[str]) -> set[tuple[str, str]]:
+    """The sessions ``(folder, topic)`` of ``folders`` a run in flight holds (of any gated), in one read."""
+    return {(str(folder), str(topic)) for folder, topic in conn.execute(_IN_FLIGHT, {"b_folders": folders})}
 
 
 def _sessions(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -148,6 +166,9 @@ def _take_notes(conn: Connection, folders: list[str]) -> dict[str, list[SystemMe
 _INSERT_RUN = session_log.insert()
 _NOTES = (
     select(system_messages).where(in_list(system_messages.c.group_folder, "b_folders")).order_by(system_messages.c.id)
+)
+_IN_FLIGHT = select(session_log.c.group_folder, session_log.c.topic).where(
+    session_log.c.status.in_(IN_FLIGHT), in_list(session_log.c.group_folder, "b_folders")
 )
 _DELETE_NOTES = delete(system_messages).where(in_list(system_messages.c.id, "b_ids"))
 _SESSIONS = select(sessions.c.group_folder, sessions.c.topic, sessions.c.session_id).where(

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
 
 from kanmon.store.base import StoreBase, from_rows
-from kanmon.store.records import Run
-from kanmon.store.registry import IN_FLIGHT
+from kanmon.store.records import IN_FLIGHT, Run
 from kanmon.store.tables import messages, session_log
 
 __all__ = ["StatusStore", "WaitingChat", "WaitingRow"]

@@ -2,8 +2,9 @@
 
 Guards against the anchors' session bugs: a session id that never reaches the next run (every turn starts from
 scratch), ``/new`` that does not really reset (arizuko ran commands only on the last message of a batch), topics of
-one chat sharing one session, web topics of one folder serialised behind each other, and an idle session that is
-resumed silently after the expiry the group asked for. What each run received is read back from the echo agent's
+one chat sharing one session, web topics of one folder serialised behind each other, two runs resuming one session at
+once (a forum thread and a web topic of one id are two lanes on one session), and an idle session that is resumed
+silently after the expiry the group asked for. What each run received is read back from the echo agent's
 ``ECHO_RECORD`` file in the group folder.
 """
 
@@ -14,10 +15,12 @@ import re
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from kanmon.gateway.hooks import Hooks, hookimpl
 from kanmon.queue import Lane
 from kanmon.store import Group
 from tests.gateway_harness import (
@@ -167,6 +170,35 @@ async def test_two_web_topics_of_one_folder_run_at_the_same_time_in_their_own_se
         session_1, session_2 = session_id(h, "corp", "t1"), session_id(h, "corp", "t2")
         assert session_1 is not None and session_2 is not None and session_1 != session_2
         assert sorted((run.topic, run.status) for run in h.store.recent_runs()) == [("t1", "ok"), ("t2", "ok")]
+
+
+@pytest.mark.parametrize("first", ["telegram:1", "web:corp"])
+async def test_a_forum_thread_and_a_web_topic_of_one_id_take_turns_on_their_one_session(
+    tmp_path: Path, first: str
+) -> None:
+    starts: list[str] = []
+    counter = SimpleNamespace(run_starting=hookimpl(lambda run_id: starts.append(run_id)))
+    group = process_group("corp", env=recorded(ECHO_DELAY=1.0))
+    async with running_gateway(tmp_path / "data", [group], hooks=Hooks([("counter", counter)])) as h:
+        h.store.add_route(seq=0, match="chat_jid=telegram:1", target="corp")
+        second = "web:corp" if first == "telegram:1" else "telegram:1"
+        await h.send(first, "the first", topic="42")
+        await h.wait_for(lambda: bool(h.gateway.runner.running()), "the first run")
+        await h.send(second, "the second", topic="42")  # its own lane, the first's session
+
+        await h.wait_for(lambda: len(h.replies()) == 2, "both replies")
+        await h.settled()
+
+        runs = sorted(h.store.recent_runs(), key=lambda run: run.started_at)
+        assert [(run.chat_jid, run.topic, run.status) for run in runs] == [(first, "42", "ok"), (second, "42", "ok")]
+        assert runs[0].ended_at is not None and runs[0].ended_at <= runs[1].started_at, "they ran at the same time"
+        documents = inputs(h, "corp")
+        assert [prompt_texts(d) for d in documents] == [["the first"], ["the second"]]
+        # the second resumed the session the first began (the echo agent keeps the id it is given)
+        assert "sessionId" not in documents[0] and documents[1]["sessionId"] == session_id(h, "corp", "42")
+        assert runs[1].session_id == session_id(h, "corp", "42")
+        # the second lane started no agent while the session was taken: the sweep offered it every 0.5 s for 1 s
+        assert len(starts) == 2, starts
 
 
 # ---------------------------------------------------------------------------------------------------- 5. idle expiry

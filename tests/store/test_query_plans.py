@@ -130,6 +130,16 @@ def test_the_run_paths_session_reads_find_their_rows_by_primary_key(sqlite_store
     assert [(statement, step) for statement, step in steps if step.startswith("SCAN")] == []
 
 
+def test_the_run_paths_reads_of_runs_find_them_through_an_index(sqlite_store: Store) -> None:
+    """A run's begin reads the sessions that runs in flight hold (one run per session,
+    :mod:`kanmon.store.run_begins`), its end updates its row: ``session_log`` keeps a row for every run ever made, so
+    neither may walk it."""
+    steps = plans(sqlite_store, run_path(sqlite_store, tables=("session_log",)))
+    read = [(statement, step) for statement, step in steps if "session_log" in step]
+    assert any(statement.lstrip().upper().startswith("SELECT") for statement, _ in read), "the begin read no runs"
+    assert [(statement, step) for statement, step in read if step.startswith("SCAN")] == []
+
+
 @pytest.mark.postgres
 def test_no_run_path_statement_reads_every_waiting_row_on_postgres(pg_admin_url: str, pg_template: str) -> None:
     """The same on PostgreSQL before any ANALYZE (a burst's rows are newer than the statistics): the planner took

@@ -1,0 +1,58 @@
+"""What the runner keeps per lane, and which sessions its runs hold (:class:`~kanmon.gateway.runner.LaneRunner`).
+
+A session is ``(folder, topic)`` whatever the chat (SPEC §2, §10), but a lane is not one session: a platform chat
+runs in its folder's lane and a ``web:`` topic in its own, so a forum thread ``42`` and a web topic ``42`` of one
+folder are two lanes on one session. The store's begin makes sure two runs never hold one session at once
+(:mod:`kanmon.store.run_begins`); :func:`held_elsewhere` lets the runner see it before it starts an agent that would
+find nothing it may take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kanmon.container.handle import RunHandle
+from kanmon.gateway.prompt import Batch
+from kanmon.queue import Lane
+from kanmon.store import Run
+
+__all__ = ["LaneRuns", "folder_shared", "held_elsewhere"]
+
+Session = tuple[str, str]  # (folder, topic)
+
+
+@dataclass(slots=True)
+class LaneRuns:
+    """What the runner keeps per lane between and during its runs (dropped once there is nothing to keep)."""
+
+    handle: RunHandle | None = None  # the live run's, for /stop
+    failed: Batch | None = None  # the batch a retry or dead letter is about
+    orphan: Run | None = None  # a run a previous gated left in flight, resumed before anything else
+    stop_asked: bool = False  # /stop arrived before the run's handle existed
+    active: bool = False  # inside run_lane: a /stop without a handle is for the run being started
+    session: Session | None = None  # the session the lane's begun run holds until it ends
+
+    @property
+    def idle(self) -> bool:
+        return self.handle is None and self.failed is None and self.orphan is None and not self.active
+
+    @property
+    def holds(self) -> Session | None:
+        """The session a run of this lane holds: the begun run's, or a reclaimed run's not yet resumed."""
+        if self.session is not None:
+            return self.session
+        return (self.orphan.group_folder, self.orphan.topic) if self.orphan is not None else None
+
+
+def held_elsewhere(lanes: Mapping[Lane, LaneRuns], lane: Lane, topic: str) -> bool:
+    """Whether a run of a lane other than ``lane`` holds the session ``(lane.folder, topic)``."""
+    return any(other != lane and state.holds == (lane.folder, topic) for other, state in lanes.items())
+
+
+def folder_shared(lanes: Mapping[Lane, LaneRuns], lane: Lane) -> bool:
+    """Whether a run of another lane holds a session of ``lane``'s folder (then its streams are worth a look before
+    an agent starts: the one it would take may be held)."""
+    return any(
+        other != lane and (held := state.holds) is not None and held[0] == lane.folder for other, state in lanes.items()
+    )
