@@ -23,6 +23,7 @@ from kanmon.gateway.decisions import (
     Unowned,
 )
 from kanmon.gateway.errors import GatewayError
+from kanmon.gateway.layers.commands import parse_command
 from kanmon.gateway.layers.prefix import split_prefix
 from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
 from kanmon.gateway.pipeline import process_message
@@ -81,6 +82,13 @@ def _layer_lines(message: Message, ctx: LayerContext, owner: str, decision: Deci
         if layer is decision.layer:
             break
         lines.append(f"{layer.value}: {_PASSES[layer]}")
+    if decision.message.content != message.content and decision.layer in (Layer.PREFIX, Layer.ROUTING):
+        # `/new text`: the command runs, then its text goes through the prefix and routing layers as the message's own
+        call = parse_command(message.content, ctx)
+        assert call is not None
+        goes_on = f"then the message goes on as {decision.message.content!r}"
+        lines[_ORDER.index(Layer.COMMAND)] = f"command: would run /{call.name} for {owner}; {goes_on}"
+        message = decision.message
     if decision.layer is Layer.ROUTING:
         prefix = split_prefix(message.content, ctx, owner)
         if prefix is not None:

@@ -59,19 +59,28 @@ class CommandSpec:
     root_only: bool = False
     usage: str = ""
     writes: bool = False
+    #: The text a message carrying this command with these arguments goes on to the agent with ('' none): the
+    #: handler's :attr:`Answer.then`, known without running it (``gated route test`` runs no command).
+    passes_on: Callable[[str], str] | None = None
+
+
+def _new_passes_on(args: str) -> str:
+    """The text after ``/new [#topic]`` ('' none), as the message's own: ``#t rest`` keeps its prefix, so the prefix
+    layer (not a second code path) puts it in the session ``#t``."""
+    head, tail = _split_head(args)
+    if _TOPIC_TOKEN.fullmatch(head):
+        return f"{head} {tail}" if tail else ""
+    return args
 
 
 def _new(req: CommandRequest) -> str | Answer:
     # `/new #t rest` clears the topic session #t; `/new rest` clears the chat's own session (topic '' for an
     # ordinary chat, the conversation of a web topic or platform thread).
-    head, tail = _split_head(req.args)
+    head, _ = _split_head(req.args)
     if _TOPIC_TOKEN.fullmatch(head):
-        topic, rest, label = head, tail, f"Topic session {head} cleared."
-        # Given on with its #topic prefix, so the prefix layer (not a second code path) puts it in that session.
-        content = f"{head} {rest}"
+        topic, label = head, f"Topic session {head} cleared."
     else:
-        topic, rest, label = req.message.topic, req.args, "Session cleared."
-        content = rest
+        topic, label = req.message.topic, "Session cleared."
     group = req.ctx.group(req.owner)
     flush = group is not None and group.container_config.get("memory_flush") is True  # before its topic's next run
     reset_session(
@@ -80,7 +89,8 @@ def _new(req: CommandRequest) -> str | Answer:
     )  # fmt: skip
     if flush:
         req.ctx.queue.offer(lane_for(req.owner, req.message.chat_jid, topic))  # the flush runs now, not at next speech
-    if not rest:
+    content = _new_passes_on(req.args)
+    if not content:
         return label
     # The text goes on to the agent as this message's own, in its place in the batch. A copy posted as a new row came
     # after every row that had arrived since, in the agent's prompt and in routing (a sticky @folder sent right
@@ -223,7 +233,7 @@ def _tasks(req: CommandRequest) -> str:
 
 
 COMMANDS: dict[str, CommandSpec] = {
-    "new": CommandSpec(_new, usage="/new [#topic] [text]", writes=True),
+    "new": CommandSpec(_new, usage="/new [#topic] [text]", writes=True, passes_on=_new_passes_on),
     "ping": CommandSpec(_ping),
     "chatid": CommandSpec(_chatid),
     "stop": CommandSpec(_stop),

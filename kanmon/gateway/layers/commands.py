@@ -65,8 +65,10 @@ def parse_command(content: str, ctx: LayerContext) -> CommandCall | None:
 
 def run_command(call: CommandCall, message: Message, ctx: LayerContext, owner: str) -> Consumed:
     """Run ``call`` for the chat owned by ``owner``, write its answer, and consume the message."""
-    if ctx.dry_run:
-        return Consumed(message, Layer.COMMAND, f"would run /{call.name} for {owner}")
+    if ctx.dry_run:  # what it would answer is not known without running it; what its text does is
+        passes_on = COMMANDS[call.name].passes_on
+        then = passes_on(call.args) if passes_on is not None else ""
+        return Consumed(message, Layer.COMMAND, f"would run /{call.name} for {owner}", then=then or None)
     answered = ctx.store.get_message(message.chat_jid, reply_id(message))
     if answered is not None:
         return Consumed(message, Layer.COMMAND, f"/{call.name} already answered", (answered,), repeated=True)

@@ -82,6 +82,29 @@ def test_route_test_names_the_command_layer_for_a_command(configured: Gated) -> 
     assert lines[-1] == "=> consumed by the command layer: would run /ping for corp"
 
 
+@pytest.mark.parametrize(
+    ("content", "goes_on", "outcome"),
+    [
+        ("/new @eng hi", "'@eng hi'", "=> forward to folder corp/eng, topic '' by the prefix layer"),
+        ("/new #t hi", "'#t hi'", "=> forward to folder corp, topic '#t' by the routing layer"),
+        ("/new hello there", "'hello there'", "=> forward to folder corp, topic '' by the routing layer"),
+    ],
+)
+def test_route_test_follows_the_text_after_new_where_the_loop_routes_it(
+    configured: Gated, content: str, goes_on: str, outcome: str
+) -> None:
+    """The loop runs ``/new`` and then routes its text as the message's own (prefix and routing layers); the dry run
+    runs no command, but the text's route is the command's arguments', so it says both."""
+    lines = route_test(configured, "--chat-jid", "telegram:1", "--content", content)
+    assert lines[2] == f"command: would run /new for corp; then the message goes on as {goes_on}", lines
+    assert lines[-1].startswith(outcome), lines
+
+
+def test_route_test_of_new_alone_is_consumed(configured: Gated) -> None:
+    lines = route_test(configured, "--chat-jid", "telegram:1", "--content", "/new #t")
+    assert lines[-1] == "=> consumed by the command layer: would run /new for corp"
+
+
 def test_route_test_names_the_sticky_layer_for_a_sticky_message(configured: Gated) -> None:
     lines = route_test(configured, "--chat-jid", "telegram:1", "--content", "@corp/eng")
     assert "sticky layer" in lines[-1] and "sticky_group=corp/eng" in lines[-1]
