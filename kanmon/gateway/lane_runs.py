@@ -17,7 +17,7 @@ from kanmon.gateway.prompt import Batch
 from kanmon.queue import Lane
 from kanmon.store import Run
 
-__all__ = ["LaneRuns", "folder_shared", "held_elsewhere"]
+__all__ = ["LaneRuns", "Session", "held_elsewhere"]
 
 Session = tuple[str, str]  # (folder, topic)
 
@@ -45,14 +45,11 @@ class LaneRuns:
         return (self.orphan.group_folder, self.orphan.topic) if self.orphan is not None else None
 
 
-def held_elsewhere(lanes: Mapping[Lane, LaneRuns], lane: Lane, topic: str) -> bool:
-    """Whether a run of a lane other than ``lane`` holds the session ``(lane.folder, topic)``."""
-    return any(other != lane and state.holds == (lane.folder, topic) for other, state in lanes.items())
-
-
-def folder_shared(lanes: Mapping[Lane, LaneRuns], lane: Lane) -> bool:
-    """Whether a run of another lane holds a session of ``lane``'s folder (then its streams are worth a look before
-    an agent starts: the one it would take may be held)."""
-    return any(
-        other != lane and (held := state.holds) is not None and held[0] == lane.folder for other, state in lanes.items()
+def held_elsewhere(lanes: Mapping[Lane, LaneRuns], lane: Lane) -> frozenset[Session]:
+    """The sessions of ``lane``'s folder that runs of other lanes hold, as of now (a copy: the store's begin reads it
+    on its own thread, while the event loop changes ``lanes``)."""
+    return frozenset(
+        held
+        for other, state in lanes.items()
+        if other != lane and (held := state.holds) is not None and held[0] == lane.folder
     )

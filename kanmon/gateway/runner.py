@@ -38,7 +38,7 @@ from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
-from kanmon.gateway.lane_runs import LaneRuns, folder_shared, held_elsewhere
+from kanmon.gateway.lane_runs import LaneRuns, Session, held_elsewhere
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, bare_end, judge
 from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor
@@ -205,9 +205,10 @@ class LaneRunner:
         heads = await self.resets.before_run(group, lane)  # read only for a group with a session policy
         # asked for again while its last run started (did that take all?), or a session of the folder is another
         # lane's (is the one it would take?)
-        if heads is None and (self._is_rerun(lane) or folder_shared(self._lanes, lane)):
+        held = held_elsewhere(self._lanes, lane)
+        if heads is None and (self._is_rerun(lane) or held):
             heads = await self._db.retrying(self._db.store.lane_heads, lane.folder)
-        if heads is not None and not any(self._runnable(lane, head) for head in heads):
+        if heads is not None and not any(self._runnable(lane, held, head) for head in heads):
             return LaneResult.OK  # nothing the impulse gate lets through waits (the rows taken, or only held): no agent
         started = await self._starter.start(group)
         if started is None:
@@ -228,11 +229,11 @@ class LaneRunner:
             with bound(chat=start.run.chat_jid):
                 return await self._run(lane, state, start, handle, started)
 
-    def _runnable(self, lane: Lane, head: LaneHead) -> bool:
+    def _runnable(self, lane: Lane, held: frozenset[Session], head: LaneHead) -> bool:
         return (
             lane_of(head) == lane
             and self._gate.lets_through(head.chat_jid, head.first_seq)
-            and not held_elsewhere(self._lanes, lane, head.topic)  # the store's begin would pass it over
+            and (head.folder, head.topic) not in held  # another lane's run holds its session: the begin passes it over
         )
 
     async def _begin(self, lane: Lane, run_id: str, runtime_key: str, handle: RunHandle | None) -> RunStart | None:
@@ -241,7 +242,8 @@ class LaneRunner:
             container=handle.name if handle is not None else None,
             status="running" if handle is not None else "starting",
         )  # fmt: skip
-        accept = functools.partial(self._runnable, lane)
+        # the sessions other lanes hold now, copied on the loop: the begin calls accept on the store's thread
+        accept = functools.partial(self._runnable, lane, held_elsewhere(self._lanes, lane))
         begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None:
