@@ -135,7 +135,10 @@ def _pick(
 
 def _sessions_in_flight(conn: Connection, folders: list[str]) -> set[tuple[str, str]]:
     """The sessions ``(folder, topic)`` of ``folders`` a run in flight holds (of any gated), in one read."""
-    return {(str(folder), str(topic)) for folder, topic in conn.execute(_IN_FLIGHT, {"b_folders": folders})}
+    return {
+        (str(folder), str(topic))
+        for folder, topic in conn.execute(_IN_FLIGHT, {"b_in_flight": list(IN_FLIGHT), "b_folders": folders})
+    }
 
 
 def _sessions(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -168,7 +171,7 @@ _NOTES = (
     select(system_messages).where(in_list(system_messages.c.group_folder, "b_folders")).order_by(system_messages.c.id)
 )
 _IN_FLIGHT = select(session_log.c.group_folder, session_log.c.topic).where(
-    session_log.c.status.in_(IN_FLIGHT), in_list(session_log.c.group_folder, "b_folders")
+    in_list(session_log.c.status, "b_in_flight"), in_list(session_log.c.group_folder, "b_folders")
 )
 _DELETE_NOTES = delete(system_messages).where(in_list(system_messages.c.id, "b_ids"))
 _SESSIONS = select(sessions.c.group_folder, sessions.c.topic, sessions.c.session_id).where(

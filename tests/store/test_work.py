@@ -221,7 +221,7 @@ def test_the_first_run_after_a_reset_is_told_once_and_the_next_resumes(corp: Sto
     assert start is not None and start.session_id is None and start.reset is not None
     assert (start.reset.reason, start.reset.detail, start.reset.automatic) == ("idle", "idle for 2h", True)
     assert corp.get_reset("corp", "") is None  # told, and no flush left: gone
-    end(corp, start.head, [row.seq for row in start.rows], session_id="fresh")
+    end(corp, start.head, [row.seq for row in start.rows], session_id="fresh", run_id=start.run.id)
     route(corp, [put(corp)])
     [again] = corp.begin_runs([begin(corp, "r2")], now=NOW)
     assert again is not None and again.session_id == "fresh" and again.reset is None
