@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from kanmon.gateway.delegation import handled_as
 from kanmon.store import Message, NewMessage, PutResult
 from kanmon.store.aio import AsyncStore
 
@@ -107,13 +108,14 @@ class TerminalChat:
         self._awaiting.add(result.message.id)
 
     async def _settle(self) -> None:
-        """Wait (up to ``reply_timeout``) until the agent has consumed every message sent (its replies come first)."""
+        """Wait (up to ``reply_timeout``) until the agent has consumed every message sent (its replies come first),
+        or the delegate it went to (``@child …``), which answers in this chat."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reply_timeout
         while self._awaiting and loop.time() < deadline:
             for message_id in list(self._awaiting):
-                message = await self.db.retrying(self.db.store.get_message, self.chat_jid, message_id)
-                if message is None or message.status != "new":
+                chain = await handled_as(self._get, self.chat_jid, message_id)  # a delegate's answer is due too
+                if not chain or chain[-1].status != "new":
                     self._awaiting.discard(message_id)
             await asyncio.sleep(_FOLLOW_INTERVAL)
         if self._awaiting and self._heard:
@@ -123,6 +125,10 @@ class TerminalChat:
             )
         elif self._awaiting:
             self._say(f"(no reply yet to {len(self._awaiting)} message(s); is gated running?)")
+
+    async def _get(self, chat_jid: str, message_id: str) -> Message | None:
+        found: Message | None = await self.db.retrying(self.db.store.get_message, chat_jid, message_id)
+        return found
 
     async def _follow(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from kanmon.gateway.auth import AuthConfig
 from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext, nothing_batched
 from kanmon.gateway.decisions import Builtin, Consumed, Daemon, Drop, Forward, Ignored, QueueControl, Refused, Unowned
+from kanmon.gateway.delegation import delegation_id, delegation_jid
 from kanmon.gateway.held import stored_impulse
 from kanmon.gateway.hooks import NO_HOOKS, Hooks, Retarget
 from kanmon.gateway.metrics import GatewayMetrics
@@ -48,11 +49,6 @@ __all__ = ["DAEMON_PREFIX", "Admitted", "Dispatcher", "TickWork", "daemon_jid", 
 DAEMON_PREFIX = "daemon:"
 
 logger = logging.getLogger(__name__)
-
-
-def delegation_jid(folder: str) -> str:
-    """The inbox of a delegation to ``folder``."""
-    return f"local:{folder}"
 
 
 def daemon_jid(name: str) -> str:
@@ -221,8 +217,10 @@ class Dispatcher:
             ctx.write(_to_daemon(decision.message, decision.name))  # `/new text` gives on only its text
             return Dispatch(row.seq, "done")
         hooked = self._hooked(row, ctx, decision)
-        if hooked is None or self._delegates(row, ctx, hooked):
+        if hooked is None:
             return Dispatch(row.seq, "done")
+        if self._delegates(row, ctx, hooked):  # settled here; the folder names the inbox its copy waits in
+            return Dispatch(row.seq, "done", hooked.folder, hooked.topic)
         lane = lane_for(hooked.folder, row.chat_jid, hooked.topic)
         admitted.append(Admitted(row.chat_jid, row.verb, row.seq, lane, hooked.impulse))
         return Dispatch(row.seq, "new", hooked.folder, hooked.topic, hooked.content)
@@ -249,7 +247,7 @@ class Dispatcher:
         ctx.write(
             row.copy_as(
                 chat_jid=delegation_jid(decision.folder),
-                id=derived_id("dlg-", row.seq),  # derived: a re-read batch delegates once
+                id=delegation_id(row.seq),
                 content=decision.content,
                 topic=decision.topic,  # the session the prefix or sticky layer chose
                 forwarded_from=origin,

@@ -172,11 +172,12 @@ class MessageLoop:
         self.fenced = False
 
     # ------------------------------------------------------------------------------------------------ driving
-    def run_ended(self, jid: str) -> None:
+    def run_ended(self, jid: str, answered: str) -> None:
         """A run of ``jid`` ended (its runner says): the chat's next message is a new turn, not more of a burst, and
-        the feed's listeners of the chat look at their messages' statuses again."""
+        the feed's listeners of the chat it ``answered`` (a delegate's: the first chat) look at their messages'
+        statuses again."""
         self._settle.ended(jid)
-        self._feed.run_ended(jid)
+        self._feed.run_ended(answered)
 
     def settle_delay(self, jid: str) -> float:
         """Seconds a lane of ``jid`` made ready now would wait for more of its messages (:mod:`.settle`)."""

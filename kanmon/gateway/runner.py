@@ -76,7 +76,7 @@ class LaneRunner:
         gate: ImpulseGate | None = None,  # what the impulse gate holds; told what each run took (SPEC §7)
         is_rerun: Callable[[Lane], bool] = lambda lane: False,  # GroupQueue.rerun
         on_stored: Callable[[list[Message]], None] = lambda rows: None,
-        on_ended: Callable[[str], None] = lambda jid: None,
+        on_ended: Callable[[str, str], None] = lambda jid, answered: None,  # a run of a chat ended, answering a chat
         requeue: Callable[[Lane], None] = lambda lane: None,
         clock: Clock | None = None,
         inbox: Inbox | None = None,  # receives the batch's attachments before the prompt is written
@@ -363,7 +363,7 @@ class LaneRunner:
         ended = await self._end(end, outcome)
         self._on_stored(ended.stored)
         self._usage.count(ended.usage)
-        self._on_ended(batch.head.chat_jid)
+        self._on_ended(batch.head.chat_jid, batch.reply_jid)
         self._hooks.notify("run_finished", run=run, status=outcome.status, error=outcome.error, outputs=ending.produced)
         state.failed = batch if outcome.result is LaneResult.RETRY else None
         seconds = self._clock.monotonic() - began

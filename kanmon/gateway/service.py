@@ -174,7 +174,7 @@ class Gateway:
             gate=self.gate,
             is_rerun=lambda lane: self.queue.rerun(lane),
             on_stored=self._stored,
-            on_ended=lambda jid: self.loop.run_ended(jid),  # a new turn of the chat: no settle (gateway/settle.py)
+            on_ended=lambda jid, answered: self.loop.run_ended(jid, answered),  # a new turn: no settle (settle.py)
             requeue=lambda lane: self.queue.enqueue(lane),
             clock=self.clock,
             inbox=Inbox(self.fetcher, config.run.data_dir),

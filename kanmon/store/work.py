@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import ARRAY, bindparam, case, func, select, update
+from sqlalchemy import ARRAY, Connection, bindparam, case, func, select, update
 
 from kanmon.store.appends import insert_new, lock_appends
 from kanmon.store.base import CONFIG_VERSION_KEY, StoreBase, from_row, from_rows, upsert_statement
@@ -29,7 +29,9 @@ POLL_CURSOR_KEY = "last_seq"
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
-    """The loop's decision for one inbound row: wait for ``folder``'s agent (status ``new``), or be settled now."""
+    """The loop's decision for one inbound row: wait for ``folder``'s agent (status ``new``), or be settled now
+    (``done``, ``skipped``). A ``done`` row with a ``folder`` was delegated: its copy waits in that folder's inbox,
+    and the folder and topic are recorded on the row, so whoever follows its answer finds the copy."""
 
     seq: int
     status: Literal["new", "done", "skipped"]
@@ -122,10 +124,7 @@ class WorkStore(StoreBase):
                 conn.execute(_ROUTE_ARRAYS, {f"a_{name}": [route[f"b_{name}"] for route in routed] for name in _ROUTED})
             elif routed:  # one statement, executed for every row (executemany), compiled once
                 conn.execute(_ROUTE, routed)
-            for status in ("done", "skipped"):
-                seqs = [d.seq for d in dispatches if d.status == status]
-                if seqs:
-                    conn.execute(_SETTLE_UNDECIDED, {"b_seqs": seqs, "b_status": status})
+            _settle(conn, dispatches)
             current = conn.execute(_POLL_CURSOR).scalar()
             if current is None or int(current) < last_seq:
                 upsert = upsert_statement(self.dialect, router_state, ("key",), ("value",))
@@ -186,6 +185,21 @@ class WorkStore(StoreBase):
             return from_rows(Message, conn.execute(query))
 
 
+def _settle(conn: Connection, dispatches: Sequence[Dispatch]) -> None:
+    """The rows settled by a tick's decisions (``done``, ``skipped``), delegated ones with where their copy went."""
+    delegated = [
+        {"b_seq": d.seq, "b_folder": d.folder, "b_topic": d.topic}
+        for d in dispatches
+        if d.status == "done" and d.folder is not None
+    ]
+    if delegated:  # rare next to the rest: one statement, executed for each
+        conn.execute(_DELEGATE, delegated)
+    for status in ("done", "skipped"):
+        seqs = [d.seq for d in dispatches if d.status == status and d.folder is None]
+        if seqs:
+            conn.execute(_SETTLE_UNDECIDED, {"b_seqs": seqs, "b_status": status})
+
+
 # record_dispatch's statements (every tick) and config_version's (every cache check), built once: a reused statement
 # skips SQLAlchemy's construction and cache-key work (the issue 13 profile). Only rows still new and undecided change.
 _STICKY = frozenset({"sticky_group", "sticky_topic"})
@@ -217,6 +231,11 @@ _ROUTE_ARRAYS = (
     .values(
         routed_folder=_ROUTES_GIVEN.c.folder, routed_topic=_ROUTES_GIVEN.c.topic, routed_content=_ROUTES_GIVEN.c.content
     )
+)
+_DELEGATE = (
+    update(messages)
+    .where(messages.c.seq == bindparam("b_seq"), *_UNDECIDED)
+    .values(status="done", routed_folder=bindparam("b_folder"), routed_topic=bindparam("b_topic"))
 )
 _SETTLE_UNDECIDED = (
     update(messages).where(in_list(messages.c.seq, "b_seqs"), *_UNDECIDED).values(status=bindparam("b_status"))

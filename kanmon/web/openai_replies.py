@@ -3,11 +3,12 @@
 The answer to a message is every outbound row of its chat that replies to it (``reply_to_id`` = the message's id: a
 command's answer, a dead letter's apology) or that a run whose batch took it wrote: the replies of a run answer its
 batch's last message, so when requests of one conversation arrive while its run works, one run answers them all and
-each gets that run's answer. It is complete once the message is no longer waiting (``status`` left ``new``: the
-run recorded its outcome, or a command consumed it). Nothing here trusts memory alone: rows are read from the store
-by seq, and the gateway's live feed only says when to look again (the same feed the web chat streams from), and so
-does the feed's word that a run of the chat ended (its outcome changes a status and publishes no row), with a short
-poll as the floor.
+each gets that run's answer. A delegated message (``@child …``) is answered by the run that took its copy, in this
+chat (:mod:`kanmon.gateway.delegation`). It is complete once the message, or the last copy it was delegated as, is
+no longer waiting (``status`` left ``new``: the run recorded its outcome, or a command consumed it). Nothing here
+trusts memory alone: rows are read from the store by seq, and the gateway's live feed only says when to look again
+(the same feed the web chat streams from), and so does the feed's word that a run answering the chat ended (its
+outcome changes a status and publishes no row), with a short poll as the floor.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kanmon.gateway import Gateway, Subscription
-from kanmon.store import Message
+from kanmon.gateway.delegation import handled_as
+from kanmon.store import Message, Run
 
 __all__ = ["PAGE", "POLL_SECONDS", "Answer", "follow_answer"]
 
@@ -51,12 +53,12 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
         while True:
             subscription.run_ended.clear()  # before the read: a run that ends after it sets it again
             # the status first, then the rows: a reply stored before the status changed is in this read
-            current = await gateway.db.once(store.get_message, message.chat_jid, message.id)
-            status = current.status if current is not None else "done"
+            chain = await handled_as(took.get, message.chat_jid, message.id)  # and the copies it was delegated as
+            status = chain[-1].status if chain else "done"
             rows = await gateway.db.once(store.chat_messages, message.chat_jid, after, limit=PAGE)
             for row in rows:
                 after = row.seq
-                if row.direction == "out" and (row.reply_to_id == message.id or await took(row)):
+                if row.direction == "out" and (row.reply_to_id == message.id or await took(row, chain or [message])):
                     yield Answer(reply=row)
             if len(rows) == PAGE:
                 continue
@@ -79,26 +81,35 @@ async def follow_answer(gateway: Gateway, subscription: Subscription, message: M
 
 
 class _Takers:
-    """Whether a reply row was written by a run whose batch took ``message`` (one read per run, remembered)."""
+    """Whether a reply row was written by a run whose batch took ``message`` or a copy it was delegated as (one read
+    per run, remembered)."""
 
     def __init__(self, gateway: Gateway, message: Message) -> None:
         self._gateway, self._message = gateway, message
-        self._runs: dict[str, bool] = {}
+        self._runs: dict[str, Run | None] = {}
 
-    async def __call__(self, row: Message) -> bool:
-        message = self._message
-        if row.run_id is None or row.topic != message.topic:
+    async def get(self, chat_jid: str, message_id: str) -> Message | None:
+        """One stored message (:data:`kanmon.gateway.delegation.GetMessage`)."""
+        found: Message | None = await self._gateway.db.once(self._gateway.store.get_message, chat_jid, message_id)
+        return found
+
+    async def __call__(self, row: Message, chain: list[Message]) -> bool:
+        if row.run_id is None:
             return False
         if row.run_id not in self._runs:
-            run = await self._gateway.db.once(self._gateway.store.get_run, row.run_id)
-            self._runs[row.run_id] = (
-                run is not None
-                and (run.chat_jid, run.topic) == (message.chat_jid, message.topic)
-                and run.first_seq is not None
-                and run.last_seq is not None
-                and run.first_seq <= message.seq <= run.last_seq
-            )
-        return self._runs[row.run_id]
+            self._runs[row.run_id] = await self._gateway.db.once(self._gateway.store.get_run, row.run_id)
+        run = self._runs[row.run_id]
+        return run is not None and any(_took(run, taken) and row.topic == taken.topic for taken in chain)
+
+
+def _took(run: Run, message: Message) -> bool:
+    """Whether ``run``'s batch took ``message``: its chat and topic, its seq within the batch's."""
+    return (
+        (run.chat_jid, run.topic) == (message.chat_jid, message.topic)
+        and run.first_seq is not None
+        and run.last_seq is not None
+        and run.first_seq <= message.seq <= run.last_seq
+    )
 
 
 async def _next(live: AsyncIterator[Message]) -> Message | None:
