@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,3 +137,21 @@ def test_route_test_refuses_a_malformed_jid_in_one_line(configured: Gated) -> No
     result = configured("route", "test", "--chat-jid", "nojid")
     assert result.exit_code == 2
     assert "invalid chat JID" in result.output and "Traceback" not in result.output
+
+
+def test_the_readmes_own_folder_per_telegram_user_recipe_works_as_written(gated: Gated) -> None:
+    """The README's Telegram recipe, run as written: its `{sender}` route must be tried before the route to
+    `support` (a newcomer: both had seq 0, ties go by id, so the per-user route was never reached)."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    first = re.search(r"^gated route add [^\n`]*--target support$", readme, re.MULTILINE)
+    per_user = re.search(r"`(gated route add [^`]*users/\{sender\}[^`]*)`", readme)
+    assert first is not None and per_user is not None, "the recipe is no longer in the README"
+    assert gated("group", "add", "support").exit_code == 0
+    assert gated("group", "add", "users/telegram-42").exit_code == 0
+    for line in (first.group(0), per_user.group(1)):
+        result = gated(*shlex.split(line)[1:])
+        assert result.exit_code == 0, result.output
+    own = gated("route", "test", "--chat-jid", "telegram:42", "--sender", "telegram:42").output.splitlines()
+    other = gated("route", "test", "--chat-jid", "telegram:7", "--sender", "telegram:7").output.splitlines()
+    assert own[-1].startswith("=> forward to folder users/telegram-42"), own
+    assert other[-1].startswith("=> forward to folder support"), other
