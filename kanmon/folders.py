@@ -8,13 +8,16 @@ from kanmon.errors import InvalidFolder, InvalidInput
 
 __all__ = [
     "FOLDER_PATTERN",
+    "MAX_JID_LENGTH",
     "PLATFORM_PATTERN",
     "WEB_TOPIC_PATTERN",
     "family_parent",
     "is_platform",
     "is_valid_folder",
+    "jid_problem",
     "split_jid",
     "validate_folder",
+    "validate_jid",
     "validate_topic",
 ]
 
@@ -68,6 +71,40 @@ _PLATFORM = re.compile(PLATFORM_PATTERN)
 def is_platform(name: str) -> bool:
     """True when ``name`` is spelled as a JID's platform part is (:data:`PLATFORM_PATTERN`)."""
     return _PLATFORM.fullmatch(name) is not None
+
+
+#: The longest chat JID kanmon takes (the adapters' API refuses a longer one too).
+MAX_JID_LENGTH = 512
+_ROOM = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
+
+def jid_problem(jid: str) -> str | None:
+    """Why ``jid`` is not a chat JID (one line), or None when it is: ``<platform>:<room>``, the platform spelled as
+    an adapter registers it (:data:`PLATFORM_PATTERN`: ``telegram``, not ``TeleGram``), a room of one character or
+    more without white space or control characters, at most :data:`MAX_JID_LENGTH` characters in all (SPEC §2)."""
+    platform, colon, room = jid.partition(":")
+    if not colon:
+        return f"invalid chat JID {jid!r}: expected <platform>:<room>"
+    if not is_platform(platform):
+        return (
+            f"invalid chat JID {jid!r}: the platform {platform!r} must be lower-case letters, digits, '_', '.' or '-' "
+            "(at most 32, as adapters register it)"
+        )
+    if not room:
+        return f"invalid chat JID {jid!r}: no room after {platform + ':'!r}"
+    if _ROOM.fullmatch(room) is None:
+        return f"invalid chat JID {jid!r}: no white space or control characters"
+    if len(jid) > MAX_JID_LENGTH:
+        return f"invalid chat JID of {len(jid)} characters: at most {MAX_JID_LENGTH}"
+    return None
+
+
+def validate_jid(jid: str) -> str:
+    """``jid`` when it is a chat JID; raises :class:`~kanmon.errors.InvalidInput` with :func:`jid_problem`'s line."""
+    problem = jid_problem(jid)
+    if problem is not None:
+        raise InvalidInput(problem)
+    return jid
 
 
 def split_jid(jid: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ import click
 
 from kanmon.clock import SystemClock
 from kanmon.errors import InvalidInput
+from kanmon.folders import validate_jid
 from kanmon.gated.app import App, refuse_unknown_group
 from kanmon.gated.completion import group_option
 from kanmon.gated.output import emit_json, iso, json_option, message_json, run_json
@@ -138,6 +139,8 @@ def dead(app: App, chat_jid: str | None, retry: bool, as_json: bool) -> None:
     and a running gated takes them within a poll interval as a new batch, with the usual attempts
     (queue.max_attempts). A batch that fails them all is a dead letter again.
     """
+    if chat_jid is not None:
+        validate_jid(chat_jid)  # a typo is an error, not "no dead letters"
     store = app.store()
     if retry:
         seqs = store.retry_dead(chat_jid=chat_jid)
@@ -173,8 +176,7 @@ def dead(app: App, chat_jid: str | None, retry: bool, as_json: bool) -> None:
 @pass_app
 def replies(app: App, chat_jid: str, since: str | None, limit: int, as_json: bool) -> None:
     """What was sent to CHAT (a chat JID), oldest first: each reply, its run, and its delivery (attempts, error)."""
-    if ":" not in chat_jid:
-        raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
+    validate_jid(chat_jid)
     moment = parse_moment(since, SystemClock().now()) if since is not None else None
     rows = app.store().replies(chat_jid, since=moment, limit=limit)
     if as_json:

@@ -11,7 +11,7 @@ import click
 from kanmon.container import InvalidRunSpec
 from kanmon.container.mounts import agent_owner, prepare_group_dir
 from kanmon.errors import InvalidInput
-from kanmon.folders import validate_folder
+from kanmon.folders import validate_folder, validate_jid
 from kanmon.gated.app import App
 from kanmon.gated.auth_commands import auth_config
 from kanmon.gated.completion import group_folders
@@ -287,8 +287,7 @@ def route_rm(app: App, route_id: int) -> None:
 @pass_app
 def route_test(app: App, chat_jid: str, sender: str, verb: str, content: str, topic: str, as_json: bool) -> None:
     """Show which layer and which route would take a message, and why (changes nothing)."""
-    if ":" not in chat_jid:
-        raise InvalidInput(f"invalid chat JID {chat_jid!r}: expected <platform>:<room>")
+    validate_jid(chat_jid)
     auth = auth_config(app.settings)
     ctx = LayerContext(app.store(), IdleQueue(), dry_run=True, impulse=app.settings.impulse.config(), auth=auth)
     # a platform chat's message comes through an adapter, so sender authorisation applies to it as in the loop

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kanmon.errors import InvalidInput
-from kanmon.folders import split_jid, validate_topic
+from kanmon.folders import split_jid, validate_jid, validate_topic
 from kanmon.gated.app import App
 from kanmon.gated.config import render_config
 from kanmon.gated.output import emit_json, json_option
@@ -53,6 +53,7 @@ def config_show(app: App, as_json: bool) -> None:
 @pass_app
 def send(app: App, jid: str, text: str, sender: str, verb: str, topic: str, message_id: str | None) -> None:
     """Put a message into the store as if JID had sent TEXT."""
+    validate_jid(jid)
     validate_topic(jid, topic)
     problem = derived_id_problem(message_id) if message_id else None
     if problem is not None:

@@ -41,7 +41,7 @@ from kanmon.container.actions import (
 )
 from kanmon.container.events import Output
 from kanmon.errors import InvalidInput, KanmonError
-from kanmon.folders import validate_topic
+from kanmon.folders import jid_problem, validate_topic
 from kanmon.gateway.channels import read_from_store
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import IdleQueue
@@ -80,8 +80,8 @@ def send_problem(ctx: LayerContext, folder: str, chat_jid: str) -> str | None:
     """Why group ``folder`` may not send into ``chat_jid`` (None: it may); the module docstring says who may."""
     if ctx.group(folder) is None:
         return f"group {folder} is not registered"
-    if ":" not in chat_jid:
-        return f"invalid chat {chat_jid!r}: expected <platform>:<room>"
+    if (problem := jid_problem(chat_jid)) is not None:
+        return problem
     parent = ctx.parent_of(folder)
     if parent is None:  # a root group: any chat, but one read from the store must have a group's page to show it
         if read_from_store(chat_jid) and (unread := resolve_owner(ctx, chat_jid)).folder is None:

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from kanmon.errors import InvalidInput
-from kanmon.folders import validate_folder, validate_topic
+from kanmon.folders import validate_folder, validate_jid, validate_topic
 from kanmon.gateway.context import LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.schedule import ScheduleKind, format_duration, parse_schedule, parse_zone
@@ -47,8 +47,7 @@ def new_task(
         raise InvalidInput(f"unknown missed policy {missed!r}: one of {', '.join(MISSED_POLICIES)}")
     schedule, first = parse_schedule(kind, text, zone=zone, now=now)
     chat = chat_jid or f"web:{folder}"
-    if ":" not in chat:
-        raise InvalidInput(f"invalid chat JID {chat!r}: expected <platform>:<room>")
+    validate_jid(chat)
     validate_topic(chat, topic)
     problem = task_problem(LayerContext(store, IdleQueue()), folder, chat)
     if problem is not None:
