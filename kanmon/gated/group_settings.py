@@ -292,6 +292,8 @@ class Change:
         if mounts and (config.get("runtime") or settings.runtime.default) == "process":
             given = "--mount" if self.mounts else "the group's mounts (--reset mounts removes them)"
             raise InvalidInput(f"{given}: {PROCESS_MOUNTS}")
+        if (config.get("runtime") or settings.runtime.default) == "process" and not config.get("command"):
+            raise InvalidInput('the process runtime runs a command: give --command (e.g. --command "gated agent echo")')
         docker = (config.get("runtime") or settings.runtime.default) == "docker"
         if upstreams and docker and config.get("network", settings.runtime.docker.network) in ("none", "host"):
             raise InvalidInput("--upstream: the agent reaches gated's credential proxy over a network: give --network")

@@ -105,14 +105,15 @@ def test_an_agent_reaches_its_api_through_gated_and_never_holds_the_key(
     network = f"kanmon-test-proxy-{uuid.uuid4().hex[:8]}"
     options = ["--upstream", "anthropic", "--env", "PROBE_CALL=/v1/messages", "--env", f"PROBE_WAIT_FOR={RELEASE}",
                "--env", "PROBE_ENV=ANTHROPIC_BASE_URL,ANTHROPIC_API_KEY"]  # fmt: skip
+    group_dir = data_dir / "groups" / "corp"
     if runtime == "docker":
         docker_client.networks.create(network, driver="bridge")
         options += ["--image", request.getfixturevalue("echo_image"), "--network", network]
-    else:
-        options += ["--runtime", "process"]  # on loopback: no network needed
-    gated(data_dir, "group", "add", "corp", *options)
-    group_dir = data_dir / "groups" / "corp"
-    gated(data_dir, "group", "set", "corp", *install_probe(runtime, group_dir))
+        gated(data_dir, "group", "add", "corp", *options)
+        gated(data_dir, "group", "set", "corp", *install_probe(runtime, group_dir))
+    else:  # on loopback: no network needed; the process runtime needs its command from the start
+        group_dir.mkdir(parents=True)
+        gated(data_dir, "group", "add", "corp", *options, *install_probe(runtime, group_dir))
     gated(data_dir, "route", "add", "--target", "corp")
     env = {KEY_SOURCE: key, "KANMON_POLL_INTERVAL": "0.2"}
     gate = Gated(data_dir, tmp_path / "gated.log", args=["--http", "127.0.0.1:0", "--log-level", "debug"], env=env)

@@ -222,8 +222,23 @@ def test_mounts_need_the_docker_runtime_whichever_comes_first(
     before = config_of(data_dir)
     one_line_error(gated("group", "set", "corp", "--runtime", "process"), "the group's mounts (--reset mounts")
     assert config_of(data_dir) == before
-    ok(gated("group", "set", "corp", "--runtime", "process", "--reset", "mounts"))
-    assert config_of(data_dir) == {"runtime": "process"}
+    ok(gated("group", "set", "corp", "--runtime", "process", "--command", "a", "--reset", "mounts"))
+    assert config_of(data_dir) == {"runtime": "process", "command": ["a"]}
+
+
+def test_the_process_runtime_needs_a_command_whichever_comes_first(gated: Gated, data_dir: Path) -> None:
+    """A newcomer's `group add nocmd --runtime process` was accepted, and every message to it was dead-lettered after
+    three failed starts ("a run needs an image or a command")."""
+    one_line_error(gated("group", "add", "corp", "--runtime", "process"), "the process runtime runs a command")
+    assert not (data_dir / "groups" / "corp").exists()
+    ok(gated("group", "add", "corp"))
+    before = config_of(data_dir)
+    one_line_error(gated("group", "set", "corp", "--runtime", "process"), "give --command")
+    assert config_of(data_dir) == before
+    ok(gated("group", "set", "corp", "--runtime", "process", "--command", "gated agent echo"))
+    before = config_of(data_dir)
+    one_line_error(gated("group", "set", "corp", "--reset", "command"), "give --command")
+    assert config_of(data_dir) == before
 
 
 def test_unset_and_reset_go_back_to_the_defaults(gated: Gated, data_dir: Path, roots: dict[str, Path]) -> None:
