@@ -61,6 +61,16 @@ def test_record_dispatch_routes_rows_and_moves_the_poll_cursor_in_one_step(corp:
     assert corp.poll_cursor() == c
 
 
+def test_a_delegated_row_is_settled_with_the_folder_and_topic_its_copy_went_to(corp: Store) -> None:
+    """So whoever follows its answer finds the copy (``kanmon.gateway.delegation``); a re-read changes nothing."""
+    a, b = put(corp, content="@child hi"), put(corp, content="/ping")
+    corp.record_dispatch([Dispatch(a, "done", "corp/child", "t"), Dispatch(b, "done")], last_seq=b)
+    corp.record_dispatch([Dispatch(a, "done", "other", ""), Dispatch(b, "done", "other", "")], last_seq=b)
+    rows = {row.seq: row for row in corp.new_messages(0)}
+    assert (rows[a].status, rows[a].routed_folder, rows[a].routed_topic) == ("done", "corp/child", "t")
+    assert (rows[b].status, rows[b].routed_folder) == ("done", None)
+
+
 def test_record_dispatch_stores_the_ticks_sticky_settings_with_its_decisions(corp: Store) -> None:
     corp.ensure_chat("telegram:1", sticky_group="corp", sticky_topic="#old")
     seq = put(corp)
