@@ -1,5 +1,5 @@
-"""A chat JID is ``<platform>:<room>`` wherever one comes in (``kanmon.folders.jid_problem``): the CLI, the store's
-door, tasks and agent actions.
+"""A chat JID is ``<platform>:<room>`` wherever one comes in (``kanmon.folders.jid_problem``): the CLI, tasks and
+agent actions.
 
 A newcomer stored ``telegram:``, ``:x``, ``telegram:4 2`` and ``TeleGram:5`` with ``gated send``: ``telegram:`` was
 routed and answered, and its reply stayed pending for ever (no channel takes an empty room); ``:x`` made a metric
@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kanmon.errors import InvalidInput
 from kanmon.folders import PLATFORM_PATTERN, jid_problem
 from kanmon.gated.cli import cli
 from kanmon.store import NewMessage, Store, upgrade
@@ -53,14 +52,16 @@ def test_any_platform_an_adapter_may_register_with_any_printable_room_is_a_jid(p
     assert jid_problem(f"{platform}:{room}") is None or any(char.isspace() for char in room)
 
 
-@pytest.mark.parametrize("jid", BAD)
-def test_the_store_refuses_a_malformed_jid(tmp_path: Path, jid: str) -> None:
+@pytest.mark.parametrize("jid", ["TeleGram:5", "telegram:4 2", "telegram:"])
+def test_a_chat_stored_before_the_rule_still_gets_its_replies(tmp_path: Path, jid: str) -> None:
+    """The rule holds at kanmon's doors, not in the store: a chat an older version stored must still be answered (a
+    reply, a reset notice, a task's message refused at the store's door would fail a run, a tick or every scheduler
+    tick; an outside review)."""
     store = Store.open(f"sqlite:///{tmp_path / 'kanmon.db'}")
     upgrade(store.engine)
     try:
-        with pytest.raises(InvalidInput, match="invalid chat JID"):
-            store.put_message(NewMessage(chat_jid=jid, content="hi"))
-        assert store.counts()["messages"] == 0
+        stored = store.put_message(NewMessage(chat_jid=jid, content="an answer", direction="out"))
+        assert stored.created and stored.message.chat_jid == jid
     finally:
         store.close()
 
