@@ -17,9 +17,20 @@ from kanmon.gateway.prompt import Batch
 from kanmon.queue import Lane
 from kanmon.store import Run
 
-__all__ = ["LaneRuns", "Session", "held_elsewhere"]
+__all__ = ["Begun", "LaneRuns", "Session", "held_elsewhere"]
 
 Session = tuple[str, str]  # (folder, topic)
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """A run that took its batch (its row in ``session_log`` is in flight): what ending it needs, whatever happens."""
+
+    run: Run
+    batch: Batch
+    handle: RunHandle | None
+    session_id: str | None  # the session it resumed
+    began: float  # the clock's monotonic seconds at its start
 
 
 @dataclass(slots=True)
@@ -31,7 +42,7 @@ class LaneRuns:
     orphan: Run | None = None  # a run a previous gated left in flight, resumed before anything else
     stop_asked: bool = False  # /stop arrived before the run's handle existed
     active: bool = False  # inside run_lane: a /stop without a handle is for the run being started
-    session: Session | None = None  # the session the lane's begun run holds until it ends
+    begun: Begun | None = None  # the lane's run from its begin until its end is recorded: it holds its session
 
     @property
     def idle(self) -> bool:
@@ -40,8 +51,8 @@ class LaneRuns:
     @property
     def holds(self) -> Session | None:
         """The session a run of this lane holds: the begun run's, or a reclaimed run's not yet resumed."""
-        if self.session is not None:
-            return self.session
+        if self.begun is not None:
+            return self.begun.run.group_folder, self.begun.run.topic
         return (self.orphan.group_folder, self.orphan.topic) if self.orphan is not None else None
 
 

@@ -29,16 +29,17 @@ import logging
 from collections.abc import Callable
 
 from kanmon.clock import Clock, SystemClock
+from kanmon.container.events import Exited, ExitReason
 from kanmon.container.handle import RunHandle
 from kanmon.gateway.actions import AgentActions
 from kanmon.gateway.budget import DailyBudget
-from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end
+from kanmon.gateway.deadletter import DEAD_LETTER_TEXT, dead_letter_end, told_dead
 from kanmon.gateway.flush_turn import FlushTurns
 from kanmon.gateway.gate import ImpulseGate
 from kanmon.gateway.heads import lane_of
 from kanmon.gateway.hooks import NO_HOOKS, Hooks
 from kanmon.gateway.inbox import Inbox
-from kanmon.gateway.lane_runs import LaneRuns, Session, held_elsewhere
+from kanmon.gateway.lane_runs import Begun, LaneRuns, Session, held_elsewhere
 from kanmon.gateway.metrics import GatewayMetrics
 from kanmon.gateway.outcome import Ending, Outcome, bare_end, judge
 from kanmon.gateway.prompt import Batch, input_document, notes_of, peek_batch, redactor
@@ -128,9 +129,13 @@ class LaneRunner:
         except StoreFenced as exc:
             logger.error("%s; its run is left to the gated that holds the store now", exc)
             return LaneResult.DEFERRED
+        except Exception as exc:
+            if state.begun is None:
+                raise  # nothing in flight: the queue counts a failure and retries
+            return await self._fault(lane, state, state.begun, exc)
         finally:
             state.stop_asked = state.active = False  # a /stop is for the run it arrived during, never the next one
-            state.handle = state.session = None  # its run ended (or is the orphan to resume: it holds the session)
+            state.handle = state.begun = None  # its run ended (or is the orphan to resume: it holds the session)
             if state.idle:
                 self._lanes.pop(lane, None)
 
@@ -143,20 +148,10 @@ class LaneRunner:
             if state.idle:
                 self._lanes.pop(lane, None)
         batch = batch or await peek_batch(self._db, lane, self._defaults.batch_limit)
-        if batch is None:
-            return
-        head, end = batch.head, dead_letter_end(batch)
-        ended: RunEnded = await self._ends(end)
-        self._on_stored(ended.stored)
-        self._metrics.dead_letters.labels(folder=self._metrics.folder(head.folder)).inc()
-        self._hooks.notify(
-            "dead_letter", folder=head.folder, chat_jid=head.chat_jid, topic=head.topic, messages=batch.rows
-        )
-        with bound(chat=head.chat_jid):  # the lane's ids are bound by the queue already
-            logger.error(
-                "dead letter seqs=%d..%d (%d rows); cursor now %d",
-                batch.rows[0].seq, batch.rows[-1].seq, len(batch.rows), ended.cursor,
-            )  # fmt: skip
+        if batch is not None:
+            ended = await self._ends(dead_letter_end(batch))
+            self._on_stored(ended.stored)
+            told_dead(batch, ended, self._metrics, self._hooks)
 
     async def reclaim(self) -> list[Lane]:
         """Take over the runs a previous gated left in flight; returns their lanes (to enqueue first)."""
@@ -224,6 +219,7 @@ class LaneRunner:
                     await release(handle)  # nothing to run after all (or the store failed us): no leftover
             if start is None:
                 return LaneResult.OK
+            state.begun = Begun(start.run, Batch(start.head, start.rows), handle, start.session_id, began)
             if handle is not None:
                 self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
             with bound(chat=start.run.chat_jid):
@@ -247,7 +243,6 @@ class LaneRunner:
         begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None:
-            self._lanes[lane].session = (lane.folder, start.head.topic)
             self._gate.taken(start.head.chat_jid, [row.seq for row in start.rows])  # held rows it took: no wait
             if start.more:
                 self._requeue(lane)  # the queue runs the lane once more, behind the lanes already waiting
@@ -285,7 +280,7 @@ class LaneRunner:
         resumed = await self.reclaimer.resume(run)
         if resumed is None:
             return LaneResult.DEFERRED
-        state.orphan, state.session = None, (run.group_folder, run.topic)
+        state.orphan = None  # from here its row is the run's: begun below, or closed at once
         handle, rows = resumed
         if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
             if handle is not None:
@@ -294,6 +289,7 @@ class LaneRunner:
             return LaneResult.OK
         head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
         watched, batch, began = Watched(session_id=run.session_id), Batch(head, rows), self._clock.monotonic()
+        state.begun = Begun(run, batch, handle, run.session_id, began)
         if handle is None:
             return await self._finish(lane, state, run, batch, await self.reclaimer.gone(run), watched, began=began)
         logger.info("re-attached; replaying its output")
@@ -325,6 +321,18 @@ class LaneRunner:
         if handle is not None:
             self.removals.start(handle)  # the outcome is stored: the queue's slot need not wait for the engine
         return result
+
+    async def _fault(self, lane: Lane, state: LaneRuns, begun: Begun, exc: Exception) -> LaneResult:
+        """A fault of kanmon's own after ``begun`` took its batch: the agent released and the run ended as an error
+        (its batch retried; with replies recorded, never run again), so its row does not hold the session for ever."""
+        logger.error("kanmon failed during the run (%s); ending it", exc, exc_info=exc)
+        if begun.handle is not None:
+            await release(begun.handle)
+        produced = await self._db.retrying(self._db.store.count_outputs, begun.run.id)
+        killed = Exited(code=None, reason=ExitReason.KILLED)  # by kanmon: the table then goes by what it answered
+        ending = Ending(exited=killed, produced=produced, problems=[f"kanmon failed during the run: {exc}"])
+        watched = Watched(session_id=begun.session_id)
+        return await self._finish(lane, state, begun.run, begun.batch, ending, watched, began=begun.began)
 
     def _recorder(self) -> ReplyRecorder:
         return ReplyRecorder(
@@ -361,6 +369,7 @@ class LaneRunner:
             usage=self._budget.usage(run, batch, run_usage(watched.usage, observed, watched.session_id), group),
         )  # fmt: skip
         ended = await self._end(end, outcome)
+        state.begun = None  # its row is closed: a fault from here on is only logged
         self._on_stored(ended.stored)
         self._usage.count(ended.usage)
         self._on_ended(batch.head.chat_jid, batch.reply_jid)

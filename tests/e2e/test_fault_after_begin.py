@@ -1,0 +1,66 @@
+"""A fault of kanmon's own after a run began closes the run, so its session is free and its batch runs again.
+
+A run's row in ``session_log`` holds its session (folder, topic) while it is ``running``: no other run may begin on it
+(``kanmon.store.run_begins``). An exception that escaped the runner after the begin (writing the prompt, recording a
+reply) left the row ``running``: the retry found its own session held, reported "nothing to run", and the lane's
+messages waited until gated restarted, while every sweep started an agent for nothing (an outside review: 17 starts in
+8 s). Now such a run ends as an error without output (its batch retried) or with output (never run twice).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanmon.gateway import prompt, usage
+from tests.gateway_harness import FAST_RETRY, process_group, running_gateway
+
+
+async def test_a_fault_while_writing_the_prompt_ends_the_run_and_the_batch_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real = prompt.input_document
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a fault of kanmon's own")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("kanmon.gateway.runner.input_document", failing_once)
+    async with running_gateway(tmp_path / "data", [process_group("corp")], retry=FAST_RETRY) as h:
+        await h.send("web:corp", "one")
+        await h.wait_for(lambda: h.replies("web:corp") == ["echo: one"], "the answer after the retry", timeout=30)
+        await h.settled()
+        runs = sorted(h.store.recent_runs(), key=lambda run: run.started_at)
+        assert [run.status for run in runs] == ["error", "ok"]
+        assert "a fault of kanmon's own" in (runs[0].error or "")
+        assert calls == 2
+
+
+async def test_a_fault_after_a_reply_was_stored_ends_the_run_without_running_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real = usage.run_usage
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a fault of kanmon's own")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("kanmon.gateway.runner.run_usage", failing_once)
+    # the first reply is stored while the run goes on (its second comes 1 s later), then the end fails once
+    group = process_group("corp", {"ECHO_REPEAT": 2, "ECHO_DELAY": 1.0})
+    async with running_gateway(tmp_path / "data", [group], retry=FAST_RETRY) as h:
+        await h.send("web:corp", "one")
+        await h.wait_for(lambda: [run.status for run in h.store.recent_runs()] == ["error"], "the run's end")
+        await h.settled()
+        assert h.replies("web:corp")[0] == "echo (1/2): one"  # what the chat had is kept, and nothing ran again
+        assert len(h.store.recent_runs()) == 1 and [row.status for row in h.inbound("web:corp")] == ["done"]
