@@ -9,6 +9,7 @@ messages waited until gated restarted, while every sweep started an agent for no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,24 @@ from kanmon.gateway import prompt, usage
 from tests.gateway_harness import FAST_RETRY, process_group, running_gateway
 
 
-async def test_a_fault_while_writing_the_prompt_ends_the_run_and_the_batch_runs_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = 0
-    real = prompt.input_document
+def fail_once(monkeypatch: pytest.MonkeyPatch, target: str, real: Callable[..., Any]) -> list[int]:
+    """Make ``target`` (``module.name``) raise on its first call and act as ``real`` after; the calls, numbered."""
+    calls: list[int] = []
 
     def failing_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
             raise RuntimeError("a fault of kanmon's own")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("kanmon.gateway.runner.input_document", failing_once)
+    monkeypatch.setattr(target, failing_once)
+    return calls
+
+
+async def test_a_fault_while_writing_the_prompt_ends_the_run_and_the_batch_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fail_once(monkeypatch, "kanmon.gateway.runner.input_document", prompt.input_document)
     async with running_gateway(tmp_path / "data", [process_group("corp")], retry=FAST_RETRY) as h:
         await h.send("web:corp", "one")
         await h.wait_for(lambda: h.replies("web:corp") == ["echo: one"], "the answer after the retry", timeout=30)
@@ -39,23 +44,13 @@ async def test_a_fault_while_writing_the_prompt_ends_the_run_and_the_batch_runs_
         runs = sorted(h.store.recent_runs(), key=lambda run: run.started_at)
         assert [run.status for run in runs] == ["error", "ok"]
         assert "a fault of kanmon's own" in (runs[0].error or "")
-        assert calls == 2
+        assert calls == [1, 2]
 
 
 async def test_a_fault_after_a_reply_was_stored_ends_the_run_without_running_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = 0
-    real = usage.run_usage
-
-    def failing_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("a fault of kanmon's own")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("kanmon.gateway.runner.run_usage", failing_once)
+    fail_once(monkeypatch, "kanmon.gateway.runner.run_usage", usage.run_usage)
     # the first reply is stored while the run goes on (its second comes 1 s later), then the end fails once
     group = process_group("corp", {"ECHO_REPEAT": 2, "ECHO_DELAY": 1.0})
     async with running_gateway(tmp_path / "data", [group], retry=FAST_RETRY) as h:
