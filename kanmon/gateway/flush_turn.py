@@ -88,10 +88,13 @@ class FlushTurns:
             container=handle.name, status="running", started_at=self._clock.now(),
         )  # fmt: skip
         try:
-            claimed = await self._db.retrying(
+            claim = await self._db.retrying(
                 self._db.store.claim_flush, folder, topic, session_id=session, now=run.started_at, run=run
             )
-            if not claimed:
+            if claim == "busy":  # a run of another lane resumes the old session now: not two agents on it at once
+                logger.info("memory flush folder=%s topic=%s waits: a run holds the session", folder, topic)
+                return  # pending still: the lane's next run, or the expiry watcher's next offer, tries again
+            if claim == "closed":
                 logger.warning(
                     "memory flush folder=%s topic=%s session=%s was interrupted (gated stopped during it) or replaced "
                     "by a newer reset's; not run twice", folder, topic, session,

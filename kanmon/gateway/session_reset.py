@@ -17,10 +17,11 @@ A chat that never speaks again is not forgotten: the expiry watcher (:mod:`kanmo
 queue every lane :meth:`SessionResets.due` finds (an expired session, a pending flush), and such a run resets and
 flushes and then, with no rows waiting, starts no agent. ``/new`` offers its lane at once when it leaves a flush.
 
-The lane runs one run at a time, so no session is reset while its run is going; expiry counts from the session's
-stored ``updated_at`` (the end of its last run) and the injected clock. The run that follows begins a fresh session,
-and its prompt carries :func:`reset_note`: an automatic reset reads differently from ``/new`` (the seed's
-``was_auto_reset`` and ``is_fresh_reset``).
+The lane runs one run at a time, so no policy resets a session while its run is going (a run of another lane on the
+same session, a forum thread and a web topic of one id, may be: a flush turn then waits for it to end, the claim says
+``busy``); expiry counts from the session's stored ``updated_at`` (the end of its last run) and the injected clock.
+The run that follows begins a fresh session, and its prompt carries :func:`reset_note`: an automatic reset reads
+differently from ``/new`` (the seed's ``was_auto_reset`` and ``is_fresh_reset``).
 """
 
 from __future__ import annotations

@@ -31,13 +31,14 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
 from kanmon.store.lists import in_list
-from kanmon.store.records import Run
+from kanmon.store.records import IN_FLIGHT, Run
 from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
 
 __all__ = [
     "DELETE_SESSION",
     "SESSION_OF",
+    "FlushClaim",
     "ResetReason",
     "ResetStore",
     "SessionChat",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 ResetReason = Literal["idle", "daily", "new"]
+#: What :meth:`ResetStore.claim_flush` did: took the flush, found it closed, or found its session held by a run.
+FlushClaim = Literal["claimed", "closed", "busy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +135,22 @@ class ResetStore(StoreBase):
 
     def claim_flush(
         self, folder: str, topic: str, *, session_id: str, now: dt.datetime, run: Run | None = None
-    ) -> bool:
+    ) -> FlushClaim:
         """Stamp the flush of ``(folder, topic)`` as started and record ``run``, its turn, in ``session_log`` (one
-        transaction); False, recording nothing, when it was stamped already (a crash interrupted it: it must not run
-        twice) or there is no flush of ``session_id`` (none, or a newer session's: a reset since replaced it)."""
+        transaction): ``claimed``. Recording nothing: ``closed`` when it was stamped already (a crash interrupted it:
+        it must not run twice) or there is no flush of ``session_id`` (none, or a newer session's: a reset since
+        replaced it); ``busy`` while a run in flight holds ``(folder, topic)`` (a run of another lane on the same
+        session, :mod:`kanmon.store.run_begins`): the flush stays pending, for a later try."""
         key = {"b_folder": folder, "b_topic": topic, "b_session": session_id, "b_now": now}
         with self._write(fenced=True) as conn:
-            if not conn.execute(_CLAIM, key).rowcount:
-                return False
+            if conn.execute(_CLAIMABLE, key).first() is None:
+                return "closed"
+            if conn.execute(_HELD, {**key, "b_in_flight": list(IN_FLIGHT)}).first() is not None:
+                return "busy"
+            conn.execute(_CLAIM, key)
             if run is not None:
                 conn.execute(session_log.insert(), dataclasses.asdict(run))
-            return True
+            return "claimed"
 
     def end_flush(self, folder: str, topic: str, *, session_id: str) -> None:
         """Close the flush of ``session_id`` of ``(folder, topic)`` (failed or abandoned; one that ran closes with its
@@ -205,6 +213,12 @@ _UNTOLD_KEYS = select(session_resets).where(
 )
 _TELL = update(session_resets).where(_OF).values(announced=True)
 _FLUSH_OF = session_resets.c.flush_session_id == bindparam("b_session")
+_HELD = select(session_log.c.id).where(
+    session_log.c.group_folder == bindparam("b_folder"),
+    session_log.c.topic == bindparam("b_topic"),
+    in_list(session_log.c.status, "b_in_flight"),
+)
+_CLAIMABLE = select(session_resets.c.topic).where(_OF, _FLUSH_OF, session_resets.c.flush_started_at.is_(None))
 _CLAIM = (
     update(session_resets)
     .where(_OF, _FLUSH_OF, session_resets.c.flush_started_at.is_(None))

@@ -54,9 +54,9 @@ def test_without_flush_no_old_session_is_kept(corp: Store) -> None:
 def test_a_flush_is_claimed_once_so_a_crash_after_the_claim_never_runs_it_again(corp: Store) -> None:
     corp.set_session("corp", "", "old")
     reset(corp)
-    assert corp.claim_flush("corp", "", session_id="old", now=NOW)
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW) == "claimed"
     # gated dies here; the restarted one finds the claim and must not flush again
-    assert not corp.claim_flush("corp", "", session_id="old", now=NOW)
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW) == "closed"
     assert [r.flush_started_at for r in corp.pending_flushes("corp")] == [NOW]
     corp.end_flush("corp", "", session_id="old")
     assert corp.pending_flushes("corp") == []
@@ -71,7 +71,7 @@ def test_a_crash_before_the_claim_leaves_the_reset_done_and_the_flush_pending(co
     again = Store.open(store_url)
     try:
         assert again.get_session("corp", "") is None
-        assert again.claim_flush("corp", "", session_id="old", now=NOW)
+        assert again.claim_flush("corp", "", session_id="old", now=NOW) == "claimed"
     finally:
         again.close()
 
@@ -123,8 +123,8 @@ def flush_turn(run_id: str, session_id: str | None = "old") -> Run:
 def test_a_claim_records_its_turn_as_a_run_and_a_second_claim_records_nothing(corp: Store) -> None:
     corp.set_session("corp", "", "old")
     reset(corp)
-    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
-    assert not corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f2"))
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1")) == "claimed"
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f2")) == "closed"
     assert [(r.id, r.status, r.session_id, r.first_seq) for r in corp.recent_runs()] == [("f1", "running", "old", None)]
 
 
@@ -172,7 +172,7 @@ def test_a_late_flush_turn_of_an_old_session_leaves_the_flush_of_the_next_one_pe
     close) must not close the flush of ``next``: its turn would never run (an outside review)."""
     corp.set_session("corp", "", "old")
     reset(corp)
-    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1")) == "claimed"
     corp.set_session("corp", "", "next")
     reset(corp, reason="new")  # the slot is now next's, not claimed
     end = RunEnd(run_id="f1", chat_jid="telegram:1", seqs=[], rows="done", run_status="ok", folder="corp", topic="",
@@ -180,7 +180,7 @@ def test_a_late_flush_turn_of_an_old_session_leaves_the_flush_of_the_next_one_pe
     corp.finish_runs([end], now=NOW)
     corp.end_flush("corp", "", session_id="old")  # a turn closed without running: the same
     assert [(r.flush_session_id, r.flush_started_at) for r in corp.pending_flushes("corp")] == [("next", None)]
-    assert corp.claim_flush("corp", "", session_id="next", now=NOW)
+    assert corp.claim_flush("corp", "", session_id="next", now=NOW) == "claimed"
     corp.end_flush("corp", "", session_id="next")
     assert corp.pending_flushes("corp") == []
 
@@ -193,6 +193,27 @@ def test_a_turn_read_for_one_session_cannot_claim_the_flush_of_another(corp: Sto
     corp.set_session("corp", "", "next")
     reset(corp)
     assert pending.flush_session_id == "old"
-    assert not corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1"))
+    assert corp.claim_flush("corp", "", session_id="old", now=NOW, run=flush_turn("f1")) == "closed"
     assert [(r.flush_session_id, r.flush_started_at) for r in corp.pending_flushes("corp")] == [("next", None)]
     assert corp.get_run("f1") is None
+
+
+def test_a_flush_waits_while_a_run_of_another_lane_holds_its_session(corp: Store) -> None:
+    """A forum thread 42 and a web topic 42 are two lanes on the session (corp, 42): `/new` in one with the memory flush
+    on must not start the flush turn on the old session while the other's run resumes it (an outside review)."""
+    corp.set_session("corp", "42", "old")
+    seq = corp.put_message(NewMessage(chat_jid="telegram:1", content="hi", sender="a"), now=NOW).message.seq
+    corp.record_dispatch([Dispatch(seq, "new", "corp", "42", None)], seq, now=NOW)
+    draft = RunDraft(id="r1", instance="i", runtime="process", started_at=NOW)
+    [running] = corp.begin_runs([RunBegin(draft=draft, folder="corp", accept=lambda head: True)], now=NOW)
+    assert running is not None and running.session_id == "old"
+    corp.reset_session("corp", "42", chat_jid="web:corp", reason="new", detail="/new", flush=True, now=NOW)
+
+    assert corp.claim_flush("corp", "42", session_id="old", now=NOW, run=flush_turn("f1")) == "busy"
+    assert corp.get_run("f1") is None and [r.flush_started_at for r in corp.pending_flushes("corp")] == [None]
+    corp.finish_runs(
+        [RunEnd(run_id="r1", chat_jid="telegram:1", seqs=[seq], rows="done", run_status="ok", folder="corp",
+                topic="42", output_count=1)],
+        now=NOW,
+    )  # fmt: skip
+    assert corp.claim_flush("corp", "42", session_id="old", now=NOW, run=flush_turn("f1")) == "claimed"
