@@ -57,10 +57,15 @@ class FlushTurns:
         self._usage, self._credentials = usage, credentials
         #: the live turns by lane: their proxy tokens hold (:meth:`live`), ``/stop`` finds them
         self._handles: dict[Lane, RunHandle] = {}
+        self._sessions: dict[Lane, tuple[str, str]] = {}  # the (folder, topic) whose old session each live turn has
 
     def live(self) -> set[str]:
         """The run ids of the turns going on."""
         return {handle.run_id for handle in self._handles.values()}
+
+    def holding(self) -> dict[Lane, tuple[str, str]]:
+        """The session ``(folder, topic)`` of each live turn, by lane (no run of another lane may begin on it)."""
+        return dict(self._sessions)
 
     async def stop(self, lane: Lane) -> bool:
         """Stop the lane's turn (``/stop``); False when none is going on."""
@@ -101,11 +106,12 @@ class FlushTurns:
                 )  # fmt: skip
                 await self._db.retrying(self._db.store.end_flush, folder, topic, session_id=session)
                 return
-            self._handles[lane] = handle
+            self._handles[lane], self._sessions[lane] = handle, (folder, topic)
             try:
                 await self._follow(group, run, reset, flush, started, handle)
             finally:
                 self._handles.pop(lane, None)
+                self._sessions.pop(lane, None)
         finally:
             await release(handle)  # a removal that fails is logged and retried as a leftover, as after any run
 

@@ -56,11 +56,11 @@ class LaneRuns:
         return (self.orphan.group_folder, self.orphan.topic) if self.orphan is not None else None
 
 
-def held_elsewhere(lanes: Mapping[Lane, LaneRuns], lane: Lane) -> frozenset[Session]:
-    """The sessions of ``lane``'s folder that runs of other lanes hold, as of now (a copy: the store's begin reads it
-    on its own thread, while the event loop changes ``lanes``)."""
-    return frozenset(
-        held
-        for other, state in lanes.items()
-        if other != lane and (held := state.holds) is not None and held[0] == lane.folder
-    )
+def held_elsewhere(
+    lanes: Mapping[Lane, LaneRuns], lane: Lane, flushing: Mapping[Lane, Session] | None = None
+) -> frozenset[Session]:
+    """The sessions of ``lane``'s folder that runs of other lanes hold, as of now, memory flush turns (``flushing``,
+    by lane) included (a copy: the store's begin reads it on its own thread, while the event loop changes ``lanes``)."""
+    held = [state.holds for other, state in lanes.items() if other != lane]
+    held += [session for other, session in (flushing or {}).items() if other != lane]
+    return frozenset(session for session in held if session is not None and session[0] == lane.folder)

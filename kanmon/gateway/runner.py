@@ -200,7 +200,7 @@ class LaneRunner:
         heads = await self.resets.before_run(group, lane)  # read only for a group with a session policy
         # asked for again while its last run started (did that take all?), or a session of the folder is another
         # lane's (is the one it would take?)
-        held = held_elsewhere(self._lanes, lane)
+        held = held_elsewhere(self._lanes, lane, self.resets.flushes.holding())
         if heads is None and (self._is_rerun(lane) or held):
             heads = await self._db.retrying(self._db.store.lane_heads, lane.folder)
         if heads is not None and not any(self._runnable(lane, held, head) for head in heads):
@@ -238,8 +238,8 @@ class LaneRunner:
             container=handle.name if handle is not None else None,
             status="running" if handle is not None else "starting",
         )  # fmt: skip
-        # the sessions other lanes hold now, copied on the loop: the begin calls accept on the store's thread
-        accept = functools.partial(self._runnable, lane, held_elsewhere(self._lanes, lane))
+        held = held_elsewhere(self._lanes, lane, self.resets.flushes.holding())  # copied on the loop now: the begin
+        accept = functools.partial(self._runnable, lane, held)  # calls accept on the store's thread
         begin = RunBegin(draft=draft, folder=lane.folder, accept=accept, limit=self._defaults.batch_limit)
         start: RunStart | None = await self._begins(begin)
         if start is not None:
