@@ -8,6 +8,7 @@ in-process wake-up) and reads what came back from the store, which is the only p
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import html
 import json
 import re
@@ -30,7 +31,7 @@ from kanmon.gateway.hooks import Hooks
 from kanmon.gateway.scheduler import SchedulerConfig
 from kanmon.queue import RetryPolicy
 from kanmon.router import ImpulseConfig
-from kanmon.store import Group, Message, NewMessage, Store, upgrade
+from kanmon.store import Dispatch, Group, Message, NewMessage, Run, Store, upgrade
 
 #: The file the echo agent appends each run's input document to when a group's env sets ECHO_RECORD to it.
 RECORD = "inputs.jsonl"
@@ -213,4 +214,25 @@ async def running_gateway(
     finally:
         stopping.set()
         await serving
+        store.close()
+
+
+def crashed_store(data_dir: Path, content: str, *, instance: str, settled: bool = False) -> int:
+    """A store as a gated ``instance`` that died mid-run leaves it: group corp (the echo agent), one message of
+    ``web:corp`` routed to corp (or settled since, ``settled``), and the run ``ghost-run`` still ``starting`` on it,
+    nothing started; the message's seq."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open(f"sqlite:///{data_dir / 'kanmon.db'}")
+    try:
+        upgrade(store.engine)
+        store.add_group(process_group("corp"))
+        seq = store.put_message(NewMessage(chat_jid="web:corp", content=content, sender="u")).message.seq
+        store.record_dispatch([Dispatch(seq, "done") if settled else Dispatch(seq, "new", "corp", "", None)], seq)
+        store.start_run(
+            Run(id="ghost-run", instance=instance, group_folder="corp", topic="", chat_jid="web:corp",
+                runtime="process", status="starting", started_at=dt.datetime.now(dt.UTC), first_seq=seq,
+                last_seq=seq, message_count=1)
+        )  # fmt: skip
+        return seq
+    finally:
         store.close()

@@ -280,16 +280,16 @@ class LaneRunner:
         resumed = await self.reclaimer.resume(run)
         if resumed is None:
             return LaneResult.DEFERRED
-        state.orphan = None  # from here its row is the run's: begun below, or closed at once
         handle, rows = resumed
-        if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver
+        if not rows:  # its batch was settled meanwhile: close the run, nothing left to deliver (a fault: tried again)
             if handle is not None:
                 await release(handle)
             await self._ends(settled_end(run))
+            state.orphan = None
             return LaneResult.OK
         head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
         watched, batch, began = Watched(session_id=run.session_id), Batch(head, rows), self._clock.monotonic()
-        state.begun = Begun(run, batch, handle, run.session_id, began)
+        state.orphan, state.begun = None, Begun(run, batch, handle, run.session_id, began)  # its row is this run's
         if handle is None:
             return await self._finish(lane, state, run, batch, await self.reclaimer.gone(run), watched, began=began)
         logger.info("re-attached; replaying its output")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from kanmon.gateway import prompt, usage
-from tests.gateway_harness import FAST_RETRY, process_group, running_gateway
+from kanmon.gateway import prompt, reclaim, usage
+from tests.gateway_harness import FAST_RETRY, crashed_store, process_group, running_gateway
 
 
 def fail_once(monkeypatch: pytest.MonkeyPatch, target: str, real: Callable[..., Any]) -> list[int]:
@@ -59,3 +59,21 @@ async def test_a_fault_after_a_reply_was_stored_ends_the_run_without_running_it_
         await h.settled()
         assert h.replies("web:corp")[0] == "echo (1/2): one"  # what the chat had is kept, and nothing ran again
         assert len(h.store.recent_runs()) == 1 and [row.status for row in h.inbound("web:corp")] == ["done"]
+
+
+async def test_a_fault_closing_a_reclaimed_run_whose_batch_was_settled_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run left in flight by a crash, whose batch an operator settled meanwhile, is closed when gated starts; a
+    fault there must leave it to be reclaimed again, not forgotten with its row `starting` (holding its session)."""
+    data = tmp_path / "data"
+    crashed_store(data, "settled", instance="test", settled=True)  # settled while gated was down
+    calls = fail_once(monkeypatch, "kanmon.gateway.runner.settled_end", reclaim.settled_end)
+
+    async with running_gateway(data, [], retry=FAST_RETRY) as h:
+        await h.wait_for(lambda: len(calls) == 2, "a second try at closing it")
+        await h.send("web:corp", "and now")  # its session is free again
+        await h.wait_for(lambda: h.replies("web:corp") == ["echo: and now"], "the answer")
+        await h.settled()
+        runs = {run.id: run for run in h.store.recent_runs()}
+        assert runs["ghost-run"].status == "error"

@@ -20,7 +20,7 @@ import pytest
 from kanmon.container.docker import DockerRuntime
 from kanmon.container.process import ProcessRuntime
 from kanmon.store import Dispatch, Group, NewMessage, Run, RunEnd, RunEnded, Store, StoreUnavailable, upgrade
-from tests.gateway_harness import Harness, docker_group, process_group, running_gateway
+from tests.gateway_harness import Harness, crashed_store, docker_group, process_group, running_gateway
 
 RUNTIMES = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 
@@ -179,18 +179,7 @@ async def test_a_run_that_never_got_its_container_fails_without_output_and_its_b
 ) -> None:
     # gated died after recording the run (`starting`) and before the runtime started anything
     data = tmp_path / "data"
-    data.mkdir()
-    store = Store.open(f"sqlite:///{data / 'kanmon.db'}")
-    upgrade(store.engine)
-    store.add_group(process_group("corp"))
-    seq = store.put_message(NewMessage(chat_jid="web:corp", content="lost in the crash", sender="u")).message.seq
-    store.record_dispatch([Dispatch(seq, "new", "corp", "", None)], seq)
-    ghost = Run(
-        id="ghost-run", instance=instance, group_folder="corp", topic="", chat_jid="web:corp", runtime="process",
-        status="starting", started_at=dt.datetime.now(dt.UTC), first_seq=seq, last_seq=seq, message_count=1,
-    )  # fmt: skip
-    store.start_run(ghost)
-    store.close()
+    crashed_store(data, "lost in the crash", instance=instance)
 
     async with running_gateway(data, [], instance=instance) as h:
         await h.wait_for(lambda: h.replies("web:corp") == ["echo: lost in the crash"], "the batch to run again")
