@@ -29,7 +29,6 @@ class Begun:
     run: Run
     batch: Batch
     handle: RunHandle | None
-    session_id: str | None  # the session it resumed
     began: float  # the clock's monotonic seconds at its start
 
 

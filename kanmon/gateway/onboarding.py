@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kanmon.errors import InvalidInput
-from kanmon.folders import is_platform, is_valid_folder, split_jid
+from kanmon.folders import is_valid_folder, jid_problem, split_jid
 from kanmon.gateway.context import GATEWAY_ORIGIN, LayerContext
 from kanmon.gateway.decisions import IdleQueue
 from kanmon.gateway.owner import DIRECT_PLATFORMS, resolve_owner
@@ -78,7 +78,6 @@ ONBOARDING_KEY = "onboarding:{jid}"
 WAITING_KEY = "onboarding-waiting:{jid}"
 _DECISION_PREFIX = ONBOARDING_KEY.format(jid="")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 State = Literal["pending", "approved", "rejected"]
 
@@ -152,8 +151,8 @@ def repost_id(seq: int) -> str:
 
 def check_jid(jid: str) -> str:
     """Return ``jid`` if it can be onboarded (``<platform>:<room>``, no spaces, not web/local); else raise."""
-    platform, room = split_jid(jid)
-    if ":" not in jid or not room or not is_platform(platform) or _SPACE.search(jid):
+    platform, _ = split_jid(jid)
+    if jid_problem(jid) is not None:
         raise OnboardingError(f"{jid!r} is not a chat JID (<platform>:<room>, no spaces)")
     if platform in DIRECT_PLATFORMS:
         raise OnboardingError(f"{jid}: {platform}: chats belong to their folder directly; there is nothing to approve")

@@ -219,7 +219,7 @@ class LaneRunner:
                     await release(handle)  # nothing to run after all (or the store failed us): no leftover
             if start is None:
                 return LaneResult.OK
-            state.begun = Begun(start.run, Batch(start.head, start.rows), handle, start.session_id, began)
+            state.begun = Begun(start.run, Batch(start.head, start.rows), handle, began)
             if handle is not None:
                 self._metrics.container_start_seconds.observe(self._clock.monotonic() - began)
             with bound(chat=start.run.chat_jid):
@@ -289,7 +289,7 @@ class LaneRunner:
             return LaneResult.OK
         head = LaneHead(run.group_folder, run.chat_jid, run.topic, rows[0].forwarded_from, rows[0].seq, len(rows))
         watched, batch, began = Watched(session_id=run.session_id), Batch(head, rows), self._clock.monotonic()
-        state.orphan, state.begun = None, Begun(run, batch, handle, run.session_id, began)  # its row is this run's
+        state.orphan, state.begun = None, Begun(run, batch, handle, began)  # its row is this run's
         if handle is None:
             return await self._finish(lane, state, run, batch, await self.reclaimer.gone(run), watched, began=began)
         logger.info("re-attached; replaying its output")
@@ -331,7 +331,7 @@ class LaneRunner:
         produced = await self._db.retrying(self._db.store.count_outputs, begun.run.id)
         killed = Exited(code=None, reason=ExitReason.KILLED)  # by kanmon: the table then goes by what it answered
         ending = Ending(exited=killed, produced=produced, problems=[f"kanmon failed during the run: {exc}"])
-        watched = Watched(session_id=begun.session_id)
+        watched = Watched(session_id=begun.run.session_id)  # the session it resumed
         return await self._finish(lane, state, begun.run, begun.batch, ending, watched, began=begun.began)
 
     def _recorder(self) -> ReplyRecorder:

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, Integer, bindparam, func, literal_column, sel
 
 from kanmon.store.base import from_row
 from kanmon.store.lists import in_list
-from kanmon.store.records import Message
-from kanmon.store.tables import messages
+from kanmon.store.records import IN_FLIGHT, Message
+from kanmon.store.tables import messages, session_log
 
 __all__ = ["LaneHead", "lane_batch", "lane_batches", "lane_heads", "lane_heads_of"]
 
@@ -125,3 +125,16 @@ def _stream(head: LaneHead, rows: Iterable[Message]) -> list[Message]:
             break
         batch.append(message)
     return batch
+
+
+def sessions_in_flight(conn: Connection, folders: Sequence[str]) -> set[tuple[str, str]]:
+    """The sessions ``(folder, topic)`` of ``folders`` that a run in flight holds (of any gated), in one read: no other
+    run begins on one (:mod:`kanmon.store.run_begins`), no memory flush turn starts on one
+    (:meth:`~kanmon.store.resets.ResetStore.claim_flush`)."""
+    rows = conn.execute(_IN_FLIGHT, {"b_in_flight": list(IN_FLIGHT), "b_folders": list(folders)})
+    return {(str(folder), str(topic)) for folder, topic in rows}
+
+
+_IN_FLIGHT = select(session_log.c.group_folder, session_log.c.topic).where(
+    in_list(session_log.c.status, "b_in_flight"), in_list(session_log.c.group_folder, "b_folders")
+)

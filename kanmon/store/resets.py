@@ -30,8 +30,9 @@ from typing import Literal
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from kanmon.store.base import StoreBase, from_row, from_rows, upsert_statement
+from kanmon.store.lanes import sessions_in_flight
 from kanmon.store.lists import in_list
-from kanmon.store.records import IN_FLIGHT, Run
+from kanmon.store.records import Run
 from kanmon.store.tables import session_log, session_resets, sessions
 from kanmon.store.text import storable
 
@@ -145,7 +146,7 @@ class ResetStore(StoreBase):
         with self._write(fenced=True) as conn:
             if conn.execute(_CLAIMABLE, key).first() is None:
                 return "closed"
-            if conn.execute(_HELD, {**key, "b_in_flight": list(IN_FLIGHT)}).first() is not None:
+            if (folder, topic) in sessions_in_flight(conn, [folder]):
                 return "busy"
             conn.execute(_CLAIM, key)
             if run is not None:
@@ -213,11 +214,6 @@ _UNTOLD_KEYS = select(session_resets).where(
 )
 _TELL = update(session_resets).where(_OF).values(announced=True)
 _FLUSH_OF = session_resets.c.flush_session_id == bindparam("b_session")
-_HELD = select(session_log.c.id).where(
-    session_log.c.group_folder == bindparam("b_folder"),
-    session_log.c.topic == bindparam("b_topic"),
-    in_list(session_log.c.status, "b_in_flight"),
-)
 _CLAIMABLE = select(session_resets.c.topic).where(_OF, _FLUSH_OF, session_resets.c.flush_started_at.is_(None))
 _CLAIM = (
     update(session_resets)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, select
 
 from kanmon.store.base import from_rows
-from kanmon.store.lanes import LaneHead, lane_batch, lane_batches, lane_heads_of
+from kanmon.store.lanes import LaneHead, lane_batch, lane_batches, lane_heads_of, sessions_in_flight
 from kanmon.store.lists import in_list
-from kanmon.store.records import IN_FLIGHT, Message, Run, RunStatus, SystemMessage
+from kanmon.store.records import Message, Run, RunStatus, SystemMessage
 from kanmon.store.resets import SessionReset, take_resets
 from kanmon.store.tables import session_log, sessions, system_messages
 
@@ -80,7 +80,7 @@ def begin_all(conn: Connection, begins: Sequence[RunBegin]) -> list[RunStart | N
     """Begin each run on its lane's next batch in ``conn``'s transaction (None where nothing waits that it accepts)."""
     folders = list(dict.fromkeys(begin.folder for begin in begins))
     heads_of = lane_heads_of(conn, folders)
-    busy = _sessions_in_flight(conn, folders)  # grows with each run's pick below: one run per session
+    busy = sessions_in_flight(conn, folders)  # grows with each run's pick below: one run per session
     accepted = [
         [head for head in heads_of[begin.folder] if (begin.folder, head.topic) not in busy and begin.accept(head)]
         for begin in begins
@@ -133,14 +133,6 @@ def _pick(
     return None
 
 
-def _sessions_in_flight(conn: Connection, folders: list[str]) -> set[tuple[str, str]]:
-    """The sessions ``(folder, topic)`` of ``folders`` a run in flight holds (of any gated), in one read."""
-    return {
-        (str(folder), str(topic))
-        for folder, topic in conn.execute(_IN_FLIGHT, {"b_in_flight": list(IN_FLIGHT), "b_folders": folders})
-    }
-
-
 def _sessions(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The stored session of each ``(folder, topic)`` key that has one (SPEC §10), in one read."""
     if not keys:
@@ -169,9 +161,6 @@ def _take_notes(conn: Connection, folders: list[str]) -> dict[str, list[SystemMe
 _INSERT_RUN = session_log.insert()
 _NOTES = (
     select(system_messages).where(in_list(system_messages.c.group_folder, "b_folders")).order_by(system_messages.c.id)
-)
-_IN_FLIGHT = select(session_log.c.group_folder, session_log.c.topic).where(
-    in_list(session_log.c.status, "b_in_flight"), in_list(session_log.c.group_folder, "b_folders")
 )
 _DELETE_NOTES = delete(system_messages).where(in_list(system_messages.c.id, "b_ids"))
 _SESSIONS = select(sessions.c.group_folder, sessions.c.topic, sessions.c.session_id).where(

@@ -25,7 +25,7 @@ def run(topic: str, folder: str = "corp") -> Run:
 
 def begun(topic: str, folder: str = "corp") -> LaneRuns:
     head = LaneHead(folder, "telegram:1", topic, None, 1, 1)
-    return LaneRuns(begun=Begun(run(topic, folder), Batch(head, []), None, None, 0.0))
+    return LaneRuns(begun=Begun(run(topic, folder), Batch(head, []), None, 0.0))
 
 
 def test_a_begun_run_holds_its_session_for_the_other_lanes_of_its_folder_only() -> None:
