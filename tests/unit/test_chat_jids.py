@@ -67,10 +67,21 @@ def test_a_chat_stored_before_the_rule_still_gets_its_replies(tmp_path: Path, ji
 
 
 @pytest.mark.parametrize("jid", [":x", "telegram:", "telegram:4 2", "TeleGram:5"])
-@pytest.mark.parametrize("command", [["send", "{jid}", "hi"], ["replies", "{jid}"], ["dead", "--chat", "{jid}"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["send", "{jid}", "hi"],
+        ["replies", "{jid}"],
+        ["dead", "--chat", "{jid}"],
+        ["route", "test", "--chat-jid", "{jid}"],
+        ["task", "add", "corp", "--every", "1h", "--prompt", "p", "--chat", "{jid}"],
+    ],
+)
 def test_the_cli_refuses_a_malformed_jid_in_one_line(tmp_path: Path, jid: str, command: list[str]) -> None:
     args = [part.replace("{jid}", jid) for part in command]
-    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args], catch_exceptions=False)
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert CliRunner().invoke(cli, [*data, "group", "add", "corp"], catch_exceptions=False).exit_code == 0
+    result = CliRunner().invoke(cli, [*data, *args], catch_exceptions=False)
     assert result.exit_code == 2, result.output
     assert "invalid chat JID" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output

@@ -27,3 +27,10 @@ def test_a_child_group_sends_only_near_itself(world: World) -> None:
     assert send_problem(world.ctx(), "corp/eng", "web:corp") is None  # its parent's
     problem = send_problem(world.ctx(), "corp/eng", "web:other")
     assert problem is not None and "not corp/eng, its parent or a child of it" in problem
+
+
+@pytest.mark.parametrize("chat", ["telegram:", "TeleGram:5", "telegram:4 2", ":x"])
+def test_a_malformed_chat_is_refused_before_anything_else(world: World, chat: str) -> None:
+    """The JID rule of kanmon's doors (``kanmon.folders.jid_problem``) holds for an agent's send action too."""
+    problem = send_problem(world.ctx(), "corp", chat)
+    assert problem is not None and problem.startswith("invalid chat JID"), problem
